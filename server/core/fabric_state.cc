@@ -1,0 +1,410 @@
+#include "server/core/fabric_state.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+
+namespace fabric::core {
+namespace {
+
+uint64_t AlignUp(uint64_t v, uint64_t align) {
+  return (v + align - 1) / align * align;
+}
+
+const char* SlotKindName(SlotKind k) {
+  return k == SlotKind::kWindow ? "window" : "LUT";
+}
+
+struct Range {
+  uint64_t base;
+  uint64_t size;
+};
+
+}  // namespace
+
+bool operator==(const Grant& a, const Grant& b) {
+  return a.id == b.id && a.borrower == b.borrower && a.target == b.target &&
+         a.size == b.size && a.target_addr == b.target_addr &&
+         a.fabric_addr == b.fabric_addr && a.slot_kind == b.slot_kind &&
+         a.slot_index == b.slot_index && a.slot_count == b.slot_count &&
+         a.borrower_addr == b.borrower_addr;
+}
+
+bool operator==(const WindowEntry& a, const WindowEntry& b) {
+  return a.kind == b.kind && a.slot == b.slot && a.local_base == b.local_base &&
+         a.size == b.size && a.xlat == b.xlat && a.grant_id == b.grant_id;
+}
+
+bool operator==(const InboundEntry& a, const InboundEntry& b) {
+  return a.local_base == b.local_base && a.size == b.size &&
+         a.grant_id == b.grant_id && a.borrower == b.borrower;
+}
+
+bool operator==(const BridgeConfig& a, const BridgeConfig& b) {
+  return a.node == b.node && a.map == b.map && a.windows == b.windows &&
+         a.inbound == b.inbound;
+}
+
+uint64_t SlotAddress(const NodeInfo& node, SlotKind kind, int slot) {
+  const HardwareProfile& p = *node.profile;
+  if (kind == SlotKind::kWindow) {
+    return node.window_base + static_cast<uint64_t>(slot) * p.max_window_size;
+  }
+  return node.window_base +
+         static_cast<uint64_t>(p.window_count) * p.max_window_size +
+         static_cast<uint64_t>(slot) * p.lut_entry_size;
+}
+
+FabricState::FabricState(Topology topo)
+    : topo_(std::move(topo)),
+      link_up_(topo_.links().size(), true),
+      map_(AddressMap::Compute(topo_, link_up_)) {}
+
+bool FabricState::SetLink(int link, bool up) {
+  if (link_up_[link] == up) return false;
+  link_up_[link] = up;
+  map_ = AddressMap::Compute(topo_, link_up_);
+  return true;
+}
+
+std::string FabricState::DownLinks() const {
+  std::vector<std::string> down;
+  for (size_t i = 0; i < link_up_.size(); ++i) {
+    if (!link_up_[i]) down.push_back(topo_.links()[i].name);
+  }
+  return down.empty() ? "none" : absl::StrJoin(down, ", ");
+}
+
+absl::Status FabricState::ValidateRequest(int borrower, int target,
+                                          uint64_t size) const {
+  const int n = topo_.node_count();
+  if (borrower < 0 || borrower >= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("borrower: node ", borrower,
+                     " is out of range; the fabric has ", n, " nodes"));
+  }
+  if (target < 0 || target >= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("target: node ", target,
+                     " is out of range; the fabric has ", n, " nodes"));
+  }
+  const NodeInfo& b = topo_.node(borrower);
+  const HardwareProfile& p = *b.profile;
+  if (borrower == target) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("target: node ", b.name,
+                     " cannot borrow its own memory (borrower == target)"));
+  }
+  if (size == 0) {
+    return absl::InvalidArgumentError("size: must be greater than 0");
+  }
+  if (size % p.size_granularity != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("size: ", size, " bytes is not a multiple of the ",
+                     FormatSize(p.size_granularity), " granularity of profile ",
+                     p.name, " on node ", b.name));
+  }
+  if (size < p.min_window_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "size: ", FormatSize(size), " is below the smallest window (",
+        FormatSize(p.min_window_size), ") of profile ", p.name, " on node ",
+        b.name));
+  }
+  if (size > LargestMapping(p)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "size: ", FormatSize(size), " is bigger than any window profile ",
+        p.name, " on node ", b.name, " allows (largest direct window ",
+        FormatSize(p.max_window_size), ", whole lookup table ",
+        FormatSize(static_cast<uint64_t>(p.lut_entries) * p.lut_entry_size),
+        ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Grant> FabricState::PlanGrant(int borrower, int target,
+                                             uint64_t size) const {
+  RETURN_IF_ERROR(ValidateRequest(borrower, target, size));
+  const NodeInfo& b = topo_.node(borrower);
+  const NodeInfo& t = topo_.node(target);
+  const HardwareProfile& p = *b.profile;
+  if (!map_.Path(borrower, target).has_value()) {
+    return absl::UnavailableError(absl::StrCat(
+        "target: node ", t.name, " is unreachable from borrower node ", b.name,
+        "; links down: ", DownLinks()));
+  }
+
+  std::vector<bool> window_used(p.window_count, false);
+  std::vector<bool> lut_used(p.lut_entries, false);
+  std::vector<Range> taken;  // On the target.
+  for (const auto& [id, g] : grants_) {
+    if (g.borrower == borrower) {
+      auto& used = g.slot_kind == SlotKind::kWindow ? window_used : lut_used;
+      for (int s = g.slot_index; s < g.slot_index + g.slot_count; ++s) {
+        used[s] = true;
+      }
+    }
+    if (g.target == target) taken.push_back({g.target_addr, g.size});
+  }
+  std::sort(taken.begin(), taken.end(),
+            [](const Range& x, const Range& y) { return x.base < y.base; });
+
+  // First fit in the target's export region such that the fabric address is
+  // aligned to `align`.
+  const uint64_t export_end = t.export_base + t.export_size;
+  auto fit = [&](uint64_t align) -> std::optional<uint64_t> {
+    uint64_t cursor = t.export_base;
+    for (size_t i = 0; i <= taken.size(); ++i) {
+      uint64_t gap_end = i < taken.size() ? taken[i].base : export_end;
+      uint64_t fab = AlignUp(t.aperture_base + (cursor - t.export_base), align);
+      uint64_t start = t.export_base + (fab - t.aperture_base);
+      if (start <= gap_end && gap_end - start >= size) return start;
+      if (i < taken.size()) {
+        cursor = std::max(cursor, taken[i].base + taken[i].size);
+      }
+    }
+    return std::nullopt;
+  };
+
+  int used_windows = static_cast<int>(
+      std::count(window_used.begin(), window_used.end(), true));
+  int used_lut =
+      static_cast<int>(std::count(lut_used.begin(), lut_used.end(), true));
+  bool had_slot = false;
+  uint64_t failed_align = 0;
+
+  if (size <= p.max_window_size && used_windows < p.window_count) {
+    had_slot = true;
+    failed_align = p.xlat_align;
+    int slot = static_cast<int>(
+        std::find(window_used.begin(), window_used.end(), false) -
+        window_used.begin());
+    if (std::optional<uint64_t> addr = fit(p.xlat_align)) {
+      return Grant{"",
+                   borrower,
+                   target,
+                   size,
+                   *addr,
+                   t.aperture_base + (*addr - t.export_base),
+                   SlotKind::kWindow,
+                   slot,
+                   1,
+                   SlotAddress(b, SlotKind::kWindow, slot)};
+    }
+  }
+  int lut_need = 0;
+  if (p.lut_entries > 0 && size % p.lut_entry_size == 0) {
+    lut_need = static_cast<int>(size / p.lut_entry_size);
+    int run = 0;
+    int slot = -1;
+    for (int s = 0; s < p.lut_entries && slot < 0; ++s) {
+      run = lut_used[s] ? 0 : run + 1;
+      if (run == lut_need) slot = s - lut_need + 1;
+    }
+    if (slot >= 0) {
+      had_slot = true;
+      failed_align = p.lut_entry_size;
+      if (std::optional<uint64_t> addr = fit(p.lut_entry_size)) {
+        return Grant{"",
+                     borrower,
+                     target,
+                     size,
+                     *addr,
+                     t.aperture_base + (*addr - t.export_base),
+                     SlotKind::kLut,
+                     slot,
+                     lut_need,
+                     SlotAddress(b, SlotKind::kLut, slot)};
+      }
+    }
+  }
+
+  if (!had_slot) {
+    std::string lut_note =
+        p.lut_entries == 0
+            ? "no lookup table"
+            : (lut_need == 0
+                   ? absl::StrCat("LUT unusable: size is not a multiple of ",
+                                  FormatSize(p.lut_entry_size))
+                   : absl::StrCat(used_lut, " of ", p.lut_entries,
+                                  " LUT slots in use, no run of ", lut_need,
+                                  " contiguous free slots"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "borrower: no free window for ", FormatSize(size), " on node ", b.name,
+        " (profile ", p.name, "): ", used_windows, " of ", p.window_count,
+        " direct windows in use",
+        size > p.max_window_size
+            ? absl::StrCat(" (max ", FormatSize(p.max_window_size), ")")
+            : "",
+        "; ", lut_note));
+  }
+  uint64_t largest = 0;
+  uint64_t cursor = t.export_base;
+  for (const Range& r : taken) {
+    if (r.base > cursor) largest = std::max(largest, r.base - cursor);
+    cursor = std::max(cursor, r.base + r.size);
+  }
+  if (export_end > cursor) largest = std::max(largest, export_end - cursor);
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "target: no free range of ", FormatSize(size), " aligned to ",
+      FormatSize(failed_align), " in the export region [",
+      FormatAddr(t.export_base), ", ", FormatAddr(export_end), ") of node ",
+      t.name, "; largest free range is ", FormatSize(largest), " (",
+      taken.size(), " grants on it)"));
+}
+
+absl::Status FabricState::AddGrant(const Grant& g) {
+  if (g.id.empty()) {
+    return absl::InvalidArgumentError("id: a grant needs an id");
+  }
+  if (grants_.count(g.id) != 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("id: grant \"", g.id, "\" already exists"));
+  }
+  absl::Status valid = ValidateRequest(g.borrower, g.target, g.size);
+  if (!valid.ok()) return absl::InvalidArgumentError(valid.message());
+
+  const NodeInfo& b = topo_.node(g.borrower);
+  const NodeInfo& t = topo_.node(g.target);
+  const HardwareProfile& p = *b.profile;
+  auto invalid = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("grant ", g.id, ": ", what,
+                                                   " (borrower ", b.name,
+                                                   ", profile ", p.name, ")"));
+  };
+  if (g.slot_kind == SlotKind::kWindow) {
+    if (g.slot_count != 1) return invalid("slot_count: a window uses 1 slot");
+    if (g.slot_index < 0 || g.slot_index >= p.window_count) {
+      return invalid(absl::StrCat("slot_index: window ", g.slot_index,
+                                  " outside 0..", p.window_count - 1));
+    }
+    if (g.size > p.max_window_size) {
+      return invalid(absl::StrCat("size: ", FormatSize(g.size),
+                                  " exceeds the largest window ",
+                                  FormatSize(p.max_window_size)));
+    }
+    if (g.fabric_addr % p.xlat_align != 0) {
+      return invalid(absl::StrCat("fabric_addr: ", FormatAddr(g.fabric_addr),
+                                  " is not aligned to xlat_align ",
+                                  FormatSize(p.xlat_align)));
+    }
+  } else {
+    if (p.lut_entries == 0) return invalid("slot_kind: no lookup table");
+    if (g.slot_count < 1 || g.slot_index < 0 ||
+        g.slot_index + g.slot_count > p.lut_entries) {
+      return invalid(absl::StrCat("slot_index: LUT slots ", g.slot_index, "+",
+                                  g.slot_count, " outside 0..",
+                                  p.lut_entries - 1));
+    }
+    if (g.size != static_cast<uint64_t>(g.slot_count) * p.lut_entry_size) {
+      return invalid(absl::StrCat("size: ", FormatSize(g.size), " is not ",
+                                  g.slot_count, " LUT entries of ",
+                                  FormatSize(p.lut_entry_size)));
+    }
+    if (g.fabric_addr % p.lut_entry_size != 0) {
+      return invalid(absl::StrCat("fabric_addr: ", FormatAddr(g.fabric_addr),
+                                  " is not aligned to the LUT entry size ",
+                                  FormatSize(p.lut_entry_size)));
+    }
+  }
+  if (g.borrower_addr != SlotAddress(b, g.slot_kind, g.slot_index)) {
+    return invalid(
+        absl::StrCat("borrower_addr: ", FormatAddr(g.borrower_addr), " is not ",
+                     SlotKindName(g.slot_kind), " slot ", g.slot_index, " at ",
+                     FormatAddr(SlotAddress(b, g.slot_kind, g.slot_index))));
+  }
+  if (g.target_addr < t.export_base ||
+      g.target_addr - t.export_base > t.export_size ||
+      t.export_size - (g.target_addr - t.export_base) < g.size) {
+    return invalid(absl::StrCat(
+        "target_addr: [", FormatAddr(g.target_addr), ", +", FormatSize(g.size),
+        ") is outside the export region of node ", t.name));
+  }
+  if (g.fabric_addr != t.aperture_base + (g.target_addr - t.export_base)) {
+    return invalid(absl::StrCat("fabric_addr: ", FormatAddr(g.fabric_addr),
+                                " does not match target_addr ",
+                                FormatAddr(g.target_addr)));
+  }
+  for (const auto& [id, o] : grants_) {
+    if (o.borrower == g.borrower && o.slot_kind == g.slot_kind &&
+        o.slot_index < g.slot_index + g.slot_count &&
+        g.slot_index < o.slot_index + o.slot_count) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "grant ", g.id, ": ", SlotKindName(g.slot_kind), " slot ",
+          g.slot_index, " on node ", b.name, " is used by grant ", id));
+    }
+    if (o.target == g.target && o.target_addr < g.target_addr + g.size &&
+        g.target_addr < o.target_addr + o.size) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "grant ", g.id, ": target range [", FormatAddr(g.target_addr), ", +",
+          FormatSize(g.size), ") on node ", t.name, " overlaps grant ", id));
+    }
+  }
+  grants_.emplace(g.id, g);
+  return absl::OkStatus();
+}
+
+absl::Status FabricState::RemoveGrant(absl::string_view id) {
+  auto it = grants_.find(id);
+  if (it == grants_.end()) {
+    return absl::NotFoundError(absl::StrCat("grant \"", id, "\" not found"));
+  }
+  grants_.erase(it);
+  return absl::OkStatus();
+}
+
+const Grant* FabricState::FindGrant(absl::string_view id) const {
+  auto it = grants_.find(id);
+  return it == grants_.end() ? nullptr : &it->second;
+}
+
+std::vector<const Grant*> FabricState::grants() const {
+  std::vector<const Grant*> out;
+  out.reserve(grants_.size());
+  for (const auto& [id, g] : grants_) out.push_back(&g);
+  return out;
+}
+
+std::optional<std::vector<int>> FabricState::GrantPath(const Grant& g) const {
+  return map_.Path(g.borrower, g.target);
+}
+
+BridgeConfig FabricState::ConfigFor(int node) const {
+  BridgeConfig c;
+  c.node = node;
+  c.map = map_.entries(node);
+  const HardwareProfile& p = *topo_.node(node).profile;
+  for (const auto& [id, g] : grants_) {
+    if (g.borrower == node) {
+      if (g.slot_kind == SlotKind::kWindow) {
+        c.windows.push_back({SlotKind::kWindow, g.slot_index, g.borrower_addr,
+                             g.size, g.fabric_addr, g.id});
+      } else {
+        for (int k = 0; k < g.slot_count; ++k) {
+          uint64_t off = static_cast<uint64_t>(k) * p.lut_entry_size;
+          c.windows.push_back({SlotKind::kLut, g.slot_index + k,
+                               g.borrower_addr + off, p.lut_entry_size,
+                               g.fabric_addr + off, g.id});
+        }
+      }
+    }
+    if (g.target == node) {
+      c.inbound.push_back({g.target_addr, g.size, g.id, g.borrower});
+    }
+  }
+  std::sort(c.windows.begin(), c.windows.end(),
+            [](const WindowEntry& a, const WindowEntry& b) {
+              return std::make_pair(a.kind, a.slot) <
+                     std::make_pair(b.kind, b.slot);
+            });
+  std::sort(c.inbound.begin(), c.inbound.end(),
+            [](const InboundEntry& a, const InboundEntry& b) {
+              return a.local_base < b.local_base;
+            });
+  return c;
+}
+
+}  // namespace fabric::core

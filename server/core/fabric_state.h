@@ -1,0 +1,135 @@
+// The manager's model of a fabric: topology, link states, the address map
+// they imply, and the live memory grants with their window placement.
+#ifndef FABRIC_SERVER_CORE_FABRIC_STATE_H_
+#define FABRIC_SERVER_CORE_FABRIC_STATE_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/core/address_map.h"
+#include "server/core/topology.h"
+
+namespace fabric::core {
+
+enum class SlotKind { kWindow, kLut };
+
+// `borrower` sees `size` bytes of `target`'s memory at borrower_addr.
+struct Grant {
+  std::string id;
+  int borrower;
+  int target;
+  uint64_t size;
+  uint64_t target_addr;  // Host-physical on target, inside its export region.
+  uint64_t fabric_addr;  // target aperture_base + (target_addr - export_base).
+  SlotKind slot_kind;
+  int slot_index;
+  int slot_count;          // LUT: contiguous slots used; window: 1.
+  uint64_t borrower_addr;  // Host-physical on borrower.
+};
+
+bool operator==(const Grant& a, const Grant& b);
+
+// One programmed outbound translation: [local_base, local_base + size) on the
+// bridge's host goes to fabric address xlat. A LUT grant yields one entry per
+// slot, each lut_entry_size bytes.
+struct WindowEntry {
+  SlotKind kind;
+  int slot;
+  uint64_t local_base;
+  uint64_t size;
+  uint64_t xlat;
+  std::string grant_id;
+};
+
+// A range of the bridge's host memory that a grant exposes to `borrower`.
+struct InboundEntry {
+  uint64_t local_base;
+  uint64_t size;
+  std::string grant_id;
+  int borrower;
+};
+
+// The desired hardware configuration of one bridge.
+struct BridgeConfig {
+  int node;
+  std::vector<MapEntry> map;          // Sorted by base.
+  std::vector<WindowEntry> windows;   // Sorted by (kind, slot).
+  std::vector<InboundEntry> inbound;  // Sorted by local_base.
+};
+
+bool operator==(const WindowEntry& a, const WindowEntry& b);
+bool operator==(const InboundEntry& a, const InboundEntry& b);
+bool operator==(const BridgeConfig& a, const BridgeConfig& b);
+
+// Host-physical address of a borrower's direct window `slot` or LUT `slot`.
+uint64_t SlotAddress(const NodeInfo& node, SlotKind kind, int slot);
+
+// Not thread-safe; copyable.
+class FabricState {
+ public:
+  // Starts with every link up and no grants.
+  explicit FabricState(Topology topo);
+
+  const Topology& topology() const { return topo_; }
+  const AddressMap& map() const { return map_; }
+  // REQUIRES: 0 <= link < link count.
+  bool link_up(int link) const { return link_up_[link]; }
+  const std::vector<bool>& link_states() const { return link_up_; }
+
+  // Sets a link's state and recomputes the map. Returns whether it changed.
+  // Grants stay; a grant whose path is cut faults until the link returns.
+  // REQUIRES: 0 <= link < link count.
+  bool SetLink(int link, bool up);
+
+  // Plans a grant of `size` bytes of `target`'s memory to `borrower` without
+  // changing anything; the id is left empty. Prefers a free direct window;
+  // falls back to contiguous LUT slots when size is a multiple of the LUT
+  // entry size. The target range is the first fit in its export region.
+  // INVALID_ARGUMENT: bad node, borrower == target, size 0, size off the
+  // granularity or below the smallest window. RESOURCE_EXHAUSTED: size above
+  // any window, no free slot on the borrower, no free aligned range on the
+  // target. UNAVAILABLE: target unreachable from the borrower.
+  absl::StatusOr<Grant> PlanGrant(int borrower, int target,
+                                  uint64_t size) const;
+
+  // Adds a grant exactly as given (e.g. restored from the store). Accepts
+  // whatever PlanGrant produced for the current grants, reachable or not.
+  // INVALID_ARGUMENT: empty id, bad node, or the grant breaks the borrower's
+  // profile or its own consistency. ALREADY_EXISTS: id in use.
+  // FAILED_PRECONDITION: it overlaps a live grant's slot or target range.
+  absl::Status AddGrant(const Grant& g);
+
+  // NOT_FOUND if no grant has that id.
+  absl::Status RemoveGrant(absl::string_view id);
+
+  // nullptr if absent. Invalidated by AddGrant/RemoveGrant.
+  const Grant* FindGrant(absl::string_view id) const;
+  // Ordered by id. Invalidated by AddGrant/RemoveGrant.
+  std::vector<const Grant*> grants() const;
+
+  // The bridges a grant's accesses cross, or nullopt when its path is cut.
+  std::optional<std::vector<int>> GrantPath(const Grant& g) const;
+
+  // The desired hardware configuration of `node`'s bridge.
+  // REQUIRES: valid node.
+  BridgeConfig ConfigFor(int node) const;
+
+ private:
+  absl::Status ValidateRequest(int borrower, int target, uint64_t size) const;
+  std::string DownLinks() const;
+
+  Topology topo_;
+  std::vector<bool> link_up_;
+  AddressMap map_;
+  std::map<std::string, Grant, std::less<>> grants_;
+};
+
+}  // namespace fabric::core
+
+#endif  // FABRIC_SERVER_CORE_FABRIC_STATE_H_
