@@ -1,0 +1,92 @@
+// fabric-manager: parses flags and wires the store, the manager and the gRPC
+// server together. All logic lives in server/service and server/core.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "server/service/manager.h"
+#include "server/service/server.h"
+#include "server/store/sqlite_store.h"
+
+namespace {
+
+bool ParseDurationFlag(const std::string& text, absl::Duration* out) {
+  return absl::ParseDuration(text, out) && *out > absl::ZeroDuration();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fabric-manager: the PCIe fabric control plane"};
+  std::string db = "fabric.db";
+  std::string listen = "127.0.0.1:7070";
+  std::string heartbeat_timeout = "3s";
+  std::string heartbeat_interval = "1s";
+  app.add_option("--db", db,
+                 "SQLite database file (WAL mode); created if absent")
+      ->capture_default_str();
+  app.add_option("--listen", listen, "gRPC listen address HOST:PORT")
+      ->capture_default_str();
+  app.add_option("--heartbeat-timeout", heartbeat_timeout,
+                 "an agent silent this long is NOT_READY")
+      ->capture_default_str();
+  app.add_option("--heartbeat-interval", heartbeat_interval,
+                 "how often agents are asked to report")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  fabric::service::ManagerOptions options;
+  if (!ParseDurationFlag(heartbeat_timeout, &options.heartbeat_timeout) ||
+      !ParseDurationFlag(heartbeat_interval, &options.heartbeat_interval)) {
+    std::cerr << "error: --heartbeat-timeout and --heartbeat-interval take a "
+                 "positive duration such as 500ms, 3s or 1m\n";
+    return 2;
+  }
+
+  // Block the stop signals before any thread starts; one thread waits for
+  // them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto store = fabric::store::OpenSqliteStore({.path = db});
+  if (!store.ok()) {
+    std::cerr << "error: --db " << db << ": " << store.status().message()
+              << "\n";
+    return 1;
+  }
+  auto manager = fabric::service::FabricManager::Open(
+      store->get(), fabric::Clock::Real(), options);
+  if (!manager.ok()) {
+    std::cerr << "error: loading state from " << db << ": "
+              << manager.status().message() << "\n";
+    return 1;
+  }
+  auto server = fabric::service::GrpcServer::Start(manager->get(), listen);
+  if (!server.ok()) {
+    std::cerr << "error: " << server.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "fabric-manager listening on "
+            << listen.substr(0, listen.rfind(':')) << ":" << (*server)->port()
+            << " (db " << db << ")" << std::endl;
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::cout << "fabric-manager: signal " << sig << ", shutting down"
+              << std::endl;
+    (*manager)->Shutdown();
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  waiter.join();
+  return 0;
+}

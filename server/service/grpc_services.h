@@ -1,0 +1,91 @@
+// The RPC edge: gRPC service implementations over FabricManager. This is the
+// only place absl::Status becomes grpc::Status on the server.
+#ifndef FABRIC_SERVER_SERVICE_GRPC_SERVICES_H_
+#define FABRIC_SERVER_SERVICE_GRPC_SERVICES_H_
+
+#include "fabric/v1/fabric.grpc.pb.h"
+#include "server/service/manager.h"
+
+namespace fabric::service {
+
+// Thread-safe; `manager` is not owned and must outlive the service.
+class FabricServiceImpl final : public v1::FabricService::Service {
+ public:
+  explicit FabricServiceImpl(FabricManager* manager) : manager_(manager) {}
+
+  grpc::Status CreateFabric(grpc::ServerContext*, const v1::CreateFabricRequest*,
+                            v1::Fabric*) override;
+  grpc::Status GetFabric(grpc::ServerContext*, const v1::GetFabricRequest*,
+                         v1::Fabric*) override;
+  grpc::Status ListFabrics(grpc::ServerContext*, const v1::ListFabricsRequest*,
+                           v1::ListFabricsResponse*) override;
+  grpc::Status DeleteFabric(grpc::ServerContext*, const v1::DeleteFabricRequest*,
+                            v1::Fabric*) override;
+  grpc::Status GetNode(grpc::ServerContext*, const v1::GetNodeRequest*,
+                       v1::Node*) override;
+  grpc::Status ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*,
+                         v1::ListNodesResponse*) override;
+  grpc::Status GetBridge(grpc::ServerContext*, const v1::GetBridgeRequest*,
+                         v1::Bridge*) override;
+  grpc::Status ListBridges(grpc::ServerContext*, const v1::ListBridgesRequest*,
+                           v1::ListBridgesResponse*) override;
+  grpc::Status GetLink(grpc::ServerContext*, const v1::GetLinkRequest*,
+                       v1::Link*) override;
+  grpc::Status ListLinks(grpc::ServerContext*, const v1::ListLinksRequest*,
+                         v1::ListLinksResponse*) override;
+  grpc::Status SetLinkState(grpc::ServerContext*,
+                            const v1::SetLinkStateRequest*,
+                            v1::Link*) override;
+  grpc::Status GetAddressMap(grpc::ServerContext*,
+                             const v1::GetAddressMapRequest*,
+                             v1::AddressMap*) override;
+  grpc::Status ListAddressMaps(grpc::ServerContext*,
+                               const v1::ListAddressMapsRequest*,
+                               v1::ListAddressMapsResponse*) override;
+  grpc::Status CreateAllocation(grpc::ServerContext*,
+                                const v1::CreateAllocationRequest*,
+                                v1::Allocation*) override;
+  grpc::Status GetAllocation(grpc::ServerContext*,
+                             const v1::GetAllocationRequest*,
+                             v1::Allocation*) override;
+  grpc::Status ListAllocations(grpc::ServerContext*,
+                               const v1::ListAllocationsRequest*,
+                               v1::ListAllocationsResponse*) override;
+  grpc::Status DeleteAllocation(grpc::ServerContext*,
+                                const v1::DeleteAllocationRequest*,
+                                v1::Allocation*) override;
+  // Ends with ABORTED when the client falls too far behind (re-list, then
+  // watch again), and with UNAVAILABLE at server shutdown.
+  grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*,
+                     grpc::ServerWriter<v1::WatchEvent>*) override;
+  grpc::Status ListProfiles(grpc::ServerContext*,
+                            const v1::ListProfilesRequest*,
+                            v1::ListProfilesResponse*) override;
+  grpc::Status Ping(grpc::ServerContext*, const v1::PingRequest*,
+                    v1::PingResponse*) override;
+
+ private:
+  FabricManager* const manager_;  // not owned
+};
+
+class AgentServiceImpl final : public v1::AgentService::Service {
+ public:
+  explicit AgentServiceImpl(FabricManager* manager) : manager_(manager) {}
+
+  grpc::Status RegisterNode(grpc::ServerContext*,
+                            const v1::RegisterNodeRequest*,
+                            v1::RegisterNodeResponse*) override;
+  grpc::Status StreamConfig(grpc::ServerContext*,
+                            const v1::StreamConfigRequest*,
+                            grpc::ServerWriter<v1::DesiredConfig>*) override;
+  grpc::Status ReportStatus(grpc::ServerContext*,
+                            const v1::ReportStatusRequest*,
+                            v1::ReportStatusResponse*) override;
+
+ private:
+  FabricManager* const manager_;  // not owned
+};
+
+}  // namespace fabric::service
+
+#endif  // FABRIC_SERVER_SERVICE_GRPC_SERVICES_H_

@@ -1,0 +1,1280 @@
+#include "server/service/manager.h"
+
+#include <algorithm>
+
+#include "absl/random/distributions.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+#include "fabric/internal/records.pb.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/core/invariants.h"
+#include "server/service/convert.h"
+
+namespace fabric::service {
+
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+constexpr char kTableMeta[] = "meta";
+constexpr char kTableFabrics[] = "fabrics";
+constexpr char kTableLinks[] = "links";
+constexpr char kTableAllocations[] = "allocations";
+constexpr char kTableRequests[] = "requests";
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+constexpr size_t kMaxRequestIdLength = 128;
+constexpr size_t kMaxOwnerLength = 128;
+constexpr int kMaxLabels = 64;
+constexpr size_t kMaxLabelKeyLength = 63;
+constexpr size_t kMaxLabelValueLength = 256;
+constexpr absl::Duration kMaxTtl = absl::Hours(24 * 365);
+
+google::protobuf::Timestamp ToProtoTime(absl::Time t) {
+  return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
+}
+
+absl::Time FromProtoTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t));
+}
+
+// Deterministic bytes of `request` without its request_id, so that a retry
+// can be told from a different request that reuses the id.
+std::string Fingerprint(const google::protobuf::Message& request) {
+  std::unique_ptr<google::protobuf::Message> copy(request.New());
+  copy->CopyFrom(request);
+  const auto* field = copy->GetDescriptor()->FindFieldByName("request_id");
+  if (field != nullptr) copy->GetReflection()->ClearField(copy.get(), field);
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream sos(&out);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    copy->SerializeToCodedStream(&cos);
+  }
+  return out;
+}
+
+struct Page {
+  size_t begin = 0;
+  size_t end = 0;
+  std::string next_token;
+};
+
+// Pagination over `keys`, sorted ascending. The token is the opaque last key
+// of the previous page.
+absl::StatusOr<Page> Paginate(const std::vector<std::string>& keys,
+                              int page_size, absl::string_view token) {
+  if (page_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be >= 0, got ", page_size));
+  }
+  if (page_size == 0) page_size = kDefaultPageSize;
+  page_size = std::min(page_size, kMaxPageSize);
+  Page p;
+  if (!token.empty()) {
+    std::string after;
+    if (!absl::WebSafeBase64Unescape(token, &after)) {
+      return absl::InvalidArgumentError(
+          "page_token: not a token returned by this server");
+    }
+    p.begin = std::upper_bound(keys.begin(), keys.end(), after) - keys.begin();
+  }
+  p.end = std::min(keys.size(), p.begin + static_cast<size_t>(page_size));
+  if (p.end < keys.size() && p.end > p.begin) {
+    p.next_token = absl::WebSafeBase64Escape(keys[p.end - 1]);
+  }
+  return p;
+}
+
+std::string PathText(const core::Topology& topo, const std::vector<int>& p) {
+  std::vector<std::string> names;
+  for (int n : p) names.push_back(topo.node(n).name);
+  return absl::StrJoin(names, " -> ");
+}
+
+}  // namespace
+
+struct FabricManager::FabricEntry {
+  v1::Fabric record;  // name, spec, create_time: what is stored
+  core::FabricState state;
+  bool deleting = false;
+  explicit FabricEntry(core::FabricState s) : state(std::move(s)) {}
+  const std::string& id() const { return record.spec().name(); }
+};
+
+struct FabricManager::AllocationEntry {
+  v1::Allocation record;  // what is stored; state fields unset
+  std::string fabric;     // fabric id
+  bool committed = false;
+  bool releasing = false;
+  int64_t required_generation = 0;
+  v1::Allocation::State last_state = v1::Allocation::PENDING;
+  std::string id() const {
+    return std::string(absl::StripPrefix(record.name(), "allocations/"));
+  }
+};
+
+struct FabricManager::AgentEntry {
+  v1::Node::AgentState state = v1::Node::UNREGISTERED;
+  absl::Time last_heartbeat = absl::InfinitePast();
+  int64_t applied_generation = 0;
+  v1::NodeInventory inventory;
+  std::string backend;
+  std::vector<v1::ApplyError> errors;
+};
+
+struct FabricManager::PendingRequest {
+  std::string method;
+  std::string fingerprint;
+  absl::Time time;
+  bool done = false;       // guarded by the manager's mu_
+  bool abandoned = false;  // the write failed; the id may be used again
+  std::string response;
+};
+
+FabricManager::FabricManager(store::Store* store, Clock* clock,
+                             ManagerOptions options)
+    : store_(store), clock_(clock), options_(options) {}
+
+FabricManager::~FabricManager() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<FabricManager>> FabricManager::Open(
+    store::Store* store, Clock* clock, ManagerOptions options) {
+  std::unique_ptr<FabricManager> m(new FabricManager(store, clock, options));
+  RETURN_IF_ERROR(m->Load());
+  if (options.sweep_interval > absl::ZeroDuration()) {
+    FabricManager* raw = m.get();
+    m->sweeper_ = std::thread([raw] { raw->SweeperLoop(); });
+  }
+  return m;
+}
+
+absl::Status FabricManager::Load() {
+  // A new epoch, durable before anything is served, keeps generations
+  // increasing across restarts.
+  internal::MetaRecord meta;
+  auto meta_bytes = store_->Get(kTableMeta, "meta");
+  if (meta_bytes.ok()) {
+    if (!meta.ParseFromString(*meta_bytes)) {
+      return absl::DataLossError("store: meta record is unreadable");
+    }
+  } else if (!absl::IsNotFound(meta_bytes.status())) {
+    return meta_bytes.status();
+  }
+  meta.set_epoch(meta.epoch() + 1);
+  store::WriteBatch batch;
+  batch.Put(kTableMeta, "meta", meta.SerializeAsString());
+  RETURN_IF_ERROR(store_->Apply(batch));
+
+  absl::MutexLock l(&mu_);
+  generation_ = meta.epoch() << 32;
+  ASSIGN_OR_RETURN(auto fabrics, store_->Scan(kTableFabrics));
+  for (const auto& [key, value] : fabrics) {
+    v1::Fabric record;
+    if (!record.ParseFromString(value)) {
+      return absl::DataLossError(
+          absl::StrCat("store: fabric record \"", key, "\" is unreadable"));
+    }
+    ASSIGN_OR_RETURN(core::FabricSpec spec, SpecFromProto(record.spec()));
+    auto topo = core::Topology::Build(spec);
+    if (!topo.ok()) {
+      return absl::DataLossError(absl::StrCat("store: fabric \"", key,
+                                              "\" no longer validates: ",
+                                              topo.status().message()));
+    }
+    auto entry = std::make_unique<FabricEntry>(
+        core::FabricState(*std::move(topo)));
+    entry->record = std::move(record);
+    for (const auto& n : entry->state.topology().nodes()) {
+      node_fabric_[n.name] = key;
+    }
+    fabrics_[key] = std::move(entry);
+  }
+  ASSIGN_OR_RETURN(auto links, store_->Scan(kTableLinks));
+  for (const auto& [key, value] : links) {
+    internal::LinkRecord rec;
+    if (!rec.ParseFromString(value)) {
+      return absl::DataLossError(
+          absl::StrCat("store: link record \"", key, "\" is unreadable"));
+    }
+    auto it = fabrics_.find(rec.fabric());
+    if (it == fabrics_.end()) continue;  // fabric deleted with the link
+    auto idx = it->second->state.topology().FindLinkByName(key);
+    if (!idx) continue;
+    it->second->state.SetLink(*idx, rec.up());
+  }
+  ASSIGN_OR_RETURN(auto allocations, store_->Scan(kTableAllocations));
+  for (const auto& [key, value] : allocations) {
+    auto a = std::make_unique<AllocationEntry>();
+    if (!a->record.ParseFromString(value)) {
+      return absl::DataLossError(
+          absl::StrCat("store: allocation record \"", key, "\" is unreadable"));
+    }
+    a->fabric = std::string(absl::StripPrefix(a->record.fabric(), "fabrics/"));
+    auto fit = fabrics_.find(a->fabric);
+    if (fit == fabrics_.end()) {
+      return absl::DataLossError(absl::StrCat(
+          "store: allocation ", key, " names missing fabric ", a->fabric));
+    }
+    const core::Topology& topo = fit->second->state.topology();
+    auto b = topo.FindNode(absl::StripPrefix(a->record.borrower(), "nodes/"));
+    auto t = topo.FindNode(absl::StripPrefix(a->record.target(), "nodes/"));
+    if (!b || !t) {
+      return absl::DataLossError(absl::StrCat(
+          "store: allocation ", key, " names a node its fabric lacks"));
+    }
+    core::Grant g;
+    g.id = key;
+    g.borrower = *b;
+    g.target = *t;
+    g.size = a->record.size();
+    g.target_addr = a->record.target_addr();
+    g.fabric_addr = a->record.fabric_addr();
+    g.slot_kind = SlotKindFromProto(a->record.slot_kind());
+    g.slot_index = a->record.slot();
+    g.slot_count = a->record.slot_count();
+    g.borrower_addr = a->record.borrower_addr();
+    absl::Status added = fit->second->state.AddGrant(g);
+    if (!added.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "store: allocation ", key, " cannot be restored: ", added.message()));
+    }
+    a->committed = true;
+    a->required_generation = generation_ + 1;
+    allocations_[key] = std::move(a);
+  }
+  ASSIGN_OR_RETURN(auto requests, store_->Scan(kTableRequests));
+  for (const auto& [key, value] : requests) {
+    internal::RequestRecord rec;
+    if (!rec.ParseFromString(value)) continue;  // only costs idempotency
+    auto p = std::make_shared<PendingRequest>();
+    p->method = rec.method();
+    p->fingerprint = rec.fingerprint();
+    p->response = rec.response();
+    p->time = absl::FromUnixMicros(rec.create_unix_micros());
+    p->done = true;
+    requests_[key] = std::move(p);
+  }
+  BumpGeneration();
+  return absl::OkStatus();
+}
+
+void FabricManager::Shutdown() {
+  {
+    absl::MutexLock l(&mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+  }
+  stop_.Notify();
+  hub_.Close();
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+void FabricManager::SweeperLoop() {
+  while (!stop_.WaitForNotificationWithTimeout(options_.sweep_interval)) {
+    Sweep();
+  }
+}
+
+int64_t FabricManager::BumpGeneration() {
+  ++generation_;
+  hub_.SetGeneration(generation_);
+  return generation_;
+}
+
+std::string FabricManager::NewAllocationId() {
+  // Random, so that ids never repeat across restarts.
+  std::string id;
+  do {
+    uint64_t v = absl::Uniform<uint64_t>(bitgen_) & 0xffffffffffffull;
+    id = absl::StrCat("alloc-", absl::Hex(v, absl::kZeroPad12));
+  } while (allocations_.count(id) != 0);
+  return id;
+}
+
+absl::StatusOr<std::string> FabricManager::Mutate(
+    absl::string_view method, absl::string_view request_id,
+    const google::protobuf::Message& request,
+    const std::function<absl::StatusOr<Plan>()>& plan_fn) {
+  if (request_id.size() > kMaxRequestIdLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: ", request_id.size(),
+                     " characters is over the limit of ", kMaxRequestIdLength));
+  }
+  const std::string fingerprint =
+      request_id.empty() ? std::string() : Fingerprint(request);
+  mu_.Lock();
+  if (shutdown_) {
+    mu_.Unlock();
+    return absl::UnavailableError("the manager is shutting down");
+  }
+  std::shared_ptr<PendingRequest> pending;
+  if (!request_id.empty()) {
+    auto it = requests_.find(request_id);
+    if (it != requests_.end()) {
+      std::shared_ptr<PendingRequest> prior = it->second;
+      if (prior->method != method || prior->fingerprint != fingerprint) {
+        mu_.Unlock();
+        return absl::InvalidArgumentError(absl::StrCat(
+            "request_id: \"", request_id, "\" was already used for a different ",
+            prior->method, " request; use a new id for a new request"));
+      }
+      // A retry of a request in flight waits for its outcome.
+      mu_.Await(absl::Condition(
+          +[](PendingRequest* p) { return p->done || p->abandoned; },
+          prior.get()));
+      if (prior->done) {
+        std::string response = prior->response;
+        mu_.Unlock();
+        return response;
+      }
+    }
+  }
+  absl::StatusOr<Plan> plan = plan_fn();
+  if (!plan.ok()) {
+    mu_.Unlock();
+    return plan.status();
+  }
+  if (!request_id.empty()) {
+    pending = std::make_shared<PendingRequest>();
+    pending->method = std::string(method);
+    pending->fingerprint = fingerprint;
+    pending->time = clock_->Now();
+    requests_[request_id] = pending;
+    internal::RequestRecord rec;
+    rec.set_method(pending->method);
+    rec.set_fingerprint(fingerprint);
+    rec.set_response(plan->response);
+    rec.set_create_unix_micros(absl::ToUnixMicros(pending->time));
+    plan->batch.Put(kTableRequests, request_id, rec.SerializeAsString());
+  }
+  mu_.Unlock();
+  absl::Status written = store_->Apply(plan->batch);
+  absl::MutexLock l(&mu_);
+  if (!written.ok()) {
+    if (plan->rollback) plan->rollback();
+    if (pending != nullptr) {
+      pending->abandoned = true;
+      requests_.erase(std::string(request_id));
+    }
+    if (absl::IsUnavailable(written)) {
+      return absl::UnavailableError(absl::StrCat(
+          "the store cannot be written, nothing was changed; retry later: ",
+          written.message()));
+    }
+    return written;
+  }
+  if (plan->commit) plan->commit();
+  if (pending != nullptr) {
+    pending->response = plan->response;
+    pending->done = true;
+  }
+  return std::move(plan->response);
+}
+
+// --- Lookups ---------------------------------------------------------------
+
+absl::StatusOr<FabricManager::FabricEntry*> FabricManager::FindFabric(
+    absl::string_view field, absl::string_view name) {
+  ASSIGN_OR_RETURN(std::string id, ParseName(field, name, "fabrics"));
+  auto it = fabrics_.find(id);
+  if (it == fabrics_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat(field, ": fabric \"", id, "\" not found"));
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<std::pair<FabricManager::FabricEntry*, int>>
+FabricManager::FindNode(absl::string_view field, absl::string_view name) {
+  ASSIGN_OR_RETURN(std::string id, ParseName(field, name, "nodes"));
+  auto it = node_fabric_.find(id);
+  if (it == node_fabric_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat(field, ": node \"", id, "\" not found in any fabric"));
+  }
+  FabricEntry* f = fabrics_.at(it->second).get();
+  return std::make_pair(f, *f->state.topology().FindNode(id));
+}
+
+absl::StatusOr<std::pair<FabricManager::FabricEntry*, int>>
+FabricManager::FindLink(absl::string_view field, absl::string_view name) {
+  ASSIGN_OR_RETURN(std::string id, ParseName(field, name, "links"));
+  for (auto& [fid, f] : fabrics_) {
+    auto idx = f->state.topology().FindLinkByName(id);
+    if (idx) return std::make_pair(f.get(), *idx);
+  }
+  return absl::NotFoundError(absl::StrCat(
+      field, ": link \"", id,
+      "\" not found; links are named {a}--{b} in the order they were "
+      "declared"));
+}
+
+absl::StatusOr<FabricManager::AllocationEntry*> FabricManager::FindAllocation(
+    absl::string_view field, absl::string_view name) {
+  ASSIGN_OR_RETURN(std::string id, ParseName(field, name, "allocations"));
+  auto it = allocations_.find(id);
+  if (it == allocations_.end() || !it->second->committed) {
+    return absl::NotFoundError(
+        absl::StrCat(field, ": allocation \"", id, "\" not found"));
+  }
+  return it->second.get();
+}
+
+bool FabricManager::GrantVisible(absl::string_view grant_id) const {
+  auto it = allocations_.find(grant_id);
+  return it != allocations_.end() && it->second->committed;
+}
+
+// --- Views -------------------------------------------------------------------
+
+v1::Fabric FabricManager::FabricView(const FabricEntry& f) const {
+  v1::Fabric out = f.record;
+  const core::Topology& topo = f.state.topology();
+  out.set_generation(generation_);
+  out.set_node_count(topo.node_count());
+  out.set_link_count(static_cast<int>(topo.links().size()));
+  int down = 0;
+  for (bool up : f.state.link_states()) down += up ? 0 : 1;
+  out.set_links_down(down);
+  int count = 0;
+  for (const core::Grant* g : f.state.grants()) count += GrantVisible(g->id);
+  out.set_allocation_count(count);
+  out.set_max_forward_entries(f.state.map().max_forward_entries());
+  return out;
+}
+
+v1::Node FabricManager::NodeView(const FabricEntry& f, int node) const {
+  const core::NodeInfo& n = f.state.topology().node(node);
+  v1::Node out;
+  out.set_name(NodeName(n.name));
+  out.set_fabric(FabricName(f.id()));
+  out.set_bridge(BridgeName(n.name));
+  out.set_hub(n.is_hub);
+  out.set_export_base(n.export_base);
+  out.set_export_size(n.export_size);
+  out.set_window_base(n.window_base);
+  out.set_aperture_base(n.aperture_base);
+  out.set_aperture_size(n.aperture_size);
+  out.set_desired_generation(generation_);
+  out.set_agent_state(v1::Node::UNREGISTERED);
+  auto it = agents_.find(n.name);
+  if (it != agents_.end()) {
+    const AgentEntry& a = *it->second;
+    out.set_agent_state(a.state);
+    out.set_applied_generation(a.applied_generation);
+    *out.mutable_last_heartbeat() = ToProtoTime(a.last_heartbeat);
+    *out.mutable_inventory() = a.inventory;
+  }
+  uint64_t lent = 0;
+  for (const core::Grant* g : f.state.grants()) {
+    if (g->target == node && GrantVisible(g->id)) lent += g->size;
+  }
+  out.set_lent_bytes(lent);
+  return out;
+}
+
+v1::Bridge FabricManager::BridgeView(const FabricEntry& f, int node) const {
+  const core::Topology& topo = f.state.topology();
+  const core::NodeInfo& n = topo.node(node);
+  v1::Bridge out;
+  out.set_name(BridgeName(n.name));
+  out.set_fabric(FabricName(f.id()));
+  out.set_node(NodeName(n.name));
+  *out.mutable_profile() = ProfileToProto(*n.profile);
+  for (int port = 1; port <= n.port_count; ++port) {
+    v1::Port* p = out.add_ports();
+    p->set_number(port);
+    auto peer = topo.PortPeer(node, port);
+    if (peer) {
+      const core::Link& link = topo.links()[peer->second];
+      p->set_link(LinkName(link.name));
+      p->set_peer_bridge(BridgeName(topo.node(peer->first).name));
+      p->set_peer_port(link.a == node && link.a_port == port ? link.b_port
+                                                             : link.a_port);
+      p->set_up(f.state.link_up(peer->second));
+    }
+  }
+  core::BridgeConfig cfg = f.state.ConfigFor(node);
+  out.set_map_entries(static_cast<int>(cfg.map.size()));
+  int windows = 0, lut = 0;
+  for (const auto& w : cfg.windows) {
+    if (!GrantVisible(w.grant_id)) continue;
+    (w.kind == core::SlotKind::kLut ? lut : windows) += 1;
+  }
+  out.set_windows_used(windows);
+  out.set_lut_entries_used(lut);
+  return out;
+}
+
+v1::Link FabricManager::LinkView(const FabricEntry& f, int link) const {
+  const core::Topology& topo = f.state.topology();
+  const core::Link& l = topo.links()[link];
+  v1::Link out;
+  out.set_name(LinkName(l.name));
+  out.set_fabric(FabricName(f.id()));
+  out.set_a_bridge(BridgeName(topo.node(l.a).name));
+  out.set_a_port(l.a_port);
+  out.set_b_bridge(BridgeName(topo.node(l.b).name));
+  out.set_b_port(l.b_port);
+  out.set_up(f.state.link_up(link));
+  return out;
+}
+
+v1::AddressMap FabricManager::MapView(const FabricEntry& f, int node) const {
+  const core::Topology& topo = f.state.topology();
+  core::BridgeConfig cfg = f.state.ConfigFor(node);
+  v1::AddressMap out;
+  const std::string& name = topo.node(node).name;
+  out.set_name(absl::StrCat(BridgeName(name), "/addressMap"));
+  out.set_bridge(BridgeName(name));
+  out.set_generation(generation_);
+  for (const core::MapEntry& e : cfg.map) {
+    v1::MapEntry* m = out.add_entries();
+    m->set_kind(e.kind == core::MapEntry::Kind::kClaim ? v1::MapEntry::CLAIM
+                                                       : v1::MapEntry::FORWARD);
+    m->set_base(e.base);
+    m->set_size(e.size);
+    if (e.kind == core::MapEntry::Kind::kForward) m->set_port(e.port);
+    if (e.kind == core::MapEntry::Kind::kClaim) m->set_local_base(e.local_base);
+    m->set_covers(CoveredNodes(topo, e.base, e.size));
+  }
+  for (const core::WindowEntry& w : cfg.windows) {
+    if (!GrantVisible(w.grant_id)) continue;
+    v1::WindowEntry* m = out.add_windows();
+    m->set_slot_kind(SlotKindToProto(w.kind));
+    m->set_slot(w.slot);
+    m->set_local_base(w.local_base);
+    m->set_size(w.size);
+    m->set_translated_addr(w.xlat);
+    m->set_allocation(AllocationName(w.grant_id));
+  }
+  for (const core::InboundEntry& e : cfg.inbound) {
+    if (!GrantVisible(e.grant_id)) continue;
+    v1::InboundEntry* m = out.add_inbound();
+    m->set_local_base(e.local_base);
+    m->set_size(e.size);
+    m->set_allocation(AllocationName(e.grant_id));
+    m->set_borrower(NodeName(topo.node(e.borrower).name));
+  }
+  return out;
+}
+
+v1::Allocation::State FabricManager::DeriveState(const AllocationEntry& a,
+                                                 std::string* reason) const {
+  const FabricEntry& f = *fabrics_.at(a.fabric);
+  const core::Topology& topo = f.state.topology();
+  const core::Grant* g = f.state.FindGrant(a.id());
+  auto path = f.state.GrantPath(*g);
+  if (!path) {
+    std::vector<std::string> down;
+    for (size_t i = 0; i < topo.links().size(); ++i) {
+      if (!f.state.link_up(static_cast<int>(i)))
+        down.push_back(topo.links()[i].name);
+    }
+    *reason = absl::StrCat("no path from ", topo.node(g->borrower).name,
+                           " to ", topo.node(g->target).name,
+                           "; links down: ", absl::StrJoin(down, ", "));
+    return v1::Allocation::DEGRADED;
+  }
+  for (int n : *path) {
+    const std::string& node = topo.node(n).name;
+    auto it = agents_.find(node);
+    if (it == agents_.end() || it->second->state == v1::Node::UNREGISTERED) {
+      *reason = absl::StrCat("waiting for the agent of node ", node,
+                             " to register");
+      return v1::Allocation::PENDING;
+    }
+    if (it->second->state != v1::Node::READY) {
+      *reason = absl::StrCat("the agent of node ", node, " is not ready");
+      return v1::Allocation::PENDING;
+    }
+    if (it->second->applied_generation < a.required_generation) {
+      *reason = absl::StrCat("waiting for node ", node,
+                             " to apply generation ", a.required_generation,
+                             " (applied ", it->second->applied_generation, ")");
+      if (!it->second->errors.empty()) {
+        absl::StrAppend(reason, "; it reported: ",
+                        it->second->errors[0].entry(), ": ",
+                        it->second->errors[0].message());
+      }
+      return v1::Allocation::PENDING;
+    }
+  }
+  reason->clear();
+  return v1::Allocation::READY;
+}
+
+v1::Allocation FabricManager::AllocationView(const AllocationEntry& a) const {
+  v1::Allocation out = a.record;
+  std::string reason;
+  out.set_state(DeriveState(a, &reason));
+  out.set_state_reason(reason);
+  out.set_required_generation(a.required_generation);
+  const FabricEntry& f = *fabrics_.at(a.fabric);
+  const core::Grant* g = f.state.FindGrant(a.id());
+  auto path = f.state.GrantPath(*g);
+  if (path) {
+    for (int n : *path)
+      out.add_path(BridgeName(f.state.topology().node(n).name));
+  }
+  return out;
+}
+
+void FabricManager::PublishAllocation(v1::WatchEvent::Type type,
+                                      const v1::Allocation& a) {
+  v1::WatchEvent e;
+  e.set_type(type);
+  *e.mutable_allocation() = a;
+  hub_.Publish(std::move(e));
+}
+
+void FabricManager::RefreshStates(const std::string& fabric, int node) {
+  auto fit = fabrics_.find(fabric);
+  if (fit == fabrics_.end()) return;
+  const core::FabricState& state = fit->second->state;
+  for (auto& [id, a] : allocations_) {
+    if (!a->committed || a->fabric != fabric) continue;
+    if (node >= 0) {
+      const core::Grant* g = state.FindGrant(id);
+      auto path = state.GrantPath(*g);
+      bool crosses = g->borrower == node || g->target == node ||
+                     (path && std::find(path->begin(), path->end(), node) !=
+                                  path->end());
+      if (!crosses) continue;
+    }
+    std::string reason;
+    v1::Allocation::State s = DeriveState(*a, &reason);
+    if (s != a->last_state) {
+      a->last_state = s;
+      PublishAllocation(v1::WatchEvent::MODIFIED, AllocationView(*a));
+    }
+  }
+}
+
+// --- Fabrics -------------------------------------------------------------------
+
+absl::StatusOr<v1::Fabric> FabricManager::CreateFabric(
+    const v1::CreateFabricRequest& req) {
+  absl::MutexLock admin(&admin_mu_);
+  auto topo_or = [&]() -> absl::StatusOr<core::Topology> {
+    ASSIGN_OR_RETURN(core::FabricSpec spec, SpecFromProto(req.spec()));
+    auto topo = core::Topology::Build(spec);
+    if (!topo.ok()) {
+      return absl::Status(topo.status().code(),
+                          absl::StrCat("spec.", topo.status().message()));
+    }
+    return topo;
+  }();
+  RETURN_IF_ERROR(topo_or.status());
+  auto topo = std::make_shared<core::Topology>(*std::move(topo_or));
+  v1::Fabric created;
+  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+    const std::string& id = req.spec().name();
+    if (fabrics_.count(id) != 0) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "spec.name: fabric \"", id, "\" already exists"));
+    }
+    for (const auto& n : topo->nodes()) {
+      auto it = node_fabric_.find(n.name);
+      if (it != node_fabric_.end()) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("spec.nodes: node \"", n.name,
+                         "\" already belongs to fabric \"", it->second,
+                         "\"; node names are unique across fabrics"));
+      }
+    }
+    auto entry = std::make_shared<FabricEntry>(core::FabricState(*topo));
+    entry->record.set_name(FabricName(id));
+    *entry->record.mutable_spec() = req.spec();
+    *entry->record.mutable_create_time() = ToProtoTime(clock_->Now());
+    Plan plan;
+    plan.batch.Put(kTableFabrics, id, entry->record.SerializeAsString());
+    created = FabricView(*entry);
+    plan.response = created.SerializeAsString();
+    if (req.validate_only()) {
+      plan.batch = store::WriteBatch();
+      return plan;
+    }
+    plan.commit = [this, entry, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const auto& n : entry->state.topology().nodes())
+        node_fabric_[n.name] = id;
+      auto owned = std::make_unique<FabricEntry>(std::move(*entry));
+      FabricEntry* f = owned.get();
+      fabrics_[id] = std::move(owned);
+      BumpGeneration();
+      v1::WatchEvent e;
+      e.set_type(v1::WatchEvent::ADDED);
+      *e.mutable_fabric() = FabricView(*f);
+      hub_.Publish(std::move(e));
+    };
+    return plan;
+  };
+  ASSIGN_OR_RETURN(std::string bytes,
+                   Mutate("CreateFabric", req.request_id(), req, plan_fn));
+  v1::Fabric out;
+  out.ParseFromString(bytes);
+  return out;
+}
+
+absl::StatusOr<v1::Fabric> FabricManager::GetFabric(absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("name", name));
+  return FabricView(*f);
+}
+
+absl::StatusOr<v1::ListFabricsResponse> FabricManager::ListFabrics(
+    const v1::ListFabricsRequest& req) {
+  absl::MutexLock l(&mu_);
+  std::vector<std::string> keys;
+  for (const auto& [id, f] : fabrics_) keys.push_back(id);
+  ASSIGN_OR_RETURN(Page p, Paginate(keys, req.page_size(), req.page_token()));
+  v1::ListFabricsResponse out;
+  for (size_t i = p.begin; i < p.end; ++i)
+    *out.add_fabrics() = FabricView(*fabrics_.at(keys[i]));
+  out.set_next_page_token(p.next_token);
+  return out;
+}
+
+absl::StatusOr<v1::Fabric> FabricManager::DeleteFabric(
+    const v1::DeleteFabricRequest& req) {
+  absl::MutexLock admin(&admin_mu_);
+  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+    ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("name", req.name()));
+    std::vector<std::string> live;
+    for (const auto& [id, a] : allocations_) {
+      if (a->fabric != f->id()) continue;
+      if (!a->committed || a->releasing) {
+        return absl::UnavailableError(absl::StrCat(
+            "name: allocation ", id, " of fabric ", f->id(),
+            " is being created or released; retry"));
+      }
+      live.push_back(id);
+    }
+    if (!live.empty() && !req.force()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "name: fabric \"", f->id(), "\" has ", live.size(),
+          " live allocation(s) (first: ", live[0],
+          "); release them or set force"));
+    }
+    Plan plan;
+    plan.batch.Delete(kTableFabrics, f->id());
+    for (const auto& l : f->state.topology().links())
+      plan.batch.Delete(kTableLinks, l.name);
+    for (const auto& id : live) plan.batch.Delete(kTableAllocations, id);
+    v1::Fabric view = FabricView(*f);
+    plan.response = view.SerializeAsString();
+    f->deleting = true;
+    std::string fid = f->id();
+    plan.rollback = [f]() { f->deleting = false; };
+    plan.commit = [this, fid, live, view]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const auto& id : live) {
+        auto it = allocations_.find(id);
+        v1::Allocation a = AllocationView(*it->second);
+        a.set_state(v1::Allocation::RELEASED);
+        a.set_state_reason("its fabric was deleted");
+        a.clear_path();
+        allocations_.erase(it);
+        PublishAllocation(v1::WatchEvent::DELETED, a);
+      }
+      FabricEntry* f = fabrics_.at(fid).get();
+      for (const auto& n : f->state.topology().nodes())
+        node_fabric_.erase(n.name);
+      fabrics_.erase(fid);
+      BumpGeneration();
+      v1::WatchEvent e;
+      e.set_type(v1::WatchEvent::DELETED);
+      *e.mutable_fabric() = view;
+      hub_.Publish(std::move(e));
+    };
+    return plan;
+  };
+  ASSIGN_OR_RETURN(std::string bytes,
+                   Mutate("DeleteFabric", req.request_id(), req, plan_fn));
+  v1::Fabric out;
+  out.ParseFromString(bytes);
+  return out;
+}
+
+// --- Nodes, bridges, links, maps ------------------------------------------------
+
+absl::StatusOr<v1::Node> FabricManager::GetNode(absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(auto fn, FindNode("name", name));
+  return NodeView(*fn.first, fn.second);
+}
+
+namespace {
+// Every (fabric, index) pair over `count(f)` items of the fabrics that pass
+// the optional filter, keyed by `key(f, i)`, sorted by key.
+template <typename Fabrics, typename CountFn, typename KeyFn>
+std::vector<std::pair<std::string, std::pair<std::string, int>>> Collect(
+    const Fabrics& fabrics, absl::string_view only, CountFn count, KeyFn key) {
+  std::vector<std::pair<std::string, std::pair<std::string, int>>> out;
+  for (const auto& [id, f] : fabrics) {
+    if (!only.empty() && id != only) continue;
+    for (int i = 0; i < count(*f); ++i) out.push_back({key(*f, i), {id, i}});
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
+#define FABRIC_LIST_IMPL(Method, Resp, adder, count_expr, key_expr, view)   \
+  absl::StatusOr<v1::Resp> FabricManager::Method(                           \
+      const v1::Method##Request& req) {                                     \
+    absl::MutexLock l(&mu_);                                                \
+    std::string only;                                                       \
+    if (!req.fabric().empty()) {                                            \
+      ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("fabric", req.fabric())); \
+      only = f->id();                                                       \
+    }                                                                       \
+    auto items = Collect(                                                   \
+        fabrics_, only, [](const FabricEntry& f) { return count_expr; },    \
+        [](const FabricEntry& f, int i) { return key_expr; });              \
+    std::vector<std::string> keys;                                          \
+    for (const auto& it : items) keys.push_back(it.first);                  \
+    ASSIGN_OR_RETURN(Page p,                                                \
+                     Paginate(keys, req.page_size(), req.page_token()));    \
+    v1::Resp out;                                                           \
+    for (size_t k = p.begin; k < p.end; ++k) {                              \
+      const FabricEntry& f = *fabrics_.at(items[k].second.first);           \
+      *out.adder() = view(f, items[k].second.second);                       \
+    }                                                                       \
+    out.set_next_page_token(p.next_token);                                  \
+    return out;                                                             \
+  }
+
+FABRIC_LIST_IMPL(ListNodes, ListNodesResponse, add_nodes,
+                 f.state.topology().node_count(),
+                 f.state.topology().node(i).name, NodeView)
+FABRIC_LIST_IMPL(ListBridges, ListBridgesResponse, add_bridges,
+                 f.state.topology().node_count(),
+                 f.state.topology().node(i).name, BridgeView)
+FABRIC_LIST_IMPL(ListLinks, ListLinksResponse, add_links,
+                 static_cast<int>(f.state.topology().links().size()),
+                 f.state.topology().links()[i].name, LinkView)
+FABRIC_LIST_IMPL(ListAddressMaps, ListAddressMapsResponse, add_address_maps,
+                 f.state.topology().node_count(),
+                 f.state.topology().node(i).name, MapView)
+#undef FABRIC_LIST_IMPL
+
+absl::StatusOr<v1::Bridge> FabricManager::GetBridge(absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(std::string id, ParseName("name", name, "bridges"));
+  ASSIGN_OR_RETURN(auto fn, FindNode("name", id));
+  return BridgeView(*fn.first, fn.second);
+}
+
+absl::StatusOr<v1::Link> FabricManager::GetLink(absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(auto fl, FindLink("name", name));
+  return LinkView(*fl.first, fl.second);
+}
+
+absl::StatusOr<v1::AddressMap> FabricManager::GetAddressMap(
+    absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  absl::string_view bridge = absl::StripSuffix(name, "/addressMap");
+  ASSIGN_OR_RETURN(std::string id, ParseName("name", bridge, "bridges"));
+  ASSIGN_OR_RETURN(auto fn, FindNode("name", id));
+  return MapView(*fn.first, fn.second);
+}
+
+absl::StatusOr<v1::Link> FabricManager::SetLinkState(
+    const v1::SetLinkStateRequest& req) {
+  absl::MutexLock admin(&admin_mu_);
+  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+    ASSIGN_OR_RETURN(auto fl, FindLink("name", req.name()));
+    FabricEntry* f = fl.first;
+    const int link = fl.second;
+    if (f->deleting) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("name: fabric ", f->id(), " is being deleted"));
+    }
+    Plan plan;
+    const std::string& lname = f->state.topology().links()[link].name;
+    internal::LinkRecord rec;
+    rec.set_fabric(f->id());
+    rec.set_up(req.up());
+    plan.batch.Put(kTableLinks, lname, rec.SerializeAsString());
+    v1::Link view = LinkView(*f, link);
+    view.set_up(req.up());
+    plan.response = view.SerializeAsString();
+    std::string fid = f->id();
+    bool up = req.up();
+    plan.commit = [this, fid, link, up, view]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      FabricEntry* f = fabrics_.at(fid).get();
+      if (!f->state.SetLink(link, up)) return;
+      const int64_t gen = BumpGeneration();
+      for (auto& [id, a] : allocations_) {
+        if (a->fabric == fid && a->committed) a->required_generation = gen;
+      }
+      v1::WatchEvent e;
+      e.set_type(v1::WatchEvent::MODIFIED);
+      *e.mutable_link() = view;
+      hub_.Publish(std::move(e));
+      RefreshStates(fid);
+    };
+    return plan;
+  };
+  ASSIGN_OR_RETURN(std::string bytes,
+                   Mutate("SetLinkState", req.request_id(), req, plan_fn));
+  v1::Link out;
+  out.ParseFromString(bytes);
+  return out;
+}
+
+// --- Allocations ---------------------------------------------------------------
+
+absl::StatusOr<v1::Allocation> FabricManager::CreateAllocation(
+    const v1::CreateAllocationRequest& req) {
+  const v1::Allocation& in = req.allocation();
+  // Validation that needs no state.
+  if (in.size() == 0) {
+    return absl::InvalidArgumentError(
+        "allocation.size: required and must be > 0 bytes");
+  }
+  if (in.owner().size() > kMaxOwnerLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("allocation.owner: ", in.owner().size(),
+                     " characters is over the limit of ", kMaxOwnerLength));
+  }
+  if (in.labels_size() > kMaxLabels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("allocation.labels: ", in.labels_size(),
+                     " labels is over the limit of ", kMaxLabels));
+  }
+  for (const auto& [k, v] : in.labels()) {
+    if (k.empty() || k.size() > kMaxLabelKeyLength) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("allocation.labels: key \"", k, "\" must be 1-",
+                       kMaxLabelKeyLength, " characters"));
+    }
+    if (v.size() > kMaxLabelValueLength) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("allocation.labels[", k, "]: value is over ",
+                       kMaxLabelValueLength, " characters"));
+    }
+  }
+  absl::Duration ttl = absl::ZeroDuration();
+  if (in.has_ttl()) {
+    ttl = absl::Seconds(in.ttl().seconds()) + absl::Nanoseconds(in.ttl().nanos());
+    if (ttl <= absl::ZeroDuration() || ttl > kMaxTtl) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allocation.ttl: must be between 1ns and ", absl::FormatDuration(kMaxTtl),
+          ", got ", absl::FormatDuration(ttl)));
+    }
+  }
+  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+    ASSIGN_OR_RETURN(auto from, FindNode("allocation.borrower", in.borrower()));
+    ASSIGN_OR_RETURN(auto to, FindNode("allocation.target", in.target()));
+    FabricEntry* f = from.first;
+    if (to.first != f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allocation.target: node ", in.target(), " is in fabric ",
+          to.first->id(), ", but the borrower is in fabric ", f->id()));
+    }
+    if (f->deleting) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("allocation: fabric ", f->id(), " is being deleted"));
+    }
+    auto grant = f->state.PlanGrant(from.second, to.second, in.size());
+    if (!grant.ok()) {
+      return absl::Status(grant.status().code(),
+                          absl::StrCat("allocation.", grant.status().message()));
+    }
+    const std::string id = NewAllocationId();
+    grant->id = id;
+    absl::Status added = f->state.AddGrant(*grant);
+    if (!added.ok()) {
+      return absl::InternalError(absl::StrCat(
+          "planned grant was refused (a bug): ", added.message()));
+    }
+    const core::Topology& topo = f->state.topology();
+    auto entry = std::make_unique<AllocationEntry>();
+    AllocationEntry* a = entry.get();
+    a->fabric = f->id();
+    v1::Allocation& r = a->record;
+    r.set_name(AllocationName(id));
+    r.set_fabric(FabricName(f->id()));
+    r.set_borrower(NodeName(topo.node(grant->borrower).name));
+    r.set_target(NodeName(topo.node(grant->target).name));
+    r.set_size(grant->size);
+    r.set_borrower_addr(grant->borrower_addr);
+    r.set_target_addr(grant->target_addr);
+    r.set_fabric_addr(grant->fabric_addr);
+    r.set_slot_kind(SlotKindToProto(grant->slot_kind));
+    r.set_slot(grant->slot_index);
+    r.set_slot_count(grant->slot_count);
+    r.set_owner(in.owner());
+    *r.mutable_labels() = in.labels();
+    const absl::Time now = clock_->Now();
+    *r.mutable_create_time() = ToProtoTime(now);
+    if (in.has_ttl()) {
+      *r.mutable_ttl() = in.ttl();
+      *r.mutable_expire_time() = ToProtoTime(now + ttl);
+    }
+    allocations_[id] = std::move(entry);
+    Plan plan;
+    plan.batch.Put(kTableAllocations, id, r.SerializeAsString());
+    v1::Allocation response = r;
+    response.set_state(v1::Allocation::PENDING);
+    response.set_state_reason("recorded; waiting for the agents on its path");
+    if (auto path = f->state.GrantPath(*grant)) {
+      for (int n : *path) response.add_path(BridgeName(topo.node(n).name));
+    }
+    plan.response = response.SerializeAsString();
+    plan.commit = [this, a]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      a->committed = true;
+      a->required_generation = BumpGeneration();
+      std::string reason;
+      a->last_state = DeriveState(*a, &reason);
+      PublishAllocation(v1::WatchEvent::ADDED, AllocationView(*a));
+    };
+    std::string fid = f->id();
+    plan.rollback = [this, fid, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      (void)fabrics_.at(fid)->state.RemoveGrant(id);
+      allocations_.erase(id);
+    };
+    return plan;
+  };
+  ASSIGN_OR_RETURN(std::string bytes,
+                   Mutate("CreateAllocation", req.request_id(), req, plan_fn));
+  v1::Allocation out;
+  out.ParseFromString(bytes);
+  return out;
+}
+
+absl::StatusOr<v1::Allocation> FabricManager::GetAllocation(
+    absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(AllocationEntry * a, FindAllocation("name", name));
+  return AllocationView(*a);
+}
+
+absl::StatusOr<v1::ListAllocationsResponse> FabricManager::ListAllocations(
+    const v1::ListAllocationsRequest& req) {
+  absl::MutexLock l(&mu_);
+  std::string only_fabric, only_node;
+  if (!req.fabric().empty()) {
+    ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("fabric", req.fabric()));
+    only_fabric = f->id();
+  }
+  if (!req.node().empty()) {
+    ASSIGN_OR_RETURN(only_node, ParseName("node", req.node(), "nodes"));
+    if (!node_fabric_.contains(only_node)) {
+      return absl::NotFoundError(
+          absl::StrCat("node: node \"", only_node, "\" not found"));
+    }
+  }
+  std::vector<std::string> keys;
+  for (const auto& [id, a] : allocations_) {
+    if (!a->committed) continue;
+    if (!only_fabric.empty() && a->fabric != only_fabric) continue;
+    if (!only_node.empty() && a->record.borrower() != NodeName(only_node) &&
+        a->record.target() != NodeName(only_node))
+      continue;
+    if (!req.owner().empty() && a->record.owner() != req.owner()) continue;
+    keys.push_back(id);
+  }
+  ASSIGN_OR_RETURN(Page p, Paginate(keys, req.page_size(), req.page_token()));
+  v1::ListAllocationsResponse out;
+  for (size_t i = p.begin; i < p.end; ++i)
+    *out.add_allocations() = AllocationView(*allocations_.at(keys[i]));
+  out.set_next_page_token(p.next_token);
+  return out;
+}
+
+absl::StatusOr<v1::Allocation> FabricManager::DeleteAllocation(
+    const v1::DeleteAllocationRequest& req) {
+  return ReleaseAllocation("DeleteAllocation", req.name(), req.request_id(),
+                           req);
+}
+
+absl::StatusOr<v1::Allocation> FabricManager::ReleaseAllocation(
+    absl::string_view method, absl::string_view name,
+    absl::string_view request_id, const google::protobuf::Message& request) {
+  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+    ASSIGN_OR_RETURN(AllocationEntry * a, FindAllocation("name", name));
+    if (a->releasing) {
+      return absl::AbortedError(absl::StrCat(
+          "name: ", a->record.name(), " is already being released"));
+    }
+    a->releasing = true;
+    Plan plan;
+    const std::string id = a->id();
+    plan.batch.Delete(kTableAllocations, id);
+    v1::Allocation view = AllocationView(*a);
+    view.set_state(v1::Allocation::RELEASED);
+    view.set_state_reason(method == "DeleteAllocation" ? "released"
+                                                       : "its lease expired");
+    view.clear_path();
+    plan.response = view.SerializeAsString();
+    plan.rollback = [a]() { a->releasing = false; };
+    plan.commit = [this, id, view]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      auto it = allocations_.find(id);
+      (void)fabrics_.at(it->second->fabric)->state.RemoveGrant(id);
+      allocations_.erase(it);
+      BumpGeneration();
+      PublishAllocation(v1::WatchEvent::DELETED, view);
+    };
+    return plan;
+  };
+  ASSIGN_OR_RETURN(std::string bytes,
+                   Mutate(method, request_id, request, plan_fn));
+  v1::Allocation out;
+  out.ParseFromString(bytes);
+  return out;
+}
+
+// --- Agents ----------------------------------------------------------------------
+
+absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
+    const v1::RegisterNodeRequest& req) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(auto fn, FindNode("node", req.node()));
+  const std::string& node = fn.first->state.topology().node(fn.second).name;
+  auto& agent = agents_[node];
+  if (agent == nullptr) agent = std::make_unique<AgentEntry>();
+  agent->inventory = req.inventory();
+  agent->backend = req.backend();
+  agent->state = v1::Node::READY;
+  agent->last_heartbeat = clock_->Now();
+  // A (re)registered agent must apply the current generation again.
+  agent->applied_generation = 0;
+  agent->errors.clear();
+  v1::RegisterNodeResponse out;
+  *out.mutable_node() = NodeView(*fn.first, fn.second);
+  out.mutable_heartbeat_interval()->set_seconds(
+      absl::ToInt64Seconds(options_.heartbeat_interval));
+  out.mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(options_.heartbeat_interval) % 1000000000));
+  v1::WatchEvent e;
+  e.set_type(v1::WatchEvent::MODIFIED);
+  *e.mutable_node() = out.node();
+  hub_.Publish(std::move(e));
+  RefreshStates(fn.first->id(), fn.second);
+  return out;
+}
+
+absl::StatusOr<v1::DesiredConfig> FabricManager::DesiredConfigFor(
+    absl::string_view node) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(auto fn, FindNode("node", node));
+  v1::DesiredConfig out;
+  out.set_node(NodeName(fn.first->state.topology().node(fn.second).name));
+  out.set_generation(generation_);
+  *out.mutable_profile() =
+      ProfileToProto(*fn.first->state.topology().node(fn.second).profile);
+  *out.mutable_address_map() = MapView(*fn.first, fn.second);
+  return out;
+}
+
+absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
+    const v1::ReportStatusRequest& req) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(auto fn, FindNode("node", req.node()));
+  const std::string& node = fn.first->state.topology().node(fn.second).name;
+  auto it = agents_.find(node);
+  if (it == agents_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node: ", node, " has not registered with this manager; call "
+        "RegisterNode first"));
+  }
+  AgentEntry& a = *it->second;
+  if (req.applied_generation() > generation_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "applied_generation: ", req.applied_generation(),
+        " is newer than the current generation ", generation_));
+  }
+  const bool was_ready = a.state == v1::Node::READY;
+  a.last_heartbeat = clock_->Now();
+  a.state = v1::Node::READY;
+  a.errors.assign(req.errors().begin(), req.errors().end());
+  const bool moved = req.applied_generation() != a.applied_generation;
+  a.applied_generation = req.applied_generation();
+  if (!was_ready || moved) {
+    if (!was_ready) {
+      v1::WatchEvent e;
+      e.set_type(v1::WatchEvent::MODIFIED);
+      *e.mutable_node() = NodeView(*fn.first, fn.second);
+      hub_.Publish(std::move(e));
+    }
+    RefreshStates(fn.first->id(), fn.second);
+  }
+  v1::ReportStatusResponse out;
+  out.set_desired_generation(generation_);
+  return out;
+}
+
+// --- Background work ---------------------------------------------------------------
+
+void FabricManager::Sweep() {
+  std::vector<std::string> expired;
+  std::vector<std::string> old_requests;
+  {
+    absl::MutexLock l(&mu_);
+    const absl::Time now = clock_->Now();
+    for (auto& [id, a] : allocations_) {
+      if (a->committed && !a->releasing && a->record.has_expire_time() &&
+          FromProtoTime(a->record.expire_time()) <= now) {
+        expired.push_back(id);
+      }
+    }
+    for (auto& [node, agent] : agents_) {
+      if (agent->state == v1::Node::READY &&
+          agent->last_heartbeat + options_.heartbeat_timeout < now) {
+        agent->state = v1::Node::NOT_READY;
+        auto fn = FindNode("node", node);
+        if (!fn.ok()) continue;
+        v1::WatchEvent e;
+        e.set_type(v1::WatchEvent::MODIFIED);
+        *e.mutable_node() = NodeView(*fn->first, fn->second);
+        hub_.Publish(std::move(e));
+        RefreshStates(fn->first->id(), fn->second);
+      }
+    }
+    for (auto& [id, r] : requests_) {
+      if (r->done && r->time + options_.request_retention < now)
+        old_requests.push_back(id);
+    }
+  }
+  for (const std::string& id : expired) {
+    v1::DeleteAllocationRequest req;
+    req.set_name(AllocationName(id));
+    // Failures (store down, released meanwhile) are retried next sweep.
+    (void)ReleaseAllocation("ExpireAllocation", req.name(), "", req);
+  }
+  if (!old_requests.empty()) {
+    store::WriteBatch batch;
+    for (const auto& id : old_requests) batch.Delete(kTableRequests, id);
+    if (store_->Apply(batch).ok()) {
+      absl::MutexLock l(&mu_);
+      for (const auto& id : old_requests) requests_.erase(id);
+    }
+  }
+}
+
+absl::Status FabricManager::CheckInvariants() {
+  absl::MutexLock l(&mu_);
+  std::vector<std::string> problems;
+  for (const auto& [id, f] : fabrics_) {
+    absl::Status s = core::CheckInvariants(f->state);
+    if (!s.ok()) problems.push_back(absl::StrCat(id, ": ", s.message()));
+  }
+  if (problems.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrJoin(problems, "; "));
+}
+
+}  // namespace fabric::service

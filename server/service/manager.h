@@ -1,0 +1,242 @@
+// FabricManager: the manager's authoritative state and every operation on
+// it, independent of gRPC.
+//
+// Contract:
+//  - Thread-safe. All in-memory state is guarded by mu_.
+//  - A mutation returns OK only after its effects and its request record are
+//    durable in the Store (group-committed with concurrent mutations), so
+//    that an acknowledged result survives kill -9.
+//  - A rejected or failed mutation leaves the store and the visible state
+//    unchanged.
+//  - A retried mutation with the same request_id returns the original
+//    response; a request_id reused for a different request is
+//    INVALID_ARGUMENT.
+//  - Allocation states are derived, not stored: DEGRADED when its path is
+//    cut, READY when every agent on its path has applied the generation that
+//    contains it, PENDING otherwise.
+#ifndef FABRIC_SERVER_SERVICE_MANAGER_H_
+#define FABRIC_SERVER_SERVICE_MANAGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "fabric/v1/fabric.pb.h"
+#include "server/core/fabric_state.h"
+#include "server/service/watch_hub.h"
+#include "server/store/store.h"
+
+namespace fabric::service {
+
+struct ManagerOptions {
+  // An agent whose last ReportStatus is older than this is NOT_READY.
+  absl::Duration heartbeat_timeout = absl::Seconds(3);
+  // How often agents are asked to report.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  // How often leases, heartbeats and old request records are swept; zero
+  // disables the background sweeper (tests call Sweep() themselves).
+  absl::Duration sweep_interval = absl::Milliseconds(200);
+  // How long request ids are remembered.
+  absl::Duration request_retention = absl::Hours(24);
+};
+
+class FabricManager {
+ public:
+  // Loads every fabric, link state and allocation from `store` and starts a
+  // new epoch. `store` and `clock` are not owned and must outlive this.
+  static absl::StatusOr<std::unique_ptr<FabricManager>> Open(
+      store::Store* store, Clock* clock, ManagerOptions options = {});
+  ~FabricManager();
+
+  FabricManager(const FabricManager&) = delete;
+  FabricManager& operator=(const FabricManager&) = delete;
+
+  // --- Fabrics
+  absl::StatusOr<v1::Fabric> CreateFabric(const v1::CreateFabricRequest& req)
+      ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
+  absl::StatusOr<v1::Fabric> GetFabric(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListFabricsResponse> ListFabrics(
+      const v1::ListFabricsRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Fabric> DeleteFabric(const v1::DeleteFabricRequest& req)
+      ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
+
+  // --- Nodes, bridges, links, maps
+  absl::StatusOr<v1::Node> GetNode(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListNodesResponse> ListNodes(
+      const v1::ListNodesRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Bridge> GetBridge(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListBridgesResponse> ListBridges(
+      const v1::ListBridgesRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Link> GetLink(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListLinksResponse> ListLinks(
+      const v1::ListLinksRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Link> SetLinkState(const v1::SetLinkStateRequest& req)
+      ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
+  absl::StatusOr<v1::AddressMap> GetAddressMap(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListAddressMapsResponse> ListAddressMaps(
+      const v1::ListAddressMapsRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Allocations
+  absl::StatusOr<v1::Allocation> CreateAllocation(
+      const v1::CreateAllocationRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Allocation> GetAllocation(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListAllocationsResponse> ListAllocations(
+      const v1::ListAllocationsRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Allocation> DeleteAllocation(
+      const v1::DeleteAllocationRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Agents
+  absl::StatusOr<v1::RegisterNodeResponse> RegisterNode(
+      const v1::RegisterNodeRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  // The node's complete desired configuration at the current generation.
+  absl::StatusOr<v1::DesiredConfig> DesiredConfigFor(absl::string_view node)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ReportStatusResponse> ReportStatus(
+      const v1::ReportStatusRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Expires leases, marks silent agents NOT_READY and forgets old request
+  // ids. Called by the background sweeper; public for tests.
+  void Sweep() ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
+
+  // Runs the invariant checker over every fabric (committed state only).
+  absl::Status CheckInvariants() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Stops the sweeper and wakes every stream; idempotent.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Change events and generations, for the streaming RPCs.
+  WatchHub& hub() { return hub_; }
+
+ private:
+  struct FabricEntry;
+  struct AllocationEntry;
+  struct AgentEntry;
+  struct PendingRequest;
+  // A planned mutation: what to write, and what to do in memory once it is
+  // durable (commit) or once the write failed (rollback). Both run under
+  // mu_.
+  struct Plan {
+    store::WriteBatch batch;
+    std::function<void()> commit;
+    std::function<void()> rollback;
+    std::string response;  // serialized response message
+  };
+
+  FabricManager(store::Store* store, Clock* clock, ManagerOptions options);
+
+  absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
+  void SweeperLoop();
+
+  // Runs plan_fn under mu_, writes its batch (and the request record) to
+  // the store without holding mu_, then runs commit or rollback under mu_.
+  // Returns the serialized response.
+  absl::StatusOr<std::string> Mutate(
+      absl::string_view method, absl::string_view request_id,
+      const google::protobuf::Message& request,
+      const std::function<absl::StatusOr<Plan>()>& plan_fn)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::StatusOr<v1::Allocation> ReleaseAllocation(absl::string_view method,
+                                                   absl::string_view name,
+                                                   absl::string_view request_id,
+                                                   const google::protobuf::Message& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Lookups; NOT_FOUND naming `field` when absent.
+  absl::StatusOr<FabricEntry*> FindFabric(absl::string_view field,
+                                          absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::pair<FabricEntry*, int>> FindNode(
+      absl::string_view field, absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::pair<FabricEntry*, int>> FindLink(
+      absl::string_view field, absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<AllocationEntry*> FindAllocation(absl::string_view field,
+                                                  absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Views of the state as API resources.
+  v1::Fabric FabricView(const FabricEntry& f) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Node NodeView(const FabricEntry& f, int node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Bridge BridgeView(const FabricEntry& f, int node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Link LinkView(const FabricEntry& f, int link) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::AddressMap MapView(const FabricEntry& f, int node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Allocation AllocationView(const AllocationEntry& a) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The derived state of a committed allocation, and why.
+  v1::Allocation::State DeriveState(const AllocationEntry& a,
+                                    std::string* reason) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Grant ids of the fabric that agents must not see yet (uncommitted).
+  bool GrantVisible(absl::string_view grant_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  int64_t BumpGeneration() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishAllocation(v1::WatchEvent::Type type, const v1::Allocation& a)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-derives allocation states (all of `fabric`, or only those whose
+  // path crosses `node` when node >= 0) and publishes the changes.
+  void RefreshStates(const std::string& fabric, int node = -1)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewAllocationId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  store::Store* const store_;  // not owned
+  Clock* const clock_;         // not owned
+  const ManagerOptions options_;
+  WatchHub hub_;
+
+  // Serializes fabric and link mutations (rare), so that their store writes
+  // land in the order they were decided. Taken before mu_.
+  absl::Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
+  // By fabric id.
+  std::map<std::string, std::unique_ptr<FabricEntry>, std::less<>> fabrics_
+      ABSL_GUARDED_BY(mu_);
+  // Node id -> fabric id.
+  absl::flat_hash_map<std::string, std::string> node_fabric_
+      ABSL_GUARDED_BY(mu_);
+  // By allocation id; includes uncommitted ones (hidden from readers).
+  std::map<std::string, std::unique_ptr<AllocationEntry>, std::less<>>
+      allocations_
+      ABSL_GUARDED_BY(mu_);
+  // By node id; agents that registered since this manager started.
+  absl::flat_hash_map<std::string, std::unique_ptr<AgentEntry>> agents_
+      ABSL_GUARDED_BY(mu_);
+  // By request id.
+  absl::flat_hash_map<std::string, std::shared_ptr<PendingRequest>> requests_
+      ABSL_GUARDED_BY(mu_);
+  // epoch << 32 | counter; see records.proto.
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Notification stop_;
+  std::thread sweeper_;
+};
+
+}  // namespace fabric::service
+
+#endif  // FABRIC_SERVER_SERVICE_MANAGER_H_

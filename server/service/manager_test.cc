@@ -1,0 +1,446 @@
+#include "server/service/manager.h"
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store/fault_injecting_store.h"
+#include "server/store/sqlite_store.h"
+
+namespace fabric::service {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A temp directory removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() /
+                        "fabric-manager-test-XXXXXX")
+                           .string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+v1::CreateFabricRequest RingRequest(const std::string& name, int n,
+                                    const std::string& prefix = "n") {
+  v1::CreateFabricRequest req;
+  req.mutable_spec()->set_name(name);
+  req.mutable_spec()->set_topology(v1::RING);
+  for (int i = 0; i < n; ++i)
+    req.mutable_spec()->add_nodes()->set_name(absl::StrCat(prefix, i));
+  return req;
+}
+
+v1::CreateAllocationRequest AllocRequest(const std::string& from,
+                                         const std::string& to, uint64_t size,
+                                         const std::string& request_id = "") {
+  v1::CreateAllocationRequest req;
+  req.mutable_allocation()->set_borrower(from);
+  req.mutable_allocation()->set_target(to);
+  req.mutable_allocation()->set_size(size);
+  req.set_request_id(request_id);
+  return req;
+}
+
+// Every (table, key, value) of the manager's tables, to prove that a
+// rejected request changed nothing.
+std::vector<std::string> Dump(store::Store* s) {
+  std::vector<std::string> out;
+  for (const char* t : {"fabrics", "links", "allocations", "requests"}) {
+    auto rows = s->Scan(t);
+    EXPECT_TRUE(rows.ok());
+    for (const auto& [k, v] : *rows) out.push_back(absl::StrCat(t, "/", k, "=", v));
+  }
+  return out;
+}
+
+class ManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sqlite_ = *store::OpenSqliteStore({.path = dir_.path() + "/fabric.db"});
+    store_ = std::make_unique<store::FaultInjectingStore>(sqlite_.get());
+    Reopen();
+  }
+
+  void Reopen() {
+    manager_.reset();
+    ManagerOptions opts;
+    opts.sweep_interval = absl::ZeroDuration();  // tests call Sweep()
+    opts.heartbeat_timeout = absl::Seconds(3);
+    auto m = FabricManager::Open(store_.get(), &clock_, opts);
+    ASSERT_TRUE(m.ok()) << m.status();
+    manager_ = *std::move(m);
+  }
+
+  // Plays a well-behaved agent for every node of `fabric`: registers and
+  // reports the current generation.
+  void AllAgentsApply(const std::string& fabric) {
+    v1::ListNodesRequest ln;
+    ln.set_fabric(fabric);
+    auto nodes = manager_->ListNodes(ln);
+    ASSERT_TRUE(nodes.ok());
+    for (const auto& n : nodes->nodes()) {
+      if (n.agent_state() != v1::Node::READY) {
+        v1::RegisterNodeRequest reg;
+        reg.set_node(n.name());
+        ASSERT_TRUE(manager_->RegisterNode(reg).ok());
+      }
+      auto cfg = manager_->DesiredConfigFor(n.name());
+      ASSERT_TRUE(cfg.ok());
+      v1::ReportStatusRequest rep;
+      rep.set_node(n.name());
+      rep.set_applied_generation(cfg->generation());
+      ASSERT_TRUE(manager_->ReportStatus(rep).ok());
+    }
+  }
+
+  TempDir dir_;
+  ManualClock clock_;
+  std::unique_ptr<store::Store> sqlite_;
+  std::unique_ptr<store::FaultInjectingStore> store_;
+  std::unique_ptr<FabricManager> manager_;
+};
+
+TEST_F(ManagerTest, RingAllocationGetsWindowAndPath) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 8)).ok());
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n3", 4 << 20));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_THAT(a->name(), HasSubstr("allocations/alloc-"));
+  EXPECT_EQ(a->state(), v1::Allocation::PENDING);
+  EXPECT_EQ(a->size(), 4u << 20);
+  EXPECT_NE(a->borrower_addr(), 0u);
+  // The shorter way from n0 to n3 on an 8-ring is clockwise.
+  EXPECT_THAT(a->path(), testing::ElementsAre("bridges/n0", "bridges/n1",
+                                              "bridges/n2", "bridges/n3"));
+  auto map = manager_->GetAddressMap("bridges/n0/addressMap");
+  ASSERT_TRUE(map.ok());
+  ASSERT_EQ(map->windows_size(), 1);
+  EXPECT_EQ(map->windows(0).local_base(), a->borrower_addr());
+  EXPECT_EQ(map->windows(0).translated_addr(), a->fabric_addr());
+  auto target_map = manager_->GetAddressMap("bridges/n3");
+  ASSERT_TRUE(target_map.ok());
+  ASSERT_EQ(target_map->inbound_size(), 1);
+  EXPECT_EQ(target_map->inbound(0).local_base(), a->target_addr());
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+}
+
+TEST_F(ManagerTest, AllocationBecomesReadyWhenAgentsApply) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
+  AllAgentsApply("lab");
+  auto got = manager_->GetAllocation(a->name());
+  EXPECT_EQ(got->state(), v1::Allocation::READY) << got->state_reason();
+  // A new allocation needs a new generation applied.
+  auto b = manager_->CreateAllocation(AllocRequest("n2", "n1", 1 << 20));
+  EXPECT_EQ(manager_->GetAllocation(b->name())->state(),
+            v1::Allocation::PENDING);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::READY);
+}
+
+TEST_F(ManagerTest, RetriedRequestIdReturnsOriginalAndAllocatesOnce) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  auto first = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
+  ASSERT_TRUE(first.ok());
+  auto again = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(first->name(), again->name());
+  EXPECT_EQ(first->borrower_addr(), again->borrower_addr());
+  EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 1);
+  // The memory of the request id survives a restart.
+  Reopen();
+  auto after = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->name(), first->name());
+  EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 1);
+  // Reusing the id for another request is refused.
+  auto other = manager_->CreateAllocation(AllocRequest("n1", "n2", 1 << 20, "r-1"));
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(other.status().message(), HasSubstr("request_id"));
+}
+
+TEST_F(ManagerTest, BadInputIsRejectedAndChangesNothing) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  ASSERT_TRUE(manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20)).ok());
+  const auto before = Dump(store_.get());
+  struct Case {
+    absl::StatusCode code;
+    std::string substr;
+    std::function<absl::Status()> call;
+  };
+  std::vector<Case> cases = {
+      {absl::StatusCode::kNotFound, "allocation.borrower",
+       [&] { return manager_->CreateAllocation(AllocRequest("zz", "n1", 4096)).status(); }},
+      {absl::StatusCode::kNotFound, "allocation.target",
+       [&] { return manager_->CreateAllocation(AllocRequest("n0", "zz", 4096)).status(); }},
+      {absl::StatusCode::kInvalidArgument, "allocation.size",
+       [&] { return manager_->CreateAllocation(AllocRequest("n0", "n1", 0)).status(); }},
+      {absl::StatusCode::kInvalidArgument, "granularity",
+       [&] { return manager_->CreateAllocation(AllocRequest("n0", "n1", 5000)).status(); }},
+      {absl::StatusCode::kResourceExhausted, "size",
+       [&] { return manager_->CreateAllocation(AllocRequest("n0", "n1", 4ull << 30)).status(); }},
+      {absl::StatusCode::kInvalidArgument, "borrower",
+       [&] { return manager_->CreateAllocation(AllocRequest("n0", "n0", 4096)).status(); }},
+      {absl::StatusCode::kInvalidArgument, "at least 2",
+       [&] { return manager_->CreateFabric(RingRequest("solo", 1, "s")).status(); }},
+      {absl::StatusCode::kAlreadyExists, "spec.name",
+       [&] { return manager_->CreateFabric(RingRequest("lab", 2, "x")).status(); }},
+      {absl::StatusCode::kAlreadyExists, "n0",
+       [&] { return manager_->CreateFabric(RingRequest("lab2", 2)).status(); }},
+      {absl::StatusCode::kInvalidArgument, "duplicate",
+       [&] {
+         auto req = RingRequest("dup", 2, "d");
+         req.mutable_spec()->mutable_nodes(1)->set_name("d0");
+         return manager_->CreateFabric(req).status();
+       }},
+      {absl::StatusCode::kNotFound, "link",
+       [&] {
+         v1::SetLinkStateRequest req;
+         req.set_name("links/n0--n2");
+         return manager_->SetLinkState(req).status();
+       }},
+      {absl::StatusCode::kNotFound, "allocation",
+       [&] {
+         v1::DeleteAllocationRequest req;
+         req.set_name("allocations/alloc-nope");
+         return manager_->DeleteAllocation(req).status();
+       }},
+      {absl::StatusCode::kInvalidArgument, "allocation.ttl",
+       [&] {
+         auto req = AllocRequest("n0", "n1", 4096);
+         req.mutable_allocation()->mutable_ttl()->set_seconds(-5);
+         return manager_->CreateAllocation(req).status();
+       }},
+      {absl::StatusCode::kInvalidArgument, "page_size",
+       [&] {
+         v1::ListAllocationsRequest req;
+         req.set_page_size(-1);
+         return manager_->ListAllocations(req).status();
+       }},
+  };
+  for (const auto& c : cases) {
+    absl::Status s = c.call();
+    EXPECT_EQ(s.code(), c.code) << c.substr << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr(c.substr)) << s;
+  }
+  EXPECT_EQ(Dump(store_.get()), before);
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+}
+
+TEST_F(ManagerTest, StoreFailureIsUnavailableAndLeavesNoTrace) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  const auto before = Dump(store_.get());
+  store_->FailWrites(absl::UnavailableError("disk full (injected)"));
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20, "r-7"));
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(a.status().message(), HasSubstr("disk full"));
+  v1::SetLinkStateRequest down;
+  down.set_name("links/n0--n1");
+  EXPECT_EQ(manager_->SetLinkState(down).status().code(),
+            absl::StatusCode::kUnavailable);
+  // Reads keep working and show nothing of the failed writes.
+  EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 0);
+  EXPECT_TRUE(manager_->GetLink("links/n0--n1")->up());
+  EXPECT_EQ(manager_->GetAddressMap("bridges/n0")->windows_size(), 0);
+  EXPECT_EQ(Dump(store_.get()), before);
+  // The manager recovers by itself when the store does, and the request id
+  // of the failed request may be used again.
+  store_->Heal();
+  auto retry = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20, "r-7"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 1);
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+}
+
+TEST_F(ManagerTest, RestartRestoresMapsAllocationsAndLinks) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 8)).ok());
+  std::vector<v1::Allocation> made;
+  for (int i = 0; i < 8; ++i) {
+    auto a = manager_->CreateAllocation(
+        AllocRequest(absl::StrCat("n", i), absl::StrCat("n", (i + 3) % 8),
+                     (i + 1) << 20));
+    ASSERT_TRUE(a.ok()) << a.status();
+    made.push_back(*a);
+  }
+  v1::SetLinkStateRequest down;
+  down.set_name("links/n2--n3");
+  ASSERT_TRUE(manager_->SetLinkState(down).ok());
+  auto maps_before = manager_->ListAddressMaps({});
+  auto allocs_before = manager_->ListAllocations({});
+  const int64_t gen_before = manager_->GetFabric("lab")->generation();
+  Reopen();
+  auto maps_after = manager_->ListAddressMaps({});
+  auto allocs_after = manager_->ListAllocations({});
+  ASSERT_EQ(maps_after->address_maps_size(), 8);
+  for (int i = 0; i < 8; ++i) {
+    v1::AddressMap a = maps_before->address_maps(i), b = maps_after->address_maps(i);
+    a.clear_generation();
+    b.clear_generation();
+    EXPECT_EQ(a.SerializeAsString(), b.SerializeAsString()) << a.name();
+  }
+  ASSERT_EQ(allocs_after->allocations_size(), 8);
+  for (int i = 0; i < 8; ++i) {
+    const auto& a = allocs_before->allocations(i);
+    const auto& b = allocs_after->allocations(i);
+    EXPECT_EQ(a.name(), b.name());
+    EXPECT_EQ(a.borrower_addr(), b.borrower_addr());
+    EXPECT_EQ(a.target_addr(), b.target_addr());
+    EXPECT_EQ(a.fabric_addr(), b.fabric_addr());
+  }
+  EXPECT_FALSE(manager_->GetLink("links/n2--n3")->up());
+  // Generations never go backwards across restarts.
+  EXPECT_GT(manager_->GetFabric("lab")->generation(), gen_before);
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+}
+
+TEST_F(ManagerTest, LinkDownDegradesCutAllocationsAndLinkUpRestores) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 6)).ok());
+  auto across = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20));
+  auto near = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  ASSERT_TRUE(across.ok() && near.ok());
+  AllAgentsApply("lab");
+  v1::SetLinkStateRequest req;
+  req.set_name("links/n1--n2");
+  req.set_up(false);
+  ASSERT_TRUE(manager_->SetLinkState(req).ok());
+  // One break: the ring is a line, everything still routes (the long way).
+  auto rerouted = manager_->GetAllocation(across->name());
+  EXPECT_NE(rerouted->state(), v1::Allocation::DEGRADED);
+  EXPECT_THAT(rerouted->path(),
+              testing::ElementsAre("bridges/n0", "bridges/n5", "bridges/n4",
+                                   "bridges/n3", "bridges/n2"));
+  // Two breaks partition it into {n5, n0, n1} and {n2, n3, n4}.
+  req.set_name("links/n4--n5");
+  ASSERT_TRUE(manager_->SetLinkState(req).ok());
+  AllAgentsApply("lab");
+  auto cut = manager_->GetAllocation(across->name());
+  EXPECT_EQ(cut->state(), v1::Allocation::DEGRADED);
+  EXPECT_THAT(cut->state_reason(), HasSubstr("n1--n2"));
+  EXPECT_EQ(manager_->GetAllocation(near->name())->state(), v1::Allocation::READY);
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+  req.set_up(true);
+  ASSERT_TRUE(manager_->SetLinkState(req).ok());
+  req.set_name("links/n1--n2");
+  ASSERT_TRUE(manager_->SetLinkState(req).ok());
+  AllAgentsApply("lab");
+  auto back = manager_->GetAllocation(across->name());
+  EXPECT_EQ(back->state(), v1::Allocation::READY) << back->state_reason();
+  EXPECT_THAT(back->path(), testing::ElementsAre("bridges/n0", "bridges/n1",
+                                                 "bridges/n2"));
+}
+
+TEST_F(ManagerTest, ExpiredLeaseIsReclaimed) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
+  auto req = AllocRequest("n0", "n1", 1 << 20);
+  req.mutable_allocation()->set_owner("scheduler-a");
+  req.mutable_allocation()->mutable_ttl()->set_seconds(30);
+  auto leased = manager_->CreateAllocation(req);
+  auto kept = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20));
+  ASSERT_TRUE(leased.ok() && kept.ok());
+  clock_.Advance(absl::Seconds(29));
+  manager_->Sweep();
+  EXPECT_TRUE(manager_->GetAllocation(leased->name()).ok());
+  clock_.Advance(absl::Seconds(2));
+  manager_->Sweep();
+  EXPECT_EQ(manager_->GetAllocation(leased->name()).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(manager_->GetAllocation(kept->name()).ok());
+  // Its window and target range are free again, and durably so.
+  Reopen();
+  EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 1);
+  EXPECT_EQ(manager_->GetAddressMap("bridges/n1")->inbound_size(), 0);
+}
+
+TEST_F(ManagerTest, SilentAgentGoesNotReady) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  AllAgentsApply("lab");
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+  clock_.Advance(absl::Seconds(4));
+  manager_->Sweep();
+  EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::NOT_READY);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::PENDING);
+  AllAgentsApply("lab");
+  EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::READY);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+}
+
+TEST_F(ManagerTest, ConcurrentAllocateReleaseKeepsInvariants) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 8)).ok());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        auto a = manager_->CreateAllocation(AllocRequest(
+            absl::StrCat("n", t), absl::StrCat("n", (t + 1 + i) % 8 == t ? (t + 1) % 8 : (t + 1 + i) % 8),
+            ((i % 4) + 1) << 20));
+        if (!a.ok()) {
+          ++failures;
+          continue;
+        }
+        if (i % 3 != 0) {
+          v1::DeleteAllocationRequest del;
+          del.set_name(a->name());
+          if (!manager_->DeleteAllocation(del).ok()) ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_TRUE(manager_->CheckInvariants().ok()) << manager_->CheckInvariants();
+  v1::ListAllocationsRequest all;
+  all.set_page_size(1000);
+  const int live = manager_->ListAllocations(all)->allocations_size();
+  EXPECT_EQ(live, 8 * 14);
+  EXPECT_LT(store_->stats().commits, store_->stats().batches);
+  Reopen();
+  EXPECT_EQ(manager_->ListAllocations(all)->allocations_size(), live);
+}
+
+TEST_F(ManagerTest, ListPagination) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 5)).ok());
+  v1::ListNodesRequest req;
+  req.set_page_size(2);
+  std::vector<std::string> names;
+  for (;;) {
+    auto page = manager_->ListNodes(req);
+    ASSERT_TRUE(page.ok());
+    EXPECT_LE(page->nodes_size(), 2);
+    for (const auto& n : page->nodes()) names.push_back(n.name());
+    if (page->next_page_token().empty()) break;
+    req.set_page_token(page->next_page_token());
+  }
+  EXPECT_THAT(names, testing::ElementsAre("nodes/n0", "nodes/n1", "nodes/n2",
+                                          "nodes/n3", "nodes/n4"));
+}
+
+TEST_F(ManagerTest, StarRoutesThroughHub) {
+  v1::CreateFabricRequest req;
+  req.mutable_spec()->set_name("star");
+  req.mutable_spec()->set_topology(v1::STAR);
+  req.mutable_spec()->set_hub("m");
+  for (const char* n : {"m", "s1", "s2", "s3"})
+    req.mutable_spec()->add_nodes()->set_name(n);
+  ASSERT_TRUE(manager_->CreateFabric(req).ok());
+  auto a = manager_->CreateAllocation(AllocRequest("s1", "s3", 1 << 20));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_THAT(a->path(), testing::ElementsAre("bridges/s1", "bridges/m", "bridges/s3"));
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+}
+
+}  // namespace
+}  // namespace fabric::service

@@ -1,0 +1,46 @@
+#include "server/service/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace fabric::service {
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
+    FabricManager* manager, const std::string& address) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::unique_ptr<GrpcServer> s(new GrpcServer(manager));
+  s->manager_ = manager;
+  grpc::ServerBuilder builder;
+  // Credentials are a seam: mTLS replaces InsecureServerCredentials here.
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+                           &s->port_);
+  builder.RegisterService(&s->fabric_);
+  builder.RegisterService(&s->agent_);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--listen: cannot listen on ", address,
+                     " (address in use, or not HOST:PORT?)"));
+  }
+  return s;
+}
+
+GrpcServer::~GrpcServer() { Shutdown(); }
+
+void GrpcServer::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  // Streams wait on the manager's hub; closing it ends them.
+  manager_->hub().Close();
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::seconds(2));
+}
+
+void GrpcServer::Wait() { server_->Wait(); }
+
+}  // namespace fabric::service
