@@ -1,0 +1,294 @@
+#include "client/cli.h"
+
+#include <memory>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/commands.h"
+#include "client/fabric_client.h"
+#include "client/output.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+
+namespace fabric::client {
+namespace {
+
+// Flag values as CLI11 fills them in; validated by Run().
+struct Flags {
+  std::string server = kDefaultServer;
+  std::string output = "table";
+  std::string timeout = "10s";
+
+  // create ring|star
+  std::string fabric_name;
+  std::vector<std::string> nodes;
+  std::string hub;
+  std::string profile;
+  std::string export_size;
+
+  // apply
+  std::string file;
+
+  // get / describe
+  std::string kind;
+  std::string name;
+  std::string fabric_filter;
+
+  // alloc mem
+  std::string from, to, size, owner, ttl, request_id;
+  std::vector<std::string> labels;
+  bool wait = false;
+  std::string wait_timeout = "30s";
+
+  // release, link, delete
+  std::string alloc_id;
+  std::string link_a, link_b;
+  bool force = false;
+};
+
+struct Subcommands {
+  CLI::App* create_ring;
+  CLI::App* create_star;
+  CLI::App* apply;
+  CLI::App* get;
+  CLI::App* describe;
+  CLI::App* alloc_mem;
+  CLI::App* release;
+  CLI::App* link_up;
+  CLI::App* link_down;
+  CLI::App* delete_fabric;
+};
+
+Subcommands Define(CLI::App& app, Flags& f) {
+  app.require_subcommand(1);
+  // Global flags may come after the subcommand ("get nodes -o json").
+  app.fallthrough();
+  app.add_option("--server", f.server,
+                 "fabric-manager address host:port (env FABRIC_SERVER)")
+      ->envname("FABRIC_SERVER")
+      ->capture_default_str();
+  app.add_option("-o,--output", f.output, "output format: table or json")
+      ->capture_default_str();
+  app.add_option("--timeout", f.timeout, "deadline of each RPC, e.g. 10s")
+      ->capture_default_str();
+
+  Subcommands s;
+  auto add_fabric_flags = [&f](CLI::App* c) {
+    c->add_option("NAME", f.fabric_name, "fabric name")->required();
+    c->add_option("--nodes", f.nodes, "node names, comma-separated")
+        ->required()
+        ->delimiter(',');
+    c->add_option("--profile", f.profile,
+                  "default hardware profile (see 'get profiles')");
+    c->add_option("--export", f.export_size,
+                  "memory each node lends, e.g. 1GiB (default 1 GiB)");
+  };
+  CLI::App* create = app.add_subcommand("create", "create a fabric");
+  create->require_subcommand(1);
+  s.create_ring = create->add_subcommand("ring", "create a RING fabric");
+  add_fabric_flags(s.create_ring);
+  s.create_star = create->add_subcommand("star", "create a STAR fabric");
+  add_fabric_flags(s.create_star);
+  s.create_star->add_option("--hub", f.hub, "the management host")
+      ->required();
+
+  s.apply = app.add_subcommand(
+      "apply", "create the fabric described by a FabricSpec JSON file");
+  s.apply->add_option("-f,--filename", f.file, "FabricSpec in protobuf JSON")
+      ->required();
+
+  s.get = app.add_subcommand(
+      "get",
+      "list resources: fabrics, nodes, bridges, links, maps, allocations, "
+      "profiles");
+  s.get->add_option("KIND", f.kind, "resource type")->required();
+  s.get->add_option("NAME", f.name, "one resource");
+  s.get->add_option("--fabric", f.fabric_filter, "only this fabric's");
+
+  s.describe = app.add_subcommand(
+      "describe", "show one fabric, node, bridge or allocation in detail");
+  s.describe->add_option("KIND", f.kind, "resource type")->required();
+  s.describe->add_option("NAME", f.name, "resource name")->required();
+
+  CLI::App* alloc = app.add_subcommand("alloc", "allocate resources");
+  alloc->require_subcommand(1);
+  s.alloc_mem = alloc->add_subcommand(
+      "mem", "lend memory of --to to --from (CreateAllocation)");
+  s.alloc_mem->add_option("--from", f.from, "borrower node")->required();
+  s.alloc_mem->add_option("--to", f.to, "target node (lends the memory)")
+      ->required();
+  s.alloc_mem->add_option("--size", f.size, "bytes, e.g. 4MiB")->required();
+  s.alloc_mem->add_option("--owner", f.owner, "who holds it");
+  s.alloc_mem->add_option("--label", f.labels, "key=value (repeatable)");
+  s.alloc_mem->add_option("--ttl", f.ttl, "lease, e.g. 30s, 5m, 1h");
+  s.alloc_mem->add_option("--request-id", f.request_id,
+                          "idempotency key (default: random)");
+  s.alloc_mem->add_flag("--wait", f.wait, "wait until READY");
+  s.alloc_mem->add_option("--wait-timeout", f.wait_timeout,
+                          "how long --wait waits")
+      ->capture_default_str();
+
+  s.release = app.add_subcommand("release", "release an allocation");
+  s.release->add_option("ID", f.alloc_id, "alloc-x or allocations/alloc-x")
+      ->required();
+
+  CLI::App* link = app.add_subcommand("link", "set a link up or down");
+  link->require_subcommand(1);
+  s.link_down = link->add_subcommand("down", "take the link A--B down");
+  s.link_up = link->add_subcommand("up", "bring the link A--B up");
+  for (CLI::App* c : {s.link_down, s.link_up}) {
+    c->add_option("A", f.link_a, "one end (bridge or node)")->required();
+    c->add_option("B", f.link_b, "the other end")->required();
+  }
+
+  CLI::App* del = app.add_subcommand("delete", "delete a resource");
+  del->require_subcommand(1);
+  s.delete_fabric = del->add_subcommand("fabric", "delete a fabric");
+  s.delete_fabric->add_option("NAME", f.fabric_name, "fabric name")
+      ->required();
+  s.delete_fabric->add_flag(
+      "--force", f.force, "release its allocations first");
+  return s;
+}
+
+absl::StatusOr<uint64_t> Size(const std::string& text,
+                              absl::string_view flag) {
+  absl::StatusOr<uint64_t> size = ParseSize(text, flag);
+  if (!size.ok()) return UsageError(size.status().message());
+  return size;
+}
+
+// Validates the parsed flags and runs the chosen command. Every flag value
+// is checked (usage errors) before the client connects.
+absl::Status Dispatch(const Flags& f, const Subcommands& s,
+                      std::ostream& out) {
+  absl::StatusOr<OutputFormat> format = ParseOutputFormat(f.output);
+  if (!format.ok()) return UsageError(format.status().message());
+  ASSIGN_OR_RETURN(absl::Duration timeout,
+                   ParseDurationFlag(f.timeout, "--timeout"));
+
+  // Everything the chosen command needs, validated before connecting.
+  std::optional<v1::FabricSpec> spec;
+  std::optional<ResourceKind> kind;
+  std::optional<AllocOptions> alloc;
+  if (s.create_ring->parsed() || s.create_star->parsed()) {
+    uint64_t export_size = 0;
+    if (!f.export_size.empty()) {
+      ASSIGN_OR_RETURN(export_size, Size(f.export_size, "--export"));
+    }
+    spec = s.create_ring->parsed()
+               ? RingSpec(f.fabric_name, f.nodes, f.profile, export_size)
+               : StarSpec(f.fabric_name, f.hub, f.nodes, f.profile,
+                          export_size);
+  } else if (s.get->parsed() || s.describe->parsed()) {
+    ASSIGN_OR_RETURN(kind, ParseResourceKind(f.kind));
+  } else if (s.alloc_mem->parsed()) {
+    AllocOptions a;
+    a.borrower = f.from;
+    a.target = f.to;
+    ASSIGN_OR_RETURN(a.size, Size(f.size, "--size"));
+    if (a.size == 0) return UsageError("--size: must be larger than 0");
+    a.owner = f.owner;
+    ASSIGN_OR_RETURN(a.labels, ParseLabels(f.labels));
+    if (!f.ttl.empty()) {
+      ASSIGN_OR_RETURN(a.ttl, ParseDurationFlag(f.ttl, "--ttl"));
+    }
+    a.request_id = f.request_id;
+    a.wait = f.wait;
+    ASSIGN_OR_RETURN(a.wait_timeout,
+                     ParseDurationFlag(f.wait_timeout, "--wait-timeout"));
+    alloc = std::move(a);
+  }
+
+  FabricClient::Options client_options;
+  client_options.timeout = timeout;
+  std::unique_ptr<FabricClient> client =
+      FabricClient::Connect(f.server, client_options);
+  Commands::Options options;
+  options.format = *format;
+  Commands commands(client.get(), &out, options);
+
+  if (spec.has_value()) return commands.CreateFabric(*spec);
+  if (s.apply->parsed()) return commands.Apply(f.file);
+  if (s.get->parsed()) return commands.Get(*kind, f.name, f.fabric_filter);
+  if (s.describe->parsed()) return commands.Describe(*kind, f.name);
+  if (alloc.has_value()) return commands.Alloc(*alloc);
+  if (s.release->parsed()) return commands.Release(f.alloc_id);
+  if (s.link_up->parsed()) return commands.SetLink(f.link_a, f.link_b, true);
+  if (s.link_down->parsed()) {
+    return commands.SetLink(f.link_a, f.link_b, false);
+  }
+  if (s.delete_fabric->parsed()) {
+    return commands.DeleteFabric(f.fabric_name, f.force);
+  }
+  return UsageError("no command given");
+}
+
+// A hint for errors whose cause is usually on the user's side.
+std::string GenericHint(const absl::Status& status, const Flags& f) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+      return absl::StrCat("is fabric-manager running at ", f.server,
+                          "? set --server or FABRIC_SERVER");
+    case absl::StatusCode::kDeadlineExceeded:
+      return absl::StrCat("no answer from ", f.server, " within --timeout=",
+                          f.timeout, "; raise --timeout if it is busy");
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
+int RunFabricctl(const std::vector<std::string>& args, std::ostream& out,
+                 std::ostream& err) {
+  CLI::App app("fabricctl: manage a PCIe fabric through fabric-manager",
+               args.empty() ? "fabricctl" : args[0]);
+  Flags flags;
+  Subcommands subs = Define(app, flags);
+
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  if (argv.empty()) argv.push_back("fabricctl");
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e, out, err);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e, out, err);
+  } catch (const CLI::ParseError& e) {
+    // The chain of subcommands parsed so far, e.g. "create star".
+    std::string path;
+    for (const CLI::App* a = &app; !a->get_subcommands().empty();) {
+      a = a->get_subcommands().front();
+      absl::StrAppend(&path, path.empty() ? "" : " ", a->get_name());
+    }
+    std::vector<std::string> rest = app.remaining();
+    if (path.empty() && !rest.empty() && rest.front()[0] != '-') {
+      err << "error: unknown command \"" << rest.front() << "\"\n";
+    } else {
+      err << "error: " << e.what() << "\n";
+    }
+    if (path.empty()) {
+      err << "hint: commands are create, apply, get, describe, alloc, "
+             "release, link and delete; see 'fabricctl --help'\n";
+    } else {
+      err << "hint: see 'fabricctl " << path << " --help'\n";
+    }
+    return kExitUsage;
+  }
+
+  absl::Status status = Dispatch(flags, subs, out);
+  if (status.ok()) return kExitOk;
+  err << "error: " << status.message() << "\n";
+  std::string hint = StatusHint(status);
+  if (hint.empty()) hint = GenericHint(status, flags);
+  if (!hint.empty()) err << "hint: " << hint << "\n";
+  return IsUsageError(status) ? kExitUsage : kExitError;
+}
+
+}  // namespace fabric::client

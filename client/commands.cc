@@ -1,0 +1,630 @@
+#include "client/commands.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace fabric::client {
+namespace {
+
+constexpr char kUsagePayload[] = "type.fabricctl/usage";
+constexpr char kHintPayload[] = "type.fabricctl/hint";
+
+// Defaults documented in fabric.proto.
+constexpr char kDefaultProfile[] = "sim";
+constexpr uint64_t kDefaultExportSize = uint64_t{1} << 30;
+constexpr uint64_t kDefaultExportBase = 0x1'0000'0000;
+constexpr uint64_t kDefaultWindowBase = 0x200'0000'0000;
+
+// Prefixes the message with what was being done; keeps code and payloads.
+absl::Status Annotate(const absl::Status& status, absl::string_view what) {
+  if (status.ok()) return status;
+  absl::Status out(status.code(), absl::StrCat(what, ": ", status.message()));
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, payload);
+  });
+  return out;
+}
+
+// Strips an optional "{collection}/" prefix.
+std::string Id(absl::string_view collection, absl::string_view name) {
+  absl::string_view n = name;
+  absl::ConsumePrefix(&n, absl::StrCat(collection, "/"));
+  return std::string(n);
+}
+
+std::string FabricFilter(const std::string& fabric) {
+  return fabric.empty() ? "" : Qualify("fabrics", fabric);
+}
+
+// "bridges/x/addressMap" from "x", "bridges/x" or the full name.
+std::string MapName(absl::string_view name) {
+  if (absl::EndsWith(name, "/addressMap")) return std::string(name);
+  return absl::StrCat(Qualify("bridges", name), "/addressMap");
+}
+
+// Fills in the defaults fabric.proto documents, so that a spec written by a
+// user compares equal to the one the server stores.
+v1::FabricSpec Canonical(v1::FabricSpec spec) {
+  if (spec.default_profile().empty()) spec.set_default_profile(kDefaultProfile);
+  if (spec.default_export_size() == 0) {
+    spec.set_default_export_size(kDefaultExportSize);
+  }
+  for (v1::NodeSpec& n : *spec.mutable_nodes()) {
+    if (n.profile().empty()) n.set_profile(spec.default_profile());
+    if (n.export_size() == 0) n.set_export_size(spec.default_export_size());
+    if (n.export_base() == 0) n.set_export_base(kDefaultExportBase);
+    if (n.window_base() == 0) n.set_window_base(kDefaultWindowBase);
+  }
+  return spec;
+}
+
+// Finds the position the protobuf JSON parser points at. Its syntax errors
+// read "<what>\n<up to 40 bytes of input around the error>\n<spaces>^",
+// where the caret counts bytes from the start of that context (which may
+// itself span lines). Locating the context in the input gives "line L,
+// column C"; returns "" when the message has no such context.
+std::string ErrorPosition(absl::string_view json, absl::string_view message) {
+  std::vector<absl::string_view> lines = absl::StrSplit(message, '\n');
+  if (lines.size() < 3) return "";
+  size_t caret = lines.back().find('^');
+  if (caret == absl::string_view::npos) return "";
+  std::string context = absl::StrJoin(lines.begin() + 1, lines.end() - 1, "\n");
+  size_t at = json.find(context);
+  if (context.empty() || at == absl::string_view::npos) return "";
+  size_t offset = std::min(at + caret, json.size());
+  absl::string_view before = json.substr(0, offset);
+  size_t line = 1 + std::count(before.begin(), before.end(), '\n');
+  size_t last_newline = before.rfind('\n');
+  size_t column = last_newline == absl::string_view::npos
+                      ? offset + 1
+                      : offset - last_newline;
+  return absl::StrCat("line ", line, ", column ", column);
+}
+
+std::string Plural(absl::string_view kind) {
+  return absl::StrCat(kind, "s");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Errors
+
+absl::Status UsageError(absl::string_view message) {
+  absl::Status s = absl::InvalidArgumentError(message);
+  s.SetPayload(kUsagePayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsUsageError(const absl::Status& status) {
+  return status.GetPayload(kUsagePayload).has_value();
+}
+
+absl::Status WithHint(absl::Status status, absl::string_view hint) {
+  if (!status.ok()) status.SetPayload(kHintPayload, absl::Cord(hint));
+  return status;
+}
+
+std::string StatusHint(const absl::Status& status) {
+  auto hint = status.GetPayload(kHintPayload);
+  return hint.has_value() ? std::string(*hint) : "";
+}
+
+// ---------------------------------------------------------------------------
+// Argument helpers
+
+absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view text,
+                                                 absl::string_view flag) {
+  absl::string_view t = absl::StripAsciiWhitespace(text);
+  absl::Duration d;
+  double seconds = 0;
+  if (absl::SimpleAtod(t, &seconds) && !absl::StrContains(t, "inf") &&
+      !absl::StrContains(t, "nan")) {
+    d = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(t, &d)) {
+    return UsageError(absl::StrCat(
+        flag, ": \"", text,
+        "\" is not a duration; use e.g. 30s, 5m, 1h or 1h30m"));
+  }
+  if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    return UsageError(absl::StrCat(flag, ": \"", text,
+                                   "\" must be a positive, finite duration"));
+  }
+  return d;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
+    const std::vector<std::string>& labels) {
+  std::map<std::string, std::string> out;
+  for (const std::string& l : labels) {
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(l, absl::MaxSplits('=', 1));
+    if (!absl::StrContains(l, '=') || kv.first.empty()) {
+      return UsageError(absl::StrCat("--label: \"", l,
+                                     "\" is not key=value"));
+    }
+    out[kv.first] = kv.second;
+  }
+  return out;
+}
+
+absl::StatusOr<v1::FabricSpec> ParseFabricSpec(absl::string_view json,
+                                               absl::string_view source) {
+  if (absl::StripAsciiWhitespace(json).empty()) {
+    return UsageError(absl::StrCat(source, ": file is empty; expected a "
+                                           "FabricSpec in protobuf JSON"));
+  }
+  v1::FabricSpec spec;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), &spec,
+      options);
+  if (!status.ok()) {
+    std::string message(status.message().data(), status.message().size());
+    std::string where = ErrorPosition(json, message);
+    // Keep the parser's first line; the context lines are replaced by the
+    // position.
+    std::string first = message.substr(0, message.find('\n'));
+    return UsageError(absl::StrCat(
+        source, where.empty() ? "" : absl::StrCat(": ", where), ": ",
+        "not a valid FabricSpec: ", first));
+  }
+  if (spec.name().empty()) {
+    return UsageError(absl::StrCat(source, ": the spec has no \"name\""));
+  }
+  return spec;
+}
+
+absl::StatusOr<v1::FabricSpec> ReadFabricSpecFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot read the file"));
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return ParseFabricSpec(buf.str(), path);
+}
+
+v1::FabricSpec RingSpec(const std::string& name,
+                        const std::vector<std::string>& nodes,
+                        const std::string& profile, uint64_t export_size) {
+  v1::FabricSpec spec;
+  spec.set_name(name);
+  spec.set_topology(v1::RING);
+  spec.set_default_profile(profile);
+  spec.set_default_export_size(export_size);
+  for (const std::string& n : nodes) spec.add_nodes()->set_name(n);
+  return spec;
+}
+
+v1::FabricSpec StarSpec(const std::string& name, const std::string& hub,
+                        const std::vector<std::string>& nodes,
+                        const std::string& profile, uint64_t export_size) {
+  v1::FabricSpec spec;
+  spec.set_name(name);
+  spec.set_topology(v1::STAR);
+  spec.set_hub(hub);
+  spec.set_default_profile(profile);
+  spec.set_default_export_size(export_size);
+  spec.add_nodes()->set_name(hub);
+  for (const std::string& n : nodes) {
+    if (n != hub) spec.add_nodes()->set_name(n);
+  }
+  return spec;
+}
+
+bool SameFabricSpec(const v1::FabricSpec& a, const v1::FabricSpec& b) {
+  return google::protobuf::util::MessageDifferencer::Equals(Canonical(a),
+                                                            Canonical(b));
+}
+
+std::string NewRequestId() {
+  absl::BitGen gen;
+  return absl::StrFormat("fabricctl-%016x%016x", absl::Uniform<uint64_t>(gen),
+                         absl::Uniform<uint64_t>(gen));
+}
+
+std::string Qualify(absl::string_view collection, absl::string_view name) {
+  if (absl::StartsWith(name, absl::StrCat(collection, "/"))) {
+    return std::string(name);
+  }
+  return absl::StrCat(collection, "/", name);
+}
+
+absl::StatusOr<ResourceKind> ParseResourceKind(absl::string_view text) {
+  static const std::pair<const char*, ResourceKind> kKinds[] = {
+      {"fabric", ResourceKind::kFabric},
+      {"node", ResourceKind::kNode},
+      {"bridge", ResourceKind::kBridge},
+      {"link", ResourceKind::kLink},
+      {"map", ResourceKind::kMap},
+      {"addressmap", ResourceKind::kMap},
+      {"allocation", ResourceKind::kAllocation},
+      {"alloc", ResourceKind::kAllocation},
+      {"profile", ResourceKind::kProfile},
+  };
+  std::string t = absl::AsciiStrToLower(text);
+  for (const auto& [name, kind] : kKinds) {
+    if (t == name || t == Plural(name)) return kind;
+  }
+  return UsageError(absl::StrCat(
+      "unknown resource type \"", text,
+      "\"; use fabrics, nodes, bridges, links, maps, allocations or "
+      "profiles"));
+}
+
+// ---------------------------------------------------------------------------
+// Commands
+
+Commands::Commands(FabricClient* client, std::ostream* out,
+                   const Options& options)
+    : client_(client), out_(out), options_(options) {}
+
+void Commands::Report(const google::protobuf::Message& message,
+                      const std::string& line) {
+  if (options_.format == OutputFormat::kJson) {
+    *out_ << ToJson(message) << "\n";
+  } else {
+    *out_ << line << "\n";
+  }
+}
+
+absl::Status Commands::CreateFabric(const v1::FabricSpec& spec) {
+  v1::CreateFabricRequest req;
+  *req.mutable_spec() = spec;
+  req.set_request_id(NewRequestId());
+  std::string what = absl::StrCat("create fabric/", spec.name());
+  absl::StatusOr<v1::Fabric> fabric = client_->CreateFabric(req);
+  if (fabric.status().code() == absl::StatusCode::kAlreadyExists) {
+    return WithHint(
+        Annotate(fabric.status(), what),
+        absl::StrCat("'fabricctl describe fabric ", spec.name(),
+                     "' shows it; 'fabricctl delete fabric ", spec.name(),
+                     "' removes it"));
+  }
+  RETURN_IF_ERROR(Annotate(fabric.status(), what));
+  Report(*fabric,
+         absl::StrCat("fabric/", spec.name(), " created (", fabric->node_count(),
+                      " nodes, ", fabric->link_count(), " links, generation ",
+                      fabric->generation(), ")"));
+  return absl::OkStatus();
+}
+
+absl::Status Commands::Apply(const std::string& path) {
+  ASSIGN_OR_RETURN(v1::FabricSpec spec, ReadFabricSpecFile(path));
+  v1::CreateFabricRequest req;
+  *req.mutable_spec() = spec;
+  req.set_request_id(NewRequestId());
+  std::string what = absl::StrCat("apply ", path, " (fabric/", spec.name(),
+                                  ")");
+  absl::StatusOr<v1::Fabric> created = client_->CreateFabric(req);
+  if (created.ok()) {
+    Report(*created, absl::StrCat("fabric/", spec.name(), " created"));
+    return absl::OkStatus();
+  }
+  if (created.status().code() != absl::StatusCode::kAlreadyExists) {
+    return Annotate(created.status(), what);
+  }
+  absl::StatusOr<v1::Fabric> existing =
+      client_->GetFabric(Qualify("fabrics", spec.name()));
+  RETURN_IF_ERROR(Annotate(existing.status(), what));
+  if (SameFabricSpec(spec, existing->spec())) {
+    Report(*existing, absl::StrCat("fabric/", spec.name(), " unchanged"));
+    return absl::OkStatus();
+  }
+  std::string diff;
+  google::protobuf::util::MessageDifferencer differ;
+  differ.ReportDifferencesToString(&diff);
+  differ.Compare(Canonical(existing->spec()), Canonical(spec));
+  while (!diff.empty() && diff.back() == '\n') diff.pop_back();
+  return WithHint(
+      absl::FailedPreconditionError(absl::StrCat(
+          what,
+          ": the fabric exists with a different spec, and changing a live "
+          "fabric is not supported yet; differences (live -> file):\n  ",
+          absl::StrJoin(absl::StrSplit(diff, '\n'), "\n  "))),
+      absl::StrCat("'fabricctl delete fabric ", spec.name(),
+                   "' (with --force if it has allocations), then apply again"));
+}
+
+absl::Status Commands::Get(ResourceKind kind, const std::string& name,
+                           const std::string& fabric) {
+  const OutputFormat fmt = options_.format;
+  const std::string filter = FabricFilter(fabric);
+  auto one = [&](auto result, absl::string_view what,
+                 auto print) -> absl::Status {
+    RETURN_IF_ERROR(Annotate(result.status(), absl::StrCat("get ", what)));
+    if (fmt == OutputFormat::kJson) {
+      *out_ << ToJson(*result) << "\n";
+    } else {
+      print({*result}, fmt, *out_);
+    }
+    return absl::OkStatus();
+  };
+  auto all = [&](auto result, absl::string_view what,
+                 auto print) -> absl::Status {
+    RETURN_IF_ERROR(Annotate(result.status(), absl::StrCat("list ", what)));
+    print(*result, fmt, *out_);
+    return absl::OkStatus();
+  };
+
+  switch (kind) {
+    case ResourceKind::kFabric:
+      if (!name.empty()) {
+        std::string n = Qualify("fabrics", name);
+        return one(client_->GetFabric(n), n, PrintFabrics);
+      }
+      return all(client_->ListFabrics(), "fabrics", PrintFabrics);
+    case ResourceKind::kNode:
+      if (!name.empty()) {
+        std::string n = Qualify("nodes", name);
+        return one(client_->GetNode(n), n, PrintNodes);
+      }
+      return all(client_->ListNodes(filter), "nodes", PrintNodes);
+    case ResourceKind::kBridge:
+      if (!name.empty()) {
+        std::string n = Qualify("bridges", name);
+        return one(client_->GetBridge(n), n, PrintBridges);
+      }
+      return all(client_->ListBridges(filter), "bridges", PrintBridges);
+    case ResourceKind::kLink:
+      if (!name.empty()) {
+        std::string n = Qualify("links", name);
+        absl::StatusOr<v1::Link> link = client_->GetLink(n);
+        // Links are named in declared order; accept either order.
+        std::vector<std::string> ends =
+            absl::StrSplit(Id("links", name), absl::MaxSplits("--", 1));
+        if (link.status().code() == absl::StatusCode::kNotFound &&
+            ends.size() == 2) {
+          absl::StatusOr<v1::Link> reversed =
+              client_->GetLink(absl::StrCat("links/", ends[1], "--", ends[0]));
+          if (reversed.ok()) link = std::move(reversed);
+        }
+        return one(std::move(link), n, PrintLinks);
+      }
+      return all(client_->ListLinks(filter), "links", PrintLinks);
+    case ResourceKind::kAllocation:
+      if (!name.empty()) {
+        std::string n = Qualify("allocations", name);
+        return one(client_->GetAllocation(n), n, PrintAllocations);
+      } else {
+        v1::ListAllocationsRequest req;
+        req.set_fabric(filter);
+        return all(client_->ListAllocations(req), "allocations",
+                   PrintAllocations);
+      }
+    case ResourceKind::kProfile: {
+      absl::StatusOr<std::vector<v1::HardwareProfile>> profiles =
+          client_->ListProfiles();
+      RETURN_IF_ERROR(Annotate(profiles.status(), "list profiles"));
+      if (name.empty()) {
+        PrintProfiles(*profiles, fmt, *out_);
+        return absl::OkStatus();
+      }
+      std::string id = Id("profiles", name);
+      for (const v1::HardwareProfile& p : *profiles) {
+        if (p.name() == id) {
+          if (fmt == OutputFormat::kJson) {
+            *out_ << ToJson(p) << "\n";
+          } else {
+            PrintProfiles({p}, fmt, *out_);
+          }
+          return absl::OkStatus();
+        }
+      }
+      std::vector<std::string> names;
+      for (const v1::HardwareProfile& p : *profiles) names.push_back(p.name());
+      return absl::NotFoundError(
+          absl::StrCat("get profile ", id, ": no such profile; known: ",
+                       absl::StrJoin(names, ", ")));
+    }
+    case ResourceKind::kMap:
+      if (!name.empty()) {
+        std::string n = MapName(name);
+        absl::StatusOr<v1::AddressMap> map = client_->GetAddressMap(n);
+        RETURN_IF_ERROR(Annotate(map.status(), absl::StrCat("get ", n)));
+        if (fmt == OutputFormat::kJson) {
+          *out_ << ToJson(*map) << "\n";
+        } else {
+          PrintAddressMap(*map, *out_);
+        }
+        return absl::OkStatus();
+      }
+      return all(client_->ListAddressMaps(filter), "address maps",
+                 PrintAddressMaps);
+  }
+  return absl::InternalError("unhandled resource kind");
+}
+
+absl::Status Commands::Describe(ResourceKind kind, const std::string& name) {
+  const bool json = options_.format == OutputFormat::kJson;
+  auto show = [&](auto result, const std::string& n,
+                  auto describe) -> absl::Status {
+    RETURN_IF_ERROR(Annotate(result.status(), absl::StrCat("describe ", n)));
+    if (json) {
+      *out_ << ToJson(*result) << "\n";
+    } else {
+      describe(*result, *out_);
+    }
+    return absl::OkStatus();
+  };
+  switch (kind) {
+    case ResourceKind::kFabric: {
+      std::string n = Qualify("fabrics", name);
+      return show(client_->GetFabric(n), n, DescribeFabric);
+    }
+    case ResourceKind::kNode: {
+      std::string n = Qualify("nodes", name);
+      return show(client_->GetNode(n), n, DescribeNode);
+    }
+    case ResourceKind::kBridge: {
+      std::string n = Qualify("bridges", name);
+      return show(client_->GetBridge(n), n, DescribeBridge);
+    }
+    case ResourceKind::kAllocation: {
+      std::string n = Qualify("allocations", name);
+      return show(client_->GetAllocation(n), n, DescribeAllocation);
+    }
+    case ResourceKind::kLink:
+    case ResourceKind::kMap:
+    case ResourceKind::kProfile:
+      // Their `get` view is already complete.
+      return Get(kind, name, "");
+  }
+  return absl::InternalError("unhandled resource kind");
+}
+
+absl::Status Commands::Alloc(const AllocOptions& opts) {
+  v1::CreateAllocationRequest req;
+  v1::Allocation* a = req.mutable_allocation();
+  a->set_borrower(opts.borrower);
+  a->set_target(opts.target);
+  a->set_size(opts.size);
+  a->set_owner(opts.owner);
+  for (const auto& [k, v] : opts.labels) (*a->mutable_labels())[k] = v;
+  if (opts.ttl.has_value()) {
+    int64_t secs = absl::ToInt64Seconds(*opts.ttl);
+    a->mutable_ttl()->set_seconds(secs);
+    a->mutable_ttl()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
+        *opts.ttl - absl::Seconds(secs))));
+  }
+  req.set_request_id(opts.request_id.empty() ? NewRequestId()
+                                             : opts.request_id);
+  std::string what =
+      absl::StrCat("alloc ", FormatSize(opts.size), " of ", Id("nodes", opts.target),
+                   " for ", Id("nodes", opts.borrower));
+  absl::StatusOr<v1::Allocation> alloc = client_->CreateAllocation(req);
+  RETURN_IF_ERROR(Annotate(alloc.status(), what));
+  const bool json = options_.format == OutputFormat::kJson;
+  if (!json) *out_ << AllocationSummary(*alloc) << "\n";
+  if (!opts.wait || alloc->state() == v1::Allocation::READY) {
+    if (json) *out_ << ToJson(*alloc) << "\n";
+    return absl::OkStatus();
+  }
+
+  const absl::Time deadline = absl::Now() + opts.wait_timeout;
+  const std::string name = alloc->name();
+  const std::string id = Id("allocations", name);
+  while (alloc->state() != v1::Allocation::READY) {
+    if (alloc->state() == v1::Allocation::RELEASED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          name, " was released while waiting for it to become READY",
+          alloc->state_reason().empty() ? ""
+                                        : absl::StrCat(": ", alloc->state_reason())));
+    }
+    absl::Time now = absl::Now();
+    if (now >= deadline) {
+      std::vector<std::string> path;
+      for (const std::string& p : alloc->path()) path.push_back(ShortName(p));
+      return WithHint(
+          absl::DeadlineExceededError(absl::StrCat(
+              name, " exists but is not READY after ",
+              absl::FormatDuration(opts.wait_timeout), ": state ",
+              v1::Allocation::State_Name(alloc->state()),
+              alloc->state_reason().empty()
+                  ? ""
+                  : absl::StrCat(" (", alloc->state_reason(), ")"),
+              "; the agents on its path",
+              path.empty() ? "" : absl::StrCat(" (", absl::StrJoin(path, ", "), ")"),
+              " have not applied generation ", alloc->required_generation())),
+          absl::StrCat("the allocation is kept; check the agents with "
+                       "'fabricctl get nodes', or free it with "
+                       "'fabricctl release ",
+                       id, "'"));
+    }
+    absl::SleepFor(std::min(options_.poll_interval, deadline - now));
+    absl::StatusOr<v1::Allocation> polled = client_->GetAllocation(name);
+    RETURN_IF_ERROR(
+        Annotate(polled.status(), absl::StrCat("wait for ", name)));
+    alloc = std::move(polled);
+  }
+  if (json) {
+    *out_ << ToJson(*alloc) << "\n";
+  } else {
+    *out_ << name << " is READY\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Commands::Release(const std::string& id) {
+  v1::DeleteAllocationRequest req;
+  req.set_name(Qualify("allocations", id));
+  req.set_request_id(NewRequestId());
+  absl::StatusOr<v1::Allocation> alloc = client_->DeleteAllocation(req);
+  RETURN_IF_ERROR(Annotate(alloc.status(), absl::StrCat("release ", req.name())));
+  Report(*alloc, absl::StrCat(req.name(), " released"));
+  return absl::OkStatus();
+}
+
+absl::Status Commands::SetLink(const std::string& a, const std::string& b,
+                               bool up) {
+  const std::string an = Id("bridges", Id("nodes", a));
+  const std::string bn = Id("bridges", Id("nodes", b));
+  v1::SetLinkStateRequest req;
+  req.set_name(absl::StrCat("links/", an, "--", bn));
+  req.set_up(up);
+  req.set_request_id(NewRequestId());
+  const std::string what =
+      absl::StrCat("link ", up ? "up " : "down ", an, " ", bn);
+  absl::StatusOr<v1::Link> link = client_->SetLinkState(req);
+  if (link.status().code() == absl::StatusCode::kNotFound) {
+    // The server names a link by its declared order.
+    req.set_name(absl::StrCat("links/", bn, "--", an));
+    absl::StatusOr<v1::Link> reversed = client_->SetLinkState(req);
+    if (reversed.status().code() != absl::StatusCode::kNotFound) {
+      link = std::move(reversed);
+    } else {
+      return WithHint(
+          Annotate(absl::NotFoundError(absl::StrCat(
+                       "no link between ", an, " and ", bn, " (", link.status().message(), ")")),
+                   what),
+          "'fabricctl get links' lists the links");
+    }
+  }
+  RETURN_IF_ERROR(Annotate(link.status(), what));
+  Report(*link,
+         absl::StrCat("link/", ShortName(link->name()), " ",
+                      link->up() ? "up" : "down", " (",
+                      ShortName(link->a_bridge()), ":", link->a_port(), " <-> ",
+                      ShortName(link->b_bridge()), ":", link->b_port(),
+                      "); address maps recomputed",
+                      up ? "" : ", allocations across it are DEGRADED"));
+  return absl::OkStatus();
+}
+
+absl::Status Commands::DeleteFabric(const std::string& name, bool force) {
+  v1::DeleteFabricRequest req;
+  req.set_name(Qualify("fabrics", name));
+  req.set_force(force);
+  req.set_request_id(NewRequestId());
+  absl::StatusOr<v1::Fabric> fabric = client_->DeleteFabric(req);
+  absl::Status status =
+      Annotate(fabric.status(), absl::StrCat("delete ", req.name()));
+  if (status.code() == absl::StatusCode::kFailedPrecondition && !force) {
+    return WithHint(status, "--force releases its allocations first");
+  }
+  RETURN_IF_ERROR(status);
+  Report(*fabric, absl::StrCat("fabric/", Id("fabrics", name), " deleted"));
+  return absl::OkStatus();
+}
+
+}  // namespace fabric::client

@@ -1,0 +1,180 @@
+// The fabricctl commands, one method per verb, independent of flag parsing.
+//
+// Each command talks to the server through a FabricClient, writes its
+// result to the output stream it was given (a table or protobuf JSON, see
+// output.h) and returns a status. A failed status's message says what was
+// being done and what the server answered ("get nodes/x: node not found");
+// it may carry a hint (StatusHint) and may be marked as a usage error
+// (IsUsageError), which fabricctl turns into exit code 2.
+//
+//   auto client = FabricClient::Connect("127.0.0.1:7070", {});
+//   Commands cmds(client.get(), &std::cout, {OutputFormat::kTable});
+//   absl::Status s = cmds.Get(ResourceKind::kNode, "", "");
+//
+// Not thread-safe (writes to one stream); use one Commands per thread.
+#ifndef FABRIC_CLIENT_COMMANDS_H_
+#define FABRIC_CLIENT_COMMANDS_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "client/fabric_client.h"
+#include "client/output.h"
+#include "fabric/v1/fabric.pb.h"
+
+namespace fabric::client {
+
+// ---------------------------------------------------------------------------
+// Errors
+
+// INVALID_ARGUMENT marked as a usage error (bad flag value, bad resource
+// kind): fabricctl exits 2 for these.
+absl::Status UsageError(absl::string_view message);
+bool IsUsageError(const absl::Status& status);
+
+// Returns `status` with `hint` attached (a one-line suggestion printed after
+// the error). OK statuses are returned unchanged.
+absl::Status WithHint(absl::Status status, absl::string_view hint);
+// The attached hint, or "" when there is none.
+std::string StatusHint(const absl::Status& status);
+
+// ---------------------------------------------------------------------------
+// Argument helpers (pure)
+
+// Parses a positive duration such as "30s", "5m", "1h", "1h30m", "250ms"
+// (absl::ParseDuration syntax); a bare number means seconds. Returns a usage
+// error naming `flag` otherwise.
+absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view text,
+                                                 absl::string_view flag);
+
+// Parses "k=v" labels. Returns a usage error naming --label for an entry
+// without "=" or with an empty key.
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
+    const std::vector<std::string>& labels);
+
+// Parses a FabricSpec in protobuf JSON (unknown fields are errors). Errors
+// are INVALID_ARGUMENT usage errors naming `source` and, when the parser
+// reports a position, its line and column.
+absl::StatusOr<v1::FabricSpec> ParseFabricSpec(absl::string_view json,
+                                               absl::string_view source);
+// Reads `path` and parses it as above; NOT_FOUND if it cannot be read.
+absl::StatusOr<v1::FabricSpec> ReadFabricSpecFile(const std::string& path);
+
+// A RING fabric spec over `nodes` in ring order. `profile` and
+// `export_size` (0 = server default) become the fabric's defaults.
+v1::FabricSpec RingSpec(const std::string& name,
+                        const std::vector<std::string>& nodes,
+                        const std::string& profile, uint64_t export_size);
+// A STAR fabric spec: `hub` first, then `nodes` (a repeated hub is dropped).
+v1::FabricSpec StarSpec(const std::string& name, const std::string& hub,
+                        const std::vector<std::string>& nodes,
+                        const std::string& profile, uint64_t export_size);
+
+// True when the specs describe the same fabric once the defaults documented
+// in fabric.proto are filled in on both sides (empty profile = the fabric's
+// default_profile = "sim", export_size 0 = default_export_size = 1 GiB,
+// export_base 0 = 0x1_0000_0000, window_base 0 = 0x200_0000_0000).
+bool SameFabricSpec(const v1::FabricSpec& a, const v1::FabricSpec& b);
+
+// A random request id ("fabricctl-" and 32 hex digits).
+std::string NewRequestId();
+
+// "x", "nodes/x" -> "nodes/x" for collection "nodes".
+std::string Qualify(absl::string_view collection, absl::string_view name);
+
+// ---------------------------------------------------------------------------
+// Commands
+
+enum class ResourceKind {
+  kFabric,
+  kNode,
+  kBridge,
+  kLink,
+  kMap,
+  kAllocation,
+  kProfile
+};
+
+// Accepts plural and singular names ("nodes", "node"), and "addressmaps"
+// for maps. Usage error listing the valid kinds otherwise.
+absl::StatusOr<ResourceKind> ParseResourceKind(absl::string_view text);
+
+struct AllocOptions {
+  std::string borrower;  // "a" or "nodes/a"
+  std::string target;
+  uint64_t size = 0;
+  std::string owner;
+  std::map<std::string, std::string> labels;
+  std::optional<absl::Duration> ttl;
+  // Empty: a random one is generated, so the client's retries are
+  // idempotent.
+  std::string request_id;
+  // Poll until READY, for at most wait_timeout.
+  bool wait = false;
+  absl::Duration wait_timeout = absl::Seconds(30);
+};
+
+class Commands {
+ public:
+  struct Options {
+    OutputFormat format = OutputFormat::kTable;
+    // How often `alloc --wait` polls the allocation.
+    absl::Duration poll_interval = absl::Milliseconds(250);
+  };
+
+  // `client` and `out` are not owned and must outlive this object.
+  Commands(FabricClient* client, std::ostream* out, const Options& options);
+
+  // create ring / create star: CreateFabric; prints "fabric/x created".
+  absl::Status CreateFabric(const v1::FabricSpec& spec);
+
+  // apply -f: creates the fabric in `path`. When it exists with the same
+  // spec (SameFabricSpec), prints "fabric/x unchanged" and succeeds; with a
+  // different spec, FAILED_PRECONDITION (changing a live fabric is not
+  // supported yet).
+  absl::Status Apply(const std::string& path);
+
+  // get KIND [NAME]: one resource, or all of them (every page). `fabric`
+  // optionally filters lists by fabric id.
+  absl::Status Get(ResourceKind kind, const std::string& name,
+                   const std::string& fabric);
+
+  // describe KIND NAME (fabric, node, bridge, allocation, link).
+  absl::Status Describe(ResourceKind kind, const std::string& name);
+
+  // alloc mem: prints the AllocationSummary line; with wait, then polls
+  // until READY. DEADLINE_EXCEEDED when it is not READY in time (the
+  // allocation still exists; the message gives its state and reason).
+  absl::Status Alloc(const AllocOptions& options);
+
+  // release ID: `id` is "alloc-x" or "allocations/alloc-x".
+  absl::Status Release(const std::string& id);
+
+  // link up|down A B: SetLinkState on links/A--B, or links/B--A when the
+  // first is NOT_FOUND.
+  absl::Status SetLink(const std::string& a, const std::string& b, bool up);
+
+  // delete fabric NAME [--force].
+  absl::Status DeleteFabric(const std::string& name, bool force);
+
+ private:
+  // Prints `message` as JSON in kJson mode, otherwise `line`.
+  void Report(const google::protobuf::Message& message,
+              const std::string& line);
+
+  FabricClient* const client_;
+  std::ostream* const out_;
+  const Options options_;
+};
+
+}  // namespace fabric::client
+
+#endif  // FABRIC_CLIENT_COMMANDS_H_

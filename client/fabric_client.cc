@@ -1,0 +1,197 @@
+#include "client/fabric_client.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+
+namespace fabric::client {
+
+std::unique_ptr<FabricClient> FabricClient::Connect(const std::string& target,
+                                                    const Options& options) {
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  return std::make_unique<FabricClient>(v1::FabricService::NewStub(channel),
+                                        target, options);
+}
+
+FabricClient::FabricClient(std::unique_ptr<Stub> stub, std::string target,
+                           const Options& options)
+    : stub_(std::move(stub)), target_(std::move(target)), options_(options) {}
+
+template <typename Req, typename Resp>
+absl::StatusOr<Resp> FabricClient::Call(Method<Req, Resp> method,
+                                        const Req& req) {
+  absl::Duration backoff = options_.retry_backoff;
+  absl::Status status;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    Resp resp;
+    status = FromGrpcStatus(((*stub_).*method)(&ctx, req, &resp));
+    if (status.ok()) return resp;
+    if (status.code() != absl::StatusCode::kUnavailable ||
+        attempt >= options_.max_attempts) {
+      return status;
+    }
+    absl::SleepFor(backoff);
+    backoff *= 2;
+  }
+}
+
+template <typename Req, typename Resp, typename Item, typename ItemsFn>
+absl::StatusOr<std::vector<Item>> FabricClient::ListAll(
+    Method<Req, Resp> method, Req req, ItemsFn items) {
+  std::vector<Item> out;
+  req.set_page_token("");
+  req.set_page_size(options_.page_size);
+  while (true) {
+    absl::StatusOr<Resp> resp = Call(method, req);
+    if (!resp.ok()) return resp.status();
+    for (const Item& item : items(*resp)) out.push_back(item);
+    if (resp->next_page_token().empty()) return out;
+    // A server that hands back the same token would loop forever.
+    if (resp->next_page_token() == req.page_token()) {
+      return absl::InternalError(
+          "server returned the same next_page_token twice");
+    }
+    req.set_page_token(resp->next_page_token());
+  }
+}
+
+absl::StatusOr<v1::Fabric> FabricClient::CreateFabric(
+    const v1::CreateFabricRequest& req) {
+  return Call(&Stub::CreateFabric, req);
+}
+
+absl::StatusOr<v1::Fabric> FabricClient::GetFabric(const std::string& name) {
+  v1::GetFabricRequest req;
+  req.set_name(name);
+  return Call(&Stub::GetFabric, req);
+}
+
+absl::StatusOr<std::vector<v1::Fabric>> FabricClient::ListFabrics() {
+  return ListAll<v1::ListFabricsRequest, v1::ListFabricsResponse, v1::Fabric>(
+      &Stub::ListFabrics, {},
+      [](const v1::ListFabricsResponse& r) -> const auto& {
+        return r.fabrics();
+      });
+}
+
+absl::StatusOr<v1::Fabric> FabricClient::DeleteFabric(
+    const v1::DeleteFabricRequest& req) {
+  return Call(&Stub::DeleteFabric, req);
+}
+
+absl::StatusOr<v1::Node> FabricClient::GetNode(const std::string& name) {
+  v1::GetNodeRequest req;
+  req.set_name(name);
+  return Call(&Stub::GetNode, req);
+}
+
+absl::StatusOr<std::vector<v1::Node>> FabricClient::ListNodes(
+    const std::string& fabric) {
+  v1::ListNodesRequest req;
+  req.set_fabric(fabric);
+  return ListAll<v1::ListNodesRequest, v1::ListNodesResponse, v1::Node>(
+      &Stub::ListNodes, req,
+      [](const v1::ListNodesResponse& r) -> const auto& { return r.nodes(); });
+}
+
+absl::StatusOr<v1::Bridge> FabricClient::GetBridge(const std::string& name) {
+  v1::GetBridgeRequest req;
+  req.set_name(name);
+  return Call(&Stub::GetBridge, req);
+}
+
+absl::StatusOr<std::vector<v1::Bridge>> FabricClient::ListBridges(
+    const std::string& fabric) {
+  v1::ListBridgesRequest req;
+  req.set_fabric(fabric);
+  return ListAll<v1::ListBridgesRequest, v1::ListBridgesResponse, v1::Bridge>(
+      &Stub::ListBridges, req,
+      [](const v1::ListBridgesResponse& r) -> const auto& {
+        return r.bridges();
+      });
+}
+
+absl::StatusOr<v1::Link> FabricClient::GetLink(const std::string& name) {
+  v1::GetLinkRequest req;
+  req.set_name(name);
+  return Call(&Stub::GetLink, req);
+}
+
+absl::StatusOr<std::vector<v1::Link>> FabricClient::ListLinks(
+    const std::string& fabric) {
+  v1::ListLinksRequest req;
+  req.set_fabric(fabric);
+  return ListAll<v1::ListLinksRequest, v1::ListLinksResponse, v1::Link>(
+      &Stub::ListLinks, req,
+      [](const v1::ListLinksResponse& r) -> const auto& { return r.links(); });
+}
+
+absl::StatusOr<v1::Link> FabricClient::SetLinkState(
+    const v1::SetLinkStateRequest& req) {
+  return Call(&Stub::SetLinkState, req);
+}
+
+absl::StatusOr<v1::AddressMap> FabricClient::GetAddressMap(
+    const std::string& name) {
+  v1::GetAddressMapRequest req;
+  req.set_name(name);
+  return Call(&Stub::GetAddressMap, req);
+}
+
+absl::StatusOr<std::vector<v1::AddressMap>> FabricClient::ListAddressMaps(
+    const std::string& fabric) {
+  v1::ListAddressMapsRequest req;
+  req.set_fabric(fabric);
+  return ListAll<v1::ListAddressMapsRequest, v1::ListAddressMapsResponse,
+                 v1::AddressMap>(
+      &Stub::ListAddressMaps, req,
+      [](const v1::ListAddressMapsResponse& r) -> const auto& {
+        return r.address_maps();
+      });
+}
+
+absl::StatusOr<v1::Allocation> FabricClient::CreateAllocation(
+    const v1::CreateAllocationRequest& req) {
+  return Call(&Stub::CreateAllocation, req);
+}
+
+absl::StatusOr<v1::Allocation> FabricClient::GetAllocation(
+    const std::string& name) {
+  v1::GetAllocationRequest req;
+  req.set_name(name);
+  return Call(&Stub::GetAllocation, req);
+}
+
+absl::StatusOr<std::vector<v1::Allocation>> FabricClient::ListAllocations(
+    const v1::ListAllocationsRequest& filter) {
+  return ListAll<v1::ListAllocationsRequest, v1::ListAllocationsResponse,
+                 v1::Allocation>(
+      &Stub::ListAllocations, filter,
+      [](const v1::ListAllocationsResponse& r) -> const auto& {
+        return r.allocations();
+      });
+}
+
+absl::StatusOr<v1::Allocation> FabricClient::DeleteAllocation(
+    const v1::DeleteAllocationRequest& req) {
+  return Call(&Stub::DeleteAllocation, req);
+}
+
+absl::StatusOr<std::vector<v1::HardwareProfile>> FabricClient::ListProfiles() {
+  // ListProfiles is not paged.
+  absl::StatusOr<v1::ListProfilesResponse> resp =
+      Call(&Stub::ListProfiles, v1::ListProfilesRequest());
+  if (!resp.ok()) return resp.status();
+  return std::vector<v1::HardwareProfile>(resp->profiles().begin(),
+                                          resp->profiles().end());
+}
+
+absl::Status FabricClient::Ping() {
+  return Call(&Stub::Ping, v1::PingRequest()).status();
+}
+
+}  // namespace fabric::client

@@ -1,0 +1,114 @@
+// FabricClient: a thin, synchronous wrapper over the generated
+// fabric.v1.FabricService stub.
+//
+// Every call carries a deadline (Options::timeout) and returns absl::Status
+// (converted by fabric::FromGrpcStatus: same code and message). Calls that
+// fail with UNAVAILABLE are retried up to Options::max_attempts times with
+// the same request, so a mutating request retried with its request_id is
+// applied at most once by the server. List* methods follow next_page_token
+// to the end and return every item.
+//
+//   auto client = FabricClient::Connect("127.0.0.1:7070", {});
+//   absl::StatusOr<std::vector<v1::Node>> nodes = client->ListNodes("");
+//
+// Thread-safe: the stub and channel are; the class has no mutable state.
+#ifndef FABRIC_CLIENT_FABRIC_CLIENT_H_
+#define FABRIC_CLIENT_FABRIC_CLIENT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fabric/v1/fabric.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace fabric::client {
+
+namespace v1 = ::fabric::v1;
+
+class FabricClient {
+ public:
+  struct Options {
+    // Deadline of each RPC attempt.
+    absl::Duration timeout = absl::Seconds(10);
+    // Total attempts for a call that fails with UNAVAILABLE (>= 1).
+    int max_attempts = 3;
+    // Sleep before the second attempt; doubles for each further attempt.
+    absl::Duration retry_backoff = absl::Milliseconds(200);
+    // page_size of List* requests; 0 lets the server choose.
+    int page_size = 0;
+  };
+
+  // Creates a client for `target` ("host:port") over an insecure channel.
+  // Connects lazily: an unreachable server shows up as UNAVAILABLE on the
+  // first call.
+  static std::unique_ptr<FabricClient> Connect(const std::string& target,
+                                               const Options& options);
+
+  // `target` is only used in messages.
+  FabricClient(std::unique_ptr<v1::FabricService::StubInterface> stub,
+               std::string target, const Options& options);
+
+  FabricClient(const FabricClient&) = delete;
+  FabricClient& operator=(const FabricClient&) = delete;
+
+  const std::string& target() const { return target_; }
+  const Options& options() const { return options_; }
+
+  absl::StatusOr<v1::Fabric> CreateFabric(const v1::CreateFabricRequest& req);
+  absl::StatusOr<v1::Fabric> GetFabric(const std::string& name);
+  absl::StatusOr<std::vector<v1::Fabric>> ListFabrics();
+  absl::StatusOr<v1::Fabric> DeleteFabric(const v1::DeleteFabricRequest& req);
+
+  absl::StatusOr<v1::Node> GetNode(const std::string& name);
+  // `fabric` is an optional filter, "fabrics/{fabric}" or empty.
+  absl::StatusOr<std::vector<v1::Node>> ListNodes(const std::string& fabric);
+  absl::StatusOr<v1::Bridge> GetBridge(const std::string& name);
+  absl::StatusOr<std::vector<v1::Bridge>> ListBridges(
+      const std::string& fabric);
+  absl::StatusOr<v1::Link> GetLink(const std::string& name);
+  absl::StatusOr<std::vector<v1::Link>> ListLinks(const std::string& fabric);
+  absl::StatusOr<v1::Link> SetLinkState(const v1::SetLinkStateRequest& req);
+
+  absl::StatusOr<v1::AddressMap> GetAddressMap(const std::string& name);
+  absl::StatusOr<std::vector<v1::AddressMap>> ListAddressMaps(
+      const std::string& fabric);
+
+  absl::StatusOr<v1::Allocation> CreateAllocation(
+      const v1::CreateAllocationRequest& req);
+  absl::StatusOr<v1::Allocation> GetAllocation(const std::string& name);
+  // Page fields of `filter` are ignored.
+  absl::StatusOr<std::vector<v1::Allocation>> ListAllocations(
+      const v1::ListAllocationsRequest& filter);
+  absl::StatusOr<v1::Allocation> DeleteAllocation(
+      const v1::DeleteAllocationRequest& req);
+
+  absl::StatusOr<std::vector<v1::HardwareProfile>> ListProfiles();
+  absl::Status Ping();
+
+ private:
+  using Stub = v1::FabricService::StubInterface;
+  template <typename Req, typename Resp>
+  using Method = grpc::Status (Stub::*)(grpc::ClientContext*, const Req&,
+                                        Resp*);
+
+  // One unary call with deadline and UNAVAILABLE retries.
+  template <typename Req, typename Resp>
+  absl::StatusOr<Resp> Call(Method<Req, Resp> method, const Req& req);
+
+  // Calls `method` page by page, appending items(resp) to the result.
+  template <typename Req, typename Resp, typename Item, typename ItemsFn>
+  absl::StatusOr<std::vector<Item>> ListAll(Method<Req, Resp> method, Req req,
+                                            ItemsFn items);
+
+  const std::unique_ptr<Stub> stub_;
+  const std::string target_;
+  const Options options_;
+};
+
+}  // namespace fabric::client
+
+#endif  // FABRIC_CLIENT_FABRIC_CLIENT_H_

@@ -1,0 +1,459 @@
+#include "client/output.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/units.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fabric::client {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr int kKeyWidth = 22;
+
+std::string Dash(const std::string& s) { return s.empty() ? "-" : s; }
+
+std::string Time(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return "-";
+  return TimeUtil::ToString(ts);
+}
+
+// "0x1000_0000_0000-0x1000_3fff_ffff" (inclusive end).
+std::string Range(uint64_t base, uint64_t size) {
+  if (size == 0) return FormatAddr(base);
+  return absl::StrCat(FormatAddr(base), "-", FormatAddr(base + size - 1));
+}
+
+std::string Used(int used, int capacity) {
+  return absl::StrCat(used, "/", capacity);
+}
+
+// A "Key:" line of a describe view, values aligned.
+void Line(std::ostream& out, absl::string_view key, absl::string_view value,
+          int indent = 0) {
+  std::string k = absl::StrCat(std::string(indent, ' '), key, ":");
+  int pad = std::max<int>(1, kKeyWidth - static_cast<int>(k.size()));
+  out << k << std::string(pad, ' ') << (value.empty() ? "-" : value) << "\n";
+}
+
+std::string AgentState(v1::Node::AgentState s) {
+  return v1::Node::AgentState_Name(s);
+}
+
+std::string SlotName(v1::SlotKind kind, int slot) {
+  switch (kind) {
+    case v1::WINDOW:
+      return absl::StrCat("window ", slot);
+    case v1::LUT:
+      return absl::StrCat("lut ", slot);
+    default:
+      return "-";
+  }
+}
+
+template <typename M>
+void PrintList(const std::vector<M>& items, OutputFormat format,
+               const Table& table, std::ostream& out) {
+  if (format == OutputFormat::kJson) {
+    out << ToJsonArray(items) << "\n";
+  } else if (items.empty()) {
+    out << "No resources found.\n";
+  } else {
+    table.Print(out);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text) {
+  std::string t = absl::AsciiStrToLower(text);
+  if (t == "table" || t == "wide") return OutputFormat::kTable;
+  if (t == "json") return OutputFormat::kJson;
+  return absl::InvalidArgumentError(
+      absl::StrCat("-o: unknown output format \"", text,
+                   "\"; use table or json"));
+}
+
+Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
+
+void Table::AddRow(std::vector<std::string> cells) {
+  cells.resize(std::max(cells.size(), headers_.size()));
+  for (std::string& c : cells) c = Dash(c);
+  rows_.push_back(std::move(cells));
+}
+
+void Table::Print(std::ostream& out, int indent) const {
+  std::vector<size_t> width(headers_.size(), 0);
+  for (size_t i = 0; i < headers_.size(); ++i) width[i] = headers_[i].size();
+  for (const auto& row : rows_) {
+    if (row.size() > width.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) {
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  auto print_row = [&](const std::vector<std::string>& row) {
+    std::string line(indent, ' ');
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, row[i]);
+      if (i + 1 < row.size()) {
+        line.append(width[i] - row[i].size() + 3, ' ');
+      }
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << "\n";
+  };
+  print_row(headers_);
+  for (const auto& row : rows_) print_row(row);
+}
+
+std::string ShortName(absl::string_view resource_name) {
+  std::vector<absl::string_view> parts = absl::StrSplit(resource_name, '/');
+  // {collection}/{id}[/{singleton}]: the id is the second part.
+  if (parts.size() >= 2) return std::string(parts[1]);
+  return std::string(resource_name);
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.always_print_enums_as_ints = false;
+  std::string json;
+  // Only fails for malformed Any/well-known types, which fabric.v1 never
+  // produces; fall back to the debug form rather than print nothing.
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options)
+           .ok()) {
+    return message.DebugString();
+  }
+  while (!json.empty() && json.back() == '\n') json.pop_back();
+  return json;
+}
+
+std::string ToJsonArray(
+    const std::vector<const google::protobuf::Message*>& messages) {
+  if (messages.empty()) return "[]";
+  std::vector<std::string> items;
+  items.reserve(messages.size());
+  for (const auto* m : messages) {
+    // Indent each element by two spaces inside the array.
+    std::vector<std::string> lines = absl::StrSplit(ToJson(*m), '\n');
+    for (std::string& l : lines) l = absl::StrCat("  ", l);
+    items.push_back(absl::StrJoin(lines, "\n"));
+  }
+  return absl::StrCat("[\n", absl::StrJoin(items, ",\n"), "\n]");
+}
+
+void PrintFabrics(const std::vector<v1::Fabric>& fabrics, OutputFormat format,
+                  std::ostream& out) {
+  Table t({"NAME", "TOPOLOGY", "NODES", "LINKS", "DOWN", "ALLOCATIONS",
+           "FWD-ENTRIES", "GENERATION", "CREATED"});
+  for (const v1::Fabric& f : fabrics) {
+    t.AddRow({ShortName(f.name()), v1::Topology_Name(f.spec().topology()),
+              absl::StrCat(f.node_count()), absl::StrCat(f.link_count()),
+              absl::StrCat(f.links_down()), absl::StrCat(f.allocation_count()),
+              absl::StrCat(f.max_forward_entries()),
+              absl::StrCat(f.generation()), Time(f.create_time())});
+  }
+  PrintList(fabrics, format, t, out);
+}
+
+void PrintNodes(const std::vector<v1::Node>& nodes, OutputFormat format,
+                std::ostream& out) {
+  Table t({"NAME", "FABRIC", "ROLE", "AGENT", "APERTURE", "EXPORT", "LENT",
+           "GENERATION"});
+  for (const v1::Node& n : nodes) {
+    t.AddRow({ShortName(n.name()), ShortName(n.fabric()),
+              n.hub() ? "hub" : "server", AgentState(n.agent_state()),
+              FormatAddr(n.aperture_base()), FormatSize(n.export_size()),
+              FormatSize(n.lent_bytes()),
+              absl::StrCat(n.applied_generation(), "/",
+                           n.desired_generation())});
+  }
+  PrintList(nodes, format, t, out);
+}
+
+void PrintBridges(const std::vector<v1::Bridge>& bridges, OutputFormat format,
+                  std::ostream& out) {
+  Table t({"NAME", "FABRIC", "PROFILE", "PORTS-UP", "MAP-ENTRIES", "WINDOWS",
+           "LUT"});
+  for (const v1::Bridge& b : bridges) {
+    int up = 0, wired = 0;
+    for (const v1::Port& p : b.ports()) {
+      if (p.link().empty()) continue;
+      ++wired;
+      if (p.up()) ++up;
+    }
+    const v1::HardwareProfile& prof = b.profile();
+    t.AddRow({ShortName(b.name()), ShortName(b.fabric()), prof.name(),
+              Used(up, wired), Used(b.map_entries(), prof.mapping_entries()),
+              Used(b.windows_used(), prof.window_count()),
+              prof.lut_entries() == 0
+                  ? "-"
+                  : Used(b.lut_entries_used(), prof.lut_entries())});
+  }
+  PrintList(bridges, format, t, out);
+}
+
+void PrintLinks(const std::vector<v1::Link>& links, OutputFormat format,
+                std::ostream& out) {
+  Table t({"NAME", "FABRIC", "A", "B", "STATE"});
+  for (const v1::Link& l : links) {
+    t.AddRow({ShortName(l.name()), ShortName(l.fabric()),
+              absl::StrCat(ShortName(l.a_bridge()), ":", l.a_port()),
+              absl::StrCat(ShortName(l.b_bridge()), ":", l.b_port()),
+              l.up() ? "up" : "down"});
+  }
+  PrintList(links, format, t, out);
+}
+
+void PrintAllocations(const std::vector<v1::Allocation>& allocations,
+                      OutputFormat format, std::ostream& out) {
+  Table t({"NAME", "FABRIC", "BORROWER", "TARGET", "SIZE", "STATE",
+           "BORROWER-ADDR", "SLOT", "OWNER", "EXPIRES"});
+  for (const v1::Allocation& a : allocations) {
+    t.AddRow({ShortName(a.name()), ShortName(a.fabric()),
+              ShortName(a.borrower()), ShortName(a.target()),
+              FormatSize(a.size()), v1::Allocation::State_Name(a.state()),
+              FormatAddr(a.borrower_addr()),
+              SlotName(a.slot_kind(), a.slot()), a.owner(),
+              Time(a.expire_time())});
+  }
+  PrintList(allocations, format, t, out);
+}
+
+void PrintProfiles(const std::vector<v1::HardwareProfile>& profiles,
+                   OutputFormat format, std::ostream& out) {
+  Table t({"NAME", "WINDOWS", "LUT", "MIN-WINDOW", "MAX-WINDOW", "XLAT-ALIGN",
+           "GRANULARITY", "MAP-ENTRIES"});
+  for (const v1::HardwareProfile& p : profiles) {
+    t.AddRow({p.name(), absl::StrCat(p.window_count()),
+              p.lut_entries() == 0
+                  ? "-"
+                  : absl::StrCat(p.lut_entries(), " x ",
+                                 FormatSize(p.lut_entry_size())),
+              FormatSize(p.min_window_size()), FormatSize(p.max_window_size()),
+              FormatSize(p.xlat_align()), FormatSize(p.size_granularity()),
+              absl::StrCat(p.mapping_entries())});
+  }
+  PrintList(profiles, format, t, out);
+}
+
+void PrintAddressMap(const v1::AddressMap& map, std::ostream& out) {
+  out << map.name() << " (bridge " << ShortName(map.bridge().empty()
+                                                    ? map.name()
+                                                    : map.bridge())
+      << ", generation " << map.generation() << ")\n";
+
+  out << "Entries (" << map.entries_size() << "):\n";
+  if (map.entries_size() > 0) {
+    Table t({"KIND", "FABRIC RANGE", "SIZE", "TO", "COVERS"});
+    for (const v1::MapEntry& e : map.entries()) {
+      std::string to;
+      if (e.kind() == v1::MapEntry::CLAIM) {
+        to = absl::StrCat("local ", FormatAddr(e.local_base()));
+      } else if (e.kind() == v1::MapEntry::FORWARD) {
+        to = absl::StrCat("port ", e.port());
+      }
+      t.AddRow({v1::MapEntry::Kind_Name(e.kind()), Range(e.base(), e.size()),
+                FormatSize(e.size()), to, e.covers()});
+    }
+    t.Print(out, 2);
+  }
+
+  out << "Windows (" << map.windows_size() << "):\n";
+  if (map.windows_size() > 0) {
+    Table t({"SLOT", "LOCAL RANGE", "SIZE", "TRANSLATED", "ALLOCATION"});
+    for (const v1::WindowEntry& w : map.windows()) {
+      t.AddRow({SlotName(w.slot_kind(), w.slot()),
+                Range(w.local_base(), w.size()), FormatSize(w.size()),
+                FormatAddr(w.translated_addr()), ShortName(w.allocation())});
+    }
+    t.Print(out, 2);
+  }
+
+  out << "Inbound (" << map.inbound_size() << "):\n";
+  if (map.inbound_size() > 0) {
+    Table t({"LOCAL RANGE", "SIZE", "ALLOCATION", "BORROWER"});
+    for (const v1::InboundEntry& in : map.inbound()) {
+      t.AddRow({Range(in.local_base(), in.size()), FormatSize(in.size()),
+                ShortName(in.allocation()), ShortName(in.borrower())});
+    }
+    t.Print(out, 2);
+  }
+}
+
+void PrintAddressMaps(const std::vector<v1::AddressMap>& maps,
+                      OutputFormat format, std::ostream& out) {
+  if (format == OutputFormat::kJson) {
+    out << ToJsonArray(maps) << "\n";
+    return;
+  }
+  if (maps.empty()) {
+    out << "No resources found.\n";
+    return;
+  }
+  for (size_t i = 0; i < maps.size(); ++i) {
+    if (i > 0) out << "\n";
+    PrintAddressMap(maps[i], out);
+  }
+}
+
+void DescribeFabric(const v1::Fabric& f, std::ostream& out) {
+  const v1::FabricSpec& spec = f.spec();
+  Line(out, "Name", f.name());
+  Line(out, "Topology", v1::Topology_Name(spec.topology()));
+  if (spec.topology() == v1::STAR) Line(out, "Hub", spec.hub());
+  Line(out, "Default profile", spec.default_profile());
+  Line(out, "Default export size",
+       spec.default_export_size() == 0 ? "-"
+                                       : FormatSize(spec.default_export_size()));
+  Line(out, "Created", Time(f.create_time()));
+  Line(out, "Generation", absl::StrCat(f.generation()));
+  Line(out, "Nodes", absl::StrCat(f.node_count()));
+  Line(out, "Links", absl::StrCat(f.link_count(), " (", f.links_down(),
+                                  " down)"));
+  Line(out, "Allocations", absl::StrCat(f.allocation_count()));
+  Line(out, "Max forward entries", absl::StrCat(f.max_forward_entries()));
+  out << "Node specs:\n";
+  Table t({"NAME", "PROFILE", "EXPORT-BASE", "EXPORT", "WINDOW-BASE"});
+  for (const v1::NodeSpec& n : spec.nodes()) {
+    t.AddRow({n.name(), n.profile(),
+              n.export_base() == 0 ? "" : FormatAddr(n.export_base()),
+              n.export_size() == 0 ? "" : FormatSize(n.export_size()),
+              n.window_base() == 0 ? "" : FormatAddr(n.window_base())});
+  }
+  t.Print(out, 2);
+  if (spec.links_size() > 0) {
+    out << "Link specs:\n";
+    Table lt({"A", "B"});
+    for (const v1::LinkSpec& l : spec.links()) {
+      lt.AddRow({absl::StrCat(l.a(), ":", l.a_port()),
+                 absl::StrCat(l.b(), ":", l.b_port())});
+    }
+    lt.Print(out, 2);
+  }
+}
+
+void DescribeNode(const v1::Node& n, std::ostream& out) {
+  Line(out, "Name", n.name());
+  Line(out, "Fabric", n.fabric());
+  Line(out, "Bridge", n.bridge());
+  Line(out, "Role", n.hub() ? "hub" : "server");
+  Line(out, "Aperture", absl::StrCat(Range(n.aperture_base(), n.aperture_size()),
+                                     " (", FormatSize(n.aperture_size()), ")"));
+  Line(out, "Export", absl::StrCat(Range(n.export_base(), n.export_size()),
+                                   " (", FormatSize(n.export_size()), ")"));
+  Line(out, "Lent", absl::StrCat(FormatSize(n.lent_bytes()), " of ",
+                                 FormatSize(n.export_size())));
+  Line(out, "Window base", FormatAddr(n.window_base()));
+  Line(out, "Agent", AgentState(n.agent_state()));
+  Line(out, "Last heartbeat", Time(n.last_heartbeat()));
+  std::string gen = absl::StrCat("applied ", n.applied_generation(),
+                                 ", desired ", n.desired_generation());
+  if (n.applied_generation() < n.desired_generation()) {
+    absl::StrAppend(&gen, " (behind)");
+  }
+  Line(out, "Generation", gen);
+  const auto& fns = n.inventory().functions();
+  out << "Inventory (" << fns.size() << " PCI functions):\n";
+  if (!fns.empty()) {
+    Table t({"ADDRESS", "KIND", "ID", "BARS", "DESCRIPTION"});
+    for (const v1::PciFunction& f : fns) {
+      std::vector<std::string> bars;
+      for (uint64_t b : f.bar_sizes()) {
+        if (b != 0) bars.push_back(FormatSize(b));
+      }
+      std::string kind = v1::PciFunction::Kind_Name(f.kind());
+      if (f.has_sriov() && f.sriov().total_vfs() > 0) {
+        absl::StrAppend(&kind, " (", f.sriov().num_vfs(), "/",
+                        f.sriov().total_vfs(), " VFs)");
+      }
+      t.AddRow({f.address(), kind,
+                absl::StrFormat("%04x:%04x", f.vendor_id(), f.device_id()),
+                absl::StrJoin(bars, ","), f.description()});
+    }
+    t.Print(out, 2);
+  }
+}
+
+void DescribeBridge(const v1::Bridge& b, std::ostream& out) {
+  const v1::HardwareProfile& p = b.profile();
+  Line(out, "Name", b.name());
+  Line(out, "Fabric", b.fabric());
+  Line(out, "Node", b.node());
+  Line(out, "Profile", p.description().empty()
+                           ? p.name()
+                           : absl::StrCat(p.name(), " (", p.description(), ")"));
+  Line(out, "Windows", absl::StrCat(p.window_count(), " (min ",
+                                    FormatSize(p.min_window_size()), ", max ",
+                                    FormatSize(p.max_window_size()), ")"));
+  Line(out, "LUT", p.lut_entries() == 0
+                       ? "none"
+                       : absl::StrCat(p.lut_entries(), " x ",
+                                      FormatSize(p.lut_entry_size())));
+  Line(out, "Translation align", FormatSize(p.xlat_align()));
+  Line(out, "Size granularity", FormatSize(p.size_granularity()));
+  Line(out, "Doorbells", absl::StrCat(p.doorbells()));
+  Line(out, "Scratchpads", absl::StrCat(p.scratchpads()));
+  Line(out, "Map entries used", Used(b.map_entries(), p.mapping_entries()));
+  Line(out, "Windows used", Used(b.windows_used(), p.window_count()));
+  Line(out, "LUT entries used",
+       p.lut_entries() == 0 ? "-" : Used(b.lut_entries_used(), p.lut_entries()));
+  out << "Ports:\n";
+  Table t({"PORT", "LINK", "PEER", "STATE"});
+  for (const v1::Port& port : b.ports()) {
+    bool wired = !port.link().empty();
+    t.AddRow({absl::StrCat(port.number()), ShortName(port.link()),
+              wired ? absl::StrCat(ShortName(port.peer_bridge()), ":",
+                                   port.peer_port())
+                    : "",
+              wired ? (port.up() ? "up" : "down") : "unwired"});
+  }
+  t.Print(out, 2);
+}
+
+void DescribeAllocation(const v1::Allocation& a, std::ostream& out) {
+  Line(out, "Name", a.name());
+  Line(out, "Fabric", a.fabric());
+  Line(out, "Borrower", a.borrower());
+  Line(out, "Target", a.target());
+  Line(out, "Size", FormatSize(a.size()));
+  Line(out, "State", v1::Allocation::State_Name(a.state()));
+  Line(out, "Reason", a.state_reason());
+  Line(out, "Borrower address", Range(a.borrower_addr(), a.size()));
+  Line(out, "Target address", Range(a.target_addr(), a.size()));
+  Line(out, "Fabric address", Range(a.fabric_addr(), a.size()));
+  std::string slot = SlotName(a.slot_kind(), a.slot());
+  if (a.slot_count() > 1) absl::StrAppend(&slot, " (", a.slot_count(), " slots)");
+  Line(out, "Slot", slot);
+  Line(out, "Owner", a.owner());
+  std::vector<std::pair<std::string, std::string>> labels(a.labels().begin(),
+                                                          a.labels().end());
+  std::sort(labels.begin(), labels.end());
+  Line(out, "Labels", absl::StrJoin(labels, ",", absl::PairFormatter("=")));
+  Line(out, "TTL", a.has_ttl() ? TimeUtil::ToString(a.ttl()) : "");
+  Line(out, "Expires", Time(a.expire_time()));
+  Line(out, "Created", Time(a.create_time()));
+  std::vector<std::string> path;
+  for (const std::string& p : a.path()) path.push_back(ShortName(p));
+  Line(out, "Path", absl::StrJoin(path, " -> "));
+  Line(out, "Required generation", absl::StrCat(a.required_generation()));
+}
+
+std::string AllocationSummary(const v1::Allocation& a) {
+  return absl::StrCat(a.name(), " borrower ", ShortName(a.borrower()),
+                      " sees ", FormatSize(a.size()), " of ",
+                      ShortName(a.target()), " at ",
+                      FormatAddr(a.borrower_addr()), " (",
+                      v1::Allocation::State_Name(a.state()), ")");
+}
+
+}  // namespace fabric::client

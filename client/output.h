@@ -1,0 +1,102 @@
+// Human (table, describe) and machine (protobuf JSON) renderings of
+// fabric.v1 resources for fabricctl.
+//
+// Tables are kubectl-like: an upper-case header row, columns padded to the
+// widest cell and separated by three spaces, "-" for an empty cell. Sizes are
+// printed with FormatSize ("4 MiB"), addresses with FormatAddr
+// ("0x200_0000_0000"). JSON is protobuf's canonical JSON mapping (lowerCamel
+// field names, 64-bit integers as strings, default values included); a list
+// is printed as a JSON array, a single resource as an object.
+//
+// All functions are pure: they only write to the stream they are given.
+#ifndef FABRIC_CLIENT_OUTPUT_H_
+#define FABRIC_CLIENT_OUTPUT_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "fabric/v1/fabric.pb.h"
+#include "google/protobuf/message.h"
+
+namespace fabric::client {
+
+namespace v1 = ::fabric::v1;
+
+enum class OutputFormat { kTable, kJson };
+
+// Accepts "table" or "json"; INVALID_ARGUMENT naming -o otherwise.
+absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text);
+
+// Aligned text columns. Rows shorter than the header are padded with "-".
+class Table {
+ public:
+  explicit Table(std::vector<std::string> headers);
+  void AddRow(std::vector<std::string> cells);
+  bool empty() const { return rows_.empty(); }
+  // Prints the header and every row; trailing spaces are trimmed.
+  // `indent` spaces are put before each line.
+  void Print(std::ostream& out, int indent = 0) const;
+
+ private:
+  std::vector<std::string> headers_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// "nodes/a" -> "a", "bridges/a/addressMap" -> "a", "a" -> "a".
+std::string ShortName(absl::string_view resource_name);
+
+// Protobuf JSON of one message, indented, without a trailing newline.
+std::string ToJson(const google::protobuf::Message& message);
+// A JSON array of the messages (an empty list prints "[]").
+std::string ToJsonArray(
+    const std::vector<const google::protobuf::Message*>& messages);
+
+template <typename M>
+std::string ToJsonArray(const std::vector<M>& messages) {
+  std::vector<const google::protobuf::Message*> ptrs;
+  ptrs.reserve(messages.size());
+  for (const M& m : messages) ptrs.push_back(&m);
+  return ToJsonArray(ptrs);
+}
+
+// Lists. With kJson each prints a JSON array; with kTable a table, or
+// "No resources found." when the list is empty.
+void PrintFabrics(const std::vector<v1::Fabric>& fabrics, OutputFormat format,
+                  std::ostream& out);
+void PrintNodes(const std::vector<v1::Node>& nodes, OutputFormat format,
+                std::ostream& out);
+void PrintBridges(const std::vector<v1::Bridge>& bridges, OutputFormat format,
+                  std::ostream& out);
+void PrintLinks(const std::vector<v1::Link>& links, OutputFormat format,
+                std::ostream& out);
+void PrintAllocations(const std::vector<v1::Allocation>& allocations,
+                      OutputFormat format, std::ostream& out);
+// The table leaves out the (long) descriptions; -o json has them.
+void PrintProfiles(const std::vector<v1::HardwareProfile>& profiles,
+                   OutputFormat format, std::ostream& out);
+
+// One bridge's address map: its entries (kind, fabric range, port or local
+// address, covers), outbound windows and inbound grants, each as a table
+// under a heading.
+void PrintAddressMap(const v1::AddressMap& map, std::ostream& out);
+// With kTable, every map in full one after another (blank line between);
+// with kJson, an array.
+void PrintAddressMaps(const std::vector<v1::AddressMap>& maps,
+                      OutputFormat format, std::ostream& out);
+
+// Multi-line "Key: value" views for `fabricctl describe`.
+void DescribeFabric(const v1::Fabric& fabric, std::ostream& out);
+void DescribeNode(const v1::Node& node, std::ostream& out);
+void DescribeBridge(const v1::Bridge& bridge, std::ostream& out);
+void DescribeAllocation(const v1::Allocation& allocation, std::ostream& out);
+
+// "allocations/alloc-1 borrower a sees 4 MiB of b at 0x200_0000_0000
+// (PENDING)".
+std::string AllocationSummary(const v1::Allocation& allocation);
+
+}  // namespace fabric::client
+
+#endif  // FABRIC_CLIENT_OUTPUT_H_
