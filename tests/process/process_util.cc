@@ -1,0 +1,137 @@
+#include "tests/process/process_util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace fabric::proctest {
+
+std::string BinDir() {
+  const char* dir = std::getenv("FABRIC_BIN_DIR");
+  return dir != nullptr ? dir : "build/bin";
+}
+
+TempDir::TempDir() {
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / "fabric-proc-XXXXXX").string();
+  path_ = mkdtemp(tmpl.data());
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+pid_t Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ) !=
+      0) {
+    pid = -1;
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+int WaitPid(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+}  // namespace
+
+Child::Child(const std::vector<std::string>& argv,
+             const std::string& log_path) {
+  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  pid_ = Spawn(argv, fd, fd);
+  close(fd);
+}
+
+Child::~Child() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    WaitPid(pid_);
+  }
+}
+
+Child::Child(Child&& other) noexcept : pid_(other.pid_) { other.pid_ = -1; }
+
+void Child::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+int Child::Wait() {
+  if (pid_ <= 0) return -1;
+  int code = WaitPid(pid_);
+  pid_ = -1;
+  return code;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int RunCommand(const std::vector<std::string>& argv, std::string* out,
+        std::string* err) {
+  TempDir dir;
+  const std::string out_path = dir.path() + "/out";
+  const std::string err_path = dir.path() + "/err";
+  int out_fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int err_fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = Spawn(argv, out_fd, err_fd);
+  close(out_fd);
+  close(err_fd);
+  if (pid < 0) return -1;
+  int code = WaitPid(pid);
+  if (out != nullptr) *out = ReadFile(out_path);
+  if (err != nullptr) *err = ReadFile(err_path);
+  return code;
+}
+
+Manager StartManager(const std::string& db, const std::string& log_path,
+                     const std::vector<std::string>& extra_flags) {
+  std::vector<std::string> argv = {BinDir() + "/fabric-manager", "--db", db,
+                                   "--listen", "127.0.0.1:0"};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  // Only this start's lines are searched for the port.
+  const size_t offset = ReadFile(log_path).size();
+  Manager m{Child(argv, log_path), -1};
+  static const std::regex kListening("listening on 127\\.0\\.0\\.1:([0-9]+)");
+  for (int i = 0; i < 1000 && m.port < 0; ++i) {
+    std::string log = ReadFile(log_path);
+    std::smatch match;
+    std::string tail = log.substr(std::min(offset, log.size()));
+    if (std::regex_search(tail, match, kListening)) {
+      m.port = std::stoi(match[1]);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return m;
+}
+
+}  // namespace fabric::proctest

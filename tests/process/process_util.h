@@ -1,0 +1,68 @@
+// Helpers for tests that run the real binaries as child processes.
+//
+// Every child is owned by a Child object whose destructor kills (SIGKILL)
+// and reaps it, so a failing assertion never leaves a process behind.
+#ifndef FABRIC_TESTS_PROCESS_PROCESS_UTIL_H_
+#define FABRIC_TESTS_PROCESS_PROCESS_UTIL_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace fabric::proctest {
+
+// The directory holding fabric-manager and fabricctl: $FABRIC_BIN_DIR, set
+// by ctest.
+std::string BinDir();
+
+// A directory under $TMPDIR removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class Child {
+ public:
+  // Starts `argv` with stdout and stderr appended to `log_path`.
+  Child(const std::vector<std::string>& argv, const std::string& log_path);
+  ~Child();
+  Child(Child&& other) noexcept;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Sends `sig`; the process is still reaped by Wait() or the destructor.
+  void Signal(int sig);
+  // Waits for exit; returns the exit code, or 128+signal.
+  int Wait();
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Runs `argv` to completion, returning its exit code; stdout goes to *out,
+// stderr to *err (either may be null).
+int RunCommand(const std::vector<std::string>& argv, std::string* out,
+        std::string* err = nullptr);
+
+// Reads a whole file ("" if absent).
+std::string ReadFile(const std::string& path);
+
+// Starts fabric-manager on 127.0.0.1:0 with `db` and returns it with the
+// bound port read from its log; -1 port if it did not come up in 10 s.
+struct Manager {
+  Child child;
+  int port;
+};
+Manager StartManager(const std::string& db, const std::string& log_path,
+                     const std::vector<std::string>& extra_flags = {});
+
+}  // namespace fabric::proctest
+
+#endif  // FABRIC_TESTS_PROCESS_PROCESS_UTIL_H_
