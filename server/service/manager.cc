@@ -678,7 +678,7 @@ absl::StatusOr<v1::Fabric> FabricManager::CreateFabric(
   RETURN_IF_ERROR(topo_or.status());
   auto topo = std::make_shared<core::Topology>(*std::move(topo_or));
   v1::Fabric created;
-  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     const std::string& id = req.spec().name();
     if (fabrics_.count(id) != 0) {
       return absl::AlreadyExistsError(absl::StrCat(
@@ -748,7 +748,7 @@ absl::StatusOr<v1::ListFabricsResponse> FabricManager::ListFabrics(
 absl::StatusOr<v1::Fabric> FabricManager::DeleteFabric(
     const v1::DeleteFabricRequest& req) {
   absl::MutexLock admin(&admin_mu_);
-  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("name", req.name()));
     std::vector<std::string> live;
     for (const auto& [id, a] : allocations_) {
@@ -893,7 +893,7 @@ absl::StatusOr<v1::AddressMap> FabricManager::GetAddressMap(
 absl::StatusOr<v1::Link> FabricManager::SetLinkState(
     const v1::SetLinkStateRequest& req) {
   absl::MutexLock admin(&admin_mu_);
-  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(auto fl, FindLink("name", req.name()));
     FabricEntry* f = fl.first;
     const int link = fl.second;
@@ -976,7 +976,7 @@ absl::StatusOr<v1::Allocation> FabricManager::CreateAllocation(
           ", got ", absl::FormatDuration(ttl)));
     }
   }
-  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(auto from, FindNode("allocation.borrower", in.borrower()));
     ASSIGN_OR_RETURN(auto to, FindNode("allocation.target", in.target()));
     FabricEntry* f = from.first;
@@ -1105,7 +1105,7 @@ absl::StatusOr<v1::Allocation> FabricManager::DeleteAllocation(
 absl::StatusOr<v1::Allocation> FabricManager::ReleaseAllocation(
     absl::string_view method, absl::string_view name,
     absl::string_view request_id, const google::protobuf::Message& request) {
-  auto plan_fn = [&]() -> absl::StatusOr<Plan> {
+  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(AllocationEntry * a, FindAllocation("name", name));
     if (a->releasing) {
       return absl::AbortedError(absl::StrCat(

@@ -1,0 +1,719 @@
+// fabric-bench: how fast the manager serves durable allocations, compared
+// with a no-op RPC on the same server, and how long a full address-map
+// recompute takes on a large ring.
+//
+// One process runs everything: a SQLite store in a fresh temporary
+// directory (WAL, synchronous=FULL, group commit), the FabricManager, and
+// the gRPC server on 127.0.0.1:0. Client threads each own a channel (no
+// shared connection) and call the server through the generated stub.
+//
+// For each concurrency level C (--clients, default 1,8,32):
+//   1. C clients call Ping for --duration; the first 0.3 s is warm-up.
+//   2. C clients loop CreateAllocation + DeleteAllocation for --duration,
+//      again after a 0.3 s warm-up. Client i borrows from its own node, so
+//      clients never compete for windows. Every OK is fsync-durable.
+// Throughput counts RPCs per second (an allocate and a release are two).
+// Latencies are per RPC, in microseconds.
+//
+// Then, without gRPC: the median and p99 of core::AddressMap::Compute over
+// --repeat runs on a --ring-nodes ring with every link up, and the largest
+// number of forward entries on a bridge with all links up and with link 0
+// down.
+//
+// Exits 1 if any RPC failed, an allocation was left behind or the manager's
+// invariants do not hold; 2 on bad flags or setup failure. Missing a
+// performance target is reported ("target met: no"), not an error.
+#include <grpcpp/grpcpp.h>
+#include <sys/statfs.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "fabric/v1/fabric.grpc.pb.h"
+#include "server/core/address_map.h"
+#include "server/core/topology.h"
+#include "server/service/manager.h"
+#include "server/service/server.h"
+#include "server/store/sqlite_store.h"
+
+namespace fabric::bench {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr absl::Duration kWarmup = absl::Milliseconds(300);
+constexpr uint64_t kAllocationSize = 1ull << 20;  // 1 MiB
+constexpr int kMinRingNodes = 64;
+constexpr double kTargetRatio = 0.8;
+constexpr int kTargetClients = 32;
+constexpr double kTargetRecomputeMs = 50.0;
+constexpr int kMaxErrorsShown = 5;
+constexpr long kTmpfsMagic = 0x01021994;
+
+struct Flags {
+  absl::Duration duration = absl::Seconds(2);
+  std::vector<int> clients = {1, 8, 32};
+  std::string output = "table";
+  int ring_nodes = 1024;
+  int repeat = 15;
+  std::string dir;  // parent of the temporary directory
+};
+
+// Latency samples (microseconds) and RPC count of one phase.
+struct PhaseResult {
+  double rps = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+  uint64_t rpcs = 0;
+};
+
+struct LevelResult {
+  int clients = 0;
+  PhaseResult ping;
+  PhaseResult alloc;
+  // Store::Apply latency during the allocate phase (group-commit wait +
+  // transaction + fsync), to tell the store's share from the rest.
+  double apply_p50_us = 0;
+  double apply_p99_us = 0;
+  uint64_t store_batches = 0;  // during the allocate phase
+  uint64_t store_commits = 0;
+};
+
+struct RecomputeResult {
+  int nodes = 0;
+  double median_ms = 0;
+  double p99_ms = 0;
+  int max_forward_all_up = 0;
+  int max_forward_one_down = 0;
+};
+
+// RPC failures seen by any client thread. Thread-safe.
+class ErrorLog {
+ public:
+  void Add(absl::string_view what, const grpc::Status& s) {
+    absl::MutexLock l(&mu_);
+    ++count_;
+    if (shown_.size() < kMaxErrorsShown) {
+      shown_.push_back(absl::StrCat(what, ": code ", s.error_code(), ": ",
+                                    s.error_message()));
+    }
+  }
+  uint64_t count() const {
+    absl::MutexLock l(&mu_);
+    return count_;
+  }
+  std::vector<std::string> shown() const {
+    absl::MutexLock l(&mu_);
+    return shown_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  uint64_t count_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> shown_ ABSL_GUARDED_BY(mu_);
+};
+
+// A Store that times every Apply and forwards everything to `base` (not
+// owned). Thread-safe.
+class TimedStore final : public store::Store {
+ public:
+  explicit TimedStore(store::Store* base) : base_(base) {}
+
+  absl::Status Apply(const store::WriteBatch& batch) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::Status s = base_->Apply(batch);
+    const auto t1 = std::chrono::steady_clock::now();
+    absl::MutexLock l(&mu_);
+    apply_us_.push_back(
+        std::chrono::duration<double, std::micro>(t1 - t0).count());
+    return s;
+  }
+  absl::StatusOr<std::string> Get(absl::string_view table,
+                                  absl::string_view key) override {
+    return base_->Get(table, key);
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
+      absl::string_view table) override {
+    return base_->Scan(table);
+  }
+  store::StoreStats stats() const override { return base_->stats(); }
+
+  // The Apply latencies (microseconds) since the last call, sorted.
+  std::vector<double> TakeApplyLatencies() {
+    std::vector<double> out;
+    {
+      absl::MutexLock l(&mu_);
+      out.swap(apply_us_);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  store::Store* const base_;  // not owned
+  absl::Mutex mu_;
+  std::vector<double> apply_us_ ABSL_GUARDED_BY(mu_);
+};
+
+// Nearest-rank percentile of sorted `v`; 0 when empty.
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = static_cast<size_t>(p / 100.0 * sorted.size() + 0.999999);
+  rank = std::clamp<size_t>(rank, 1, sorted.size());
+  return sorted[rank - 1];
+}
+
+double Micros(SteadyClock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
+
+std::unique_ptr<grpc::ClientContext> NewContext() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  return ctx;
+}
+
+std::string NodeName(int i) { return absl::StrCat("n", i); }
+
+// One benchmark client: a private channel and stub, and the pair of nodes
+// it allocates between.
+struct Client {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::FabricService::Stub> stub;
+  std::string borrower;
+  std::string target;
+};
+
+// The samples one client thread collected inside the measured window.
+struct ThreadSamples {
+  std::vector<double> latencies_us;
+};
+
+// Runs one thread for each of the first `n` clients; each calls `one_round(client, record)` until
+// the measured window (warm-up + duration) has passed. `record(start, end)`
+// counts an RPC whose completion falls inside the window.
+template <typename RoundFn>
+PhaseResult RunPhase(std::vector<Client>& clients, int n,
+                     absl::Duration duration, RoundFn one_round) {
+  const auto start = SteadyClock::now();
+  const auto window_begin = start + absl::ToChronoNanoseconds(kWarmup);
+  const auto window_end = window_begin + absl::ToChronoNanoseconds(duration);
+  std::vector<ThreadSamples> samples(n);
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      ThreadSamples& mine = samples[i];
+      mine.latencies_us.reserve(1 << 16);
+      auto record = [&](SteadyClock::time_point t0, SteadyClock::time_point t1) {
+        if (t1 >= window_begin && t1 < window_end)
+          mine.latencies_us.push_back(Micros(t1 - t0));
+      };
+      while (SteadyClock::now() < window_end) one_round(clients[i], record);
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<double> all;
+  for (auto& s : samples)
+    all.insert(all.end(), s.latencies_us.begin(), s.latencies_us.end());
+  std::sort(all.begin(), all.end());
+  PhaseResult r;
+  r.rpcs = all.size();
+  r.rps = all.size() / absl::ToDoubleSeconds(duration);
+  r.p50_us = Percentile(all, 50);
+  r.p99_us = Percentile(all, 99);
+  return r;
+}
+
+PhaseResult RunPing(std::vector<Client>& clients, int n,
+                    absl::Duration duration, ErrorLog& errors) {
+  return RunPhase(clients, n, duration, [&](Client& c, auto& record) {
+    v1::PingRequest req;
+    v1::PingResponse resp;
+    auto ctx = NewContext();
+    const auto t0 = SteadyClock::now();
+    grpc::Status s = c.stub->Ping(ctx.get(), req, &resp);
+    const auto t1 = SteadyClock::now();
+    if (!s.ok()) {
+      errors.Add("Ping", s);
+      return;
+    }
+    record(t0, t1);
+  });
+}
+
+// One allocate + release per round; a round is never cut in half, so no
+// allocation outlives the phase unless its release failed.
+PhaseResult RunAllocate(std::vector<Client>& clients, int n,
+                        absl::Duration duration, ErrorLog& errors,
+                        std::atomic<uint64_t>& request_seq) {
+  return RunPhase(clients, n, duration, [&](Client& c, auto& record) {
+    v1::CreateAllocationRequest create;
+    create.mutable_allocation()->set_borrower(c.borrower);
+    create.mutable_allocation()->set_target(c.target);
+    create.mutable_allocation()->set_size(kAllocationSize);
+    create.mutable_allocation()->set_owner("fabric-bench");
+    // Like fabricctl, every mutation carries a fresh request id, so the
+    // server also makes the request record durable.
+    create.set_request_id(absl::StrCat("bench-", request_seq.fetch_add(1)));
+    v1::Allocation created;
+    auto ctx = NewContext();
+    auto t0 = SteadyClock::now();
+    grpc::Status s = c.stub->CreateAllocation(ctx.get(), create, &created);
+    auto t1 = SteadyClock::now();
+    if (!s.ok()) {
+      errors.Add("CreateAllocation", s);
+      return;
+    }
+    record(t0, t1);
+
+    v1::DeleteAllocationRequest del;
+    del.set_name(created.name());
+    del.set_request_id(absl::StrCat("bench-", request_seq.fetch_add(1)));
+    v1::Allocation released;
+    ctx = NewContext();
+    t0 = SteadyClock::now();
+    s = c.stub->DeleteAllocation(ctx.get(), del, &released);
+    t1 = SteadyClock::now();
+    if (!s.ok()) {
+      errors.Add(absl::StrCat("DeleteAllocation ", created.name()), s);
+      return;
+    }
+    record(t0, t1);
+  });
+}
+
+absl::StatusOr<RecomputeResult> MeasureRecompute(int nodes, int repeat) {
+  core::FabricSpec spec;
+  spec.name = "recompute";
+  spec.kind = core::TopologyKind::kRing;
+  for (int i = 0; i < nodes; ++i) spec.nodes.push_back({.name = NodeName(i)});
+  absl::StatusOr<core::Topology> topo = core::Topology::Build(spec);
+  if (!topo.ok()) return topo.status();
+  std::vector<bool> up(topo->links().size(), true);
+
+  std::vector<double> ms;
+  int max_forward_all_up = 0;
+  for (int i = 0; i < repeat; ++i) {
+    const auto t0 = SteadyClock::now();
+    core::AddressMap map = core::AddressMap::Compute(*topo, up);
+    const auto t1 = SteadyClock::now();
+    ms.push_back(Micros(t1 - t0) / 1000.0);
+    max_forward_all_up = map.max_forward_entries();
+  }
+  std::sort(ms.begin(), ms.end());
+  std::vector<bool> one_down = up;
+  if (!one_down.empty()) one_down[0] = false;
+  RecomputeResult r;
+  r.nodes = nodes;
+  r.median_ms = Percentile(ms, 50);
+  r.p99_ms = Percentile(ms, 99);
+  r.max_forward_all_up = max_forward_all_up;
+  r.max_forward_one_down =
+      core::AddressMap::Compute(*topo, one_down).max_forward_entries();
+  return r;
+}
+
+// A temporary directory, removed (with its contents) on destruction.
+class TempDir {
+ public:
+  static absl::StatusOr<TempDir> Create(const std::string& parent) {
+    std::string tmpl =
+        (std::filesystem::path(parent) / "fabric-bench-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("--dir: cannot create a directory under ", parent, ": ",
+                       strerror(errno)));
+    }
+    return TempDir(tmpl);
+  }
+  TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  TempDir(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+struct Report {
+  std::string db_path;
+  bool tmpfs = false;
+  int fabric_nodes = 0;
+  absl::Duration duration;
+  std::vector<LevelResult> levels;
+  RecomputeResult recompute;
+  uint64_t store_batches = 0;
+  uint64_t store_commits = 0;
+  uint64_t rpc_errors = 0;
+  std::vector<std::string> error_samples;
+  int allocations_left = 0;
+  absl::Status invariants;
+
+  const LevelResult* Level(int clients) const {
+    for (const auto& l : levels)
+      if (l.clients == clients) return &l;
+    return nullptr;
+  }
+  double Ratio(const LevelResult& l) const {
+    return l.ping.rps > 0 ? l.alloc.rps / l.ping.rps : 0;
+  }
+  bool Failed() const {
+    return rpc_errors > 0 || allocations_left > 0 || !invariants.ok();
+  }
+};
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppendFormat(&out, "\\u%04x", c);
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+void PrintJson(const Report& r) {
+  std::vector<std::string> levels;
+  for (const auto& l : r.levels) {
+    levels.push_back(absl::StrFormat(
+        "{\"clients\":%d,\"ping_rps\":%.1f,\"ping_p50_us\":%.1f,"
+        "\"ping_p99_us\":%.1f,\"alloc_rps\":%.1f,\"alloc_p50_us\":%.1f,"
+        "\"alloc_p99_us\":%.1f,\"ratio\":%.3f,\"store_batches\":%d,"
+        "\"store_commits\":%d,\"store_apply_p50_us\":%.1f,"
+        "\"store_apply_p99_us\":%.1f}",
+        l.clients, l.ping.rps, l.ping.p50_us, l.ping.p99_us, l.alloc.rps,
+        l.alloc.p50_us, l.alloc.p99_us, r.Ratio(l), l.store_batches,
+        l.store_commits, l.apply_p50_us, l.apply_p99_us));
+  }
+  const LevelResult* at_target = r.Level(kTargetClients);
+  std::string target_met =
+      at_target == nullptr ? "null"
+                           : (r.Ratio(*at_target) >= kTargetRatio ? "true"
+                                                                  : "false");
+  std::vector<std::string> errors;
+  for (const auto& e : r.error_samples) errors.push_back(JsonString(e));
+  absl::PrintF(
+      "{\"duration_s\":%.3f,\"fabric_nodes\":%d,\"allocation_bytes\":%d,"
+      "\"db_tmpfs\":%s,\"concurrency\":[%s],\"ring_nodes\":%d,"
+      "\"recompute_ms_median\":%.3f,\"recompute_ms_p99\":%.3f,"
+      "\"max_forward_entries_all_up\":%d,\"max_forward_entries_one_down\":%d,"
+      "\"store_batches\":%d,\"store_commits\":%d,\"rpc_errors\":%d,"
+      "\"rpc_error_samples\":[%s],\"allocations_left\":%d,"
+      "\"invariants_ok\":%s,\"target_met\":%s,"
+      "\"recompute_target_met\":%s}\n",
+      absl::ToDoubleSeconds(r.duration), r.fabric_nodes, kAllocationSize,
+      r.tmpfs ? "true" : "false", absl::StrJoin(levels, ","),
+      r.recompute.nodes, r.recompute.median_ms, r.recompute.p99_ms,
+      r.recompute.max_forward_all_up, r.recompute.max_forward_one_down,
+      r.store_batches, r.store_commits, r.rpc_errors,
+      absl::StrJoin(errors, ","), r.allocations_left,
+      r.invariants.ok() ? "true" : "false", target_met,
+      r.recompute.median_ms <= kTargetRecomputeMs ? "true" : "false");
+}
+
+void PrintTable(const Report& r) {
+  absl::PrintF(
+      "fabric-bench: %s per phase after %s warm-up; ring of %d sim nodes; "
+      "1 MiB allocations\n",
+      absl::FormatDuration(r.duration), absl::FormatDuration(kWarmup),
+      r.fabric_nodes);
+  absl::PrintF("store: %s (WAL, synchronous=FULL; removed at exit)%s\n\n",
+               r.db_path,
+               r.tmpfs ? "  WARNING: tmpfs, fsync is free" : "");
+  absl::PrintF("%7s | %10s %8s %8s | %11s %8s %8s | %5s | %13s %12s\n",
+               "clients", "ping rpc/s", "p50 us", "p99 us", "alloc rpc/s",
+               "p50 us", "p99 us", "ratio", "batches/fsync",
+               "apply p50/p99 us");
+  for (const auto& l : r.levels) {
+    absl::PrintF(
+        "%7d | %10.0f %8.0f %8.0f | %11.0f %8.0f %8.0f | %5.2f | %13.1f "
+        "%12s\n",
+        l.clients, l.ping.rps, l.ping.p50_us, l.ping.p99_us, l.alloc.rps,
+        l.alloc.p50_us, l.alloc.p99_us, r.Ratio(l),
+        l.store_commits > 0
+            ? static_cast<double>(l.store_batches) / l.store_commits
+            : 0.0,
+        absl::StrFormat("%.0f/%.0f", l.apply_p50_us, l.apply_p99_us));
+  }
+  absl::PrintF("(alloc rpc/s counts each allocate and each release)\n\n");
+  absl::PrintF(
+      "recompute, %d-node ring, all links up: median %.2f ms, p99 %.2f ms\n",
+      r.recompute.nodes, r.recompute.median_ms, r.recompute.p99_ms);
+  absl::PrintF(
+      "max forward entries on a bridge at N=%d: all up %d, link 0 down %d\n",
+      r.recompute.nodes, r.recompute.max_forward_all_up,
+      r.recompute.max_forward_one_down);
+  absl::PrintF("store: %d batches in %d commits\n", r.store_batches,
+               r.store_commits);
+  absl::PrintF("rpc errors: %d, allocations left: %d, invariants: %s\n",
+               r.rpc_errors, r.allocations_left,
+               r.invariants.ok() ? "OK" : std::string(r.invariants.message()));
+  for (const auto& e : r.error_samples) absl::PrintF("  error: %s\n", e);
+
+  const LevelResult* at_target = r.Level(kTargetClients);
+  if (at_target == nullptr) {
+    absl::PrintF("target met (%d clients >= %.1fx ping): n/a (not run)\n",
+                 kTargetClients, kTargetRatio);
+  } else {
+    absl::PrintF("target met (%d clients >= %.1fx ping): %s (%.2fx)\n",
+                 kTargetClients, kTargetRatio,
+                 r.Ratio(*at_target) >= kTargetRatio ? "yes" : "no",
+                 r.Ratio(*at_target));
+  }
+  absl::PrintF("target met (recompute median <= %.0f ms at N=%d): %s\n",
+               kTargetRecomputeMs, r.recompute.nodes,
+               r.recompute.median_ms <= kTargetRecomputeMs ? "yes" : "no");
+}
+
+// Counts the allocations the server still lists, following pages.
+absl::StatusOr<int> CountAllocations(v1::FabricService::Stub& stub) {
+  int n = 0;
+  std::string token;
+  do {
+    v1::ListAllocationsRequest req;
+    req.set_page_token(token);
+    req.set_page_size(1000);
+    v1::ListAllocationsResponse resp;
+    auto ctx = NewContext();
+    grpc::Status s = stub.ListAllocations(ctx.get(), req, &resp);
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("ListAllocations: ", s.error_message()));
+    }
+    n += resp.allocations_size();
+    token = resp.next_page_token();
+  } while (!token.empty());
+  return n;
+}
+
+absl::Status CreateBenchFabric(v1::FabricService::Stub& stub, int nodes) {
+  v1::CreateFabricRequest req;
+  v1::FabricSpec* spec = req.mutable_spec();
+  spec->set_name("bench");
+  spec->set_topology(v1::RING);
+  spec->set_default_profile("sim");
+  for (int i = 0; i < nodes; ++i) spec->add_nodes()->set_name(NodeName(i));
+  req.set_request_id("bench-create-fabric");
+  v1::Fabric out;
+  auto ctx = NewContext();
+  grpc::Status s = stub.CreateFabric(ctx.get(), req, &out);
+  if (!s.ok()) {
+    return absl::InternalError(
+        absl::StrCat("CreateFabric: ", s.error_message()));
+  }
+  return absl::OkStatus();
+}
+
+// Runs the whole benchmark into `report`. Errors are setup failures; RPC
+// failures during the measurement are counted in the report instead.
+absl::Status Run(const Flags& flags, Report& report) {
+  std::string parent = flags.dir;
+  if (parent.empty()) {
+    const char* env = std::getenv("TMPDIR");
+    parent = env != nullptr && *env != '\0' ? env : "/tmp";
+  }
+  absl::StatusOr<TempDir> dir = TempDir::Create(parent);
+  if (!dir.ok()) return dir.status();
+  struct statfs fs;
+  report.tmpfs = statfs(dir->path().c_str(), &fs) == 0 &&
+                 static_cast<long>(fs.f_type) == kTmpfsMagic;
+  report.db_path = (std::filesystem::path(dir->path()) / "fabric.db").string();
+  report.duration = flags.duration;
+
+  absl::StatusOr<std::unique_ptr<store::Store>> sqlite =
+      store::OpenSqliteStore({.path = report.db_path});
+  if (!sqlite.ok()) return sqlite.status();
+  auto store = std::make_unique<TimedStore>(sqlite->get());
+  absl::StatusOr<std::unique_ptr<service::FabricManager>> manager =
+      service::FabricManager::Open(store.get(), Clock::Real(), {});
+  if (!manager.ok()) return manager.status();
+  absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
+      service::GrpcServer::Start(manager->get(), "127.0.0.1:0");
+  if (!server.ok()) return server.status();
+  const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
+
+  const int max_clients =
+      *std::max_element(flags.clients.begin(), flags.clients.end());
+  report.fabric_nodes = std::max(kMinRingNodes, 2 * max_clients);
+
+  // One channel per client; the local subchannel pool keeps channels with
+  // equal arguments from sharing a connection.
+  std::vector<Client> clients(max_clients);
+  for (int i = 0; i < max_clients; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("fabric_bench.client", i);
+    clients[i].channel = grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args);
+    if (!clients[i].channel->WaitForConnected(
+            std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+      return absl::UnavailableError(
+          absl::StrCat("client ", i, ": cannot connect to ", address));
+    }
+    clients[i].stub = v1::FabricService::NewStub(clients[i].channel);
+    // Neighbours: client i borrows on n(2i) from n(2i+1), a one-hop path.
+    clients[i].borrower = NodeName(2 * i);
+    clients[i].target = NodeName(2 * i + 1);
+  }
+  if (absl::Status s = CreateBenchFabric(*clients[0].stub, report.fabric_nodes);
+      !s.ok()) {
+    return s;
+  }
+
+  ErrorLog errors;
+  std::atomic<uint64_t> request_seq{0};
+  for (int n : flags.clients) {
+    LevelResult l;
+    l.clients = n;
+    l.ping = RunPing(clients, n, flags.duration, errors);
+    const store::StoreStats before = store->stats();
+    store->TakeApplyLatencies();
+    l.alloc = RunAllocate(clients, n, flags.duration, errors, request_seq);
+    const store::StoreStats after = store->stats();
+    const std::vector<double> apply_us = store->TakeApplyLatencies();
+    l.apply_p50_us = Percentile(apply_us, 50);
+    l.apply_p99_us = Percentile(apply_us, 99);
+    l.store_batches = after.batches - before.batches;
+    l.store_commits = after.commits - before.commits;
+    report.levels.push_back(l);
+  }
+
+  const store::StoreStats stats = store->stats();
+  report.store_batches = stats.batches;
+  report.store_commits = stats.commits;
+  report.rpc_errors = errors.count();
+  report.error_samples = errors.shown();
+  absl::StatusOr<int> left = CountAllocations(*clients[0].stub);
+  if (!left.ok()) return left.status();
+  report.allocations_left = *left;
+  report.invariants = (*manager)->CheckInvariants();
+
+  clients.clear();
+  (*server)->Shutdown();
+  (*manager)->Shutdown();
+  server->reset();
+  manager->reset();
+  store.reset();
+  sqlite->reset();
+
+  absl::StatusOr<RecomputeResult> recompute =
+      MeasureRecompute(flags.ring_nodes, flags.repeat);
+  if (!recompute.ok()) return recompute.status();
+  report.recompute = *recompute;
+  return absl::OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  Flags flags;
+  std::string duration = "2s";
+  std::string clients = "1,8,32";
+  CLI::App app{
+      "Measures durable allocate+release throughput against a no-op RPC over "
+      "loopback gRPC, and the address-map recompute time of a large ring."};
+  app.add_option("--duration", duration,
+                 "Measured time of each phase, e.g. 2s or 500ms (plus 0.3 s "
+                 "warm-up)")
+      ->capture_default_str();
+  app.add_option("--clients", clients,
+                 "Comma-separated concurrency levels")
+      ->capture_default_str();
+  app.add_option("-o,--output", flags.output, "Output format")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.add_option("--ring-nodes", flags.ring_nodes,
+                 "Nodes of the ring whose address map is recomputed")
+      ->check(CLI::Range(2, core::kMaxNodes))
+      ->capture_default_str();
+  app.add_option("--repeat", flags.repeat, "Recompute runs for the median")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--dir", flags.dir,
+                 "Where to create the temporary database directory (default "
+                 "$TMPDIR or /tmp)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  double seconds = 0;
+  if (absl::SimpleAtod(duration, &seconds)) {
+    flags.duration = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(duration, &flags.duration)) {
+    absl::FPrintF(stderr, "--duration: \"%s\" is not a duration like 2s\n",
+                  duration);
+    return 2;
+  }
+  if (flags.duration <= absl::ZeroDuration()) {
+    absl::FPrintF(stderr, "--duration: must be positive, got %s\n", duration);
+    return 2;
+  }
+  flags.clients.clear();
+  for (absl::string_view part : absl::StrSplit(clients, ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(part, &n) || n < 1 || n > 1024) {
+      absl::FPrintF(stderr,
+                    "--clients: \"%s\" is not a number from 1 to 1024\n",
+                    part);
+      return 2;
+    }
+    flags.clients.push_back(n);
+  }
+
+  Report report;
+  absl::Status s = Run(flags, report);
+  if (!s.ok()) {
+    absl::FPrintF(stderr, "fabric-bench: %s\n", s.ToString());
+    return 2;
+  }
+  if (flags.output == "json") {
+    PrintJson(report);
+  } else {
+    PrintTable(report);
+  }
+  if (report.Failed()) {
+    absl::FPrintF(stderr,
+                  "fabric-bench: FAILED: %d rpc errors, %d allocations left, "
+                  "invariants: %s\n",
+                  report.rpc_errors, report.allocations_left,
+                  report.invariants.ToString());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace fabric::bench
+
+int main(int argc, char** argv) { return fabric::bench::Main(argc, argv); }
