@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "server/service/manager.h"
@@ -39,6 +40,9 @@ int main(int argc, char** argv) {
                  "how often agents are asked to report")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // Lock-order cycle detection costs a graph update on every contended
+  // lock; tests keep it, production runs without it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   fabric::service::ManagerOptions options;
   if (!ParseDurationFlag(heartbeat_timeout, &options.heartbeat_timeout) ||

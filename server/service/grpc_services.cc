@@ -18,6 +18,17 @@ grpc::Status Reply(absl::StatusOr<T> result, T* out) {
   return grpc::Status::OK;
 }
 
+// A manager callback that fills *out and finishes the call. gRPC keeps
+// `reactor` and `out` alive until Finish.
+template <typename T>
+std::function<void(absl::StatusOr<T>)> FinishWith(
+    grpc::ServerUnaryReactor* reactor, T* out) {
+  return [reactor, out](absl::StatusOr<T> result) {
+    if (result.ok()) *out = *std::move(result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  };
+}
+
 constexpr absl::Duration kPollInterval = absl::Milliseconds(200);
 
 }  // namespace
@@ -87,10 +98,12 @@ grpc::Status FabricServiceImpl::ListAddressMaps(
     v1::ListAddressMapsResponse* out) {
   return Reply(manager_->ListAddressMaps(*r), out);
 }
-grpc::Status FabricServiceImpl::CreateAllocation(
-    grpc::ServerContext*, const v1::CreateAllocationRequest* r,
+grpc::ServerUnaryReactor* FabricServiceImpl::CreateAllocation(
+    grpc::CallbackServerContext* ctx, const v1::CreateAllocationRequest* r,
     v1::Allocation* out) {
-  return Reply(manager_->CreateAllocation(*r), out);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  manager_->CreateAllocationAsync(*r, FinishWith(reactor, out));
+  return reactor;
 }
 grpc::Status FabricServiceImpl::GetAllocation(grpc::ServerContext*,
                                               const v1::GetAllocationRequest* r,
@@ -102,10 +115,12 @@ grpc::Status FabricServiceImpl::ListAllocations(
     v1::ListAllocationsResponse* out) {
   return Reply(manager_->ListAllocations(*r), out);
 }
-grpc::Status FabricServiceImpl::DeleteAllocation(
-    grpc::ServerContext*, const v1::DeleteAllocationRequest* r,
+grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAllocation(
+    grpc::CallbackServerContext* ctx, const v1::DeleteAllocationRequest* r,
     v1::Allocation* out) {
-  return Reply(manager_->DeleteAllocation(*r), out);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  manager_->DeleteAllocationAsync(*r, FinishWith(reactor, out));
+  return reactor;
 }
 
 grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
@@ -116,10 +131,12 @@ grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status FabricServiceImpl::Ping(grpc::ServerContext*,
-                                     const v1::PingRequest*,
-                                     v1::PingResponse*) {
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* FabricServiceImpl::Ping(
+    grpc::CallbackServerContext* ctx, const v1::PingRequest*,
+    v1::PingResponse*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 grpc::Status FabricServiceImpl::Watch(
@@ -169,6 +186,7 @@ grpc::Status FabricServiceImpl::Watch(
            (fabric.empty() || of_fabric == fabric);
   };
   WatchHub& hub = manager_->hub();
+  WatchHub::Subscription subscription(&hub);
   // Events after this sequence are streamed; taking it before the snapshot
   // means a change racing with the snapshot is sent (again) rather than lost.
   int64_t seen = hub.last_sequence();

@@ -8,8 +8,17 @@
 
 namespace fabric::service {
 
+// The allocation mutations and Ping use gRPC's callback API: their handlers
+// return at once and the manager's commit thread finishes the call when the
+// result is durable, so no server thread sleeps on the disk. The rest are
+// synchronous handlers.
+using FabricServiceBase = v1::FabricService::WithCallbackMethod_CreateAllocation<
+    v1::FabricService::WithCallbackMethod_DeleteAllocation<
+        v1::FabricService::WithCallbackMethod_Ping<
+            v1::FabricService::Service>>>;
+
 // Thread-safe; `manager` is not owned and must outlive the service.
-class FabricServiceImpl final : public v1::FabricService::Service {
+class FabricServiceImpl final : public FabricServiceBase {
  public:
   explicit FabricServiceImpl(FabricManager* manager) : manager_(manager) {}
 
@@ -42,18 +51,18 @@ class FabricServiceImpl final : public v1::FabricService::Service {
   grpc::Status ListAddressMaps(grpc::ServerContext*,
                                const v1::ListAddressMapsRequest*,
                                v1::ListAddressMapsResponse*) override;
-  grpc::Status CreateAllocation(grpc::ServerContext*,
-                                const v1::CreateAllocationRequest*,
-                                v1::Allocation*) override;
+  grpc::ServerUnaryReactor* CreateAllocation(
+      grpc::CallbackServerContext*, const v1::CreateAllocationRequest*,
+      v1::Allocation*) override;
   grpc::Status GetAllocation(grpc::ServerContext*,
                              const v1::GetAllocationRequest*,
                              v1::Allocation*) override;
   grpc::Status ListAllocations(grpc::ServerContext*,
                                const v1::ListAllocationsRequest*,
                                v1::ListAllocationsResponse*) override;
-  grpc::Status DeleteAllocation(grpc::ServerContext*,
-                                const v1::DeleteAllocationRequest*,
-                                v1::Allocation*) override;
+  grpc::ServerUnaryReactor* DeleteAllocation(
+      grpc::CallbackServerContext*, const v1::DeleteAllocationRequest*,
+      v1::Allocation*) override;
   // Ends with ABORTED when the client falls too far behind (re-list, then
   // watch again), and with UNAVAILABLE at server shutdown.
   grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*,
@@ -61,8 +70,9 @@ class FabricServiceImpl final : public v1::FabricService::Service {
   grpc::Status ListProfiles(grpc::ServerContext*,
                             const v1::ListProfilesRequest*,
                             v1::ListProfilesResponse*) override;
-  grpc::Status Ping(grpc::ServerContext*, const v1::PingRequest*,
-                    v1::PingResponse*) override;
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext*,
+                                 const v1::PingRequest*,
+                                 v1::PingResponse*) override;
 
  private:
   FabricManager* const manager_;  // not owned

@@ -95,6 +95,34 @@ absl::StatusOr<Page> Paginate(const std::vector<std::string>& keys,
   return p;
 }
 
+// Adapts a callback of a message type to one of its serialized bytes.
+template <typename T>
+std::function<void(absl::StatusOr<std::string>)> ParseInto(
+    std::function<void(absl::StatusOr<T>)> done) {
+  return [done = std::move(done)](absl::StatusOr<std::string> bytes) {
+    if (!bytes.ok()) {
+      done(bytes.status());
+      return;
+    }
+    T out;
+    out.ParseFromString(*bytes);
+    done(std::move(out));
+  };
+}
+
+// Runs an asynchronous call and waits for its callback.
+template <typename T, typename Start>
+absl::StatusOr<T> AwaitResult(Start start) {
+  absl::Notification finished;
+  absl::StatusOr<T> result;
+  start([&](absl::StatusOr<T> r) {
+    result = std::move(r);
+    finished.Notify();
+  });
+  finished.WaitForNotification();
+  return result;
+}
+
 std::string PathText(const core::Topology& topo, const std::vector<int>& p) {
   std::vector<std::string> names;
   for (int n : p) names.push_back(topo.node(n).name);
@@ -139,6 +167,8 @@ struct FabricManager::PendingRequest {
   bool done = false;       // guarded by the manager's mu_
   bool abandoned = false;  // the write failed; the id may be used again
   std::string response;
+  // Retries that arrived while the first attempt was in flight.
+  std::vector<std::function<void(absl::StatusOr<std::string>)>> waiters;
 };
 
 FabricManager::FabricManager(store::Store* store, Clock* clock,
@@ -151,6 +181,11 @@ absl::StatusOr<std::unique_ptr<FabricManager>> FabricManager::Open(
     store::Store* store, Clock* clock, ManagerOptions options) {
   std::unique_ptr<FabricManager> m(new FabricManager(store, clock, options));
   RETURN_IF_ERROR(m->Load());
+  {
+    FabricManager* raw = m.get();
+    m->committer_ = std::thread([raw] { raw->CommitLoop(); });
+    m->completer_ = std::thread([raw] { raw->CompletionLoop(); });
+  }
   if (options.sweep_interval > absl::ZeroDuration()) {
     FabricManager* raw = m.get();
     m->sweeper_ = std::thread([raw] { raw->SweeperLoop(); });
@@ -262,6 +297,7 @@ absl::Status FabricManager::Load() {
     p->response = rec.response();
     p->time = absl::FromUnixMicros(rec.create_unix_micros());
     p->done = true;
+    request_order_.emplace_back(p->time, key);
     requests_[key] = std::move(p);
   }
   BumpGeneration();
@@ -275,8 +311,19 @@ void FabricManager::Shutdown() {
     shutdown_ = true;
   }
   stop_.Notify();
-  hub_.Close();
   if (sweeper_.joinable()) sweeper_.join();
+  // The commit thread drains what was already planned, then exits.
+  {
+    absl::MutexLock l(&mu_);
+    commit_cv_.Signal();
+  }
+  if (committer_.joinable()) committer_.join();
+  {
+    absl::MutexLock l(&completion_mu_);
+    completions_closed_ = true;
+  }
+  if (completer_.joinable()) completer_.join();
+  hub_.Close();
 }
 
 void FabricManager::SweeperLoop() {
@@ -301,84 +348,176 @@ std::string FabricManager::NewAllocationId() {
   return id;
 }
 
+void FabricManager::MutateAsync(
+    absl::string_view method, absl::string_view request_id,
+    const google::protobuf::Message& request,
+    const std::function<absl::StatusOr<Plan>()>& plan_fn,
+    Done<std::string> done) {
+  if (request_id.size() > kMaxRequestIdLength) {
+    done(absl::InvalidArgumentError(
+        absl::StrCat("request_id: ", request_id.size(),
+                     " characters is over the limit of ", kMaxRequestIdLength)));
+    return;
+  }
+  const std::string fingerprint =
+      request_id.empty() ? std::string() : Fingerprint(request);
+  absl::Status early;
+  std::string cached;
+  {
+    absl::MutexLock l(&mu_);
+    if (shutdown_) {
+      early = absl::UnavailableError("the manager is shutting down");
+    } else if (!request_id.empty()) {
+      auto it = requests_.find(request_id);
+      if (it != requests_.end()) {
+        PendingRequest& prior = *it->second;
+        if (prior.method != method || prior.fingerprint != fingerprint) {
+          early = absl::InvalidArgumentError(absl::StrCat(
+              "request_id: \"", request_id,
+              "\" was already used for a different ", prior.method,
+              " request; use a new id for a new request"));
+        } else if (prior.done) {
+          cached = prior.response;
+        } else {
+          // In flight: answered together with the first attempt.
+          prior.waiters.push_back(std::move(done));
+          return;
+        }
+      }
+    }
+    if (early.ok() && cached.empty()) {
+      absl::StatusOr<Plan> plan = plan_fn();
+      if (!plan.ok()) {
+        early = plan.status();
+      } else {
+        QueuedPlan q{*std::move(plan), nullptr, std::string(request_id),
+                     std::move(done)};
+        if (!request_id.empty()) {
+          q.pending = std::make_shared<PendingRequest>();
+          q.pending->method = std::string(method);
+          q.pending->fingerprint = fingerprint;
+          q.pending->time = clock_->Now();
+          requests_[q.request_id] = q.pending;
+          request_order_.emplace_back(q.pending->time, q.request_id);
+          internal::RequestRecord rec;
+          rec.set_method(q.pending->method);
+          rec.set_fingerprint(fingerprint);
+          rec.set_response(q.plan.response);
+          rec.set_create_unix_micros(absl::ToUnixMicros(q.pending->time));
+          q.plan.batch.Put(kTableRequests, q.request_id,
+                           rec.SerializeAsString());
+        }
+        commit_queue_.push_back(std::move(q));
+        commit_cv_.Signal();
+        return;
+      }
+    }
+  }
+  if (!early.ok()) {
+    done(early);
+  } else {
+    done(std::move(cached));
+  }
+}
+
 absl::StatusOr<std::string> FabricManager::Mutate(
     absl::string_view method, absl::string_view request_id,
     const google::protobuf::Message& request,
     const std::function<absl::StatusOr<Plan>()>& plan_fn) {
-  if (request_id.size() > kMaxRequestIdLength) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request_id: ", request_id.size(),
-                     " characters is over the limit of ", kMaxRequestIdLength));
-  }
-  const std::string fingerprint =
-      request_id.empty() ? std::string() : Fingerprint(request);
-  mu_.Lock();
-  if (shutdown_) {
-    mu_.Unlock();
-    return absl::UnavailableError("the manager is shutting down");
-  }
-  std::shared_ptr<PendingRequest> pending;
-  if (!request_id.empty()) {
-    auto it = requests_.find(request_id);
-    if (it != requests_.end()) {
-      std::shared_ptr<PendingRequest> prior = it->second;
-      if (prior->method != method || prior->fingerprint != fingerprint) {
-        mu_.Unlock();
-        return absl::InvalidArgumentError(absl::StrCat(
-            "request_id: \"", request_id, "\" was already used for a different ",
-            prior->method, " request; use a new id for a new request"));
-      }
-      // A retry of a request in flight waits for its outcome.
-      mu_.Await(absl::Condition(
-          +[](PendingRequest* p) { return p->done || p->abandoned; },
-          prior.get()));
-      if (prior->done) {
-        std::string response = prior->response;
-        mu_.Unlock();
-        return response;
+  absl::Notification finished;
+  absl::StatusOr<std::string> result;
+  MutateAsync(method, request_id, request, plan_fn,
+              [&](absl::StatusOr<std::string> r) {
+                result = std::move(r);
+                finished.Notify();
+              });
+  finished.WaitForNotification();
+  return result;
+}
+
+void FabricManager::CommitLoop() {
+  // Bounds one transaction; the rest waits for the next round.
+  constexpr size_t kMaxGroup = 1024;
+  for (;;) {
+    std::vector<QueuedPlan> group;
+    {
+      absl::MutexLock l(&mu_);
+      while (commit_queue_.empty() && !shutdown_) commit_cv_.Wait(&mu_);
+      if (commit_queue_.empty()) return;  // shut down and drained
+      while (!commit_queue_.empty() && group.size() < kMaxGroup) {
+        group.push_back(std::move(commit_queue_.front()));
+        commit_queue_.pop_front();
       }
     }
-  }
-  absl::StatusOr<Plan> plan = plan_fn();
-  if (!plan.ok()) {
-    mu_.Unlock();
-    return plan.status();
-  }
-  if (!request_id.empty()) {
-    pending = std::make_shared<PendingRequest>();
-    pending->method = std::string(method);
-    pending->fingerprint = fingerprint;
-    pending->time = clock_->Now();
-    requests_[request_id] = pending;
-    internal::RequestRecord rec;
-    rec.set_method(pending->method);
-    rec.set_fingerprint(fingerprint);
-    rec.set_response(plan->response);
-    rec.set_create_unix_micros(absl::ToUnixMicros(pending->time));
-    plan->batch.Put(kTableRequests, request_id, rec.SerializeAsString());
-  }
-  mu_.Unlock();
-  absl::Status written = store_->Apply(plan->batch);
-  absl::MutexLock l(&mu_);
-  if (!written.ok()) {
-    if (plan->rollback) plan->rollback();
-    if (pending != nullptr) {
-      pending->abandoned = true;
-      requests_.erase(std::string(request_id));
+    store::WriteBatch merged;
+    for (const QueuedPlan& q : group) {
+      for (const store::Mutation& m : q.plan.batch.mutations()) {
+        if (m.value.has_value()) {
+          merged.Put(m.table, m.key, *m.value);
+        } else {
+          merged.Delete(m.table, m.key);
+        }
+      }
     }
-    if (absl::IsUnavailable(written)) {
-      return absl::UnavailableError(absl::StrCat(
+    absl::Status written = store_->Apply(merged);
+    if (!written.ok() && absl::IsUnavailable(written)) {
+      written = absl::UnavailableError(absl::StrCat(
           "the store cannot be written, nothing was changed; retry later: ",
           written.message()));
     }
-    return written;
+    // Callbacks run on the completion thread, after mu_ is released.
+    Replies replies;
+    {
+      absl::MutexLock l(&mu_);
+      if (written.ok()) {
+        for (QueuedPlan& q : group) {
+          if (q.plan.commit) q.plan.commit();
+          if (q.pending != nullptr) {
+            q.pending->response = q.plan.response;
+            q.pending->done = true;
+            for (auto& w : q.pending->waiters)
+              replies.emplace_back(std::move(w), q.plan.response);
+            q.pending->waiters.clear();
+          }
+          replies.emplace_back(std::move(q.done), std::move(q.plan.response));
+        }
+      } else {
+        // Undo in reverse order of planning.
+        for (auto it = group.rbegin(); it != group.rend(); ++it) {
+          if (it->plan.rollback) it->plan.rollback();
+          if (it->pending != nullptr) {
+            it->pending->abandoned = true;
+            requests_.erase(it->request_id);
+            for (auto& w : it->pending->waiters)
+              replies.emplace_back(std::move(w), written);
+            it->pending->waiters.clear();
+          }
+          replies.emplace_back(std::move(it->done), written);
+        }
+      }
+    }
+    absl::MutexLock l(&completion_mu_);
+    completions_.push_back(std::move(replies));
   }
-  if (plan->commit) plan->commit();
-  if (pending != nullptr) {
-    pending->response = plan->response;
-    pending->done = true;
+}
+
+void FabricManager::CompletionLoop() {
+  for (;;) {
+    Replies replies;
+    {
+      absl::MutexLock l(&completion_mu_);
+      completion_mu_.Await(absl::Condition(
+          +[](FabricManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+               m->completion_mu_) {
+            return !m->completions_.empty() || m->completions_closed_;
+          },
+          this));
+      if (completions_.empty()) return;  // closed and drained
+      replies = std::move(completions_.front());
+      completions_.pop_front();
+    }
+    for (auto& [done, result] : replies) done(std::move(result));
   }
-  return std::move(plan->response);
 }
 
 // --- Lookups ---------------------------------------------------------------
@@ -632,6 +771,7 @@ v1::Allocation FabricManager::AllocationView(const AllocationEntry& a) const {
 
 void FabricManager::PublishAllocation(v1::WatchEvent::Type type,
                                       const v1::Allocation& a) {
+  // Callers skip building `a` when nobody watches; see WatchHub.
   v1::WatchEvent e;
   e.set_type(type);
   *e.mutable_allocation() = a;
@@ -656,7 +796,8 @@ void FabricManager::RefreshStates(const std::string& fabric, int node) {
     v1::Allocation::State s = DeriveState(*a, &reason);
     if (s != a->last_state) {
       a->last_state = s;
-      PublishAllocation(v1::WatchEvent::MODIFIED, AllocationView(*a));
+      if (hub_.has_watchers())
+        PublishAllocation(v1::WatchEvent::MODIFIED, AllocationView(*a));
     }
   }
 }
@@ -939,8 +1080,14 @@ absl::StatusOr<v1::Link> FabricManager::SetLinkState(
 
 absl::StatusOr<v1::Allocation> FabricManager::CreateAllocation(
     const v1::CreateAllocationRequest& req) {
-  const v1::Allocation& in = req.allocation();
-  // Validation that needs no state.
+  return AwaitResult<v1::Allocation>(
+      [&](Done<v1::Allocation> done) { CreateAllocationAsync(req, done); });
+}
+
+namespace {
+// Validation of a new allocation that needs no state; sets *ttl.
+absl::Status ValidateNewAllocation(const v1::Allocation& in,
+                                   absl::Duration* ttl) {
   if (in.size() == 0) {
     return absl::InvalidArgumentError(
         "allocation.size: required and must be > 0 bytes");
@@ -967,14 +1114,28 @@ absl::StatusOr<v1::Allocation> FabricManager::CreateAllocation(
                        kMaxLabelValueLength, " characters"));
     }
   }
-  absl::Duration ttl = absl::ZeroDuration();
+  *ttl = absl::ZeroDuration();
   if (in.has_ttl()) {
-    ttl = absl::Seconds(in.ttl().seconds()) + absl::Nanoseconds(in.ttl().nanos());
-    if (ttl <= absl::ZeroDuration() || ttl > kMaxTtl) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "allocation.ttl: must be between 1ns and ", absl::FormatDuration(kMaxTtl),
-          ", got ", absl::FormatDuration(ttl)));
+    *ttl = absl::Seconds(in.ttl().seconds()) +
+           absl::Nanoseconds(in.ttl().nanos());
+    if (*ttl <= absl::ZeroDuration() || *ttl > kMaxTtl) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("allocation.ttl: must be between 1ns and ",
+                       absl::FormatDuration(kMaxTtl), ", got ",
+                       absl::FormatDuration(*ttl)));
     }
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+void FabricManager::CreateAllocationAsync(
+    const v1::CreateAllocationRequest& req, Done<v1::Allocation> done) {
+  const v1::Allocation& in = req.allocation();
+  absl::Duration ttl;
+  if (absl::Status valid = ValidateNewAllocation(in, &ttl); !valid.ok()) {
+    done(valid);
+    return;
   }
   auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(auto from, FindNode("allocation.borrower", in.borrower()));
@@ -1040,7 +1201,8 @@ absl::StatusOr<v1::Allocation> FabricManager::CreateAllocation(
       a->required_generation = BumpGeneration();
       std::string reason;
       a->last_state = DeriveState(*a, &reason);
-      PublishAllocation(v1::WatchEvent::ADDED, AllocationView(*a));
+      if (hub_.has_watchers())
+        PublishAllocation(v1::WatchEvent::ADDED, AllocationView(*a));
     };
     std::string fid = f->id();
     plan.rollback = [this, fid, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1049,11 +1211,8 @@ absl::StatusOr<v1::Allocation> FabricManager::CreateAllocation(
     };
     return plan;
   };
-  ASSIGN_OR_RETURN(std::string bytes,
-                   Mutate("CreateAllocation", req.request_id(), req, plan_fn));
-  v1::Allocation out;
-  out.ParseFromString(bytes);
-  return out;
+  MutateAsync("CreateAllocation", req.request_id(), req, plan_fn,
+              ParseInto<v1::Allocation>(std::move(done)));
 }
 
 absl::StatusOr<v1::Allocation> FabricManager::GetAllocation(
@@ -1098,13 +1257,20 @@ absl::StatusOr<v1::ListAllocationsResponse> FabricManager::ListAllocations(
 
 absl::StatusOr<v1::Allocation> FabricManager::DeleteAllocation(
     const v1::DeleteAllocationRequest& req) {
-  return ReleaseAllocation("DeleteAllocation", req.name(), req.request_id(),
-                           req);
+  return AwaitResult<v1::Allocation>(
+      [&](Done<v1::Allocation> done) { DeleteAllocationAsync(req, done); });
 }
 
-absl::StatusOr<v1::Allocation> FabricManager::ReleaseAllocation(
+void FabricManager::DeleteAllocationAsync(const v1::DeleteAllocationRequest& req,
+                                          Done<v1::Allocation> done) {
+  ReleaseAllocationAsync("DeleteAllocation", req.name(), req.request_id(), req,
+                         std::move(done));
+}
+
+void FabricManager::ReleaseAllocationAsync(
     absl::string_view method, absl::string_view name,
-    absl::string_view request_id, const google::protobuf::Message& request) {
+    absl::string_view request_id, const google::protobuf::Message& request,
+    Done<v1::Allocation> done) {
   auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(AllocationEntry * a, FindAllocation("name", name));
     if (a->releasing) {
@@ -1131,11 +1297,8 @@ absl::StatusOr<v1::Allocation> FabricManager::ReleaseAllocation(
     };
     return plan;
   };
-  ASSIGN_OR_RETURN(std::string bytes,
-                   Mutate(method, request_id, request, plan_fn));
-  v1::Allocation out;
-  out.ParseFromString(bytes);
-  return out;
+  MutateAsync(method, request_id, request, plan_fn,
+              ParseInto<v1::Allocation>(std::move(done)));
 }
 
 // --- Agents ----------------------------------------------------------------------
@@ -1223,6 +1386,7 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
 void FabricManager::Sweep() {
   std::vector<std::string> expired;
   std::vector<std::string> old_requests;
+  std::vector<std::pair<absl::Time, std::string>> popped;
   {
     absl::MutexLock l(&mu_);
     const absl::Time now = clock_->Now();
@@ -1245,23 +1409,39 @@ void FabricManager::Sweep() {
         RefreshStates(fn->first->id(), fn->second);
       }
     }
-    for (auto& [id, r] : requests_) {
-      if (r->done && r->time + options_.request_retention < now)
+    // Oldest first; stops at the first one still within retention (or in
+    // flight). At most a bounded number per sweep.
+    while (!request_order_.empty() && old_requests.size() < 4096) {
+      const auto& [time, id] = request_order_.front();
+      if (time + options_.request_retention >= now) break;
+      auto it = requests_.find(id);
+      if (it != requests_.end() && it->second->time == time) {
+        if (!it->second->done) break;
         old_requests.push_back(id);
+        popped.emplace_back(time, id);
+      }
+      request_order_.pop_front();
     }
   }
   for (const std::string& id : expired) {
     v1::DeleteAllocationRequest req;
     req.set_name(AllocationName(id));
     // Failures (store down, released meanwhile) are retried next sweep.
-    (void)ReleaseAllocation("ExpireAllocation", req.name(), "", req);
+    (void)AwaitResult<v1::Allocation>([&](Done<v1::Allocation> done) {
+      ReleaseAllocationAsync("ExpireAllocation", req.name(), "", req, done);
+    });
   }
   if (!old_requests.empty()) {
     store::WriteBatch batch;
     for (const auto& id : old_requests) batch.Delete(kTableRequests, id);
-    if (store_->Apply(batch).ok()) {
-      absl::MutexLock l(&mu_);
+    const bool deleted = store_->Apply(batch).ok();
+    absl::MutexLock l(&mu_);
+    if (deleted) {
       for (const auto& id : old_requests) requests_.erase(id);
+    } else {
+      // Try again next sweep.
+      request_order_.insert(request_order_.begin(), popped.begin(),
+                            popped.end());
     }
   }
 }

@@ -18,6 +18,7 @@
 #define FABRIC_SERVER_SERVICE_MANAGER_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -102,6 +103,19 @@ class FabricManager {
   absl::StatusOr<v1::Allocation> DeleteAllocation(
       const v1::DeleteAllocationRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Asynchronous forms, for the RPC edge: no thread waits for the disk.
+  // `done` runs exactly once: on the calling thread for an early error, or
+  // on the commit thread once the result is durable (or the write failed).
+  // It must not block or call back into the manager synchronously.
+  template <typename T>
+  using Done = std::function<void(absl::StatusOr<T>)>;
+  void CreateAllocationAsync(const v1::CreateAllocationRequest& req,
+                             Done<v1::Allocation> done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void DeleteAllocationAsync(const v1::DeleteAllocationRequest& req,
+                             Done<v1::Allocation> done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // --- Agents
   absl::StatusOr<v1::RegisterNodeResponse> RegisterNode(
       const v1::RegisterNodeRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
@@ -141,22 +155,43 @@ class FabricManager {
 
   FabricManager(store::Store* store, Clock* clock, ManagerOptions options);
 
+  // A planned mutation waiting for the commit thread.
+  struct QueuedPlan {
+    Plan plan;
+    std::shared_ptr<PendingRequest> pending;  // null without a request id
+    std::string request_id;
+    Done<std::string> done;
+  };
+
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
   void SweeperLoop();
+  // Takes every queued plan, writes all their batches to the store in one
+  // Apply (one fsync), then commits or rolls them back in order and runs
+  // their callbacks. Runs until Shutdown() and the queue is drained.
+  void CommitLoop() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Runs plan_fn under mu_, writes its batch (and the request record) to
-  // the store without holding mu_, then runs commit or rollback under mu_.
-  // Returns the serialized response.
+  // Runs plan_fn under mu_ and queues the plan for the commit thread, so
+  // that store writes happen in the order plans were made. `done` gets the
+  // serialized response once it is durable.
+  void MutateAsync(absl::string_view method, absl::string_view request_id,
+                   const google::protobuf::Message& request,
+                   const std::function<absl::StatusOr<Plan>()>& plan_fn,
+                   Done<std::string> done) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs callbacks handed over by CommitLoop, so that finishing one group's
+  // RPCs overlaps with writing the next group.
+  void CompletionLoop() ABSL_LOCKS_EXCLUDED(completion_mu_);
+
+  // MutateAsync, waiting for the outcome.
   absl::StatusOr<std::string> Mutate(
       absl::string_view method, absl::string_view request_id,
       const google::protobuf::Message& request,
       const std::function<absl::StatusOr<Plan>()>& plan_fn)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  absl::StatusOr<v1::Allocation> ReleaseAllocation(absl::string_view method,
-                                                   absl::string_view name,
-                                                   absl::string_view request_id,
-                                                   const google::protobuf::Message& request)
+  void ReleaseAllocationAsync(absl::string_view method, absl::string_view name,
+                              absl::string_view request_id,
+                              const google::protobuf::Message& request,
+                              Done<v1::Allocation> done)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Lookups; NOT_FOUND naming `field` when absent.
@@ -228,13 +263,26 @@ class FabricManager {
   // By request id.
   absl::flat_hash_map<std::string, std::shared_ptr<PendingRequest>> requests_
       ABSL_GUARDED_BY(mu_);
+  // (time, request id) in the order recorded, for expiry.
+  std::deque<std::pair<absl::Time, std::string>> request_order_
+      ABSL_GUARDED_BY(mu_);
   // epoch << 32 | counter; see records.proto.
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<QueuedPlan> commit_queue_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar commit_cv_;
+
+  using Replies =
+      std::vector<std::pair<Done<std::string>, absl::StatusOr<std::string>>>;
+  absl::Mutex completion_mu_;
+  std::deque<Replies> completions_ ABSL_GUARDED_BY(completion_mu_);
+  bool completions_closed_ ABSL_GUARDED_BY(completion_mu_) = false;
 
   absl::Notification stop_;
   std::thread sweeper_;
+  std::thread committer_;
+  std::thread completer_;
 };
 
 }  // namespace fabric::service

@@ -3,6 +3,7 @@
 #ifndef FABRIC_SERVER_SERVICE_WATCH_HUB_H_
 #define FABRIC_SERVER_SERVICE_WATCH_HUB_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 
@@ -16,6 +17,20 @@ namespace fabric::service {
 class WatchHub {
  public:
   explicit WatchHub(size_t capacity = 65536) : capacity_(capacity) {}
+
+  // Counts a Watch stream for as long as it lives. Publishers may skip
+  // building events while nobody watches (has_watchers() is false).
+  class Subscription {
+   public:
+    explicit Subscription(WatchHub* hub) : hub_(hub) { ++hub_->watchers_; }
+    ~Subscription() { --hub_->watchers_; }
+    Subscription(const Subscription&) = delete;
+    Subscription& operator=(const Subscription&) = delete;
+
+   private:
+    WatchHub* const hub_;
+  };
+  bool has_watchers() const { return watchers_.load() > 0; }
 
   // Stamps the event with the next sequence number and stores it.
   void Publish(fabric::v1::WatchEvent event) ABSL_LOCKS_EXCLUDED(mu_);
@@ -44,6 +59,7 @@ class WatchHub {
 
  private:
   const size_t capacity_;
+  std::atomic<int> watchers_{0};
   mutable absl::Mutex mu_;
   std::deque<fabric::v1::WatchEvent> events_ ABSL_GUARDED_BY(mu_);
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
