@@ -1,0 +1,62 @@
+// Internal to the simulator: the layout of <sim_dir>/<node>/, the bridge
+// state file (protobuf JSON, replaced atomically) and the per-node lock.
+#ifndef FABRIC_AGENT_HW_SIM_STATE_FILE_H_
+#define FABRIC_AGENT_HW_SIM_STATE_FILE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agent/hw/bridge_hardware.h"
+
+namespace fabric::agent::hw::sim_internal {
+
+// One bridge's file: its name, the limits fixed at creation, its state.
+struct SimRecord {
+  std::string bridge;
+  HardwareLimits limits;
+  BridgeState state;
+};
+
+std::string NodeDir(const std::string& sim_dir, const std::string& node);
+std::string StatePath(const std::string& sim_dir, const std::string& node);
+std::string MemoryPath(const std::string& sim_dir, const std::string& node);
+std::string LockPath(const std::string& sim_dir, const std::string& node);
+
+// Reads a whole file. Tolerates it being replaced by rename concurrently
+// (the open descriptor pins one version). NOT_FOUND if absent.
+absl::StatusOr<std::string> ReadText(const std::string& path);
+
+// Reads and parses the state file. NOT_FOUND if absent, DATA_LOSS if it does
+// not parse. `text`, if not null, receives the text read.
+absl::StatusOr<SimRecord> LoadRecord(const std::string& path,
+                                     std::string* text);
+
+// Writes `record` to a temporary file, fsyncs it and renames it over `path`.
+// `text`, if not null, receives the text written.
+absl::Status SaveRecord(const std::string& path, const SimRecord& record,
+                        std::string* text);
+
+// The JSON text of a record, and back (exposed for tests and tools).
+absl::StatusOr<std::string> RecordToJson(const SimRecord& record);
+absl::StatusOr<SimRecord> RecordFromJson(const std::string& json);
+
+// An exclusive flock on a node's lock file, held for a read-modify-write of
+// its state. Move-only; released on destruction.
+class FileLock {
+ public:
+  static absl::StatusOr<FileLock> Acquire(const std::string& path);
+  FileLock(FileLock&& other) noexcept;
+  FileLock& operator=(FileLock&&) = delete;
+  FileLock(const FileLock&) = delete;
+  ~FileLock();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+}  // namespace fabric::agent::hw::sim_internal
+
+#endif  // FABRIC_AGENT_HW_SIM_STATE_FILE_H_
