@@ -131,6 +131,12 @@ grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status FabricServiceImpl::VerifyAllocation(
+    grpc::ServerContext*, const v1::VerifyAllocationRequest* r,
+    v1::VerifyResult* out) {
+  return Reply(verifier_.Verify(*r), out);
+}
+
 grpc::ServerUnaryReactor* FabricServiceImpl::Ping(
     grpc::CallbackServerContext* ctx, const v1::PingRequest*,
     v1::PingResponse*) {

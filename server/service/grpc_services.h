@@ -5,6 +5,7 @@
 
 #include "fabric/v1/fabric.grpc.pb.h"
 #include "server/service/manager.h"
+#include "server/service/verifier.h"
 
 namespace fabric::service {
 
@@ -20,7 +21,8 @@ using FabricServiceBase = v1::FabricService::WithCallbackMethod_CreateAllocation
 // Thread-safe; `manager` is not owned and must outlive the service.
 class FabricServiceImpl final : public FabricServiceBase {
  public:
-  explicit FabricServiceImpl(FabricManager* manager) : manager_(manager) {}
+  explicit FabricServiceImpl(FabricManager* manager)
+      : manager_(manager), verifier_(manager) {}
 
   grpc::Status CreateFabric(grpc::ServerContext*, const v1::CreateFabricRequest*,
                             v1::Fabric*) override;
@@ -70,12 +72,16 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::Status ListProfiles(grpc::ServerContext*,
                             const v1::ListProfilesRequest*,
                             v1::ListProfilesResponse*) override;
+  grpc::Status VerifyAllocation(grpc::ServerContext*,
+                                const v1::VerifyAllocationRequest*,
+                                v1::VerifyResult*) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext*,
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;
 
  private:
   FabricManager* const manager_;  // not owned
+  Verifier verifier_;
 };
 
 class AgentServiceImpl final : public v1::AgentService::Service {

@@ -153,6 +153,9 @@ struct FabricManager::AllocationEntry {
 
 struct FabricManager::AgentEntry {
   v1::Node::AgentState state = v1::Node::UNREGISTERED;
+  std::string control_address;
+  int64_t repairs = 0;
+  std::vector<std::string> recent_repairs;
   absl::Time last_heartbeat = absl::InfinitePast();
   int64_t applied_generation = 0;
   v1::NodeInventory inventory;
@@ -613,6 +616,11 @@ v1::Node FabricManager::NodeView(const FabricEntry& f, int node) const {
     out.set_applied_generation(a.applied_generation);
     *out.mutable_last_heartbeat() = ToProtoTime(a.last_heartbeat);
     *out.mutable_inventory() = a.inventory;
+    out.set_repairs(a.repairs);
+    for (const auto& r : a.recent_repairs) out.add_recent_repairs(r);
+    for (const auto& e : a.errors) *out.add_apply_errors() = e;
+    out.set_agent_address(a.control_address);
+    out.set_agent_backend(a.backend);
   }
   uint64_t lent = 0;
   for (const core::Grant* g : f.state.grants()) {
@@ -737,15 +745,17 @@ v1::Allocation::State FabricManager::DeriveState(const AllocationEntry& a,
       *reason = absl::StrCat("the agent of node ", node, " is not ready");
       return v1::Allocation::PENDING;
     }
+    for (const v1::ApplyError& e : it->second->errors) {
+      if (e.allocation().empty() || e.allocation() == a.record.name()) {
+        *reason = absl::StrCat("node ", node, " could not apply ", e.entry(),
+                               ": ", e.message());
+        return v1::Allocation::PENDING;
+      }
+    }
     if (it->second->applied_generation < a.required_generation) {
       *reason = absl::StrCat("waiting for node ", node,
                              " to apply generation ", a.required_generation,
                              " (applied ", it->second->applied_generation, ")");
-      if (!it->second->errors.empty()) {
-        absl::StrAppend(reason, "; it reported: ",
-                        it->second->errors[0].entry(), ": ",
-                        it->second->errors[0].message());
-      }
       return v1::Allocation::PENDING;
     }
   }
@@ -1312,6 +1322,9 @@ absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
   if (agent == nullptr) agent = std::make_unique<AgentEntry>();
   agent->inventory = req.inventory();
   agent->backend = req.backend();
+  agent->control_address = req.control_address();
+  agent->repairs = 0;
+  agent->recent_repairs.clear();
   agent->state = v1::Node::READY;
   agent->last_heartbeat = clock_->Now();
   // A (re)registered agent must apply the current generation again.
@@ -1341,6 +1354,38 @@ absl::StatusOr<v1::DesiredConfig> FabricManager::DesiredConfigFor(
   *out.mutable_profile() =
       ProfileToProto(*fn.first->state.topology().node(fn.second).profile);
   *out.mutable_address_map() = MapView(*fn.first, fn.second);
+  const core::NodeInfo& n = fn.first->state.topology().node(fn.second);
+  out.set_export_base(n.export_base);
+  out.set_export_size(n.export_size);
+  out.set_window_base(n.window_base);
+  *out.mutable_ports() = BridgeView(*fn.first, fn.second).ports();
+  return out;
+}
+
+absl::StatusOr<FabricManager::VerifyTarget> FabricManager::PrepareVerify(
+    absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(AllocationEntry * a, FindAllocation("name", name));
+  VerifyTarget out;
+  out.allocation = AllocationView(*a);
+  if (out.allocation.state() != v1::Allocation::READY) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "name: ", a->record.name(), " is ",
+        v1::Allocation::State_Name(out.allocation.state()),
+        ", not READY: ", out.allocation.state_reason()));
+  }
+  for (const auto& [node, field] :
+       {std::pair<std::string, std::string*>{out.allocation.borrower(),
+                                             &out.borrower_agent},
+        {out.allocation.target(), &out.target_agent}}) {
+    auto it = agents_.find(absl::StripPrefix(node, "nodes/"));
+    if (it == agents_.end() || it->second->control_address.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "name: the agent of ", node,
+          " serves no data path (no control address registered)"));
+    }
+    *field = it->second->control_address;
+  }
   return out;
 }
 
@@ -1364,10 +1409,18 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
   const bool was_ready = a.state == v1::Node::READY;
   a.last_heartbeat = clock_->Now();
   a.state = v1::Node::READY;
+  bool errors_changed = a.errors.size() != static_cast<size_t>(req.errors_size());
+  for (size_t i = 0; !errors_changed && i < a.errors.size(); ++i) {
+    errors_changed = a.errors[i].SerializeAsString() !=
+                     req.errors(static_cast<int>(i)).SerializeAsString();
+  }
   a.errors.assign(req.errors().begin(), req.errors().end());
+  a.repairs = req.repairs();
+  a.recent_repairs.assign(req.recent_repairs().begin(),
+                          req.recent_repairs().end());
   const bool moved = req.applied_generation() != a.applied_generation;
   a.applied_generation = req.applied_generation();
-  if (!was_ready || moved) {
+  if (!was_ready || moved || errors_changed) {
     if (!was_ready) {
       v1::WatchEvent e;
       e.set_type(v1::WatchEvent::MODIFIED);

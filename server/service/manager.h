@@ -125,6 +125,16 @@ class FabricManager {
   absl::StatusOr<v1::ReportStatusResponse> ReportStatus(
       const v1::ReportStatusRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // What a proof by bytes of an allocation needs: its addresses and the
+  // agents to ask. FAILED_PRECONDITION unless it is READY.
+  struct VerifyTarget {
+    v1::Allocation allocation;
+    std::string borrower_agent;  // NodeAgentService address
+    std::string target_agent;
+  };
+  absl::StatusOr<VerifyTarget> PrepareVerify(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Expires leases, marks silent agents NOT_READY and forgets old request
   // ids. Called by the background sweeper; public for tests.
   void Sweep() ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);

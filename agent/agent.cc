@@ -1,0 +1,501 @@
+#include "agent/agent.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/grpc_status.h"
+#include "common/units.h"
+
+namespace fabric::agent {
+namespace {
+
+constexpr auto kRpcDeadline = std::chrono::seconds(5);
+constexpr size_t kRecentRepairs = 8;
+// Scratchpads 0 and 1 hold the generation this bridge was last programmed
+// to (low, high 32 bits), so a restarted agent can tell drift from news.
+constexpr int kGenerationSpadLow = 0;
+constexpr int kGenerationSpadHigh = 1;
+
+std::chrono::system_clock::time_point Deadline() {
+  return std::chrono::system_clock::now() + kRpcDeadline;
+}
+
+hw::SlotKind SlotKindOf(v1::SlotKind k) {
+  return k == v1::LUT ? hw::SlotKind::kLut : hw::SlotKind::kWindow;
+}
+
+std::string SlotName(hw::SlotKind kind, int slot) {
+  return absl::StrCat(kind == hw::SlotKind::kLut ? "lut slot " : "window ",
+                      slot);
+}
+
+// Windows compare by what the hardware holds; the tag is bookkeeping that
+// some hardware (ntb_tool) cannot store.
+bool SameWindow(const hw::Window& a, const hw::Window& b) {
+  return a.kind == b.kind && a.slot == b.slot && a.local_base == b.local_base &&
+         a.size == b.size && a.xlat == b.xlat;
+}
+
+bool SameMemory(const hw::HostMemory& a, const hw::HostMemory& b) {
+  return a.base == b.base && a.size == b.size && a.window_base == b.window_base;
+}
+
+bool SameMapEntry(const hw::MapEntry& a, const hw::MapEntry& b) {
+  return a.kind == b.kind && a.base == b.base && a.size == b.size &&
+         a.port == b.port && a.local_base == b.local_base;
+}
+
+bool SamePort(const hw::Port& a, const hw::Port& b) {
+  return a.number == b.number && a.peer_bridge == b.peer_bridge &&
+         a.peer_port == b.peer_port && a.up == b.up;
+}
+
+int64_t RecordedGeneration(const hw::BridgeState& s) {
+  if (s.scratchpads.size() <= kGenerationSpadHigh) return -1;
+  return static_cast<int64_t>(
+      (static_cast<uint64_t>(s.scratchpads[kGenerationSpadHigh]) << 32) |
+      s.scratchpads[kGenerationSpadLow]);
+}
+
+}  // namespace
+
+hw::BridgeState DesiredState(const v1::DesiredConfig& config) {
+  hw::BridgeState s;
+  s.memory.base = config.export_base();
+  s.memory.size = config.export_size();
+  s.memory.window_base = config.window_base();
+  for (const auto& e : config.address_map().entries()) {
+    hw::MapEntry m;
+    m.kind = e.kind() == v1::MapEntry::CLAIM ? hw::MapEntry::Kind::kClaim
+                                             : hw::MapEntry::Kind::kForward;
+    m.base = e.base();
+    m.size = e.size();
+    m.port = e.port();
+    m.local_base = e.local_base();
+    s.map.push_back(m);
+  }
+  for (const auto& w : config.address_map().windows()) {
+    hw::Window h;
+    h.kind = SlotKindOf(w.slot_kind());
+    h.slot = w.slot();
+    h.local_base = w.local_base();
+    h.size = w.size();
+    h.xlat = w.translated_addr();
+    h.tag = std::string(absl::StripPrefix(w.allocation(), "allocations/"));
+    s.windows.push_back(h);
+  }
+  for (const auto& i : config.address_map().inbound()) {
+    s.inbound.push_back(
+        {i.local_base(), i.size(),
+         std::string(absl::StripPrefix(i.allocation(), "allocations/"))});
+  }
+  for (const auto& p : config.ports()) {
+    s.ports.push_back({p.number(),
+                       std::string(absl::StripPrefix(p.peer_bridge(),
+                                                     "bridges/")),
+                       p.peer_port(), p.up()});
+  }
+  std::sort(s.map.begin(), s.map.end(),
+            [](const auto& a, const auto& b) { return a.base < b.base; });
+  std::sort(s.windows.begin(), s.windows.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.kind, a.slot) < std::tie(b.kind, b.slot);
+  });
+  std::sort(s.inbound.begin(), s.inbound.end(), [](const auto& a, const auto& b) {
+    return a.local_base < b.local_base;
+  });
+  std::sort(s.ports.begin(), s.ports.end(),
+            [](const auto& a, const auto& b) { return a.number < b.number; });
+  return s;
+}
+
+std::vector<std::string> DiffEntries(const hw::BridgeState& have,
+                                     const hw::BridgeState& want) {
+  std::vector<std::string> out;
+  if (!SameMemory(have.memory, want.memory)) out.push_back("host memory");
+  for (size_t i = 0; i < std::max(have.map.size(), want.map.size()); ++i) {
+    if (i >= have.map.size() || i >= want.map.size() ||
+        !SameMapEntry(have.map[i], want.map[i])) {
+      out.push_back(absl::StrCat("map entry ", i));
+    }
+  }
+  std::map<std::pair<hw::SlotKind, int>, const hw::Window*> have_w, want_w;
+  for (const auto& w : have.windows) have_w[{w.kind, w.slot}] = &w;
+  for (const auto& w : want.windows) want_w[{w.kind, w.slot}] = &w;
+  std::set<std::pair<hw::SlotKind, int>> slots;
+  for (const auto& [k, w] : have_w) slots.insert(k);
+  for (const auto& [k, w] : want_w) slots.insert(k);
+  for (const auto& k : slots) {
+    auto h = have_w.find(k);
+    auto w = want_w.find(k);
+    if (h == have_w.end() || w == want_w.end() ||
+        !SameWindow(*h->second, *w->second)) {
+      out.push_back(SlotName(k.first, k.second));
+    }
+  }
+  std::set<std::pair<uint64_t, uint64_t>> have_i, want_i;
+  for (const auto& i : have.inbound) have_i.insert({i.local_base, i.size});
+  for (const auto& i : want.inbound) want_i.insert({i.local_base, i.size});
+  for (const auto& i : want_i) {
+    if (!have_i.count(i)) out.push_back(absl::StrCat("inbound ", FormatAddr(i.first)));
+  }
+  for (const auto& i : have_i) {
+    if (!want_i.count(i)) out.push_back(absl::StrCat("inbound ", FormatAddr(i.first)));
+  }
+  for (const auto& p : want.ports) {
+    auto it = std::find_if(have.ports.begin(), have.ports.end(),
+                           [&](const hw::Port& h) { return h.number == p.number; });
+    if (it == have.ports.end() || !SamePort(*it, p)) {
+      out.push_back(absl::StrCat("port ", p.number));
+    }
+  }
+  return out;
+}
+
+// NodeAgentService: the host's data path, for the manager's proofs by bytes.
+class Agent::ControlService final : public v1::NodeAgentService::Service {
+ public:
+  explicit ControlService(Agent* agent) : agent_(agent) {}
+
+  grpc::Status HostWrite(grpc::ServerContext*, const v1::HostWriteRequest* req,
+                         v1::AccessResult* out) override {
+    absl::MutexLock l(&agent_->hw_mu_);
+    auto r = agent_->hardware_->HostWrite(
+        req->addr(), absl::MakeConstSpan(
+                         reinterpret_cast<const uint8_t*>(req->data().data()),
+                         req->data().size()));
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    out->set_landed(r->landed);
+    out->set_node(r->node);
+    out->set_addr(r->addr);
+    for (const auto& h : r->hops) out->add_hops(h);
+    out->set_fault_bridge(r->fault_bridge);
+    out->set_fault_addr(r->fault_addr);
+    out->set_reason(r->reason);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status HostRead(grpc::ServerContext*, const v1::HostReadRequest* req,
+                        v1::HostReadResponse* out) override {
+    constexpr uint32_t kMaxRead = 16 << 20;
+    if (req->length() > kMaxRead) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("length: ", req->length(),
+                                       " is over the limit of ", kMaxRead));
+    }
+    std::string data(req->length(), '\0');
+    absl::MutexLock l(&agent_->hw_mu_);
+    absl::Status s = agent_->hardware_->HostRead(
+        req->addr(),
+        absl::MakeSpan(reinterpret_cast<uint8_t*>(data.data()), data.size()));
+    if (!s.ok()) return ToGrpcStatus(s);
+    out->set_data(std::move(data));
+    return grpc::Status::OK;
+  }
+
+ private:
+  Agent* const agent_;  // not owned
+};
+
+Agent::Agent(AgentOptions options, hw::BridgeHardware* hardware,
+             v1::NodeInventory inventory)
+    : options_(std::move(options)),
+      hardware_(hardware),
+      inventory_(std::move(inventory)) {}
+
+Agent::~Agent() { Stop(); }
+
+absl::Status Agent::Start() {
+  control_ = std::make_unique<ControlService>(this);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
+                           &control_port_);
+  builder.RegisterService(control_.get());
+  control_server_ = builder.BuildAndStart();
+  if (control_server_ == nullptr || control_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "--listen: cannot listen on ", options_.listen));
+  }
+  connection_thread_ = std::thread([this] { ConnectionLoop(); });
+  drift_thread_ = std::thread([this] {
+    while (!stop_.WaitForNotificationWithTimeout(
+        options_.drift_check_interval)) {
+      CheckDrift();
+    }
+  });
+  return absl::OkStatus();
+}
+
+void Agent::Stop() {
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    if (stream_ctx_ != nullptr) stream_ctx_->TryCancel();
+  }
+  stop_.Notify();
+  if (connection_thread_.joinable()) connection_thread_.join();
+  if (drift_thread_.joinable()) drift_thread_.join();
+  if (control_server_ != nullptr) {
+    control_server_->Shutdown(std::chrono::system_clock::now() +
+                              std::chrono::seconds(1));
+  }
+}
+
+AgentStats Agent::stats() const {
+  absl::MutexLock l(&mu_);
+  return stats_;
+}
+
+absl::Status Agent::Apply(const v1::DesiredConfig& config) {
+  absl::MutexLock hw(&hw_mu_);
+  absl::Status s = ApplyLocked(DesiredState(config), config.generation(),
+                               /*drift_check=*/false);
+  absl::MutexLock l(&mu_);
+  // Entries refused for one allocation do not hold back the rest of the
+  // generation: the manager keeps just the allocations the errors name
+  // PENDING.
+  const bool only_allocations_failed = std::all_of(
+      stats_.errors.begin(), stats_.errors.end(),
+      [](const v1::ApplyError& e) { return !e.allocation().empty(); });
+  if (s.ok() || only_allocations_failed) {
+    last_config_ = std::make_unique<v1::DesiredConfig>(config);
+    if (stats_.applied_generation != config.generation()) ++stats_.applies;
+    stats_.applied_generation = config.generation();
+  }
+  return s;
+}
+
+void Agent::CheckDrift() {
+  absl::MutexLock hw(&hw_mu_);
+  std::unique_ptr<v1::DesiredConfig> config;
+  {
+    absl::MutexLock l(&mu_);
+    if (last_config_ == nullptr) return;
+    config = std::make_unique<v1::DesiredConfig>(*last_config_);
+  }
+  (void)ApplyLocked(DesiredState(*config), config->generation(),
+                    /*drift_check=*/true);
+}
+
+absl::Status Agent::ApplyLocked(const hw::BridgeState& want,
+                                int64_t generation, bool drift_check) {
+  std::vector<v1::ApplyError> errors;
+  auto fail = [&](const std::string& entry, const absl::Status& s,
+                  const std::string& allocation = "") {
+    v1::ApplyError e;
+    e.set_entry(entry);
+    e.set_message(std::string(s.message()));
+    if (!allocation.empty())
+      e.set_allocation(absl::StrCat("allocations/", allocation));
+    errors.push_back(std::move(e));
+  };
+  absl::StatusOr<hw::BridgeState> have = hardware_->Read();
+  if (!have.ok()) {
+    fail("hardware", have.status());
+  } else {
+    const std::vector<std::string> diff = DiffEntries(*have, want);
+    const int64_t recorded = RecordedGeneration(*have);
+    if (!diff.empty()) {
+      absl::Status applied = hardware_->ApplyState(want);
+      if (!applied.ok()) {
+        // Find every entry the hardware refuses, applying the rest, so that
+        // one bad entry does not hold back the others.
+        if (!SameMemory(have->memory, want.memory)) {
+          if (auto s = hardware_->SetHostMemory(want.memory); !s.ok())
+            fail("host memory", s);
+        }
+        if (auto s = hardware_->SetMapEntries(want.map); !s.ok())
+          fail("map entries", s);
+        for (const auto& w : have->windows) {
+          bool wanted = std::any_of(
+              want.windows.begin(), want.windows.end(), [&](const hw::Window& x) {
+                return x.kind == w.kind && x.slot == w.slot;
+              });
+          if (!wanted) {
+            if (auto s = hardware_->ClearWindow(w.kind, w.slot); !s.ok())
+              fail(SlotName(w.kind, w.slot), s, w.tag);
+          }
+        }
+        for (const auto& w : want.windows) {
+          if (auto s = hardware_->SetWindow(w); !s.ok())
+            fail(SlotName(w.kind, w.slot), s, w.tag);
+        }
+        if (auto s = hardware_->SetInbound(want.inbound); !s.ok())
+          fail("inbound", s);
+        for (const auto& p : want.ports) {
+          if (auto s = hardware_->SetPort(p); !s.ok())
+            fail(absl::StrCat("port ", p.number), s);
+        }
+        if (errors.empty()) fail("bridge", applied);
+      }
+      // Drift: the hardware had been given this generation already.
+      if (errors.empty() && (drift_check || recorded == generation)) {
+        absl::MutexLock l(&mu_);
+        stats_.repairs += static_cast<int64_t>(diff.size());
+        stats_.recent_repairs.push_back(absl::StrCat(
+            "generation ", generation, ": restored ", absl::StrJoin(diff, ", ")));
+        if (stats_.recent_repairs.size() > kRecentRepairs) {
+          stats_.recent_repairs.erase(stats_.recent_repairs.begin());
+        }
+        std::cerr << "fabric-agent " << options_.node << ": repaired drift: "
+                  << stats_.recent_repairs.back() << std::endl;
+      }
+    }
+    recorded_generation_ = recorded;
+  }
+  absl::MutexLock l(&mu_);
+  stats_.errors = errors;
+  if (errors.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      errors.size(), " entries were refused; first: ", errors[0].entry(), ": ",
+      errors[0].message()));
+}
+
+v1::ReportStatusRequest Agent::StatusReport() const {
+  absl::MutexLock l(&mu_);
+  v1::ReportStatusRequest r;
+  r.set_node(options_.node);
+  r.set_applied_generation(stats_.applied_generation);
+  for (const auto& e : stats_.errors) *r.add_errors() = e;
+  r.set_repairs(stats_.repairs);
+  for (const auto& s : stats_.recent_repairs) r.add_recent_repairs(s);
+  return r;
+}
+
+void Agent::RecordGeneration(int64_t generation) {
+  absl::MutexLock hw(&hw_mu_);
+  if (recorded_generation_ == generation ||
+      hardware_->limits().scratchpads <= kGenerationSpadHigh) {
+    return;
+  }
+  // Bookkeeping only: a failure costs drift detection after a restart.
+  if (hardware_->WriteScratchpad(kGenerationSpadLow,
+                                 static_cast<uint32_t>(generation))
+          .ok() &&
+      hardware_
+          ->WriteScratchpad(kGenerationSpadHigh,
+                            static_cast<uint32_t>(
+                                static_cast<uint64_t>(generation) >> 32))
+          .ok()) {
+    recorded_generation_ = generation;
+  }
+}
+
+void Agent::HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
+                          absl::Notification* done) {
+  while (!done->WaitForNotificationWithTimeout(interval)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    v1::ReportStatusResponse resp;
+    grpc::Status s = stub->ReportStatus(&ctx, StatusReport(), &resp);
+    if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+        s.error_code() == grpc::StatusCode::NOT_FOUND) {
+      // The manager does not know this agent (it restarted): register again.
+      absl::MutexLock l(&mu_);
+      if (stream_ctx_ != nullptr) stream_ctx_->TryCancel();
+      return;
+    }
+  }
+}
+
+bool Agent::Session(v1::AgentService::Stub* stub) {
+  v1::RegisterNodeRequest reg;
+  reg.set_node(options_.node);
+  *reg.mutable_inventory() = inventory_;
+  reg.set_backend(options_.backend);
+  reg.set_agent_version("0.1.0");
+  const std::string host =
+      options_.listen.substr(0, options_.listen.rfind(':'));
+  reg.set_control_address(absl::StrCat(
+      host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":",
+      control_port_));
+  v1::RegisterNodeResponse registered;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    grpc::Status s = stub->RegisterNode(&ctx, reg, &registered);
+    if (!s.ok()) {
+      std::cerr << "fabric-agent " << options_.node << ": register with "
+                << options_.manager_address << " failed: "
+                << s.error_message() << std::endl;
+      return false;
+    }
+  }
+  absl::Duration interval = absl::Seconds(1);
+  if (registered.has_heartbeat_interval()) {
+    interval = absl::Seconds(registered.heartbeat_interval().seconds()) +
+               absl::Nanoseconds(registered.heartbeat_interval().nanos());
+  }
+  grpc::ClientContext ctx;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return true;
+    ++stats_.sessions;
+    stream_ctx_ = &ctx;
+  }
+  absl::Notification heartbeat_done;
+  std::thread heartbeat(
+      [&] { HeartbeatLoop(stub, std::max(interval, absl::Milliseconds(10)),
+                          &heartbeat_done); });
+  v1::StreamConfigRequest sreq;
+  sreq.set_node(options_.node);
+  auto reader = stub->StreamConfig(&ctx, sreq);
+  v1::DesiredConfig config;
+  while (reader->Read(&config)) {
+    const bool applied = Apply(config).ok();
+    // Report at once, so allocations turn READY without waiting for the
+    // next heartbeat.
+    grpc::ClientContext rctx;
+    rctx.set_deadline(Deadline());
+    v1::ReportStatusResponse resp;
+    (void)stub->ReportStatus(&rctx, StatusReport(), &resp);
+    if (applied) RecordGeneration(config.generation());
+  }
+  grpc::Status end = reader->Finish();
+  bool stopping;
+  {
+    absl::MutexLock l(&mu_);
+    stream_ctx_ = nullptr;
+    stopping = stopping_;
+  }
+  heartbeat_done.Notify();
+  heartbeat.join();
+  if (!stopping) {
+    std::cerr << "fabric-agent " << options_.node
+              << ": config stream ended: " << end.error_message()
+              << "; reconnecting" << std::endl;
+  }
+  return true;
+}
+
+void Agent::ConnectionLoop() {
+  // Credentials are a seam: mTLS replaces these with the node's cert.
+  auto channel = grpc::CreateChannel(options_.manager_address,
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::AgentService::NewStub(channel);
+  absl::BitGen gen;
+  absl::Duration backoff = options_.initial_backoff;
+  while (!stop_.HasBeenNotified()) {
+    if (Session(stub.get())) backoff = options_.initial_backoff;
+    if (stop_.HasBeenNotified()) break;
+    // Full jitter: anywhere in [backoff/2, backoff].
+    const absl::Duration wait =
+        backoff / 2 + absl::Uniform(gen, 0.0, 0.5) * backoff;
+    stop_.WaitForNotificationWithTimeout(wait);
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+}  // namespace fabric::agent

@@ -1,0 +1,143 @@
+// The node agent: registers its node with the manager, follows the desired
+// configuration stream, applies each generation through the hardware layer,
+// reports, heartbeats, repairs drift and serves the host's data path.
+//
+//   std::unique_ptr<hw::BridgeHardware> bridge = ...;   // sim or linux
+//   Agent agent(options, bridge.get(), inventory);
+//   agent.Start();            // serves NodeAgentService, connects
+//   ...
+//   agent.Stop();
+//
+// Thread-safe. The hardware is touched under one lock (hw_mu_): the
+// BridgeHardware contract is thread-compatible.
+#ifndef FABRIC_AGENT_AGENT_H_
+#define FABRIC_AGENT_AGENT_H_
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/server.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "agent/hw/bridge_hardware.h"
+#include "fabric/v1/fabric.grpc.pb.h"
+
+namespace fabric::agent {
+
+struct AgentOptions {
+  std::string manager_address;  // HOST:PORT of fabric-manager
+  std::string node;             // this node's name in the fabric
+  std::string backend;          // "sim" or "linux", reported to the manager
+  // Where NodeAgentService listens; port 0 picks one.
+  std::string listen = "127.0.0.1:0";
+  // Reconnect backoff: doubles from initial to max, with jitter.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  // How often the hardware is read back and compared with the desired
+  // state of the last applied generation.
+  absl::Duration drift_check_interval = absl::Seconds(1);
+};
+
+// What the agent has done; a snapshot.
+struct AgentStats {
+  int64_t applied_generation = 0;
+  int64_t applies = 0;   // generations applied
+  int64_t repairs = 0;   // drifted entries put right
+  int64_t sessions = 0;  // successful registrations
+  std::vector<std::string> recent_repairs;
+  std::vector<v1::ApplyError> errors;
+};
+
+// The hardware state a desired configuration asks for.
+hw::BridgeState DesiredState(const v1::DesiredConfig& config);
+
+// The entries in which `have` differs from `want`, e.g. "window 0",
+// "map entry 2", "inbound 0x1_0000_0000", "port 1", "host memory".
+std::vector<std::string> DiffEntries(const hw::BridgeState& have,
+                                     const hw::BridgeState& want);
+
+class Agent {
+ public:
+  // `hardware` is not owned and must outlive the agent.
+  Agent(AgentOptions options, hw::BridgeHardware* hardware,
+        v1::NodeInventory inventory);
+  ~Agent();
+
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Starts serving the data path and the connection loop. UNAVAILABLE if
+  // the listen address cannot be bound.
+  absl::Status Start();
+  // Disconnects and stops every thread; idempotent.
+  void Stop();
+
+  // The bound NodeAgentService port (after Start).
+  int control_port() const { return control_port_; }
+  AgentStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Applies `config` now (what the stream loop does for each message).
+  // Returns OK when the hardware holds it, else the per-entry errors are in
+  // stats().errors. Public for tests.
+  absl::Status Apply(const v1::DesiredConfig& config)
+      ABSL_LOCKS_EXCLUDED(mu_, hw_mu_);
+
+  // Reads the hardware back and repairs any drift from the last applied
+  // configuration. Called periodically; public for tests.
+  void CheckDrift() ABSL_LOCKS_EXCLUDED(mu_, hw_mu_);
+
+ private:
+  class ControlService;
+
+  void ConnectionLoop();
+  // One session: register, then follow the stream until it breaks or
+  // Stop(). Returns whether it registered.
+  bool Session(v1::AgentService::Stub* stub) ABSL_LOCKS_EXCLUDED(mu_);
+  void HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
+                     absl::Notification* done) ABSL_LOCKS_EXCLUDED(mu_);
+  v1::ReportStatusRequest StatusReport() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies `want` for `generation`; counts repairs when the hardware had
+  // already been given this generation. Fills errors.
+  absl::Status ApplyLocked(const hw::BridgeState& want, int64_t generation,
+                           bool drift_check)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Notes `generation` in the bridge's scratchpads, so that a restarted
+  // agent can tell drift (same generation, different hardware) from news.
+  void RecordGeneration(int64_t generation) ABSL_LOCKS_EXCLUDED(hw_mu_);
+
+  const AgentOptions options_;
+  hw::BridgeHardware* const hardware_;  // not owned
+  const v1::NodeInventory inventory_;
+
+  // Serializes every hardware access. Taken before mu_.
+  absl::Mutex hw_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // What the scratchpads say, as last read or written.
+  int64_t recorded_generation_ ABSL_GUARDED_BY(hw_mu_) = -1;
+  mutable absl::Mutex mu_;
+  AgentStats stats_ ABSL_GUARDED_BY(mu_);
+  // The last configuration applied without errors.
+  std::unique_ptr<v1::DesiredConfig> last_config_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The stream's context, to cancel it from Stop().
+  grpc::ClientContext* stream_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+
+  std::unique_ptr<ControlService> control_;
+  std::unique_ptr<grpc::Server> control_server_;
+  int control_port_ = 0;
+  absl::Notification stop_;
+  std::thread connection_thread_;
+  std::thread drift_thread_;
+};
+
+}  // namespace fabric::agent
+
+#endif  // FABRIC_AGENT_AGENT_H_

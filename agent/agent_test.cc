@@ -1,0 +1,225 @@
+// The agent against a real in-process manager on 127.0.0.1:0, with
+// simulated bridges in a temp directory: configurations reach the
+// simulator, allocations turn READY, bytes verify, drift is repaired and
+// refused entries are reported.
+#include "agent/agent.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include "absl/strings/str_cat.h"
+#include "agent/hw/sim/sim_bridge.h"
+#include "agent/hw/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/profiles.h"
+#include "server/service/server.h"
+#include "server/store/sqlite_store.h"
+
+namespace fabric::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+hw::HardwareLimits Limits(const std::string& profile) {
+  const core::HardwareProfile& p = *core::FindProfile(profile);
+  hw::HardwareLimits l;
+  l.profile = p.name;
+  l.window_count = p.window_count;
+  l.lut_entries = p.lut_entries;
+  l.lut_entry_size = p.lut_entry_size;
+  l.xlat_align = p.xlat_align;
+  l.size_granularity = p.size_granularity;
+  l.min_window_size = p.min_window_size;
+  l.max_window_size = p.max_window_size;
+  l.mapping_entries = p.mapping_entries;
+  l.doorbells = p.doorbells;
+  l.scratchpads = p.scratchpads;
+  return l;
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = *store::OpenSqliteStore({.path = ":memory:"});
+    service::ManagerOptions opts;
+    opts.heartbeat_interval = absl::Milliseconds(100);
+    manager_ = *service::FabricManager::Open(store_.get(), Clock::Real(), opts);
+    server_ = *service::GrpcServer::Start(manager_.get(), "127.0.0.1:0");
+    address_ = absl::StrCat("127.0.0.1:", server_->port());
+    stub_ = v1::FabricService::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    for (auto& a : agents_) a->Stop();
+    server_->Shutdown();
+    manager_->Shutdown();
+  }
+
+  // A ring of `n` nodes, each with an agent over a simulated bridge whose
+  // hardware has `hw_profile`'s limits.
+  void StartRing(int n, const std::string& hw_profile = "sim") {
+    v1::CreateFabricRequest req;
+    req.mutable_spec()->set_name("lab");
+    req.mutable_spec()->set_topology(v1::RING);
+    req.mutable_spec()->set_default_export_size(64 << 20);
+    for (int i = 0; i < n; ++i)
+      req.mutable_spec()->add_nodes()->set_name(absl::StrCat("n", i));
+    ASSERT_TRUE(manager_->CreateFabric(req).ok());
+    for (int i = 0; i < n; ++i) {
+      auto bridge = hw::SimBridge::Open(dir_.path(), absl::StrCat("n", i),
+                                        Limits(hw_profile));
+      ASSERT_TRUE(bridge.ok()) << bridge.status();
+      AgentOptions o;
+      o.manager_address = address_;
+      o.node = absl::StrCat("n", i);
+      o.backend = "sim";
+      o.drift_check_interval = absl::Hours(1);  // the test calls CheckDrift
+      bridges_.push_back(*std::move(bridge));
+      agents_.push_back(std::make_unique<Agent>(o, bridges_.back().get(),
+                                                v1::NodeInventory()));
+      ASSERT_TRUE(agents_.back()->Start().ok());
+    }
+  }
+
+  absl::StatusOr<v1::Allocation> Allocate(const std::string& from,
+                                          const std::string& to,
+                                          uint64_t size) {
+    v1::CreateAllocationRequest req;
+    req.mutable_allocation()->set_borrower(from);
+    req.mutable_allocation()->set_target(to);
+    req.mutable_allocation()->set_size(size);
+    return manager_->CreateAllocation(req);
+  }
+
+  // Polls until the allocation reaches `state` or 5 s pass.
+  v1::Allocation WaitFor(const std::string& name,
+                         v1::Allocation::State state) {
+    v1::Allocation a;
+    for (int i = 0; i < 500; ++i) {
+      a = *manager_->GetAllocation(name);
+      if (a.state() == state) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return a;
+  }
+
+  v1::VerifyResult Verify(const std::string& name) {
+    grpc::ClientContext ctx;
+    v1::VerifyAllocationRequest req;
+    req.set_name(name);
+    v1::VerifyResult out;
+    grpc::Status s = stub_->VerifyAllocation(&ctx, req, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+
+  hw::testing::TempDir dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<service::FabricManager> manager_;
+  std::unique_ptr<service::GrpcServer> server_;
+  std::string address_;
+  std::unique_ptr<v1::FabricService::Stub> stub_;
+  std::vector<std::unique_ptr<hw::SimBridge>> bridges_;
+  std::vector<std::unique_ptr<Agent>> agents_;
+};
+
+TEST_F(AgentTest, AllocationTurnsReadyAndVerifiesByBytes) {
+  StartRing(3);
+  auto a = Allocate("n0", "n2", 2 << 20);
+  ASSERT_TRUE(a.ok()) << a.status();
+  v1::Allocation ready = WaitFor(a->name(), v1::Allocation::READY);
+  ASSERT_EQ(ready.state(), v1::Allocation::READY) << ready.state_reason();
+  v1::VerifyResult v = Verify(a->name());
+  EXPECT_TRUE(v.ok()) << v.summary();
+  EXPECT_GT(v.bytes_verified(), 0u);
+  // The borrower's bridge holds the window the manager computed.
+  auto state = bridges_[0]->Read();
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ(state->windows.size(), 1u);
+  EXPECT_EQ(state->windows[0].local_base, a->borrower_addr());
+  EXPECT_EQ(state->windows[0].xlat, a->fabric_addr());
+}
+
+TEST_F(AgentTest, ClearedWindowIsDetectedRepairedAndCounted) {
+  StartRing(3);
+  auto a = Allocate("n1", "n2", 1 << 20);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(WaitFor(a->name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  // Behind the agent's back.
+  ASSERT_TRUE(bridges_[1]->ClearWindow(hw::SlotKind::kWindow, a->slot()).ok());
+  ASSERT_TRUE(bridges_[1]->Read()->windows.empty());
+  agents_[1]->CheckDrift();
+  EXPECT_EQ(bridges_[1]->Read()->windows.size(), 1u);
+  AgentStats stats = agents_[1]->stats();
+  EXPECT_EQ(stats.repairs, 1);
+  ASSERT_FALSE(stats.recent_repairs.empty());
+  EXPECT_THAT(stats.recent_repairs.back(), HasSubstr("window"));
+  EXPECT_TRUE(Verify(a->name()).ok());
+  // Without drift there is nothing to repair.
+  agents_[1]->CheckDrift();
+  EXPECT_EQ(agents_[1]->stats().repairs, 1);
+}
+
+TEST_F(AgentTest, RefusedEntriesAreReportedAndKeepTheAllocationPending) {
+  // The manager believes in the sim profile (8 windows); the hardware is an
+  // Intel gen4 NTB with 2.
+  StartRing(3, "intel-xeon-gen4");
+  std::vector<v1::Allocation> made;
+  for (int i = 0; i < 3; ++i) {
+    auto a = Allocate("n0", i == 1 ? "n2" : "n1", 1 << 20);
+    ASSERT_TRUE(a.ok()) << a.status();
+    made.push_back(*a);
+  }
+  absl::StatusOr<v1::Node> node;
+  for (int i = 0; i < 500; ++i) {
+    node = manager_->GetNode("n0");
+    ASSERT_TRUE(node.ok());
+    if (node->apply_errors_size() > 0) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  v1::Allocation third = *manager_->GetAllocation(made[2].name());
+  EXPECT_EQ(third.state(), v1::Allocation::PENDING);
+  bool named = false;
+  for (const auto& e : node->apply_errors()) {
+    named |= e.entry() == "window 2";
+  }
+  EXPECT_TRUE(named) << node->DebugString();
+  EXPECT_THAT(third.state_reason(), HasSubstr("window 2"));
+  // The refused entry holds back only its own allocation.
+  EXPECT_EQ(WaitFor(made[0].name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  EXPECT_EQ(WaitFor(made[1].name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  EXPECT_TRUE(Verify(made[1].name()).ok());
+  EXPECT_EQ(agents_[1]->stats().errors.size(), 0u);
+}
+
+TEST(DesiredStateTest, DiffNamesEveryChangedEntry) {
+  v1::DesiredConfig c;
+  c.set_export_base(1 << 20);
+  c.set_export_size(1 << 20);
+  auto* w = c.mutable_address_map()->add_windows();
+  w->set_slot_kind(v1::WINDOW);
+  w->set_slot(3);
+  w->set_local_base(0x1000);
+  w->set_size(4096);
+  auto* p = c.add_ports();
+  p->set_number(2);
+  p->set_peer_bridge("bridges/n1");
+  p->set_peer_port(1);
+  p->set_up(true);
+  hw::BridgeState want = DesiredState(c);
+  EXPECT_THAT(DiffEntries(hw::BridgeState(), want),
+              testing::UnorderedElementsAre("host memory", "window 3",
+                                            "port 2"));
+  EXPECT_TRUE(DiffEntries(want, want).empty());
+  hw::BridgeState have = want;
+  have.windows[0].tag = "other";  // tags are bookkeeping, not hardware
+  EXPECT_TRUE(DiffEntries(have, want).empty());
+}
+
+}  // namespace
+}  // namespace fabric::agent

@@ -1,0 +1,213 @@
+// fabric-agent: parses flags, builds the hardware backend and the inventory,
+// and runs the Agent. All logic lives in agent/, agent/hw and
+// agent/discovery.
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/agent.h"
+#include "agent/discovery/inventory.h"
+#include "agent/hw/linux/linux_bridge.h"
+#include "agent/hw/sim/sim_bridge.h"
+#include "server/core/profiles.h"
+
+namespace {
+
+fabric::agent::hw::HardwareLimits LimitsOf(
+    const fabric::core::HardwareProfile& p) {
+  fabric::agent::hw::HardwareLimits l;
+  l.profile = p.name;
+  l.window_count = p.window_count;
+  l.lut_entries = p.lut_entries;
+  l.lut_entry_size = p.lut_entry_size;
+  l.xlat_align = p.xlat_align;
+  l.size_granularity = p.size_granularity;
+  l.min_window_size = p.min_window_size;
+  l.max_window_size = p.max_window_size;
+  l.mapping_entries = p.mapping_entries;
+  l.doorbells = p.doorbells;
+  l.scratchpads = p.scratchpads;
+  return l;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fabric-agent: applies the fabric manager's configuration to "
+               "this node's PCIe bridge"};
+  std::string manager = "127.0.0.1:7070";
+  std::string node;
+  std::string backend = "sim";
+  std::string listen = "127.0.0.1:0";
+  std::string sim_dir;
+  std::string sim_profile = "sim";
+  std::string pci_dump;
+  std::string sysfs_root;
+  std::string debugfs_root = "/sys/kernel/debug";
+  std::string ntb_device;
+  std::vector<std::string> peers;
+  std::string profile = "sim";
+  std::string drift_interval = "1s";
+  bool discover = false;
+  std::string output = "table";
+  app.add_option("--manager", manager, "fabric-manager address HOST:PORT")
+      ->capture_default_str();
+  app.add_option("--node", node, "this node's name in the fabric");
+  app.add_option("--backend", backend, "hardware backend")
+      ->check(CLI::IsMember({"sim", "linux"}))
+      ->capture_default_str();
+  app.add_option("--listen", listen,
+                 "where the data-path service listens (port 0 picks one)")
+      ->capture_default_str();
+  app.add_option("--sim-dir", sim_dir,
+                 "sim: the simulator's shared directory (host memory files "
+                 "and bridge state)");
+  app.add_option("--sim-profile", sim_profile,
+                 "sim: the simulated bridge's hardware profile")
+      ->capture_default_str();
+  app.add_option("--pci-dump", pci_dump,
+                 "discover from an lspci -xxxx dump instead of the live bus");
+  app.add_option("--sysfs-root", sysfs_root,
+                 "discover from (and drive) a sysfs tree under this root");
+  app.add_option("--debugfs-root", debugfs_root,
+                 "linux: where debugfs is mounted (ntb_tool lives below)")
+      ->capture_default_str();
+  app.add_option("--ntb-device", ntb_device,
+                 "linux: the NTB device under ntb_tool/, e.g. 0000:03:00.1");
+  app.add_option("--peer", peers,
+                 "linux: BRIDGE=N maps a peer bridge to ntb_tool's peerN "
+                 "(repeatable)");
+  app.add_option("--profile", profile,
+                 "linux: the bridge's hardware profile (limits)")
+      ->capture_default_str();
+  app.add_option("--drift-check-interval", drift_interval,
+                 "how often the hardware is read back and repaired")
+      ->capture_default_str();
+  app.add_flag("--discover", discover,
+               "print the PCIe inventory and exit");
+  app.add_option("-o,--output", output, "--discover output: table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+
+  if (!pci_dump.empty() && !sysfs_root.empty()) {
+    std::cerr << "error: --pci-dump and --sysfs-root are alternatives; give "
+                 "one\n";
+    return 2;
+  }
+  fabric::agent::discovery::DiscoveryOptions disc;
+  if (!pci_dump.empty()) {
+    disc.source = fabric::agent::discovery::DiscoveryOptions::Source::kDumpFile;
+    disc.path = pci_dump;
+  } else if (!sysfs_root.empty()) {
+    disc.source =
+        fabric::agent::discovery::DiscoveryOptions::Source::kSysfsTree;
+    disc.path = sysfs_root;
+  }
+  if (discover) {
+    return fabric::agent::discovery::RunDiscover(disc, output == "json",
+                                                 std::cout, std::cerr);
+  }
+  if (node.empty()) {
+    std::cerr << "error: --node is required (this node's name in the "
+                 "fabric)\n";
+    return 2;
+  }
+  fabric::agent::AgentOptions options;
+  options.manager_address = manager;
+  options.node = node;
+  options.backend = backend;
+  options.listen = listen;
+  if (!absl::ParseDuration(drift_interval, &options.drift_check_interval) ||
+      options.drift_check_interval <= absl::ZeroDuration()) {
+    std::cerr << "error: --drift-check-interval: \"" << drift_interval
+              << "\" is not a positive duration such as 500ms or 2s\n";
+    return 2;
+  }
+
+  std::unique_ptr<fabric::agent::hw::BridgeHardware> bridge;
+  if (backend == "sim") {
+    if (sim_dir.empty()) {
+      std::cerr << "error: --backend sim needs --sim-dir (the simulator's "
+                   "shared directory)\n";
+      return 2;
+    }
+    const auto* p = fabric::core::FindProfile(sim_profile);
+    if (p == nullptr) {
+      std::cerr << "error: --sim-profile: unknown profile \"" << sim_profile
+                << "\"; known: " << fabric::core::KnownProfileNames() << "\n";
+      return 2;
+    }
+    auto sim = fabric::agent::hw::SimBridge::Open(sim_dir, node, LimitsOf(*p));
+    if (!sim.ok()) {
+      std::cerr << "error: simulator: " << sim.status().message() << "\n";
+      return 1;
+    }
+    bridge = *std::move(sim);
+  } else {
+    const auto* p = fabric::core::FindProfile(profile);
+    if (p == nullptr) {
+      std::cerr << "error: --profile: unknown profile \"" << profile
+                << "\"; known: " << fabric::core::KnownProfileNames() << "\n";
+      return 2;
+    }
+    fabric::agent::hw::LinuxBridge::Options lo;
+    lo.debugfs_root = debugfs_root;
+    if (!sysfs_root.empty()) lo.sysfs_root = sysfs_root;
+    lo.device = ntb_device;
+    lo.name = node;
+    for (const std::string& peer : peers) {
+      std::vector<std::string> kv = absl::StrSplit(peer, '=');
+      int index = 0;
+      if (kv.size() != 2 || !absl::SimpleAtoi(kv[1], &index)) {
+        std::cerr << "error: --peer: \"" << peer
+                  << "\" is not BRIDGE=N (e.g. n2=0)\n";
+        return 2;
+      }
+      lo.peer_index[kv[0]] = index;
+    }
+    auto linux_bridge = fabric::agent::hw::LinuxBridge::Open(lo, LimitsOf(*p));
+    if (!linux_bridge.ok()) {
+      std::cerr << "error: linux backend: " << linux_bridge.status().message()
+                << "\n";
+      return 1;
+    }
+    bridge = *std::move(linux_bridge);
+  }
+
+  fabric::v1::NodeInventory inventory;
+  if (auto inv = fabric::agent::discovery::Discover(disc); inv.ok()) {
+    inventory = *std::move(inv);
+  } else {
+    std::cerr << "fabric-agent " << node
+              << ": PCIe discovery failed, registering without inventory: "
+              << inv.status().message() << std::endl;
+  }
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  fabric::agent::Agent agent(options, bridge.get(), std::move(inventory));
+  if (absl::Status s = agent.Start(); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return 1;
+  }
+  std::cout << "fabric-agent " << node << " (" << backend
+            << ") serving its data path on 127.0.0.1:" << agent.control_port()
+            << "; manager " << manager << std::endl;
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  std::cout << "fabric-agent " << node << ": signal " << sig
+            << ", stopping" << std::endl;
+  agent.Stop();
+  return 0;
+}
