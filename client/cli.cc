@@ -48,6 +48,7 @@ struct Flags {
   std::string alloc_id;
   std::string link_a, link_b;
   bool force = false;
+  bool all = false;
 };
 
 struct Subcommands {
@@ -61,6 +62,7 @@ struct Subcommands {
   CLI::App* link_up;
   CLI::App* link_down;
   CLI::App* delete_fabric;
+  CLI::App* verify;
 };
 
 Subcommands Define(CLI::App& app, Flags& f) {
@@ -135,6 +137,11 @@ Subcommands Define(CLI::App& app, Flags& f) {
   s.release = app.add_subcommand("release", "release an allocation");
   s.release->add_option("ID", f.alloc_id, "alloc-x or allocations/alloc-x")
       ->required();
+
+  s.verify = app.add_subcommand(
+      "verify", "prove allocations by bytes through the agents' data paths");
+  s.verify->add_option("ID", f.alloc_id, "alloc-x or allocations/alloc-x");
+  s.verify->add_flag("--all", f.all, "every READY allocation");
 
   CLI::App* link = app.add_subcommand("link", "set a link up or down");
   link->require_subcommand(1);
@@ -218,6 +225,12 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   if (s.describe->parsed()) return commands.Describe(*kind, f.name);
   if (alloc.has_value()) return commands.Alloc(*alloc);
   if (s.release->parsed()) return commands.Release(f.alloc_id);
+  if (s.verify->parsed()) {
+    if (f.alloc_id.empty() == !f.all) {
+      return UsageError("verify: give one allocation ID, or --all");
+    }
+    return commands.Verify(f.alloc_id, f.all);
+  }
   if (s.link_up->parsed()) return commands.SetLink(f.link_a, f.link_b, true);
   if (s.link_down->parsed()) {
     return commands.SetLink(f.link_a, f.link_b, false);
@@ -275,7 +288,7 @@ int RunFabricctl(const std::vector<std::string>& args, std::ostream& out,
     }
     if (path.empty()) {
       err << "hint: commands are create, apply, get, describe, alloc, "
-             "release, link and delete; see 'fabricctl --help'\n";
+             "release, verify, link and delete; see 'fabricctl --help'\n";
     } else {
       err << "hint: see 'fabricctl " << path << " --help'\n";
     }

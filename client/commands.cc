@@ -575,6 +575,59 @@ absl::Status Commands::Release(const std::string& id) {
   return absl::OkStatus();
 }
 
+absl::Status Commands::Verify(const std::string& id, bool all) {
+  std::vector<std::string> names;
+  int skipped = 0;
+  if (all) {
+    ASSIGN_OR_RETURN(std::vector<v1::Allocation> allocs,
+                     client_->ListAllocations(v1::ListAllocationsRequest()));
+    for (const v1::Allocation& a : allocs) {
+      if (a.state() == v1::Allocation::READY) {
+        names.push_back(a.name());
+      } else {
+        ++skipped;
+      }
+    }
+  } else {
+    names.push_back(Qualify("allocations", id));
+  }
+  int failed = 0;
+  std::vector<v1::VerifyResult> results;
+  for (const std::string& name : names) {
+    v1::VerifyAllocationRequest req;
+    req.set_name(name);
+    absl::StatusOr<v1::VerifyResult> r = client_->VerifyAllocation(req);
+    RETURN_IF_ERROR(Annotate(r.status(), absl::StrCat("verify ", name)));
+    failed += r->ok() ? 0 : 1;
+    if (options_.format == OutputFormat::kJson) {
+      results.push_back(*r);
+    } else {
+      PrintVerify(*r, *out_);
+    }
+  }
+  if (options_.format == OutputFormat::kJson) {
+    *out_ << "[";
+    for (size_t i = 0; i < results.size(); ++i) {
+      std::string json;
+      google::protobuf::util::JsonPrintOptions o;
+      o.always_print_primitive_fields = true;
+      (void)google::protobuf::util::MessageToJsonString(results[i], &json, o);
+      *out_ << (i ? ",\n" : "") << json;
+    }
+    *out_ << "]\n";
+  } else if (all) {
+    *out_ << names.size() - failed << " of " << names.size()
+          << " READY allocation(s) verified";
+    if (skipped > 0) *out_ << "; " << skipped << " not READY, skipped";
+    *out_ << "\n";
+  }
+  if (failed > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(failed, " allocation(s) failed verification"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Commands::SetLink(const std::string& a, const std::string& b,
                                bool up) {
   const std::string an = Id("bridges", Id("nodes", a));

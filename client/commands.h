@@ -158,6 +158,12 @@ class Commands {
   // release ID: `id` is "alloc-x" or "allocations/alloc-x".
   absl::Status Release(const std::string& id);
 
+  // verify ID | verify --all: proves allocations by bytes through the
+  // agents. Prints OK, or the hop where the write failed; FAILED_PRECONDITION
+  // (after printing every result) when any failed. --all covers every READY
+  // allocation and says how many others it skipped.
+  absl::Status Verify(const std::string& id, bool all);
+
   // link up|down A B: SetLinkState on links/A--B, or links/B--A when the
   // first is NOT_FOUND.
   absl::Status SetLink(const std::string& a, const std::string& b, bool up);

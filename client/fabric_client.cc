@@ -181,6 +181,11 @@ absl::StatusOr<v1::Allocation> FabricClient::DeleteAllocation(
   return Call(&Stub::DeleteAllocation, req);
 }
 
+absl::StatusOr<v1::VerifyResult> FabricClient::VerifyAllocation(
+    const v1::VerifyAllocationRequest& req) {
+  return Call(&Stub::VerifyAllocation, req);
+}
+
 absl::StatusOr<std::vector<v1::HardwareProfile>> FabricClient::ListProfiles() {
   // ListProfiles is not paged.
   absl::StatusOr<v1::ListProfilesResponse> resp =

@@ -85,6 +85,8 @@ class FabricClient {
       const v1::ListAllocationsRequest& filter);
   absl::StatusOr<v1::Allocation> DeleteAllocation(
       const v1::DeleteAllocationRequest& req);
+  absl::StatusOr<v1::VerifyResult> VerifyAllocation(
+      const v1::VerifyAllocationRequest& req);
 
   absl::StatusOr<std::vector<v1::HardwareProfile>> ListProfiles();
   absl::Status Ping();

@@ -342,6 +342,11 @@ void DescribeFabric(const v1::Fabric& f, std::ostream& out) {
   }
 }
 
+void PrintVerify(const v1::VerifyResult& r, std::ostream& out) {
+  out << (r.ok() ? "OK    " : "FAIL  ") << r.allocation() << "  "
+      << r.summary() << "\n";
+}
+
 void DescribeNode(const v1::Node& n, std::ostream& out) {
   Line(out, "Name", n.name());
   Line(out, "Fabric", n.fabric());
@@ -362,6 +367,17 @@ void DescribeNode(const v1::Node& n, std::ostream& out) {
     absl::StrAppend(&gen, " (behind)");
   }
   Line(out, "Generation", gen);
+  if (!n.agent_address().empty()) {
+    Line(out, "Agent address",
+         absl::StrCat(n.agent_address(), " (", n.agent_backend(), ")"));
+  }
+  Line(out, "Drift repaired", absl::StrCat(n.repairs(), " entries"));
+  for (const std::string& r : n.recent_repairs()) Line(out, "  repair", r);
+  for (const v1::ApplyError& e : n.apply_errors()) {
+    Line(out, "Apply error",
+         absl::StrCat(e.entry(), ": ", e.message(),
+                      e.allocation().empty() ? "" : absl::StrCat(" (", e.allocation(), ")")));
+  }
   const auto& fns = n.inventory().functions();
   out << "Inventory (" << fns.size() << " PCI functions):\n";
   if (!fns.empty()) {

@@ -90,6 +90,9 @@ void PrintAddressMaps(const std::vector<v1::AddressMap>& maps,
 // Multi-line "Key: value" views for `fabricctl describe`.
 void DescribeFabric(const v1::Fabric& fabric, std::ostream& out);
 void DescribeNode(const v1::Node& node, std::ostream& out);
+// One line: OK or FAIL, the allocation, and the verifier's summary (the hop
+// where a write failed).
+void PrintVerify(const v1::VerifyResult& result, std::ostream& out);
 void DescribeBridge(const v1::Bridge& bridge, std::ostream& out);
 void DescribeAllocation(const v1::Allocation& allocation, std::ostream& out);
 
