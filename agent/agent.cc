@@ -23,10 +23,12 @@ namespace {
 
 constexpr auto kRpcDeadline = std::chrono::seconds(5);
 constexpr size_t kRecentRepairs = 8;
-// Scratchpads 0 and 1 hold the generation this bridge was last programmed
-// to (low, high 32 bits), so a restarted agent can tell drift from news.
-constexpr int kGenerationSpadLow = 0;
-constexpr int kGenerationSpadHigh = 1;
+// Scratchpads 0 and 1 hold the fingerprint of the state this bridge was
+// last programmed to (low, high 32 bits), so that a restarted agent can tell
+// drift (hardware differs from a state it was given) from news (a state it
+// was never given).
+constexpr int kFingerprintSpadLow = 0;
+constexpr int kFingerprintSpadHigh = 1;
 
 std::chrono::system_clock::time_point Deadline() {
   return std::chrono::system_clock::now() + kRpcDeadline;
@@ -62,12 +64,34 @@ bool SamePort(const hw::Port& a, const hw::Port& b) {
          a.peer_port == b.peer_port && a.up == b.up;
 }
 
-int64_t RecordedGeneration(const hw::BridgeState& s) {
-  if (s.scratchpads.size() <= kGenerationSpadHigh) return -1;
-  return static_cast<int64_t>(
-      (static_cast<uint64_t>(s.scratchpads[kGenerationSpadHigh]) << 32) |
-      s.scratchpads[kGenerationSpadLow]);
+// 0 when the hardware has no scratchpads for it.
+uint64_t RecordedFingerprint(const hw::BridgeState& s) {
+  if (s.scratchpads.size() <= kFingerprintSpadHigh) return 0;
+  return (static_cast<uint64_t>(s.scratchpads[kFingerprintSpadHigh]) << 32) |
+         s.scratchpads[kFingerprintSpadLow];
 }
+
+// FNV-1a, folded over the values the hardware holds.
+class Fnv {
+ public:
+  void Add(uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h_ ^= (v >> (8 * i)) & 0xff;
+      h_ *= 0x100000001b3ull;
+    }
+  }
+  void Add(const std::string& s) {
+    Add(s.size());
+    for (unsigned char c : s) {
+      h_ ^= c;
+      h_ *= 0x100000001b3ull;
+    }
+  }
+  uint64_t value() const { return h_ == 0 ? 1 : h_; }  // 0 means "none"
+
+ private:
+  uint64_t h_ = 0xcbf29ce484222325ull;
+};
 
 }  // namespace
 
@@ -118,6 +142,42 @@ hw::BridgeState DesiredState(const v1::DesiredConfig& config) {
   std::sort(s.ports.begin(), s.ports.end(),
             [](const auto& a, const auto& b) { return a.number < b.number; });
   return s;
+}
+
+uint64_t Fingerprint(const hw::BridgeState& s) {
+  Fnv f;
+  f.Add(s.memory.base);
+  f.Add(s.memory.size);
+  f.Add(s.memory.window_base);
+  f.Add(s.map.size());
+  for (const auto& m : s.map) {
+    f.Add(static_cast<uint64_t>(m.kind));
+    f.Add(m.base);
+    f.Add(m.size);
+    f.Add(static_cast<uint64_t>(m.port));
+    f.Add(m.local_base);
+  }
+  f.Add(s.windows.size());
+  for (const auto& w : s.windows) {
+    f.Add(static_cast<uint64_t>(w.kind));
+    f.Add(static_cast<uint64_t>(w.slot));
+    f.Add(w.local_base);
+    f.Add(w.size);
+    f.Add(w.xlat);
+  }
+  f.Add(s.inbound.size());
+  for (const auto& i : s.inbound) {
+    f.Add(i.local_base);
+    f.Add(i.size);
+  }
+  f.Add(s.ports.size());
+  for (const auto& p : s.ports) {
+    f.Add(static_cast<uint64_t>(p.number));
+    f.Add(p.peer_bridge);
+    f.Add(static_cast<uint64_t>(p.peer_port));
+    f.Add(static_cast<uint64_t>(p.up));
+  }
+  return f.value();
 }
 
 std::vector<std::string> DiffEntries(const hw::BridgeState& have,
@@ -306,7 +366,7 @@ absl::Status Agent::ApplyLocked(const hw::BridgeState& want,
     fail("hardware", have.status());
   } else {
     const std::vector<std::string> diff = DiffEntries(*have, want);
-    const int64_t recorded = RecordedGeneration(*have);
+    const uint64_t recorded = RecordedFingerprint(*have);
     if (!diff.empty()) {
       absl::Status applied = hardware_->ApplyState(want);
       if (!applied.ok()) {
@@ -340,8 +400,8 @@ absl::Status Agent::ApplyLocked(const hw::BridgeState& want,
         }
         if (errors.empty()) fail("bridge", applied);
       }
-      // Drift: the hardware had been given this generation already.
-      if (errors.empty() && (drift_check || recorded == generation)) {
+      // Drift: the hardware had been given this very state already.
+      if (errors.empty() && (drift_check || recorded == Fingerprint(want))) {
         absl::MutexLock l(&mu_);
         stats_.repairs += static_cast<int64_t>(diff.size());
         stats_.recent_repairs.push_back(absl::StrCat(
@@ -353,7 +413,7 @@ absl::Status Agent::ApplyLocked(const hw::BridgeState& want,
                   << stats_.recent_repairs.back() << std::endl;
       }
     }
-    recorded_generation_ = recorded;
+    recorded_fingerprint_ = recorded;
   }
   absl::MutexLock l(&mu_);
   stats_.errors = errors;
@@ -374,22 +434,21 @@ v1::ReportStatusRequest Agent::StatusReport() const {
   return r;
 }
 
-void Agent::RecordGeneration(int64_t generation) {
+void Agent::RecordFingerprint(uint64_t fingerprint) {
   absl::MutexLock hw(&hw_mu_);
-  if (recorded_generation_ == generation ||
-      hardware_->limits().scratchpads <= kGenerationSpadHigh) {
+  if (recorded_fingerprint_ == fingerprint ||
+      hardware_->limits().scratchpads <= kFingerprintSpadHigh) {
     return;
   }
   // Bookkeeping only: a failure costs drift detection after a restart.
-  if (hardware_->WriteScratchpad(kGenerationSpadLow,
-                                 static_cast<uint32_t>(generation))
+  if (hardware_->WriteScratchpad(kFingerprintSpadLow,
+                                 static_cast<uint32_t>(fingerprint))
           .ok() &&
       hardware_
-          ->WriteScratchpad(kGenerationSpadHigh,
-                            static_cast<uint32_t>(
-                                static_cast<uint64_t>(generation) >> 32))
+          ->WriteScratchpad(kFingerprintSpadHigh,
+                            static_cast<uint32_t>(fingerprint >> 32))
           .ok()) {
-    recorded_generation_ = generation;
+    recorded_fingerprint_ = fingerprint;
   }
 }
 
@@ -461,7 +520,7 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
     rctx.set_deadline(Deadline());
     v1::ReportStatusResponse resp;
     (void)stub->ReportStatus(&rctx, StatusReport(), &resp);
-    if (applied) RecordGeneration(config.generation());
+    if (applied) RecordFingerprint(Fingerprint(DesiredState(config)));
   }
   grpc::Status end = reader->Finish();
   bool stopping;

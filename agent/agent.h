@@ -59,6 +59,10 @@ struct AgentStats {
 // The hardware state a desired configuration asks for.
 hw::BridgeState DesiredState(const v1::DesiredConfig& config);
 
+// A 64-bit fingerprint of what the hardware holds in `s` (tags, doorbell
+// and scratchpads left out); never 0.
+uint64_t Fingerprint(const hw::BridgeState& s);
+
 // The entries in which `have` differs from `want`, e.g. "window 0",
 // "map entry 2", "inbound 0x1_0000_0000", "port 1", "host memory".
 std::vector<std::string> DiffEntries(const hw::BridgeState& have,
@@ -110,9 +114,10 @@ class Agent {
                            bool drift_check)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Notes `generation` in the bridge's scratchpads, so that a restarted
-  // agent can tell drift (same generation, different hardware) from news.
-  void RecordGeneration(int64_t generation) ABSL_LOCKS_EXCLUDED(hw_mu_);
+  // Notes the fingerprint of the state just applied in the bridge's
+  // scratchpads (when it changed), so that a restarted agent can tell drift
+  // from news.
+  void RecordFingerprint(uint64_t fingerprint) ABSL_LOCKS_EXCLUDED(hw_mu_);
 
   const AgentOptions options_;
   hw::BridgeHardware* const hardware_;  // not owned
@@ -121,7 +126,7 @@ class Agent {
   // Serializes every hardware access. Taken before mu_.
   absl::Mutex hw_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   // What the scratchpads say, as last read or written.
-  int64_t recorded_generation_ ABSL_GUARDED_BY(hw_mu_) = -1;
+  uint64_t recorded_fingerprint_ ABSL_GUARDED_BY(hw_mu_) = 0;
   mutable absl::Mutex mu_;
   AgentStats stats_ ABSL_GUARDED_BY(mu_);
   // The last configuration applied without errors.

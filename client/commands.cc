@@ -660,7 +660,9 @@ absl::Status Commands::SetLink(const std::string& a, const std::string& b,
                       ShortName(link->a_bridge()), ":", link->a_port(), " <-> ",
                       ShortName(link->b_bridge()), ":", link->b_port(),
                       "); address maps recomputed",
-                      up ? "" : ", allocations across it are DEGRADED"));
+                      up ? "; routes through it are restored"
+                         : "; allocations across it are rerouted, or "
+                           "DEGRADED where no path is left"));
   return absl::OkStatus();
 }
 

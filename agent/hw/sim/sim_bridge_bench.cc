@@ -100,7 +100,7 @@ void BM_ApplyState1000_Unchanged(benchmark::State& state) {
 BENCHMARK(BM_ApplyState1000_Unchanged)->Unit(benchmark::kMillisecond);
 
 // The target: a configuration of 1,000 entries applied in one ApplyState
-// (every window changes each iteration; one atomic fsync'd rewrite).
+// (every window changes each iteration; one atomic rewrite).
 void BM_ApplyState1000(benchmark::State& state) {
   testing::TempDir dir;
   auto b = OpenBench(dir);

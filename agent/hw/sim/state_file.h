@@ -33,7 +33,9 @@ absl::StatusOr<std::string> ReadText(const std::string& path);
 absl::StatusOr<SimRecord> LoadRecord(const std::string& path,
                                      std::string* text);
 
-// Writes `record` to a temporary file, fsyncs it and renames it over `path`.
+// Writes `record` to a temporary file and renames it over `path`: atomic
+// for readers and against the writer being killed; not fsync'd, since the
+// simulated registers need not survive power loss.
 // `text`, if not null, receives the text written.
 absl::Status SaveRecord(const std::string& path, const SimRecord& record,
                         std::string* text);
