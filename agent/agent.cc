@@ -126,19 +126,20 @@ hw::BridgeState DesiredState(const v1::DesiredConfig& config) {
          std::string(absl::StripPrefix(i.allocation(), "allocations/"))});
   }
   for (const auto& p : config.ports()) {
-    s.ports.push_back({p.number(),
-                       std::string(absl::StripPrefix(p.peer_bridge(),
-                                                     "bridges/")),
-                       p.peer_port(), p.up()});
+    s.ports.push_back(
+        {p.number(),
+         std::string(absl::StripPrefix(p.peer_bridge(), "bridges/")),
+         p.peer_port(), p.up()});
   }
   std::sort(s.map.begin(), s.map.end(),
             [](const auto& a, const auto& b) { return a.base < b.base; });
-  std::sort(s.windows.begin(), s.windows.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.kind, a.slot) < std::tie(b.kind, b.slot);
-  });
-  std::sort(s.inbound.begin(), s.inbound.end(), [](const auto& a, const auto& b) {
-    return a.local_base < b.local_base;
-  });
+  std::sort(s.windows.begin(), s.windows.end(),
+            [](const auto& a, const auto& b) {
+              return std::tie(a.kind, a.slot) < std::tie(b.kind, b.slot);
+            });
+  std::sort(
+      s.inbound.begin(), s.inbound.end(),
+      [](const auto& a, const auto& b) { return a.local_base < b.local_base; });
   std::sort(s.ports.begin(), s.ports.end(),
             [](const auto& a, const auto& b) { return a.number < b.number; });
   return s;
@@ -208,14 +209,17 @@ std::vector<std::string> DiffEntries(const hw::BridgeState& have,
   for (const auto& i : have.inbound) have_i.insert({i.local_base, i.size});
   for (const auto& i : want.inbound) want_i.insert({i.local_base, i.size});
   for (const auto& i : want_i) {
-    if (!have_i.count(i)) out.push_back(absl::StrCat("inbound ", FormatAddr(i.first)));
+    if (!have_i.count(i))
+      out.push_back(absl::StrCat("inbound ", FormatAddr(i.first)));
   }
   for (const auto& i : have_i) {
-    if (!want_i.count(i)) out.push_back(absl::StrCat("inbound ", FormatAddr(i.first)));
+    if (!want_i.count(i))
+      out.push_back(absl::StrCat("inbound ", FormatAddr(i.first)));
   }
   for (const auto& p : want.ports) {
-    auto it = std::find_if(have.ports.begin(), have.ports.end(),
-                           [&](const hw::Port& h) { return h.number == p.number; });
+    auto it =
+        std::find_if(have.ports.begin(), have.ports.end(),
+                     [&](const hw::Port& h) { return h.number == p.number; });
     if (it == have.ports.end() || !SamePort(*it, p)) {
       out.push_back(absl::StrCat("port ", p.number));
     }
@@ -284,13 +288,13 @@ absl::Status Agent::Start() {
   builder.RegisterService(control_.get());
   control_server_ = builder.BuildAndStart();
   if (control_server_ == nullptr || control_port_ == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "--listen: cannot listen on ", options_.listen));
+    return absl::UnavailableError(
+        absl::StrCat("--listen: cannot listen on ", options_.listen));
   }
   connection_thread_ = std::thread([this] { ConnectionLoop(); });
   drift_thread_ = std::thread([this] {
-    while (!stop_.WaitForNotificationWithTimeout(
-        options_.drift_check_interval)) {
+    while (
+        !stop_.WaitForNotificationWithTimeout(options_.drift_check_interval)) {
       CheckDrift();
     }
   });
@@ -349,8 +353,8 @@ void Agent::CheckDrift() {
                     /*drift_check=*/true);
 }
 
-absl::Status Agent::ApplyLocked(const hw::BridgeState& want,
-                                int64_t generation, bool drift_check) {
+absl::Status Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
+                                bool drift_check) {
   std::vector<v1::ApplyError> errors;
   auto fail = [&](const std::string& entry, const absl::Status& s,
                   const std::string& allocation = "") {
@@ -379,10 +383,11 @@ absl::Status Agent::ApplyLocked(const hw::BridgeState& want,
         if (auto s = hardware_->SetMapEntries(want.map); !s.ok())
           fail("map entries", s);
         for (const auto& w : have->windows) {
-          bool wanted = std::any_of(
-              want.windows.begin(), want.windows.end(), [&](const hw::Window& x) {
-                return x.kind == w.kind && x.slot == w.slot;
-              });
+          bool wanted =
+              std::any_of(want.windows.begin(), want.windows.end(),
+                          [&](const hw::Window& x) {
+                            return x.kind == w.kind && x.slot == w.slot;
+                          });
           if (!wanted) {
             if (auto s = hardware_->ClearWindow(w.kind, w.slot); !s.ok())
               fail(SlotName(w.kind, w.slot), s, w.tag);
@@ -404,13 +409,15 @@ absl::Status Agent::ApplyLocked(const hw::BridgeState& want,
       if (errors.empty() && (drift_check || recorded == Fingerprint(want))) {
         absl::MutexLock l(&mu_);
         stats_.repairs += static_cast<int64_t>(diff.size());
-        stats_.recent_repairs.push_back(absl::StrCat(
-            "generation ", generation, ": restored ", absl::StrJoin(diff, ", ")));
+        stats_.recent_repairs.push_back(
+            absl::StrCat("generation ", generation, ": restored ",
+                         absl::StrJoin(diff, ", ")));
         if (stats_.recent_repairs.size() > kRecentRepairs) {
           stats_.recent_repairs.erase(stats_.recent_repairs.begin());
         }
-        std::cerr << "fabric-agent " << options_.node << ": repaired drift: "
-                  << stats_.recent_repairs.back() << std::endl;
+        std::cerr << "fabric-agent " << options_.node
+                  << ": repaired drift: " << stats_.recent_repairs.back()
+                  << std::endl;
       }
     }
     recorded_fingerprint_ = recorded;
@@ -441,8 +448,9 @@ void Agent::RecordFingerprint(uint64_t fingerprint) {
     return;
   }
   // Bookkeeping only: a failure costs drift detection after a restart.
-  if (hardware_->WriteScratchpad(kFingerprintSpadLow,
-                                 static_cast<uint32_t>(fingerprint))
+  if (hardware_
+          ->WriteScratchpad(kFingerprintSpadLow,
+                            static_cast<uint32_t>(fingerprint))
           .ok() &&
       hardware_
           ->WriteScratchpad(kFingerprintSpadHigh,
@@ -477,9 +485,9 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
   reg.set_agent_version("0.1.0");
   const std::string host =
       options_.listen.substr(0, options_.listen.rfind(':'));
-  reg.set_control_address(absl::StrCat(
-      host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":",
-      control_port_));
+  reg.set_control_address(
+      absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host,
+                   ":", control_port_));
   v1::RegisterNodeResponse registered;
   {
     grpc::ClientContext ctx;
@@ -487,8 +495,8 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
     grpc::Status s = stub->RegisterNode(&ctx, reg, &registered);
     if (!s.ok()) {
       std::cerr << "fabric-agent " << options_.node << ": register with "
-                << options_.manager_address << " failed: "
-                << s.error_message() << std::endl;
+                << options_.manager_address << " failed: " << s.error_message()
+                << std::endl;
       return false;
     }
   }
@@ -505,9 +513,10 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
     stream_ctx_ = &ctx;
   }
   absl::Notification heartbeat_done;
-  std::thread heartbeat(
-      [&] { HeartbeatLoop(stub, std::max(interval, absl::Milliseconds(10)),
-                          &heartbeat_done); });
+  std::thread heartbeat([&] {
+    HeartbeatLoop(stub, std::max(interval, absl::Milliseconds(10)),
+                  &heartbeat_done);
+  });
   v1::StreamConfigRequest sreq;
   sreq.set_node(options_.node);
   auto reader = stub->StreamConfig(&ctx, sreq);

@@ -94,8 +94,7 @@ class AgentTest : public ::testing::Test {
   }
 
   // Polls until the allocation reaches `state` or 5 s pass.
-  v1::Allocation WaitFor(const std::string& name,
-                         v1::Allocation::State state) {
+  v1::Allocation WaitFor(const std::string& name, v1::Allocation::State state) {
     v1::Allocation a;
     for (int i = 0; i < 500; ++i) {
       a = *manager_->GetAllocation(name);
@@ -212,9 +211,9 @@ TEST(DesiredStateTest, DiffNamesEveryChangedEntry) {
   p->set_peer_port(1);
   p->set_up(true);
   hw::BridgeState want = DesiredState(c);
-  EXPECT_THAT(DiffEntries(hw::BridgeState(), want),
-              testing::UnorderedElementsAre("host memory", "window 3",
-                                            "port 2"));
+  EXPECT_THAT(
+      DiffEntries(hw::BridgeState(), want),
+      testing::UnorderedElementsAre("host memory", "window 3", "port 2"));
   EXPECT_TRUE(DiffEntries(want, want).empty());
   hw::BridgeState have = want;
   have.windows[0].tag = "other";  // tags are bookkeeping, not hardware

@@ -1,11 +1,10 @@
 // fabric-agent: parses flags, builds the hardware backend and the inventory,
 // and runs the Agent. All logic lives in agent/, agent/hw and
 // agent/discovery.
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -38,8 +37,9 @@ fabric::agent::hw::HardwareLimits LimitsOf(
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"fabric-agent: applies the fabric manager's configuration to "
-               "this node's PCIe bridge"};
+  CLI::App app{
+      "fabric-agent: applies the fabric manager's configuration to "
+      "this node's PCIe bridge"};
   std::string manager = "127.0.0.1:7070";
   std::string node;
   std::string backend = "sim";
@@ -88,8 +88,7 @@ int main(int argc, char** argv) {
   app.add_option("--drift-check-interval", drift_interval,
                  "how often the hardware is read back and repaired")
       ->capture_default_str();
-  app.add_flag("--discover", discover,
-               "print the PCIe inventory and exit");
+  app.add_flag("--discover", discover, "print the PCIe inventory and exit");
   app.add_option("-o,--output", output, "--discover output: table or json")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
@@ -206,8 +205,8 @@ int main(int argc, char** argv) {
             << "; manager " << manager << std::endl;
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  std::cout << "fabric-agent " << node << ": signal " << sig
-            << ", stopping" << std::endl;
+  std::cout << "fabric-agent " << node << ": signal " << sig << ", stopping"
+            << std::endl;
   agent.Stop();
   return 0;
 }

@@ -11,10 +11,10 @@
 #define FABRIC_STATUS_CONCAT_INNER_(a, b) a##b
 #define FABRIC_STATUS_CONCAT_(a, b) FABRIC_STATUS_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    const ::absl::Status fabric_status_ = (expr);      \
-    if (!fabric_status_.ok()) return fabric_status_;   \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    const ::absl::Status fabric_status_ = (expr);    \
+    if (!fabric_status_.ok()) return fabric_status_; \
   } while (0)
 
 #define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

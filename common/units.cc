@@ -44,9 +44,9 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text,
     }
   }
   if (shift < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": unknown unit \"", unit, "\" in \"", text,
-        "\"; use B, KiB, MiB, GiB, TiB or PiB"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": unknown unit \"", unit, "\" in \"", text,
+                     "\"; use B, KiB, MiB, GiB, TiB or PiB"));
   }
   if (shift > 0 && n > (std::numeric_limits<uint64_t>::max() >> shift)) {
     return absl::InvalidArgumentError(
@@ -56,8 +56,8 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text,
 }
 
 std::string FormatSize(uint64_t bytes) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB",
-                                           "PiB", "EiB"};
+  static constexpr const char* kUnits[] = {"B",   "KiB", "MiB", "GiB",
+                                           "TiB", "PiB", "EiB"};
   int u = 0;
   while (bytes != 0 && u < 6 && (bytes & 1023) == 0) {
     bytes >>= 10;

@@ -1,11 +1,10 @@
 // fabric-manager: parses flags and wires the store, the manager and the gRPC
 // server together. All logic lives in server/service and server/core.
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"

@@ -10,13 +10,14 @@
 namespace fabric::service {
 
 // The allocation mutations and Ping use gRPC's callback API: their handlers
-// return at once and the manager's commit thread finishes the call when the
-// result is durable, so no server thread sleeps on the disk. The rest are
-// synchronous handlers.
-using FabricServiceBase = v1::FabricService::WithCallbackMethod_CreateAllocation<
-    v1::FabricService::WithCallbackMethod_DeleteAllocation<
-        v1::FabricService::WithCallbackMethod_Ping<
-            v1::FabricService::Service>>>;
+// return at once and the call is finished when the result is durable, by
+// whichever handler is leading the group commit; at most one server thread
+// waits on the disk at a time. The rest are synchronous handlers.
+using FabricServiceBase =
+    v1::FabricService::WithCallbackMethod_CreateAllocation<
+        v1::FabricService::WithCallbackMethod_DeleteAllocation<
+            v1::FabricService::WithCallbackMethod_Ping<
+                v1::FabricService::Service>>>;
 
 // Thread-safe; `manager` is not owned and must outlive the service.
 class FabricServiceImpl final : public FabricServiceBase {
@@ -24,13 +25,15 @@ class FabricServiceImpl final : public FabricServiceBase {
   explicit FabricServiceImpl(FabricManager* manager)
       : manager_(manager), verifier_(manager) {}
 
-  grpc::Status CreateFabric(grpc::ServerContext*, const v1::CreateFabricRequest*,
+  grpc::Status CreateFabric(grpc::ServerContext*,
+                            const v1::CreateFabricRequest*,
                             v1::Fabric*) override;
   grpc::Status GetFabric(grpc::ServerContext*, const v1::GetFabricRequest*,
                          v1::Fabric*) override;
   grpc::Status ListFabrics(grpc::ServerContext*, const v1::ListFabricsRequest*,
                            v1::ListFabricsResponse*) override;
-  grpc::Status DeleteFabric(grpc::ServerContext*, const v1::DeleteFabricRequest*,
+  grpc::Status DeleteFabric(grpc::ServerContext*,
+                            const v1::DeleteFabricRequest*,
                             v1::Fabric*) override;
   grpc::Status GetNode(grpc::ServerContext*, const v1::GetNodeRequest*,
                        v1::Node*) override;
@@ -45,26 +48,25 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::Status ListLinks(grpc::ServerContext*, const v1::ListLinksRequest*,
                          v1::ListLinksResponse*) override;
   grpc::Status SetLinkState(grpc::ServerContext*,
-                            const v1::SetLinkStateRequest*,
-                            v1::Link*) override;
+                            const v1::SetLinkStateRequest*, v1::Link*) override;
   grpc::Status GetAddressMap(grpc::ServerContext*,
                              const v1::GetAddressMapRequest*,
                              v1::AddressMap*) override;
   grpc::Status ListAddressMaps(grpc::ServerContext*,
                                const v1::ListAddressMapsRequest*,
                                v1::ListAddressMapsResponse*) override;
-  grpc::ServerUnaryReactor* CreateAllocation(
-      grpc::CallbackServerContext*, const v1::CreateAllocationRequest*,
-      v1::Allocation*) override;
+  grpc::ServerUnaryReactor* CreateAllocation(grpc::CallbackServerContext*,
+                                             const v1::CreateAllocationRequest*,
+                                             v1::Allocation*) override;
   grpc::Status GetAllocation(grpc::ServerContext*,
                              const v1::GetAllocationRequest*,
                              v1::Allocation*) override;
   grpc::Status ListAllocations(grpc::ServerContext*,
                                const v1::ListAllocationsRequest*,
                                v1::ListAllocationsResponse*) override;
-  grpc::ServerUnaryReactor* DeleteAllocation(
-      grpc::CallbackServerContext*, const v1::DeleteAllocationRequest*,
-      v1::Allocation*) override;
+  grpc::ServerUnaryReactor* DeleteAllocation(grpc::CallbackServerContext*,
+                                             const v1::DeleteAllocationRequest*,
+                                             v1::Allocation*) override;
   // Ends with ABORTED when the client falls too far behind (re-list, then
   // watch again), and with UNAVAILABLE at server shutdown.
   grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*,

@@ -22,9 +22,9 @@ class GrpcTest : public ::testing::Test {
     store_ = *store::OpenSqliteStore({.path = ":memory:"});
     manager_ = *FabricManager::Open(store_.get(), Clock::Real());
     server_ = *GrpcServer::Start(manager_.get(), "127.0.0.1:0");
-    channel_ = grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->port()),
-        grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                            grpc::InsecureChannelCredentials());
     stub_ = v1::FabricService::NewStub(channel_);
     agent_ = v1::AgentService::NewStub(channel_);
   }

@@ -5,9 +5,9 @@
 #include "absl/random/distributions.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "fabric/internal/records.pb.h"
@@ -184,11 +184,7 @@ absl::StatusOr<std::unique_ptr<FabricManager>> FabricManager::Open(
     store::Store* store, Clock* clock, ManagerOptions options) {
   std::unique_ptr<FabricManager> m(new FabricManager(store, clock, options));
   RETURN_IF_ERROR(m->Load());
-  {
-    FabricManager* raw = m.get();
-    m->committer_ = std::thread([raw] { raw->CommitLoop(); });
-    m->completer_ = std::thread([raw] { raw->CompletionLoop(); });
-  }
+  { FabricManager* raw = m.get(); }
   if (options.sweep_interval > absl::ZeroDuration()) {
     FabricManager* raw = m.get();
     m->sweeper_ = std::thread([raw] { raw->SweeperLoop(); });
@@ -225,12 +221,12 @@ absl::Status FabricManager::Load() {
     ASSIGN_OR_RETURN(core::FabricSpec spec, SpecFromProto(record.spec()));
     auto topo = core::Topology::Build(spec);
     if (!topo.ok()) {
-      return absl::DataLossError(absl::StrCat("store: fabric \"", key,
-                                              "\" no longer validates: ",
-                                              topo.status().message()));
+      return absl::DataLossError(
+          absl::StrCat("store: fabric \"", key,
+                       "\" no longer validates: ", topo.status().message()));
     }
-    auto entry = std::make_unique<FabricEntry>(
-        core::FabricState(*std::move(topo)));
+    auto entry =
+        std::make_unique<FabricEntry>(core::FabricState(*std::move(topo)));
     entry->record = std::move(record);
     for (const auto& n : entry->state.topology().nodes()) {
       node_fabric_[n.name] = key;
@@ -315,17 +311,14 @@ void FabricManager::Shutdown() {
   }
   stop_.Notify();
   if (sweeper_.joinable()) sweeper_.join();
-  // The commit thread drains what was already planned, then exits.
+  // A leader may still be writing what was planned before; let it finish.
   {
     absl::MutexLock l(&mu_);
-    commit_cv_.Signal();
+    mu_.Await(absl::Condition(
+        +[](FabricManager* m)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) { return !m->committing_; },
+        this));
   }
-  if (committer_.joinable()) committer_.join();
-  {
-    absl::MutexLock l(&completion_mu_);
-    completions_closed_ = true;
-  }
-  if (completer_.joinable()) completer_.join();
   hub_.Close();
 }
 
@@ -357,15 +350,16 @@ void FabricManager::MutateAsync(
     const std::function<absl::StatusOr<Plan>()>& plan_fn,
     Done<std::string> done) {
   if (request_id.size() > kMaxRequestIdLength) {
-    done(absl::InvalidArgumentError(
-        absl::StrCat("request_id: ", request_id.size(),
-                     " characters is over the limit of ", kMaxRequestIdLength)));
+    done(absl::InvalidArgumentError(absl::StrCat(
+        "request_id: ", request_id.size(), " characters is over the limit of ",
+        kMaxRequestIdLength)));
     return;
   }
   const std::string fingerprint =
       request_id.empty() ? std::string() : Fingerprint(request);
   absl::Status early;
   std::string cached;
+  bool lead = false;
   {
     absl::MutexLock l(&mu_);
     if (shutdown_) {
@@ -375,10 +369,10 @@ void FabricManager::MutateAsync(
       if (it != requests_.end()) {
         PendingRequest& prior = *it->second;
         if (prior.method != method || prior.fingerprint != fingerprint) {
-          early = absl::InvalidArgumentError(absl::StrCat(
-              "request_id: \"", request_id,
-              "\" was already used for a different ", prior.method,
-              " request; use a new id for a new request"));
+          early = absl::InvalidArgumentError(
+              absl::StrCat("request_id: \"", request_id,
+                           "\" was already used for a different ", prior.method,
+                           " request; use a new id for a new request"));
         } else if (prior.done) {
           cached = prior.response;
         } else {
@@ -411,12 +405,18 @@ void FabricManager::MutateAsync(
                            rec.SerializeAsString());
         }
         commit_queue_.push_back(std::move(q));
-        commit_cv_.Signal();
-        return;
+        if (committing_) return;  // the leader commits it with its group
+        committing_ = true;
+        lead = true;
       }
     }
   }
-  if (!early.ok()) {
+  if (lead) {
+    // Leader/follower, as in leveldb: the first caller to find no commit in
+    // progress writes every queued plan (its own first), in groups, then
+    // finishes their calls; the others return at once.
+    LeadCommits();
+  } else if (!early.ok()) {
     done(early);
   } else {
     done(std::move(cached));
@@ -438,87 +438,72 @@ absl::StatusOr<std::string> FabricManager::Mutate(
   return result;
 }
 
-void FabricManager::CommitLoop() {
+FabricManager::Replies FabricManager::CommitGroup(
+    std::vector<QueuedPlan> group) {
+  store::WriteBatch merged;
+  for (const QueuedPlan& q : group) {
+    for (const store::Mutation& m : q.plan.batch.mutations()) {
+      if (m.value.has_value()) {
+        merged.Put(m.table, m.key, *m.value);
+      } else {
+        merged.Delete(m.table, m.key);
+      }
+    }
+  }
+  absl::Status written = store_->Apply(merged);
+  if (!written.ok() && absl::IsUnavailable(written)) {
+    written = absl::UnavailableError(absl::StrCat(
+        "the store cannot be written, nothing was changed; retry later: ",
+        written.message()));
+  }
+  Replies replies;
+  absl::MutexLock l(&mu_);
+  if (written.ok()) {
+    for (QueuedPlan& q : group) {
+      if (q.plan.commit) q.plan.commit();
+      if (q.pending != nullptr) {
+        q.pending->response = q.plan.response;
+        q.pending->done = true;
+        for (auto& w : q.pending->waiters)
+          replies.emplace_back(std::move(w), q.plan.response);
+        q.pending->waiters.clear();
+      }
+      replies.emplace_back(std::move(q.done), std::move(q.plan.response));
+    }
+  } else {
+    // Undo in reverse order of planning.
+    for (auto it = group.rbegin(); it != group.rend(); ++it) {
+      if (it->plan.rollback) it->plan.rollback();
+      if (it->pending != nullptr) {
+        it->pending->abandoned = true;
+        requests_.erase(it->request_id);
+        for (auto& w : it->pending->waiters)
+          replies.emplace_back(std::move(w), written);
+        it->pending->waiters.clear();
+      }
+      replies.emplace_back(std::move(it->done), written);
+    }
+  }
+  return replies;
+}
+
+void FabricManager::LeadCommits() {
   // Bounds one transaction; the rest waits for the next round.
   constexpr size_t kMaxGroup = 1024;
   for (;;) {
     std::vector<QueuedPlan> group;
     {
       absl::MutexLock l(&mu_);
-      while (commit_queue_.empty() && !shutdown_) commit_cv_.Wait(&mu_);
-      if (commit_queue_.empty()) return;  // shut down and drained
+      if (commit_queue_.empty()) {
+        committing_ = false;
+        return;
+      }
       while (!commit_queue_.empty() && group.size() < kMaxGroup) {
         group.push_back(std::move(commit_queue_.front()));
         commit_queue_.pop_front();
       }
     }
-    store::WriteBatch merged;
-    for (const QueuedPlan& q : group) {
-      for (const store::Mutation& m : q.plan.batch.mutations()) {
-        if (m.value.has_value()) {
-          merged.Put(m.table, m.key, *m.value);
-        } else {
-          merged.Delete(m.table, m.key);
-        }
-      }
-    }
-    absl::Status written = store_->Apply(merged);
-    if (!written.ok() && absl::IsUnavailable(written)) {
-      written = absl::UnavailableError(absl::StrCat(
-          "the store cannot be written, nothing was changed; retry later: ",
-          written.message()));
-    }
-    // Callbacks run on the completion thread, after mu_ is released.
-    Replies replies;
-    {
-      absl::MutexLock l(&mu_);
-      if (written.ok()) {
-        for (QueuedPlan& q : group) {
-          if (q.plan.commit) q.plan.commit();
-          if (q.pending != nullptr) {
-            q.pending->response = q.plan.response;
-            q.pending->done = true;
-            for (auto& w : q.pending->waiters)
-              replies.emplace_back(std::move(w), q.plan.response);
-            q.pending->waiters.clear();
-          }
-          replies.emplace_back(std::move(q.done), std::move(q.plan.response));
-        }
-      } else {
-        // Undo in reverse order of planning.
-        for (auto it = group.rbegin(); it != group.rend(); ++it) {
-          if (it->plan.rollback) it->plan.rollback();
-          if (it->pending != nullptr) {
-            it->pending->abandoned = true;
-            requests_.erase(it->request_id);
-            for (auto& w : it->pending->waiters)
-              replies.emplace_back(std::move(w), written);
-            it->pending->waiters.clear();
-          }
-          replies.emplace_back(std::move(it->done), written);
-        }
-      }
-    }
-    absl::MutexLock l(&completion_mu_);
-    completions_.push_back(std::move(replies));
-  }
-}
-
-void FabricManager::CompletionLoop() {
-  for (;;) {
-    Replies replies;
-    {
-      absl::MutexLock l(&completion_mu_);
-      completion_mu_.Await(absl::Condition(
-          +[](FabricManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-               m->completion_mu_) {
-            return !m->completions_.empty() || m->completions_closed_;
-          },
-          this));
-      if (completions_.empty()) return;  // closed and drained
-      replies = std::move(completions_.front());
-      completions_.pop_front();
-    }
+    Replies replies = CommitGroup(std::move(group));
     for (auto& [done, result] : replies) done(std::move(result));
   }
 }
@@ -728,8 +713,8 @@ v1::Allocation::State FabricManager::DeriveState(const AllocationEntry& a,
       if (!f.state.link_up(static_cast<int>(i)))
         down.push_back(topo.links()[i].name);
     }
-    *reason = absl::StrCat("no path from ", topo.node(g->borrower).name,
-                           " to ", topo.node(g->target).name,
+    *reason = absl::StrCat("no path from ", topo.node(g->borrower).name, " to ",
+                           topo.node(g->target).name,
                            "; links down: ", absl::StrJoin(down, ", "));
     return v1::Allocation::DEGRADED;
   }
@@ -737,8 +722,8 @@ v1::Allocation::State FabricManager::DeriveState(const AllocationEntry& a,
     const std::string& node = topo.node(n).name;
     auto it = agents_.find(node);
     if (it == agents_.end() || it->second->state == v1::Node::UNREGISTERED) {
-      *reason = absl::StrCat("waiting for the agent of node ", node,
-                             " to register");
+      *reason =
+          absl::StrCat("waiting for the agent of node ", node, " to register");
       return v1::Allocation::PENDING;
     }
     if (it->second->state != v1::Node::READY) {
@@ -753,9 +738,9 @@ v1::Allocation::State FabricManager::DeriveState(const AllocationEntry& a,
       }
     }
     if (it->second->applied_generation < a.required_generation) {
-      *reason = absl::StrCat("waiting for node ", node,
-                             " to apply generation ", a.required_generation,
-                             " (applied ", it->second->applied_generation, ")");
+      *reason = absl::StrCat("waiting for node ", node, " to apply generation ",
+                             a.required_generation, " (applied ",
+                             it->second->applied_generation, ")");
       return v1::Allocation::PENDING;
     }
   }
@@ -797,9 +782,9 @@ void FabricManager::RefreshStates(const std::string& fabric, int node) {
     if (node >= 0) {
       const core::Grant* g = state.FindGrant(id);
       auto path = state.GrantPath(*g);
-      bool crosses = g->borrower == node || g->target == node ||
-                     (path && std::find(path->begin(), path->end(), node) !=
-                                  path->end());
+      bool crosses =
+          g->borrower == node || g->target == node ||
+          (path && std::find(path->begin(), path->end(), node) != path->end());
       if (!crosses) continue;
     }
     std::string reason;
@@ -812,7 +797,8 @@ void FabricManager::RefreshStates(const std::string& fabric, int node) {
   }
 }
 
-// --- Fabrics -------------------------------------------------------------------
+// --- Fabrics
+// -------------------------------------------------------------------
 
 absl::StatusOr<v1::Fabric> FabricManager::CreateFabric(
     const v1::CreateFabricRequest& req) {
@@ -829,19 +815,19 @@ absl::StatusOr<v1::Fabric> FabricManager::CreateFabric(
   RETURN_IF_ERROR(topo_or.status());
   auto topo = std::make_shared<core::Topology>(*std::move(topo_or));
   v1::Fabric created;
-  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
+  auto plan_fn =
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     const std::string& id = req.spec().name();
     if (fabrics_.count(id) != 0) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "spec.name: fabric \"", id, "\" already exists"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("spec.name: fabric \"", id, "\" already exists"));
     }
     for (const auto& n : topo->nodes()) {
       auto it = node_fabric_.find(n.name);
       if (it != node_fabric_.end()) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("spec.nodes: node \"", n.name,
-                         "\" already belongs to fabric \"", it->second,
-                         "\"; node names are unique across fabrics"));
+        return absl::AlreadyExistsError(absl::StrCat(
+            "spec.nodes: node \"", n.name, "\" already belongs to fabric \"",
+            it->second, "\"; node names are unique across fabrics"));
       }
     }
     auto entry = std::make_shared<FabricEntry>(core::FabricState(*topo));
@@ -899,23 +885,24 @@ absl::StatusOr<v1::ListFabricsResponse> FabricManager::ListFabrics(
 absl::StatusOr<v1::Fabric> FabricManager::DeleteFabric(
     const v1::DeleteFabricRequest& req) {
   absl::MutexLock admin(&admin_mu_);
-  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
+  auto plan_fn =
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("name", req.name()));
     std::vector<std::string> live;
     for (const auto& [id, a] : allocations_) {
       if (a->fabric != f->id()) continue;
       if (!a->committed || a->releasing) {
-        return absl::UnavailableError(absl::StrCat(
-            "name: allocation ", id, " of fabric ", f->id(),
-            " is being created or released; retry"));
+        return absl::UnavailableError(
+            absl::StrCat("name: allocation ", id, " of fabric ", f->id(),
+                         " is being created or released; retry"));
       }
       live.push_back(id);
     }
     if (!live.empty() && !req.force()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "name: fabric \"", f->id(), "\" has ", live.size(),
-          " live allocation(s) (first: ", live[0],
-          "); release them or set force"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("name: fabric \"", f->id(), "\" has ", live.size(),
+                       " live allocation(s) (first: ", live[0],
+                       "); release them or set force"));
     }
     Plan plan;
     plan.batch.Delete(kTableFabrics, f->id());
@@ -956,7 +943,8 @@ absl::StatusOr<v1::Fabric> FabricManager::DeleteFabric(
   return out;
 }
 
-// --- Nodes, bridges, links, maps ------------------------------------------------
+// --- Nodes, bridges, links, maps
+// ------------------------------------------------
 
 absl::StatusOr<v1::Node> FabricManager::GetNode(absl::string_view name) {
   absl::MutexLock l(&mu_);
@@ -986,7 +974,7 @@ std::vector<std::pair<std::string, std::pair<std::string, int>>> Collect(
     absl::MutexLock l(&mu_);                                                \
     std::string only;                                                       \
     if (!req.fabric().empty()) {                                            \
-      ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("fabric", req.fabric())); \
+      ASSIGN_OR_RETURN(FabricEntry* f, FindFabric("fabric", req.fabric())); \
       only = f->id();                                                       \
     }                                                                       \
     auto items = Collect(                                                   \
@@ -1044,7 +1032,8 @@ absl::StatusOr<v1::AddressMap> FabricManager::GetAddressMap(
 absl::StatusOr<v1::Link> FabricManager::SetLinkState(
     const v1::SetLinkStateRequest& req) {
   absl::MutexLock admin(&admin_mu_);
-  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
+  auto plan_fn =
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(auto fl, FindLink("name", req.name()));
     FabricEntry* f = fl.first;
     const int link = fl.second;
@@ -1065,18 +1054,19 @@ absl::StatusOr<v1::Link> FabricManager::SetLinkState(
     bool up = req.up();
     plan.commit = [this, fid, link, up, view]()
                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      FabricEntry* f = fabrics_.at(fid).get();
-      if (!f->state.SetLink(link, up)) return;
-      const int64_t gen = BumpGeneration();
-      for (auto& [id, a] : allocations_) {
-        if (a->fabric == fid && a->committed) a->required_generation = gen;
-      }
-      v1::WatchEvent e;
-      e.set_type(v1::WatchEvent::MODIFIED);
-      *e.mutable_link() = view;
-      hub_.Publish(std::move(e));
-      RefreshStates(fid);
-    };
+                        FabricEntry* f = fabrics_.at(fid).get();
+                        if (!f->state.SetLink(link, up)) return;
+                        const int64_t gen = BumpGeneration();
+                        for (auto& [id, a] : allocations_) {
+                          if (a->fabric == fid && a->committed)
+                            a->required_generation = gen;
+                        }
+                        v1::WatchEvent e;
+                        e.set_type(v1::WatchEvent::MODIFIED);
+                        *e.mutable_link() = view;
+                        hub_.Publish(std::move(e));
+                        RefreshStates(fid);
+                      };
     return plan;
   };
   ASSIGN_OR_RETURN(std::string bytes,
@@ -1086,7 +1076,8 @@ absl::StatusOr<v1::Link> FabricManager::SetLinkState(
   return out;
 }
 
-// --- Allocations ---------------------------------------------------------------
+// --- Allocations
+// ---------------------------------------------------------------
 
 absl::StatusOr<v1::Allocation> FabricManager::CreateAllocation(
     const v1::CreateAllocationRequest& req) {
@@ -1126,13 +1117,12 @@ absl::Status ValidateNewAllocation(const v1::Allocation& in,
   }
   *ttl = absl::ZeroDuration();
   if (in.has_ttl()) {
-    *ttl = absl::Seconds(in.ttl().seconds()) +
-           absl::Nanoseconds(in.ttl().nanos());
+    *ttl =
+        absl::Seconds(in.ttl().seconds()) + absl::Nanoseconds(in.ttl().nanos());
     if (*ttl <= absl::ZeroDuration() || *ttl > kMaxTtl) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("allocation.ttl: must be between 1ns and ",
-                       absl::FormatDuration(kMaxTtl), ", got ",
-                       absl::FormatDuration(*ttl)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allocation.ttl: must be between 1ns and ",
+          absl::FormatDuration(kMaxTtl), ", got ", absl::FormatDuration(*ttl)));
     }
   }
   return absl::OkStatus();
@@ -1147,7 +1137,8 @@ void FabricManager::CreateAllocationAsync(
     done(valid);
     return;
   }
-  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
+  auto plan_fn =
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(auto from, FindNode("allocation.borrower", in.borrower()));
     ASSIGN_OR_RETURN(auto to, FindNode("allocation.target", in.target()));
     FabricEntry* f = from.first;
@@ -1162,15 +1153,16 @@ void FabricManager::CreateAllocationAsync(
     }
     auto grant = f->state.PlanGrant(from.second, to.second, in.size());
     if (!grant.ok()) {
-      return absl::Status(grant.status().code(),
-                          absl::StrCat("allocation.", grant.status().message()));
+      return absl::Status(
+          grant.status().code(),
+          absl::StrCat("allocation.", grant.status().message()));
     }
     const std::string id = NewAllocationId();
     grant->id = id;
     absl::Status added = f->state.AddGrant(*grant);
     if (!added.ok()) {
-      return absl::InternalError(absl::StrCat(
-          "planned grant was refused (a bug): ", added.message()));
+      return absl::InternalError(
+          absl::StrCat("planned grant was refused (a bug): ", added.message()));
     }
     const core::Topology& topo = f->state.topology();
     auto entry = std::make_unique<AllocationEntry>();
@@ -1271,8 +1263,8 @@ absl::StatusOr<v1::Allocation> FabricManager::DeleteAllocation(
       [&](Done<v1::Allocation> done) { DeleteAllocationAsync(req, done); });
 }
 
-void FabricManager::DeleteAllocationAsync(const v1::DeleteAllocationRequest& req,
-                                          Done<v1::Allocation> done) {
+void FabricManager::DeleteAllocationAsync(
+    const v1::DeleteAllocationRequest& req, Done<v1::Allocation> done) {
   ReleaseAllocationAsync("DeleteAllocation", req.name(), req.request_id(), req,
                          std::move(done));
 }
@@ -1281,11 +1273,12 @@ void FabricManager::ReleaseAllocationAsync(
     absl::string_view method, absl::string_view name,
     absl::string_view request_id, const google::protobuf::Message& request,
     Done<v1::Allocation> done) {
-  auto plan_fn = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
+  auto plan_fn =
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
     ASSIGN_OR_RETURN(AllocationEntry * a, FindAllocation("name", name));
     if (a->releasing) {
-      return absl::AbortedError(absl::StrCat(
-          "name: ", a->record.name(), " is already being released"));
+      return absl::AbortedError(absl::StrCat("name: ", a->record.name(),
+                                             " is already being released"));
     }
     a->releasing = true;
     Plan plan;
@@ -1311,7 +1304,8 @@ void FabricManager::ReleaseAllocationAsync(
               ParseInto<v1::Allocation>(std::move(done)));
 }
 
-// --- Agents ----------------------------------------------------------------------
+// --- Agents
+// ----------------------------------------------------------------------
 
 absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
     const v1::RegisterNodeRequest& req) {
@@ -1369,10 +1363,10 @@ absl::StatusOr<FabricManager::VerifyTarget> FabricManager::PrepareVerify(
   VerifyTarget out;
   out.allocation = AllocationView(*a);
   if (out.allocation.state() != v1::Allocation::READY) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "name: ", a->record.name(), " is ",
-        v1::Allocation::State_Name(out.allocation.state()),
-        ", not READY: ", out.allocation.state_reason()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: ", a->record.name(), " is ",
+                     v1::Allocation::State_Name(out.allocation.state()),
+                     ", not READY: ", out.allocation.state_reason()));
   }
   for (const auto& [node, field] :
        {std::pair<std::string, std::string*>{out.allocation.borrower(),
@@ -1380,9 +1374,9 @@ absl::StatusOr<FabricManager::VerifyTarget> FabricManager::PrepareVerify(
         {out.allocation.target(), &out.target_agent}}) {
     auto it = agents_.find(absl::StripPrefix(node, "nodes/"));
     if (it == agents_.end() || it->second->control_address.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "name: the agent of ", node,
-          " serves no data path (no control address registered)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("name: the agent of ", node,
+                       " serves no data path (no control address registered)"));
     }
     *field = it->second->control_address;
   }
@@ -1396,20 +1390,22 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
   const std::string& node = fn.first->state.topology().node(fn.second).name;
   auto it = agents_.find(node);
   if (it == agents_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "node: ", node, " has not registered with this manager; call "
-        "RegisterNode first"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("node: ", node,
+                     " has not registered with this manager; call "
+                     "RegisterNode first"));
   }
   AgentEntry& a = *it->second;
   if (req.applied_generation() > generation_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "applied_generation: ", req.applied_generation(),
-        " is newer than the current generation ", generation_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("applied_generation: ", req.applied_generation(),
+                     " is newer than the current generation ", generation_));
   }
   const bool was_ready = a.state == v1::Node::READY;
   a.last_heartbeat = clock_->Now();
   a.state = v1::Node::READY;
-  bool errors_changed = a.errors.size() != static_cast<size_t>(req.errors_size());
+  bool errors_changed =
+      a.errors.size() != static_cast<size_t>(req.errors_size());
   for (size_t i = 0; !errors_changed && i < a.errors.size(); ++i) {
     errors_changed = a.errors[i].SerializeAsString() !=
                      req.errors(static_cast<int>(i)).SerializeAsString();
@@ -1434,7 +1430,8 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
   return out;
 }
 
-// --- Background work ---------------------------------------------------------------
+// --- Background work
+// ---------------------------------------------------------------
 
 void FabricManager::Sweep() {
   std::vector<std::string> expired;

@@ -105,7 +105,8 @@ class FabricManager {
 
   // Asynchronous forms, for the RPC edge: no thread waits for the disk.
   // `done` runs exactly once: on the calling thread for an early error, or
-  // on the commit thread once the result is durable (or the write failed).
+  // on the thread leading the group commit once the result is durable (or
+  // the write failed).
   // It must not block or call back into the manager synchronously.
   template <typename T>
   using Done = std::function<void(absl::StatusOr<T>)>;
@@ -165,7 +166,7 @@ class FabricManager {
 
   FabricManager(store::Store* store, Clock* clock, ManagerOptions options);
 
-  // A planned mutation waiting for the commit thread.
+  // A planned mutation waiting to be written.
   struct QueuedPlan {
     Plan plan;
     std::shared_ptr<PendingRequest> pending;  // null without a request id
@@ -175,21 +176,23 @@ class FabricManager {
 
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
   void SweeperLoop();
-  // Takes every queued plan, writes all their batches to the store in one
-  // Apply (one fsync), then commits or rolls them back in order and runs
-  // their callbacks. Runs until Shutdown() and the queue is drained.
-  void CommitLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  using Replies =
+      std::vector<std::pair<Done<std::string>, absl::StatusOr<std::string>>>;
+  // Writes the group's batches to the store in one Apply (one fsync), then
+  // commits or rolls back each plan in order. Returns the callbacks to run.
+  Replies CommitGroup(std::vector<QueuedPlan> group) ABSL_LOCKS_EXCLUDED(mu_);
+  // Commits queued plans group by group until the queue is empty, running
+  // the callbacks after each group. REQUIRES: this caller set committing_.
+  void LeadCommits() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Runs plan_fn under mu_ and queues the plan for the commit thread, so
-  // that store writes happen in the order plans were made. `done` gets the
-  // serialized response once it is durable.
+  // Runs plan_fn under mu_ and queues the plan, so that store writes happen
+  // in the order plans were made. The first caller to find no commit in
+  // progress leads: it writes the queue group by group (LeadCommits). `done`
+  // gets the serialized response once it is durable.
   void MutateAsync(absl::string_view method, absl::string_view request_id,
                    const google::protobuf::Message& request,
                    const std::function<absl::StatusOr<Plan>()>& plan_fn,
                    Done<std::string> done) ABSL_LOCKS_EXCLUDED(mu_);
-  // Runs callbacks handed over by CommitLoop, so that finishing one group's
-  // RPCs overlaps with writing the next group.
-  void CompletionLoop() ABSL_LOCKS_EXCLUDED(completion_mu_);
 
   // MutateAsync, waiting for the outcome.
   absl::StatusOr<std::string> Mutate(
@@ -208,11 +211,11 @@ class FabricManager {
   absl::StatusOr<FabricEntry*> FindFabric(absl::string_view field,
                                           absl::string_view name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::pair<FabricEntry*, int>> FindNode(
-      absl::string_view field, absl::string_view name)
+  absl::StatusOr<std::pair<FabricEntry*, int>> FindNode(absl::string_view field,
+                                                        absl::string_view name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::pair<FabricEntry*, int>> FindLink(
-      absl::string_view field, absl::string_view name)
+  absl::StatusOr<std::pair<FabricEntry*, int>> FindLink(absl::string_view field,
+                                                        absl::string_view name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<AllocationEntry*> FindAllocation(absl::string_view field,
                                                   absl::string_view name)
@@ -265,8 +268,7 @@ class FabricManager {
       ABSL_GUARDED_BY(mu_);
   // By allocation id; includes uncommitted ones (hidden from readers).
   std::map<std::string, std::unique_ptr<AllocationEntry>, std::less<>>
-      allocations_
-      ABSL_GUARDED_BY(mu_);
+      allocations_ ABSL_GUARDED_BY(mu_);
   // By node id; agents that registered since this manager started.
   absl::flat_hash_map<std::string, std::unique_ptr<AgentEntry>> agents_
       ABSL_GUARDED_BY(mu_);
@@ -281,18 +283,11 @@ class FabricManager {
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<QueuedPlan> commit_queue_ ABSL_GUARDED_BY(mu_);
-  absl::CondVar commit_cv_;
-
-  using Replies =
-      std::vector<std::pair<Done<std::string>, absl::StatusOr<std::string>>>;
-  absl::Mutex completion_mu_;
-  std::deque<Replies> completions_ ABSL_GUARDED_BY(completion_mu_);
-  bool completions_closed_ ABSL_GUARDED_BY(completion_mu_) = false;
+  // A caller is writing queued plans (the leader).
+  bool committing_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Notification stop_;
   std::thread sweeper_;
-  std::thread committer_;
-  std::thread completer_;
 };
 
 }  // namespace fabric::service

@@ -18,9 +18,9 @@ using ::testing::HasSubstr;
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() /
-                        "fabric-manager-test-XXXXXX")
-                           .string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "fabric-manager-test-XXXXXX")
+            .string();
     path_ = mkdtemp(tmpl.data());
   }
   ~TempDir() { std::filesystem::remove_all(path_); }
@@ -58,7 +58,8 @@ std::vector<std::string> Dump(store::Store* s) {
   for (const char* t : {"fabrics", "links", "allocations", "requests"}) {
     auto rows = s->Scan(t);
     EXPECT_TRUE(rows.ok());
-    for (const auto& [k, v] : *rows) out.push_back(absl::StrCat(t, "/", k, "=", v));
+    for (const auto& [k, v] : *rows)
+      out.push_back(absl::StrCat(t, "/", k, "=", v));
   }
   return out;
 }
@@ -152,34 +153,39 @@ TEST_F(ManagerTest, AllocationBecomesReadyWhenAgentsApply) {
   auto b = manager_->CreateAllocation(AllocRequest("n2", "n1", 1 << 20));
   EXPECT_EQ(manager_->GetAllocation(b->name())->state(),
             v1::Allocation::PENDING);
-  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
-            v1::Allocation::READY);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
 }
 
 TEST_F(ManagerTest, RetriedRequestIdReturnsOriginalAndAllocatesOnce) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
-  auto first = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
+  auto first =
+      manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
   ASSERT_TRUE(first.ok());
-  auto again = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
+  auto again =
+      manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(first->name(), again->name());
   EXPECT_EQ(first->borrower_addr(), again->borrower_addr());
   EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 1);
   // The memory of the request id survives a restart.
   Reopen();
-  auto after = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
+  auto after =
+      manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-1"));
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->name(), first->name());
   EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 1);
   // Reusing the id for another request is refused.
-  auto other = manager_->CreateAllocation(AllocRequest("n1", "n2", 1 << 20, "r-1"));
+  auto other =
+      manager_->CreateAllocation(AllocRequest("n1", "n2", 1 << 20, "r-1"));
   EXPECT_EQ(other.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(other.status().message(), HasSubstr("request_id"));
 }
 
 TEST_F(ManagerTest, RequestIdsAreForgottenAfterRetention) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
-  ASSERT_TRUE(manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20, "r-9")).ok());
+  ASSERT_TRUE(
+      manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20, "r-9"))
+          .ok());
   clock_.Advance(absl::Minutes(59));
   manager_->Sweep();
   EXPECT_EQ(manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-9"))
@@ -192,13 +198,15 @@ TEST_F(ManagerTest, RequestIdsAreForgottenAfterRetention) {
   // a restart.
   EXPECT_FALSE(store_->Get("requests", "r-9").ok());
   Reopen();
-  auto reused = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-9"));
+  auto reused =
+      manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20, "r-9"));
   EXPECT_TRUE(reused.ok()) << reused.status();
 }
 
 TEST_F(ManagerTest, BadInputIsRejectedAndChangesNothing) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
-  ASSERT_TRUE(manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20)).ok());
+  ASSERT_TRUE(
+      manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20)).ok());
   const auto before = Dump(store_.get());
   struct Case {
     absl::StatusCode code;
@@ -207,21 +215,43 @@ TEST_F(ManagerTest, BadInputIsRejectedAndChangesNothing) {
   };
   std::vector<Case> cases = {
       {absl::StatusCode::kNotFound, "allocation.borrower",
-       [&] { return manager_->CreateAllocation(AllocRequest("zz", "n1", 4096)).status(); }},
+       [&] {
+         return manager_->CreateAllocation(AllocRequest("zz", "n1", 4096))
+             .status();
+       }},
       {absl::StatusCode::kNotFound, "allocation.target",
-       [&] { return manager_->CreateAllocation(AllocRequest("n0", "zz", 4096)).status(); }},
+       [&] {
+         return manager_->CreateAllocation(AllocRequest("n0", "zz", 4096))
+             .status();
+       }},
       {absl::StatusCode::kInvalidArgument, "allocation.size",
-       [&] { return manager_->CreateAllocation(AllocRequest("n0", "n1", 0)).status(); }},
+       [&] {
+         return manager_->CreateAllocation(AllocRequest("n0", "n1", 0))
+             .status();
+       }},
       {absl::StatusCode::kInvalidArgument, "granularity",
-       [&] { return manager_->CreateAllocation(AllocRequest("n0", "n1", 5000)).status(); }},
+       [&] {
+         return manager_->CreateAllocation(AllocRequest("n0", "n1", 5000))
+             .status();
+       }},
       {absl::StatusCode::kResourceExhausted, "size",
-       [&] { return manager_->CreateAllocation(AllocRequest("n0", "n1", 4ull << 30)).status(); }},
+       [&] {
+         return manager_->CreateAllocation(AllocRequest("n0", "n1", 4ull << 30))
+             .status();
+       }},
       {absl::StatusCode::kInvalidArgument, "borrower",
-       [&] { return manager_->CreateAllocation(AllocRequest("n0", "n0", 4096)).status(); }},
+       [&] {
+         return manager_->CreateAllocation(AllocRequest("n0", "n0", 4096))
+             .status();
+       }},
       {absl::StatusCode::kInvalidArgument, "at least 2",
-       [&] { return manager_->CreateFabric(RingRequest("solo", 1, "s")).status(); }},
+       [&] {
+         return manager_->CreateFabric(RingRequest("solo", 1, "s")).status();
+       }},
       {absl::StatusCode::kAlreadyExists, "spec.name",
-       [&] { return manager_->CreateFabric(RingRequest("lab", 2, "x")).status(); }},
+       [&] {
+         return manager_->CreateFabric(RingRequest("lab", 2, "x")).status();
+       }},
       {absl::StatusCode::kAlreadyExists, "n0",
        [&] { return manager_->CreateFabric(RingRequest("lab2", 2)).status(); }},
       {absl::StatusCode::kInvalidArgument, "duplicate",
@@ -283,7 +313,8 @@ TEST_F(ManagerTest, StoreFailureIsUnavailableAndLeavesNoTrace) {
   // The manager recovers by itself when the store does, and the request id
   // of the failed request may be used again.
   store_->Heal();
-  auto retry = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20, "r-7"));
+  auto retry =
+      manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20, "r-7"));
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 1);
   EXPECT_TRUE(manager_->CheckInvariants().ok());
@@ -293,9 +324,8 @@ TEST_F(ManagerTest, RestartRestoresMapsAllocationsAndLinks) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 8)).ok());
   std::vector<v1::Allocation> made;
   for (int i = 0; i < 8; ++i) {
-    auto a = manager_->CreateAllocation(
-        AllocRequest(absl::StrCat("n", i), absl::StrCat("n", (i + 3) % 8),
-                     (i + 1) << 20));
+    auto a = manager_->CreateAllocation(AllocRequest(
+        absl::StrCat("n", i), absl::StrCat("n", (i + 3) % 8), (i + 1) << 20));
     ASSERT_TRUE(a.ok()) << a.status();
     made.push_back(*a);
   }
@@ -310,7 +340,8 @@ TEST_F(ManagerTest, RestartRestoresMapsAllocationsAndLinks) {
   auto allocs_after = manager_->ListAllocations({});
   ASSERT_EQ(maps_after->address_maps_size(), 8);
   for (int i = 0; i < 8; ++i) {
-    v1::AddressMap a = maps_before->address_maps(i), b = maps_after->address_maps(i);
+    v1::AddressMap a = maps_before->address_maps(i),
+                   b = maps_after->address_maps(i);
     a.clear_generation();
     b.clear_generation();
     EXPECT_EQ(a.SerializeAsString(), b.SerializeAsString()) << a.name();
@@ -353,7 +384,8 @@ TEST_F(ManagerTest, LinkDownDegradesCutAllocationsAndLinkUpRestores) {
   auto cut = manager_->GetAllocation(across->name());
   EXPECT_EQ(cut->state(), v1::Allocation::DEGRADED);
   EXPECT_THAT(cut->state_reason(), HasSubstr("n1--n2"));
-  EXPECT_EQ(manager_->GetAllocation(near->name())->state(), v1::Allocation::READY);
+  EXPECT_EQ(manager_->GetAllocation(near->name())->state(),
+            v1::Allocation::READY);
   EXPECT_TRUE(manager_->CheckInvariants().ok());
   req.set_up(true);
   ASSERT_TRUE(manager_->SetLinkState(req).ok());
@@ -362,8 +394,8 @@ TEST_F(ManagerTest, LinkDownDegradesCutAllocationsAndLinkUpRestores) {
   AllAgentsApply("lab");
   auto back = manager_->GetAllocation(across->name());
   EXPECT_EQ(back->state(), v1::Allocation::READY) << back->state_reason();
-  EXPECT_THAT(back->path(), testing::ElementsAre("bridges/n0", "bridges/n1",
-                                                 "bridges/n2"));
+  EXPECT_THAT(back->path(),
+              testing::ElementsAre("bridges/n0", "bridges/n1", "bridges/n2"));
 }
 
 TEST_F(ManagerTest, ExpiredLeaseIsReclaimed) {
@@ -396,7 +428,8 @@ TEST_F(ManagerTest, SilentAgentGoesNotReady) {
   clock_.Advance(absl::Seconds(4));
   manager_->Sweep();
   EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::NOT_READY);
-  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::PENDING);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
   AllAgentsApply("lab");
   EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::READY);
   EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
@@ -410,7 +443,9 @@ TEST_F(ManagerTest, ConcurrentAllocateReleaseKeepsInvariants) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 40; ++i) {
         auto a = manager_->CreateAllocation(AllocRequest(
-            absl::StrCat("n", t), absl::StrCat("n", (t + 1 + i) % 8 == t ? (t + 1) % 8 : (t + 1 + i) % 8),
+            absl::StrCat("n", t),
+            absl::StrCat("n",
+                         (t + 1 + i) % 8 == t ? (t + 1) % 8 : (t + 1 + i) % 8),
             ((i % 4) + 1) << 20));
         if (!a.ok()) {
           ++failures;
@@ -466,7 +501,8 @@ TEST_F(ManagerTest, StarRoutesThroughHub) {
   ASSERT_TRUE(manager_->CreateFabric(req).ok());
   auto a = manager_->CreateAllocation(AllocRequest("s1", "s3", 1 << 20));
   ASSERT_TRUE(a.ok()) << a.status();
-  EXPECT_THAT(a->path(), testing::ElementsAre("bridges/s1", "bridges/m", "bridges/s3"));
+  EXPECT_THAT(a->path(),
+              testing::ElementsAre("bridges/s1", "bridges/m", "bridges/s3"));
   EXPECT_TRUE(manager_->CheckInvariants().ok());
 }
 

@@ -37,8 +37,7 @@ void GrpcServer::Shutdown() {
   shut_down_ = true;
   // Streams wait on the manager's hub; closing it ends them.
   manager_->hub().Close();
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::seconds(2));
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
 void GrpcServer::Wait() { server_->Wait(); }

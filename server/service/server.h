@@ -3,10 +3,10 @@
 #ifndef FABRIC_SERVER_SERVICE_SERVER_H_
 #define FABRIC_SERVER_SERVICE_SERVER_H_
 
+#include <grpcpp/server.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "server/service/grpc_services.h"

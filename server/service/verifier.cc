@@ -70,15 +70,14 @@ absl::StatusOr<v1::VerifyResult> Verifier::Verify(
       grpc::Status s =
           StubFor(target->borrower_agent)->HostWrite(&ctx, write, result);
       if (!s.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("the agent of ", a.borrower(), " at ",
-                         target->borrower_agent,
-                         " did not take the write: ", s.error_message()));
+        return absl::UnavailableError(absl::StrCat(
+            "the agent of ", a.borrower(), " at ", target->borrower_agent,
+            " did not take the write: ", s.error_message()));
       }
     }
-    const std::string where = absl::StrCat(
-        "write of ", FormatSize(probe), " at ", a.borrower(), " ",
-        FormatAddr(write.addr()), " (offset ", off, ")");
+    const std::string where =
+        absl::StrCat("write of ", FormatSize(probe), " at ", a.borrower(), " ",
+                     FormatAddr(write.addr()), " (offset ", off, ")");
     if (!result->landed()) {
       out.set_ok(false);
       out.set_summary(absl::StrCat(where, " ", Describe(*result)));
@@ -88,8 +87,8 @@ absl::StatusOr<v1::VerifyResult> Verifier::Verify(
     if (result->node() != target_node ||
         result->addr() != a.target_addr() + off) {
       out.set_ok(false);
-      out.set_summary(absl::StrCat(where, " ", Describe(*result),
-                                   ", expected ", target_node, " at ",
+      out.set_summary(absl::StrCat(where, " ", Describe(*result), ", expected ",
+                                   target_node, " at ",
                                    FormatAddr(a.target_addr() + off)));
       return out;
     }
@@ -100,7 +99,8 @@ absl::StatusOr<v1::VerifyResult> Verifier::Verify(
     {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + kAgentDeadline);
-      grpc::Status s = StubFor(target->target_agent)->HostRead(&ctx, read, &got);
+      grpc::Status s =
+          StubFor(target->target_agent)->HostRead(&ctx, read, &got);
       if (!s.ok()) {
         return absl::UnavailableError(absl::StrCat(
             "the agent of ", a.target(), " at ", target->target_agent,
@@ -114,18 +114,19 @@ absl::StatusOr<v1::VerifyResult> Verifier::Verify(
         ++first;
       }
       out.set_ok(false);
-      out.set_summary(absl::StrCat(
-          where, " ", Describe(*result), ", but ", a.target(),
-          " reads different bytes from offset ", first, " at ",
-          FormatAddr(read.addr() + first)));
+      out.set_summary(absl::StrCat(where, " ", Describe(*result), ", but ",
+                                   a.target(),
+                                   " reads different bytes from offset ", first,
+                                   " at ", FormatAddr(read.addr() + first)));
       return out;
     }
     out.set_bytes_verified(out.bytes_verified() + probe);
   }
-  out.set_summary(absl::StrCat(
-      "OK: ", out.probes_size(), " probe(s), ", FormatSize(out.bytes_verified()),
-      " written at ", a.borrower(), " read back at ", a.target(), " via ",
-      absl::StrJoin(out.probes(0).hops(), " -> ")));
+  out.set_summary(absl::StrCat("OK: ", out.probes_size(), " probe(s), ",
+                               FormatSize(out.bytes_verified()), " written at ",
+                               a.borrower(), " read back at ", a.target(),
+                               " via ",
+                               absl::StrJoin(out.probes(0).hops(), " -> ")));
   return out;
 }
 

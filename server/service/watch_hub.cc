@@ -23,8 +23,8 @@ WatchHub::ReadResult WatchHub::Read(int64_t after, absl::Duration timeout,
   mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   if (closed_) return ReadResult::kClosed;
   if (last_sequence_ <= after) return ReadResult::kTimeout;
-  const int64_t first = events_.empty() ? last_sequence_ + 1
-                                        : events_.front().sequence();
+  const int64_t first =
+      events_.empty() ? last_sequence_ + 1 : events_.front().sequence();
   if (first > after + 1) return ReadResult::kFellBehind;
   for (size_t i = static_cast<size_t>(after + 1 - first);
        i < events_.size() && out->size() < 256; ++i) {

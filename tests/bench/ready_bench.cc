@@ -9,6 +9,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -17,8 +18,6 @@
 #include <mutex>
 #include <random>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -84,12 +83,14 @@ class ReadyWatcher {
 };
 
 int Main(int argc, char** argv) {
-  CLI::App app{"fabric-ready-bench: allocation time to READY with agents as "
-               "processes, against a no-op RPC"};
+  CLI::App app{
+      "fabric-ready-bench: allocation time to READY with agents as "
+      "processes, against a no-op RPC"};
   int count = 200;
   int nodes = 8;
   std::string output = "table";
-  app.add_option("--count", count, "allocations to time")->capture_default_str();
+  app.add_option("--count", count, "allocations to time")
+      ->capture_default_str();
   app.add_option("--nodes", nodes, "ring size (one agent each)")
       ->check(CLI::Range(2, 64))
       ->capture_default_str();
@@ -182,8 +183,8 @@ int Main(int argc, char** argv) {
     Clock::time_point at;
     if (!s.ok() || !watcher.Wait(a.name(), &at, std::chrono::seconds(10))) {
       ++failures;
-      std::cerr << "allocation " << i << " did not turn READY: "
-                << s.error_message() << "\n";
+      std::cerr << "allocation " << i
+                << " did not turn READY: " << s.error_message() << "\n";
       continue;
     }
     ready_us.push_back(Micros(at - t0));

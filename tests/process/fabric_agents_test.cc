@@ -14,10 +14,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/hw/sim/sim_bridge.h"
-#include "server/core/profiles.h"
 #include "fabric/v1/fabric.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/profiles.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::proctest {
@@ -29,10 +29,9 @@ constexpr int kAllocations = 100;
 class FabricAgentsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    manager_ = std::make_unique<Manager>(
-        StartManager(dir_.path() + "/fabric.db", dir_.path() + "/manager.log",
-                     {"--heartbeat-timeout", "600ms", "--heartbeat-interval",
-                      "100ms"}));
+    manager_ = std::make_unique<Manager>(StartManager(
+        dir_.path() + "/fabric.db", dir_.path() + "/manager.log",
+        {"--heartbeat-timeout", "600ms", "--heartbeat-interval", "100ms"}));
     ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
     address_ = absl::StrCat("127.0.0.1:", manager_->port);
     stub_ = v1::FabricService::NewStub(
@@ -53,10 +52,10 @@ class FabricAgentsTest : public ::testing::Test {
 
   std::unique_ptr<Child> StartAgent(int i) {
     return std::make_unique<Child>(
-        std::vector<std::string>{
-            BinDir() + "/fabric-agent", "--manager", address_, "--node",
-            Node(i), "--backend", "sim", "--sim-dir", dir_.path() + "/sim",
-            "--drift-check-interval", "200ms"},
+        std::vector<std::string>{BinDir() + "/fabric-agent", "--manager",
+                                 address_, "--node", Node(i), "--backend",
+                                 "sim", "--sim-dir", dir_.path() + "/sim",
+                                 "--drift-check-interval", "200ms"},
         absl::StrCat(dir_.path(), "/agent-", i, ".log"));
   }
 
@@ -119,7 +118,8 @@ class FabricAgentsTest : public ::testing::Test {
     int verified = 0;
     for (const auto& a : allocs) {
       if (!WaitState(a.name(), v1::Allocation::READY)) {
-        ADD_FAILURE() << a.name() << " not READY: " << Get(a.name()).state_reason();
+        ADD_FAILURE() << a.name()
+                      << " not READY: " << Get(a.name()).state_reason();
         continue;
       }
       v1::VerifyResult r = Verify(a.name());
@@ -182,8 +182,10 @@ TEST_F(FabricAgentsTest, RingOfAgentsMovesBytesThroughFailures) {
   for (const auto& a : allocs) {
     const v1::Allocation now = Get(a.name());
     for (int i = 0; i + 1 < now.path_size(); ++i) {
-      EXPECT_FALSE(now.path(i) == "bridges/n3" && now.path(i + 1) == "bridges/n4");
-      EXPECT_FALSE(now.path(i) == "bridges/n4" && now.path(i + 1) == "bridges/n3");
+      EXPECT_FALSE(now.path(i) == "bridges/n3" &&
+                   now.path(i + 1) == "bridges/n4");
+      EXPECT_FALSE(now.path(i) == "bridges/n4" &&
+                   now.path(i + 1) == "bridges/n3");
     }
   }
 

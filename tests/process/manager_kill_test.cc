@@ -60,9 +60,9 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
   std::vector<std::string> nodes;
   for (int i = 0; i < kNodes; ++i) nodes.push_back(absl::StrCat("n", i));
   std::string out, err;
-  ASSERT_EQ(RunCommand({ctl, "--server", server, "create", "ring", "lab", "--nodes",
-                 "n0,n1,n2,n3,n4,n5,n6,n7"},
-                &out, &err),
+  ASSERT_EQ(RunCommand({ctl, "--server", server, "create", "ring", "lab",
+                        "--nodes", "n0,n1,n2,n3,n4,n5,n6,n7"},
+                       &out, &err),
             0)
       << err;
   // Some allocations acknowledged before the storm.
@@ -70,9 +70,9 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
   static const std::regex kName("allocations/alloc-[0-9a-f]+");
   for (int i = 0; i < 4; ++i) {
     ASSERT_EQ(RunCommand({ctl, "--server", server, "alloc", "mem", "--from",
-                   nodes[i], "--to", nodes[(i + 2) % kNodes], "--size", "2MiB",
-                   "--request-id", absl::StrCat("pre-", i)},
-                  &out, &err),
+                          nodes[i], "--to", nodes[(i + 2) % kNodes], "--size",
+                          "2MiB", "--request-id", absl::StrCat("pre-", i)},
+                         &out, &err),
               0)
         << err;
     std::smatch match;
@@ -98,8 +98,8 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
     a.out_path = absl::StrCat(dir.path(), "/ctl-", i, ".out");
     a.child = std::make_unique<Child>(
         std::vector<std::string>{ctl, "--server", server, "--timeout", "3s",
-                                 "alloc", "mem", "--from", a.from, "--to",
-                                 a.to, "--size", "1MiB", "--request-id",
+                                 "alloc", "mem", "--from", a.from, "--to", a.to,
+                                 "--size", "1MiB", "--request-id",
                                  a.request_id},
         a.out_path);
   }
@@ -156,11 +156,12 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
   // Retrying every storm request with its request id completes it exactly
   // once: acknowledged ones return the same allocation.
   for (Attempt& a : attempts) {
-    ASSERT_EQ(RunCommand({ctl, "--server", absl::StrCat("127.0.0.1:", again.port),
-                   "alloc", "mem", "--from", a.from, "--to", a.to, "--size",
-                   "1MiB", "--request-id", a.request_id},
-                  &out, &err),
-              0)
+    ASSERT_EQ(
+        RunCommand({ctl, "--server", absl::StrCat("127.0.0.1:", again.port),
+                    "alloc", "mem", "--from", a.from, "--to", a.to, "--size",
+                    "1MiB", "--request-id", a.request_id},
+                   &out, &err),
+        0)
         << a.request_id << ": " << err;
     std::smatch match;
     ASSERT_TRUE(std::regex_search(out, match, kName)) << out;

@@ -96,7 +96,7 @@ std::string ReadFile(const std::string& path) {
 }
 
 int RunCommand(const std::vector<std::string>& argv, std::string* out,
-        std::string* err) {
+               std::string* err) {
   TempDir dir;
   const std::string out_path = dir.path() + "/out";
   const std::string err_path = dir.path() + "/err";

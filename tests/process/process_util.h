@@ -49,7 +49,7 @@ class Child {
 // Runs `argv` to completion, returning its exit code; stdout goes to *out,
 // stderr to *err (either may be null).
 int RunCommand(const std::vector<std::string>& argv, std::string* out,
-        std::string* err = nullptr);
+               std::string* err = nullptr);
 
 // Reads a whole file ("" if absent).
 std::string ReadFile(const std::string& path);
