@@ -8,6 +8,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include "absl/strings/str_cat.h"
+#include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/testing/temp_dir.h"
 #include "gmock/gmock.h"
@@ -21,22 +22,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-hw::HardwareLimits Limits(const std::string& profile) {
-  const core::HardwareProfile& p = *core::FindProfile(profile);
-  hw::HardwareLimits l;
-  l.profile = p.name;
-  l.window_count = p.window_count;
-  l.lut_entries = p.lut_entries;
-  l.lut_entry_size = p.lut_entry_size;
-  l.xlat_align = p.xlat_align;
-  l.size_granularity = p.size_granularity;
-  l.min_window_size = p.min_window_size;
-  l.max_window_size = p.max_window_size;
-  l.mapping_entries = p.mapping_entries;
-  l.doorbells = p.doorbells;
-  l.scratchpads = p.scratchpads;
-  return l;
-}
 
 class AgentTest : public ::testing::Test {
  protected:
@@ -69,7 +54,7 @@ class AgentTest : public ::testing::Test {
     ASSERT_TRUE(manager_->CreateFabric(req).ok());
     for (int i = 0; i < n; ++i) {
       auto bridge = hw::SimBridge::Open(dir_.path(), absl::StrCat("n", i),
-                                        Limits(hw_profile));
+                                        *hw::LimitsForProfile("hw_profile", hw_profile));
       ASSERT_TRUE(bridge.ok()) << bridge.status();
       AgentOptions o;
       o.manager_address = address_;

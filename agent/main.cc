@@ -13,28 +13,8 @@
 #include "agent/discovery/inventory.h"
 #include "agent/hw/linux/linux_bridge.h"
 #include "agent/hw/sim/sim_bridge.h"
-#include "server/core/profiles.h"
+#include "agent/hw/profile_limits.h"
 
-namespace {
-
-fabric::agent::hw::HardwareLimits LimitsOf(
-    const fabric::core::HardwareProfile& p) {
-  fabric::agent::hw::HardwareLimits l;
-  l.profile = p.name;
-  l.window_count = p.window_count;
-  l.lut_entries = p.lut_entries;
-  l.lut_entry_size = p.lut_entry_size;
-  l.xlat_align = p.xlat_align;
-  l.size_granularity = p.size_granularity;
-  l.min_window_size = p.min_window_size;
-  l.max_window_size = p.max_window_size;
-  l.mapping_entries = p.mapping_entries;
-  l.doorbells = p.doorbells;
-  l.scratchpads = p.scratchpads;
-  return l;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -137,23 +117,22 @@ int main(int argc, char** argv) {
                    "shared directory)\n";
       return 2;
     }
-    const auto* p = fabric::core::FindProfile(sim_profile);
-    if (p == nullptr) {
-      std::cerr << "error: --sim-profile: unknown profile \"" << sim_profile
-                << "\"; known: " << fabric::core::KnownProfileNames() << "\n";
+    auto limits =
+        fabric::agent::hw::LimitsForProfile("--sim-profile", sim_profile);
+    if (!limits.ok()) {
+      std::cerr << "error: " << limits.status().message() << "\n";
       return 2;
     }
-    auto sim = fabric::agent::hw::SimBridge::Open(sim_dir, node, LimitsOf(*p));
+    auto sim = fabric::agent::hw::SimBridge::Open(sim_dir, node, *limits);
     if (!sim.ok()) {
       std::cerr << "error: simulator: " << sim.status().message() << "\n";
       return 1;
     }
     bridge = *std::move(sim);
   } else {
-    const auto* p = fabric::core::FindProfile(profile);
-    if (p == nullptr) {
-      std::cerr << "error: --profile: unknown profile \"" << profile
-                << "\"; known: " << fabric::core::KnownProfileNames() << "\n";
+    auto limits = fabric::agent::hw::LimitsForProfile("--profile", profile);
+    if (!limits.ok()) {
+      std::cerr << "error: " << limits.status().message() << "\n";
       return 2;
     }
     fabric::agent::hw::LinuxBridge::Options lo;
@@ -171,7 +150,7 @@ int main(int argc, char** argv) {
       }
       lo.peer_index[kv[0]] = index;
     }
-    auto linux_bridge = fabric::agent::hw::LinuxBridge::Open(lo, LimitsOf(*p));
+    auto linux_bridge = fabric::agent::hw::LinuxBridge::Open(lo, *limits);
     if (!linux_bridge.ok()) {
       std::cerr << "error: linux backend: " << linux_bridge.status().message()
                 << "\n";

@@ -17,7 +17,7 @@
 #include "fabric/v1/fabric.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/profiles.h"
+#include "agent/hw/profile_limits.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::proctest {
@@ -198,19 +198,8 @@ TEST_F(FabricAgentsTest, RingOfAgentsMovesBytesThroughFailures) {
   int cleared = 0;
   {
     // The limits apply only to new hardware; n2's are kept as they are.
-    const core::HardwareProfile& p = *core::FindProfile("sim");
-    agent::hw::HardwareLimits limits;
-    limits.profile = p.name;
-    limits.window_count = p.window_count;
-    limits.lut_entries = p.lut_entries;
-    limits.lut_entry_size = p.lut_entry_size;
-    limits.xlat_align = p.xlat_align;
-    limits.size_granularity = p.size_granularity;
-    limits.min_window_size = p.min_window_size;
-    limits.max_window_size = p.max_window_size;
-    limits.mapping_entries = p.mapping_entries;
-    limits.doorbells = p.doorbells;
-    limits.scratchpads = p.scratchpads;
+    const agent::hw::HardwareLimits limits =
+        agent::hw::LimitsFromProfile(*core::FindProfile("sim"));
     auto bridge =
         agent::hw::SimBridge::Open(dir_.path() + "/sim", "n2", limits);
     ASSERT_TRUE(bridge.ok()) << bridge.status();

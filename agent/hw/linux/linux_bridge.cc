@@ -13,6 +13,7 @@
 #include "absl/numeric/bits.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "agent/hw/limits_check.h"
@@ -22,47 +23,12 @@
 namespace fabric::agent::hw {
 namespace {
 
-absl::Status ErrnoError(const std::string& what, const std::string& path) {
-  const int e = errno;
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(e));
-  switch (e) {
-    case ENOENT:
-      return absl::NotFoundError(msg);
-    case EINVAL:
-    case ERANGE:
-      return absl::InvalidArgumentError(msg);
-    case EPERM:
-    case EACCES:
-      return absl::PermissionDeniedError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
 
 bool Exists(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("open", path);
-  std::string text;
-  char buf[4096];
-  while (true) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      absl::Status s = ErrnoError("read", path);
-      close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return text;
-}
 
 // One write() call: ntb_tool parses each write on its own.
 absl::Status WriteFile(const std::string& path, const std::string& text) {
@@ -244,7 +210,7 @@ absl::StatusOr<HardwareLimits> LinuxBridge::DiscoverLimits(
   base.window_count = mws - base.lut_entries;
   const std::string mask_path = probe.ToolPath("db_valid_mask");
   if (Exists(mask_path)) {
-    ASSIGN_OR_RETURN(std::string text, ReadFile(mask_path));
+    ASSIGN_OR_RETURN(std::string text, ReadFileToString(mask_path));
     ASSIGN_OR_RETURN(uint64_t mask, ParseNumber(text, mask_path));
     base.doorbells = absl::popcount(mask);
   }
@@ -262,7 +228,7 @@ absl::StatusOr<LinuxBridge::OutboundMw> LinuxBridge::ReadOutbound(
     int widx) const {
   const std::string path =
       PeerPath(options_.window_peer, absl::StrCat("peer_mw_trans", widx));
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   // tool_peer_mw_trans_read(): "Outbound MW:", "Port attached" ("%d (%d)",
   // "-1 (-1)" when unset), "Virtual address", "Phys Address" (%pa),
   // "Mapping Size" (%pa), "Translation Address" (0x%016llx), "Window Size".
@@ -305,7 +271,7 @@ LinuxBridge::ReadAllInbound() const {
     for (int widx = 0;; ++widx) {
       const std::string path = PeerPath(peer, absl::StrCat("mw_trans", widx));
       if (!Exists(path)) break;
-      ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+      ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
       // tool_mw_trans_read(): "Inbound MW", "Port", "Window Address",
       // "DMA Address" (%pad), "Window Size" (%pa), "Alignment",
       // "Size Alignment", "Size Max".
@@ -356,22 +322,22 @@ absl::StatusOr<BridgeState> LinuxBridge::Read() {
     p.number = peer + 1;
     p.peer_bridge = name;
     const std::string port_path = PeerPath(peer, "port");
-    ASSIGN_OR_RETURN(std::string port_text, ReadFile(port_path));
+    ASSIGN_OR_RETURN(std::string port_text, ReadFileToString(port_path));
     ASSIGN_OR_RETURN(int64_t peer_port, ParseSigned(port_text, port_path));
     p.peer_port = static_cast<int>(peer_port);
-    ASSIGN_OR_RETURN(std::string link, ReadFile(PeerPath(peer, "link")));
+    ASSIGN_OR_RETURN(std::string link, ReadFileToString(PeerPath(peer, "link")));
     p.up = !link.empty() && link[0] == 'Y';
     s.ports.push_back(p);
   }
   std::sort(s.ports.begin(), s.ports.end(),
             [](const Port& a, const Port& b) { return a.number < b.number; });
   const std::string db_path = ToolPath("db");
-  ASSIGN_OR_RETURN(std::string db, ReadFile(db_path));
+  ASSIGN_OR_RETURN(std::string db, ReadFileToString(db_path));
   ASSIGN_OR_RETURN(s.doorbell, ParseNumber(db, db_path));
   for (int i = 0; i < limits_.scratchpads; ++i) {
     const std::string path = ToolPath(absl::StrCat("spad", i));
     if (!Exists(path)) break;
-    ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
     ASSIGN_OR_RETURN(uint64_t v, ParseNumber(text, path));
     s.scratchpads.push_back(static_cast<uint32_t>(v));
   }

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "agent/hw/limits_check.h"
 #include "agent/hw/sim/sim_world.h"
 #include "common/status_macros.h"
@@ -20,10 +21,6 @@ namespace {
 
 using sim_internal::SimRecord;
 
-absl::Status ErrnoError(const std::string& what, const std::string& path) {
-  return absl::InternalError(
-      absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
-}
 
 absl::Status MakeDir(const std::string& path) {
   if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "agent/hw/sim/state_file.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -159,10 +160,6 @@ absl::StatusOr<Landing> WalkImpl(const std::string& sim_dir,
   }
 }
 
-absl::Status ErrnoError(const std::string& what, const std::string& path) {
-  return absl::InternalError(
-      absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
-}
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 // manager's model (core::FabricState::ConfigFor) and check, with real bytes
 // in the memory files, that every grant lands exactly on its target range
 // and nothing else changes, across link failures.
+#include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_world.h"
 
 #include <fcntl.h>
@@ -33,21 +34,6 @@ using ::testing::HasSubstr;
 constexpr uint64_t kKiB = 1ull << 10;
 constexpr uint64_t kMiB = 1ull << 20;
 
-HardwareLimits LimitsOf(const core::HardwareProfile& p) {
-  HardwareLimits l;
-  l.profile = p.name;
-  l.window_count = p.window_count;
-  l.lut_entries = p.lut_entries;
-  l.lut_entry_size = p.lut_entry_size;
-  l.xlat_align = p.xlat_align;
-  l.size_granularity = p.size_granularity;
-  l.min_window_size = p.min_window_size;
-  l.max_window_size = p.max_window_size;
-  l.mapping_entries = p.mapping_entries;
-  l.doorbells = p.doorbells;
-  l.scratchpads = p.scratchpads;
-  return l;
-}
 
 // What the agent would program on `node`'s bridge for the model `fs`.
 BridgeState StateFor(const core::FabricState& fs, int node) {
@@ -86,7 +72,7 @@ class World {
       : fs_(*core::Topology::Build(spec)) {
     for (const core::NodeInfo& n : fs_.topology().nodes()) {
       absl::StatusOr<std::unique_ptr<SimBridge>> b =
-          SimBridge::Open(dir_.path(), n.name, LimitsOf(*n.profile));
+          SimBridge::Open(dir_.path(), n.name, LimitsFromProfile(*n.profile));
       EXPECT_TRUE(b.ok()) << b.status();
       bridges_.push_back(*std::move(b));
     }

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "agent/hw/sim/sim_state.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -18,12 +19,6 @@ namespace {
 
 namespace pb = ::fabric::agent::hw::sim;
 
-absl::Status ErrnoError(const std::string& what, const std::string& path) {
-  const int e = errno;
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(e));
-  if (e == ENOENT) return absl::NotFoundError(msg);
-  return absl::InternalError(msg);
-}
 
 pb::BridgeState ToProto(const SimRecord& r) {
   pb::BridgeState p;
@@ -161,25 +156,7 @@ absl::StatusOr<SimRecord> RecordFromJson(const std::string& json) {
 }
 
 absl::StatusOr<std::string> ReadText(const std::string& path) {
-  // Opening pins one version: a concurrent rename replaces the name, not the
-  // inode this descriptor reads.
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("open", path);
-  std::string text;
-  char buf[65536];
-  while (true) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      absl::Status s = ErrnoError("read", path);
-      close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return text;
+  return ReadFileToString(path);
 }
 
 absl::StatusOr<SimRecord> LoadRecord(const std::string& path,
