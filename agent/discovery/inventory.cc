@@ -54,7 +54,8 @@ using fabric::v1::PciFunction;
 thread_local std::jmp_buf* tls_jump = nullptr;
 thread_local char tls_error[512];
 
-[[noreturn]] void PciError(char* fmt, ...) {
+// GNU attribute, not [[noreturn]]: libpci's callback type carries it.
+__attribute__((noreturn)) void PciError(char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   std::vsnprintf(tls_error, sizeof(tls_error), fmt, ap);
