@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -12,9 +13,11 @@
 #include "agent/agent.h"
 #include "agent/discovery/inventory.h"
 #include "agent/hw/linux/linux_bridge.h"
-#include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/profile_limits.h"
-
+#include "agent/hw/sim/sim_bridge.h"
+#include "agent/hw/sim/sim_hardware.h"
+#include "agent/hw/sim/sriov_device.h"
+#include "agent/sim_inventory.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -26,6 +29,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0";
   std::string sim_dir;
   std::string sim_profile = "sim";
+  std::string sim_hardware;
   std::string pci_dump;
   std::string sysfs_root;
   std::string debugfs_root = "/sys/kernel/debug";
@@ -50,6 +54,9 @@ int main(int argc, char** argv) {
   app.add_option("--sim-profile", sim_profile,
                  "sim: the simulated bridge's hardware profile")
       ->capture_default_str();
+  app.add_option("--sim-hardware", sim_hardware,
+                 "sim: the simulated host's hardware (bridge profile and "
+                 "SR-IOV devices), protobuf JSON; see agent/hw/sim/examples");
   app.add_option("--pci-dump", pci_dump,
                  "discover from an lspci -xxxx dump instead of the live bus");
   app.add_option("--sysfs-root", sysfs_root,
@@ -111,11 +118,22 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<fabric::agent::hw::BridgeHardware> bridge;
+  std::optional<fabric::agent::hw::SimHardware> sim_devices_spec;
+  std::unique_ptr<fabric::agent::hw::SimSriovHost> sim_devices;
   if (backend == "sim") {
     if (sim_dir.empty()) {
       std::cerr << "error: --backend sim needs --sim-dir (the simulator's "
                    "shared directory)\n";
       return 2;
+    }
+    if (!sim_hardware.empty()) {
+      auto hw = fabric::agent::hw::LoadSimHardware(sim_hardware);
+      if (!hw.ok()) {
+        std::cerr << "error: --sim-hardware: " << hw.status().message() << "\n";
+        return 2;
+      }
+      sim_profile = hw->bridge_profile;
+      sim_devices_spec = *std::move(hw);
     }
     auto limits =
         fabric::agent::hw::LimitsForProfile("--sim-profile", sim_profile);
@@ -129,6 +147,17 @@ int main(int argc, char** argv) {
       return 1;
     }
     bridge = *std::move(sim);
+    if (sim_devices_spec.has_value()) {
+      // After the bridge: device DMA walks the bridge state.
+      auto host = fabric::agent::hw::SimSriovHost::Open(sim_dir, node,
+                                                        *sim_devices_spec);
+      if (!host.ok()) {
+        std::cerr << "error: simulated devices: " << host.status().message()
+                  << "\n";
+        return 1;
+      }
+      sim_devices = *std::move(host);
+    }
   } else {
     auto limits = fabric::agent::hw::LimitsForProfile("--profile", profile);
     if (!limits.ok()) {
@@ -160,7 +189,16 @@ int main(int argc, char** argv) {
   }
 
   fabric::v1::NodeInventory inventory;
-  if (auto inv = fabric::agent::discovery::Discover(disc); inv.ok()) {
+  if (sim_devices != nullptr) {
+    // The simulated host's PCIe functions are the simulated ones.
+    auto inv = fabric::agent::SimulatedInventory(*sim_devices);
+    if (!inv.ok()) {
+      std::cerr << "error: simulated inventory: " << inv.status().message()
+                << "\n";
+      return 1;
+    }
+    inventory = *std::move(inv);
+  } else if (auto inv = fabric::agent::discovery::Discover(disc); inv.ok()) {
     inventory = *std::move(inv);
   } else {
     std::cerr << "fabric-agent " << node
