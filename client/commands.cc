@@ -99,9 +99,7 @@ std::string ErrorPosition(absl::string_view json, absl::string_view message) {
   return absl::StrCat("line ", line, ", column ", column);
 }
 
-std::string Plural(absl::string_view kind) {
-  return absl::StrCat(kind, "s");
-}
+std::string Plural(absl::string_view kind) { return absl::StrCat(kind, "s"); }
 
 }  // namespace
 
@@ -140,9 +138,9 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view text,
       !absl::StrContains(t, "nan")) {
     d = absl::Seconds(seconds);
   } else if (!absl::ParseDuration(t, &d)) {
-    return UsageError(absl::StrCat(
-        flag, ": \"", text,
-        "\" is not a duration; use e.g. 30s, 5m, 1h or 1h30m"));
+    return UsageError(
+        absl::StrCat(flag, ": \"", text,
+                     "\" is not a duration; use e.g. 30s, 5m, 1h or 1h30m"));
   }
   if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
     return UsageError(absl::StrCat(flag, ": \"", text,
@@ -158,8 +156,7 @@ absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
     std::pair<std::string, std::string> kv =
         absl::StrSplit(l, absl::MaxSplits('=', 1));
     if (!absl::StrContains(l, '=') || kv.first.empty()) {
-      return UsageError(absl::StrCat("--label: \"", l,
-                                     "\" is not key=value"));
+      return UsageError(absl::StrCat("--label: \"", l, "\" is not key=value"));
     }
     out[kv.first] = kv.second;
   }
@@ -169,24 +166,24 @@ absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
 absl::StatusOr<v1::FabricSpec> ParseFabricSpec(absl::string_view json,
                                                absl::string_view source) {
   if (absl::StripAsciiWhitespace(json).empty()) {
-    return UsageError(absl::StrCat(source, ": file is empty; expected a "
-                                           "FabricSpec in protobuf JSON"));
+    return UsageError(absl::StrCat(source,
+                                   ": file is empty; expected a "
+                                   "FabricSpec in protobuf JSON"));
   }
   v1::FabricSpec spec;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   auto status = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &spec,
-      options);
+      google::protobuf::StringPiece(json.data(), json.size()), &spec, options);
   if (!status.ok()) {
     std::string message(status.message().data(), status.message().size());
     std::string where = ErrorPosition(json, message);
     // Keep the parser's first line; the context lines are replaced by the
     // position.
     std::string first = message.substr(0, message.find('\n'));
-    return UsageError(absl::StrCat(
-        source, where.empty() ? "" : absl::StrCat(": ", where), ": ",
-        "not a valid FabricSpec: ", first));
+    return UsageError(
+        absl::StrCat(source, where.empty() ? "" : absl::StrCat(": ", where),
+                     ": ", "not a valid FabricSpec: ", first));
   }
   if (spec.name().empty()) {
     return UsageError(absl::StrCat(source, ": the spec has no \"name\""));
@@ -295,17 +292,16 @@ absl::Status Commands::CreateFabric(const v1::FabricSpec& spec) {
   std::string what = absl::StrCat("create fabric/", spec.name());
   absl::StatusOr<v1::Fabric> fabric = client_->CreateFabric(req);
   if (fabric.status().code() == absl::StatusCode::kAlreadyExists) {
-    return WithHint(
-        Annotate(fabric.status(), what),
-        absl::StrCat("'fabricctl describe fabric ", spec.name(),
-                     "' shows it; 'fabricctl delete fabric ", spec.name(),
-                     "' removes it"));
+    return WithHint(Annotate(fabric.status(), what),
+                    absl::StrCat("'fabricctl describe fabric ", spec.name(),
+                                 "' shows it; 'fabricctl delete fabric ",
+                                 spec.name(), "' removes it"));
   }
   RETURN_IF_ERROR(Annotate(fabric.status(), what));
   Report(*fabric,
-         absl::StrCat("fabric/", spec.name(), " created (", fabric->node_count(),
-                      " nodes, ", fabric->link_count(), " links, generation ",
-                      fabric->generation(), ")"));
+         absl::StrCat("fabric/", spec.name(), " created (",
+                      fabric->node_count(), " nodes, ", fabric->link_count(),
+                      " links, generation ", fabric->generation(), ")"));
   return absl::OkStatus();
 }
 
@@ -314,8 +310,8 @@ absl::Status Commands::Apply(const std::string& path) {
   v1::CreateFabricRequest req;
   *req.mutable_spec() = spec;
   req.set_request_id(NewRequestId());
-  std::string what = absl::StrCat("apply ", path, " (fabric/", spec.name(),
-                                  ")");
+  std::string what =
+      absl::StrCat("apply ", path, " (fabric/", spec.name(), ")");
   absl::StatusOr<v1::Fabric> created = client_->CreateFabric(req);
   if (created.ok()) {
     Report(*created, absl::StrCat("fabric/", spec.name(), " created"));
@@ -433,9 +429,9 @@ absl::Status Commands::Get(ResourceKind kind, const std::string& name,
       }
       std::vector<std::string> names;
       for (const v1::HardwareProfile& p : *profiles) names.push_back(p.name());
-      return absl::NotFoundError(
-          absl::StrCat("get profile ", id, ": no such profile; known: ",
-                       absl::StrJoin(names, ", ")));
+      return absl::NotFoundError(absl::StrCat(
+          "get profile ", id,
+          ": no such profile; known: ", absl::StrJoin(names, ", ")));
     }
     case ResourceKind::kMap:
       if (!name.empty()) {
@@ -504,14 +500,14 @@ absl::Status Commands::Alloc(const AllocOptions& opts) {
   if (opts.ttl.has_value()) {
     int64_t secs = absl::ToInt64Seconds(*opts.ttl);
     a->mutable_ttl()->set_seconds(secs);
-    a->mutable_ttl()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
-        *opts.ttl - absl::Seconds(secs))));
+    a->mutable_ttl()->set_nanos(static_cast<int32_t>(
+        absl::ToInt64Nanoseconds(*opts.ttl - absl::Seconds(secs))));
   }
   req.set_request_id(opts.request_id.empty() ? NewRequestId()
                                              : opts.request_id);
-  std::string what =
-      absl::StrCat("alloc ", FormatSize(opts.size), " of ", Id("nodes", opts.target),
-                   " for ", Id("nodes", opts.borrower));
+  std::string what = absl::StrCat("alloc ", FormatSize(opts.size), " of ",
+                                  Id("nodes", opts.target), " for ",
+                                  Id("nodes", opts.borrower));
   absl::StatusOr<v1::Allocation> alloc = client_->CreateAllocation(req);
   RETURN_IF_ERROR(Annotate(alloc.status(), what));
   const bool json = options_.format == OutputFormat::kJson;
@@ -528,8 +524,9 @@ absl::Status Commands::Alloc(const AllocOptions& opts) {
     if (alloc->state() == v1::Allocation::RELEASED) {
       return absl::FailedPreconditionError(absl::StrCat(
           name, " was released while waiting for it to become READY",
-          alloc->state_reason().empty() ? ""
-                                        : absl::StrCat(": ", alloc->state_reason())));
+          alloc->state_reason().empty()
+              ? ""
+              : absl::StrCat(": ", alloc->state_reason())));
     }
     absl::Time now = absl::Now();
     if (now >= deadline) {
@@ -544,17 +541,17 @@ absl::Status Commands::Alloc(const AllocOptions& opts) {
                   ? ""
                   : absl::StrCat(" (", alloc->state_reason(), ")"),
               "; the agents on its path",
-              path.empty() ? "" : absl::StrCat(" (", absl::StrJoin(path, ", "), ")"),
+              path.empty() ? ""
+                           : absl::StrCat(" (", absl::StrJoin(path, ", "), ")"),
               " have not applied generation ", alloc->required_generation())),
           absl::StrCat("the allocation is kept; check the agents with "
                        "'fabricctl get nodes', or free it with "
                        "'fabricctl release ",
                        id, "'"));
     }
-    absl::SleepFor(std::min(options_.poll_interval, deadline - now));
-    absl::StatusOr<v1::Allocation> polled = client_->GetAllocation(name);
-    RETURN_IF_ERROR(
-        Annotate(polled.status(), absl::StrCat("wait for ", name)));
+    absl::StatusOr<v1::Allocation> polled =
+        client_->AwaitAllocation(name, deadline, options_.poll_interval);
+    RETURN_IF_ERROR(Annotate(polled.status(), absl::StrCat("wait for ", name)));
     alloc = std::move(polled);
   }
   if (json) {
@@ -570,7 +567,8 @@ absl::Status Commands::Release(const std::string& id) {
   req.set_name(Qualify("allocations", id));
   req.set_request_id(NewRequestId());
   absl::StatusOr<v1::Allocation> alloc = client_->DeleteAllocation(req);
-  RETURN_IF_ERROR(Annotate(alloc.status(), absl::StrCat("release ", req.name())));
+  RETURN_IF_ERROR(
+      Annotate(alloc.status(), absl::StrCat("release ", req.name())));
   Report(*alloc, absl::StrCat(req.name(), " released"));
   return absl::OkStatus();
 }
@@ -646,23 +644,22 @@ absl::Status Commands::SetLink(const std::string& a, const std::string& b,
     if (reversed.status().code() != absl::StatusCode::kNotFound) {
       link = std::move(reversed);
     } else {
-      return WithHint(
-          Annotate(absl::NotFoundError(absl::StrCat(
-                       "no link between ", an, " and ", bn, " (", link.status().message(), ")")),
-                   what),
-          "'fabricctl get links' lists the links");
+      return WithHint(Annotate(absl::NotFoundError(absl::StrCat(
+                                   "no link between ", an, " and ", bn, " (",
+                                   link.status().message(), ")")),
+                               what),
+                      "'fabricctl get links' lists the links");
     }
   }
   RETURN_IF_ERROR(Annotate(link.status(), what));
-  Report(*link,
-         absl::StrCat("link/", ShortName(link->name()), " ",
-                      link->up() ? "up" : "down", " (",
-                      ShortName(link->a_bridge()), ":", link->a_port(), " <-> ",
-                      ShortName(link->b_bridge()), ":", link->b_port(),
-                      "); address maps recomputed",
-                      up ? "; routes through it are restored"
-                         : "; allocations across it are rerouted, or "
-                           "DEGRADED where no path is left"));
+  Report(*link, absl::StrCat("link/", ShortName(link->name()), " ",
+                             link->up() ? "up" : "down", " (",
+                             ShortName(link->a_bridge()), ":", link->a_port(),
+                             " <-> ", ShortName(link->b_bridge()), ":",
+                             link->b_port(), "); address maps recomputed",
+                             up ? "; routes through it are restored"
+                                : "; allocations across it are rerouted, or "
+                                  "DEGRADED where no path is left"));
   return absl::OkStatus();
 }
 

@@ -1,5 +1,7 @@
 #include "client/fabric_client.h"
 
+#include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -179,6 +181,52 @@ absl::StatusOr<std::vector<v1::Allocation>> FabricClient::ListAllocations(
 absl::StatusOr<v1::Allocation> FabricClient::DeleteAllocation(
     const v1::DeleteAllocationRequest& req) {
   return Call(&Stub::DeleteAllocation, req);
+}
+
+absl::StatusOr<v1::Allocation> FabricClient::AwaitAllocation(
+    const std::string& name, absl::Time deadline, absl::Duration poll) {
+  auto settled = [](const v1::Allocation& a) {
+    return a.state() == v1::Allocation::READY ||
+           a.state() == v1::Allocation::RELEASED;
+  };
+  // Events for `name`, read by a helper thread.
+  absl::Mutex mu;
+  std::optional<v1::Allocation> latest;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  v1::WatchRequest req;
+  req.add_collections("allocations");
+  std::unique_ptr<grpc::ClientReaderInterface<v1::WatchEvent>> reader =
+      stub_->Watch(&ctx, req);
+  std::thread events([&] {
+    v1::WatchEvent e;
+    while (reader->Read(&e)) {
+      if (e.allocation().name() != name) continue;
+      absl::MutexLock l(&mu);
+      latest = e.allocation();
+    }
+    // Ended (deadline, server gone): the loop below falls back to polling.
+  });
+  absl::StatusOr<v1::Allocation> current = GetAllocation(name);
+  while (current.ok() && !settled(*current) && absl::Now() < deadline) {
+    absl::MutexLock l(&mu);
+    auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return latest.has_value();
+    };
+    const absl::Time wake = std::min(deadline, absl::Now() + poll);
+    if (mu.AwaitWithDeadline(absl::Condition(&changed), wake)) {
+      current = *std::move(latest);
+      latest.reset();
+    } else if (absl::Now() < deadline) {
+      mu.Unlock();
+      current = GetAllocation(name);
+      mu.Lock();
+    }
+  }
+  ctx.TryCancel();
+  events.join();
+  (void)reader->Finish();
+  return current;
 }
 
 absl::StatusOr<v1::VerifyResult> FabricClient::VerifyAllocation(

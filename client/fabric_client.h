@@ -85,6 +85,13 @@ class FabricClient {
       const v1::ListAllocationsRequest& filter);
   absl::StatusOr<v1::Allocation> DeleteAllocation(
       const v1::DeleteAllocationRequest& req);
+  // Waits until allocation `name` is READY or RELEASED, or until
+  // `deadline`, following the server's Watch stream (and re-reading it every
+  // `poll` in case an event raced with the stream's start). Returns its last
+  // known state; reaching the deadline is not an error.
+  absl::StatusOr<v1::Allocation> AwaitAllocation(
+      const std::string& name, absl::Time deadline,
+      absl::Duration poll = absl::Seconds(1));
   absl::StatusOr<v1::VerifyResult> VerifyAllocation(
       const v1::VerifyAllocationRequest& req);
 
