@@ -123,11 +123,6 @@ absl::StatusOr<T> AwaitResult(Start start) {
   return result;
 }
 
-std::string PathText(const core::Topology& topo, const std::vector<int>& p) {
-  std::vector<std::string> names;
-  for (int n : p) names.push_back(topo.node(n).name);
-  return absl::StrJoin(names, " -> ");
-}
 
 }  // namespace
 
@@ -184,7 +179,6 @@ absl::StatusOr<std::unique_ptr<FabricManager>> FabricManager::Open(
     store::Store* store, Clock* clock, ManagerOptions options) {
   std::unique_ptr<FabricManager> m(new FabricManager(store, clock, options));
   RETURN_IF_ERROR(m->Load());
-  { FabricManager* raw = m.get(); }
   if (options.sweep_interval > absl::ZeroDuration()) {
     FabricManager* raw = m.get();
     m->sweeper_ = std::thread([raw] { raw->SweeperLoop(); });

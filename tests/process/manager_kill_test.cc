@@ -166,7 +166,9 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
     std::smatch match;
     ASSERT_TRUE(std::regex_search(out, match, kName)) << out;
     auto it = acked_by_request.find(a.request_id);
-    if (it != acked_by_request.end()) EXPECT_EQ(match[0], it->second);
+    if (it != acked_by_request.end()) {
+      EXPECT_EQ(match[0], it->second);
+    }
   }
   EXPECT_EQ(ListAllocations(stub.get()).size(), 4u + kClients)
       << "a retried request allocated twice, or one was lost";
