@@ -1,6 +1,7 @@
 #include "server/service/manager.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/random/distributions.h"
 #include "absl/strings/escaping.h"
@@ -352,7 +353,7 @@ void FabricManager::MutateAsync(
   const std::string fingerprint =
       request_id.empty() ? std::string() : Fingerprint(request);
   absl::Status early;
-  std::string cached;
+  std::optional<std::string> cached;
   bool lead = false;
   {
     absl::MutexLock l(&mu_);
@@ -376,7 +377,7 @@ void FabricManager::MutateAsync(
         }
       }
     }
-    if (early.ok() && cached.empty()) {
+    if (early.ok() && !cached.has_value()) {
       absl::StatusOr<Plan> plan = plan_fn();
       if (!plan.ok()) {
         early = plan.status();
@@ -413,7 +414,7 @@ void FabricManager::MutateAsync(
   } else if (!early.ok()) {
     done(early);
   } else {
-    done(std::move(cached));
+    done(*std::move(cached));
   }
 }
 
