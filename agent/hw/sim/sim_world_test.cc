@@ -2,7 +2,6 @@
 // manager's model (core::FabricState::ConfigFor) and check, with real bytes
 // in the memory files, that every grant lands exactly on its target range
 // and nothing else changes, across link failures.
-#include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_world.h"
 
 #include <fcntl.h>
@@ -16,8 +15,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/sim/state_file.h"
+#include "agent/hw/testing/core_state.h"
 #include "agent/hw/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -28,43 +29,12 @@
 namespace fabric::agent::hw {
 namespace {
 
+using ::fabric::agent::hw::testing::StateFor;
 using ::fabric::agent::hw::testing::TempDir;
 using ::testing::HasSubstr;
 
 constexpr uint64_t kKiB = 1ull << 10;
 constexpr uint64_t kMiB = 1ull << 20;
-
-
-// What the agent would program on `node`'s bridge for the model `fs`.
-BridgeState StateFor(const core::FabricState& fs, int node) {
-  const core::Topology& t = fs.topology();
-  const core::NodeInfo& info = t.node(node);
-  const core::BridgeConfig c = fs.ConfigFor(node);
-  BridgeState s;
-  s.memory = {info.export_base, info.export_size, info.window_base};
-  for (const core::MapEntry& e : c.map) {
-    s.map.push_back({e.kind == core::MapEntry::Kind::kClaim
-                         ? MapEntry::Kind::kClaim
-                         : MapEntry::Kind::kForward,
-                     e.base, e.size, e.port, e.local_base});
-  }
-  for (const core::WindowEntry& w : c.windows) {
-    s.windows.push_back(
-        {w.kind == core::SlotKind::kLut ? SlotKind::kLut : SlotKind::kWindow,
-         w.slot, w.local_base, w.size, w.xlat, w.grant_id});
-  }
-  for (const core::InboundEntry& in : c.inbound) {
-    s.inbound.push_back({in.local_base, in.size, in.grant_id});
-  }
-  for (const core::Topology::PortLink& pl : t.ports(node)) {
-    const core::Link& link = t.links()[pl.link];
-    const int peer_port =
-        (link.a == node && link.a_port == pl.port) ? link.b_port : link.a_port;
-    s.ports.push_back(
-        {pl.port, t.node(pl.peer).name, peer_port, fs.link_up(pl.link)});
-  }
-  return s;
-}
 
 class World {
  public:

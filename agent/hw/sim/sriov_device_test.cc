@@ -9,8 +9,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/discovery/config_space.h"
+#include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/sim/sim_world.h"
+#include "agent/hw/testing/core_state.h"
 #include "agent/hw/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -19,6 +21,8 @@
 
 namespace fabric::agent::hw {
 namespace {
+
+using ::fabric::agent::hw::testing::StateFor;
 
 using discovery::PciAddress;
 using ::fabric::agent::hw::testing::TempDir;
@@ -41,54 +45,6 @@ constexpr char kHardware[] = R"json({
   ]
 })json";
 
-// From sim_world_test.cc: the limits of a profile and what the agent would
-// program on a node's bridge for the model.
-HardwareLimits LimitsOf(const core::HardwareProfile& p) {
-  HardwareLimits l;
-  l.profile = p.name;
-  l.window_count = p.window_count;
-  l.lut_entries = p.lut_entries;
-  l.lut_entry_size = p.lut_entry_size;
-  l.xlat_align = p.xlat_align;
-  l.size_granularity = p.size_granularity;
-  l.min_window_size = p.min_window_size;
-  l.max_window_size = p.max_window_size;
-  l.mapping_entries = p.mapping_entries;
-  l.doorbells = p.doorbells;
-  l.scratchpads = p.scratchpads;
-  return l;
-}
-
-BridgeState StateFor(const core::FabricState& fs, int node) {
-  const core::Topology& t = fs.topology();
-  const core::NodeInfo& info = t.node(node);
-  const core::BridgeConfig c = fs.ConfigFor(node);
-  BridgeState s;
-  s.memory = {info.export_base, info.export_size, info.window_base};
-  for (const core::MapEntry& e : c.map) {
-    s.map.push_back({e.kind == core::MapEntry::Kind::kClaim
-                         ? MapEntry::Kind::kClaim
-                         : MapEntry::Kind::kForward,
-                     e.base, e.size, e.port, e.local_base});
-  }
-  for (const core::WindowEntry& w : c.windows) {
-    s.windows.push_back(
-        {w.kind == core::SlotKind::kLut ? SlotKind::kLut : SlotKind::kWindow,
-         w.slot, w.local_base, w.size, w.xlat, w.grant_id});
-  }
-  for (const core::InboundEntry& in : c.inbound) {
-    s.inbound.push_back({in.local_base, in.size, in.grant_id});
-  }
-  for (const core::Topology::PortLink& pl : t.ports(node)) {
-    const core::Link& link = t.links()[pl.link];
-    const int peer_port =
-        (link.a == node && link.a_port == pl.port) ? link.b_port : link.a_port;
-    s.ports.push_back(
-        {pl.port, t.node(pl.peer).name, peer_port, fs.link_up(pl.link)});
-  }
-  return s;
-}
-
 core::FabricSpec SmallRing() {
   core::FabricSpec spec = core::testing::RingSpec(2);
   spec.default_export_size = 64 * kMiB;
@@ -102,7 +58,7 @@ class SriovDeviceTest : public ::testing::Test {
   SriovDeviceTest() : fs_(*core::Topology::Build(SmallRing())) {
     for (const core::NodeInfo& n : fs_.topology().nodes()) {
       bridges_.push_back(
-          *SimBridge::Open(dir_.path(), n.name, LimitsOf(*n.profile)));
+          *SimBridge::Open(dir_.path(), n.name, LimitsFromProfile(*n.profile)));
     }
     absl::StatusOr<core::Grant> g = fs_.PlanGrant(0, 1, 64 * 1024);
     EXPECT_TRUE(g.ok()) << g.status();
