@@ -55,6 +55,11 @@ AddressMap AddressMap::Compute(const Topology& topo,
     const NodeInfo& dst = topo.node(d);
     map.entries_[d].push_back({MapEntry::Kind::kClaim, dst.aperture_base,
                                dst.export_size, 0, dst.export_base});
+    if (dst.mmio_size > 0) {
+      map.entries_[d].push_back({MapEntry::Kind::kClaim,
+                                 dst.mmio_aperture_base, dst.mmio_size, 0,
+                                 dst.mmio_base});
+    }
     for (int v = 0; v < n; ++v) {
       if (v == d || dist[v] < 0) continue;
       int port = 0;
@@ -78,7 +83,8 @@ AddressMap AddressMap::Compute(const Topology& topo,
     }
   }
   for (const auto& es : map.entries_) {
-    int forwards = static_cast<int>(es.size()) - 1;  // One claim each.
+    int forwards = 0;
+    for (const MapEntry& e : es) forwards += e.kind == MapEntry::Kind::kForward;
     map.max_forward_entries_ = std::max(map.max_forward_entries_, forwards);
   }
   return map;

@@ -31,7 +31,7 @@ bool operator==(const Grant& a, const Grant& b) {
          a.size == b.size && a.target_addr == b.target_addr &&
          a.fabric_addr == b.fabric_addr && a.slot_kind == b.slot_kind &&
          a.slot_index == b.slot_index && a.slot_count == b.slot_count &&
-         a.borrower_addr == b.borrower_addr;
+         a.borrower_addr == b.borrower_addr && a.device == b.device;
 }
 
 bool operator==(const WindowEntry& a, const WindowEntry& b) {
@@ -127,6 +127,42 @@ absl::Status FabricState::ValidateRequest(int borrower, int target,
 
 absl::StatusOr<Grant> FabricState::PlanGrant(int borrower, int target,
                                              uint64_t size) const {
+  return Plan(borrower, target, size, std::nullopt);
+}
+
+absl::StatusOr<Grant> FabricState::PlanDeviceGrant(int borrower, int target,
+                                                   uint64_t target_addr,
+                                                   uint64_t size) const {
+  RETURN_IF_ERROR(ValidateRequest(borrower, target, size));
+  const NodeInfo& t = topo_.node(target);
+  if (t.mmio_size == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target: node ", t.name,
+        " has no device MMIO range (nodes[].mmio_base/mmio_size in the "
+        "fabric spec)"));
+  }
+  if (target_addr < t.mmio_base || target_addr - t.mmio_base > t.mmio_size ||
+      t.mmio_size - (target_addr - t.mmio_base) < size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target_addr: [", FormatAddr(target_addr), ", +", FormatSize(size),
+        ") is outside the device range [", FormatAddr(t.mmio_base), ", ",
+        FormatAddr(t.mmio_base + t.mmio_size), ") of node ", t.name));
+  }
+  for (const auto& [id, g] : grants_) {
+    if (g.target == target && g.device && g.target_addr < target_addr + size &&
+        target_addr < g.target_addr + g.size) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "target_addr: device range [", FormatAddr(target_addr), ", +",
+          FormatSize(size), ") on node ", t.name, " is already granted by ",
+          id));
+    }
+  }
+  return Plan(borrower, target, size, target_addr);
+}
+
+absl::StatusOr<Grant> FabricState::Plan(
+    int borrower, int target, uint64_t size,
+    std::optional<uint64_t> device_addr) const {
   RETURN_IF_ERROR(ValidateRequest(borrower, target, size));
   const NodeInfo& b = topo_.node(borrower);
   const NodeInfo& t = topo_.node(target);
@@ -147,7 +183,9 @@ absl::StatusOr<Grant> FabricState::PlanGrant(int borrower, int target,
         used[s] = true;
       }
     }
-    if (g.target == target) taken.push_back({g.target_addr, g.size});
+    if (g.target == target && !g.device) {
+      taken.push_back({g.target_addr, g.size});
+    }
   }
   std::sort(taken.begin(), taken.end(),
             [](const Range& x, const Range& y) { return x.base < y.base; });
@@ -156,6 +194,12 @@ absl::StatusOr<Grant> FabricState::PlanGrant(int borrower, int target,
   // aligned to `align`.
   const uint64_t export_end = t.export_base + t.export_size;
   auto fit = [&](uint64_t align) -> std::optional<uint64_t> {
+    if (device_addr.has_value()) {
+      // The target range is fixed; only the fabric alignment can fail.
+      const uint64_t fab = t.mmio_aperture_base + (*device_addr - t.mmio_base);
+      if (fab % align != 0) return std::nullopt;
+      return *device_addr;
+    }
     uint64_t cursor = t.export_base;
     for (size_t i = 0; i <= taken.size(); ++i) {
       uint64_t gap_end = i < taken.size() ? taken[i].base : export_end;
@@ -175,6 +219,14 @@ absl::StatusOr<Grant> FabricState::PlanGrant(int borrower, int target,
       static_cast<int>(std::count(lut_used.begin(), lut_used.end(), true));
   bool had_slot = false;
   uint64_t failed_align = 0;
+  auto make = [&](uint64_t addr, SlotKind kind, int slot, int count) {
+    const uint64_t fab =
+        device_addr.has_value()
+            ? t.mmio_aperture_base + (addr - t.mmio_base)
+            : t.aperture_base + (addr - t.export_base);
+    return Grant{"",   borrower, target, size, addr, fab, kind, slot,
+                 count, SlotAddress(b, kind, slot), device_addr.has_value()};
+  };
 
   if (size <= p.max_window_size && used_windows < p.window_count) {
     had_slot = true;
@@ -183,16 +235,7 @@ absl::StatusOr<Grant> FabricState::PlanGrant(int borrower, int target,
         std::find(window_used.begin(), window_used.end(), false) -
         window_used.begin());
     if (std::optional<uint64_t> addr = fit(p.xlat_align)) {
-      return Grant{"",
-                   borrower,
-                   target,
-                   size,
-                   *addr,
-                   t.aperture_base + (*addr - t.export_base),
-                   SlotKind::kWindow,
-                   slot,
-                   1,
-                   SlotAddress(b, SlotKind::kWindow, slot)};
+      return make(*addr, SlotKind::kWindow, slot, 1);
     }
   }
   int lut_need = 0;
@@ -208,16 +251,7 @@ absl::StatusOr<Grant> FabricState::PlanGrant(int borrower, int target,
       had_slot = true;
       failed_align = p.lut_entry_size;
       if (std::optional<uint64_t> addr = fit(p.lut_entry_size)) {
-        return Grant{"",
-                     borrower,
-                     target,
-                     size,
-                     *addr,
-                     t.aperture_base + (*addr - t.export_base),
-                     SlotKind::kLut,
-                     slot,
-                     lut_need,
-                     SlotAddress(b, SlotKind::kLut, slot)};
+        return make(*addr, SlotKind::kLut, slot, lut_need);
       }
     }
   }
@@ -240,6 +274,15 @@ absl::StatusOr<Grant> FabricState::PlanGrant(int borrower, int target,
             ? absl::StrCat(" (max ", FormatSize(p.max_window_size), ")")
             : "",
         "; ", lut_note));
+  }
+  if (device_addr.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target_addr: fabric address ",
+        FormatAddr(t.mmio_aperture_base + (*device_addr - t.mmio_base)),
+        " of device range ", FormatAddr(*device_addr), " on node ", t.name,
+        " is not aligned to ", FormatSize(failed_align),
+        " as the free slots of node ", b.name, " (profile ", p.name,
+        ") need"));
   }
   uint64_t largest = 0;
   uint64_t cursor = t.export_base;
@@ -316,14 +359,18 @@ absl::Status FabricState::AddGrant(const Grant& g) {
                      SlotKindName(g.slot_kind), " slot ", g.slot_index, " at ",
                      FormatAddr(SlotAddress(b, g.slot_kind, g.slot_index))));
   }
-  if (g.target_addr < t.export_base ||
-      g.target_addr - t.export_base > t.export_size ||
-      t.export_size - (g.target_addr - t.export_base) < g.size) {
+  const uint64_t region_base = g.device ? t.mmio_base : t.export_base;
+  const uint64_t region_size = g.device ? t.mmio_size : t.export_size;
+  if (g.target_addr < region_base || g.target_addr - region_base > region_size ||
+      region_size - (g.target_addr - region_base) < g.size) {
     return invalid(absl::StrCat(
         "target_addr: [", FormatAddr(g.target_addr), ", +", FormatSize(g.size),
-        ") is outside the export region of node ", t.name));
+        ") is outside the ", g.device ? "device range" : "export region",
+        " of node ", t.name));
   }
-  if (g.fabric_addr != t.aperture_base + (g.target_addr - t.export_base)) {
+  const uint64_t fabric_base =
+      g.device ? t.mmio_aperture_base : t.aperture_base;
+  if (g.fabric_addr != fabric_base + (g.target_addr - region_base)) {
     return invalid(absl::StrCat("fabric_addr: ", FormatAddr(g.fabric_addr),
                                 " does not match target_addr ",
                                 FormatAddr(g.target_addr)));

@@ -19,7 +19,8 @@ namespace fabric::core {
 
 enum class SlotKind { kWindow, kLut };
 
-// `borrower` sees `size` bytes of `target`'s memory at borrower_addr.
+// `borrower` sees `size` bytes of `target`'s memory at borrower_addr (or,
+// for a device grant, of target's device MMIO: a lent VF's BAR).
 struct Grant {
   std::string id;
   int borrower;
@@ -31,6 +32,9 @@ struct Grant {
   int slot_index;
   int slot_count;          // LUT: contiguous slots used; window: 1.
   uint64_t borrower_addr;  // Host-physical on borrower.
+  // Target range is in the target's device MMIO range, not its export
+  // region; fabric_addr = mmio_aperture_base + (target_addr - mmio_base).
+  bool device = false;
 };
 
 bool operator==(const Grant& a, const Grant& b);
@@ -98,6 +102,17 @@ class FabricState {
   absl::StatusOr<Grant> PlanGrant(int borrower, int target,
                                   uint64_t size) const;
 
+  // Plans a device grant: `borrower` gets a window onto exactly
+  // [target_addr, target_addr + size) of `target`'s device MMIO range (e.g.
+  // one BAR of a VF lent to it). Slots as PlanGrant. INVALID_ARGUMENT as
+  // PlanGrant, plus: target has no device range, the range is outside it,
+  // or its fabric address is not aligned as the borrower's slots need.
+  // FAILED_PRECONDITION: the range overlaps a live device grant.
+  // RESOURCE_EXHAUSTED: no free slot. UNAVAILABLE: unreachable.
+  absl::StatusOr<Grant> PlanDeviceGrant(int borrower, int target,
+                                        uint64_t target_addr,
+                                        uint64_t size) const;
+
   // Adds a grant exactly as given (e.g. restored from the store). Accepts
   // whatever PlanGrant produced for the current grants, reachable or not.
   // INVALID_ARGUMENT: empty id, bad node, or the grant breaks the borrower's
@@ -122,6 +137,10 @@ class FabricState {
 
  private:
   absl::Status ValidateRequest(int borrower, int target, uint64_t size) const;
+  // PlanGrant and PlanDeviceGrant: `device_addr` set = a device grant at
+  // that target address.
+  absl::StatusOr<Grant> Plan(int borrower, int target, uint64_t size,
+                             std::optional<uint64_t> device_addr) const;
   std::string DownLinks() const;
 
   Topology topo_;

@@ -443,5 +443,75 @@ TEST(FabricStateRandomTest, RingsAndStars) {
   EXPECT_GT(stats.cut_off_checks, 0);
 }
 
+
+// A ring of 3 whose node n1 lends devices from [3 TiB, +64 GiB).
+FabricSpec DeviceRing() {
+  FabricSpec spec = RingSpec(3);
+  spec.nodes[1].mmio_base = 0x300'0000'0000ull;
+  spec.nodes[1].mmio_size = 64 * kGiB;
+  return spec;
+}
+
+TEST(FabricStateTest, DeviceGrantReachesTheLendersDeviceRange) {
+  FabricState s(MustBuild(DeviceRing()));
+  const NodeInfo& lender = s.topology().node(1);
+  EXPECT_EQ(lender.mmio_aperture_base,
+            lender.aperture_base + lender.aperture_size / 2);
+  // A memory grant and a device grant from n0 into n1 coexist.
+  Grant mem = MustGrant(s, 0, 1, 64 * kKiB, "mem");
+  absl::StatusOr<Grant> g =
+      s.PlanDeviceGrant(0, 1, 0x300'0001'0000ull, 64 * kKiB);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_TRUE(g->device);
+  EXPECT_EQ(g->target_addr, 0x300'0001'0000ull);
+  EXPECT_EQ(g->fabric_addr, lender.mmio_aperture_base + 0x1'0000);
+  g->id = "bar";
+  ASSERT_TRUE(s.AddGrant(*g).ok());
+  ASSERT_TRUE(CheckInvariants(s).ok()) << CheckInvariants(s);
+
+  // Bytes written at the borrower's window land on the BAR's address.
+  std::vector<BridgeConfig> configs;
+  for (int i = 0; i < 3; ++i) configs.push_back(s.ConfigFor(i));
+  WalkResult w = WalkAccess(s.topology(), s.link_states(), configs, 0,
+                            g->borrower_addr + 0x40, 4);
+  ASSERT_TRUE(w.landed) << w.fault;
+  EXPECT_EQ(w.node, 1);
+  EXPECT_EQ(w.addr, 0x300'0001'0040ull);
+  WalkResult m = WalkAccess(s.topology(), s.link_states(), configs, 0,
+                            mem.borrower_addr, 8);
+  ASSERT_TRUE(m.landed);
+  EXPECT_EQ(m.addr, mem.target_addr);
+
+  // The same BAR cannot be granted twice; another one can.
+  ExpectError(s.PlanDeviceGrant(2, 1, 0x300'0001'0000ull, 64 * kKiB),
+              absl::StatusCode::kFailedPrecondition, "already granted by bar");
+  EXPECT_TRUE(s.PlanDeviceGrant(2, 1, 0x300'0002'0000ull, 64 * kKiB).ok());
+  // Removing the grant frees the range.
+  ASSERT_TRUE(s.RemoveGrant("bar").ok());
+  EXPECT_TRUE(s.PlanDeviceGrant(2, 1, 0x300'0001'0000ull, 64 * kKiB).ok());
+}
+
+TEST(FabricStateTest, DeviceGrantRejectsBadRanges) {
+  FabricState s(MustBuild(DeviceRing()));
+  ExpectError(s.PlanDeviceGrant(1, 0, 0x300'0000'0000ull, 64 * kKiB),
+              absl::StatusCode::kInvalidArgument, "no device MMIO range");
+  ExpectError(s.PlanDeviceGrant(0, 1, 0x2ff'ffff'0000ull, 64 * kKiB),
+              absl::StatusCode::kInvalidArgument, "outside the device range");
+  ExpectError(s.PlanDeviceGrant(0, 1, 0x300'0000'0800ull, 4 * kKiB),
+              absl::StatusCode::kInvalidArgument, "is not aligned to");
+  ExpectError(s.PlanDeviceGrant(1, 1, 0x300'0000'0000ull, 4 * kKiB),
+              absl::StatusCode::kInvalidArgument, "borrower == target");
+}
+
+TEST(FabricStateTest, DeviceRangeMustNotOverlapTheExportRegion) {
+  FabricSpec spec = RingSpec(2);
+  spec.nodes[0].mmio_base = kDefaultExportBase;
+  spec.nodes[0].mmio_size = kGiB;
+  absl::StatusOr<Topology> t = Topology::Build(spec);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(std::string(t.status().message()),
+              HasSubstr("nodes[0].mmio_base"));
+}
+
 }  // namespace
 }  // namespace fabric::core

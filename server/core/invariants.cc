@@ -269,10 +269,17 @@ absl::Status CheckConfigs(const Topology& topo,
               " are unsorted or overlap at ", FormatAddr(e.base));
       }
       if (e.kind == MapEntry::Kind::kClaim) {
-        if (!Within(e.local_base, e.size, node.export_base, node.export_size)) {
+        const bool in_export =
+            Within(e.local_base, e.size, node.export_base, node.export_size);
+        const bool in_mmio =
+            node.mmio_size > 0 &&
+            Within(e.local_base, e.size, node.mmio_base, node.mmio_size) &&
+            e.base == node.mmio_aperture_base;
+        if (!in_export && !in_mmio) {
           v.Add(who, ": claim ", Range(e.base, e.size), " translates to ",
                 Range(e.local_base, e.size), ", outside the export region ",
-                Range(node.export_base, node.export_size));
+                Range(node.export_base, node.export_size),
+                " and the device range");
         }
       } else if (!topo.PortPeer(c.node, e.port)) {
         v.Add(who, ": forward entry ", Range(e.base, e.size),
@@ -341,10 +348,14 @@ absl::Status CheckConfigs(const Topology& topo,
 
     for (size_t i = 0; i < c.inbound.size(); ++i) {
       const InboundEntry& in = c.inbound[i];
-      if (!Within(in.local_base, in.size, node.export_base, node.export_size)) {
+      if (!Within(in.local_base, in.size, node.export_base,
+                  node.export_size) &&
+          !(node.mmio_size > 0 &&
+            Within(in.local_base, in.size, node.mmio_base, node.mmio_size))) {
         v.Add(who, ": inbound ", Range(in.local_base, in.size),
               " is outside the export region ",
-              Range(node.export_base, node.export_size));
+              Range(node.export_base, node.export_size),
+              " and the device range");
       }
       if (i > 0 &&
           in.local_base < c.inbound[i - 1].local_base + c.inbound[i - 1].size) {

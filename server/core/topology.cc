@@ -96,6 +96,7 @@ absl::StatusOr<Topology> Topology::Build(const FabricSpec& spec) {
   topo.spec_ = spec;
   topo.nodes_.reserve(n);
   uint64_t largest_export = 0;
+  uint64_t largest_mmio = 0;
   for (int i = 0; i < n; ++i) {
     const NodeSpec& ns = spec.nodes[i];
     RETURN_IF_ERROR(ValidateName(NodeField(i, "name"), ns.name));
@@ -154,6 +155,32 @@ absl::StatusOr<Topology> Topology::Build(const FabricSpec& spec) {
           FormatAddr(info.window_base + window_span),
           ") overlaps the export region [", FormatAddr(info.export_base), ", ",
           FormatAddr(info.export_base + info.export_size), ")"));
+    }
+    info.mmio_base = ns.mmio_base;
+    info.mmio_size = ns.mmio_size;
+    if (info.mmio_size != 0 || info.mmio_base != 0) {
+      RETURN_IF_ERROR(ValidateSize(NodeField(i, "mmio_size"), info.mmio_size));
+      if (info.mmio_base % kExportGranularity != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            NodeField(i, "mmio_base"), ": ", FormatAddr(info.mmio_base),
+            " is not a multiple of ", FormatSize(kExportGranularity)));
+      }
+      if (info.mmio_base > UINT64_MAX - info.mmio_size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            NodeField(i, "mmio_base"), ": ", FormatAddr(info.mmio_base), " + ",
+            FormatSize(info.mmio_size), " overflows 64 bits"));
+      }
+      if (Overlaps(info.mmio_base, info.mmio_size, info.export_base,
+                   info.export_size) ||
+          Overlaps(info.mmio_base, info.mmio_size, info.window_base,
+                   window_span)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            NodeField(i, "mmio_base"), ": device range [",
+            FormatAddr(info.mmio_base), ", ",
+            FormatAddr(info.mmio_base + info.mmio_size),
+            ") overlaps the node's export or window region"));
+      }
+      largest_mmio = std::max(largest_mmio, info.mmio_size);
     }
     info.port_count = 0;
     info.is_hub = false;
@@ -266,6 +293,7 @@ absl::StatusOr<Topology> Topology::Build(const FabricSpec& spec) {
     if (spec.kind == TopologyKind::kRing) need = std::min(n, 5);
     if (spec.kind == TopologyKind::kStar)
       need = info.is_hub ? n : std::min(n, 3);
+    if (info.mmio_size > 0) ++need;  // The device range's claim.
     if (info.profile->mapping_entries < need) {
       return absl::InvalidArgumentError(
           absl::StrCat(NodeField(i, "profile"), ": profile ",
@@ -276,11 +304,23 @@ absl::StatusOr<Topology> Topology::Build(const FabricSpec& spec) {
   }
 
   uint64_t aperture = kMinApertureSize;
-  while (aperture < largest_export) aperture <<= 1;
+  while (aperture < std::max(largest_export, largest_mmio)) aperture <<= 1;
+  // With device MMIO anywhere, each aperture's upper half is its node's
+  // device range, so forwarding entries still cover whole apertures.
+  const uint64_t half = aperture;
+  if (largest_mmio > 0) aperture <<= 1;
+  if (static_cast<unsigned __int128>(aperture) * n + kApertureRegionBase >
+      static_cast<unsigned __int128>(UINT64_MAX)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "nodes: ", n, " apertures of ", FormatSize(aperture),
+        " overflow the 64-bit fabric address space"));
+  }
   for (int i = 0; i < n; ++i) {
-    topo.nodes_[i].aperture_base =
+    NodeInfo& info = topo.nodes_[i];
+    info.aperture_base =
         kApertureRegionBase + static_cast<uint64_t>(i) * aperture;
-    topo.nodes_[i].aperture_size = aperture;
+    info.aperture_size = aperture;
+    if (info.mmio_size > 0) info.mmio_aperture_base = info.aperture_base + half;
   }
   topo.links_ = std::move(links);
   return topo;

@@ -37,6 +37,12 @@ struct NodeSpec {
   // Host-physical base of the node's NTB outbound windows; 0 =
   // kDefaultWindowBase.
   uint64_t window_base = 0;
+  // Host-physical range of the node's device MMIO (the BARs of the SR-IOV
+  // functions it can lend); 0 size = it lends no device. When any node has
+  // one, every aperture doubles and its upper half is that node's device
+  // range (NodeInfo::mmio_aperture_base).
+  uint64_t mmio_base = 0;
+  uint64_t mmio_size = 0;
 };
 
 struct LinkSpec {
@@ -66,6 +72,11 @@ struct NodeInfo {
   uint64_t window_base;    // Host-physical base of its outbound windows.
   uint64_t aperture_base;  // Fabric range routed to this node.
   uint64_t aperture_size;
+  uint64_t mmio_base = 0;  // Host-physical device MMIO; size 0 = none.
+  uint64_t mmio_size = 0;
+  // Fabric address of mmio_base: aperture_base + aperture_size / 2 when any
+  // node of the fabric has device MMIO, else 0.
+  uint64_t mmio_aperture_base = 0;
   int port_count;  // Ports are numbered 1..port_count.
   bool is_hub;
 };
