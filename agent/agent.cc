@@ -99,6 +99,8 @@ hw::BridgeState DesiredState(const v1::DesiredConfig& config) {
   hw::BridgeState s;
   s.memory.base = config.export_base();
   s.memory.size = config.export_size();
+  s.memory.mmio_base = config.mmio_base();
+  s.memory.mmio_size = config.mmio_size();
   s.memory.window_base = config.window_base();
   for (const auto& e : config.address_map().entries()) {
     hw::MapEntry m;

@@ -27,6 +27,8 @@ absl::StatusOr<v1::NodeInventory> SimulatedInventory(hw::SimSriovHost& host) {
     for (int bar = 0; bar < 6; ++bar) {
       auto size = host.BarSize(f.address, bar);
       fn->add_bar_sizes(size.ok() ? *size : 0);
+      auto addr = host.BarAddress(f.address, bar);
+      fn->add_bar_addresses(size.ok() && addr.ok() ? *addr : 0);
     }
     if (!f.is_vf) {
       fn->set_kind(v1::PciFunction::SRIOV_PF);
@@ -52,6 +54,7 @@ absl::StatusOr<v1::NodeInventory> SimulatedInventory(hw::SimSriovHost& host) {
       }
     } else {
       fn->set_kind(v1::PciFunction::SRIOV_VF);
+      fn->set_pf_address(f.pf.ToString());
       const PfInfo& pf = pfs[f.pf.ToString()];
       fn->set_vendor_id(pf.vendor);
       fn->set_device_id(pf.vf_device);

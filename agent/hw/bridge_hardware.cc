@@ -27,8 +27,8 @@ bool operator==(const Port& a, const Port& b) {
 }
 
 bool operator==(const HostMemory& a, const HostMemory& b) {
-  return std::tie(a.base, a.size, a.window_base) ==
-         std::tie(b.base, b.size, b.window_base);
+  return std::tie(a.base, a.size, a.window_base, a.mmio_base, a.mmio_size) ==
+         std::tie(b.base, b.size, b.window_base, b.mmio_base, b.mmio_size);
 }
 
 bool operator==(const BridgeState& a, const BridgeState& b) {

@@ -92,6 +92,10 @@ struct HostMemory {
   uint64_t base = 0;
   uint64_t size = 0;
   uint64_t window_base = 0;
+  // The host's device MMIO range (lent VFs' BARs): inbound grants may also
+  // lie here. Size 0 = none.
+  uint64_t mmio_base = 0;
+  uint64_t mmio_size = 0;
 };
 
 // Everything programmed in the bridge, as read back from the hardware.

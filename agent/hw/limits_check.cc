@@ -180,13 +180,20 @@ absl::Status CheckHostMemory(const HostMemory& m) {
 absl::Status CheckInbound(const HostMemory& m,
                           const std::vector<Inbound>& inbound) {
   for (const Inbound& in : inbound) {
-    const bool inside = in.size > 0 && in.local_base >= m.base &&
-                        in.local_base - m.base <= m.size &&
-                        m.size - (in.local_base - m.base) >= in.size;
-    if (!inside) {
+    auto within = [&](uint64_t base, uint64_t size) {
+      return in.size > 0 && in.local_base >= base &&
+             in.local_base - base <= size &&
+             size - (in.local_base - base) >= in.size;
+    };
+    if (!within(m.base, m.size) &&
+        !(m.mmio_size > 0 && within(m.mmio_base, m.mmio_size))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "inbound grant '", in.tag, "' ", Range(in.local_base, in.size),
-          " is not inside host memory ", Range(m.base, m.size)));
+          " is not inside host memory ", Range(m.base, m.size),
+          m.mmio_size > 0
+              ? absl::StrCat(" or the device range ",
+                             Range(m.mmio_base, m.mmio_size))
+              : ""));
     }
   }
   return absl::OkStatus();

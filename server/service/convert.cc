@@ -29,6 +29,8 @@ absl::StatusOr<core::FabricSpec> SpecFromProto(const v1::FabricSpec& spec) {
     ns.export_base = n.export_base();
     ns.export_size = n.export_size();
     ns.window_base = n.window_base();
+    ns.mmio_base = n.mmio_base();
+    ns.mmio_size = n.mmio_size();
     out.nodes.push_back(std::move(ns));
   }
   out.hub = spec.hub();

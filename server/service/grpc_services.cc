@@ -137,6 +137,57 @@ grpc::Status FabricServiceImpl::VerifyAllocation(
   return Reply(verifier_.Verify(*r), out);
 }
 
+grpc::Status FabricServiceImpl::ListVirtualFunctions(
+    grpc::ServerContext*, const v1::ListVirtualFunctionsRequest* r,
+    v1::ListVirtualFunctionsResponse* out) {
+  return Reply(manager_->ListVirtualFunctions(*r), out);
+}
+grpc::Status FabricServiceImpl::GetVirtualFunction(
+    grpc::ServerContext*, const v1::GetVirtualFunctionRequest* r,
+    v1::VirtualFunction* out) {
+  return Reply(manager_->GetVirtualFunction(r->name()), out);
+}
+grpc::Status FabricServiceImpl::CreateAttachment(
+    grpc::ServerContext*, const v1::CreateAttachmentRequest* r,
+    v1::Attachment* out) {
+  return Reply(manager_->CreateAttachment(*r), out);
+}
+grpc::Status FabricServiceImpl::GetAttachment(grpc::ServerContext*,
+                                              const v1::GetAttachmentRequest* r,
+                                              v1::Attachment* out) {
+  return Reply(manager_->GetAttachment(r->name()), out);
+}
+grpc::Status FabricServiceImpl::ListAttachments(
+    grpc::ServerContext*, const v1::ListAttachmentsRequest* r,
+    v1::ListAttachmentsResponse* out) {
+  return Reply(manager_->ListAttachments(*r), out);
+}
+grpc::Status FabricServiceImpl::DeleteAttachment(
+    grpc::ServerContext*, const v1::DeleteAttachmentRequest* r,
+    v1::Attachment* out) {
+  return Reply(manager_->DeleteAttachment(*r), out);
+}
+grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext*,
+                                             const v1::AccessShadowRequest* r,
+                                             v1::AccessShadowResponse* out) {
+  return Reply(verifier_.AccessShadow(*r), out);
+}
+grpc::Status FabricServiceImpl::VerifyAttachment(
+    grpc::ServerContext*, const v1::VerifyAttachmentRequest* r,
+    v1::VerifyResult* out) {
+  return Reply(verifier_.VerifyAttachment(*r), out);
+}
+grpc::Status FabricServiceImpl::RaiseVfInterrupt(
+    grpc::ServerContext*, const v1::RaiseVfInterruptRequest* r,
+    v1::RaiseVfInterruptResponse* out) {
+  return Reply(verifier_.RaiseVfInterrupt(*r), out);
+}
+grpc::Status FabricServiceImpl::SetVmState(grpc::ServerContext*,
+                                           const v1::SetVmStateRequest* r,
+                                           v1::SetVmStateResponse* out) {
+  return Reply(verifier_.SetVmState(*r), out);
+}
+
 grpc::ServerUnaryReactor* FabricServiceImpl::Ping(
     grpc::CallbackServerContext* ctx, const v1::PingRequest*,
     v1::PingResponse*) {
@@ -149,14 +200,15 @@ grpc::Status FabricServiceImpl::Watch(
     grpc::ServerContext* ctx, const v1::WatchRequest* r,
     grpc::ServerWriter<v1::WatchEvent>* writer) {
   static const absl::flat_hash_set<std::string> kCollections = {
-      "fabrics", "nodes", "links", "allocations"};
+      "fabrics", "nodes", "links", "allocations", "attachments"};
   absl::flat_hash_set<std::string> want;
   for (const auto& c : r->collections()) {
     if (!kCollections.contains(c)) {
       return grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("collections: unknown collection \"", c,
-                       "\"; use fabrics, nodes, links or allocations"));
+          absl::StrCat(
+              "collections: unknown collection \"", c,
+              "\"; use fabrics, nodes, links, allocations or attachments"));
     }
     want.insert(c);
   }
@@ -184,6 +236,10 @@ grpc::Status FabricServiceImpl::Watch(
       case v1::WatchEvent::kAllocation:
         collection = "allocations";
         of_fabric = e.allocation().fabric();
+        break;
+      case v1::WatchEvent::kAttachment:
+        collection = "attachments";
+        of_fabric = e.attachment().fabric();
         break;
       default:
         return false;
@@ -252,6 +308,20 @@ grpc::Status FabricServiceImpl::Watch(
       }
       if (allocs->next_page_token().empty()) break;
       la.set_page_token(allocs->next_page_token());
+    }
+    v1::ListAttachmentsRequest lat;
+    lat.set_fabric(fabric);
+    lat.set_page_size(1000);
+    for (;;) {
+      auto atts = manager_->ListAttachments(lat);
+      if (!atts.ok()) break;
+      for (const auto& a : atts->attachments()) {
+        v1::WatchEvent e;
+        *e.mutable_attachment() = a;
+        add(e);
+      }
+      if (atts->next_page_token().empty()) break;
+      lat.set_page_token(atts->next_page_token());
     }
     v1::WatchEvent synced;
     synced.set_type(v1::WatchEvent::SYNCED);

@@ -77,6 +77,35 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::Status VerifyAllocation(grpc::ServerContext*,
                                 const v1::VerifyAllocationRequest*,
                                 v1::VerifyResult*) override;
+  grpc::Status ListVirtualFunctions(grpc::ServerContext*,
+                                    const v1::ListVirtualFunctionsRequest*,
+                                    v1::ListVirtualFunctionsResponse*) override;
+  grpc::Status GetVirtualFunction(grpc::ServerContext*,
+                                  const v1::GetVirtualFunctionRequest*,
+                                  v1::VirtualFunction*) override;
+  grpc::Status CreateAttachment(grpc::ServerContext*,
+                                const v1::CreateAttachmentRequest*,
+                                v1::Attachment*) override;
+  grpc::Status GetAttachment(grpc::ServerContext*,
+                             const v1::GetAttachmentRequest*,
+                             v1::Attachment*) override;
+  grpc::Status ListAttachments(grpc::ServerContext*,
+                               const v1::ListAttachmentsRequest*,
+                               v1::ListAttachmentsResponse*) override;
+  grpc::Status DeleteAttachment(grpc::ServerContext*,
+                                const v1::DeleteAttachmentRequest*,
+                                v1::Attachment*) override;
+  grpc::Status AccessShadow(grpc::ServerContext*,
+                            const v1::AccessShadowRequest*,
+                            v1::AccessShadowResponse*) override;
+  grpc::Status VerifyAttachment(grpc::ServerContext*,
+                                const v1::VerifyAttachmentRequest*,
+                                v1::VerifyResult*) override;
+  grpc::Status RaiseVfInterrupt(grpc::ServerContext*,
+                                const v1::RaiseVfInterruptRequest*,
+                                v1::RaiseVfInterruptResponse*) override;
+  grpc::Status SetVmState(grpc::ServerContext*, const v1::SetVmStateRequest*,
+                          v1::SetVmStateResponse*) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext*,
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -29,6 +30,7 @@ constexpr char kTableFabrics[] = "fabrics";
 constexpr char kTableLinks[] = "links";
 constexpr char kTableAllocations[] = "allocations";
 constexpr char kTableRequests[] = "requests";
+constexpr char kTableAttachments[] = "attachments";
 
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
@@ -157,6 +159,22 @@ struct FabricManager::AgentEntry {
   v1::NodeInventory inventory;
   std::string backend;
   std::vector<v1::ApplyError> errors;
+  // Lender: health of the VFs it lends, by address.
+  std::map<std::string, v1::VfHealthReport> vf_health;
+  // Borrower: its shadow devices, by attachment name.
+  std::map<std::string, v1::ShadowStatus> shadows;
+};
+
+struct FabricManager::AttachmentEntry {
+  v1::Attachment record;  // what is stored; state and counters unset
+  std::string fabric;
+  bool committed = false;
+  bool releasing = false;
+  int64_t required_generation = 0;
+  v1::Attachment::State last_state = v1::Attachment::PENDING;
+  std::string id() const {
+    return std::string(absl::StripPrefix(record.name(), "attachments/"));
+  }
 };
 
 struct FabricManager::PendingRequest {
@@ -280,6 +298,50 @@ absl::Status FabricManager::Load() {
     a->committed = true;
     a->required_generation = generation_ + 1;
     allocations_[key] = std::move(a);
+  }
+  ASSIGN_OR_RETURN(auto attachments, store_->Scan(kTableAttachments));
+  for (const auto& [key, value] : attachments) {
+    auto a = std::make_unique<AttachmentEntry>();
+    if (!a->record.ParseFromString(value)) {
+      return absl::DataLossError(
+          absl::StrCat("store: attachment record \"", key, "\" is unreadable"));
+    }
+    a->fabric = std::string(absl::StripPrefix(a->record.fabric(), "fabrics/"));
+    auto fit = fabrics_.find(a->fabric);
+    if (fit == fabrics_.end()) {
+      return absl::DataLossError(absl::StrCat(
+          "store: attachment ", key, " names missing fabric ", a->fabric));
+    }
+    const core::Topology& topo = fit->second->state.topology();
+    for (const v1::AttachmentWindow& w : a->record.windows()) {
+      auto from = topo.FindNode(w.from_node());
+      auto to = topo.FindNode(w.to_node());
+      if (!from || !to) {
+        return absl::DataLossError(absl::StrCat(
+            "store: attachment ", key, " names a node its fabric lacks"));
+      }
+      core::Grant g;
+      g.id = absl::StrCat(key, ".", w.role());
+      g.borrower = *from;
+      g.target = *to;
+      g.size = w.size();
+      g.target_addr = w.target_addr();
+      g.fabric_addr = w.fabric_addr();
+      g.slot_kind = SlotKindFromProto(w.slot_kind());
+      g.slot_index = w.slot();
+      g.slot_count = w.slot_count();
+      g.borrower_addr = w.local_addr();
+      g.device = absl::StartsWith(w.role(), "mmio");
+      absl::Status added = fit->second->state.AddGrant(g);
+      if (!added.ok()) {
+        return absl::DataLossError(absl::StrCat("store: attachment ", key,
+                                                " cannot be restored: ",
+                                                added.message()));
+      }
+    }
+    a->committed = true;
+    a->required_generation = generation_ + 1;
+    attachments_[key] = std::move(a);
   }
   ASSIGN_OR_RETURN(auto requests, store_->Scan(kTableRequests));
   for (const auto& [key, value] : requests) {
@@ -553,8 +615,21 @@ absl::StatusOr<FabricManager::AllocationEntry*> FabricManager::FindAllocation(
 }
 
 bool FabricManager::GrantVisible(absl::string_view grant_id) const {
+  // Attachment grants are "{attachment id}.{role}".
+  const size_t dot = grant_id.find('.');
+  if (dot != absl::string_view::npos) {
+    auto it = attachments_.find(grant_id.substr(0, dot));
+    return it != attachments_.end() && it->second->committed;
+  }
   auto it = allocations_.find(grant_id);
   return it != allocations_.end() && it->second->committed;
+}
+
+std::string FabricManager::GrantOwner(absl::string_view grant_id) const {
+  const size_t dot = grant_id.find('.');
+  if (dot == absl::string_view::npos) return AllocationName(grant_id);
+  return absl::StrCat("attachments/", grant_id.substr(0, dot), "/",
+                      grant_id.substr(dot + 1));
 }
 
 // --- Views -------------------------------------------------------------------
@@ -569,7 +644,9 @@ v1::Fabric FabricManager::FabricView(const FabricEntry& f) const {
   for (bool up : f.state.link_states()) down += up ? 0 : 1;
   out.set_links_down(down);
   int count = 0;
-  for (const core::Grant* g : f.state.grants()) count += GrantVisible(g->id);
+  for (const auto& [id, a] : allocations_) {
+    count += a->committed && a->fabric == f.id();
+  }
   out.set_allocation_count(count);
   out.set_max_forward_entries(f.state.map().max_forward_entries());
   return out;
@@ -587,6 +664,9 @@ v1::Node FabricManager::NodeView(const FabricEntry& f, int node) const {
   out.set_window_base(n.window_base);
   out.set_aperture_base(n.aperture_base);
   out.set_aperture_size(n.aperture_size);
+  out.set_mmio_base(n.mmio_base);
+  out.set_mmio_size(n.mmio_size);
+  out.set_mmio_aperture_base(n.mmio_aperture_base);
   out.set_desired_generation(generation_);
   out.set_agent_state(v1::Node::UNREGISTERED);
   auto it = agents_.find(n.name);
@@ -604,7 +684,11 @@ v1::Node FabricManager::NodeView(const FabricEntry& f, int node) const {
   }
   uint64_t lent = 0;
   for (const core::Grant* g : f.state.grants()) {
-    if (g->target == node && GrantVisible(g->id)) lent += g->size;
+    // Memory lent to allocations; attachments' windows are not counted.
+    if (g->target == node && g->id.find('.') == std::string::npos &&
+        GrantVisible(g->id)) {
+      lent += g->size;
+    }
   }
   out.set_lent_bytes(lent);
   return out;
@@ -683,33 +767,34 @@ v1::AddressMap FabricManager::MapView(const FabricEntry& f, int node) const {
     m->set_local_base(w.local_base);
     m->set_size(w.size);
     m->set_translated_addr(w.xlat);
-    m->set_allocation(AllocationName(w.grant_id));
+    m->set_allocation(GrantOwner(w.grant_id));
   }
   for (const core::InboundEntry& e : cfg.inbound) {
     if (!GrantVisible(e.grant_id)) continue;
     v1::InboundEntry* m = out.add_inbound();
     m->set_local_base(e.local_base);
     m->set_size(e.size);
-    m->set_allocation(AllocationName(e.grant_id));
+    m->set_allocation(GrantOwner(e.grant_id));
     m->set_borrower(NodeName(topo.node(e.borrower).name));
   }
   return out;
 }
 
-v1::Allocation::State FabricManager::DeriveState(const AllocationEntry& a,
-                                                 std::string* reason) const {
-  const FabricEntry& f = *fabrics_.at(a.fabric);
+v1::Allocation::State FabricManager::GrantState(const FabricEntry& f,
+                                                const core::Grant& g,
+                                                absl::string_view owner,
+                                                int64_t required,
+                                                std::string* reason) const {
   const core::Topology& topo = f.state.topology();
-  const core::Grant* g = f.state.FindGrant(a.id());
-  auto path = f.state.GrantPath(*g);
+  auto path = f.state.GrantPath(g);
   if (!path) {
     std::vector<std::string> down;
     for (size_t i = 0; i < topo.links().size(); ++i) {
       if (!f.state.link_up(static_cast<int>(i)))
         down.push_back(topo.links()[i].name);
     }
-    *reason = absl::StrCat("no path from ", topo.node(g->borrower).name, " to ",
-                           topo.node(g->target).name,
+    *reason = absl::StrCat("no path from ", topo.node(g.borrower).name, " to ",
+                           topo.node(g.target).name,
                            "; links down: ", absl::StrJoin(down, ", "));
     return v1::Allocation::DEGRADED;
   }
@@ -726,21 +811,31 @@ v1::Allocation::State FabricManager::DeriveState(const AllocationEntry& a,
       return v1::Allocation::PENDING;
     }
     for (const v1::ApplyError& e : it->second->errors) {
-      if (e.allocation().empty() || e.allocation() == a.record.name()) {
+      const std::string& tag = e.allocation();
+      if (tag.empty() || tag == owner ||
+          (absl::StartsWith(tag, owner) && tag.size() > owner.size() &&
+           tag[owner.size()] == '/')) {
         *reason = absl::StrCat("node ", node, " could not apply ", e.entry(),
                                ": ", e.message());
         return v1::Allocation::PENDING;
       }
     }
-    if (it->second->applied_generation < a.required_generation) {
+    if (it->second->applied_generation < required) {
       *reason = absl::StrCat("waiting for node ", node, " to apply generation ",
-                             a.required_generation, " (applied ",
+                             required, " (applied ",
                              it->second->applied_generation, ")");
       return v1::Allocation::PENDING;
     }
   }
   reason->clear();
   return v1::Allocation::READY;
+}
+
+v1::Allocation::State FabricManager::DeriveState(const AllocationEntry& a,
+                                                 std::string* reason) const {
+  const FabricEntry& f = *fabrics_.at(a.fabric);
+  return GrantState(f, *f.state.FindGrant(a.id()), a.record.name(),
+                    a.required_generation, reason);
 }
 
 v1::Allocation FabricManager::AllocationView(const AllocationEntry& a) const {
@@ -790,6 +885,7 @@ void FabricManager::RefreshStates(const std::string& fabric, int node) {
         PublishAllocation(v1::WatchEvent::MODIFIED, AllocationView(*a));
     }
   }
+  RefreshAttachments(fabric);
 }
 
 // --- Fabrics
@@ -899,7 +995,24 @@ absl::StatusOr<v1::Fabric> FabricManager::DeleteFabric(
                        " live allocation(s) (first: ", live[0],
                        "); release them or set force"));
     }
+    std::vector<std::string> attached;
+    for (const auto& [id, a] : attachments_) {
+      if (a->fabric != f->id()) continue;
+      if (!a->committed || a->releasing) {
+        return absl::UnavailableError(
+            absl::StrCat("name: attachment ", id, " of fabric ", f->id(),
+                         " is being attached or detached; retry"));
+      }
+      attached.push_back(id);
+    }
+    if (!attached.empty() && !req.force()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("name: fabric \"", f->id(), "\" has ", attached.size(),
+                       " VF attachment(s) (first: ", attached[0],
+                       "); detach them or set force"));
+    }
     Plan plan;
+    for (const auto& id : attached) plan.batch.Delete(kTableAttachments, id);
     plan.batch.Delete(kTableFabrics, f->id());
     for (const auto& l : f->state.topology().links())
       plan.batch.Delete(kTableLinks, l.name);
@@ -909,7 +1022,16 @@ absl::StatusOr<v1::Fabric> FabricManager::DeleteFabric(
     f->deleting = true;
     std::string fid = f->id();
     plan.rollback = [f]() { f->deleting = false; };
-    plan.commit = [this, fid, live, view]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    plan.commit = [this, fid, live, attached,
+                   view]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const auto& id : attached) {
+        auto it = attachments_.find(id);
+        v1::Attachment a = AttachmentView(*it->second);
+        a.set_state(v1::Attachment::DETACHED);
+        a.set_state_reason("its fabric was deleted");
+        attachments_.erase(it);
+        PublishAttachment(v1::WatchEvent::DELETED, a);
+      }
       for (const auto& id : live) {
         auto it = allocations_.find(id);
         v1::Allocation a = AllocationView(*it->second);
@@ -1347,7 +1469,33 @@ absl::StatusOr<v1::DesiredConfig> FabricManager::DesiredConfigFor(
   out.set_export_base(n.export_base);
   out.set_export_size(n.export_size);
   out.set_window_base(n.window_base);
+  out.set_mmio_base(n.mmio_base);
+  out.set_mmio_size(n.mmio_size);
   *out.mutable_ports() = BridgeView(*fn.first, fn.second).ports();
+  for (const auto& [id, a] : attachments_) {
+    if (!a->committed || a->fabric != fn.first->id()) continue;
+    const v1::Attachment& r = a->record;
+    const bool lender = r.lender() == out.node();
+    if (!lender && r.borrower() != out.node()) continue;
+    v1::VfAssignment* va = out.add_vf_assignments();
+    va->set_attachment(r.name());
+    va->set_role(lender ? v1::VfAssignment::LENDER
+                        : v1::VfAssignment::BORROWER);
+    va->set_vf_address(r.vf_address());
+    va->set_lender(r.lender());
+    va->set_borrower(r.borrower());
+    auto lit = agents_.find(absl::StripPrefix(r.lender(), "nodes/"));
+    if (lit != agents_.end()) va->set_lender_agent(lit->second->control_address);
+    va->set_vm(r.vm());
+    va->set_interrupts(r.interrupts());
+    *va->mutable_windows() = r.windows();
+    auto vf = FindVf("vf", r.vf());
+    if (vf.ok() && vf->function != nullptr) {
+      va->set_vendor_id(vf->function->vendor_id());
+      va->set_device_id(vf->function->device_id());
+      *va->mutable_bar_sizes() = vf->function->bar_sizes();
+    }
+  }
   return out;
 }
 
@@ -1409,10 +1557,38 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
   a.repairs = req.repairs();
   a.recent_repairs.assign(req.recent_repairs().begin(),
                           req.recent_repairs().end());
+  bool vf_changed = false;
+  if (req.has_inventory()) {
+    vf_changed = a.inventory.SerializeAsString() !=
+                 req.inventory().SerializeAsString();
+    a.inventory = req.inventory();
+  }
+  std::map<std::string, v1::VfHealthReport> health;
+  for (const auto& h : req.vf_health()) health[h.vf_address()] = h;
+  for (const auto& [addr, h] : health) {
+    auto old = a.vf_health.find(addr);
+    if (old == a.vf_health.end() || old->second.healthy() != h.healthy() ||
+        old->second.reason() != h.reason()) {
+      vf_changed = true;
+    }
+  }
+  vf_changed |= health.size() != a.vf_health.size();
+  a.vf_health = std::move(health);
+  std::map<std::string, v1::ShadowStatus> shadows;
+  for (const auto& sh : req.shadows()) shadows[sh.attachment()] = sh;
+  for (const auto& [name, sh] : shadows) {
+    auto old = a.shadows.find(name);
+    if (old == a.shadows.end() || old->second.ready() != sh.ready() ||
+        old->second.error() != sh.error()) {
+      vf_changed = true;
+    }
+  }
+  vf_changed |= shadows.size() != a.shadows.size();
+  a.shadows = std::move(shadows);
   const bool moved = req.applied_generation() != a.applied_generation;
   a.applied_generation = req.applied_generation();
-  if (!was_ready || moved || errors_changed) {
-    if (!was_ready) {
+  if (!was_ready || moved || errors_changed || vf_changed) {
+    if (!was_ready || req.has_inventory()) {
       v1::WatchEvent e;
       e.set_type(v1::WatchEvent::MODIFIED);
       *e.mutable_node() = NodeView(*fn.first, fn.second);
@@ -1500,6 +1676,622 @@ absl::Status FabricManager::CheckInvariants() {
   }
   if (problems.empty()) return absl::OkStatus();
   return absl::InternalError(absl::StrJoin(problems, "; "));
+}
+
+
+// --- Virtual functions and attachments -----------------------------------
+
+namespace {
+
+constexpr uint64_t kDefaultDmaSize = 1ull << 20;
+constexpr uint64_t kMaxDmaSize = 1ull << 30;
+constexpr uint64_t kDoorbellSize = 4096;
+constexpr size_t kMaxVmNameLength = 63;
+
+std::string AttachmentName(absl::string_view id) {
+  return absl::StrCat("attachments/", id);
+}
+
+// nodes/{node}/vfs/{0000-3b-00.4}
+std::string VfName(absl::string_view node, absl::string_view address) {
+  return absl::StrCat("nodes/", node, "/vfs/",
+                      absl::StrReplaceAll(address, {{":", "-"}}));
+}
+
+}  // namespace
+
+absl::StatusOr<FabricManager::AttachmentEntry*> FabricManager::FindAttachment(
+    absl::string_view field, absl::string_view name) {
+  ASSIGN_OR_RETURN(std::string id, ParseName(field, name, "attachments"));
+  auto it = attachments_.find(id);
+  if (it == attachments_.end() || !it->second->committed) {
+    return absl::NotFoundError(
+        absl::StrCat(field, ": attachment \"", id, "\" not found"));
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<FabricManager::VfRef> FabricManager::FindVf(
+    absl::string_view field, absl::string_view name) {
+  absl::string_view rest = absl::StripPrefix(name, "nodes/");
+  std::string node, address;
+  const size_t vfs = rest.find("/vfs/");
+  if (vfs != absl::string_view::npos) {
+    node = std::string(rest.substr(0, vfs));
+    address = absl::StrReplaceAll(rest.substr(vfs + 5), {{"-", ":"}});
+  } else {
+    const size_t slash = rest.find('/');
+    if (slash == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": \"", name,
+          "\" is not a VF name; use nodes/{node}/vfs/{0000-3b-00.4} or "
+          "{node}/{0000:3b:00.4}"));
+    }
+    node = std::string(rest.substr(0, slash));
+    address = std::string(rest.substr(slash + 1));
+  }
+  if (address.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": \"", name, "\" names no function address"));
+  }
+  ASSIGN_OR_RETURN(auto fn, FindNode(field, node));
+  VfRef ref;
+  ref.fabric = fn.first;
+  ref.node = fn.second;
+  ref.node_name = node;
+  ref.address = address;
+  auto it = agents_.find(node);
+  if (it != agents_.end()) {
+    for (const v1::PciFunction& f : it->second->inventory.functions()) {
+      if (f.address() == address) {
+        ref.function = &f;
+        break;
+      }
+    }
+  }
+  return ref;
+}
+
+std::vector<v1::VirtualFunction> FabricManager::VfViews(const FabricEntry& f,
+                                                        int node) const {
+  const std::string& name = f.state.topology().node(node).name;
+  std::map<std::string, v1::VirtualFunction> out;
+  const AgentEntry* agent = nullptr;
+  if (auto it = agents_.find(name); it != agents_.end()) {
+    agent = it->second.get();
+  }
+  if (agent != nullptr) {
+    for (const v1::PciFunction& fn : agent->inventory.functions()) {
+      if (fn.kind() != v1::PciFunction::SRIOV_VF) continue;
+      v1::VirtualFunction& v = out[fn.address()];
+      v.set_name(VfName(name, fn.address()));
+      v.set_node(NodeName(name));
+      v.set_address(fn.address());
+      v.set_pf_address(fn.pf_address());
+      v.set_vendor_id(fn.vendor_id());
+      v.set_device_id(fn.device_id());
+      *v.mutable_bar_sizes() = fn.bar_sizes();
+      v.set_state(v1::VirtualFunction::FREE);
+      v.set_health(v1::VirtualFunction::UNKNOWN);
+      if (auto h = agent->vf_health.find(fn.address());
+          h != agent->vf_health.end()) {
+        v.set_health(h->second.healthy() ? v1::VirtualFunction::HEALTHY
+                                         : v1::VirtualFunction::UNHEALTHY);
+        v.set_health_reason(h->second.reason());
+      }
+    }
+  }
+  for (const auto& [id, a] : attachments_) {
+    if (!a->committed || a->record.lender() != NodeName(name)) continue;
+    auto [it, added] = out.try_emplace(a->record.vf_address());
+    v1::VirtualFunction& v = it->second;
+    if (added) {
+      // Lent, but the lender no longer reports it.
+      v.set_name(VfName(name, a->record.vf_address()));
+      v.set_node(NodeName(name));
+      v.set_address(a->record.vf_address());
+      v.set_health(v1::VirtualFunction::UNHEALTHY);
+      v.set_health_reason(
+          agent == nullptr
+              ? "the lender's agent has not registered"
+              : "the VF disappeared from the lender's inventory");
+    }
+    v.set_state(v1::VirtualFunction::LENT);
+    v.set_attachment(a->record.name());
+    v.set_borrower(a->record.borrower());
+  }
+  std::vector<v1::VirtualFunction> views;
+  for (auto& [addr, v] : out) views.push_back(std::move(v));
+  return views;
+}
+
+absl::StatusOr<v1::ListVirtualFunctionsResponse>
+FabricManager::ListVirtualFunctions(const v1::ListVirtualFunctionsRequest& req) {
+  absl::MutexLock l(&mu_);
+  std::string only_fabric;
+  if (!req.fabric().empty()) {
+    ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("fabric", req.fabric()));
+    only_fabric = f->id();
+  }
+  std::string only_node;
+  if (!req.node().empty()) {
+    ASSIGN_OR_RETURN(auto fn, FindNode("node", req.node()));
+    only_node = fn.first->state.topology().node(fn.second).name;
+  }
+  std::vector<std::string> keys;
+  std::map<std::string, v1::VirtualFunction> all;
+  for (const auto& [fid, f] : fabrics_) {
+    if (!only_fabric.empty() && fid != only_fabric) continue;
+    const core::Topology& topo = f->state.topology();
+    for (int n = 0; n < topo.node_count(); ++n) {
+      if (!only_node.empty() && topo.node(n).name != only_node) continue;
+      for (v1::VirtualFunction& v : VfViews(*f, n)) {
+        std::string key = v.name();
+        all.emplace(std::move(key), std::move(v));
+      }
+    }
+  }
+  for (const auto& [k, v] : all) keys.push_back(k);
+  ASSIGN_OR_RETURN(Page p, Paginate(keys, req.page_size(), req.page_token()));
+  v1::ListVirtualFunctionsResponse out;
+  for (size_t i = p.begin; i < p.end; ++i) {
+    *out.add_virtual_functions() = std::move(all[keys[i]]);
+  }
+  out.set_next_page_token(p.next_token);
+  return out;
+}
+
+absl::StatusOr<v1::VirtualFunction> FabricManager::GetVirtualFunction(
+    absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(VfRef ref, FindVf("name", name));
+  for (v1::VirtualFunction& v : VfViews(*ref.fabric, ref.node)) {
+    if (v.address() == ref.address) return std::move(v);
+  }
+  return absl::NotFoundError(absl::StrCat("name: node ", ref.node_name,
+                                          " reports no VF ", ref.address));
+}
+
+v1::Attachment::State FabricManager::DeriveAttachmentState(
+    const AttachmentEntry& a, std::string* reason) const {
+  const FabricEntry& f = *fabrics_.at(a.fabric);
+  const v1::Attachment& r = a.record;
+  std::string pending;
+  for (const v1::AttachmentWindow& w : r.windows()) {
+    const core::Grant* g =
+        f.state.FindGrant(absl::StrCat(a.id(), ".", w.role()));
+    if (g == nullptr) continue;
+    std::string why;
+    v1::Allocation::State s =
+        GrantState(f, *g, r.name(), a.required_generation, &why);
+    if (s == v1::Allocation::DEGRADED) {
+      *reason = absl::StrCat(w.role(), " window: ", why);
+      return v1::Attachment::DEGRADED;
+    }
+    if (s == v1::Allocation::PENDING && pending.empty()) {
+      pending = absl::StrCat(w.role(), " window: ", why);
+    }
+  }
+  const std::string lender(absl::StripPrefix(r.lender(), "nodes/"));
+  const std::string borrower(absl::StripPrefix(r.borrower(), "nodes/"));
+  if (auto it = agents_.find(lender); it != agents_.end()) {
+    bool present = false;
+    for (const v1::PciFunction& fn : it->second->inventory.functions()) {
+      present |= fn.address() == r.vf_address();
+    }
+    if (!present) {
+      *reason = absl::StrCat("VF ", r.vf_address(),
+                             " disappeared from the inventory of ", lender);
+      return v1::Attachment::DEGRADED;
+    }
+    auto h = it->second->vf_health.find(r.vf_address());
+    if (h != it->second->vf_health.end() && !h->second.healthy()) {
+      *reason = absl::StrCat("VF ", r.vf_address(), " on ", lender,
+                             " is unhealthy: ", h->second.reason());
+      return v1::Attachment::DEGRADED;
+    }
+  }
+  if (!pending.empty()) {
+    *reason = pending;
+    return v1::Attachment::PENDING;
+  }
+  auto b = agents_.find(borrower);
+  const v1::ShadowStatus* shadow = nullptr;
+  if (b != agents_.end()) {
+    auto sh = b->second->shadows.find(r.name());
+    if (sh != b->second->shadows.end()) shadow = &sh->second;
+  }
+  if (shadow == nullptr || !shadow->ready()) {
+    *reason = absl::StrCat("waiting for the shadow device on ", borrower,
+                           shadow != nullptr && !shadow->error().empty()
+                               ? absl::StrCat(": ", shadow->error())
+                               : "");
+    return v1::Attachment::PENDING;
+  }
+  reason->clear();
+  return v1::Attachment::READY;
+}
+
+v1::Attachment FabricManager::AttachmentView(const AttachmentEntry& a) const {
+  v1::Attachment out = a.record;
+  std::string reason;
+  out.set_state(DeriveAttachmentState(a, &reason));
+  out.set_state_reason(reason);
+  out.set_required_generation(a.required_generation);
+  out.set_vf_health(v1::VirtualFunction::UNKNOWN);
+  auto l = agents_.find(absl::StripPrefix(a.record.lender(), "nodes/"));
+  if (l != agents_.end()) {
+    auto h = l->second->vf_health.find(a.record.vf_address());
+    if (h != l->second->vf_health.end()) {
+      out.set_vf_health(h->second.healthy() ? v1::VirtualFunction::HEALTHY
+                                            : v1::VirtualFunction::UNHEALTHY);
+      out.set_vf_health_reason(h->second.reason());
+    }
+  }
+  auto b = agents_.find(absl::StripPrefix(a.record.borrower(), "nodes/"));
+  if (b != agents_.end()) {
+    auto sh = b->second->shadows.find(a.record.name());
+    if (sh != b->second->shadows.end()) {
+      *out.mutable_counters() = sh->second.counters();
+    }
+  }
+  return out;
+}
+
+void FabricManager::PublishAttachment(v1::WatchEvent::Type type,
+                                      const v1::Attachment& a) {
+  v1::WatchEvent e;
+  e.set_type(type);
+  *e.mutable_attachment() = a;
+  hub_.Publish(std::move(e));
+}
+
+void FabricManager::RefreshAttachments(const std::string& fabric) {
+  for (auto& [id, a] : attachments_) {
+    if (!a->committed || a->fabric != fabric) continue;
+    std::string reason;
+    v1::Attachment::State s = DeriveAttachmentState(*a, &reason);
+    if (s != a->last_state) {
+      a->last_state = s;
+      if (hub_.has_watchers())
+        PublishAttachment(v1::WatchEvent::MODIFIED, AttachmentView(*a));
+    }
+  }
+}
+
+absl::StatusOr<v1::Attachment> FabricManager::CreateAttachment(
+    const v1::CreateAttachmentRequest& req) {
+  const v1::Attachment& in = req.attachment();
+  if (in.vf().empty()) {
+    return absl::InvalidArgumentError(
+        "attachment.vf: required (nodes/{node}/vfs/{vf} or {node}/{address})");
+  }
+  if (in.borrower().empty()) {
+    return absl::InvalidArgumentError("attachment.borrower: required");
+  }
+  if (!v1::Attachment::InterruptPolicy_IsValid(in.interrupts())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attachment.interrupts: unknown policy ", in.interrupts(),
+                     "; use AUTO, DIRECT or HYPERVISOR"));
+  }
+  if (in.vm().size() > kMaxVmNameLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attachment.vm: ", in.vm().size(),
+                     " characters is over the limit of ", kMaxVmNameLength));
+  }
+  if (in.owner().size() > kMaxOwnerLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attachment.owner: ", in.owner().size(),
+                     " characters is over the limit of ", kMaxOwnerLength));
+  }
+  const uint64_t dma_size = in.dma_size() == 0 ? kDefaultDmaSize : in.dma_size();
+  if (dma_size % 4096 != 0 || dma_size > kMaxDmaSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attachment.dma_size: ", dma_size,
+        " bytes must be a multiple of 4 KiB and at most ",
+        FormatSize(kMaxDmaSize)));
+  }
+  auto plan_fn =
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
+    ASSIGN_OR_RETURN(VfRef vf, FindVf("attachment.vf", in.vf()));
+    FabricEntry* f = vf.fabric;
+    if (f->deleting) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("attachment: fabric ", f->id(), " is being deleted"));
+    }
+    auto ready = [&](absl::string_view field,
+                     const std::string& node) -> absl::Status {
+      auto it = agents_.find(node);
+      if (it == agents_.end() || it->second->state != v1::Node::READY) {
+        return absl::UnavailableError(absl::StrCat(
+            field, ": the agent of node ", node, " is ",
+            it == agents_.end()
+                ? "not registered"
+                : v1::Node::AgentState_Name(it->second->state),
+            "; VF lending needs both agents READY"));
+      }
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(ready("attachment.vf", vf.node_name));
+    if (vf.function == nullptr) {
+      return absl::NotFoundError(absl::StrCat(
+          "attachment.vf: node ", vf.node_name, " reports no function ",
+          vf.address, " (see fabricctl get vfs)"));
+    }
+    if (vf.function->kind() != v1::PciFunction::SRIOV_VF) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attachment.vf: ", vf.address, " on ", vf.node_name, " is ",
+          vf.function->kind() == v1::PciFunction::SRIOV_PF
+              ? "an SR-IOV physical function"
+              : "not a virtual function",
+          "; only VFs can be lent"));
+    }
+    ASSIGN_OR_RETURN(auto to, FindNode("attachment.borrower", in.borrower()));
+    if (to.first != f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attachment.borrower: node ", in.borrower(), " is in fabric ",
+          to.first->id(), ", but the VF is in fabric ", f->id()));
+    }
+    const core::Topology& topo = f->state.topology();
+    const std::string borrower = topo.node(to.second).name;
+    if (to.second == vf.node) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attachment.borrower: node ", borrower,
+          " is the VF's lender; a host cannot borrow its own VF"));
+    }
+    for (const auto& [id, a] : attachments_) {
+      if (a->record.lender() == NodeName(vf.node_name) &&
+          a->record.vf_address() == vf.address) {
+        if (a->releasing || !a->committed) {
+          return absl::UnavailableError(absl::StrCat(
+              "attachment.vf: ", vf.address, " on ", vf.node_name,
+              " is being attached or detached (", id, "); retry"));
+        }
+        return absl::FailedPreconditionError(absl::StrCat(
+            "attachment.vf: ", vf.address, " on ", vf.node_name,
+            " is already lent to ", a->record.borrower(), " (",
+            a->record.name(), ")"));
+      }
+    }
+    const AgentEntry& lender_agent = *agents_.at(vf.node_name);
+    if (auto h = lender_agent.vf_health.find(vf.address);
+        h != lender_agent.vf_health.end() && !h->second.healthy()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("attachment.vf: ", vf.address, " on ", vf.node_name,
+                       " is unhealthy: ", h->second.reason()));
+    }
+    RETURN_IF_ERROR(ready("attachment.borrower", borrower));
+
+    // Plan every window; nothing stays if one fails.
+    std::string id;
+    do {
+      id = absl::StrCat("att-", absl::Hex(absl::Uniform<uint64_t>(bitgen_) &
+                                              0xffffffffffffull,
+                                          absl::kZeroPad12));
+    } while (attachments_.count(id) != 0);
+    std::vector<std::string> added;
+    auto undo = [&]() {
+      for (const auto& g : added) (void)f->state.RemoveGrant(g);
+    };
+    v1::Attachment r;
+    auto add = [&](absl::string_view role, absl::string_view field,
+                   absl::StatusOr<core::Grant> grant) -> absl::Status {
+      if (!grant.ok()) {
+        undo();
+        return absl::Status(grant.status().code(),
+                            absl::StrCat(field, " (", role, " window): ",
+                                         grant.status().message()));
+      }
+      grant->id = absl::StrCat(id, ".", role);
+      absl::Status st = f->state.AddGrant(*grant);
+      if (!st.ok()) {
+        undo();
+        return absl::InternalError(absl::StrCat(
+            "planned grant was refused (a bug): ", st.message()));
+      }
+      added.push_back(grant->id);
+      v1::AttachmentWindow* w = r.add_windows();
+      w->set_role(std::string(role));
+      w->set_from_node(topo.node(grant->borrower).name);
+      w->set_to_node(topo.node(grant->target).name);
+      w->set_local_addr(grant->borrower_addr);
+      w->set_target_addr(grant->target_addr);
+      w->set_fabric_addr(grant->fabric_addr);
+      w->set_size(grant->size);
+      w->set_slot_kind(SlotKindToProto(grant->slot_kind));
+      w->set_slot(grant->slot_index);
+      w->set_slot_count(grant->slot_count);
+      return absl::OkStatus();
+    };
+    const v1::PciFunction& fn = *vf.function;
+    for (int bar = 0; bar < fn.bar_sizes_size(); ++bar) {
+      const uint64_t size = fn.bar_sizes(bar);
+      if (size == 0) continue;
+      const uint64_t addr =
+          bar < fn.bar_addresses_size() ? fn.bar_addresses(bar) : 0;
+      if (addr == 0) {
+        undo();
+        return absl::FailedPreconditionError(absl::StrCat(
+            "attachment.vf: the lender reports no address for BAR ", bar,
+            " of ", vf.address, "; it cannot be mapped"));
+      }
+      RETURN_IF_ERROR(add(absl::StrCat("mmio-bar", bar), "attachment.vf",
+                          f->state.PlanDeviceGrant(to.second, vf.node, addr,
+                                                   size)));
+    }
+    RETURN_IF_ERROR(add("dma", "attachment.dma_size",
+                        f->state.PlanGrant(vf.node, to.second, dma_size)));
+    const uint64_t doorbell = std::max<uint64_t>(
+        kDoorbellSize, topo.node(vf.node).profile->min_window_size);
+    RETURN_IF_ERROR(add("msix", "attachment.borrower",
+                        f->state.PlanGrant(vf.node, to.second, doorbell)));
+
+    auto entry = std::make_unique<AttachmentEntry>();
+    AttachmentEntry* a = entry.get();
+    a->fabric = f->id();
+    r.set_name(AttachmentName(id));
+    r.set_fabric(FabricName(f->id()));
+    r.set_vf(VfName(vf.node_name, vf.address));
+    r.set_lender(NodeName(vf.node_name));
+    r.set_vf_address(vf.address);
+    r.set_borrower(NodeName(borrower));
+    r.set_vm(in.vm());
+    r.set_interrupts(in.interrupts() == v1::Attachment::INTERRUPT_POLICY_UNSPECIFIED
+                         ? v1::Attachment::AUTO
+                         : in.interrupts());
+    r.set_dma_size(dma_size);
+    r.set_shadow_device(absl::StrCat("shadow-", id));
+    r.set_owner(in.owner());
+    *r.mutable_create_time() = ToProtoTime(clock_->Now());
+    a->record = r;
+    attachments_[id] = std::move(entry);
+    Plan plan;
+    plan.batch.Put(kTableAttachments, id, r.SerializeAsString());
+    v1::Attachment response = r;
+    response.set_state(v1::Attachment::PENDING);
+    response.set_state_reason(
+        "recorded; waiting for both agents and the shadow device");
+    plan.response = response.SerializeAsString();
+    plan.commit = [this, a]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      a->committed = true;
+      a->required_generation = BumpGeneration();
+      std::string reason;
+      a->last_state = DeriveAttachmentState(*a, &reason);
+      if (hub_.has_watchers())
+        PublishAttachment(v1::WatchEvent::ADDED, AttachmentView(*a));
+    };
+    std::string fid = f->id();
+    plan.rollback = [this, fid, id, added]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const auto& g : added) (void)fabrics_.at(fid)->state.RemoveGrant(g);
+      attachments_.erase(id);
+    };
+    return plan;
+  };
+  ASSIGN_OR_RETURN(std::string bytes, Mutate("CreateAttachment",
+                                             req.request_id(), req, plan_fn));
+  v1::Attachment out;
+  out.ParseFromString(bytes);
+  return out;
+}
+
+absl::StatusOr<v1::Attachment> FabricManager::GetAttachment(
+    absl::string_view name) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(AttachmentEntry * a, FindAttachment("name", name));
+  return AttachmentView(*a);
+}
+
+absl::StatusOr<v1::ListAttachmentsResponse> FabricManager::ListAttachments(
+    const v1::ListAttachmentsRequest& req) {
+  absl::MutexLock l(&mu_);
+  std::string only_fabric, only_node;
+  if (!req.fabric().empty()) {
+    ASSIGN_OR_RETURN(FabricEntry * f, FindFabric("fabric", req.fabric()));
+    only_fabric = f->id();
+  }
+  if (!req.node().empty()) {
+    ASSIGN_OR_RETURN(auto fn, FindNode("node", req.node()));
+    only_node = NodeName(fn.first->state.topology().node(fn.second).name);
+  }
+  std::vector<std::string> keys;
+  for (const auto& [id, a] : attachments_) {
+    if (!a->committed) continue;
+    if (!only_fabric.empty() && a->fabric != only_fabric) continue;
+    if (!only_node.empty() && a->record.lender() != only_node &&
+        a->record.borrower() != only_node)
+      continue;
+    keys.push_back(id);
+  }
+  ASSIGN_OR_RETURN(Page p, Paginate(keys, req.page_size(), req.page_token()));
+  v1::ListAttachmentsResponse out;
+  for (size_t i = p.begin; i < p.end; ++i)
+    *out.add_attachments() = AttachmentView(*attachments_.at(keys[i]));
+  out.set_next_page_token(p.next_token);
+  return out;
+}
+
+absl::StatusOr<v1::Attachment> FabricManager::DeleteAttachment(
+    const v1::DeleteAttachmentRequest& req) {
+  return AwaitResult<v1::Attachment>([&](Done<v1::Attachment> done) {
+    DetachAsync(req.name(), req.request_id(), req, std::move(done));
+  });
+}
+
+void FabricManager::DetachAsync(absl::string_view name,
+                                absl::string_view request_id,
+                                const google::protobuf::Message& request,
+                                Done<v1::Attachment> done) {
+  auto plan_fn =
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
+    ASSIGN_OR_RETURN(AttachmentEntry * a, FindAttachment("name", name));
+    if (a->releasing) {
+      return absl::AbortedError(absl::StrCat("name: ", a->record.name(),
+                                             " is already being detached"));
+    }
+    a->releasing = true;
+    Plan plan;
+    const std::string id = a->id();
+    plan.batch.Delete(kTableAttachments, id);
+    v1::Attachment view = AttachmentView(*a);
+    view.set_state(v1::Attachment::DETACHED);
+    view.set_state_reason("detached");
+    plan.response = view.SerializeAsString();
+    plan.rollback = [a]() { a->releasing = false; };
+    plan.commit = [this, id, view]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      auto it = attachments_.find(id);
+      FabricEntry& f = *fabrics_.at(it->second->fabric);
+      for (const v1::AttachmentWindow& w : it->second->record.windows()) {
+        (void)f.state.RemoveGrant(absl::StrCat(id, ".", w.role()));
+      }
+      attachments_.erase(it);
+      BumpGeneration();
+      PublishAttachment(v1::WatchEvent::DELETED, view);
+    };
+    return plan;
+  };
+  MutateAsync("DeleteAttachment", request_id, request, plan_fn,
+              ParseInto<v1::Attachment>(std::move(done)));
+}
+
+absl::StatusOr<FabricManager::AttachmentTarget>
+FabricManager::PrepareAttachmentOp(absl::string_view name, bool need_ready) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(AttachmentEntry * a, FindAttachment("name", name));
+  AttachmentTarget out;
+  out.attachment = AttachmentView(*a);
+  if (need_ready && out.attachment.state() != v1::Attachment::READY) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: ", a->record.name(), " is ",
+                     v1::Attachment::State_Name(out.attachment.state()),
+                     ", not READY: ", out.attachment.state_reason()));
+  }
+  for (const auto& [node, field] :
+       {std::pair<std::string, std::string*>{a->record.lender(),
+                                             &out.lender_agent},
+        {a->record.borrower(), &out.borrower_agent}}) {
+    auto it = agents_.find(absl::StripPrefix(node, "nodes/"));
+    if (it == agents_.end() || it->second->control_address.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("name: the agent of ", node,
+                       " serves no control address (not registered)"));
+    }
+    *field = it->second->control_address;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> FabricManager::AgentAddress(
+    absl::string_view node) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(auto fn, FindNode("node", node));
+  const std::string& id = fn.first->state.topology().node(fn.second).name;
+  auto it = agents_.find(id);
+  if (it == agents_.end() || it->second->control_address.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node: the agent of ", id,
+                     " serves no control address (not registered)"));
+  }
+  return it->second->control_address;
 }
 
 }  // namespace fabric::service

@@ -117,6 +117,42 @@ class FabricManager {
                              Done<v1::Allocation> done)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // --- Virtual functions and attachments (VF lending)
+  absl::StatusOr<v1::ListVirtualFunctionsResponse> ListVirtualFunctions(
+      const v1::ListVirtualFunctionsRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::VirtualFunction> GetVirtualFunction(
+      absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
+  // Errors: INVALID_ARGUMENT (bad field, a PF instead of a VF, the lender
+  // as borrower), NOT_FOUND (unknown node or VF), FAILED_PRECONDITION (VF
+  // already lent: names the borrower; VF unhealthy), UNAVAILABLE (lender or
+  // borrower agent not READY, or unreachable), RESOURCE_EXHAUSTED (no
+  // window). Nothing is recorded on any error.
+  absl::StatusOr<v1::Attachment> CreateAttachment(
+      const v1::CreateAttachmentRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Attachment> GetAttachment(absl::string_view name)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListAttachmentsResponse> ListAttachments(
+      const v1::ListAttachmentsRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Attachment> DeleteAttachment(
+      const v1::DeleteAttachmentRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // What a relayed attachment operation needs: the attachment (with its
+  // windows) and both agents' NodeAgentService addresses.
+  // FAILED_PRECONDITION when `need_ready` and it is not READY, or an agent
+  // has no control address.
+  struct AttachmentTarget {
+    v1::Attachment attachment;
+    std::string lender_agent;
+    std::string borrower_agent;
+  };
+  absl::StatusOr<AttachmentTarget> PrepareAttachmentOp(absl::string_view name,
+                                                       bool need_ready)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The NodeAgentService address of `node`'s agent (NOT_FOUND /
+  // FAILED_PRECONDITION).
+  absl::StatusOr<std::string> AgentAddress(absl::string_view node)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // --- Agents
   absl::StatusOr<v1::RegisterNodeResponse> RegisterNode(
       const v1::RegisterNodeRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
@@ -153,6 +189,7 @@ class FabricManager {
   struct FabricEntry;
   struct AllocationEntry;
   struct AgentEntry;
+  struct AttachmentEntry;
   struct PendingRequest;
   // A planned mutation: what to write, and what to do in memory once it is
   // durable (commit) or once the write failed (rollback). Both run under
@@ -220,6 +257,44 @@ class FabricManager {
   absl::StatusOr<AllocationEntry*> FindAllocation(absl::string_view field,
                                                   absl::string_view name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<AttachmentEntry*> FindAttachment(absl::string_view field,
+                                                  absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The VF named `name` (nodes/{n}/vfs/{vf} or {n}/{address}) in its node's
+  // inventory: the fabric, the node index and the function.
+  struct VfRef {
+    FabricEntry* fabric = nullptr;
+    int node = -1;
+    std::string node_name;
+    std::string address;
+    const v1::PciFunction* function = nullptr;  // null: not in inventory
+  };
+  absl::StatusOr<VfRef> FindVf(absl::string_view field, absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every VF of `node` (inventory plus lent ones that vanished), as views.
+  std::vector<v1::VirtualFunction> VfViews(const FabricEntry& f, int node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Attachment AttachmentView(const AttachmentEntry& a) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Attachment::State DeriveAttachmentState(const AttachmentEntry& a,
+                                              std::string* reason) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why a grant owned by `owner` (an allocation or attachment name) is not
+  // in place: DEGRADED when its path is cut, PENDING while an agent on it
+  // has not applied `required` or reports an error for `owner`, else READY.
+  v1::Allocation::State GrantState(const FabricEntry& f, const core::Grant& g,
+                                   absl::string_view owner, int64_t required,
+                                   std::string* reason) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishAttachment(v1::WatchEvent::Type type, const v1::Attachment& a)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshAttachments(const std::string& fabric)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DetachAsync(absl::string_view name, absl::string_view request_id,
+                   const google::protobuf::Message& request,
+                   Done<v1::Attachment> done) ABSL_LOCKS_EXCLUDED(mu_);
+  // The allocation or attachment name a grant's windows are tagged with.
+  std::string GrantOwner(absl::string_view grant_id) const;
 
   // Views of the state as API resources.
   v1::Fabric FabricView(const FabricEntry& f) const
@@ -269,6 +344,9 @@ class FabricManager {
   // By allocation id; includes uncommitted ones (hidden from readers).
   std::map<std::string, std::unique_ptr<AllocationEntry>, std::less<>>
       allocations_ ABSL_GUARDED_BY(mu_);
+  // By attachment id; includes uncommitted ones (hidden from readers).
+  std::map<std::string, std::unique_ptr<AttachmentEntry>, std::less<>>
+      attachments_ ABSL_GUARDED_BY(mu_);
   // By node id; agents that registered since this manager started.
   absl::flat_hash_map<std::string, std::unique_ptr<AgentEntry>> agents_
       ABSL_GUARDED_BY(mu_);

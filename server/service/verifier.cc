@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 #include "common/units.h"
 
 namespace fabric::service {
@@ -127,6 +128,199 @@ absl::StatusOr<v1::VerifyResult> Verifier::Verify(
                                a.borrower(), " read back at ", a.target(),
                                " via ",
                                absl::StrJoin(out.probes(0).hops(), " -> ")));
+  return out;
+}
+
+
+namespace {
+
+// Runs one unary call on an agent with the relay deadline; UNAVAILABLE
+// naming the agent when it cannot be reached, its own status otherwise.
+template <typename Req, typename Resp, typename Fn>
+absl::Status CallAgent(Fn fn, const std::string& who, const std::string& addr,
+                       const Req& req, Resp* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kAgentDeadline);
+  grpc::Status s = fn(&ctx, req, resp);
+  if (s.ok()) return absl::OkStatus();
+  absl::Status st = FromGrpcStatus(s);
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::UnavailableError(absl::StrCat("the agent of ", who, " at ",
+                                               addr, ": ", st.message()));
+  }
+  return st;
+}
+
+const v1::AttachmentWindow* FindWindow(const v1::Attachment& a,
+                                       absl::string_view role) {
+  for (const auto& w : a.windows()) {
+    if (w.role() == role) return &w;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::VerifyResult> Verifier::VerifyAttachment(
+    const v1::VerifyAttachmentRequest& req) {
+  auto target = manager_->PrepareAttachmentOp(req.name(), true);
+  if (!target.ok()) return target.status();
+  const v1::Attachment& a = target->attachment;
+  const v1::AttachmentWindow* dma = FindWindow(a, "dma");
+  if (dma == nullptr) {
+    return absl::InternalError(absl::StrCat(a.name(), " has no dma window"));
+  }
+  const uint64_t probe = std::min<uint64_t>(
+      req.probe_size() == 0 ? kDefaultProbe : req.probe_size(), dma->size());
+  v1::VerifyResult out;
+  out.set_allocation(a.name());
+  out.set_ok(true);
+  absl::BitGen gen;
+  for (uint64_t off : std::set<uint64_t>{0, dma->size() - probe}) {
+    std::string pattern(probe, '\0');
+    for (char& c : pattern) c = static_cast<char>(absl::Uniform<uint8_t>(gen));
+    v1::VfAccessRequest write;
+    write.set_borrower(a.borrower());
+    write.set_vf_address(a.vf_address());
+    write.set_op(v1::VfAccessRequest::DMA);
+    write.set_addr(dma->local_addr() + off);
+    write.set_data(pattern);
+    v1::VfAccessResponse wrote;
+    absl::Status s = CallAgent(
+        [&](grpc::ClientContext* c, const v1::VfAccessRequest& r,
+            v1::VfAccessResponse* w) {
+          return StubFor(target->lender_agent)->VfAccess(c, r, w);
+        },
+        a.lender(), target->lender_agent, write, &wrote);
+    const std::string where =
+        absl::StrCat("DMA of ", FormatSize(probe), " by VF ", a.vf_address(),
+                     " at I/O address ", FormatAddr(write.addr()));
+    if (!s.ok()) {
+      if (absl::IsUnavailable(s)) return s;
+      out.set_ok(false);
+      out.set_summary(absl::StrCat(where, " refused: ", s.message()));
+      return out;
+    }
+    *out.add_probes() = wrote.access();
+    const std::string borrower(absl::StripPrefix(a.borrower(), "nodes/"));
+    if (!wrote.access().landed() || wrote.access().node() != borrower ||
+        wrote.access().addr() != dma->target_addr() + off) {
+      out.set_ok(false);
+      out.set_summary(absl::StrCat(where, " ", Describe(wrote.access()),
+                                   ", expected ", borrower, " at ",
+                                   FormatAddr(dma->target_addr() + off)));
+      return out;
+    }
+    v1::HostReadRequest read;
+    read.set_addr(dma->target_addr() + off);
+    read.set_length(static_cast<uint32_t>(probe));
+    v1::HostReadResponse got;
+    RETURN_IF_ERROR(CallAgent(
+        [&](grpc::ClientContext* c, const v1::HostReadRequest& r,
+            v1::HostReadResponse* w) {
+          return StubFor(target->borrower_agent)->HostRead(c, r, w);
+        },
+        a.borrower(), target->borrower_agent, read, &got));
+    if (got.data() != pattern) {
+      out.set_ok(false);
+      out.set_summary(absl::StrCat(where, " ", Describe(wrote.access()),
+                                   ", but ", a.borrower(),
+                                   " reads different bytes in its DMA region"));
+      return out;
+    }
+    out.set_bytes_verified(out.bytes_verified() + probe);
+  }
+  out.set_summary(absl::StrCat(
+      "OK: VF ", a.vf_address(), " on ", a.lender(), " DMA-wrote ",
+      FormatSize(out.bytes_verified()), " read back in ", a.borrower(),
+      "'s DMA region via ", absl::StrJoin(out.probes(0).hops(), " -> ")));
+  return out;
+}
+
+absl::StatusOr<v1::AccessShadowResponse> Verifier::AccessShadow(
+    const v1::AccessShadowRequest& req) {
+  auto target = manager_->PrepareAttachmentOp(req.attachment(), true);
+  if (!target.ok()) return target.status();
+  v1::AccessShadowRequest fwd = req;
+  fwd.set_attachment(target->attachment.name());
+  v1::AccessShadowResponse out;
+  RETURN_IF_ERROR(CallAgent(
+      [&](grpc::ClientContext* c, const v1::AccessShadowRequest& r,
+          v1::AccessShadowResponse* w) {
+        return StubFor(target->borrower_agent)->AccessShadow(c, r, w);
+      },
+      target->attachment.borrower(), target->borrower_agent, fwd, &out));
+  return out;
+}
+
+absl::StatusOr<v1::RaiseVfInterruptResponse> Verifier::RaiseVfInterrupt(
+    const v1::RaiseVfInterruptRequest& req) {
+  constexpr int kMaxCount = 100000;
+  if (req.count() < 0 || req.count() > kMaxCount) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "count: ", req.count(), " is outside 0..", kMaxCount));
+  }
+  auto target = manager_->PrepareAttachmentOp(req.attachment(), true);
+  if (!target.ok()) return target.status();
+  const v1::Attachment& a = target->attachment;
+  const int count = req.count() == 0 ? 1 : req.count();
+  v1::RaiseVfInterruptResponse out;
+  for (int i = 0; i < count; ++i) {
+    v1::VfAccessRequest raise;
+    raise.set_borrower(a.borrower());
+    raise.set_vf_address(a.vf_address());
+    raise.set_op(v1::VfAccessRequest::RAISE_MSIX);
+    raise.set_vector(req.vector());
+    v1::VfAccessResponse raised;
+    RETURN_IF_ERROR(CallAgent(
+        [&](grpc::ClientContext* c, const v1::VfAccessRequest& r,
+            v1::VfAccessResponse* w) {
+          return StubFor(target->lender_agent)->VfAccess(c, r, w);
+        },
+        a.lender(), target->lender_agent, raise, &raised));
+    if (raised.outcome() == "pending") {
+      out.set_pending_in_vf(out.pending_in_vf() + 1);
+      continue;
+    }
+    if (!raised.access().landed()) {
+      out.set_dropped(out.dropped() + 1);
+      continue;
+    }
+    v1::ShadowInterruptRequest deliver;
+    deliver.set_attachment(a.name());
+    deliver.set_addr(raised.access().addr());
+    deliver.set_data(raised.msi_data());
+    v1::ShadowInterruptResponse delivered;
+    RETURN_IF_ERROR(CallAgent(
+        [&](grpc::ClientContext* c, const v1::ShadowInterruptRequest& r,
+            v1::ShadowInterruptResponse* w) {
+          return StubFor(target->borrower_agent)->ShadowInterrupt(c, r, w);
+        },
+        a.borrower(), target->borrower_agent, deliver, &delivered));
+    if (delivered.delivery() == "direct") {
+      out.set_delivered_direct(out.delivered_direct() + 1);
+    } else if (delivered.delivery() == "hypervisor") {
+      out.set_delivered_via_hypervisor(out.delivered_via_hypervisor() + 1);
+    } else {
+      out.set_dropped(out.dropped() + 1);
+    }
+    *out.mutable_counters() = delivered.counters();
+  }
+  return out;
+}
+
+absl::StatusOr<v1::SetVmStateResponse> Verifier::SetVmState(
+    const v1::SetVmStateRequest& req) {
+  auto addr = manager_->AgentAddress(req.node());
+  if (!addr.ok()) return addr.status();
+  v1::SetVmStateResponse out;
+  RETURN_IF_ERROR(CallAgent(
+      [&](grpc::ClientContext* c, const v1::SetVmStateRequest& r,
+          v1::SetVmStateResponse* w) {
+        return StubFor(*addr)->SetVmState(c, r, w);
+      },
+      req.node(), *addr, req, &out));
   return out;
 }
 

@@ -70,6 +70,7 @@ const Port* FindPort(const BridgeState& s, int number) {
 struct Landing {
   AccessResult result;
   uint64_t memory_base = 0;
+  bool device = false;  // landed in the host's device MMIO range
 };
 
 absl::StatusOr<Landing> WalkImpl(const std::string& sim_dir,
@@ -130,10 +131,13 @@ absl::StatusOr<Landing> WalkImpl(const std::string& sim_dir,
       for (const Inbound& in : cur->state.inbound) {
         if (Within(local, len, in.local_base, in.size)) granted = true;
       }
-      if (!granted ||
-          !Within(local, len, cur->state.memory.base, cur->state.memory.size)) {
+      const HostMemory& m = cur->state.memory;
+      const bool device =
+          m.mmio_size > 0 && Within(local, len, m.mmio_base, m.mmio_size);
+      if (!granted || (!device && !Within(local, len, m.base, m.size))) {
         return fault(at, fa, "outside every grant");
       }
+      out.device = device;
       r.landed = true;
       r.node = at;
       r.addr = local;
@@ -176,6 +180,14 @@ absl::StatusOr<AccessResult> SimWorld::Write(const std::string& sim_dir,
                                              absl::Span<const uint8_t> data) {
   ASSIGN_OR_RETURN(Landing l, WalkImpl(sim_dir, src_node, addr, data.size()));
   if (!l.result.landed || data.empty()) return l.result;
+  if (l.device) {
+    // The walk reached a lent VF's BAR on l.result.node; carrying CPU
+    // writes into the device model's BAR memory is not simulated yet.
+    return absl::UnimplementedError(absl::StrCat(
+        "simulator: a write that lands in the device MMIO of ",
+        l.result.node, " at ", FormatAddr(l.result.addr),
+        " (a lent VF's BAR) is routed but not carried into the device model"));
+  }
   const std::string path = sim_internal::MemoryPath(sim_dir, l.result.node);
   const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoError("open", path);

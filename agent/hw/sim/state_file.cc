@@ -39,6 +39,8 @@ pb::BridgeState ToProto(const SimRecord& r) {
   p.mutable_memory()->set_base(s.memory.base);
   p.mutable_memory()->set_size(s.memory.size);
   p.mutable_memory()->set_window_base(s.memory.window_base);
+  p.mutable_memory()->set_mmio_base(s.memory.mmio_base);
+  p.mutable_memory()->set_mmio_size(s.memory.mmio_size);
   for (const MapEntry& e : s.map) {
     pb::MapEntry* m = p.add_map();
     m->set_kind(e.kind == MapEntry::Kind::kClaim ? pb::MapEntry::CLAIM
@@ -92,7 +94,8 @@ SimRecord FromProto(const pb::BridgeState& p) {
   r.limits.doorbells = l.doorbells();
   r.limits.scratchpads = l.scratchpads();
   BridgeState& s = r.state;
-  s.memory = {p.memory().base(), p.memory().size(), p.memory().window_base()};
+  s.memory = {p.memory().base(), p.memory().size(), p.memory().window_base(),
+              p.memory().mmio_base(), p.memory().mmio_size()};
   for (const pb::MapEntry& m : p.map()) {
     s.map.push_back({m.kind() == pb::MapEntry::CLAIM ? MapEntry::Kind::kClaim
                                                      : MapEntry::Kind::kForward,
