@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "absl/random/random.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -232,6 +233,13 @@ std::vector<std::string> DiffEntries(const hw::BridgeState& have,
 // NodeAgentService: the host's data path, for the manager's proofs by bytes.
 class Agent::ControlService final : public v1::NodeAgentService::Service {
  public:
+  template <typename T>
+  static grpc::Status Reply(absl::StatusOr<T> r, T* out) {
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *out = *std::move(r);
+    return grpc::Status::OK;
+  }
+
   explicit ControlService(Agent* agent) : agent_(agent) {}
 
   grpc::Status HostWrite(grpc::ServerContext*, const v1::HostWriteRequest* req,
@@ -270,15 +278,43 @@ class Agent::ControlService final : public v1::NodeAgentService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status VfAccess(grpc::ServerContext*, const v1::VfAccessRequest* req,
+                        v1::VfAccessResponse* out) override {
+    return Reply(agent_->vf_->VfAccess(*req), out);
+  }
+  grpc::Status AccessShadow(grpc::ServerContext*,
+                            const v1::AccessShadowRequest* req,
+                            v1::AccessShadowResponse* out) override {
+    return Reply(agent_->vf_->AccessShadow(*req), out);
+  }
+  grpc::Status ShadowInterrupt(grpc::ServerContext*,
+                               const v1::ShadowInterruptRequest* req,
+                               v1::ShadowInterruptResponse* out) override {
+    return Reply(agent_->vf_->ShadowInterrupt(*req), out);
+  }
+  grpc::Status SetVmState(grpc::ServerContext*,
+                          const v1::SetVmStateRequest* req,
+                          v1::SetVmStateResponse* out) override {
+    return Reply(agent_->vf_->SetVmState(*req), out);
+  }
+
  private:
   Agent* const agent_;  // not owned
 };
 
 Agent::Agent(AgentOptions options, hw::BridgeHardware* hardware,
-             v1::NodeInventory inventory)
+             v1::NodeInventory inventory, LocalFunctions* functions)
     : options_(std::move(options)),
       hardware_(hardware),
-      inventory_(std::move(inventory)) {}
+      inventory_(std::move(inventory)) {
+  vf_ = std::make_unique<VfLending>(
+      options_.node, functions,
+      [this](uint64_t addr, absl::Span<uint8_t> out) {
+        absl::MutexLock l(&hw_mu_);
+        return hardware_->HostRead(addr, out);
+      },
+      [this] { report_requested_ = true; });
+}
 
 Agent::~Agent() { Stop(); }
 
@@ -363,8 +399,13 @@ absl::Status Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
     v1::ApplyError e;
     e.set_entry(entry);
     e.set_message(std::string(s.message()));
-    if (!allocation.empty())
-      e.set_allocation(absl::StrCat("allocations/", allocation));
+    // Tags are allocation ids, or attachments/{id}/{role} for the windows
+    // of a VF attachment.
+    if (!allocation.empty()) {
+      e.set_allocation(absl::StrContains(allocation, '/')
+                           ? allocation
+                           : absl::StrCat("allocations/", allocation));
+    }
     errors.push_back(std::move(e));
   };
   absl::StatusOr<hw::BridgeState> have = hardware_->Read();
@@ -433,13 +474,16 @@ absl::Status Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
 }
 
 v1::ReportStatusRequest Agent::StatusReport() const {
-  absl::MutexLock l(&mu_);
   v1::ReportStatusRequest r;
-  r.set_node(options_.node);
-  r.set_applied_generation(stats_.applied_generation);
-  for (const auto& e : stats_.errors) *r.add_errors() = e;
-  r.set_repairs(stats_.repairs);
-  for (const auto& s : stats_.recent_repairs) r.add_recent_repairs(s);
+  {
+    absl::MutexLock l(&mu_);
+    r.set_node(options_.node);
+    r.set_applied_generation(stats_.applied_generation);
+    for (const auto& e : stats_.errors) *r.add_errors() = e;
+    r.set_repairs(stats_.repairs);
+    for (const auto& s : stats_.recent_repairs) r.add_recent_repairs(s);
+  }
+  vf_->FillStatus(&r);
   return r;
 }
 
@@ -464,7 +508,12 @@ void Agent::RecordFingerprint(uint64_t fingerprint) {
 
 void Agent::HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
                           absl::Notification* done) {
-  while (!done->WaitForNotificationWithTimeout(interval)) {
+  // Reports every `interval`, and soon after report_requested_ is set.
+  const absl::Duration slice = std::min(interval, absl::Milliseconds(20));
+  absl::Time next = absl::Now() + interval;
+  while (!done->WaitForNotificationWithTimeout(slice)) {
+    if (absl::Now() < next && !report_requested_.exchange(false)) continue;
+    next = absl::Now() + interval;
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
     v1::ReportStatusResponse resp;
@@ -525,6 +574,8 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
   v1::DesiredConfig config;
   while (reader->Read(&config)) {
     const bool applied = Apply(config).ok();
+    vf_->SetAssignments({config.vf_assignments().begin(),
+                         config.vf_assignments().end()});
     // Report at once, so allocations turn READY without waiting for the
     // next heartbeat.
     grpc::ClientContext rctx;

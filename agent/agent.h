@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "agent/hw/bridge_hardware.h"
+#include "agent/vf_lending.h"
 #include "fabric/v1/fabric.grpc.pb.h"
 
 namespace fabric::agent {
@@ -70,9 +72,10 @@ std::vector<std::string> DiffEntries(const hw::BridgeState& have,
 
 class Agent {
  public:
-  // `hardware` is not owned and must outlive the agent.
+  // `hardware` and `functions` (the host's SR-IOV functions it can lend;
+  // null for none) are not owned and must outlive the agent.
   Agent(AgentOptions options, hw::BridgeHardware* hardware,
-        v1::NodeInventory inventory);
+        v1::NodeInventory inventory, LocalFunctions* functions = nullptr);
   ~Agent();
 
   Agent(const Agent&) = delete;
@@ -122,6 +125,10 @@ class Agent {
   const AgentOptions options_;
   hw::BridgeHardware* const hardware_;  // not owned
   const v1::NodeInventory inventory_;
+  // VF lending (lender and borrower roles).
+  std::unique_ptr<VfLending> vf_;
+  // Set when something the manager should hear about now has changed.
+  std::atomic<bool> report_requested_{false};
 
   // Serializes every hardware access. Taken before mu_.
   absl::Mutex hw_mu_ ABSL_ACQUIRED_BEFORE(mu_);

@@ -212,7 +212,12 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  fabric::agent::Agent agent(options, bridge.get(), std::move(inventory));
+  std::unique_ptr<fabric::agent::LocalFunctions> functions;
+  if (sim_devices != nullptr) {
+    functions = fabric::agent::NewSimLocalFunctions(sim_devices.get());
+  }
+  fabric::agent::Agent agent(options, bridge.get(), std::move(inventory),
+                             functions.get());
   if (absl::Status s = agent.Start(); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return 1;

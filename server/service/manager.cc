@@ -1433,7 +1433,18 @@ absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
   if (agent == nullptr) agent = std::make_unique<AgentEntry>();
   agent->inventory = req.inventory();
   agent->backend = req.backend();
+  const bool moved = agent->control_address != req.control_address();
   agent->control_address = req.control_address();
+  if (moved) {
+    // Borrowers of this node's VFs must learn the new address: a new
+    // generation re-sends every node's configuration.
+    for (const auto& [id, a] : attachments_) {
+      if (a->committed && a->record.lender() == NodeName(node)) {
+        BumpGeneration();
+        break;
+      }
+    }
+  }
   agent->repairs = 0;
   agent->recent_repairs.clear();
   agent->state = v1::Node::READY;
@@ -1973,6 +1984,11 @@ absl::StatusOr<v1::Attachment> FabricManager::CreateAttachment(
     return absl::InvalidArgumentError(
         absl::StrCat("attachment.interrupts: unknown policy ", in.interrupts(),
                      "; use AUTO, DIRECT or HYPERVISOR"));
+  }
+  if (in.interrupts() == v1::Attachment::HYPERVISOR && in.vm().empty()) {
+    return absl::InvalidArgumentError(
+        "attachment.interrupts: HYPERVISOR delivery needs a VM "
+        "(attachment.vm); a host-owned device has no guest to inject into");
   }
   if (in.vm().size() > kMaxVmNameLength) {
     return absl::InvalidArgumentError(
