@@ -162,7 +162,8 @@ VfLending::VfLending(std::string node, LocalFunctions* local,
       auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stop_ || kicked_;
       };
-      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(50));
+      // Shadows wait for their lender to apply the attachment: retry soon.
+      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(10));
       if (stop_) break;
       kicked_ = false;
       bool missing = false;
@@ -698,8 +699,14 @@ absl::StatusOr<v1::VfCounters> VfLending::CountersLocked(
 
 void VfLending::FillStatus(v1::ReportStatusRequest* report) {
   if (local_ != nullptr) {
-    auto inventory = local_->Inventory();
-    if (inventory.ok()) {
+    // Probing reads every function's state; reports right after an apply
+    // reuse a probe younger than kProbeMaxAge.
+    constexpr absl::Duration kProbeMaxAge = absl::Milliseconds(100);
+    absl::MutexLock probe(&probe_mu_);
+    if (absl::Now() - probed_at_ < kProbeMaxAge) {
+      for (const auto& h : last_health_) *report->add_vf_health() = h;
+      *report->mutable_inventory() = last_inventory_;
+    } else if (auto inventory = local_->Inventory(); inventory.ok()) {
       for (const v1::PciFunction& f : inventory->functions()) {
         if (f.kind() != v1::PciFunction::SRIOV_VF) continue;
         auto bdf = discovery::ParsePciAddress(f.address());
@@ -720,6 +727,10 @@ void VfLending::FillStatus(v1::ReportStatusRequest* report) {
         h->set_reason(absl::StrJoin(failed, "; "));
       }
       *report->mutable_inventory() = *std::move(inventory);
+      last_inventory_ = report->inventory();
+      last_health_.assign(report->vf_health().begin(),
+                          report->vf_health().end());
+      probed_at_ = absl::Now();
     }
   }
   absl::MutexLock l(&mu_);

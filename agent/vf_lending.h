@@ -34,6 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/bridge_hardware.h"
@@ -151,6 +152,11 @@ class VfLending {
   std::map<std::string, std::unique_ptr<v1::NodeAgentService::Stub>> stubs_
       ABSL_GUARDED_BY(lender_mu_);
   std::map<std::string, std::string> lender_of_ ABSL_GUARDED_BY(lender_mu_);
+  // The last probe of the local functions (FillStatus).
+  absl::Mutex probe_mu_;
+  absl::Time probed_at_ ABSL_GUARDED_BY(probe_mu_) = absl::InfinitePast();
+  v1::NodeInventory last_inventory_ ABSL_GUARDED_BY(probe_mu_);
+  std::vector<v1::VfHealthReport> last_health_ ABSL_GUARDED_BY(probe_mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   const std::function<void()> on_shadow_change_;

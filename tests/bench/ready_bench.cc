@@ -22,23 +22,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "fabric/v1/fabric.grpc.pb.h"
+#include "tests/bench/bench_util.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Micros(Clock::duration d) {
-  return std::chrono::duration<double, std::micro>(d).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 // Collects READY events from a Watch stream.
 class ReadyWatcher {
