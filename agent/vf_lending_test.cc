@@ -1,0 +1,153 @@
+// The lender's side of VF lending, against the simulator's device model:
+// only the borrower a VF is lent to reaches it, and only as the
+// virtualization rules allow, even when it bypasses its own shadow device.
+#include "agent/vf_lending.h"
+
+#include "absl/strings/str_cat.h"
+#include "agent/hw/sim/sim_hardware.h"
+#include "agent/hw/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fabric::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kVf0[] = "0000:3b:02.0";
+constexpr char kVf1[] = "0000:3b:02.1";
+constexpr uint64_t kDmaWindow = 0x200'0000'0000ull;
+constexpr uint64_t kMsixWindow = 0x200'4000'0000ull;
+
+class VfLenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto hw = hw::LoadSimHardware(std::string(FABRIC_SOURCE_DIR) +
+                                  "/agent/hw/sim/examples/one_pf.json");
+    ASSERT_TRUE(hw.ok()) << hw.status();
+    auto host = hw::SimSriovHost::Open(dir_.path(), "n1", *hw);
+    ASSERT_TRUE(host.ok()) << host.status();
+    host_ = *std::move(host);
+    local_ = NewSimLocalFunctions(host_.get());
+    lending_ = std::make_unique<VfLending>(
+        "n1", local_.get(),
+        [](uint64_t, absl::Span<uint8_t>) { return absl::OkStatus(); });
+    v1::VfAssignment a;
+    a.set_attachment("attachments/att-1");
+    a.set_role(v1::VfAssignment::LENDER);
+    a.set_vf_address(kVf0);
+    a.set_lender("nodes/n1");
+    a.set_borrower("nodes/n0");
+    for (auto [role, addr] : {std::pair<const char*, uint64_t>{"dma", kDmaWindow},
+                              {"msix", kMsixWindow}}) {
+      v1::AttachmentWindow* w = a.add_windows();
+      w->set_role(role);
+      w->set_from_node("n1");
+      w->set_to_node("n0");
+      w->set_local_addr(addr);
+      w->set_size(1 << 20);
+    }
+    lending_->SetAssignments({a});
+  }
+
+  absl::StatusOr<v1::VfAccessResponse> Access(const std::string& borrower,
+                                              const std::string& vf,
+                                              v1::VfAccessRequest::Op op,
+                                              uint32_t offset = 0,
+                                              uint32_t size = 4,
+                                              uint32_t value = 0) {
+    v1::VfAccessRequest req;
+    req.set_borrower(borrower);
+    req.set_vf_address(vf);
+    req.set_op(op);
+    req.set_offset(offset);
+    req.set_size(size);
+    req.set_value(value);
+    return lending_->VfAccess(req);
+  }
+
+  hw::testing::TempDir dir_;
+  std::unique_ptr<hw::SimSriovHost> host_;
+  std::unique_ptr<LocalFunctions> local_;
+  std::unique_ptr<VfLending> lending_;
+};
+
+TEST_F(VfLenderTest, OnlyTheBorrowerReachesItsVf) {
+  EXPECT_TRUE(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_READ).ok());
+  auto other = Access("nodes/n2", kVf0, v1::VfAccessRequest::CONFIG_READ);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(other.status().message()),
+              HasSubstr("lent to nodes/n0, not to nodes/n2"));
+  auto not_lent = Access("nodes/n0", kVf1, v1::VfAccessRequest::CONFIG_READ);
+  EXPECT_EQ(not_lent.status().code(), absl::StatusCode::kPermissionDenied);
+  auto pf = Access("nodes/n0", "0000:3b:00.0", v1::VfAccessRequest::CONFIG_READ);
+  EXPECT_EQ(pf.status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(VfLenderTest, ConfigWritesAreLimitedToWhatShadowsForward) {
+  auto bdf = discovery::ParsePciAddress(kVf0);
+  ASSERT_TRUE(bdf.ok());
+  const std::vector<uint8_t> before = *host_->ConfigSpace(*bdf);
+  // A BAR, the header's read-only bytes, the capability pointer.
+  for (uint32_t offset : {0x00u, 0x10u, 0x18u, 0x34u, 0x3cu}) {
+    auto w = Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
+                    offset, 4, 0xffffffff);
+    EXPECT_EQ(w.status().code(), absl::StatusCode::kPermissionDenied)
+        << offset;
+  }
+  EXPECT_EQ(*host_->ConfigSpace(*bdf), before);
+  // Bus mastering through Command is allowed.
+  ASSERT_TRUE(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
+                     0x04, 2, 0x0004)
+                  .ok());
+  EXPECT_EQ(*host_->ConfigRead(*bdf, 0x04, 2) & 0x4u, 0x4u);
+}
+
+TEST_F(VfLenderTest, DmaAndMsiStayInsideTheirWindows) {
+  v1::VfAccessRequest dma;
+  dma.set_borrower("nodes/n0");
+  dma.set_vf_address(kVf0);
+  dma.set_op(v1::VfAccessRequest::DMA);
+  dma.set_addr(kDmaWindow + (1 << 20) - 2);
+  dma.set_data("abcd");  // runs past the window's end
+  auto r = lending_->VfAccess(dma);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("DMA window"));
+
+  v1::VfAccessRequest msi;
+  msi.set_borrower("nodes/n0");
+  msi.set_vf_address(kVf0);
+  msi.set_op(v1::VfAccessRequest::MSIX_ENTRY);
+  msi.set_vector(0);
+  msi.set_addr(0xfee00000);  // not the borrower's doorbell window
+  msi.set_masked(false);
+  EXPECT_EQ(lending_->VfAccess(msi).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  msi.set_addr(kMsixWindow + 8);
+  EXPECT_TRUE(lending_->VfAccess(msi).ok());
+}
+
+TEST_F(VfLenderTest, HealthAndInventoryAreReported) {
+  v1::ReportStatusRequest report;
+  lending_->FillStatus(&report);
+  EXPECT_EQ(report.vf_health_size(), 8);
+  for (const auto& h : report.vf_health()) EXPECT_TRUE(h.healthy()) << h.vf_address();
+  EXPECT_EQ(report.inventory().functions_size(), 9);  // the PF and 8 VFs
+
+  auto bdf = discovery::ParsePciAddress(kVf1);
+  ASSERT_TRUE(host_->SetFunctionFailed(*bdf, true).ok());
+  absl::SleepFor(absl::Milliseconds(110));  // past the probe cache
+  v1::ReportStatusRequest later;
+  lending_->FillStatus(&later);
+  bool seen = false;
+  for (const auto& h : later.vf_health()) {
+    if (h.vf_address() != kVf1) continue;
+    seen = true;
+    EXPECT_FALSE(h.healthy());
+    EXPECT_THAT(h.reason(), HasSubstr("vendor id reads 0xffff"));
+  }
+  EXPECT_TRUE(seen);
+}
+
+}  // namespace
+}  // namespace fabric::agent
