@@ -454,6 +454,34 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
     EXPECT_EQ(m.inbound_size(), 0) << m.name();
   }
   EXPECT_EQ(ListVfs()[0].state(), v1::VirtualFunction::FREE);
+
+  // 11. The pool follows sriov_numvfs without restarting anything: a lent
+  // VF that disappears is reported, then 4 VFs come back.
+  v1::Attachment held;
+  ASSERT_TRUE(Attach(Vf(2), "n0", "", v1::Attachment::AUTO, &held).ok());
+  ASSERT_TRUE(WaitState(held.name(), v1::Attachment::READY));
+  auto pf = agent::discovery::ParsePciAddress(kPf);
+  ASSERT_TRUE(pf.ok());
+  ASSERT_TRUE(lender->SetNumVfs(*pf, 0).ok());
+  ASSERT_TRUE(WaitState(held.name(), v1::Attachment::DEGRADED));
+  EXPECT_THAT(Get(held.name()).state_reason(), HasSubstr("disappeared"));
+  std::vector<v1::VirtualFunction> left;
+  for (int i = 0; i < 400; ++i) {
+    left = ListVfs();
+    if (left.size() == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(left.size(), 1u);  // only the lent one, flagged
+  EXPECT_EQ(left[0].state(), v1::VirtualFunction::LENT);
+  EXPECT_EQ(left[0].health(), v1::VirtualFunction::UNHEALTHY);
+  ASSERT_TRUE(Detach(held.name()).ok());
+  ASSERT_TRUE(lender->SetNumVfs(*pf, 4).ok());
+  for (int i = 0; i < 400; ++i) {
+    left = ListVfs();
+    if (left.size() == 4) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(left.size(), 4u);
 }
 
 }  // namespace
