@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/commands.h"
@@ -37,6 +38,7 @@ struct Flags {
   std::string kind;
   std::string name;
   std::string fabric_filter;
+  std::string node_filter;
 
   // alloc mem
   std::string from, to, size, owner, ttl, request_id;
@@ -49,6 +51,24 @@ struct Flags {
   std::string link_a, link_b;
   bool force = false;
   bool all = false;
+
+  // vf attach (with owner, request_id, wait, wait_timeout above)
+  std::string vf, borrower, vm;
+  std::string interrupts = "auto";
+  std::string dma_size;
+
+  // vf detach|config|setup|verify|interrupt
+  std::string attachment_id;
+  std::string config_op, config_offset, config_value;
+  std::string config_size = "4";
+  bool msix_table = false;
+  std::string probe_size;
+  std::string vector = "0";
+  std::string count = "1";
+
+  // vm start|stop
+  std::string vm_node, vm_name;
+  std::string core = "0";
 };
 
 struct Subcommands {
@@ -63,6 +83,14 @@ struct Subcommands {
   CLI::App* link_down;
   CLI::App* delete_fabric;
   CLI::App* verify;
+  CLI::App* vf_attach;
+  CLI::App* vf_detach;
+  CLI::App* vf_config;
+  CLI::App* vf_setup;
+  CLI::App* vf_verify;
+  CLI::App* vf_interrupt;
+  CLI::App* vm_start;
+  CLI::App* vm_stop;
 };
 
 Subcommands Define(CLI::App& app, Flags& f) {
@@ -106,13 +134,20 @@ Subcommands Define(CLI::App& app, Flags& f) {
   s.get = app.add_subcommand(
       "get",
       "list resources: fabrics, nodes, bridges, links, maps, allocations, "
-      "profiles");
+      "profiles, vfs, attachments");
   s.get->add_option("KIND", f.kind, "resource type")->required();
-  s.get->add_option("NAME", f.name, "one resource");
+  s.get->add_option("NAME", f.name,
+                    "one resource (a VF: n1/0000:3b:00.4 or "
+                    "nodes/n1/vfs/0000-3b-00.4)");
   s.get->add_option("--fabric", f.fabric_filter, "only this fabric's");
+  s.get->add_option("--node", f.node_filter,
+                    "vfs: only this node's; attachments: only those lent by "
+                    "or to it");
 
   s.describe = app.add_subcommand(
-      "describe", "show one fabric, node, bridge or allocation in detail");
+      "describe",
+      "show one fabric, node, bridge, allocation, vf or attachment in "
+      "detail");
   s.describe->add_option("KIND", f.kind, "resource type")->required();
   s.describe->add_option("NAME", f.name, "resource name")->required();
 
@@ -159,6 +194,105 @@ Subcommands Define(CLI::App& app, Flags& f) {
       ->required();
   s.delete_fabric->add_flag(
       "--force", f.force, "release its allocations first");
+
+  CLI::App* vf = app.add_subcommand(
+      "vf", "lend SR-IOV virtual functions to other nodes and drive them");
+  vf->require_subcommand(1);
+  s.vf_attach = vf->add_subcommand(
+      "attach", "lend a VF to a borrower node (CreateAttachment)");
+  s.vf_attach
+      ->add_option("--vf", f.vf,
+                   "the VF: NODE/BDF (n1/0000:3b:00.4) or "
+                   "nodes/n1/vfs/0000-3b-00.4")
+      ->required();
+  s.vf_attach->add_option("--to", f.borrower, "borrower node")->required();
+  s.vf_attach->add_option("--vm", f.vm,
+                          "the VM on the borrower that gets it (default: "
+                          "the host)");
+  s.vf_attach
+      ->add_option("--interrupts", f.interrupts,
+                   "delivery: direct, hypervisor or auto (direct while the "
+                   "VM runs)")
+      ->capture_default_str();
+  s.vf_attach->add_option("--dma-size", f.dma_size,
+                          "borrower memory the VF may DMA into (default "
+                          "1MiB)");
+  s.vf_attach->add_option("--owner", f.owner, "who holds it");
+  s.vf_attach->add_option("--request-id", f.request_id,
+                          "idempotency key (default: random)");
+  s.vf_attach->add_flag("--wait", f.wait, "wait until READY");
+  s.vf_attach
+      ->add_option("--wait-timeout", f.wait_timeout, "how long --wait waits")
+      ->capture_default_str();
+
+  s.vf_detach = vf->add_subcommand(
+      "detach", "end an attachment; the VF returns to its lender");
+  s.vf_detach->add_option("ID", f.attachment_id, "att-x or attachments/att-x")
+      ->required();
+  s.vf_detach->add_option("--request-id", f.request_id,
+                          "idempotency key (default: random)");
+
+  s.vf_config = vf->add_subcommand(
+      "config",
+      "read or write the shadow device's config space (or MSI-X table) as "
+      "the borrower's driver would");
+  s.vf_config->add_option("ID", f.attachment_id, "att-x or attachments/att-x")
+      ->required();
+  s.vf_config->add_option("OP", f.config_op, "read or write")->required();
+  s.vf_config
+      ->add_option("OFFSET", f.config_offset, "byte offset, decimal or 0x hex")
+      ->required();
+  s.vf_config->add_option("VALUE", f.config_value,
+                          "write: the value, decimal or 0x hex");
+  s.vf_config->add_option("--size", f.config_size, "access size: 1, 2 or 4")
+      ->capture_default_str();
+  s.vf_config->add_flag("--msix-table", f.msix_table,
+                        "the MSI-X table instead of config space (dwords)");
+
+  s.vf_setup = vf->add_subcommand(
+      "setup",
+      "start the shadow device as a driver would: enable it and point every "
+      "MSI-X vector at its doorbell");
+  s.vf_setup->add_option("ID", f.attachment_id, "att-x or attachments/att-x")
+      ->required();
+
+  s.vf_verify = vf->add_subcommand(
+      "verify",
+      "prove an attachment by bytes: the VF DMAs a pattern that the "
+      "borrower reads back");
+  s.vf_verify->add_option("ID", f.attachment_id, "att-x or attachments/att-x")
+      ->required();
+  s.vf_verify->add_option("--probe-size", f.probe_size,
+                          "bytes of the pattern (default 4KiB)");
+
+  s.vf_interrupt = vf->add_subcommand(
+      "interrupt",
+      "make the VF raise an MSI-X vector and show how it was delivered");
+  s.vf_interrupt
+      ->add_option("ID", f.attachment_id, "att-x or attachments/att-x")
+      ->required();
+  s.vf_interrupt->add_option("--vector", f.vector, "MSI-X vector")
+      ->capture_default_str();
+  s.vf_interrupt
+      ->add_option("--count", f.count, "how many times (at most 100000)")
+      ->capture_default_str();
+
+  CLI::App* vm = app.add_subcommand(
+      "vm", "tell a borrower's hypervisor that a VM started or stopped");
+  vm->require_subcommand(1);
+  s.vm_start = vm->add_subcommand(
+      "start",
+      "the VM entered guest mode on --core; interrupts queued for it are "
+      "injected");
+  s.vm_stop = vm->add_subcommand(
+      "stop",
+      "the VM left guest mode; its interrupts are queued until it starts");
+  for (CLI::App* c : {s.vm_start, s.vm_stop}) {
+    c->add_option("NODE", f.vm_node, "the borrower node")->required();
+    c->add_option("VM", f.vm_name, "the VM")->required();
+  }
+  s.vm_start->add_option("--core", f.core, "the core it runs on")
+      ->capture_default_str();
   return s;
 }
 
@@ -182,6 +316,10 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   std::optional<v1::FabricSpec> spec;
   std::optional<ResourceKind> kind;
   std::optional<AllocOptions> alloc;
+  std::optional<AttachOptions> attach;
+  std::optional<ShadowAccessOptions> access;
+  uint32_t probe_size = 0;
+  int vector = 0, count = 1, core = 0;
   if (s.create_ring->parsed() || s.create_star->parsed()) {
     uint64_t export_size = 0;
     if (!f.export_size.empty()) {
@@ -193,6 +331,81 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
                           export_size);
   } else if (s.get->parsed() || s.describe->parsed()) {
     ASSIGN_OR_RETURN(kind, ParseResourceKind(f.kind));
+    if (!f.node_filter.empty() && *kind != ResourceKind::kVf &&
+        *kind != ResourceKind::kAttachment) {
+      return UsageError("--node: only vfs and attachments are listed by node");
+    }
+  } else if (s.vf_attach->parsed()) {
+    AttachOptions a;
+    a.vf = f.vf;
+    a.borrower = f.borrower;
+    a.vm = f.vm;
+    ASSIGN_OR_RETURN(a.interrupts, ParseInterruptPolicy(f.interrupts));
+    if (a.interrupts == v1::Attachment::HYPERVISOR && a.vm.empty()) {
+      return UsageError(
+          "--interrupts: hypervisor delivery needs --vm (a device the host "
+          "owns has no guest to inject into)");
+    }
+    if (!f.dma_size.empty()) {
+      ASSIGN_OR_RETURN(a.dma_size, Size(f.dma_size, "--dma-size"));
+      if (a.dma_size == 0) {
+        return UsageError("--dma-size: must be larger than 0");
+      }
+    }
+    a.owner = f.owner;
+    a.request_id = f.request_id;
+    a.wait = f.wait;
+    ASSIGN_OR_RETURN(a.wait_timeout,
+                     ParseDurationFlag(f.wait_timeout, "--wait-timeout"));
+    attach = std::move(a);
+  } else if (s.vf_config->parsed()) {
+    ShadowAccessOptions a;
+    a.attachment = f.attachment_id;
+    a.msix_table = f.msix_table;
+    const std::string op = absl::AsciiStrToLower(f.config_op);
+    if (op != "read" && op != "write") {
+      return UsageError(absl::StrCat("OP: unknown operation \"", f.config_op,
+                                     "\"; use read or write"));
+    }
+    a.write = op == "write";
+    if (a.write && f.config_value.empty()) {
+      return UsageError("VALUE: write needs a value, e.g. 'write 0x4 0x6'");
+    }
+    if (!a.write && !f.config_value.empty()) {
+      return UsageError(absl::StrCat("VALUE: read takes no value (got \"",
+                                     f.config_value, "\")"));
+    }
+    ASSIGN_OR_RETURN(uint64_t offset,
+                     ParseNumberFlag(f.config_offset, "OFFSET"));
+    a.offset = static_cast<uint32_t>(offset);
+    ASSIGN_OR_RETURN(uint64_t size, ParseNumberFlag(f.config_size, "--size"));
+    a.size = static_cast<uint32_t>(size);
+    if (a.write) {
+      ASSIGN_OR_RETURN(uint64_t value,
+                       ParseNumberFlag(f.config_value, "VALUE"));
+      a.value = static_cast<uint32_t>(value);
+    }
+    RETURN_IF_ERROR(CheckShadowAccess(a));
+    access = std::move(a);
+  } else if (s.vf_verify->parsed()) {
+    if (!f.probe_size.empty()) {
+      ASSIGN_OR_RETURN(uint64_t probe, Size(f.probe_size, "--probe-size"));
+      if (probe == 0 || probe > UINT32_MAX) {
+        return UsageError(absl::StrCat("--probe-size: \"", f.probe_size,
+                                       "\" must be between 1 byte and 4 GiB"));
+      }
+      probe_size = static_cast<uint32_t>(probe);
+    }
+  } else if (s.vf_interrupt->parsed()) {
+    // MSI-X has at most 2048 vectors; RaiseVfInterrupt at most 100000 at once.
+    ASSIGN_OR_RETURN(uint64_t v, ParseNumberFlag(f.vector, "--vector", 2047));
+    ASSIGN_OR_RETURN(uint64_t n, ParseNumberFlag(f.count, "--count", 100000));
+    if (n == 0) return UsageError("--count: must be at least 1");
+    vector = static_cast<int>(v);
+    count = static_cast<int>(n);
+  } else if (s.vm_start->parsed()) {
+    ASSIGN_OR_RETURN(uint64_t c, ParseNumberFlag(f.core, "--core", INT32_MAX));
+    core = static_cast<int>(c);
   } else if (s.alloc_mem->parsed()) {
     AllocOptions a;
     a.borrower = f.from;
@@ -221,7 +434,9 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
 
   if (spec.has_value()) return commands.CreateFabric(*spec);
   if (s.apply->parsed()) return commands.Apply(f.file);
-  if (s.get->parsed()) return commands.Get(*kind, f.name, f.fabric_filter);
+  if (s.get->parsed()) {
+    return commands.Get(*kind, f.name, f.fabric_filter, f.node_filter);
+  }
   if (s.describe->parsed()) return commands.Describe(*kind, f.name);
   if (alloc.has_value()) return commands.Alloc(*alloc);
   if (s.release->parsed()) return commands.Release(f.alloc_id);
@@ -237,6 +452,24 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   }
   if (s.delete_fabric->parsed()) {
     return commands.DeleteFabric(f.fabric_name, f.force);
+  }
+  if (attach.has_value()) return commands.Attach(*attach);
+  if (s.vf_detach->parsed()) {
+    return commands.Detach(f.attachment_id, f.request_id);
+  }
+  if (access.has_value()) return commands.ShadowConfig(*access);
+  if (s.vf_setup->parsed()) return commands.ShadowSetup(f.attachment_id);
+  if (s.vf_verify->parsed()) {
+    return commands.VerifyAttachment(f.attachment_id, probe_size);
+  }
+  if (s.vf_interrupt->parsed()) {
+    return commands.RaiseInterrupt(f.attachment_id, vector, count);
+  }
+  if (s.vm_start->parsed()) {
+    return commands.SetVmState(f.vm_node, f.vm_name, true, core);
+  }
+  if (s.vm_stop->parsed()) {
+    return commands.SetVmState(f.vm_node, f.vm_name, false, 0);
   }
   return UsageError("no command given");
 }
@@ -288,7 +521,8 @@ int RunFabricctl(const std::vector<std::string>& args, std::ostream& out,
     }
     if (path.empty()) {
       err << "hint: commands are create, apply, get, describe, alloc, "
-             "release, verify, link and delete; see 'fabricctl --help'\n";
+             "release, verify, link, delete, vf and vm; see 'fabricctl "
+             "--help'\n";
     } else {
       err << "hint: see 'fabricctl " << path << " --help'\n";
     }

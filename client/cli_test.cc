@@ -52,6 +52,7 @@ TEST(CliTest, UnknownSubcommand) {
   EXPECT_EQ(r.code, kExitUsage);
   EXPECT_THAT(r.err, HasSubstr("unknown command \"frobnicate\""));
   EXPECT_THAT(r.err, HasSubstr("hint:"));
+  EXPECT_THAT(r.err, HasSubstr("link, delete, vf and vm;"));
 }
 
 TEST(CliTest, NoSubcommand) {
@@ -104,6 +105,120 @@ TEST(CliTest, MalformedSpecFileIsUsageError) {
   std::remove(path.c_str());
   EXPECT_EQ(r.code, kExitUsage);
   EXPECT_THAT(r.err, HasSubstr(path + ": line 2"));
+}
+
+TEST(CliTest, BadInterruptPolicyNamesTheFlagAndTheChoices) {
+  Result r = RunCli({kDeadServer, "vf", "attach", "--vf", "n1/0000:3b:00.4",
+                     "--to", "n2", "--interrupts", "sometimes"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("error: --interrupts: unknown policy "
+                               "\"sometimes\"; use direct, hypervisor or "
+                               "auto"));
+  EXPECT_THAT(r.out, IsEmpty());
+}
+
+TEST(CliTest, VfAttachFlagErrors) {
+  Result missing = RunCli({kDeadServer, "vf", "attach", "--to", "n2"});
+  EXPECT_EQ(missing.code, kExitUsage);
+  EXPECT_THAT(missing.err, HasSubstr("--vf"));
+  EXPECT_THAT(missing.err, HasSubstr("fabricctl vf attach --help"));
+
+  Result dma = RunCli({kDeadServer, "vf", "attach", "--vf", "n1/0000:3b:00.4",
+                       "--to", "n2", "--dma-size", "lots"});
+  EXPECT_EQ(dma.code, kExitUsage);
+  EXPECT_THAT(dma.err, HasSubstr("error: --dma-size"));
+
+  Result no_vm = RunCli({kDeadServer, "vf", "attach", "--vf", "n1/0000:3b:00.4",
+                         "--to", "n2", "--interrupts", "HYPERVISOR"});
+  EXPECT_EQ(no_vm.code, kExitUsage);
+  EXPECT_THAT(no_vm.err, HasSubstr("hypervisor delivery needs --vm"));
+
+  Result wait = RunCli({kDeadServer, "vf", "attach", "--vf", "n1/0000:3b:00.4",
+                        "--to", "n2", "--wait", "--wait-timeout", "soon"});
+  EXPECT_EQ(wait.code, kExitUsage);
+  EXPECT_THAT(wait.err, HasSubstr("--wait-timeout"));
+}
+
+TEST(CliTest, VfConfigUsageErrors) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  const Case cases[] = {
+      {{"read", "0", "--size", "3"}, "--size: 3 bytes; use 1, 2 or 4"},
+      {{"read", "0", "--size", "two"}, "--size: \"two\" is not a number"},
+      {{"read", "0x1000"}, "OFFSET: 0x1000 is outside the 4 KiB config space"},
+      {{"read", "6"}, "OFFSET: 0x6 is not aligned to the 4-byte access size"},
+      {{"read", "0x-4"}, "OFFSET: \"0x-4\" is not a number"},
+      {{"write", "4"}, "VALUE: write needs a value"},
+      {{"read", "4", "7"}, "VALUE: read takes no value"},
+      {{"write", "4", "0x10000", "--size", "2"},
+       "VALUE: 0x10000 does not fit in 2 bytes"},
+      {{"write", "4", "0x100000000"}, "VALUE: 0x100000000 is over the limit"},
+      {{"read", "0x10", "--msix-table", "--size", "2"},
+       "--size: the MSI-X table takes dwords only"},
+      {{"peek", "0"}, "OP: unknown operation \"peek\"; use read or write"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {kDeadServer, "vf", "config", "att-1"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    Result r = RunCli(args);
+    EXPECT_EQ(r.code, kExitUsage) << c.error;
+    EXPECT_THAT(r.err, HasSubstr("error: " + c.error));
+  }
+  Result missing = RunCli({kDeadServer, "vf", "config", "att-1", "read"});
+  EXPECT_EQ(missing.code, kExitUsage);
+  EXPECT_THAT(missing.err, HasSubstr("OFFSET"));
+}
+
+TEST(CliTest, VfAndVmArgumentErrors) {
+  Result count =
+      RunCli({kDeadServer, "vf", "interrupt", "att-1", "--count", "0"});
+  EXPECT_EQ(count.code, kExitUsage);
+  EXPECT_THAT(count.err, HasSubstr("--count: must be at least 1"));
+  Result vector =
+      RunCli({kDeadServer, "vf", "interrupt", "att-1", "--vector", "4096"});
+  EXPECT_EQ(vector.code, kExitUsage);
+  EXPECT_THAT(vector.err, HasSubstr("--vector: 4096 is over the limit"));
+  Result probe =
+      RunCli({kDeadServer, "vf", "verify", "att-1", "--probe-size", "4XB"});
+  EXPECT_EQ(probe.code, kExitUsage);
+  EXPECT_THAT(probe.err, HasSubstr("--probe-size"));
+  Result no_id = RunCli({kDeadServer, "vf", "detach"});
+  EXPECT_EQ(no_id.code, kExitUsage);
+  EXPECT_THAT(no_id.err, HasSubstr("ID"));
+  Result no_vf = RunCli({kDeadServer, "vf"});
+  EXPECT_EQ(no_vf.code, kExitUsage);
+  EXPECT_THAT(no_vf.err, HasSubstr("fabricctl vf --help"));
+  Result no_vm = RunCli({kDeadServer, "vm", "start", "n2"});
+  EXPECT_EQ(no_vm.code, kExitUsage);
+  EXPECT_THAT(no_vm.err, HasSubstr("VM is required"));
+  Result core =
+      RunCli({kDeadServer, "vm", "start", "n2", "vm1", "--core", "-1"});
+  EXPECT_EQ(core.code, kExitUsage);
+  EXPECT_THAT(core.err, HasSubstr("--core"));
+}
+
+TEST(CliTest, NodeFilterOnlyForVfsAndAttachments) {
+  Result r = RunCli({kDeadServer, "get", "nodes", "--node", "n1"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--node: only vfs and attachments"));
+  // Accepted kinds get as far as the (dead) server.
+  for (const char* kind :
+       {"vfs", "vf", "virtualfunctions", "attachments", "attachment", "att"}) {
+    Result ok =
+        RunCli({kDeadServer, "--timeout", "2s", "get", kind, "--node", "n1"});
+    EXPECT_EQ(ok.code, kExitError) << kind << ": " << ok.err;
+  }
+}
+
+TEST(CliTest, VfHelpListsTheSubcommands) {
+  Result r = RunCli({"vf", "--help"});
+  EXPECT_EQ(r.code, kExitOk);
+  for (const char* sub :
+       {"attach", "detach", "config", "setup", "verify", "interrupt"}) {
+    EXPECT_THAT(r.out, HasSubstr(sub));
+  }
 }
 
 TEST(CliTest, HelpGoesToStdoutAndSucceeds) {

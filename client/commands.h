@@ -90,6 +90,17 @@ std::string NewRequestId();
 // "x", "nodes/x" -> "nodes/x" for collection "nodes".
 std::string Qualify(absl::string_view collection, absl::string_view name);
 
+// Parses an unsigned number, hexadecimal with "0x" or decimal, at most
+// `max`. Usage error naming `flag` otherwise.
+absl::StatusOr<uint64_t> ParseNumberFlag(absl::string_view text,
+                                         absl::string_view flag,
+                                         uint64_t max = UINT32_MAX);
+
+// "direct", "hypervisor" or "auto" (any case). Usage error naming
+// --interrupts and the allowed values otherwise.
+absl::StatusOr<v1::Attachment::InterruptPolicy> ParseInterruptPolicy(
+    absl::string_view text);
+
 // ---------------------------------------------------------------------------
 // Commands
 
@@ -100,11 +111,14 @@ enum class ResourceKind {
   kLink,
   kMap,
   kAllocation,
-  kProfile
+  kProfile,
+  kVf,
+  kAttachment
 };
 
-// Accepts plural and singular names ("nodes", "node"), and "addressmaps"
-// for maps. Usage error listing the valid kinds otherwise.
+// Accepts plural and singular names ("nodes", "node"), "addressmaps" for
+// maps, "virtualfunctions" for vfs and "att" for attachments. Usage error
+// listing the valid kinds otherwise.
 absl::StatusOr<ResourceKind> ParseResourceKind(absl::string_view text);
 
 struct AllocOptions {
@@ -121,6 +135,37 @@ struct AllocOptions {
   bool wait = false;
   absl::Duration wait_timeout = absl::Seconds(30);
 };
+
+struct AttachOptions {
+  // "{node}/{0000:3b:00.4}" or "nodes/{node}/vfs/{0000-3b-00.4}".
+  std::string vf;
+  std::string borrower;  // "b" or "nodes/b"
+  std::string vm;        // empty: the borrower's host
+  v1::Attachment::InterruptPolicy interrupts = v1::Attachment::AUTO;
+  uint64_t dma_size = 0;  // 0: the server's default (1 MiB)
+  std::string owner;
+  // Empty: a random one is generated, so the client's retries are
+  // idempotent.
+  std::string request_id;
+  // Wait until READY, for at most wait_timeout.
+  bool wait = false;
+  absl::Duration wait_timeout = absl::Seconds(30);
+};
+
+// One access to a shadow device's config space or MSI-X table.
+struct ShadowAccessOptions {
+  std::string attachment;  // "att-x" or "attachments/att-x"
+  bool msix_table = false;
+  bool write = false;
+  uint32_t offset = 0;
+  uint32_t size = 4;
+  uint32_t value = 0;  // write only
+};
+
+// Usage error unless `access` is one the shadow device can take: size 1, 2
+// or 4, naturally aligned, within the 4 KiB config space; the MSI-X table
+// takes dwords only; a written value fits in `size` bytes.
+absl::Status CheckShadowAccess(const ShadowAccessOptions& access);
 
 class Commands {
  public:
@@ -143,11 +188,13 @@ class Commands {
   absl::Status Apply(const std::string& path);
 
   // get KIND [NAME]: one resource, or all of them (every page). `fabric`
-  // optionally filters lists by fabric id.
+  // optionally filters lists by fabric id, `node` lists of VFs (the node's)
+  // and attachments (lent by or to the node).
   absl::Status Get(ResourceKind kind, const std::string& name,
-                   const std::string& fabric);
+                   const std::string& fabric, const std::string& node = "");
 
-  // describe KIND NAME (fabric, node, bridge, allocation, link).
+  // describe KIND NAME (fabric, node, bridge, allocation, link, vf,
+  // attachment).
   absl::Status Describe(ResourceKind kind, const std::string& name);
 
   // alloc mem: prints the AllocationSummary line; with wait, then polls
@@ -170,6 +217,38 @@ class Commands {
 
   // delete fabric NAME [--force].
   absl::Status DeleteFabric(const std::string& name, bool force);
+
+  // vf attach: CreateAttachment; prints the AttachmentSummary line; with
+  // wait, then waits until READY. DEADLINE_EXCEEDED when it is not READY in
+  // time (the attachment still exists; the message gives its state and
+  // reason).
+  absl::Status Attach(const AttachOptions& options);
+
+  // vf detach ID: DeleteAttachment; `request_id` empty means a random one.
+  absl::Status Detach(const std::string& id, const std::string& request_id);
+
+  // vf config ID read|write: one access to the shadow device (checked with
+  // CheckShadowAccess first). Prints the value read, or the write's outcome
+  // (forwarded, emulated, dropped) and reason.
+  absl::Status ShadowConfig(const ShadowAccessOptions& access);
+
+  // vf setup ID: what the borrower's driver does to start the device
+  // (AccessShadow DRIVER_SETUP); prints how many MSI-X vectors it set up.
+  absl::Status ShadowSetup(const std::string& id);
+
+  // vf verify ID: the VF DMAs a pattern into the borrower's memory, which is
+  // read back. Prints OK or where it failed; FAILED_PRECONDITION (after
+  // printing) when it failed. `probe_size` 0 means the server's default.
+  absl::Status VerifyAttachment(const std::string& id, uint32_t probe_size);
+
+  // vf interrupt ID: the VF raises MSI-X `vector` `count` times; prints how
+  // each was delivered and the shadow device's totals.
+  absl::Status RaiseInterrupt(const std::string& id, int vector, int count);
+
+  // vm start|stop NODE VM: tells the borrower's hypervisor that `vm`
+  // entered guest mode on `core`, or left it.
+  absl::Status SetVmState(const std::string& node, const std::string& vm,
+                          bool running, int core);
 
  private:
   // Prints `message` as JSON in kJson mode, otherwise `line`.

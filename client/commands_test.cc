@@ -3,16 +3,21 @@
 // through RunFabricctl for exit codes.
 #include "client/commands.h"
 
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+
 #include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "client/cli.h"
 #include "client/fabric_client.h"
 #include "gmock/gmock.h"
@@ -25,7 +30,171 @@ namespace {
 
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
+
+// The node agents' NodeAgentService, as the manager calls it for VF
+// lending: one fake serves every node. A lent VF's DMA lands in the
+// borrower's memory through the attachment's dma window (found with
+// `lookup`); its MSI-X messages are delivered directly while the VM runs and
+// through the hypervisor otherwise, and queued ones are injected when the VM
+// starts.
+class FakeNodeAgent final : public v1::NodeAgentService::Service {
+ public:
+  // Returns the attachment that lends `vf_address` to `borrower`.
+  using Lookup = std::function<absl::StatusOr<v1::Attachment>(
+      const std::string& borrower, const std::string& vf_address)>;
+  static constexpr uint32_t kIds = 0x154c8086;  // device 154c, vendor 8086
+  static constexpr int kVectors = 4;
+
+  explicit FakeNodeAgent(Lookup lookup) : lookup_(std::move(lookup)) {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    address_ = absl::StrCat("127.0.0.1:", port);
+  }
+  ~FakeNodeAgent() override { server_->Shutdown(); }
+
+  const std::string& address() const { return address_; }
+  // DMA faults at the lender's bridge instead of landing.
+  void BreakDma() {
+    absl::MutexLock l(&mu_);
+    dma_broken_ = true;
+  }
+
+  grpc::Status VfAccess(grpc::ServerContext*, const v1::VfAccessRequest* req,
+                        v1::VfAccessResponse* out) override {
+    absl::StatusOr<v1::Attachment> a =
+        lookup_(req->borrower(), req->vf_address());
+    if (!a.ok()) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          std::string(a.status().message()));
+    }
+    auto window = [&](const std::string& role) {
+      for (const v1::AttachmentWindow& w : a->windows()) {
+        if (w.role() == role) return w;
+      }
+      return v1::AttachmentWindow();
+    };
+    const std::string borrower(absl::StripPrefix(a->borrower(), "nodes/"));
+    absl::MutexLock l(&mu_);
+    v1::AccessResult* access = out->mutable_access();
+    if (req->op() == v1::VfAccessRequest::DMA) {
+      v1::AttachmentWindow dma = window("dma");
+      if (dma_broken_) {
+        access->set_fault_bridge("bridges/n1");
+        access->set_fault_addr(req->addr());
+        access->set_reason("no matching entry");
+        return grpc::Status::OK;
+      }
+      const uint64_t addr =
+          dma.target_addr() + (req->addr() - dma.local_addr());
+      memory_[addr] = req->data();
+      access->set_landed(true);
+      access->set_node(borrower);
+      access->set_addr(addr);
+      return grpc::Status::OK;
+    }
+    if (req->op() == v1::VfAccessRequest::RAISE_MSIX) {
+      out->set_outcome("delivered");
+      out->set_msi_data(static_cast<uint32_t>(req->vector()));
+      access->set_landed(true);
+      access->set_node(borrower);
+      access->set_addr(window("msix").target_addr() + 4 * req->vector());
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "op");
+  }
+
+  grpc::Status HostRead(grpc::ServerContext*, const v1::HostReadRequest* req,
+                        v1::HostReadResponse* out) override {
+    absl::MutexLock l(&mu_);
+    out->set_data(memory_[req->addr()].substr(0, req->length()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status AccessShadow(grpc::ServerContext*,
+                            const v1::AccessShadowRequest* req,
+                            v1::AccessShadowResponse* out) override {
+    absl::MutexLock l(&mu_);
+    switch (req->op()) {
+      case v1::AccessShadowRequest::READ: {
+        uint32_t v = req->offset() < 4 ? kIds >> (8 * req->offset()) : 0;
+        if (req->size() < 4) v &= (1u << (8 * req->size())) - 1;
+        out->set_value(v);
+        break;
+      }
+      case v1::AccessShadowRequest::WRITE:
+        if (req->offset() < 4) {
+          out->set_outcome("dropped");
+          out->set_reason("vendor id is read-only");
+          ++counters_.mutable_config_dropped_by_reason()->operator[](
+              "vendor id is read-only");
+          counters_.set_config_writes_dropped(
+              counters_.config_writes_dropped() + 1);
+        } else {
+          out->set_outcome("forwarded");
+          counters_.set_config_writes_forwarded(
+              counters_.config_writes_forwarded() + 1);
+        }
+        break;
+      case v1::AccessShadowRequest::DRIVER_SETUP:
+        out->set_value(kVectors);
+        break;
+      default:
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "op");
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ShadowInterrupt(grpc::ServerContext*,
+                               const v1::ShadowInterruptRequest* req,
+                               v1::ShadowInterruptResponse* out) override {
+    absl::MutexLock l(&mu_);
+    if (req->data() >= kVectors) {
+      out->set_delivery("dropped");
+      ++(*counters_.mutable_dropped_by_reason())["no such vector"];
+    } else if (vm_running_) {
+      out->set_delivery("direct");
+      counters_.set_delivered_direct(counters_.delivered_direct() + 1);
+      counters_.set_exits_avoided(counters_.exits_avoided() + 1);
+    } else {
+      out->set_delivery("hypervisor");
+      counters_.set_delivered_via_hypervisor(
+          counters_.delivered_via_hypervisor() + 1);
+      ++queued_;
+    }
+    *out->mutable_counters() = counters_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetVmState(grpc::ServerContext*,
+                          const v1::SetVmStateRequest* req,
+                          v1::SetVmStateResponse* out) override {
+    absl::MutexLock l(&mu_);
+    vm_running_ = req->running();
+    if (vm_running_) {
+      out->set_injected(queued_);
+      counters_.set_injected_at_entry(counters_.injected_at_entry() + queued_);
+      queued_ = 0;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  const Lookup lookup_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  absl::Mutex mu_;
+  std::map<uint64_t, std::string> memory_ ABSL_GUARDED_BY(mu_);
+  v1::VfCounters counters_ ABSL_GUARDED_BY(mu_);
+  bool vm_running_ ABSL_GUARDED_BY(mu_) = true;
+  int64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  bool dma_broken_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 class CommandsTest : public ::testing::Test {
  protected:
@@ -58,18 +227,27 @@ class CommandsTest : public ::testing::Test {
     ASSERT_TRUE(Cmd().CreateFabric(RingSpec(name, nodes, "", 0)).ok());
   }
 
-  // Plays the node agents: registers `nodes` and keeps reporting their
-  // desired generation as applied, until StopAgents().
+  // Plays the node agents: registers `nodes` (with inventories_[node] and
+  // the fake node agent's address, when there are) and keeps reporting their
+  // desired generation as applied, their VFs healthy and, while
+  // shadows_ready_, the shadow device of every attachment they borrow as
+  // ready, until StopAgents().
   void StartAgents(const std::vector<std::string>& nodes) {
     agents_ = std::thread([this, nodes] {
-      auto stub = v1::AgentService::NewStub(grpc::CreateChannel(
-          address_, grpc::InsecureChannelCredentials()));
+      auto channel =
+          grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+      auto stub = v1::AgentService::NewStub(channel);
+      auto fabric = v1::FabricService::NewStub(channel);
       std::map<std::string, int64_t> applied;
       for (const std::string& n : nodes) {
         grpc::ClientContext ctx;
         v1::RegisterNodeRequest req;
         req.set_node(n);
         req.set_backend("sim");
+        if (inventories_.count(n)) *req.mutable_inventory() = inventories_[n];
+        if (node_agent_ != nullptr) {
+          req.set_control_address(node_agent_->address());
+        }
         v1::RegisterNodeResponse resp;
         stub->RegisterNode(&ctx, req, &resp);
         applied[n] = resp.node().desired_generation();
@@ -80,6 +258,25 @@ class CommandsTest : public ::testing::Test {
           v1::ReportStatusRequest req;
           req.set_node(n);
           req.set_applied_generation(applied[n]);
+          for (const v1::PciFunction& f : inventories_[n].functions()) {
+            if (f.kind() != v1::PciFunction::SRIOV_VF) continue;
+            v1::VfHealthReport* h = req.add_vf_health();
+            h->set_vf_address(f.address());
+            h->set_healthy(true);
+          }
+          if (shadows_ready_) {
+            grpc::ClientContext list_ctx;
+            v1::ListAttachmentsRequest list;
+            list.set_node(n);
+            v1::ListAttachmentsResponse borrowed;
+            (void)fabric->ListAttachments(&list_ctx, list, &borrowed);
+            for (const v1::Attachment& a : borrowed.attachments()) {
+              if (a.borrower() != "nodes/" + n) continue;
+              v1::ShadowStatus* sh = req.add_shadows();
+              sh->set_attachment(a.name());
+              sh->set_ready(true);
+            }
+          }
           v1::ReportStatusResponse resp;
           if (stub->ReportStatus(&ctx, req, &resp).ok()) {
             applied[n] = resp.desired_generation();
@@ -106,6 +303,80 @@ class CommandsTest : public ::testing::Test {
   std::string address_;
   std::unique_ptr<FabricClient> client_;
   std::ostringstream out_;
+  // A ring n1, n2, n3 where n1 has a device range and lends two VFs,
+  // 0000:3b:00.4 and 0000:3b:00.5 (8086:154c; BAR0 64 KiB, BAR3 16 KiB),
+  // served by a fake node agent; the agents run.
+  void CreateVfFabric() {
+    v1::FabricSpec spec = RingSpec("r1", {"n1", "n2", "n3"}, "", 0);
+    constexpr uint64_t kMmioBase = 0x38'0000'0000;
+    spec.mutable_nodes(0)->set_mmio_base(kMmioBase);
+    spec.mutable_nodes(0)->set_mmio_size(256 << 20);
+    absl::Status s = Cmd().CreateFabric(spec);
+    ASSERT_TRUE(s.ok()) << s;
+    v1::NodeInventory& inv = inventories_["n1"];
+    v1::PciFunction* pf = inv.add_functions();
+    pf->set_address("0000:3b:00.0");
+    pf->set_vendor_id(0x8086);
+    pf->set_device_id(0x1572);
+    pf->set_kind(v1::PciFunction::SRIOV_PF);
+    for (int i = 0; i < 2; ++i) {
+      v1::PciFunction* vf = inv.add_functions();
+      vf->set_address(absl::StrCat("0000:3b:00.", 4 + i));
+      vf->set_pf_address("0000:3b:00.0");
+      vf->set_vendor_id(0x8086);
+      vf->set_device_id(0x154c);
+      vf->set_kind(v1::PciFunction::SRIOV_VF);
+      for (uint64_t size : {64 << 10, 0, 0, 16 << 10}) vf->add_bar_sizes(size);
+      const uint64_t base = kMmioBase + i * 0x20000;
+      for (uint64_t addr : {base, uint64_t{0}, uint64_t{0}, base + 0x10000}) {
+        vf->add_bar_addresses(addr);
+      }
+    }
+    node_agent_ = std::make_unique<FakeNodeAgent>(
+        [this](const std::string& borrower,
+               const std::string& vf) -> absl::StatusOr<v1::Attachment> {
+          v1::ListAttachmentsRequest req;
+          req.set_node(borrower);
+          absl::StatusOr<std::vector<v1::Attachment>> all =
+              client_->ListAttachments(req);
+          if (!all.ok()) return all.status();
+          for (const v1::Attachment& a : *all) {
+            if (a.vf_address() == vf) return a;
+          }
+          return absl::NotFoundError(
+              absl::StrCat(vf, " is not lent to ", borrower));
+        });
+    StartAgents({"n1", "n2", "n3"});
+    // The agents are READY once they have reported.
+    for (int i = 0; i < 200; ++i) {
+      absl::StatusOr<v1::Node> n2 = client_->GetNode("nodes/n2");
+      absl::StatusOr<v1::Node> n1 = client_->GetNode("nodes/n1");
+      if (n1.ok() && n2.ok() && n1->agent_state() == v1::Node::READY &&
+          n2->agent_state() == v1::Node::READY) {
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    FAIL() << "the agents did not become READY";
+  }
+
+  // Attaches VF 0000:3b:00.4 of n1 to n2 (vm1) and waits until READY;
+  // returns the attachment's name.
+  std::string AttachReady() {
+    AttachOptions opts;
+    opts.vf = "n1/0000:3b:00.4";
+    opts.borrower = "n2";
+    opts.vm = "vm1";
+    opts.wait = true;
+    opts.wait_timeout = absl::Seconds(10);
+    absl::Status s = Cmd().Attach(opts);
+    EXPECT_TRUE(s.ok()) << s;
+    return out_.str().substr(0, out_.str().find(' '));
+  }
+
+  std::map<std::string, v1::NodeInventory> inventories_;
+  std::unique_ptr<FakeNodeAgent> node_agent_;
+  std::atomic<bool> shadows_ready_{true};
   std::thread agents_;
   std::atomic<bool> stop_agents_{false};
 };
@@ -324,6 +595,320 @@ TEST_F(CommandsTest, CliExitCodesAgainstARealServer) {
   EXPECT_THAT(out.str(), StartsWith("[\n"));
   EXPECT_THAT(out.str(), HasSubstr("\"hub\": \"m\""));
   EXPECT_THAT(out.str(), HasSubstr("\"defaultExportSize\": \"67108864\""));
+}
+
+TEST_F(CommandsTest, GetAndDescribeVfs) {
+  CreateVfFabric();
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kVf, "", "").ok());
+  EXPECT_EQ(out_.str(),
+            "NAME              NODE   ADDRESS        PF             "
+            "VENDOR:DEVICE   STATE   HEALTH\n"
+            "n1/0000:3b:00.4   n1     0000:3b:00.4   0000:3b:00.0   "
+            "8086:154c       FREE    HEALTHY\n"
+            "n1/0000:3b:00.5   n1     0000:3b:00.5   0000:3b:00.0   "
+            "8086:154c       FREE    HEALTHY\n");
+
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kVf, "", "r1", "n2").ok());
+  EXPECT_EQ(out_.str(), "No resources found.\n");
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kVf, "", "", "nodes/n1").ok());
+  EXPECT_THAT(out_.str(), HasSubstr("n1/0000:3b:00.5"));
+
+  // Both name forms, passed on to the server.
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kVf, "n1/0000:3b:00.5", "").ok());
+  EXPECT_THAT(out_.str(), HasSubstr("\nn1/0000:3b:00.5 "));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("00.4")));
+  absl::Status s =
+      Cmd().Describe(ResourceKind::kVf, "nodes/n1/vfs/0000-3b-00.4");
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_THAT(out_.str(),
+              HasSubstr("Name:                 nodes/n1/vfs/0000-3b-00.4\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("Vendor:device:        8086:154c\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("BARs:                 bar0 64 KiB, "
+                                    "bar3 16 KiB\n"));
+
+  ASSERT_TRUE(Cmd(OutputFormat::kJson).Get(ResourceKind::kVf, "", "").ok());
+  EXPECT_THAT(out_.str(), StartsWith("[\n  {"));
+  EXPECT_THAT(out_.str(), HasSubstr("\"deviceId\": 5452"));
+
+  s = Cmd().Get(ResourceKind::kVf, "n1/0000:3b:00.7", "");
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(s.message()), StartsWith("get vf n1/0000:3b:00.7: "));
+  EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl get vfs"));
+}
+
+TEST_F(CommandsTest, AttachWaitDescribeAndDetach) {
+  CreateVfFabric();
+  AttachOptions opts;
+  opts.vf = "n1/0000:3b:00.4";
+  opts.borrower = "n2";
+  opts.vm = "vm1";
+  opts.interrupts = v1::Attachment::DIRECT;
+  opts.dma_size = 2 << 20;
+  opts.owner = "job-9";
+  opts.wait = true;
+  opts.wait_timeout = absl::Seconds(10);
+  absl::Status s = Cmd().Attach(opts);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_THAT(out_.str(),
+              ContainsRegex("^attachments/att-[0-9a-f]+ VF n1/0000:3b:00.4 "
+                            "lent to n2, vm vm1, interrupts DIRECT "
+                            "\\((PENDING|READY)\\)\n"));
+  EXPECT_THAT(out_.str(), HasSubstr(" is READY\n"));
+  const std::string name = out_.str().substr(0, out_.str().find(' '));
+  const std::string id = ShortName(name);
+
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kVf, "", "").ok());
+  EXPECT_THAT(out_.str(), HasSubstr("LENT to n2   HEALTHY\n"));
+
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kAttachment, "", "", "n2").ok());
+  EXPECT_THAT(out_.str(), StartsWith("NAME "));
+  EXPECT_THAT(out_.str(), ContainsRegex("\n" + id +
+                                        " +n1/0000:3b:00.4 +n2 +vm1 +DIRECT "
+                                        "+READY +HEALTHY\n"));
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kAttachment, "", "", "n3").ok());
+  EXPECT_EQ(out_.str(), "No resources found.\n");
+
+  ASSERT_TRUE(Cmd().Describe(ResourceKind::kAttachment, id).ok());
+  std::string d = out_.str();
+  EXPECT_THAT(d, HasSubstr("Name:                 " + name + "\n"));
+  EXPECT_THAT(d,
+              HasSubstr("VF:                   nodes/n1/vfs/0000-3b-00.4\n"));
+  EXPECT_THAT(d, HasSubstr("DMA size:             2 MiB\n"));
+  EXPECT_THAT(d, HasSubstr("Owner:                job-9\n"));
+  EXPECT_THAT(d, HasSubstr("Shadow device:        shadow-" + id + "\n"));
+  EXPECT_THAT(d, HasSubstr("Windows (4):\n"));
+  EXPECT_THAT(d, ContainsRegex("\n  mmio-bar0 +n2 -> n1 +0x[0-9a-f_]+ +"
+                               "0x38_0000_0000 +0x[0-9a-f_]+ +64 KiB"));
+  EXPECT_THAT(d, ContainsRegex("\n  mmio-bar3 +n2 -> n1 .* 16 KiB"));
+  EXPECT_THAT(d, ContainsRegex("\n  dma +n1 -> n2 .* 2 MiB"));
+  EXPECT_THAT(d, ContainsRegex("\n  msix +n1 -> n2 "));
+  EXPECT_THAT(d, HasSubstr("Interrupt delivery:\n"));
+
+  // The VF is taken.
+  opts.borrower = "n3";
+  opts.wait = false;
+  s = Cmd().Attach(opts);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()),
+              StartsWith("attach VF n1/0000:3b:00.4 to n3: "));
+  EXPECT_THAT(s.message(), HasSubstr("already lent"));
+  EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl get attachments"));
+
+  s = Cmd().Detach(id, "");
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(out_.str(), "attachment/" + id + " detached\n");
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kVf, "n1/0000:3b:00.4", "").ok());
+  EXPECT_THAT(out_.str(), HasSubstr("FREE"));
+  s = Cmd().Describe(ResourceKind::kAttachment, id);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl get attachments"));
+}
+
+TEST_F(CommandsTest, AttachWithSameRequestIdIsIdempotent) {
+  CreateVfFabric();
+  AttachOptions opts;
+  opts.vf = "nodes/n1/vfs/0000-3b-00.5";
+  opts.borrower = "nodes/n3";
+  opts.request_id = "attach-once";
+  ASSERT_TRUE(Cmd().Attach(opts).ok());
+  std::string first = out_.str();
+  absl::Status s = Cmd().Attach(opts);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(out_.str().substr(0, out_.str().find(' ')),
+            first.substr(0, first.find(' ')));
+  ASSERT_TRUE(client_->ListAttachments({}).ok());
+  EXPECT_EQ(client_->ListAttachments({})->size(), 1u);
+}
+
+TEST_F(CommandsTest, AttachWaitTimesOutWithStateAndReason) {
+  shadows_ready_ = false;
+  CreateVfFabric();
+  AttachOptions opts;
+  opts.vf = "n1/0000:3b:00.4";
+  opts.borrower = "n2";
+  opts.wait = true;
+  opts.wait_timeout = absl::Milliseconds(300);
+  absl::Status s = Cmd().Attach(opts);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(s.message(), HasSubstr("exists but is not READY after 300ms: "
+                                     "state PENDING ("));
+  EXPECT_THAT(s.message(), HasSubstr("shadow device on n2"));
+  EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl vf detach att-"));
+  EXPECT_THAT(out_.str(), HasSubstr("(PENDING)\n"));
+
+  // Operations that need READY say what it waits for.
+  const std::string name = out_.str().substr(0, out_.str().find(' '));
+  s = Cmd().VerifyAttachment(name, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), StartsWith("verify " + name + ": "));
+  EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl describe attachment att-"));
+}
+
+TEST_F(CommandsTest, ShadowConfigSetupVerifyInterruptsAndVm) {
+  CreateVfFabric();
+  const std::string name = AttachReady();
+  const std::string id = ShortName(name);
+
+  ShadowAccessOptions read;
+  read.attachment = id;
+  absl::Status s = Cmd().ShadowConfig(read);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(out_.str(), "config 0x000 (4 bytes) = 0x154c8086\n");
+  read.offset = 2;
+  read.size = 2;
+  ASSERT_TRUE(Cmd().ShadowConfig(read).ok());
+  EXPECT_EQ(out_.str(), "config 0x002 (2 bytes) = 0x154c\n");
+
+  ShadowAccessOptions write;
+  write.attachment = name;
+  write.write = true;
+  write.size = 2;
+  write.value = 0x1234;
+  ASSERT_TRUE(Cmd().ShadowConfig(write).ok());
+  EXPECT_EQ(out_.str(),
+            "config 0x000 (2 bytes) <- 0x1234: dropped: vendor id is "
+            "read-only\n");
+  write.offset = 4;
+  write.value = 6;
+  ASSERT_TRUE(Cmd().ShadowConfig(write).ok());
+  EXPECT_EQ(out_.str(), "config 0x004 (2 bytes) <- 0x0006: forwarded\n");
+  ASSERT_TRUE(Cmd(OutputFormat::kJson).ShadowConfig(write).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("\"outcome\": \"forwarded\""));
+
+  // Checked before any RPC.
+  write.offset = 3;
+  s = Cmd().ShadowConfig(write);
+  EXPECT_TRUE(IsUsageError(s));
+  EXPECT_EQ(out_.str(), "");
+
+  ASSERT_TRUE(Cmd().ShadowSetup(id).ok());
+  EXPECT_EQ(out_.str(), "shadow device of attachment/" + id +
+                            " set up: 4 MSI-X vectors at its doorbell\n");
+
+  s = Cmd().VerifyAttachment(id, 4096);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_THAT(out_.str(), StartsWith("OK    " + name + "  "));
+
+  // The VM runs: direct delivery; vector 9 does not exist.
+  ASSERT_TRUE(Cmd().RaiseInterrupt(id, 1, 3).ok());
+  EXPECT_EQ(out_.str(),
+            "raised 3: 3 direct, 0 via hypervisor, 0 dropped, 0 pending in "
+            "VF\n"
+            "shadow device totals: 3 direct, 0 via hypervisor, 3 exits "
+            "avoided, 0 exits, 0 injected at entry, 0 coalesced, 0 dropped\n");
+  ASSERT_TRUE(Cmd().RaiseInterrupt(id, 9, 1).ok());
+  EXPECT_THAT(out_.str(), StartsWith("raised 1: 0 direct, 0 via hypervisor, "
+                                     "1 dropped, 0 pending in VF\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("1 dropped (no such vector: 1)\n"));
+
+  // Stopped, its interrupts go through the hypervisor and are injected when
+  // it starts again.
+  s = Cmd().SetVmState("n2", "vm1", false, 0);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(out_.str(), "vm vm1 on n2 stopped\n");
+  ASSERT_TRUE(Cmd().RaiseInterrupt(id, 0, 2).ok());
+  EXPECT_THAT(out_.str(), StartsWith("raised 2: 0 direct, 2 via hypervisor"));
+  ASSERT_TRUE(Cmd().SetVmState("nodes/n2", "vm1", true, 3).ok());
+  EXPECT_EQ(out_.str(),
+            "vm vm1 on n2 running on core 3 (injected 2 queued interrupts)\n");
+  ASSERT_TRUE(Cmd(OutputFormat::kJson).SetVmState("n2", "vm1", true, 3).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("\"injected\": \"0\""));
+
+  ASSERT_TRUE(Cmd(OutputFormat::kJson).RaiseInterrupt(id, 0, 1).ok());
+  EXPECT_THAT(out_.str(), StartsWith("{"));
+  EXPECT_THAT(out_.str(), HasSubstr("\"deliveredDirect\": \"1\""));
+  EXPECT_THAT(out_.str(), HasSubstr("\"injectedAtEntry\": \"2\""));
+
+  // The counters reach the attachment through the agents' reports; the
+  // fake reports none, so describe shows the section with zeros.
+  ASSERT_TRUE(Cmd().Describe(ResourceKind::kAttachment, id).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("Config space:\n  Reads:"));
+}
+
+TEST_F(CommandsTest, VerifyAttachmentFailureIsReportedAndFails) {
+  CreateVfFabric();
+  const std::string name = AttachReady();
+  node_agent_->BreakDma();
+  absl::Status s = Cmd().VerifyAttachment(name, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(), name + " failed verification");
+  EXPECT_THAT(out_.str(), StartsWith("FAIL  " + name + "  "));
+  EXPECT_THAT(out_.str(), HasSubstr("no matching entry"));
+  ASSERT_FALSE(Cmd(OutputFormat::kJson).VerifyAttachment(name, 0).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("\"ok\": false"));
+}
+
+TEST_F(CommandsTest, VfOperationsOnAMissingAttachmentHint) {
+  CreateVfFabric();
+  ShadowAccessOptions read;
+  read.attachment = "att-000000000000";
+  for (absl::Status s :
+       {Cmd().ShadowConfig(read), Cmd().ShadowSetup("att-000000000000"),
+        Cmd().RaiseInterrupt("att-000000000000", 0, 1),
+        Cmd().Detach("att-000000000000", "")}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+    EXPECT_THAT(s.message(), HasSubstr("attachments/att-000000000000"));
+    EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl get attachments"));
+  }
+  absl::Status s = Cmd().SetVmState("ghost", "vm1", true, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(s.message()), StartsWith("start vm vm1 on ghost: "));
+  EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl get nodes"));
+}
+
+TEST_F(CommandsTest, VfCommandsThroughTheCli) {
+  CreateVfFabric();
+  std::ostringstream out, err;
+  const std::string server = "--server=" + address_;
+  ASSERT_EQ(RunFabricctl(
+                {"fabricctl", server, "vf", "attach", "--vf", "n1/0000:3b:00.5",
+                 "--to", "n3", "--interrupts", "hypervisor", "--vm", "vm7",
+                 "--dma-size", "1MiB", "--wait", "--wait-timeout", "10s"},
+                out, err),
+            kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(),
+              HasSubstr("lent to n3, vm vm7, interrupts HYPERVISOR"));
+  const std::string id = ShortName(out.str().substr(0, out.str().find(' ')));
+
+  out.str("");
+  EXPECT_EQ(RunFabricctl({"fabricctl", server, "get", "att", id}, out, err),
+            kExitOk);
+  EXPECT_THAT(out.str(), HasSubstr("HYPERVISOR"));
+
+  out.str("");
+  EXPECT_EQ(RunFabricctl({"fabricctl", server, "vf", "config", id, "read",
+                          "0x2", "--size", "2"},
+                         out, err),
+            kExitOk)
+      << err.str();
+  EXPECT_EQ(out.str(), "config 0x002 (2 bytes) = 0x154c\n");
+
+  out.str("");
+  EXPECT_EQ(RunFabricctl({"fabricctl", server, "vf", "verify", id,
+                          "--probe-size", "4KiB"},
+                         out, err),
+            kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(), StartsWith("OK    attachments/" + id));
+
+  out.str("");
+  EXPECT_EQ(RunFabricctl({"fabricctl", server, "-o", "json", "vf", "interrupt",
+                          id, "--count", "2"},
+                         out, err),
+            kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("\"deliveredDirect\": \"2\""));
+
+  out.str("");
+  err.str("");
+  EXPECT_EQ(RunFabricctl({"fabricctl", server, "vf", "detach", id}, out, err),
+            kExitOk);
+  EXPECT_EQ(out.str(), "attachment/" + id + " detached\n");
+  EXPECT_EQ(RunFabricctl({"fabricctl", server, "vf", "detach", id}, out, err),
+            kExitError);
+  EXPECT_THAT(err.str(), HasSubstr("error: detach attachments/" + id + ": "));
+  EXPECT_THAT(err.str(), HasSubstr("hint: 'fabricctl get attachments'"));
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include "client/fabric_client.h"
 
+#include <algorithm>
 #include <optional>
 #include <thread>
 #include <utility>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 
@@ -21,9 +23,64 @@ FabricClient::FabricClient(std::unique_ptr<Stub> stub, std::string target,
                            const Options& options)
     : stub_(std::move(stub)), target_(std::move(target)), options_(options) {}
 
+namespace {
+
+// Waits for one resource of Watch collection `collection` to settle, or for
+// `deadline`: follows the Watch stream on a helper thread (`pick` returns the
+// event's resource when it is the one waited for, else nullptr) and re-reads
+// it with `get` every `poll` in case an event raced with the stream's start.
+// Returns the last known state, or get's error.
+template <typename R, typename GetFn, typename PickFn, typename SettledFn>
+absl::StatusOr<R> AwaitResource(v1::FabricService::StubInterface& stub,
+                                const std::string& collection,
+                                absl::Time deadline, absl::Duration poll,
+                                GetFn get, PickFn pick, SettledFn settled) {
+  absl::Mutex mu;
+  std::optional<R> latest;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  v1::WatchRequest req;
+  req.add_collections(collection);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::WatchEvent>> reader =
+      stub.Watch(&ctx, req);
+  std::thread events([&] {
+    v1::WatchEvent e;
+    while (reader->Read(&e)) {
+      const R* r = pick(e);
+      if (r == nullptr) continue;
+      absl::MutexLock l(&mu);
+      latest = *r;
+    }
+    // Ended (deadline, server gone): the loop below falls back to polling.
+  });
+  absl::StatusOr<R> current = get();
+  while (current.ok() && !settled(*current) && absl::Now() < deadline) {
+    absl::MutexLock l(&mu);
+    auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return latest.has_value();
+    };
+    const absl::Time wake = std::min(deadline, absl::Now() + poll);
+    if (mu.AwaitWithDeadline(absl::Condition(&changed), wake)) {
+      current = *std::move(latest);
+      latest.reset();
+    } else if (absl::Now() < deadline) {
+      mu.Unlock();
+      current = get();
+      mu.Lock();
+    }
+  }
+  ctx.TryCancel();
+  events.join();
+  (void)reader->Finish();
+  return current;
+}
+
+}  // namespace
+
 template <typename Req, typename Resp>
 absl::StatusOr<Resp> FabricClient::Call(Method<Req, Resp> method,
-                                        const Req& req) {
+                                        const Req& req, int max_attempts) {
+  if (max_attempts <= 0) max_attempts = options_.max_attempts;
   absl::Duration backoff = options_.retry_backoff;
   absl::Status status;
   for (int attempt = 1;; ++attempt) {
@@ -33,7 +90,7 @@ absl::StatusOr<Resp> FabricClient::Call(Method<Req, Resp> method,
     status = FromGrpcStatus(((*stub_).*method)(&ctx, req, &resp));
     if (status.ok()) return resp;
     if (status.code() != absl::StatusCode::kUnavailable ||
-        attempt >= options_.max_attempts) {
+        attempt >= max_attempts) {
       return status;
     }
     absl::SleepFor(backoff);
@@ -185,53 +242,105 @@ absl::StatusOr<v1::Allocation> FabricClient::DeleteAllocation(
 
 absl::StatusOr<v1::Allocation> FabricClient::AwaitAllocation(
     const std::string& name, absl::Time deadline, absl::Duration poll) {
-  auto settled = [](const v1::Allocation& a) {
-    return a.state() == v1::Allocation::READY ||
-           a.state() == v1::Allocation::RELEASED;
-  };
-  // Events for `name`, read by a helper thread.
-  absl::Mutex mu;
-  std::optional<v1::Allocation> latest;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(deadline));
-  v1::WatchRequest req;
-  req.add_collections("allocations");
-  std::unique_ptr<grpc::ClientReaderInterface<v1::WatchEvent>> reader =
-      stub_->Watch(&ctx, req);
-  std::thread events([&] {
-    v1::WatchEvent e;
-    while (reader->Read(&e)) {
-      if (e.allocation().name() != name) continue;
-      absl::MutexLock l(&mu);
-      latest = e.allocation();
-    }
-    // Ended (deadline, server gone): the loop below falls back to polling.
-  });
-  absl::StatusOr<v1::Allocation> current = GetAllocation(name);
-  while (current.ok() && !settled(*current) && absl::Now() < deadline) {
-    absl::MutexLock l(&mu);
-    auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      return latest.has_value();
-    };
-    const absl::Time wake = std::min(deadline, absl::Now() + poll);
-    if (mu.AwaitWithDeadline(absl::Condition(&changed), wake)) {
-      current = *std::move(latest);
-      latest.reset();
-    } else if (absl::Now() < deadline) {
-      mu.Unlock();
-      current = GetAllocation(name);
-      mu.Lock();
-    }
-  }
-  ctx.TryCancel();
-  events.join();
-  (void)reader->Finish();
-  return current;
+  return AwaitResource<v1::Allocation>(
+      *stub_, "allocations", deadline, poll,
+      [&] { return GetAllocation(name); },
+      [&](const v1::WatchEvent& e) -> const v1::Allocation* {
+        return e.has_allocation() && e.allocation().name() == name
+                   ? &e.allocation()
+                   : nullptr;
+      },
+      [](const v1::Allocation& a) {
+        return a.state() == v1::Allocation::READY ||
+               a.state() == v1::Allocation::RELEASED;
+      });
 }
 
 absl::StatusOr<v1::VerifyResult> FabricClient::VerifyAllocation(
     const v1::VerifyAllocationRequest& req) {
   return Call(&Stub::VerifyAllocation, req);
+}
+
+absl::StatusOr<std::vector<v1::VirtualFunction>>
+FabricClient::ListVirtualFunctions(
+    const v1::ListVirtualFunctionsRequest& filter) {
+  return ListAll<v1::ListVirtualFunctionsRequest,
+                 v1::ListVirtualFunctionsResponse, v1::VirtualFunction>(
+      &Stub::ListVirtualFunctions, filter,
+      [](const v1::ListVirtualFunctionsResponse& r) -> const auto& {
+        return r.virtual_functions();
+      });
+}
+
+absl::StatusOr<v1::VirtualFunction> FabricClient::GetVirtualFunction(
+    const std::string& name) {
+  v1::GetVirtualFunctionRequest req;
+  req.set_name(name);
+  return Call(&Stub::GetVirtualFunction, req);
+}
+
+absl::StatusOr<v1::Attachment> FabricClient::CreateAttachment(
+    const v1::CreateAttachmentRequest& req) {
+  return Call(&Stub::CreateAttachment, req);
+}
+
+absl::StatusOr<v1::Attachment> FabricClient::GetAttachment(
+    const std::string& name) {
+  v1::GetAttachmentRequest req;
+  req.set_name(name);
+  return Call(&Stub::GetAttachment, req);
+}
+
+absl::StatusOr<std::vector<v1::Attachment>> FabricClient::ListAttachments(
+    const v1::ListAttachmentsRequest& filter) {
+  return ListAll<v1::ListAttachmentsRequest, v1::ListAttachmentsResponse,
+                 v1::Attachment>(
+      &Stub::ListAttachments, filter,
+      [](const v1::ListAttachmentsResponse& r) -> const auto& {
+        return r.attachments();
+      });
+}
+
+absl::StatusOr<v1::Attachment> FabricClient::DeleteAttachment(
+    const v1::DeleteAttachmentRequest& req) {
+  return Call(&Stub::DeleteAttachment, req);
+}
+
+absl::StatusOr<v1::Attachment> FabricClient::AwaitAttachment(
+    const std::string& name, absl::Time deadline, absl::Duration poll) {
+  return AwaitResource<v1::Attachment>(
+      *stub_, "attachments", deadline, poll,
+      [&] { return GetAttachment(name); },
+      [&](const v1::WatchEvent& e) -> const v1::Attachment* {
+        return e.has_attachment() && e.attachment().name() == name
+                   ? &e.attachment()
+                   : nullptr;
+      },
+      [](const v1::Attachment& a) {
+        return a.state() == v1::Attachment::READY ||
+               a.state() == v1::Attachment::DETACHED;
+      });
+}
+
+absl::StatusOr<v1::AccessShadowResponse> FabricClient::AccessShadow(
+    const v1::AccessShadowRequest& req) {
+  return Call(&Stub::AccessShadow, req,
+              req.op() == v1::AccessShadowRequest::WRITE ? 1 : 0);
+}
+
+absl::StatusOr<v1::VerifyResult> FabricClient::VerifyAttachment(
+    const v1::VerifyAttachmentRequest& req) {
+  return Call(&Stub::VerifyAttachment, req);
+}
+
+absl::StatusOr<v1::RaiseVfInterruptResponse> FabricClient::RaiseVfInterrupt(
+    const v1::RaiseVfInterruptRequest& req) {
+  return Call(&Stub::RaiseVfInterrupt, req, 1);
+}
+
+absl::StatusOr<v1::SetVmStateResponse> FabricClient::SetVmState(
+    const v1::SetVmStateRequest& req) {
+  return Call(&Stub::SetVmState, req, 1);
 }
 
 absl::StatusOr<std::vector<v1::HardwareProfile>> FabricClient::ListProfiles() {

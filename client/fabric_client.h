@@ -5,8 +5,11 @@
 // (converted by fabric::FromGrpcStatus: same code and message). Calls that
 // fail with UNAVAILABLE are retried up to Options::max_attempts times with
 // the same request, so a mutating request retried with its request_id is
-// applied at most once by the server. List* methods follow next_page_token
-// to the end and return every item.
+// applied at most once by the server. The calls that act on a lent VF and
+// carry no request_id (AccessShadow writes, RaiseVfInterrupt, SetVmState)
+// are made once: the server relays them to agents, and an UNAVAILABLE may
+// come after part of the effect. List* methods follow next_page_token to the
+// end and return every item.
 //
 //   auto client = FabricClient::Connect("127.0.0.1:7070", {});
 //   absl::StatusOr<std::vector<v1::Node>> nodes = client->ListNodes("");
@@ -95,6 +98,36 @@ class FabricClient {
   absl::StatusOr<v1::VerifyResult> VerifyAllocation(
       const v1::VerifyAllocationRequest& req);
 
+  // SR-IOV VF lending. `filter`'s page fields are ignored; a VF name is
+  // "nodes/{node}/vfs/{0000-3b-00.4}" or "{node}/{0000:3b:00.4}".
+  absl::StatusOr<std::vector<v1::VirtualFunction>> ListVirtualFunctions(
+      const v1::ListVirtualFunctionsRequest& filter);
+  absl::StatusOr<v1::VirtualFunction> GetVirtualFunction(
+      const std::string& name);
+  absl::StatusOr<v1::Attachment> CreateAttachment(
+      const v1::CreateAttachmentRequest& req);
+  absl::StatusOr<v1::Attachment> GetAttachment(const std::string& name);
+  absl::StatusOr<std::vector<v1::Attachment>> ListAttachments(
+      const v1::ListAttachmentsRequest& filter);
+  absl::StatusOr<v1::Attachment> DeleteAttachment(
+      const v1::DeleteAttachmentRequest& req);
+  // As AwaitAllocation, for attachment `name`: until READY or DETACHED (a
+  // deleted attachment's last event), or `deadline`.
+  absl::StatusOr<v1::Attachment> AwaitAttachment(
+      const std::string& name, absl::Time deadline,
+      absl::Duration poll = absl::Seconds(1));
+  // Not retried when it writes (see above); reads and DRIVER_SETUP are.
+  absl::StatusOr<v1::AccessShadowResponse> AccessShadow(
+      const v1::AccessShadowRequest& req);
+  absl::StatusOr<v1::VerifyResult> VerifyAttachment(
+      const v1::VerifyAttachmentRequest& req);
+  // Not retried: a retry would raise the interrupts again.
+  absl::StatusOr<v1::RaiseVfInterruptResponse> RaiseVfInterrupt(
+      const v1::RaiseVfInterruptRequest& req);
+  // Not retried: a retry would report no injected interrupts.
+  absl::StatusOr<v1::SetVmStateResponse> SetVmState(
+      const v1::SetVmStateRequest& req);
+
   absl::StatusOr<std::vector<v1::HardwareProfile>> ListProfiles();
   absl::Status Ping();
 
@@ -104,9 +137,11 @@ class FabricClient {
   using Method = grpc::Status (Stub::*)(grpc::ClientContext*, const Req&,
                                         Resp*);
 
-  // One unary call with deadline and UNAVAILABLE retries.
+  // One unary call with deadline and UNAVAILABLE retries (at most
+  // `max_attempts` attempts; 0 means Options::max_attempts).
   template <typename Req, typename Resp>
-  absl::StatusOr<Resp> Call(Method<Req, Resp> method, const Req& req);
+  absl::StatusOr<Resp> Call(Method<Req, Resp> method, const Req& req,
+                            int max_attempts = 0);
 
   // Calls `method` page by page, appending items(resp) to the result.
   template <typename Req, typename Resp, typename Item, typename ItemsFn>

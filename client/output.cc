@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/units.h"
 #include "google/protobuf/util/json_util.h"
@@ -36,11 +37,11 @@ std::string Used(int used, int capacity) {
   return absl::StrCat(used, "/", capacity);
 }
 
-// A "Key:" line of a describe view, values aligned.
+// A "Key:" line of a describe view, values aligned at `width`.
 void Line(std::ostream& out, absl::string_view key, absl::string_view value,
-          int indent = 0) {
+          int indent = 0, int width = kKeyWidth) {
   std::string k = absl::StrCat(std::string(indent, ' '), key, ":");
-  int pad = std::max<int>(1, kKeyWidth - static_cast<int>(k.size()));
+  int pad = std::max<int>(1, width - static_cast<int>(k.size()));
   out << k << std::string(pad, ' ') << (value.empty() ? "-" : value) << "\n";
 }
 
@@ -57,6 +58,56 @@ std::string SlotName(v1::SlotKind kind, int slot) {
     default:
       return "-";
   }
+}
+
+std::string VfHealth(v1::VirtualFunction::Health health,
+                     const std::string& reason) {
+  std::string s = health == v1::VirtualFunction::HEALTH_UNSPECIFIED
+                      ? "UNKNOWN"
+                      : v1::VirtualFunction::Health_Name(health);
+  if (health == v1::VirtualFunction::UNHEALTHY && !reason.empty()) {
+    absl::StrAppend(&s, " (", reason, ")");
+  }
+  return s;
+}
+
+std::string VfState(const v1::VirtualFunction& v) {
+  if (v.state() == v1::VirtualFunction::LENT) {
+    return v.borrower().empty()
+               ? "LENT"
+               : absl::StrCat("LENT to ", ShortName(v.borrower()));
+  }
+  return v1::VirtualFunction::State_Name(v.state());
+}
+
+std::string AttachmentState(const v1::Attachment& a) {
+  std::string s = v1::Attachment::State_Name(a.state());
+  if (a.state() != v1::Attachment::READY && !a.state_reason().empty()) {
+    absl::StrAppend(&s, " (", a.state_reason(), ")");
+  }
+  return s;
+}
+
+std::string AttachmentVf(const v1::Attachment& a) {
+  return VfShortName(a.lender(), a.vf_address(), a.vf());
+}
+
+std::string Hex4(uint32_t vendor, uint32_t device) {
+  return absl::StrFormat("%04x:%04x", vendor, device);
+}
+
+// A map<string, uint64> in key order.
+std::vector<std::pair<std::string, uint64_t>> Sorted(
+    const google::protobuf::Map<std::string, uint64_t>& m) {
+  std::vector<std::pair<std::string, uint64_t>> out(m.begin(), m.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+uint64_t Total(const google::protobuf::Map<std::string, uint64_t>& m) {
+  uint64_t n = 0;
+  for (const auto& [k, v] : m) n += v;
+  return n;
 }
 
 template <typename M>
@@ -227,6 +278,30 @@ void PrintAllocations(const std::vector<v1::Allocation>& allocations,
               Time(a.expire_time())});
   }
   PrintList(allocations, format, t, out);
+}
+
+void PrintVirtualFunctions(const std::vector<v1::VirtualFunction>& vfs,
+                           OutputFormat format, std::ostream& out) {
+  Table t(
+      {"NAME", "NODE", "ADDRESS", "PF", "VENDOR:DEVICE", "STATE", "HEALTH"});
+  for (const v1::VirtualFunction& v : vfs) {
+    t.AddRow({VfShortName(v.node(), v.address(), v.name()), ShortName(v.node()),
+              v.address(), v.pf_address(), Hex4(v.vendor_id(), v.device_id()),
+              VfState(v), VfHealth(v.health(), v.health_reason())});
+  }
+  PrintList(vfs, format, t, out);
+}
+
+void PrintAttachments(const std::vector<v1::Attachment>& attachments,
+                      OutputFormat format, std::ostream& out) {
+  Table t({"NAME", "VF", "BORROWER", "VM", "INTERRUPTS", "STATE", "HEALTH"});
+  for (const v1::Attachment& a : attachments) {
+    t.AddRow({ShortName(a.name()), AttachmentVf(a), ShortName(a.borrower()),
+              a.vm(), v1::Attachment::InterruptPolicy_Name(a.interrupts()),
+              AttachmentState(a),
+              VfHealth(a.vf_health(), a.vf_health_reason())});
+  }
+  PrintList(attachments, format, t, out);
 }
 
 void PrintProfiles(const std::vector<v1::HardwareProfile>& profiles,
@@ -470,6 +545,127 @@ std::string AllocationSummary(const v1::Allocation& a) {
                       ShortName(a.target()), " at ",
                       FormatAddr(a.borrower_addr()), " (",
                       v1::Allocation::State_Name(a.state()), ")");
+}
+
+void DescribeVirtualFunction(const v1::VirtualFunction& v, std::ostream& out) {
+  Line(out, "Name", v.name());
+  Line(out, "Node", v.node());
+  Line(out, "Address", v.address());
+  Line(out, "PF", v.pf_address());
+  Line(out, "Vendor:device", Hex4(v.vendor_id(), v.device_id()));
+  Line(out, "State", v1::VirtualFunction::State_Name(v.state()));
+  Line(out, "Attachment", v.attachment());
+  Line(out, "Borrower", v.borrower());
+  Line(out, "Health", VfHealth(v.health(), ""));
+  Line(out, "Health reason", v.health_reason());
+  std::vector<std::string> bars;
+  for (int i = 0; i < v.bar_sizes_size(); ++i) {
+    if (v.bar_sizes(i) != 0) {
+      bars.push_back(absl::StrCat("bar", i, " ", FormatSize(v.bar_sizes(i))));
+    }
+  }
+  Line(out, "BARs", absl::StrJoin(bars, ", "));
+}
+
+void DescribeAttachment(const v1::Attachment& a, std::ostream& out) {
+  Line(out, "Name", a.name());
+  Line(out, "Fabric", a.fabric());
+  Line(out, "VF", a.vf());
+  Line(out, "Lender", a.lender());
+  Line(out, "VF address", a.vf_address());
+  Line(out, "Borrower", a.borrower());
+  Line(out, "VM", a.vm().empty() ? "- (the host)" : a.vm());
+  Line(out, "Interrupt policy",
+       v1::Attachment::InterruptPolicy_Name(a.interrupts()));
+  Line(out, "DMA size", a.dma_size() == 0 ? "" : FormatSize(a.dma_size()));
+  Line(out, "State", v1::Attachment::State_Name(a.state()));
+  Line(out, "Reason", a.state_reason());
+  Line(out, "VF health", VfHealth(a.vf_health(), ""));
+  Line(out, "VF health reason", a.vf_health_reason());
+  Line(out, "Shadow device", a.shadow_device());
+  Line(out, "Owner", a.owner());
+  Line(out, "Created", Time(a.create_time()));
+  Line(out, "Required generation", absl::StrCat(a.required_generation()));
+  out << "Windows (" << a.windows_size() << "):\n";
+  if (a.windows_size() > 0) {
+    Table t({"ROLE", "FROM -> TO", "LOCAL ADDR", "TARGET ADDR", "FABRIC ADDR",
+             "SIZE", "SLOT"});
+    for (const v1::AttachmentWindow& w : a.windows()) {
+      std::string slot = SlotName(w.slot_kind(), w.slot());
+      if (w.slot_count() > 1) {
+        absl::StrAppend(&slot, " (", w.slot_count(), " slots)");
+      }
+      t.AddRow({w.role(),
+                absl::StrCat(ShortName(w.from_node()), " -> ",
+                             ShortName(w.to_node())),
+                FormatAddr(w.local_addr()), FormatAddr(w.target_addr()),
+                FormatAddr(w.fabric_addr()), FormatSize(w.size()), slot});
+    }
+    t.Print(out, 2);
+  }
+  // Counter names are longer than the top-level keys.
+  constexpr int kCounterWidth = 30;
+  auto counter = [&out](absl::string_view key, uint64_t value, int indent = 2) {
+    Line(out, key, absl::StrCat(value), indent, kCounterWidth);
+  };
+  const v1::VfCounters& c = a.counters();
+  out << "Interrupt delivery:\n";
+  counter("Delivered direct", c.delivered_direct());
+  counter("Delivered via hypervisor", c.delivered_via_hypervisor());
+  counter("Exits avoided", c.exits_avoided());
+  counter("Exits", c.exits());
+  counter("Injected at entry", c.injected_at_entry());
+  counter("Coalesced", c.coalesced());
+  counter("Dropped", Total(c.dropped_by_reason()));
+  for (const auto& [why, n] : Sorted(c.dropped_by_reason())) {
+    counter(why, n, 4);
+  }
+  out << "Config space:\n";
+  counter("Reads", c.config_reads());
+  counter("Writes forwarded", c.config_writes_forwarded());
+  counter("Writes emulated", c.config_writes_emulated());
+  counter("Writes dropped", c.config_writes_dropped());
+  for (const auto& [why, n] : Sorted(c.config_dropped_by_reason())) {
+    counter(why, n, 4);
+  }
+}
+
+std::string VfShortName(absl::string_view node, absl::string_view address,
+                        absl::string_view name) {
+  if (!node.empty() && !address.empty()) {
+    return absl::StrCat(ShortName(node), "/", address);
+  }
+  // nodes/{node}/vfs/{0000-3b-00.4}
+  std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
+  if (parts.size() == 4 && parts[0] == "nodes" && parts[2] == "vfs") {
+    return absl::StrCat(parts[1], "/",
+                        absl::StrReplaceAll(parts[3], {{"-", ":"}}));
+  }
+  return std::string(name);
+}
+
+std::string AttachmentSummary(const v1::Attachment& a) {
+  return absl::StrCat(
+      a.name(), " VF ", AttachmentVf(a), " lent to ", ShortName(a.borrower()),
+      a.vm().empty() ? "" : absl::StrCat(", vm ", a.vm()), ", interrupts ",
+      v1::Attachment::InterruptPolicy_Name(a.interrupts()), " (",
+      v1::Attachment::State_Name(a.state()), ")");
+}
+
+std::string CountersSummary(const v1::VfCounters& c) {
+  std::string s =
+      absl::StrCat("shadow device totals: ", c.delivered_direct(), " direct, ",
+                   c.delivered_via_hypervisor(), " via hypervisor, ",
+                   c.exits_avoided(), " exits avoided, ", c.exits(), " exits, ",
+                   c.injected_at_entry(), " injected at entry, ", c.coalesced(),
+                   " coalesced, ", Total(c.dropped_by_reason()), " dropped");
+  if (!c.dropped_by_reason().empty()) {
+    absl::StrAppend(&s, " (",
+                    absl::StrJoin(Sorted(c.dropped_by_reason()), ", ",
+                                  absl::PairFormatter(": ")),
+                    ")");
+  }
+  return s;
 }
 
 }  // namespace fabric::client

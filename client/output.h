@@ -74,6 +74,14 @@ void PrintLinks(const std::vector<v1::Link>& links, OutputFormat format,
                 std::ostream& out);
 void PrintAllocations(const std::vector<v1::Allocation>& allocations,
                       OutputFormat format, std::ostream& out);
+// VFs: NAME (node/address), NODE, ADDRESS, PF, VENDOR:DEVICE, STATE ("FREE",
+// "LENT to b") and HEALTH (with the reason when UNHEALTHY).
+void PrintVirtualFunctions(const std::vector<v1::VirtualFunction>& vfs,
+                           OutputFormat format, std::ostream& out);
+// Attachments: NAME, VF, BORROWER, VM, INTERRUPTS, STATE (with the reason
+// unless READY) and HEALTH (of the VF).
+void PrintAttachments(const std::vector<v1::Attachment>& attachments,
+                      OutputFormat format, std::ostream& out);
 // The table leaves out the (long) descriptions; -o json has them.
 void PrintProfiles(const std::vector<v1::HardwareProfile>& profiles,
                    OutputFormat format, std::ostream& out);
@@ -95,10 +103,27 @@ void DescribeNode(const v1::Node& node, std::ostream& out);
 void PrintVerify(const v1::VerifyResult& result, std::ostream& out);
 void DescribeBridge(const v1::Bridge& bridge, std::ostream& out);
 void DescribeAllocation(const v1::Allocation& allocation, std::ostream& out);
+void DescribeVirtualFunction(const v1::VirtualFunction& vf, std::ostream& out);
+// Every field, each window, and the shadow device's counters.
+void DescribeAttachment(const v1::Attachment& attachment, std::ostream& out);
 
 // "allocations/alloc-1 borrower a sees 4 MiB of b at 0x200_0000_0000
 // (PENDING)".
 std::string AllocationSummary(const v1::Allocation& allocation);
+
+// "n1/0000:3b:00.4": the short form of VF nodes/n1/vfs/0000-3b-00.4 (from
+// `node` and `address` when both are set, else parsed from `name`).
+std::string VfShortName(absl::string_view node, absl::string_view address,
+                        absl::string_view name);
+
+// "attachments/att-1 VF a/0000:3b:00.4 lent to b, vm vm1, interrupts AUTO
+// (PENDING)"; without a VM, "..., interrupts AUTO (PENDING)".
+std::string AttachmentSummary(const v1::Attachment& attachment);
+
+// One line: "shadow device totals: 3 direct, 1 via hypervisor, 3 exits
+// avoided, 1 exits, 0 injected at entry, 0 coalesced, 2 dropped (no vector:
+// 2)".
+std::string CountersSummary(const v1::VfCounters& counters);
 
 }  // namespace fabric::client
 

@@ -222,5 +222,245 @@ TEST(DescribeAllocationTest, ShowsPathAndLabels) {
   EXPECT_THAT(s, HasSubstr("TTL:                  300s\n"));
 }
 
+v1::VirtualFunction TestVf() {
+  v1::VirtualFunction v;
+  v.set_name("nodes/n1/vfs/0000-3b-00.4");
+  v.set_node("nodes/n1");
+  v.set_address("0000:3b:00.4");
+  v.set_pf_address("0000:3b:00.0");
+  v.set_vendor_id(0x8086);
+  v.set_device_id(0x154c);
+  v.set_state(v1::VirtualFunction::FREE);
+  v.set_health(v1::VirtualFunction::HEALTHY);
+  v.add_bar_sizes(64 << 10);
+  v.add_bar_sizes(0);
+  v.add_bar_sizes(0);
+  v.add_bar_sizes(16 << 10);
+  return v;
+}
+
+TEST(VfShortNameTest, FromNodeAndAddressOrFromTheName) {
+  EXPECT_EQ(VfShortName("nodes/n1", "0000:3b:00.4", ""), "n1/0000:3b:00.4");
+  EXPECT_EQ(VfShortName("", "", "nodes/n1/vfs/0000-3b-00.4"),
+            "n1/0000:3b:00.4");
+  EXPECT_EQ(VfShortName("", "", "odd"), "odd");
+}
+
+TEST(PrintVirtualFunctionsTest, ShowsStateBorrowerAndHealthReason) {
+  v1::VirtualFunction lent = TestVf();
+  lent.set_name("nodes/n1/vfs/0000-3b-00.5");
+  lent.set_address("0000:3b:00.5");
+  lent.set_state(v1::VirtualFunction::LENT);
+  lent.set_attachment("attachments/att-1");
+  lent.set_borrower("nodes/n2");
+  lent.set_health(v1::VirtualFunction::UNHEALTHY);
+  lent.set_health_reason("vendor id reads 0xffff");
+  // Only the name, as for a lent VF whose lender no longer reports it.
+  v1::VirtualFunction gone;
+  gone.set_name("nodes/n3/vfs/0000-3b-00.6");
+  gone.set_state(v1::VirtualFunction::LENT);
+  gone.set_borrower("nodes/n1");
+  std::ostringstream out;
+  PrintVirtualFunctions({TestVf(), lent, gone}, OutputFormat::kTable, out);
+  EXPECT_EQ(out.str(),
+            "NAME              NODE   ADDRESS        PF             "
+            "VENDOR:DEVICE   STATE        HEALTH\n"
+            "n1/0000:3b:00.4   n1     0000:3b:00.4   0000:3b:00.0   "
+            "8086:154c       FREE         HEALTHY\n"
+            "n1/0000:3b:00.5   n1     0000:3b:00.5   0000:3b:00.0   "
+            "8086:154c       LENT to n2   UNHEALTHY (vendor id reads "
+            "0xffff)\n"
+            "n3/0000:3b:00.6   -      -              -              "
+            "0000:0000       LENT to n1   UNKNOWN\n");
+}
+
+TEST(PrintVirtualFunctionsTest, EmptyAndJson) {
+  std::ostringstream table, json;
+  PrintVirtualFunctions({}, OutputFormat::kTable, table);
+  EXPECT_EQ(table.str(), "No resources found.\n");
+  PrintVirtualFunctions({TestVf()}, OutputFormat::kJson, json);
+  EXPECT_THAT(json.str(), StartsWith("[\n  {"));
+  EXPECT_THAT(json.str(), HasSubstr("\"vendorId\": 32902"));
+  EXPECT_THAT(json.str(), HasSubstr("\"state\": \"FREE\""));
+}
+
+TEST(DescribeVirtualFunctionTest, ShowsEveryField) {
+  v1::VirtualFunction v = TestVf();
+  v.set_state(v1::VirtualFunction::LENT);
+  v.set_attachment("attachments/att-1");
+  v.set_borrower("nodes/n2");
+  std::ostringstream out;
+  DescribeVirtualFunction(v, out);
+  EXPECT_EQ(out.str(),
+            "Name:                 nodes/n1/vfs/0000-3b-00.4\n"
+            "Node:                 nodes/n1\n"
+            "Address:              0000:3b:00.4\n"
+            "PF:                   0000:3b:00.0\n"
+            "Vendor:device:        8086:154c\n"
+            "State:                LENT\n"
+            "Attachment:           attachments/att-1\n"
+            "Borrower:             nodes/n2\n"
+            "Health:               HEALTHY\n"
+            "Health reason:        -\n"
+            "BARs:                 bar0 64 KiB, bar3 16 KiB\n");
+}
+
+v1::Attachment TestAttachment() {
+  v1::Attachment a;
+  a.set_name("attachments/att-1");
+  a.set_fabric("fabrics/r1");
+  a.set_vf("nodes/n1/vfs/0000-3b-00.4");
+  a.set_lender("nodes/n1");
+  a.set_vf_address("0000:3b:00.4");
+  a.set_borrower("nodes/n2");
+  a.set_vm("vm1");
+  a.set_interrupts(v1::Attachment::AUTO);
+  a.set_dma_size(1 << 20);
+  a.set_state(v1::Attachment::READY);
+  a.set_vf_health(v1::VirtualFunction::HEALTHY);
+  a.set_shadow_device("shadow-att-1");
+  a.set_required_generation(9);
+  v1::AttachmentWindow* mmio = a.add_windows();
+  mmio->set_role("mmio-bar0");
+  mmio->set_from_node("n2");
+  mmio->set_to_node("n1");
+  mmio->set_local_addr(0x200'0000'0000);
+  mmio->set_target_addr(0x3800'0000'0000);
+  mmio->set_fabric_addr(0x1000'8000'0000);
+  mmio->set_size(1 << 20);
+  mmio->set_slot_kind(v1::WINDOW);
+  mmio->set_slot(0);
+  mmio->set_slot_count(1);
+  v1::AttachmentWindow* dma = a.add_windows();
+  dma->set_role("dma");
+  dma->set_from_node("n1");
+  dma->set_to_node("n2");
+  dma->set_local_addr(0x200'0010'0000);
+  dma->set_target_addr(0x1'0000'0000);
+  dma->set_fabric_addr(0x1001'0000'0000);
+  dma->set_size(2 << 20);
+  dma->set_slot_kind(v1::LUT);
+  dma->set_slot(4);
+  dma->set_slot_count(2);
+  v1::VfCounters* c = a.mutable_counters();
+  c->set_delivered_direct(12);
+  c->set_delivered_via_hypervisor(3);
+  c->set_exits_avoided(12);
+  c->set_exits(3);
+  c->set_injected_at_entry(2);
+  c->set_coalesced(1);
+  (*c->mutable_dropped_by_reason())["vector masked"] = 1;
+  (*c->mutable_dropped_by_reason())["no such vector"] = 2;
+  c->set_config_reads(40);
+  c->set_config_writes_forwarded(5);
+  c->set_config_writes_emulated(4);
+  c->set_config_writes_dropped(1);
+  (*c->mutable_config_dropped_by_reason())["vendor id is read-only"] = 1;
+  return a;
+}
+
+TEST(PrintAttachmentsTest, ShowsVfBorrowerPolicyStateAndHealth) {
+  v1::Attachment pending = TestAttachment();
+  pending.set_name("attachments/att-2");
+  pending.set_vm("");
+  pending.set_interrupts(v1::Attachment::DIRECT);
+  pending.set_state(v1::Attachment::PENDING);
+  pending.set_state_reason("waiting for the shadow device on n2");
+  pending.set_vf_health(v1::VirtualFunction::UNHEALTHY);
+  pending.set_vf_health_reason("PF link down");
+  std::ostringstream out;
+  PrintAttachments({TestAttachment(), pending}, OutputFormat::kTable, out);
+  EXPECT_EQ(out.str(),
+            "NAME    VF                BORROWER   VM    INTERRUPTS   STATE"
+            "                                           HEALTH\n"
+            "att-1   n1/0000:3b:00.4   n2         vm1   AUTO         READY"
+            "                                           HEALTHY\n"
+            "att-2   n1/0000:3b:00.4   n2         -     DIRECT       PENDING "
+            "(waiting for the shadow device on n2)   UNHEALTHY (PF link "
+            "down)\n");
+}
+
+TEST(DescribeAttachmentTest, ShowsWindowsAndEveryCounter) {
+  std::ostringstream out;
+  DescribeAttachment(TestAttachment(), out);
+  std::string s = out.str();
+  EXPECT_THAT(s, StartsWith("Name:                 attachments/att-1\n"
+                            "Fabric:               fabrics/r1\n"
+                            "VF:                   nodes/n1/vfs/0000-3b-00.4\n"
+                            "Lender:               nodes/n1\n"
+                            "VF address:           0000:3b:00.4\n"
+                            "Borrower:             nodes/n2\n"
+                            "VM:                   vm1\n"
+                            "Interrupt policy:     AUTO\n"
+                            "DMA size:             1 MiB\n"
+                            "State:                READY\n"
+                            "Reason:               -\n"
+                            "VF health:            HEALTHY\n"
+                            "VF health reason:     -\n"
+                            "Shadow device:        shadow-att-1\n"));
+  EXPECT_THAT(s, HasSubstr("Required generation:  9\n"));
+  EXPECT_THAT(
+      s, HasSubstr(
+             "Windows (2):\n"
+             "  ROLE        FROM -> TO   LOCAL ADDR        TARGET ADDR        "
+             "FABRIC ADDR        SIZE    SLOT\n"
+             "  mmio-bar0   n2 -> n1     0x200_0000_0000   0x3800_0000_0000   "
+             "0x1000_8000_0000   1 MiB   window 0\n"
+             "  dma         n1 -> n2     0x200_0010_0000   0x1_0000_0000      "
+             "0x1001_0000_0000   2 MiB   lut 4 (2 slots)\n"));
+  EXPECT_THAT(s, HasSubstr("Interrupt delivery:\n"
+                           "  Delivered direct:           12\n"
+                           "  Delivered via hypervisor:   3\n"
+                           "  Exits avoided:              12\n"
+                           "  Exits:                      3\n"
+                           "  Injected at entry:          2\n"
+                           "  Coalesced:                  1\n"
+                           "  Dropped:                    3\n"
+                           "    no such vector:           2\n"
+                           "    vector masked:            1\n"
+                           "Config space:\n"
+                           "  Reads:                      40\n"
+                           "  Writes forwarded:           5\n"
+                           "  Writes emulated:            4\n"
+                           "  Writes dropped:             1\n"
+                           "    vendor id is read-only:   1\n"));
+}
+
+TEST(DescribeAttachmentTest, HostOwnedWithoutWindows) {
+  v1::Attachment a;
+  a.set_name("attachments/att-3");
+  a.set_state(v1::Attachment::PENDING);
+  a.set_state_reason("dma window: generation 4 not applied by n1");
+  std::ostringstream out;
+  DescribeAttachment(a, out);
+  EXPECT_THAT(out.str(), HasSubstr("VM:                   - (the host)\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Reason:               dma window: "
+                                   "generation 4 not applied by n1\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Windows (0):\nInterrupt delivery:\n"));
+}
+
+TEST(AttachmentSummaryTest, NamesVfBorrowerVmPolicyAndState) {
+  v1::Attachment a = TestAttachment();
+  a.set_state(v1::Attachment::PENDING);
+  EXPECT_EQ(AttachmentSummary(a),
+            "attachments/att-1 VF n1/0000:3b:00.4 lent to n2, vm vm1, "
+            "interrupts AUTO (PENDING)");
+  a.set_vm("");
+  a.set_interrupts(v1::Attachment::DIRECT);
+  EXPECT_EQ(AttachmentSummary(a),
+            "attachments/att-1 VF n1/0000:3b:00.4 lent to n2, interrupts "
+            "DIRECT (PENDING)");
+}
+
+TEST(CountersSummaryTest, OneLineWithDropReasons) {
+  EXPECT_EQ(CountersSummary(TestAttachment().counters()),
+            "shadow device totals: 12 direct, 3 via hypervisor, 12 exits "
+            "avoided, 3 exits, 2 injected at entry, 1 coalesced, 3 dropped "
+            "(no such vector: 2, vector masked: 1)");
+  EXPECT_EQ(CountersSummary(v1::VfCounters()),
+            "shadow device totals: 0 direct, 0 via hypervisor, 0 exits "
+            "avoided, 0 exits, 0 injected at entry, 0 coalesced, 0 dropped");
+}
+
 }  // namespace
 }  // namespace fabric::client
