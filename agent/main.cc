@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   std::string sim_dir;
   std::string sim_profile = "sim";
   std::string sim_hardware;
+  int sim_crash_after_writes = -1;
   std::string pci_dump;
   std::string sysfs_root;
   std::string debugfs_root = "/sys/kernel/debug";
@@ -57,6 +58,10 @@ int main(int argc, char** argv) {
   app.add_option("--sim-hardware", sim_hardware,
                  "sim: the simulated host's hardware (bridge profile and "
                  "SR-IOV devices), protobuf JSON; see agent/hw/sim/examples");
+  app.add_option("--sim-crash-after-writes", sim_crash_after_writes,
+                 "sim, fault injection for tests: exit (code 86) once this "
+                 "many register writes have landed, even mid-apply")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--pci-dump", pci_dump,
                  "discover from an lspci -xxxx dump instead of the live bus");
   app.add_option("--sysfs-root", sysfs_root,
@@ -145,6 +150,9 @@ int main(int argc, char** argv) {
     if (!sim.ok()) {
       std::cerr << "error: simulator: " << sim.status().message() << "\n";
       return 1;
+    }
+    if (sim_crash_after_writes >= 0) {
+      (*sim)->CrashAfterWrites(sim_crash_after_writes);
     }
     bridge = *std::move(sim);
     if (sim_devices_spec.has_value()) {

@@ -27,6 +27,10 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:7070";
   std::string heartbeat_timeout = "3s";
   std::string heartbeat_interval = "1s";
+  std::string request_retention = "24h";
+  fabric::service::ServerOptions server_options;
+  server_options.max_inflight = 1024;
+  server_options.max_threads = 0;
   app.add_option("--db", db,
                  "SQLite database file (WAL mode); created if absent")
       ->capture_default_str();
@@ -38,6 +42,21 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-interval", heartbeat_interval,
                  "how often agents are asked to report")
       ->capture_default_str();
+  app.add_option("--request-retention", request_retention,
+                 "how long request ids are remembered for retries; every id "
+                 "costs memory (about 1 KiB) and a row until then")
+      ->capture_default_str();
+  app.add_option("--max-inflight", server_options.max_inflight,
+                 "allocation mutations in flight before the next is refused "
+                 "with RESOURCE_EXHAUSTED (0: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--max-threads", server_options.max_threads,
+                 "threads for synchronous RPCs, one per open Watch or agent "
+                 "stream included; a call finding none free is refused with "
+                 "RESOURCE_EXHAUSTED (0: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   // Lock-order cycle detection costs a graph update on every contended
   // lock; tests keep it, production runs without it.
@@ -45,9 +64,11 @@ int main(int argc, char** argv) {
 
   fabric::service::ManagerOptions options;
   if (!ParseDurationFlag(heartbeat_timeout, &options.heartbeat_timeout) ||
-      !ParseDurationFlag(heartbeat_interval, &options.heartbeat_interval)) {
-    std::cerr << "error: --heartbeat-timeout and --heartbeat-interval take a "
-                 "positive duration such as 500ms, 3s or 1m\n";
+      !ParseDurationFlag(heartbeat_interval, &options.heartbeat_interval) ||
+      !ParseDurationFlag(request_retention, &options.request_retention)) {
+    std::cerr << "error: --heartbeat-timeout, --heartbeat-interval and "
+                 "--request-retention take a positive duration such as "
+                 "500ms, 3s or 1m\n";
     return 2;
   }
 
@@ -72,7 +93,8 @@ int main(int argc, char** argv) {
               << manager.status().message() << "\n";
     return 1;
   }
-  auto server = fabric::service::GrpcServer::Start(manager->get(), listen);
+  auto server = fabric::service::GrpcServer::Start(manager->get(), listen,
+                                                   server_options);
   if (!server.ok()) {
     std::cerr << "error: " << server.status().message() << "\n";
     return 1;

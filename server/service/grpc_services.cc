@@ -102,7 +102,9 @@ grpc::ServerUnaryReactor* FabricServiceImpl::CreateAllocation(
     grpc::CallbackServerContext* ctx, const v1::CreateAllocationRequest* r,
     v1::Allocation* out) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  manager_->CreateAllocationAsync(*r, FinishWith(reactor, out));
+  if (!AdmitCall(admission_, "CreateAllocation", ctx, reactor)) return reactor;
+  manager_->CreateAllocationAsync(
+      *r, ReleasingSlot(admission_, FinishWith(reactor, out)));
   return reactor;
 }
 grpc::Status FabricServiceImpl::GetAllocation(grpc::ServerContext*,
@@ -119,7 +121,9 @@ grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAllocation(
     grpc::CallbackServerContext* ctx, const v1::DeleteAllocationRequest* r,
     v1::Allocation* out) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  manager_->DeleteAllocationAsync(*r, FinishWith(reactor, out));
+  if (!AdmitCall(admission_, "DeleteAllocation", ctx, reactor)) return reactor;
+  manager_->DeleteAllocationAsync(
+      *r, ReleasingSlot(admission_, FinishWith(reactor, out)));
   return reactor;
 }
 

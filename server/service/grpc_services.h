@@ -4,6 +4,7 @@
 #define FABRIC_SERVER_SERVICE_GRPC_SERVICES_H_
 
 #include "fabric/v1/fabric.grpc.pb.h"
+#include "server/service/admission.h"
 #include "server/service/manager.h"
 #include "server/service/verifier.h"
 
@@ -110,9 +111,14 @@ class FabricServiceImpl final : public FabricServiceBase {
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;
 
+  // Bounds the allocation mutations in flight (admission.h); null admits
+  // everything. Not owned; set before the server starts.
+  void set_admission(AdmissionControl* admission) { admission_ = admission; }
+
  private:
   FabricManager* const manager_;  // not owned
   Verifier verifier_;
+  AdmissionControl* admission_ = nullptr;  // not owned
 };
 
 class AgentServiceImpl final : public v1::AgentService::Service {

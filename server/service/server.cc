@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
@@ -10,12 +11,30 @@
 namespace fabric::service {
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
-    FabricManager* manager, const std::string& address) {
+    FabricManager* manager, const std::string& address,
+    const ServerOptions& options) {
+  if (options.max_inflight < 0 || options.max_threads < 0 ||
+      options.grpc_memory_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server limits must not be negative: max_inflight ",
+        options.max_inflight, ", max_threads ", options.max_threads,
+        ", grpc_memory_bytes ", options.grpc_memory_bytes));
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<GrpcServer> s(new GrpcServer(manager));
   s->manager_ = manager;
+  s->admission_ = std::make_unique<AdmissionControl>(options.max_inflight);
+  s->fabric_.set_admission(s->admission_.get());
   grpc::ServerBuilder builder;
+  if (options.max_threads > 0 || options.grpc_memory_bytes > 0) {
+    grpc::ResourceQuota quota("fabric-manager");
+    if (options.max_threads > 0) quota.SetMaxThreads(options.max_threads);
+    if (options.grpc_memory_bytes > 0) {
+      quota.Resize(static_cast<size_t>(options.grpc_memory_bytes));
+    }
+    builder.SetResourceQuota(quota);
+  }
   // Credentials are a seam: mTLS replaces InsecureServerCredentials here.
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &s->port_);

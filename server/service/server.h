@@ -5,23 +5,41 @@
 
 #include <grpcpp/server.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/service/admission.h"
 #include "server/service/grpc_services.h"
 #include "server/service/manager.h"
 
 namespace fabric::service {
+
+// How much load the server takes before it sheds (RESOURCE_EXHAUSTED).
+struct ServerOptions {
+  // Allocation mutations in flight (admitted, not yet durable); the next
+  // one is refused (admission.h). 0: no limit.
+  int max_inflight = 0;
+  // Threads for synchronous handlers (reads, links, fabrics, agent calls,
+  // and one per open Watch or agent config stream); a call that finds none
+  // free is refused with RESOURCE_EXHAUSTED by gRPC. 0: gRPC's default (no
+  // limit).
+  int max_threads = 0;
+  // Memory gRPC may use for its buffers, in bytes. 0: gRPC's default.
+  int64_t grpc_memory_bytes = 0;
+};
 
 // A running gRPC server. Not copyable; Shutdown() is idempotent and also
 // runs on destruction.
 class GrpcServer {
  public:
   // Listens on `address` (HOST:PORT; port 0 picks a free one). `manager` is
-  // not owned. UNAVAILABLE when the address cannot be bound.
+  // not owned. UNAVAILABLE when the address cannot be bound;
+  // INVALID_ARGUMENT for negative options.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
-      FabricManager* manager, const std::string& address);
+      FabricManager* manager, const std::string& address,
+      const ServerOptions& options = {});
   ~GrpcServer();
 
   // The bound port.
@@ -30,10 +48,13 @@ class GrpcServer {
   void Shutdown();
   void Wait();
 
+  const AdmissionControl& admission() const { return *admission_; }
+
  private:
   GrpcServer(FabricManager* manager) : fabric_(manager), agent_(manager) {}
 
   FabricManager* manager_ = nullptr;  // not owned
+  std::unique_ptr<AdmissionControl> admission_;
   FabricServiceImpl fabric_;
   AgentServiceImpl agent_;
   std::unique_ptr<grpc::Server> server_;

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <string>
@@ -54,14 +55,69 @@ absl::StatusCode CodeFor(int rc) {
   }
 }
 
-// Builds the status for a failed SQLite call. `db` may be null (failed open
-// without a handle). Must be called before any other call on `db` replaces
-// its error message.
+// What an operator should know about a medium error, in plain words.
+std::string CauseFor(int rc, int busy_timeout_ms) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+      return "the disk is full (or the database reached its size limit)";
+    case SQLITE_READONLY:
+      return "the database is read-only (file, directory or mount)";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::StrFormat(
+          "another connection held the database's write lock for longer "
+          "than the %d ms busy timeout",
+          busy_timeout_ms);
+    case SQLITE_IOERR:
+      switch (rc) {
+        case SQLITE_IOERR_WRITE:
+          return "the medium refused a write (failing disk, or a read-only "
+                 "or immutable file)";
+        case SQLITE_IOERR_FSYNC:
+        case SQLITE_IOERR_DIR_FSYNC:
+          return "fsync failed: the medium cannot make writes durable";
+        case SQLITE_IOERR_READ:
+        case SQLITE_IOERR_SHORT_READ:
+          return "the medium failed a read";
+        case SQLITE_IOERR_TRUNCATE:
+          return "the medium refused to resize a file";
+        case SQLITE_IOERR_SHMOPEN:
+        case SQLITE_IOERR_SHMSIZE:
+        case SQLITE_IOERR_SHMMAP:
+          return "the shared-memory index (-shm file) cannot be used";
+        default:
+          return "the medium failed an I/O operation";
+      }
+    case SQLITE_CANTOPEN:
+      return "the file or its directory cannot be opened";
+    default:
+      return "";
+  }
+}
+
+// Builds the status for a failed SQLite call: what failed, the path,
+// SQLite's message, the operating system's error where there is one, the
+// extended result code, and for medium errors the cause in plain words,
+// e.g. "cannot write /var/lib/fabric.db: database or disk is full (No
+// space left on device; sqlite code 13): the disk is full ...". `db` may be
+// null (failed open without a handle). Must be called before any other call
+// on `db` replaces its error message.
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what,
-                         absl::string_view path) {
+                         absl::string_view path, int busy_timeout_ms = 0) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  return absl::Status(CodeFor(rc), absl::StrFormat("%s %s: %s (sqlite code %d)",
-                                                   what, path, msg, rc));
+  std::string os;
+  const int primary = rc & 0xff;
+  if (db != nullptr && (primary == SQLITE_IOERR || primary == SQLITE_FULL ||
+                        primary == SQLITE_CANTOPEN ||
+                        primary == SQLITE_READONLY)) {
+    const int err = sqlite3_system_errno(db);
+    if (err != 0) os = absl::StrCat(strerror(err), "; ");
+  }
+  std::string cause = CauseFor(rc, busy_timeout_ms);
+  if (!cause.empty()) cause = absl::StrCat(": ", cause);
+  return absl::Status(CodeFor(rc),
+                      absl::StrFormat("%s %s: %s (%ssqlite code %d)%s", what,
+                                      path, msg, os, rc, cause));
 }
 
 // True for failures that are a property of the medium rather than of one
@@ -114,10 +170,13 @@ class Connection {
         sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX,
                         /*zVfs=*/nullptr);
     DbPtr db(raw);  // sqlite3_open_v2 may return a handle even on failure.
-    if (rc != SQLITE_OK) return SqliteError(raw, rc, "cannot open", path);
+    if (rc != SQLITE_OK) {
+      return SqliteError(raw, rc, "cannot open", path, busy_timeout_ms);
+    }
     sqlite3_extended_result_codes(raw, 1);
     sqlite3_busy_timeout(raw, busy_timeout_ms);
-    return std::unique_ptr<Connection>(new Connection(path, std::move(db)));
+    return std::unique_ptr<Connection>(
+        new Connection(path, std::move(db), busy_timeout_ms));
   }
 
   Connection(const Connection&) = delete;
@@ -225,12 +284,14 @@ class Connection {
     sqlite3_stmt* const stmt_;
   };
 
-  Connection(std::string path, DbPtr db)
-      : path_(std::move(path)), db_(std::move(db)) {}
+  Connection(std::string path, DbPtr db, int busy_timeout_ms)
+      : path_(std::move(path)),
+        busy_timeout_ms_(busy_timeout_ms),
+        db_(std::move(db)) {}
 
   absl::Status ErrorLocked(int rc, absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return SqliteError(db_.get(), rc, what, path_);
+    return SqliteError(db_.get(), rc, what, path_, busy_timeout_ms_);
   }
 
   absl::Status ExecLocked(const std::string& sql, absl::string_view what)
@@ -296,6 +357,7 @@ class Connection {
 
   absl::Mutex mu_;
   const std::string path_;
+  const int busy_timeout_ms_;
   // Declared before the statements so it is closed after they are finalized.
   const DbPtr db_ ABSL_PT_GUARDED_BY(mu_);
   StmtPtr get_stmt_ ABSL_GUARDED_BY(mu_);

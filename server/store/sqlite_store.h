@@ -21,8 +21,10 @@
 // transaction at open. Schema version 1 is
 //   kv(tbl TEXT, key TEXT, value BLOB, PRIMARY KEY(tbl, key)) WITHOUT ROWID.
 //
-// Error mapping (messages carry sqlite3_errmsg, the extended result code and
-// the path):
+// Error mapping (messages carry the path, sqlite3_errmsg, the operating
+// system's error where there is one, the extended result code, and for the
+// UNAVAILABLE ones the cause in plain words: disk full, read-only, lock held
+// past busy_timeout_ms, I/O error):
 //   SQLITE_FULL, READONLY, BUSY, LOCKED, IOERR, CANTOPEN -> UNAVAILABLE
 //   SQLITE_CORRUPT, NOTADB                                -> DATA_LOSS
 //   SQLITE_TOOBIG                                         -> INVALID_ARGUMENT

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "agent/hw/limits_check.h"
+#include "agent/hw/sim/sim_faults.h"
 #include "agent/hw/sim/sim_world.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -167,6 +168,7 @@ absl::Status SimBridge::Mutate(
   RETURN_IF_ERROR(change(next.state));
   SortState(next.state);
   if (next.state == record_.state) return absl::OkStatus();
+  RETURN_IF_ERROR(InjectFaults(next, injectable));
   if (next.state.memory.size != record_.state.memory.size) {
     RETURN_IF_ERROR(SizeMemoryFile(next.state.memory.size));
   }
@@ -360,6 +362,52 @@ absl::Status SimBridge::HostRead(uint64_t addr, absl::Span<uint8_t> out) {
 void SimBridge::InjectApplyFailure(absl::Status status, int count) {
   inject_status_ = std::move(status);
   inject_count_ = count;
+}
+
+void SimBridge::CrashAfterWrites(int writes) { crash_writes_left_ = writes; }
+
+absl::Status SimBridge::InjectFaults(const sim_internal::SimRecord& next,
+                                     bool injectable) {
+  const bool crash_armed = crash_writes_left_ >= 0;
+  const bool faults_file =
+      injectable &&
+      access(sim_internal::FaultsPath(sim_dir_, node_).c_str(), F_OK) == 0;
+  if (!crash_armed && !faults_file) return absl::OkStatus();
+  const std::vector<sim_internal::RegisterWrite> writes =
+      sim_internal::RegisterWrites(record_.state, next.state);
+  if (faults_file) {
+    ASSIGN_OR_RETURN(
+        sim_internal::FaultSpec faults,
+        sim_internal::LoadFaults(sim_internal::FaultsPath(sim_dir_, node_)));
+    if (std::optional<std::string> entry = faults.Refuses(writes)) {
+      sim_internal::LogFault(sim_internal::FaultLogPath(sim_dir_, node_),
+                             *entry);
+      return absl::InternalError(absl::StrCat(
+          "simulated bridge ", node_, " refused to program ", *entry,
+          " (injected fault, ", sim_internal::FaultsPath(sim_dir_, node_),
+          ")"));
+    }
+  }
+  if (!crash_armed) return absl::OkStatus();
+  if (writes.size() < static_cast<size_t>(crash_writes_left_)) {
+    crash_writes_left_ -= static_cast<int>(writes.size());
+    return absl::OkStatus();
+  }
+  // The crash: exactly crash_writes_left_ writes land, then the process
+  // dies as if killed between two register writes.
+  sim_internal::SimRecord partial = record_;
+  for (int i = 0; i < crash_writes_left_; ++i) writes[i].apply(partial.state);
+  SortState(partial.state);
+  if (partial.state.memory.size != record_.state.memory.size) {
+    (void)SizeMemoryFile(partial.state.memory.size);
+  }
+  (void)sim_internal::SaveRecord(state_path_, partial, nullptr);
+  const std::string note = absl::StrCat(
+      "simulated bridge ", node_, ": injected crash after ",
+      crash_writes_left_, " of ", writes.size(),
+      " register writes of one change (--sim-crash-after-writes)\n");
+  (void)!write(2, note.data(), note.size());
+  _exit(sim_internal::kSimCrashExitCode);
 }
 
 }  // namespace fabric::agent::hw

@@ -78,6 +78,14 @@ class SimBridge : public BridgeHardware {
   // REQUIRES: !status.ok().
   void InjectApplyFailure(absl::Status status, int count);
 
+  // Fault injection: once `writes` more register writes have landed, the
+  // process _exit()s with sim_internal::kSimCrashExitCode, leaving the state
+  // file holding exactly those writes (see sim_faults.h: a change is split
+  // into per-entry register writes, so this can stop half-way through an
+  // ApplyState). Negative disarms. Entries refused through the faults file
+  // <sim_dir>/<node>/faults are documented there too.
+  void CrashAfterWrites(int writes);
+
   // Clears bits of this bridge's own doorbell (what the host's interrupt
   // handler does after taking it).
   absl::Status ClearDoorbell(uint64_t bits);
@@ -97,6 +105,11 @@ class SimBridge : public BridgeHardware {
                       bool injectable);
   // Makes the memory file exist with `size` bytes.
   absl::Status SizeMemoryFile(uint64_t size);
+  // Under the node lock, before `next` replaces record_: refuses the change
+  // when the faults file names an entry it writes (only if `injectable`),
+  // and carries out an armed crash.
+  absl::Status InjectFaults(const sim_internal::SimRecord& next,
+                            bool injectable);
 
   const std::string sim_dir_;
   const std::string node_;
@@ -106,6 +119,7 @@ class SimBridge : public BridgeHardware {
   std::string text_;  // The state file's text that record_ was parsed from.
   absl::Status inject_status_;
   int inject_count_ = 0;
+  int crash_writes_left_ = -1;  // disarmed when negative
 };
 
 }  // namespace fabric::agent::hw

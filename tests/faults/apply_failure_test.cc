@@ -1,0 +1,239 @@
+// A hardware apply that fails. The simulator refuses to program entries
+// named in <sim_dir>/<node>/faults (agent/hw/sim/sim_faults.h) and logs
+// every refusal. An allocation whose window the borrower's bridge refuses
+// must say so (GetAllocation: PENDING, the entry and the hardware's
+// message), the agent must keep retrying without hammering, and nothing else
+// on the bridge may be disturbed: the other allocations stay READY and
+// prove themselves by bytes. Once the fault is cleared the allocation turns
+// READY by itself.
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "agent/hw/sim/sim_faults.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/faults/fault_harness.h"
+
+namespace fabric::faults {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+namespace sim = ::fabric::agent::hw::sim_internal;
+
+constexpr uint64_t kMiB = 1ull << 20;
+constexpr absl::Duration kDriftInterval = absl::Milliseconds(200);
+constexpr absl::Duration kObserve = absl::Seconds(3);
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+}
+
+// Times (unix micros) of the refusals logged so far.
+std::vector<int64_t> Refusals(const std::string& log) {
+  std::vector<int64_t> out;
+  for (absl::string_view line :
+       absl::StrSplit(proctest::ReadFile(log), '\n', absl::SkipEmpty())) {
+    int64_t t = 0;
+    if (absl::SimpleAtoi(line.substr(0, line.find(' ')), &t)) out.push_back(t);
+  }
+  return out;
+}
+
+TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
+  FabricHarness h;
+  ASSERT_TRUE(h.Start({.nodes = 4,
+                       .drift_check_interval =
+                           absl::FormatDuration(kDriftInterval)})
+                  .ok());
+  // Live allocations through n0 (borrower, target and transit).
+  std::vector<std::string> others;
+  for (auto [from, to] : {std::pair{0, 1}, {2, 0}, {1, 3}, {0, 2}}) {
+    auto a = h.Create(from, to, kMiB);
+    ASSERT_TRUE(a.ok()) << a.status();
+    others.push_back(a->name());
+  }
+  ASSERT_THAT(h.VerifyAll(others), IsEmpty());
+  auto before = h.Hardware("n0");
+  ASSERT_TRUE(before.ok());
+
+  // n0's bridge stops taking window and LUT writes.
+  const std::string faults = sim::FaultsPath(h.sim_dir(), "n0");
+  const std::string log = sim::FaultLogPath(h.sim_dir(), "n0");
+  WriteFile(faults, "fail window *\nfail lut slot *\n");
+  auto victim = h.Create(0, 3, kMiB);
+  ASSERT_TRUE(victim.ok()) << victim.status();
+  const std::string slot =
+      absl::StrCat(victim->slot_kind() == v1::LUT ? "lut slot " : "window ",
+                   victim->slot());
+
+  // The error is visible on the allocation and on the node.
+  v1::Allocation seen;
+  for (int i = 0; i < 2000; ++i) {
+    auto a = h.Get(victim->name());
+    ASSERT_TRUE(a.ok());
+    seen = *a;
+    if (absl::StrContains(seen.state_reason(), "could not apply")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(seen.state(), v1::Allocation::PENDING);
+  EXPECT_THAT(seen.state_reason(), HasSubstr("node n0 could not apply " + slot));
+  EXPECT_THAT(seen.state_reason(), HasSubstr("injected fault"));
+  auto node = h.GetNode("n0");
+  ASSERT_TRUE(node.ok());
+  ASSERT_THAT(node->apply_errors(), SizeIs(1));
+  EXPECT_EQ(node->apply_errors(0).entry(), slot);
+  EXPECT_EQ(node->apply_errors(0).allocation(), victim->name());
+
+  // Meanwhile the agent retries; the rest of the bridge is untouched and
+  // every other allocation keeps working.
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(absl::ToInt64Milliseconds(kObserve)));
+  const std::vector<int64_t> refusals = Refusals(log);
+  EXPECT_THAT(h.VerifyAll(others), IsEmpty());
+  auto during = h.Hardware("n0");
+  ASSERT_TRUE(during.ok());
+  EXPECT_TRUE(during->map == before->map);
+  EXPECT_TRUE(during->windows == before->windows);
+  EXPECT_TRUE(during->inbound == before->inbound);
+  EXPECT_TRUE(during->ports == before->ports);
+  // The only difference from the desired configuration is the refused slot.
+  std::vector<std::string> diff = h.HardwareVsDesired("n0");
+  ASSERT_THAT(diff, SizeIs(1));
+  EXPECT_THAT(diff[0], HasSubstr("window missing: " + slot));
+  for (int i = 1; i < h.nodes(); ++i) {
+    EXPECT_THAT(h.HardwareVsDesired(FabricHarness::Node(i)), IsEmpty());
+  }
+
+  // Retried, and not in a hot loop. One attempt is the whole-state apply
+  // and the entry-by-entry pass right after it (two refusals within a few
+  // ms); attempts come at most once per drift check.
+  std::vector<int64_t> starts;
+  for (int64_t t : refusals) {
+    if (starts.empty() || t - starts.back() > 50'000) starts.push_back(t);
+  }
+  const int attempts = static_cast<int>(starts.size());
+  const double observed_s = absl::ToDoubleSeconds(kObserve) + 0.5;
+  EXPECT_GE(attempts, 3) << "the refused entry was not retried";
+  EXPECT_LE(attempts,
+            2 + observed_s / absl::ToDoubleSeconds(kDriftInterval))
+      << "the agent retries faster than its drift checks";
+  std::vector<double> gaps_ms;
+  for (size_t i = 1; i < starts.size(); ++i) {
+    gaps_ms.push_back((starts[i] - starts[i - 1]) / 1000.0);
+  }
+  std::sort(gaps_ms.begin(), gaps_ms.end());
+
+  // Cleared: READY by itself, proved by bytes, bridge exactly as desired.
+  std::remove(faults.c_str());
+  const absl::Time cleared = absl::Now();
+  ASSERT_TRUE(h.WaitState(victim->name(), v1::Allocation::READY,
+                          absl::Seconds(10)))
+      << h.Get(victim->name())->state_reason();
+  const absl::Duration recovery = absl::Now() - cleared;
+  std::vector<std::string> all = others;
+  all.push_back(victim->name());
+  EXPECT_THAT(h.VerifyAll(all), IsEmpty());
+  EXPECT_THAT(h.AllHardwareVsDesired(), IsEmpty());
+  node = h.GetNode("n0");
+  ASSERT_TRUE(node.ok());
+  EXPECT_THAT(node->apply_errors(), IsEmpty());
+  std::cout << "  n0 after recovery: " << node->repairs() << " repairs ("
+            << absl::StrJoin(node->recent_repairs(), "; ") << ")\n";
+
+  std::cout << "apply failure: " << slot << " of n0 refused "
+            << refusals.size() << " times in " << attempts
+            << " attempts over "
+            << absl::FormatDuration(kObserve)
+            << "; gaps between attempts (ms): min "
+            << (gaps_ms.empty() ? 0 : gaps_ms.front()) << ", median "
+            << (gaps_ms.empty() ? 0 : gaps_ms[gaps_ms.size() / 2]) << ", max "
+            << (gaps_ms.empty() ? 0 : gaps_ms.back()) << " (drift check every "
+            << absl::FormatDuration(kDriftInterval) << ")\n"
+            << "  state while refused: "
+            << v1::Allocation::State_Name(seen.state()) << ": "
+            << seen.state_reason() << "\n"
+            << "  READY " << absl::FormatDuration(recovery)
+            << " after the fault was cleared; " << all.size()
+            << " allocations verified by bytes\n";
+}
+
+// An entry every allocation through the bridge needs (its map entries) is
+// refused while a link goes down. The allocations through that bridge must
+// say why while it lasts, and once the fault is cleared the agent must
+// finish the generation by itself: every node at the final generation, the
+// bridge exactly as desired, everything READY.
+//
+// DISABLED: fails against agent/agent.cc as it is (a bug this session may
+// not fix there). Agent::Apply keeps last_config_ at the previous
+// generation when an entry without an allocation is refused, and
+// CheckDrift re-applies last_config_: the drift checker rolls the bridge
+// back to the previous generation (here it brings port 2, the link just
+// taken down, back up, and counts that as a repaired drift), clears the
+// reported errors (the manager then says "waiting for node n0 to apply
+// generation G" instead of the hardware's refusal), and the refused
+// generation is never retried: after the fault is cleared n0 stays at G-1
+// until some other change publishes a new generation. Run it with
+//   faults_apply_failure_test --gtest_also_run_disabled_tests \
+//       --gtest_filter='*RefusedMapEntries*'
+TEST(ApplyFailureTest, DISABLED_RefusedMapEntriesAreRetriedUntilTheyLand) {
+  FabricHarness h;
+  ASSERT_TRUE(h.Start({.nodes = 4,
+                       .drift_check_interval =
+                           absl::FormatDuration(kDriftInterval)})
+                  .ok());
+  std::vector<std::string> live;
+  for (auto [from, to] : {std::pair{0, 1}, {1, 2}, {2, 3}, {3, 0}, {0, 2}}) {
+    auto a = h.Create(from, to, kMiB);
+    ASSERT_TRUE(a.ok()) << a.status();
+    live.push_back(a->name());
+  }
+  ASSERT_THAT(h.VerifyAll(live), IsEmpty());
+
+  const std::string faults = sim::FaultsPath(h.sim_dir(), "n0");
+  WriteFile(faults, "fail map entry *\n");
+  // n0--n1 down: n0 must route everything out of its other port.
+  ASSERT_TRUE(h.SetLink("links/n0--n1", false).ok());
+  auto stuck = h.WaitSettled(absl::Seconds(2));
+  EXPECT_FALSE(stuck.ok()) << "settled although n0 refuses its new routes";
+  auto a = h.Get(live[0]);  // n0 -> n1, now the long way round
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->state(), v1::Allocation::PENDING);
+  std::cout << "while map entries are refused: " << live[0] << " "
+            << v1::Allocation::State_Name(a->state()) << ": "
+            << a->state_reason() << "\n";
+  const size_t refusals =
+      Refusals(sim::FaultLogPath(h.sim_dir(), "n0")).size();
+  EXPECT_GE(refusals, 2u) << "the refused generation was not retried";
+
+  auto n0 = h.GetNode("n0");
+  ASSERT_TRUE(n0.ok());
+  std::cout << "  n0 reports applied generation " << n0->applied_generation()
+            << " of " << n0->desired_generation() << ", "
+            << n0->apply_errors_size() << " apply errors, " << n0->repairs()
+            << " repairs (" << absl::StrJoin(n0->recent_repairs(), "; ")
+            << "); n0's bridge vs desired: "
+            << absl::StrJoin(h.HardwareVsDesired("n0"), "; ") << "\n";
+
+  std::remove(faults.c_str());
+  absl::StatusOr<absl::Duration> settled = h.WaitSettled(absl::Seconds(5));
+  ASSERT_TRUE(settled.ok())
+      << settled.status() << "\nn0's bridge vs desired: "
+      << absl::StrJoin(h.HardwareVsDesired("n0"), "; ");
+  EXPECT_THAT(h.AllHardwareVsDesired(), IsEmpty());
+  EXPECT_THAT(h.VerifyAll(live), IsEmpty());
+  std::cout << "map entries refused " << refusals
+            << " times; settled " << absl::FormatDuration(*settled)
+            << " after the fault was cleared\n";
+}
+
+}  // namespace
+}  // namespace fabric::faults
