@@ -88,6 +88,24 @@ int Child::Wait() {
   return code;
 }
 
+bool Child::TryWait(int* code) {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  pid_t r;
+  while ((r = waitpid(pid_, &status, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  if (r != pid_) return false;
+  pid_ = -1;
+  if (WIFEXITED(status)) {
+    *code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    *code = 128 + WTERMSIG(status);
+  } else {
+    *code = -1;
+  }
+  return true;
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -114,8 +132,15 @@ int RunCommand(const std::vector<std::string>& argv, std::string* out,
 
 Manager StartManager(const std::string& db, const std::string& log_path,
                      const std::vector<std::string>& extra_flags) {
-  std::vector<std::string> argv = {BinDir() + "/fabric-manager", "--db", db,
-                                   "--listen", "127.0.0.1:0"};
+  return StartManagerAt(BinDir() + "/fabric-manager", 0, db, log_path,
+                        extra_flags);
+}
+
+Manager StartManagerAt(const std::string& binary, int port,
+                       const std::string& db, const std::string& log_path,
+                       const std::vector<std::string>& extra_flags) {
+  std::vector<std::string> argv = {binary, "--db", db, "--listen",
+                                   "127.0.0.1:" + std::to_string(port)};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   // Only this start's lines are searched for the port.
   const size_t offset = ReadFile(log_path).size();
@@ -129,6 +154,8 @@ Manager StartManager(const std::string& db, const std::string& log_path,
       m.port = std::stoi(match[1]);
       break;
     }
+    int code = 0;
+    if (m.child.TryWait(&code)) break;  // it exited (e.g. port taken)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return m;

@@ -41,6 +41,10 @@ class Child {
   void Signal(int sig);
   // Waits for exit; returns the exit code, or 128+signal.
   int Wait();
+  // Reaps the process if it has exited, without blocking: true with its
+  // exit code (or 128+signal) in *code; false while it runs (or when there
+  // is no process).
+  bool TryWait(int* code);
 
  private:
   pid_t pid_ = -1;
@@ -55,13 +59,21 @@ int RunCommand(const std::vector<std::string>& argv, std::string* out,
 std::string ReadFile(const std::string& path);
 
 // Starts fabric-manager on 127.0.0.1:0 with `db` and returns it with the
-// bound port read from its log; -1 port if it did not come up in 10 s.
+// bound port read from its log; -1 port if it did not come up in 10 s (or
+// exited first).
 struct Manager {
   Child child;
   int port;
 };
 Manager StartManager(const std::string& db, const std::string& log_path,
                      const std::vector<std::string>& extra_flags = {});
+
+// The same for the manager binary at `binary`, listening on 127.0.0.1:`port`
+// (0 picks a free port), e.g. to restart a killed manager where its agents
+// expect it.
+Manager StartManagerAt(const std::string& binary, int port,
+                       const std::string& db, const std::string& log_path,
+                       const std::vector<std::string>& extra_flags = {});
 
 }  // namespace fabric::proctest
 

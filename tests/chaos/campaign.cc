@@ -1,0 +1,926 @@
+#include "tests/chaos/campaign.h"
+
+#include <grpcpp/client_context.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "agent/hw/sim/sim_hardware.h"
+#include "fabric/v1/fabric.grpc.pb.h"
+#include "tests/chaos/attachment_ops.h"
+#include "tests/chaos/fabric_checks.h"
+#include "tests/chaos/ops.h"
+#include "tests/process/process_util.h"
+
+namespace fabric::chaos {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kFabric[] = "chaos";
+// Lines of detail kept per cycle; the counters count everything.
+constexpr size_t kMaxProblemLines = 40;
+// How long a restarted manager may take to get its port back.
+constexpr absl::Duration kRestartTimeout = absl::Seconds(10);
+// How long the in-flight operations may take to be answered after the storm.
+constexpr absl::Duration kResolveTimeout = absl::Seconds(20);
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t CycleSeed(uint64_t seed, int cycle, uint64_t salt) {
+  return SplitMix64(SplitMix64(seed ^ salt) + static_cast<uint64_t>(cycle));
+}
+
+std::string NodeId(int i) { return absl::StrCat("n", i); }
+
+std::string FormatMs(absl::Duration d) {
+  return absl::StrCat(absl::ToInt64Milliseconds(d), "ms");
+}
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+absl::Status FromGrpc(const std::string& what, const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat(what, ": ", s.error_code(), " ", s.error_message()));
+}
+
+// The manager and the agents of one cycle, as processes. Each process's
+// output goes to <dir>/manager.log or <dir>/agent-<i>.log (appended across
+// restarts).
+class Cluster {
+ public:
+  // `lender_hardware`, if not empty, is the simulated hardware file of node
+  // n0 (the VF lender).
+  Cluster(std::string bin_dir, std::string dir, int nodes,
+          std::string lender_hardware)
+      : bin_dir_(std::move(bin_dir)),
+        dir_(std::move(dir)),
+        lender_hardware_(std::move(lender_hardware)),
+        agents_(nodes) {}
+
+  // Starts the manager: on a free port the first time, then on the same
+  // port (the agents were told it).
+  absl::Status StartManager() {
+    const absl::Time deadline = absl::Now() + kRestartTimeout;
+    while (true) {
+      proctest::Manager m = proctest::StartManagerAt(
+          bin_dir_ + "/fabric-manager", port_, db(), dir_ + "/manager.log",
+          {"--heartbeat-timeout", "1500ms", "--heartbeat-interval", "200ms"});
+      if (m.port > 0) {
+        port_ = m.port;
+        manager_ = std::make_unique<proctest::Child>(std::move(m.child));
+        return absl::OkStatus();
+      }
+      // Not up: most likely the old port is not free yet. The Child's
+      // destructor kills whatever is left of this attempt.
+      if (port_ == 0 || absl::Now() >= deadline) {
+        return absl::UnavailableError(
+            absl::StrCat("fabric-manager did not come up on port ", port_,
+                         "; see ", dir_, "/manager.log"));
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+
+  void StartAgent(int i) {
+    std::vector<std::string> argv = {bin_dir_ + "/fabric-agent",
+                                     "--manager",
+                                     address(),
+                                     "--node",
+                                     NodeId(i),
+                                     "--backend",
+                                     "sim",
+                                     "--sim-dir",
+                                     sim_dir()};
+    if (i == 0 && !lender_hardware_.empty()) {
+      argv.insert(argv.end(), {"--sim-hardware", lender_hardware_});
+    }
+    agents_[i] = std::make_unique<proctest::Child>(
+        argv, absl::StrCat(dir_, "/agent-", i, ".log"));
+  }
+
+  void KillManager() { Kill(&manager_); }
+  void KillAgent(int i) { Kill(&agents_[i]); }
+
+  // The processes that exited although nobody killed them, with their exit
+  // codes.
+  std::vector<std::string> ReapUnexpected() {
+    std::vector<std::string> out;
+    int code = 0;
+    if (manager_ != nullptr && manager_->TryWait(&code)) {
+      out.push_back(absl::StrCat("fabric-manager exited by itself (", code,
+                                 "); see ", dir_, "/manager.log"));
+      manager_.reset();
+    }
+    for (size_t i = 0; i < agents_.size(); ++i) {
+      if (agents_[i] != nullptr && agents_[i]->TryWait(&code)) {
+        out.push_back(absl::StrCat("fabric-agent of ", NodeId(i),
+                                   " exited by itself (", code, "); see ", dir_,
+                                   "/agent-", i, ".log"));
+        agents_[i].reset();
+      }
+    }
+    return out;
+  }
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  std::string db() const { return dir_ + "/fabric.db"; }
+  std::string sim_dir() const { return dir_ + "/sim"; }
+
+ private:
+  static void Kill(std::unique_ptr<proctest::Child>* child) {
+    if (*child == nullptr) return;
+    (*child)->Signal(SIGKILL);
+    (*child)->Wait();
+    child->reset();
+  }
+
+  const std::string bin_dir_;
+  const std::string dir_;
+  const std::string lender_hardware_;
+  int port_ = 0;
+  std::unique_ptr<proctest::Child> manager_;
+  std::vector<std::unique_ptr<proctest::Child>> agents_;
+};
+
+// The kinds of resources the storm creates and deletes; another kind is one
+// more ResourceOps here.
+std::vector<std::unique_ptr<ResourceOps>> MakeResourceOps(
+    const CampaignOptions& options) {
+  std::vector<std::unique_ptr<ResourceOps>> ops;
+  ops.push_back(std::make_unique<AllocationOps>());
+  if (options.vf_lending) ops.push_back(std::make_unique<AttachmentOps>());
+  return ops;
+}
+
+std::vector<ResourceOps*> Raw(
+    const std::vector<std::unique_ptr<ResourceOps>>& ops) {
+  std::vector<ResourceOps*> out;
+  for (const auto& op : ops) out.push_back(op.get());
+  return out;
+}
+
+// A ring of `nodes`; with `lender_hardware`, node n0 lends the device MMIO
+// range of that simulated hardware.
+absl::Status CreateRing(v1::FabricService::Stub* stub, int nodes,
+                        const std::string& lender_hardware) {
+  v1::CreateFabricRequest req;
+  req.mutable_spec()->set_name(kFabric);
+  req.mutable_spec()->set_topology(v1::RING);
+  req.mutable_spec()->set_default_export_size(256 << 20);
+  for (int i = 0; i < nodes; ++i) {
+    req.mutable_spec()->add_nodes()->set_name(NodeId(i));
+  }
+  if (!lender_hardware.empty()) {
+    auto hw = agent::hw::LoadSimHardware(lender_hardware);
+    if (!hw.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--sim-hardware ", lender_hardware, ": ", hw.status().message()));
+    }
+    req.mutable_spec()->mutable_nodes(0)->set_mmio_base(hw->mmio_base);
+    req.mutable_spec()->mutable_nodes(0)->set_mmio_size(hw->mmio_size);
+  }
+  req.set_request_id("chaos-fabric");
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(10));
+  v1::Fabric out;
+  return FromGrpc("CreateFabric", stub->CreateFabric(&ctx, req, &out));
+}
+
+absl::StatusOr<std::vector<v1::Node>> ListNodes(v1::FabricService::Stub* stub) {
+  v1::ListNodesRequest req;
+  req.set_page_size(1000);
+  v1::ListNodesResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(5));
+  grpc::Status s = stub->ListNodes(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc("ListNodes", s);
+  return std::vector<v1::Node>(resp.nodes().begin(), resp.nodes().end());
+}
+
+absl::StatusOr<std::vector<v1::Allocation>> ListAllocations(
+    v1::FabricService::Stub* stub) {
+  std::vector<v1::Allocation> out;
+  std::string token;
+  do {
+    v1::ListAllocationsRequest req;
+    req.set_page_size(1000);
+    req.set_page_token(token);
+    v1::ListAllocationsResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, absl::Seconds(5));
+    grpc::Status s = stub->ListAllocations(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc("ListAllocations", s);
+    out.insert(out.end(), resp.allocations().begin(), resp.allocations().end());
+    token = resp.next_page_token();
+  } while (!token.empty());
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::AddressMap>> ListMaps(
+    v1::FabricService::Stub* stub) {
+  v1::ListAddressMapsRequest req;
+  req.set_page_size(1000);
+  v1::ListAddressMapsResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(5));
+  grpc::Status s = stub->ListAddressMaps(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc("ListAddressMaps", s);
+  return std::vector<v1::AddressMap>(resp.address_maps().begin(),
+                                     resp.address_maps().end());
+}
+
+absl::StatusOr<std::vector<v1::Link>> ListLinks(v1::FabricService::Stub* stub) {
+  v1::ListLinksRequest req;
+  req.set_page_size(1000);
+  v1::ListLinksResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(5));
+  grpc::Status s = stub->ListLinks(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc("ListLinks", s);
+  return std::vector<v1::Link>(resp.links().begin(), resp.links().end());
+}
+
+absl::StatusOr<v1::Fabric> GetFabric(v1::FabricService::Stub* stub) {
+  v1::GetFabricRequest req;
+  req.set_name(absl::StrCat("fabrics/", kFabric));
+  v1::Fabric out;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(5));
+  grpc::Status s = stub->GetFabric(&ctx, req, &out);
+  if (!s.ok()) return FromGrpc("GetFabric", s);
+  return out;
+}
+
+// Everything the ops' kinds hold now.
+absl::StatusOr<std::vector<ObservedResource>> Observe(
+    v1::FabricService::Stub* stub, const std::vector<ResourceOps*>& ops) {
+  std::vector<ObservedResource> out;
+  for (ResourceOps* op : ops) {
+    auto listed = op->List(stub);
+    if (!listed.ok()) return listed.status();
+    out.insert(out.end(), listed->begin(), listed->end());
+  }
+  return out;
+}
+
+// Why the fabric has not converged yet; empty once it has: every node's
+// agent READY with the desired generation applied and no apply errors, and
+// every resource settled.
+std::string NotConverged(v1::FabricService::Stub* stub,
+                         const std::vector<ResourceOps*>& ops, int nodes) {
+  auto listed = ListNodes(stub);
+  if (!listed.ok()) return std::string(listed.status().message());
+  if (static_cast<int>(listed->size()) != nodes) {
+    return absl::StrCat(listed->size(), " nodes listed, expected ", nodes);
+  }
+  for (const v1::Node& n : *listed) {
+    if (n.agent_state() != v1::Node::READY) {
+      return absl::StrCat(n.name(), " is ",
+                          v1::Node::AgentState_Name(n.agent_state()));
+    }
+    if (n.applied_generation() != n.desired_generation()) {
+      return absl::StrCat(n.name(), " applied generation ",
+                          n.applied_generation(), " of ",
+                          n.desired_generation());
+    }
+    if (n.apply_errors_size() > 0) {
+      return absl::StrCat(n.name(), " could not apply ",
+                          n.apply_errors(0).entry(), ": ",
+                          n.apply_errors(0).message());
+    }
+  }
+  for (ResourceOps* op : ops) {
+    auto resources = op->List(stub);
+    if (!resources.ok()) return std::string(resources.status().message());
+    for (const ObservedResource& r : *resources) {
+      if (!op->Settled(r)) return absl::StrCat(r.name, " is ", r.state);
+    }
+  }
+  return "";
+}
+
+// Waits until NotConverged says "" or `timeout` passes; returns "" or the
+// last reason. `progress`, if set, is told each new reason.
+std::string WaitConverged(
+    v1::FabricService::Stub* stub, const std::vector<ResourceOps*>& ops,
+    int nodes, absl::Duration timeout,
+    const std::function<void(const std::string&)>& progress = nullptr) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string last;
+  while (true) {
+    std::string why = NotConverged(stub, ops, nodes);
+    if (progress && why != last) progress(why.empty() ? "converged" : why);
+    last = why;
+    if (why.empty() || absl::Now() >= deadline) return why;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+// Adds a problem line to the report, counting it in *counter.
+void Problem(CycleReport* r, int* counter, const std::string& line) {
+  ++*counter;
+  if (r->problems.size() < kMaxProblemLines) {
+    r->problems.push_back(line);
+  } else if (r->problems.size() == kMaxProblemLines) {
+    r->problems.push_back("(more problems left out)");
+  }
+}
+
+void WriteLedger(const std::string& path, const Ledger& ledger) {
+  std::ofstream out(path);
+  for (const CreateRecord& c : ledger.creates()) {
+    out << "create " << c.request_id << " " << c.kind << " [" << c.spec << "] "
+        << OutcomeName(c.outcome) << " attempts=" << c.attempts
+        << (c.had_unknown_attempt ? " had-unknown" : "") << " name=" << c.name
+        << " error=" << c.error << "\n";
+  }
+  for (const DeleteRecord& d : ledger.deletes()) {
+    out << "delete " << d.request_id << " " << d.kind << " " << d.name << " "
+        << OutcomeName(d.outcome) << " attempts=" << d.attempts
+        << (d.had_unknown_attempt ? " had-unknown" : "") << " error=" << d.error
+        << "\n";
+  }
+}
+
+// The checks of a converged fabric (before the release).
+void CheckConverged(v1::FabricService::Stub* stub,
+                    const std::vector<ResourceOps*>& ops, const Ledger& ledger,
+                    const Cluster& cluster,
+                    const std::vector<std::string>& nodes,
+                    const std::string& dir, CycleReport* r) {
+  // 1. The ledger against what the manager holds.
+  auto observed = Observe(stub, ops);
+  if (!observed.ok()) {
+    Problem(
+        r, &r->other_failures,
+        absl::StrCat("cannot list resources: ", observed.status().message()));
+    return;
+  }
+  r->ledger = CheckLedger(ledger.creates(), ledger.deletes(), *observed);
+  for (const std::string& line : r->ledger.details) {
+    if (r->problems.size() < kMaxProblemLines) r->problems.push_back(line);
+  }
+
+  // 2. The invariant checker over the simulated hardware, and the hardware
+  // against the manager's desired maps.
+  auto fabric = GetFabric(stub);
+  auto links = ListLinks(stub);
+  auto allocations = ListAllocations(stub);
+  auto attachments = AttachmentOps::ListAll(stub);
+  auto maps = ListMaps(stub);
+  for (const absl::Status& s :
+       {fabric.status(), links.status(), allocations.status(),
+        attachments.status(), maps.status()}) {
+    if (!s.ok()) {
+      Problem(r, &r->other_failures,
+              absl::StrCat("cannot read the fabric: ", s.message()));
+      return;
+    }
+  }
+  auto hardware = ReadSimBridges(cluster.sim_dir(), nodes);
+  auto model = ModelFromApi(*fabric, *links, *allocations, *attachments);
+  if (!hardware.ok() || !model.ok()) {
+    Problem(r, &r->invariant_violations,
+            absl::StrCat("cannot model the fabric: ",
+                         hardware.ok() ? model.status().message()
+                                       : hardware.status().message()));
+  } else {
+    absl::Status s = CheckHardwareInvariants(*model, *hardware);
+    if (!s.ok()) {
+      Problem(r, &r->invariant_violations,
+              absl::StrCat("invariants over the simulated hardware: ",
+                           s.message()));
+    }
+    for (const std::string& line : DiffMapsAndHardware(*maps, *hardware)) {
+      Problem(r, &r->invariant_violations,
+              absl::StrCat("converged, yet ", line));
+    }
+  }
+
+  // 3. The manager's durable state, loaded as a restart would load it.
+  auto durable = LoadDurableState(cluster.db(), dir + "/snapshot.db");
+  if (!durable.ok()) {
+    Problem(r, &r->invariant_violations,
+            absl::StrCat("the durable state does not load: ",
+                         durable.status().message()));
+  } else {
+    if (!durable->invariants.ok()) {
+      Problem(r, &r->invariant_violations,
+              absl::StrCat("invariants over the durable state: ",
+                           durable->invariants.message()));
+    }
+    std::set<std::string> live;
+    for (const v1::Allocation& a : *allocations) live.insert(a.name());
+    for (const v1::Attachment& a : *attachments) live.insert(a.name());
+    for (const std::string& name : live) {
+      if (!durable->resources.count(name)) {
+        Problem(r, &r->invariant_violations,
+                absl::StrCat(name, " is served but not durable"));
+      }
+    }
+    for (const std::string& name : durable->resources) {
+      if (!live.count(name)) {
+        Problem(r, &r->invariant_violations,
+                absl::StrCat(name, " is durable but not served"));
+      }
+    }
+  }
+
+  // 4. Every READY resource proven end to end (by bytes).
+  for (ResourceOps* op : ops) {
+    for (const ObservedResource& res : *observed) {
+      if (res.kind != op->kind()) continue;
+      absl::Status s = op->Verify(stub, res);
+      if (s.ok()) {
+        ++r->verified;
+      } else if (!absl::IsFailedPrecondition(s) || res.state == "READY") {
+        Problem(r, &r->verify_failures, absl::StrCat("verify: ", s.message()));
+      }
+    }
+  }
+}
+
+// Releases everything, waits for the agents to apply it and counts what is
+// left in the manager and in the simulated hardware.
+void ReleaseAndCheckLeaks(v1::FabricService::Stub* stub,
+                          const std::vector<ResourceOps*>& ops,
+                          const CampaignOptions& options,
+                          const Cluster& cluster,
+                          const std::vector<std::string>& nodes,
+                          CycleReport* r) {
+  for (ResourceOps* op : ops) {
+    auto resources = op->List(stub);
+    if (!resources.ok()) {
+      Problem(r, &r->other_failures,
+              absl::StrCat("release: ", resources.status().message()));
+      return;
+    }
+    for (const ObservedResource& res : *resources) {
+      const absl::Time deadline = absl::Now() + kResolveTimeout;
+      Attempt a;
+      do {
+        a = op->Delete(stub, res.name, absl::StrCat("chaos-release-", res.name),
+                       absl::Seconds(3));
+        if (a.outcome == Outcome::kUnknown)
+          absl::SleepFor(absl::Milliseconds(25));
+      } while (a.outcome == Outcome::kUnknown && absl::Now() < deadline);
+      if (a.outcome != Outcome::kAcknowledged) {
+        Problem(r, &r->other_failures,
+                absl::StrCat("release of ", res.name, " failed: ", a.error));
+      }
+    }
+  }
+  const std::string why =
+      WaitConverged(stub, ops, options.nodes, options.converge_timeout);
+  if (!why.empty()) {
+    Problem(r, &r->other_failures,
+            absl::StrCat("no convergence after the release: ", why));
+  }
+  // The manager: nothing held, nothing lent, no window or inbound entry.
+  auto left = Observe(stub, ops);
+  if (left.ok()) {
+    for (const ObservedResource& res : *left) {
+      Problem(r, &r->leaked,
+              absl::StrCat("leak: the manager still holds ", res.name,
+                           " after releasing everything"));
+    }
+  }
+  auto listed = ListNodes(stub);
+  if (listed.ok()) {
+    for (const v1::Node& n : *listed) {
+      if (n.lent_bytes() != 0) {
+        Problem(r, &r->leaked,
+                absl::StrCat("leak: ", n.name(), " still lends ",
+                             n.lent_bytes(), " bytes"));
+      }
+    }
+  }
+  auto maps = ListMaps(stub);
+  if (maps.ok()) {
+    for (const v1::AddressMap& m : *maps) {
+      if (m.windows_size() + m.inbound_size() > 0) {
+        Problem(r, &r->leaked,
+                absl::StrCat("leak: the manager still maps ", m.windows_size(),
+                             " windows and ", m.inbound_size(),
+                             " inbound entries on ", m.bridge()));
+      }
+    }
+  }
+  // The simulated hardware.
+  auto hardware = ReadSimBridges(cluster.sim_dir(), nodes);
+  if (!hardware.ok()) {
+    Problem(r, &r->other_failures,
+            absl::StrCat("cannot read the simulator: ",
+                         hardware.status().message()));
+    return;
+  }
+  for (const std::string& line : Leftovers(*hardware)) {
+    Problem(r, &r->leaked, absl::StrCat("leak: simulated bridge ", line));
+  }
+}
+
+// The flags besides the seed and the cycles that a replay needs.
+std::string ShapeFlags(const CampaignOptions& options) {
+  return absl::StrFormat(
+      "--nodes %d --clients %d --storm-ms %d --max-down-ms %d%s", options.nodes,
+      options.clients, absl::ToInt64Milliseconds(options.storm),
+      absl::ToInt64Milliseconds(options.max_down),
+      options.vf_lending ? "" : " --no-vf-lending");
+}
+
+}  // namespace
+
+const char* KillKindName(KillKind k) {
+  switch (k) {
+    case KillKind::kManager:
+      return "manager";
+    case KillKind::kAgent:
+      return "agent";
+    case KillKind::kBoth:
+      return "both";
+  }
+  return "?";
+}
+
+KillPlan PlanKill(uint64_t seed, int cycle, int nodes, absl::Duration storm,
+                  absl::Duration max_down) {
+  Rng rng(CycleSeed(seed, cycle, /*salt=*/0x6b696c6c));  // "kill"
+  KillPlan p;
+  p.kind = static_cast<KillKind>(rng() % 3);
+  const int agent = static_cast<int>(rng() % std::max(nodes, 1));
+  p.agent = p.kind == KillKind::kManager ? -1 : agent;
+  // Somewhere in the middle 80% of the storm, so that there is load both
+  // before and after.
+  const double at = 0.1 + 0.8 * static_cast<double>(rng() % 1000000) / 1e6;
+  p.at = absl::Milliseconds(
+      static_cast<int64_t>(at * absl::ToDoubleMilliseconds(storm)));
+  const uint64_t max_down_ms =
+      std::max<int64_t>(absl::ToInt64Milliseconds(max_down), 1);
+  p.down_for = absl::Milliseconds(static_cast<int64_t>(rng() % max_down_ms));
+  return p;
+}
+
+CycleReport RunCycle(const CampaignOptions& options, int cycle) {
+  CycleReport r;
+  r.cycle = cycle;
+  r.kill = PlanKill(options.seed, cycle, options.nodes, options.storm,
+                    options.max_down);
+  const std::string dir =
+      (fs::path(options.work_dir) / absl::StrCat("cycle-", cycle)).string();
+  r.dir = dir;
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir, ec);
+  std::ofstream log(dir + "/cycle.log");
+  const absl::Time cycle_start = absl::Now();
+  auto event = [&](const std::string& what) {
+    log << FormatMs(absl::Now() - cycle_start) << " " << what << std::endl;
+  };
+
+  std::vector<std::string> nodes;
+  for (int i = 0; i < options.nodes; ++i) nodes.push_back(NodeId(i));
+  const auto owned_ops = MakeResourceOps(options);
+  const std::vector<ResourceOps*> ops = Raw(owned_ops);
+
+  // 1. The manager, a ring, an agent per node; converged before the storm.
+  const std::string lender_hardware =
+      options.vf_lending ? options.sim_hardware : "";
+  Cluster cluster(options.bin_dir, dir, options.nodes, lender_hardware);
+  if (absl::Status s = cluster.StartManager(); !s.ok()) {
+    Problem(&r, &r.other_failures, std::string(s.message()));
+    return r;
+  }
+  event("manager up at " + cluster.address());
+  auto stub = v1::FabricService::NewStub(Dial(cluster.address()));
+  if (absl::Status s = CreateRing(stub.get(), options.nodes, lender_hardware);
+      !s.ok()) {
+    Problem(&r, &r.other_failures, std::string(s.message()));
+    return r;
+  }
+  for (int i = 0; i < options.nodes; ++i) cluster.StartAgent(i);
+  if (std::string why = WaitConverged(stub.get(), ops, options.nodes,
+                                      options.converge_timeout);
+      !why.empty()) {
+    Problem(&r, &r.other_failures,
+            absl::StrCat("the new fabric did not converge: ", why));
+    return r;
+  }
+  event("fabric converged; storm starts");
+
+  // 2-4. The storm, with a kill -9 and a restart in the middle.
+  Ledger ledger;
+  StormOptions storm_options;
+  storm_options.clients = options.clients;
+  storm_options.seed = CycleSeed(options.seed, cycle, /*salt=*/0x73746f726d);
+  Storm storm(ops, FabricInfo{kFabric, nodes}, cluster.address(), &ledger,
+              storm_options);
+  const absl::Time storm_start = absl::Now();
+  storm.Start();
+  absl::SleepFor(r.kill.at);
+  const bool kill_manager = r.kill.kind != KillKind::kAgent;
+  const bool kill_agent = r.kill.kind != KillKind::kManager;
+  if (kill_manager) cluster.KillManager();
+  if (kill_agent) cluster.KillAgent(r.kill.agent);
+  r.killed = true;
+  event(absl::StrCat(
+      "killed ", KillKindName(r.kill.kind),
+      kill_agent ? absl::StrCat(" (agent ", NodeId(r.kill.agent), ")") : ""));
+  absl::SleepFor(r.kill.down_for);
+  bool restarted = true;
+  if (kill_manager) {
+    if (absl::Status s = cluster.StartManager(); !s.ok()) {
+      Problem(&r, &r.other_failures,
+              absl::StrCat("restart after kill -9: ", s.message()));
+      restarted = false;
+    }
+  }
+  if (kill_agent) cluster.StartAgent(r.kill.agent);
+  event("restarted");
+  // After a manager restart: how long until every agent has registered
+  // again (a restarted manager starts with every node UNREGISTERED).
+  std::atomic<bool> stop_watching{false};
+  std::thread recovery_watch;
+  if (kill_manager && restarted) {
+    recovery_watch = std::thread([&, since = absl::Now()] {
+      auto watch_stub = v1::FabricService::NewStub(Dial(cluster.address()));
+      while (!stop_watching) {
+        auto listed = ListNodes(watch_stub.get());
+        if (listed.ok() && static_cast<int>(listed->size()) == options.nodes &&
+            std::all_of(listed->begin(), listed->end(), [](const v1::Node& n) {
+              return n.agent_state() == v1::Node::READY;
+            })) {
+          r.recovery_time = absl::Now() - since;
+          r.recovered = true;
+          return;
+        }
+        absl::SleepFor(absl::Milliseconds(10));
+      }
+    });
+  }
+  absl::SleepFor(storm_start + options.storm - absl::Now());
+  storm.Stop();
+  const StormStats stats = storm.stats();
+  r.unknown_attempts = stats.unknown_attempts;
+  event(absl::StrCat("storm stopped: ", stats.creates_acknowledged,
+                     " creates and ", stats.deletes_acknowledged,
+                     " deletes acknowledged, ", stats.unknown_attempts,
+                     " attempts with unknown outcome"));
+  if (!restarted) {
+    WriteLedger(dir + "/ledger.txt", ledger);
+    return r;
+  }
+
+  // 5. In-flight operations resolved by their request ids; convergence.
+  r.resolved = storm.Resolve(absl::Now() + kResolveTimeout);
+  for (const CreateRecord& c : ledger.creates()) {
+    if (c.outcome != Outcome::kAcknowledged) continue;
+    ++r.acknowledged_creates;
+    ++r.acknowledged_by_kind[c.kind];
+  }
+  for (const DeleteRecord& d : ledger.deletes()) {
+    if (d.outcome != Outcome::kAcknowledged) continue;
+    ++r.acknowledged_deletes;
+    ++r.acknowledged_by_kind[d.kind];
+  }
+  const absl::Time quiet = absl::Now();
+  event(absl::StrCat("resolved ", r.resolved, " in-flight operations"));
+  const std::string why =
+      WaitConverged(stub.get(), ops, options.nodes, options.converge_timeout,
+                    [&](const std::string& e) { event("waiting: " + e); });
+  r.converge_time = absl::Now() - quiet;
+  r.converged = why.empty();
+  if (!r.converged) {
+    Problem(&r, &r.other_failures,
+            absl::StrCat("no convergence within ",
+                         FormatMs(options.converge_timeout), ": ", why));
+  }
+  event(absl::StrCat("converged=", r.converged, " after ",
+                     FormatMs(r.converge_time)));
+  stop_watching = true;
+  if (recovery_watch.joinable()) recovery_watch.join();
+  if (r.recovered) {
+    event(absl::StrCat("every agent had registered again ",
+                       FormatMs(r.recovery_time),
+                       " after the manager restarted"));
+  }
+
+  // 6. The checks, then the release and the leak check.
+  CheckConverged(stub.get(), ops, ledger, cluster, nodes, dir, &r);
+  event("checked");
+  ReleaseAndCheckLeaks(stub.get(), ops, options, cluster, nodes, &r);
+  event("released");
+  for (const std::string& line : cluster.ReapUnexpected()) {
+    Problem(&r, &r.crashes, line);
+  }
+  for (const std::string& line : r.problems) event("problem: " + line);
+  if (r.violations() > 0 || options.keep) {
+    WriteLedger(dir + "/ledger.txt", ledger);
+  }
+  return r;
+}
+
+std::string FormatKillPlan(const KillPlan& p) {
+  std::string kill = absl::StrCat("kill ", KillKindName(p.kind));
+  if (p.agent >= 0) absl::StrAppend(&kill, " ", NodeId(p.agent));
+  absl::StrAppend(&kill, " at ", FormatMs(p.at), " for ", FormatMs(p.down_for));
+  return kill;
+}
+
+void PrintSchedule(const CampaignOptions& options, std::ostream& out) {
+  for (int c = options.start_cycle; c < options.start_cycle + options.cycles;
+       ++c) {
+    out << "cycle " << c << ": "
+        << FormatKillPlan(PlanKill(options.seed, c, options.nodes,
+                                   options.storm, options.max_down))
+        << "\n";
+  }
+}
+
+std::string FormatCycleLine(const CampaignOptions& options,
+                            const CycleReport& r) {
+  const std::string kill = FormatKillPlan(r.kill);
+  std::vector<std::string> kinds;
+  for (const auto& [kind, n] : r.acknowledged_by_kind) {
+    kinds.push_back(absl::StrCat(kind, " ", n));
+  }
+  std::string line = absl::StrFormat(
+      "cycle %d: %s | acked %d (%d created, %d deleted; %s), %d retried, %d "
+      "resolved | lost %d, duplicated %d, resurrected %d, leaked %d, "
+      "invariants %d, verified %d/%d | converged %s",
+      r.cycle, kill, r.acknowledged_creates + r.acknowledged_deletes,
+      r.acknowledged_creates, r.acknowledged_deletes,
+      absl::StrJoin(kinds, ", "), r.unknown_attempts, r.resolved, r.ledger.lost,
+      r.ledger.duplicated, r.ledger.resurrected, r.leaked,
+      r.invariant_violations, r.verified, r.verified + r.verify_failures,
+      r.converged ? absl::StrCat("in ", FormatMs(r.converge_time)) : "NO");
+  if (r.recovered) {
+    absl::StrAppend(&line, ", agents back ", FormatMs(r.recovery_time),
+                    " after the manager restart");
+  }
+  if (r.violations() == 0) return line + " | ok";
+  return absl::StrFormat(
+      "%s | FAILED (%d violations; replay: --seed %d --start-cycle %d "
+      "--cycles 1 %s)",
+      line, r.violations(), options.seed, r.cycle, ShapeFlags(options));
+}
+
+int RunCampaign(const CampaignOptions& in, std::ostream& out) {
+  CampaignOptions options = in;
+  bool made_work_dir = false;
+  if (options.work_dir.empty()) {
+    std::string tmpl =
+        (fs::temp_directory_path() / "fabric-chaos-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      out << "error: cannot make a work directory under "
+          << fs::temp_directory_path() << "\n";
+      return 1;
+    }
+    options.work_dir = tmpl;
+    made_work_dir = true;
+  }
+  out << absl::StrFormat(
+             "fabric-chaos: seed %d, cycles %d..%d, %s, work dir %s",
+             options.seed, options.start_cycle,
+             options.start_cycle + options.cycles - 1, ShapeFlags(options),
+             options.work_dir)
+      << std::endl;
+
+  std::map<KillKind, int> kills;
+  int64_t acked_creates = 0, acked_deletes = 0, retried = 0, resolved = 0;
+  std::map<std::string, int64_t> acked_by_kind;
+  LedgerFindings total;
+  int leaked = 0, invariants = 0, verified = 0, verify_failures = 0,
+      crashes = 0, other = 0, cycles_run = 0;
+  std::vector<double> converge_ms, recovery_ms;
+  std::vector<int> failed;
+  for (int c = options.start_cycle; c < options.start_cycle + options.cycles;
+       ++c) {
+    CycleReport r = RunCycle(options, c);
+    ++cycles_run;
+    if (r.killed) ++kills[r.kill.kind];
+    acked_creates += r.acknowledged_creates;
+    acked_deletes += r.acknowledged_deletes;
+    for (const auto& [kind, n] : r.acknowledged_by_kind) {
+      acked_by_kind[kind] += n;
+    }
+    retried += r.unknown_attempts;
+    resolved += r.resolved;
+    total.lost += r.ledger.lost;
+    total.duplicated += r.ledger.duplicated;
+    total.resurrected += r.ledger.resurrected;
+    total.mismatched += r.ledger.mismatched;
+    total.idempotency += r.ledger.idempotency;
+    total.unresolved += r.ledger.unresolved;
+    leaked += r.leaked;
+    invariants += r.invariant_violations;
+    verified += r.verified;
+    verify_failures += r.verify_failures;
+    crashes += r.crashes;
+    other += r.other_failures;
+    if (r.converged) {
+      converge_ms.push_back(absl::ToDoubleMilliseconds(r.converge_time));
+    }
+    if (r.recovered) {
+      recovery_ms.push_back(absl::ToDoubleMilliseconds(r.recovery_time));
+    }
+    out << FormatCycleLine(options, r) << std::endl;
+    if (r.violations() > 0) {
+      failed.push_back(c);
+      for (const std::string& p : r.problems) out << "    " << p << "\n";
+      out << "    logs, ledger and databases kept in " << r.dir << std::endl;
+    } else if (!options.keep) {
+      std::error_code ec;
+      fs::remove_all(r.dir, ec);
+    }
+    if (!failed.empty() && options.stop_on_failure) break;
+  }
+
+  auto percentile = [](std::vector<double> v, double p) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    size_t i = static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+  };
+  const int violations = total.violations() + leaked + invariants +
+                         verify_failures + crashes + other;
+  out << "\nfabric-chaos summary: seed " << options.seed << ", " << cycles_run
+      << " cycles run, " << failed.size() << " failed\n";
+  out << absl::StrFormat("kills: manager %d, agent %d, both %d\n",
+                         kills[KillKind::kManager], kills[KillKind::kAgent],
+                         kills[KillKind::kBoth]);
+  std::vector<std::string> kinds;
+  for (const auto& [kind, n] : acked_by_kind) {
+    kinds.push_back(absl::StrCat(kind, " ", n));
+  }
+  out << absl::StrFormat(
+      "acknowledged operations: %d (%d creates, %d deletes; %s); attempts "
+      "retried after an unknown outcome: %d; in-flight outcomes resolved by "
+      "request id: %d\n",
+      acked_creates + acked_deletes, acked_creates, acked_deletes,
+      absl::StrJoin(kinds, ", "), retried, resolved);
+  out << absl::StrFormat(
+      "lost %d, duplicated %d, resurrected %d, mismatched %d, idempotency %d, "
+      "unresolved %d, leaked %d, invariant violations %d, verify failures %d "
+      "(%d verified by bytes), crashes %d, other failures %d\n",
+      total.lost, total.duplicated, total.resurrected, total.mismatched,
+      total.idempotency, total.unresolved, leaked, invariants, verify_failures,
+      verified, crashes, other);
+  out << absl::StrFormat(
+      "converge time (after the storm and the restart): p50 %.0fms, p99 "
+      "%.0fms, max %.0fms over %d cycles\n",
+      percentile(converge_ms, 50), percentile(converge_ms, 99),
+      percentile(converge_ms, 100), static_cast<int>(converge_ms.size()));
+  out << absl::StrFormat(
+      "agents registered again after a manager restart: p50 %.0fms, p99 "
+      "%.0fms, max %.0fms over %d restarts\n",
+      percentile(recovery_ms, 50), percentile(recovery_ms, 99),
+      percentile(recovery_ms, 100), static_cast<int>(recovery_ms.size()));
+  if (violations == 0) {
+    out << "result: OK (" << violations << " violations)" << std::endl;
+    if (made_work_dir && !options.keep) {
+      std::error_code ec;
+      fs::remove_all(options.work_dir, ec);
+    }
+    return 0;
+  }
+  out << "result: FAILED, " << violations << " violations in cycles "
+      << absl::StrJoin(failed, ", ") << "\n";
+  const std::string common = ShapeFlags(options);
+  out << absl::StrFormat(
+             "reproduce: fabric-chaos --seed %d%s --cycles %d %s   (cycle %d "
+             "alone: --seed %d --start-cycle %d --cycles 1 %s)",
+             options.seed,
+             options.start_cycle == 0
+                 ? ""
+                 : absl::StrCat(" --start-cycle ", options.start_cycle),
+             failed.front() - options.start_cycle + 1, common, failed.front(),
+             options.seed, failed.front(), common)
+      << std::endl;
+  return 1;
+}
+
+}  // namespace fabric::chaos

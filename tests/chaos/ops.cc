@@ -1,0 +1,359 @@
+#include "tests/chaos/ops.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace fabric::chaos {
+namespace {
+
+std::string ErrorText(const grpc::Status& s) {
+  return absl::StrCat(s.error_code(), " ", s.error_message());
+}
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+}  // namespace
+
+Attempt ToAttempt(const grpc::Status& s, std::string name) {
+  Attempt a;
+  a.outcome = Classify(s);
+  a.code = s.error_code();
+  if (s.ok()) {
+    a.name = std::move(name);
+  } else {
+    a.error = ErrorText(s);
+  }
+  return a;
+}
+
+std::shared_ptr<grpc::Channel> Dial(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is left alone: gRPC also takes it as
+  // the minimum connect timeout, and at 20 ms handshakes with a busy,
+  // just-restarted manager were cut short ("tcp handshaker shutdown").
+  // One connection per channel, so that clients do not share one.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(absl::StrCat("ipv4:", address),
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+Outcome Classify(const grpc::Status& s) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return Outcome::kAcknowledged;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::UNIMPLEMENTED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Outcome::kRejected;
+    default:
+      return Outcome::kUnknown;
+  }
+}
+
+// --- AllocationOps ----------------------------------------------------------
+
+std::string AllocationOps::Spec(const std::string& borrower,
+                                const std::string& target, uint64_t size) {
+  auto full = [](const std::string& node) {
+    return absl::StartsWith(node, "nodes/") ? node
+                                            : absl::StrCat("nodes/", node);
+  };
+  return absl::StrCat(full(borrower), " -> ", full(target), ", ", size,
+                      " bytes");
+}
+
+std::optional<NewCreate> AllocationOps::RandomCreate(
+    v1::FabricService::Stub* stub, const FabricInfo& fabric,
+    const std::string& request_id, Rng& rng) {
+  const int n = static_cast<int>(fabric.nodes.size());
+  if (n < 2) return std::nullopt;
+  const int from = static_cast<int>(rng() % n);
+  int to = static_cast<int>(rng() % (n - 1));
+  if (to >= from) ++to;
+  const uint64_t size = (uint64_t{1} << (rng() % 3)) << 20;
+  v1::CreateAllocationRequest req;
+  req.mutable_allocation()->set_borrower(fabric.nodes[from]);
+  req.mutable_allocation()->set_target(fabric.nodes[to]);
+  req.mutable_allocation()->set_size(size);
+  req.mutable_allocation()->set_owner("fabric-chaos");
+  req.set_request_id(request_id);
+  return NewCreate{Spec(fabric.nodes[from], fabric.nodes[to], size),
+                   req.SerializeAsString()};
+}
+
+Attempt AllocationOps::Create(v1::FabricService::Stub* stub,
+                              const std::string& request,
+                              absl::Duration timeout) {
+  v1::CreateAllocationRequest req;
+  if (!req.ParseFromString(request)) {
+    return {Outcome::kRejected, grpc::StatusCode::INVALID_ARGUMENT, "",
+            "unparsable CreateAllocationRequest"};
+  }
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, timeout);
+  v1::Allocation a;
+  grpc::Status s = stub->CreateAllocation(&ctx, req, &a);
+  return ToAttempt(s, a.name());
+}
+
+Attempt AllocationOps::Delete(v1::FabricService::Stub* stub,
+                              const std::string& name,
+                              const std::string& request_id,
+                              absl::Duration timeout) {
+  v1::DeleteAllocationRequest req;
+  req.set_name(name);
+  req.set_request_id(request_id);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, timeout);
+  v1::Allocation a;
+  grpc::Status s = stub->DeleteAllocation(&ctx, req, &a);
+  Attempt out = ToAttempt(s, name);
+  if (s.ok() && a.state() != v1::Allocation::RELEASED) {
+    // An acknowledged delete that did not release is a refusal in disguise.
+    out.outcome = Outcome::kRejected;
+    out.error = absl::StrCat("DeleteAllocation answered state ",
+                             v1::Allocation::State_Name(a.state()));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<ObservedResource>> AllocationOps::List(
+    v1::FabricService::Stub* stub) {
+  std::vector<ObservedResource> out;
+  std::string token;
+  do {
+    v1::ListAllocationsRequest req;
+    req.set_page_size(1000);
+    req.set_page_token(token);
+    v1::ListAllocationsResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, absl::Seconds(5));
+    grpc::Status s = stub->ListAllocations(&ctx, req, &resp);
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("ListAllocations: ", ErrorText(s)));
+    }
+    for (const v1::Allocation& a : resp.allocations()) {
+      out.push_back({kind(), a.name(), Spec(a.borrower(), a.target(), a.size()),
+                     v1::Allocation::State_Name(a.state())});
+    }
+    token = resp.next_page_token();
+  } while (!token.empty());
+  return out;
+}
+
+bool AllocationOps::Settled(const ObservedResource& r) const {
+  return r.state == "READY" || r.state == "DEGRADED";
+}
+
+absl::Status AllocationOps::Verify(v1::FabricService::Stub* stub,
+                                   const ObservedResource& r) {
+  if (r.state != "READY") {
+    return absl::FailedPreconditionError(
+        absl::StrCat(r.name, " is ", r.state, ", not READY"));
+  }
+  v1::VerifyAllocationRequest req;
+  req.set_name(r.name);
+  v1::VerifyResult result;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(10));
+  grpc::Status s = stub->VerifyAllocation(&ctx, req, &result);
+  if (!s.ok()) {
+    return absl::InternalError(
+        absl::StrCat("VerifyAllocation ", r.name, ": ", ErrorText(s)));
+  }
+  if (!result.ok()) {
+    return absl::InternalError(
+        absl::StrCat(r.name, " (", r.spec, ") failed: ", result.summary()));
+  }
+  return absl::OkStatus();
+}
+
+// --- Storm ------------------------------------------------------------------
+
+Storm::Storm(std::vector<ResourceOps*> ops, FabricInfo fabric,
+             std::string manager_address, Ledger* ledger, StormOptions options)
+    : ops_(std::move(ops)),
+      fabric_(std::move(fabric)),
+      address_(std::move(manager_address)),
+      ledger_(ledger),
+      options_(options) {}
+
+Storm::~Storm() { Stop(); }
+
+void Storm::Start() {
+  stop_ = false;
+  for (int i = 0; i < options_.clients; ++i) {
+    threads_.emplace_back([this, i] { ClientLoop(i); });
+  }
+}
+
+void Storm::Stop() {
+  stop_ = true;
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+StormStats Storm::stats() const {
+  StormStats s;
+  s.creates_acknowledged = creates_acknowledged_;
+  s.creates_rejected = creates_rejected_;
+  s.deletes_acknowledged = deletes_acknowledged_;
+  s.deletes_rejected = deletes_rejected_;
+  s.unknown_attempts = unknown_attempts_;
+  return s;
+}
+
+ResourceOps* Storm::OpsFor(const std::string& kind) const {
+  for (ResourceOps* op : ops_) {
+    if (op->kind() == kind) return op;
+  }
+  return nullptr;
+}
+
+Storm::StubPtr Storm::NewStub() const {
+  return v1::FabricService::NewStub(Dial(address_));
+}
+
+template <typename Until>
+void Storm::DriveCreate(StubPtr* stub, ResourceOps* op, size_t index,
+                        Until until) {
+  const std::string request = ledger_->create(index).request;
+  while (true) {
+    Attempt a = op->Create(stub->get(), request, options_.rpc_timeout);
+    ledger_->NoteCreateAttempt(index, a.outcome, a.name, a.error);
+    if (a.outcome == Outcome::kAcknowledged) {
+      ++creates_acknowledged_;
+      return;
+    }
+    if (a.outcome == Outcome::kRejected) {
+      ++creates_rejected_;
+      return;
+    }
+    ++unknown_attempts_;
+    if (until()) return;
+    if (a.code == grpc::StatusCode::UNAVAILABLE) *stub = NewStub();
+    absl::SleepFor(options_.retry_pause);
+  }
+}
+
+template <typename Until>
+void Storm::DriveDelete(StubPtr* stub, ResourceOps* op, size_t index,
+                        Until until) {
+  const DeleteRecord d = ledger_->del(index);
+  while (true) {
+    Attempt a =
+        op->Delete(stub->get(), d.name, d.request_id, options_.rpc_timeout);
+    ledger_->NoteDeleteAttempt(index, a.outcome, a.error);
+    if (a.outcome == Outcome::kAcknowledged) {
+      ++deletes_acknowledged_;
+      return;
+    }
+    if (a.outcome == Outcome::kRejected) {
+      ++deletes_rejected_;
+      return;
+    }
+    ++unknown_attempts_;
+    if (until()) return;
+    if (a.code == grpc::StatusCode::UNAVAILABLE) *stub = NewStub();
+    absl::SleepFor(options_.retry_pause);
+  }
+}
+
+void Storm::ClientLoop(int client) {
+  StubPtr stub = NewStub();
+  Rng rng(options_.seed ^ (0x9e3779b97f4a7c15ull * (client + 1)));
+  int total_weight = 0;
+  for (ResourceOps* op : ops_) total_weight += std::max(op->weight(), 0);
+  if (total_weight == 0) return;
+  // This client's live resources, by kind.
+  std::map<std::string, std::vector<std::string>> held;
+  auto stopping = [this] { return stop_.load(); };
+  for (int seq = 0; !stop_; ++seq) {
+    int pick = static_cast<int>(rng() % total_weight);
+    ResourceOps* op = ops_.front();
+    for (ResourceOps* o : ops_) {
+      pick -= std::max(o->weight(), 0);
+      if (pick < 0) {
+        op = o;
+        break;
+      }
+    }
+    std::vector<std::string>& mine = held[op->kind()];
+    const bool must_delete =
+        static_cast<int>(mine.size()) >= options_.max_held_per_client;
+    const double roll = std::uniform_real_distribution<double>(0, 1)(rng);
+    if (!mine.empty() && (must_delete || roll < options_.delete_share)) {
+      const size_t i = rng() % mine.size();
+      DeleteRecord d;
+      d.kind = op->kind();
+      d.name = mine[i];
+      d.request_id = absl::StrCat("chaos-del-", client, "-", seq);
+      const size_t index = ledger_->AddDelete(std::move(d));
+      DriveDelete(&stub, op, index, stopping);
+      // Answered either way, or left unknown for Resolve: not ours any
+      // more.
+      mine.erase(mine.begin() + i);
+      continue;
+    }
+    const std::string request_id = absl::StrCat("chaos-new-", client, "-", seq);
+    std::optional<NewCreate> create =
+        op->RandomCreate(stub.get(), fabric_, request_id, rng);
+    if (!create.has_value()) {
+      absl::SleepFor(options_.retry_pause);
+      continue;
+    }
+    CreateRecord c;
+    c.kind = op->kind();
+    c.request_id = request_id;
+    c.spec = create->spec;
+    c.request = std::move(create->request);
+    const size_t index = ledger_->AddCreate(std::move(c));
+    DriveCreate(&stub, op, index, stopping);
+    const CreateRecord done = ledger_->create(index);
+    if (done.outcome == Outcome::kAcknowledged) mine.push_back(done.name);
+  }
+}
+
+int Storm::Resolve(absl::Time deadline) {
+  StubPtr stub = NewStub();
+  auto past_deadline = [deadline] { return absl::Now() >= deadline; };
+  int resolved = 0;
+  const std::vector<CreateRecord> creates = ledger_->creates();
+  for (size_t i = 0; i < creates.size(); ++i) {
+    if (creates[i].outcome != Outcome::kUnknown) continue;
+    ResourceOps* op = OpsFor(creates[i].kind);
+    if (op == nullptr) continue;
+    DriveCreate(&stub, op, i, past_deadline);
+    resolved += ledger_->create(i).outcome != Outcome::kUnknown;
+  }
+  const std::vector<DeleteRecord> deletes = ledger_->deletes();
+  for (size_t i = 0; i < deletes.size(); ++i) {
+    if (deletes[i].outcome != Outcome::kUnknown) continue;
+    ResourceOps* op = OpsFor(deletes[i].kind);
+    if (op == nullptr) continue;
+    DriveDelete(&stub, op, i, past_deadline);
+    resolved += ledger_->del(i).outcome != Outcome::kUnknown;
+  }
+  return resolved;
+}
+
+}  // namespace fabric::chaos

@@ -1,0 +1,209 @@
+// The chaos campaign's load: concurrent clients creating and deleting fabric
+// resources over gRPC, every operation entered in a Ledger.
+//
+// The storm knows nothing about any one kind of resource: each kind is a
+// ResourceOps (how to make a random create request, create, delete, list,
+// verify). Memory allocations are AllocationOps, SR-IOV VF attachments
+// AttachmentOps (attachment_ops.h). Another kind that is created and
+// deleted with request ids is added by implementing ResourceOps and listing
+// it where the campaign builds its ops (MakeResourceOps in campaign.cc); the
+// storm, the ledger, the resolve step, the convergence wait, the checks and
+// the final release pick it up.
+#ifndef FABRIC_TESTS_CHAOS_OPS_H_
+#define FABRIC_TESTS_CHAOS_OPS_H_
+
+#include <grpcpp/channel.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fabric/v1/fabric.grpc.pb.h"
+#include "tests/chaos/ledger.h"
+
+namespace fabric::chaos {
+
+using Rng = std::mt19937_64;
+
+// A channel of its own (not shared with other channels) to the manager at
+// `address`, an IPv4 HOST:PORT, with a short reconnect backoff.
+std::shared_ptr<grpc::Channel> Dial(const std::string& address);
+
+// OK is acknowledged; codes that mean "refused, nothing done" are rejected;
+// the rest (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, ABORTED, INTERNAL,
+// UNKNOWN, ...) leave the outcome unknown.
+Outcome Classify(const grpc::Status& s);
+
+// One RPC attempt's result.
+struct Attempt {
+  Outcome outcome = Outcome::kUnknown;
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  std::string name;   // create: the resource acknowledged
+  std::string error;  // "CODE message" unless OK
+};
+
+// The Attempt a gRPC status makes; `name` is kept when it is OK.
+Attempt ToAttempt(const grpc::Status& s, std::string name);
+
+// A create request ready to send.
+struct NewCreate {
+  std::string spec;     // CreateRecord::spec
+  std::string request;  // serialized request message
+};
+
+// What a ResourceOps is told about the fabric.
+struct FabricInfo {
+  std::string fabric;              // fabric id
+  std::vector<std::string> nodes;  // node ids, ring order
+};
+
+// The create/delete operations of one kind of resource. Implementations
+// must be thread-safe (all storm clients share one).
+class ResourceOps {
+ public:
+  virtual ~ResourceOps() = default;
+
+  // The collection, e.g. "allocations"; the kind of its ledger records.
+  virtual std::string kind() const = 0;
+  // Relative share of the storm's operations.
+  virtual int weight() const { return 1; }
+
+  // A random create request carrying `request_id`, or nullopt when none can
+  // be made now (e.g. nothing free to lend).
+  virtual std::optional<NewCreate> RandomCreate(v1::FabricService::Stub* stub,
+                                                const FabricInfo& fabric,
+                                                const std::string& request_id,
+                                                Rng& rng) = 0;
+  // Sends `request` (from RandomCreate) once.
+  virtual Attempt Create(v1::FabricService::Stub* stub,
+                         const std::string& request,
+                         absl::Duration timeout) = 0;
+  // Deletes `name` once.
+  virtual Attempt Delete(v1::FabricService::Stub* stub, const std::string& name,
+                         const std::string& request_id,
+                         absl::Duration timeout) = 0;
+  // Everything of this kind the manager holds, with specs comparable to
+  // NewCreate::spec.
+  virtual absl::StatusOr<std::vector<ObservedResource>> List(
+      v1::FabricService::Stub* stub) = 0;
+  // Whether `r` has settled (e.g. READY or DEGRADED, not PENDING).
+  virtual bool Settled(const ObservedResource& r) const = 0;
+  // Proves a settled resource end to end. OK; FAILED_PRECONDITION when it is
+  // not in a state that can be proven (e.g. DEGRADED: skipped); any other
+  // error says what failed.
+  virtual absl::Status Verify(v1::FabricService::Stub* stub,
+                              const ObservedResource& r) = 0;
+};
+
+// Memory allocations: CreateAllocation / DeleteAllocation between random
+// distinct nodes, 1, 2 or 4 MiB; proven with VerifyAllocation.
+class AllocationOps : public ResourceOps {
+ public:
+  std::string kind() const override { return "allocations"; }
+  int weight() const override { return 1; }
+  std::optional<NewCreate> RandomCreate(v1::FabricService::Stub* stub,
+                                        const FabricInfo& fabric,
+                                        const std::string& request_id,
+                                        Rng& rng) override;
+  Attempt Create(v1::FabricService::Stub* stub, const std::string& request,
+                 absl::Duration timeout) override;
+  Attempt Delete(v1::FabricService::Stub* stub, const std::string& name,
+                 const std::string& request_id,
+                 absl::Duration timeout) override;
+  absl::StatusOr<std::vector<ObservedResource>> List(
+      v1::FabricService::Stub* stub) override;
+  bool Settled(const ObservedResource& r) const override;
+  absl::Status Verify(v1::FabricService::Stub* stub,
+                      const ObservedResource& r) override;
+
+  // "nodes/n1 -> nodes/n3, 2097152 bytes".
+  static std::string Spec(const std::string& borrower,
+                          const std::string& target, uint64_t size);
+};
+
+struct StormOptions {
+  int clients = 4;
+  // Seeds the clients' choices (not their timing).
+  uint64_t seed = 1;
+  absl::Duration rpc_timeout = absl::Seconds(3);
+  // A client with resources deletes one with this probability...
+  double delete_share = 0.4;
+  // ...and always once it holds this many.
+  int max_held_per_client = 16;
+  // Pause before retrying an operation whose outcome was unknown.
+  absl::Duration retry_pause = absl::Milliseconds(25);
+};
+
+// Counters of one storm.
+struct StormStats {
+  int64_t creates_acknowledged = 0;
+  int64_t creates_rejected = 0;
+  int64_t deletes_acknowledged = 0;
+  int64_t deletes_rejected = 0;
+  // Attempts whose outcome was unknown (each was retried).
+  int64_t unknown_attempts = 0;
+};
+
+// Runs `clients` threads, each looping: pick a ResourceOps by weight, then
+// delete one of its own resources or create a new one; an attempt with an
+// unknown outcome is retried with the same request id until it is answered
+// or the storm stops. Every operation is entered in the ledger before it is
+// sent.
+class Storm {
+ public:
+  // `ops` and `ledger` are not owned and must outlive the storm.
+  Storm(std::vector<ResourceOps*> ops, FabricInfo fabric,
+        std::string manager_address, Ledger* ledger, StormOptions options);
+  ~Storm();
+
+  void Start();
+  // Stops the clients; an operation in flight ends as it ends (answered, or
+  // left unknown in the ledger).
+  void Stop();
+
+  // Retries every ledger entry whose outcome is still unknown with its
+  // request id, until it is answered or `deadline`. Returns how many it
+  // resolved.
+  int Resolve(absl::Time deadline);
+
+  StormStats stats() const;
+
+ private:
+  void ClientLoop(int client);
+  // Retries the create or delete at `index` until answered or `until`
+  // returns true. A stub whose channel cannot reach the manager is replaced
+  // by a fresh one: gRPC's own reconnect backoff would keep a client away
+  // from a restarted manager for seconds.
+  using StubPtr = std::unique_ptr<v1::FabricService::Stub>;
+  template <typename Until>
+  void DriveCreate(StubPtr* stub, ResourceOps* op, size_t index, Until until);
+  template <typename Until>
+  void DriveDelete(StubPtr* stub, ResourceOps* op, size_t index, Until until);
+  StubPtr NewStub() const;
+  ResourceOps* OpsFor(const std::string& kind) const;
+
+  const std::vector<ResourceOps*> ops_;
+  const FabricInfo fabric_;
+  const std::string address_;
+  Ledger* const ledger_;
+  const StormOptions options_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+  std::atomic<int64_t> creates_acknowledged_{0};
+  std::atomic<int64_t> creates_rejected_{0};
+  std::atomic<int64_t> deletes_acknowledged_{0};
+  std::atomic<int64_t> deletes_rejected_{0};
+  std::atomic<int64_t> unknown_attempts_{0};
+};
+
+}  // namespace fabric::chaos
+
+#endif  // FABRIC_TESTS_CHAOS_OPS_H_
