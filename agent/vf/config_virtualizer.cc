@@ -344,7 +344,7 @@ absl::StatusOr<WriteResult> ConfigVirtualizer::Write(int offset, int size,
                                                      uint32_t value) {
   RETURN_IF_ERROR(CheckAccess("config", offset, size, kConfigSpaceBytes));
   bool flr = false;
-  WriteResult result;
+  absl::StatusOr<WriteResult> result = WriteResult{};
   {
     absl::MutexLock lock(&mu_);
     std::vector<Part> parts;
@@ -355,12 +355,18 @@ absl::StatusOr<WriteResult> ConfigVirtualizer::Write(int offset, int size,
       while (e < offset + size && field_at_[e] == field) ++e;
       const uint32_t part_value =
           (value >> (8 * (b - offset))) & ByteMask(e - b);
-      ASSIGN_OR_RETURN(Part p, WritePart(field, b, e - b, part_value, &flr));
-      parts.push_back(std::move(p));
+      absl::StatusOr<Part> p = WritePart(field, b, e - b, part_value, &flr);
+      if (!p.ok()) {
+        result = p.status();
+        break;
+      }
+      parts.push_back(*std::move(p));
       b = e;
     }
-    result = Record(parts);
+    if (result.ok()) result = Record(parts);
   }
+  // Also when a later part failed: the reset of the shadow has happened,
+  // so the owner must reset the real VF.
   if (flr && options_.on_flr) options_.on_flr();
   return result;
 }
@@ -425,16 +431,18 @@ absl::StatusOr<ConfigVirtualizer::Part> ConfigVirtualizer::WritePart(
                                   (v & in_field & kMsixCtlForwarded) >> shift));
       return Part{WriteOutcome::kForwarded, ""};
     case FieldKind::kDeviceControl: {
-      std::string reason;
-      if ((v & in_field & kDevCtlFlr) != 0) {
-        *flr = true;
-        ++counters_.flr_requests;
-        ResetEmulatedState();
-        reason = "function level reset emulated as a VF reset request";
-      }
+      // The rest of the register first: when the VF refuses it, no reset
+      // is requested either (the shadow must not reset unless on_flr runs).
       RETURN_IF_ERROR(
           real_.write(offset, size, (v & in_field & ~kDevCtlFlr) >> shift));
-      return Part{WriteOutcome::kForwarded, reason};
+      if ((v & in_field & kDevCtlFlr) == 0) {
+        return Part{WriteOutcome::kForwarded, ""};
+      }
+      *flr = true;
+      ++counters_.flr_requests;
+      ResetEmulatedState();
+      return Part{WriteOutcome::kForwarded,
+                  "function level reset emulated as a VF reset request"};
     }
   }
   return Part{WriteOutcome::kDropped, "unhandled register"};  // unreachable

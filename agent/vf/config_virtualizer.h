@@ -58,7 +58,9 @@
 //    Function Level Reset (bit 15), which is emulated as a VF reset request:
 //    counted in flr_requests, reported through options.on_flr, and it resets
 //    the shadow's emulated state (command bits, BAR sizing latches, MSI-X
-//    table, all vectors masked) but not the borrower's BAR bases. Link
+//    table, all vectors masked) but not the borrower's BAR bases; when the
+//    real VF refuses the rest of the Device Control write, no reset is
+//    requested at all. Link
 //    Control and Link Status writes are dropped: "a VF cannot change the
 //    PF's link". Everything else in the capability is read-only: "pcie
 //    capability offset 0x0a4 is read-only".
@@ -207,7 +209,8 @@ class ConfigVirtualizer {
 
   // A borrower config write; only the low `size` bytes of `value` count.
   // Same argument checks as Read. Errors from RealAccess are returned as
-  // they are; parts of the write before the failing one have taken effect.
+  // they are; parts of the write before the failing one have taken effect
+  // (a reset among them is still reported through on_flr).
   absl::StatusOr<WriteResult> Write(int offset, int size, uint32_t value)
       ABSL_LOCKS_EXCLUDED(mu_);
 

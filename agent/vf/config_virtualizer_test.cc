@@ -399,6 +399,26 @@ TEST_F(ConfigVirtualizerTest, DeviceControlForwardsButFlrIsAResetRequest) {
   EXPECT_EQ(flr_calls_, 2);
 }
 
+// Found by config_virtualizer_fuzzer: the shadow used to reset (and count
+// the FLR) before the Device Control write failed, so on_flr never ran and
+// the real VF kept vectors the shadow said were masked.
+TEST_F(ConfigVirtualizerTest, RefusedFlrWriteResetsNothing) {
+  ASSERT_TRUE(v_->WriteMsixTable(12, 4, 0).ok());  // unmask vector 0
+  Write(0x04, 2, 0x0007);
+  vf_.set_write_error(absl::UnavailableError("link down"));
+  absl::StatusOr<WriteResult> r = v_->Write(0xa8, 2, 0xa810);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  vf_.set_write_error(absl::OkStatus());
+  EXPECT_EQ(flr_calls_, 0);
+  EXPECT_EQ(v_->counters().flr_requests, 0u);
+  EXPECT_EQ(Read(0x04, 2) & 0x1, 1u);        // emulated bits kept
+  EXPECT_EQ(*v_->ReadMsixTable(12, 4), 0u);  // vector 0 still unmasked
+  r = v_->Write(0xa8, 2, 0xa810);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(flr_calls_, 1);
+  EXPECT_EQ(*v_->ReadMsixTable(12, 4), 1u);
+}
+
 TEST_F(ConfigVirtualizerTest, MsixTableProgramsTheTranslatedAddress) {
   EXPECT_EQ(v_->msix_vectors(), 4);
   EXPECT_EQ(v_->msix_table_bir(), 3);

@@ -146,7 +146,23 @@ int Main(int argc, char** argv) {
       agents.push_back(std::make_unique<proctest::Child>(
           argv, absl::StrCat(dir.path(), "/agent-", i, ".log")));
     }
-    // The lender's VFs are in the pool.
+    // Every agent registered and applied, and the lender's VFs are in the
+    // pool.
+    for (int tries = 0;; ++tries) {
+      grpc::ClientContext ctx;
+      v1::ListNodesRequest req;
+      v1::ListNodesResponse resp;
+      int ready = 0;
+      if (stub->ListNodes(&ctx, req, &resp).ok()) {
+        for (const auto& n : resp.nodes()) {
+          ready += n.agent_state() == v1::Node::READY &&
+                   n.applied_generation() == n.desired_generation();
+        }
+      }
+      if (ready == 3) break;
+      if (tries > 1000) throw Fail{"the agents did not come up"};
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     for (int tries = 0;; ++tries) {
       grpc::ClientContext ctx;
       v1::ListVirtualFunctionsRequest req;
