@@ -8,6 +8,7 @@
 set -euo pipefail
 
 BIN="$(cd "${1:-build/bin}" && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="$(mktemp -d -t fabric-demo-XXXXXX)"
 NODES=(n1 n2 n3 n4)
 MANAGER_PID=""
@@ -53,15 +54,19 @@ step "1. Start fabric-manager (SQLite) and four simulated node agents"
 start_manager
 echo "fabric-manager on $FABRIC_SERVER, state in $WORK/fabric.db"
 for n in "${NODES[@]}"; do
+  extra=()
+  # n3 also has an SR-IOV NIC and an NVMe drive whose VFs it can lend.
+  [ "$n" = n3 ] && extra=(--sim-hardware "$ROOT/deploy/examples/lender-host.json")
   "$BIN/fabric-agent" --manager "$FABRIC_SERVER" --node "$n" --backend sim \
-    --sim-dir "$WORK/sim" >"$WORK/agent-$n.log" 2>&1 &
+    --sim-dir "$WORK/sim" "${extra[@]}" >"$WORK/agent-$n.log" 2>&1 &
   AGENT_PIDS+=($!)
 done
 echo "agents ${NODES[*]} started; the simulator keeps each host's memory and"
 echo "bridge registers as files under $WORK/sim"
 
 step "2. Declare the ring: port 2 of each bridge cabled to port 1 of the next"
-ctl create ring lab --nodes "$(IFS=,; echo "${NODES[*]}")" --profile sim --export 1GiB
+# deploy/examples/ring-vf.json: n1..n4, 1 GiB each, n3 declares its device MMIO.
+ctl apply -f "$ROOT/deploy/examples/ring-vf.json"
 ctl get links
 
 step "3. Lend memory across the ring and wait until the agents applied it"
@@ -88,7 +93,27 @@ wait_ready
 ctl get allocations
 ctl verify --all
 
-step "7. kill -9 the manager and restart it: nothing acknowledged is lost"
+step "7. Lend an SR-IOV VF of n3 to n1: shadow device, config space, DMA, interrupts"
+for _ in $(seq 1 200); do
+  "$BIN/fabricctl" get vfs --node n3 2>/dev/null | grep -q HEALTHY && break
+  sleep 0.05
+done
+ctl get vfs --node n3
+ATT=$("$BIN/fabricctl" vf attach --vf n3/0000:3b:02.0 --to n1 --vm vm1 \
+        --interrupts auto --wait | head -1 | awk '{print $1}')
+echo "attached: $ATT"
+ctl vf config "$ATT" read 0x0                 # vendor:device through the shadow
+ctl vf config "$ATT" write 0x0 0x1234 --size 2 # protected: dropped and counted
+ctl vf setup "$ATT"                            # the borrower's driver starts it
+ctl vf verify "$ATT"                           # the VF DMAs into n1's memory
+ctl vf interrupt "$ATT" --count 5              # vm1 not running: via the hypervisor
+ctl vm start n1 vm1 --core 2                   # queued interrupts injected at entry
+ctl vf interrupt "$ATT" --count 5              # vm1 running: direct, no exits
+sleep 1.2                                      # counters come with heartbeats
+ctl describe attachment "$ATT"
+ctl vf detach "$ATT"
+
+step "8. kill -9 the manager and restart it: nothing acknowledged is lost"
 { kill -9 "$MANAGER_PID" && wait "$MANAGER_PID"; } 2>/dev/null || true
 echo "killed fabric-manager (pid $MANAGER_PID); restarting on the same database"
 start_manager
