@@ -23,52 +23,11 @@
 #include "absl/strings/str_format.h"
 #include "fabric/v1/fabric.grpc.pb.h"
 #include "tests/bench/bench_util.h"
+#include "tests/bench/ready_watcher.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::bench {
 namespace {
-
-// Collects READY events from a Watch stream.
-class ReadyWatcher {
- public:
-  explicit ReadyWatcher(v1::FabricService::Stub* stub) {
-    v1::WatchRequest req;
-    req.add_collections("allocations");
-    reader_ = stub->Watch(&ctx_, req);
-    thread_ = std::thread([this] {
-      v1::WatchEvent e;
-      while (reader_->Read(&e)) {
-        if (e.allocation().state() != v1::Allocation::READY) continue;
-        std::lock_guard<std::mutex> l(mu_);
-        ready_.emplace(e.allocation().name(), Clock::now());
-        cv_.notify_all();
-      }
-    });
-  }
-  ~ReadyWatcher() {
-    ctx_.TryCancel();
-    thread_.join();
-  }
-  // When `name` turned READY; false after `timeout`.
-  bool Wait(const std::string& name, Clock::time_point* at,
-            std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> l(mu_);
-    if (!cv_.wait_for(l, timeout, [&] { return ready_.count(name) > 0; })) {
-      return false;
-    }
-    *at = ready_[name];
-    ready_.erase(name);
-    return true;
-  }
-
- private:
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Clock::time_point> ready_;
-  std::thread thread_;
-};
 
 int Main(int argc, char** argv) {
   CLI::App app{
@@ -151,7 +110,7 @@ int Main(int argc, char** argv) {
     ping_us.push_back(Micros(Clock::now() - t0));
   }
 
-  ReadyWatcher watcher(stub.get());
+  ReadyWatcher watcher(stub.get(), "allocations");
   std::mt19937 rng(7);
   std::vector<double> ready_us;
   int failures = 0;

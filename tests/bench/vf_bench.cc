@@ -28,51 +28,11 @@
 #include "absl/strings/str_format.h"
 #include "fabric/v1/fabric.grpc.pb.h"
 #include "tests/bench/bench_util.h"
+#include "tests/bench/ready_watcher.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::bench {
 namespace {
-
-// Collects attachments' READY events from a Watch stream.
-class ReadyWatcher {
- public:
-  explicit ReadyWatcher(v1::FabricService::Stub* stub) {
-    v1::WatchRequest req;
-    req.add_collections("attachments");
-    reader_ = stub->Watch(&ctx_, req);
-    thread_ = std::thread([this] {
-      v1::WatchEvent e;
-      while (reader_->Read(&e)) {
-        if (e.attachment().state() != v1::Attachment::READY) continue;
-        std::lock_guard<std::mutex> l(mu_);
-        ready_.emplace(e.attachment().name(), Clock::now());
-        cv_.notify_all();
-      }
-    });
-  }
-  ~ReadyWatcher() {
-    ctx_.TryCancel();
-    thread_.join();
-  }
-  bool Wait(const std::string& name, Clock::time_point* at) {
-    std::unique_lock<std::mutex> l(mu_);
-    if (!cv_.wait_for(l, std::chrono::seconds(10),
-                      [&] { return ready_.count(name) > 0; })) {
-      return false;
-    }
-    *at = ready_[name];
-    ready_.erase(name);
-    return true;
-  }
-
- private:
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Clock::time_point> ready_;
-  std::thread thread_;
-};
 
 struct Fail {
   std::string what;
@@ -190,7 +150,7 @@ int Main(int argc, char** argv) {
     }
     const double ping50 = Percentile(ping_us, 50);
 
-    ReadyWatcher watcher(stub.get());
+    ReadyWatcher watcher(stub.get(), "attachments");
     auto attach = [&](const std::string& vf, const std::string& to,
                       const std::string& vm,
                       v1::Attachment::InterruptPolicy policy,
@@ -223,7 +183,7 @@ int Main(int argc, char** argv) {
       const std::string name =
           attach(absl::StrCat("n1/0000:3b:02.", i % 8), i % 2 ? "n2" : "n0",
                  "", v1::Attachment::AUTO, &t0);
-      if (!watcher.Wait(name, &at)) throw Fail{name + " never became READY"};
+      if (!watcher.Wait(name, &at, std::chrono::seconds(10))) throw Fail{name + " never became READY"};
       attach_us.push_back(Micros(at - t0));
       detach(name);
     }
@@ -234,7 +194,8 @@ int Main(int argc, char** argv) {
         attach("n1/0000:3b:02.0", "n0", "vm0", v1::Attachment::AUTO, &t0);
     const std::string a1 = attach("n1/0000:3b:02.1", "n2", "vm2",
                                   v1::Attachment::HYPERVISOR, &t0);
-    if (!watcher.Wait(a0, &at) || !watcher.Wait(a1, &at)) {
+    if (!watcher.Wait(a0, &at, std::chrono::seconds(10)) ||
+        !watcher.Wait(a1, &at, std::chrono::seconds(10))) {
       throw Fail{"attachments for the read and interrupt runs not READY"};
     }
     auto shadow = [&](const std::string& att, v1::AccessShadowRequest::Op op,
