@@ -2281,33 +2281,30 @@ FabricManager::PrepareAttachmentOp(absl::string_view name, bool need_ready) {
                      v1::Attachment::State_Name(out.attachment.state()),
                      ", not READY: ", out.attachment.state_reason()));
   }
-  for (const auto& [node, field] :
-       {std::pair<std::string, std::string*>{a->record.lender(),
-                                             &out.lender_agent},
-        {a->record.borrower(), &out.borrower_agent}}) {
-    auto it = agents_.find(absl::StripPrefix(node, "nodes/"));
-    if (it == agents_.end() || it->second->control_address.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("name: the agent of ", node,
-                       " serves no control address (not registered)"));
-    }
-    *field = it->second->control_address;
-  }
+  ASSIGN_OR_RETURN(out.lender_agent,
+                   ControlAddress("name", a->record.lender()));
+  ASSIGN_OR_RETURN(out.borrower_agent,
+                   ControlAddress("name", a->record.borrower()));
   return out;
+}
+
+absl::StatusOr<std::string> FabricManager::ControlAddress(
+    absl::string_view field, absl::string_view node) const {
+  auto it = agents_.find(absl::StripPrefix(node, "nodes/"));
+  if (it == agents_.end() || it->second->control_address.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ": the agent of ", node,
+                     " serves no control address (not registered)"));
+  }
+  return it->second->control_address;
 }
 
 absl::StatusOr<std::string> FabricManager::AgentAddress(
     absl::string_view node) {
   absl::MutexLock l(&mu_);
   ASSIGN_OR_RETURN(auto fn, FindNode("node", node));
-  const std::string& id = fn.first->state.topology().node(fn.second).name;
-  auto it = agents_.find(id);
-  if (it == agents_.end() || it->second->control_address.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("node: the agent of ", id,
-                     " serves no control address (not registered)"));
-  }
-  return it->second->control_address;
+  return ControlAddress("node",
+                        fn.first->state.topology().node(fn.second).name);
 }
 
 }  // namespace fabric::service

@@ -293,6 +293,11 @@ class FabricManager {
   void DetachAsync(absl::string_view name, absl::string_view request_id,
                    const google::protobuf::Message& request,
                    Done<v1::Attachment> done) ABSL_LOCKS_EXCLUDED(mu_);
+  // The NodeAgentService address of `node`'s agent; FAILED_PRECONDITION
+  // naming `field` when it has none.
+  absl::StatusOr<std::string> ControlAddress(absl::string_view field,
+                                             absl::string_view node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The allocation or attachment name a grant's windows are tagged with.
   std::string GrantOwner(absl::string_view grant_id) const;
 
