@@ -1,9 +1,11 @@
 #include "agent/agent.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <grpcpp/support/channel_arguments.h>
 
 #include <algorithm>
 #include <iostream>
@@ -330,12 +332,7 @@ absl::Status Agent::Start() {
         absl::StrCat("--listen: cannot listen on ", options_.listen));
   }
   connection_thread_ = std::thread([this] { ConnectionLoop(); });
-  drift_thread_ = std::thread([this] {
-    while (
-        !stop_.WaitForNotificationWithTimeout(options_.drift_check_interval)) {
-      CheckDrift();
-    }
-  });
+  reconcile_thread_ = std::thread([this] { ReconcileLoop(); });
   return absl::OkStatus();
 }
 
@@ -348,7 +345,7 @@ void Agent::Stop() {
   }
   stop_.Notify();
   if (connection_thread_.joinable()) connection_thread_.join();
-  if (drift_thread_.joinable()) drift_thread_.join();
+  if (reconcile_thread_.joinable()) reconcile_thread_.join();
   if (control_server_ != nullptr) {
     control_server_->Shutdown(std::chrono::system_clock::now() +
                               std::chrono::seconds(1));
@@ -362,38 +359,94 @@ AgentStats Agent::stats() const {
 
 absl::Status Agent::Apply(const v1::DesiredConfig& config) {
   absl::MutexLock hw(&hw_mu_);
-  absl::Status s = ApplyLocked(DesiredState(config), config.generation(),
-                               /*drift_check=*/false);
-  absl::MutexLock l(&mu_);
-  // Entries refused for one allocation do not hold back the rest of the
-  // generation: the manager keeps just the allocations the errors name
-  // PENDING.
-  const bool only_allocations_failed = std::all_of(
-      stats_.errors.begin(), stats_.errors.end(),
-      [](const v1::ApplyError& e) { return !e.allocation().empty(); });
-  if (s.ok() || only_allocations_failed) {
-    last_config_ = std::make_unique<v1::DesiredConfig>(config);
-    if (stats_.applied_generation != config.generation()) ++stats_.applies;
-    stats_.applied_generation = config.generation();
-  }
-  return s;
+  desired_ = std::make_unique<v1::DesiredConfig>(config);
+  attempts_ = 0;
+  retry_backoff_ = options_.apply_retry_initial;
+  return AttemptLocked(Attempt::kNew);
 }
 
 void Agent::CheckDrift() {
   absl::MutexLock hw(&hw_mu_);
-  std::unique_ptr<v1::DesiredConfig> config;
-  {
-    absl::MutexLock l(&mu_);
-    if (last_config_ == nullptr) return;
-    config = std::make_unique<v1::DesiredConfig>(*last_config_);
-  }
-  (void)ApplyLocked(DesiredState(*config), config->generation(),
-                    /*drift_check=*/true);
+  if (desired_ == nullptr) return;
+  (void)AttemptLocked(landed_ ? Attempt::kDriftCheck : Attempt::kRetry);
 }
 
-absl::Status Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
-                                bool drift_check) {
+void Agent::ReconcileLoop() {
+  // Wakes often enough for the shortest retry; the work is a clock check.
+  const absl::Duration tick =
+      std::min({options_.drift_check_interval, options_.apply_retry_initial,
+                absl::Milliseconds(20)});
+  while (!stop_.WaitForNotificationWithTimeout(tick)) {
+    absl::MutexLock hw(&hw_mu_);
+    if (desired_ == nullptr) continue;
+    const absl::Time now = absl::Now();
+    if (landed_ && now >= next_drift_check_) {
+      (void)AttemptLocked(Attempt::kDriftCheck);
+    } else if (!landed_ && now >= next_retry_) {
+      (void)AttemptLocked(Attempt::kRetry);
+    }
+  }
+}
+
+absl::Status Agent::AttemptLocked(Attempt attempt) {
+  const v1::DesiredConfig& config = *desired_;
+  const int64_t generation = config.generation();
+  const hw::BridgeState want = DesiredState(config);
   std::vector<v1::ApplyError> errors;
+  ApplyLocked(want, generation, attempt, &errors);
+  const absl::Time now = absl::Now();
+  landed_ = errors.empty();
+  next_drift_check_ = now + options_.drift_check_interval;
+  absl::Duration retry_in = absl::ZeroDuration();
+  if (landed_) {
+    // The stream loop records a new configuration's fingerprint itself,
+    // after reporting, to keep it off the path to READY.
+    if (attempt != Attempt::kNew) RecordFingerprintLocked(Fingerprint(want));
+    if (attempts_ > 0) {
+      std::cerr << "fabric-agent " << options_.node << ": generation "
+                << generation << " landed after " << attempts_
+                << " refused attempts" << std::endl;
+    }
+    attempts_ = 0;
+    retry_backoff_ = options_.apply_retry_initial;
+    next_retry_ = absl::InfiniteFuture();
+  } else {
+    ++attempts_;
+    retry_in = retry_backoff_;
+    next_retry_ = now + retry_backoff_;
+    retry_backoff_ = std::min(retry_backoff_ * 2, options_.apply_retry_max);
+    for (v1::ApplyError& e : errors) e.set_attempts(attempts_);
+    std::cerr << "fabric-agent " << options_.node << ": generation "
+              << generation << ": " << errors.size()
+              << " entries refused (first: " << errors[0].entry() << ": "
+              << errors[0].message() << "); attempt " << attempts_
+              << ", next in " << absl::FormatDuration(retry_in) << std::endl;
+  }
+  // Entries refused for single allocations do not hold back the rest of the
+  // generation: the manager keeps just the allocations the errors name
+  // PENDING. An entry every allocation needs (map entries, ports, host
+  // memory) holds back the whole generation.
+  const bool only_allocations_failed =
+      std::all_of(errors.begin(), errors.end(), [](const v1::ApplyError& e) {
+        return !e.allocation().empty();
+      });
+  absl::MutexLock l(&mu_);
+  stats_.desired_generation = generation;
+  if (attempt == Attempt::kRetry) ++stats_.apply_retries;
+  if (landed_ || only_allocations_failed) {
+    if (stats_.applied_generation != generation) ++stats_.applies;
+    stats_.applied_generation = generation;
+  }
+  stats_.errors = errors;
+  stats_.next_retry = next_retry_;
+  if (landed_) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      errors.size(), " entries were refused; first: ", errors[0].entry(), ": ",
+      errors[0].message(), "; retrying in ", absl::FormatDuration(retry_in)));
+}
+
+void Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
+                        Attempt attempt, std::vector<v1::ApplyError>* errors) {
   auto fail = [&](const std::string& entry, const absl::Status& s,
                   const std::string& allocation = "") {
     v1::ApplyError e;
@@ -406,71 +459,67 @@ absl::Status Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
                            ? allocation
                            : absl::StrCat("allocations/", allocation));
     }
-    errors.push_back(std::move(e));
+    errors->push_back(std::move(e));
   };
   absl::StatusOr<hw::BridgeState> have = hardware_->Read();
   if (!have.ok()) {
     fail("hardware", have.status());
-  } else {
-    const std::vector<std::string> diff = DiffEntries(*have, want);
-    const uint64_t recorded = RecordedFingerprint(*have);
-    if (!diff.empty()) {
-      absl::Status applied = hardware_->ApplyState(want);
-      if (!applied.ok()) {
-        // Find every entry the hardware refuses, applying the rest, so that
-        // one bad entry does not hold back the others.
-        if (!SameMemory(have->memory, want.memory)) {
-          if (auto s = hardware_->SetHostMemory(want.memory); !s.ok())
-            fail("host memory", s);
-        }
-        if (auto s = hardware_->SetMapEntries(want.map); !s.ok())
-          fail("map entries", s);
-        for (const auto& w : have->windows) {
-          bool wanted =
-              std::any_of(want.windows.begin(), want.windows.end(),
-                          [&](const hw::Window& x) {
-                            return x.kind == w.kind && x.slot == w.slot;
-                          });
-          if (!wanted) {
-            if (auto s = hardware_->ClearWindow(w.kind, w.slot); !s.ok())
-              fail(SlotName(w.kind, w.slot), s, w.tag);
-          }
-        }
-        for (const auto& w : want.windows) {
-          if (auto s = hardware_->SetWindow(w); !s.ok())
-            fail(SlotName(w.kind, w.slot), s, w.tag);
-        }
-        if (auto s = hardware_->SetInbound(want.inbound); !s.ok())
-          fail("inbound", s);
-        for (const auto& p : want.ports) {
-          if (auto s = hardware_->SetPort(p); !s.ok())
-            fail(absl::StrCat("port ", p.number), s);
-        }
-        if (errors.empty()) fail("bridge", applied);
-      }
-      // Drift: the hardware had been given this very state already.
-      if (errors.empty() && (drift_check || recorded == Fingerprint(want))) {
-        absl::MutexLock l(&mu_);
-        stats_.repairs += static_cast<int64_t>(diff.size());
-        stats_.recent_repairs.push_back(
-            absl::StrCat("generation ", generation, ": restored ",
-                         absl::StrJoin(diff, ", ")));
-        if (stats_.recent_repairs.size() > kRecentRepairs) {
-          stats_.recent_repairs.erase(stats_.recent_repairs.begin());
-        }
-        std::cerr << "fabric-agent " << options_.node
-                  << ": repaired drift: " << stats_.recent_repairs.back()
-                  << std::endl;
+    return;
+  }
+  const std::vector<std::string> diff = DiffEntries(*have, want);
+  const uint64_t recorded = RecordedFingerprint(*have);
+  recorded_fingerprint_ = recorded;
+  if (diff.empty()) return;
+  absl::Status applied = hardware_->ApplyState(want);
+  if (!applied.ok()) {
+    // Find every entry the hardware refuses, applying the rest, so that
+    // one bad entry does not hold back the others.
+    if (!SameMemory(have->memory, want.memory)) {
+      if (auto s = hardware_->SetHostMemory(want.memory); !s.ok())
+        fail("host memory", s);
+    }
+    if (auto s = hardware_->SetMapEntries(want.map); !s.ok())
+      fail("map entries", s);
+    for (const auto& w : have->windows) {
+      bool wanted = std::any_of(want.windows.begin(), want.windows.end(),
+                                [&](const hw::Window& x) {
+                                  return x.kind == w.kind && x.slot == w.slot;
+                                });
+      if (!wanted) {
+        if (auto s = hardware_->ClearWindow(w.kind, w.slot); !s.ok())
+          fail(SlotName(w.kind, w.slot), s, w.tag);
       }
     }
-    recorded_fingerprint_ = recorded;
+    for (const auto& w : want.windows) {
+      if (auto s = hardware_->SetWindow(w); !s.ok())
+        fail(SlotName(w.kind, w.slot), s, w.tag);
+    }
+    if (auto s = hardware_->SetInbound(want.inbound); !s.ok())
+      fail("inbound", s);
+    for (const auto& p : want.ports) {
+      if (auto s = hardware_->SetPort(p); !s.ok())
+        fail(absl::StrCat("port ", p.number), s);
+    }
+    if (errors->empty()) fail("bridge", applied);
   }
-  absl::MutexLock l(&mu_);
-  stats_.errors = errors;
-  if (errors.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      errors.size(), " entries were refused; first: ", errors[0].entry(), ": ",
-      errors[0].message()));
+  // Drift: the hardware had held this very state, and something else
+  // changed it. A retry after a refusal puts in what never landed: no
+  // repair.
+  const bool drift =
+      attempt == Attempt::kDriftCheck ||
+      (attempt == Attempt::kNew && recorded == Fingerprint(want));
+  if (errors->empty() && drift) {
+    absl::MutexLock l(&mu_);
+    stats_.repairs += static_cast<int64_t>(diff.size());
+    stats_.recent_repairs.push_back(absl::StrCat(
+        "generation ", generation, ": restored ", absl::StrJoin(diff, ", ")));
+    if (stats_.recent_repairs.size() > kRecentRepairs) {
+      stats_.recent_repairs.erase(stats_.recent_repairs.begin());
+    }
+    std::cerr << "fabric-agent " << options_.node
+              << ": repaired drift: " << stats_.recent_repairs.back()
+              << std::endl;
+  }
 }
 
 v1::ReportStatusRequest Agent::StatusReport() const {
@@ -479,7 +528,18 @@ v1::ReportStatusRequest Agent::StatusReport() const {
     absl::MutexLock l(&mu_);
     r.set_node(options_.node);
     r.set_applied_generation(stats_.applied_generation);
-    for (const auto& e : stats_.errors) *r.add_errors() = e;
+    const absl::Duration retry_in =
+        std::max(stats_.next_retry - absl::Now(), absl::ZeroDuration());
+    for (const auto& e : stats_.errors) {
+      v1::ApplyError* out = r.add_errors();
+      *out = e;
+      if (stats_.next_retry != absl::InfiniteFuture()) {
+        const int64_t ns = absl::ToInt64Nanoseconds(retry_in);
+        out->mutable_retry_in()->set_seconds(ns / 1'000'000'000);
+        out->mutable_retry_in()->set_nanos(
+            static_cast<int32_t>(ns % 1'000'000'000));
+      }
+    }
     r.set_repairs(stats_.repairs);
     for (const auto& s : stats_.recent_repairs) r.add_recent_repairs(s);
   }
@@ -487,8 +547,7 @@ v1::ReportStatusRequest Agent::StatusReport() const {
   return r;
 }
 
-void Agent::RecordFingerprint(uint64_t fingerprint) {
-  absl::MutexLock hw(&hw_mu_);
+void Agent::RecordFingerprintLocked(uint64_t fingerprint) {
   if (recorded_fingerprint_ == fingerprint ||
       hardware_->limits().scratchpads <= kFingerprintSpadHigh) {
     return;
@@ -543,11 +602,28 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
+    // While the channel is reconnecting, wait for it (up to the deadline)
+    // instead of failing at once: the agent registers as soon as the
+    // manager is back. Stop() cancels the wait.
+    ctx.set_wait_for_ready(true);
+    {
+      absl::MutexLock l(&mu_);
+      if (stopping_) return false;
+      stream_ctx_ = &ctx;
+    }
     grpc::Status s = stub->RegisterNode(&ctx, reg, &registered);
+    bool stopping;
+    {
+      absl::MutexLock l(&mu_);
+      stream_ctx_ = nullptr;
+      stopping = stopping_;
+    }
     if (!s.ok()) {
-      std::cerr << "fabric-agent " << options_.node << ": register with "
-                << options_.manager_address << " failed: " << s.error_message()
-                << std::endl;
+      if (!stopping) {
+        std::cerr << "fabric-agent " << options_.node << ": register with "
+                  << options_.manager_address
+                  << " failed: " << s.error_message() << std::endl;
+      }
       return false;
     }
   }
@@ -582,7 +658,10 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
     rctx.set_deadline(Deadline());
     v1::ReportStatusResponse resp;
     (void)stub->ReportStatus(&rctx, StatusReport(), &resp);
-    if (applied) RecordFingerprint(Fingerprint(DesiredState(config)));
+    if (applied) {
+      absl::MutexLock hw(&hw_mu_);
+      RecordFingerprintLocked(Fingerprint(DesiredState(config)));
+    }
   }
   grpc::Status end = reader->Finish();
   bool stopping;
@@ -602,9 +681,21 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
 }
 
 void Agent::ConnectionLoop() {
+  // gRPC's own reconnect backoff (1 s growing to 120 s by default) would
+  // decide how soon after a manager restart the agent is back; it follows
+  // the agent's backoff instead, capped at 1 s (a refused TCP connect to the
+  // manager is cheap).
+  grpc::ChannelArguments args;
+  const int initial_ms = static_cast<int>(
+      std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.initial_backoff)));
+  const int max_ms = static_cast<int>(std::clamp<int64_t>(
+      absl::ToInt64Milliseconds(options_.max_backoff), initial_ms, 1000));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(initial_ms, max_ms));
   // Credentials are a seam: mTLS replaces these with the node's cert.
-  auto channel = grpc::CreateChannel(options_.manager_address,
-                                     grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateCustomChannel(
+      options_.manager_address, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::AgentService::NewStub(channel);
   absl::BitGen gen;
   absl::Duration backoff = options_.initial_backoff;

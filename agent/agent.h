@@ -44,18 +44,30 @@ struct AgentOptions {
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
   // How often the hardware is read back and compared with the desired
-  // state of the last applied generation.
+  // state of the latest generation, once it has landed.
   absl::Duration drift_check_interval = absl::Seconds(1);
+  // A generation the hardware refused (some entries) is tried again after
+  // apply_retry_initial, doubling up to apply_retry_max, until it lands or a
+  // newer generation replaces it. No jitter: the hardware is local.
+  absl::Duration apply_retry_initial = absl::Milliseconds(100);
+  absl::Duration apply_retry_max = absl::Seconds(5);
 };
 
 // What the agent has done; a snapshot.
 struct AgentStats {
+  // The newest generation received, and the newest the hardware holds
+  // (entries refused for single allocations aside, see Apply()).
+  int64_t desired_generation = 0;
   int64_t applied_generation = 0;
-  int64_t applies = 0;   // generations applied
-  int64_t repairs = 0;   // drifted entries put right
-  int64_t sessions = 0;  // successful registrations
+  int64_t applies = 0;        // generations applied
+  int64_t apply_retries = 0;  // attempts after a refusal
+  int64_t repairs = 0;        // drifted entries put right
+  int64_t sessions = 0;       // successful registrations
   std::vector<std::string> recent_repairs;
+  // The entries the last attempt had refused (their `attempts` set), and
+  // when the next attempt is due (InfiniteFuture when none is).
   std::vector<v1::ApplyError> errors;
+  absl::Time next_retry = absl::InfiniteFuture();
 };
 
 // The hardware state a desired configuration asks for.
@@ -91,14 +103,18 @@ class Agent {
   int control_port() const { return control_port_; }
   AgentStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Applies `config` now (what the stream loop does for each message).
-  // Returns OK when the hardware holds it, else the per-entry errors are in
-  // stats().errors. Public for tests.
+  // Makes `config` the desired configuration and applies it now (what the
+  // stream loop does for each message). Returns OK when the hardware holds
+  // it; else the per-entry errors are in stats().errors and the
+  // reconciler retries this configuration, never an older one, with
+  // backoff. Public for tests.
   absl::Status Apply(const v1::DesiredConfig& config)
       ABSL_LOCKS_EXCLUDED(mu_, hw_mu_);
 
-  // Reads the hardware back and repairs any drift from the last applied
-  // configuration. Called periodically; public for tests.
+  // One reconcile step now, whatever the schedule: when the desired
+  // configuration has landed, reads the hardware back and repairs drift
+  // (counted as repairs); when it was refused, tries it again (counted as a
+  // retry, not a repair). Called by the reconciler; public for tests.
   void CheckDrift() ABSL_LOCKS_EXCLUDED(mu_, hw_mu_);
 
  private:
@@ -111,16 +127,32 @@ class Agent {
   void HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
                      absl::Notification* done) ABSL_LOCKS_EXCLUDED(mu_);
   v1::ReportStatusRequest StatusReport() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Applies `want` for `generation`; counts repairs when the hardware had
-  // already been given this generation. Fills errors.
-  absl::Status ApplyLocked(const hw::BridgeState& want, int64_t generation,
-                           bool drift_check)
+
+  // Why the hardware is being written to.
+  enum class Attempt {
+    kNew,         // a configuration just received
+    kRetry,       // the desired configuration, after a refusal
+    kDriftCheck,  // the desired configuration, which had landed
+  };
+  // The reconciler thread: runs due retries and drift checks until Stop().
+  void ReconcileLoop() ABSL_LOCKS_EXCLUDED(mu_, hw_mu_);
+  // Applies desired_ and schedules what comes next (a retry with backoff,
+  // or the next drift check). Updates stats_.
+  absl::Status AttemptLocked(Attempt attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Brings the hardware to `want` for `generation`, entry by entry where the
+  // hardware refuses the whole. Counts the differences as repairs for a
+  // drift check, or for a new configuration the scratchpads say this
+  // hardware had already been given. Fills `errors` with the refusals.
+  void ApplyLocked(const hw::BridgeState& want, int64_t generation,
+                   Attempt attempt, std::vector<v1::ApplyError>* errors)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Notes the fingerprint of the state just applied in the bridge's
   // scratchpads (when it changed), so that a restarted agent can tell drift
   // from news.
-  void RecordFingerprint(uint64_t fingerprint) ABSL_LOCKS_EXCLUDED(hw_mu_);
+  void RecordFingerprintLocked(uint64_t fingerprint)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_);
 
   const AgentOptions options_;
   hw::BridgeHardware* const hardware_;  // not owned
@@ -134,10 +166,18 @@ class Agent {
   absl::Mutex hw_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   // What the scratchpads say, as last read or written.
   uint64_t recorded_fingerprint_ ABSL_GUARDED_BY(hw_mu_) = 0;
+  // The newest configuration received; what the reconciler converges to.
+  std::unique_ptr<v1::DesiredConfig> desired_ ABSL_GUARDED_BY(hw_mu_);
+  // Whether the last attempt at desired_ landed in full.
+  bool landed_ ABSL_GUARDED_BY(hw_mu_) = false;
+  // Refused attempts at desired_ so far, and the backoff before the next.
+  int attempts_ ABSL_GUARDED_BY(hw_mu_) = 0;
+  absl::Duration retry_backoff_ ABSL_GUARDED_BY(hw_mu_);
+  absl::Time next_retry_ ABSL_GUARDED_BY(hw_mu_) = absl::InfiniteFuture();
+  absl::Time next_drift_check_ ABSL_GUARDED_BY(hw_mu_) =
+      absl::InfiniteFuture();
   mutable absl::Mutex mu_;
   AgentStats stats_ ABSL_GUARDED_BY(mu_);
-  // The last configuration applied without errors.
-  std::unique_ptr<v1::DesiredConfig> last_config_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // The stream's context, to cancel it from Stop().
   grpc::ClientContext* stream_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -147,7 +187,7 @@ class Agent {
   int control_port_ = 0;
   absl::Notification stop_;
   std::thread connection_thread_;
-  std::thread drift_thread_;
+  std::thread reconcile_thread_;
 };
 
 }  // namespace fabric::agent

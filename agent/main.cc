@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> peers;
   std::string profile = "sim";
   std::string drift_interval = "1s";
+  std::string apply_retry_initial = "100ms";
+  std::string apply_retry_max = "5s";
   bool discover = false;
   std::string output = "table";
   app.add_option("--manager", manager, "fabric-manager address HOST:PORT")
@@ -80,6 +82,13 @@ int main(int argc, char** argv) {
   app.add_option("--drift-check-interval", drift_interval,
                  "how often the hardware is read back and repaired")
       ->capture_default_str();
+  app.add_option("--apply-retry-initial", apply_retry_initial,
+                 "after the hardware refuses entries, the first wait before "
+                 "the generation is tried again (doubles each time)")
+      ->capture_default_str();
+  app.add_option("--apply-retry-max", apply_retry_max,
+                 "the longest wait between attempts at a refused generation")
+      ->capture_default_str();
   app.add_flag("--discover", discover, "print the PCIe inventory and exit");
   app.add_option("-o,--output", output, "--discover output: table or json")
       ->check(CLI::IsMember({"table", "json"}))
@@ -119,6 +128,20 @@ int main(int argc, char** argv) {
       options.drift_check_interval <= absl::ZeroDuration()) {
     std::cerr << "error: --drift-check-interval: \"" << drift_interval
               << "\" is not a positive duration such as 500ms or 2s\n";
+    return 2;
+  }
+  if (!absl::ParseDuration(apply_retry_initial,
+                           &options.apply_retry_initial) ||
+      options.apply_retry_initial <= absl::ZeroDuration()) {
+    std::cerr << "error: --apply-retry-initial: \"" << apply_retry_initial
+              << "\" is not a positive duration such as 100ms\n";
+    return 2;
+  }
+  if (!absl::ParseDuration(apply_retry_max, &options.apply_retry_max) ||
+      options.apply_retry_max < options.apply_retry_initial) {
+    std::cerr << "error: --apply-retry-max: \"" << apply_retry_max
+              << "\" is not a duration of at least --apply-retry-initial ("
+              << apply_retry_initial << ")\n";
     return 2;
   }
 

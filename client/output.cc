@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/units.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -449,9 +450,23 @@ void DescribeNode(const v1::Node& n, std::ostream& out) {
   Line(out, "Drift repaired", absl::StrCat(n.repairs(), " entries"));
   for (const std::string& r : n.recent_repairs()) Line(out, "  repair", r);
   for (const v1::ApplyError& e : n.apply_errors()) {
+    std::string retry;
+    if (e.attempts() > 0) {
+      retry = absl::StrCat("; attempt ", e.attempts());
+      if (e.has_retry_in()) {
+        absl::StrAppend(
+            &retry, ", next ",
+            absl::FormatDuration(absl::Seconds(e.retry_in().seconds()) +
+                                 absl::Nanoseconds(e.retry_in().nanos())),
+            " after the last report");
+      }
+    }
     Line(out, "Apply error",
          absl::StrCat(e.entry(), ": ", e.message(),
-                      e.allocation().empty() ? "" : absl::StrCat(" (", e.allocation(), ")")));
+                      e.allocation().empty()
+                          ? ""
+                          : absl::StrCat(" (", e.allocation(), ")"),
+                      retry));
   }
   const auto& fns = n.inventory().functions();
   out << "Inventory (" << fns.size() << " PCI functions):\n";

@@ -168,6 +168,27 @@ TEST(DescribeNodeTest, ShowsEverythingUseful) {
                            "(behind)\n"));
 }
 
+TEST(DescribeNodeTest, ShowsRefusedEntriesWithTheirRetries) {
+  v1::Node n = TestNode();
+  v1::ApplyError* e = n.add_apply_errors();
+  e->set_entry("window 3");
+  e->set_message("refused");
+  e->set_allocation("allocations/alloc-1");
+  e->set_attempts(4);
+  e->mutable_retry_in()->set_nanos(800'000'000);
+  v1::ApplyError* m = n.add_apply_errors();
+  m->set_entry("map entries");
+  m->set_message("refused too");
+  std::ostringstream out;
+  DescribeNode(n, out);
+  EXPECT_THAT(out.str(),
+              HasSubstr("Apply error:          window 3: refused "
+                        "(allocations/alloc-1); attempt 4, next 800ms after "
+                        "the last report\n"));
+  EXPECT_THAT(out.str(),
+              HasSubstr("Apply error:          map entries: refused too\n"));
+}
+
 TEST(DescribeBridgeTest, ShowsLimitsPortsAndUsage) {
   v1::Bridge b;
   b.set_name("bridges/a");

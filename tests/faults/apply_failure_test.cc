@@ -2,10 +2,11 @@
 // named in <sim_dir>/<node>/faults (agent/hw/sim/sim_faults.h) and logs
 // every refusal. An allocation whose window the borrower's bridge refuses
 // must say so (GetAllocation: PENDING, the entry and the hardware's
-// message), the agent must keep retrying without hammering, and nothing else
-// on the bridge may be disturbed: the other allocations stay READY and
-// prove themselves by bytes. Once the fault is cleared the allocation turns
-// READY by itself.
+// message), the agent must keep retrying with exponential backoff, and
+// nothing else on the bridge may be disturbed: the other allocations stay
+// READY and prove themselves by bytes. Once the fault is cleared the
+// allocation turns READY by itself, and the retry that lands is not counted
+// as a drift repair.
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -31,6 +32,19 @@ namespace sim = ::fabric::agent::hw::sim_internal;
 constexpr uint64_t kMiB = 1ull << 20;
 constexpr absl::Duration kDriftInterval = absl::Milliseconds(200);
 constexpr absl::Duration kObserve = absl::Seconds(3);
+// The agents' retry backoff: 100 ms doubling to 800 ms.
+constexpr int64_t kRetryInitialMs = 100;
+constexpr int64_t kRetryMaxMs = 800;
+
+HarnessOptions Options() {
+  HarnessOptions o;
+  o.nodes = 4;
+  o.drift_check_interval = absl::FormatDuration(kDriftInterval);
+  o.agent_flags = {"--apply-retry-initial",
+                   absl::StrCat(kRetryInitialMs, "ms"), "--apply-retry-max",
+                   absl::StrCat(kRetryMaxMs, "ms")};
+  return o;
+}
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
@@ -48,12 +62,31 @@ std::vector<int64_t> Refusals(const std::string& log) {
   return out;
 }
 
+// Attempt start times: one attempt is the whole-state apply and the
+// entry-by-entry pass right after it (refusals within a few ms).
+std::vector<int64_t> AttemptStarts(const std::vector<int64_t>& refusals) {
+  std::vector<int64_t> starts;
+  for (int64_t t : refusals) {
+    if (starts.empty() || t - starts.back() > 50'000) starts.push_back(t);
+  }
+  return starts;
+}
+
+// Gaps between attempts must follow the backoff: the i-th gap (1-based) at
+// least 100 ms << (i - 1), capped at the maximum, less a little for clocks.
+void ExpectBackoff(const std::vector<int64_t>& starts) {
+  for (size_t i = 1; i < starts.size(); ++i) {
+    const int64_t want_ms =
+        std::min(kRetryInitialMs << std::min<size_t>(i - 1, 20), kRetryMaxMs);
+    const double gap_ms = (starts[i] - starts[i - 1]) / 1000.0;
+    EXPECT_GE(gap_ms, 0.9 * want_ms) << "attempt " << i + 1 << " came early";
+    EXPECT_LE(gap_ms, want_ms + 1000.0) << "attempt " << i + 1 << " was late";
+  }
+}
+
 TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
   FabricHarness h;
-  ASSERT_TRUE(h.Start({.nodes = 4,
-                       .drift_check_interval =
-                           absl::FormatDuration(kDriftInterval)})
-                  .ok());
+  ASSERT_TRUE(h.Start(Options()).ok());
   // Live allocations through n0 (borrower, target and transit).
   std::vector<std::string> others;
   for (auto [from, to] : {std::pair{0, 1}, {2, 0}, {1, 3}, {0, 2}}) {
@@ -92,6 +125,8 @@ TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
   ASSERT_THAT(node->apply_errors(), SizeIs(1));
   EXPECT_EQ(node->apply_errors(0).entry(), slot);
   EXPECT_EQ(node->apply_errors(0).allocation(), victim->name());
+  EXPECT_GE(node->apply_errors(0).attempts(), 1);
+  EXPECT_TRUE(node->apply_errors(0).has_retry_in());
 
   // Meanwhile the agent retries; the rest of the bridge is untouched and
   // every other allocation keeps working.
@@ -113,19 +148,15 @@ TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
     EXPECT_THAT(h.HardwareVsDesired(FabricHarness::Node(i)), IsEmpty());
   }
 
-  // Retried, and not in a hot loop. One attempt is the whole-state apply
-  // and the entry-by-entry pass right after it (two refusals within a few
-  // ms); attempts come at most once per drift check.
-  std::vector<int64_t> starts;
-  for (int64_t t : refusals) {
-    if (starts.empty() || t - starts.back() > 50'000) starts.push_back(t);
-  }
+  // Retried with backoff, not in a hot loop: 100, 200, 400, 800, 800 ms...
+  const std::vector<int64_t> starts = AttemptStarts(refusals);
   const int attempts = static_cast<int>(starts.size());
-  const double observed_s = absl::ToDoubleSeconds(kObserve) + 0.5;
-  EXPECT_GE(attempts, 3) << "the refused entry was not retried";
-  EXPECT_LE(attempts,
-            2 + observed_s / absl::ToDoubleSeconds(kDriftInterval))
-      << "the agent retries faster than its drift checks";
+  EXPECT_GE(attempts, 4) << "the refused entry was not retried";
+  ExpectBackoff(starts);
+  node = h.GetNode("n0");
+  ASSERT_TRUE(node.ok());
+  ASSERT_THAT(node->apply_errors(), SizeIs(1));
+  EXPECT_GE(node->apply_errors(0).attempts(), attempts - 1);
   std::vector<double> gaps_ms;
   for (size_t i = 1; i < starts.size(); ++i) {
     gaps_ms.push_back((starts[i] - starts[i - 1]) / 1000.0);
@@ -146,8 +177,9 @@ TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
   node = h.GetNode("n0");
   ASSERT_TRUE(node.ok());
   EXPECT_THAT(node->apply_errors(), IsEmpty());
-  std::cout << "  n0 after recovery: " << node->repairs() << " repairs ("
-            << absl::StrJoin(node->recent_repairs(), "; ") << ")\n";
+  // Nothing drifted: putting in what never landed is not a repair.
+  EXPECT_EQ(node->repairs(), 0)
+      << absl::StrJoin(node->recent_repairs(), "; ");
 
   std::cout << "apply failure: " << slot << " of n0 refused "
             << refusals.size() << " times in " << attempts
@@ -156,8 +188,9 @@ TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
             << "; gaps between attempts (ms): min "
             << (gaps_ms.empty() ? 0 : gaps_ms.front()) << ", median "
             << (gaps_ms.empty() ? 0 : gaps_ms[gaps_ms.size() / 2]) << ", max "
-            << (gaps_ms.empty() ? 0 : gaps_ms.back()) << " (drift check every "
-            << absl::FormatDuration(kDriftInterval) << ")\n"
+            << (gaps_ms.empty() ? 0 : gaps_ms.back()) << " (backoff "
+            << kRetryInitialMs << " ms doubling to " << kRetryMaxMs
+            << " ms)\n"
             << "  state while refused: "
             << v1::Allocation::State_Name(seen.state()) << ": "
             << seen.state_reason() << "\n"
@@ -168,28 +201,13 @@ TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
 
 // An entry every allocation through the bridge needs (its map entries) is
 // refused while a link goes down. The allocations through that bridge must
-// say why while it lasts, and once the fault is cleared the agent must
-// finish the generation by itself: every node at the final generation, the
-// bridge exactly as desired, everything READY.
-//
-// DISABLED: fails against agent/agent.cc as it is (a bug this session may
-// not fix there). Agent::Apply keeps last_config_ at the previous
-// generation when an entry without an allocation is refused, and
-// CheckDrift re-applies last_config_: the drift checker rolls the bridge
-// back to the previous generation (here it brings port 2, the link just
-// taken down, back up, and counts that as a repaired drift), clears the
-// reported errors (the manager then says "waiting for node n0 to apply
-// generation G" instead of the hardware's refusal), and the refused
-// generation is never retried: after the fault is cleared n0 stays at G-1
-// until some other change publishes a new generation. Run it with
-//   faults_apply_failure_test --gtest_also_run_disabled_tests \
-//       --gtest_filter='*RefusedMapEntries*'
-TEST(ApplyFailureTest, DISABLED_RefusedMapEntriesAreRetriedUntilTheyLand) {
+// say why while it lasts; the agent must retry the new generation with
+// backoff, never roll the bridge back to the previous one; and once the
+// fault is cleared it must finish the generation by itself: every node at
+// the final generation, the bridge exactly as desired, everything READY.
+TEST(ApplyFailureTest, RefusedMapEntriesAreRetriedUntilTheyLand) {
   FabricHarness h;
-  ASSERT_TRUE(h.Start({.nodes = 4,
-                       .drift_check_interval =
-                           absl::FormatDuration(kDriftInterval)})
-                  .ok());
+  ASSERT_TRUE(h.Start(Options()).ok());
   std::vector<std::string> live;
   for (auto [from, to] : {std::pair{0, 1}, {1, 2}, {2, 3}, {3, 0}, {0, 2}}) {
     auto a = h.Create(from, to, kMiB);
@@ -210,12 +228,30 @@ TEST(ApplyFailureTest, DISABLED_RefusedMapEntriesAreRetriedUntilTheyLand) {
   std::cout << "while map entries are refused: " << live[0] << " "
             << v1::Allocation::State_Name(a->state()) << ": "
             << a->state_reason() << "\n";
-  const size_t refusals =
-      Refusals(sim::FaultLogPath(h.sim_dir(), "n0")).size();
-  EXPECT_GE(refusals, 2u) << "the refused generation was not retried";
+  EXPECT_THAT(a->state_reason(), HasSubstr("node n0 could not apply map"));
+  const std::vector<int64_t> refused =
+      Refusals(sim::FaultLogPath(h.sim_dir(), "n0"));
+  const size_t refusals = refused.size();
+  const std::vector<int64_t> starts = AttemptStarts(refused);
+  EXPECT_GE(starts.size(), 3u) << "the refused generation was not retried";
+  ExpectBackoff(starts);
 
   auto n0 = h.GetNode("n0");
   ASSERT_TRUE(n0.ok());
+  // The new generation is the one being retried; the bridge is not rolled
+  // back to the previous one (that would bring the link's port back up and
+  // count it as a repair).
+  EXPECT_LT(n0->applied_generation(), n0->desired_generation());
+  ASSERT_GE(n0->apply_errors_size(), 1);
+  EXPECT_EQ(n0->apply_errors(0).entry(), "map entries");
+  EXPECT_GE(n0->apply_errors(0).attempts(), 2);
+  EXPECT_EQ(n0->repairs(), 0) << absl::StrJoin(n0->recent_repairs(), "; ");
+  auto hw = h.Hardware("n0");
+  ASSERT_TRUE(hw.ok());
+  for (const auto& port : hw->ports) {
+    // Ring wiring: port 2 of n0 goes to port 1 of n1.
+    if (port.number == 2) EXPECT_FALSE(port.up) << "n0's port 2 rolled back";
+  }
   std::cout << "  n0 reports applied generation " << n0->applied_generation()
             << " of " << n0->desired_generation() << ", "
             << n0->apply_errors_size() << " apply errors, " << n0->repairs()
@@ -230,6 +266,10 @@ TEST(ApplyFailureTest, DISABLED_RefusedMapEntriesAreRetriedUntilTheyLand) {
       << absl::StrJoin(h.HardwareVsDesired("n0"), "; ");
   EXPECT_THAT(h.AllHardwareVsDesired(), IsEmpty());
   EXPECT_THAT(h.VerifyAll(live), IsEmpty());
+  n0 = h.GetNode("n0");
+  ASSERT_TRUE(n0.ok());
+  EXPECT_EQ(n0->applied_generation(), n0->desired_generation());
+  EXPECT_EQ(n0->repairs(), 0) << absl::StrJoin(n0->recent_repairs(), "; ");
   std::cout << "map entries refused " << refusals
             << " times; settled " << absl::FormatDuration(*settled)
             << " after the fault was cleared\n";

@@ -149,6 +149,8 @@ void FabricHarness::StartAgent(int i, const std::vector<std::string>& extra) {
                                    sim_dir(),
                                    "--drift-check-interval",
                                    options_.drift_check_interval};
+  argv.insert(argv.end(), options_.agent_flags.begin(),
+              options_.agent_flags.end());
   argv.insert(argv.end(), extra.begin(), extra.end());
   agent_log_offsets_.resize(options_.nodes, 0);
   agent_log_offsets_[i] = proctest::ReadFile(AgentLog(i)).size();

@@ -28,6 +28,8 @@ struct HarnessOptions {
   std::vector<std::string> manager_flags = {
       "--heartbeat-timeout", "600ms", "--heartbeat-interval", "100ms"};
   std::string drift_check_interval = "200ms";
+  // Extra fabric-agent flags for every agent.
+  std::vector<std::string> agent_flags;
 };
 
 class FabricHarness {
