@@ -145,6 +145,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Declared before the bridge, which holds it: CPU writes through this
+  // host's windows that land in another host's lent BARs reach its devices.
+  std::unique_ptr<fabric::agent::hw::SimDevicesMmio> device_mmio;
   std::unique_ptr<fabric::agent::hw::BridgeHardware> bridge;
   std::optional<fabric::agent::hw::SimHardware> sim_devices_spec;
   std::unique_ptr<fabric::agent::hw::SimSriovHost> sim_devices;
@@ -177,6 +180,8 @@ int main(int argc, char** argv) {
     if (sim_crash_after_writes >= 0) {
       (*sim)->CrashAfterWrites(sim_crash_after_writes);
     }
+    device_mmio = std::make_unique<fabric::agent::hw::SimDevicesMmio>(sim_dir);
+    (*sim)->SetDevices(device_mmio.get());
     bridge = *std::move(sim);
     if (sim_devices_spec.has_value()) {
       // After the bridge: device DMA walks the bridge state.

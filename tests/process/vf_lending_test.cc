@@ -331,6 +331,44 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
     EXPECT_EQ(agent->VfAccess(&ctx, req, &resp).error_code(),
               grpc::StatusCode::PERMISSION_DENIED);
   }
+  // CPU writes by the borrower through its MMIO window cross the fabric and
+  // land in the real VF's BAR0, byte for byte.
+  {
+    grpc::ClientContext nctx;
+    v1::GetNodeRequest nreq;
+    nreq.set_name("n0");
+    v1::Node n0;
+    ASSERT_TRUE(stub_->GetNode(&nctx, nreq, &n0).ok());
+    auto borrower = v1::NodeAgentService::NewStub(grpc::CreateChannel(
+        n0.agent_address(), grpc::InsecureChannelCredentials()));
+    const std::string pattern = "fabric mmio write \x01\x02\xfe\xff";
+    constexpr uint64_t kOffset = 0x200;
+    grpc::ClientContext ctx;
+    v1::HostWriteRequest req;
+    req.set_addr(windows["mmio-bar0"].local_addr() + kOffset);
+    req.set_data(pattern);
+    v1::AccessResult landed;
+    grpc::Status ws = borrower->HostWrite(&ctx, req, &landed);
+    ASSERT_TRUE(ws.ok()) << ws.error_message();
+    EXPECT_TRUE(landed.landed()) << landed.reason();
+    EXPECT_EQ(landed.node(), "n1");
+    EXPECT_EQ(landed.addr(), windows["mmio-bar0"].target_addr() + kOffset);
+    std::string in_bar(pattern.size(), '\0');
+    ASSERT_TRUE(lender
+                    ->MmioRead(*vf0, 0, kOffset,
+                               absl::MakeSpan(
+                                   reinterpret_cast<uint8_t*>(in_bar.data()),
+                                   in_bar.size()))
+                    .ok());
+    EXPECT_EQ(in_bar, pattern);
+    // Past the window (and the BAR): the borrower's bridge faults it.
+    grpc::ClientContext over_ctx;
+    req.set_addr(windows["mmio-bar0"].local_addr() +
+                 windows["mmio-bar0"].size() - 4);
+    v1::AccessResult over;
+    ASSERT_TRUE(borrower->HostWrite(&over_ctx, req, &over).ok());
+    EXPECT_FALSE(over.landed());
+  }
   // The borrower reports its shadow's counters with its heartbeats.
   v1::Attachment counted;
   for (int i = 0; i < 400; ++i) {

@@ -352,7 +352,7 @@ absl::Status SimBridge::WriteScratchpad(int index, uint32_t value) {
 
 absl::StatusOr<AccessResult> SimBridge::HostWrite(
     uint64_t addr, absl::Span<const uint8_t> data) {
-  return SimWorld::Write(sim_dir_, node_, addr, data);
+  return SimWorld::Write(sim_dir_, node_, addr, data, devices_);
 }
 
 absl::Status SimBridge::HostRead(uint64_t addr, absl::Span<uint8_t> out) {

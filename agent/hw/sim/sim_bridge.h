@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "agent/hw/bridge_hardware.h"
+#include "agent/hw/sim/sim_world.h"
 #include "agent/hw/sim/state_file.h"
 
 namespace fabric::agent::hw {
@@ -66,8 +67,8 @@ class SimBridge : public BridgeHardware {
   absl::Status WriteScratchpad(int index, uint32_t value) override;
 
   // Walks the data path (SimWorld::Write) and, when the access lands,
-  // writes the bytes into the landing host's memory file. Faults write
-  // nothing.
+  // writes the bytes into the landing host's memory file, or into the
+  // device whose BAR decodes them (see SetDevices). Faults write nothing.
   absl::StatusOr<AccessResult> HostWrite(
       uint64_t addr, absl::Span<const uint8_t> data) override;
   // OUT_OF_RANGE unless [addr, addr + out.size()) is in this host's memory.
@@ -85,6 +86,10 @@ class SimBridge : public BridgeHardware {
   // ApplyState). Negative disarms. Entries refused through the faults file
   // <sim_dir>/<node>/faults are documented there too.
   void CrashAfterWrites(int writes);
+
+  // Where writes that land in a host's device MMIO range go (not owned;
+  // null, the default, makes them UNIMPLEMENTED). Set before use.
+  void SetDevices(SimDeviceMmio* devices) { devices_ = devices; }
 
   // Clears bits of this bridge's own doorbell (what the host's interrupt
   // handler does after taking it).
@@ -120,6 +125,7 @@ class SimBridge : public BridgeHardware {
   absl::Status inject_status_;
   int inject_count_ = 0;
   int crash_writes_left_ = -1;  // disarmed when negative
+  SimDeviceMmio* devices_ = nullptr;  // not owned
 };
 
 }  // namespace fabric::agent::hw

@@ -177,16 +177,29 @@ absl::StatusOr<AccessResult> SimWorld::Walk(const std::string& sim_dir,
 absl::StatusOr<AccessResult> SimWorld::Write(const std::string& sim_dir,
                                              const std::string& src_node,
                                              uint64_t addr,
-                                             absl::Span<const uint8_t> data) {
+                                             absl::Span<const uint8_t> data,
+                                             SimDeviceMmio* devices) {
   ASSIGN_OR_RETURN(Landing l, WalkImpl(sim_dir, src_node, addr, data.size()));
   if (!l.result.landed || data.empty()) return l.result;
   if (l.device) {
-    // The walk reached a lent VF's BAR on l.result.node; carrying CPU
-    // writes into the device model's BAR memory is not simulated yet.
-    return absl::UnimplementedError(absl::StrCat(
-        "simulator: a write that lands in the device MMIO of ",
-        l.result.node, " at ", FormatAddr(l.result.addr),
-        " (a lent VF's BAR) is routed but not carried into the device model"));
+    if (devices == nullptr) {
+      return absl::UnimplementedError(absl::StrCat(
+          "simulator: a write that lands in the device MMIO of ",
+          l.result.node, " at ", FormatAddr(l.result.addr),
+          " needs a device model, and this host's simulator has none"));
+    }
+    absl::Status s = devices->Write(l.result.node, l.result.addr, data);
+    if (absl::IsNotFound(s) || absl::IsFailedPrecondition(s) ||
+        absl::IsOutOfRange(s)) {
+      AccessResult fault = l.result;
+      fault.landed = false;
+      fault.fault_bridge = l.result.node;
+      fault.fault_addr = l.result.addr;
+      fault.reason = absl::StrCat("device refused: ", s.message());
+      return fault;
+    }
+    if (!s.ok()) return s;
+    return l.result;
   }
   const std::string path = sim_internal::MemoryPath(sim_dir, l.result.node);
   const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);

@@ -33,6 +33,21 @@
 
 namespace fabric::agent::hw {
 
+// The devices of the simulated world: CPU writes that land in a node's
+// device MMIO range (a lent VF's BAR) are carried into them. Implemented by
+// the SR-IOV device model (SimDevicesMmio in sriov_device.h), which depends
+// on SimWorld, not the other way round.
+class SimDeviceMmio {
+ public:
+  virtual ~SimDeviceMmio() = default;
+  // Writes `data` at host-physical `addr` of `node`'s device MMIO range.
+  // What the device refuses (no BAR decodes the range, memory space
+  // disabled, past a BAR's end) is NOT_FOUND, FAILED_PRECONDITION or
+  // OUT_OF_RANGE; other errors are I/O failures.
+  virtual absl::Status Write(const std::string& node, uint64_t addr,
+                             absl::Span<const uint8_t> data) = 0;
+};
+
 class SimWorld {
  public:
   // Where an access of `len` bytes at `addr` by `src_node` would go.
@@ -42,11 +57,15 @@ class SimWorld {
                                            uint64_t addr, uint64_t len);
 
   // Walks like Walk and, when the access lands, writes `data` into the
-  // landing host's memory file. A fault writes nothing.
+  // landing host's memory file, or, when it lands in the host's device MMIO
+  // range, into the device through `devices` (UNIMPLEMENTED without one).
+  // A fault writes nothing; so does a device's refusal, which is a fault too
+  // (an unsupported request on PCIe).
   static absl::StatusOr<AccessResult> Write(const std::string& sim_dir,
                                             const std::string& src_node,
                                             uint64_t addr,
-                                            absl::Span<const uint8_t> data);
+                                            absl::Span<const uint8_t> data,
+                                            SimDeviceMmio* devices = nullptr);
 
   // Reads `node`'s own memory at host-physical `addr`. OUT_OF_RANGE unless
   // [addr, addr + out.size()) lies in its memory.

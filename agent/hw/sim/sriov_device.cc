@@ -18,6 +18,7 @@
 #include "agent/hw/sim/state_file.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/units.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace fabric::agent::hw {
@@ -537,6 +538,37 @@ absl::StatusOr<std::unique_ptr<SimSriovHost>> SimSriovHost::Open(
   return h;
 }
 
+absl::StatusOr<std::unique_ptr<SimSriovHost>> SimSriovHost::OpenExisting(
+    const std::string& sim_dir, const std::string& node) {
+  if (node.empty() || node == "." || node == ".." ||
+      node.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "simulated node name '", node, "' must be a non-empty path component"));
+  }
+  const std::string path = absl::StrCat(sim_dir, "/", node, "/devices.json");
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("node ", node, " has no simulated devices (", path, ")"));
+  }
+  if (!text.ok()) return text.status();
+  pb::SimDevicesState p;
+  auto st = google::protobuf::util::JsonStringToMessage(
+      *text, &p, google::protobuf::util::JsonParseOptions());
+  if (!st.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(path, " does not parse: ", st.ToString()));
+  }
+  std::string hw_json;
+  (void)google::protobuf::util::MessageToJsonString(p.hardware(), &hw_json);
+  absl::StatusOr<SimHardware> hw = ParseSimHardware(hw_json);
+  if (!hw.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": the stored hardware is not valid: ", hw.status().message()));
+  }
+  return Open(sim_dir, node, *hw);
+}
+
 absl::StatusOr<std::vector<SimFunction>> SimSriovHost::Functions() {
   absl::MutexLock l(&mu_);
   ASSIGN_OR_RETURN(State s, Load());
@@ -701,6 +733,48 @@ absl::StatusOr<uint64_t> SimSriovHost::BarAddress(const PciAddress& bdf,
   const State::Func& p = s.funcs[s.FindPf(f.pf_index)];
   return BarValue(p.cfg, kSriovVfBar0 + 4 * bar) +
          static_cast<uint64_t>(f.vf_index) * size;
+}
+
+absl::Status SimSriovHost::MmioWriteAt(uint64_t addr,
+                                       absl::Span<const uint8_t> data) {
+  PciAddress bdf;
+  int bar = -1;
+  uint64_t offset = 0;
+  {
+    absl::MutexLock l(&mu_);
+    ASSIGN_OR_RETURN(State s, Load());
+    for (const State::Func& f : s.funcs) {
+      const SimPf& pf = hw_.pfs[f.pf_index];
+      for (int b = 0; b < kBarCount && bar < 0; ++b) {
+        absl::StatusOr<uint64_t> size = SizeOf(pf, f.vf, f.address, b);
+        if (!size.ok()) continue;
+        const uint64_t base =
+            f.vf ? BarValue(s.funcs[s.FindPf(f.pf_index)].cfg,
+                            kSriovVfBar0 + 4 * b) +
+                       static_cast<uint64_t>(f.vf_index) * *size
+                 : BarValue(f.cfg, kBar0 + 4 * b);
+        if (base != 0 && addr >= base && addr - base < *size) {
+          bdf = f.address;
+          bar = b;
+          offset = addr - base;
+        }
+      }
+      if (bar >= 0) break;
+    }
+  }
+  if (bar < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("no BAR of a function on ", node_, " decodes ",
+                     FormatAddr(addr)));
+  }
+  return MmioWrite(bdf, bar, offset, data);
+}
+
+absl::Status SimDevicesMmio::Write(const std::string& node, uint64_t addr,
+                                   absl::Span<const uint8_t> data) {
+  ASSIGN_OR_RETURN(std::unique_ptr<SimSriovHost> host,
+                   SimSriovHost::OpenExisting(sim_dir_, node));
+  return host->MmioWriteAt(addr, data);
 }
 
 absl::Status SimSriovHost::MmioRead(const PciAddress& bdf, int bar,

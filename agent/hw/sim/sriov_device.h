@@ -64,6 +64,7 @@
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/bridge_hardware.h"
 #include "agent/hw/sim/sim_hardware.h"
+#include "agent/hw/sim/sim_world.h"
 
 namespace fabric::agent::hw {
 
@@ -117,6 +118,11 @@ class SimSriovHost {
   static absl::StatusOr<std::unique_ptr<SimSriovHost>> Open(
       const std::string& sim_dir, const std::string& node,
       const SimHardware& hw);
+  // Opens the devices already made for `node` under `sim_dir` (by another
+  // process, say), with the hardware stored in their devices.json. NOT_FOUND
+  // when the node has no simulated devices.
+  static absl::StatusOr<std::unique_ptr<SimSriovHost>> OpenExisting(
+      const std::string& sim_dir, const std::string& node);
 
   const SimHardware& hardware() const { return hw_; }
 
@@ -163,6 +169,11 @@ class SimSriovHost {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status MmioWrite(const discovery::PciAddress& bdf, int bar,
                          uint64_t offset, absl::Span<const uint8_t> data)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // A CPU write at host-physical `addr`: MmioWrite on the BAR that decodes
+  // it now. NOT_FOUND when no function's BAR does; OUT_OF_RANGE when the
+  // write passes the end of the BAR it starts in.
+  absl::Status MmioWriteAt(uint64_t addr, absl::Span<const uint8_t> data)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // The function writes `data` at I/O address `io_addr`: the host's write
@@ -230,6 +241,21 @@ class SimSriovHost {
   const std::string bar_dir_;
   // Serializes this object's callers; processes serialize on the flock.
   mutable absl::Mutex mu_;
+};
+
+// The simulated devices of every node under a sim_dir, as the data path
+// reaches them: SimWorld::Write carries a CPU write that lands in a node's
+// device MMIO range into the BAR that decodes it (SimSriovHost::MmioWriteAt
+// on that node's devices, opened from their files on each write, since
+// another process owns them). Thread-safe.
+class SimDevicesMmio final : public SimDeviceMmio {
+ public:
+  explicit SimDevicesMmio(std::string sim_dir) : sim_dir_(std::move(sim_dir)) {}
+  absl::Status Write(const std::string& node, uint64_t addr,
+                     absl::Span<const uint8_t> data) override;
+
+ private:
+  const std::string sim_dir_;
 };
 
 }  // namespace fabric::agent::hw

@@ -352,6 +352,36 @@ TEST_F(SriovDeviceTest, MmioNeedsDecodeAndStaysInTheBar) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(SriovDeviceTest, WritesByAddressReachTheBarThatDecodesThem) {
+  // Another process's view: the devices opened from their files.
+  SimDevicesMmio devices(dir_.path());
+  absl::StatusOr<uint64_t> bar0 = host_->BarAddress(Addr("3b:02.1"), 0);
+  ASSERT_TRUE(bar0.ok()) << bar0.status();
+  absl::StatusOr<uint64_t> size = host_->BarSize(Addr("3b:02.1"), 0);
+  ASSERT_TRUE(size.ok());
+  const std::vector<uint8_t> data = {9, 8, 7, 6};
+  ASSERT_TRUE(devices.Write("n0", *bar0 + 0x10, data).ok());
+  std::vector<uint8_t> got(4);
+  ASSERT_TRUE(
+      host_->MmioRead(Addr("3b:02.1"), 0, 0x10, absl::MakeSpan(got)).ok());
+  EXPECT_EQ(got, data);
+  // The neighbouring VF's BAR0 starts where this one ends; untouched.
+  ASSERT_TRUE(
+      host_->MmioRead(Addr("3b:02.2"), 0, 0x10, absl::MakeSpan(got)).ok());
+  EXPECT_THAT(got, ElementsAre(0, 0, 0, 0));
+  // Past the BAR's end, nowhere, another node without devices.
+  EXPECT_EQ(devices.Write("n0", *bar0 + *size - 2, data).code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(devices.Write("n0", 0x10, data).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(devices.Write("n1", *bar0, data).code(),
+            absl::StatusCode::kNotFound);
+  // VF memory decode off (the PF's VF MSE): refused.
+  SetCfg("3b:00.0", 0x108, 2, 0x1);
+  EXPECT_EQ(devices.Write("n0", *bar0, data).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(SriovDeviceTest, MsixMaskingPendingAndUnmask) {
   const std::string vf = "3b:02.1";
   const uint64_t local = fs_.topology().node(0).export_base + 0x1000;
