@@ -126,7 +126,7 @@ class Cluster {
   void KillAgent(int i) { Kill(&agents_[i]); }
 
   // The processes that exited although nobody killed them, with their exit
-  // codes.
+  // codes, and those that could not be started at all.
   std::vector<std::string> ReapUnexpected() {
     std::vector<std::string> out;
     int code = 0;
@@ -136,6 +136,13 @@ class Cluster {
       manager_.reset();
     }
     for (size_t i = 0; i < agents_.size(); ++i) {
+      if (agents_[i] != nullptr && agents_[i]->pid() <= 0) {
+        out.push_back(absl::StrCat("fabric-agent of ", NodeId(i),
+                                   " could not be started; see ", dir_,
+                                   "/agent-", i, ".log"));
+        agents_[i].reset();
+        continue;
+      }
       if (agents_[i] != nullptr && agents_[i]->TryWait(&code)) {
         out.push_back(absl::StrCat("fabric-agent of ", NodeId(i),
                                    " exited by itself (", code, "); see ", dir_,

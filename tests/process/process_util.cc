@@ -7,11 +7,14 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <thread>
+
+#include "absl/strings/str_cat.h"
 
 extern char** environ;
 
@@ -43,11 +46,17 @@ pid_t Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd) {
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = -1;
-  if (posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ) !=
-      0) {
-    pid = -1;
-  }
+  const int error =
+      posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) {
+    // Say so where the process's output would have gone: a test that only
+    // sees a silent log would be left guessing.
+    const std::string line = absl::StrCat("process_util: cannot start ",
+                                          argv[0], ": ", strerror(error), "\n");
+    (void)!write(err_fd, line.data(), line.size());
+    return -1;
+  }
   return pid;
 }
 

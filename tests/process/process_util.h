@@ -36,6 +36,7 @@ class Child {
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
+  // -1 when the process could not be started (the log says why).
   pid_t pid() const { return pid_; }
   // Sends `sig`; the process is still reaped by Wait() or the destructor.
   void Signal(int sig);
