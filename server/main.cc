@@ -2,6 +2,7 @@
 // server together. All logic lives in server/service and server/core.
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   std::string heartbeat_timeout = "3s";
   std::string heartbeat_interval = "1s";
   std::string request_retention = "24h";
+  int64_t max_request_ids = fabric::service::ManagerOptions().max_request_ids;
   fabric::service::ServerOptions server_options;
   server_options.max_inflight = 1024;
   server_options.max_threads = 0;
@@ -45,6 +47,12 @@ int main(int argc, char** argv) {
   app.add_option("--request-retention", request_retention,
                  "how long request ids are remembered for retries; every id "
                  "costs memory (about 1 KiB) and a row until then")
+      ->capture_default_str();
+  app.add_option("--max-request-ids", max_request_ids,
+                 "request ids remembered for retries at most; a retry is "
+                 "recognized for --request-retention or until this many newer "
+                 "ids were recorded, whichever comes first (each costs about "
+                 "1 KiB of memory and a row)")
       ->capture_default_str();
   app.add_option("--max-inflight", server_options.max_inflight,
                  "allocation mutations in flight before the next is refused "
@@ -71,6 +79,14 @@ int main(int argc, char** argv) {
                  "500ms, 3s or 1m\n";
     return 2;
   }
+  if (max_request_ids < 1 ||
+      max_request_ids > fabric::service::kMaxRequestIdsLimit) {
+    std::cerr << "error: --max-request-ids must be between 1 and "
+              << fabric::service::kMaxRequestIdsLimit << ", got "
+              << max_request_ids << "\n";
+    return 2;
+  }
+  options.max_request_ids = max_request_ids;
 
   // Block the stop signals before any thread starts; one thread waits for
   // them.

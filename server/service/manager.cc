@@ -1,7 +1,9 @@
 #include "server/service/manager.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
+#include <tuple>
 
 #include "absl/random/distributions.h"
 #include "absl/strings/escaping.h"
@@ -35,6 +37,11 @@ constexpr char kTableAttachments[] = "attachments";
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 constexpr size_t kMaxRequestIdLength = 128;
+// Old request ids a new one may forget in its own batch; more than one, so
+// that a backlog (a failed delete, a lowered cap) is caught up with.
+constexpr size_t kForgetPerRequest = 16;
+// Old request ids one sweep may forget.
+constexpr size_t kForgetPerSweep = 4096;
 constexpr size_t kMaxOwnerLength = 128;
 constexpr int kMaxLabels = 64;
 constexpr size_t kMaxLabelKeyLength = 63;
@@ -181,6 +188,7 @@ struct FabricManager::PendingRequest {
   std::string method;
   std::string fingerprint;
   absl::Time time;
+  uint64_t seq = 0;        // its RequestSlot in request_order_
   bool done = false;       // guarded by the manager's mu_
   bool abandoned = false;  // the write failed; the id may be used again
   std::string response;
@@ -196,6 +204,12 @@ FabricManager::~FabricManager() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<FabricManager>> FabricManager::Open(
     store::Store* store, Clock* clock, ManagerOptions options) {
+  if (options.max_request_ids < 1 ||
+      options.max_request_ids > kMaxRequestIdsLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_request_ids: must be between 1 and ", kMaxRequestIdsLimit,
+        ", got ", options.max_request_ids));
+  }
   std::unique_ptr<FabricManager> m(new FabricManager(store, clock, options));
   RETURN_IF_ERROR(m->Load());
   if (options.sweep_interval > absl::ZeroDuration()) {
@@ -220,6 +234,47 @@ absl::Status FabricManager::Load() {
   meta.set_epoch(meta.epoch() + 1);
   store::WriteBatch batch;
   batch.Put(kTableMeta, "meta", meta.SerializeAsString());
+
+  // Request ids: the newest max_request_ids are remembered; the rows of the
+  // older ones (a lowered cap) and unreadable ones are deleted in the same
+  // batch as the new epoch, so that memory and store agree.
+  struct LoadedRequest {
+    absl::Time time;
+    std::string key;
+    std::shared_ptr<PendingRequest> pending;
+  };
+  std::vector<LoadedRequest> loaded_requests;
+  {
+    ASSIGN_OR_RETURN(auto rows, store_->Scan(kTableRequests));
+    loaded_requests.reserve(rows.size());
+    for (auto& [key, value] : rows) {
+      internal::RequestRecord rec;
+      if (!rec.ParseFromString(value)) {  // only costs idempotency
+        batch.Delete(kTableRequests, key);
+        continue;
+      }
+      auto p = std::make_shared<PendingRequest>();
+      p->method = rec.method();
+      p->fingerprint = rec.fingerprint();
+      p->response = rec.response();
+      p->time = absl::FromUnixMicros(rec.create_unix_micros());
+      p->done = true;
+      loaded_requests.push_back({p->time, std::move(key), std::move(p)});
+    }
+  }
+  // Oldest first; the order of ids recorded in the same microsecond is not
+  // kept, so it is made deterministic.
+  std::sort(loaded_requests.begin(), loaded_requests.end(),
+            [](const LoadedRequest& a, const LoadedRequest& b) {
+              return std::tie(a.time, a.key) < std::tie(b.time, b.key);
+            });
+  const size_t keep_requests =
+      std::min(loaded_requests.size(),
+               static_cast<size_t>(options_.max_request_ids));
+  const size_t drop_requests = loaded_requests.size() - keep_requests;
+  for (size_t i = 0; i < drop_requests; ++i) {
+    batch.Delete(kTableRequests, loaded_requests[i].key);
+  }
   RETURN_IF_ERROR(store_->Apply(batch));
 
   absl::MutexLock l(&mu_);
@@ -343,18 +398,12 @@ absl::Status FabricManager::Load() {
     a->required_generation = generation_ + 1;
     attachments_[key] = std::move(a);
   }
-  ASSIGN_OR_RETURN(auto requests, store_->Scan(kTableRequests));
-  for (const auto& [key, value] : requests) {
-    internal::RequestRecord rec;
-    if (!rec.ParseFromString(value)) continue;  // only costs idempotency
-    auto p = std::make_shared<PendingRequest>();
-    p->method = rec.method();
-    p->fingerprint = rec.fingerprint();
-    p->response = rec.response();
-    p->time = absl::FromUnixMicros(rec.create_unix_micros());
-    p->done = true;
-    request_order_.emplace_back(p->time, key);
-    requests_[key] = std::move(p);
+  requests_.reserve(keep_requests);
+  for (size_t i = drop_requests; i < loaded_requests.size(); ++i) {
+    LoadedRequest& r = loaded_requests[i];
+    r.pending->seq = next_request_seq_++;
+    request_order_.push_back({r.pending->seq, r.key});
+    requests_[std::move(r.key)] = std::move(r.pending);
   }
   BumpGeneration();
   return absl::OkStatus();
@@ -445,14 +494,15 @@ void FabricManager::MutateAsync(
         early = plan.status();
       } else {
         QueuedPlan q{*std::move(plan), nullptr, std::string(request_id),
-                     std::move(done)};
+                     std::move(done), {}};
         if (!request_id.empty()) {
           q.pending = std::make_shared<PendingRequest>();
           q.pending->method = std::string(method);
           q.pending->fingerprint = fingerprint;
           q.pending->time = clock_->Now();
+          q.pending->seq = next_request_seq_++;
           requests_[q.request_id] = q.pending;
-          request_order_.emplace_back(q.pending->time, q.request_id);
+          request_order_.push_back({q.pending->seq, q.request_id});
           internal::RequestRecord rec;
           rec.set_method(q.pending->method);
           rec.set_fingerprint(fingerprint);
@@ -460,6 +510,14 @@ void FabricManager::MutateAsync(
           rec.set_create_unix_micros(absl::ToUnixMicros(q.pending->time));
           q.plan.batch.Put(kTableRequests, q.request_id,
                            rec.SerializeAsString());
+          // Keeps the number of ids bounded between sweeps: the ids this
+          // one pushes over max_request_ids (or past retention) are
+          // forgotten in the same atomic batch, so memory and store never
+          // disagree, whatever becomes of the write.
+          q.forget = TakeRequestsToForget(q.pending->time, kForgetPerRequest);
+          for (const RequestSlot& f : q.forget) {
+            q.plan.batch.Delete(kTableRequests, f.id);
+          }
         }
         commit_queue_.push_back(std::move(q));
         if (committing_) return;  // the leader commits it with its group
@@ -518,6 +576,7 @@ FabricManager::Replies FabricManager::CommitGroup(
   if (written.ok()) {
     for (QueuedPlan& q : group) {
       if (q.plan.commit) q.plan.commit();
+      ForgetRequests(q.forget);
       if (q.pending != nullptr) {
         q.pending->response = q.plan.response;
         q.pending->done = true;
@@ -531,6 +590,7 @@ FabricManager::Replies FabricManager::CommitGroup(
     // Undo in reverse order of planning.
     for (auto it = group.rbegin(); it != group.rend(); ++it) {
       if (it->plan.rollback) it->plan.rollback();
+      RestoreRequests(std::move(it->forget));
       if (it->pending != nullptr) {
         it->pending->abandoned = true;
         requests_.erase(it->request_id);
@@ -1617,8 +1677,7 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
 
 void FabricManager::Sweep() {
   std::vector<std::string> expired;
-  std::vector<std::string> old_requests;
-  std::vector<std::pair<absl::Time, std::string>> popped;
+  std::vector<RequestSlot> old_requests;
   {
     absl::MutexLock l(&mu_);
     const absl::Time now = clock_->Now();
@@ -1641,19 +1700,9 @@ void FabricManager::Sweep() {
         RefreshStates(fn->first->id(), fn->second);
       }
     }
-    // Oldest first; stops at the first one still within retention (or in
-    // flight). At most a bounded number per sweep.
-    while (!request_order_.empty() && old_requests.size() < 4096) {
-      const auto& [time, id] = request_order_.front();
-      if (time + options_.request_retention >= now) break;
-      auto it = requests_.find(id);
-      if (it != requests_.end() && it->second->time == time) {
-        if (!it->second->done) break;
-        old_requests.push_back(id);
-        popped.emplace_back(time, id);
-      }
-      request_order_.pop_front();
-    }
+    // Past retention or over max_request_ids (left over when new ids
+    // could not forget them, e.g. after a failed write).
+    old_requests = TakeRequestsToForget(now, kForgetPerSweep);
   }
   for (const std::string& id : expired) {
     v1::DeleteAllocationRequest req;
@@ -1665,17 +1714,92 @@ void FabricManager::Sweep() {
   }
   if (!old_requests.empty()) {
     store::WriteBatch batch;
-    for (const auto& id : old_requests) batch.Delete(kTableRequests, id);
+    for (const RequestSlot& r : old_requests) {
+      batch.Delete(kTableRequests, r.id);
+    }
     const bool deleted = store_->Apply(batch).ok();
     absl::MutexLock l(&mu_);
     if (deleted) {
-      for (const auto& id : old_requests) requests_.erase(id);
+      ForgetRequests(old_requests);
     } else {
-      // Try again next sweep.
-      request_order_.insert(request_order_.begin(), popped.begin(),
-                            popped.end());
+      // Still remembered in the store, so in memory too; the next sweep
+      // (or the next new id) tries again.
+      RestoreRequests(std::move(old_requests));
     }
   }
+}
+
+std::vector<FabricManager::RequestSlot> FabricManager::TakeRequestsToForget(
+    absl::Time now, size_t limit) {
+  std::vector<RequestSlot> taken;
+  std::vector<RequestSlot> in_flight;  // skipped, put back in place
+  const size_t cap = static_cast<size_t>(options_.max_request_ids);
+  // Ids that count: remembered and not already being forgotten.
+  size_t live = requests_.size() - forgetting_requests_;
+  while (!request_order_.empty() && taken.size() < limit) {
+    RequestSlot& slot = request_order_.front();
+    auto it = requests_.find(slot.id);
+    if (it == requests_.end() || it->second->seq != slot.seq) {
+      request_order_.pop_front();  // an abandoned id's record
+      continue;
+    }
+    const PendingRequest& p = *it->second;
+    // Every live id after this slot is newer: live minus the slot itself
+    // and the in-flight ones skipped before it.
+    const size_t newer =
+        live > in_flight.size() + 1 ? live - in_flight.size() - 1 : 0;
+    if (newer < cap && p.time + options_.request_retention >= now) break;
+    if (!p.done) {
+      in_flight.push_back(std::move(slot));
+    } else {
+      taken.push_back(std::move(slot));
+      --live;
+    }
+    request_order_.pop_front();
+  }
+  for (auto it = in_flight.rbegin(); it != in_flight.rend(); ++it) {
+    request_order_.push_front(std::move(*it));
+  }
+  forgetting_requests_ += taken.size();
+  return taken;
+}
+
+void FabricManager::ForgetRequests(const std::vector<RequestSlot>& slots) {
+  for (const RequestSlot& slot : slots) {
+    auto it = requests_.find(slot.id);
+    if (it != requests_.end() && it->second->seq == slot.seq) {
+      requests_.erase(it);
+    }
+  }
+  forgetting_requests_ -= slots.size();
+}
+
+void FabricManager::RestoreRequests(std::vector<RequestSlot> slots) {
+  if (slots.empty()) return;
+  forgetting_requests_ -= slots.size();
+  // Back in seq order: usually all older than what is left.
+  const auto by_seq = [](const RequestSlot& a, const RequestSlot& b) {
+    return a.seq < b.seq;
+  };
+  if (request_order_.empty() ||
+      slots.back().seq < request_order_.front().seq) {
+    request_order_.insert(request_order_.begin(),
+                          std::make_move_iterator(slots.begin()),
+                          std::make_move_iterator(slots.end()));
+    return;
+  }
+  std::deque<RequestSlot> merged;
+  std::merge(std::make_move_iterator(request_order_.begin()),
+             std::make_move_iterator(request_order_.end()),
+             std::make_move_iterator(slots.begin()),
+             std::make_move_iterator(slots.end()), std::back_inserter(merged),
+             by_seq);
+  request_order_.swap(merged);
+}
+
+size_t FabricManager::RememberedRequestIds() const {
+  absl::MutexLock l(&mu_);
+  return requests_.size();
 }
 
 absl::Status FabricManager::CheckInvariants() {

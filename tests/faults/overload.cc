@@ -144,9 +144,15 @@ absl::StatusOr<OverloadReport> RunOverload(const OverloadOptions& o) {
 
   std::atomic<bool> done{false};
   std::atomic<long> rss_peak{report.rss_before_kib};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::pair<double, long>> timeline;  // the sampler's own
   std::thread sampler([&] {
     while (!done.load()) {
       const long rss = ProcessMemory(pid).rss_kib;
+      timeline.emplace_back(std::chrono::duration<double>(
+                                std::chrono::steady_clock::now() - start)
+                                .count(),
+                            rss);
       long seen = rss_peak.load();
       while (rss > seen && !rss_peak.compare_exchange_weak(seen, rss)) {
       }
@@ -155,7 +161,6 @@ absl::StatusOr<OverloadReport> RunOverload(const OverloadOptions& o) {
   });
 
   std::vector<ClientLog> logs(o.clients);
-  const auto start = std::chrono::steady_clock::now();
   const auto end =
       start + std::chrono::microseconds(absl::ToInt64Microseconds(o.duration));
   std::vector<std::thread> clients;
@@ -237,6 +242,24 @@ absl::StatusOr<OverloadReport> RunOverload(const OverloadOptions& o) {
   done = true;
   sampler.join();
   report.rss_peak_kib = rss_peak.load();
+  report.rss_timeline = std::move(timeline);
+  {
+    // Slope over the second half of the load (least squares).
+    const double half = absl::ToDoubleSeconds(o.duration) / 2;
+    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (const auto& [t, kib] : report.rss_timeline) {
+      if (t < half || kib < 0) continue;
+      n += 1;
+      sx += t;
+      sy += kib;
+      sxx += t * t;
+      sxy += t * kib;
+    }
+    const double den = n * sxx - sx * sx;
+    if (n >= 2 && den > 0) {
+      report.rss_growth_kib_per_s = (n * sxy - sx * sy) / den;
+    }
+  }
 
   // What is left (a create whose every retry timed out may still have
   // landed) is released now, with patience.
@@ -335,6 +358,26 @@ std::string FormatTable(const OverloadReport& r) {
       r.rss_after_kib / 1024.0, r.hwm_kib / 1024.0,
       r.manager_alive ? "yes" : "NO", r.ping_after_ok ? "OK" : "FAILED",
       r.leftover_allocations);
+  if (!r.rss_timeline.empty()) {
+    // VmRSS at each tenth of the load, and its trend in the second half.
+    std::vector<std::string> points;
+    const double span = r.rss_timeline.back().first;
+    size_t i = 0;
+    for (int k = 1; k <= 10; ++k) {
+      while (i + 1 < r.rss_timeline.size() &&
+             r.rss_timeline[i].first < span * k / 10) {
+        ++i;
+      }
+      points.push_back(absl::StrFormat("%.0fs %.1f", r.rss_timeline[i].first,
+                                       r.rss_timeline[i].second / 1024.0));
+    }
+    absl::StrAppendFormat(&out,
+                          "manager VmRSS (MiB) over the load: %s\n"
+                          "manager VmRSS growth in the second half: %.1f "
+                          "KiB/s (%.2f MiB/s)\n",
+                          absl::StrJoin(points, ", "), r.rss_growth_kib_per_s,
+                          r.rss_growth_kib_per_s / 1024.0);
+  }
   for (const auto& e : r.shed_examples) absl::StrAppend(&out, "shed: ", e, "\n");
   for (const auto& e : r.other_examples) {
     absl::StrAppend(&out, "UNEXPECTED: ", e, "\n");
@@ -355,10 +398,11 @@ std::string FormatJson(const OverloadReport& r) {
   return absl::StrFormat(
       "{\"clients\": %d, \"seconds\": %.2f, \"ops\": {%s}, "
       "\"rss_before_kib\": %d, \"rss_peak_kib\": %d, \"hwm_kib\": %d, "
-      "\"rss_after_kib\": %d, \"manager_alive\": %s, \"ping_after_ok\": %s, "
+      "\"rss_after_kib\": %d, \"rss_growth_kib_per_s\": %.1f, "
+      "\"manager_alive\": %s, \"ping_after_ok\": %s, "
       "\"leftover_allocations\": %d}\n",
       r.clients, r.seconds, absl::StrJoin(ops, ", "), r.rss_before_kib,
-      r.rss_peak_kib, r.hwm_kib, r.rss_after_kib,
+      r.rss_peak_kib, r.hwm_kib, r.rss_after_kib, r.rss_growth_kib_per_s,
       r.manager_alive ? "true" : "false", r.ping_after_ok ? "true" : "false",
       r.leftover_allocations);
 }

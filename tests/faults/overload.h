@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -73,6 +74,11 @@ struct OverloadReport {
   long rss_peak_kib = -1;
   long hwm_kib = -1;
   long rss_after_kib = -1;
+  // VmRSS sampled during the load: (seconds since the load started, KiB).
+  std::vector<std::pair<double, long>> rss_timeline;
+  // Least-squares slope of VmRSS over the second half of the load, in
+  // KiB/s: steady growth there is memory that the load leaves behind.
+  double rss_growth_kib_per_s = 0;
   bool manager_alive = false;   // not exited during or after the load
   bool ping_after_ok = false;   // answers a Ping afterwards
   int leftover_allocations = -1;  // after every client released its own
