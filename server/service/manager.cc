@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "absl/random/distributions.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -47,6 +48,49 @@ constexpr int kMaxLabels = 64;
 constexpr size_t kMaxLabelKeyLength = 63;
 constexpr size_t kMaxLabelValueLength = 256;
 constexpr absl::Duration kMaxTtl = absl::Hours(24 * 365);
+// Functions in one inventory: every function of a PCI domain.
+constexpr int kMaxInventoryFunctions = 256 * 32 * 8;
+
+// A PCI address as discovery writes it, DDDD:BB:DD.F in hex (function 0-7).
+// VF resource names are built from it by turning ':' into '-', which only
+// reads back for addresses of this form.
+bool IsPciAddress(absl::string_view a) {
+  if (a.size() != 12 || a[4] != ':' || a[7] != ':' || a[10] != '.') {
+    return false;
+  }
+  for (int i : {0, 1, 2, 3, 5, 6, 8, 9}) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(a[i]))) return false;
+  }
+  const int device = std::stoi(std::string(a.substr(8, 2)), nullptr, 16);
+  return device < 32 && a[11] >= '0' && a[11] <= '7';
+}
+
+// An agent's inventory, before anything of it is taken in. `field` names it
+// in the request, e.g. "inventory".
+absl::Status ValidateInventory(const v1::NodeInventory& inv,
+                               absl::string_view field) {
+  if (inv.functions_size() > kMaxInventoryFunctions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".functions: ", inv.functions_size(),
+        " functions is over the limit of ", kMaxInventoryFunctions));
+  }
+  for (int i = 0; i < inv.functions_size(); ++i) {
+    const v1::PciFunction& f = inv.functions(i);
+    if (!IsPciAddress(f.address())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".functions[", i, "].address: \"",
+          absl::CHexEscape(f.address().substr(0, 64)),
+          "\" is not a PCI address of the form DDDD:BB:DD.F (hex)"));
+    }
+    if (!f.pf_address().empty() && !IsPciAddress(f.pf_address())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".functions[", i, "].pf_address: \"",
+          absl::CHexEscape(f.pf_address().substr(0, 64)),
+          "\" is not a PCI address of the form DDDD:BB:DD.F (hex)"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 google::protobuf::Timestamp ToProtoTime(absl::Time t) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
@@ -1486,6 +1530,7 @@ void FabricManager::ReleaseAllocationAsync(
 
 absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
     const v1::RegisterNodeRequest& req) {
+  RETURN_IF_ERROR(ValidateInventory(req.inventory(), "inventory"));
   absl::MutexLock l(&mu_);
   ASSIGN_OR_RETURN(auto fn, FindNode("node", req.node()));
   const std::string& node = fn.first->state.topology().node(fn.second).name;
@@ -1599,6 +1644,9 @@ absl::StatusOr<FabricManager::VerifyTarget> FabricManager::PrepareVerify(
 
 absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
     const v1::ReportStatusRequest& req) {
+  if (req.has_inventory()) {
+    RETURN_IF_ERROR(ValidateInventory(req.inventory(), "inventory"));
+  }
   absl::MutexLock l(&mu_);
   ASSIGN_OR_RETURN(auto fn, FindNode("node", req.node()));
   const std::string& node = fn.first->state.topology().node(fn.second).name;

@@ -982,6 +982,46 @@ TEST_F(ManagerVfTest, BadAttachmentsChangeNothing) {
   EXPECT_EQ(Dump(store_.get()), before);
 }
 
+TEST_F(ManagerVfTest, MalformedInventoryAddressesAreRefused) {
+  StartFabric();
+  const std::vector<std::string> before = Dump(store_.get());
+  const auto vfs_before = manager_->ListVirtualFunctions({});
+  ASSERT_TRUE(vfs_before.ok());
+  // Each would list a VF under a name that does not resolve.
+  for (const std::string& bad :
+       {std::string(""), std::string("0000-3b:02.0"), std::string("3b:02.0"),
+        std::string("0000:3b:20.0"), std::string("0000:3b:02.8"),
+        std::string("0000:3b:0g.0")}) {
+    v1::NodeInventory inv = LenderInventory();
+    inv.mutable_functions(2)->set_address(bad);
+    v1::RegisterNodeRequest reg;
+    reg.set_node("n1");
+    *reg.mutable_inventory() = inv;
+    auto r = manager_->RegisterNode(reg);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("inventory.functions[2].address"));
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("DDDD:BB:DD.F"));
+    v1::ReportStatusRequest rep;
+    rep.set_node("n1");
+    *rep.mutable_inventory() = inv;
+    auto s = manager_->ReportStatus(rep);
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  v1::NodeInventory inv = LenderInventory();
+  inv.mutable_functions(1)->set_pf_address("0000-3b-00.0");
+  v1::RegisterNodeRequest reg;
+  reg.set_node("n1");
+  *reg.mutable_inventory() = inv;
+  EXPECT_THAT(std::string(manager_->RegisterNode(reg).status().message()),
+              HasSubstr("inventory.functions[1].pf_address"));
+  // Nothing was taken in: the pool and the store are as they were.
+  const auto vfs_after = manager_->ListVirtualFunctions({});
+  ASSERT_TRUE(vfs_after.ok());
+  EXPECT_EQ(vfs_after->SerializeAsString(), vfs_before->SerializeAsString());
+  EXPECT_EQ(Dump(store_.get()), before);
+}
+
 TEST_F(ManagerVfTest, AttachIsPendingUntilTheShadowExistsAndSurvivesRestart) {
   StartFabric();
   auto a = manager_->CreateAttachment(
