@@ -439,6 +439,133 @@ steps { restart: true }
                  'steps { delete_allocation { name: "#3" } }\n'
                  'steps { list_address_maps { page_size: 3 } }\n')
     manager_seed("empty", "")
+    vf_seeds()
+
+
+# VF lending: a ring n0 n1 n2 whose n1 lends devices (as manager_test.cc's
+# ManagerVfTest): PF 3b:00.0 and its VFs 3b:02.x, each with a 64 KiB BAR0
+# (and, with bar3, a 16 KiB BAR3) in n1's device MMIO range.
+MMIO = 0x300_0000_0000
+
+
+def vf_fabric(n0_profile=""):
+    profile = f' profile: "{n0_profile}"' if n0_profile else ""
+    return (f'steps {{ create_fabric {{ spec {{ name: "vf" topology: RING '
+            f'nodes {{ name: "n0"{profile} }} nodes {{ name: "n1" '
+            f'mmio_base: {MMIO} mmio_size: {1 << 30} }} nodes {{ name: "n2" }} '
+            f'}} request_id: "cf-vf" }} }}\n')
+
+
+def vf_inventory(vfs, bar3=False, no_addr=()):
+    out = ('functions { address: "0000:3b:00.0" kind: SRIOV_PF '
+           'vendor_id: 32902 } ')
+    for i in range(vfs):
+        bars = f"bar_sizes: 65536 bar_addresses: " + (
+            "0" if i in no_addr else str(MMIO + i * 65536))
+        if bar3:
+            bars += (f" bar_sizes: 0 bar_addresses: 0 bar_sizes: 0 "
+                     f"bar_addresses: 0 bar_sizes: 16384 bar_addresses: "
+                     f"{MMIO + (1 << 20) + i * 16384}")
+        out += (f'functions {{ address: "0000:3b:02.{i}" kind: SRIOV_VF '
+                f'pf_address: "0000:3b:00.0" vendor_id: 32902 '
+                f'device_id: 5452 {bars} }} ')
+    return out
+
+
+def vf_register(inventory):
+    return "".join(
+        f'steps {{ register_node {{ node: "{n}" backend: "sim" '
+        f'control_address: "127.0.0.1:{7000 + i}"'
+        + (f' inventory {{ {inventory} }}' if n == "n1" else "") + " } }\n"
+        for i, n in enumerate(["n0", "n1", "n2"]))
+
+
+def vf_report(shadow_of=None):
+    return "".join(
+        f'steps {{ report_status {{ node: "{n}" applied_generation: -1'
+        + (f' shadows {{ attachment: "{shadow_of}" ready: true }}'
+           if shadow_of and n == "n0" else "") + " } }\n"
+        for n in ["n0", "n1", "n2"])
+
+
+def vf_seeds():
+    manager_seed("vf-lifecycle", vf_fabric() + vf_register(vf_inventory(2)) +
+                 vf_report() + """
+steps { list_virtual_functions { fabric: "fabrics/vf" } }
+steps { get_virtual_function { name: "nodes/n1/vfs/0000-3b-02.0" } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0"
+  borrower: "nodes/n0" vm: "vm1" interrupts: DIRECT owner: "sched" }
+  request_id: "at1" } }
+steps { get_attachment { name: "#0" } }
+steps { list_attachments { node: "n1" page_size: 1 } }
+""" + vf_report("#0") + """
+steps { prepare_attachment_op { name: "#0" need_ready: true } }
+steps { agent_address: "nodes/n0" }
+steps { desired_config_for: "n1" }
+steps { restart: true }
+steps { register_node { node: "n1" inventory { """ + vf_inventory(2) + """} } }
+steps { get_attachment { name: "attachments/#0" } }
+steps { delete_attachment { name: "#0" request_id: "dt1" } }
+steps { get_virtual_function { name: "n1/0000:3b:02.0" } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0"
+  borrower: "nodes/n0" vm: "vm1" interrupts: DIRECT owner: "sched" }
+  request_id: "at1" } }
+steps { restart: true }
+steps { delete_fabric { name: "vf" request_id: "df" } }
+""")
+    manager_seed("vf-rejections", vf_fabric() + vf_register(vf_inventory(2)) +
+                 """
+steps { create_attachment { attachment { vf: "n1/0000:3b:00.0" borrower: "n0" } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:09.0" borrower: "n0" } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n1" } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n9" } } }
+steps { create_attachment { attachment { vf: "nope" borrower: "n0" } } }
+steps { create_attachment { attachment { borrower: "n0" } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n0"
+  dma_size: 4097 } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n0"
+  interrupts: 42 } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n0"
+  interrupts: HYPERVISOR } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n0"
+  } request_id: "cf-vf" } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n0"
+  } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n2"
+  } } }
+steps { delete_fabric { name: "vf" } }
+steps { prepare_attachment_op { name: "#0" need_ready: true } }
+steps { list_attachments { page_size: -1 } }
+steps { list_virtual_functions { page_token: "!!" } }
+steps { get_virtual_function { name: "n1" } }
+steps { get_virtual_function { name: "n1/0000:3b:07.0" } }
+steps { agent_address: "ghost" }
+steps { advance_clock_ms: 10000 }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.1" borrower: "n2"
+  } } }
+steps { delete_attachment { name: "attachments/att-nope" } }
+steps { delete_fabric { name: "vf" force: true } }
+""")
+    manager_seed("vf-degraded", vf_fabric("intel-xeon-gen4") +
+                 vf_register(vf_inventory(3, bar3=True, no_addr=(2,))) + """
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.0" borrower: "n0"
+  } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.1" borrower: "n0"
+  } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.2" borrower: "n2"
+  } } }
+steps { report_status { node: "n1" applied_generation: -1 vf_health {
+  vf_address: "0000:3b:02.1" reason: "vendor id reads 0xffff" } errors {
+  entry: "window 0" message: "refused" allocation: "attachments/#0" } } }
+steps { create_attachment { attachment { vf: "n1/0000:3b:02.1" borrower: "n2"
+  } } }
+steps { set_link_state { name: "links/n0--n1" up: false } }
+steps { get_attachment { name: "#0" } }
+steps { report_status { node: "n1" applied_generation: -1 inventory { } } }
+steps { list_virtual_functions { node: "n1" } }
+steps { restart: true }
+steps { delete_fabric { name: "vf" force: true } }
+""")
 
 
 def main():

@@ -6,18 +6,34 @@
 // Properties, besides no crash and no sanitizer finding (leaks included):
 //  - A mutation that fails (INVALID_ARGUMENT or any other error), a
 //    CreateFabric with validate_only, and every read leave the manager's
-//    visible state (every List, all pages) and its store unchanged
-//    (manager.h: "a rejected or failed mutation leaves the store and the
-//    visible state unchanged").
+//    visible state (every List, all pages, VFs and attachments included)
+//    and its store unchanged (manager.h: "a rejected or failed mutation
+//    leaves the store and the visible state unchanged").
+//  - Every error, of a mutation or a read, has a canonical code a client
+//    can act on (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+//    FAILED_PRECONDITION, UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED,
+//    OUT_OF_RANGE; never INTERNAL, UNKNOWN, DATA_LOSS, ...) and a message.
 //  - A successful mutation with a request id, sent again, returns the same
 //    response and changes nothing.
-//  - The invariant checker accepts the committed state after every step.
-//  - A restart on the same store keeps every fabric, link state and
-//    allocation (all but what derives from agents and the epoch).
+//  - The invariant checker accepts the committed state after every step
+//    (attachment windows are grants like allocations).
+//  - Every listed VF and attachment can be fetched by its name, and is the
+//    same; a created attachment can be fetched and holds its VF (LENT); a
+//    deleted one is gone (NOT_FOUND) and its response is DETACHED.
+//  - A restart on the same store keeps every fabric, link state,
+//    allocation and attachment (all but what derives from agents and the
+//    epoch).
+//
+// Found by it and fixed: an inventory address that is empty or holds a '-'
+// listed a VF under a name that did not resolve; the manager now refuses
+// inventories whose addresses are not DDDD:BB:DD.F
+// (corpus/manager_fuzzer/regress-vf-unnamable-address).
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,6 +46,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "fabric/v1/fabric.pb.h"
@@ -59,6 +76,43 @@ std::string Text(const Message& m) {
   google::protobuf::TextFormat::Printer printer;
   printer.PrintToString(m, &out);  // sorts map entries: deterministic
   return out;
+}
+
+// MANAGER_FUZZ_TRACE=1 prints each call and its outcome (for writing
+// seeds: make_corpus.py).
+bool Tracing() {
+  static const bool on = std::getenv("MANAGER_FUZZ_TRACE") != nullptr;
+  return on;
+}
+
+void Trace(absl::string_view what, const absl::Status& s) {
+  if (Tracing())
+    std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(what.size()),
+                 what.data(), s.ToString().c_str());
+}
+
+// An error a client can act on: a canonical code, and a message saying why.
+void CheckError(absl::string_view what, const absl::Status& s,
+                absl::string_view request) {
+  if (s.ok()) return;
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kOutOfRange:
+      FUZZ_CHECK(!s.message().empty(), what,
+                 " failed without a message: ", s.ToString(),
+                 "\nrequest: ", request);
+      return;
+    default:
+      FUZZ_CHECK(false, what,
+                 " failed with a non-canonical code: ", s.ToString(),
+                 "\nrequest: ", request);
+  }
 }
 
 // Appends every page of a List call.
@@ -95,6 +149,7 @@ class Session {
       absl::Status inv = manager_->CheckInvariants();
       FUZZ_CHECK(inv.ok(), "after ", step.ShortDebugString(), ": ",
                  inv.ToString());
+      CheckLookups();
     }
   }
 
@@ -125,6 +180,12 @@ class Session {
     AppendAll<v1::ListAllocationsRequest, v1::ListAllocationsResponse>(
         &out, "allocations",
         [m](const auto& r) { return m->ListAllocations(r); });
+    AppendAll<v1::ListAttachmentsRequest, v1::ListAttachmentsResponse>(
+        &out, "attachments",
+        [m](const auto& r) { return m->ListAttachments(r); });
+    AppendAll<v1::ListVirtualFunctionsRequest,
+              v1::ListVirtualFunctionsResponse>(
+        &out, "vfs", [m](const auto& r) { return m->ListVirtualFunctions(r); });
     for (const char* table : kTables) {
       auto rows = store_->Scan(table);
       FUZZ_CHECK(rows.ok(), rows.status().ToString());
@@ -171,15 +232,86 @@ class Session {
           }
           return resp;
         });
+    AppendAll<v1::ListAttachmentsRequest, v1::ListAttachmentsResponse>(
+        &out, "attachments", [m](const v1::ListAttachmentsRequest& r) {
+          auto resp = m->ListAttachments(r);
+          if (resp.ok()) {
+            for (auto& a : *resp->mutable_attachments()) {
+              a.clear_state();
+              a.clear_state_reason();
+              a.clear_required_generation();
+              a.clear_vf_health();
+              a.clear_vf_health_reason();
+              a.clear_counters();
+            }
+          }
+          return resp;
+        });
     return out;
+  }
+
+  // Every VF and attachment the Lists show is what Get returns by its name.
+  void CheckLookups() {
+    FabricManager* m = manager_.get();
+    v1::ListVirtualFunctionsRequest vreq;
+    for (int page = 0; page < 10000; ++page) {
+      auto vfs = m->ListVirtualFunctions(vreq);
+      FUZZ_CHECK(vfs.ok(), vfs.status().ToString());
+      for (const v1::VirtualFunction& v : vfs->virtual_functions()) {
+        auto got = m->GetVirtualFunction(v.name());
+        FUZZ_CHECK(got.ok(), "listed VF ", v.ShortDebugString(),
+                   " cannot be fetched by its name: ", got.status().ToString());
+        FUZZ_CHECK(Text(*got) == Text(v), "VF ", v.name(), " lists as\n",
+                   Text(v), "but reads as\n", Text(*got));
+      }
+      if (vfs->next_page_token().empty()) break;
+      vreq.set_page_token(vfs->next_page_token());
+    }
+    v1::ListAttachmentsRequest areq;
+    for (int page = 0; page < 10000; ++page) {
+      auto atts = m->ListAttachments(areq);
+      FUZZ_CHECK(atts.ok(), atts.status().ToString());
+      for (const v1::Attachment& a : atts->attachments()) {
+        auto got = m->GetAttachment(a.name());
+        FUZZ_CHECK(got.ok(), "listed attachment ", a.name(),
+                   " cannot be fetched: ", got.status().ToString());
+        FUZZ_CHECK(Text(*got) == Text(a), "attachment ", a.name(),
+                   " lists as\n", Text(a), "but reads as\n", Text(*got));
+        auto vf = m->GetVirtualFunction(a.vf());
+        FUZZ_CHECK(
+            vf.ok() && vf->state() == v1::VirtualFunction::LENT &&
+                vf->attachment() == a.name() && vf->borrower() == a.borrower(),
+            "attachment ", a.name(), " holds VF ", a.vf(), ", which reads as ",
+            vf.ok() ? vf->ShortDebugString() : vf.status().ToString());
+      }
+      if (atts->next_page_token().empty()) break;
+      areq.set_page_token(atts->next_page_token());
+    }
   }
 
   // "#k" -> the k-th allocation created in this session.
   std::string AllocationName(const std::string& name) const {
-    if (!absl::StartsWith(name, "#") || created_.empty()) return name;
+    return Created(created_, name);
+  }
+  // "#k" or "attachments/#k" -> the k-th attachment created in this
+  // session.
+  std::string AttachmentName(const std::string& name) const {
+    return Created(attached_,
+                   std::string(absl::StripPrefix(name, "attachments/")), name);
+  }
+  // ApplyError.allocation names an allocation or an attachment.
+  std::string GrantOwnerName(const std::string& name) const {
+    if (absl::StartsWith(name, "attachments/#")) return AttachmentName(name);
+    return AllocationName(name);
+  }
+  static std::string Created(const std::vector<std::string>& names,
+                             const std::string& ref,
+                             const std::string& otherwise = "") {
+    const std::string& fallback = otherwise.empty() ? ref : otherwise;
+    if (!absl::StartsWith(ref, "#") || names.empty()) return fallback;
     uint32_t k = 0;
-    if (!absl::SimpleAtoi(name.substr(1), &k)) return name;
-    return created_[k % created_.size()];
+    if (!absl::SimpleAtoi(ref.substr(1), &k)) return fallback;
+    return names[k % names.size()];
   }
 
   // Runs a mutation. On success with a request id, sends it again and
@@ -190,6 +322,8 @@ class Session {
                 bool changes_nothing = false) {
     const std::string before = VisibleState();
     absl::StatusOr<Resp> r = call(req);
+    Trace(what, r.status());
+    CheckError(what, r.status(), req.ShortDebugString());
     if (!r.ok() || changes_nothing) {
       const std::string after = VisibleState();
       FUZZ_CHECK(before == after, what, " (", r.status().ToString(),
@@ -219,10 +353,14 @@ class Session {
     }
   }
 
-  // A read must not change anything, whatever it returns.
-  void Read(absl::string_view what, const std::function<void()>& call) {
+  // A read must not change anything, whatever it returns; its error, if
+  // any, is canonical.
+  void Read(absl::string_view what, const Message& req,
+            const std::function<absl::Status()>& call) {
     const std::string before = VisibleState();
-    call();
+    const absl::Status s = call();
+    Trace(what, s);
+    CheckError(what, s, req.ShortDebugString());
     FUZZ_CHECK(VisibleState() == before, what, " changed the state");
   }
 
@@ -278,7 +416,10 @@ class Session {
           if (cfg.ok()) req.set_applied_generation(cfg->generation());
         }
         for (v1::ApplyError& e : *req.mutable_errors()) {
-          e.set_allocation(AllocationName(e.allocation()));
+          e.set_allocation(GrantOwnerName(e.allocation()));
+        }
+        for (v1::ShadowStatus& sh : *req.mutable_shadows()) {
+          sh.set_attachment(AttachmentName(sh.attachment()));
         }
         Mutation<v1::ReportStatusRequest, v1::ReportStatusResponse>(
             "ReportStatus", req,
@@ -286,55 +427,67 @@ class Session {
         break;
       }
       case ManagerStep::kGetFabric:
-        Read("GetFabric",
-             [&] { (void)m->GetFabric(step.get_fabric().name()); });
+        Read("GetFabric", step,
+             [&] { return m->GetFabric(step.get_fabric().name()).status(); });
         break;
       case ManagerStep::kListFabrics:
-        Read("ListFabrics", [&] { (void)m->ListFabrics(step.list_fabrics()); });
+        Read("ListFabrics", step,
+             [&] { return m->ListFabrics(step.list_fabrics()).status(); });
         break;
       case ManagerStep::kGetNode:
-        Read("GetNode", [&] { (void)m->GetNode(step.get_node().name()); });
+        Read("GetNode", step,
+             [&] { return m->GetNode(step.get_node().name()).status(); });
         break;
       case ManagerStep::kListNodes:
-        Read("ListNodes", [&] { (void)m->ListNodes(step.list_nodes()); });
+        Read("ListNodes", step,
+             [&] { return m->ListNodes(step.list_nodes()).status(); });
         break;
       case ManagerStep::kGetBridge:
-        Read("GetBridge",
-             [&] { (void)m->GetBridge(step.get_bridge().name()); });
+        Read("GetBridge", step,
+             [&] { return m->GetBridge(step.get_bridge().name()).status(); });
         break;
       case ManagerStep::kListBridges:
-        Read("ListBridges", [&] { (void)m->ListBridges(step.list_bridges()); });
+        Read("ListBridges", step,
+             [&] { return m->ListBridges(step.list_bridges()).status(); });
         break;
       case ManagerStep::kGetLink:
-        Read("GetLink", [&] { (void)m->GetLink(step.get_link().name()); });
+        Read("GetLink", step,
+             [&] { return m->GetLink(step.get_link().name()).status(); });
         break;
       case ManagerStep::kListLinks:
-        Read("ListLinks", [&] { (void)m->ListLinks(step.list_links()); });
+        Read("ListLinks", step,
+             [&] { return m->ListLinks(step.list_links()).status(); });
         break;
       case ManagerStep::kGetAddressMap:
-        Read("GetAddressMap",
-             [&] { (void)m->GetAddressMap(step.get_address_map().name()); });
+        Read("GetAddressMap", step, [&] {
+          return m->GetAddressMap(step.get_address_map().name()).status();
+        });
         break;
       case ManagerStep::kListAddressMaps:
-        Read("ListAddressMaps",
-             [&] { (void)m->ListAddressMaps(step.list_address_maps()); });
+        Read("ListAddressMaps", step, [&] {
+          return m->ListAddressMaps(step.list_address_maps()).status();
+        });
         break;
       case ManagerStep::kGetAllocation:
-        Read("GetAllocation", [&] {
-          (void)m->GetAllocation(AllocationName(step.get_allocation().name()));
+        Read("GetAllocation", step, [&] {
+          return m->GetAllocation(AllocationName(step.get_allocation().name()))
+              .status();
         });
         break;
       case ManagerStep::kListAllocations:
-        Read("ListAllocations",
-             [&] { (void)m->ListAllocations(step.list_allocations()); });
+        Read("ListAllocations", step, [&] {
+          return m->ListAllocations(step.list_allocations()).status();
+        });
         break;
       case ManagerStep::kDesiredConfigFor:
-        Read("DesiredConfigFor",
-             [&] { (void)m->DesiredConfigFor(step.desired_config_for()); });
+        Read("DesiredConfigFor", step, [&] {
+          return m->DesiredConfigFor(step.desired_config_for()).status();
+        });
         break;
       case ManagerStep::kPrepareVerify:
-        Read("PrepareVerify", [&] {
-          (void)m->PrepareVerify(AllocationName(step.prepare_verify()));
+        Read("PrepareVerify", step, [&] {
+          return m->PrepareVerify(AllocationName(step.prepare_verify()))
+              .status();
         });
         break;
       case ManagerStep::kAdvanceClockMs:
@@ -350,7 +503,99 @@ class Session {
                    "before:\n", before, "\nafter:\n", after);
         break;
       }
-      // Add the VF-attach calls (manager_fuzz.proto fields 50-99) here.
+      case ManagerStep::kCreateAttachment:
+        Mutation<v1::CreateAttachmentRequest, v1::Attachment>(
+            "CreateAttachment", step.create_attachment(),
+            [this, m](const v1::CreateAttachmentRequest& r) {
+              absl::StatusOr<v1::Attachment> a = m->CreateAttachment(r);
+              if (!a.ok()) return a;
+              if (std::find(attached_.begin(), attached_.end(), a->name()) !=
+                  attached_.end()) {
+                // A replay of an earlier request id: the original response,
+                // whatever became of that attachment since.
+                return a;
+              }
+              attached_.push_back(a->name());
+              // Recorded, and its VF is taken.
+              auto got = m->GetAttachment(a->name());
+              FUZZ_CHECK(got.ok(), "created ", a->name(),
+                         " cannot be fetched: ", got.status().ToString());
+              FUZZ_CHECK(got->vf() == a->vf() &&
+                             got->borrower() == a->borrower() &&
+                             got->windows_size() == a->windows_size(),
+                         "created ", a->ShortDebugString(), "\nreads as ",
+                         got->ShortDebugString());
+              auto vf = m->GetVirtualFunction(a->vf());
+              FUZZ_CHECK(
+                  vf.ok() && vf->state() == v1::VirtualFunction::LENT &&
+                      vf->attachment() == a->name(),
+                  a->name(), " got VF ", a->vf(), ", which reads as ",
+                  vf.ok() ? vf->ShortDebugString() : vf.status().ToString());
+              return a;
+            });
+        break;
+      case ManagerStep::kDeleteAttachment: {
+        v1::DeleteAttachmentRequest req = step.delete_attachment();
+        req.set_name(AttachmentName(req.name()));
+        Mutation<v1::DeleteAttachmentRequest, v1::Attachment>(
+            "DeleteAttachment", req, [m](const v1::DeleteAttachmentRequest& r) {
+              absl::StatusOr<v1::Attachment> a = m->DeleteAttachment(r);
+              if (!a.ok()) return a;
+              FUZZ_CHECK(a->state() == v1::Attachment::DETACHED,
+                         "DeleteAttachment returned ", a->ShortDebugString());
+              auto got = m->GetAttachment(a->name());
+              FUZZ_CHECK(absl::IsNotFound(got.status()), "deleted ", a->name(),
+                         " still reads as ", got.status().ToString());
+              return a;
+            });
+        break;
+      }
+      case ManagerStep::kGetAttachment:
+        Read("GetAttachment", step, [&] {
+          return m->GetAttachment(AttachmentName(step.get_attachment().name()))
+              .status();
+        });
+        break;
+      case ManagerStep::kListAttachments:
+        Read("ListAttachments", step, [&] {
+          return m->ListAttachments(step.list_attachments()).status();
+        });
+        break;
+      case ManagerStep::kGetVirtualFunction:
+        Read("GetVirtualFunction", step, [&] {
+          return m->GetVirtualFunction(step.get_virtual_function().name())
+              .status();
+        });
+        break;
+      case ManagerStep::kListVirtualFunctions:
+        Read("ListVirtualFunctions", step, [&] {
+          return m->ListVirtualFunctions(step.list_virtual_functions())
+              .status();
+        });
+        break;
+      case ManagerStep::kPrepareAttachmentOp:
+        Read("PrepareAttachmentOp", step, [&] {
+          const AttachmentOp& op = step.prepare_attachment_op();
+          auto t = m->PrepareAttachmentOp(AttachmentName(op.name()),
+                                          op.need_ready());
+          if (t.ok()) {
+            FUZZ_CHECK(!t->lender_agent.empty() && !t->borrower_agent.empty(),
+                       "PrepareAttachmentOp gave no agent address");
+            FUZZ_CHECK(!op.need_ready() ||
+                           t->attachment.state() == v1::Attachment::READY,
+                       "PrepareAttachmentOp(need_ready) on ",
+                       t->attachment.ShortDebugString());
+          }
+          return t.status();
+        });
+        break;
+      case ManagerStep::kAgentAddress:
+        Read("AgentAddress", step, [&] {
+          auto a = m->AgentAddress(step.agent_address());
+          FUZZ_CHECK(!a.ok() || !a->empty(), "AgentAddress gave \"\"");
+          return a.status();
+        });
+        break;
       case ManagerStep::STEP_NOT_SET:
         break;
     }
@@ -359,7 +604,8 @@ class Session {
   ManualClock clock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<FabricManager> manager_;
-  std::vector<std::string> created_;  // allocation names, in order
+  std::vector<std::string> created_;   // allocation names, in order
+  std::vector<std::string> attached_;  // attachment names, in order
 };
 
 }  // namespace
