@@ -393,9 +393,16 @@ absl::Status Agent::AttemptLocked(Attempt attempt) {
   const int64_t generation = config.generation();
   const hw::BridgeState want = DesiredState(config);
   std::vector<v1::ApplyError> errors;
-  ApplyLocked(want, generation, attempt, &errors);
+  const bool wrote = ApplyLocked(want, generation, attempt, &errors);
   const absl::Time now = absl::Now();
+  const bool was_landed = landed_;
   landed_ = errors.empty();
+  // The stream loop reports after a new configuration; the reconciler's
+  // news (a repair, a refusal, a retry that landed) goes out with the next
+  // heartbeat slice instead of waiting a whole interval.
+  if (attempt != Attempt::kNew && (wrote || !landed_ || !was_landed)) {
+    report_requested_ = true;
+  }
   next_drift_check_ = now + options_.drift_check_interval;
   absl::Duration retry_in = absl::ZeroDuration();
   if (landed_) {
@@ -445,7 +452,7 @@ absl::Status Agent::AttemptLocked(Attempt attempt) {
       errors[0].message(), "; retrying in ", absl::FormatDuration(retry_in)));
 }
 
-void Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
+bool Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
                         Attempt attempt, std::vector<v1::ApplyError>* errors) {
   auto fail = [&](const std::string& entry, const absl::Status& s,
                   const std::string& allocation = "") {
@@ -464,12 +471,12 @@ void Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
   absl::StatusOr<hw::BridgeState> have = hardware_->Read();
   if (!have.ok()) {
     fail("hardware", have.status());
-    return;
+    return false;
   }
   const std::vector<std::string> diff = DiffEntries(*have, want);
   const uint64_t recorded = RecordedFingerprint(*have);
   recorded_fingerprint_ = recorded;
-  if (diff.empty()) return;
+  if (diff.empty()) return false;
   absl::Status applied = hardware_->ApplyState(want);
   if (!applied.ok()) {
     // Find every entry the hardware refuses, applying the rest, so that
@@ -520,6 +527,7 @@ void Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
               << ": repaired drift: " << stats_.recent_repairs.back()
               << std::endl;
   }
+  return true;
 }
 
 v1::ReportStatusRequest Agent::StatusReport() const {
@@ -688,8 +696,8 @@ void Agent::ConnectionLoop() {
   grpc::ChannelArguments args;
   const int initial_ms = static_cast<int>(
       std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.initial_backoff)));
-  const int max_ms = static_cast<int>(std::clamp<int64_t>(
-      absl::ToInt64Milliseconds(options_.max_backoff), initial_ms, 1000));
+  const int max_ms = static_cast<int>(std::min<int64_t>(
+      absl::ToInt64Milliseconds(options_.max_backoff), 1000));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(initial_ms, max_ms));

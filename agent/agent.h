@@ -144,7 +144,8 @@ class Agent {
   // hardware refuses the whole. Counts the differences as repairs for a
   // drift check, or for a new configuration the scratchpads say this
   // hardware had already been given. Fills `errors` with the refusals.
-  void ApplyLocked(const hw::BridgeState& want, int64_t generation,
+  // Returns whether the hardware differed (and was written to).
+  bool ApplyLocked(const hw::BridgeState& want, int64_t generation,
                    Attempt attempt, std::vector<v1::ApplyError>* errors)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
