@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -655,8 +656,45 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
   v1::StreamConfigRequest sreq;
   sreq.set_node(options_.node);
   auto reader = stub->StreamConfig(&ctx, sreq);
-  v1::DesiredConfig config;
-  while (reader->Read(&config)) {
+  // The stream is read on a thread of its own that keeps only the newest
+  // configuration: under a storm of changes the agent applies the latest
+  // one instead of working through every stale generation buffered in the
+  // stream.
+  struct Latest {
+    absl::Mutex mu;
+    std::optional<v1::DesiredConfig> config ABSL_GUARDED_BY(mu);
+    bool ended ABSL_GUARDED_BY(mu) = false;
+    bool Ready() const ABSL_SHARED_LOCKS_REQUIRED(mu) {
+      return config.has_value() || ended;
+    }
+  } latest;
+  std::thread stream_reader([&] {
+    v1::DesiredConfig next;
+    while (reader->Read(&next)) {
+      bool replaced;
+      {
+        absl::MutexLock l(&latest.mu);
+        replaced = latest.config.has_value();
+        latest.config = std::move(next);
+      }
+      next = v1::DesiredConfig();
+      if (replaced) {
+        absl::MutexLock l(&mu_);
+        ++stats_.superseded;
+      }
+    }
+    absl::MutexLock l(&latest.mu);
+    latest.ended = true;
+  });
+  while (true) {
+    v1::DesiredConfig config;
+    {
+      absl::MutexLock l(&latest.mu);
+      latest.mu.Await(absl::Condition(&latest, &Latest::Ready));
+      if (!latest.config.has_value()) break;  // the stream ended
+      config = std::move(*latest.config);
+      latest.config.reset();
+    }
     const bool applied = Apply(config).ok();
     vf_->SetAssignments({config.vf_assignments().begin(),
                          config.vf_assignments().end()});
@@ -671,6 +709,7 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
       RecordFingerprintLocked(Fingerprint(DesiredState(config)));
     }
   }
+  stream_reader.join();
   grpc::Status end = reader->Finish();
   bool stopping;
   {

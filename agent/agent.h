@@ -60,6 +60,9 @@ struct AgentStats {
   int64_t desired_generation = 0;
   int64_t applied_generation = 0;
   int64_t applies = 0;        // generations applied
+  // Configurations the stream delivered that a newer one replaced before
+  // they were applied.
+  int64_t superseded = 0;
   int64_t apply_retries = 0;  // attempts after a refusal
   int64_t repairs = 0;        // drifted entries put right
   int64_t sessions = 0;       // successful registrations
