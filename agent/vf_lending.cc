@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -49,7 +51,12 @@ class SimLocalFunctions final : public LocalFunctions {
   }
   absl::Status WriteMsixEntry(const PciAddress& bdf, int vector,
                               const vf::MsixEntry& e) override {
-    ASSIGN_OR_RETURN(int bar, MsixBar(bdf));
+    ASSIGN_OR_RETURN(const hw::SimPf* pf, PfOf(bdf));
+    if (vector < 0 || static_cast<uint32_t>(vector) >= pf->msix_vectors) {
+      return absl::OutOfRangeError(
+          absl::StrCat("vector: MSI-X vector ", vector, " of ", bdf.ToString(),
+                       "; the table has ", pf->msix_vectors));
+    }
     uint8_t bytes[16];
     auto put = [&](int at, uint32_t v) {
       for (int i = 0; i < 4; ++i) bytes[at + i] = static_cast<uint8_t>(v >> (8 * i));
@@ -58,7 +65,7 @@ class SimLocalFunctions final : public LocalFunctions {
     put(4, static_cast<uint32_t>(e.address >> 32));
     put(8, e.data);
     put(12, e.masked ? 1u : 0u);
-    return host_->MmioWrite(bdf, bar, static_cast<uint64_t>(vector) * 16,
+    return host_->MmioWrite(bdf, pf->msix_bar, static_cast<uint64_t>(vector) * 16,
                             absl::MakeConstSpan(bytes));
   }
   absl::StatusOr<hw::AccessResult> Dma(const PciAddress& bdf, uint64_t io_addr,
@@ -74,14 +81,14 @@ class SimLocalFunctions final : public LocalFunctions {
   }
 
  private:
-  // The BAR holding the function's MSI-X table (at offset 0), from the
-  // hardware file of its PF.
-  absl::StatusOr<int> MsixBar(const PciAddress& bdf) {
+  // The hardware file's PF of the function: its msixBar holds the MSI-X
+  // table (at offset 0), of msixVectors entries.
+  absl::StatusOr<const hw::SimPf*> PfOf(const PciAddress& bdf) {
     ASSIGN_OR_RETURN(std::vector<hw::SimFunction> fns, host_->Functions());
     for (const hw::SimFunction& f : fns) {
       if (f.address != bdf) continue;
       for (const hw::SimPf& pf : host_->hardware().pfs) {
-        if (pf.address == f.pf) return pf.msix_bar;
+        if (pf.address == f.pf) return &pf;
       }
     }
     return absl::NotFoundError(
@@ -200,7 +207,26 @@ v1::NodeAgentService::Stub* VfLending::LenderStub(
 
 void VfLending::SetAssignments(
     const std::vector<v1::VfAssignment>& assignments) {
+  // Lendings that ended are withdrawn and their VFs quiesced before any new
+  // lending is published: the next borrower of the same VF must find it
+  // quiet, and its own setup must not be undone by a late quiesce.
   std::vector<v1::VfAssignment> ended;
+  {
+    std::set<std::string> still_lent;
+    for (const auto& a : assignments) {
+      if (a.role() == v1::VfAssignment::LENDER) still_lent.insert(a.attachment());
+    }
+    absl::MutexLock l(&mu_);
+    for (auto it = lent_.begin(); it != lent_.end();) {
+      if (still_lent.count(it->first)) {
+        ++it;
+      } else {
+        ended.push_back(it->second);
+        it = lent_.erase(it);
+      }
+    }
+  }
+  for (const auto& a : ended) Quiesce(a);
   bool changed = false;
   {
     absl::MutexLock l(&mu_);
@@ -208,9 +234,6 @@ void VfLending::SetAssignments(
     for (const auto& a : assignments) {
       (a.role() == v1::VfAssignment::LENDER ? lent : borrowed)[a.attachment()] =
           a;
-    }
-    for (const auto& [name, a] : lent_) {
-      if (!lent.count(name)) ended.push_back(a);
     }
     // A new lender address alone (its agent restarted) keeps the shadow and
     // the borrower's state in it; anything else rebuilds it.
@@ -242,7 +265,6 @@ void VfLending::SetAssignments(
     borrowed_ = std::move(borrowed);
     kicked_ = true;
   }
-  for (const auto& a : ended) Quiesce(a);
   if (changed && on_shadow_change_) on_shadow_change_();
 }
 
@@ -251,12 +273,21 @@ void VfLending::Quiesce(const v1::VfAssignment& a) {
   auto bdf = discovery::ParsePciAddress(a.vf_address());
   if (!bdf.ok()) return;
   // The next borrower gets a VF that neither masters the bus nor signals:
-  // bus mastering and memory decode off, MSI-X disabled. Best effort: a VF
-  // that is gone needs nothing.
-  (void)local_->ConfigWrite(*bdf, kCommand, 2, 0);
+  // every MSI-X vector masked with its message cleared (else re-enabling
+  // MSI-X would send to the last borrower's doorbell), then bus mastering
+  // and memory decode off and MSI-X disabled. The table is written first,
+  // while the VF still decodes memory. Best effort: a VF that is gone needs
+  // nothing.
   auto config = local_->ConfigSpace(*bdf);
-  if (!config.ok()) return;
-  const int msix = FindCap(*config, kCapMsix);
+  const int msix = config.ok() ? FindCap(*config, kCapMsix) : -1;
+  if (msix >= 0) {
+    const int vectors =
+        (((*config)[msix + 2] | (*config)[msix + 3] << 8) & 0x7ff) + 1;
+    for (int v = 0; v < vectors; ++v) {
+      (void)local_->WriteMsixEntry(*bdf, v, vf::MsixEntry{});
+    }
+  }
+  (void)local_->ConfigWrite(*bdf, kCommand, 2, 0);
   if (msix >= 0) {
     (void)local_->ConfigWrite(*bdf, static_cast<uint16_t>(msix + 2), 2, 0);
   }
@@ -429,6 +460,13 @@ absl::StatusOr<v1::VfAccessResponse> VfLending::VfAccess(
     a = *found;
   }
   ASSIGN_OR_RETURN(PciAddress bdf, discovery::ParsePciAddress(a.vf_address()));
+  if ((req.op() == v1::VfAccessRequest::CONFIG_READ ||
+       req.op() == v1::VfAccessRequest::CONFIG_WRITE) &&
+      (req.offset() >= 4096 || req.size() > 4)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "offset: config access of ", req.size(), " bytes at ",
+        FormatAddr(req.offset()), " is outside the 4096-byte config space"));
+  }
   v1::VfAccessResponse out;
   switch (req.op()) {
     case v1::VfAccessRequest::CONFIG_READ: {

@@ -127,6 +127,79 @@ TEST_F(VfLenderTest, DmaAndMsiStayInsideTheirWindows) {
   EXPECT_TRUE(lending_->VfAccess(msi).ok());
 }
 
+TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
+  auto bdf = discovery::ParsePciAddress(kVf0);
+  ASSERT_TRUE(bdf.ok());
+  // n0 sets the VF up to signal into its doorbell window.
+  v1::VfAccessRequest msi;
+  msi.set_borrower("nodes/n0");
+  msi.set_vf_address(kVf0);
+  msi.set_op(v1::VfAccessRequest::MSIX_ENTRY);
+  msi.set_vector(0);
+  msi.set_addr(kMsixWindow + 8);
+  msi.set_msi_data(0x41);
+  msi.set_masked(false);
+  ASSERT_TRUE(lending_->VfAccess(msi).ok());
+  ASSERT_TRUE(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
+                     0x04, 2, 0x0004)
+                  .ok());
+  ASSERT_TRUE(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
+                     hw::kSimMsixCapOffset + 2, 2, 0x8000)
+                  .ok());
+
+  // In one step the VF leaves n0 and is lent to n2.
+  v1::VfAssignment b;
+  b.set_attachment("attachments/att-2");
+  b.set_role(v1::VfAssignment::LENDER);
+  b.set_vf_address(kVf0);
+  b.set_lender("nodes/n1");
+  b.set_borrower("nodes/n2");
+  for (auto [role, addr] :
+       {std::pair<const char*, uint64_t>{"dma", kDmaWindow + (8 << 20)},
+        {"msix", kMsixWindow + (8 << 20)}}) {
+    v1::AttachmentWindow* w = b.add_windows();
+    w->set_role(role);
+    w->set_from_node("n1");
+    w->set_to_node("n2");
+    w->set_local_addr(addr);
+    w->set_size(1 << 20);
+  }
+  lending_->SetAssignments({b});
+
+  // Quiet: no bus mastering, MSI-X off, every vector masked, n0 shut out.
+  EXPECT_EQ(*host_->ConfigRead(*bdf, 0x04, 2) & 0x6u, 0u);
+  EXPECT_EQ(*host_->ConfigRead(*bdf, hw::kSimMsixCapOffset + 2, 2) & 0x8000u,
+            0u);
+  const int msix_bar = host_->hardware().pfs[0].msix_bar;
+  for (uint32_t v = 0; v < host_->hardware().pfs[0].msix_vectors; ++v) {
+    std::vector<uint8_t> entry(16);
+    ASSERT_TRUE(
+        host_->MmioRead(*bdf, msix_bar, 16 * v, absl::MakeSpan(entry)).ok());
+    EXPECT_EQ(entry[12] & 1, 1) << "vector " << v << " left unmasked";
+    EXPECT_EQ(entry[0] | entry[1] | entry[2] | entry[3], 0) << v;
+  }
+  EXPECT_EQ(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_READ)
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  // n2 turns MSI-X and bus mastering back on without programming vector 0:
+  // the VF holds the interrupt instead of sending it to n0's doorbell.
+  ASSERT_TRUE(Access("nodes/n2", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
+                     0x04, 2, 0x0004)
+                  .ok());
+  ASSERT_TRUE(Access("nodes/n2", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
+                     hw::kSimMsixCapOffset + 2, 2, 0x8000)
+                  .ok());
+  v1::VfAccessRequest raise;
+  raise.set_borrower("nodes/n2");
+  raise.set_vf_address(kVf0);
+  raise.set_op(v1::VfAccessRequest::RAISE_MSIX);
+  raise.set_vector(0);
+  auto raised = lending_->VfAccess(raise);
+  ASSERT_TRUE(raised.ok()) << raised.status();
+  EXPECT_EQ(raised->outcome(), "pending");
+}
+
 TEST_F(VfLenderTest, HealthAndInventoryAreReported) {
   v1::ReportStatusRequest report;
   lending_->FillStatus(&report);
