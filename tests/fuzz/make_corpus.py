@@ -4,7 +4,7 @@
 Run it after changing an input format (the layout each *_fuzzer.cc
 documents at its top); it rewrites only the seeds it knows (files named
 seed-*), never the regression inputs of fixed crashes (regress-*). Needs
-protoc (protobuf-compiler) for the manager seeds.
+protoc (protobuf-compiler) for the manager and agent seeds.
 
     python3 tests/fuzz/make_corpus.py
 """
@@ -568,12 +568,138 @@ steps { delete_fabric { name: "vf" force: true } }
 """)
 
 
+# --------------------------------------------------------------------------
+# Agent sessions (agent_fuzz.proto, written as text, encoded by protoc): the
+# lender n1 of one_pf.json ("#0" the PF, "#1".."#8" its VFs), its host
+# memory at 4 GiB (+16 MiB) holding the DMA and MSI-X windows.
+AGENT_MEM = 1 << 32
+AGENT_DMA = AGENT_MEM
+AGENT_MSIX = AGENT_MEM + (2 << 20)
+
+
+def agent_seed(name, text):
+    out = subprocess.run(
+        ["protoc", f"--proto_path={ROOT / 'proto'}", f"--proto_path={HERE}",
+         "--encode=fabric.fuzz.AgentSession", "agent_fuzz.proto"],
+        input=text.encode(), capture_output=True, check=True, cwd=HERE)
+    write("agent_rpc_fuzzer", name, out.stdout)
+
+
+def lend(att="att-1", vf="#1", borrower="nodes/n0", dma=AGENT_DMA,
+         msix=AGENT_MSIX, field="assignments"):
+    return (f'{field} {{ attachment: "attachments/{att}" role: LENDER '
+            f'vf_address: "{vf}" lender: "nodes/n1" borrower: "{borrower}" '
+            f'windows {{ role: "dma" from_node: "n1" to_node: "n0" '
+            f'local_addr: {dma} size: {1 << 20} }} '
+            f'windows {{ role: "msix" from_node: "n1" to_node: "n0" '
+            f'local_addr: {msix} size: 4096 }} }}\n')
+
+
+def access(op, vf="#1", borrower="nodes/n0", **fields):
+    f = " ".join(f"{k}: {v}" for k, v in fields.items())
+    return (f'steps {{ vf_access {{ borrower: "{borrower}" vf_address: '
+            f'"{vf}" op: {op} {f} }} }}\n')
+
+
+# Bus mastering, then MSI-X enabled (as a borrower's driver would).
+AGENT_START = (access("CONFIG_WRITE", offset=0x04, size=2, value=0x0006) +
+               access("CONFIG_WRITE", offset=0x82, size=2, value=0x8000))
+
+
+def agent_seeds():
+    agent_seed("config", lend() +
+               access("CONFIG_SNAPSHOT") +
+               access("CONFIG_READ", offset=0, size=4) +
+               access("CONFIG_READ", offset=0x82, size=2) +
+               access("CONFIG_WRITE", offset=0x04, size=2, value=0x0004) +
+               access("CONFIG_WRITE", offset=0x82, size=2, value=0xC000) +
+               access("CONFIG_WRITE", offset=0x48, size=2, value=0x2810) +
+               access("CONFIG_READ", offset=0x04, size=1) +
+               access("CONFIG_WRITE", offset=0x10, size=4, value=0xFFFFFFFF) +
+               access("CONFIG_WRITE", offset=0x34, size=1, value=0))
+    agent_seed("dma", lend() +
+               access("DMA", addr=AGENT_DMA + 16, data='"abcd"') +
+               AGENT_START +
+               access("DMA", addr=AGENT_DMA + 16, data='"abcd"') +
+               access("DMA", addr=AGENT_DMA + (1 << 20) - 2, data='"abcd"') +
+               access("DMA", addr=AGENT_MSIX, data='"abcd"') +
+               access("DMA", addr=0xFFFFFFFFFFFFFFFE, data='"abcd"'))
+    agent_seed("msix", lend() + AGENT_START +
+               access("MSIX_ENTRY", vector=0, addr=AGENT_MSIX, msi_data=7) +
+               access("RAISE_MSIX", vector=0) +
+               access("MSIX_ENTRY", vector=1, addr=0xFEE00000, masked="true") +
+               access("RAISE_MSIX", vector=1) +
+               access("MSIX_ENTRY", vector=2, addr=0xFEE00000) +
+               access("MSIX_ENTRY", vector=4, addr=AGENT_MSIX, masked="true") +
+               access("MSIX_ENTRY", vector=-1, addr=AGENT_MSIX) +
+               access("RAISE_MSIX", vector=4) +
+               access("RAISE_MSIX", vector=-1))
+    agent_seed("wrong-borrower", lend() +
+               access("CONFIG_READ", borrower="nodes/n2", offset=0, size=4) +
+               access("CONFIG_WRITE", borrower="", offset=4, size=2, value=4) +
+               access("CONFIG_READ", borrower="n0", offset=0, size=4) +
+               access("CONFIG_READ", vf="#2", offset=0, size=4) +
+               access("CONFIG_READ", vf="#0", offset=0, size=4) +
+               access("DMA", vf="0000:3b:02.0", borrower="nodes/n2",
+                      addr=AGENT_DMA, data='"x"') +
+               access("CONFIG_SNAPSHOT", vf="zz"))
+    agent_seed("bad-sizes", lend() +
+               access("CONFIG_READ", offset=0, size=3) +
+               access("CONFIG_READ", offset=0, size=0) +
+               access("CONFIG_READ", offset=4094, size=4) +
+               access("CONFIG_READ", offset=4096, size=4) +
+               access("CONFIG_WRITE", offset=4, size=0xFFFFFFFF, value=4) +
+               access("CONFIG_WRITE", offset=5, size=2, value=4) +
+               access("CONFIG_WRITE", offset=0x82, size=4, value=0xFFFFFFFF) +
+               access("OP_UNSPECIFIED"))
+    agent_seed("relend", lend() + AGENT_START +
+               access("MSIX_ENTRY", vector=0, addr=AGENT_MSIX, msi_data=7) +
+               "steps { set_assignments { " +
+               lend(att="att-2", borrower="nodes/n2", msix=AGENT_MSIX + 8192,
+                    field="assignments") + "} }\n" +
+               access("CONFIG_READ", offset=4, size=2) +
+               access("CONFIG_READ", borrower="nodes/n2", offset=4, size=2) +
+               access("CONFIG_WRITE", borrower="nodes/n2", offset=0x04,
+                      size=2, value=0x0006) +
+               access("MSIX_ENTRY", borrower="nodes/n2", vector=1,
+                      addr=AGENT_MSIX + 8192, msi_data=1) +
+               "steps { set_assignments { } }\n")
+    agent_seed("borrower", """
+assignments { attachment: "attachments/b-1" role: BORROWER
+  vf_address: "0000:3b:02.0" lender: "nodes/n1" borrower: "nodes/n0"
+  lender_agent: "127.0.0.1:1" vm: "vm-1" interrupts: DIRECT
+  windows { role: "msix" local_addr: 4297064448 target_addr: 4297064448
+            size: 4096 } }
+steps { access_shadow { attachment: "attachments/b-1" space: CONFIG op: READ
+  offset: 0 size: 4 } }
+steps { access_shadow { attachment: "attachments/x" op: DRIVER_SETUP } }
+steps { shadow_interrupt { attachment: "attachments/b-1" addr: 4297064448
+  data: 0 } }
+steps { set_vm_state { node: "nodes/n0" vm: "" running: true } }
+steps { set_vm_state { node: "nodes/n0" vm: "vm-1" running: true core: 1 } }
+steps { set_vm_state { node: "nodes/n0" vm: "vm-1" running: false } }
+steps { set_vm_state { node: "nodes/n0" vm: "vm-2" running: false } }
+""")
+    agent_seed("faults", lend() + AGENT_START +
+               'steps { fault { vf_address: "#1" failed: true } }\n' +
+               access("CONFIG_READ", offset=0, size=4) +
+               access("CONFIG_WRITE", offset=4, size=2, value=0) +
+               access("DMA", addr=AGENT_DMA, data='"abcd"') +
+               access("RAISE_MSIX", vector=0) +
+               'steps { fault { vf_address: "#1" } }\n' +
+               'steps { fault { vf_address: "#0" link_down: true } }\n' +
+               access("MSIX_ENTRY", vector=0, addr=AGENT_MSIX) +
+               "steps { set_assignments { } }\n")
+    agent_seed("empty", "")
+
+
 def main():
     config_space_seeds()
     lspci_seeds()
     fabric_spec_seeds()
     virtualizer_seeds()
     manager_seeds()
+    agent_seeds()
     for d in sorted(CORPUS.iterdir()):
         files = list(d.iterdir())
         print(f"{d.name}: {len(files)} files, "
