@@ -250,7 +250,9 @@ TEST(ApplyFailureTest, RefusedMapEntriesAreRetriedUntilTheyLand) {
   ASSERT_TRUE(hw.ok());
   for (const auto& port : hw->ports) {
     // Ring wiring: port 2 of n0 goes to port 1 of n1.
-    if (port.number == 2) EXPECT_FALSE(port.up) << "n0's port 2 rolled back";
+    if (port.number == 2) {
+      EXPECT_FALSE(port.up) << "n0's port 2 rolled back";
+    }
   }
   std::cout << "  n0 reports applied generation " << n0->applied_generation()
             << " of " << n0->desired_generation() << ", "

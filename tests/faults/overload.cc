@@ -118,8 +118,18 @@ absl::StatusOr<OverloadReport> RunOverload(const OverloadOptions& o) {
   for (int c = 0; c < o.channels; ++c) {
     grpc::ChannelArguments args;
     args.SetInt("fabric.overload.connection", c);  // one connection each
-    stubs.push_back(v1::FabricService::NewStub(grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args)));
+    auto channel = grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args);
+    // Every connection is up before the load starts: a connect that fails
+    // while the machine is busy (seen under a parallel ctest) would leave a
+    // channel in reconnect backoff, and its calls failing at once, for most
+    // of a short run; that measures the client, not the manager.
+    if (!channel->WaitForConnected(DeadlineIn(absl::Seconds(30)))) {
+      return absl::UnavailableError(absl::StrCat(
+          "connection ", c, " to fabric-manager at ", address,
+          " did not come up within 30 s"));
+    }
+    stubs.push_back(v1::FabricService::NewStub(channel));
   }
   {
     v1::CreateFabricRequest req;
