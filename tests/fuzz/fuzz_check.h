@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
@@ -71,6 +73,39 @@ class ByteReader {
   size_t size_;
   size_t pos_ = 0;
 };
+
+// Prints each call and its outcome to stderr when the environment variable
+// it is made with is set (MANAGER_FUZZ_TRACE, AGENT_FUZZ_TRACE): for
+// writing seeds with make_corpus.py.
+class CallTracer {
+ public:
+  explicit CallTracer(const char* env) : on_(std::getenv(env) != nullptr) {}
+  void operator()(absl::string_view what, const absl::Status& s) const {
+    if (!on_) return;
+    std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(what.size()),
+                 what.data(), s.ToString().c_str());
+  }
+
+ private:
+  const bool on_;
+};
+
+// An error a client can act on: one of the `canonical` codes this target's
+// calls may answer with, and a message saying why.
+inline void CheckActionableError(
+    absl::string_view what, const absl::Status& s, absl::string_view request,
+    std::initializer_list<absl::StatusCode> canonical) {
+  if (s.ok()) return;
+  for (absl::StatusCode code : canonical) {
+    if (s.code() != code) continue;
+    FUZZ_CHECK(!s.message().empty(), what,
+               " failed without a message: ", s.ToString(),
+               "\nrequest: ", request);
+    return;
+  }
+  FUZZ_CHECK(false, what, " failed with a non-canonical code: ", s.ToString(),
+             "\nrequest: ", request);
+}
 
 }  // namespace fabric::fuzz
 

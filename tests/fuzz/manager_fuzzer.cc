@@ -78,41 +78,24 @@ std::string Text(const Message& m) {
   return out;
 }
 
-// MANAGER_FUZZ_TRACE=1 prints each call and its outcome (for writing
-// seeds: make_corpus.py).
-bool Tracing() {
-  static const bool on = std::getenv("MANAGER_FUZZ_TRACE") != nullptr;
-  return on;
-}
-
+// MANAGER_FUZZ_TRACE=1 prints each call and its outcome.
 void Trace(absl::string_view what, const absl::Status& s) {
-  if (Tracing())
-    std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(what.size()),
-                 what.data(), s.ToString().c_str());
+  static const CallTracer tracer("MANAGER_FUZZ_TRACE");
+  tracer(what, s);
 }
 
 // An error a client can act on: a canonical code, and a message saying why.
 void CheckError(absl::string_view what, const absl::Status& s,
                 absl::string_view request) {
-  if (s.ok()) return;
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kOutOfRange:
-      FUZZ_CHECK(!s.message().empty(), what,
-                 " failed without a message: ", s.ToString(),
-                 "\nrequest: ", request);
-      return;
-    default:
-      FUZZ_CHECK(false, what,
-                 " failed with a non-canonical code: ", s.ToString(),
-                 "\nrequest: ", request);
-  }
+  CheckActionableError(what, s, request,
+                       {absl::StatusCode::kInvalidArgument,
+                        absl::StatusCode::kNotFound,
+                        absl::StatusCode::kAlreadyExists,
+                        absl::StatusCode::kFailedPrecondition,
+                        absl::StatusCode::kUnavailable,
+                        absl::StatusCode::kResourceExhausted,
+                        absl::StatusCode::kAborted,
+                        absl::StatusCode::kOutOfRange});
 }
 
 // Appends every page of a List call.
