@@ -33,6 +33,17 @@ AddressMap AddressMap::Compute(const Topology& topo,
     }
   }
 
+  // A star server's one way out is its link to the hub, so it forwards every
+  // aperture but its own out of that port whatever the link states; the hub
+  // has entries only for the servers it reaches and faults the rest. 0 =
+  // route by shortest path over up links.
+  std::vector<int> fixed_port(n, 0);
+  if (topo.spec().kind == TopologyKind::kStar) {
+    for (int v = 0; v < n; ++v) {
+      if (!topo.node(v).is_hub) fixed_port[v] = topo.ports(v).front().port;
+    }
+  }
+
   std::vector<int> dist(n);
   std::vector<int> queue(n);
   // Destinations in aperture order, so each bridge's entries come out sorted
@@ -61,12 +72,15 @@ AddressMap AddressMap::Compute(const Topology& topo,
                                  dst.mmio_base});
     }
     for (int v = 0; v < n; ++v) {
-      if (v == d || dist[v] < 0) continue;
-      int port = 0;
-      for (const Topology::PortLink& pl : map.ports_[v]) {
-        if (dist[pl.peer] == dist[v] - 1) {
-          port = pl.port;
-          break;
+      if (v == d) continue;
+      int port = fixed_port[v];
+      if (port == 0) {
+        if (dist[v] < 0) continue;
+        for (const Topology::PortLink& pl : map.ports_[v]) {
+          if (dist[pl.peer] == dist[v] - 1) {
+            port = pl.port;
+            break;
+          }
         }
       }
       std::vector<MapEntry>& es = map.entries_[v];

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/core/test_util.h"
 #include "server/core/topology.h"
@@ -142,6 +143,35 @@ TEST(AddressMapTest, StarGoesThroughTheHub) {
   EXPECT_FALSE(map.Path(1, 5).has_value());
   EXPECT_FALSE(map.Path(5, 0).has_value());
   EXPECT_TRUE(map.Path(1, 4).has_value());
+}
+
+// The fabric: 30 intel-xeon-gen4 servers (16 mapping entries) behind
+// a sim hub, with every other server from s2 to s28 cut off. Server s0 must
+// still fit its chip, and cut-off servers must still be unreachable.
+TEST(AddressMapTest, StarServerMapsFitTheChipWithServersCutOff) {
+  Topology topo = MustBuild(StarSpec(30, "intel-xeon-gen4", "sim"));
+  std::vector<bool> up(topo.links().size(), true);
+  std::vector<int> cut;
+  for (int k = 2; k <= 28; k += 2) {
+    cut.push_back(*topo.FindNode(absl::StrCat("s", k)));
+    up[*topo.FindLink("m", absl::StrCat("s", k))] = false;
+  }
+  ASSERT_EQ(cut.size(), 14u);
+  AddressMap map = AddressMap::Compute(topo, up);
+  ExpectWellFormed(topo, map);
+  for (int v = 0; v < topo.node_count(); ++v) {
+    EXPECT_LE(static_cast<int>(map.entries(v).size()),
+              topo.node(v).profile->mapping_entries)
+        << topo.node(v).name;
+  }
+  const int s0 = *topo.FindNode("s0");
+  const int s1 = *topo.FindNode("s1");
+  for (int c : cut) {
+    EXPECT_FALSE(map.Path(s0, c).has_value()) << topo.node(c).name;
+    EXPECT_FALSE(map.Path(c, s0).has_value()) << topo.node(c).name;
+    EXPECT_FALSE(map.Path(0, c).has_value()) << topo.node(c).name;
+  }
+  EXPECT_EQ(map.Path(s0, s1), (std::vector<int>{s0, 0, s1}));
 }
 
 TEST(AddressMapTest, LargeRingScalesAndStaysSmall) {

@@ -284,9 +284,11 @@ absl::StatusOr<Topology> Topology::Build(const FabricSpec& spec) {
     topo.nodes_[i].port_count = ports.empty() ? 0 : ports.back().port;
   }
 
-  // The mapping chip must hold the all-links-up map: a ring bridge needs one
-  // claim plus up to 4 forward runs, a star server 1 + 2, the hub 1 + one per
-  // server. Custom topologies are checked by CheckInvariants.
+  // The mapping chip must hold the map in every link state. For rings and
+  // stars these bounds hold in every link state (AddressMap says why): a ring
+  // bridge needs one claim plus up to 4 forward runs, a star server 1 + 2,
+  // the hub 1 + one per server. Custom topologies are checked by
+  // CheckInvariants.
   for (int i = 0; i < n; ++i) {
     const NodeInfo& info = topo.nodes_[i];
     int need = 0;
