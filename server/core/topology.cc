@@ -285,14 +285,14 @@ absl::StatusOr<Topology> Topology::Build(const FabricSpec& spec) {
   }
 
   // The mapping chip must hold the map in every link state. For rings and
-  // stars these bounds hold in every link state (AddressMap says why): a ring
-  // bridge needs one claim plus up to 4 forward runs, a star server 1 + 2,
-  // the hub 1 + one per server. Custom topologies are checked by
+  // stars the need is bounded whatever the links (AddressMap says why): a
+  // ring bridge needs one claim plus up to 3 forward runs, a star server
+  // 1 + 2, the hub 1 + one per server. Custom topologies are checked by
   // CheckInvariants.
   for (int i = 0; i < n; ++i) {
     const NodeInfo& info = topo.nodes_[i];
     int need = 0;
-    if (spec.kind == TopologyKind::kRing) need = std::min(n, 5);
+    if (spec.kind == TopologyKind::kRing) need = std::min(n, 4);
     if (spec.kind == TopologyKind::kStar)
       need = info.is_hub ? n : std::min(n, 3);
     if (info.mmio_size > 0) ++need;  // The device range's claim.
