@@ -1,5 +1,6 @@
 #include "server/core/fabric_state.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <random>
@@ -511,6 +512,219 @@ TEST(FabricStateTest, DeviceRangeMustNotOverlapTheExportRegion) {
   ASSERT_FALSE(t.ok());
   EXPECT_THAT(std::string(t.status().message()),
               HasSubstr("nodes[0].mmio_base"));
+}
+
+// --- Map capacity in every link state.
+
+// Gives every odd-numbered node a 1 GiB device range, so its bridge holds a
+// second claim.
+FabricSpec WithDeviceRanges(FabricSpec spec) {
+  for (size_t i = 1; i < spec.nodes.size(); i += 2) {
+    spec.nodes[i].mmio_base = 0x300'0000'0000ull;
+    spec.nodes[i].mmio_size = kGiB;
+  }
+  return spec;
+}
+
+// Adds up to `attempts` 4 KiB grants between random distinct nodes (every
+// other one a device grant when the target has a device range), so that the
+// invariant checks walk real data paths. Returns how many were added.
+int AddRandomGrants(FabricState& s, std::mt19937& rng, int attempts) {
+  const Topology& topo = s.topology();
+  const int n = topo.node_count();
+  int added = 0;
+  for (int k = 0; k < attempts; ++k) {
+    const int b = static_cast<int>(rng() % n);
+    const int t = (b + 1 + static_cast<int>(rng() % (n - 1))) % n;
+    const NodeInfo& target = topo.node(t);
+    absl::StatusOr<Grant> g =
+        target.mmio_size > 0 && k % 2 == 0
+            ? s.PlanDeviceGrant(b, t, target.mmio_base + k * 64 * kKiB,
+                                4 * kKiB)
+            : s.PlanGrant(b, t, 4 * kKiB);
+    // The borrower's slots may be full, or a device range misaligned for it.
+    if (!g.ok()) continue;
+    g->id = absl::StrFormat("g%04d", k);
+    absl::Status st = s.AddGrant(*g);
+    EXPECT_TRUE(st.ok()) << st;
+    added += st.ok();
+  }
+  return added;
+}
+
+// The connected component of every node over up links.
+std::vector<int> Components(const Topology& topo,
+                            const std::vector<bool>& up) {
+  const int n = topo.node_count();
+  std::vector<int> comp(n, -1);
+  std::vector<int> stack;
+  for (int root = 0; root < n; ++root) {
+    if (comp[root] >= 0) continue;
+    comp[root] = root;
+    stack.push_back(root);
+    while (!stack.empty()) {
+      const int v = stack.back();
+      stack.pop_back();
+      for (const Topology::PortLink& pl : topo.ports(v)) {
+        if (up[pl.link] && comp[pl.peer] < 0) {
+          comp[pl.peer] = root;
+          stack.push_back(pl.peer);
+        }
+      }
+    }
+  }
+  return comp;
+}
+
+// Checks what must hold in every link state of `s`: each bridge's map fits
+// its chip's mapping entries, the invariant checker passes (granted bytes
+// land, cut-off ones fault), and AddressMap::Path finds a path exactly
+// between nodes connected over up links (checked from a few sources).
+// Returns the largest number of forward entries on any bridge.
+int ExpectLinkStateSafe(const FabricState& s, std::mt19937& rng) {
+  const Topology& topo = s.topology();
+  const int n = topo.node_count();
+  int max_forwards = 0;
+  for (int v = 0; v < n; ++v) {
+    const BridgeConfig c = s.ConfigFor(v);
+    const HardwareProfile& p = *topo.node(v).profile;
+    EXPECT_LE(static_cast<int>(c.map.size()), p.mapping_entries)
+        << "bridge " << topo.node(v).name << " (profile " << p.name << ")";
+    int forwards = 0;
+    for (const MapEntry& e : c.map) {
+      forwards += e.kind == MapEntry::Kind::kForward;
+    }
+    max_forwards = std::max(max_forwards, forwards);
+  }
+  absl::Status inv = CheckInvariants(s);
+  EXPECT_TRUE(inv.ok()) << inv;
+  const std::vector<int> comp = Components(topo, s.link_states());
+  for (int from : {0, n - 1, static_cast<int>(rng() % n)}) {
+    for (int to = 0; to < n; ++to) {
+      EXPECT_EQ(s.map().Path(from, to).has_value(), comp[from] == comp[to])
+          << topo.node(from).name << " -> " << topo.node(to).name;
+    }
+  }
+  return max_forwards;
+}
+
+constexpr int kExhaustiveLinks = 10;
+
+// Walks `s` through link states and calls `check()` in each, starting with
+// the current one. With at most kExhaustiveLinks links: every state, in
+// Gray-code order (one link flip apart). Otherwise 3 * `flips` random flips
+// in three phases that set a random link down with probability 10%, 50%,
+// then 90% (and up otherwise), so sparse and dense failures both occur.
+template <typename Check>
+void ForLinkStates(FabricState& s, std::mt19937& rng, int flips, Check check) {
+  const int links = static_cast<int>(s.topology().links().size());
+  check();
+  if (links <= kExhaustiveLinks) {
+    for (uint32_t i = 1; i < (1u << links); ++i) {
+      const int l = __builtin_ctz(i);
+      s.SetLink(l, !s.link_up(l));
+      check();
+      if (::testing::Test::HasFailure()) return;
+    }
+    return;
+  }
+  for (uint32_t down_pct : {10u, 50u, 90u}) {
+    for (int k = 0; k < flips; ++k) {
+      const int l = static_cast<int>(rng() % links);
+      if (!s.SetLink(l, rng() % 100 >= down_pct)) continue;
+      check();
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
+}
+
+TEST(LinkStatePropertyTest, RingMapsFitTheChipInEveryLinkState) {
+  std::mt19937 rng(20240611);
+  int max_forwards = 0;
+  int states = 0;
+  for (const HardwareProfile& p : AllProfiles()) {
+    for (int n : {2, 3, 4, 5, 6, 7, 8, 10, 16, 33, 64, 256}) {
+      for (bool devices : {false, true}) {
+        FabricSpec spec = RingSpec(n, p.name);
+        if (devices) spec = WithDeviceRanges(spec);
+        SCOPED_TRACE(absl::StrCat("ring of ", n, " ", p.name,
+                                  devices ? " with device ranges" : ""));
+        FabricState s(MustBuild(spec));
+        EXPECT_GT(AddRandomGrants(s, rng, 2 * n), 0);
+        ForLinkStates(s, rng, n >= 256 ? 15 : 60, [&] {
+          ++states;
+          max_forwards = std::max(max_forwards, ExpectLinkStateSafe(s, rng));
+        });
+        if (HasFailure()) return;
+      }
+    }
+  }
+  std::printf("ring: %d link states checked; at most %d forward entries\n",
+              states, max_forwards);
+  // The bound AddressMap documents: one arc split twice.
+  EXPECT_EQ(max_forwards, 3);
+}
+
+// The largest ring, with every profile on its nodes in turn.
+TEST(LinkStatePropertyTest, LargestRingFitsTheChipInSomeLinkStates) {
+  FabricSpec spec = RingSpec(kMaxNodes);
+  for (int i = 0; i < kMaxNodes; ++i) {
+    spec.nodes[i].profile = AllProfiles()[i % AllProfiles().size()].name;
+  }
+  FabricState s(MustBuild(spec));
+  std::mt19937 rng(7);
+  EXPECT_GT(AddRandomGrants(s, rng, 64), 0);
+  int states = 0;
+  int max_forwards = 0;
+  ForLinkStates(s, rng, 1, [&] {
+    ++states;
+    max_forwards = std::max(max_forwards, ExpectLinkStateSafe(s, rng));
+  });
+  EXPECT_GE(states, 3);
+  EXPECT_LE(max_forwards, 3);
+}
+
+TEST(LinkStatePropertyTest, StarMapsFitTheChipInEveryLinkState) {
+  std::mt19937 rng(20240612);
+  int states = 0;
+  for (const HardwareProfile& hub : AllProfiles()) {
+    // The hub has one claim plus one forward per server.
+    const int most = hub.mapping_entries - 1;
+    for (const HardwareProfile& server : AllProfiles()) {
+      for (int servers : {1, 2, 3, 9, most / 2, most}) {
+        for (bool devices : {false, true}) {
+          FabricSpec spec = StarSpec(servers, server.name, hub.name);
+          if (devices) spec = WithDeviceRanges(spec);
+          SCOPED_TRACE(absl::StrCat("star of ", servers, " ", server.name,
+                                    " servers, hub ", hub.name,
+                                    devices ? ", device ranges" : ""));
+          FabricState s(MustBuild(spec));
+          const Topology& topo = s.topology();
+          const int n = topo.node_count();
+          EXPECT_GT(AddRandomGrants(s, rng, 2 * n), 0);
+          const AddressMap all_up = s.map();
+          ForLinkStates(s, rng, 40, [&] {
+            ++states;
+            EXPECT_LE(ExpectLinkStateSafe(s, rng), std::max(2, servers));
+            // A server's map never changes; the hub drops the servers it
+            // cannot reach.
+            for (int v = 1; v < n; ++v) {
+              EXPECT_EQ(s.map().entries(v), all_up.entries(v))
+                  << topo.node(v).name;
+              const bool up = s.link_up(*topo.FindLink("m", topo.node(v).name));
+              EXPECT_EQ(
+                  FindEntry(s.map().entries(0), topo.node(v).aperture_base) !=
+                      nullptr,
+                  up)
+                  << topo.node(v).name;
+            }
+          });
+          if (HasFailure()) return;
+        }
+      }
+    }
+  }
+  std::printf("star: %d link states checked\n", states);
 }
 
 }  // namespace

@@ -2,11 +2,29 @@
 #ifndef FABRIC_SERVER_CORE_TEST_UTIL_H_
 #define FABRIC_SERVER_CORE_TEST_UTIL_H_
 
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/core/address_map.h"
 #include "server/core/topology.h"
+
+namespace fabric::core {
+
+// Prints a map entry in gtest messages, e.g. "forward [0x100000000000,
+// +0x40000000) port 1".
+inline void PrintTo(const MapEntry& e, std::ostream* os) {
+  if (e.kind == MapEntry::Kind::kClaim) {
+    *os << absl::StrCat("claim [0x", absl::Hex(e.base), ", +0x",
+                        absl::Hex(e.size), ") -> 0x", absl::Hex(e.local_base));
+  } else {
+    *os << absl::StrCat("forward [0x", absl::Hex(e.base), ", +0x",
+                        absl::Hex(e.size), ") port ", e.port);
+  }
+}
+
+}  // namespace fabric::core
 
 namespace fabric::core::testing {
 
