@@ -172,6 +172,8 @@ Subcommands Define(CLI::App& app, Flags& f) {
   s.release = app.add_subcommand("release", "release an allocation");
   s.release->add_option("ID", f.alloc_id, "alloc-x or allocations/alloc-x")
       ->required();
+  s.release->add_option("--request-id", f.request_id,
+                        "idempotency key (default: random)");
 
   s.verify = app.add_subcommand(
       "verify", "prove allocations by bytes through the agents' data paths");
@@ -439,7 +441,9 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   }
   if (s.describe->parsed()) return commands.Describe(*kind, f.name);
   if (alloc.has_value()) return commands.Alloc(*alloc);
-  if (s.release->parsed()) return commands.Release(f.alloc_id);
+  if (s.release->parsed()) {
+    return commands.Release(f.alloc_id, f.request_id);
+  }
   if (s.verify->parsed()) {
     if (f.alloc_id.empty() == !f.all) {
       return UsageError("verify: give one allocation ID, or --all");

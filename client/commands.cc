@@ -726,10 +726,11 @@ absl::Status Commands::Alloc(const AllocOptions& opts) {
   return absl::OkStatus();
 }
 
-absl::Status Commands::Release(const std::string& id) {
+absl::Status Commands::Release(const std::string& id,
+                              const std::string& request_id) {
   v1::DeleteAllocationRequest req;
   req.set_name(Qualify("allocations", id));
-  req.set_request_id(NewRequestId());
+  req.set_request_id(request_id.empty() ? NewRequestId() : request_id);
   absl::StatusOr<v1::Allocation> alloc = client_->DeleteAllocation(req);
   RETURN_IF_ERROR(
       Annotate(alloc.status(), absl::StrCat("release ", req.name())));

@@ -202,8 +202,10 @@ class Commands {
   // allocation still exists; the message gives its state and reason).
   absl::Status Alloc(const AllocOptions& options);
 
-  // release ID: `id` is "alloc-x" or "allocations/alloc-x".
-  absl::Status Release(const std::string& id);
+  // release ID: `id` is "alloc-x" or "allocations/alloc-x". DeleteAllocation
+  // is idempotent: a retry with the same `request_id` (empty means a random
+  // one) answers as the first release did.
+  absl::Status Release(const std::string& id, const std::string& request_id);
 
   // verify ID | verify --all: proves allocations by bytes through the
   // agents. Prints OK, or the hop where the write failed; FAILED_PRECONDITION

@@ -488,7 +488,7 @@ TEST_F(CommandsTest, AllocGetAndRelease) {
   EXPECT_THAT(out_.str(), HasSubstr("job-7"));
 
   // The short id is accepted.
-  s = Cmd().Release(ShortName(name));
+  s = Cmd().Release(ShortName(name), "");
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(out_.str(), name + " released\n");
 }
@@ -505,6 +505,31 @@ TEST_F(CommandsTest, AllocWithSameRequestIdIsIdempotent) {
   ASSERT_TRUE(Cmd().Alloc(opts).ok());
   EXPECT_EQ(out_.str().substr(0, out_.str().find(' ')),
             first.substr(0, first.find(' ')));
+}
+
+TEST_F(CommandsTest, ReleaseWithSameRequestIdIsIdempotent) {
+  CreateRing("r1", {"a", "b", "c"});
+  AllocOptions opts;
+  opts.borrower = "a";
+  opts.target = "b";
+  opts.size = 4096;
+  ASSERT_TRUE(Cmd().Alloc(opts).ok());
+  const std::string id = ShortName(out_.str().substr(0, out_.str().find(' ')));
+  const std::string server = "--server=" + address_;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::ostringstream out, err;
+    ASSERT_EQ(RunFabricctl({"fabricctl", server, "release", id,
+                            "--request-id", "release-once"},
+                           out, err),
+              kExitOk)
+        << "attempt " << attempt << ": " << err.str();
+    EXPECT_EQ(out.str(), "allocations/" + id + " released\n");
+  }
+  // A new request id is a new request: the allocation is gone.
+  std::ostringstream out, err;
+  EXPECT_EQ(RunFabricctl({"fabricctl", server, "release", id}, out, err),
+            kExitError);
+  EXPECT_THAT(err.str(), HasSubstr("error: release allocations/" + id));
 }
 
 TEST_F(CommandsTest, AllocWaitTimesOutWithStateAndReason) {
