@@ -141,8 +141,8 @@ Subcommands Define(CLI::App& app, Flags& f) {
                     "nodes/n1/vfs/0000-3b-00.4)");
   s.get->add_option("--fabric", f.fabric_filter, "only this fabric's");
   s.get->add_option("--node", f.node_filter,
-                    "vfs: only this node's; attachments: only those lent by "
-                    "or to it");
+                    "allocations: only those it borrows or lends; vfs: only "
+                    "this node's; attachments: only those lent by or to it");
 
   s.describe = app.add_subcommand(
       "describe",
@@ -333,10 +333,7 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
                           export_size);
   } else if (s.get->parsed() || s.describe->parsed()) {
     ASSIGN_OR_RETURN(kind, ParseResourceKind(f.kind));
-    if (!f.node_filter.empty() && *kind != ResourceKind::kVf &&
-        *kind != ResourceKind::kAttachment) {
-      return UsageError("--node: only vfs and attachments are listed by node");
-    }
+    RETURN_IF_ERROR(CheckNodeFilter(*kind, f.node_filter));
   } else if (s.vf_attach->parsed()) {
     AttachOptions a;
     a.vf = f.vf;

@@ -391,6 +391,15 @@ absl::StatusOr<ResourceKind> ParseResourceKind(absl::string_view text) {
                    "profiles, vfs or attachments"));
 }
 
+absl::Status CheckNodeFilter(ResourceKind kind, absl::string_view node) {
+  if (node.empty() || kind == ResourceKind::kAllocation ||
+      kind == ResourceKind::kVf || kind == ResourceKind::kAttachment) {
+    return absl::OkStatus();
+  }
+  return UsageError(
+      "--node: only allocations, vfs and attachments are listed by node");
+}
+
 // ---------------------------------------------------------------------------
 // Commands
 
@@ -466,10 +475,7 @@ absl::Status Commands::Apply(const std::string& path) {
 
 absl::Status Commands::Get(ResourceKind kind, const std::string& name,
                            const std::string& fabric, const std::string& node) {
-  if (!node.empty() && kind != ResourceKind::kVf &&
-      kind != ResourceKind::kAttachment) {
-    return UsageError("--node: only vfs and attachments are listed by node");
-  }
+  RETURN_IF_ERROR(CheckNodeFilter(kind, node));
   const OutputFormat fmt = options_.format;
   const std::string filter = FabricFilter(fabric);
   auto one = [&](auto result, absl::string_view what,
@@ -531,6 +537,7 @@ absl::Status Commands::Get(ResourceKind kind, const std::string& name,
       } else {
         v1::ListAllocationsRequest req;
         req.set_fabric(filter);
+        req.set_node(NodeFilter(node));
         return all(client_->ListAllocations(req), "allocations",
                    PrintAllocations);
       }

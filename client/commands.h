@@ -121,6 +121,10 @@ enum class ResourceKind {
 // listing the valid kinds otherwise.
 absl::StatusOr<ResourceKind> ParseResourceKind(absl::string_view text);
 
+// OK when `node` is empty or `kind` is listed by node (allocations, vfs,
+// attachments); a usage error naming --node otherwise.
+absl::Status CheckNodeFilter(ResourceKind kind, absl::string_view node);
+
 struct AllocOptions {
   std::string borrower;  // "a" or "nodes/a"
   std::string target;
@@ -188,8 +192,9 @@ class Commands {
   absl::Status Apply(const std::string& path);
 
   // get KIND [NAME]: one resource, or all of them (every page). `fabric`
-  // optionally filters lists by fabric id, `node` lists of VFs (the node's)
-  // and attachments (lent by or to the node).
+  // optionally filters lists by fabric id, `node` (CheckNodeFilter) lists of
+  // allocations (the node borrows or lends), VFs (the node's) and
+  // attachments (lent by or to the node).
   absl::Status Get(ResourceKind kind, const std::string& name,
                    const std::string& fabric, const std::string& node = "");
 

@@ -493,6 +493,40 @@ TEST_F(CommandsTest, AllocGetAndRelease) {
   EXPECT_EQ(out_.str(), name + " released\n");
 }
 
+TEST_F(CommandsTest, GetAllocationsByNode) {
+  CreateRing("r1", {"a", "b", "c", "d"});
+  AllocOptions opts;
+  opts.borrower = "a";
+  opts.target = "b";
+  opts.size = 4096;
+  opts.owner = "borrows-from-b";
+  ASSERT_TRUE(Cmd().Alloc(opts).ok());
+  opts.borrower = "c";
+  opts.target = "d";
+  opts.owner = "borrows-from-d";
+  ASSERT_TRUE(Cmd().Alloc(opts).ok());
+
+  // The node is the borrower or the target.
+  for (const char* node : {"a", "nodes/b"}) {
+    absl::Status s = Cmd().Get(ResourceKind::kAllocation, "", "", node);
+    ASSERT_TRUE(s.ok()) << node << ": " << s;
+    EXPECT_THAT(out_.str(), HasSubstr("borrows-from-b")) << node;
+    EXPECT_THAT(out_.str(), Not(HasSubstr("borrows-from-d"))) << node;
+  }
+  std::ostringstream out, err;
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "get",
+                          "allocations", "--node", "d"},
+                         out, err),
+            kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("borrows-from-d"));
+  EXPECT_THAT(out.str(), Not(HasSubstr("borrows-from-b")));
+
+  absl::Status s = Cmd().Get(ResourceKind::kAllocation, "", "", "ghost");
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(s.message()), StartsWith("list allocations: "));
+}
+
 TEST_F(CommandsTest, AllocWithSameRequestIdIsIdempotent) {
   CreateRing("r1", {"a", "b", "c"});
   AllocOptions opts;
