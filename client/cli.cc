@@ -109,9 +109,10 @@ Subcommands Define(CLI::App& app, Flags& f) {
   Subcommands s;
   auto add_fabric_flags = [&f](CLI::App* c) {
     c->add_option("NAME", f.fabric_name, "fabric name")->required();
+    // Split by ParseNameList, which refuses empty names (CLI11's delimiter
+    // drops them silently).
     c->add_option("--nodes", f.nodes, "node names, comma-separated")
-        ->required()
-        ->delimiter(',');
+        ->required();
     c->add_option("--profile", f.profile,
                   "default hardware profile (see 'get profiles')");
     c->add_option("--export", f.export_size,
@@ -323,13 +324,15 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   uint32_t probe_size = 0;
   int vector = 0, count = 1, core = 0;
   if (s.create_ring->parsed() || s.create_star->parsed()) {
+    ASSIGN_OR_RETURN(std::vector<std::string> nodes,
+                     ParseNameList(f.nodes, "--nodes"));
     uint64_t export_size = 0;
     if (!f.export_size.empty()) {
       ASSIGN_OR_RETURN(export_size, Size(f.export_size, "--export"));
     }
     spec = s.create_ring->parsed()
-               ? RingSpec(f.fabric_name, f.nodes, f.profile, export_size)
-               : StarSpec(f.fabric_name, f.hub, f.nodes, f.profile,
+               ? RingSpec(f.fabric_name, nodes, f.profile, export_size)
+               : StarSpec(f.fabric_name, f.hub, nodes, f.profile,
                           export_size);
   } else if (s.get->parsed() || s.describe->parsed()) {
     ASSIGN_OR_RETURN(kind, ParseResourceKind(f.kind));

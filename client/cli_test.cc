@@ -47,6 +47,32 @@ TEST(CliTest, BadExportSizeNamesExport) {
   EXPECT_THAT(r.err, HasSubstr("--export"));
 }
 
+TEST(CliTest, EmptyNodeNamesAreRefusedWithTheirPosition) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  const Case cases[] = {
+      {{"ring", "r1", "--nodes", "e1,,e2"}, "--nodes: name 2 is empty"},
+      {{"ring", "r1", "--nodes", "e1,e2,"}, "--nodes: name 3 is empty"},
+      {{"ring", "r1", "--nodes", ",e1"}, "--nodes: name 1 is empty"},
+      {{"ring", "r1", "--nodes", "e1, ,e2"}, "--nodes: name 2 is empty"},
+      {{"ring", "r1", "--nodes", ""}, "--nodes: the list is empty"},
+      {{"star", "s1", "--hub", "m", "--nodes", "a,,b"},
+       "--nodes: name 2 is empty"},
+      {{"star", "s1", "--hub", "m", "--nodes", ""},
+       "--nodes: the list is empty"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {kDeadServer, "create"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    Result r = RunCli(args);
+    EXPECT_EQ(r.code, kExitUsage) << c.error << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("error: " + c.error));
+    EXPECT_THAT(r.out, IsEmpty());
+  }
+}
+
 TEST(CliTest, UnknownSubcommand) {
   Result r = RunCli({"frobnicate"});
   EXPECT_EQ(r.code, kExitUsage);

@@ -218,6 +218,29 @@ absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
   return out;
 }
 
+absl::StatusOr<std::vector<std::string>> ParseNameList(
+    const std::vector<std::string>& values, absl::string_view flag) {
+  std::vector<std::string> names;
+  for (const std::string& v : values) {
+    for (absl::string_view n : absl::StrSplit(v, ',')) {
+      names.emplace_back(absl::StripAsciiWhitespace(n));
+    }
+  }
+  if (names.empty() || (names.size() == 1 && names[0].empty())) {
+    return UsageError(absl::StrCat(
+        flag, ": the list is empty; give comma-separated names, e.g. ", flag,
+        " n1,n2,n3"));
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty()) {
+      return UsageError(absl::StrCat(flag, ": name ", i + 1,
+                                     " is empty (two commas in a row, or one "
+                                     "at an end?)"));
+    }
+  }
+  return names;
+}
+
 absl::StatusOr<v1::FabricSpec> ParseFabricSpec(absl::string_view json,
                                                absl::string_view source) {
   if (absl::StripAsciiWhitespace(json).empty()) {

@@ -60,6 +60,14 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view text,
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
     const std::vector<std::string>& labels);
 
+// Splits the values of a comma-separated list flag (given once, or
+// repeated: "--nodes a,b --nodes c") into names stripped of surrounding
+// whitespace. An empty name is a usage error naming `flag` and its 1-based
+// position in the whole list ("--nodes: name 2 is empty"); a list with no
+// name at all (`--nodes ""`) is one saying the list is empty.
+absl::StatusOr<std::vector<std::string>> ParseNameList(
+    const std::vector<std::string>& values, absl::string_view flag);
+
 // Parses a FabricSpec in protobuf JSON (unknown fields are errors). Errors
 // are INVALID_ARGUMENT usage errors naming `source` and, when the parser
 // reports a position, its line and column.

@@ -115,6 +115,19 @@ TEST(ParseLabelsTest, SplitsOnFirstEquals) {
   EXPECT_FALSE(ParseLabels({"=v"}).ok());
 }
 
+TEST(ParseNameListTest, SplitsStripsAndJoinsRepeatedFlags) {
+  absl::StatusOr<std::vector<std::string>> names =
+      ParseNameList({"a, b", "c"}, "--nodes");
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_EQ(*names, (std::vector<std::string>{"a", "b", "c"}));
+  // The position counts across repeated flags.
+  absl::Status empty = ParseNameList({"a,b", "c,"}, "--nodes").status();
+  EXPECT_TRUE(IsUsageError(empty));
+  EXPECT_THAT(empty.message(), HasSubstr("--nodes: name 4 is empty"));
+  EXPECT_THAT(ParseNameList({}, "--nodes").status().message(),
+              HasSubstr("--nodes: the list is empty"));
+}
+
 TEST(SpecBuildersTest, StarPutsHubFirstOnce) {
   v1::FabricSpec spec = StarSpec("s", "m", {"a", "m", "b"}, "sim", 4096);
   EXPECT_EQ(spec.topology(), v1::STAR);
