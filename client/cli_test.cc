@@ -2,6 +2,10 @@
 // which are detected before any RPC is made.
 #include "client/cli.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 
@@ -13,6 +17,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 struct Result {
   int code;
@@ -131,6 +136,37 @@ TEST(CliTest, MalformedSpecFileIsUsageError) {
   std::remove(path.c_str());
   EXPECT_EQ(r.code, kExitUsage);
   EXPECT_THAT(r.err, HasSubstr(path + ": line 2"));
+}
+
+TEST(CliTest, MissingSpecFileOrDirectoryIsUsageErrorSayingWhich) {
+  const std::string missing = ::testing::TempDir() + "/cli_test_missing.json";
+  std::remove(missing.c_str());
+  Result r = RunCli({kDeadServer, "apply", "-f", missing});
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("error: -f " + missing + ": no such file"));
+
+  const std::string dir = ::testing::TempDir();
+  r = RunCli({kDeadServer, "apply", "-f", dir});
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("error: -f " + dir + ": is a directory"));
+  EXPECT_THAT(r.err, Not(HasSubstr("empty")));
+}
+
+TEST(CliTest, UnreadableSpecFileIsUsageErrorSayingPermissionDenied) {
+  const std::string locked = ::testing::TempDir() + "/cli_test_locked.json";
+  FILE* f = std::fopen(locked.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("{\"name\": \"r1\"}\n", f);
+  std::fclose(f);
+  ASSERT_EQ(chmod(locked.c_str(), 0), 0);
+  if (access(locked.c_str(), R_OK) == 0) {
+    std::remove(locked.c_str());
+    GTEST_SKIP() << "running as root: every file is readable";
+  }
+  Result r = RunCli({kDeadServer, "apply", "-f", locked});
+  std::remove(locked.c_str());
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("error: -f " + locked + ": permission denied"));
 }
 
 TEST(CliTest, BadInterruptPolicyNamesTheFlagAndTheChoices) {

@@ -1,8 +1,8 @@
 #include "client/commands.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "google/protobuf/util/json_util.h"
@@ -270,13 +271,25 @@ absl::StatusOr<v1::FabricSpec> ParseFabricSpec(absl::string_view json,
 }
 
 absl::StatusOr<v1::FabricSpec> ReadFabricSpecFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot read the file"));
+  const std::string what = absl::StrCat("-f ", path, ": ");
+  std::error_code ec;
+  // Opening a directory succeeds and reading it fails; say so up front.
+  if (std::filesystem::is_directory(path, ec)) {
+    return UsageError(absl::StrCat(
+        what, "is a directory; expected a FabricSpec JSON file"));
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return ParseFabricSpec(buf.str(), path);
+  absl::StatusOr<std::string> json = ReadFileToString(path);
+  switch (json.status().code()) {
+    case absl::StatusCode::kOk:
+      return ParseFabricSpec(*json, path);
+    case absl::StatusCode::kNotFound:
+      return UsageError(absl::StrCat(what, "no such file"));
+    case absl::StatusCode::kPermissionDenied:
+      return UsageError(absl::StrCat(what, "permission denied"));
+    default:
+      return UsageError(
+          absl::StrCat(what, "cannot read it (", json.status().message(), ")"));
+  }
 }
 
 v1::FabricSpec RingSpec(const std::string& name,

@@ -73,7 +73,9 @@ absl::StatusOr<std::vector<std::string>> ParseNameList(
 // reports a position, its line and column.
 absl::StatusOr<v1::FabricSpec> ParseFabricSpec(absl::string_view json,
                                                absl::string_view source);
-// Reads `path` and parses it as above; NOT_FOUND if it cannot be read.
+// Reads `path` (the value of apply's -f) and parses it as above. A path
+// that cannot be read is a usage error naming -f, the path and why:
+// "-f X: no such file", "-f X: is a directory", "-f X: permission denied".
 absl::StatusOr<v1::FabricSpec> ReadFabricSpecFile(const std::string& path);
 
 // A RING fabric spec over `nodes` in ring order. `profile` and

@@ -69,7 +69,7 @@ TEST(ParseFabricSpecTest, BadEnumAndEmptyAndNamelessAreErrors) {
               HasSubstr("no \"name\""));
 }
 
-TEST(ReadFabricSpecFileTest, ReadsFileAndReportsMissingOne) {
+TEST(ReadFabricSpecFileTest, ReadsFileAndReportsMissingOneAsUsageError) {
   std::string path = ::testing::TempDir() + "/spec_test_r1.json";
   {
     std::ofstream f(path);
@@ -81,8 +81,9 @@ TEST(ReadFabricSpecFileTest, ReadsFileAndReportsMissingOne) {
   std::remove(path.c_str());
 
   absl::StatusOr<v1::FabricSpec> missing = ReadFabricSpecFile(path);
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(missing.status().message(), HasSubstr(path));
+  EXPECT_TRUE(IsUsageError(missing.status()));
+  EXPECT_THAT(missing.status().message(),
+              HasSubstr("-f " + path + ": no such file"));
 }
 
 TEST(ParseDurationFlagTest, AcceptsUnitsAndBareSeconds) {
