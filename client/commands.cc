@@ -717,6 +717,22 @@ absl::Status Commands::Alloc(const AllocOptions& opts) {
                                   Id("nodes", opts.borrower));
   absl::StatusOr<v1::Allocation> alloc = client_->CreateAllocation(req);
   RETURN_IF_ERROR(Annotate(alloc.status(), what));
+  if (!opts.request_id.empty()) {
+    // A request id the manager has seen is answered with the allocation as
+    // it was created, even when it has been released since: ask whether it
+    // still exists. (A random id is never a replay of an older request.)
+    absl::StatusOr<v1::Allocation> now = client_->GetAllocation(alloc->name());
+    if (now.status().code() == absl::StatusCode::kNotFound) {
+      return WithHint(
+          absl::FailedPreconditionError(absl::StrCat(
+              what, ": request id \"", opts.request_id,
+              "\" was used before: allocation ", alloc->name(),
+              " was created by this request id and has since been released")),
+          "a new --request-id (or none) makes a new allocation");
+    }
+    // Otherwise its current state, when known, rather than the replayed one.
+    if (now.ok()) alloc = std::move(now);
+  }
   const bool json = options_.format == OutputFormat::kJson;
   if (!json) *out_ << AllocationSummary(*alloc) << "\n";
   if (!opts.wait || alloc->state() == v1::Allocation::READY) {

@@ -215,6 +215,8 @@ class Commands {
   // alloc mem: prints the AllocationSummary line; with wait, then polls
   // until READY. DEADLINE_EXCEEDED when it is not READY in time (the
   // allocation still exists; the message gives its state and reason).
+  // With a request id given in `options`, a replay of a request whose
+  // allocation has since been released is FAILED_PRECONDITION saying so.
   absl::Status Alloc(const AllocOptions& options);
 
   // release ID: `id` is "alloc-x" or "allocations/alloc-x". DeleteAllocation

@@ -566,6 +566,37 @@ TEST_F(CommandsTest, ReleaseWithSameRequestIdIsIdempotent) {
   EXPECT_THAT(err.str(), HasSubstr("error: release allocations/" + id));
 }
 
+TEST_F(CommandsTest, AllocReplayOfAReleasedAllocationSaysSo) {
+  CreateRing("r1", {"a", "b", "c"});
+  AllocOptions opts;
+  opts.borrower = "a";
+  opts.target = "b";
+  opts.size = 4096;
+  opts.request_id = "job-42";
+  ASSERT_TRUE(Cmd().Alloc(opts).ok());
+  const std::string name = out_.str().substr(0, out_.str().find(' '));
+  ASSERT_TRUE(Cmd().Release(name, "").ok());
+
+  // The manager replays the request id with the allocation as created.
+  absl::Status s = Cmd().Alloc(opts);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(s.message(),
+              HasSubstr("allocation " + name +
+                        " was created by this request id and has since been "
+                        "released"));
+  EXPECT_THAT(StatusHint(s), HasSubstr("--request-id"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("PENDING")));
+
+  std::ostringstream out, err;
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "alloc", "mem",
+                          "--from", "a", "--to", "b", "--size", "4096",
+                          "--request-id", "job-42"},
+                         out, err),
+            kExitError);
+  EXPECT_EQ(out.str(), "");
+  EXPECT_THAT(err.str(), HasSubstr("has since been released"));
+}
+
 TEST_F(CommandsTest, AllocWaitTimesOutWithStateAndReason) {
   CreateRing("r1", {"a", "b", "c"});
   AllocOptions opts;
