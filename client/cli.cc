@@ -482,6 +482,9 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
 std::string GenericHint(const absl::Status& status, const Flags& f) {
   switch (status.code()) {
     case absl::StatusCode::kUnavailable:
+      // Only when the manager could not be reached: an UNAVAILABLE that it
+      // returned itself (an agent out of reach) is not about --server.
+      if (!IsServerUnreachable(status)) return "";
       return absl::StrCat("is fabric-manager running at ", f.server,
                           "? set --server or FABRIC_SERVER");
     case absl::StatusCode::kDeadlineExceeded:

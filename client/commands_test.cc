@@ -34,20 +34,28 @@ using ::testing::Not;
 using ::testing::StartsWith;
 
 // The node agents' NodeAgentService, as the manager calls it for VF
-// lending: one fake serves every node. A lent VF's DMA lands in the
-// borrower's memory through the attachment's dma window (found with
-// `lookup`); its MSI-X messages are delivered directly while the VM runs and
-// through the hypervisor otherwise, and queued ones are injected when the VM
-// starts.
+// lending and verification: one fake serves every node. A lent VF's DMA
+// lands in the borrower's memory through the attachment's dma window (found
+// with `lookup`); its MSI-X messages are delivered directly while the VM
+// runs and through the hypervisor otherwise, and queued ones are injected
+// when the VM starts. A host write in an allocation's borrower window (found
+// with `allocation_at`) lands in its target's memory, where a host read
+// finds it.
 class FakeNodeAgent final : public v1::NodeAgentService::Service {
  public:
   // Returns the attachment that lends `vf_address` to `borrower`.
   using Lookup = std::function<absl::StatusOr<v1::Attachment>(
       const std::string& borrower, const std::string& vf_address)>;
+  // Returns the allocation whose borrower window holds `addr` (the fake
+  // does not know which node it serves: tests give one borrower windows
+  // that do not overlap).
+  using AllocationAt =
+      std::function<absl::StatusOr<v1::Allocation>(uint64_t addr)>;
   static constexpr uint32_t kIds = 0x154c8086;  // device 154c, vendor 8086
   static constexpr int kVectors = 4;
 
-  explicit FakeNodeAgent(Lookup lookup) : lookup_(std::move(lookup)) {
+  FakeNodeAgent(Lookup lookup, AllocationAt allocation_at)
+      : lookup_(std::move(lookup)), allocation_at_(std::move(allocation_at)) {
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
@@ -63,6 +71,12 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
   void BreakDma() {
     absl::MutexLock l(&mu_);
     dma_broken_ = true;
+  }
+  // Host writes to allocations of `target` ("nodes/x") fail as an agent
+  // that does not answer would (UNAVAILABLE).
+  void FailWritesTo(const std::string& target) {
+    absl::MutexLock l(&mu_);
+    unreachable_target_ = target;
   }
 
   grpc::Status VfAccess(grpc::ServerContext*, const v1::VfAccessRequest* req,
@@ -107,6 +121,26 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
       return grpc::Status::OK;
     }
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "op");
+  }
+
+  grpc::Status HostWrite(grpc::ServerContext*, const v1::HostWriteRequest* req,
+                         v1::AccessResult* out) override {
+    absl::StatusOr<v1::Allocation> a = allocation_at_(req->addr());
+    if (!a.ok()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          std::string(a.status().message()));
+    }
+    absl::MutexLock l(&mu_);
+    if (a->target() == unreachable_target_) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "connection reset (injected)");
+    }
+    const uint64_t addr = a->target_addr() + (req->addr() - a->borrower_addr());
+    memory_[addr] = req->data();
+    out->set_landed(true);
+    out->set_node(std::string(absl::StripPrefix(a->target(), "nodes/")));
+    out->set_addr(addr);
+    return grpc::Status::OK;
   }
 
   grpc::Status HostRead(grpc::ServerContext*, const v1::HostReadRequest* req,
@@ -186,6 +220,7 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
 
  private:
   const Lookup lookup_;
+  const AllocationAt allocation_at_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   absl::Mutex mu_;
@@ -194,6 +229,7 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
   bool vm_running_ ABSL_GUARDED_BY(mu_) = true;
   int64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   bool dma_broken_ ABSL_GUARDED_BY(mu_) = false;
+  std::string unreachable_target_ ABSL_GUARDED_BY(mu_);
 };
 
 class CommandsTest : public ::testing::Test {
@@ -345,6 +381,19 @@ class CommandsTest : public ::testing::Test {
           }
           return absl::NotFoundError(
               absl::StrCat(vf, " is not lent to ", borrower));
+        },
+        [this](uint64_t addr) -> absl::StatusOr<v1::Allocation> {
+          absl::StatusOr<std::vector<v1::Allocation>> all =
+              client_->ListAllocations({});
+          if (!all.ok()) return all.status();
+          for (const v1::Allocation& a : *all) {
+            if (addr >= a.borrower_addr() &&
+                addr - a.borrower_addr() < a.size()) {
+              return a;
+            }
+          }
+          return absl::NotFoundError(
+              absl::StrCat("no allocation's window holds ", addr));
         });
     StartAgents({"n1", "n2", "n3"});
     // The agents are READY once they have reported.
@@ -370,6 +419,21 @@ class CommandsTest : public ::testing::Test {
     opts.wait = true;
     opts.wait_timeout = absl::Seconds(10);
     absl::Status s = Cmd().Attach(opts);
+    EXPECT_TRUE(s.ok()) << s;
+    return out_.str().substr(0, out_.str().find(' '));
+  }
+
+  // Lends `size` bytes of `target` to `borrower`, waits until READY and
+  // returns the allocation's name.
+  std::string AllocReady(const std::string& borrower, const std::string& target,
+                         uint64_t size = 1 << 20) {
+    AllocOptions opts;
+    opts.borrower = borrower;
+    opts.target = target;
+    opts.size = size;
+    opts.wait = true;
+    opts.wait_timeout = absl::Seconds(10);
+    absl::Status s = Cmd().Alloc(opts);
     EXPECT_TRUE(s.ok()) << s;
     return out_.str().substr(0, out_.str().find(' '));
   }
@@ -926,6 +990,34 @@ TEST_F(CommandsTest, VerifyAttachmentFailureIsReportedAndFails) {
   EXPECT_THAT(out_.str(), HasSubstr("no matching entry"));
   ASSERT_FALSE(Cmd(OutputFormat::kJson).VerifyAttachment(name, 0).ok());
   EXPECT_THAT(out_.str(), HasSubstr("\"ok\": false"));
+}
+
+TEST_F(CommandsTest, UnavailableFromTheManagerGetsNoManagerRunningHint) {
+  CreateVfFabric();
+  const std::string name = AllocReady("n2", "n3");
+  node_agent_->FailWritesTo("nodes/n3");
+  std::ostringstream out, err;
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "verify",
+                          ShortName(name)},
+                         out, err),
+            kExitError);
+  // The manager answered: it could not reach an agent.
+  EXPECT_THAT(err.str(), HasSubstr("error: verify " + name +
+                                   ": the agent of nodes/n2 at "));
+  EXPECT_THAT(err.str(), HasSubstr("connection reset (injected)"));
+  EXPECT_THAT(err.str(), Not(HasSubstr("is fabric-manager running")));
+  EXPECT_THAT(err.str(), Not(HasSubstr("--server")));
+
+  // Once the manager is gone, the hint is the one that fits.
+  server_->Shutdown();
+  out.str("");
+  err.str("");
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "--timeout",
+                          "2s", "get", "fabrics"},
+                         out, err),
+            kExitError);
+  EXPECT_THAT(err.str(), HasSubstr("hint: is fabric-manager running at " +
+                                   address_ + "?"));
 }
 
 TEST_F(CommandsTest, VfOperationsOnAMissingAttachmentHint) {

@@ -5,23 +5,38 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 
 namespace fabric::client {
+namespace {
+
+constexpr char kUnreachablePayload[] = "type.fabricctl/server-unreachable";
+
+}  // namespace
+
+bool IsServerUnreachable(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable &&
+         status.GetPayload(kUnreachablePayload).has_value();
+}
 
 std::unique_ptr<FabricClient> FabricClient::Connect(const std::string& target,
                                                     const Options& options) {
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
   return std::make_unique<FabricClient>(v1::FabricService::NewStub(channel),
-                                        target, options);
+                                        target, options, channel);
 }
 
 FabricClient::FabricClient(std::unique_ptr<Stub> stub, std::string target,
-                           const Options& options)
-    : stub_(std::move(stub)), target_(std::move(target)), options_(options) {}
+                           const Options& options,
+                           std::shared_ptr<grpc::ChannelInterface> channel)
+    : stub_(std::move(stub)),
+      channel_(std::move(channel)),
+      target_(std::move(target)),
+      options_(options) {}
 
 namespace {
 
@@ -89,8 +104,14 @@ absl::StatusOr<Resp> FabricClient::Call(Method<Req, Resp> method,
     Resp resp;
     status = FromGrpcStatus(((*stub_).*method)(&ctx, req, &resp));
     if (status.ok()) return resp;
-    if (status.code() != absl::StatusCode::kUnavailable ||
-        attempt >= max_attempts) {
+    if (status.code() != absl::StatusCode::kUnavailable) return status;
+    if (attempt >= max_attempts) {
+      // See IsServerUnreachable: a server that answered left the channel
+      // READY.
+      if (channel_ != nullptr &&
+          channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
+        status.SetPayload(kUnreachablePayload, absl::Cord("1"));
+      }
       return status;
     }
     absl::SleepFor(backoff);

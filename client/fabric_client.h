@@ -9,7 +9,8 @@
 // carry no request_id (AccessShadow writes, RaiseVfInterrupt, SetVmState)
 // are made once: the server relays them to agents, and an UNAVAILABLE may
 // come after part of the effect. List* methods follow next_page_token to the
-// end and return every item.
+// end and return every item. An UNAVAILABLE that did not come from the
+// server is marked (IsServerUnreachable).
 //
 //   auto client = FabricClient::Connect("127.0.0.1:7070", {});
 //   absl::StatusOr<std::vector<v1::Node>> nodes = client->ListNodes("");
@@ -32,6 +33,16 @@ namespace fabric::client {
 
 namespace v1 = ::fabric::v1;
 
+// True when `status` is an UNAVAILABLE that a FabricClient call got without
+// the server answering. The rule: the call failed with UNAVAILABLE and the
+// channel to the server was not READY (connected) right after, as when the
+// connection is refused, the name does not resolve or the connection
+// dropped ("failed to connect to all addresses", "Socket closed"). An
+// UNAVAILABLE the server itself returned (an agent it could not reach, a
+// store write that failed) arrives over a READY channel and is not marked.
+// Kept by copies of the status that keep its payloads.
+bool IsServerUnreachable(const absl::Status& status);
+
 class FabricClient {
  public:
   struct Options {
@@ -51,9 +62,12 @@ class FabricClient {
   static std::unique_ptr<FabricClient> Connect(const std::string& target,
                                                const Options& options);
 
-  // `target` is only used in messages.
+  // `target` is only used in messages. `channel`, the stub's channel, tells
+  // whether an UNAVAILABLE came from the server (see IsServerUnreachable);
+  // without it no status is marked.
   FabricClient(std::unique_ptr<v1::FabricService::StubInterface> stub,
-               std::string target, const Options& options);
+               std::string target, const Options& options,
+               std::shared_ptr<grpc::ChannelInterface> channel = nullptr);
 
   FabricClient(const FabricClient&) = delete;
   FabricClient& operator=(const FabricClient&) = delete;
@@ -149,6 +163,7 @@ class FabricClient {
                                             ItemsFn items);
 
   const std::unique_ptr<Stub> stub_;
+  const std::shared_ptr<grpc::ChannelInterface> channel_;
   const std::string target_;
   const Options options_;
 };
