@@ -819,6 +819,15 @@ absl::Status Commands::Verify(const std::string& id, bool all) {
     v1::VerifyAllocationRequest req;
     req.set_name(name);
     absl::StatusOr<v1::VerifyResult> r = client_->VerifyAllocation(req);
+    if (!r.ok() && all && !IsServerUnreachable(r.status())) {
+      // One allocation's error (an agent that does not answer, released
+      // meanwhile) is its result; the others are still verified.
+      v1::VerifyResult failure;
+      failure.set_allocation(name);
+      failure.set_ok(false);
+      failure.set_summary(std::string(r.status().message()));
+      r = std::move(failure);
+    }
     RETURN_IF_ERROR(Annotate(r.status(), absl::StrCat("verify ", name)));
     failed += r->ok() ? 0 : 1;
     if (options_.format == OutputFormat::kJson) {

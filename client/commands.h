@@ -227,7 +227,10 @@ class Commands {
   // verify ID | verify --all: proves allocations by bytes through the
   // agents. Prints OK, or the hop where the write failed; FAILED_PRECONDITION
   // (after printing every result) when any failed. --all covers every READY
-  // allocation and says how many others it skipped.
+  // allocation, one line each, reports an allocation whose verification
+  // failed with an error (an agent that does not answer) as FAIL with that
+  // error and goes on, then says how many passed and how many others it
+  // skipped; it stops only when the manager cannot be reached.
   absl::Status Verify(const std::string& id, bool all);
 
   // link up|down A B: SetLinkState on links/A--B, or links/B--A when the

@@ -1020,6 +1020,39 @@ TEST_F(CommandsTest, UnavailableFromTheManagerGetsNoManagerRunningHint) {
                                    address_ + "?"));
 }
 
+TEST_F(CommandsTest, VerifyAllGoesOnPastAFailureAndReportsEach) {
+  CreateVfFabric();
+  const std::string good = AllocReady("n2", "n3");
+  const std::string bad = AllocReady("n2", "n1");
+  node_agent_->FailWritesTo("nodes/n1");
+
+  absl::Status s = Cmd().Verify("", true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(s.message(), "1 allocation(s) failed verification");
+  EXPECT_THAT(out_.str(), HasSubstr("OK    " + good + "  "));
+  EXPECT_THAT(out_.str(),
+              ContainsRegex("(^|\n)FAIL  " + bad +
+                            "  the agent of nodes/n2 at [^\n]* did not take "
+                            "the write: connection reset \\(injected\\)\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("\n1 of 2 READY allocation(s) verified\n"));
+
+  ASSERT_FALSE(Cmd(OutputFormat::kJson).Verify("", true).ok());
+  EXPECT_THAT(out_.str(), StartsWith("["));
+  EXPECT_THAT(out_.str(), HasSubstr("\"allocation\":\"" + bad +
+                                    "\",\"ok\":false"));
+  EXPECT_THAT(out_.str(), HasSubstr("\"allocation\":\"" + good +
+                                    "\",\"ok\":true"));
+
+  std::ostringstream out, err;
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "verify",
+                          "--all"},
+                         out, err),
+            kExitError);
+  EXPECT_THAT(out.str(), HasSubstr("FAIL  " + bad));
+  EXPECT_THAT(out.str(), HasSubstr("OK    " + good));
+  EXPECT_EQ(err.str(), "error: 1 allocation(s) failed verification\n");
+}
+
 TEST_F(CommandsTest, VfOperationsOnAMissingAttachmentHint) {
   CreateVfFabric();
   ShadowAccessOptions read;
