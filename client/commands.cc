@@ -115,6 +115,34 @@ absl::Status HintIfNotFound(absl::Status status, absl::string_view hint) {
   return status;
 }
 
+// Hints at what to inspect when CreateFabric was refused with
+// ALREADY_EXISTS. A fabric named `spec`'s name exists: that fabric. It
+// does not: one of `spec`'s nodes belongs to another fabric, which GetNode
+// names (rather than parsing the manager's message).
+absl::Status HintFabricExists(FabricClient& client, absl::Status status,
+                              const v1::FabricSpec& spec) {
+  if (client.GetFabric(Qualify("fabrics", spec.name())).ok()) {
+    return WithHint(std::move(status),
+                    absl::StrCat("'fabricctl describe fabric ", spec.name(),
+                                 "' shows it; 'fabricctl delete fabric ",
+                                 spec.name(), "' removes it"));
+  }
+  for (const v1::NodeSpec& n : spec.nodes()) {
+    absl::StatusOr<v1::Node> node = client.GetNode(Qualify("nodes", n.name()));
+    if (node.ok()) {
+      const std::string fabric = Id("fabrics", node->fabric());
+      return WithHint(
+          std::move(status),
+          absl::StrCat("node ", n.name(), " belongs to fabric ", fabric,
+                       ": 'fabricctl describe fabric ", fabric,
+                       "' shows it; node names are unique across fabrics"));
+    }
+    if (node.status().code() != absl::StatusCode::kNotFound) break;
+  }
+  return WithHint(std::move(status),
+                  "'fabricctl get nodes' shows the fabric of every node");
+}
+
 constexpr char kVfListHint[] =
     "'fabricctl get vfs' lists the VFs the agents report";
 constexpr char kAttachmentListHint[] =
@@ -459,10 +487,7 @@ absl::Status Commands::CreateFabric(const v1::FabricSpec& spec) {
   std::string what = absl::StrCat("create fabric/", spec.name());
   absl::StatusOr<v1::Fabric> fabric = client_->CreateFabric(req);
   if (fabric.status().code() == absl::StatusCode::kAlreadyExists) {
-    return WithHint(Annotate(fabric.status(), what),
-                    absl::StrCat("'fabricctl describe fabric ", spec.name(),
-                                 "' shows it; 'fabricctl delete fabric ",
-                                 spec.name(), "' removes it"));
+    return HintFabricExists(*client_, Annotate(fabric.status(), what), spec);
   }
   RETURN_IF_ERROR(Annotate(fabric.status(), what));
   Report(*fabric,
@@ -489,6 +514,10 @@ absl::Status Commands::Apply(const std::string& path) {
   }
   absl::StatusOr<v1::Fabric> existing =
       client_->GetFabric(Qualify("fabrics", spec.name()));
+  if (existing.status().code() == absl::StatusCode::kNotFound) {
+    // Not this fabric that exists: one of its nodes is in another.
+    return HintFabricExists(*client_, Annotate(created.status(), what), spec);
+  }
   RETURN_IF_ERROR(Annotate(existing.status(), what));
   if (SameFabricSpec(spec, existing->spec())) {
     Report(*existing, absl::StrCat("fabric/", spec.name(), " unchanged"));

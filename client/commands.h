@@ -193,12 +193,15 @@ class Commands {
   Commands(FabricClient* client, std::ostream* out, const Options& options);
 
   // create ring / create star: CreateFabric; prints "fabric/x created".
+  // ALREADY_EXISTS hints at the fabric that has the name or, when none has
+  // it, at the fabric that holds one of the spec's nodes.
   absl::Status CreateFabric(const v1::FabricSpec& spec);
 
   // apply -f: creates the fabric in `path`. When it exists with the same
   // spec (SameFabricSpec), prints "fabric/x unchanged" and succeeds; with a
   // different spec, FAILED_PRECONDITION (changing a live fabric is not
-  // supported yet).
+  // supported yet). When a node of the spec belongs to another fabric,
+  // ALREADY_EXISTS with CreateFabric's hint.
   absl::Status Apply(const std::string& path);
 
   // get KIND [NAME]: one resource, or all of them (every page). `fabric`

@@ -483,6 +483,30 @@ TEST_F(CommandsTest, CreateRingThenGetAndDescribe) {
   EXPECT_THAT(std::string(missing.message()), StartsWith("get nodes/ghost: "));
 }
 
+TEST_F(CommandsTest, FabricNameOrNodeTakenHintsAtTheFabricThatHasIt) {
+  CreateRing("lab", {"n1", "n2", "n3"});
+  absl::Status s = Cmd().CreateFabric(RingSpec("lab", {"x", "y"}, "", 0));
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(StatusHint(s), HasSubstr("'fabricctl describe fabric lab'"));
+
+  // r2 does not exist; n1 belongs to lab.
+  s = Cmd().CreateFabric(RingSpec("r2", {"b1", "b2", "n1"}, "", 0));
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl describe fabric lab"));
+  EXPECT_THAT(StatusHint(s), HasSubstr("node n1"));
+  EXPECT_THAT(StatusHint(s), Not(HasSubstr("r2")));
+
+  const std::string path = WriteFile(
+      "r2.json", R"({"name": "r2", "topology": "RING",
+                     "nodes": [{"name": "b1"}, {"name": "n2"}]})");
+  s = Cmd().Apply(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("already belongs to fabric"));
+  EXPECT_THAT(StatusHint(s), HasSubstr("fabricctl describe fabric lab"));
+  EXPECT_THAT(StatusHint(s), HasSubstr("node n2"));
+}
+
 TEST_F(CommandsTest, JsonListsAreArraysAndSingleResourcesObjects) {
   CreateRing("r1", {"a", "b", "c"});
   ASSERT_TRUE(Cmd(OutputFormat::kJson).Get(ResourceKind::kNode, "", "").ok());
