@@ -12,6 +12,7 @@
 #include "client/commands.h"
 #include "client/fabric_client.h"
 #include "client/output.h"
+#include "common/host_port.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 
@@ -306,6 +307,24 @@ absl::StatusOr<uint64_t> Size(const std::string& text,
   return size;
 }
 
+// Usage error unless `server` (--server or FABRIC_SERVER) is HOST:PORT with
+// a port that can be connected to (1-65535).
+absl::Status CheckServer(const std::string& server) {
+  const std::string hint =
+      absl::StrCat("set --server or FABRIC_SERVER to HOST:PORT, e.g. ",
+                   kDefaultServer);
+  absl::StatusOr<HostPort> address = ParseHostPort("--server", server);
+  if (!address.ok()) {
+    return WithHint(UsageError(address.status().message()), hint);
+  }
+  if (address->port == 0) {
+    return WithHint(
+        UsageError("--server: port 0 cannot be connected to; use 1-65535"),
+        hint);
+  }
+  return absl::OkStatus();
+}
+
 // Validates the parsed flags and runs the chosen command. Every flag value
 // is checked (usage errors) before the client connects.
 absl::Status Dispatch(const Flags& f, const Subcommands& s,
@@ -314,6 +333,7 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   if (!format.ok()) return UsageError(format.status().message());
   ASSIGN_OR_RETURN(absl::Duration timeout,
                    ParseDurationFlag(f.timeout, "--timeout"));
+  RETURN_IF_ERROR(CheckServer(f.server));
 
   // Everything the chosen command needs, validated before connecting.
   std::optional<v1::FabricSpec> spec;

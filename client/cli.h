@@ -22,7 +22,9 @@ inline constexpr int kExitUsage = 2;  // the command line is wrong
 
 // Runs fabricctl. `args[0]` is the program name. The server address comes
 // from --server, else the FABRIC_SERVER environment variable, else
-// kDefaultServer. Returns one of the exit codes above.
+// kDefaultServer; it must be HOST:PORT (see common/host_port.h) with a port
+// from 1 to 65535, else it is a usage error. Returns one of the exit codes
+// above.
 int RunFabricctl(const std::vector<std::string>& args, std::ostream& out,
                  std::ostream& err);
 

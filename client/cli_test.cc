@@ -299,6 +299,37 @@ TEST(CliTest, UnreachableServerIsExit1WithHint) {
                                "127.0.0.1:1? set --server or FABRIC_SERVER"));
 }
 
+TEST(CliTest, BadServerAddressIsUsageErrorNamingTheFlag) {
+  struct Case {
+    const char* server;
+    std::string error;
+  };
+  const Case cases[] = {
+      // gRPC would wrap it to 34463.
+      {"127.0.0.1:99999", "--server: port 99999 is out of range (0-65535)"},
+      {"127.0.0.1:0", "--server: port 0 cannot be connected to; use 1-65535"},
+      {"127.0.0.1", "--server: \"127.0.0.1\" has no port"},
+      {"127.0.0.1:http", "--server: port \"http\" is not a number"},
+      {"", "--server: the address is empty"},
+  };
+  for (const Case& c : cases) {
+    Result r =
+        RunCli({"--server", c.server, "--timeout", "2s", "get", "fabrics"});
+    EXPECT_EQ(r.code, kExitUsage) << c.server << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("error: " + c.error));
+    EXPECT_THAT(r.err, HasSubstr("hint: set --server or FABRIC_SERVER to "
+                                 "HOST:PORT"));
+  }
+  ASSERT_EQ(setenv("FABRIC_SERVER", "127.0.0.1:70000", 1), 0);
+  Result env = RunCli({"--timeout", "2s", "get", "fabrics"});
+  unsetenv("FABRIC_SERVER");
+  EXPECT_EQ(env.code, kExitUsage);
+  EXPECT_THAT(env.err, HasSubstr("port 70000 is out of range"));
+  // A bracketed IPv6 address is accepted (and nothing listens there).
+  Result v6 = RunCli({"--server=[::1]:1", "--timeout", "2s", "get", "fabrics"});
+  EXPECT_EQ(v6.code, kExitError) << v6.err;
+}
+
 TEST(CliTest, ServerFromEnvironment) {
   ASSERT_EQ(setenv("FABRIC_SERVER", "127.0.0.1:1", 1), 0);
   Result r = RunCli({"--timeout", "2s", "get", "fabrics"});
