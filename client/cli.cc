@@ -310,9 +310,8 @@ absl::StatusOr<uint64_t> Size(const std::string& text,
 // Usage error unless `server` (--server or FABRIC_SERVER) is HOST:PORT with
 // a port that can be connected to (1-65535).
 absl::Status CheckServer(const std::string& server) {
-  const std::string hint =
-      absl::StrCat("set --server or FABRIC_SERVER to HOST:PORT, e.g. ",
-                   kDefaultServer);
+  const std::string hint = absl::StrCat(
+      "set --server or FABRIC_SERVER to HOST:PORT, e.g. ", kDefaultServer);
   absl::StatusOr<HostPort> address = ParseHostPort("--server", server);
   if (!address.ok()) {
     return WithHint(UsageError(address.status().message()), hint);
@@ -352,8 +351,7 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
     }
     spec = s.create_ring->parsed()
                ? RingSpec(f.fabric_name, nodes, f.profile, export_size)
-               : StarSpec(f.fabric_name, f.hub, nodes, f.profile,
-                          export_size);
+               : StarSpec(f.fabric_name, f.hub, nodes, f.profile, export_size);
   } else if (s.get->parsed() || s.describe->parsed()) {
     ASSIGN_OR_RETURN(kind, ParseResourceKind(f.kind));
     RETURN_IF_ERROR(CheckNodeFilter(*kind, f.node_filter));

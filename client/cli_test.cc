@@ -267,9 +267,9 @@ TEST(CliTest, NodeFilterOnlyForAllocationsVfsAndAttachments) {
   EXPECT_THAT(r.err, HasSubstr("--node: only allocations, vfs and "
                                "attachments are listed by node"));
   // Accepted kinds get as far as the (dead) server.
-  for (const char* kind : {"allocations", "alloc", "vfs", "vf",
-                           "virtualfunctions", "attachments", "attachment",
-                           "att"}) {
+  for (const char* kind :
+       {"allocations", "alloc", "vfs", "vf", "virtualfunctions", "attachments",
+        "attachment", "att"}) {
     Result ok =
         RunCli({kDeadServer, "--timeout", "2s", "get", kind, "--node", "n1"});
     EXPECT_EQ(ok.code, kExitError) << kind << ": " << ok.err;

@@ -303,8 +303,8 @@ absl::StatusOr<v1::FabricSpec> ReadFabricSpecFile(const std::string& path) {
   std::error_code ec;
   // Opening a directory succeeds and reading it fails; say so up front.
   if (std::filesystem::is_directory(path, ec)) {
-    return UsageError(absl::StrCat(
-        what, "is a directory; expected a FabricSpec JSON file"));
+    return UsageError(
+        absl::StrCat(what, "is a directory; expected a FabricSpec JSON file"));
   }
   absl::StatusOr<std::string> json = ReadFileToString(path);
   switch (json.status().code()) {
@@ -815,7 +815,7 @@ absl::Status Commands::Alloc(const AllocOptions& opts) {
 }
 
 absl::Status Commands::Release(const std::string& id,
-                              const std::string& request_id) {
+                               const std::string& request_id) {
   v1::DeleteAllocationRequest req;
   req.set_name(Qualify("allocations", id));
   req.set_request_id(request_id.empty() ? NewRequestId() : request_id);

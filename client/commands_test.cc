@@ -496,8 +496,8 @@ TEST_F(CommandsTest, FabricNameOrNodeTakenHintsAtTheFabricThatHasIt) {
   EXPECT_THAT(StatusHint(s), HasSubstr("node n1"));
   EXPECT_THAT(StatusHint(s), Not(HasSubstr("r2")));
 
-  const std::string path = WriteFile(
-      "r2.json", R"({"name": "r2", "topology": "RING",
+  const std::string path =
+      WriteFile("r2.json", R"({"name": "r2", "topology": "RING",
                      "nodes": [{"name": "b1"}, {"name": "n2"}]})");
   s = Cmd().Apply(path);
   std::remove(path.c_str());
@@ -640,8 +640,8 @@ TEST_F(CommandsTest, ReleaseWithSameRequestIdIsIdempotent) {
   const std::string server = "--server=" + address_;
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::ostringstream out, err;
-    ASSERT_EQ(RunFabricctl({"fabricctl", server, "release", id,
-                            "--request-id", "release-once"},
+    ASSERT_EQ(RunFabricctl({"fabricctl", server, "release", id, "--request-id",
+                            "release-once"},
                            out, err),
               kExitOk)
         << "attempt " << attempt << ": " << err.str();
@@ -676,10 +676,10 @@ TEST_F(CommandsTest, AllocReplayOfAReleasedAllocationSaysSo) {
   EXPECT_THAT(out_.str(), Not(HasSubstr("PENDING")));
 
   std::ostringstream out, err;
-  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "alloc", "mem",
-                          "--from", "a", "--to", "b", "--size", "4096",
-                          "--request-id", "job-42"},
-                         out, err),
+  EXPECT_EQ(RunFabricctl(
+                {"fabricctl", "--server=" + address_, "alloc", "mem", "--from",
+                 "a", "--to", "b", "--size", "4096", "--request-id", "job-42"},
+                out, err),
             kExitError);
   EXPECT_EQ(out.str(), "");
   EXPECT_THAT(err.str(), HasSubstr("has since been released"));
@@ -1062,16 +1062,16 @@ TEST_F(CommandsTest, VerifyAllGoesOnPastAFailureAndReportsEach) {
 
   ASSERT_FALSE(Cmd(OutputFormat::kJson).Verify("", true).ok());
   EXPECT_THAT(out_.str(), StartsWith("["));
-  EXPECT_THAT(out_.str(), HasSubstr("\"allocation\":\"" + bad +
-                                    "\",\"ok\":false"));
-  EXPECT_THAT(out_.str(), HasSubstr("\"allocation\":\"" + good +
-                                    "\",\"ok\":true"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("\"allocation\":\"" + bad + "\",\"ok\":false"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("\"allocation\":\"" + good + "\",\"ok\":true"));
 
   std::ostringstream out, err;
-  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "verify",
-                          "--all"},
-                         out, err),
-            kExitError);
+  EXPECT_EQ(
+      RunFabricctl({"fabricctl", "--server=" + address_, "verify", "--all"},
+                   out, err),
+      kExitError);
   EXPECT_THAT(out.str(), HasSubstr("FAIL  " + bad));
   EXPECT_THAT(out.str(), HasSubstr("OK    " + good));
   EXPECT_EQ(err.str(), "error: 1 allocation(s) failed verification\n");
