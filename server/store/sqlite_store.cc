@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
+#include "server/store/store_lock.h"
 
 namespace fabric::store {
 namespace {
@@ -378,6 +379,38 @@ absl::StatusOr<int> ReadVersion(Connection& db, const std::string& path) {
   return version;
 }
 
+// OK when the file is empty or this project's; FAILED_PRECONDITION, with
+// nothing written, when it belongs to another application. The first
+// statement that reads the file: a non-database fails here (DATA_LOSS).
+absl::Status CheckOwnership(Connection& db, const std::string& path) {
+  ASSIGN_OR_RETURN(std::string app_text,
+                   db.QueryText("PRAGMA application_id",
+                                "cannot read the application id of"));
+  int app = 0;
+  if (!absl::SimpleAtoi(app_text, &app)) app = -1;
+  if (app != 0 && app != kSqliteApplicationId) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "database '%s' belongs to another application (application_id %s, "
+        "ours is %d); refusing to use it, and it was left untouched",
+        path, app_text, kSqliteApplicationId));
+  }
+  ASSIGN_OR_RETURN(const int version, ReadVersion(db, path));
+  ASSIGN_OR_RETURN(
+      std::string tables,
+      db.QueryText("SELECT ifnull(group_concat(name, ', '), '') FROM "
+                   "(SELECT name FROM sqlite_master WHERE type = 'table' "
+                   "AND name NOT LIKE 'sqlite_%' ORDER BY name)",
+                   "cannot list the tables of"));
+  if (version == 0 && !tables.empty()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "database '%s' is not a fabric-manager database: it has tables (%s) "
+        "but no schema version of ours; refusing to adopt it, and it was "
+        "left untouched",
+        path, tables.size() > 200 ? tables.substr(0, 200) + "..." : tables));
+  }
+  return absl::OkStatus();
+}
+
 // Brings the file to kSqliteSchemaVersion in one transaction.
 absl::Status Migrate(Connection& db, const std::string& path) {
   RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE", "cannot start migration of"));
@@ -402,6 +435,9 @@ absl::Status Migrate(Connection& db, const std::string& path) {
     RETURN_IF_ERROR(
         db.Exec(absl::StrCat("PRAGMA user_version = ", kSqliteSchemaVersion),
                 "cannot set schema version of"));
+    RETURN_IF_ERROR(db.Exec(
+        absl::StrCat("PRAGMA application_id = ", kSqliteApplicationId),
+        "cannot set the application id of"));
     return db.Exec("COMMIT", "cannot commit migration of");
   }();
   // Ends the transaction when nothing was committed (no migration needed,
@@ -426,8 +462,10 @@ class SqliteStore final : public Store {
  public:
   // `reader` may be null, in which case reads use `writer`.
   SqliteStore(std::unique_ptr<Connection> writer,
-              std::unique_ptr<Connection> reader)
-      : writer_(std::move(writer)),
+              std::unique_ptr<Connection> reader,
+              std::unique_ptr<StoreLock> lock)
+      : lock_(std::move(lock)),
+        writer_(std::move(writer)),
         owned_reader_(std::move(reader)),
         reader_(owned_reader_ != nullptr ? owned_reader_.get()
                                          : writer_.get()) {}
@@ -539,6 +577,10 @@ class SqliteStore final : public Store {
     return results;
   }
 
+  // Held for the store's lifetime; released after the connections close
+  // (members are destroyed in reverse order). Null for :memory: and
+  // read-only stores.
+  const std::unique_ptr<StoreLock> lock_;
   const std::unique_ptr<Connection> writer_;
   const std::unique_ptr<Connection> owned_reader_;  // May be null.
   Connection* const reader_;  // writer_ or owned_reader_; not owned.
@@ -568,10 +610,17 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
                         ? SQLITE_OPEN_READONLY
                         : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 
+  // One writer per file: the lock comes first, so that a refused opener
+  // touches nothing.
+  std::unique_ptr<StoreLock> lock;
+  if (!in_memory && !options.read_only) {
+    ASSIGN_OR_RETURN(lock, StoreLock::Acquire(path));
+    RETURN_IF_ERROR(lock->Describe(options.holder));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> writer,
                    Connection::Open(path, flags, options.busy_timeout_ms));
+  RETURN_IF_ERROR(CheckOwnership(*writer, path));
   if (!in_memory && !options.read_only) {
-    // The first statement that reads the file: a non-database fails here.
     ASSIGN_OR_RETURN(std::string mode,
                      writer->QueryText("PRAGMA journal_mode = WAL",
                                        "cannot enable WAL mode on"));
@@ -597,7 +646,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
                                               options.busy_timeout_ms));
   }
   return std::unique_ptr<Store>(
-      new SqliteStore(std::move(writer), std::move(reader)));
+      new SqliteStore(std::move(writer), std::move(reader), std::move(lock)));
 }
 
 }  // namespace fabric::store

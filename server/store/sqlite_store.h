@@ -18,7 +18,8 @@
 // connection, so there reads share the write connection.)
 //
 // The schema is versioned with PRAGMA user_version and migrated in one
-// transaction at open. Schema version 1 is
+// transaction at open; PRAGMA application_id marks the file as this
+// project's (kSqliteApplicationId). Schema version 1 is
 //   kv(tbl TEXT, key TEXT, value BLOB, PRIMARY KEY(tbl, key)) WITHOUT ROWID.
 //
 // Error mapping (messages carry the path, sqlite3_errmsg, the operating
@@ -62,6 +63,10 @@ struct SqliteOptions {
   // batch holding a larger row fails with INVALID_ARGUMENT. 0 keeps SQLite's
   // own limit (SQLITE_MAX_LENGTH, 1e9 by default).
   int max_value_bytes = 0;
+  // A file opened for writing is held exclusively while the store is open
+  // (StoreLock, on PATH.lock); this line says who holds it, for the error
+  // a second opener gets, e.g. "fabric-manager listening on 127.0.0.1:7070".
+  std::string holder = "";
 };
 
 // Most batches one group commit takes, and the byte total after which the
@@ -71,6 +76,10 @@ inline constexpr size_t kMaxGroupBytes = 8 << 20;
 
 // The schema version this binary creates and understands.
 inline constexpr int kSqliteSchemaVersion = 1;
+// PRAGMA application_id of the files this project creates ("FBRC"). Files
+// made before it was set carry 0 and are still ours when their schema
+// version is.
+inline constexpr int kSqliteApplicationId = 0x46425243;
 
 // Opens (creating if needed, unless read_only) the database at
 // `options.path` and migrates it to kSqliteSchemaVersion.
@@ -80,6 +89,12 @@ inline constexpr int kSqliteSchemaVersion = 1;
 //     binary knows (the message names both), or read_only and the file needs
 //     a migration.
 //   DATA_LOSS if the file is not a SQLite database or is corrupt.
+//   FAILED_PRECONDITION if another open store (in this process or another)
+//     holds the file for writing; the file is not touched, and the message
+//     names the holder (StoreLock).
+//   FAILED_PRECONDITION if the file is a SQLite database of another
+//     application (it has tables but no schema version of ours, or a
+//     foreign application_id); it is left untouched.
 //   UNAVAILABLE if the file cannot be opened or locked.
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
     const SqliteOptions& options);

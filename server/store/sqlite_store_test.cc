@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <memory>
@@ -188,14 +190,12 @@ TEST(OpenTest, ReopenKeepsData) {
             std::to_string(kSqliteSchemaVersion));
 }
 
-TEST(OpenTest, MigratesVersionZeroFile) {
+TEST(OpenTest, MigratesEmptyVersionZeroFile) {
   ScopedTempDir dir;
   const std::string path = dir.File("old.db");
   {
-    // What a plain `sqlite3 old.db` session leaves: user_version 0 and no kv.
+    // What `sqlite3 old.db` with no statements leaves: user_version 0.
     RawDb raw(path);
-    ASSERT_TRUE(raw.Query("CREATE TABLE notes(x TEXT)").ok());
-    ASSERT_TRUE(raw.Query("INSERT INTO notes VALUES('keep me')").ok());
     ASSERT_EQ(*raw.Query("PRAGMA user_version"), "0");
   }
   auto store = MustOpen(Options(path));
@@ -206,7 +206,104 @@ TEST(OpenTest, MigratesVersionZeroFile) {
   RawDb raw(path);
   EXPECT_EQ(*raw.Query("PRAGMA user_version"),
             std::to_string(kSqliteSchemaVersion));
+  EXPECT_EQ(*raw.Query("PRAGMA application_id"),
+            std::to_string(kSqliteApplicationId));
+}
+
+// A database of another application is refused, not adopted, and left as
+// it was (not even switched to WAL).
+TEST(OpenTest, ForeignDatabaseIsRefusedAndUntouched) {
+  ScopedTempDir dir;
+  const std::string path = dir.File("other.db");
+  {
+    RawDb raw(path);
+    ASSERT_TRUE(raw.Query("CREATE TABLE notes(x TEXT)").ok());
+    ASSERT_TRUE(raw.Query("INSERT INTO notes VALUES('keep me')").ok());
+  }
+  auto store = OpenSqliteStore(Options(path));
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(), HasSubstr(path));
+  EXPECT_THAT(store.status().message(), HasSubstr("notes"));
+  EXPECT_THAT(store.status().message(), HasSubstr("left untouched"));
+  RawDb raw(path);
+  EXPECT_EQ(*raw.Query("PRAGMA user_version"), "0");
+  EXPECT_EQ(*raw.Query("PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(*raw.Query("SELECT count(*) FROM sqlite_master WHERE name='kv'"),
+            "0");
   EXPECT_EQ(*raw.Query("SELECT x FROM notes"), "keep me");
+
+  // Another application's id is refused too, even with our table shape.
+  const std::string tagged = dir.File("tagged.db");
+  {
+    RawDb other(tagged);
+    ASSERT_TRUE(other.Query("PRAGMA application_id = 1234").ok());
+  }
+  auto refused = OpenSqliteStore(Options(tagged));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("application_id 1234"));
+}
+
+// One writer per file: a second open for writing is refused while the
+// first is open, names the holder, and touches nothing; once the first
+// closes, the file opens again.
+TEST(OpenTest, SecondWriterIsRefusedWithTheHolder) {
+  ScopedTempDir dir;
+  const std::string path = dir.File("kv.db");
+  SqliteOptions first_options = Options(path);
+  first_options.holder = "fabric-manager listening on 127.0.0.1:7070";
+  auto first = MustOpen(first_options);
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(Put(*first, "t", "k", "v").ok());
+
+  auto second = OpenSqliteStore(Options(path));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(second.status().message(), HasSubstr(path));
+  EXPECT_THAT(second.status().message(),
+              HasSubstr(absl::StrCat("pid ", getpid())));
+  EXPECT_THAT(second.status().message(),
+              HasSubstr("listening on 127.0.0.1:7070"));
+  // The first store is unaffected; a read-only open (inspection) works.
+  ASSERT_TRUE(Put(*first, "t", "k2", "v2").ok());
+  auto reader = MustOpen(Options(path, 2000, /*read_only=*/true));
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(*reader->Get("t", "k2"), "v2");
+
+  first.reset();
+  auto again = MustOpen(Options(path));
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(*again->Get("t", "k"), "v");
+}
+
+// The lock is the kernel's: a holder killed with SIGKILL leaves no stale
+// lock behind.
+TEST(OpenTest, LockOfAKilledHolderIsFree) {
+  ScopedTempDir dir;
+  const std::string path = dir.File("kv.db");
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto store = OpenSqliteStore(Options(path));
+    const char c = store.ok() ? 'y' : 'n';
+    (void)!write(ready[1], &c, 1);
+    pause();
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  auto held = OpenSqliteStore(Options(path));
+  EXPECT_EQ(held.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(held.status().message(), HasSubstr(absl::StrCat("pid ", child)));
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(ready[0]);
+  close(ready[1]);
+  EXPECT_NE(MustOpen(Options(path)), nullptr);
 }
 
 TEST(OpenTest, TooNewSchemaIsFailedPrecondition) {
