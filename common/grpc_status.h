@@ -4,11 +4,19 @@
 
 #include <grpcpp/support/status.h>
 
+#include <cstddef>
+
 #include "absl/status/status.h"
 
 namespace fabric {
 
-// Canonical codes map one to one; the message is kept.
+// The longest message ToGrpcStatus passes on, in bytes: far below gRPC's
+// 8 KiB metadata limit, past which a client sees only "metadata size
+// exceeds limit" instead of the error.
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
+
+// Canonical codes map one to one; the message is kept, cut to
+// kMaxStatusMessageBytes (on a UTF-8 boundary) when longer.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/excerpt.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 
@@ -60,7 +61,7 @@ absl::Status ValidateName(absl::string_view field, absl::string_view name) {
   }
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      field, ": \"", name,
+      field, ": \"", Excerpt(name),
       "\" must be 1-63 lowercase letters, digits or single hyphens, starting "
       "with a letter and not ending with a hyphen"));
 }

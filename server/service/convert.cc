@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/excerpt.h"
 
 namespace fabric::service {
 
@@ -95,9 +96,15 @@ absl::StatusOr<std::string> ParseName(absl::string_view field,
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": required, as ", prefix, "{id}"));
   }
-  if (absl::StrContains(id, "/")) {
+  if (id.size() > kMaxNameLength) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ": \"", name, "\" is not a name of the form ", prefix, "{id}"));
+        field, ": \"", Excerpt(name), "\" is ", id.size(),
+        " characters; a name is at most ", kMaxNameLength));
+  }
+  if (absl::StrContains(id, "/")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": \"", Excerpt(name),
+                     "\" is not a name of the form ", prefix, "{id}"));
   }
   return std::string(id);
 }

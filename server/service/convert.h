@@ -42,8 +42,13 @@ inline std::string AllocationName(absl::string_view id) {
   return absl::StrCat("allocations/", id);
 }
 
+// The longest id a name may carry: longer than any id the manager mints
+// or a fabric spec accepts, and short enough to echo in errors.
+inline constexpr size_t kMaxNameLength = 253;
+
 // Accepts "{collection}/{id}" or a bare "{id}" and returns the id.
-// INVALID_ARGUMENT naming `field` when empty or of another collection.
+// INVALID_ARGUMENT naming `field` when empty, longer than kMaxNameLength,
+// or of another collection.
 absl::StatusOr<std::string> ParseName(absl::string_view field,
                                       absl::string_view name,
                                       absl::string_view collection);

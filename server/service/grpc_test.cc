@@ -91,6 +91,36 @@ TEST_F(GrpcTest, ErrorsCarryCanonicalCodesAndFieldNames) {
   EXPECT_THAT(s.error_message(), HasSubstr("granularity"));
 }
 
+// A 10,000-character name gets the rule it broke, not gRPC's "metadata
+// size exceeds limit": errors quote at most a short prefix of the input.
+TEST_F(GrpcTest, LongInputIsQuotedShortlyInErrors) {
+  const std::string huge(10000, 'x');
+  {
+    grpc::ClientContext ctx;
+    v1::GetNodeRequest req;
+    req.set_name(huge);
+    v1::Node out;
+    grpc::Status s = stub_->GetNode(&ctx, req, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("10000 characters"));
+    EXPECT_THAT(s.error_message(), HasSubstr("at most 253"));
+    EXPECT_LT(s.error_message().size(), 300u);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::CreateFabricRequest req;
+    req.mutable_spec()->set_name(huge);
+    req.mutable_spec()->set_topology(v1::RING);
+    v1::Fabric out;
+    grpc::Status s = stub_->CreateFabric(&ctx, req, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("must be 1-63 lowercase"));
+    EXPECT_LT(s.error_message().size(), 400u);
+  }
+}
+
 TEST_F(GrpcTest, HealthServiceAnswersServing) {
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::ClientContext ctx;
