@@ -110,13 +110,14 @@ TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
 
   // The error is visible on the allocation and on the node.
   v1::Allocation seen;
-  for (int i = 0; i < 2000; ++i) {
-    auto a = h.Get(victim->name());
-    ASSERT_TRUE(a.ok());
-    seen = *a;
-    if (absl::StrContains(seen.state_reason(), "could not apply")) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  proctest::WaitFor(
+      [&] {
+        auto a = h.Get(victim->name());
+        if (a.ok()) seen = *a;
+        return a.ok() && absl::StrContains(seen.state_reason(),
+                                           "could not apply");
+      },
+      absl::Seconds(10));
   EXPECT_EQ(seen.state(), v1::Allocation::PENDING);
   EXPECT_THAT(seen.state_reason(), HasSubstr("node n0 could not apply " + slot));
   EXPECT_THAT(seen.state_reason(), HasSubstr("injected fault"));

@@ -160,7 +160,7 @@ void FabricHarness::StartAgent(int i, const std::vector<std::string>& extra) {
 absl::Status FabricHarness::WaitRegistered(int i, absl::Duration timeout) {
   static const std::regex kServing(
       "serving its data path on (127\\.0\\.0\\.1:[0-9]+)");
-  const absl::Time end = absl::Now() + timeout;
+  const absl::Time end = absl::Now() + proctest::Scaled(timeout);
   std::string address;
   while (absl::Now() < end) {
     if (address.empty()) {
@@ -190,7 +190,7 @@ void FabricHarness::KillAgent(int i) {
 
 int FabricHarness::WaitAgentExit(int i, absl::Duration timeout) {
   if (agents_[i] == nullptr) return -1;
-  const absl::Time end = absl::Now() + timeout;
+  const absl::Time end = absl::Now() + proctest::Scaled(timeout);
   int code = -1;
   while (absl::Now() < end) {
     if (agents_[i]->TryWait(&code)) {
@@ -307,7 +307,7 @@ absl::StatusOr<v1::VerifyResult> FabricHarness::Verify(
 bool FabricHarness::WaitState(const std::string& name,
                               v1::Allocation::State state,
                               absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
+  const absl::Time end = absl::Now() + proctest::Scaled(timeout);
   while (absl::Now() < end) {
     auto a = Get(name);
     if (a.ok() && a->state() == state) return true;

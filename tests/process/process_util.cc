@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/base/config.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 
 extern char** environ;
@@ -139,6 +141,26 @@ int RunCommand(const std::vector<std::string>& argv, std::string* out,
   return code;
 }
 
+int SlowdownFactor() {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  return 5;
+#else
+  return 1;
+#endif
+}
+
+absl::Duration Scaled(absl::Duration base) { return base * SlowdownFactor(); }
+
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout,
+             absl::Duration poll) {
+  const absl::Time deadline = absl::Now() + Scaled(timeout);
+  while (absl::Now() < deadline) {
+    if (done()) return true;
+    absl::SleepFor(poll);
+  }
+  return done();
+}
+
 Manager StartManager(const std::string& db, const std::string& log_path,
                      const std::vector<std::string>& extra_flags) {
   return StartManagerAt(BinDir() + "/fabric-manager", 0, db, log_path,
@@ -155,18 +177,19 @@ Manager StartManagerAt(const std::string& binary, int port,
   const size_t offset = ReadFile(log_path).size();
   Manager m{Child(argv, log_path), -1};
   static const std::regex kListening("listening on 127\\.0\\.0\\.1:([0-9]+)");
-  for (int i = 0; i < 1000 && m.port < 0; ++i) {
-    std::string log = ReadFile(log_path);
-    std::smatch match;
-    std::string tail = log.substr(std::min(offset, log.size()));
-    if (std::regex_search(tail, match, kListening)) {
-      m.port = std::stoi(match[1]);
-      break;
-    }
-    int code = 0;
-    if (m.child.TryWait(&code)) break;  // it exited (e.g. port taken)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  WaitFor(
+      [&] {
+        std::string log = ReadFile(log_path);
+        std::smatch match;
+        std::string tail = log.substr(std::min(offset, log.size()));
+        if (std::regex_search(tail, match, kListening)) {
+          m.port = std::stoi(match[1]);
+          return true;
+        }
+        int code = 0;
+        return m.child.TryWait(&code);  // it exited (e.g. port taken)
+      },
+      absl::Seconds(10), absl::Milliseconds(10));
   return m;
 }
 

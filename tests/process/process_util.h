@@ -7,8 +7,11 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "absl/time/time.h"
 
 namespace fabric::proctest {
 
@@ -56,12 +59,27 @@ class Child {
 int RunCommand(const std::vector<std::string>& argv, std::string* out,
                std::string* err = nullptr);
 
+// How many times slower than a Release build this build runs its
+// processes: 5 under AddressSanitizer (ASan roughly triples the CPU each
+// process needs, and the sanitizer stage runs two heavy tests at once on
+// two cores), else 1.
+int SlowdownFactor();
+
+// `base` times SlowdownFactor(): every deadline a test waits on.
+absl::Duration Scaled(absl::Duration base);
+
+// Calls `done` every `poll` until it returns true (then true) or until
+// Scaled(timeout) has passed (then false, after one last call). Tests wait
+// for the state they need with this, never for a fixed time.
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout,
+             absl::Duration poll = absl::Milliseconds(5));
+
 // Reads a whole file ("" if absent).
 std::string ReadFile(const std::string& path);
 
 // Starts fabric-manager on 127.0.0.1:0 with `db` and returns it with the
-// bound port read from its log; -1 port if it did not come up in 10 s (or
-// exited first).
+// bound port read from its log; -1 port if it did not come up in
+// Scaled(10 s) (or exited first).
 struct Manager {
   Child child;
   int port;

@@ -81,19 +81,17 @@ class VfLendingTest : public ::testing::Test {
   }
 
   bool WaitNodeReady(const std::string& node) {
-    for (int i = 0; i < 2000; ++i) {
-      grpc::ClientContext ctx;
-      v1::GetNodeRequest req;
-      req.set_name(node);
-      v1::Node n;
-      if (stub_->GetNode(&ctx, req, &n).ok() &&
-          n.agent_state() == v1::Node::READY &&
-          n.applied_generation() == n.desired_generation()) {
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
+    return WaitFor(
+        [&] {
+          grpc::ClientContext ctx;
+          v1::GetNodeRequest req;
+          req.set_name(node);
+          v1::Node n;
+          return stub_->GetNode(&ctx, req, &n).ok() &&
+                 n.agent_state() == v1::Node::READY &&
+                 n.applied_generation() == n.desired_generation();
+        },
+        absl::Seconds(10));
   }
 
   std::vector<v1::VirtualFunction> ListVfs() {
@@ -131,9 +129,9 @@ class VfLendingTest : public ::testing::Test {
   }
 
   bool WaitState(const std::string& name, v1::Attachment::State state) {
-    for (int i = 0; i < 3000; ++i) {
-      if (Get(name).state() == state) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (WaitFor([&] { return Get(name).state() == state; },
+                absl::Seconds(15))) {
+      return true;
     }
     ADD_FAILURE() << name << " never became "
                   << v1::Attachment::State_Name(state) << ": "
@@ -223,12 +221,13 @@ class VfLendingTest : public ::testing::Test {
 TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   // 1. The pool: the lender's 8 VFs, free and, once probed, healthy.
   std::vector<v1::VirtualFunction> vfs;
-  for (int i = 0; i < 400; ++i) {
-    vfs = ListVfs();
-    if (vfs.size() == 8 && vfs[7].health() == v1::VirtualFunction::HEALTHY)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitFor(
+      [&] {
+        vfs = ListVfs();
+        return vfs.size() == 8 &&
+               vfs[7].health() == v1::VirtualFunction::HEALTHY;
+      },
+      absl::Seconds(5));
   ASSERT_EQ(vfs.size(), 8u);
   for (const auto& v : vfs) {
     EXPECT_EQ(v.state(), v1::VirtualFunction::FREE) << v.name();
@@ -371,11 +370,12 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   }
   // The borrower reports its shadow's counters with its heartbeats.
   v1::Attachment counted;
-  for (int i = 0; i < 400; ++i) {
-    counted = Get(a0.name());
-    if (counted.counters().config_writes_dropped() >= 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitFor(
+      [&] {
+        counted = Get(a0.name());
+        return counted.counters().config_writes_dropped() >= 1;
+      },
+      absl::Seconds(5));
   EXPECT_EQ(counted.counters().config_writes_dropped(), 1u);
   EXPECT_EQ(counted.counters().config_writes_emulated(), 1u);
   EXPECT_EQ(counted.counters().config_dropped_by_reason().count(
@@ -411,10 +411,8 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   EXPECT_EQ(r.counters().exits(), 7u);
   EXPECT_EQ(r.counters().exits_avoided(), 0u);
   // The counters are in the attachment, through the manager.
-  for (int i = 0; i < 400; ++i) {
-    if (Get(a0.name()).counters().delivered_direct() == 10) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitFor([&] { return Get(a0.name()).counters().delivered_direct() == 10; },
+          absl::Seconds(5));
   EXPECT_EQ(Get(a0.name()).counters().delivered_direct(), 10u);
 
   // 7. Detach from n0 and lend the same VF to n2.
@@ -442,9 +440,7 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   agents_[1]->Signal(SIGKILL);
   agents_[1]->Wait();
   agents_[1] = StartAgent(1);
-  for (int i = 0; i < 2000 && agent_address() == old_address; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitFor([&] { return agent_address() != old_address; }, absl::Seconds(10));
   ASSERT_NE(agent_address(), old_address);
   ASSERT_TRUE(WaitNodeReady("n1"));
   ASSERT_TRUE(WaitState(moved.name(), v1::Attachment::READY));
@@ -504,21 +500,23 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   ASSERT_TRUE(WaitState(held.name(), v1::Attachment::DEGRADED));
   EXPECT_THAT(Get(held.name()).state_reason(), HasSubstr("disappeared"));
   std::vector<v1::VirtualFunction> left;
-  for (int i = 0; i < 400; ++i) {
-    left = ListVfs();
-    if (left.size() == 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitFor(
+      [&] {
+        left = ListVfs();
+        return left.size() == 1;
+      },
+      absl::Seconds(5));
   ASSERT_EQ(left.size(), 1u);  // only the lent one, flagged
   EXPECT_EQ(left[0].state(), v1::VirtualFunction::LENT);
   EXPECT_EQ(left[0].health(), v1::VirtualFunction::UNHEALTHY);
   ASSERT_TRUE(Detach(held.name()).ok());
   ASSERT_TRUE(lender->SetNumVfs(*pf, 4).ok());
-  for (int i = 0; i < 400; ++i) {
-    left = ListVfs();
-    if (left.size() == 4) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitFor(
+      [&] {
+        left = ListVfs();
+        return left.size() == 4;
+      },
+      absl::Seconds(5));
   EXPECT_EQ(left.size(), 4u);
 }
 
