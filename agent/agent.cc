@@ -99,6 +99,15 @@ class Fnv {
 
 }  // namespace
 
+std::string ControlAddress(const AgentOptions& options, int bound_port) {
+  if (!options.advertise.empty()) return options.advertise;
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") {
+    return absl::StrCat(":", bound_port);  // the manager fills in the host
+  }
+  return absl::StrCat(host, ":", bound_port);
+}
+
 hw::BridgeState DesiredState(const v1::DesiredConfig& config) {
   hw::BridgeState s;
   s.memory.base = config.export_base();
@@ -324,6 +333,9 @@ Agent::~Agent() { Stop(); }
 absl::Status Agent::Start() {
   control_ = std::make_unique<ControlService>(this);
   grpc::ServerBuilder builder;
+  // A port in use is refused, never shared (gRPC sets SO_REUSEPORT by
+  // default).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
                            &control_port_);
   builder.RegisterService(control_.get());
@@ -379,7 +391,8 @@ void Agent::ReconcileLoop() {
                 absl::Milliseconds(20)});
   while (!stop_.WaitForNotificationWithTimeout(tick)) {
     absl::MutexLock hw(&hw_mu_);
-    if (desired_ == nullptr) continue;
+    // A fenced agent leaves the hardware to the agent that replaced it.
+    if (desired_ == nullptr || fenced_) continue;
     const absl::Time now = absl::Now();
     if (landed_ && now >= next_drift_check_) {
       (void)AttemptLocked(Attempt::kDriftCheck);
@@ -536,6 +549,7 @@ v1::ReportStatusRequest Agent::StatusReport() const {
   {
     absl::MutexLock l(&mu_);
     r.set_node(options_.node);
+    r.set_session(session_);
     r.set_applied_generation(stats_.applied_generation);
     const absl::Duration retry_in =
         std::max(stats_.next_retry - absl::Now(), absl::ZeroDuration());
@@ -586,6 +600,10 @@ void Agent::HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
     ctx.set_deadline(Deadline());
     v1::ReportStatusResponse resp;
     grpc::Status s = stub->ReportStatus(&ctx, StatusReport(), &resp);
+    if (s.error_code() == grpc::StatusCode::ABORTED) {
+      Fence(s);
+      return;
+    }
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
         s.error_code() == grpc::StatusCode::NOT_FOUND) {
       // The manager does not know this agent (it restarted): register again.
@@ -602,11 +620,7 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
   *reg.mutable_inventory() = inventory_;
   reg.set_backend(options_.backend);
   reg.set_agent_version("0.1.0");
-  const std::string host =
-      options_.listen.substr(0, options_.listen.rfind(':'));
-  reg.set_control_address(
-      absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host,
-                   ":", control_port_));
+  reg.set_control_address(ControlAddress(options_, control_port_));
   v1::RegisterNodeResponse registered;
   {
     grpc::ClientContext ctx;
@@ -629,13 +643,22 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
     }
     if (!s.ok()) {
       if (!stopping) {
-        std::cerr << "fabric-agent " << options_.node << ": register with "
+        const bool unreachable =
+            s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+            s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+        std::cerr << "fabric-agent " << options_.node << ": "
+                  << (unreachable ? "cannot reach the manager at "
+                                  : "register with ")
                   << options_.manager_address
-                  << " failed: " << s.error_message() << std::endl;
+                  << (unreachable ? " (will keep trying): " : " failed: ")
+                  << s.error_message() << std::endl;
       }
       return false;
     }
   }
+  std::cerr << "fabric-agent " << options_.node << ": registered with "
+            << options_.manager_address << " (session "
+            << registered.session() << ")" << std::endl;
   absl::Duration interval = absl::Seconds(1);
   if (registered.has_heartbeat_interval()) {
     interval = absl::Seconds(registered.heartbeat_interval().seconds()) +
@@ -644,8 +667,9 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
   grpc::ClientContext ctx;
   {
     absl::MutexLock l(&mu_);
-    if (stopping_) return true;
+    if (stopping_ || stats_.fenced) return true;
     ++stats_.sessions;
+    session_ = registered.session();
     stream_ctx_ = &ctx;
   }
   absl::Notification heartbeat_done;
@@ -655,6 +679,7 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
   });
   v1::StreamConfigRequest sreq;
   sreq.set_node(options_.node);
+  sreq.set_session(registered.session());
   auto reader = stub->StreamConfig(&ctx, sreq);
   // The stream is read on a thread of its own that keeps only the newest
   // configuration: under a storm of changes the agent applies the latest
@@ -686,6 +711,8 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
     absl::MutexLock l(&latest.mu);
     latest.ended = true;
   });
+  // The fabric of the last configuration (none before the first).
+  std::optional<std::string> fabric;
   while (true) {
     v1::DesiredConfig config;
     {
@@ -695,6 +722,21 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
       config = std::move(*latest.config);
       latest.config.reset();
     }
+    if (config.fabric() != fabric) {
+      if (config.fabric().empty()) {
+        std::cerr << "fabric-agent " << options_.node
+                  << ": the node is in no fabric"
+                  << (fabric.has_value() ? absl::StrCat(" (it left ", *fabric, ")")
+                                         : "")
+                  << ": its bridge is cleared and kept empty until a fabric "
+                     "names it"
+                  << std::endl;
+      } else {
+        std::cerr << "fabric-agent " << options_.node << ": the node is in "
+                  << config.fabric() << std::endl;
+      }
+      fabric = config.fabric();
+    }
     const bool applied = Apply(config).ok();
     vf_->SetAssignments({config.vf_assignments().begin(),
                          config.vf_assignments().end()});
@@ -703,7 +745,8 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
     grpc::ClientContext rctx;
     rctx.set_deadline(Deadline());
     v1::ReportStatusResponse resp;
-    (void)stub->ReportStatus(&rctx, StatusReport(), &resp);
+    grpc::Status reported = stub->ReportStatus(&rctx, StatusReport(), &resp);
+    if (reported.error_code() == grpc::StatusCode::ABORTED) Fence(reported);
     if (applied) {
       absl::MutexLock hw(&hw_mu_);
       RecordFingerprintLocked(Fingerprint(DesiredState(config)));
@@ -711,6 +754,7 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
   }
   stream_reader.join();
   grpc::Status end = reader->Finish();
+  if (end.error_code() == grpc::StatusCode::ABORTED) Fence(end);
   bool stopping;
   {
     absl::MutexLock l(&mu_);
@@ -725,6 +769,15 @@ bool Agent::Session(v1::AgentService::Stub* stub) {
               << "; reconnecting" << std::endl;
   }
   return true;
+}
+
+void Agent::Fence(const grpc::Status& why) {
+  absl::MutexLock l(&mu_);
+  if (stats_.fenced) return;
+  stats_.fenced = true;
+  stats_.fence_reason = why.error_message();
+  fenced_ = true;
+  if (stream_ctx_ != nullptr) stream_ctx_->TryCancel();
 }
 
 void Agent::ConnectionLoop() {
@@ -749,6 +802,16 @@ void Agent::ConnectionLoop() {
   while (!stop_.HasBeenNotified()) {
     if (Session(stub.get())) backoff = options_.initial_backoff;
     if (stop_.HasBeenNotified()) break;
+    if (fenced_) {
+      const AgentStats st = stats();
+      std::cerr << "fabric-agent " << options_.node
+                << ": fenced: " << st.fence_reason
+                << "; this agent stops (it no longer registers or touches "
+                   "the hardware)"
+                << std::endl;
+      if (options_.on_fenced) options_.on_fenced(st.fence_reason);
+      break;
+    }
     // Full jitter: anywhere in [backoff/2, backoff].
     const absl::Duration wait =
         backoff / 2 + absl::Uniform(gen, 0.0, 0.5) * backoff;

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -40,6 +41,11 @@ struct AgentOptions {
   std::string backend;          // "sim" or "linux", reported to the manager
   // Where NodeAgentService listens; port 0 picks one.
   std::string listen = "127.0.0.1:0";
+  // The NodeAgentService address other hosts and the manager dial
+  // (HOST:PORT). Empty: the listen address when its host is specific; for a
+  // wildcard listen host (0.0.0.0, [::]) the manager uses the address it
+  // sees this agent's connection come from, with the bound port.
+  std::string advertise;
   // Reconnect backoff: doubles from initial to max, with jitter.
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
@@ -51,7 +57,17 @@ struct AgentOptions {
   // newer generation replaces it. No jitter: the hardware is local.
   absl::Duration apply_retry_initial = absl::Milliseconds(100);
   absl::Duration apply_retry_max = absl::Seconds(5);
+  // Called once, from the connection thread, when a newer registration of
+  // this node (another agent) fenced this one: the agent has stopped
+  // reconnecting and touching the hardware. `why` is the manager's word.
+  // The program should exit (fabric-agent exits with kExitFenced).
+  std::function<void(const std::string& why)> on_fenced;
 };
+
+// fabric-agent's exit code after it was fenced; the systemd unit does not
+// restart on it (RestartPreventExitStatus), so two agents never take one
+// node from each other in turns.
+inline constexpr int kExitFenced = 3;
 
 // What the agent has done; a snapshot.
 struct AgentStats {
@@ -66,12 +82,21 @@ struct AgentStats {
   int64_t apply_retries = 0;  // attempts after a refusal
   int64_t repairs = 0;        // drifted entries put right
   int64_t sessions = 0;       // successful registrations
+  // A newer registration of this node fenced this agent (see
+  // AgentOptions::on_fenced), and the manager's reason.
+  bool fenced = false;
+  std::string fence_reason;
   std::vector<std::string> recent_repairs;
   // The entries the last attempt had refused (their `attempts` set), and
   // when the next attempt is due (InfiniteFuture when none is).
   std::vector<v1::ApplyError> errors;
   absl::Time next_retry = absl::InfiniteFuture();
 };
+
+// The control address the agent registers: options.advertise, else the
+// listen host with `bound_port`, else (wildcard listen host) ":PORT", which
+// the manager completes with the host it sees the connection come from.
+std::string ControlAddress(const AgentOptions& options, int bound_port);
 
 // The hardware state a desired configuration asks for.
 hw::BridgeState DesiredState(const v1::DesiredConfig& config);
@@ -130,6 +155,9 @@ class Agent {
   void HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
                      absl::Notification* done) ABSL_LOCKS_EXCLUDED(mu_);
   v1::ReportStatusRequest StatusReport() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Records that the manager refused this agent's session with ABORTED (a
+  // newer registration fenced it) and ends the session; idempotent.
+  void Fence(const grpc::Status& why) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Why the hardware is being written to.
   enum class Attempt {
@@ -185,6 +213,10 @@ class Agent {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // The stream's context, to cancel it from Stop().
   grpc::ClientContext* stream_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // The current registration's session (RegisterNodeResponse.session).
+  int64_t session_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set with stats_.fenced; read by the reconciler without mu_.
+  std::atomic<bool> fenced_{false};
 
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<grpc::Server> control_server_;

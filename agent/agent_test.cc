@@ -7,6 +7,8 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include <functional>
+
 #include "absl/strings/str_cat.h"
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
@@ -179,6 +181,107 @@ TEST_F(AgentTest, RefusedEntriesAreReportedAndKeepTheAllocationPending) {
             v1::Allocation::READY);
   EXPECT_TRUE(Verify(made[1].name()).ok());
   EXPECT_EQ(agents_[1]->stats().errors.size(), 0u);
+}
+
+// Polls `done` every 10 ms for up to `timeout`.
+bool Eventually(const std::function<bool()>& done,
+                absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return done();
+}
+
+// A second agent for the same node takes it over: the first one's session
+// is fenced (its reports and stream are refused), it stops and says why,
+// and the node shows the takeover and the new agent's address.
+TEST_F(AgentTest, NewerAgentFencesTheOlderOne) {
+  StartRing(3);
+  ASSERT_TRUE(Eventually([&] {
+    return manager_->GetNode("n1")->agent_state() == v1::Node::READY &&
+           agents_[1]->stats().sessions == 1;
+  }));
+  const std::string first_address = manager_->GetNode("n1")->agent_address();
+  auto bridge = hw::SimBridge::Open(dir_.path(), "n1",
+                                    *hw::LimitsForProfile("p", "sim"));
+  ASSERT_TRUE(bridge.ok());
+  AgentOptions o;
+  o.manager_address = address_;
+  o.node = "n1";
+  o.backend = "sim";
+  Agent second(o, bridge->get(), v1::NodeInventory());
+  ASSERT_TRUE(second.Start().ok());
+  ASSERT_TRUE(Eventually([&] { return agents_[1]->stats().fenced; }))
+      << "the older agent was never fenced";
+  EXPECT_THAT(agents_[1]->stats().fence_reason, HasSubstr("fenced"));
+  EXPECT_EQ(second.stats().fenced, false);
+  const v1::Node n1 = *manager_->GetNode("n1");
+  EXPECT_EQ(n1.agent_address(),
+            absl::StrCat("127.0.0.1:", second.control_port()));
+  EXPECT_NE(n1.agent_address(), first_address);
+  EXPECT_THAT(n1.agent_takeover(), HasSubstr(first_address));
+  EXPECT_NE(n1.agent_session(), 0);
+  // The fenced agent's reports are refused: its old session is not current.
+  v1::ReportStatusRequest stale;
+  stale.set_node("n1");
+  stale.set_session(n1.agent_session() - 1);
+  EXPECT_EQ(manager_->ReportStatus(stale).status().code(),
+            absl::StatusCode::kAborted);
+  // The node stays READY under the newer agent; the old one stays away.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(manager_->GetNode("n1")->agent_address(), n1.agent_address());
+  EXPECT_EQ(agents_[1]->stats().sessions, 1);
+  second.Stop();
+}
+
+// An agent listening on every address registers the address the manager
+// sees it connect from; --advertise overrides it.
+TEST_F(AgentTest, WildcardListenAdvertisesTheConnectionsAddress) {
+  v1::CreateFabricRequest req;
+  req.mutable_spec()->set_name("lab");
+  req.mutable_spec()->set_topology(v1::RING);
+  for (int i = 0; i < 2; ++i)
+    req.mutable_spec()->add_nodes()->set_name(absl::StrCat("n", i));
+  ASSERT_TRUE(manager_->CreateFabric(req).ok());
+  std::vector<std::unique_ptr<hw::SimBridge>> bridges;
+  std::vector<std::unique_ptr<Agent>> agents;
+  for (int i = 0; i < 2; ++i) {
+    auto bridge = hw::SimBridge::Open(dir_.path(), absl::StrCat("n", i),
+                                      *hw::LimitsForProfile("p", "sim"));
+    ASSERT_TRUE(bridge.ok());
+    AgentOptions o;
+    o.manager_address = address_;
+    o.node = absl::StrCat("n", i);
+    o.backend = "sim";
+    o.listen = "0.0.0.0:0";
+    if (i == 1) o.advertise = "192.0.2.7:7071";  // TEST-NET-1, never dialed
+    bridges.push_back(*std::move(bridge));
+    agents.push_back(
+        std::make_unique<Agent>(o, bridges.back().get(), v1::NodeInventory()));
+    ASSERT_TRUE(agents.back()->Start().ok());
+  }
+  EXPECT_TRUE(Eventually([&] {
+    return manager_->GetNode("n0")->agent_address() ==
+           absl::StrCat("127.0.0.1:", agents[0]->control_port());
+  })) << manager_->GetNode("n0")->agent_address();
+  EXPECT_TRUE(Eventually([&] {
+    return manager_->GetNode("n1")->agent_address() == "192.0.2.7:7071";
+  })) << manager_->GetNode("n1")->agent_address();
+  for (auto& a : agents) a->Stop();
+}
+
+TEST(ControlAddressTest, FollowsAdvertiseThenListen) {
+  AgentOptions o;
+  o.listen = "10.1.2.3:0";
+  EXPECT_EQ(ControlAddress(o, 7071), "10.1.2.3:7071");
+  o.listen = "0.0.0.0:7071";
+  EXPECT_EQ(ControlAddress(o, 7071), ":7071");
+  o.listen = "[::]:7071";
+  EXPECT_EQ(ControlAddress(o, 7071), ":7071");
+  o.advertise = "node1.example:7071";
+  EXPECT_EQ(ControlAddress(o, 7071), "node1.example:7071");
 }
 
 TEST(DesiredStateTest, DiffNamesEveryChangedEntry) {

@@ -2,12 +2,16 @@
 // and runs the Agent. All logic lives in agent/, agent/hw and
 // agent/discovery.
 #include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <iostream>
 #include <optional>
 #include <thread>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
@@ -18,6 +22,8 @@
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/sim/sriov_device.h"
 #include "agent/sim_inventory.h"
+#include "common/host_port.h"
+#include "common/listen_probe.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -51,6 +57,11 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen,
                  "where the data-path service listens (port 0 picks one)")
       ->capture_default_str();
+  std::string advertise;
+  app.add_option("--advertise", advertise,
+                 "the data-path address the manager and peers dial "
+                 "(HOST:PORT); default: --listen when its host is specific, "
+                 "else the address the manager sees this agent connect from");
   app.add_option("--sim-dir", sim_dir,
                  "sim: the simulator's shared directory (host memory files "
                  "and bridge state)");
@@ -93,7 +104,12 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", output, "--discover output: table or json")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and succeeds; every usage error exits 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   if (!pci_dump.empty() && !sysfs_root.empty()) {
@@ -119,11 +135,38 @@ int main(int argc, char** argv) {
                  "fabric)\n";
     return 2;
   }
+  auto manager_address = fabric::ParseHostPort("--manager", manager);
+  if (manager_address.ok() && manager_address->port == 0) {
+    manager_address = absl::InvalidArgumentError(
+        "--manager: port 0 cannot be connected to; use 1-65535");
+  }
+  auto listen_address = fabric::ParseHostPort("--listen", listen);
+  absl::Status flags_ok = !manager_address.ok() ? manager_address.status()
+                          : !listen_address.ok()
+                              ? listen_address.status()
+                              : fabric::ProbeListen("--listen", *listen_address);
+  if (flags_ok.ok() && !advertise.empty()) {
+    auto advertised = fabric::ParseHostPort("--advertise", advertise);
+    if (!advertised.ok()) {
+      flags_ok = advertised.status();
+    } else if (advertised->port == 0 || advertised->host == "0.0.0.0" ||
+               advertised->host == "::") {
+      flags_ok = absl::InvalidArgumentError(absl::StrCat(
+          "--advertise: \"", advertise,
+          "\" is not an address others can dial; give this host's address "
+          "and the data-path port"));
+    }
+  }
+  if (!flags_ok.ok()) {
+    std::cerr << "error: " << flags_ok.message() << "\n";
+    return 2;
+  }
   fabric::agent::AgentOptions options;
   options.manager_address = manager;
   options.node = node;
   options.backend = backend;
   options.listen = listen;
+  options.advertise = advertise;
   if (!absl::ParseDuration(drift_interval, &options.drift_check_interval) ||
       options.drift_check_interval <= absl::ZeroDuration()) {
     std::cerr << "error: --drift-check-interval: \"" << drift_interval
@@ -234,6 +277,15 @@ int main(int argc, char** argv) {
       return 1;
     }
     inventory = *std::move(inv);
+  } else if (backend == "sim" &&
+             disc.source ==
+                 fabric::agent::discovery::DiscoveryOptions::Source::kLiveBus) {
+    // A simulated node has only simulated hardware: the host's real PCI
+    // bus is not its inventory (--pci-dump or --sysfs-root give it one).
+    std::cerr << "fabric-agent " << node
+              << ": simulated node without --sim-hardware, --pci-dump or "
+                 "--sysfs-root: its inventory is empty"
+              << std::endl;
   } else if (auto inv = fabric::agent::discovery::Discover(disc); inv.ok()) {
     inventory = *std::move(inv);
   } else {
@@ -252,19 +304,27 @@ int main(int argc, char** argv) {
   if (sim_devices != nullptr) {
     functions = fabric::agent::NewSimLocalFunctions(sim_devices.get());
   }
+  // A fenced agent ends the program as a stop signal would, with
+  // kExitFenced.
+  std::atomic<bool> fenced{false};
+  options.on_fenced = [&fenced](const std::string&) {
+    fenced = true;
+    kill(getpid(), SIGTERM);
+  };
   fabric::agent::Agent agent(options, bridge.get(), std::move(inventory),
                              functions.get());
   if (absl::Status s = agent.Start(); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
-    return 1;
+    return 2;  // --listen, taken since the probe
   }
   std::cout << "fabric-agent " << node << " (" << backend
-            << ") serving its data path on 127.0.0.1:" << agent.control_port()
-            << "; manager " << manager << std::endl;
+            << ") serving its data path on "
+            << listen.substr(0, listen.rfind(':')) << ":"
+            << agent.control_port() << "; manager " << manager << std::endl;
   int sig = 0;
   sigwait(&stop_signals, &sig);
   std::cout << "fabric-agent " << node << ": signal " << sig << ", stopping"
             << std::endl;
   agent.Stop();
-  return 0;
+  return fenced ? fabric::agent::kExitFenced : 0;
 }

@@ -425,6 +425,22 @@ void PrintVerify(const v1::VerifyResult& r, std::ostream& out) {
 
 void DescribeNode(const v1::Node& n, std::ostream& out) {
   Line(out, "Name", n.name());
+  if (n.fabric().empty()) {
+    // Its agent is connected, but no fabric names the node (GetNode).
+    Line(out, "Fabric",
+         "(none: the node is in no fabric; its agent holds an empty "
+         "configuration and keeps its bridge cleared)");
+    Line(out, "Agent", AgentState(n.agent_state()));
+    Line(out, "Last heartbeat", Time(n.last_heartbeat()));
+    Line(out, "Generation", absl::StrCat("applied ", n.applied_generation(),
+                                         ", desired ",
+                                         n.desired_generation()));
+    if (!n.agent_address().empty()) {
+      Line(out, "Agent address",
+           absl::StrCat(n.agent_address(), " (", n.agent_backend(), ")"));
+    }
+    return;
+  }
   Line(out, "Fabric", n.fabric());
   Line(out, "Bridge", n.bridge());
   Line(out, "Role", n.hub() ? "hub" : "server");
@@ -446,6 +462,12 @@ void DescribeNode(const v1::Node& n, std::ostream& out) {
   if (!n.agent_address().empty()) {
     Line(out, "Agent address",
          absl::StrCat(n.agent_address(), " (", n.agent_backend(), ")"));
+  }
+  if (n.agent_session() != 0) {
+    Line(out, "Agent session", absl::StrCat(n.agent_session()));
+  }
+  if (!n.agent_takeover().empty()) {
+    Line(out, "Takeover", n.agent_takeover());
   }
   Line(out, "Drift repaired", absl::StrCat(n.repairs(), " entries"));
   for (const std::string& r : n.recent_repairs()) Line(out, "  repair", r);

@@ -9,6 +9,7 @@ namespace fabric::client {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 TEST(OutputFormatTest, ParsesTableAndJson) {
@@ -187,6 +188,26 @@ TEST(DescribeNodeTest, ShowsRefusedEntriesWithTheirRetries) {
                         "the last report\n"));
   EXPECT_THAT(out.str(),
               HasSubstr("Apply error:          map entries: refused too\n"));
+}
+
+TEST(DescribeNodeTest, ShowsTakeoversAndNodesInNoFabric) {
+  v1::Node n = TestNode();
+  n.set_agent_session(7);
+  n.set_agent_takeover("session 7 from b:1 replaced session 6 from a:1 at T");
+  std::ostringstream out;
+  DescribeNode(n, out);
+  EXPECT_THAT(out.str(), HasSubstr("Agent session:        7\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Takeover:             session 7 from b:1 "
+                                   "replaced session 6 from a:1 at T\n"));
+
+  v1::Node loose;
+  loose.set_name("nodes/n9");
+  loose.set_agent_state(v1::Node::READY);
+  std::ostringstream none;
+  DescribeNode(loose, none);
+  EXPECT_THAT(none.str(), HasSubstr("the node is in no fabric"));
+  EXPECT_THAT(none.str(), HasSubstr("keeps its bridge cleared"));
+  EXPECT_THAT(none.str(), Not(HasSubstr("Aperture")));
 }
 
 TEST(DescribeBridgeTest, ShowsLimitsPortsAndUsage) {

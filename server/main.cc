@@ -1,18 +1,23 @@
 // fabric-manager: parses flags and wires the store, the manager and the gRPC
 // server together. All logic lives in server/service and server/core.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/host_port.h"
+#include "common/listen_probe.h"
 #include "server/service/manager.h"
 #include "server/service/server.h"
 #include "server/store/sqlite_store.h"
+#include "server/store/store_lock.h"
 
 namespace {
 
@@ -65,7 +70,12 @@ int main(int argc, char** argv) {
                  "RESOURCE_EXHAUSTED (0: no limit)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and succeeds; every usage error exits 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   // Lock-order cycle detection costs a graph update on every contended
   // lock; tests keep it, production runs without it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -79,14 +89,31 @@ int main(int argc, char** argv) {
                  "500ms, 3s or 1m\n";
     return 2;
   }
-  if (max_request_ids < 1 ||
-      max_request_ids > fabric::service::kMaxRequestIdsLimit) {
-    std::cerr << "error: --max-request-ids must be between 1 and "
-              << fabric::service::kMaxRequestIdsLimit << ", got "
-              << max_request_ids << "\n";
+  options.max_request_ids = max_request_ids;
+  if (absl::Status valid = fabric::service::ValidateManagerOptions(options);
+      !valid.ok()) {
+    // The option's name is the flag's, with dashes.
+    std::string message(valid.message());
+    const size_t colon = message.find(':');
+    if (colon != std::string::npos) {
+      std::string flag = message.substr(0, colon);
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      message = "--" + flag + message.substr(colon);
+    }
+    std::cerr << "error: " << message << "\n";
     return 2;
   }
-  options.max_request_ids = max_request_ids;
+
+  // The listen address, checked before anything is opened: a flag that
+  // cannot work is a usage error (exit 2) naming its cause.
+  auto listen_address = fabric::ParseHostPort("--listen", listen);
+  absl::Status can_listen = listen_address.ok()
+                                ? fabric::ProbeListen("--listen", *listen_address)
+                                : listen_address.status();
+  if (!can_listen.ok()) {
+    std::cerr << "error: " << can_listen.message() << "\n";
+    return 2;
+  }
 
   // Block the stop signals before any thread starts; one thread waits for
   // them.
@@ -96,7 +123,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto store = fabric::store::OpenSqliteStore({.path = db});
+  auto store = fabric::store::OpenSqliteStore(
+      {.path = db,
+       .holder = absl::StrCat("fabric-manager listening on ", listen)});
   if (!store.ok()) {
     std::cerr << "error: --db " << db << ": " << store.status().message()
               << "\n";
@@ -109,15 +138,25 @@ int main(int argc, char** argv) {
               << manager.status().message() << "\n";
     return 1;
   }
-  auto server = fabric::service::GrpcServer::Start(manager->get(), listen,
-                                                   server_options);
+  auto server = fabric::service::GrpcServer::Start(
+      manager->get(), listen_address->ToString(), server_options);
   if (!server.ok()) {
+    // Taken since the probe, most likely.
     std::cerr << "error: " << server.status().message() << "\n";
-    return 1;
+    return 2;
   }
-  std::cout << "fabric-manager listening on "
-            << listen.substr(0, listen.rfind(':')) << ":" << (*server)->port()
-            << " (db " << db << ")" << std::endl;
+  const std::string bound =
+      fabric::HostPort{listen_address->host,
+                       static_cast<uint16_t>((*server)->port())}
+          .ToString();
+  // A second manager on this store is told where this one listens.
+  if (absl::Status s = fabric::store::DescribeStoreHolder(
+          db, absl::StrCat("fabric-manager listening on ", bound));
+      !s.ok()) {
+    std::cerr << "warning: " << s.message() << "\n";
+  }
+  std::cout << "fabric-manager listening on " << bound << " (db " << db << ")"
+            << std::endl;
 
   std::thread waiter([&] {
     int sig = 0;

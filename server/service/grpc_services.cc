@@ -1,7 +1,10 @@
 #include "server/service/grpc_services.h"
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "server/core/profiles.h"
@@ -30,6 +33,21 @@ std::function<void(absl::StatusOr<T>)> FinishWith(
 }
 
 constexpr absl::Duration kPollInterval = absl::Milliseconds(200);
+
+// The host of a gRPC peer URI ("ipv4:10.0.0.2:5000" -> "10.0.0.2",
+// "ipv6:[fd00::2]:5000" -> "[fd00::2]"); "" for other kinds (unix sockets).
+std::string PeerHost(absl::string_view peer) {
+  for (absl::string_view scheme : {"ipv4:", "ipv6:"}) {
+    if (!absl::ConsumePrefix(&peer, scheme)) continue;
+    const size_t colon = peer.rfind(':');
+    if (colon == absl::string_view::npos || colon == 0) return "";
+    std::string host(peer.substr(0, colon));
+    // gRPC escapes the brackets of IPv6 peers as %5B/%5D.
+    host = absl::StrReplaceAll(host, {{"%5B", "["}, {"%5D", "]"}});
+    return host;
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -356,10 +374,26 @@ grpc::Status FabricServiceImpl::Watch(
   return grpc::Status::CANCELLED;
 }
 
-grpc::Status AgentServiceImpl::RegisterNode(grpc::ServerContext*,
+grpc::Status AgentServiceImpl::RegisterNode(grpc::ServerContext* ctx,
                                             const v1::RegisterNodeRequest* r,
                                             v1::RegisterNodeResponse* out) {
-  return Reply(manager_->RegisterNode(*r), out);
+  if (!absl::StartsWith(r->control_address(), ":")) {
+    return Reply(manager_->RegisterNode(*r), out);
+  }
+  // ":PORT": the agent listens on every address; it is reached at the
+  // address its connection comes from.
+  std::string host = PeerHost(ctx->peer());
+  if (host.empty()) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("control_address: \"", r->control_address(),
+                     "\" has no host and the connection's peer (",
+                     ctx->peer().substr(0, 64),
+                     ") has none to use; start the agent with --advertise"));
+  }
+  v1::RegisterNodeRequest completed = *r;
+  completed.set_control_address(absl::StrCat(host, r->control_address()));
+  return Reply(manager_->RegisterNode(completed), out);
 }
 
 grpc::Status AgentServiceImpl::ReportStatus(grpc::ServerContext*,
@@ -372,6 +406,13 @@ grpc::Status AgentServiceImpl::StreamConfig(
     grpc::ServerContext* ctx, const v1::StreamConfigRequest* r,
     grpc::ServerWriter<v1::DesiredConfig>* writer) {
   WatchHub& hub = manager_->hub();
+  if (absl::Status opened = manager_->ConfigStreamOpened(r->node(), r->session());
+      !opened.ok()) {
+    return ToGrpcStatus(opened);
+  }
+  absl::Cleanup closed = [&] {
+    manager_->ConfigStreamClosed(r->node(), r->session());
+  };
   int64_t sent = -1;
   while (!ctx->IsCancelled()) {
     auto config = manager_->DesiredConfigFor(r->node());

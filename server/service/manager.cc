@@ -96,6 +96,10 @@ google::protobuf::Timestamp ToProtoTime(absl::Time t) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
 }
 
+google::protobuf::Duration ToProtoDuration(absl::Duration d) {
+  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
+}
+
 absl::Time FromProtoTime(const google::protobuf::Timestamp& t) {
   return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t));
 }
@@ -206,6 +210,12 @@ struct FabricManager::AgentEntry {
   int64_t repairs = 0;
   std::vector<std::string> recent_repairs;
   absl::Time last_heartbeat = absl::InfinitePast();
+  // The current session (RegisterNode); older ones are fenced.
+  int64_t session = 0;
+  // Config streams of the current session open now (ConfigStreamOpened).
+  int open_streams = 0;
+  // The latest takeover of a live session (v1::Node::agent_takeover).
+  std::string takeover;
   int64_t applied_generation = 0;
   v1::NodeInventory inventory;
   std::string backend;
@@ -240,6 +250,34 @@ struct FabricManager::PendingRequest {
   std::vector<std::function<void(absl::StatusOr<std::string>)>> waiters;
 };
 
+absl::Status ValidateManagerOptions(const ManagerOptions& options) {
+  if (options.max_request_ids < 1 ||
+      options.max_request_ids > kMaxRequestIdsLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_request_ids: must be between 1 and ", kMaxRequestIdsLimit,
+        ", got ", options.max_request_ids));
+  }
+  for (const auto& [name, d] :
+       {std::pair<const char*, absl::Duration>{"heartbeat_timeout",
+                                               options.heartbeat_timeout},
+        {"heartbeat_interval", options.heartbeat_interval},
+        {"request_retention", options.request_retention}}) {
+    if (d <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": must be positive, got ", absl::FormatDuration(d)));
+    }
+  }
+  if (options.heartbeat_timeout < 2 * options.heartbeat_interval) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "heartbeat_timeout: must be at least twice heartbeat_interval (",
+        absl::FormatDuration(options.heartbeat_interval),
+        ") so that one late heartbeat does not make a live node NOT_READY; "
+        "got ",
+        absl::FormatDuration(options.heartbeat_timeout)));
+  }
+  return absl::OkStatus();
+}
+
 FabricManager::FabricManager(store::Store* store, Clock* clock,
                              ManagerOptions options)
     : store_(store), clock_(clock), options_(options) {}
@@ -248,12 +286,7 @@ FabricManager::~FabricManager() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<FabricManager>> FabricManager::Open(
     store::Store* store, Clock* clock, ManagerOptions options) {
-  if (options.max_request_ids < 1 ||
-      options.max_request_ids > kMaxRequestIdsLimit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_request_ids: must be between 1 and ", kMaxRequestIdsLimit,
-        ", got ", options.max_request_ids));
-  }
+  RETURN_IF_ERROR(ValidateManagerOptions(options));
   std::unique_ptr<FabricManager> m(new FabricManager(store, clock, options));
   RETURN_IF_ERROR(m->Load());
   if (options.sweep_interval > absl::ZeroDuration()) {
@@ -756,6 +789,29 @@ v1::Fabric FabricManager::FabricView(const FabricEntry& f) const {
   return out;
 }
 
+void FabricManager::AddAgentView(const AgentEntry& a, v1::Node* out) const {
+  out->set_agent_state(a.state);
+  out->set_applied_generation(a.applied_generation);
+  *out->mutable_last_heartbeat() = ToProtoTime(a.last_heartbeat);
+  *out->mutable_inventory() = a.inventory;
+  out->set_repairs(a.repairs);
+  for (const auto& r : a.recent_repairs) out->add_recent_repairs(r);
+  for (const auto& e : a.errors) *out->add_apply_errors() = e;
+  out->set_agent_address(a.control_address);
+  out->set_agent_backend(a.backend);
+  out->set_agent_session(a.session);
+  out->set_agent_takeover(a.takeover);
+}
+
+v1::Node FabricManager::UnassignedNodeView(const std::string& id,
+                                           const AgentEntry& a) const {
+  v1::Node out;
+  out.set_name(NodeName(id));
+  out.set_desired_generation(generation_);
+  AddAgentView(a, &out);
+  return out;
+}
+
 v1::Node FabricManager::NodeView(const FabricEntry& f, int node) const {
   const core::NodeInfo& n = f.state.topology().node(node);
   v1::Node out;
@@ -774,18 +830,7 @@ v1::Node FabricManager::NodeView(const FabricEntry& f, int node) const {
   out.set_desired_generation(generation_);
   out.set_agent_state(v1::Node::UNREGISTERED);
   auto it = agents_.find(n.name);
-  if (it != agents_.end()) {
-    const AgentEntry& a = *it->second;
-    out.set_agent_state(a.state);
-    out.set_applied_generation(a.applied_generation);
-    *out.mutable_last_heartbeat() = ToProtoTime(a.last_heartbeat);
-    *out.mutable_inventory() = a.inventory;
-    out.set_repairs(a.repairs);
-    for (const auto& r : a.recent_repairs) out.add_recent_repairs(r);
-    for (const auto& e : a.errors) *out.add_apply_errors() = e;
-    out.set_agent_address(a.control_address);
-    out.set_agent_backend(a.backend);
-  }
+  if (it != agents_.end()) AddAgentView(*it->second, &out);
   uint64_t lent = 0;
   for (const core::Grant* g : f.state.grants()) {
     // Memory lent to allocations; attachments' windows are not counted.
@@ -1169,8 +1214,24 @@ absl::StatusOr<v1::Fabric> FabricManager::DeleteFabric(
 
 absl::StatusOr<v1::Node> FabricManager::GetNode(absl::string_view name) {
   absl::MutexLock l(&mu_);
-  ASSIGN_OR_RETURN(auto fn, FindNode("name", name));
-  return NodeView(*fn.first, fn.second);
+  auto fn = FindNode("name", name);
+  if (!fn.ok()) {
+    // A node in no fabric whose agent is connected: its (empty) state.
+    const AgentEntry* agent = UnassignedAgent(name);
+    if (agent != nullptr) {
+      return UnassignedNodeView(*ParseName("name", name, "nodes"), *agent);
+    }
+    return fn.status();
+  }
+  return NodeView(*fn->first, fn->second);
+}
+
+const FabricManager::AgentEntry* FabricManager::UnassignedAgent(
+    absl::string_view name) const {
+  auto id = ParseName("node", name, "nodes");
+  if (!id.ok() || node_fabric_.contains(*id)) return nullptr;
+  auto it = agents_.find(*id);
+  return it == agents_.end() ? nullptr : it->second.get();
 }
 
 namespace {
@@ -1531,15 +1592,51 @@ void FabricManager::ReleaseAllocationAsync(
 absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
     const v1::RegisterNodeRequest& req) {
   RETURN_IF_ERROR(ValidateInventory(req.inventory(), "inventory"));
+  ASSIGN_OR_RETURN(const std::string node,
+                   ParseName("node", req.node(), "nodes"));
   absl::MutexLock l(&mu_);
-  ASSIGN_OR_RETURN(auto fn, FindNode("node", req.node()));
-  const std::string& node = fn.first->state.topology().node(fn.second).name;
   auto& agent = agents_[node];
   if (agent == nullptr) agent = std::make_unique<AgentEntry>();
+  // Sessions are unique across restarts: the epoch is in the high bits.
+  const int64_t session = (generation_ & ~int64_t{0xffffffff}) |
+                          (++session_counter_ & 0xffffffff);
+  if (agent->session != 0 && agent->open_streams > 0) {
+    // Another agent (or this one, reconnecting before its old stream
+    // ended) registers while the current session still looks alive: the
+    // newer one wins, the older is fenced.
+    agent->takeover = absl::StrCat(
+        "session ", session, " from ", req.control_address(),
+        " replaced session ", agent->session, " from ",
+        agent->control_address, " at ", absl::FormatTime(clock_->Now()));
+    std::cerr << "fabric-manager: node " << node << ": " << agent->takeover
+              << "; the older session is fenced" << std::endl;
+  }
+  agent->session = session;
+  agent->open_streams = 0;
+  const bool moved = agent->control_address != req.control_address();
   agent->inventory = req.inventory();
   agent->backend = req.backend();
-  const bool moved = agent->control_address != req.control_address();
   agent->control_address = req.control_address();
+  agent->repairs = 0;
+  agent->recent_repairs.clear();
+  agent->state = v1::Node::READY;
+  agent->last_heartbeat = clock_->Now();
+  // A (re)registered agent must apply the current generation again.
+  agent->applied_generation = 0;
+  agent->errors.clear();
+  v1::RegisterNodeResponse out;
+  *out.mutable_heartbeat_interval() =
+      ToProtoDuration(options_.heartbeat_interval);
+  out.set_session(session);
+  auto fn = FindNode("node", node);
+  if (!fn.ok()) {
+    // A node in no fabric (never added, or its fabric was deleted): its
+    // agent is accepted and given an empty configuration (DesiredConfigFor),
+    // so that it clears whatever its bridge still holds. It joins when a
+    // fabric names it.
+    *out.mutable_node() = UnassignedNodeView(node, *agent);
+    return out;
+  }
   if (moved) {
     // Borrowers of this node's VFs must learn the new address: a new
     // generation re-sends every node's configuration.
@@ -1550,33 +1647,31 @@ absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
       }
     }
   }
-  agent->repairs = 0;
-  agent->recent_repairs.clear();
-  agent->state = v1::Node::READY;
-  agent->last_heartbeat = clock_->Now();
-  // A (re)registered agent must apply the current generation again.
-  agent->applied_generation = 0;
-  agent->errors.clear();
-  v1::RegisterNodeResponse out;
-  *out.mutable_node() = NodeView(*fn.first, fn.second);
-  out.mutable_heartbeat_interval()->set_seconds(
-      absl::ToInt64Seconds(options_.heartbeat_interval));
-  out.mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(options_.heartbeat_interval) % 1000000000));
+  *out.mutable_node() = NodeView(*fn->first, fn->second);
   v1::WatchEvent e;
   e.set_type(v1::WatchEvent::MODIFIED);
   *e.mutable_node() = out.node();
   hub_.Publish(std::move(e));
-  RefreshStates(fn.first->id(), fn.second);
+  RefreshStates(fn->first->id(), fn->second);
   return out;
 }
 
 absl::StatusOr<v1::DesiredConfig> FabricManager::DesiredConfigFor(
     absl::string_view node) {
   absl::MutexLock l(&mu_);
-  ASSIGN_OR_RETURN(auto fn, FindNode("node", node));
+  auto found = FindNode("node", node);
+  if (!found.ok()) {
+    if (UnassignedAgent(node) == nullptr) return found.status();
+    // In no fabric: nothing is wanted of the bridge.
+    v1::DesiredConfig empty;
+    empty.set_node(NodeName(*ParseName("node", node, "nodes")));
+    empty.set_generation(generation_);
+    return empty;
+  }
+  const auto& fn = *found;
   v1::DesiredConfig out;
   out.set_node(NodeName(fn.first->state.topology().node(fn.second).name));
+  out.set_fabric(FabricName(fn.first->id()));
   out.set_generation(generation_);
   *out.mutable_profile() =
       ProfileToProto(*fn.first->state.topology().node(fn.second).profile);
@@ -1647,9 +1742,11 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
   if (req.has_inventory()) {
     RETURN_IF_ERROR(ValidateInventory(req.inventory(), "inventory"));
   }
+  ASSIGN_OR_RETURN(const std::string node,
+                   ParseName("node", req.node(), "nodes"));
   absl::MutexLock l(&mu_);
-  ASSIGN_OR_RETURN(auto fn, FindNode("node", req.node()));
-  const std::string& node = fn.first->state.topology().node(fn.second).name;
+  auto found = FindNode("node", node);
+  if (!found.ok() && !absl::IsNotFound(found.status())) return found.status();
   auto it = agents_.find(node);
   if (it == agents_.end()) {
     return absl::FailedPreconditionError(
@@ -1658,11 +1755,28 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
                      "RegisterNode first"));
   }
   AgentEntry& a = *it->second;
+  RETURN_IF_ERROR(CheckSession(node, a, req.session()));
   if (req.applied_generation() > generation_) {
     return absl::InvalidArgumentError(
         absl::StrCat("applied_generation: ", req.applied_generation(),
                      " is newer than the current generation ", generation_));
   }
+  v1::ReportStatusResponse out;
+  out.set_desired_generation(generation_);
+  if (!found.ok()) {
+    // In no fabric (UnassignedNodeView): the agent's account of clearing
+    // its bridge is kept for GetNode; no allocation depends on it.
+    a.last_heartbeat = clock_->Now();
+    a.state = v1::Node::READY;
+    a.applied_generation = req.applied_generation();
+    a.errors.assign(req.errors().begin(), req.errors().end());
+    a.repairs = req.repairs();
+    a.recent_repairs.assign(req.recent_repairs().begin(),
+                            req.recent_repairs().end());
+    if (req.has_inventory()) a.inventory = req.inventory();
+    return out;
+  }
+  const auto& fn = *found;
   const bool was_ready = a.state == v1::Node::READY;
   a.last_heartbeat = clock_->Now();
   a.state = v1::Node::READY;
@@ -1715,9 +1829,52 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
     }
     RefreshStates(fn.first->id(), fn.second);
   }
-  v1::ReportStatusResponse out;
-  out.set_desired_generation(generation_);
   return out;
+}
+
+absl::Status FabricManager::CheckSession(absl::string_view node,
+                                        const AgentEntry& a,
+                                        int64_t session) const {
+  if (session == 0 || session == a.session) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat(
+      "session: ", session, " of node ", node,
+      " was fenced by a newer registration (session ", a.session, " from ",
+      a.control_address, "); another agent serves this node now"));
+}
+
+absl::Status FabricManager::ConfigStreamOpened(absl::string_view node,
+                                               int64_t session) {
+  ASSIGN_OR_RETURN(const std::string id, ParseName("node", node, "nodes"));
+  absl::MutexLock l(&mu_);
+  auto it = agents_.find(id);
+  if (it == agents_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node: ", id, " has not registered with this manager; "
+                     "call RegisterNode first"));
+  }
+  RETURN_IF_ERROR(CheckSession(id, *it->second, session));
+  // A stream without a session (a reader such as a test harness, not the
+  // agent) proves nothing about the agent's transport.
+  if (session != 0) ++it->second->open_streams;
+  return absl::OkStatus();
+}
+
+void FabricManager::ConfigStreamClosed(absl::string_view node,
+                                       int64_t session) {
+  auto id = ParseName("node", node, "nodes");
+  if (!id.ok()) return;
+  absl::MutexLock l(&mu_);
+  auto it = agents_.find(*id);
+  if (it == agents_.end() || session == 0 || session != it->second->session) {
+    return;  // a reader's, or a fenced session's stream: it never counted
+  }
+  AgentEntry& a = *it->second;
+  if (a.open_streams > 0 && --a.open_streams == 0) {
+    // The session's transport is gone: the agent died or reconnects (and
+    // then registers again, giving its address anew). Its address is not
+    // kept for a session that may never answer again.
+    a.control_address.clear();
+  }
 }
 
 // --- Background work
@@ -1735,12 +1892,21 @@ void FabricManager::Sweep() {
         expired.push_back(id);
       }
     }
+    const absl::Duration grace =
+        std::max(options_.heartbeat_timeout, options_.stream_grace);
+    std::vector<std::string> silent_unassigned;
     for (auto& [node, agent] : agents_) {
+      const absl::Duration allowed =
+          agent->open_streams > 0 ? grace : options_.heartbeat_timeout;
       if (agent->state == v1::Node::READY &&
-          agent->last_heartbeat + options_.heartbeat_timeout < now) {
+          agent->last_heartbeat + allowed < now) {
         agent->state = v1::Node::NOT_READY;
         auto fn = FindNode("node", node);
-        if (!fn.ok()) continue;
+        if (!fn.ok()) {
+          // In no fabric and silent: nothing to remember it for.
+          silent_unassigned.push_back(node);
+          continue;
+        }
         v1::WatchEvent e;
         e.set_type(v1::WatchEvent::MODIFIED);
         *e.mutable_node() = NodeView(*fn->first, fn->second);
@@ -1748,6 +1914,7 @@ void FabricManager::Sweep() {
         RefreshStates(fn->first->id(), fn->second);
       }
     }
+    for (const std::string& node : silent_unassigned) agents_.erase(node);
     // Past retention or over max_request_ids (left over when new ids
     // could not forget them, e.g. after a failed write).
     old_requests = TakeRequestsToForget(now, kForgetPerSweep);

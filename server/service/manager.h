@@ -48,8 +48,16 @@
 namespace fabric::service {
 
 struct ManagerOptions {
-  // An agent whose last ReportStatus is older than this is NOT_READY.
+  // An agent whose last ReportStatus is older than this is NOT_READY,
+  // unless its config stream is open (see stream_grace).
   absl::Duration heartbeat_timeout = absl::Seconds(3);
+  // While an agent's config stream is open, its transport is known to be
+  // alive: the server's keepalive pings end the stream of a peer that stops
+  // answering (ServerOptions), and a killed agent's stream ends at once. A
+  // late heartbeat then (an agent starved of CPU) does not make the node
+  // NOT_READY until its last report is this old. Never less than
+  // heartbeat_timeout.
+  absl::Duration stream_grace = absl::Seconds(30);
   // How often agents are asked to report.
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // How often leases, heartbeats and old request records are swept; zero
@@ -71,6 +79,12 @@ struct ManagerOptions {
 
 // The largest ManagerOptions::max_request_ids accepted.
 inline constexpr int64_t kMaxRequestIdsLimit = 100000000;
+
+// OK, or INVALID_ARGUMENT naming the flag and the rule: max_request_ids out
+// of range; a heartbeat_timeout shorter than two heartbeat_intervals (one
+// late heartbeat would make a live node NOT_READY: nodes would flap);
+// non-positive durations.
+absl::Status ValidateManagerOptions(const ManagerOptions& options);
 
 class FabricManager {
  public:
@@ -94,6 +108,9 @@ class FabricManager {
       ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
 
   // --- Nodes, bridges, links, maps
+  // A node in no fabric whose agent is connected is returned with no
+  // fabric (its agent holds an empty configuration); other unknown nodes
+  // are NOT_FOUND.
   absl::StatusOr<v1::Node> GetNode(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ListNodesResponse> ListNodes(
@@ -174,6 +191,9 @@ class FabricManager {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- Agents
+  // An agent of a node in no fabric is accepted too: its desired
+  // configuration is empty (so it clears its bridge) until a fabric names
+  // the node; one that goes silent is forgotten.
   absl::StatusOr<v1::RegisterNodeResponse> RegisterNode(
       const v1::RegisterNodeRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
   // The node's complete desired configuration at the current generation.
@@ -181,6 +201,20 @@ class FabricManager {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ReportStatusResponse> ReportStatus(
       const v1::ReportStatusRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  // The RPC edge tells the manager when a node's config stream of
+  // `session` (RegisterNodeResponse.session; 0: not given) opens and
+  // closes. Opened fails with ABORTED for a fenced session (a newer
+  // registration replaced it) and FAILED_PRECONDITION for an unregistered
+  // node; then the stream must not be served (and Closed not called).
+  // Otherwise every Opened is matched by one Closed. An open stream of the
+  // current session is transport liveness (ManagerOptions::stream_grace);
+  // when the last one closes, the agent's address is forgotten until it
+  // registers again. Streams without a session (readers that are not the
+  // agent) count for neither.
+  absl::Status ConfigStreamOpened(absl::string_view node, int64_t session)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ConfigStreamClosed(absl::string_view node, int64_t session)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // What a proof by bytes of an allocation needs: its addresses and the
   // agents to ask. FAILED_PRECONDITION unless it is READY.
@@ -340,6 +374,11 @@ class FabricManager {
   void DetachAsync(absl::string_view name, absl::string_view request_id,
                    const google::protobuf::Message& request,
                    Done<v1::Attachment> done) ABSL_LOCKS_EXCLUDED(mu_);
+  // OK when `session` is 0 or `a`'s current session; else ABORTED: a newer
+  // registration fenced it.
+  absl::Status CheckSession(absl::string_view node, const AgentEntry& a,
+                            int64_t session) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The NodeAgentService address of `node`'s agent; FAILED_PRECONDITION
   // naming `field` when it has none.
   absl::StatusOr<std::string> ControlAddress(absl::string_view field,
@@ -352,6 +391,18 @@ class FabricManager {
   v1::Fabric FabricView(const FabricEntry& f) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Node NodeView(const FabricEntry& f, int node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The agent's part of a node view.
+  void AddAgentView(const AgentEntry& a, v1::Node* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A node in no fabric whose agent registered: no fabric, bridge or
+  // ranges; the agent's state and what it applied (an empty
+  // configuration).
+  v1::Node UnassignedNodeView(const std::string& id, const AgentEntry& a) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The agent of `name` when that node is in no fabric and its agent has
+  // registered (and not gone silent since); else null.
+  const AgentEntry* UnassignedAgent(absl::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Bridge BridgeView(const FabricEntry& f, int node) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -414,6 +465,8 @@ class FabricManager {
   size_t forgetting_requests_ ABSL_GUARDED_BY(mu_) = 0;
   // epoch << 32 | counter; see records.proto.
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // Sessions handed out (RegisterNode) in this epoch.
+  int64_t session_counter_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<QueuedPlan> commit_queue_ ABSL_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace fabric::service {
 
@@ -14,11 +15,14 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     FabricManager* manager, const std::string& address,
     const ServerOptions& options) {
   if (options.max_inflight < 0 || options.max_threads < 0 ||
-      options.grpc_memory_bytes < 0) {
+      options.grpc_memory_bytes < 0 ||
+      options.keepalive_time < absl::Milliseconds(1) ||
+      options.keepalive_timeout < absl::Milliseconds(1)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "server limits must not be negative: max_inflight ",
         options.max_inflight, ", max_threads ", options.max_threads,
-        ", grpc_memory_bytes ", options.grpc_memory_bytes));
+        ", grpc_memory_bytes ", options.grpc_memory_bytes,
+        "; keepalive_time and keepalive_timeout must be at least 1ms"));
   }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -35,6 +39,21 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     }
     builder.SetResourceQuota(quota);
   }
+  // A port another process holds is refused, never shared (gRPC sets
+  // SO_REUSEPORT by default, which let a second manager serve beside the
+  // first).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Keepalive pings end the streams of a peer that stopped answering, so
+  // an open agent config stream means a live transport (see
+  // ManagerOptions::stream_grace). Pings go out on idle connections too.
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Credentials are a seam: mTLS replaces InsecureServerCredentials here.
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &s->port_);
@@ -52,7 +71,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 GrpcServer::~GrpcServer() { Shutdown(); }
 
 void GrpcServer::Shutdown() {
-  if (shut_down_) return;
+  if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
   // Streams wait on the manager's hub; closing it ends them.
   manager_->hub().Close();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/service/admission.h"
 #include "server/service/grpc_services.h"
 #include "server/service/manager.h"
@@ -28,6 +29,11 @@ struct ServerOptions {
   int max_threads = 0;
   // Memory gRPC may use for its buffers, in bytes. 0: gRPC's default.
   int64_t grpc_memory_bytes = 0;
+  // Every connection is pinged after keepalive_time without traffic; one
+  // whose peer does not answer within keepalive_timeout is closed, ending
+  // its streams.
+  absl::Duration keepalive_time = absl::Seconds(10);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
 };
 
 // A running gRPC server. Not copyable; Shutdown() is idempotent and also

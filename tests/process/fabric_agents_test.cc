@@ -68,13 +68,10 @@ class FabricAgentsTest : public ::testing::Test {
     return a;
   }
 
-  // Polls until `name` is in `state`, for up to 15 s.
+  // Polls until `name` is in `state`, for up to Scaled(15 s).
   bool WaitState(const std::string& name, v1::Allocation::State state) {
-    for (int i = 0; i < 3000; ++i) {
-      if (Get(name).state() == state) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
+    return WaitFor([&] { return Get(name).state() == state; },
+                   absl::Seconds(15));
   }
 
   v1::Node GetNode(const std::string& name) {
@@ -87,11 +84,8 @@ class FabricAgentsTest : public ::testing::Test {
   }
 
   bool WaitNode(const std::string& name, v1::Node::AgentState state) {
-    for (int i = 0; i < 3000; ++i) {
-      if (GetNode(name).agent_state() == state) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
+    return WaitFor([&] { return GetNode(name).agent_state() == state; },
+                   absl::Seconds(15));
   }
 
   v1::VerifyResult Verify(const std::string& name) {
@@ -214,8 +208,7 @@ TEST_F(FabricAgentsTest, RingOfAgentsMovesBytesThroughFailures) {
   agents_[2] = StartAgent(2);
   ASSERT_TRUE(WaitNode("n2", v1::Node::READY));
   EXPECT_EQ(VerifyAll(allocs), kAllocations);
-  for (int i = 0; i < 400 && GetNode("n2").repairs() == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  WaitFor([&] { return GetNode("n2").repairs() != 0; }, absl::Seconds(5));
   EXPECT_EQ(GetNode("n2").repairs(), cleared);
   // A bridge wiped entirely (as after a power cycle) is programmed again.
   agents_[5]->Signal(SIGKILL);
@@ -249,6 +242,66 @@ TEST_F(FabricAgentsTest, RingOfAgentsMovesBytesThroughFailures) {
   EXPECT_EQ(degraded + verified, kAllocations);
   std::cout << "partition: " << degraded << " DEGRADED, " << verified
             << " verified\n";
+}
+
+// Ending a grant clears it from the hardware, also when the grant ends
+// because its fabric is deleted: the agents of nodes in no fabric hold an
+// empty configuration and clear their bridges, and say so.
+TEST_F(FabricAgentsTest, DeletedFabricLeavesNoAccessInTheBridges) {
+  v1::CreateAllocationRequest req;
+  req.mutable_allocation()->set_borrower(Node(0));
+  req.mutable_allocation()->set_target(Node(3));
+  req.mutable_allocation()->set_size(1 << 20);
+  grpc::ClientContext ctx;
+  v1::Allocation a;
+  ASSERT_TRUE(stub_->CreateAllocation(&ctx, req, &a).ok());
+  ASSERT_TRUE(WaitState(a.name(), v1::Allocation::READY))
+      << Get(a.name()).state_reason();
+  ASSERT_EQ(VerifyAll({a}), 1);
+
+  const agent::hw::HardwareLimits limits =
+      agent::hw::LimitsFromProfile(*core::FindProfile("sim"));
+  auto bridge_of = [&](int i) {
+    auto bridge = agent::hw::SimBridge::Open(dir_.path() + "/sim", Node(i),
+                                             limits);
+    EXPECT_TRUE(bridge.ok()) << bridge.status();
+    auto state = (*bridge)->Read();
+    EXPECT_TRUE(state.ok()) << state.status();
+    return *state;
+  };
+  ASSERT_FALSE(bridge_of(0).windows.empty());
+  ASSERT_FALSE(bridge_of(3).inbound.empty());
+
+  v1::DeleteFabricRequest del;
+  del.set_name("fabrics/lab");
+  del.set_force(true);
+  grpc::ClientContext del_ctx;
+  v1::Fabric deleted;
+  grpc::Status s = stub_->DeleteFabric(&del_ctx, del, &deleted);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  for (int i = 0; i < kNodes; ++i) {
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          const agent::hw::BridgeState b = bridge_of(i);
+          return b.windows.empty() && b.inbound.empty() && b.map.empty();
+        },
+        absl::Seconds(15)))
+        << Node(i) << " still holds access after its fabric was deleted";
+  }
+  // The manager shows each node as in no fabric, with its agent READY and
+  // the empty configuration applied; the agent's log says why.
+  v1::Node n0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        n0 = GetNode("n0");
+        return n0.agent_state() == v1::Node::READY &&
+               n0.applied_generation() == n0.desired_generation();
+      },
+      absl::Seconds(10)));
+  EXPECT_EQ(n0.fabric(), "");
+  EXPECT_THAT(ReadFile(dir_.path() + "/agent-0.log"),
+              ::testing::HasSubstr("the node is in no fabric"));
 }
 
 }  // namespace
