@@ -64,6 +64,25 @@ FabricState::FabricState(Topology topo)
       link_up_(topo_.links().size(), true),
       map_(AddressMap::Compute(topo_, link_up_)) {}
 
+absl::Status FabricState::CheckLinkChange(int link, bool up) const {
+  if (link_up_[link] == up) return absl::OkStatus();
+  std::vector<bool> states = link_up_;
+  states[link] = up;
+  const AddressMap map = AddressMap::Compute(topo_, states);
+  for (int i = 0; i < topo_.node_count(); ++i) {
+    const NodeInfo& n = topo_.node(i);
+    const size_t need = map.entries(i).size();
+    if (need > static_cast<size_t>(n.profile->mapping_entries)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "up: setting link ", topo_.links()[link].name, up ? " up" : " down",
+          " would need ", need, " map entries on bridge ", n.name,
+          ", whose chip (profile ", n.profile->name, ") holds ",
+          n.profile->mapping_entries, "; refused, nothing changed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool FabricState::SetLink(int link, bool up) {
   if (link_up_[link] == up) return false;
   link_up_[link] = up;

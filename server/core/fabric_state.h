@@ -86,9 +86,17 @@ class FabricState {
   bool link_up(int link) const { return link_up_[link]; }
   const std::vector<bool>& link_states() const { return link_up_; }
 
+  // OK when every bridge's map, recomputed with `link` set to `up`, fits
+  // its chip (profile mapping_entries); else FAILED_PRECONDITION naming the
+  // bridge, the entries it would need and its capacity. Rings and stars
+  // always fit (their entry counts do not grow with link state); a CUSTOM
+  // topology's may. Changes nothing. REQUIRES: 0 <= link < link count.
+  absl::Status CheckLinkChange(int link, bool up) const;
+
   // Sets a link's state and recomputes the map. Returns whether it changed.
   // Grants stay; a grant whose path is cut faults until the link returns.
-  // REQUIRES: 0 <= link < link count.
+  // REQUIRES: 0 <= link < link count; callers refuse a change that
+  // CheckLinkChange refuses.
   bool SetLink(int link, bool up);
 
   // Plans a grant of `size` bytes of `target`'s memory to `borrower` without

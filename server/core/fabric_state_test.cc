@@ -727,5 +727,53 @@ TEST(LinkStatePropertyTest, StarMapsFitTheChipInEveryLinkState) {
   std::printf("star: %d link states checked\n", states);
 }
 
+// A CUSTOM topology's map can grow with link state: x (16 entries) sits on
+// a cycle whose second half visits node indices out of order, so that with
+// every link up each half is one or two runs, but with the middle of the
+// second half cut, x reaches its nodes alternately out of port 1 and port
+// 2. That change is refused before anything changes; the map stays valid.
+TEST(LinkStateCapacityTest, CustomTopologyChangeThatOverflowsIsRefused) {
+  FabricSpec spec;
+  spec.name = "c";
+  spec.kind = TopologyKind::kCustom;
+  spec.default_export_size = 64 * kMiB;
+  spec.nodes.push_back({"x", "intel-xeon-gen4"});
+  constexpr int kFirst = 10, kSecond = 20;
+  for (int i = 1; i <= kFirst + kSecond; ++i) {
+    spec.nodes.push_back({absl::StrCat("n", i < 10 ? "0" : "", i)});
+  }
+  // Cycle order: x, n01..n10, then n11, n13, ..., n29, n12, n14, ..., n30,
+  // back to x.
+  std::vector<std::string> cycle = {"x"};
+  for (int i = 1; i <= kFirst; ++i) cycle.push_back(spec.nodes[i].name);
+  for (int i = kFirst + 1; i <= kFirst + kSecond; i += 2)
+    cycle.push_back(spec.nodes[i].name);
+  for (int i = kFirst + 2; i <= kFirst + kSecond; i += 2)
+    cycle.push_back(spec.nodes[i].name);
+  for (size_t i = 0; i < cycle.size(); ++i) {
+    spec.links.push_back({cycle[i], 2, cycle[(i + 1) % cycle.size()], 1});
+  }
+  absl::StatusOr<Topology> topo = Topology::Build(spec);
+  ASSERT_TRUE(topo.ok()) << topo.status();
+  FabricState s(*std::move(topo));
+  ASSERT_TRUE(CheckInvariants(s).ok());
+  // The link between n29 and n12, the middle of the scrambled half.
+  int cut = -1;
+  for (size_t l = 0; l < s.topology().links().size(); ++l) {
+    const auto& name = s.topology().links()[l].name;
+    if (name == "n29--n12") cut = static_cast<int>(l);
+  }
+  ASSERT_GE(cut, 0);
+  absl::Status refused = s.CheckLinkChange(cut, false);
+  ExpectError(refused, absl::StatusCode::kFailedPrecondition,
+              "map entries on bridge x");
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("intel-xeon-gen4"));
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("holds 16"));
+  EXPECT_TRUE(s.link_up(cut));
+  // Other links can go down: their changes fit.
+  EXPECT_TRUE(s.CheckLinkChange(0, false).ok());
+  EXPECT_TRUE(s.CheckLinkChange(cut, true).ok());  // no change at all
+}
+
 }  // namespace
 }  // namespace fabric::core

@@ -1323,6 +1323,7 @@ absl::StatusOr<v1::Link> FabricManager::SetLinkState(
       return absl::FailedPreconditionError(
           absl::StrCat("name: fabric ", f->id(), " is being deleted"));
     }
+    RETURN_IF_ERROR(f->state.CheckLinkChange(link, req.up()));
     Plan plan;
     const std::string& lname = f->state.topology().links()[link].name;
     internal::LinkRecord rec;

@@ -134,6 +134,14 @@ class Session {
                  inv.ToString());
       CheckLookups();
     }
+    // Whatever the steps did, the store loads again as a restarted manager
+    // would load it, to the same state: no sequence of operations may leave
+    // a store that does not load (e.g. overlapping grants).
+    const std::string before = DurableState();
+    manager_.reset();
+    Open();
+    FUZZ_CHECK(before == DurableState(),
+               "the state after a restart differs from before it");
   }
 
  private:
