@@ -967,6 +967,33 @@ TEST_F(ManagerTest, ListPagination) {
                                           "nodes/n3", "nodes/n4"));
 }
 
+// A page token the server did not write is an error naming the field, not
+// an empty (or shifted) page.
+TEST_F(ManagerTest, MalformedPageTokenIsInvalidArgument) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 5)).ok());
+  v1::ListNodesRequest req;
+  req.set_page_size(2);
+  auto first = manager_->ListNodes(req);
+  ASSERT_TRUE(first.ok());
+  const std::string good = first->next_page_token();
+  ASSERT_FALSE(good.empty());
+  for (const std::string& bad :
+       {std::string("abc"), std::string("!!not-base64!!"),
+        good.substr(0, good.size() - 2), std::string("x") + good}) {
+    req.set_page_token(bad);
+    auto page = manager_->ListNodes(req);
+    EXPECT_EQ(page.status().code(), absl::StatusCode::kInvalidArgument)
+        << bad << ": " << page.status();
+    EXPECT_THAT(page.status().message(), HasSubstr("page_token"));
+    v1::ListAllocationsRequest allocs;
+    allocs.set_page_token(bad);
+    EXPECT_EQ(manager_->ListAllocations(allocs).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  req.set_page_token(good);
+  EXPECT_EQ(manager_->ListNodes(req)->nodes(0).name(), "nodes/n2");
+}
+
 TEST_F(ManagerTest, StarRoutesThroughHub) {
   v1::CreateFabricRequest req;
   req.mutable_spec()->set_name("star");

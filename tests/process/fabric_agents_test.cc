@@ -271,6 +271,8 @@ TEST_F(FabricAgentsTest, DeletedFabricLeavesNoAccessInTheBridges) {
   };
   ASSERT_FALSE(bridge_of(0).windows.empty());
   ASSERT_FALSE(bridge_of(3).inbound.empty());
+  // A simulated node has only simulated hardware: not this host's PCI bus.
+  EXPECT_EQ(GetNode("n0").inventory().functions_size(), 0);
 
   v1::DeleteFabricRequest del;
   del.set_name("fabrics/lab");
