@@ -1800,20 +1800,6 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
   }
   v1::ReportStatusResponse out;
   out.set_desired_generation(generation_);
-  if (!found.ok()) {
-    // In no fabric (UnassignedNodeView): the agent's account of clearing
-    // its bridge is kept for GetNode; no allocation depends on it.
-    a.last_heartbeat = clock_->Now();
-    a.state = v1::Node::READY;
-    a.applied_generation = req.applied_generation();
-    a.errors.assign(req.errors().begin(), req.errors().end());
-    a.repairs = req.repairs();
-    a.recent_repairs.assign(req.recent_repairs().begin(),
-                            req.recent_repairs().end());
-    if (req.has_inventory()) a.inventory = req.inventory();
-    return out;
-  }
-  const auto& fn = *found;
   const bool was_ready = a.state == v1::Node::READY;
   a.last_heartbeat = clock_->Now();
   a.state = v1::Node::READY;
@@ -1857,6 +1843,10 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
   a.shadows = std::move(shadows);
   const bool moved = req.applied_generation() != a.applied_generation;
   a.applied_generation = req.applied_generation();
+  // In no fabric (UnassignedNodeView): the agent's account of clearing its
+  // bridge is kept for GetNode; no allocation depends on it.
+  if (!found.ok()) return out;
+  const auto& fn = *found;
   if (!was_ready || moved || errors_changed || vf_changed) {
     if (!was_ready || req.has_inventory()) {
       v1::WatchEvent e;
