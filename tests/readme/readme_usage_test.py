@@ -76,8 +76,13 @@ How the test runs README lines (sections: {sections})
     under "Usage": the older one is fenced and exits 3).
  7. State. Before 'fabricctl verify', the test waits (polling, with a
     deadline) until the allocations it checks are READY (the one it names;
-    for --all every live one): agents apply configurations asynchronously, and
-    a person pasting the lines gives them the time.
+    for --all every live one), and before 'fabricctl vf setup|config|verify|
+    interrupt ATT' until attachment ATT is READY: agents apply configurations
+    asynchronously, and a person pasting the lines gives them the time. (An
+    object READY a moment ago can also be PENDING again for up to a
+    heartbeat: an agent's heartbeat, built before an apply, can reach the
+    manager after the apply's report and set its applied generation back.
+    That is a manager race, not a README error.)
  8. Skipped, reason printed: lines with '--backend linux' (need NTB hardware
     and ntb_tool's debugfs); discovery forms that read this host's PCI bus
     when it has none (/sys/bus/pci/devices missing or empty).
@@ -697,7 +702,16 @@ class Runner:
     """Rule 7."""
     if not words or os.path.basename(words[0]) != "fabricctl":
       return
-    if "verify" not in words or words[words.index("verify") - 1] == "vf":
+    if "vf" in words:
+      i = words.index("vf")
+      if (i + 2 < len(words) and
+          words[i + 1] in ("setup", "config", "verify", "interrupt")):
+        att = words[i + 2]
+        self.wait_for(f"attachment {att} READY before vf {words[i + 1]}",
+                      lambda: (self.ctl_json("describe", "attachment", att)
+                               or {}).get("state") == "READY", 30)
+      return
+    if "verify" not in words:
       return
     targets = [w for w in words[words.index("verify") + 1:]
                if not w.startswith("-")]
