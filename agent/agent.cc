@@ -550,6 +550,7 @@ v1::ReportStatusRequest Agent::StatusReport() const {
     absl::MutexLock l(&mu_);
     r.set_node(options_.node);
     r.set_session(session_);
+    r.set_sequence(++report_sequence_);
     r.set_applied_generation(stats_.applied_generation);
     const absl::Duration retry_in =
         std::max(stats_.next_retry - absl::Now(), absl::ZeroDuration());

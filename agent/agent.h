@@ -215,6 +215,8 @@ class Agent {
   grpc::ClientContext* stream_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   // The current registration's session (RegisterNodeResponse.session).
   int64_t session_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last ReportStatusRequest.sequence built (StatusReport).
+  mutable int64_t report_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   // Set with stats_.fenced; read by the reconciler without mu_.
   std::atomic<bool> fenced_{false};
 

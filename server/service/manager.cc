@@ -252,6 +252,8 @@ struct FabricManager::AgentEntry {
   int open_streams = 0;
   // The latest takeover of a live session (v1::Node::agent_takeover).
   std::string takeover;
+  // The newest ReportStatusRequest.sequence of the current session.
+  int64_t report_sequence = 0;
   int64_t applied_generation = 0;
   v1::NodeInventory inventory;
   std::string backend;
@@ -1650,6 +1652,7 @@ absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
   }
   agent->session = session;
   agent->open_streams = 0;
+  agent->report_sequence = 0;
   const bool moved = agent->control_address != req.control_address();
   agent->inventory = req.inventory();
   agent->backend = req.backend();
@@ -1800,6 +1803,11 @@ absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
   }
   v1::ReportStatusResponse out;
   out.set_desired_generation(generation_);
+  if (req.sequence() != 0) {
+    // Overtaken by a newer report of this session: what it says is old.
+    if (req.sequence() <= a.report_sequence) return out;
+    a.report_sequence = req.sequence();
+  }
   const bool was_ready = a.state == v1::Node::READY;
   a.last_heartbeat = clock_->Now();
   a.state = v1::Node::READY;

@@ -857,6 +857,35 @@ TEST_F(ManagerTest, NewerRegistrationFencesTheOlderSession) {
   EXPECT_EQ(manager_->GetNode("n1")->agent_address(), "");
 }
 
+// Reports travel on two threads of the agent (heartbeats, and the report
+// after each apply) and may arrive out of order: an older one is ignored,
+// so the applied generation never goes backwards.
+TEST_F(ManagerTest, OvertakenReportIsIgnored) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 2)).ok());
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  ASSERT_TRUE(a.ok());
+  for (const char* n : {"n0", "n1"}) {
+    v1::RegisterNodeRequest reg;
+    reg.set_node(n);
+    auto registered = manager_->RegisterNode(reg);
+    ASSERT_TRUE(registered.ok());
+    const int64_t generation = manager_->DesiredConfigFor(n)->generation();
+    v1::ReportStatusRequest fresh;
+    fresh.set_node(n);
+    fresh.set_session(registered->session());
+    fresh.set_sequence(2);
+    fresh.set_applied_generation(generation);
+    ASSERT_TRUE(manager_->ReportStatus(fresh).ok());
+    // A heartbeat built before the apply arrives after it.
+    v1::ReportStatusRequest stale = fresh;
+    stale.set_sequence(1);
+    stale.set_applied_generation(0);
+    ASSERT_TRUE(manager_->ReportStatus(stale).ok());
+    EXPECT_EQ(manager_->GetNode(n)->applied_generation(), generation);
+  }
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+}
+
 // A node in no fabric: its agent is accepted with an empty desired
 // configuration (it clears its bridge), GetNode shows it without a fabric,
 // and it joins when a fabric names it.
