@@ -379,8 +379,7 @@ absl::StatusOr<v1::DesiredConfig> FabricHarness::Desired(
 
 absl::StatusOr<agent::hw::BridgeState> FabricHarness::Hardware(
     const std::string& node) {
-  auto record = agent::hw::sim_internal::LoadRecord(
-      agent::hw::sim_internal::StatePath(sim_dir(), node), nullptr);
+  auto record = agent::hw::sim_internal::LoadRecord(sim_dir(), node, nullptr);
   if (!record.ok()) return record.status();
   return record->state;
 }

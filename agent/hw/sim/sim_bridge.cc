@@ -108,19 +108,11 @@ absl::StatusOr<std::unique_ptr<SimBridge>> SimBridge::Open(
   ASSIGN_OR_RETURN(sim_internal::FileLock lock,
                    sim_internal::FileLock::Acquire(b->lock_path_));
   absl::StatusOr<SimRecord> r =
-      sim_internal::LoadRecord(b->state_path_, &b->text_);
+      sim_internal::LoadRecord(sim_dir, node, &b->text_);
   if (r.ok()) {
-    if (r->bridge != node) {
-      return absl::DataLossError(absl::StrCat(b->state_path_,
-                                              " belongs to bridge '", r->bridge,
-                                              "', not '", node, "'"));
-    }
-    RETURN_IF_ERROR(CheckLimits(r->limits));
     b->record_ = *std::move(r);
   } else if (absl::IsNotFound(r.status())) {
-    b->record_.bridge = node;
-    b->record_.limits = limits;
-    b->record_.state.scratchpads.assign(limits.scratchpads, 0);
+    b->record_ = sim_internal::ResetRecord(node, limits);
     RETURN_IF_ERROR(
         sim_internal::SaveRecord(b->state_path_, b->record_, &b->text_));
   } else {
@@ -149,7 +141,8 @@ absl::Status SimBridge::SizeMemoryFile(uint64_t size) {
 absl::Status SimBridge::Refresh() {
   ASSIGN_OR_RETURN(std::string text, sim_internal::ReadText(state_path_));
   if (text == text_) return absl::OkStatus();
-  ASSIGN_OR_RETURN(SimRecord r, sim_internal::RecordFromJson(text));
+  ASSIGN_OR_RETURN(SimRecord r,
+                   sim_internal::ParseRecord(state_path_, node_, text));
   record_ = std::move(r);
   text_ = std::move(text);
   return absl::OkStatus();
@@ -163,11 +156,22 @@ absl::Status SimBridge::Mutate(
   }
   ASSIGN_OR_RETURN(sim_internal::FileLock lock,
                    sim_internal::FileLock::Acquire(lock_path_));
-  RETURN_IF_ERROR(Refresh());
+  const absl::Status refreshed = Refresh();
+  // A state file that is gone or garbage is registers lost: the chip comes
+  // back from a reset (its limits are its own) and this change programs it
+  // from there, so the file is written even when the change leaves the
+  // reset state as it is.
+  const bool lost = absl::IsNotFound(refreshed) || absl::IsDataLoss(refreshed);
+  if (lost) {
+    record_ = sim_internal::ResetRecord(node_, record_.limits);
+    text_.clear();
+  } else if (!refreshed.ok()) {
+    return refreshed;
+  }
   SimRecord next = record_;
   RETURN_IF_ERROR(change(next.state));
   SortState(next.state);
-  if (next.state == record_.state) return absl::OkStatus();
+  if (!lost && next.state == record_.state) return absl::OkStatus();
   RETURN_IF_ERROR(InjectFaults(next, injectable));
   if (next.state.memory.size != record_.state.memory.size) {
     RETURN_IF_ERROR(SizeMemoryFile(next.state.memory.size));
@@ -300,7 +304,7 @@ absl::Status SimBridge::RingPeerDoorbell(const std::string& peer_bridge,
   RETURN_IF_ERROR(Refresh());
   const std::string peer_state = sim_internal::StatePath(sim_dir_, peer_bridge);
   ASSIGN_OR_RETURN(SimRecord peer,
-                   sim_internal::LoadRecord(peer_state, nullptr));
+                   sim_internal::LoadRecord(sim_dir_, peer_bridge, nullptr));
   bool linked = false;
   for (const Port& p : record_.state.ports) {
     if (p.peer_bridge != peer_bridge || !p.up) continue;
@@ -319,7 +323,8 @@ absl::Status SimBridge::RingPeerDoorbell(const std::string& peer_bridge,
   ASSIGN_OR_RETURN(sim_internal::FileLock lock,
                    sim_internal::FileLock::Acquire(
                        sim_internal::LockPath(sim_dir_, peer_bridge)));
-  ASSIGN_OR_RETURN(peer, sim_internal::LoadRecord(peer_state, nullptr));
+  ASSIGN_OR_RETURN(peer,
+                   sim_internal::LoadRecord(sim_dir_, peer_bridge, nullptr));
   if ((peer.state.doorbell | bits) == peer.state.doorbell) {
     return absl::OkStatus();
   }

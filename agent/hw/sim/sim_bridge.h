@@ -9,6 +9,13 @@
 // Another process may change this bridge's file too (a peer ringing its
 // doorbell); each call starts from the file's current content.
 //
+// A state file that is gone, does not parse, belongs to another bridge or
+// holds impossible limits is registers lost: Read() fails (NOT_FOUND or
+// DATA_LOSS, quoting the file only as a short escaped excerpt), and the next
+// change programs the chip from its reset state (nothing programmed, zeroed
+// scratchpads, the limits it had), writing the file anew, as reprogramming
+// real hardware after a reset restores it. The memory file is kept.
+//
 // Usage:
 //   ASSIGN_OR_RETURN(std::unique_ptr<SimBridge> b,
 //                    SimBridge::Open("/var/lib/fabric-sim", "n0", limits));
@@ -39,12 +46,14 @@ class SimBridge : public BridgeHardware {
   // programmed, limits included: the limits are the hardware's, fixed when
   // the state file is first created; `limits` only seeds a new one.
   // INVALID_ARGUMENT: bad node name or impossible limits. DATA_LOSS: the
-  // state file does not parse or belongs to another bridge.
+  // state file does not parse, belongs to another bridge or holds
+  // impossible limits.
   static absl::StatusOr<std::unique_ptr<SimBridge>> Open(
       const std::string& sim_dir, const std::string& node,
       const HardwareLimits& limits);
 
   const HardwareLimits& limits() const override { return record_.limits; }
+  // NOT_FOUND or DATA_LOSS while the state file is lost (see above).
   absl::StatusOr<BridgeState> Read() override;
 
   // Also sizes the memory file (sparse) to memory.size. Refused while an
@@ -102,10 +111,12 @@ class SimBridge : public BridgeHardware {
   SimBridge(std::string sim_dir, std::string node);
 
   // Re-reads the state file if its text differs from what was last seen.
+  // NOT_FOUND or DATA_LOSS (sim_internal::ParseRecord) when it is lost.
   absl::Status Refresh();
-  // Under the node lock: refreshes, lets `change` edit a copy of the state,
-  // and saves it if it changed. `change` returns an error to refuse (then
-  // nothing changes).
+  // Under the node lock: refreshes (from the reset state when the file is
+  // lost), lets `change` edit a copy of the state, and saves it if it
+  // changed or the file was lost. `change` returns an error to refuse (then
+  // the file is left as it was).
   absl::Status Mutate(const std::function<absl::Status(BridgeState&)>& change,
                       bool injectable);
   // Makes the memory file exist with `size` bytes.

@@ -1,12 +1,14 @@
 #include "agent/hw/sim/sim_bridge.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_replace.h"
@@ -303,6 +305,99 @@ TEST_F(SimBridgeTest, StateIsReadableJsonThatPeopleCanEdit) {
 
   std::ofstream(StatePath()) << "{ not json";
   EXPECT_EQ(b_->Read().status().code(), absl::StatusCode::kDataLoss);
+}
+
+// Whether every byte of `text` is printable ASCII (so valid UTF-8).
+bool PrintableAscii(const std::string& text) {
+  for (char c : text) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+// A state file may hold anything; the error quotes it only as a short
+// excerpt, escaped, so it can travel in any message (protobuf refuses
+// string fields that are not UTF-8).
+TEST_F(SimBridgeTest, UnreadableStateIsQuotedShortAndEscaped) {
+  std::string noise = "\xff\xfe";
+  for (int i = 0; i < (1 << 20); ++i) noise.push_back(static_cast<char>(i * 7));
+  const std::string long_name(10000, 'x');
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {noise, "does not parse"},
+      {"{\"windows\": [{\"slot\": 1}, \xc3\xa9\xff", "does not parse"},
+      {"[1, 2, 3]", "does not parse"},
+      {"{\"" + long_name + "\": 1}", "does not parse"},
+      {"{\"bridge\": \"" + long_name + "\xc3\xa9\"}", "belongs to bridge"},
+      {"{\"bridge\": \"n0\"}", "holds limits no chip has"},
+  };
+  for (const auto& [text, says] : files) {
+    std::ofstream(StatePath(), std::ios::binary | std::ios::trunc) << text;
+    absl::Status s = b_->Read().status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+    const std::string message(s.message());
+    EXPECT_THAT(message, HasSubstr(StatePath()));
+    EXPECT_THAT(message, HasSubstr(says));
+    EXPECT_TRUE(PrintableAscii(message)) << message;
+    EXPECT_LE(message.size(), StatePath().size() + 512) << message;
+
+    absl::StatusOr<sim_internal::SimRecord> r =
+        sim_internal::RecordFromJson(text);
+    if (!r.ok()) {
+      EXPECT_TRUE(PrintableAscii(std::string(r.status().message())));
+      EXPECT_LE(r.status().message().size(), sim_internal::kMaxParseErrorBytes);
+    }
+  }
+  std::ofstream(StatePath(), std::ios::binary | std::ios::trunc) << noise;
+  EXPECT_THAT(std::string(b_->Read().status().message()),
+              HasSubstr("near \"\\xff\\xfe"));
+}
+
+// A lost state file is a chip whose registers were lost: reads fail until
+// the next change programs it from its reset state, which keeps the chip's
+// limits and the host's memory.
+TEST_F(SimBridgeTest, LostStateIsReprogrammedFromReset) {
+  std::vector<uint8_t> data = {1, 2, 3, 4};
+  ASSERT_TRUE(b_->HostWrite(kMemBase + 4096, data)->landed);
+  absl::StatusOr<BridgeState> before = b_->Read();
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(b_->WriteScratchpad(3, 0xabcd).ok());
+
+  std::ofstream(StatePath(), std::ios::trunc) << "\xff garbage";
+  EXPECT_EQ(b_->Read().status().code(), absl::StatusCode::kDataLoss);
+  ASSERT_TRUE(b_->ApplyState(*before).ok());
+  absl::StatusOr<BridgeState> after = b_->Read();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(after->map == before->map);
+  EXPECT_TRUE(after->windows == before->windows);
+  EXPECT_TRUE(after->inbound == before->inbound);
+  EXPECT_EQ(after->scratchpads, std::vector<uint32_t>(16, 0));
+  EXPECT_EQ(b_->limits().window_count, 8);
+  std::vector<uint8_t> out(4);
+  ASSERT_TRUE(b_->HostRead(kMemBase + 4096, absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, data);
+
+  // A deleted file: one register write brings the chip back, with only
+  // what was written since the reset.
+  ASSERT_EQ(unlink(StatePath().c_str()), 0);
+  EXPECT_EQ(b_->Read().status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(b_->WriteScratchpad(3, 0xabcd).ok());
+  after = b_->Read();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(after->windows.empty());
+  EXPECT_EQ(after->memory.size, 0u);
+  EXPECT_EQ(after->scratchpads[3], 0xabcdu);
+
+  // Even a change that leaves the reset state as it is writes the file.
+  std::ofstream(StatePath(), std::ios::trunc) << "[]";
+  ASSERT_TRUE(b_->ApplyState(BridgeState()).ok());
+  EXPECT_TRUE(b_->Read().ok());
+  // A refused change leaves the lost file as it was.
+  std::ofstream(StatePath(), std::ios::trunc) << "[]";
+  EXPECT_EQ(
+      b_->SetWindow({SlotKind::kWindow, 8, DirectAt(8), 4 * kKiB, kFabric, "t"})
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FileText(StatePath()), "[]");
 }
 
 TEST_F(SimBridgeTest, MemoryFileIsSparseAndSized) {

@@ -41,8 +41,8 @@ class StateCache {
   absl::StatusOr<const SimRecord*> Get(const std::string& node) {
     auto it = records_.find(node);
     if (it != records_.end()) return it->second.get();
-    absl::StatusOr<SimRecord> r = sim_internal::LoadRecord(
-        sim_internal::StatePath(sim_dir_, node), nullptr);
+    absl::StatusOr<SimRecord> r =
+        sim_internal::LoadRecord(sim_dir_, node, nullptr);
     std::unique_ptr<SimRecord> owned;
     if (r.ok()) {
       owned = std::make_unique<SimRecord>(*std::move(r));
@@ -225,8 +225,7 @@ absl::Status SimWorld::ReadMemory(const std::string& sim_dir,
                                   const std::string& node, uint64_t addr,
                                   absl::Span<uint8_t> out) {
   ASSIGN_OR_RETURN(SimRecord r,
-                   sim_internal::LoadRecord(
-                       sim_internal::StatePath(sim_dir, node), nullptr));
+                   sim_internal::LoadRecord(sim_dir, node, nullptr));
   const HostMemory& m = r.state.memory;
   if (!Within(addr, out.size(), m.base, m.size)) {
     return absl::OutOfRangeError(absl::StrCat(

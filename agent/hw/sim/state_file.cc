@@ -8,10 +8,14 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "agent/hw/limits_check.h"
 #include "agent/hw/sim/sim_state.pb.h"
+#include "common/file_util.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace fabric::agent::hw::sim_internal {
@@ -19,6 +23,25 @@ namespace {
 
 namespace pb = ::fabric::agent::hw::sim;
 
+// The longest Quote(bytes, max).
+constexpr size_t QuotedBytes(size_t max) { return 4 * max + 3; }
+
+// At most the first `max` bytes of `bytes`, each byte that is not printable
+// ASCII and each backslash written as \xNN, then "..." when cut: ASCII of at
+// most QuotedBytes(max) bytes, whatever `bytes` holds.
+std::string Quote(absl::string_view bytes, size_t max) {
+  std::string out;
+  for (const char c : bytes.substr(0, max)) {
+    const auto b = static_cast<uint8_t>(c);
+    if (b >= 0x20 && b < 0x7f && c != '\\') {
+      out.push_back(c);
+    } else {
+      absl::StrAppend(&out, "\\x", absl::Hex(b, absl::kZeroPad2));
+    }
+  }
+  if (bytes.size() > max) out += "...";
+  return out;
+}
 
 pb::BridgeState ToProto(const SimRecord& r) {
   pb::BridgeState p;
@@ -152,26 +175,66 @@ absl::StatusOr<SimRecord> RecordFromJson(const std::string& json) {
   google::protobuf::util::JsonParseOptions opts;
   auto st = google::protobuf::util::JsonStringToMessage(json, &p, opts);
   if (!st.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("bridge state does not parse: ", st.ToString()));
+    // Protobuf's message is the reason, then the input around the error
+    // (raw bytes) and a caret line: both are quoted, bounded.
+    constexpr absl::string_view kPrefix = "bridge state does not parse: ";
+    constexpr absl::string_view kNear = " near \"\"";
+    constexpr size_t kReasonBytes = 64;
+    constexpr size_t kNearBytes = 24;
+    static_assert(kPrefix.size() + QuotedBytes(kReasonBytes) + kNear.size() +
+                      QuotedBytes(kNearBytes) <=
+                  kMaxParseErrorBytes);
+    const std::string what(st.message().data(), st.message().size());
+    const std::vector<absl::string_view> lines =
+        absl::StrSplit(what, absl::MaxSplits('\n', 2));
+    std::string message = absl::StrCat(kPrefix, Quote(lines[0], kReasonBytes));
+    if (lines.size() > 1 && !lines[1].empty()) {
+      absl::StrAppend(&message, " near \"", Quote(lines[1], kNearBytes), "\"");
+    }
+    return absl::DataLossError(message);
   }
   return FromProto(p);
+}
+
+SimRecord ResetRecord(const std::string& bridge, const HardwareLimits& limits) {
+  SimRecord r;
+  r.bridge = bridge;
+  r.limits = limits;
+  r.state.scratchpads.assign(limits.scratchpads, 0);
+  return r;
+}
+
+absl::StatusOr<SimRecord> ParseRecord(const std::string& path,
+                                      const std::string& bridge,
+                                      const std::string& text) {
+  absl::StatusOr<SimRecord> r = RecordFromJson(text);
+  if (!r.ok()) {
+    return absl::DataLossError(absl::StrCat(path, ": ", r.status().message()));
+  }
+  if (r->bridge != bridge) {
+    return absl::DataLossError(absl::StrCat(path, " belongs to bridge '",
+                                            Quote(r->bridge, 64), "', not '",
+                                            bridge, "'"));
+  }
+  if (absl::Status s = CheckLimits(r->limits); !s.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        path, " holds limits no chip has: ", Quote(s.message(), 160)));
+  }
+  return r;
 }
 
 absl::StatusOr<std::string> ReadText(const std::string& path) {
   return ReadFileToString(path);
 }
 
-absl::StatusOr<SimRecord> LoadRecord(const std::string& path,
+absl::StatusOr<SimRecord> LoadRecord(const std::string& sim_dir,
+                                     const std::string& node,
                                      std::string* text) {
+  const std::string path = StatePath(sim_dir, node);
   absl::StatusOr<std::string> t = ReadText(path);
   if (!t.ok()) return t.status();
-  absl::StatusOr<SimRecord> r = RecordFromJson(*t);
-  if (!r.ok()) {
-    return absl::Status(r.status().code(),
-                        absl::StrCat(path, ": ", r.status().message()));
-  }
-  if (text != nullptr) *text = *std::move(t);
+  absl::StatusOr<SimRecord> r = ParseRecord(path, node, *t);
+  if (r.ok() && text != nullptr) *text = *std::move(t);
   return r;
 }
 

@@ -3,6 +3,7 @@
 #ifndef FABRIC_AGENT_HW_SIM_STATE_FILE_H_
 #define FABRIC_AGENT_HW_SIM_STATE_FILE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -28,9 +29,21 @@ std::string LockPath(const std::string& sim_dir, const std::string& node);
 // (the open descriptor pins one version). NOT_FOUND if absent.
 absl::StatusOr<std::string> ReadText(const std::string& path);
 
-// Reads and parses the state file. NOT_FOUND if absent, DATA_LOSS if it does
-// not parse. `text`, if not null, receives the text read.
-absl::StatusOr<SimRecord> LoadRecord(const std::string& path,
+// What bridge `bridge`, whose chip has `limits`, holds right after a reset
+// (or when new): nothing programmed, no doorbell bits, zeroed scratchpads.
+SimRecord ResetRecord(const std::string& bridge, const HardwareLimits& limits);
+
+// Parses `text`, read from `path`, the state file of bridge `bridge`.
+// DATA_LOSS naming `path` when it does not parse (RecordFromJson), belongs
+// to another bridge or holds limits no chip has.
+absl::StatusOr<SimRecord> ParseRecord(const std::string& path,
+                                      const std::string& bridge,
+                                      const std::string& text);
+
+// Reads and parses (ParseRecord) the state file of `node` under `sim_dir`.
+// NOT_FOUND if absent. `text`, if not null, receives the text read.
+absl::StatusOr<SimRecord> LoadRecord(const std::string& sim_dir,
+                                     const std::string& node,
                                      std::string* text);
 
 // Writes `record` to a temporary file and renames it over `path`: atomic
@@ -41,8 +54,13 @@ absl::Status SaveRecord(const std::string& path, const SimRecord& record,
                         std::string* text);
 
 // The JSON text of a record, and back (exposed for tests and tools).
+// RecordFromJson fails with DATA_LOSS when `json` does not parse; since the
+// text may be anything (random bytes, another file), the message quotes it
+// only as a short excerpt with every byte that is not printable ASCII
+// escaped: at most kMaxParseErrorBytes of ASCII, whatever the text holds.
 absl::StatusOr<std::string> RecordToJson(const SimRecord& record);
 absl::StatusOr<SimRecord> RecordFromJson(const std::string& json);
+inline constexpr size_t kMaxParseErrorBytes = 512;
 
 // An exclusive flock on a node's lock file, held for a read-modify-write of
 // its state. Move-only; released on destruction.
