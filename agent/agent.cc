@@ -75,6 +75,35 @@ uint64_t RecordedFingerprint(const hw::BridgeState& s) {
          s.scratchpads[kFingerprintSpadLow];
 }
 
+// The length of the valid UTF-8 sequence `text` starts with, or 0: no
+// overlong forms, UTF-16 surrogates or code points past U+10FFFF.
+// REQUIRES: !text.empty().
+size_t Utf8SequenceLength(absl::string_view text) {
+  const auto byte = [&](size_t i) { return static_cast<uint8_t>(text[i]); };
+  const uint8_t lead = byte(0);
+  if (lead < 0x80) return 1;
+  size_t length;
+  uint8_t low = 0x80, high = 0xbf;  // the range of the second byte
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;   // overlong
+    if (lead == 0xed) high = 0x9f;  // surrogates
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;   // overlong
+    if (lead == 0xf4) high = 0x8f;  // past U+10FFFF
+  } else {
+    return 0;
+  }
+  if (text.size() < length || byte(1) < low || byte(1) > high) return 0;
+  for (size_t i = 2; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return 0;
+  }
+  return length;
+}
+
 // FNV-1a, folded over the values the hardware holds.
 class Fnv {
  public:
@@ -106,6 +135,24 @@ std::string ControlAddress(const AgentOptions& options, int bound_port) {
     return absl::StrCat(":", bound_port);  // the manager fills in the host
   }
   return absl::StrCat(host, ":", bound_port);
+}
+
+std::string ValidUtf8(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    size_t n = Utf8SequenceLength(text);
+    if (n == 0) {
+      n = 1;
+      absl::StrAppend(
+          &out, "\\x",
+          absl::Hex(static_cast<uint8_t>(text[0]), absl::kZeroPad2));
+    } else {
+      out.append(text.data(), n);
+    }
+    text.remove_prefix(n);
+  }
+  return out;
 }
 
 hw::BridgeState DesiredState(const v1::DesiredConfig& config) {
@@ -557,6 +604,10 @@ v1::ReportStatusRequest Agent::StatusReport() const {
     for (const auto& e : stats_.errors) {
       v1::ApplyError* out = r.add_errors();
       *out = e;
+      // The hardware's messages may quote what it holds.
+      out->set_entry(ValidUtf8(e.entry()));
+      out->set_message(ValidUtf8(e.message()));
+      out->set_allocation(ValidUtf8(e.allocation()));
       if (stats_.next_retry != absl::InfiniteFuture()) {
         const int64_t ns = absl::ToInt64Nanoseconds(retry_in);
         out->mutable_retry_in()->set_seconds(ns / 1'000'000'000);
@@ -565,7 +616,9 @@ v1::ReportStatusRequest Agent::StatusReport() const {
       }
     }
     r.set_repairs(stats_.repairs);
-    for (const auto& s : stats_.recent_repairs) r.add_recent_repairs(s);
+    for (const auto& s : stats_.recent_repairs) {
+      r.add_recent_repairs(ValidUtf8(s));
+    }
   }
   vf_->FillStatus(&r);
   return r;
@@ -594,6 +647,7 @@ void Agent::HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
   // Reports every `interval`, and soon after report_requested_ is set.
   const absl::Duration slice = std::min(interval, absl::Milliseconds(20));
   absl::Time next = absl::Now() + interval;
+  bool failing = false;  // the last report failed (logged once)
   while (!done->WaitForNotificationWithTimeout(slice)) {
     if (absl::Now() < next && !report_requested_.exchange(false)) continue;
     next = absl::Now() + interval;
@@ -611,6 +665,13 @@ void Agent::HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
       absl::MutexLock l(&mu_);
       if (stream_ctx_ != nullptr) stream_ctx_->TryCancel();
       return;
+    }
+    if (s.ok() == failing) {
+      failing = !s.ok();
+      std::cerr << "fabric-agent " << options_.node
+                << (failing ? ": status report failed (will keep reporting): "
+                            : ": status reports reach the manager again")
+                << s.error_message() << std::endl;
     }
   }
 }

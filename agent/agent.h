@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -104,6 +105,12 @@ hw::BridgeState DesiredState(const v1::DesiredConfig& config);
 // A 64-bit fingerprint of what the hardware holds in `s` (tags, doorbell
 // and scratchpads left out); never 0.
 uint64_t Fingerprint(const hw::BridgeState& s);
+
+// `text` with every byte that is not part of a valid UTF-8 sequence (RFC
+// 3629) written as \xNN; valid text is returned unchanged. Protobuf refuses
+// a string field that is not UTF-8 and with it the whole message, so every
+// string the agent reports passes through this.
+std::string ValidUtf8(absl::string_view text);
 
 // The entries in which `have` differs from `want`, e.g. "window 0",
 // "map entry 2", "inbound 0x1_0000_0000", "port 1", "host memory".
