@@ -515,8 +515,8 @@ absl::Status Agent::AttemptLocked(Attempt attempt) {
 
 bool Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
                         Attempt attempt, std::vector<v1::ApplyError>* errors) {
-  auto fail = [&](const std::string& entry, const absl::Status& s,
-                  const std::string& allocation = "") {
+  auto refusal = [](const std::string& entry, const absl::Status& s,
+                    const std::string& allocation = "") {
     v1::ApplyError e;
     e.set_entry(entry);
     e.set_message(std::string(s.message()));
@@ -527,28 +527,34 @@ bool Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
                            ? allocation
                            : absl::StrCat("allocations/", allocation));
     }
-    errors->push_back(std::move(e));
+    return e;
   };
-  absl::StatusOr<hw::BridgeState> have = hardware_->Read();
-  if (!have.ok()) {
-    fail("hardware", have.status());
-    return false;
-  }
-  const std::vector<std::string> diff = DiffEntries(*have, want);
-  const uint64_t recorded = RecordedFingerprint(*have);
+  auto fail = [&](const std::string& entry, const absl::Status& s,
+                  const std::string& allocation = "") {
+    errors->push_back(refusal(entry, s, allocation));
+  };
+  // A state the hardware cannot read back (lost, garbage) is drift like any
+  // other: the bridge holds something it was not given. It is rebuilt from
+  // `want` as if from a reset bridge (nothing programmed), whatever the
+  // attempt, rather than waited out.
+  absl::StatusOr<hw::BridgeState> read = hardware_->Read();
+  const absl::Status unreadable = read.status();
+  const hw::BridgeState have = read.ok() ? *std::move(read) : hw::BridgeState();
+  const std::vector<std::string> diff = DiffEntries(have, want);
+  const uint64_t recorded = RecordedFingerprint(have);
   recorded_fingerprint_ = recorded;
-  if (diff.empty()) return false;
+  if (diff.empty() && unreadable.ok()) return false;
   absl::Status applied = hardware_->ApplyState(want);
   if (!applied.ok()) {
     // Find every entry the hardware refuses, applying the rest, so that
     // one bad entry does not hold back the others.
-    if (!SameMemory(have->memory, want.memory)) {
+    if (!SameMemory(have.memory, want.memory)) {
       if (auto s = hardware_->SetHostMemory(want.memory); !s.ok())
         fail("host memory", s);
     }
     if (auto s = hardware_->SetMapEntries(want.map); !s.ok())
       fail("map entries", s);
-    for (const auto& w : have->windows) {
+    for (const auto& w : have.windows) {
       bool wanted = std::any_of(want.windows.begin(), want.windows.end(),
                                 [&](const hw::Window& x) {
                                   return x.kind == w.kind && x.slot == w.slot;
@@ -570,6 +576,18 @@ bool Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
     }
     if (errors->empty()) fail("bridge", applied);
   }
+  if (!unreadable.ok()) {
+    // Rebuilt once it reads back, entries it refused aside (they are
+    // reported as refusals); until then the reason comes first.
+    if (absl::Status rebuilt = hardware_->Read().status(); !rebuilt.ok()) {
+      errors->insert(errors->begin(), refusal("hardware", rebuilt));
+      return true;
+    }
+    RecordRepair(1,
+                 absl::StrCat("bridge state unreadable (", unreadable.message(),
+                              "); rebuilt from generation ", generation));
+    return true;
+  }
   // Drift: the hardware had held this very state, and something else
   // changed it. A retry after a refusal puts in what never landed: no
   // repair.
@@ -577,18 +595,23 @@ bool Agent::ApplyLocked(const hw::BridgeState& want, int64_t generation,
       attempt == Attempt::kDriftCheck ||
       (attempt == Attempt::kNew && recorded == Fingerprint(want));
   if (errors->empty() && drift) {
-    absl::MutexLock l(&mu_);
-    stats_.repairs += static_cast<int64_t>(diff.size());
-    stats_.recent_repairs.push_back(absl::StrCat(
-        "generation ", generation, ": restored ", absl::StrJoin(diff, ", ")));
-    if (stats_.recent_repairs.size() > kRecentRepairs) {
-      stats_.recent_repairs.erase(stats_.recent_repairs.begin());
-    }
-    std::cerr << "fabric-agent " << options_.node
-              << ": repaired drift: " << stats_.recent_repairs.back()
-              << std::endl;
+    RecordRepair(static_cast<int64_t>(diff.size()),
+                 absl::StrCat("generation ", generation, ": restored ",
+                              absl::StrJoin(diff, ", ")));
   }
   return true;
+}
+
+void Agent::RecordRepair(int64_t repairs, std::string what) {
+  absl::MutexLock l(&mu_);
+  stats_.repairs += repairs;
+  stats_.recent_repairs.push_back(std::move(what));
+  if (stats_.recent_repairs.size() > kRecentRepairs) {
+    stats_.recent_repairs.erase(stats_.recent_repairs.begin());
+  }
+  std::cerr << "fabric-agent " << options_.node
+            << ": repaired drift: " << stats_.recent_repairs.back()
+            << std::endl;
 }
 
 v1::ReportStatusRequest Agent::StatusReport() const {

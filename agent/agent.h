@@ -81,7 +81,9 @@ struct AgentStats {
   // they were applied.
   int64_t superseded = 0;
   int64_t apply_retries = 0;  // attempts after a refusal
-  int64_t repairs = 0;        // drifted entries put right
+  // Drifted entries put right; a bridge state that could not be read back,
+  // rebuilt, counts as one.
+  int64_t repairs = 0;
   int64_t sessions = 0;       // successful registrations
   // A newer registration of this node fenced this agent (see
   // AgentOptions::on_fenced), and the manager's reason.
@@ -148,8 +150,10 @@ class Agent {
 
   // One reconcile step now, whatever the schedule: when the desired
   // configuration has landed, reads the hardware back and repairs drift
-  // (counted as repairs); when it was refused, tries it again (counted as a
-  // retry, not a repair). Called by the reconciler; public for tests.
+  // (counted as repairs; a state that cannot be read back is rebuilt from
+  // the desired configuration); when it was refused, tries it again
+  // (counted as a retry, not a repair). Called by the reconciler; public
+  // for tests.
   void CheckDrift() ABSL_LOCKS_EXCLUDED(mu_, hw_mu_);
 
  private:
@@ -181,11 +185,16 @@ class Agent {
   // Brings the hardware to `want` for `generation`, entry by entry where the
   // hardware refuses the whole. Counts the differences as repairs for a
   // drift check, or for a new configuration the scratchpads say this
-  // hardware had already been given. Fills `errors` with the refusals.
-  // Returns whether the hardware differed (and was written to).
+  // hardware had already been given. A state the hardware cannot read back
+  // is rebuilt from `want` on any attempt and counted as one repair once it
+  // reads back; until then the read error leads `errors` (entry
+  // "hardware"). Fills `errors` with the refusals. Returns whether the
+  // hardware differed (or was unreadable) and was written to.
   bool ApplyLocked(const hw::BridgeState& want, int64_t generation,
                    Attempt attempt, std::vector<v1::ApplyError>* errors)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts `repairs` and keeps `what` (one line) among the recent repairs.
+  void RecordRepair(int64_t repairs, std::string what) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Notes the fingerprint of the state just applied in the bridge's
   // scratchpads (when it changed), so that a restarted agent can tell drift

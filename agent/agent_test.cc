@@ -6,12 +6,17 @@
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <functional>
+#include <random>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
+#include "agent/hw/sim/state_file.h"
 #include "agent/hw/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -23,7 +28,7 @@ namespace fabric::agent {
 namespace {
 
 using ::testing::HasSubstr;
-
+using ::testing::StartsWith;
 
 class AgentTest : public ::testing::Test {
  protected:
@@ -63,6 +68,8 @@ class AgentTest : public ::testing::Test {
       o.node = absl::StrCat("n", i);
       o.backend = "sim";
       o.drift_check_interval = absl::Hours(1);  // the test calls CheckDrift
+      o.apply_retry_initial = apply_retry_initial_;
+      o.apply_retry_max = std::max(o.apply_retry_max, apply_retry_initial_);
       bridges_.push_back(*std::move(bridge));
       agents_.push_back(std::make_unique<Agent>(o, bridges_.back().get(),
                                                 v1::NodeInventory()));
@@ -101,6 +108,13 @@ class AgentTest : public ::testing::Test {
     return out;
   }
 
+  // Waits until agent i is done with the configuration it got: its bridge
+  // (read from the file, leaving the agent's SimBridge alone) holds its
+  // fingerprint, which the agent writes last.
+  bool WaitIdle(int i);
+
+  // StartRing's agents retry a refused generation after this.
+  absl::Duration apply_retry_initial_ = AgentOptions().apply_retry_initial;
   hw::testing::TempDir dir_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<service::FabricManager> manager_;
@@ -192,6 +206,181 @@ bool Eventually(const std::function<bool()>& done,
     absl::SleepFor(absl::Milliseconds(10));
   }
   return done();
+}
+
+std::string FileText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// 0xff 0xfe (never valid in UTF-8) and then 4 KiB of noise.
+std::string RandomBytes() {
+  std::mt19937 gen(20261205);
+  std::string out = "\xff\xfe";
+  for (int i = 0; i < 4096; ++i) out.push_back(static_cast<char>(gen()));
+  return out;
+}
+
+// Whether `s`'s scratchpads 0-1 hold the fingerprint of what it holds.
+bool Fingerprinted(const hw::BridgeState& s) {
+  return s.scratchpads.size() > 1 && ((uint64_t{s.scratchpads[1]} << 32) |
+                                      s.scratchpads[0]) == Fingerprint(s);
+}
+
+bool AgentTest::WaitIdle(int i) {
+  return Eventually([&] {
+    absl::StatusOr<hw::sim_internal::SimRecord> r =
+        hw::sim_internal::LoadRecord(dir_.path(), absl::StrCat("n", i),
+                                     nullptr);
+    return r.ok() && Fingerprinted(r->state);
+  });
+}
+
+// What can become of a running agent's bridge.json behind its back.
+struct Corruption {
+  std::string name;
+  std::function<void(const std::string& path)> apply;
+};
+
+std::vector<Corruption> Corruptions() {
+  return {
+      {"RandomBytes",
+       [](const std::string& path) { WriteBytes(path, RandomBytes()); }},
+      {"Truncated",
+       [](const std::string& path) {
+         const std::string text = FileText(path);
+         WriteBytes(path, text.substr(0, text.size() / 2));
+       }},
+      {"JsonOfAnotherShape",
+       [](const std::string& path) {
+         WriteBytes(path, "[\"windows\", 1, 2, {\"\xc3\xa9\": null}]");
+       }},
+      // Parses, but holds no limits the chip could have.
+      {"JsonWithoutLimits",
+       [](const std::string& path) {
+         WriteBytes(path, "{\"bridge\": \"n1\", \"windows\": []}");
+       }},
+      {"Deleted",
+       [](const std::string& path) { ASSERT_EQ(unlink(path.c_str()), 0); }},
+  };
+}
+
+void PrintTo(const Corruption& c, std::ostream* os) { *os << c.name; }
+
+class UnreadableStateTest : public AgentTest,
+                            public ::testing::WithParamInterface<Corruption> {};
+
+// Unreadable hardware state is drift: the drift check says so in a clean
+// line, rebuilds the bridge from the desired configuration and counts one
+// repair; the manager keeps hearing from the agent, and the allocation
+// verifies by bytes again.
+TEST_P(UnreadableStateTest, IsRebuiltFromTheDesiredConfiguration) {
+  StartRing(3);
+  auto a = Allocate("n1", "n2", 1 << 20);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(WaitFor(a->name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  ASSERT_TRUE(WaitIdle(1));
+  const hw::BridgeState before = *bridges_[1]->Read();
+  const int64_t generation = agents_[1]->stats().applied_generation;
+
+  GetParam().apply(hw::sim_internal::StatePath(dir_.path(), "n1"));
+  absl::StatusOr<hw::BridgeState> unreadable = bridges_[1]->Read();
+  ASSERT_FALSE(unreadable.ok());
+  const std::string why(unreadable.status().message());
+  EXPECT_EQ(ValidUtf8(why), why);
+  EXPECT_LE(why.size(), 512u) << why;
+
+  agents_[1]->CheckDrift();
+  const AgentStats stats = agents_[1]->stats();
+  EXPECT_EQ(stats.repairs, 1);
+  EXPECT_THAT(stats.errors, ::testing::IsEmpty());
+  ASSERT_FALSE(stats.recent_repairs.empty());
+  const std::string line = stats.recent_repairs.back();
+  EXPECT_THAT(line, StartsWith("bridge state unreadable ("));
+  EXPECT_THAT(line, HasSubstr(why));
+  EXPECT_THAT(
+      line, HasSubstr(absl::StrCat("; rebuilt from generation ", generation)));
+  // The bridge holds what it was given again, and its fingerprint (the
+  // reset cleared the scratchpads).
+  absl::StatusOr<hw::BridgeState> after = bridges_[1]->Read();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(DiffEntries(*after, before).empty());
+  EXPECT_TRUE(Fingerprinted(*after));
+
+  // The manager heard of the repair, and the node stayed READY.
+  v1::Node node;
+  EXPECT_TRUE(Eventually([&] {
+    node = *manager_->GetNode("n1");
+    return node.repairs() == 1;
+  })) << node.DebugString();
+  EXPECT_EQ(node.agent_state(), v1::Node::READY);
+  EXPECT_EQ(node.apply_errors_size(), 0);
+  ASSERT_GT(node.recent_repairs_size(), 0);
+  EXPECT_EQ(node.recent_repairs(node.recent_repairs_size() - 1), line);
+  EXPECT_EQ(WaitFor(a->name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  EXPECT_TRUE(Verify(a->name()).ok());
+  // Rebuilt once: nothing more to repair.
+  agents_[1]->CheckDrift();
+  EXPECT_EQ(agents_[1]->stats().repairs, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Corruptions, UnreadableStateTest,
+                         ::testing::ValuesIn(Corruptions()),
+                         [](const ::testing::TestParamInfo<Corruption>& info) {
+                           return info.param.name;
+                         });
+
+// While the hardware cannot be rebuilt either, the agent reports why, in
+// UTF-8 whatever bytes the file holds (protobuf would refuse the whole
+// report otherwise), and keeps trying; the first attempt that lands
+// rebuilds the bridge and counts the repair.
+TEST_F(AgentTest, UnreadableStateThatCannotBeRebuiltIsReportedUntilItIs) {
+  apply_retry_initial_ = absl::Hours(1);  // the test calls CheckDrift
+  StartRing(3);
+  auto a = Allocate("n1", "n2", 1 << 20);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(WaitFor(a->name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  ASSERT_TRUE(WaitIdle(1));
+  WriteBytes(hw::sim_internal::StatePath(dir_.path(), "n1"), RandomBytes());
+  bridges_[1]->InjectApplyFailure(absl::UnavailableError("bridge busy"), 1000);
+
+  agents_[1]->CheckDrift();
+  AgentStats stats = agents_[1]->stats();
+  EXPECT_EQ(stats.repairs, 0);
+  ASSERT_FALSE(stats.errors.empty());
+  EXPECT_EQ(stats.errors[0].entry(), "hardware");
+  EXPECT_THAT(stats.errors[0].message(), HasSubstr("does not parse"));
+  EXPECT_EQ(ValidUtf8(stats.errors[0].message()), stats.errors[0].message());
+  v1::Node node;
+  EXPECT_TRUE(Eventually([&] {
+    node = *manager_->GetNode("n1");
+    return node.apply_errors_size() > 0 &&
+           node.apply_errors(0).entry() == "hardware";
+  })) << node.DebugString();
+  EXPECT_THAT(node.apply_errors(0).message(), HasSubstr("does not parse"));
+  EXPECT_EQ(node.agent_state(), v1::Node::READY);
+
+  bridges_[1]->InjectApplyFailure(absl::UnavailableError("unused"), 0);
+  agents_[1]->CheckDrift();
+  stats = agents_[1]->stats();
+  EXPECT_THAT(stats.errors, ::testing::IsEmpty());
+  EXPECT_EQ(stats.repairs, 1);
+  ASSERT_FALSE(stats.recent_repairs.empty());
+  EXPECT_THAT(stats.recent_repairs.back(), HasSubstr("rebuilt"));
+  EXPECT_TRUE(Eventually([&] {
+    node = *manager_->GetNode("n1");
+    return node.repairs() == 1 && node.apply_errors_size() == 0;
+  })) << node.DebugString();
+  EXPECT_TRUE(Verify(a->name()).ok());
 }
 
 // A second agent for the same node takes it over: the first one's session
