@@ -3,11 +3,15 @@
 // through RunFabricctl for exit codes.
 #include "client/commands.h"
 
+#include <algorithm>
+
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+
+#include <algorithm>
 
 #include <atomic>
 #include <cstdio>
@@ -396,17 +400,25 @@ class CommandsTest : public ::testing::Test {
               absl::StrCat("no allocation's window holds ", addr));
         });
     StartAgents({"n1", "n2", "n3"});
-    // The agents are READY once they have reported.
-    for (int i = 0; i < 200; ++i) {
+    // The agents are READY once they have registered, and the VFs HEALTHY
+    // once the lender has reported on them (its first ReportStatus).
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
       absl::StatusOr<v1::Node> n2 = client_->GetNode("nodes/n2");
       absl::StatusOr<v1::Node> n1 = client_->GetNode("nodes/n1");
+      auto vfs = client_->ListVirtualFunctions({});
+      const bool healthy =
+          vfs.ok() && vfs->size() == 2 &&
+          std::all_of(vfs->begin(), vfs->end(), [](const auto& v) {
+            return v.health() == v1::VirtualFunction::HEALTHY;
+          });
       if (n1.ok() && n2.ok() && n1->agent_state() == v1::Node::READY &&
-          n2->agent_state() == v1::Node::READY) {
+          n2->agent_state() == v1::Node::READY && healthy) {
         return;
       }
       absl::SleepFor(absl::Milliseconds(10));
     }
-    FAIL() << "the agents did not become READY";
+    FAIL() << "the agents did not become READY with healthy VFs";
   }
 
   // Attaches VF 0000:3b:00.4 of n1 to n2 (vm1) and waits until READY;
