@@ -3,8 +3,6 @@
 // through RunFabricctl for exit codes.
 #include "client/commands.h"
 
-#include <algorithm>
-
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
