@@ -1,0 +1,360 @@
+// fabric-stream-bench: what open streams cost the manager process.
+//
+// One process runs an in-memory store, the FabricManager and the gRPC server
+// on 127.0.0.1:0, and opens --streams streams against it through gRPC's
+// callback client API (no client thread per stream). Once every stream is
+// open, it reads the process's thread count and resident memory
+// (/proc/self/status: Threads, VmRSS). Kinds (--kinds):
+//   watch:  Watch streams with initial_state; a stream is open once it has
+//           read its SYNCED marker.
+//   config: StreamConfig streams of as many registered agents (nodes in no
+//           fabric, one session each); a stream is open once it has read
+//           its first configuration.
+// Then, for each kind, one change (a new fabric: an event, and a new
+// generation) and how long until every stream has read it ("fan-out"), and
+// every client cancels and how long until every stream has ended on both
+// sides ("close").
+//
+// The figures are for the whole process: the clients' side of every stream
+// is in them too. The baseline is the server started and one call served;
+// the increments (+) are from just before the streams of that kind opened.
+// With --connect and --pid, the streams go to a running fabric-manager
+// (started with a fresh --db) and the figures are that process's alone.
+//
+// Exits 1 if a stream fails or a deadline passes; 2 on bad flags or setup
+// failure.
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "fabric/v1/fabric.grpc.pb.h"
+#include "server/service/manager.h"
+#include "server/service/server.h"
+#include "server/store/sqlite_store.h"
+
+namespace fabric::bench {
+namespace {
+
+constexpr absl::Duration kDeadline = absl::Seconds(60);
+
+// The process's thread count and resident set, from /proc/self/status.
+struct Usage {
+  int64_t threads = 0;
+  int64_t rss_kib = 0;
+};
+
+// The process measured: "self" or a pid.
+std::string g_measured = "self";
+
+Usage ReadUsage() {
+  Usage u;
+  std::ifstream in("/proc/" + g_measured + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t:"), absl::SkipEmpty());
+    if (f.size() < 2) continue;
+    if (f[0] == "Threads") (void)absl::SimpleAtoi(f[1], &u.threads);
+    if (f[0] == "VmRSS") (void)absl::SimpleAtoi(f[1], &u.rss_kib);
+  }
+  return u;
+}
+
+// How far the streams of one kind got. Thread-safe.
+class Tally {
+ public:
+  // A stream read its n-th message.
+  void Read(int n) {
+    absl::MutexLock l(&mu_);
+    if (n <= kLevels) ++reached_[n - 1];
+  }
+  void Ended(const grpc::Status& s) {
+    absl::MutexLock l(&mu_);
+    ++ended_;
+    if (s.error_code() != grpc::StatusCode::CANCELLED && first_error_.ok()) {
+      first_error_ = s;
+    }
+  }
+  // Waits until `count` streams have read `n` messages each (n <= 2).
+  bool AwaitRead(int n, int count) {
+    absl::MutexLock l(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return reached_[n - 1] >= count || ended_ > 0;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&ready), kDeadline) &&
+           reached_[n - 1] >= count;
+  }
+  bool AwaitEnded(int count) {
+    absl::MutexLock l(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return ended_ >= count;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&ready), kDeadline);
+  }
+  grpc::Status first_error() const {
+    absl::MutexLock l(&mu_);
+    return first_error_;
+  }
+
+ private:
+  static constexpr int kLevels = 2;
+  mutable absl::Mutex mu_;
+  int reached_[kLevels] ABSL_GUARDED_BY(mu_) = {0, 0};
+  int ended_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::Status first_error_ ABSL_GUARDED_BY(mu_);
+};
+
+// The client side of one server stream: reads until the stream ends.
+template <typename Response>
+class Reader final : public grpc::ClientReadReactor<Response> {
+ public:
+  explicit Reader(Tally* tally) : tally_(tally) {}
+  grpc::ClientContext* context() { return &ctx_; }
+  void Start() {
+    this->StartRead(&message_);
+    this->StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    tally_->Read(++read_);
+    this->StartRead(&message_);
+  }
+  void OnDone(const grpc::Status& s) override { tally_->Ended(s); }
+
+ private:
+  Tally* const tally_;
+  grpc::ClientContext ctx_;
+  Response message_;
+  int read_ = 0;  // only OnReadDone touches it, one at a time
+};
+
+struct KindResult {
+  std::string kind;
+  Usage before;  // when its streams start opening
+  Usage open;
+  double open_s = 0;
+  double fanout_ms = 0;
+  double close_ms = 0;
+  Usage closed;
+};
+
+double MillisSince(absl::Time start) {
+  return absl::ToDoubleMilliseconds(absl::Now() - start);
+}
+
+absl::Status CreateFabric(v1::FabricService::Stub* stub,
+                          const std::string& name,
+                          const std::vector<std::string>& nodes) {
+  v1::CreateFabricRequest req;
+  req.mutable_spec()->set_name(name);
+  req.mutable_spec()->set_topology(v1::RING);
+  for (const auto& n : nodes) req.mutable_spec()->add_nodes()->set_name(n);
+  grpc::ClientContext ctx;
+  v1::Fabric out;
+  grpc::Status s = stub->CreateFabric(&ctx, req, &out);
+  if (!s.ok()) return absl::InternalError("CreateFabric: " + s.error_message());
+  return absl::OkStatus();
+}
+
+// Opens `count` streams with `open(i, reader)`, waits for each to read its
+// first message, publishes a change with `change`, waits for each to read
+// it, then cancels them all.
+template <typename Response, typename OpenFn, typename ChangeFn>
+absl::StatusOr<KindResult> Measure(const std::string& kind, int count,
+                                   OpenFn open, ChangeFn change) {
+  KindResult r;
+  r.kind = kind;
+  r.before = ReadUsage();
+  Tally tally;
+  std::vector<std::unique_ptr<Reader<Response>>> readers;
+  readers.reserve(count);
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < count; ++i) {
+    readers.push_back(std::make_unique<Reader<Response>>(&tally));
+    open(i, readers.back().get());
+    readers.back()->Start();
+  }
+  if (!tally.AwaitRead(1, count)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        kind, ": streams did not open: ", tally.first_error().error_message()));
+  }
+  r.open_s = MillisSince(start) / 1000;
+  r.open = ReadUsage();
+  const absl::Time changed = absl::Now();
+  if (absl::Status s = change(); !s.ok()) return s;
+  if (!tally.AwaitRead(2, count)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        kind, ": the change did not reach every stream: ",
+        tally.first_error().error_message()));
+  }
+  r.fanout_ms = MillisSince(changed);
+  const absl::Time closing = absl::Now();
+  for (auto& reader : readers) reader->context()->TryCancel();
+  if (!tally.AwaitEnded(count)) {
+    return absl::DeadlineExceededError(kind + ": streams did not end");
+  }
+  r.close_ms = MillisSince(closing);
+  if (!tally.first_error().ok()) {
+    return absl::InternalError(absl::StrCat(
+        kind, ": a stream failed: ", tally.first_error().error_message()));
+  }
+  r.closed = ReadUsage();
+  return r;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"What open Watch and agent config streams cost the manager."};
+  int streams = 1000;
+  std::vector<std::string> kinds = {"watch", "config"};
+  app.add_option("--streams", streams, "streams open at once, per kind")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--kinds", kinds, "watch, config or both")
+      ->check(CLI::IsMember({"watch", "config"}))
+      ->delimiter(',')
+      ->capture_default_str();
+  std::string connect;
+  int pid = 0;
+  app.add_option("--connect", connect,
+                 "HOST:PORT of a running fabric-manager (fresh database) to "
+                 "open the streams to, instead of one in this process");
+  app.add_option("--pid", pid, "with --connect: the manager's process id")
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+  if (connect.empty() != (pid == 0)) {
+    std::fprintf(stderr, "--connect and --pid go together\n");
+    return 2;
+  }
+
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<service::FabricManager> manager;
+  std::unique_ptr<service::GrpcServer> server;
+  if (connect.empty()) {
+    auto opened = store::OpenSqliteStore({.path = ":memory:"});
+    if (!opened.ok()) {
+      std::fprintf(stderr, "store: %s\n", opened.status().ToString().c_str());
+      return 2;
+    }
+    store = *std::move(opened);
+    service::ManagerOptions options;
+    // Agents here never report; keep them READY (and known) throughout.
+    options.heartbeat_timeout = absl::Hours(1);
+    options.stream_grace = absl::Hours(1);
+    auto m = service::FabricManager::Open(store.get(), Clock::Real(), options);
+    if (!m.ok()) {
+      std::fprintf(stderr, "manager: %s\n", m.status().ToString().c_str());
+      return 2;
+    }
+    manager = *std::move(m);
+    auto started = service::GrpcServer::Start(manager.get(), "127.0.0.1:0");
+    if (!started.ok()) {
+      std::fprintf(stderr, "server: %s\n",
+                   started.status().ToString().c_str());
+      return 2;
+    }
+    server = *std::move(started);
+    connect = absl::StrCat("127.0.0.1:", server->port());
+  } else {
+    g_measured = std::to_string(pid);
+  }
+  auto channel =
+      grpc::CreateChannel(connect, grpc::InsecureChannelCredentials());
+  auto fabric = v1::FabricService::NewStub(channel);
+  auto agent = v1::AgentService::NewStub(channel);
+  {
+    grpc::ClientContext ctx;
+    v1::PingResponse out;
+    if (!fabric->Ping(&ctx, v1::PingRequest(), &out).ok()) {
+      std::fprintf(stderr, "ping failed\n");
+      return 2;
+    }
+  }
+  const Usage baseline = ReadUsage();
+  std::vector<KindResult> results;
+  int exit_code = 0;
+  for (const std::string& kind : kinds) {
+    absl::StatusOr<KindResult> r;
+    if (kind == "watch") {
+      v1::WatchRequest req;
+      req.set_initial_state(true);
+      r = Measure<v1::WatchEvent>(
+          kind, streams,
+          [&](int, Reader<v1::WatchEvent>* reader) {
+            fabric->async()->Watch(reader->context(), &req, reader);
+          },
+          [&] { return CreateFabric(fabric.get(), "wfan", {"w0", "w1", "w2"}); });
+    } else {
+      std::vector<v1::StreamConfigRequest> reqs(streams);
+      for (int i = 0; i < streams; ++i) {
+        v1::RegisterNodeRequest reg;
+        reg.set_node(absl::StrCat("a", i));
+        reg.set_backend("bench");
+        reg.set_control_address(absl::StrCat("127.0.0.1:", 20000 + i));
+        grpc::ClientContext ctx;
+        v1::RegisterNodeResponse resp;
+        grpc::Status s = agent->RegisterNode(&ctx, reg, &resp);
+        if (!s.ok()) {
+          std::fprintf(stderr, "RegisterNode: %s\n", s.error_message().c_str());
+          return 2;
+        }
+        reqs[i].set_node(reg.node());
+        reqs[i].set_session(resp.session());
+      }
+      r = Measure<v1::DesiredConfig>(
+          kind, streams,
+          [&](int i, Reader<v1::DesiredConfig>* reader) {
+            agent->async()->StreamConfig(reader->context(), &reqs[i], reader);
+          },
+          // A new fabric is a new generation: every agent is sent it.
+          [&] { return CreateFabric(fabric.get(), "cfan", {"a0", "a1", "a2"}); });
+    }
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+      exit_code = 1;
+      break;
+    }
+    results.push_back(*r);
+  }
+  if (server != nullptr) {
+    server->Shutdown();
+    manager->Shutdown();
+  }
+
+  std::printf("process %s; baseline: threads %lld, rss %.1f MiB\n",
+              g_measured.c_str(),
+              static_cast<long long>(baseline.threads),
+              baseline.rss_kib / 1024.0);
+  for (const KindResult& r : results) {
+    std::printf(
+        "%-6s %d open: threads %lld (+%lld), rss %.1f MiB (+%.1f MiB, %.1f "
+        "KiB/stream); opened in %.2f s; fan-out %.1f ms; close %.1f ms; "
+        "after close: threads %lld, rss %.1f MiB\n",
+        r.kind.c_str(), streams, static_cast<long long>(r.open.threads),
+        static_cast<long long>(r.open.threads - r.before.threads),
+        r.open.rss_kib / 1024.0, (r.open.rss_kib - r.before.rss_kib) / 1024.0,
+        static_cast<double>(r.open.rss_kib - r.before.rss_kib) / streams,
+        r.open_s, r.fanout_ms, r.close_ms,
+        static_cast<long long>(r.closed.threads), r.closed.rss_kib / 1024.0);
+  }
+  return exit_code;
+}
+
+}  // namespace
+}  // namespace fabric::bench
+
+int main(int argc, char** argv) { return fabric::bench::Main(argc, argv); }
