@@ -2,9 +2,19 @@
 // generated stubs.
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/client_callback.h>
 
+#include <memory>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "health_check.grpc.pb.h"
@@ -15,6 +25,72 @@ namespace fabric::service {
 namespace {
 
 using ::testing::HasSubstr;
+
+// Long enough for a loaded machine or a sanitizer build; only a failing
+// test waits this long.
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+// The client side of a server stream, on the callback API so that a test
+// can hold many streams open without a client thread each. Keeps what it
+// reads. Thread-safe; cancels the stream and waits for its end on
+// destruction.
+template <typename Response>
+class StreamReader final : public grpc::ClientReadReactor<Response> {
+ public:
+  ~StreamReader() override {
+    ctx_.TryCancel();
+    AwaitDone();
+  }
+  grpc::ClientContext* context() { return &ctx_; }
+  // Call once the call is started on this reactor (stub->async()->...).
+  void Start() {
+    this->StartRead(&next_);
+    this->StartCall();
+  }
+  // Waits until `n` messages were read; false if the stream ended first
+  // or `timeout` passed.
+  bool AwaitRead(size_t n, absl::Duration timeout = kWait) {
+    absl::MutexLock l(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return read_.size() >= n || status_.has_value();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    return read_.size() >= n;
+  }
+  // The stream's status once it has ended, or nullopt after `timeout`.
+  std::optional<grpc::Status> AwaitDone(absl::Duration timeout = kWait) {
+    absl::MutexLock l(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return status_.has_value();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+    return status_;
+  }
+  std::vector<Response> read() const {
+    absl::MutexLock l(&mu_);
+    return read_;
+  }
+
+ private:
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    {
+      absl::MutexLock l(&mu_);
+      read_.push_back(next_);
+    }
+    this->StartRead(&next_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    absl::MutexLock l(&mu_);
+    status_ = s;
+  }
+
+  grpc::ClientContext ctx_;
+  Response next_;  // only the read in flight writes it
+  mutable absl::Mutex mu_;
+  std::vector<Response> read_ ABSL_GUARDED_BY(mu_);
+  std::optional<grpc::Status> status_ ABSL_GUARDED_BY(mu_);
+};
 
 class GrpcTest : public ::testing::Test {
  protected:
@@ -33,15 +109,59 @@ class GrpcTest : public ::testing::Test {
     manager_->Shutdown();
   }
 
-  void CreateRing(int n) {
+  void CreateRing(int n, const std::string& name = "lab",
+                  const std::string& prefix = "n") {
     v1::CreateFabricRequest req;
-    req.mutable_spec()->set_name("lab");
+    req.mutable_spec()->set_name(name);
     req.mutable_spec()->set_topology(v1::RING);
     for (int i = 0; i < n; ++i)
-      req.mutable_spec()->add_nodes()->set_name("n" + std::to_string(i));
+      req.mutable_spec()->add_nodes()->set_name(prefix + std::to_string(i));
     grpc::ClientContext ctx;
     v1::Fabric out;
     ASSERT_TRUE(stub_->CreateFabric(&ctx, req, &out).ok());
+  }
+
+  // Registers `node`'s agent; its session.
+  int64_t Register(const std::string& node) {
+    grpc::ClientContext ctx;
+    v1::RegisterNodeRequest reg;
+    reg.set_node(node);
+    reg.set_backend("test");
+    reg.set_control_address("127.0.0.1:5000");
+    v1::RegisterNodeResponse resp;
+    grpc::Status s = agent_->RegisterNode(&ctx, reg, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.session();
+  }
+
+  // The address the manager keeps for `node`'s agent ("" once forgotten).
+  std::string AgentAddress(const std::string& node) {
+    grpc::ClientContext ctx;
+    v1::GetNodeRequest req;
+    req.set_name(node);
+    v1::Node out;
+    grpc::Status s = stub_->GetNode(&ctx, req, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out.agent_address();
+  }
+
+  std::unique_ptr<StreamReader<v1::WatchEvent>> OpenWatch(
+      const v1::WatchRequest& req) {
+    auto reader = std::make_unique<StreamReader<v1::WatchEvent>>();
+    stub_->async()->Watch(reader->context(), &req, reader.get());
+    reader->Start();
+    return reader;
+  }
+
+  std::unique_ptr<StreamReader<v1::DesiredConfig>> OpenConfig(
+      const std::string& node, int64_t session) {
+    auto reader = std::make_unique<StreamReader<v1::DesiredConfig>>();
+    v1::StreamConfigRequest req;
+    req.set_node(node);
+    req.set_session(session);
+    agent_->async()->StreamConfig(reader->context(), &req, reader.get());
+    reader->Start();
+    return reader;
   }
 
   std::unique_ptr<store::Store> store_;
@@ -201,6 +321,138 @@ TEST_F(GrpcTest, AgentStreamCarriesWindowsAndReportMakesReady) {
   v1::Allocation got;
   ASSERT_TRUE(stub_->GetAllocation(&gctx, get, &got).ok());
   EXPECT_EQ(got.state(), v1::Allocation::READY) << got.state_reason();
+}
+
+// ConfigStreamOpened is matched by exactly one ConfigStreamClosed, as soon
+// as the stream ends: the session's address is forgotten only when its
+// last stream ends.
+TEST_F(GrpcTest, EachConfigStreamIsClosedOnceWhenItEnds) {
+  const int64_t session = Register("n0");
+  auto first = OpenConfig("n0", session);
+  auto second = OpenConfig("n0", session);
+  ASSERT_TRUE(first->AwaitRead(1));
+  ASSERT_TRUE(second->AwaitRead(1));
+  first->context()->TryCancel();
+  ASSERT_TRUE(first->AwaitDone().has_value());
+  absl::SleepFor(absl::Milliseconds(300));  // longer than the old poll
+  EXPECT_EQ(AgentAddress("n0"), "127.0.0.1:5000");
+  const absl::Time start = absl::Now();
+  second->context()->TryCancel();
+  while (!AgentAddress("n0").empty() && absl::Now() < start + kWait) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(AgentAddress("n0"), "");
+}
+
+TEST_F(GrpcTest, ConfigStreamOfUnknownNodeOrFencedSessionIsRefused) {
+  auto unknown = OpenConfig("ghost", 0);
+  std::optional<grpc::Status> s = unknown->AwaitDone();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s->error_message(), HasSubstr("call RegisterNode first"));
+  const int64_t old_session = Register("n0");
+  Register("n0");
+  auto fenced = OpenConfig("n0", old_session);
+  s = fenced->AwaitDone();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->error_code(), grpc::StatusCode::ABORTED) << s->error_message();
+  EXPECT_TRUE(fenced->read().empty());
+}
+
+TEST_F(GrpcTest, WatchOfUnknownCollectionIsRefused) {
+  v1::WatchRequest req;
+  req.add_collections("widgets");
+  auto w = OpenWatch(req);
+  std::optional<grpc::Status> s = w->AwaitDone();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s->error_message(), HasSubstr("unknown collection \"widgets\""));
+}
+
+TEST_F(GrpcTest, StreamsEndWithUnavailableAtShutdown) {
+  v1::WatchRequest req;
+  req.set_initial_state(true);
+  auto watch = OpenWatch(req);
+  auto config = OpenConfig("n0", Register("n0"));
+  ASSERT_TRUE(watch->AwaitRead(1));
+  ASSERT_TRUE(config->AwaitRead(1));
+  const absl::Time start = absl::Now();
+  server_->Shutdown();
+  for (std::optional<grpc::Status> s :
+       {watch->AwaitDone(), config->AwaitDone()}) {
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ(s->error_message(), "the manager is shutting down");
+  }
+  // Ended by the hub, not by the server's 2 s grace period.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+}
+
+// A watcher that stops reading while events keep coming is told to list
+// again once the events it has not read are gone from the buffer.
+TEST_F(GrpcTest, WatchThatFallsBehindIsAborted) {
+  // No BDP probing: the stream's flow-control window stays small, so the
+  // server cannot write ahead of the reader.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto channel = grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(server_->port()),
+      grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::FabricService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
+  v1::WatchRequest req;
+  req.set_initial_state(true);
+  auto reader = stub->Watch(&ctx, req);
+  v1::WatchEvent e;
+  ASSERT_TRUE(reader->Read(&e));
+  ASSERT_EQ(e.type(), v1::WatchEvent::SYNCED);
+  // 10,000 events more than the hub keeps (65,536), none read meanwhile:
+  // ~2 MB more than the ~64 KiB window lets through.
+  constexpr int kEvents = 65536 + 10000;
+  const std::string description(200, 'x');
+  for (int i = 0; i < kEvents; ++i) {
+    v1::WatchEvent f;
+    f.set_type(v1::WatchEvent::MODIFIED);
+    f.mutable_fabric()->set_name("fabrics/f");
+    f.mutable_fabric()->mutable_spec()->set_name(description);
+    manager_->hub().Publish(std::move(f));
+  }
+  int64_t last = e.sequence();
+  int read = 0;
+  while (reader->Read(&e)) {
+    EXPECT_EQ(e.sequence(), last + 1);  // in order, none skipped
+    last = e.sequence();
+    ++read;
+  }
+  EXPECT_LT(read, kEvents);
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(s.error_message(),
+            "watch fell behind the event buffer; list again and start a new "
+            "watch");
+}
+
+// Events the watch does not want are skipped however many come in a row.
+TEST_F(GrpcTest, WatchFiltersLongRunsOfUnwantedEvents) {
+  v1::WatchRequest req;
+  req.add_collections("allocations");
+  req.set_initial_state(true);
+  auto w = OpenWatch(req);
+  ASSERT_TRUE(w->AwaitRead(1));
+  for (int i = 0; i < 1000; ++i) {
+    v1::WatchEvent f;
+    f.set_type(v1::WatchEvent::MODIFIED);
+    f.mutable_fabric()->set_name("fabrics/f");
+    manager_->hub().Publish(std::move(f));
+  }
+  v1::WatchEvent a;
+  a.set_type(v1::WatchEvent::ADDED);
+  a.mutable_allocation()->set_name("allocations/x");
+  manager_->hub().Publish(a);
+  ASSERT_TRUE(w->AwaitRead(2));
+  EXPECT_EQ(w->read()[1].allocation().name(), "allocations/x");
+  EXPECT_EQ(w->read()[1].sequence(), w->read()[0].sequence() + 1001);
 }
 
 }  // namespace
