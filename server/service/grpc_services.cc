@@ -1,12 +1,22 @@
 #include "server/service/grpc_services.h"
 
-#include "absl/cleanup/cleanup.h"
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 #include "server/core/profiles.h"
 #include "server/service/convert.h"
 
@@ -32,7 +42,402 @@ std::function<void(absl::StatusOr<T>)> FinishWith(
   };
 }
 
-constexpr absl::Duration kPollInterval = absl::Milliseconds(200);
+// A stream refused before it started: it ends at once with `status`.
+template <typename Response>
+grpc::ServerWriteReactor<Response>* FailedStream(const absl::Status& status) {
+  class Failed final : public grpc::ServerWriteReactor<Response> {
+   public:
+    explicit Failed(const absl::Status& status) {
+      this->Finish(ToGrpcStatus(status));
+    }
+    void OnDone() override { delete this; }
+  };
+  return new Failed(status);
+}
+
+// A server stream fed by the WatchHub, on gRPC's callback API: it writes
+// when the hub tells it something may be new (WatchHub::Listener) or when
+// its previous write is done, and holds no thread while it waits.
+//
+// At most one write is in flight. What to write next is the subclass's
+// decision (NextLocked), taken only once the previous write is done, so
+// the subclass queues or coalesces what comes meanwhile. The stream ends
+// with the error NextLocked returns, or with CANCELLED once the client has
+// gone (OnCancel, or a write that failed).
+//
+// Thread-safety: gRPC's reactions (OnWriteDone, OnCancel) and the hub's
+// calls (OnHubChanged) come on different threads, possibly at once; they
+// meet under mu_. gRPC is never called with mu_ held.
+//
+// Lifetime: a handler creates the stream, calls Start() and returns it to
+// gRPC. The stream deletes itself in OnDone, after it has left the hub (so
+// the hub never calls it again). `hub` must outlive it: GrpcServer::Shutdown
+// waits for every OnDone, and the server is shut down before the manager
+// that owns the hub is destroyed.
+template <typename Response>
+class HubStream : public grpc::ServerWriteReactor<Response>,
+                  private WatchHub::Listener {
+ public:
+  // Starts listening to the hub and writes what is due. Call once, from the
+  // handler, before returning the stream.
+  void Start() ABSL_LOCKS_EXCLUDED(mu_) {
+    hub_->AddListener(this, periodic_);
+    Pump();
+  }
+
+ protected:
+  // `periodic`: NextLocked is also called every
+  // WatchHub::kRecheckInterval, for state the hub does not announce.
+  HubStream(WatchHub* hub, bool periodic) : hub_(hub), periodic_(periodic) {}
+  ~HubStream() override = default;
+
+  // The stream's next step, decided with mu_ held and no write in flight:
+  // true to write *out, false to wait for the hub, an error to end the
+  // stream with it (not called again after an error).
+  virtual absl::StatusOr<bool> NextLocked(Response* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  // Called once, in OnDone, after the stream has left the hub: whatever
+  // ended it, the stream is over.
+  virtual void Ended() {}
+
+  WatchHub* hub() const { return hub_; }
+
+  // Guards the stream's state, the subclass's too. Taken before the hub's
+  // and the manager's locks, never after them.
+  absl::Mutex mu_;
+
+ private:
+  void OnHubChanged() final { Pump(); }
+
+  void OnWriteDone(bool ok) final {
+    {
+      absl::MutexLock l(&mu_);
+      writing_ = false;
+      // Not kept while the stream idles: an open stream costs what gRPC
+      // needs, the stream's state and the events it has yet to write.
+      writing_message_ = Response();
+      if (!ok) cancelled_ = true;  // the stream is broken: the client is gone
+    }
+    Pump();
+  }
+
+  void OnCancel() final {
+    {
+      absl::MutexLock l(&mu_);
+      cancelled_ = true;
+    }
+    Pump();
+  }
+
+  void OnDone() final {
+    hub_->RemoveListener(this);
+    Ended();
+    delete this;
+  }
+
+  // Starts the next write, or Finish, when one is due and no write is in
+  // flight. Its last act is the call into gRPC: once Finish is called, OnDone
+  // may delete the stream at any moment, so neither Pump nor its callers
+  // touch it afterwards.
+  void Pump() ABSL_LOCKS_EXCLUDED(mu_) {
+    bool finishing = false;
+    absl::Status end;
+    {
+      absl::MutexLock l(&mu_);
+      if (writing_ || finishing_) return;
+      absl::StatusOr<bool> next =
+          cancelled_ ? absl::CancelledError() : NextLocked(&writing_message_);
+      if (!next.ok()) {
+        finishing = finishing_ = true;
+        end = next.status();
+      } else if (*next) {
+        writing_ = true;
+      } else {
+        return;  // nothing to write yet
+      }
+    }
+    if (finishing) {
+      this->Finish(ToGrpcStatus(end));
+    } else {
+      this->StartWrite(&writing_message_);
+    }
+  }
+
+  WatchHub* const hub_;  // not owned
+  const bool periodic_;
+  // The message in flight: NextLocked fills it under mu_ while no write is
+  // in flight; gRPC reads it, without mu_, until OnWriteDone empties it.
+  Response writing_message_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // Finish is called or due
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+constexpr absl::string_view kShuttingDown = "the manager is shutting down";
+
+// Which events a Watch wants: those of its collections (every collection
+// when it names none) and of its fabric (every fabric when it names none).
+class WatchFilter {
+ public:
+  // INVALID_ARGUMENT naming an unknown collection; the lookup's error for
+  // an unknown fabric.
+  static absl::StatusOr<WatchFilter> Make(const v1::WatchRequest& r,
+                                          FabricManager* manager) {
+    constexpr absl::string_view kCollections[] = {
+        "fabrics", "nodes", "links", "allocations", "attachments"};
+    WatchFilter filter;
+    for (const auto& c : r.collections()) {
+      if (!absl::c_linear_search(kCollections, c)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "collections: unknown collection \"", c,
+            "\"; use fabrics, nodes, links, allocations or attachments"));
+      }
+      filter.collections_.insert(c);
+    }
+    if (!r.fabric().empty()) {
+      ASSIGN_OR_RETURN(v1::Fabric f, manager->GetFabric(r.fabric()));
+      filter.fabric_ = f.name();
+    }
+    return filter;
+  }
+
+  bool Wants(const v1::WatchEvent& e) const {
+    absl::string_view collection, of_fabric;
+    switch (e.resource_case()) {
+      case v1::WatchEvent::kFabric:
+        collection = "fabrics";
+        of_fabric = e.fabric().name();
+        break;
+      case v1::WatchEvent::kNode:
+        collection = "nodes";
+        of_fabric = e.node().fabric();
+        break;
+      case v1::WatchEvent::kLink:
+        collection = "links";
+        of_fabric = e.link().fabric();
+        break;
+      case v1::WatchEvent::kAllocation:
+        collection = "allocations";
+        of_fabric = e.allocation().fabric();
+        break;
+      case v1::WatchEvent::kAttachment:
+        collection = "attachments";
+        of_fabric = e.attachment().fabric();
+        break;
+      default:
+        return false;
+    }
+    return (collections_.empty() || collections_.contains(collection)) &&
+           (fabric_.empty() || of_fabric == fabric_);
+  }
+
+  // The fabric's name; empty for every fabric.
+  const std::string& fabric() const { return fabric_; }
+
+ private:
+  absl::flat_hash_set<std::string> collections_;
+  std::string fabric_;
+};
+
+// Calls `each` with every page `list` returns for `req`, 1000 at a time,
+// until the last page or an error.
+template <typename Request, typename ListFn, typename EachFn>
+void ForEachPage(Request req, ListFn list, EachFn each) {
+  req.set_page_size(1000);
+  for (;;) {
+    auto page = list(req);
+    if (!page.ok()) return;
+    each(*page);
+    if (page->next_page_token().empty()) return;
+    req.set_page_token(page->next_page_token());
+  }
+}
+
+// What a Watch with initial_state sends first: every resource `filter`
+// wants, as ADDED, then SYNCED stamped `seen` (the events after it follow).
+std::deque<v1::WatchEvent> InitialState(FabricManager* manager,
+                                        const WatchFilter& filter,
+                                        int64_t seen) {
+  std::deque<v1::WatchEvent> out;
+  auto add = [&](v1::WatchEvent e) {
+    e.set_type(v1::WatchEvent::ADDED);
+    if (filter.Wants(e)) out.push_back(std::move(e));
+  };
+  v1::ListFabricsRequest lf;
+  lf.set_page_size(1000);
+  auto fabrics = manager->ListFabrics(lf);
+  if (fabrics.ok()) {
+    for (const auto& f : fabrics->fabrics()) {
+      v1::WatchEvent e;
+      *e.mutable_fabric() = f;
+      add(std::move(e));
+      v1::ListNodesRequest ln;
+      ln.set_fabric(f.name());
+      ForEachPage(
+          ln, [&](const auto& req) { return manager->ListNodes(req); },
+          [&](const v1::ListNodesResponse& page) {
+            for (const auto& n : page.nodes()) {
+              v1::WatchEvent ne;
+              *ne.mutable_node() = n;
+              add(std::move(ne));
+            }
+          });
+      v1::ListLinksRequest ll;
+      ll.set_fabric(f.name());
+      ForEachPage(
+          ll, [&](const auto& req) { return manager->ListLinks(req); },
+          [&](const v1::ListLinksResponse& page) {
+            for (const auto& l : page.links()) {
+              v1::WatchEvent le;
+              *le.mutable_link() = l;
+              add(std::move(le));
+            }
+          });
+    }
+  }
+  v1::ListAllocationsRequest la;
+  la.set_fabric(filter.fabric());
+  ForEachPage(
+      la, [&](const auto& req) { return manager->ListAllocations(req); },
+      [&](const v1::ListAllocationsResponse& page) {
+        for (const auto& a : page.allocations()) {
+          v1::WatchEvent e;
+          *e.mutable_allocation() = a;
+          add(std::move(e));
+        }
+      });
+  v1::ListAttachmentsRequest lat;
+  lat.set_fabric(filter.fabric());
+  ForEachPage(
+      lat, [&](const auto& req) { return manager->ListAttachments(req); },
+      [&](const v1::ListAttachmentsResponse& page) {
+        for (const auto& a : page.attachments()) {
+          v1::WatchEvent e;
+          *e.mutable_attachment() = a;
+          add(std::move(e));
+        }
+      });
+  v1::WatchEvent synced;
+  synced.set_type(v1::WatchEvent::SYNCED);
+  synced.set_sequence(seen);
+  out.push_back(std::move(synced));
+  return out;
+}
+
+// A Watch: the initial state when asked for, then every event after it
+// that the filter wants, in order. Ends with ABORTED when events it has
+// not read yet are dropped from the hub's buffer (the client reads too
+// slowly), and with UNAVAILABLE once the hub is closed.
+class WatchStream final : public HubStream<v1::WatchEvent> {
+ public:
+  WatchStream(FabricManager* manager, WatchFilter filter, bool initial_state)
+      : HubStream(&manager->hub(), /*periodic=*/false),
+        subscription_(&manager->hub()),
+        filter_(std::move(filter)) {
+    // Events after `seen` are streamed; taking it (after subscribing, before
+    // the snapshot) means a change racing with the snapshot is sent (again)
+    // rather than lost.
+    const int64_t seen = hub()->last_sequence();
+    std::deque<v1::WatchEvent> initial;
+    if (initial_state) initial = InitialState(manager, filter_, seen);
+    absl::MutexLock l(&mu_);
+    seen_ = seen;
+    pending_ = std::move(initial);
+  }
+
+ private:
+  absl::StatusOr<bool> NextLocked(v1::WatchEvent* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) override {
+    while (pending_.empty()) {
+      std::vector<v1::WatchEvent> batch;
+      switch (hub()->Read(seen_, &batch)) {
+        case WatchHub::ReadResult::kClosed:
+          return absl::UnavailableError(kShuttingDown);
+        case WatchHub::ReadResult::kFellBehind:
+          return absl::AbortedError(
+              "watch fell behind the event buffer; list again and start a "
+              "new watch");
+        case WatchHub::ReadResult::kNothingNew:
+          return false;
+        case WatchHub::ReadResult::kOk:
+          break;
+      }
+      for (auto& e : batch) {
+        seen_ = e.sequence();
+        if (filter_.Wants(e)) pending_.push_back(std::move(e));
+      }
+    }
+    *out = std::move(pending_.front());
+    pending_.pop_front();
+    return true;
+  }
+
+  const WatchHub::Subscription subscription_;  // counts it while it lives
+  const WatchFilter filter_;
+  // The newest event taken from the hub.
+  int64_t seen_ ABSL_GUARDED_BY(mu_) = 0;
+  // Taken, not written yet, in order: the initial state, then at most one
+  // Read's worth (256 events).
+  std::deque<v1::WatchEvent> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+// An agent's config stream: the node's desired configuration, then the
+// newest one each time the generation moves. Only the newest matters (it
+// carries everything), so generations that come while a write is in flight
+// are coalesced into one.
+class ConfigStream final : public HubStream<v1::DesiredConfig> {
+ public:
+  // REQUIRES: manager->ConfigStreamOpened(node, session) succeeded; the
+  // stream calls ConfigStreamClosed(node, session) once it is over.
+  ConfigStream(FabricManager* manager, std::string node, int64_t session)
+      // Periodic: the node's configuration can become an error without a
+      // new generation (an agent of a node in no fabric that goes silent is
+      // forgotten), which the synchronous loop noticed on its poll.
+      : HubStream(&manager->hub(), /*periodic=*/true),
+        manager_(manager),
+        node_(std::move(node)),
+        session_(session) {}
+
+ private:
+  absl::StatusOr<bool> NextLocked(v1::DesiredConfig* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) override {
+    // The first configuration is sent even when the hub is already closed.
+    if (fetched_ && hub()->closed()) {
+      return absl::UnavailableError(kShuttingDown);
+    }
+    const int64_t generation = hub()->generation();
+    const absl::Time now = absl::Now();
+    if (fetched_ && generation == fetched_generation_ &&
+        !(in_no_fabric_ && now >= fetched_at_ + WatchHub::kRecheckInterval)) {
+      return false;
+    }
+    ASSIGN_OR_RETURN(v1::DesiredConfig config,
+                     manager_->DesiredConfigFor(node_));
+    fetched_ = true;
+    fetched_generation_ = generation;
+    fetched_at_ = now;
+    in_no_fabric_ = config.fabric().empty();
+    if (config.generation() == sent_) return false;
+    sent_ = config.generation();
+    *out = std::move(config);
+    return true;
+  }
+
+  void Ended() override { manager_->ConfigStreamClosed(node_, session_); }
+
+  FabricManager* const manager_;  // not owned
+  const std::string node_;
+  const int64_t session_;
+  bool fetched_ ABSL_GUARDED_BY(mu_) = false;
+  // The hub's generation and the time when the configuration was last
+  // fetched.
+  int64_t fetched_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time fetched_at_ ABSL_GUARDED_BY(mu_);
+  // The node was in no fabric then: its configuration is fetched again
+  // every WatchHub::kRecheckInterval, as the synchronous loop polled it.
+  bool in_no_fabric_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t sent_ ABSL_GUARDED_BY(mu_) = -1;  // the generation last written
+};
 
 // The host of a gRPC peer URI ("ipv4:10.0.0.2:5000" -> "10.0.0.2",
 // "ipv6:[fd00::2]:5000" -> "[fd00::2]"); "" for other kinds (unix sockets).
@@ -218,160 +623,14 @@ grpc::ServerUnaryReactor* FabricServiceImpl::Ping(
   return reactor;
 }
 
-grpc::Status FabricServiceImpl::Watch(
-    grpc::ServerContext* ctx, const v1::WatchRequest* r,
-    grpc::ServerWriter<v1::WatchEvent>* writer) {
-  static const absl::flat_hash_set<std::string> kCollections = {
-      "fabrics", "nodes", "links", "allocations", "attachments"};
-  absl::flat_hash_set<std::string> want;
-  for (const auto& c : r->collections()) {
-    if (!kCollections.contains(c)) {
-      return grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat(
-              "collections: unknown collection \"", c,
-              "\"; use fabrics, nodes, links, allocations or attachments"));
-    }
-    want.insert(c);
-  }
-  std::string fabric;
-  if (!r->fabric().empty()) {
-    auto f = manager_->GetFabric(r->fabric());
-    if (!f.ok()) return ToGrpcStatus(f.status());
-    fabric = f->name();
-  }
-  auto wanted = [&](const v1::WatchEvent& e) {
-    std::string collection, of_fabric;
-    switch (e.resource_case()) {
-      case v1::WatchEvent::kFabric:
-        collection = "fabrics";
-        of_fabric = e.fabric().name();
-        break;
-      case v1::WatchEvent::kNode:
-        collection = "nodes";
-        of_fabric = e.node().fabric();
-        break;
-      case v1::WatchEvent::kLink:
-        collection = "links";
-        of_fabric = e.link().fabric();
-        break;
-      case v1::WatchEvent::kAllocation:
-        collection = "allocations";
-        of_fabric = e.allocation().fabric();
-        break;
-      case v1::WatchEvent::kAttachment:
-        collection = "attachments";
-        of_fabric = e.attachment().fabric();
-        break;
-      default:
-        return false;
-    }
-    return (want.empty() || want.contains(collection)) &&
-           (fabric.empty() || of_fabric == fabric);
-  };
-  WatchHub& hub = manager_->hub();
-  WatchHub::Subscription subscription(&hub);
-  // Events after this sequence are streamed; taking it before the snapshot
-  // means a change racing with the snapshot is sent (again) rather than lost.
-  int64_t seen = hub.last_sequence();
-  if (r->initial_state()) {
-    auto add = [&](v1::WatchEvent e) {
-      e.set_type(v1::WatchEvent::ADDED);
-      if (wanted(e)) writer->Write(e);
-    };
-    v1::ListFabricsRequest lf;
-    lf.set_page_size(1000);
-    auto fabrics = manager_->ListFabrics(lf);
-    if (fabrics.ok()) {
-      for (const auto& f : fabrics->fabrics()) {
-        v1::WatchEvent e;
-        *e.mutable_fabric() = f;
-        add(e);
-        v1::ListNodesRequest ln;
-        ln.set_fabric(f.name());
-        ln.set_page_size(1000);
-        for (;;) {
-          auto nodes = manager_->ListNodes(ln);
-          if (!nodes.ok()) break;
-          for (const auto& n : nodes->nodes()) {
-            v1::WatchEvent ne;
-            *ne.mutable_node() = n;
-            add(ne);
-          }
-          if (nodes->next_page_token().empty()) break;
-          ln.set_page_token(nodes->next_page_token());
-        }
-        v1::ListLinksRequest ll;
-        ll.set_fabric(f.name());
-        ll.set_page_size(1000);
-        for (;;) {
-          auto links = manager_->ListLinks(ll);
-          if (!links.ok()) break;
-          for (const auto& l : links->links()) {
-            v1::WatchEvent le;
-            *le.mutable_link() = l;
-            add(le);
-          }
-          if (links->next_page_token().empty()) break;
-          ll.set_page_token(links->next_page_token());
-        }
-      }
-    }
-    v1::ListAllocationsRequest la;
-    la.set_fabric(fabric);
-    la.set_page_size(1000);
-    for (;;) {
-      auto allocs = manager_->ListAllocations(la);
-      if (!allocs.ok()) break;
-      for (const auto& a : allocs->allocations()) {
-        v1::WatchEvent e;
-        *e.mutable_allocation() = a;
-        add(e);
-      }
-      if (allocs->next_page_token().empty()) break;
-      la.set_page_token(allocs->next_page_token());
-    }
-    v1::ListAttachmentsRequest lat;
-    lat.set_fabric(fabric);
-    lat.set_page_size(1000);
-    for (;;) {
-      auto atts = manager_->ListAttachments(lat);
-      if (!atts.ok()) break;
-      for (const auto& a : atts->attachments()) {
-        v1::WatchEvent e;
-        *e.mutable_attachment() = a;
-        add(e);
-      }
-      if (atts->next_page_token().empty()) break;
-      lat.set_page_token(atts->next_page_token());
-    }
-    v1::WatchEvent synced;
-    synced.set_type(v1::WatchEvent::SYNCED);
-    synced.set_sequence(seen);
-    if (!writer->Write(synced)) return grpc::Status::CANCELLED;
-  }
-  std::vector<v1::WatchEvent> batch;
-  while (!ctx->IsCancelled()) {
-    batch.clear();
-    switch (hub.Read(seen, kPollInterval, &batch)) {
-      case WatchHub::ReadResult::kClosed:
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                            "the manager is shutting down");
-      case WatchHub::ReadResult::kFellBehind:
-        return grpc::Status(grpc::StatusCode::ABORTED,
-                            "watch fell behind the event buffer; list again "
-                            "and start a new watch");
-      case WatchHub::ReadResult::kTimeout:
-        continue;
-      case WatchHub::ReadResult::kOk:
-        break;
-    }
-    for (const auto& e : batch) {
-      seen = e.sequence();
-      if (wanted(e) && !writer->Write(e)) return grpc::Status::CANCELLED;
-    }
-  }
-  return grpc::Status::CANCELLED;
+grpc::ServerWriteReactor<v1::WatchEvent>* FabricServiceImpl::Watch(
+    grpc::CallbackServerContext*, const v1::WatchRequest* r) {
+  absl::StatusOr<WatchFilter> filter = WatchFilter::Make(*r, manager_);
+  if (!filter.ok()) return FailedStream<v1::WatchEvent>(filter.status());
+  auto* stream =
+      new WatchStream(manager_, *std::move(filter), r->initial_state());
+  stream->Start();
+  return stream;
 }
 
 grpc::Status AgentServiceImpl::RegisterNode(grpc::ServerContext* ctx,
@@ -402,32 +661,16 @@ grpc::Status AgentServiceImpl::ReportStatus(grpc::ServerContext*,
   return Reply(manager_->ReportStatus(*r), out);
 }
 
-grpc::Status AgentServiceImpl::StreamConfig(
-    grpc::ServerContext* ctx, const v1::StreamConfigRequest* r,
-    grpc::ServerWriter<v1::DesiredConfig>* writer) {
-  WatchHub& hub = manager_->hub();
-  if (absl::Status opened = manager_->ConfigStreamOpened(r->node(), r->session());
+grpc::ServerWriteReactor<v1::DesiredConfig>* AgentServiceImpl::StreamConfig(
+    grpc::CallbackServerContext*, const v1::StreamConfigRequest* r) {
+  if (absl::Status opened =
+          manager_->ConfigStreamOpened(r->node(), r->session());
       !opened.ok()) {
-    return ToGrpcStatus(opened);
+    return FailedStream<v1::DesiredConfig>(opened);
   }
-  absl::Cleanup closed = [&] {
-    manager_->ConfigStreamClosed(r->node(), r->session());
-  };
-  int64_t sent = -1;
-  while (!ctx->IsCancelled()) {
-    auto config = manager_->DesiredConfigFor(r->node());
-    if (!config.ok()) return ToGrpcStatus(config.status());
-    if (config->generation() != sent) {
-      if (!writer->Write(*config)) return grpc::Status::CANCELLED;
-      sent = config->generation();
-    }
-    hub.AwaitGeneration(sent, kPollInterval);
-    if (hub.closed()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "the manager is shutting down");
-    }
-  }
-  return grpc::Status::CANCELLED;
+  auto* stream = new ConfigStream(manager_, r->node(), r->session());
+  stream->Start();
+  return stream;
 }
 
 }  // namespace fabric::service

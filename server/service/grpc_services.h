@@ -13,12 +13,15 @@ namespace fabric::service {
 // The allocation mutations and Ping use gRPC's callback API: their handlers
 // return at once and the call is finished when the result is durable, by
 // whichever handler is leading the group commit; at most one server thread
-// waits on the disk at a time. The rest are synchronous handlers.
+// waits on the disk at a time. Watch does too: an open stream is a reactor
+// that writes when the WatchHub tells it of something new, and holds no
+// thread in between. The rest are synchronous handlers.
 using FabricServiceBase =
     v1::FabricService::WithCallbackMethod_CreateAllocation<
         v1::FabricService::WithCallbackMethod_DeleteAllocation<
             v1::FabricService::WithCallbackMethod_Ping<
-                v1::FabricService::Service>>>;
+                v1::FabricService::WithCallbackMethod_Watch<
+                    v1::FabricService::Service>>>>;
 
 // Thread-safe; `manager` is not owned and must outlive the service.
 class FabricServiceImpl final : public FabricServiceBase {
@@ -70,8 +73,8 @@ class FabricServiceImpl final : public FabricServiceBase {
                                              v1::Allocation*) override;
   // Ends with ABORTED when the client falls too far behind (re-list, then
   // watch again), and with UNAVAILABLE at server shutdown.
-  grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*,
-                     grpc::ServerWriter<v1::WatchEvent>*) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(
+      grpc::CallbackServerContext*, const v1::WatchRequest*) override;
   grpc::Status ListProfiles(grpc::ServerContext*,
                             const v1::ListProfilesRequest*,
                             v1::ListProfilesResponse*) override;
@@ -121,16 +124,27 @@ class FabricServiceImpl final : public FabricServiceBase {
   AdmissionControl* admission_ = nullptr;  // not owned
 };
 
-class AgentServiceImpl final : public v1::AgentService::Service {
+// StreamConfig uses the callback API, like Watch: an agent's open stream
+// holds no server thread. RegisterNode and ReportStatus are synchronous.
+using AgentServiceBase = v1::AgentService::WithCallbackMethod_StreamConfig<
+    v1::AgentService::Service>;
+
+// Thread-safe; `manager` is not owned and must outlive the service.
+class AgentServiceImpl final : public AgentServiceBase {
  public:
   explicit AgentServiceImpl(FabricManager* manager) : manager_(manager) {}
 
   grpc::Status RegisterNode(grpc::ServerContext*,
                             const v1::RegisterNodeRequest*,
                             v1::RegisterNodeResponse*) override;
-  grpc::Status StreamConfig(grpc::ServerContext*,
-                            const v1::StreamConfigRequest*,
-                            grpc::ServerWriter<v1::DesiredConfig>*) override;
+  // Sends the node's desired configuration, then each newer generation
+  // (only the newest when several came while a write was in flight). The
+  // stream is told to the manager (ConfigStreamOpened) before it is served
+  // and refused with that error; once opened, its end is told exactly once
+  // (ConfigStreamClosed), whatever ended it. Ends with UNAVAILABLE at server
+  // shutdown.
+  grpc::ServerWriteReactor<v1::DesiredConfig>* StreamConfig(
+      grpc::CallbackServerContext*, const v1::StreamConfigRequest*) override;
   grpc::Status ReportStatus(grpc::ServerContext*,
                             const v1::ReportStatusRequest*,
                             v1::ReportStatusResponse*) override;

@@ -5,13 +5,18 @@
 #include <grpcpp/support/channel_arguments.h>
 #include <grpcpp/support/client_callback.h>
 
+#include <algorithm>
+#include <fstream>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -29,6 +34,20 @@ using ::testing::HasSubstr;
 // Long enough for a loaded machine or a sanitizer build; only a failing
 // test waits this long.
 constexpr absl::Duration kWait = absl::Seconds(30);
+
+// The process's thread count (/proc/self/status), or -1.
+int ProcessThreads() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t:"), absl::SkipEmpty());
+    int threads = 0;
+    if (f.size() >= 2 && f[0] == "Threads" && absl::SimpleAtoi(f[1], &threads))
+      return threads;
+  }
+  return -1;
+}
 
 // The client side of a server stream, on the callback API so that a test
 // can hold many streams open without a client thread each. Keeps what it
@@ -321,6 +340,90 @@ TEST_F(GrpcTest, AgentStreamCarriesWindowsAndReportMakesReady) {
   v1::Allocation got;
   ASSERT_TRUE(stub_->GetAllocation(&gctx, get, &got).ok());
   EXPECT_EQ(got.state(), v1::Allocation::READY) << got.state_reason();
+}
+
+// Open streams cost memory, not a server thread each: the old synchronous
+// handlers held one thread per stream (1,000 streams, 1,000 threads).
+TEST_F(GrpcTest, OpenWatchStreamsCostNoThreadEach) {
+  constexpr int kStreams = 1000;
+  v1::WatchRequest req;
+  req.set_initial_state(true);
+  std::vector<std::unique_ptr<StreamReader<v1::WatchEvent>>> streams;
+  for (int i = 0; i < kStreams; ++i) streams.push_back(OpenWatch(req));
+  for (auto& s : streams) {
+    ASSERT_TRUE(s->AwaitRead(1));  // SYNCED: the server serves it
+    EXPECT_EQ(s->read()[0].type(), v1::WatchEvent::SYNCED);
+  }
+  const int threads = ProcessThreads();
+  std::cout << "threads with " << kStreams << " open Watch streams: " << threads
+            << std::endl;
+  EXPECT_LT(threads, 100);
+  // Every stream still gets what happens.
+  CreateRing(3);
+  for (auto& s : streams) {
+    ASSERT_TRUE(s->AwaitRead(2));
+    EXPECT_EQ(s->read()[1].type(), v1::WatchEvent::ADDED);
+  }
+  for (auto& s : streams) s->context()->TryCancel();
+  for (auto& s : streams) ASSERT_TRUE(s->AwaitDone().has_value());
+  const absl::Time deadline = absl::Now() + kWait;
+  while (manager_->hub().has_watchers() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_FALSE(manager_->hub().has_watchers());
+}
+
+TEST_F(GrpcTest, OpenConfigStreamsCostNoThreadEach) {
+  constexpr int kStreams = 1000;
+  std::vector<std::unique_ptr<StreamReader<v1::DesiredConfig>>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    const std::string node = absl::StrCat("a", i);
+    streams.push_back(OpenConfig(node, Register(node)));
+  }
+  for (auto& s : streams) ASSERT_TRUE(s->AwaitRead(1));
+  const int threads = ProcessThreads();
+  std::cout << "threads with " << kStreams
+            << " open StreamConfig streams: " << threads << std::endl;
+  EXPECT_LT(threads, 100);
+  // A new generation reaches every agent.
+  CreateRing(3, "lab", "a");
+  for (auto& s : streams) {
+    ASSERT_TRUE(s->AwaitRead(2));
+    EXPECT_GT(s->read()[1].generation(), s->read()[0].generation());
+  }
+  EXPECT_EQ(streams[0]->read()[1].fabric(), "fabrics/lab");
+  EXPECT_EQ(streams[999]->read()[1].fabric(), "");
+  for (auto& s : streams) s->context()->TryCancel();
+  for (auto& s : streams) ASSERT_TRUE(s->AwaitDone().has_value());
+  // Each stream's end was told to the manager: the agents' addresses are
+  // forgotten.
+  const absl::Time deadline = absl::Now() + kWait;
+  while (!AgentAddress("a999").empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(AgentAddress("a999"), "");
+}
+
+// A cancelled stream ends on the server at once, not at its next poll.
+TEST_F(GrpcTest, CancelledWatchEndsPromptly) {
+  std::vector<absl::Duration> took;
+  for (int i = 0; i < 9; ++i) {
+    v1::WatchRequest req;
+    req.set_initial_state(true);
+    auto s = OpenWatch(req);
+    ASSERT_TRUE(s->AwaitRead(1));
+    ASSERT_TRUE(manager_->hub().has_watchers());
+    const absl::Time start = absl::Now();
+    s->context()->TryCancel();
+    while (manager_->hub().has_watchers() && absl::Now() < start + kWait) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    took.push_back(absl::Now() - start);
+    ASSERT_FALSE(manager_->hub().has_watchers());
+  }
+  std::sort(took.begin(), took.end());
+  // The old synchronous loop noticed on its 200 ms poll (median ~100 ms).
+  EXPECT_LT(took[took.size() / 2], absl::Milliseconds(50));
 }
 
 // ConfigStreamOpened is matched by exactly one ConfigStreamClosed, as soon

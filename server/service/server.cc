@@ -73,7 +73,8 @@ GrpcServer::~GrpcServer() { Shutdown(); }
 void GrpcServer::Shutdown() {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
-  // Streams wait on the manager's hub; closing it ends them.
+  // Open streams listen to the manager's hub; closing it ends them (with
+  // UNAVAILABLE) before the grace period cancels whatever is left.
   manager_->hub().Close();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }

@@ -1,12 +1,104 @@
 #include "server/service/watch_hub.h"
 
+#include <utility>
+
+#include "absl/time/clock.h"
+
 namespace fabric::service {
+
+WatchHub::~WatchHub() {
+  std::thread notifier;
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+    notifier = std::move(notifier_);
+  }
+  if (notifier.joinable()) notifier.join();
+}
+
+void WatchHub::AddListener(Listener* listener, bool periodic) {
+  absl::MutexLock l(&mu_);
+  if (!listeners_.emplace(listener, periodic).second) return;
+  if (periodic) ++periodic_listeners_;
+  if (!notifier_.joinable() && !stopping_) {
+    notifier_ = std::thread([this] { NotifierLoop(); });
+  }
+}
+
+void WatchHub::RemoveListener(Listener* listener) {
+  auto erase = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = listeners_.find(listener);
+    if (it == listeners_.end()) return;
+    if (it->second) --periodic_listeners_;
+    listeners_.erase(it);
+  };
+  {
+    absl::MutexLock l(&mu_);
+    if (notifier_.get_id() == std::this_thread::get_id()) {
+      // From within a listener's call (its stream ended inline): the
+      // notifier holds delivery_mu_ on this very thread, and skips
+      // listeners no longer in listeners_.
+      erase();
+      return;
+    }
+  }
+  absl::MutexLock d(&delivery_mu_);
+  absl::MutexLock l(&mu_);
+  erase();
+}
+
+void WatchHub::NotifierLoop() {
+  absl::Time next_recheck = absl::Now() + kRecheckInterval;
+  std::vector<Listener*> batch;
+  for (;;) {
+    bool everyone;  // else only the periodic listeners
+    {
+      absl::MutexLock l(&mu_);
+      const bool ticking = periodic_listeners_ > 0;
+      auto woken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return changed_ || stopping_ || (!ticking && periodic_listeners_ > 0);
+      };
+      if (ticking) {
+        mu_.AwaitWithDeadline(absl::Condition(&woken), next_recheck);
+      } else {
+        mu_.Await(absl::Condition(&woken));
+        next_recheck = absl::Now() + kRecheckInterval;
+      }
+      if (stopping_) return;
+      const absl::Time now = absl::Now();
+      const bool recheck = periodic_listeners_ > 0 && now >= next_recheck;
+      if (!changed_ && !recheck) continue;
+      if (recheck) next_recheck = now + kRecheckInterval;
+      everyone = changed_;
+      changed_ = false;
+    }
+    // Taken before the batch is, so that a listener removed meanwhile is
+    // not in it.
+    absl::MutexLock d(&delivery_mu_);
+    batch.clear();
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& [listener, periodic] : listeners_) {
+        if (everyone || periodic) batch.push_back(listener);
+      }
+    }
+    for (Listener* listener : batch) {
+      {
+        absl::MutexLock l(&mu_);
+        // Removed by an earlier call of this round (see RemoveListener).
+        if (!listeners_.contains(listener)) continue;
+      }
+      listener->OnHubChanged();
+    }
+  }
+}
 
 void WatchHub::Publish(fabric::v1::WatchEvent event) {
   absl::MutexLock l(&mu_);
   event.set_sequence(++last_sequence_);
   events_.push_back(std::move(event));
   while (events_.size() > capacity_) events_.pop_front();
+  changed_ = true;
 }
 
 int64_t WatchHub::last_sequence() const {
@@ -14,15 +106,11 @@ int64_t WatchHub::last_sequence() const {
   return last_sequence_;
 }
 
-WatchHub::ReadResult WatchHub::Read(int64_t after, absl::Duration timeout,
+WatchHub::ReadResult WatchHub::Read(int64_t after,
                                     std::vector<fabric::v1::WatchEvent>* out) {
   absl::MutexLock l(&mu_);
-  auto ready = [this, after]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return closed_ || last_sequence_ > after;
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   if (closed_) return ReadResult::kClosed;
-  if (last_sequence_ <= after) return ReadResult::kTimeout;
+  if (last_sequence_ <= after) return ReadResult::kNothingNew;
   const int64_t first =
       events_.empty() ? last_sequence_ + 1 : events_.front().sequence();
   if (first > after + 1) return ReadResult::kFellBehind;
@@ -36,20 +124,18 @@ WatchHub::ReadResult WatchHub::Read(int64_t after, absl::Duration timeout,
 void WatchHub::SetGeneration(int64_t generation) {
   absl::MutexLock l(&mu_);
   generation_ = generation;
+  changed_ = true;
 }
 
-int64_t WatchHub::AwaitGeneration(int64_t seen, absl::Duration timeout) {
+int64_t WatchHub::generation() const {
   absl::MutexLock l(&mu_);
-  auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return closed_ || generation_ != seen;
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&changed), timeout);
   return generation_;
 }
 
 void WatchHub::Close() {
   absl::MutexLock l(&mu_);
   closed_ = true;
+  changed_ = true;
 }
 
 bool WatchHub::closed() const {

@@ -1,12 +1,22 @@
 // Fan-out of change events to Watch streams and of the desired-config
 // generation to agent streams.
+//
+// Publishers (the manager, under its own lock) store events and the
+// generation here and never wait for a reader. Readers are streams served
+// on gRPC's callback API: a Listener is told when something may have
+// changed and reads what is new; an open stream keeps no thread while it
+// waits. One notifier thread per hub (started by the first AddListener)
+// tells the listeners, outside the publishers' locks.
 #ifndef FABRIC_SERVER_SERVICE_WATCH_HUB_H_
 #define FABRIC_SERVER_SERVICE_WATCH_HUB_H_
 
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <thread>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fabric/v1/fabric.pb.h"
@@ -16,7 +26,16 @@ namespace fabric::service {
 // Keeps the last `capacity` events. Thread-safe.
 class WatchHub {
  public:
+  // How often a listener added with `periodic` is called when nothing
+  // changes.
+  static constexpr absl::Duration kRecheckInterval = absl::Milliseconds(200);
+
   explicit WatchHub(size_t capacity = 65536) : capacity_(capacity) {}
+  // REQUIRES: every listener was removed. Stops the notifier thread.
+  ~WatchHub();
+
+  WatchHub(const WatchHub&) = delete;
+  WatchHub& operator=(const WatchHub&) = delete;
 
   // Counts a Watch stream for as long as it lives. Publishers may skip
   // building events while nobody watches (has_watchers() is false).
@@ -32,39 +51,79 @@ class WatchHub {
   };
   bool has_watchers() const { return watchers_.load() > 0; }
 
-  // Stamps the event with the next sequence number and stores it.
+  // Told that the hub may have changed.
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    // Something may have changed since the last call: new events, a new
+    // generation, or Close(). Calls are hints, and may be spurious: the
+    // listener reads what it needs (Read, generation(), closed()). A
+    // listener added with `periodic` is also called every
+    // kRecheckInterval, changes or not.
+    //
+    // Runs on the hub's notifier thread, one listener at a time, with no
+    // hub lock held: it may call any hub method but AddListener. It must
+    // not block for long (every other listener waits) nor wait for
+    // anything a publisher holds.
+    virtual void OnHubChanged() = 0;
+  };
+  // Starts calling `listener` (not owned) until RemoveListener. Events
+  // published before this call are not announced to it: a listener reads
+  // what it missed itself once added.
+  void AddListener(Listener* listener, bool periodic = false)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops calling `listener`. Once this returns, `listener` is not being
+  // called and never will be again, so its owner may destroy it; this may
+  // wait for the notifier to finish telling the other listeners.
+  void RemoveListener(Listener* listener)
+      ABSL_LOCKS_EXCLUDED(mu_, delivery_mu_);
+
+  // Stamps the event with the next sequence number, stores it and wakes
+  // the listeners. Never waits for them.
   void Publish(fabric::v1::WatchEvent event) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The sequence number of the newest event (0 before the first).
   int64_t last_sequence() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  enum class ReadResult { kOk, kTimeout, kFellBehind, kClosed };
-  // Appends to `out` the events after `after` (up to 256), waiting up to
-  // `timeout` for one to arrive. kFellBehind when events after `after` were
-  // already dropped from the buffer.
-  ReadResult Read(int64_t after, absl::Duration timeout,
-                  std::vector<fabric::v1::WatchEvent>* out)
+  enum class ReadResult { kOk, kNothingNew, kFellBehind, kClosed };
+  // Appends to `out` the events after `after` (up to 256) without waiting.
+  // kClosed after Close(); kFellBehind when events after `after` were
+  // already dropped from the buffer; kNothingNew when there is none yet.
+  ReadResult Read(int64_t after, std::vector<fabric::v1::WatchEvent>* out)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Publishes a new desired-config generation and wakes its waiters.
+  // Publishes a new desired-config generation and wakes the listeners.
   void SetGeneration(int64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
-  // Waits up to `timeout` for the generation to differ from `seen`, or for
-  // Close(); returns the current generation.
-  int64_t AwaitGeneration(int64_t seen, absl::Duration timeout)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t generation() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Wakes every waiter for good; used at shutdown.
+  // Ends the streams for good (their listeners see closed()); used at
+  // shutdown. Idempotent.
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
   bool closed() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // Tells the listeners of every change until the hub is destroyed.
+  void NotifierLoop() ABSL_LOCKS_EXCLUDED(mu_, delivery_mu_);
+
   const size_t capacity_;
   std::atomic<int> watchers_{0};
+
+  // Held by the notifier while it calls listeners, so that RemoveListener
+  // can wait for a call in progress. Taken before mu_ (and before whatever
+  // a listener takes).
+  absl::Mutex delivery_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::deque<fabric::v1::WatchEvent> events_ ABSL_GUARDED_BY(mu_);
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // Listener -> periodic.
+  absl::flat_hash_map<Listener*, bool> listeners_ ABSL_GUARDED_BY(mu_);
+  int periodic_listeners_ ABSL_GUARDED_BY(mu_) = 0;
+  // Something changed that the listeners have not been told of yet.
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread notifier_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fabric::service
