@@ -65,9 +65,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--max-threads", server_options.max_threads,
-                 "threads for synchronous RPCs, one per open Watch or agent "
-                 "stream included; a call finding none free is refused with "
-                 "RESOURCE_EXHAUSTED (0: no limit)")
+                 "threads for synchronous RPCs (open Watch and agent "
+                 "streams hold none); a call finding none free is refused "
+                 "with RESOURCE_EXHAUSTED (0: no limit)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   try {

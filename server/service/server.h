@@ -22,10 +22,13 @@ struct ServerOptions {
   // Allocation mutations in flight (admitted, not yet durable); the next
   // one is refused (admission.h). 0: no limit.
   int max_inflight = 0;
-  // Threads for synchronous handlers (reads, links, fabrics, agent calls,
-  // and one per open Watch or agent config stream); a call that finds none
-  // free is refused with RESOURCE_EXHAUSTED by gRPC. 0: gRPC's default (no
-  // limit).
+  // Threads for synchronous handlers (reads, links, fabrics, agent
+  // registrations and reports); a call that finds none free is refused with
+  // RESOURCE_EXHAUSTED by gRPC. 0: gRPC's default (no limit). Open Watch and
+  // agent config streams, the allocation mutations and Ping are served on
+  // gRPC's callback API and hold none of these threads: an open stream costs
+  // memory (about 16 KiB of the manager's; fabric-stream-bench measures
+  // it), not a thread.
   int max_threads = 0;
   // Memory gRPC may use for its buffers, in bytes. 0: gRPC's default.
   int64_t grpc_memory_bytes = 0;
