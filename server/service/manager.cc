@@ -2668,7 +2668,8 @@ absl::StatusOr<std::string> FabricManager::ControlAddress(
   if (it == agents_.end() || it->second->control_address.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat(field, ": the agent of ", node,
-                     " serves no control address (not registered)"));
+                     " serves no control address (not registered, or its "
+                     "connection to the manager ended)"));
   }
   return it->second->control_address;
 }
