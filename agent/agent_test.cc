@@ -14,10 +14,12 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "agent/bridge_state.h"
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/sim/state_file.h"
 #include "agent/hw/testing/temp_dir.h"
+#include "agent/manager_session.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/profiles.h"
@@ -67,9 +69,7 @@ class AgentTest : public ::testing::Test {
       o.manager_address = address_;
       o.node = absl::StrCat("n", i);
       o.backend = "sim";
-      o.drift_check_interval = absl::Hours(1);  // the test calls CheckDrift
-      o.apply_retry_initial = apply_retry_initial_;
-      o.apply_retry_max = std::max(o.apply_retry_max, apply_retry_initial_);
+      o.clock = &clock_;  // the test runs drift checks (DriftCheck)
       bridges_.push_back(*std::move(bridge));
       agents_.push_back(std::make_unique<Agent>(o, bridges_.back().get(),
                                                 v1::NodeInventory()));
@@ -113,8 +113,13 @@ class AgentTest : public ::testing::Test {
   // fingerprint, which the agent writes last.
   bool WaitIdle(int i);
 
-  // StartRing's agents retry a refused generation after this.
-  absl::Duration apply_retry_initial_ = AgentOptions().apply_retry_initial;
+  // Moves the agents' clock on by the drift check interval and waits until
+  // agent i has run the reconcile step that made due (a drift check, or a
+  // retry when its configuration was refused).
+  void DriftCheck(int i);
+
+  ManualClock clock_;
+
   hw::testing::TempDir dir_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<service::FabricManager> manager_;
@@ -151,7 +156,7 @@ TEST_F(AgentTest, ClearedWindowIsDetectedRepairedAndCounted) {
   // Behind the agent's back.
   ASSERT_TRUE(bridges_[1]->ClearWindow(hw::SlotKind::kWindow, a->slot()).ok());
   ASSERT_TRUE(bridges_[1]->Read()->windows.empty());
-  agents_[1]->CheckDrift();
+  DriftCheck(1);
   EXPECT_EQ(bridges_[1]->Read()->windows.size(), 1u);
   AgentStats stats = agents_[1]->stats();
   EXPECT_EQ(stats.repairs, 1);
@@ -159,7 +164,7 @@ TEST_F(AgentTest, ClearedWindowIsDetectedRepairedAndCounted) {
   EXPECT_THAT(stats.recent_repairs.back(), HasSubstr("window"));
   EXPECT_TRUE(Verify(a->name()).ok());
   // Without drift there is nothing to repair.
-  agents_[1]->CheckDrift();
+  DriftCheck(1);
   EXPECT_EQ(agents_[1]->stats().repairs, 1);
 }
 
@@ -233,6 +238,13 @@ bool Fingerprinted(const hw::BridgeState& s) {
                                       s.scratchpads[0]) == Fingerprint(s);
 }
 
+void AgentTest::DriftCheck(int i) {
+  clock_.Advance(AgentOptions().drift_check_interval);
+  ASSERT_TRUE(Eventually([&] {
+    return agents_[i]->stats().next_drift_check > clock_.Now();
+  })) << "agent " << i << " ran no reconcile step";
+}
+
 bool AgentTest::WaitIdle(int i) {
   return Eventually([&] {
     absl::StatusOr<hw::sim_internal::SimRecord> r =
@@ -297,7 +309,7 @@ TEST_P(UnreadableStateTest, IsRebuiltFromTheDesiredConfiguration) {
   EXPECT_EQ(ValidUtf8(why), why);
   EXPECT_LE(why.size(), 512u) << why;
 
-  agents_[1]->CheckDrift();
+  DriftCheck(1);
   const AgentStats stats = agents_[1]->stats();
   EXPECT_EQ(stats.repairs, 1);
   EXPECT_THAT(stats.errors, ::testing::IsEmpty());
@@ -328,7 +340,7 @@ TEST_P(UnreadableStateTest, IsRebuiltFromTheDesiredConfiguration) {
             v1::Allocation::READY);
   EXPECT_TRUE(Verify(a->name()).ok());
   // Rebuilt once: nothing more to repair.
-  agents_[1]->CheckDrift();
+  DriftCheck(1);
   EXPECT_EQ(agents_[1]->stats().repairs, 1);
 }
 
@@ -343,7 +355,6 @@ INSTANTIATE_TEST_SUITE_P(Corruptions, UnreadableStateTest,
 // report otherwise), and keeps trying; the first attempt that lands
 // rebuilds the bridge and counts the repair.
 TEST_F(AgentTest, UnreadableStateThatCannotBeRebuiltIsReportedUntilItIs) {
-  apply_retry_initial_ = absl::Hours(1);  // the test calls CheckDrift
   StartRing(3);
   auto a = Allocate("n1", "n2", 1 << 20);
   ASSERT_TRUE(a.ok()) << a.status();
@@ -353,7 +364,7 @@ TEST_F(AgentTest, UnreadableStateThatCannotBeRebuiltIsReportedUntilItIs) {
   WriteBytes(hw::sim_internal::StatePath(dir_.path(), "n1"), RandomBytes());
   bridges_[1]->InjectApplyFailure(absl::UnavailableError("bridge busy"), 1000);
 
-  agents_[1]->CheckDrift();
+  DriftCheck(1);
   AgentStats stats = agents_[1]->stats();
   EXPECT_EQ(stats.repairs, 0);
   ASSERT_FALSE(stats.errors.empty());
@@ -370,7 +381,7 @@ TEST_F(AgentTest, UnreadableStateThatCannotBeRebuiltIsReportedUntilItIs) {
   EXPECT_EQ(node.agent_state(), v1::Node::READY);
 
   bridges_[1]->InjectApplyFailure(absl::UnavailableError("unused"), 0);
-  agents_[1]->CheckDrift();
+  DriftCheck(1);
   stats = agents_[1]->stats();
   EXPECT_THAT(stats.errors, ::testing::IsEmpty());
   EXPECT_EQ(stats.repairs, 1);
@@ -459,58 +470,6 @@ TEST_F(AgentTest, WildcardListenAdvertisesTheConnectionsAddress) {
     return manager_->GetNode("n1")->agent_address() == "192.0.2.7:7071";
   })) << manager_->GetNode("n1")->agent_address();
   for (auto& a : agents) a->Stop();
-}
-
-TEST(ControlAddressTest, FollowsAdvertiseThenListen) {
-  AgentOptions o;
-  o.listen = "10.1.2.3:0";
-  EXPECT_EQ(ControlAddress(o, 7071), "10.1.2.3:7071");
-  o.listen = "0.0.0.0:7071";
-  EXPECT_EQ(ControlAddress(o, 7071), ":7071");
-  o.listen = "[::]:7071";
-  EXPECT_EQ(ControlAddress(o, 7071), ":7071");
-  o.advertise = "node1.example:7071";
-  EXPECT_EQ(ControlAddress(o, 7071), "node1.example:7071");
-}
-
-TEST(ValidUtf8Test, EscapesEveryByteThatIsNotUtf8) {
-  EXPECT_EQ(ValidUtf8("plain ASCII"), "plain ASCII");
-  // 2-, 3- and 4-byte characters stay as they are.
-  EXPECT_EQ(ValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
-            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
-  EXPECT_EQ(ValidUtf8("\xff\xfe"), "\\xff\\xfe");
-  // A lone continuation byte, a sequence cut short, an overlong '/', a
-  // UTF-16 surrogate and a code point past U+10FFFF.
-  EXPECT_EQ(ValidUtf8("a\x80z"), "a\\x80z");
-  EXPECT_EQ(ValidUtf8("\xe2\x82"), "\\xe2\\x82");
-  EXPECT_EQ(ValidUtf8("\xc0\xaf"), "\\xc0\\xaf");
-  EXPECT_EQ(ValidUtf8("\xed\xa0\x80"), "\\xed\\xa0\\x80");
-  EXPECT_EQ(ValidUtf8("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");
-  EXPECT_EQ(ValidUtf8(std::string("nul\0ok", 6)), std::string("nul\0ok", 6));
-}
-
-TEST(DesiredStateTest, DiffNamesEveryChangedEntry) {
-  v1::DesiredConfig c;
-  c.set_export_base(1 << 20);
-  c.set_export_size(1 << 20);
-  auto* w = c.mutable_address_map()->add_windows();
-  w->set_slot_kind(v1::WINDOW);
-  w->set_slot(3);
-  w->set_local_base(0x1000);
-  w->set_size(4096);
-  auto* p = c.add_ports();
-  p->set_number(2);
-  p->set_peer_bridge("bridges/n1");
-  p->set_peer_port(1);
-  p->set_up(true);
-  hw::BridgeState want = DesiredState(c);
-  EXPECT_THAT(
-      DiffEntries(hw::BridgeState(), want),
-      testing::UnorderedElementsAre("host memory", "window 3", "port 2"));
-  EXPECT_TRUE(DiffEntries(want, want).empty());
-  hw::BridgeState have = want;
-  have.windows[0].tag = "other";  // tags are bookkeeping, not hardware
-  EXPECT_TRUE(DiffEntries(have, want).empty());
 }
 
 }  // namespace

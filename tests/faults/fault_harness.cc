@@ -15,7 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "agent/agent.h"
+#include "agent/bridge_state.h"
 #include "agent/hw/sim/state_file.h"
 #include "common/grpc_status.h"
 #include "common/units.h"

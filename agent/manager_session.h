@@ -1,0 +1,144 @@
+// The agent's side of the AgentService protocol: registers the node with
+// the manager, follows the desired-configuration stream and hands each
+// configuration to the Reconciler, reports status (after each
+// configuration, on every heartbeat and soon after RequestReport()), and
+// reconnects with backoff until Stop() or until a newer agent for the node
+// fences this one.
+//
+//   ManagerSession session(options, inventory, &reconciler, vf, clock);
+//   session.Start(control_port);   // connects on a thread of its own
+//   ...
+//   session.Stop();
+//
+// Thread-safe.
+#ifndef FABRIC_AGENT_MANAGER_SESSION_H_
+#define FABRIC_AGENT_MANAGER_SESSION_H_
+
+#include <grpcpp/client_context.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "agent/reconciler.h"
+#include "agent/vf_lending.h"
+#include "common/clock.h"
+#include "fabric/v1/fabric.grpc.pb.h"
+
+namespace fabric::agent {
+
+struct ManagerSessionOptions {
+  std::string manager_address;  // HOST:PORT of fabric-manager
+  std::string node;             // this node's name in the fabric
+  std::string backend;          // "sim" or "linux", reported to the manager
+  // Where NodeAgentService listens; port 0 picks one.
+  std::string listen = "127.0.0.1:0";
+  // The NodeAgentService address other hosts and the manager dial
+  // (HOST:PORT). Empty: the listen address when its host is specific; for a
+  // wildcard listen host (0.0.0.0, [::]) the manager uses the address it
+  // sees this agent's connection come from, with the bound port.
+  std::string advertise;
+  // Reconnect backoff: doubles from initial to max, with jitter.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  // Called once, from the connection thread, when a newer registration of
+  // this node (another agent) fenced this one: the agent has stopped
+  // reconnecting and touching the hardware. `why` is the manager's word.
+  // The program should exit (fabric-agent exits with kExitFenced).
+  std::function<void(const std::string& why)> on_fenced;
+};
+
+// What the session has done; a snapshot.
+struct SessionStats {
+  // Configurations the stream delivered that a newer one replaced before
+  // they were applied.
+  int64_t superseded = 0;
+  int64_t sessions = 0;  // successful registrations
+  // A newer registration of this node fenced this agent (see
+  // ManagerSessionOptions::on_fenced), and the manager's reason.
+  bool fenced = false;
+  std::string fence_reason;
+};
+
+// The control address the agent registers: options.advertise, else the
+// listen host with `bound_port`, else (wildcard listen host) ":PORT", which
+// the manager completes with the host it sees the connection come from.
+std::string ControlAddress(const ManagerSessionOptions& options,
+                           int bound_port);
+
+// `text` with every byte that is not part of a valid UTF-8 sequence (RFC
+// 3629) written as \xNN; valid text is returned unchanged. Protobuf refuses
+// a string field that is not UTF-8 and with it the whole message, so every
+// string the agent reports passes through this.
+std::string ValidUtf8(absl::string_view text);
+
+class ManagerSession {
+ public:
+  // `reconciler`, `vf` and `clock` (the reconciler's, for the time to the
+  // next retry in reports) are not owned and must outlive the session.
+  ManagerSession(ManagerSessionOptions options, v1::NodeInventory inventory,
+                 Reconciler* reconciler, VfLending* vf, const Clock* clock);
+  ~ManagerSession();
+
+  ManagerSession(const ManagerSession&) = delete;
+  ManagerSession& operator=(const ManagerSession&) = delete;
+
+  // Starts the connection loop; `control_port` is the bound
+  // NodeAgentService port it registers (see ControlAddress). At most once.
+  void Start(int control_port);
+  // Cancels the open call, disconnects and joins the loop; idempotent.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Asks for a status report soon, ahead of the next heartbeat.
+  void RequestReport() { report_requested_ = true; }
+
+  SessionStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void ConnectionLoop();
+  // One session: register, then follow the stream until it breaks or
+  // Stop(). Returns whether it registered.
+  bool Session(v1::AgentService::Stub* stub) ABSL_LOCKS_EXCLUDED(mu_);
+  void HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
+                     absl::Notification* done) ABSL_LOCKS_EXCLUDED(mu_);
+  v1::ReportStatusRequest StatusReport() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Records that the manager refused this agent's session with ABORTED (a
+  // newer registration fenced it), fences the reconciler and ends the
+  // session; idempotent.
+  void Fence(const grpc::Status& why) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const ManagerSessionOptions options_;
+  const v1::NodeInventory inventory_;
+  Reconciler* const reconciler_;  // not owned
+  VfLending* const vf_;           // not owned
+  const Clock* const clock_;      // not owned
+  int control_port_ = 0;          // set by Start()
+  // Set when something the manager should hear about now has changed.
+  std::atomic<bool> report_requested_{false};
+
+  mutable absl::Mutex mu_;
+  SessionStats stats_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The open call's context, to cancel it from Stop().
+  grpc::ClientContext* stream_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // The current registration's session (RegisterNodeResponse.session).
+  int64_t session_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last ReportStatusRequest.sequence built (StatusReport).
+  mutable int64_t report_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set with stats_.fenced; read by the connection loop without mu_.
+  std::atomic<bool> fenced_{false};
+
+  absl::Notification stop_;
+  std::thread thread_;
+};
+
+}  // namespace fabric::agent
+
+#endif  // FABRIC_AGENT_MANAGER_SESSION_H_

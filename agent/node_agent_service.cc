@@ -1,0 +1,82 @@
+#include "agent/node_agent_service.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "common/grpc_status.h"
+
+namespace fabric::agent {
+namespace {
+
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> r, T* out) {
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *out = *std::move(r);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+NodeAgentService::NodeAgentService(Reconciler* reconciler, VfLending* vf)
+    : reconciler_(reconciler), vf_(vf) {}
+
+grpc::Status NodeAgentService::HostWrite(grpc::ServerContext*,
+                                         const v1::HostWriteRequest* req,
+                                         v1::AccessResult* out) {
+  auto r = reconciler_->HostWrite(
+      req->addr(),
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(req->data().data()),
+                          req->data().size()));
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  out->set_landed(r->landed);
+  out->set_node(r->node);
+  out->set_addr(r->addr);
+  for (const auto& h : r->hops) out->add_hops(h);
+  out->set_fault_bridge(r->fault_bridge);
+  out->set_fault_addr(r->fault_addr);
+  out->set_reason(r->reason);
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeAgentService::HostRead(grpc::ServerContext*,
+                                        const v1::HostReadRequest* req,
+                                        v1::HostReadResponse* out) {
+  constexpr uint32_t kMaxRead = 16 << 20;
+  if (req->length() > kMaxRead) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("length: ", req->length(),
+                                     " is over the limit of ", kMaxRead));
+  }
+  std::string data(req->length(), '\0');
+  absl::Status s = reconciler_->HostRead(
+      req->addr(),
+      absl::MakeSpan(reinterpret_cast<uint8_t*>(data.data()), data.size()));
+  if (!s.ok()) return ToGrpcStatus(s);
+  out->set_data(std::move(data));
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeAgentService::VfAccess(grpc::ServerContext*,
+                                        const v1::VfAccessRequest* req,
+                                        v1::VfAccessResponse* out) {
+  return Reply(vf_->VfAccess(*req), out);
+}
+grpc::Status NodeAgentService::AccessShadow(grpc::ServerContext*,
+                                            const v1::AccessShadowRequest* req,
+                                            v1::AccessShadowResponse* out) {
+  return Reply(vf_->AccessShadow(*req), out);
+}
+grpc::Status NodeAgentService::ShadowInterrupt(
+    grpc::ServerContext*, const v1::ShadowInterruptRequest* req,
+    v1::ShadowInterruptResponse* out) {
+  return Reply(vf_->ShadowInterrupt(*req), out);
+}
+grpc::Status NodeAgentService::SetVmState(grpc::ServerContext*,
+                                          const v1::SetVmStateRequest* req,
+                                          v1::SetVmStateResponse* out) {
+  return Reply(vf_->SetVmState(*req), out);
+}
+
+}  // namespace fabric::agent

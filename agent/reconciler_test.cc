@@ -1,0 +1,183 @@
+// The reconcile state machine over a simulated bridge, driven by a
+// ManualClock: nothing runs before it is due, drift is repaired when the
+// check is due, refusals are retried with backoff.
+#include "agent/reconciler.h"
+
+#include <memory>
+#include <string>
+
+#include "agent/bridge_state.h"
+#include "agent/hw/profile_limits.h"
+#include "agent/hw/sim/sim_bridge.h"
+#include "agent/hw/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fabric::agent {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr uint64_t kMmioBase = 0xf000'0000;
+constexpr uint64_t kMmioSize = 1 << 20;
+
+// Host memory, an MMIO range and one port: what a bridge holds before any
+// allocation.
+v1::DesiredConfig Config(int64_t generation) {
+  v1::DesiredConfig c;
+  c.set_generation(generation);
+  c.set_export_base(1 << 20);
+  c.set_export_size(1 << 20);
+  c.set_mmio_base(kMmioBase);
+  c.set_mmio_size(kMmioSize);
+  auto* p = c.add_ports();
+  p->set_number(1);
+  p->set_peer_bridge("bridges/n1");
+  p->set_peer_port(1);
+  p->set_up(true);
+  return c;
+}
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto bridge = hw::SimBridge::Open(dir_.path(), "n0",
+                                      *hw::LimitsForProfile("p", "sim"));
+    ASSERT_TRUE(bridge.ok()) << bridge.status();
+    bridge_ = *std::move(bridge);
+    reconciler_ = std::make_unique<Reconciler>("n0", options_, bridge_.get(),
+                                               &clock_, [this] { ++news_; });
+  }
+
+  hw::testing::TempDir dir_;
+  ReconcilerOptions options_;
+  ManualClock clock_;
+  std::unique_ptr<hw::SimBridge> bridge_;
+  std::unique_ptr<Reconciler> reconciler_;
+  int news_ = 0;
+};
+
+TEST_F(ReconcilerTest, NothingRunsBeforeTheFirstConfiguration) {
+  clock_.Advance(absl::Hours(1));
+  reconciler_->RunDue();
+  const ReconcileStats stats = reconciler_->stats();
+  EXPECT_EQ(stats.applies, 0);
+  EXPECT_EQ(stats.next_drift_check, absl::InfiniteFuture());
+  EXPECT_EQ(news_, 0);
+}
+
+TEST_F(ReconcilerTest, AppliesAndSchedulesTheDriftCheck) {
+  ASSERT_TRUE(reconciler_->Apply(Config(7)).ok());
+  const ReconcileStats stats = reconciler_->stats();
+  EXPECT_EQ(stats.desired_generation, 7);
+  EXPECT_EQ(stats.applied_generation, 7);
+  EXPECT_EQ(stats.applies, 1);
+  EXPECT_EQ(stats.repairs, 0);
+  EXPECT_EQ(stats.next_retry, absl::InfiniteFuture());
+  EXPECT_EQ(stats.next_drift_check,
+            clock_.Now() + options_.drift_check_interval);
+  EXPECT_TRUE(DiffEntries(*bridge_->Read(), DesiredState(Config(7))).empty());
+}
+
+TEST_F(ReconcilerTest, DriftIsRepairedWhenTheCheckIsDueNotBefore) {
+  ASSERT_TRUE(reconciler_->Apply(Config(1)).ok());
+  hw::Port down{1, "n1", 1, false};
+  ASSERT_TRUE(bridge_->SetPort(down).ok());  // behind the reconciler's back
+
+  clock_.Advance(options_.drift_check_interval - absl::Milliseconds(1));
+  reconciler_->RunDue();
+  EXPECT_EQ(reconciler_->stats().repairs, 0);
+  EXPECT_FALSE(bridge_->Read()->ports[0].up);
+
+  clock_.Advance(absl::Milliseconds(1));
+  reconciler_->RunDue();
+  const ReconcileStats stats = reconciler_->stats();
+  EXPECT_EQ(stats.repairs, 1);
+  ASSERT_FALSE(stats.recent_repairs.empty());
+  EXPECT_EQ(stats.recent_repairs.back(), "generation 1: restored port 1");
+  EXPECT_TRUE(bridge_->Read()->ports[0].up);
+  EXPECT_EQ(news_, 1);
+  EXPECT_EQ(stats.next_drift_check,
+            clock_.Now() + options_.drift_check_interval);
+
+  // Without drift there is nothing to repair, and nothing to tell.
+  clock_.Advance(options_.drift_check_interval);
+  reconciler_->RunDue();
+  EXPECT_EQ(reconciler_->stats().repairs, 1);
+  EXPECT_EQ(news_, 1);
+}
+
+TEST_F(ReconcilerTest, RefusalIsRetriedWithBackoffUntilItLands) {
+  // Every change is refused, twice over: the whole apply and each entry.
+  bridge_->InjectApplyFailure(absl::UnavailableError("bridge busy"), 1000);
+  absl::Status applied = reconciler_->Apply(Config(3));
+  EXPECT_EQ(applied.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(applied.message(), HasSubstr("bridge busy"));
+  ReconcileStats stats = reconciler_->stats();
+  ASSERT_THAT(stats.errors, ::testing::Not(IsEmpty()));
+  EXPECT_EQ(stats.errors[0].attempts(), 1);
+  EXPECT_EQ(stats.applied_generation, 0);  // the port holds it back
+  EXPECT_EQ(stats.next_retry, clock_.Now() + options_.apply_retry_initial);
+
+  // Not due yet.
+  reconciler_->RunDue();
+  EXPECT_EQ(reconciler_->stats().apply_retries, 0);
+
+  // Due: refused again, and the backoff doubles.
+  clock_.Advance(options_.apply_retry_initial);
+  reconciler_->RunDue();
+  stats = reconciler_->stats();
+  EXPECT_EQ(stats.apply_retries, 1);
+  ASSERT_THAT(stats.errors, ::testing::Not(IsEmpty()));
+  EXPECT_EQ(stats.errors[0].attempts(), 2);
+  EXPECT_EQ(stats.next_retry, clock_.Now() + 2 * options_.apply_retry_initial);
+  EXPECT_EQ(news_, 1);
+
+  // The hardware takes it: landed, a retry, not a repair.
+  bridge_->InjectApplyFailure(absl::UnavailableError("unused"), 0);
+  clock_.Advance(2 * options_.apply_retry_initial);
+  reconciler_->RunDue();
+  stats = reconciler_->stats();
+  EXPECT_EQ(stats.apply_retries, 2);
+  EXPECT_THAT(stats.errors, IsEmpty());
+  EXPECT_EQ(stats.applied_generation, 3);
+  EXPECT_EQ(stats.repairs, 0);
+  EXPECT_EQ(stats.next_retry, absl::InfiniteFuture());
+  EXPECT_TRUE(DiffEntries(*bridge_->Read(), DesiredState(Config(3))).empty());
+}
+
+TEST_F(ReconcilerTest, AFencedReconcilerLeavesTheHardwareAlone) {
+  ASSERT_TRUE(reconciler_->Apply(Config(1)).ok());
+  ASSERT_TRUE(bridge_->SetPort({1, "n1", 1, false}).ok());
+  reconciler_->Fence();
+  clock_.Advance(options_.drift_check_interval);
+  reconciler_->RunDue();
+  EXPECT_EQ(reconciler_->stats().repairs, 0);
+  EXPECT_FALSE(bridge_->Read()->ports[0].up);
+}
+
+TEST_F(ReconcilerTest, RecordsTheFingerprintInTheScratchpads) {
+  ASSERT_TRUE(reconciler_->Apply(Config(1)).ok());
+  reconciler_->RecordFingerprint(Config(1));
+  EXPECT_EQ(RecordedFingerprint(*bridge_->Read()),
+            Fingerprint(DesiredState(Config(1))));
+}
+
+// The thread runs what is due by the injected clock.
+TEST_F(ReconcilerTest, StartedThreadRunsTheDueCheck) {
+  ASSERT_TRUE(reconciler_->Apply(Config(1)).ok());
+  ASSERT_TRUE(bridge_->SetPort({1, "n1", 1, false}).ok());
+  reconciler_->Start();
+  clock_.Advance(options_.drift_check_interval);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (reconciler_->stats().repairs == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  reconciler_->Stop();
+  EXPECT_EQ(reconciler_->stats().repairs, 1);
+  EXPECT_TRUE(bridge_->Read()->ports[0].up);
+}
+
+}  // namespace
+}  // namespace fabric::agent
