@@ -52,14 +52,16 @@ class AgentTest : public ::testing::Test {
   }
 
   // A ring of `n` nodes, each with an agent over a simulated bridge whose
-  // hardware has `hw_profile`'s limits.
-  void StartRing(int n, const std::string& hw_profile = "sim") {
+  // hardware has `hw_profile`'s limits; `edit` may change the spec first.
+  void StartRing(int n, const std::string& hw_profile = "sim",
+                 const std::function<void(v1::FabricSpec*)>& edit = {}) {
     v1::CreateFabricRequest req;
     req.mutable_spec()->set_name("lab");
     req.mutable_spec()->set_topology(v1::RING);
     req.mutable_spec()->set_default_export_size(64 << 20);
     for (int i = 0; i < n; ++i)
       req.mutable_spec()->add_nodes()->set_name(absl::StrCat("n", i));
+    if (edit) edit(req.mutable_spec());
     ASSERT_TRUE(manager_->CreateFabric(req).ok());
     for (int i = 0; i < n; ++i) {
       auto bridge = hw::SimBridge::Open(dir_.path(), absl::StrCat("n", i),
@@ -166,6 +168,26 @@ TEST_F(AgentTest, ClearedWindowIsDetectedRepairedAndCounted) {
   // Without drift there is nothing to repair.
   DriftCheck(1);
   EXPECT_EQ(agents_[1]->stats().repairs, 1);
+}
+
+// Drift in the device MMIO range alone is drift like any other.
+TEST_F(AgentTest, MmioRangeDriftIsRepaired) {
+  constexpr uint64_t kMmio = 0x300'0000'0000ull;
+  StartRing(3, "sim", [](v1::FabricSpec* spec) {
+    spec->mutable_nodes(1)->set_mmio_base(kMmio);
+    spec->mutable_nodes(1)->set_mmio_size(1ull << 30);
+  });
+  ASSERT_TRUE(WaitIdle(1));
+  hw::HostMemory memory = bridges_[1]->Read()->memory;
+  ASSERT_EQ(memory.mmio_base, kMmio);
+  memory.mmio_base = 2 * kMmio;  // behind the agent's back
+  ASSERT_TRUE(bridges_[1]->SetHostMemory(memory).ok());
+  DriftCheck(1);
+  const AgentStats stats = agents_[1]->stats();
+  EXPECT_EQ(stats.repairs, 1);
+  ASSERT_FALSE(stats.recent_repairs.empty());
+  EXPECT_THAT(stats.recent_repairs.back(), HasSubstr("host memory"));
+  EXPECT_EQ(bridges_[1]->Read()->memory.mmio_base, kMmio);
 }
 
 TEST_F(AgentTest, RefusedEntriesAreReportedAndKeepTheAllocationPending) {

@@ -54,7 +54,9 @@ bool SameWindow(const hw::Window& a, const hw::Window& b) {
 }
 
 bool SameHostMemory(const hw::HostMemory& a, const hw::HostMemory& b) {
-  return a.base == b.base && a.size == b.size && a.window_base == b.window_base;
+  return a.base == b.base && a.size == b.size &&
+         a.window_base == b.window_base && a.mmio_base == b.mmio_base &&
+         a.mmio_size == b.mmio_size;
 }
 
 bool SameMapEntry(const hw::MapEntry& a, const hw::MapEntry& b) {
@@ -130,6 +132,13 @@ uint64_t Fingerprint(const hw::BridgeState& s) {
   f.Add(s.memory.base);
   f.Add(s.memory.size);
   f.Add(s.memory.window_base);
+  // Folded in only when set, so that a state without an MMIO range keeps
+  // the fingerprint it had before the range took part: a restarted agent
+  // still tells drift from news on bridges an older agent programmed.
+  if (s.memory.mmio_base != 0 || s.memory.mmio_size != 0) {
+    f.Add(s.memory.mmio_base);
+    f.Add(s.memory.mmio_size);
+  }
   f.Add(s.map.size());
   for (const auto& m : s.map) {
     f.Add(static_cast<uint64_t>(m.kind));

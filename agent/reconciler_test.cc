@@ -31,7 +31,7 @@ v1::DesiredConfig Config(int64_t generation) {
   c.set_export_size(1 << 20);
   c.set_mmio_base(kMmioBase);
   c.set_mmio_size(kMmioSize);
-  auto* p = c.add_ports();
+  auto *p = c.add_ports();
   p->set_number(1);
   p->set_peer_bridge("bridges/n1");
   p->set_peer_port(1);
@@ -40,7 +40,7 @@ v1::DesiredConfig Config(int64_t generation) {
 }
 
 class ReconcilerTest : public ::testing::Test {
- protected:
+protected:
   void SetUp() override {
     auto bridge = hw::SimBridge::Open(dir_.path(), "n0",
                                       *hw::LimitsForProfile("p", "sim"));
@@ -83,7 +83,7 @@ TEST_F(ReconcilerTest, AppliesAndSchedulesTheDriftCheck) {
 TEST_F(ReconcilerTest, DriftIsRepairedWhenTheCheckIsDueNotBefore) {
   ASSERT_TRUE(reconciler_->Apply(Config(1)).ok());
   hw::Port down{1, "n1", 1, false};
-  ASSERT_TRUE(bridge_->SetPort(down).ok());  // behind the reconciler's back
+  ASSERT_TRUE(bridge_->SetPort(down).ok()); // behind the reconciler's back
 
   clock_.Advance(options_.drift_check_interval - absl::Milliseconds(1));
   reconciler_->RunDue();
@@ -108,6 +108,27 @@ TEST_F(ReconcilerTest, DriftIsRepairedWhenTheCheckIsDueNotBefore) {
   EXPECT_EQ(news_, 1);
 }
 
+// Drift in the MMIO range alone (the rest of the host memory as given) is
+// drift like any other: the check repairs it.
+TEST_F(ReconcilerTest, MmioRangeDriftIsRepaired) {
+  ASSERT_TRUE(reconciler_->Apply(Config(1)).ok());
+  hw::HostMemory memory = bridge_->Read()->memory;
+  ASSERT_EQ(memory.mmio_base, kMmioBase);
+  memory.mmio_base = 0xe000'0000;
+  memory.mmio_size = 2 * kMmioSize;
+  ASSERT_TRUE(bridge_->SetHostMemory(memory).ok());
+
+  clock_.Advance(options_.drift_check_interval);
+  reconciler_->RunDue();
+  const ReconcileStats stats = reconciler_->stats();
+  EXPECT_EQ(stats.repairs, 1);
+  ASSERT_FALSE(stats.recent_repairs.empty());
+  EXPECT_THAT(stats.recent_repairs.back(), HasSubstr("host memory"));
+  const hw::HostMemory repaired = bridge_->Read()->memory;
+  EXPECT_EQ(repaired.mmio_base, kMmioBase);
+  EXPECT_EQ(repaired.mmio_size, kMmioSize);
+}
+
 TEST_F(ReconcilerTest, RefusalIsRetriedWithBackoffUntilItLands) {
   // Every change is refused, twice over: the whole apply and each entry.
   bridge_->InjectApplyFailure(absl::UnavailableError("bridge busy"), 1000);
@@ -117,7 +138,7 @@ TEST_F(ReconcilerTest, RefusalIsRetriedWithBackoffUntilItLands) {
   ReconcileStats stats = reconciler_->stats();
   ASSERT_THAT(stats.errors, ::testing::Not(IsEmpty()));
   EXPECT_EQ(stats.errors[0].attempts(), 1);
-  EXPECT_EQ(stats.applied_generation, 0);  // the port holds it back
+  EXPECT_EQ(stats.applied_generation, 0); // the port holds it back
   EXPECT_EQ(stats.next_retry, clock_.Now() + options_.apply_retry_initial);
 
   // Not due yet.
@@ -179,5 +200,5 @@ TEST_F(ReconcilerTest, StartedThreadRunsTheDueCheck) {
   EXPECT_TRUE(bridge_->Read()->ports[0].up);
 }
 
-}  // namespace
-}  // namespace fabric::agent
+} // namespace
+} // namespace fabric::agent
