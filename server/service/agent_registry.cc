@@ -1,0 +1,291 @@
+#include "server/service/agent_registry.h"
+
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
+#include "server/service/convert.h"
+#include "server/service/leases.h"
+#include "server/service/records.h"
+#include "server/service/views.h"
+
+namespace fabric::service {
+
+v1::RegisterNodeResponse AgentRegistry::Register(
+    const std::string& node, const v1::RegisterNodeRequest& req) {
+  ManagerState& s = *state_;
+  auto& agent = s.agents[node];
+  if (agent == nullptr) agent = std::make_unique<AgentEntry>();
+  // Sessions are unique across restarts: the epoch is in the high bits.
+  const int64_t session = (s.generation() & ~int64_t{0xffffffff}) |
+                          (++s.session_counter & 0xffffffff);
+  if (agent->session != 0 && agent->open_streams > 0) {
+    // Another agent (or this one, reconnecting before its old stream
+    // ended) registers while the current session still looks alive: the
+    // newer one wins, the older is fenced.
+    agent->takeover = absl::StrCat(
+        "session ", session, " from ", req.control_address(),
+        " replaced session ", agent->session, " from ",
+        agent->control_address, " at ", absl::FormatTime(clock_->Now()));
+    std::cerr << "fabric-manager: node " << node << ": " << agent->takeover
+              << "; the older session is fenced" << std::endl;
+  }
+  agent->session = session;
+  agent->open_streams = 0;
+  agent->report_sequence = 0;
+  const bool moved = agent->control_address != req.control_address();
+  agent->inventory = req.inventory();
+  agent->backend = req.backend();
+  agent->control_address = req.control_address();
+  agent->repairs = 0;
+  agent->recent_repairs.clear();
+  agent->state = v1::Node::READY;
+  agent->last_heartbeat = clock_->Now();
+  // A (re)registered agent must apply the current generation again.
+  agent->applied_generation = 0;
+  agent->errors.clear();
+  v1::RegisterNodeResponse out;
+  *out.mutable_heartbeat_interval() =
+      ToProtoDuration(options_.heartbeat_interval);
+  out.set_session(session);
+  auto fn = s.FindNode("node", node);
+  if (!fn.ok()) {
+    // A node in no fabric (never added, or its fabric was deleted): its
+    // agent is accepted and given an empty configuration (DesiredConfigFor),
+    // so that it clears whatever its bridge still holds. It joins when a
+    // fabric names it.
+    *out.mutable_node() = UnassignedNodeView(s, node, *agent);
+    return out;
+  }
+  if (moved) {
+    // Borrowers of this node's VFs must learn the new address: a new
+    // generation re-sends every node's configuration.
+    for (const auto& [id, a] : s.attachments) {
+      if (a->committed && a->record.lender() == NodeName(node)) {
+        s.BumpGeneration();
+        break;
+      }
+    }
+  }
+  *out.mutable_node() = NodeView(s, *fn->first, fn->second);
+  v1::WatchEvent e;
+  e.set_type(v1::WatchEvent::MODIFIED);
+  *e.mutable_node() = out.node();
+  s.hub().Publish(std::move(e));
+  RefreshFabricLeases(s, fn->first->id(), fn->second);
+  return out;
+}
+
+absl::StatusOr<v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
+    absl::string_view node) const {
+  const ManagerState& s = *state_;
+  auto found = s.FindNode("node", node);
+  if (!found.ok()) {
+    if (s.UnassignedAgent(node) == nullptr) return found.status();
+    // In no fabric: nothing is wanted of the bridge.
+    v1::DesiredConfig empty;
+    empty.set_node(NodeName(*ParseName("node", node, "nodes")));
+    empty.set_generation(s.generation());
+    return empty;
+  }
+  const FabricEntry& f = *found->first;
+  const int idx = found->second;
+  const core::NodeInfo& n = f.state.topology().node(idx);
+  v1::DesiredConfig out;
+  out.set_node(NodeName(n.name));
+  out.set_fabric(FabricName(f.id()));
+  out.set_generation(s.generation());
+  *out.mutable_profile() = ProfileToProto(*n.profile);
+  *out.mutable_address_map() = MapView(s, f, idx);
+  out.set_export_base(n.export_base);
+  out.set_export_size(n.export_size);
+  out.set_window_base(n.window_base);
+  out.set_mmio_base(n.mmio_base);
+  out.set_mmio_size(n.mmio_size);
+  *out.mutable_ports() = BridgeView(s, f, idx).ports();
+  for (const auto& [id, a] : s.attachments) {
+    if (!a->committed || a->fabric != f.id()) continue;
+    const v1::Attachment& r = a->record;
+    const bool lender = r.lender() == out.node();
+    if (!lender && r.borrower() != out.node()) continue;
+    v1::VfAssignment* va = out.add_vf_assignments();
+    va->set_attachment(r.name());
+    va->set_role(lender ? v1::VfAssignment::LENDER
+                        : v1::VfAssignment::BORROWER);
+    va->set_vf_address(r.vf_address());
+    va->set_lender(r.lender());
+    va->set_borrower(r.borrower());
+    if (const AgentEntry* l =
+            s.FindAgent(absl::StripPrefix(r.lender(), "nodes/"));
+        l != nullptr) {
+      va->set_lender_agent(l->control_address);
+    }
+    va->set_vm(r.vm());
+    va->set_interrupts(r.interrupts());
+    *va->mutable_windows() = r.windows();
+    auto vf = s.FindVf("vf", r.vf());
+    if (vf.ok() && vf->function != nullptr) {
+      va->set_vendor_id(vf->function->vendor_id());
+      va->set_device_id(vf->function->device_id());
+      *va->mutable_bar_sizes() = vf->function->bar_sizes();
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<v1::ReportStatusResponse> AgentRegistry::Report(
+    const std::string& node, const v1::ReportStatusRequest& req) {
+  ManagerState& s = *state_;
+  auto found = s.FindNode("node", node);
+  if (!found.ok() && !absl::IsNotFound(found.status())) return found.status();
+  auto it = s.agents.find(node);
+  if (it == s.agents.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node: ", node,
+                     " has not registered with this manager; call "
+                     "RegisterNode first"));
+  }
+  AgentEntry& a = *it->second;
+  RETURN_IF_ERROR(CheckSession(node, a, req.session()));
+  if (req.applied_generation() > s.generation()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "applied_generation: ", req.applied_generation(),
+        " is newer than the current generation ", s.generation()));
+  }
+  v1::ReportStatusResponse out;
+  out.set_desired_generation(s.generation());
+  if (req.sequence() != 0) {
+    // Overtaken by a newer report of this session: what it says is old.
+    if (req.sequence() <= a.report_sequence) return out;
+    a.report_sequence = req.sequence();
+  }
+  const bool was_ready = a.state == v1::Node::READY;
+  a.last_heartbeat = clock_->Now();
+  a.state = v1::Node::READY;
+  bool errors_changed =
+      a.errors.size() != static_cast<size_t>(req.errors_size());
+  for (size_t i = 0; !errors_changed && i < a.errors.size(); ++i) {
+    errors_changed = a.errors[i].SerializeAsString() !=
+                     req.errors(static_cast<int>(i)).SerializeAsString();
+  }
+  a.errors.assign(req.errors().begin(), req.errors().end());
+  a.repairs = req.repairs();
+  a.recent_repairs.assign(req.recent_repairs().begin(),
+                          req.recent_repairs().end());
+  bool vf_changed = false;
+  if (req.has_inventory()) {
+    vf_changed = a.inventory.SerializeAsString() !=
+                 req.inventory().SerializeAsString();
+    a.inventory = req.inventory();
+  }
+  std::map<std::string, v1::VfHealthReport> health;
+  for (const auto& h : req.vf_health()) health[h.vf_address()] = h;
+  for (const auto& [addr, h] : health) {
+    auto old = a.vf_health.find(addr);
+    if (old == a.vf_health.end() || old->second.healthy() != h.healthy() ||
+        old->second.reason() != h.reason()) {
+      vf_changed = true;
+    }
+  }
+  vf_changed |= health.size() != a.vf_health.size();
+  a.vf_health = std::move(health);
+  std::map<std::string, v1::ShadowStatus> shadows;
+  for (const auto& sh : req.shadows()) shadows[sh.attachment()] = sh;
+  for (const auto& [name, sh] : shadows) {
+    auto old = a.shadows.find(name);
+    if (old == a.shadows.end() || old->second.ready() != sh.ready() ||
+        old->second.error() != sh.error()) {
+      vf_changed = true;
+    }
+  }
+  vf_changed |= shadows.size() != a.shadows.size();
+  a.shadows = std::move(shadows);
+  const bool moved = req.applied_generation() != a.applied_generation;
+  a.applied_generation = req.applied_generation();
+  // In no fabric (UnassignedNodeView): the agent's account of clearing its
+  // bridge is kept for GetNode; no allocation depends on it.
+  if (!found.ok()) return out;
+  const auto& fn = *found;
+  if (!was_ready || moved || errors_changed || vf_changed) {
+    if (!was_ready || req.has_inventory()) PublishNode(*fn.first, fn.second);
+    RefreshFabricLeases(s, fn.first->id(), fn.second);
+  }
+  return out;
+}
+
+absl::Status AgentRegistry::CheckSession(absl::string_view node,
+                                         const AgentEntry& a,
+                                         int64_t session) const {
+  if (session == 0 || session == a.session) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat(
+      "session: ", session, " of node ", node,
+      " was fenced by a newer registration (session ", a.session, " from ",
+      a.control_address, "); another agent serves this node now"));
+}
+
+absl::Status AgentRegistry::StreamOpened(const std::string& node,
+                                         int64_t session) {
+  auto it = state_->agents.find(node);
+  if (it == state_->agents.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node: ", node, " has not registered with this manager; "
+                     "call RegisterNode first"));
+  }
+  RETURN_IF_ERROR(CheckSession(node, *it->second, session));
+  // A stream without a session (a reader such as a test harness, not the
+  // agent) proves nothing about the agent's transport.
+  if (session != 0) ++it->second->open_streams;
+  return absl::OkStatus();
+}
+
+void AgentRegistry::StreamClosed(const std::string& node, int64_t session) {
+  auto it = state_->agents.find(node);
+  if (it == state_->agents.end() || session == 0 ||
+      session != it->second->session) {
+    return;  // a reader's, or a fenced session's stream: it never counted
+  }
+  AgentEntry& a = *it->second;
+  if (a.open_streams > 0 && --a.open_streams == 0) {
+    // The session's transport is gone: the agent died or reconnects (and
+    // then registers again, giving its address anew). Its address is not
+    // kept for a session that may never answer again.
+    a.control_address.clear();
+  }
+}
+
+void AgentRegistry::SweepSilent(absl::Time now) {
+  ManagerState& s = *state_;
+  const absl::Duration grace =
+      std::max(options_.heartbeat_timeout, options_.stream_grace);
+  std::vector<std::string> silent_unassigned;
+  for (auto& [node, agent] : s.agents) {
+    const absl::Duration allowed =
+        agent->open_streams > 0 ? grace : options_.heartbeat_timeout;
+    if (agent->state == v1::Node::READY &&
+        agent->last_heartbeat + allowed < now) {
+      agent->state = v1::Node::NOT_READY;
+      auto fn = s.FindNode("node", node);
+      if (!fn.ok()) {
+        // In no fabric and silent: nothing to remember it for.
+        silent_unassigned.push_back(node);
+        continue;
+      }
+      PublishNode(*fn->first, fn->second);
+      RefreshFabricLeases(s, fn->first->id(), fn->second);
+    }
+  }
+  for (const std::string& node : silent_unassigned) s.agents.erase(node);
+}
+
+void AgentRegistry::PublishNode(const FabricEntry& f, int n) {
+  v1::WatchEvent e;
+  e.set_type(v1::WatchEvent::MODIFIED);
+  *e.mutable_node() = NodeView(*state_, f, n);
+  state_->hub().Publish(std::move(e));
+}
+
+}  // namespace fabric::service

@@ -1,0 +1,67 @@
+// AgentRegistry: the agents' side of the manager. Registration (sessions
+// and their fencing), status reports, config stream liveness, silent
+// agents, and each node's desired configuration.
+//
+// Not thread-safe: FabricManager owns one, guarded by its mu_, over the
+// ManagerState it guards with the same lock.
+#ifndef FABRIC_SERVER_SERVICE_AGENT_REGISTRY_H_
+#define FABRIC_SERVER_SERVICE_AGENT_REGISTRY_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "fabric/v1/fabric.pb.h"
+#include "server/service/manager_options.h"
+#include "server/service/manager_state.h"
+
+namespace fabric::service {
+
+class AgentRegistry {
+ public:
+  // `state` and `clock` are not owned and must outlive this.
+  AgentRegistry(ManagerState* state, Clock* clock,
+                const ManagerOptions& options)
+      : state_(state), clock_(clock), options_(options) {}
+
+  AgentRegistry(const AgentRegistry&) = delete;
+  AgentRegistry& operator=(const AgentRegistry&) = delete;
+
+  // Registers the agent of node id `node` (validated request): a new
+  // session that fences older ones. A node in no fabric is accepted too.
+  v1::RegisterNodeResponse Register(const std::string& node,
+                                    const v1::RegisterNodeRequest& req);
+  // A status report of node id `node`. FAILED_PRECONDITION when it never
+  // registered, ABORTED for a fenced session, INVALID_ARGUMENT for a
+  // generation from the future.
+  absl::StatusOr<v1::ReportStatusResponse> Report(
+      const std::string& node, const v1::ReportStatusRequest& req);
+  // See FabricManager::ConfigStreamOpened / ConfigStreamClosed.
+  absl::Status StreamOpened(const std::string& node, int64_t session);
+  void StreamClosed(const std::string& node, int64_t session);
+  // The node's complete desired configuration at the current generation;
+  // empty for a node in no fabric whose agent registered.
+  absl::StatusOr<v1::DesiredConfig> DesiredConfigFor(
+      absl::string_view node) const;
+  // Marks agents silent past their allowance NOT_READY at `now` (and
+  // forgets those of nodes in no fabric).
+  void SweepSilent(absl::Time now);
+
+ private:
+  // OK when `session` is 0 or `a`'s current session; else ABORTED: a newer
+  // registration fenced it.
+  absl::Status CheckSession(absl::string_view node, const AgentEntry& a,
+                            int64_t session) const;
+  // Publishes node `n` of `f` MODIFIED.
+  void PublishNode(const FabricEntry& f, int n);
+
+  ManagerState* const state_;  // not owned
+  Clock* const clock_;         // not owned
+  const ManagerOptions options_;
+};
+
+}  // namespace fabric::service
+
+#endif  // FABRIC_SERVER_SERVICE_AGENT_REGISTRY_H_

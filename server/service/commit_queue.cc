@@ -1,0 +1,216 @@
+#include "server/service/commit_queue.h"
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+
+namespace fabric::service {
+namespace {
+
+// Old request ids a new one may forget in its own batch; more than one, so
+// that a backlog (a failed delete, a lowered cap) is caught up with.
+constexpr size_t kForgetPerRequest = 16;
+// Bounds one transaction; the rest waits for the next round.
+constexpr size_t kMaxGroup = 1024;
+
+}  // namespace
+
+CommitQueue::CommitQueue(store::Store* store, Clock* clock, absl::Mutex* mu,
+                         const ManagerOptions& options)
+    : store_(store),
+      clock_(clock),
+      mu_(mu),
+      requests_(options.max_request_ids, options.request_retention) {}
+
+void CommitQueue::MutateAsync(
+    absl::string_view method, absl::string_view request_id,
+    const google::protobuf::Message& request,
+    const std::function<absl::StatusOr<Plan>()>& plan_fn,
+    Done<std::string> done) {
+  if (request_id.size() > kMaxRequestIdLength) {
+    done(absl::InvalidArgumentError(absl::StrCat(
+        "request_id: ", request_id.size(), " characters is over the limit of ",
+        kMaxRequestIdLength)));
+    return;
+  }
+  const std::string fingerprint =
+      request_id.empty() ? std::string() : Fingerprint(request);
+  absl::Status early;
+  std::optional<std::string> cached;
+  bool lead = false;
+  {
+    absl::MutexLock l(mu_);
+    if (closed_) {
+      early = absl::UnavailableError("the manager is shutting down");
+    } else if (!request_id.empty()) {
+      if (PendingRequest* prior = requests_.Find(request_id)) {
+        if (prior->method != method || prior->fingerprint != fingerprint) {
+          early = absl::InvalidArgumentError(absl::StrCat(
+              "request_id: \"", request_id,
+              "\" was already used for a different ", prior->method,
+              " request; use a new id for a new request"));
+        } else if (prior->done) {
+          cached = prior->response;
+        } else {
+          // In flight: answered together with the first attempt.
+          prior->waiters.push_back(std::move(done));
+          return;
+        }
+      }
+    }
+    if (early.ok() && !cached.has_value()) {
+      absl::StatusOr<Plan> plan = plan_fn();
+      if (!plan.ok()) {
+        early = plan.status();
+      } else {
+        QueuedPlan q{*std::move(plan), nullptr, std::string(request_id),
+                     std::move(done), {}};
+        if (!request_id.empty()) {
+          q.pending = requests_.Record(q.request_id, std::string(method),
+                                       fingerprint, clock_->Now());
+          q.plan.batch.Put(kTableRequests, q.request_id,
+                           RequestLog::Row(*q.pending, q.plan.response));
+          // Keeps the number of ids bounded between sweeps: the ids this
+          // one pushes over max_request_ids (or past retention) are
+          // forgotten in the same atomic batch, so memory and store never
+          // disagree, whatever becomes of the write.
+          q.forget =
+              requests_.TakeToForget(q.pending->time, kForgetPerRequest);
+          for (const RequestSlot& f : q.forget) {
+            q.plan.batch.Delete(kTableRequests, f.id);
+          }
+        }
+        queue_.push_back(std::move(q));
+        if (committing_) return;  // the leader commits it with its group
+        committing_ = true;
+        lead = true;
+      }
+    }
+  }
+  if (lead) {
+    // Leader/follower: the first caller to find no commit in progress
+    // writes every queued plan (its own first), in groups, then finishes
+    // their calls; the others return at once.
+    LeadCommits();
+  } else if (!early.ok()) {
+    done(early);
+  } else {
+    done(*std::move(cached));
+  }
+}
+
+absl::StatusOr<std::string> CommitQueue::Mutate(
+    absl::string_view method, absl::string_view request_id,
+    const google::protobuf::Message& request,
+    const std::function<absl::StatusOr<Plan>()>& plan_fn) {
+  return AwaitResult<std::string>([&](Done<std::string> done) {
+    MutateAsync(method, request_id, request, plan_fn, std::move(done));
+  });
+}
+
+CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
+  store::WriteBatch merged;
+  for (const QueuedPlan& q : group) {
+    for (const store::Mutation& m : q.plan.batch.mutations()) {
+      if (m.value.has_value()) {
+        merged.Put(m.table, m.key, *m.value);
+      } else {
+        merged.Delete(m.table, m.key);
+      }
+    }
+  }
+  absl::Status written = store_->Apply(merged);
+  if (!written.ok() && absl::IsUnavailable(written)) {
+    written = absl::UnavailableError(absl::StrCat(
+        "the store cannot be written, nothing was changed; retry later: ",
+        written.message()));
+  }
+  Replies replies;
+  absl::MutexLock l(mu_);
+  if (written.ok()) {
+    for (QueuedPlan& q : group) {
+      if (q.plan.commit) q.plan.commit();
+      requests_.Forget(q.forget);
+      if (q.pending != nullptr) {
+        q.pending->response = q.plan.response;
+        q.pending->done = true;
+        for (auto& w : q.pending->waiters)
+          replies.emplace_back(std::move(w), q.plan.response);
+        q.pending->waiters.clear();
+      }
+      replies.emplace_back(std::move(q.done), std::move(q.plan.response));
+    }
+  } else {
+    // Undo in reverse order of planning.
+    for (auto it = group.rbegin(); it != group.rend(); ++it) {
+      if (it->plan.rollback) it->plan.rollback();
+      requests_.Restore(std::move(it->forget));
+      if (it->pending != nullptr) {
+        requests_.Abandon(it->request_id);
+        for (auto& w : it->pending->waiters)
+          replies.emplace_back(std::move(w), written);
+        it->pending->waiters.clear();
+      }
+      replies.emplace_back(std::move(it->done), written);
+    }
+  }
+  return replies;
+}
+
+void CommitQueue::LeadCommits() {
+  for (;;) {
+    std::vector<QueuedPlan> group;
+    {
+      absl::MutexLock l(mu_);
+      if (queue_.empty()) {
+        committing_ = false;
+        return;
+      }
+      while (!queue_.empty() && group.size() < kMaxGroup) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    Replies replies = CommitGroup(std::move(group));
+    for (auto& [done, result] : replies) done(std::move(result));
+  }
+}
+
+bool CommitQueue::Close() {
+  absl::MutexLock l(mu_);
+  if (closed_) return false;
+  closed_ = true;
+  // A leader may still be writing what was planned before; let it finish.
+  mu_->Await(absl::Condition(
+      +[](CommitQueue* q)
+           ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu_) { return !q->committing_; },
+      this));
+  return true;
+}
+
+size_t CommitQueue::RememberedRequestIds() const {
+  absl::MutexLock l(mu_);
+  return requests_.size();
+}
+
+void CommitQueue::ForgetOldRequests(absl::Time now, size_t limit) {
+  std::vector<RequestSlot> old;
+  {
+    absl::MutexLock l(mu_);
+    old = requests_.TakeToForget(now, limit);
+  }
+  if (old.empty()) return;
+  store::WriteBatch batch;
+  for (const RequestSlot& r : old) batch.Delete(kTableRequests, r.id);
+  const bool deleted = store_->Apply(batch).ok();
+  absl::MutexLock l(mu_);
+  if (deleted) {
+    requests_.Forget(old);
+  } else {
+    // Still remembered in the store, so in memory too; the next sweep (or
+    // the next new id) tries again.
+    requests_.Restore(std::move(old));
+  }
+}
+
+}  // namespace fabric::service

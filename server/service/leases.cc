@@ -1,0 +1,282 @@
+#include "server/service/leases.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
+#include "server/service/convert.h"
+#include "server/service/paginate.h"
+#include "server/service/readiness.h"
+#include "server/service/views.h"
+
+namespace fabric::service {
+namespace {
+
+// A lease's last view once it is gone.
+void MarkGone(v1::Allocation* view, absl::string_view reason) {
+  view->set_state(LeaseTraits<v1::Allocation>::kGone);
+  view->set_state_reason(std::string(reason));
+  view->clear_path();
+}
+void MarkGone(v1::Attachment* view, absl::string_view reason) {
+  view->set_state(LeaseTraits<v1::Attachment>::kGone);
+  view->set_state_reason(std::string(reason));
+}
+
+// Removes the grants of lease `id` from its fabric and the lease.
+template <typename Record>
+void EraseLease(ManagerState& s, const std::string& id) {
+  auto& leases = s.leases<Record>();
+  auto it = leases.find(id);
+  FabricEntry& f = *s.fabrics.at(it->second->fabric);
+  for (const std::string& g : GrantIds(id, it->second->record)) {
+    (void)f.state.RemoveGrant(g);
+  }
+  leases.erase(it);
+}
+
+}  // namespace
+
+void PublishLease(WatchHub& hub, v1::WatchEvent::Type type,
+                  const v1::Allocation& a) {
+  v1::WatchEvent e;
+  e.set_type(type);
+  *e.mutable_allocation() = a;
+  hub.Publish(std::move(e));
+}
+
+void PublishLease(WatchHub& hub, v1::WatchEvent::Type type,
+                  const v1::Attachment& a) {
+  v1::WatchEvent e;
+  e.set_type(type);
+  *e.mutable_attachment() = a;
+  hub.Publish(std::move(e));
+}
+
+template <typename Record>
+absl::StatusOr<LeaseEntry<Record>*> FindLease(const ManagerState& s,
+                                              absl::string_view field,
+                                              absl::string_view name) {
+  using Traits = LeaseTraits<Record>;
+  ASSIGN_OR_RETURN(std::string id, ParseName(field, name, Traits::kCollection));
+  const auto& leases = s.leases<Record>();
+  auto it = leases.find(id);
+  if (it == leases.end() || !it->second->committed) {
+    return absl::NotFoundError(
+        absl::StrCat(field, ": ", Traits::kKind, " \"", id, "\" not found"));
+  }
+  return it->second.get();
+}
+
+template <typename Record>
+std::string NewLeaseId(ManagerState& s) {
+  return s.NewId(LeaseTraits<Record>::kIdPrefix, s.leases<Record>());
+}
+
+template <typename Record>
+void PlanNewLease(ManagerState& s, const std::string& id,
+                  std::unique_ptr<LeaseEntry<Record>> entry, Plan* plan) {
+  LeaseEntry<Record>* a = entry.get();
+  s.leases<Record>()[id] = std::move(entry);
+  ManagerState* state = &s;
+  plan->commit = [state, a]() {
+    a->committed = true;
+    a->required_generation = state->BumpGeneration();
+    std::string reason;
+    a->last_state = DeriveState(*state, *a, &reason);
+    if (state->hub().has_watchers()) {
+      PublishLease(state->hub(), v1::WatchEvent::ADDED,
+                   LeaseView(*state, *a));
+    }
+  };
+  plan->rollback = [state, id]() { EraseLease<Record>(*state, id); };
+}
+
+template <typename Record>
+absl::StatusOr<Plan> PlanRelease(ManagerState& s, absl::string_view name,
+                                 absl::string_view reason) {
+  using Traits = LeaseTraits<Record>;
+  ASSIGN_OR_RETURN(LeaseEntry<Record> * a, FindLease<Record>(s, "name", name));
+  if (a->releasing) {
+    return absl::AbortedError(absl::StrCat("name: ", a->record.name(),
+                                           " is already being ",
+                                           Traits::kReleasing));
+  }
+  a->releasing = true;
+  Plan plan;
+  const std::string id = a->id();
+  plan.batch.Delete(Traits::kTable, id);
+  Record view = LeaseView(s, *a);
+  MarkGone(&view, reason);
+  plan.response = view.SerializeAsString();
+  plan.rollback = [a]() { a->releasing = false; };
+  ManagerState* state = &s;
+  plan.commit = [state, id, view]() {
+    EraseLease<Record>(*state, id);
+    state->BumpGeneration();
+    PublishLease(state->hub(), v1::WatchEvent::DELETED, view);
+  };
+  return plan;
+}
+
+template <typename Record>
+absl::Status ListLeases(
+    const ManagerState& s,
+    const std::function<bool(const LeaseEntry<Record>&)>& keep, int page_size,
+    absl::string_view page_token,
+    google::protobuf::RepeatedPtrField<Record>* out, std::string* next_token) {
+  const auto& leases = s.leases<Record>();
+  std::vector<std::string> keys;
+  for (const auto& [id, a] : leases) {
+    if (a->committed && keep(*a)) keys.push_back(id);
+  }
+  ASSIGN_OR_RETURN(Page p, Paginate(keys, page_size, page_token));
+  for (size_t i = p.begin; i < p.end; ++i) {
+    *out->Add() = LeaseView(s, *leases.at(keys[i]));
+  }
+  *next_token = std::move(p.next_token);
+  return absl::OkStatus();
+}
+
+template <typename Record>
+void RefreshLeases(
+    ManagerState& s, const std::string& fabric,
+    const std::function<bool(const LeaseEntry<Record>&)>& affected) {
+  for (auto& [id, a] : s.leases<Record>()) {
+    if (!a->committed || a->fabric != fabric) continue;
+    if (affected && !affected(*a)) continue;
+    std::string reason;
+    auto state = DeriveState(s, *a, &reason);
+    if (state != a->last_state) {
+      a->last_state = state;
+      if (s.hub().has_watchers()) {
+        PublishLease(s.hub(), v1::WatchEvent::MODIFIED, LeaseView(s, *a));
+      }
+    }
+  }
+}
+
+template <typename Record>
+absl::StatusOr<std::vector<std::string>> LeasesOfDeletedFabric(
+    const ManagerState& s, const std::string& fid, bool force,
+    absl::string_view what, absl::string_view advice) {
+  using Traits = LeaseTraits<Record>;
+  std::vector<std::string> ids;
+  for (const auto& [id, a] : s.leases<Record>()) {
+    if (a->fabric != fid) continue;
+    if (!a->committed || a->releasing) {
+      return absl::UnavailableError(
+          absl::StrCat("name: ", Traits::kKind, " ", id, " of fabric ", fid,
+                       " is being ", Traits::kChanging, "; retry"));
+    }
+    ids.push_back(id);
+  }
+  if (!ids.empty() && !force) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: fabric \"", fid, "\" has ", ids.size(), " ", what,
+                     " (first: ", ids[0], "); ", advice, " or set force"));
+  }
+  return ids;
+}
+
+template <typename Record>
+void DropLeases(ManagerState& s, const std::vector<std::string>& ids) {
+  auto& leases = s.leases<Record>();
+  for (const auto& id : ids) {
+    auto it = leases.find(id);
+    Record view = LeaseView(s, *it->second);
+    MarkGone(&view, "its fabric was deleted");
+    leases.erase(it);
+    PublishLease(s.hub(), v1::WatchEvent::DELETED, view);
+  }
+}
+
+template <typename Record>
+absl::Status RestoreLease(ManagerState& s, const std::string& key,
+                          const std::string& value,
+                          int64_t required_generation) {
+  using Traits = LeaseTraits<Record>;
+  auto a = std::make_unique<LeaseEntry<Record>>();
+  if (!a->record.ParseFromString(value)) {
+    return absl::DataLossError(absl::StrCat("store: ", Traits::kKind,
+                                            " record \"", key,
+                                            "\" is unreadable"));
+  }
+  a->fabric = std::string(absl::StripPrefix(a->record.fabric(), "fabrics/"));
+  auto fit = s.fabrics.find(a->fabric);
+  if (fit == s.fabrics.end()) {
+    return absl::DataLossError(absl::StrCat("store: ", Traits::kKind, " ",
+                                            key, " names missing fabric ",
+                                            a->fabric));
+  }
+  core::FabricState& state = fit->second->state;
+  auto grants = GrantsOf(key, a->record, state.topology());
+  if (!grants) {
+    return absl::DataLossError(absl::StrCat(
+        "store: ", Traits::kKind, " ", key, " names a node its fabric lacks"));
+  }
+  for (const core::Grant& g : *grants) {
+    absl::Status added = state.AddGrant(g);
+    if (!added.ok()) {
+      return absl::DataLossError(absl::StrCat("store: ", Traits::kKind, " ",
+                                              key, " cannot be restored: ",
+                                              added.message()));
+    }
+  }
+  a->committed = true;
+  a->required_generation = required_generation;
+  s.leases<Record>()[key] = std::move(a);
+  return absl::OkStatus();
+}
+
+void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
+                         int node) {
+  auto fit = s.fabrics.find(fabric);
+  if (fit == s.fabrics.end()) return;
+  const core::FabricState& state = fit->second->state;
+  std::function<bool(const AllocationEntry&)> crosses;
+  if (node >= 0) {
+    crosses = [&state, node](const AllocationEntry& a) {
+      const core::Grant* g = state.FindGrant(a.id());
+      auto path = state.GrantPath(*g);
+      return g->borrower == node || g->target == node ||
+             (path && std::find(path->begin(), path->end(), node) !=
+                          path->end());
+    };
+  }
+  RefreshLeases<v1::Allocation>(s, fabric, crosses);
+  RefreshLeases<v1::Attachment>(s, fabric, nullptr);
+}
+
+#define FABRIC_INSTANTIATE_LEASES(Record)                                    \
+  template absl::StatusOr<LeaseEntry<Record>*> FindLease<Record>(            \
+      const ManagerState&, absl::string_view, absl::string_view);            \
+  template std::string NewLeaseId<Record>(ManagerState&);                    \
+  template void PlanNewLease<Record>(ManagerState&, const std::string&,      \
+                                     std::unique_ptr<LeaseEntry<Record>>,    \
+                                     Plan*);                                 \
+  template absl::StatusOr<Plan> PlanRelease<Record>(                         \
+      ManagerState&, absl::string_view, absl::string_view);                  \
+  template absl::Status ListLeases<Record>(                                  \
+      const ManagerState&,                                                   \
+      const std::function<bool(const LeaseEntry<Record>&)>&, int,            \
+      absl::string_view, google::protobuf::RepeatedPtrField<Record>*,        \
+      std::string*);                                                         \
+  template void RefreshLeases<Record>(                                       \
+      ManagerState&, const std::string&,                                     \
+      const std::function<bool(const LeaseEntry<Record>&)>&);                \
+  template absl::StatusOr<std::vector<std::string>>                          \
+  LeasesOfDeletedFabric<Record>(const ManagerState&, const std::string&,     \
+                                bool, absl::string_view, absl::string_view); \
+  template void DropLeases<Record>(ManagerState&,                            \
+                                   const std::vector<std::string>&);         \
+  template absl::Status RestoreLease<Record>(                                \
+      ManagerState&, const std::string&, const std::string&, int64_t);
+
+FABRIC_INSTANTIATE_LEASES(v1::Allocation)
+FABRIC_INSTANTIATE_LEASES(v1::Attachment)
+#undef FABRIC_INSTANTIATE_LEASES
+
+}  // namespace fabric::service

@@ -1,0 +1,199 @@
+// ManagerState: the manager's in-memory state (fabrics, allocations,
+// attachments, agents, the generation) and the lookups over it.
+//
+// Allocations and attachments are both leases (LeaseEntry): a record that
+// owns grants in its fabric's state, with the same lifecycle (see
+// leases.h).
+//
+// Not thread-safe: FabricManager owns one, guarded by its mu_, and every
+// unit that reads or changes it (views, readiness, leases, the agent
+// registry, the attachment planner, recovery) is called with that lock
+// held.
+#ifndef FABRIC_SERVER_SERVICE_MANAGER_STATE_H_
+#define FABRIC_SERVER_SERVICE_MANAGER_STATE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "fabric/v1/fabric.pb.h"
+#include "server/core/fabric_state.h"
+#include "server/service/watch_hub.h"
+
+namespace fabric::service {
+
+struct FabricEntry {
+  v1::Fabric record;  // name, spec, create_time: what is stored
+  core::FabricState state;
+  bool deleting = false;
+  explicit FabricEntry(core::FabricState s) : state(std::move(s)) {}
+  const std::string& id() const { return record.spec().name(); }
+};
+
+// What the manager knows of a node's agent.
+struct AgentEntry {
+  v1::Node::AgentState state = v1::Node::UNREGISTERED;
+  std::string control_address;
+  int64_t repairs = 0;
+  std::vector<std::string> recent_repairs;
+  absl::Time last_heartbeat = absl::InfinitePast();
+  // The current session (RegisterNode); older ones are fenced.
+  int64_t session = 0;
+  // Config streams of the current session open now (ConfigStreamOpened).
+  int open_streams = 0;
+  // The latest takeover of a live session (v1::Node::agent_takeover).
+  std::string takeover;
+  // The newest ReportStatusRequest.sequence of the current session.
+  int64_t report_sequence = 0;
+  int64_t applied_generation = 0;
+  v1::NodeInventory inventory;
+  std::string backend;
+  std::vector<v1::ApplyError> errors;
+  // Lender: health of the VFs it lends, by address.
+  std::map<std::string, v1::VfHealthReport> vf_health;
+  // Borrower: its shadow devices, by attachment name.
+  std::map<std::string, v1::ShadowStatus> shadows;
+};
+
+// An allocation (Record = v1::Allocation) or attachment (v1::Attachment):
+// its stored record and what the manager derives of it. Uncommitted
+// entries (planned, not yet durable) are hidden from readers.
+template <typename Record>
+struct LeaseEntry {
+  Record record;       // what is stored; state fields unset
+  std::string fabric;  // fabric id
+  bool committed = false;
+  bool releasing = false;
+  int64_t required_generation = 0;
+  typename Record::State last_state = Record::PENDING;
+  // The id: the name without its collection ("allocations/").
+  std::string id() const {
+    absl::string_view name = record.name();
+    return std::string(name.substr(name.find('/') + 1));
+  }
+};
+using AllocationEntry = LeaseEntry<v1::Allocation>;
+using AttachmentEntry = LeaseEntry<v1::Attachment>;
+// By id; includes uncommitted ones.
+template <typename Record>
+using LeaseMap =
+    std::map<std::string, std::unique_ptr<LeaseEntry<Record>>, std::less<>>;
+
+// The VF named `name` (nodes/{n}/vfs/{vf} or {n}/{address}) in its node's
+// inventory: the fabric, the node index and the function.
+struct VfRef {
+  FabricEntry* fabric = nullptr;
+  int node = -1;
+  std::string node_name;
+  std::string address;
+  const v1::PciFunction* function = nullptr;  // null: not in inventory
+};
+
+class ManagerState {
+ public:
+  // `hub` is not owned; it learns every new generation.
+  explicit ManagerState(WatchHub* hub) : hub_(hub) {}
+
+  ManagerState(const ManagerState&) = delete;
+  ManagerState& operator=(const ManagerState&) = delete;
+
+  // By fabric id.
+  std::map<std::string, std::unique_ptr<FabricEntry>, std::less<>> fabrics;
+  // Node id -> fabric id.
+  absl::flat_hash_map<std::string, std::string> node_fabric;
+  LeaseMap<v1::Allocation> allocations;
+  LeaseMap<v1::Attachment> attachments;
+  // By node id; agents that registered since this manager started.
+  absl::flat_hash_map<std::string, std::unique_ptr<AgentEntry>> agents;
+  // Sessions handed out (RegisterNode) in this epoch.
+  int64_t session_counter = 0;
+
+  // The allocations or attachments, by record type.
+  template <typename Record>
+  LeaseMap<Record>& leases();
+  template <typename Record>
+  const LeaseMap<Record>& leases() const;
+
+  // Where changes are published.
+  WatchHub& hub() const { return *hub_; }
+
+  // epoch << 32 | counter; see records.proto.
+  int64_t generation() const { return generation_; }
+  // Starts epoch `epoch` (recovery); the generation is its first.
+  void StartEpoch(int64_t epoch) { generation_ = epoch << 32; }
+  // The next generation, published to the hub.
+  int64_t BumpGeneration();
+
+  // A random id "{prefix}{12 hex digits}" that `taken` lacks; random so
+  // that ids never repeat across restarts.
+  template <typename Map>
+  std::string NewId(absl::string_view prefix, const Map& taken) {
+    std::string id;
+    do {
+      id = RandomId(prefix);
+    } while (taken.count(id) != 0);
+    return id;
+  }
+
+  // Lookups; NOT_FOUND naming `field` when absent, INVALID_ARGUMENT for a
+  // malformed name.
+  absl::StatusOr<FabricEntry*> FindFabric(absl::string_view field,
+                                          absl::string_view name) const;
+  absl::StatusOr<std::pair<FabricEntry*, int>> FindNode(
+      absl::string_view field, absl::string_view name) const;
+  absl::StatusOr<std::pair<FabricEntry*, int>> FindLink(
+      absl::string_view field, absl::string_view name) const;
+  absl::StatusOr<VfRef> FindVf(absl::string_view field,
+                               absl::string_view name) const;
+  // The agent of node id `node`, or null.
+  const AgentEntry* FindAgent(absl::string_view node) const;
+  // The agent of `name` when that node is in no fabric and its agent has
+  // registered (and not gone silent since); else null.
+  const AgentEntry* UnassignedAgent(absl::string_view name) const;
+  // The NodeAgentService address of `node`'s agent; FAILED_PRECONDITION
+  // naming `field` when it has none.
+  absl::StatusOr<std::string> ControlAddress(absl::string_view field,
+                                             absl::string_view node) const;
+
+  // Whether agents may see grant `grant_id` (its lease is committed).
+  bool GrantVisible(absl::string_view grant_id) const;
+
+ private:
+  std::string RandomId(absl::string_view prefix);
+
+  WatchHub* const hub_;  // not owned
+  int64_t generation_ = 0;
+  absl::BitGen bitgen_;
+};
+
+template <>
+inline LeaseMap<v1::Allocation>& ManagerState::leases<v1::Allocation>() {
+  return allocations;
+}
+template <>
+inline LeaseMap<v1::Attachment>& ManagerState::leases<v1::Attachment>() {
+  return attachments;
+}
+template <>
+inline const LeaseMap<v1::Allocation>& ManagerState::leases<v1::Allocation>()
+    const {
+  return allocations;
+}
+template <>
+inline const LeaseMap<v1::Attachment>& ManagerState::leases<v1::Attachment>()
+    const {
+  return attachments;
+}
+
+}  // namespace fabric::service
+
+#endif  // FABRIC_SERVER_SERVICE_MANAGER_STATE_H_

@@ -1,0 +1,88 @@
+#include "server/service/recovery.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "fabric/internal/records.pb.h"
+#include "server/service/convert.h"
+#include "server/service/leases.h"
+#include "server/service/records.h"
+
+namespace fabric::service {
+
+absl::Status Recover(store::Store* store, ManagerState* state,
+                     RequestLog* requests) {
+  internal::MetaRecord meta;
+  auto meta_bytes = store->Get(kTableMeta, "meta");
+  if (meta_bytes.ok()) {
+    if (!meta.ParseFromString(*meta_bytes)) {
+      return absl::DataLossError("store: meta record is unreadable");
+    }
+  } else if (!absl::IsNotFound(meta_bytes.status())) {
+    return meta_bytes.status();
+  }
+  meta.set_epoch(meta.epoch() + 1);
+  store::WriteBatch batch;
+  batch.Put(kTableMeta, "meta", meta.SerializeAsString());
+  // Request ids: the rows of those not kept (a lowered cap) and unreadable
+  // ones are deleted in the same batch as the new epoch, so that memory
+  // and store agree.
+  ASSIGN_OR_RETURN(auto request_rows, store->Scan(kTableRequests));
+  requests->Load(std::move(request_rows), &batch);
+  RETURN_IF_ERROR(store->Apply(batch));
+
+  ManagerState& s = *state;
+  s.StartEpoch(meta.epoch());
+  ASSIGN_OR_RETURN(auto fabrics, store->Scan(kTableFabrics));
+  for (const auto& [key, value] : fabrics) {
+    v1::Fabric record;
+    if (!record.ParseFromString(value)) {
+      return absl::DataLossError(
+          absl::StrCat("store: fabric record \"", key, "\" is unreadable"));
+    }
+    ASSIGN_OR_RETURN(core::FabricSpec spec, SpecFromProto(record.spec()));
+    auto topo = core::Topology::Build(spec);
+    if (!topo.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("store: fabric \"", key,
+                       "\" no longer validates: ", topo.status().message()));
+    }
+    auto entry =
+        std::make_unique<FabricEntry>(core::FabricState(*std::move(topo)));
+    entry->record = std::move(record);
+    for (const auto& n : entry->state.topology().nodes()) {
+      s.node_fabric[n.name] = key;
+    }
+    s.fabrics[key] = std::move(entry);
+  }
+  ASSIGN_OR_RETURN(auto links, store->Scan(kTableLinks));
+  for (const auto& [key, value] : links) {
+    internal::LinkRecord rec;
+    if (!rec.ParseFromString(value)) {
+      return absl::DataLossError(
+          absl::StrCat("store: link record \"", key, "\" is unreadable"));
+    }
+    auto it = s.fabrics.find(rec.fabric());
+    if (it == s.fabrics.end()) continue;  // fabric deleted with the link
+    auto idx = it->second->state.topology().FindLinkByName(key);
+    if (!idx) continue;
+    it->second->state.SetLink(*idx, rec.up());
+  }
+  // Every agent must apply the generation that follows.
+  const int64_t required = s.generation() + 1;
+  ASSIGN_OR_RETURN(auto allocations, store->Scan(kTableAllocations));
+  for (const auto& [key, value] : allocations) {
+    RETURN_IF_ERROR(RestoreLease<v1::Allocation>(s, key, value, required));
+  }
+  ASSIGN_OR_RETURN(auto attachments, store->Scan(kTableAttachments));
+  for (const auto& [key, value] : attachments) {
+    RETURN_IF_ERROR(RestoreLease<v1::Attachment>(s, key, value, required));
+  }
+  s.BumpGeneration();
+  return absl::OkStatus();
+}
+
+}  // namespace fabric::service

@@ -1,0 +1,169 @@
+#include "server/service/request_log.h"
+
+#include <algorithm>
+#include <iterator>
+#include <tuple>
+
+#include "fabric/internal/records.pb.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace fabric::service {
+
+std::string Fingerprint(const google::protobuf::Message& request) {
+  std::unique_ptr<google::protobuf::Message> copy(request.New());
+  copy->CopyFrom(request);
+  const auto* field = copy->GetDescriptor()->FindFieldByName("request_id");
+  if (field != nullptr) copy->GetReflection()->ClearField(copy.get(), field);
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream sos(&out);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    copy->SerializeToCodedStream(&cos);
+  }
+  return out;
+}
+
+PendingRequest* RequestLog::Find(absl::string_view id) {
+  auto it = requests_.find(id);
+  return it == requests_.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<PendingRequest> RequestLog::Record(const std::string& id,
+                                                   std::string method,
+                                                   std::string fingerprint,
+                                                   absl::Time now) {
+  auto p = std::make_shared<PendingRequest>();
+  p->method = std::move(method);
+  p->fingerprint = std::move(fingerprint);
+  p->time = now;
+  p->seq = next_seq_++;
+  requests_[id] = p;
+  order_.push_back({p->seq, id});
+  return p;
+}
+
+void RequestLog::Abandon(const std::string& id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  it->second->abandoned = true;
+  requests_.erase(it);
+}
+
+std::string RequestLog::Row(const PendingRequest& p,
+                            absl::string_view response) {
+  internal::RequestRecord rec;
+  rec.set_method(p.method);
+  rec.set_fingerprint(p.fingerprint);
+  rec.set_response(std::string(response));
+  rec.set_create_unix_micros(absl::ToUnixMicros(p.time));
+  return rec.SerializeAsString();
+}
+
+std::vector<RequestSlot> RequestLog::TakeToForget(absl::Time now,
+                                                  size_t limit) {
+  std::vector<RequestSlot> taken;
+  std::vector<RequestSlot> in_flight;  // skipped, put back in place
+  // Ids that count: remembered and not already being forgotten.
+  size_t live = requests_.size() - forgetting_;
+  while (!order_.empty() && taken.size() < limit) {
+    RequestSlot& slot = order_.front();
+    auto it = requests_.find(slot.id);
+    if (it == requests_.end() || it->second->seq != slot.seq) {
+      order_.pop_front();  // an abandoned id's record
+      continue;
+    }
+    const PendingRequest& p = *it->second;
+    // Every live id after this slot is newer: live minus the slot itself
+    // and the in-flight ones skipped before it.
+    const size_t newer =
+        live > in_flight.size() + 1 ? live - in_flight.size() - 1 : 0;
+    if (newer < max_ids_ && p.time + retention_ >= now) break;
+    if (!p.done) {
+      in_flight.push_back(std::move(slot));
+    } else {
+      taken.push_back(std::move(slot));
+      --live;
+    }
+    order_.pop_front();
+  }
+  for (auto it = in_flight.rbegin(); it != in_flight.rend(); ++it) {
+    order_.push_front(std::move(*it));
+  }
+  forgetting_ += taken.size();
+  return taken;
+}
+
+void RequestLog::Forget(const std::vector<RequestSlot>& slots) {
+  for (const RequestSlot& slot : slots) {
+    auto it = requests_.find(slot.id);
+    if (it != requests_.end() && it->second->seq == slot.seq) {
+      requests_.erase(it);
+    }
+  }
+  forgetting_ -= slots.size();
+}
+
+void RequestLog::Restore(std::vector<RequestSlot> slots) {
+  if (slots.empty()) return;
+  forgetting_ -= slots.size();
+  // Back in seq order: usually all older than what is left.
+  const auto by_seq = [](const RequestSlot& a, const RequestSlot& b) {
+    return a.seq < b.seq;
+  };
+  if (order_.empty() || slots.back().seq < order_.front().seq) {
+    order_.insert(order_.begin(), std::make_move_iterator(slots.begin()),
+                  std::make_move_iterator(slots.end()));
+    return;
+  }
+  std::deque<RequestSlot> merged;
+  std::merge(std::make_move_iterator(order_.begin()),
+             std::make_move_iterator(order_.end()),
+             std::make_move_iterator(slots.begin()),
+             std::make_move_iterator(slots.end()), std::back_inserter(merged),
+             by_seq);
+  order_.swap(merged);
+}
+
+void RequestLog::Load(std::vector<std::pair<std::string, std::string>> rows,
+                      store::WriteBatch* batch) {
+  struct Loaded {
+    absl::Time time;
+    std::string key;
+    std::shared_ptr<PendingRequest> pending;
+  };
+  std::vector<Loaded> loaded;
+  loaded.reserve(rows.size());
+  for (auto& [key, value] : rows) {
+    internal::RequestRecord rec;
+    if (!rec.ParseFromString(value)) {  // only costs idempotency
+      batch->Delete(kTableRequests, key);
+      continue;
+    }
+    auto p = std::make_shared<PendingRequest>();
+    p->method = rec.method();
+    p->fingerprint = rec.fingerprint();
+    p->response = rec.response();
+    p->time = absl::FromUnixMicros(rec.create_unix_micros());
+    p->done = true;
+    loaded.push_back({p->time, std::move(key), std::move(p)});
+  }
+  // Oldest first; the order of ids recorded in the same microsecond is not
+  // kept, so it is made deterministic.
+  std::sort(loaded.begin(), loaded.end(), [](const Loaded& a, const Loaded& b) {
+    return std::tie(a.time, a.key) < std::tie(b.time, b.key);
+  });
+  const size_t keep = std::min(loaded.size(), max_ids_);
+  const size_t drop = loaded.size() - keep;
+  for (size_t i = 0; i < drop; ++i) batch->Delete(kTableRequests, loaded[i].key);
+  requests_.reserve(keep);
+  for (size_t i = drop; i < loaded.size(); ++i) {
+    Loaded& r = loaded[i];
+    r.pending->seq = next_seq_++;
+    order_.push_back({r.pending->seq, r.key});
+    requests_[std::move(r.key)] = std::move(r.pending);
+  }
+}
+
+}  // namespace fabric::service
