@@ -574,10 +574,14 @@ grpc::Status FabricServiceImpl::GetVirtualFunction(
     v1::VirtualFunction* out) {
   return Reply(manager_->GetVirtualFunction(r->name()), out);
 }
-grpc::Status FabricServiceImpl::CreateAttachment(
-    grpc::ServerContext*, const v1::CreateAttachmentRequest* r,
+grpc::ServerUnaryReactor* FabricServiceImpl::CreateAttachment(
+    grpc::CallbackServerContext* ctx, const v1::CreateAttachmentRequest* r,
     v1::Attachment* out) {
-  return Reply(manager_->CreateAttachment(*r), out);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!AdmitCall(admission_, "CreateAttachment", ctx, reactor)) return reactor;
+  manager_->CreateAttachmentAsync(
+      *r, ReleasingSlot(admission_, FinishWith(reactor, out)));
+  return reactor;
 }
 grpc::Status FabricServiceImpl::GetAttachment(grpc::ServerContext*,
                                               const v1::GetAttachmentRequest* r,
@@ -589,10 +593,14 @@ grpc::Status FabricServiceImpl::ListAttachments(
     v1::ListAttachmentsResponse* out) {
   return Reply(manager_->ListAttachments(*r), out);
 }
-grpc::Status FabricServiceImpl::DeleteAttachment(
-    grpc::ServerContext*, const v1::DeleteAttachmentRequest* r,
+grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAttachment(
+    grpc::CallbackServerContext* ctx, const v1::DeleteAttachmentRequest* r,
     v1::Attachment* out) {
-  return Reply(manager_->DeleteAttachment(*r), out);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!AdmitCall(admission_, "DeleteAttachment", ctx, reactor)) return reactor;
+  manager_->DeleteAttachmentAsync(
+      *r, ReleasingSlot(admission_, FinishWith(reactor, out)));
+  return reactor;
 }
 grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext*,
                                              const v1::AccessShadowRequest* r,

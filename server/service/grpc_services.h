@@ -10,7 +10,7 @@
 
 namespace fabric::service {
 
-// The allocation mutations and Ping use gRPC's callback API: their handlers
+// The allocation and attachment mutations and Ping use gRPC's callback API: their handlers
 // return at once and the call is finished when the result is durable, by
 // whichever handler is leading the group commit; at most one server thread
 // waits on the disk at a time. Watch does too: an open stream is a reactor
@@ -19,9 +19,11 @@ namespace fabric::service {
 using FabricServiceBase =
     v1::FabricService::WithCallbackMethod_CreateAllocation<
         v1::FabricService::WithCallbackMethod_DeleteAllocation<
-            v1::FabricService::WithCallbackMethod_Ping<
-                v1::FabricService::WithCallbackMethod_Watch<
-                    v1::FabricService::Service>>>>;
+            v1::FabricService::WithCallbackMethod_CreateAttachment<
+                v1::FabricService::WithCallbackMethod_DeleteAttachment<
+                    v1::FabricService::WithCallbackMethod_Ping<
+                        v1::FabricService::WithCallbackMethod_Watch<
+                            v1::FabricService::Service>>>>>>;
 
 // Thread-safe; `manager` is not owned and must outlive the service.
 class FabricServiceImpl final : public FabricServiceBase {
@@ -87,18 +89,18 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::Status GetVirtualFunction(grpc::ServerContext*,
                                   const v1::GetVirtualFunctionRequest*,
                                   v1::VirtualFunction*) override;
-  grpc::Status CreateAttachment(grpc::ServerContext*,
-                                const v1::CreateAttachmentRequest*,
-                                v1::Attachment*) override;
+  grpc::ServerUnaryReactor* CreateAttachment(
+      grpc::CallbackServerContext*, const v1::CreateAttachmentRequest*,
+      v1::Attachment*) override;
   grpc::Status GetAttachment(grpc::ServerContext*,
                              const v1::GetAttachmentRequest*,
                              v1::Attachment*) override;
   grpc::Status ListAttachments(grpc::ServerContext*,
                                const v1::ListAttachmentsRequest*,
                                v1::ListAttachmentsResponse*) override;
-  grpc::Status DeleteAttachment(grpc::ServerContext*,
-                                const v1::DeleteAttachmentRequest*,
-                                v1::Attachment*) override;
+  grpc::ServerUnaryReactor* DeleteAttachment(
+      grpc::CallbackServerContext*, const v1::DeleteAttachmentRequest*,
+      v1::Attachment*) override;
   grpc::Status AccessShadow(grpc::ServerContext*,
                             const v1::AccessShadowRequest*,
                             v1::AccessShadowResponse*) override;
