@@ -1,0 +1,63 @@
+#include "server/service/paginate.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace fabric::service {
+namespace {
+
+TEST(PaginateTest, WalksEveryKeyOnceInPages) {
+  std::vector<std::string> keys = {"a", "b", "c", "d", "e"};
+  std::vector<std::string> seen;
+  std::string token;
+  do {
+    auto p = Paginate(keys, 2, token);
+    ASSERT_TRUE(p.ok()) << p.status();
+    for (size_t i = p->begin; i < p->end; ++i) seen.push_back(keys[i]);
+    token = p->next_token;
+  } while (!token.empty());
+  EXPECT_EQ(seen, keys);
+}
+
+TEST(PaginateTest, ZeroMeansDefaultAndLargeIsCut) {
+  std::vector<std::string> keys(kMaxPageSize + 5);
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = std::to_string(1000000 + i);
+  auto p = Paginate(keys, 0, "");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->end, static_cast<size_t>(kDefaultPageSize));
+  p = Paginate(keys, kMaxPageSize * 10, "");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->end, static_cast<size_t>(kMaxPageSize));
+  EXPECT_FALSE(p->next_token.empty());
+}
+
+TEST(PaginateTest, NegativeSizeNamesTheField) {
+  auto p = Paginate({"a"}, -1, "");
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(p.status().message().find("page_size"), std::string::npos);
+}
+
+TEST(PaginateTest, TokenResumesAfterItsKeyEvenIfItWasDeleted) {
+  auto p = Paginate({"a", "c", "d"}, 10, EncodePageToken("b"));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->begin, 1u);
+  EXPECT_EQ(p->end, 3u);
+  EXPECT_TRUE(p->next_token.empty());
+}
+
+TEST(PaginateTest, ForgedOrTruncatedTokensAreRefused) {
+  const std::string good = EncodePageToken("fabric-7");
+  EXPECT_EQ(*DecodePageToken(good), "fabric-7");
+  for (const std::string& bad :
+       {std::string("nonsense"), good.substr(0, good.size() - 2),
+        std::string("cDEAAAAAa2V5")}) {
+    auto k = DecodePageToken(bad);
+    EXPECT_EQ(k.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(k.status().message().find("page_token"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace fabric::service

@@ -1,0 +1,103 @@
+#include "server/service/request_log.h"
+
+#include <string>
+#include <vector>
+
+#include "fabric/v1/fabric.pb.h"
+#include "gtest/gtest.h"
+
+namespace fabric::service {
+namespace {
+
+const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
+
+void Complete(RequestLog& log, const std::string& id, absl::Time t) {
+  auto p = log.Record(id, "M", "fp", t);
+  p->done = true;
+}
+
+TEST(FingerprintTest, IgnoresRequestIdOnly) {
+  v1::DeleteAllocationRequest a, b;
+  a.set_name("allocations/x");
+  a.set_request_id("one");
+  b.set_name("allocations/x");
+  b.set_request_id("two");
+  EXPECT_EQ(Fingerprint(a), Fingerprint(b));
+  b.set_name("allocations/y");
+  EXPECT_NE(Fingerprint(a), Fingerprint(b));
+}
+
+TEST(RequestLogTest, ForgetsTheOldestOverTheCap) {
+  RequestLog log(/*max_ids=*/2, absl::Hours(1));
+  Complete(log, "a", kT0);
+  Complete(log, "b", kT0);
+  Complete(log, "c", kT0);
+  std::vector<RequestSlot> taken = log.TakeToForget(kT0, 10);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].id, "a");
+  EXPECT_NE(log.Find("a"), nullptr);  // until its row is deleted
+  log.Forget(taken);
+  EXPECT_EQ(log.Find("a"), nullptr);
+  EXPECT_EQ(log.size(), 2u);
+}
+
+TEST(RequestLogTest, ForgetsPastRetentionButNeverInFlight) {
+  RequestLog log(100, absl::Minutes(1));
+  log.Record("flying", "M", "fp", kT0);  // not done
+  Complete(log, "old", kT0);
+  Complete(log, "new", kT0 + absl::Minutes(5));
+  std::vector<RequestSlot> taken =
+      log.TakeToForget(kT0 + absl::Minutes(5), 10);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].id, "old");
+  log.Forget(taken);
+  EXPECT_NE(log.Find("flying"), nullptr);
+  EXPECT_NE(log.Find("new"), nullptr);
+}
+
+TEST(RequestLogTest, RestoredIdsAreTakenAgainInOrder) {
+  RequestLog log(1, absl::Hours(1));
+  Complete(log, "a", kT0);
+  Complete(log, "b", kT0);
+  Complete(log, "c", kT0);
+  std::vector<RequestSlot> taken = log.TakeToForget(kT0, 10);
+  ASSERT_EQ(taken.size(), 2u);
+  log.Restore(std::move(taken));  // the delete failed
+  taken = log.TakeToForget(kT0, 1);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].id, "a");
+}
+
+TEST(RequestLogTest, AbandonedIdMayBeUsedAgain) {
+  RequestLog log(10, absl::Hours(1));
+  log.Record("x", "M", "fp", kT0);
+  log.Abandon("x");
+  EXPECT_EQ(log.Find("x"), nullptr);
+  Complete(log, "x", kT0);
+  EXPECT_TRUE(log.Find("x")->done);
+  // The abandoned record's slot is skipped, not counted.
+  EXPECT_TRUE(log.TakeToForget(kT0, 10).empty());
+}
+
+TEST(RequestLogTest, LoadKeepsTheNewestAndDeletesTheRest) {
+  PendingRequest p;
+  p.method = "CreateAllocation";
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (int i = 0; i < 3; ++i) {
+    p.time = kT0 + absl::Seconds(i);
+    rows.push_back({"id" + std::to_string(i), RequestLog::Row(p, "resp")});
+  }
+  rows.push_back({"junk", "\xff\xff\xff"});
+  RequestLog log(2, absl::Hours(1));
+  store::WriteBatch batch;
+  log.Load(rows, &batch);
+  EXPECT_EQ(log.size(), 2u);
+  EXPECT_EQ(log.Find("id0"), nullptr);
+  ASSERT_NE(log.Find("id2"), nullptr);
+  EXPECT_EQ(log.Find("id2")->response, "resp");
+  EXPECT_TRUE(log.Find("id2")->done);
+  EXPECT_EQ(batch.mutations().size(), 2u);  // junk and id0
+}
+
+}  // namespace
+}  // namespace fabric::service
