@@ -39,8 +39,7 @@ absl::StatusOr<T> Parsed(absl::StatusOr<std::string> bytes) {
 
 FabricManager::FabricManager(store::Store* store, Clock* clock,
                              ManagerOptions options)
-    : store_(store),
-      clock_(clock),
+    : clock_(clock),
       options_(options),
       state_(&hub_),
       agents_(&state_, clock, options_),

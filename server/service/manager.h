@@ -228,7 +228,6 @@ class FabricManager {
   absl::StatusOr<std::string> OnlyFabric(absl::string_view fabric) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  store::Store* const store_;  // not owned
   Clock* const clock_;         // not owned
   const ManagerOptions options_;
   WatchHub hub_;
