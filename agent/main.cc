@@ -21,7 +21,7 @@
 #include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/sim/sriov_device.h"
-#include "agent/sim_inventory.h"
+#include "agent/hw/sim/sim_inventory.h"
 #include "common/host_port.h"
 #include "common/listen_probe.h"
 
@@ -270,7 +270,7 @@ int main(int argc, char** argv) {
   fabric::v1::NodeInventory inventory;
   if (sim_devices != nullptr) {
     // The simulated host's PCIe functions are the simulated ones.
-    auto inv = fabric::agent::SimulatedInventory(*sim_devices);
+    auto inv = fabric::agent::hw::SimulatedInventory(*sim_devices);
     if (!inv.ok()) {
       std::cerr << "error: simulated inventory: " << inv.status().message()
                 << "\n";

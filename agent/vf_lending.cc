@@ -13,7 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "agent/discovery/config_space.h"
-#include "agent/sim_inventory.h"
+#include "agent/hw/sim/sim_inventory.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -35,7 +35,7 @@ class SimLocalFunctions final : public LocalFunctions {
   explicit SimLocalFunctions(hw::SimSriovHost* host) : host_(host) {}
 
   absl::StatusOr<v1::NodeInventory> Inventory() override {
-    return SimulatedInventory(*host_);
+    return hw::SimulatedInventory(*host_);
   }
   absl::StatusOr<uint32_t> ConfigRead(const PciAddress& bdf, uint16_t offset,
                                       int size) override {

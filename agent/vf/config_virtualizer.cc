@@ -18,9 +18,6 @@ namespace discovery = ::fabric::agent::discovery;
 constexpr int kConfigSpaceBytes = 4096;
 constexpr int kLegacyBytes = 256;
 constexpr uint8_t kCapIdPcie = 0x10;
-constexpr uint8_t kCapIdMsix = 0x11;
-constexpr int kMsixCapBytes = 12;
-constexpr int kMsixEntryBytes = 16;
 
 // Command register.
 constexpr uint16_t kCmdMemory = 1 << 1;
@@ -32,8 +29,7 @@ constexpr uint16_t kCmdEmulated = 0x03ff & ~kCmdForwarded;
 // Status register bits that are RW1C (parity, aborts, SERR#).
 constexpr uint16_t kStatusRw1c = 0xf900;
 // MSI-X Message Control: Enable and Function Mask.
-constexpr uint16_t kMsixCtlForwarded = 0xc000;
-constexpr uint16_t kMsixCtlTableSize = 0x07ff;
+constexpr uint16_t kMsixCtlForwarded = kMsixEnable | kMsixFunctionMask;
 // PCIe Device Control: Initiate Function Level Reset.
 constexpr uint16_t kDevCtlFlr = 1 << 15;
 
@@ -154,7 +150,7 @@ absl::StatusOr<std::unique_ptr<ConfigVirtualizer>> ConfigVirtualizer::Create(
 
   const bool has_msix = std::any_of(
       caps.begin(), caps.end(),
-      [](const discovery::Capability& c) { return c.id == kCapIdMsix; });
+      [](const discovery::Capability& c) { return c.id == kMsixCapId; });
   if (has_msix && (!real.write_msix_entry || !options.translate_msi_address)) {
     return absl::InvalidArgumentError(
         "the VF has MSI-X: RealAccess::write_msix_entry and "
@@ -195,21 +191,23 @@ absl::StatusOr<std::unique_ptr<ConfigVirtualizer>> ConfigVirtualizer::Create(
 
   for (const discovery::Capability& c : caps) {
     const int at = c.offset;
-    if (c.id == kCapIdMsix) {
+    if (c.id == kMsixCapId) {
       if (at + kMsixCapBytes > kLegacyBytes) {
         return absl::DataLossError(
             absl::StrFormat("msi-x capability at 0x%02x runs past 0x100", at));
       }
       v->AddField({at, kMsixCapBytes, FieldKind::kReadOnlyRegion, 0,
                    "msi-x capability"});
-      v->AddField({at + 2, 2, FieldKind::kMsixControl, 0, "msi-x control"});
-      v->AddField(
-          {at + 4, 4, FieldKind::kReadOnly, 0, "msi-x table offset/bir"});
-      v->AddField({at + 8, 4, FieldKind::kReadOnly, 0, "msi-x pba offset/bir"});
-      v->msix_vectors_ = (Get16(real_config, at + 2) & kMsixCtlTableSize) + 1;
-      const uint32_t table = Get32(real_config, at + 4);
-      v->msix_table_bir_ = static_cast<int>(table & 0x7);
-      v->msix_table_offset_ = table & ~uint32_t{0x7};
+      v->AddField({at + kMsixControl, 2, FieldKind::kMsixControl, 0,
+                   "msi-x control"});
+      v->AddField({at + kMsixTableReg, 4, FieldKind::kReadOnly, 0,
+                   "msi-x table offset/bir"});
+      v->AddField({at + kMsixPbaReg, 4, FieldKind::kReadOnly, 0,
+                   "msi-x pba offset/bir"});
+      v->msix_vectors_ = MsixVectors(Get16(real_config, at + kMsixControl));
+      const uint32_t table = Get32(real_config, at + kMsixTableReg);
+      v->msix_table_bir_ = static_cast<int>(table & kMsixBirMask);
+      v->msix_table_offset_ = table & ~kMsixBirMask;
       const int bir = v->msix_table_bir_;
       if (bir > 5 || v->bar_of_register_[bir] < 0 ||
           v->register_is_high_[bir]) {
@@ -218,7 +216,7 @@ absl::StatusOr<std::unique_ptr<ConfigVirtualizer>> ConfigVirtualizer::Create(
       }
       const uint64_t table_end =
           uint64_t{v->msix_table_offset_} +
-          uint64_t{static_cast<uint32_t>(v->msix_vectors_)} * kMsixEntryBytes;
+          MsixTableBytes(static_cast<uint32_t>(v->msix_vectors_));
       if (table_end > v->bars_[v->bar_of_register_[bir]].bar.size) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "msi-x table (%d vectors at 0x%x) does not fit in bar%d",
@@ -535,17 +533,8 @@ absl::StatusOr<uint32_t> ConfigVirtualizer::ReadMsixTable(int offset,
                               msix_vectors_ * kMsixEntryBytes));
   absl::MutexLock lock(&mu_);
   ++counters_.reads;
-  const MsixEntry& e = msix_shadow_[offset / kMsixEntryBytes];
-  switch ((offset % kMsixEntryBytes) / 4) {
-    case 0:
-      return static_cast<uint32_t>(e.address);
-    case 1:
-      return static_cast<uint32_t>(e.address >> 32);
-    case 2:
-      return e.data;
-    default:
-      return e.masked ? 1u : 0u;
-  }
+  return MsixEntryDword(msix_shadow_[offset / kMsixEntryBytes],
+                        offset % kMsixEntryBytes);
 }
 
 absl::StatusOr<WriteResult> ConfigVirtualizer::WriteMsixTable(int offset,
@@ -565,18 +554,18 @@ absl::StatusOr<WriteResult> ConfigVirtualizer::WriteMsixTable(int offset,
   const int vector = offset / kMsixEntryBytes;
   MsixEntry& e = msix_shadow_[vector];
   bool mask_changed = false;
-  switch ((offset % kMsixEntryBytes) / 4) {
-    case 0:
+  switch (offset % kMsixEntryBytes) {
+    case kMsixAddrLo:
       e.address = (e.address & ~uint64_t{0xffffffff}) | value;
       break;
-    case 1:
+    case kMsixAddrHi:
       e.address = (e.address & 0xffffffffu) | (uint64_t{value} << 32);
       break;
-    case 2:
+    case kMsixData:
       e.data = value;
       break;
     default: {
-      const bool masked = value & 1;
+      const bool masked = value & kMsixVectorMasked;
       mask_changed = masked != e.masked;
       e.masked = masked;
       break;

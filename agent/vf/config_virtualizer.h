@@ -119,6 +119,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "agent/vf/msix_layout.h"
 
 namespace fabric::agent::vf {
 
@@ -129,16 +130,6 @@ struct VirtualBar {
   bool is64 = false;
   bool prefetchable = false;
   uint64_t borrower_base = 0;  // address the borrower assigned; size-aligned
-};
-
-// An MSI-X table entry.
-struct MsixEntry {
-  uint64_t address = 0;
-  uint32_t data = 0;
-  bool masked = true;
-  friend bool operator==(const MsixEntry& a, const MsixEntry& b) {
-    return a.address == b.address && a.data == b.data && a.masked == b.masked;
-  }
 };
 
 // How to reach the real VF: the lender's agent in production, a fake in

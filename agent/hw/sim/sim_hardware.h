@@ -60,6 +60,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/discovery/pci_address.h"
+#include "agent/vf/msix_layout.h"
 
 namespace fabric::agent::hw {
 
@@ -72,15 +73,12 @@ inline constexpr int kBarCount = 6;
 inline constexpr uint64_t kMaxBarSize = 1ull << 48;
 inline constexpr uint64_t kVfPageSize = 4096;
 
-// The MSI-X layout inside BAR msix_bar, for `vectors` vectors.
-inline constexpr uint64_t MsixTableBytes(uint32_t vectors) {
-  return 16ull * vectors;
-}
+// The MSI-X layout inside BAR msix_bar, for `vectors` vectors: the table at
+// offset 0 (vf::MsixTableBytes), the PBA right after it.
+using vf::MsixPbaBytes;
+using vf::MsixTableBytes;
 inline constexpr uint64_t MsixPbaOffset(uint32_t vectors) {
   return MsixTableBytes(vectors);
-}
-inline constexpr uint64_t MsixPbaBytes(uint32_t vectors) {
-  return (vectors + 63ull) / 64 * 8;
 }
 
 // One physical function, validated. Values as in the file, defaults filled.

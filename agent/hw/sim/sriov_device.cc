@@ -33,15 +33,18 @@ constexpr uint32_t kCmdMemory = 0x0002;
 constexpr uint32_t kCmdBusMaster = 0x0004;
 constexpr uint16_t kBar0 = 0x10;
 constexpr uint32_t kBarFlags64Pref = 0xc;  // 64-bit (0b10 << 1), prefetchable
-constexpr uint16_t kMsixCtrl = kSimMsixCapOffset + 2;
-constexpr uint32_t kMsixEnable = 0x8000;
-constexpr uint32_t kMsixFunctionMask = 0x4000;
+constexpr uint16_t kMsixCtrl = kSimMsixCapOffset + vf::kMsixControl;
+using vf::kMsixEnable;
+using vf::kMsixEntryBytes;
+using vf::kMsixFunctionMask;
+using vf::kMsixVectorControl;
+using vf::kMsixVectorMasked;
+using vf::MsixEntryOffset;
 constexpr uint16_t kSriovCtrl = kSimSriovCapOffset + 0x08;
 constexpr uint16_t kSriovNumVfs = kSimSriovCapOffset + 0x10;
 constexpr uint16_t kSriovVfBar0 = kSimSriovCapOffset + 0x24;
 constexpr uint32_t kVfEnable = 0x0001;
 constexpr uint32_t kVfMse = 0x0008;
-constexpr uint32_t kMsixVectorMasked = 0x1;
 
 uint32_t Get(const Config& c, size_t off, int size) {
   uint32_t v = 0;
@@ -115,12 +118,13 @@ void Build(const SimPf& pf, bool vf, bool multifunction,
 
   // MSI-X capability.
   const size_t m = kSimMsixCapOffset;
-  Put(cfg, m + 0x00, 1, 0x11);
+  Put(cfg, m + 0x00, 1, vf::kMsixCapId);
   Put(cfg, m + 0x01, 1, 0x00);
-  Put(cfg, m + 0x02, 2, (pf.msix_vectors - 1) & 0x7ff);
-  Put(mask, m + 0x02, 2, kMsixEnable | kMsixFunctionMask);
-  Put(cfg, m + 0x04, 4, static_cast<uint32_t>(pf.msix_bar));
-  Put(cfg, m + 0x08, 4,
+  Put(cfg, m + vf::kMsixControl, 2,
+      (pf.msix_vectors - 1) & vf::kMsixTableSizeMask);
+  Put(mask, m + vf::kMsixControl, 2, kMsixEnable | kMsixFunctionMask);
+  Put(cfg, m + vf::kMsixTableReg, 4, static_cast<uint32_t>(pf.msix_bar));
+  Put(cfg, m + vf::kMsixPbaReg, 4,
       static_cast<uint32_t>(MsixPbaOffset(pf.msix_vectors)) |
           static_cast<uint32_t>(pf.msix_bar));
   if (vf) return;
@@ -324,7 +328,8 @@ absl::Status SimSriovHost::CreateFunctionFiles(int pf_index, bool vf,
   // Every MSI-X vector comes out of reset masked.
   const std::array<uint8_t, 4> masked = {kMsixVectorMasked, 0, 0, 0};
   for (uint32_t v = 0; v < pf.msix_vectors; ++v) {
-    RETURN_IF_ERROR(PWrite(BarPath(addr, pf.msix_bar), 16ull * v + 12, masked));
+    RETURN_IF_ERROR(PWrite(BarPath(addr, pf.msix_bar),
+                           MsixEntryOffset(v) + kMsixVectorControl, masked));
   }
   return absl::OkStatus();
 }
@@ -870,18 +875,19 @@ absl::StatusOr<MsixResult> SimSriovHost::Send(const State& s, int fi,
                                               int vector) const {
   const State::Func& f = s.funcs[fi];
   const SimPf& pf = hw_.pfs[f.pf_index];
-  std::array<uint8_t, 16> e{};
-  RETURN_IF_ERROR(PRead(BarPath(f.address, pf.msix_bar), 16ull * vector,
+  std::array<uint8_t, kMsixEntryBytes> e{};
+  RETURN_IF_ERROR(PRead(BarPath(f.address, pf.msix_bar), MsixEntryOffset(vector),
                         absl::MakeSpan(e)));
   Config c{};
   std::copy(e.begin(), e.end(), c.begin());
   MsixResult r;
   r.outcome = MsixResult::Outcome::kDelivered;
-  r.message.addr = (uint64_t{Get(c, 4, 4)} << 32) | Get(c, 0, 4);
-  r.message.data = Get(c, 8, 4);
+  r.message.addr = (uint64_t{Get(c, vf::kMsixAddrHi, 4)} << 32) |
+                   Get(c, vf::kMsixAddrLo, 4);
+  r.message.data = Get(c, vf::kMsixData, 4);
   ASSIGN_OR_RETURN(r.access,
                    SimWorld::Write(sim_dir_, node_, r.message.addr,
-                                   absl::MakeConstSpan(e.data() + 8, 4)));
+                                   absl::MakeConstSpan(e.data() + vf::kMsixData, 4)));
   return r;
 }
 
@@ -902,7 +908,8 @@ absl::Status SimSriovHost::DeliverPending(State& s, int fi, int only_vector,
     const uint8_t bit = static_cast<uint8_t>(1u << (v % 8));
     if (!(bits[v / 8] & bit)) continue;
     std::array<uint8_t, 4> vc{};
-    RETURN_IF_ERROR(PRead(path, 16ull * v + 12, absl::MakeSpan(vc)));
+    RETURN_IF_ERROR(PRead(path, MsixEntryOffset(v) + kMsixVectorControl,
+                          absl::MakeSpan(vc)));
     if (!can_send || (vc[0] & kMsixVectorMasked)) {
       if (result != nullptr) result->outcome = MsixResult::Outcome::kPending;
       continue;
@@ -944,9 +951,9 @@ absl::StatusOr<MsixResult> SimSriovHost::RaiseMsix(const PciAddress& bdf,
         absl::StrCat(bdf.ToString(), ": bus mastering disabled"));
   }
   const std::string path = BarPath(bdf, pf.msix_bar);
-  std::array<uint8_t, 16> e{};
-  RETURN_IF_ERROR(PRead(path, 16ull * vector, absl::MakeSpan(e)));
-  if ((ctl & kMsixFunctionMask) || (e[12] & kMsixVectorMasked)) {
+  std::array<uint8_t, kMsixEntryBytes> e{};
+  RETURN_IF_ERROR(PRead(path, MsixEntryOffset(vector), absl::MakeSpan(e)));
+  if ((ctl & kMsixFunctionMask) || (e[kMsixVectorControl] & kMsixVectorMasked)) {
     const uint64_t at = MsixPbaOffset(pf.msix_vectors) + vector / 8;
     std::array<uint8_t, 1> byte{};
     RETURN_IF_ERROR(PRead(path, at, absl::MakeSpan(byte)));
@@ -956,8 +963,9 @@ absl::StatusOr<MsixResult> SimSriovHost::RaiseMsix(const PciAddress& bdf,
     r.outcome = MsixResult::Outcome::kPending;
     Config c{};
     std::copy(e.begin(), e.end(), c.begin());
-    r.message.addr = (uint64_t{Get(c, 4, 4)} << 32) | Get(c, 0, 4);
-    r.message.data = Get(c, 8, 4);
+    r.message.addr = (uint64_t{Get(c, vf::kMsixAddrHi, 4)} << 32) |
+                     Get(c, vf::kMsixAddrLo, 4);
+    r.message.data = Get(c, vf::kMsixData, 4);
     return r;
   }
   return Send(s, fi, vector);
@@ -982,9 +990,10 @@ absl::StatusOr<MsixResult> SimSriovHost::Unmask(const PciAddress& bdf,
   }
   const std::string path = BarPath(bdf, pf.msix_bar);
   std::array<uint8_t, 1> vc{};
-  RETURN_IF_ERROR(PRead(path, 16ull * vector + 12, absl::MakeSpan(vc)));
+  RETURN_IF_ERROR(PRead(path, MsixEntryOffset(vector) + kMsixVectorControl,
+                        absl::MakeSpan(vc)));
   vc[0] &= static_cast<uint8_t>(~kMsixVectorMasked);
-  RETURN_IF_ERROR(PWrite(path, 16ull * vector + 12, vc));
+  RETURN_IF_ERROR(PWrite(path, MsixEntryOffset(vector) + kMsixVectorControl, vc));
   MsixResult r;
   RETURN_IF_ERROR(DeliverPending(s, fi, vector, &r));
   return r;

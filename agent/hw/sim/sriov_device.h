@@ -63,6 +63,7 @@
 #include "absl/types/span.h"
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/bridge_hardware.h"
+#include "agent/hw/sriov_functions.h"
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/sim/sim_world.h"
 
@@ -79,32 +80,6 @@ struct SimFunction {
   bool is_vf = false;
   discovery::PciAddress pf;  // the PF (equals address for a PF)
   int vf_index = -1;         // VFs: 0-based
-};
-
-struct MsixMessage {
-  uint64_t addr = 0;
-  uint32_t data = 0;
-};
-
-// What raising (or unmasking) a vector did.
-struct MsixResult {
-  enum class Outcome {
-    kDelivered,       // the message was written; see `access`
-    kPending,         // masked: the PBA bit is set, delivered on unmask
-    kNothingPending,  // Unmask only: no message was pending
-  };
-  Outcome outcome = Outcome::kNothingPending;
-  MsixMessage message;  // kDelivered: the table entry's address and data
-  AccessResult access;  // kDelivered: where the 4-byte write went
-};
-
-// The lender's probe of one function.
-struct FunctionHealth {
-  bool config_readable = false;  // present, not failed, PF link up
-  // PF: Vendor ID reads != 0xffff. VF: its PF reads a vendor ID and has VF
-  // Enable set with this VF below NumVFs.
-  bool vendor_ok = false;
-  bool pf_link_up = false;
 };
 
 class SimSriovHost {

@@ -1,11 +1,11 @@
-#include "agent/sim_inventory.h"
+#include "agent/hw/sim/sim_inventory.h"
 
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace fabric::agent {
+namespace fabric::agent::hw {
 namespace {
 
 constexpr char kOnePf[] = R"json({
@@ -18,10 +18,10 @@ constexpr char kOnePf[] = R"json({
            "msixVectors": 4, "msixBar": 3}]})json";
 
 TEST(SimInventoryTest, ListsThePfAndItsEnabledVfs) {
-  hw::testing::TempDir dir;
-  auto spec = hw::ParseSimHardware(kOnePf);
+  testing::TempDir dir;
+  auto spec = ParseSimHardware(kOnePf);
   ASSERT_TRUE(spec.ok()) << spec.status();
-  auto host = hw::SimSriovHost::Open(dir.path(), "n1", *spec);
+  auto host = SimSriovHost::Open(dir.path(), "n1", *spec);
   ASSERT_TRUE(host.ok()) << host.status();
   auto inv = SimulatedInventory(**host);
   ASSERT_TRUE(inv.ok()) << inv.status();
@@ -35,7 +35,7 @@ TEST(SimInventoryTest, ListsThePfAndItsEnabledVfs) {
   EXPECT_EQ(pf.sriov().vf_device_id(), 5452u);
   EXPECT_THAT(
       pf.sriov().vf_addresses(),
-      testing::ElementsAre("0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2"));
+      ::testing::ElementsAre("0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2"));
   EXPECT_EQ(pf.bar_sizes(0), 32u << 20);
   for (int i = 1; i < 4; ++i) {
     const v1::PciFunction& vf = inv->functions(i);
@@ -49,4 +49,4 @@ TEST(SimInventoryTest, ListsThePfAndItsEnabledVfs) {
 }
 
 }  // namespace
-}  // namespace fabric::agent
+}  // namespace fabric::agent::hw

@@ -1,4 +1,4 @@
-#include "agent/sim_inventory.h"
+#include "agent/hw/sim/sim_inventory.h"
 
 #include <map>
 
@@ -6,10 +6,10 @@
 #include "agent/discovery/config_space.h"
 #include "common/status_macros.h"
 
-namespace fabric::agent {
+namespace fabric::agent::hw {
 
-absl::StatusOr<v1::NodeInventory> SimulatedInventory(hw::SimSriovHost& host) {
-  ASSIGN_OR_RETURN(std::vector<hw::SimFunction> functions, host.Functions());
+absl::StatusOr<v1::NodeInventory> SimulatedInventory(SimSriovHost& host) {
+  ASSIGN_OR_RETURN(std::vector<SimFunction> functions, host.Functions());
   struct PfInfo {
     uint16_t vendor = 0;
     uint16_t vf_device = 0;
@@ -17,7 +17,7 @@ absl::StatusOr<v1::NodeInventory> SimulatedInventory(hw::SimSriovHost& host) {
   std::map<std::string, PfInfo> pfs;
   v1::NodeInventory out;
   // PFs sort before their VFs (lower routing ids), so each VF finds its PF.
-  for (const hw::SimFunction& f : functions) {
+  for (const SimFunction& f : functions) {
     ASSIGN_OR_RETURN(std::vector<uint8_t> config, host.ConfigSpace(f.address));
     ASSIGN_OR_RETURN(discovery::ConfigHeader header,
                      discovery::ParseHeader(config));
@@ -65,4 +65,4 @@ absl::StatusOr<v1::NodeInventory> SimulatedInventory(hw::SimSriovHost& host) {
   return out;
 }
 
-}  // namespace fabric::agent
+}  // namespace fabric::agent::hw
