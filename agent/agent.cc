@@ -12,7 +12,7 @@
 namespace fabric::agent {
 
 Agent::Agent(AgentOptions options, hw::BridgeHardware* hardware,
-             v1::NodeInventory inventory, LocalFunctions* functions)
+             v1::NodeInventory inventory, hw::SriovFunctions* functions)
     : options_(std::move(options)),
       reconciler_(options_.node, options_, hardware, options_.clock,
                   [this] { session_->RequestReport(); }),

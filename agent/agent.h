@@ -55,7 +55,8 @@ class Agent {
   // `hardware` and `functions` (the host's SR-IOV functions it can lend;
   // null for none) are not owned and must outlive the agent.
   Agent(AgentOptions options, hw::BridgeHardware* hardware,
-        v1::NodeInventory inventory, LocalFunctions* functions = nullptr);
+        v1::NodeInventory inventory,
+        hw::SriovFunctions* functions = nullptr);
   ~Agent();
 
   Agent(const Agent&) = delete;

@@ -20,6 +20,7 @@
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/sim/sim_hardware.h"
+#include "agent/hw/sim/sim_sriov_functions.h"
 #include "agent/hw/sim/sriov_device.h"
 #include "agent/hw/sim/sim_inventory.h"
 #include "common/host_port.h"
@@ -300,9 +301,10 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  std::unique_ptr<fabric::agent::LocalFunctions> functions;
+  std::unique_ptr<fabric::agent::hw::SriovFunctions> functions;
   if (sim_devices != nullptr) {
-    functions = fabric::agent::NewSimLocalFunctions(sim_devices.get());
+    functions = std::make_unique<fabric::agent::hw::SimSriovFunctions>(
+        sim_devices.get());
   }
   // A fenced agent ends the program as a stop signal would, with
   // kExitFenced.

@@ -13,7 +13,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "agent/discovery/config_space.h"
-#include "agent/hw/sim/sim_inventory.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -27,76 +26,6 @@ constexpr auto kLenderDeadline = std::chrono::seconds(2);
 constexpr uint8_t kCapPcie = 0x10;
 constexpr uint8_t kCapMsix = 0x11;
 constexpr uint16_t kCommand = 0x04;
-
-// --- The simulator's functions ---------------------------------------------
-
-class SimLocalFunctions final : public LocalFunctions {
- public:
-  explicit SimLocalFunctions(hw::SimSriovHost* host) : host_(host) {}
-
-  absl::StatusOr<v1::NodeInventory> Inventory() override {
-    return hw::SimulatedInventory(*host_);
-  }
-  absl::StatusOr<uint32_t> ConfigRead(const PciAddress& bdf, uint16_t offset,
-                                      int size) override {
-    return host_->ConfigRead(bdf, offset, size);
-  }
-  absl::Status ConfigWrite(const PciAddress& bdf, uint16_t offset, int size,
-                           uint32_t value) override {
-    return host_->ConfigWrite(bdf, offset, size, value);
-  }
-  absl::StatusOr<std::vector<uint8_t>> ConfigSpace(
-      const PciAddress& bdf) override {
-    return host_->ConfigSpace(bdf);
-  }
-  absl::Status WriteMsixEntry(const PciAddress& bdf, int vector,
-                              const vf::MsixEntry& e) override {
-    ASSIGN_OR_RETURN(const hw::SimPf* pf, PfOf(bdf));
-    if (vector < 0 || static_cast<uint32_t>(vector) >= pf->msix_vectors) {
-      return absl::OutOfRangeError(
-          absl::StrCat("vector: MSI-X vector ", vector, " of ", bdf.ToString(),
-                       "; the table has ", pf->msix_vectors));
-    }
-    uint8_t bytes[16];
-    auto put = [&](int at, uint32_t v) {
-      for (int i = 0; i < 4; ++i) bytes[at + i] = static_cast<uint8_t>(v >> (8 * i));
-    };
-    put(0, static_cast<uint32_t>(e.address));
-    put(4, static_cast<uint32_t>(e.address >> 32));
-    put(8, e.data);
-    put(12, e.masked ? 1u : 0u);
-    return host_->MmioWrite(bdf, pf->msix_bar, static_cast<uint64_t>(vector) * 16,
-                            absl::MakeConstSpan(bytes));
-  }
-  absl::StatusOr<hw::AccessResult> Dma(const PciAddress& bdf, uint64_t io_addr,
-                                       absl::Span<const uint8_t> data) override {
-    return host_->Dma(bdf, io_addr, data);
-  }
-  absl::StatusOr<hw::MsixResult> RaiseMsix(const PciAddress& bdf,
-                                           int vector) override {
-    return host_->RaiseMsix(bdf, vector);
-  }
-  absl::StatusOr<hw::FunctionHealth> Health(const PciAddress& bdf) override {
-    return host_->Health(bdf);
-  }
-
- private:
-  // The hardware file's PF of the function: its msixBar holds the MSI-X
-  // table (at offset 0), of msixVectors entries.
-  absl::StatusOr<const hw::SimPf*> PfOf(const PciAddress& bdf) {
-    ASSIGN_OR_RETURN(std::vector<hw::SimFunction> fns, host_->Functions());
-    for (const hw::SimFunction& f : fns) {
-      if (f.address != bdf) continue;
-      for (const hw::SimPf& pf : host_->hardware().pfs) {
-        if (pf.address == f.pf) return &pf;
-      }
-    }
-    return absl::NotFoundError(
-        absl::StrCat("function ", bdf.ToString(), " is not present"));
-  }
-
-  hw::SimSriovHost* const host_;
-};
 
 // Offset of capability `id` in `config`, or -1.
 int FindCap(absl::Span<const uint8_t> config, uint8_t id) {
@@ -143,10 +72,6 @@ void ToProto(const hw::AccessResult& r, v1::AccessResult* out) {
 
 }  // namespace
 
-std::unique_ptr<LocalFunctions> NewSimLocalFunctions(hw::SimSriovHost* host) {
-  return std::make_unique<SimLocalFunctions>(host);
-}
-
 struct VfLending::Shadow {
   v1::VfAssignment assignment;
   std::unique_ptr<vf::ConfigVirtualizer> config;
@@ -156,7 +81,7 @@ struct VfLending::Shadow {
   int msix_cap = -1;
 };
 
-VfLending::VfLending(std::string node, LocalFunctions* local,
+VfLending::VfLending(std::string node, hw::SriovFunctions* local,
                      HostReader host_read,
                      std::function<void()> on_shadow_change)
     : node_(std::move(node)),

@@ -38,43 +38,12 @@
 #include "absl/types/span.h"
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/bridge_hardware.h"
-#include "agent/hw/sim/sriov_device.h"
+#include "agent/hw/sriov_functions.h"
 #include "agent/vf/config_virtualizer.h"
 #include "agent/vf/interrupt_router.h"
 #include "fabric/v1/fabric.grpc.pb.h"
 
 namespace fabric::agent {
-
-// The host's own SR-IOV functions, as the lender's agent reaches them.
-// Implementations: SimLocalFunctions (the simulator's device model). A
-// Linux version (sysfs config + resource files, vfio) is future work.
-class LocalFunctions {
- public:
-  virtual ~LocalFunctions() = default;
-  // The SR-IOV PFs and VFs present now, as inventory entries.
-  virtual absl::StatusOr<v1::NodeInventory> Inventory() = 0;
-  virtual absl::StatusOr<uint32_t> ConfigRead(
-      const discovery::PciAddress& bdf, uint16_t offset, int size) = 0;
-  virtual absl::Status ConfigWrite(const discovery::PciAddress& bdf,
-                                   uint16_t offset, int size,
-                                   uint32_t value) = 0;
-  virtual absl::StatusOr<std::vector<uint8_t>> ConfigSpace(
-      const discovery::PciAddress& bdf) = 0;
-  // Writes MSI-X table entry `vector` in the function's BAR.
-  virtual absl::Status WriteMsixEntry(const discovery::PciAddress& bdf,
-                                      int vector,
-                                      const vf::MsixEntry& entry) = 0;
-  virtual absl::StatusOr<hw::AccessResult> Dma(
-      const discovery::PciAddress& bdf, uint64_t io_addr,
-      absl::Span<const uint8_t> data) = 0;
-  virtual absl::StatusOr<hw::MsixResult> RaiseMsix(
-      const discovery::PciAddress& bdf, int vector) = 0;
-  virtual absl::StatusOr<hw::FunctionHealth> Health(
-      const discovery::PciAddress& bdf) = 0;
-};
-
-// LocalFunctions over the simulator's device model. `host` is not owned.
-std::unique_ptr<LocalFunctions> NewSimLocalFunctions(hw::SimSriovHost* host);
 
 class VfLending {
  public:
@@ -86,7 +55,7 @@ class VfLending {
   // `local` may be null (the node lends nothing); not owned.
   // `on_shadow_change` (optional) is called, without locks held, when a
   // shadow device was built or failed, so the agent can report at once.
-  VfLending(std::string node, LocalFunctions* local, HostReader host_read,
+  VfLending(std::string node, hw::SriovFunctions* local, HostReader host_read,
             std::function<void()> on_shadow_change = nullptr);
   ~VfLending();
 
@@ -135,7 +104,7 @@ class VfLending {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string node_;
-  LocalFunctions* const local_;  // may be null; not owned
+  hw::SriovFunctions* const local_;  // may be null; not owned
   const HostReader host_read_;
   vf::InterruptRouter router_;
 

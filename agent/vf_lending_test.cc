@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/hw/sim/sim_hardware.h"
+#include "agent/hw/sim/sim_sriov_functions.h"
 #include "agent/hw/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -28,7 +29,7 @@ class VfLenderTest : public ::testing::Test {
     auto host = hw::SimSriovHost::Open(dir_.path(), "n1", *hw);
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = *std::move(host);
-    local_ = NewSimLocalFunctions(host_.get());
+    local_ = std::make_unique<hw::SimSriovFunctions>(host_.get());
     lending_ = std::make_unique<VfLending>(
         "n1", local_.get(),
         [](uint64_t, absl::Span<uint8_t>) { return absl::OkStatus(); });
@@ -68,7 +69,7 @@ class VfLenderTest : public ::testing::Test {
 
   hw::testing::TempDir dir_;
   std::unique_ptr<hw::SimSriovHost> host_;
-  std::unique_ptr<LocalFunctions> local_;
+  std::unique_ptr<hw::SriovFunctions> local_;
   std::unique_ptr<VfLending> lending_;
 };
 
