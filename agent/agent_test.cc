@@ -20,9 +20,9 @@
 #include "agent/hw/sim/state_file.h"
 #include "agent/hw/testing/temp_dir.h"
 #include "agent/manager_session.h"
+#include "common/profiles.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/profiles.h"
 #include "server/service/server.h"
 #include "server/store/sqlite_store.h"
 

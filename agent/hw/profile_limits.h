@@ -1,4 +1,4 @@
-// The hardware limits a shipped profile (server/core/profiles.h) stands for,
+// The hardware limits a shipped profile (common/profiles.h) stands for,
 // for building simulated bridges and for the Linux backend's defaults.
 #ifndef FABRIC_AGENT_HW_PROFILE_LIMITS_H_
 #define FABRIC_AGENT_HW_PROFILE_LIMITS_H_
@@ -6,7 +6,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "agent/hw/bridge_hardware.h"
-#include "server/core/profiles.h"
+#include "common/profiles.h"
 
 namespace fabric::agent::hw {
 

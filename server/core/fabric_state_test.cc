@@ -9,10 +9,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/profiles.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/invariants.h"
-#include "server/core/profiles.h"
 #include "server/core/test_util.h"
 
 namespace fabric::core {

@@ -12,7 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "server/core/profiles.h"
+#include "common/profiles.h"
 
 namespace fabric::core {
 

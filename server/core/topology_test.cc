@@ -3,9 +3,9 @@
 #include <string>
 #include <vector>
 
+#include "common/profiles.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/profiles.h"
 #include "server/core/test_util.h"
 
 namespace fabric::core {

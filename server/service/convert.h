@@ -7,9 +7,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/profiles.h"
 #include "fabric/v1/fabric.pb.h"
 #include "server/core/fabric_state.h"
-#include "server/core/profiles.h"
 #include "server/core/topology.h"
 
 namespace fabric::service {

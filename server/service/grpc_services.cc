@@ -16,8 +16,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/profiles.h"
 #include "common/status_macros.h"
-#include "server/core/profiles.h"
 #include "server/service/convert.h"
 
 namespace fabric::service {

@@ -8,9 +8,9 @@
 #include "absl/strings/str_format.h"
 #include "agent/hw/sim/sim_hardware.pb.h"
 #include "common/file_util.h"
+#include "common/profiles.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
-#include "server/core/profiles.h"
 
 namespace fabric::agent::hw {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/core/profiles.h"
+#include "common/profiles.h"
 
 #include <algorithm>
 

@@ -1,7 +1,7 @@
 // Hardware profiles: the limits of each supported NTB bridge that bound the
 // address map and the placement of memory windows.
-#ifndef FABRIC_SERVER_CORE_PROFILES_H_
-#define FABRIC_SERVER_CORE_PROFILES_H_
+#ifndef FABRIC_COMMON_PROFILES_H_
+#define FABRIC_COMMON_PROFILES_H_
 
 #include <cstdint>
 #include <string>
@@ -48,4 +48,4 @@ uint64_t LargestMapping(const HardwareProfile& p);
 
 }  // namespace fabric::core
 
-#endif  // FABRIC_SERVER_CORE_PROFILES_H_
+#endif  // FABRIC_COMMON_PROFILES_H_
