@@ -129,12 +129,4 @@ absl::StatusOr<PciAddress> LinuxSriov::PhysFn(const PciAddress& vf) const {
   return a;
 }
 
-absl::Status LinuxSriov::RedirectVfDma(const PciAddress& vf, uint64_t io_addr,
-                                       uint64_t size) const {
-  return absl::UnimplementedError(absl::StrCat(
-      "Linux has no interface to redirect the DMA of VF ", vf.ToString(),
-      " to another host; map the borrower's memory through an NTB window and "
-      "give the VF's driver that window's address"));
-}
-
 }  // namespace fabric::agent::hw

@@ -11,10 +11,8 @@
 //    to its PF.
 // The root is configurable so tests run against a fabricated tree.
 //
-// What Linux offers no interface for (UNIMPLEMENTED, never pretended):
-// redirecting a VF's DMA or its MSI-X messages to another host. Those are
-// programmed on the NTB (windows) and in the VF's own MSI-X table, not in
-// sysfs.
+// LinuxSriovFunctions (linux_sriov_functions.h) builds the SriovFunctions
+// interface on it.
 //
 // Thread-compatible.
 #ifndef FABRIC_AGENT_HW_LINUX_SRIOV_SYSFS_H_
@@ -53,11 +51,6 @@ class LinuxSriov {
   // The VF's PF; NOT_FOUND if `vf` has no physfn link (not a VF).
   absl::StatusOr<discovery::PciAddress> PhysFn(
       const discovery::PciAddress& vf) const;
-
-  // UNIMPLEMENTED: Linux has no interface to redirect a VF's DMA to
-  // another host's memory (that is the NTB windows' job).
-  absl::Status RedirectVfDma(const discovery::PciAddress& vf, uint64_t io_addr,
-                             uint64_t size) const;
 
   // <sysfs_root>/bus/pci/devices/<bdf>
   std::string DevicePath(const discovery::PciAddress& bdf) const;

@@ -151,11 +151,5 @@ TEST_F(LinuxSriovTest, ChangingBetweenNonZeroCountsWritesZeroFirst) {
   EXPECT_EQ(written, "08");  // "0", then "8".
 }
 
-TEST_F(LinuxSriovTest, DmaRedirectionIsUnimplemented) {
-  absl::Status s = sriov_.RedirectVfDma(Addr("3b:02.0"), 0x1000, 0x1000);
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(s.message(), HasSubstr("NTB window"));
-}
-
 }  // namespace
 }  // namespace fabric::agent::hw
