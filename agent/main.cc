@@ -17,6 +17,7 @@
 #include "agent/agent.h"
 #include "agent/discovery/inventory.h"
 #include "agent/hw/linux/linux_bridge.h"
+#include "agent/hw/linux/linux_sriov_functions.h"
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/sim/sim_hardware.h"
@@ -301,10 +302,15 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // The SR-IOV functions this node can lend: the simulated ones, or the
+  // host's own through sysfs.
   std::unique_ptr<fabric::agent::hw::SriovFunctions> functions;
   if (sim_devices != nullptr) {
     functions = std::make_unique<fabric::agent::hw::SimSriovFunctions>(
         sim_devices.get());
+  } else if (backend == "linux") {
+    functions = std::make_unique<fabric::agent::hw::LinuxSriovFunctions>(
+        sysfs_root.empty() ? "/sys" : sysfs_root);
   }
   // A fenced agent ends the program as a stop signal would, with
   // kExitFenced.
