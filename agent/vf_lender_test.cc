@@ -1,7 +1,7 @@
-// The lender's side of VF lending, against the simulator's device model:
+// VfLender, against the simulator's device model:
 // only the borrower a VF is lent to reaches it, and only as the
 // virtualization rules allow, even when it bypasses its own shadow device.
-#include "agent/vf_lending.h"
+#include "agent/vf_lender.h"
 
 #include "absl/strings/str_cat.h"
 #include "agent/hw/sim/sim_hardware.h"
@@ -30,9 +30,7 @@ class VfLenderTest : public ::testing::Test {
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = *std::move(host);
     local_ = std::make_unique<hw::SimSriovFunctions>(host_.get());
-    lending_ = std::make_unique<VfLending>(
-        "n1", local_.get(),
-        [](uint64_t, absl::Span<uint8_t>) { return absl::OkStatus(); });
+    lending_ = std::make_unique<VfLender>("n1", local_.get());
     v1::VfAssignment a;
     a.set_attachment("attachments/att-1");
     a.set_role(v1::VfAssignment::LENDER);
@@ -70,7 +68,7 @@ class VfLenderTest : public ::testing::Test {
   hw::testing::TempDir dir_;
   std::unique_ptr<hw::SimSriovHost> host_;
   std::unique_ptr<hw::SriovFunctions> local_;
-  std::unique_ptr<VfLending> lending_;
+  std::unique_ptr<VfLender> lending_;
 };
 
 TEST_F(VfLenderTest, OnlyTheBorrowerReachesItsVf) {

@@ -1,0 +1,30 @@
+// Small helpers over a v1::VfAssignment shared by the VF lender and the
+// borrower (agent/vf_lender.h, agent/vf_borrower.h).
+#ifndef FABRIC_AGENT_VF_ASSIGNMENT_H_
+#define FABRIC_AGENT_VF_ASSIGNMENT_H_
+
+#include <cstdint>
+
+#include "absl/strings/string_view.h"
+#include "fabric/v1/fabric.pb.h"
+
+namespace fabric::agent {
+
+// The assignment's window of `role` ("dma", "msix", "mmio-bar<i>"); null if
+// it has none.
+inline const v1::AttachmentWindow* FindWindow(const v1::VfAssignment& a,
+                                              absl::string_view role) {
+  for (const auto& w : a.windows()) {
+    if (w.role() == role) return &w;
+  }
+  return nullptr;
+}
+
+// Whether [addr, addr + len) lies inside [base, base + size).
+inline bool Inside(uint64_t addr, uint64_t len, uint64_t base, uint64_t size) {
+  return addr >= base && addr - base <= size && size - (addr - base) >= len;
+}
+
+}  // namespace fabric::agent
+
+#endif  // FABRIC_AGENT_VF_ASSIGNMENT_H_

@@ -1,0 +1,107 @@
+// The borrower's side of VF lending (US20140331223A1): one shadow ("fake")
+// device per VF this node borrows. A shadow is a vf::ConfigVirtualizer
+// whose real accesses are VfAccess calls to the lender's agent, with BARs at
+// the borrower's MMIO windows and MSI-X messages translated into the
+// lender's MSI-X window. Interrupt messages that land in the shadow's
+// doorbell page are checked byte for byte and delivered by a
+// vf::InterruptRouter (direct to a running VM, else via the hypervisor).
+//
+// A background thread builds missing shadows every 10 ms (each needs the
+// lender's agent, which may not have applied the attachment yet).
+// Thread-safe; RPCs to lenders are made without mu_ held.
+#ifndef FABRIC_AGENT_VF_BORROWER_H_
+#define FABRIC_AGENT_VF_BORROWER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "agent/vf/config_virtualizer.h"
+#include "agent/vf/interrupt_router.h"
+#include "common/stub_cache.h"
+#include "fabric/v1/fabric.grpc.pb.h"
+
+namespace fabric::agent {
+
+class VfBorrower {
+ public:
+  // Reads `len` bytes of this host's memory (the agent's HostRead, under
+  // its hardware lock).
+  using HostReader =
+      std::function<absl::Status(uint64_t addr, absl::Span<uint8_t> out)>;
+
+  // `on_shadow_change` (optional) is called, without locks held, when a
+  // shadow device was built, torn down or failed.
+  VfBorrower(std::string node, HostReader host_read,
+             std::function<void()> on_shadow_change = nullptr);
+  ~VfBorrower();
+
+  VfBorrower(const VfBorrower&) = delete;
+  VfBorrower& operator=(const VfBorrower&) = delete;
+
+  // The BORROWER assignments of the configuration just applied (lender
+  // ones are ignored). Shadows of removed or changed borrowings are torn
+  // down; a new lender address alone keeps the shadow. Wakes the builder.
+  void SetAssignments(const std::vector<v1::VfAssignment>& assignments)
+      ABSL_LOCKS_EXCLUDED(mu_, lender_mu_);
+  // Builds the shadows not built yet.
+  void Reconcile() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // NOT_FOUND for an attachment this node does not borrow; UNAVAILABLE
+  // while its shadow is not built.
+  absl::StatusOr<v1::AccessShadowResponse> AccessShadow(
+      const v1::AccessShadowRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ShadowInterruptResponse> ShadowInterrupt(
+      const v1::ShadowInterruptRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::SetVmStateResponse> SetVmState(
+      const v1::SetVmStateRequest& req);
+
+  // Adds each borrowed attachment's shadow status and counters.
+  void FillStatus(v1::ReportStatusRequest* report) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Shadow;
+
+  // The stub of the lender's agent of `attachment` now; null if unknown.
+  v1::NodeAgentService::Stub* LenderStub(const std::string& attachment)
+      ABSL_LOCKS_EXCLUDED(lender_mu_);
+  // Builds the shadow for `a` (outside mu_: it calls the lender).
+  absl::StatusOr<std::shared_ptr<Shadow>> BuildShadow(
+      const v1::VfAssignment& a);
+  absl::StatusOr<v1::VfCounters> CountersLocked(const Shadow& s) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string node_;
+  const HostReader host_read_;
+  vf::InterruptRouter router_;
+
+  mutable absl::Mutex mu_;
+  // By attachment name.
+  std::map<std::string, v1::VfAssignment> borrowed_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Shadow>> shadows_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> shadow_errors_ ABSL_GUARDED_BY(mu_);
+  // Each borrowed attachment's lender address (it changes when the lender's
+  // agent restarts). Its own lock: shadows call lenders with their
+  // virtualizer's lock held.
+  absl::Mutex lender_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::map<std::string, std::string> lender_of_ ABSL_GUARDED_BY(lender_mu_);
+  // Lender agents' stubs by address.
+  StubCache<v1::NodeAgentService> stubs_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool kicked_ ABSL_GUARDED_BY(mu_) = false;
+  const std::function<void()> on_shadow_change_;
+  std::thread reconciler_;
+};
+
+}  // namespace fabric::agent
+
+#endif  // FABRIC_AGENT_VF_BORROWER_H_
