@@ -1,9 +1,8 @@
 // Injectable time source, so that leases and heartbeats can be tested
-// without sleeping.
+// without sleeping. Tests use ManualClock (common/testing/manual_clock.h).
 #ifndef FABRIC_COMMON_CLOCK_H_
 #define FABRIC_COMMON_CLOCK_H_
 
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -16,25 +15,6 @@ class Clock {
   virtual absl::Time Now() const = 0;
   // The process-wide real clock; never deleted.
   static Clock* Real();
-};
-
-// A clock that moves only when told to. Thread-safe.
-class ManualClock : public Clock {
- public:
-  explicit ManualClock(absl::Time start = absl::FromUnixSeconds(1700000000))
-      : now_(start) {}
-  absl::Time Now() const override {
-    absl::MutexLock l(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    absl::MutexLock l(&mu_);
-    now_ += d;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fabric

@@ -11,10 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
+#include "common/testing/manual_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/store/fault_injecting_store.h"
 #include "server/store/sqlite_store.h"
+#include "server/store/testing/fault_injecting_store.h"
 
 namespace fabric::service {
 namespace {

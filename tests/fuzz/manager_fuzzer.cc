@@ -49,6 +49,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/testing/manual_clock.h"
 #include "fabric/v1/fabric.pb.h"
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/text_format.h"

@@ -11,9 +11,10 @@
 //   EXPECT_EQ(manager.Allocate(...).code(), absl::StatusCode::kUnavailable);
 //   store.Heal();
 //
+// Test-only (target fabric_store_testing): no production binary links it.
 // Thread-safe.
-#ifndef FABRIC_SERVER_STORE_FAULT_INJECTING_STORE_H_
-#define FABRIC_SERVER_STORE_FAULT_INJECTING_STORE_H_
+#ifndef FABRIC_SERVER_STORE_TESTING_FAULT_INJECTING_STORE_H_
+#define FABRIC_SERVER_STORE_TESTING_FAULT_INJECTING_STORE_H_
 
 #include <cstdint>
 #include <memory>
@@ -75,4 +76,4 @@ class FaultInjectingStore : public Store {
 
 }  // namespace fabric::store
 
-#endif  // FABRIC_SERVER_STORE_FAULT_INJECTING_STORE_H_
+#endif  // FABRIC_SERVER_STORE_TESTING_FAULT_INJECTING_STORE_H_

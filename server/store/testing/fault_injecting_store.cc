@@ -1,4 +1,4 @@
-#include "server/store/fault_injecting_store.h"
+#include "server/store/testing/fault_injecting_store.h"
 
 namespace fabric::store {
 
