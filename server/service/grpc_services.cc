@@ -561,7 +561,7 @@ grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
 grpc::Status FabricServiceImpl::VerifyAllocation(
     grpc::ServerContext*, const v1::VerifyAllocationRequest* r,
     v1::VerifyResult* out) {
-  return Reply(verifier_.Verify(*r), out);
+  return Reply(relay_.Verify(*r), out);
 }
 
 grpc::Status FabricServiceImpl::ListVirtualFunctions(
@@ -605,22 +605,22 @@ grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAttachment(
 grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext*,
                                              const v1::AccessShadowRequest* r,
                                              v1::AccessShadowResponse* out) {
-  return Reply(verifier_.AccessShadow(*r), out);
+  return Reply(relay_.AccessShadow(*r), out);
 }
 grpc::Status FabricServiceImpl::VerifyAttachment(
     grpc::ServerContext*, const v1::VerifyAttachmentRequest* r,
     v1::VerifyResult* out) {
-  return Reply(verifier_.VerifyAttachment(*r), out);
+  return Reply(relay_.VerifyAttachment(*r), out);
 }
 grpc::Status FabricServiceImpl::RaiseVfInterrupt(
     grpc::ServerContext*, const v1::RaiseVfInterruptRequest* r,
     v1::RaiseVfInterruptResponse* out) {
-  return Reply(verifier_.RaiseVfInterrupt(*r), out);
+  return Reply(relay_.RaiseVfInterrupt(*r), out);
 }
 grpc::Status FabricServiceImpl::SetVmState(grpc::ServerContext*,
                                            const v1::SetVmStateRequest* r,
                                            v1::SetVmStateResponse* out) {
-  return Reply(verifier_.SetVmState(*r), out);
+  return Reply(relay_.SetVmState(*r), out);
 }
 
 grpc::ServerUnaryReactor* FabricServiceImpl::Ping(

@@ -5,8 +5,8 @@
 
 #include "fabric/v1/fabric.grpc.pb.h"
 #include "server/service/admission.h"
+#include "server/service/agent_relay.h"
 #include "server/service/manager.h"
-#include "server/service/verifier.h"
 
 namespace fabric::service {
 
@@ -29,7 +29,7 @@ using FabricServiceBase =
 class FabricServiceImpl final : public FabricServiceBase {
  public:
   explicit FabricServiceImpl(FabricManager* manager)
-      : manager_(manager), verifier_(manager) {}
+      : manager_(manager), relay_(manager) {}
 
   grpc::Status CreateFabric(grpc::ServerContext*,
                             const v1::CreateFabricRequest*,
@@ -122,7 +122,7 @@ class FabricServiceImpl final : public FabricServiceBase {
 
  private:
   FabricManager* const manager_;  // not owned
-  Verifier verifier_;
+  AgentRelay relay_;
   AdmissionControl* admission_ = nullptr;  // not owned
 };
 

@@ -1,4 +1,4 @@
-#include "server/service/verifier.h"
+#include "server/service/agent_relay.h"
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -18,7 +18,26 @@ namespace fabric::service {
 namespace {
 
 constexpr uint32_t kDefaultProbe = 4096;
-constexpr auto kAgentDeadline = std::chrono::seconds(5);
+
+// RelayTargets from the FabricManager.
+class ManagerTargets : public RelayTargets {
+ public:
+  explicit ManagerTargets(FabricManager* manager) : manager_(manager) {}
+  absl::StatusOr<FabricManager::VerifyTarget> PrepareVerify(
+      absl::string_view allocation) override {
+    return manager_->PrepareVerify(allocation);
+  }
+  absl::StatusOr<FabricManager::AttachmentTarget> PrepareAttachmentOp(
+      absl::string_view attachment, bool need_ready) override {
+    return manager_->PrepareAttachmentOp(attachment, need_ready);
+  }
+  absl::StatusOr<std::string> AgentAddress(absl::string_view node) override {
+    return manager_->AgentAddress(node);
+  }
+
+ private:
+  FabricManager* const manager_;  // not owned
+};
 
 std::string Describe(const v1::AccessResult& r) {
   std::string hops = absl::StrJoin(r.hops(), " -> ");
@@ -33,7 +52,17 @@ std::string Describe(const v1::AccessResult& r) {
 
 }  // namespace
 
-v1::NodeAgentService::Stub* Verifier::StubFor(const std::string& address) {
+AgentRelay::AgentRelay(FabricManager* manager, AgentRelayOptions options)
+    : owned_targets_(std::make_unique<ManagerTargets>(manager)),
+      targets_(owned_targets_.get()),
+      options_(options) {}
+
+AgentRelay::AgentRelay(RelayTargets* targets, AgentRelayOptions options)
+    : targets_(targets), options_(options) {}
+
+AgentRelay::~AgentRelay() = default;
+
+v1::NodeAgentService::Stub* AgentRelay::StubFor(const std::string& address) {
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[address];
   if (stub == nullptr) {
@@ -44,9 +73,9 @@ v1::NodeAgentService::Stub* Verifier::StubFor(const std::string& address) {
   return stub.get();
 }
 
-absl::StatusOr<v1::VerifyResult> Verifier::Verify(
+absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
     const v1::VerifyAllocationRequest& req) {
-  auto target = manager_->PrepareVerify(req.name());
+  auto target = targets_->PrepareVerify(req.name());
   if (!target.ok()) return target.status();
   const v1::Allocation& a = target->allocation;
   const uint64_t probe = std::min<uint64_t>(
@@ -67,7 +96,8 @@ absl::StatusOr<v1::VerifyResult> Verifier::Verify(
     v1::AccessResult* result = out.add_probes();
     {
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + kAgentDeadline);
+      ctx.set_deadline(
+          absl::ToChronoTime(absl::Now() + options_.agent_deadline));
       grpc::Status s =
           StubFor(target->borrower_agent)->HostWrite(&ctx, write, result);
       if (!s.ok()) {
@@ -99,7 +129,8 @@ absl::StatusOr<v1::VerifyResult> Verifier::Verify(
     v1::HostReadResponse got;
     {
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + kAgentDeadline);
+      ctx.set_deadline(
+          absl::ToChronoTime(absl::Now() + options_.agent_deadline));
       grpc::Status s =
           StubFor(target->target_agent)->HostRead(&ctx, read, &got);
       if (!s.ok()) {
@@ -131,23 +162,22 @@ absl::StatusOr<v1::VerifyResult> Verifier::Verify(
   return out;
 }
 
-
 namespace {
 
-// Runs one unary call on an agent with the relay deadline; UNAVAILABLE
+// Runs one unary call on an agent with `deadline`; UNAVAILABLE
 // naming the agent when it cannot be reached, its own status otherwise.
 template <typename Req, typename Resp, typename Fn>
-absl::Status CallAgent(Fn fn, const std::string& who, const std::string& addr,
-                       const Req& req, Resp* resp) {
+absl::Status CallAgent(absl::Duration deadline, Fn fn, const std::string& who,
+                       const std::string& addr, const Req& req, Resp* resp) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + kAgentDeadline);
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   grpc::Status s = fn(&ctx, req, resp);
   if (s.ok()) return absl::OkStatus();
   absl::Status st = FromGrpcStatus(s);
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
       s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    return absl::UnavailableError(absl::StrCat("the agent of ", who, " at ",
-                                               addr, ": ", st.message()));
+    return absl::UnavailableError(
+        absl::StrCat("the agent of ", who, " at ", addr, ": ", st.message()));
   }
   return st;
 }
@@ -162,9 +192,9 @@ const v1::AttachmentWindow* FindWindow(const v1::Attachment& a,
 
 }  // namespace
 
-absl::StatusOr<v1::VerifyResult> Verifier::VerifyAttachment(
+absl::StatusOr<v1::VerifyResult> AgentRelay::VerifyAttachment(
     const v1::VerifyAttachmentRequest& req) {
-  auto target = manager_->PrepareAttachmentOp(req.name(), true);
+  auto target = targets_->PrepareAttachmentOp(req.name(), true);
   if (!target.ok()) return target.status();
   const v1::Attachment& a = target->attachment;
   const v1::AttachmentWindow* dma = FindWindow(a, "dma");
@@ -188,6 +218,7 @@ absl::StatusOr<v1::VerifyResult> Verifier::VerifyAttachment(
     write.set_data(pattern);
     v1::VfAccessResponse wrote;
     absl::Status s = CallAgent(
+        options_.agent_deadline,
         [&](grpc::ClientContext* c, const v1::VfAccessRequest& r,
             v1::VfAccessResponse* w) {
           return StubFor(target->lender_agent)->VfAccess(c, r, w);
@@ -217,6 +248,7 @@ absl::StatusOr<v1::VerifyResult> Verifier::VerifyAttachment(
     read.set_length(static_cast<uint32_t>(probe));
     v1::HostReadResponse got;
     RETURN_IF_ERROR(CallAgent(
+        options_.agent_deadline,
         [&](grpc::ClientContext* c, const v1::HostReadRequest& r,
             v1::HostReadResponse* w) {
           return StubFor(target->borrower_agent)->HostRead(c, r, w);
@@ -238,14 +270,15 @@ absl::StatusOr<v1::VerifyResult> Verifier::VerifyAttachment(
   return out;
 }
 
-absl::StatusOr<v1::AccessShadowResponse> Verifier::AccessShadow(
+absl::StatusOr<v1::AccessShadowResponse> AgentRelay::AccessShadow(
     const v1::AccessShadowRequest& req) {
-  auto target = manager_->PrepareAttachmentOp(req.attachment(), true);
+  auto target = targets_->PrepareAttachmentOp(req.attachment(), true);
   if (!target.ok()) return target.status();
   v1::AccessShadowRequest fwd = req;
   fwd.set_attachment(target->attachment.name());
   v1::AccessShadowResponse out;
   RETURN_IF_ERROR(CallAgent(
+      options_.agent_deadline,
       [&](grpc::ClientContext* c, const v1::AccessShadowRequest& r,
           v1::AccessShadowResponse* w) {
         return StubFor(target->borrower_agent)->AccessShadow(c, r, w);
@@ -254,14 +287,14 @@ absl::StatusOr<v1::AccessShadowResponse> Verifier::AccessShadow(
   return out;
 }
 
-absl::StatusOr<v1::RaiseVfInterruptResponse> Verifier::RaiseVfInterrupt(
+absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
     const v1::RaiseVfInterruptRequest& req) {
   constexpr int kMaxCount = 100000;
   if (req.count() < 0 || req.count() > kMaxCount) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "count: ", req.count(), " is outside 0..", kMaxCount));
+    return absl::InvalidArgumentError(
+        absl::StrCat("count: ", req.count(), " is outside 0..", kMaxCount));
   }
-  auto target = manager_->PrepareAttachmentOp(req.attachment(), true);
+  auto target = targets_->PrepareAttachmentOp(req.attachment(), true);
   if (!target.ok()) return target.status();
   const v1::Attachment& a = target->attachment;
   const int count = req.count() == 0 ? 1 : req.count();
@@ -274,6 +307,7 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> Verifier::RaiseVfInterrupt(
     raise.set_vector(req.vector());
     v1::VfAccessResponse raised;
     RETURN_IF_ERROR(CallAgent(
+        options_.agent_deadline,
         [&](grpc::ClientContext* c, const v1::VfAccessRequest& r,
             v1::VfAccessResponse* w) {
           return StubFor(target->lender_agent)->VfAccess(c, r, w);
@@ -293,6 +327,7 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> Verifier::RaiseVfInterrupt(
     deliver.set_data(raised.msi_data());
     v1::ShadowInterruptResponse delivered;
     RETURN_IF_ERROR(CallAgent(
+        options_.agent_deadline,
         [&](grpc::ClientContext* c, const v1::ShadowInterruptRequest& r,
             v1::ShadowInterruptResponse* w) {
           return StubFor(target->borrower_agent)->ShadowInterrupt(c, r, w);
@@ -310,12 +345,13 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> Verifier::RaiseVfInterrupt(
   return out;
 }
 
-absl::StatusOr<v1::SetVmStateResponse> Verifier::SetVmState(
+absl::StatusOr<v1::SetVmStateResponse> AgentRelay::SetVmState(
     const v1::SetVmStateRequest& req) {
-  auto addr = manager_->AgentAddress(req.node());
+  auto addr = targets_->AgentAddress(req.node());
   if (!addr.ok()) return addr.status();
   v1::SetVmStateResponse out;
   RETURN_IF_ERROR(CallAgent(
+      options_.agent_deadline,
       [&](grpc::ClientContext* c, const v1::SetVmStateRequest& r,
           v1::SetVmStateResponse* w) {
         return StubFor(*addr)->SetVmState(c, r, w);
