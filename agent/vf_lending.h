@@ -1,4 +1,4 @@
-// The node agent's part in lending SR-IOV VFs (US20140331223A1), for both
+// The node agent's part in lending SR-IOV VFs (docs/prior-art.md), for both
 // roles a node can hold: the lender (VfLender, agent/vf_lender.h: access
 // policy on the VFs it lends) and the borrower (VfBorrower,
 // agent/vf_borrower.h: shadow devices of the VFs it borrows). This front

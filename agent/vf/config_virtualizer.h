@@ -1,5 +1,5 @@
 // Config-space rules for a lent SR-IOV virtual function, as the borrower's
-// shadow ("fake") device presents it (US20140331223A1: "configuration-space
+// shadow ("fake") device presents it (docs/prior-art.md: "configuration-space
 // requests to the fake device are redirected to the real VF"). The redirect
 // is not a blind pass-through: like a hypervisor assigning a device to a
 // guest (Linux vfio-pci's config virtualization, QEMU's vfio-pci, Xen's

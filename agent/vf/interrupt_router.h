@@ -1,4 +1,5 @@
-// The borrower host's interrupt path for shadow devices, after US9772868B2:
+// The borrower host's interrupt path for shadow devices (prior art:
+// docs/prior-art.md):
 // an interrupt from an I/O-virtualization device bound for a VM is delivered
 // directly (a posted interrupt: no VM exit) while that VM runs on a CPU
 // core; otherwise it goes to the hypervisor, which queues the matching
@@ -26,10 +27,10 @@
 //  6. dropped "vm removed": the device's VM was removed (RemoveVm);
 //  7. the VM is running and the policy is kDirect or kAuto: delivered
 //     directly to the core the VM runs on; counts delivered_direct and
-//     exits_avoided (the exit the patent disables);
+//     exits_avoided (the VM exit that direct delivery avoids);
 //  8. otherwise via the hypervisor, counting delivered_via_hypervisor and
 //     exits:
-//     - VM not running (any policy; kDirect falls back here, as the patent's
+//     - VM not running (any policy; kDirect falls back here, as the rule's
 //       "otherwise" says): queued for the VM and injected, oldest first, at
 //       its next SetVmRunning (counted then in injected_at_entry). The
 //       queue holds one entry per (device, vector), as a virtual APIC's IRR
