@@ -320,6 +320,8 @@ class CommandsTest : public ::testing::Test {
             applied[n] = resp.desired_generation();
           }
         }
+        // The fake agents' heartbeat period (real time on purpose: the
+        // manager under test expects periodic reports).
         absl::SleepFor(absl::Milliseconds(20));
       }
     });
@@ -414,6 +416,7 @@ class CommandsTest : public ::testing::Test {
           n2->agent_state() == v1::Node::READY && healthy) {
         return;
       }
+      // Polls the state it needs: VF health has no Watch event to wait on.
       absl::SleepFor(absl::Milliseconds(10));
     }
     FAIL() << "the agents did not become READY with healthy VFs";

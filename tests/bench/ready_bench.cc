@@ -81,23 +81,12 @@ int Main(int argc, char** argv) {
         absl::StrCat(dir.path(), "/agent-", i, ".log")));
   }
   // Every agent registered and applied.
-  for (int tries = 0;; ++tries) {
-    grpc::ClientContext ctx;
-    v1::ListNodesRequest req;
-    v1::ListNodesResponse resp;
-    int ready = 0;
-    if (stub->ListNodes(&ctx, req, &resp).ok()) {
-      for (const auto& n : resp.nodes()) {
-        ready += n.agent_state() == v1::Node::READY &&
-                 n.applied_generation() == n.desired_generation();
-      }
-    }
-    if (ready == nodes) break;
-    if (tries > 1000) {
-      std::cerr << "agents did not come up\n";
-      return 1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const bool up =
+      proctest::WaitFor([&] { return ReadyAppliedNodes(stub.get()) == nodes; },
+                        absl::Seconds(10), absl::Milliseconds(10));
+  if (!up) {
+    std::cerr << "agents did not come up\n";
+    return 1;
   }
 
   // The no-op baseline.

@@ -69,6 +69,23 @@ class ReadyWatcher {
   std::thread thread_;
 };
 
+// How many nodes have a READY agent that has applied its desired
+// generation (0 when ListNodes fails); benchmarks wait for all of them
+// before they start timing.
+inline int ReadyAppliedNodes(v1::FabricService::Stub* stub) {
+  grpc::ClientContext ctx;
+  v1::ListNodesRequest req;
+  v1::ListNodesResponse resp;
+  int ready = 0;
+  if (stub->ListNodes(&ctx, req, &resp).ok()) {
+    for (const auto& n : resp.nodes()) {
+      ready += n.agent_state() == v1::Node::READY &&
+               n.applied_generation() == n.desired_generation();
+    }
+  }
+  return ready;
+}
+
 }  // namespace fabric::bench
 
 #endif  // FABRIC_TESTS_BENCH_READY_WATCHER_H_

@@ -108,34 +108,25 @@ int Main(int argc, char** argv) {
     }
     // Every agent registered and applied, and the lender's VFs are in the
     // pool.
-    for (int tries = 0;; ++tries) {
-      grpc::ClientContext ctx;
-      v1::ListNodesRequest req;
-      v1::ListNodesResponse resp;
-      int ready = 0;
-      if (stub->ListNodes(&ctx, req, &resp).ok()) {
-        for (const auto& n : resp.nodes()) {
-          ready += n.agent_state() == v1::Node::READY &&
-                   n.applied_generation() == n.desired_generation();
-        }
-      }
-      if (ready == 3) break;
-      if (tries > 1000) throw Fail{"the agents did not come up"};
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!proctest::WaitFor([&] { return ReadyAppliedNodes(stub.get()) == 3; },
+                           absl::Seconds(10), absl::Milliseconds(10))) {
+      throw Fail{"the agents did not come up"};
     }
-    for (int tries = 0;; ++tries) {
-      grpc::ClientContext ctx;
-      v1::ListVirtualFunctionsRequest req;
-      v1::ListVirtualFunctionsResponse resp;
-      int healthy = 0;
-      if (stub->ListVirtualFunctions(&ctx, req, &resp).ok()) {
-        for (const auto& v : resp.virtual_functions()) {
-          healthy += v.health() == v1::VirtualFunction::HEALTHY;
-        }
-      }
-      if (healthy >= 2) break;
-      if (tries > 1000) throw Fail{"the lender's VFs did not appear"};
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!proctest::WaitFor(
+            [&] {
+              grpc::ClientContext ctx;
+              v1::ListVirtualFunctionsRequest req;
+              v1::ListVirtualFunctionsResponse resp;
+              int healthy = 0;
+              if (stub->ListVirtualFunctions(&ctx, req, &resp).ok()) {
+                for (const auto& v : resp.virtual_functions()) {
+                  healthy += v.health() == v1::VirtualFunction::HEALTHY;
+                }
+              }
+              return healthy >= 2;
+            },
+            absl::Seconds(10), absl::Milliseconds(10))) {
+      throw Fail{"the lender's VFs did not appear"};
     }
 
     // The no-op baseline.

@@ -95,7 +95,9 @@ class Cluster {
         return absl::OkStatus();
       }
       // Not up: most likely the old port is not free yet. The Child's
-      // destructor kills whatever is left of this attempt.
+      // destructor kills whatever is left of this attempt. (A pause before
+      // retrying, not a wait for an event: nothing signals that the kernel
+      // has released the killed manager's port.)
       if (port_ == 0 || absl::Now() >= deadline) {
         return absl::UnavailableError(
             absl::StrCat("fabric-manager did not come up on port ", port_,
@@ -336,15 +338,17 @@ std::string WaitConverged(
     v1::FabricService::Stub* stub, const std::vector<ResourceOps*>& ops,
     int nodes, absl::Duration timeout,
     const std::function<void(const std::string&)>& progress = nullptr) {
-  const absl::Time deadline = absl::Now() + proctest::Scaled(timeout);
   std::string last;
-  while (true) {
-    std::string why = NotConverged(stub, ops, nodes);
-    if (progress && why != last) progress(why.empty() ? "converged" : why);
-    last = why;
-    if (why.empty() || absl::Now() >= deadline) return why;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  std::string why;
+  proctest::WaitFor(
+      [&] {
+        why = NotConverged(stub, ops, nodes);
+        if (progress && why != last) progress(why.empty() ? "converged" : why);
+        last = why;
+        return why.empty();
+      },
+      timeout, absl::Milliseconds(20));
+  return why;
 }
 
 // Adds a problem line to the report, counting it in *counter.
@@ -499,15 +503,15 @@ void ReleaseAndCheckLeaks(v1::FabricService::Stub* stub,
       return;
     }
     for (const ObservedResource& res : *resources) {
-      const absl::Time deadline =
-          absl::Now() + proctest::Scaled(kResolveTimeout);
       Attempt a;
-      do {
-        a = op->Delete(stub, res.name, absl::StrCat("chaos-release-", res.name),
-                       absl::Seconds(3));
-        if (a.outcome == Outcome::kUnknown)
-          absl::SleepFor(absl::Milliseconds(25));
-      } while (a.outcome == Outcome::kUnknown && absl::Now() < deadline);
+      proctest::WaitFor(
+          [&] {
+            a = op->Delete(stub, res.name,
+                           absl::StrCat("chaos-release-", res.name),
+                           absl::Seconds(3));
+            return a.outcome != Outcome::kUnknown;
+          },
+          kResolveTimeout, absl::Milliseconds(25));
       if (a.outcome != Outcome::kAcknowledged) {
         Problem(r, &r->other_failures,
                 absl::StrCat("release of ", res.name, " failed: ", a.error));
@@ -660,6 +664,9 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
               storm_options);
   const absl::Time storm_start = absl::Now();
   storm.Start();
+  // Real time is the point from here to the storm's end: the kill lands at
+  // a chosen moment of a running storm and the victim stays down for a
+  // chosen time, while the clients keep the manager busy.
   absl::SleepFor(r.kill.at);
   const bool kill_manager = r.kill.kind != KillKind::kAgent;
   const bool kill_agent = r.kill.kind != KillKind::kManager;
@@ -697,11 +704,13 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
           r.recovered = true;
           return;
         }
+        // A poll: it measures recovery_time at this resolution (node
+        // readiness has no event a client can wait on across a restart).
         absl::SleepFor(absl::Milliseconds(10));
       }
     });
   }
-  absl::SleepFor(storm_start + options.storm - absl::Now());
+  absl::SleepFor(storm_start + options.storm - absl::Now());  // see above
   storm.Stop();
   const StormStats stats = storm.stats();
   r.unknown_attempts = stats.unknown_attempts;

@@ -105,6 +105,7 @@ absl::Status CopyDatabase(const std::string& from, const std::string& to) {
   int rc;
   while ((rc = sqlite3_backup_step(backup, -1)) == SQLITE_BUSY ||
          rc == SQLITE_LOCKED) {
+    // SQLite's documented way to wait for a writer's lock: it has no event.
     sqlite3_sleep(10);
   }
   sqlite3_backup_finish(backup);

@@ -251,6 +251,8 @@ void Storm::DriveCreate(StubPtr* stub, ResourceOps* op, size_t index,
     ++unknown_attempts_;
     if (until()) return;
     if (a.code == grpc::StatusCode::UNAVAILABLE) *stub = NewStub();
+    // A client's pause before retrying (load generation, as a real client
+    // backs off), not a wait for a state.
     absl::SleepFor(options_.retry_pause);
   }
 }
@@ -274,6 +276,8 @@ void Storm::DriveDelete(StubPtr* stub, ResourceOps* op, size_t index,
     ++unknown_attempts_;
     if (until()) return;
     if (a.code == grpc::StatusCode::UNAVAILABLE) *stub = NewStub();
+    // A client's pause before retrying (load generation, as a real client
+    // backs off), not a wait for a state.
     absl::SleepFor(options_.retry_pause);
   }
 }
@@ -318,6 +322,8 @@ void Storm::ClientLoop(int client) {
     std::optional<NewCreate> create =
         op->RandomCreate(stub.get(), fabric_, request_id, rng);
     if (!create.has_value()) {
+      // Nothing to create right now: the client pauses as a real one would
+      // (load generation), not waiting for a particular state.
       absl::SleepFor(options_.retry_pause);
       continue;
     }

@@ -9,7 +9,6 @@
 // as a drift repair.
 #include <fstream>
 #include <iostream>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -31,7 +30,9 @@ namespace sim = ::fabric::agent::hw::sim_internal;
 
 constexpr uint64_t kMiB = 1ull << 20;
 constexpr absl::Duration kDriftInterval = absl::Milliseconds(200);
-constexpr absl::Duration kObserve = absl::Seconds(3);
+// Attempts to watch while the entry is refused: the first and five
+// retries, whose gaps (100, 200, 400, 800, 800 ms) reach the backoff's cap.
+constexpr int kObservedAttempts = 6;
 // The agents' retry backoff: 100 ms doubling to 800 ms.
 constexpr int64_t kRetryInitialMs = 100;
 constexpr int64_t kRetryMaxMs = 800;
@@ -130,10 +131,22 @@ TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
   EXPECT_TRUE(node->apply_errors(0).has_retry_in());
 
   // Meanwhile the agent retries; the rest of the bridge is untouched and
-  // every other allocation keeps working.
-  std::this_thread::sleep_for(
-      std::chrono::milliseconds(absl::ToInt64Milliseconds(kObserve)));
-  const std::vector<int64_t> refusals = Refusals(log);
+  // every other allocation keeps working. Wait until the sim's fault log
+  // shows the attempts to check and the node reports them (its count may
+  // trail the log by the attempt in progress).
+  std::vector<int64_t> refusals;
+  const absl::Time observe_start = absl::Now();
+  proctest::WaitFor(
+      [&] {
+        refusals = Refusals(log);
+        const int logged = static_cast<int>(AttemptStarts(refusals).size());
+        if (logged < kObservedAttempts) return false;
+        auto n = h.GetNode("n0");
+        return n.ok() && n->apply_errors_size() == 1 &&
+               n->apply_errors(0).attempts() >= logged - 1;
+      },
+      absl::Seconds(15), absl::Milliseconds(20));
+  const absl::Duration observed = absl::Now() - observe_start;
   EXPECT_THAT(h.VerifyAll(others), IsEmpty());
   auto during = h.Hardware("n0");
   ASSERT_TRUE(during.ok());
@@ -185,7 +198,7 @@ TEST(ApplyFailureTest, RefusedWindowIsReportedRetriedAndRecovers) {
   std::cout << "apply failure: " << slot << " of n0 refused "
             << refusals.size() << " times in " << attempts
             << " attempts over "
-            << absl::FormatDuration(kObserve)
+            << absl::FormatDuration(observed)
             << "; gaps between attempts (ms): min "
             << (gaps_ms.empty() ? 0 : gaps_ms.front()) << ", median "
             << (gaps_ms.empty() ? 0 : gaps_ms[gaps_ms.size() / 2]) << ", max "

@@ -160,22 +160,22 @@ void FabricHarness::StartAgent(int i, const std::vector<std::string>& extra) {
 absl::Status FabricHarness::WaitRegistered(int i, absl::Duration timeout) {
   static const std::regex kServing(
       "serving its data path on (127\\.0\\.0\\.1:[0-9]+)");
-  const absl::Time end = absl::Now() + proctest::Scaled(timeout);
   std::string address;
-  while (absl::Now() < end) {
-    if (address.empty()) {
-      const std::string log = proctest::ReadFile(AgentLog(i));
-      const std::string tail =
-          log.substr(std::min(agent_log_offsets_[i], log.size()));
-      std::smatch match;
-      if (std::regex_search(tail, match, kServing)) address = match[1];
-    }
-    if (!address.empty()) {
-      auto n = GetNode(Node(i));
-      if (n.ok() && n->agent_address() == address) return absl::OkStatus();
-    }
-    Sleep(absl::Milliseconds(5));
-  }
+  const bool registered = proctest::WaitFor(
+      [&] {
+        if (address.empty()) {
+          const std::string log = proctest::ReadFile(AgentLog(i));
+          const std::string tail =
+              log.substr(std::min(agent_log_offsets_[i], log.size()));
+          std::smatch match;
+          if (std::regex_search(tail, match, kServing)) address = match[1];
+        }
+        if (address.empty()) return false;
+        auto n = GetNode(Node(i));
+        return n.ok() && n->agent_address() == address;
+      },
+      timeout);
+  if (registered) return absl::OkStatus();
   return absl::DeadlineExceededError(absl::StrCat(
       "agent of ", Node(i), " did not register within ",
       absl::FormatDuration(timeout), ": ", proctest::ReadFile(AgentLog(i))));
@@ -190,16 +190,12 @@ void FabricHarness::KillAgent(int i) {
 
 int FabricHarness::WaitAgentExit(int i, absl::Duration timeout) {
   if (agents_[i] == nullptr) return -1;
-  const absl::Time end = absl::Now() + proctest::Scaled(timeout);
   int code = -1;
-  while (absl::Now() < end) {
-    if (agents_[i]->TryWait(&code)) {
-      agents_[i].reset();
-      return code;
-    }
-    Sleep(absl::Milliseconds(5));
+  if (!proctest::WaitFor([&] { return agents_[i]->TryWait(&code); }, timeout)) {
+    return -1;
   }
-  return -1;
+  agents_[i].reset();
+  return code;
 }
 
 absl::StatusOr<v1::Allocation> FabricHarness::Create(
@@ -307,13 +303,12 @@ absl::StatusOr<v1::VerifyResult> FabricHarness::Verify(
 bool FabricHarness::WaitState(const std::string& name,
                               v1::Allocation::State state,
                               absl::Duration timeout) {
-  const absl::Time end = absl::Now() + proctest::Scaled(timeout);
-  while (absl::Now() < end) {
-    auto a = Get(name);
-    if (a.ok() && a->state() == state) return true;
-    Sleep(absl::Milliseconds(5));
-  }
-  return false;
+  return proctest::WaitFor(
+      [&] {
+        auto a = Get(name);
+        return a.ok() && a->state() == state;
+      },
+      timeout);
 }
 
 absl::StatusOr<absl::Duration> FabricHarness::WaitSettled(
@@ -355,6 +350,8 @@ absl::StatusOr<absl::Duration> FabricHarness::WaitSettled(
       }
       if (unsettled.empty()) return absl::Now() - start;
     }
+    // A poll, not proctest::WaitFor: the settle time returned is measured
+    // at this resolution, and `timeout` is not scaled.
     Sleep(absl::Milliseconds(2));
   }
   return absl::DeadlineExceededError(

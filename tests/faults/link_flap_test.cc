@@ -110,6 +110,7 @@ TEST(LinkFlapTest, FlappingLinkSettlesLeaksNothingAndDegradedComeBack) {
       auto a = h.Get(crossing[0]);
       if (a.ok() && a->state() == v1::Allocation::DEGRADED) ++seen_degraded;
       if (a.ok() && a->state() == v1::Allocation::READY) ++seen_ready;
+      // Samples the state through the storm; not a wait for one state.
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   });
@@ -126,6 +127,7 @@ TEST(LinkFlapTest, FlappingLinkSettlesLeaksNothingAndDegradedComeBack) {
     flap_status = h.SetLink("links/n5--n0", up);
     if (!flap_status.ok()) break;
     ++flaps;
+    // The flap rate is the load this test applies: real time on purpose.
     std::this_thread::sleep_for(std::chrono::microseconds(
         absl::ToInt64Microseconds(kFlapEvery)));
   }

@@ -89,7 +89,8 @@ double Percentile(std::vector<float>& v, double p) {
 }
 
 // Backoff before attempt `attempt` (1-based) of a retry: 10 ms doubling to
-// 320 ms, full jitter.
+// 320 ms, full jitter. A real sleep on purpose: the load generator's clients
+// back off as real clients do.
 void Backoff(int attempt, std::mt19937* rng) {
   const int cap_ms = 10 << std::min(attempt - 1, 5);
   std::uniform_int_distribution<int> d(cap_ms / 2, cap_ms);
@@ -166,6 +167,7 @@ absl::StatusOr<OverloadReport> RunOverload(const OverloadOptions& o) {
       long seen = rss_peak.load();
       while (rss > seen && !rss_peak.compare_exchange_weak(seen, rss)) {
       }
+      // Samples RSS every 20 ms of real time: the timeline is the point.
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });

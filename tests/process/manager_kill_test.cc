@@ -10,9 +10,9 @@
 #include <map>
 #include <regex>
 #include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "fabric/v1/fabric.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -103,15 +103,17 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
                                  a.request_id},
         a.out_path);
   }
-  // Kill once a quarter have been acknowledged, so the rest are in flight.
-  for (int tries = 0; tries < 1000; ++tries) {
-    int done = 0;
-    for (const Attempt& a : attempts) {
-      done += std::regex_search(ReadFile(a.out_path), kName) ? 1 : 0;
-    }
-    if (done >= kClients / 4) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  // Kill once a quarter have been acknowledged, so the rest are in flight
+  // (or after the timeout, whatever has been acknowledged by then).
+  WaitFor(
+      [&] {
+        int done = 0;
+        for (const Attempt& a : attempts) {
+          done += std::regex_search(ReadFile(a.out_path), kName) ? 1 : 0;
+        }
+        return done >= kClients / 4;
+      },
+      absl::Seconds(2), absl::Milliseconds(2));
   m.child.Signal(SIGKILL);
   m.child.Wait();
   std::map<std::string, std::string> acked_by_request;
