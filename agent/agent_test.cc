@@ -21,6 +21,7 @@
 #include "agent/hw/testing/temp_dir.h"
 #include "agent/manager_session.h"
 #include "common/profiles.h"
+#include "common/testing/manual_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/service/server.h"

@@ -1,4 +1,4 @@
-// The borrower's side of VF lending (US20140331223A1): one shadow ("fake")
+// The borrower's side of VF lending (docs/prior-art.md): one shadow ("fake")
 // device per VF this node borrows. A shadow is a vf::ConfigVirtualizer
 // whose real accesses are VfAccess calls to the lender's agent, with BARs at
 // the borrower's MMIO windows and MSI-X messages translated into the

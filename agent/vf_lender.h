@@ -1,4 +1,4 @@
-// The lender's side of VF lending (US20140331223A1): serves VfAccess for the
+// The lender's side of VF lending (docs/prior-art.md): serves VfAccess for the
 // VFs the manager says this node lends, and only to their borrower
 // (PERMISSION_DENIED otherwise): config reads and writes on the real VF
 // (writes only to the registers a shadow device forwards), MSI-X table

@@ -62,17 +62,6 @@ AgentRelay::AgentRelay(RelayTargets* targets, AgentRelayOptions options)
 
 AgentRelay::~AgentRelay() = default;
 
-v1::NodeAgentService::Stub* AgentRelay::StubFor(const std::string& address) {
-  absl::MutexLock l(&mu_);
-  auto& stub = stubs_[address];
-  if (stub == nullptr) {
-    // Credentials are a seam: mTLS replaces these with the agents' certs.
-    stub = v1::NodeAgentService::NewStub(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  }
-  return stub.get();
-}
-
 absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
     const v1::VerifyAllocationRequest& req) {
   auto target = targets_->PrepareVerify(req.name());
@@ -99,7 +88,7 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
       ctx.set_deadline(
           absl::ToChronoTime(absl::Now() + options_.agent_deadline));
       grpc::Status s =
-          StubFor(target->borrower_agent)->HostWrite(&ctx, write, result);
+          stubs_.Get(target->borrower_agent)->HostWrite(&ctx, write, result);
       if (!s.ok()) {
         return absl::UnavailableError(absl::StrCat(
             "the agent of ", a.borrower(), " at ", target->borrower_agent,
@@ -132,7 +121,7 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
       ctx.set_deadline(
           absl::ToChronoTime(absl::Now() + options_.agent_deadline));
       grpc::Status s =
-          StubFor(target->target_agent)->HostRead(&ctx, read, &got);
+          stubs_.Get(target->target_agent)->HostRead(&ctx, read, &got);
       if (!s.ok()) {
         return absl::UnavailableError(absl::StrCat(
             "the agent of ", a.target(), " at ", target->target_agent,
@@ -221,7 +210,7 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::VerifyAttachment(
         options_.agent_deadline,
         [&](grpc::ClientContext* c, const v1::VfAccessRequest& r,
             v1::VfAccessResponse* w) {
-          return StubFor(target->lender_agent)->VfAccess(c, r, w);
+          return stubs_.Get(target->lender_agent)->VfAccess(c, r, w);
         },
         a.lender(), target->lender_agent, write, &wrote);
     const std::string where =
@@ -251,7 +240,7 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::VerifyAttachment(
         options_.agent_deadline,
         [&](grpc::ClientContext* c, const v1::HostReadRequest& r,
             v1::HostReadResponse* w) {
-          return StubFor(target->borrower_agent)->HostRead(c, r, w);
+          return stubs_.Get(target->borrower_agent)->HostRead(c, r, w);
         },
         a.borrower(), target->borrower_agent, read, &got));
     if (got.data() != pattern) {
@@ -281,7 +270,7 @@ absl::StatusOr<v1::AccessShadowResponse> AgentRelay::AccessShadow(
       options_.agent_deadline,
       [&](grpc::ClientContext* c, const v1::AccessShadowRequest& r,
           v1::AccessShadowResponse* w) {
-        return StubFor(target->borrower_agent)->AccessShadow(c, r, w);
+        return stubs_.Get(target->borrower_agent)->AccessShadow(c, r, w);
       },
       target->attachment.borrower(), target->borrower_agent, fwd, &out));
   return out;
@@ -310,7 +299,7 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
         options_.agent_deadline,
         [&](grpc::ClientContext* c, const v1::VfAccessRequest& r,
             v1::VfAccessResponse* w) {
-          return StubFor(target->lender_agent)->VfAccess(c, r, w);
+          return stubs_.Get(target->lender_agent)->VfAccess(c, r, w);
         },
         a.lender(), target->lender_agent, raise, &raised));
     if (raised.outcome() == "pending") {
@@ -330,7 +319,7 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
         options_.agent_deadline,
         [&](grpc::ClientContext* c, const v1::ShadowInterruptRequest& r,
             v1::ShadowInterruptResponse* w) {
-          return StubFor(target->borrower_agent)->ShadowInterrupt(c, r, w);
+          return stubs_.Get(target->borrower_agent)->ShadowInterrupt(c, r, w);
         },
         a.borrower(), target->borrower_agent, deliver, &delivered));
     if (delivered.delivery() == "direct") {
@@ -354,7 +343,7 @@ absl::StatusOr<v1::SetVmStateResponse> AgentRelay::SetVmState(
       options_.agent_deadline,
       [&](grpc::ClientContext* c, const v1::SetVmStateRequest& r,
           v1::SetVmStateResponse* w) {
-        return StubFor(*addr)->SetVmState(c, r, w);
+        return stubs_.Get(*addr)->SetVmState(c, r, w);
       },
       req.node(), *addr, req, &out));
   return out;

@@ -20,15 +20,13 @@
 #ifndef FABRIC_SERVER_SERVICE_AGENT_RELAY_H_
 #define FABRIC_SERVER_SERVICE_AGENT_RELAY_H_
 
-#include <map>
 #include <memory>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/stub_cache.h"
 #include "fabric/v1/fabric.grpc.pb.h"
 #include "server/service/manager.h"
 
@@ -72,7 +70,7 @@ class AgentRelay {
   // (NOT_FOUND / FAILED_PRECONDITION), an agent fails the write or the read
   // or cannot be reached (UNAVAILABLE).
   absl::StatusOr<v1::VerifyResult> Verify(
-      const v1::VerifyAllocationRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+      const v1::VerifyAllocationRequest& req);
 
   // The lent VF DMA-writes a random pattern at its DMA window (start and
   // end of the region) through the lender's agent; the borrower's agent
@@ -81,30 +79,26 @@ class AgentRelay {
   // INTERNAL for an attachment without a dma window; a failed read back
   // keeps the borrower agent's code.
   absl::StatusOr<v1::VerifyResult> VerifyAttachment(
-      const v1::VerifyAttachmentRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+      const v1::VerifyAttachmentRequest& req);
   // Forwarded to the borrower's agent (the attachment must be READY), with
   // the attachment's canonical name.
   absl::StatusOr<v1::AccessShadowResponse> AccessShadow(
-      const v1::AccessShadowRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+      const v1::AccessShadowRequest& req);
   // The lender's agent raises the vector `count` times (0 means once; more
   // than 100000 or negative is INVALID_ARGUMENT); each message that lands on
   // the borrower is handed to the borrower's agent to deliver.
   absl::StatusOr<v1::RaiseVfInterruptResponse> RaiseVfInterrupt(
-      const v1::RaiseVfInterruptRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+      const v1::RaiseVfInterruptRequest& req);
   // Forwarded to the agent of `req.node()`.
   absl::StatusOr<v1::SetVmStateResponse> SetVmState(
-      const v1::SetVmStateRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+      const v1::SetVmStateRequest& req);
 
  private:
-  v1::NodeAgentService::Stub* StubFor(const std::string& address)
-      ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::unique_ptr<RelayTargets> owned_targets_;  // May be null.
   RelayTargets* const targets_;  // owned_targets_ or borrowed; never null.
   const AgentRelayOptions options_;
-  absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<v1::NodeAgentService::Stub>> stubs_
-      ABSL_GUARDED_BY(mu_);
+  StubCache<v1::NodeAgentService> stubs_;
 };
 
 }  // namespace fabric::service
