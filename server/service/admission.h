@@ -1,8 +1,9 @@
 // Admission control at the RPC edge: a bound on mutations in flight.
 //
-// An allocation mutation holds memory from the moment its handler runs
-// until its group commit is durable: the request, the planned reservation,
-// the queued plan and the pending RPC. Without a bound, a flood of clients
+// A mutation holds memory from the moment its handler runs until its group
+// commit is durable: the request, the planned reservation, the queued plan
+// and the pending RPC (a fabric or link mutation also while it waits for
+// its turn, manager.h). Without a bound, a flood of clients
 // (or clients that give up and retry) grows that queue without limit, and
 // every queued request waits behind all the others. AdmissionControl caps
 // the mutations in flight; one over the cap is refused at once with

@@ -42,6 +42,22 @@ std::function<void(absl::StatusOr<T>)> FinishWith(
   };
 }
 
+// Serves a mutation on the callback API: admitted by `admission` (null
+// admits everything) as `method`, then started with `start`; the call is
+// finished when the manager answers. Returns the call's reactor.
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* ServeMutation(
+    grpc::CallbackServerContext* ctx, absl::string_view method,
+    AdmissionControl* admission, FabricManager* manager,
+    void (FabricManager::*start)(const Request&, FabricManager::Done<Response>),
+    const Request& request, Response* out) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!AdmitCall(admission, method, ctx, reactor)) return reactor;
+  (manager->*start)(request,
+                    ReleasingSlot(admission, FinishWith(reactor, out)));
+  return reactor;
+}
+
 // A stream refused before it started: it ends at once with `status`.
 template <typename Response>
 grpc::ServerWriteReactor<Response>* FailedStream(const absl::Status& status) {
@@ -456,10 +472,11 @@ std::string PeerHost(absl::string_view peer) {
 
 }  // namespace
 
-grpc::Status FabricServiceImpl::CreateFabric(grpc::ServerContext*,
-                                             const v1::CreateFabricRequest* r,
-                                             v1::Fabric* out) {
-  return Reply(manager_->CreateFabric(*r), out);
+grpc::ServerUnaryReactor* FabricServiceImpl::CreateFabric(
+    grpc::CallbackServerContext* ctx, const v1::CreateFabricRequest* r,
+    v1::Fabric* out) {
+  return ServeMutation(ctx, "CreateFabric", admission_, manager_,
+                       &FabricManager::CreateFabricAsync, *r, out);
 }
 grpc::Status FabricServiceImpl::GetFabric(grpc::ServerContext*,
                                           const v1::GetFabricRequest* r,
@@ -471,10 +488,11 @@ grpc::Status FabricServiceImpl::ListFabrics(grpc::ServerContext*,
                                             v1::ListFabricsResponse* out) {
   return Reply(manager_->ListFabrics(*r), out);
 }
-grpc::Status FabricServiceImpl::DeleteFabric(grpc::ServerContext*,
-                                             const v1::DeleteFabricRequest* r,
-                                             v1::Fabric* out) {
-  return Reply(manager_->DeleteFabric(*r), out);
+grpc::ServerUnaryReactor* FabricServiceImpl::DeleteFabric(
+    grpc::CallbackServerContext* ctx, const v1::DeleteFabricRequest* r,
+    v1::Fabric* out) {
+  return ServeMutation(ctx, "DeleteFabric", admission_, manager_,
+                       &FabricManager::DeleteFabricAsync, *r, out);
 }
 grpc::Status FabricServiceImpl::GetNode(grpc::ServerContext*,
                                         const v1::GetNodeRequest* r,
@@ -506,10 +524,11 @@ grpc::Status FabricServiceImpl::ListLinks(grpc::ServerContext*,
                                           v1::ListLinksResponse* out) {
   return Reply(manager_->ListLinks(*r), out);
 }
-grpc::Status FabricServiceImpl::SetLinkState(grpc::ServerContext*,
-                                             const v1::SetLinkStateRequest* r,
-                                             v1::Link* out) {
-  return Reply(manager_->SetLinkState(*r), out);
+grpc::ServerUnaryReactor* FabricServiceImpl::SetLinkState(
+    grpc::CallbackServerContext* ctx, const v1::SetLinkStateRequest* r,
+    v1::Link* out) {
+  return ServeMutation(ctx, "SetLinkState", admission_, manager_,
+                       &FabricManager::SetLinkStateAsync, *r, out);
 }
 grpc::Status FabricServiceImpl::GetAddressMap(grpc::ServerContext*,
                                               const v1::GetAddressMapRequest* r,
@@ -524,11 +543,8 @@ grpc::Status FabricServiceImpl::ListAddressMaps(
 grpc::ServerUnaryReactor* FabricServiceImpl::CreateAllocation(
     grpc::CallbackServerContext* ctx, const v1::CreateAllocationRequest* r,
     v1::Allocation* out) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!AdmitCall(admission_, "CreateAllocation", ctx, reactor)) return reactor;
-  manager_->CreateAllocationAsync(
-      *r, ReleasingSlot(admission_, FinishWith(reactor, out)));
-  return reactor;
+  return ServeMutation(ctx, "CreateAllocation", admission_, manager_,
+                       &FabricManager::CreateAllocationAsync, *r, out);
 }
 grpc::Status FabricServiceImpl::GetAllocation(grpc::ServerContext*,
                                               const v1::GetAllocationRequest* r,
@@ -543,11 +559,8 @@ grpc::Status FabricServiceImpl::ListAllocations(
 grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAllocation(
     grpc::CallbackServerContext* ctx, const v1::DeleteAllocationRequest* r,
     v1::Allocation* out) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!AdmitCall(admission_, "DeleteAllocation", ctx, reactor)) return reactor;
-  manager_->DeleteAllocationAsync(
-      *r, ReleasingSlot(admission_, FinishWith(reactor, out)));
-  return reactor;
+  return ServeMutation(ctx, "DeleteAllocation", admission_, manager_,
+                       &FabricManager::DeleteAllocationAsync, *r, out);
 }
 
 grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
@@ -577,11 +590,8 @@ grpc::Status FabricServiceImpl::GetVirtualFunction(
 grpc::ServerUnaryReactor* FabricServiceImpl::CreateAttachment(
     grpc::CallbackServerContext* ctx, const v1::CreateAttachmentRequest* r,
     v1::Attachment* out) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!AdmitCall(admission_, "CreateAttachment", ctx, reactor)) return reactor;
-  manager_->CreateAttachmentAsync(
-      *r, ReleasingSlot(admission_, FinishWith(reactor, out)));
-  return reactor;
+  return ServeMutation(ctx, "CreateAttachment", admission_, manager_,
+                       &FabricManager::CreateAttachmentAsync, *r, out);
 }
 grpc::Status FabricServiceImpl::GetAttachment(grpc::ServerContext*,
                                               const v1::GetAttachmentRequest* r,
@@ -596,11 +606,8 @@ grpc::Status FabricServiceImpl::ListAttachments(
 grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAttachment(
     grpc::CallbackServerContext* ctx, const v1::DeleteAttachmentRequest* r,
     v1::Attachment* out) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!AdmitCall(admission_, "DeleteAttachment", ctx, reactor)) return reactor;
-  manager_->DeleteAttachmentAsync(
-      *r, ReleasingSlot(admission_, FinishWith(reactor, out)));
-  return reactor;
+  return ServeMutation(ctx, "DeleteAttachment", admission_, manager_,
+                       &FabricManager::DeleteAttachmentAsync, *r, out);
 }
 grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext*,
                                              const v1::AccessShadowRequest* r,

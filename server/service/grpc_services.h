@@ -10,20 +10,23 @@
 
 namespace fabric::service {
 
-// The allocation and attachment mutations and Ping use gRPC's callback API: their handlers
-// return at once and the call is finished when the result is durable, by
-// whichever handler is leading the group commit; at most one server thread
-// waits on the disk at a time. Watch does too: an open stream is a reactor
-// that writes when the WatchHub tells it of something new, and holds no
-// thread in between. The rest are synchronous handlers.
-using FabricServiceBase =
-    v1::FabricService::WithCallbackMethod_CreateAllocation<
-        v1::FabricService::WithCallbackMethod_DeleteAllocation<
-            v1::FabricService::WithCallbackMethod_CreateAttachment<
-                v1::FabricService::WithCallbackMethod_DeleteAttachment<
-                    v1::FabricService::WithCallbackMethod_Ping<
-                        v1::FabricService::WithCallbackMethod_Watch<
-                            v1::FabricService::Service>>>>>>;
+// Every mutation (fabrics, links, allocations, attachments) and Ping use
+// gRPC's callback API: their handlers return at once and the call is
+// finished when the result is durable, by whichever handler is leading the
+// group commit; at most one server thread waits on the disk at a time. Watch
+// does too: an open stream is a reactor that writes when the WatchHub tells it
+// of something new, and holds no thread in between. The rest are synchronous
+// handlers.
+using FabricServiceBase = v1::FabricService::WithCallbackMethod_CreateFabric<
+    v1::FabricService::WithCallbackMethod_DeleteFabric<
+        v1::FabricService::WithCallbackMethod_SetLinkState<
+            v1::FabricService::WithCallbackMethod_CreateAllocation<
+                v1::FabricService::WithCallbackMethod_DeleteAllocation<
+                    v1::FabricService::WithCallbackMethod_CreateAttachment<
+                        v1::FabricService::WithCallbackMethod_DeleteAttachment<
+                            v1::FabricService::WithCallbackMethod_Ping<
+                                v1::FabricService::WithCallbackMethod_Watch<
+                                    v1::FabricService::Service>>>>>>>>>;
 
 // Thread-safe; `manager` is not owned and must outlive the service.
 class FabricServiceImpl final : public FabricServiceBase {
@@ -31,16 +34,16 @@ class FabricServiceImpl final : public FabricServiceBase {
   explicit FabricServiceImpl(FabricManager* manager)
       : manager_(manager), relay_(manager) {}
 
-  grpc::Status CreateFabric(grpc::ServerContext*,
-                            const v1::CreateFabricRequest*,
-                            v1::Fabric*) override;
+  grpc::ServerUnaryReactor* CreateFabric(grpc::CallbackServerContext*,
+                                         const v1::CreateFabricRequest*,
+                                         v1::Fabric*) override;
   grpc::Status GetFabric(grpc::ServerContext*, const v1::GetFabricRequest*,
                          v1::Fabric*) override;
   grpc::Status ListFabrics(grpc::ServerContext*, const v1::ListFabricsRequest*,
                            v1::ListFabricsResponse*) override;
-  grpc::Status DeleteFabric(grpc::ServerContext*,
-                            const v1::DeleteFabricRequest*,
-                            v1::Fabric*) override;
+  grpc::ServerUnaryReactor* DeleteFabric(grpc::CallbackServerContext*,
+                                         const v1::DeleteFabricRequest*,
+                                         v1::Fabric*) override;
   grpc::Status GetNode(grpc::ServerContext*, const v1::GetNodeRequest*,
                        v1::Node*) override;
   grpc::Status ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*,
@@ -53,8 +56,9 @@ class FabricServiceImpl final : public FabricServiceBase {
                        v1::Link*) override;
   grpc::Status ListLinks(grpc::ServerContext*, const v1::ListLinksRequest*,
                          v1::ListLinksResponse*) override;
-  grpc::Status SetLinkState(grpc::ServerContext*,
-                            const v1::SetLinkStateRequest*, v1::Link*) override;
+  grpc::ServerUnaryReactor* SetLinkState(grpc::CallbackServerContext*,
+                                         const v1::SetLinkStateRequest*,
+                                         v1::Link*) override;
   grpc::Status GetAddressMap(grpc::ServerContext*,
                              const v1::GetAddressMapRequest*,
                              v1::AddressMap*) override;
@@ -116,8 +120,8 @@ class FabricServiceImpl final : public FabricServiceBase {
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;
 
-  // Bounds the allocation mutations in flight (admission.h); null admits
-  // everything. Not owned; set before the server starts.
+  // Bounds the mutations in flight (admission.h); null admits everything.
+  // Not owned; set before the server starts.
   void set_admission(AdmissionControl* admission) { admission_ = admission; }
 
  private:

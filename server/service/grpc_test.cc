@@ -211,6 +211,41 @@ TEST_F(GrpcTest, AllocateOverTheWire) {
   EXPECT_EQ(got.target(), "nodes/n2");
 }
 
+// Fabric and link mutations are served on the callback API too, admitted
+// (and counted) like the allocation mutations.
+TEST_F(GrpcTest, FabricAndLinkMutationsOverTheWire) {
+  const uint64_t admitted = server_->admission().admitted();
+  CreateRing(4);
+  v1::CreateFabricRequest dup;
+  dup.mutable_spec()->set_name("lab");
+  dup.mutable_spec()->set_topology(v1::RING);
+  for (const char* n : {"x0", "x1"})
+    dup.mutable_spec()->add_nodes()->set_name(n);
+  grpc::ClientContext ctx;
+  v1::Fabric fabric;
+  grpc::Status s = stub_->CreateFabric(&ctx, dup, &fabric);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(), HasSubstr("spec.name"));
+
+  v1::SetLinkStateRequest down;
+  down.set_name("links/n1--n2");
+  down.set_up(false);
+  grpc::ClientContext ctx2;
+  v1::Link link;
+  s = stub_->SetLinkState(&ctx2, down, &link);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(link.up());
+
+  v1::DeleteFabricRequest del;
+  del.set_name("lab");
+  grpc::ClientContext ctx3;
+  s = stub_->DeleteFabric(&ctx3, del, &fabric);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(fabric.name(), "fabrics/lab");
+  EXPECT_EQ(server_->admission().admitted(), admitted + 4);
+  EXPECT_EQ(server_->admission().inflight(), 0);
+}
+
 TEST_F(GrpcTest, ErrorsCarryCanonicalCodesAndFieldNames) {
   CreateRing(3);
   v1::CreateAllocationRequest req;

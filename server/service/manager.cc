@@ -9,10 +9,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
-#include "fabric/internal/records.pb.h"
 #include "server/core/invariants.h"
 #include "server/service/attachment_planner.h"
 #include "server/service/convert.h"
+#include "server/service/fabric_ops.h"
 #include "server/service/leases.h"
 #include "server/service/paginate.h"
 #include "server/service/records.h"
@@ -25,15 +25,6 @@ namespace {
 
 // Old request ids one sweep may forget.
 constexpr size_t kForgetPerSweep = 4096;
-
-// Parses a serialized response into T.
-template <typename T>
-absl::StatusOr<T> Parsed(absl::StatusOr<std::string> bytes) {
-  if (!bytes.ok()) return bytes.status();
-  T out;
-  out.ParseFromString(*bytes);
-  return out;
-}
 
 }  // namespace
 
@@ -88,60 +79,44 @@ absl::StatusOr<std::string> FabricManager::OnlyFabric(
 
 absl::StatusOr<v1::Fabric> FabricManager::CreateFabric(
     const v1::CreateFabricRequest& req) {
-  absl::MutexLock admin(&admin_mu_);
-  auto topo_or = [&]() -> absl::StatusOr<core::Topology> {
-    ASSIGN_OR_RETURN(core::FabricSpec spec, SpecFromProto(req.spec()));
-    auto topo = core::Topology::Build(spec);
-    if (!topo.ok()) {
-      return absl::Status(topo.status().code(),
-                          absl::StrCat("spec.", topo.status().message()));
-    }
-    return topo;
-  }();
-  RETURN_IF_ERROR(topo_or.status());
-  auto topo = std::make_shared<core::Topology>(*std::move(topo_or));
-  auto plan_fn =
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
-    const std::string& id = req.spec().name();
-    if (state_.fabrics.count(id) != 0) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("spec.name: fabric \"", id, "\" already exists"));
-    }
-    for (const auto& n : topo->nodes()) {
-      auto it = state_.node_fabric.find(n.name);
-      if (it != state_.node_fabric.end()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "spec.nodes: node \"", n.name, "\" already belongs to fabric \"",
-            it->second, "\"; node names are unique across fabrics"));
-      }
-    }
-    auto entry = std::make_shared<FabricEntry>(core::FabricState(*topo));
-    entry->record.set_name(FabricName(id));
-    *entry->record.mutable_spec() = req.spec();
-    *entry->record.mutable_create_time() = ToProtoTime(clock_->Now());
-    Plan plan;
-    plan.batch.Put(kTableFabrics, id, entry->record.SerializeAsString());
-    plan.response = FabricView(state_, *entry).SerializeAsString();
-    if (req.validate_only()) {
-      plan.batch = store::WriteBatch();
-      return plan;
-    }
-    plan.commit = [this, entry, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      for (const auto& n : entry->state.topology().nodes())
-        state_.node_fabric[n.name] = id;
-      auto owned = std::make_unique<FabricEntry>(std::move(*entry));
-      FabricEntry* f = owned.get();
-      state_.fabrics[id] = std::move(owned);
-      state_.BumpGeneration();
-      v1::WatchEvent e;
-      e.set_type(v1::WatchEvent::ADDED);
-      *e.mutable_fabric() = FabricView(state_, *f);
-      hub_.Publish(std::move(e));
-    };
-    return plan;
-  };
-  return Parsed<v1::Fabric>(
-      commits_.Mutate("CreateFabric", req.request_id(), req, plan_fn));
+  return AwaitResult<v1::Fabric>(
+      [&](Done<v1::Fabric> done) { CreateFabricAsync(req, std::move(done)); });
+}
+
+void FabricManager::CreateFabricAsync(const v1::CreateFabricRequest& req,
+                                      Done<v1::Fabric> done) {
+  absl::StatusOr<FabricDraft> draft = FabricDraft::FromSpec(req.spec());
+  if (!draft.ok()) {
+    done(draft.status());
+    return;
+  }
+  AdminMutateAsync<v1::Fabric>(
+      "CreateFabric", req,
+      [this, draft = *std::move(draft)](const v1::CreateFabricRequest& r)
+          ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+            return PlanCreateFabric(state_, r, draft, clock_->Now());
+          },
+      std::move(done));
+}
+
+template <typename Response, typename Request, typename PlanFn>
+void FabricManager::AdminMutateAsync(absl::string_view method,
+                                     const Request& req, PlanFn plan,
+                                     Done<Response> done) {
+  auto r = std::make_shared<const Request>(req);
+  admin_.Run([this, method = std::string(method), r, plan = std::move(plan),
+              done = ParseInto<Response>(std::move(done))](
+                 Sequencer::Finished finished) {
+    commits_.MutateAsync(
+        method, r->request_id(), *r,
+        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return plan(*r); },
+        [finished = std::move(finished),
+         done](absl::StatusOr<std::string> result) {
+          // The outcome is known: the next one may be planned.
+          finished();
+          done(std::move(result));
+        });
+  });
 }
 
 absl::StatusOr<v1::Fabric> FabricManager::GetFabric(absl::string_view name) {
@@ -165,47 +140,17 @@ absl::StatusOr<v1::ListFabricsResponse> FabricManager::ListFabrics(
 
 absl::StatusOr<v1::Fabric> FabricManager::DeleteFabric(
     const v1::DeleteFabricRequest& req) {
-  absl::MutexLock admin(&admin_mu_);
-  auto plan_fn =
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
-    ASSIGN_OR_RETURN(FabricEntry * f, state_.FindFabric("name", req.name()));
-    const std::string fid = f->id();
-    ASSIGN_OR_RETURN(std::vector<std::string> live,
-                     LeasesOfDeletedFabric<v1::Allocation>(
-                         state_, fid, req.force(), "live allocation(s)",
-                         "release them"));
-    ASSIGN_OR_RETURN(std::vector<std::string> attached,
-                     LeasesOfDeletedFabric<v1::Attachment>(
-                         state_, fid, req.force(), "VF attachment(s)",
-                         "detach them"));
-    Plan plan;
-    for (const auto& id : attached) plan.batch.Delete(kTableAttachments, id);
-    plan.batch.Delete(kTableFabrics, fid);
-    for (const auto& l : f->state.topology().links())
-      plan.batch.Delete(kTableLinks, l.name);
-    for (const auto& id : live) plan.batch.Delete(kTableAllocations, id);
-    v1::Fabric view = FabricView(state_, *f);
-    plan.response = view.SerializeAsString();
-    f->deleting = true;
-    plan.rollback = [f]() { f->deleting = false; };
-    plan.commit = [this, fid, live, attached,
-                   view]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      DropLeases<v1::Attachment>(state_, attached);
-      DropLeases<v1::Allocation>(state_, live);
-      FabricEntry* f = state_.fabrics.at(fid).get();
-      for (const auto& n : f->state.topology().nodes())
-        state_.node_fabric.erase(n.name);
-      state_.fabrics.erase(fid);
-      state_.BumpGeneration();
-      v1::WatchEvent e;
-      e.set_type(v1::WatchEvent::DELETED);
-      *e.mutable_fabric() = view;
-      hub_.Publish(std::move(e));
-    };
-    return plan;
-  };
-  return Parsed<v1::Fabric>(
-      commits_.Mutate("DeleteFabric", req.request_id(), req, plan_fn));
+  return AwaitResult<v1::Fabric>(
+      [&](Done<v1::Fabric> done) { DeleteFabricAsync(req, std::move(done)); });
+}
+
+void FabricManager::DeleteFabricAsync(const v1::DeleteFabricRequest& req,
+                                      Done<v1::Fabric> done) {
+  AdminMutateAsync<v1::Fabric>(
+      "DeleteFabric", req,
+      [this](const v1::DeleteFabricRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+          mu_) { return PlanDeleteFabric(state_, r); },
+      std::move(done));
 }
 
 // --- Nodes, bridges, links, maps ---------------------------------------------
@@ -290,46 +235,17 @@ absl::StatusOr<v1::AddressMap> FabricManager::GetAddressMap(
 
 absl::StatusOr<v1::Link> FabricManager::SetLinkState(
     const v1::SetLinkStateRequest& req) {
-  absl::MutexLock admin(&admin_mu_);
-  auto plan_fn =
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
-    ASSIGN_OR_RETURN(auto fl, state_.FindLink("name", req.name()));
-    FabricEntry* f = fl.first;
-    const int link = fl.second;
-    if (f->deleting) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("name: fabric ", f->id(), " is being deleted"));
-    }
-    RETURN_IF_ERROR(f->state.CheckLinkChange(link, req.up()));
-    Plan plan;
-    const std::string& lname = f->state.topology().links()[link].name;
-    internal::LinkRecord rec;
-    rec.set_fabric(f->id());
-    rec.set_up(req.up());
-    plan.batch.Put(kTableLinks, lname, rec.SerializeAsString());
-    v1::Link view = LinkView(*f, link);
-    view.set_up(req.up());
-    plan.response = view.SerializeAsString();
-    std::string fid = f->id();
-    bool up = req.up();
-    plan.commit = [this, fid, link, up,
-                   view]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      FabricEntry* f = state_.fabrics.at(fid).get();
-      if (!f->state.SetLink(link, up)) return;
-      const int64_t gen = state_.BumpGeneration();
-      for (auto& [id, a] : state_.allocations) {
-        if (a->fabric == fid && a->committed) a->required_generation = gen;
-      }
-      v1::WatchEvent e;
-      e.set_type(v1::WatchEvent::MODIFIED);
-      *e.mutable_link() = view;
-      hub_.Publish(std::move(e));
-      RefreshFabricLeases(state_, fid);
-    };
-    return plan;
-  };
-  return Parsed<v1::Link>(
-      commits_.Mutate("SetLinkState", req.request_id(), req, plan_fn));
+  return AwaitResult<v1::Link>(
+      [&](Done<v1::Link> done) { SetLinkStateAsync(req, std::move(done)); });
+}
+
+void FabricManager::SetLinkStateAsync(const v1::SetLinkStateRequest& req,
+                                      Done<v1::Link> done) {
+  AdminMutateAsync<v1::Link>(
+      "SetLinkState", req,
+      [this](const v1::SetLinkStateRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+          mu_) { return PlanSetLinkState(state_, r); },
+      std::move(done));
 }
 
 // --- Allocations -------------------------------------------------------------

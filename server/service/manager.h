@@ -39,6 +39,7 @@
 #include "server/service/commit_queue.h"
 #include "server/service/manager_options.h"
 #include "server/service/manager_state.h"
+#include "server/service/sequencer.h"
 #include "server/service/watch_hub.h"
 #include "server/store/store.h"
 
@@ -56,14 +57,21 @@ class FabricManager {
   FabricManager& operator=(const FabricManager&) = delete;
 
   // --- Fabrics
+  // Fabric and link mutations (CreateFabric, DeleteFabric, SetLinkState)
+  // run one at a time, in the order they were called: each is planned only
+  // once the one before it is durable or has failed, so it is decided on the
+  // committed effects of all earlier ones, and their writes land in the
+  // order they were decided (fabric_ops.h says why they need it). They wait
+  // for their turn in a queue (a Sequencer), not on a thread. Allocation and
+  // attachment mutations are not held back by them.
   absl::StatusOr<v1::Fabric> CreateFabric(const v1::CreateFabricRequest& req)
-      ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::Fabric> GetFabric(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ListFabricsResponse> ListFabrics(
       const v1::ListFabricsRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::Fabric> DeleteFabric(const v1::DeleteFabricRequest& req)
-      ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- Nodes, bridges, links, maps
   // A node in no fabric whose agent is connected is returned with no
@@ -82,7 +90,7 @@ class FabricManager {
   absl::StatusOr<v1::ListLinksResponse> ListLinks(
       const v1::ListLinksRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::Link> SetLinkState(const v1::SetLinkStateRequest& req)
-      ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::AddressMap> GetAddressMap(absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ListAddressMapsResponse> ListAddressMaps(
@@ -111,6 +119,15 @@ class FabricManager {
   void DeleteAllocationAsync(const v1::DeleteAllocationRequest& req,
                              Done<v1::Allocation> done)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Fabric and link mutations: `done` runs as above, except that a call
+  // that waited for its turn and is then refused is answered on the thread
+  // that ended the turn before it.
+  void CreateFabricAsync(const v1::CreateFabricRequest& req,
+                         Done<v1::Fabric> done) ABSL_LOCKS_EXCLUDED(mu_);
+  void DeleteFabricAsync(const v1::DeleteFabricRequest& req,
+                         Done<v1::Fabric> done) ABSL_LOCKS_EXCLUDED(mu_);
+  void SetLinkStateAsync(const v1::SetLinkStateRequest& req,
+                         Done<v1::Link> done) ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- Virtual functions and attachments (VF lending)
   absl::StatusOr<v1::ListVirtualFunctionsResponse> ListVirtualFunctions(
@@ -193,7 +210,7 @@ class FabricManager {
 
   // Expires leases, marks silent agents NOT_READY and forgets old request
   // ids. Called by the background sweeper; public for tests.
-  void Sweep() ABSL_LOCKS_EXCLUDED(mu_, admin_mu_);
+  void Sweep() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Request ids remembered now (completed, in flight and being
   // forgotten); for tests and monitoring.
@@ -212,6 +229,15 @@ class FabricManager {
   FabricManager(store::Store* store, Clock* clock, ManagerOptions options);
 
   void SweeperLoop();
+  // Runs fabric or link mutation `req` (`method`) through admin_: once it
+  // is its turn, it is planned by `plan` (called as plan(req) under mu_,
+  // returning absl::StatusOr<Plan>) and queued like any mutation
+  // (CommitQueue), and the turn passes on when the outcome is known, before
+  // `done` runs. `req` is copied.
+  template <typename Response, typename Request, typename PlanFn>
+  void AdminMutateAsync(absl::string_view method, const Request& req,
+                        PlanFn plan, Done<Response> done)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Releases lease `name` (its record type) with `reason`, through the
   // commit queue.
   template <typename Record>
@@ -232,9 +258,13 @@ class FabricManager {
   const ManagerOptions options_;
   WatchHub hub_;
 
-  // Serializes fabric and link mutations (rare), so that their store writes
-  // land in the order they were decided. Taken before mu_.
-  absl::Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // Runs fabric and link mutations (rare) one at a time: each is planned
+  // once the one before it is over (see "Fabrics" above). A lock held only
+  // while planning and queueing would not do: mu_ already covers both, and
+  // the commit queue already writes in planning order; what the fabric and
+  // link plans need is that no earlier one is still unwritten when they
+  // are decided. Thread-safe; it starts each operation with no lock held.
+  Sequencer admin_;
   mutable absl::Mutex mu_;
   ManagerState state_ ABSL_GUARDED_BY(mu_);
   AgentRegistry agents_ ABSL_GUARDED_BY(mu_);

@@ -739,6 +739,75 @@ TEST_F(ManagerTest, LinkDownDegradesCutAllocationsAndLinkUpRestores) {
               testing::ElementsAre("bridges/n0", "bridges/n1", "bridges/n2"));
 }
 
+// Fabric and link mutations are decided one at a time: one called while
+// another is being written waits for its turn (on no thread), and is then
+// decided on the state the other left.
+TEST_F(ManagerTest, FabricMutationsAreDecidedOneAtATime) {
+  manager_.reset();
+  BlockingStore blocking(store_.get());
+  auto opened = FabricManager::Open(&blocking, &clock_, TestOptions());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<FabricManager> m = *std::move(opened);
+  blocking.Block();
+  absl::StatusOr<v1::Fabric> first;
+  std::thread leader([&] { first = m->CreateFabric(RingRequest("lab", 4)); });
+  blocking.AwaitHeld();
+
+  absl::Mutex mu;
+  std::vector<std::string> answers;
+  absl::BlockingCounter pending(2);
+  auto answer = [&](absl::string_view what, const absl::Status& s) {
+    absl::MutexLock l(&mu);
+    answers.push_back(absl::StrCat(what, ": ", s.ToString()));
+    pending.DecrementCount();
+  };
+  // The same name again: decided once "lab" exists, so refused rather than
+  // written over it.
+  m->CreateFabricAsync(
+      RingRequest("lab", 2, "x"),
+      [&](absl::StatusOr<v1::Fabric> f) { answer("create", f.status()); });
+  // A link of the fabric being written: found once it is.
+  v1::SetLinkStateRequest down;
+  down.set_name("links/n0--n1");
+  m->SetLinkStateAsync(
+      down, [&](absl::StatusOr<v1::Link> l) { answer("link", l.status()); });
+  {
+    absl::MutexLock l(&mu);
+    EXPECT_TRUE(answers.empty());
+  }
+  blocking.Unblock();
+  leader.join();
+  pending.Wait();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_THAT(answers[0], HasSubstr("create: ALREADY_EXISTS"));
+  EXPECT_THAT(answers[0], HasSubstr("spec.name"));
+  EXPECT_EQ(answers[1], "link: OK");
+  EXPECT_EQ(m->GetFabric("lab")->spec().nodes_size(), 4);
+  EXPECT_FALSE(m->GetLink("links/n0--n1")->up());
+  EXPECT_TRUE(m->CheckInvariants().ok());
+  m.reset();
+}
+
+// A fabric or link mutation that fails passes the turn on.
+TEST_F(ManagerTest, FailedFabricMutationLetsTheNextOneRun) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  v1::SetLinkStateRequest down;
+  down.set_name("links/n0--n1");
+  store_->FailWrites(absl::UnavailableError("disk full (injected)"));
+  EXPECT_EQ(manager_->SetLinkState(down).status().code(),
+            absl::StatusCode::kUnavailable);
+  store_->Heal();
+  ASSERT_TRUE(manager_->SetLinkState(down).ok());
+  EXPECT_FALSE(manager_->GetLink("links/n0--n1")->up());
+  v1::DeleteFabricRequest del;
+  del.set_name("nope");
+  EXPECT_EQ(manager_->DeleteFabric(del).status().code(),
+            absl::StatusCode::kNotFound);
+  del.set_name("lab");
+  EXPECT_TRUE(manager_->DeleteFabric(del).ok());
+}
+
 TEST_F(ManagerTest, ExpiredLeaseIsReclaimed) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
   auto req = AllocRequest("n0", "n1", 1 << 20);

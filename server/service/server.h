@@ -19,13 +19,13 @@ namespace fabric::service {
 
 // How much load the server takes before it sheds (RESOURCE_EXHAUSTED).
 struct ServerOptions {
-  // Allocation mutations in flight (admitted, not yet durable); the next
-  // one is refused (admission.h). 0: no limit.
+  // Mutations in flight (admitted, not yet durable); the next one is
+  // refused (admission.h). 0: no limit.
   int max_inflight = 0;
-  // Threads for synchronous handlers (reads, links, fabrics, agent
-  // registrations and reports); a call that finds none free is refused with
+  // Threads for synchronous handlers (reads, agent registrations and
+  // reports); a call that finds none free is refused with
   // RESOURCE_EXHAUSTED by gRPC. 0: gRPC's default (no limit). Open Watch and
-  // agent config streams, the allocation mutations and Ping are served on
+  // agent config streams, every mutation and Ping are served on
   // gRPC's callback API and hold none of these threads: an open stream costs
   // memory (about 16 KiB of the manager's; fabric-stream-bench measures
   // it), not a thread.
