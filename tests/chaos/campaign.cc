@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "agent/hw/sim/sim_hardware.h"
 #include "fabric/v1/fabric.grpc.pb.h"
+#include "tests/chaos/allocation_ops.h"
 #include "tests/chaos/attachment_ops.h"
 #include "tests/chaos/fabric_checks.h"
 #include "tests/chaos/ops.h"
@@ -57,14 +58,9 @@ std::string FormatMs(absl::Duration d) {
   return absl::StrCat(absl::ToInt64Milliseconds(d), "ms");
 }
 
-void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-}
-
 absl::Status FromGrpc(const std::string& what, const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
-  return absl::UnavailableError(
-      absl::StrCat(what, ": ", s.error_code(), " ", s.error_message()));
+  return absl::UnavailableError(absl::StrCat(what, ": ", ErrorText(s)));
 }
 
 // The manager and the agents of one cycle, as processes. Each process's
@@ -230,25 +226,6 @@ absl::StatusOr<std::vector<v1::Node>> ListNodes(v1::FabricService::Stub* stub) {
   return std::vector<v1::Node>(resp.nodes().begin(), resp.nodes().end());
 }
 
-absl::StatusOr<std::vector<v1::Allocation>> ListAllocations(
-    v1::FabricService::Stub* stub) {
-  std::vector<v1::Allocation> out;
-  std::string token;
-  do {
-    v1::ListAllocationsRequest req;
-    req.set_page_size(1000);
-    req.set_page_token(token);
-    v1::ListAllocationsResponse resp;
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx, absl::Seconds(5));
-    grpc::Status s = stub->ListAllocations(&ctx, req, &resp);
-    if (!s.ok()) return FromGrpc("ListAllocations", s);
-    out.insert(out.end(), resp.allocations().begin(), resp.allocations().end());
-    token = resp.next_page_token();
-  } while (!token.empty());
-  return out;
-}
-
 absl::StatusOr<std::vector<v1::AddressMap>> ListMaps(
     v1::FabricService::Stub* stub) {
   v1::ListAddressMapsRequest req;
@@ -401,7 +378,7 @@ void CheckConverged(v1::FabricService::Stub* stub,
   // against the manager's desired maps.
   auto fabric = GetFabric(stub);
   auto links = ListLinks(stub);
-  auto allocations = ListAllocations(stub);
+  auto allocations = AllocationOps::ListAll(stub);
   auto attachments = AttachmentOps::ListAll(stub);
   auto maps = ListMaps(stub);
   for (const absl::Status& s :

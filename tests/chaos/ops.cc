@@ -12,8 +12,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace fabric::chaos {
-namespace {
-
 std::string ErrorText(const grpc::Status& s) {
   return absl::StrCat(s.error_code(), " ", s.error_message());
 }
@@ -22,7 +20,9 @@ void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
-}  // namespace
+std::string FullNode(const std::string& node) {
+  return absl::StartsWith(node, "nodes/") ? node : absl::StrCat("nodes/", node);
+}
 
 Attempt ToAttempt(const grpc::Status& s, std::string name) {
   Attempt a;
@@ -66,125 +66,6 @@ Outcome Classify(const grpc::Status& s) {
     default:
       return Outcome::kUnknown;
   }
-}
-
-// --- AllocationOps ----------------------------------------------------------
-
-std::string AllocationOps::Spec(const std::string& borrower,
-                                const std::string& target, uint64_t size) {
-  auto full = [](const std::string& node) {
-    return absl::StartsWith(node, "nodes/") ? node
-                                            : absl::StrCat("nodes/", node);
-  };
-  return absl::StrCat(full(borrower), " -> ", full(target), ", ", size,
-                      " bytes");
-}
-
-std::optional<NewCreate> AllocationOps::RandomCreate(
-    v1::FabricService::Stub* stub, const FabricInfo& fabric,
-    const std::string& request_id, Rng& rng) {
-  const int n = static_cast<int>(fabric.nodes.size());
-  if (n < 2) return std::nullopt;
-  const int from = static_cast<int>(rng() % n);
-  int to = static_cast<int>(rng() % (n - 1));
-  if (to >= from) ++to;
-  const uint64_t size = (uint64_t{1} << (rng() % 3)) << 20;
-  v1::CreateAllocationRequest req;
-  req.mutable_allocation()->set_borrower(fabric.nodes[from]);
-  req.mutable_allocation()->set_target(fabric.nodes[to]);
-  req.mutable_allocation()->set_size(size);
-  req.mutable_allocation()->set_owner("fabric-chaos");
-  req.set_request_id(request_id);
-  return NewCreate{Spec(fabric.nodes[from], fabric.nodes[to], size),
-                   req.SerializeAsString()};
-}
-
-Attempt AllocationOps::Create(v1::FabricService::Stub* stub,
-                              const std::string& request,
-                              absl::Duration timeout) {
-  v1::CreateAllocationRequest req;
-  if (!req.ParseFromString(request)) {
-    return {Outcome::kRejected, grpc::StatusCode::INVALID_ARGUMENT, "",
-            "unparsable CreateAllocationRequest"};
-  }
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, timeout);
-  v1::Allocation a;
-  grpc::Status s = stub->CreateAllocation(&ctx, req, &a);
-  return ToAttempt(s, a.name());
-}
-
-Attempt AllocationOps::Delete(v1::FabricService::Stub* stub,
-                              const std::string& name,
-                              const std::string& request_id,
-                              absl::Duration timeout) {
-  v1::DeleteAllocationRequest req;
-  req.set_name(name);
-  req.set_request_id(request_id);
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, timeout);
-  v1::Allocation a;
-  grpc::Status s = stub->DeleteAllocation(&ctx, req, &a);
-  Attempt out = ToAttempt(s, name);
-  if (s.ok() && a.state() != v1::Allocation::RELEASED) {
-    // An acknowledged delete that did not release is a refusal in disguise.
-    out.outcome = Outcome::kRejected;
-    out.error = absl::StrCat("DeleteAllocation answered state ",
-                             v1::Allocation::State_Name(a.state()));
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<ObservedResource>> AllocationOps::List(
-    v1::FabricService::Stub* stub) {
-  std::vector<ObservedResource> out;
-  std::string token;
-  do {
-    v1::ListAllocationsRequest req;
-    req.set_page_size(1000);
-    req.set_page_token(token);
-    v1::ListAllocationsResponse resp;
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx, absl::Seconds(5));
-    grpc::Status s = stub->ListAllocations(&ctx, req, &resp);
-    if (!s.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("ListAllocations: ", ErrorText(s)));
-    }
-    for (const v1::Allocation& a : resp.allocations()) {
-      out.push_back({kind(), a.name(), Spec(a.borrower(), a.target(), a.size()),
-                     v1::Allocation::State_Name(a.state())});
-    }
-    token = resp.next_page_token();
-  } while (!token.empty());
-  return out;
-}
-
-bool AllocationOps::Settled(const ObservedResource& r) const {
-  return r.state == "READY" || r.state == "DEGRADED";
-}
-
-absl::Status AllocationOps::Verify(v1::FabricService::Stub* stub,
-                                   const ObservedResource& r) {
-  if (r.state != "READY") {
-    return absl::FailedPreconditionError(
-        absl::StrCat(r.name, " is ", r.state, ", not READY"));
-  }
-  v1::VerifyAllocationRequest req;
-  req.set_name(r.name);
-  v1::VerifyResult result;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, absl::Seconds(10));
-  grpc::Status s = stub->VerifyAllocation(&ctx, req, &result);
-  if (!s.ok()) {
-    return absl::InternalError(
-        absl::StrCat("VerifyAllocation ", r.name, ": ", ErrorText(s)));
-  }
-  if (!result.ok()) {
-    return absl::InternalError(
-        absl::StrCat(r.name, " (", r.spec, ") failed: ", result.summary()));
-  }
-  return absl::OkStatus();
 }
 
 // --- Storm ------------------------------------------------------------------

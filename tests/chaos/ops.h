@@ -3,16 +3,18 @@
 //
 // The storm knows nothing about any one kind of resource: each kind is a
 // ResourceOps (how to make a random create request, create, delete, list,
-// verify). Memory allocations are AllocationOps, SR-IOV VF attachments
-// AttachmentOps (attachment_ops.h). Another kind that is created and
-// deleted with request ids is added by implementing ResourceOps and listing
-// it where the campaign builds its ops (MakeResourceOps in campaign.cc); the
-// storm, the ledger, the resolve step, the convergence wait, the checks and
-// the final release pick it up.
+// verify). Memory allocations are AllocationOps (allocation_ops.h), SR-IOV
+// VF attachments AttachmentOps (attachment_ops.h); both are leases and share
+// one lifecycle (LeaseOps, lease_ops.h). Another kind that is created and
+// deleted with request ids is added by implementing ResourceOps (or
+// LeaseOps, for another lease) and listing it where the campaign builds its
+// ops (MakeResourceOps in campaign.cc); the storm, the ledger, the resolve
+// step, the convergence wait, the checks and the final release pick it up.
 #ifndef FABRIC_TESTS_CHAOS_OPS_H_
 #define FABRIC_TESTS_CHAOS_OPS_H_
 
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
 
 #include <atomic>
 #include <cstdint>
@@ -52,6 +54,13 @@ struct Attempt {
 
 // The Attempt a gRPC status makes; `name` is kept when it is OK.
 Attempt ToAttempt(const grpc::Status& s, std::string name);
+
+// "CODE message" of a gRPC status.
+std::string ErrorText(const grpc::Status& s);
+// Sets `ctx`'s deadline `timeout` from now.
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout);
+// "nodes/NODE" for "NODE" or "nodes/NODE".
+std::string FullNode(const std::string& node);
 
 // A create request ready to send.
 struct NewCreate {
@@ -101,32 +110,6 @@ class ResourceOps {
   // error says what failed.
   virtual absl::Status Verify(v1::FabricService::Stub* stub,
                               const ObservedResource& r) = 0;
-};
-
-// Memory allocations: CreateAllocation / DeleteAllocation between random
-// distinct nodes, 1, 2 or 4 MiB; proven with VerifyAllocation.
-class AllocationOps : public ResourceOps {
- public:
-  std::string kind() const override { return "allocations"; }
-  int weight() const override { return 1; }
-  std::optional<NewCreate> RandomCreate(v1::FabricService::Stub* stub,
-                                        const FabricInfo& fabric,
-                                        const std::string& request_id,
-                                        Rng& rng) override;
-  Attempt Create(v1::FabricService::Stub* stub, const std::string& request,
-                 absl::Duration timeout) override;
-  Attempt Delete(v1::FabricService::Stub* stub, const std::string& name,
-                 const std::string& request_id,
-                 absl::Duration timeout) override;
-  absl::StatusOr<std::vector<ObservedResource>> List(
-      v1::FabricService::Stub* stub) override;
-  bool Settled(const ObservedResource& r) const override;
-  absl::Status Verify(v1::FabricService::Stub* stub,
-                      const ObservedResource& r) override;
-
-  // "nodes/n1 -> nodes/n3, 2097152 bytes".
-  static std::string Spec(const std::string& borrower,
-                          const std::string& target, uint64_t size);
 };
 
 struct StormOptions {
