@@ -1,14 +1,20 @@
-// The plans of fabric and link mutations, on a ManagerState of their own.
-// (FabricManager's use of them, and their ordering, is tested in
-// manager_test.cc.)
+// The plans of fabric and link mutations, on a ManagerState of their own;
+// then through the manager: link changes and the leases they cut, and the
+// turns fabric and link mutations take.
 #include "server/service/fabric_ops.h"
 
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/service/manager.h"
+#include "server/service/manager_test_util.h"
 #include "server/service/records.h"
 
 namespace fabric::service {
@@ -16,16 +22,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-v1::CreateFabricRequest Ring(const std::string& name, int n,
-                             const std::string& prefix = "n") {
-  v1::CreateFabricRequest req;
-  req.mutable_spec()->set_name(name);
-  req.mutable_spec()->set_topology(v1::RING);
-  for (int i = 0; i < n; ++i)
-    req.mutable_spec()->add_nodes()->set_name(absl::StrCat(prefix, i));
-  return req;
-}
 
 // "table/key" of each put, "-table/key" of each delete.
 std::vector<std::string> Rows(const Plan& plan) {
@@ -54,10 +50,10 @@ class FabricOpsTest : public ::testing::Test {
 };
 
 TEST_F(FabricOpsTest, DraftErrorsNameTheSpecField) {
-  auto solo = FabricDraft::FromSpec(Ring("solo", 1).spec());
+  auto solo = FabricDraft::FromSpec(RingRequest("solo", 1).spec());
   EXPECT_EQ(solo.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(solo.status().message(), HasSubstr("at least 2"));
-  v1::CreateFabricRequest dup = Ring("dup", 2);
+  v1::CreateFabricRequest dup = RingRequest("dup", 2);
   dup.mutable_spec()->mutable_nodes(1)->set_name("n0");
   auto duplicate = FabricDraft::FromSpec(dup.spec());
   EXPECT_EQ(duplicate.status().code(), absl::StatusCode::kInvalidArgument);
@@ -66,7 +62,7 @@ TEST_F(FabricOpsTest, DraftErrorsNameTheSpecField) {
 }
 
 TEST_F(FabricOpsTest, CreatedFabricIsVisibleOnlyOnceCommitted) {
-  const v1::CreateFabricRequest req = Ring("lab", 3);
+  const v1::CreateFabricRequest req = RingRequest("lab", 3);
   auto draft = FabricDraft::FromSpec(req.spec());
   ASSERT_TRUE(draft.ok());
   auto plan = PlanCreateFabric(state_, req, *draft, now_);
@@ -88,7 +84,7 @@ TEST_F(FabricOpsTest, CreatedFabricIsVisibleOnlyOnceCommitted) {
 }
 
 TEST_F(FabricOpsTest, ValidateOnlyWritesAndChangesNothing) {
-  v1::CreateFabricRequest req = Ring("lab", 3);
+  v1::CreateFabricRequest req = RingRequest("lab", 3);
   req.set_validate_only(true);
   auto draft = FabricDraft::FromSpec(req.spec());
   ASSERT_TRUE(draft.ok());
@@ -102,10 +98,10 @@ TEST_F(FabricOpsTest, ValidateOnlyWritesAndChangesNothing) {
 }
 
 TEST_F(FabricOpsTest, NamesAndNodesAreUniqueAcrossFabrics) {
-  Create(Ring("lab", 3));
+  Create(RingRequest("lab", 3));
   for (const auto& [req, field] :
-       {std::pair{Ring("lab", 2, "x"), "spec.name"},
-        std::pair{Ring("lab2", 2), "spec.nodes: node \"n0\""}}) {
+       {std::pair{RingRequest("lab", 2, "x"), "spec.name"},
+        std::pair{RingRequest("lab2", 2), "spec.nodes: node \"n0\""}}) {
     auto draft = FabricDraft::FromSpec(req.spec());
     ASSERT_TRUE(draft.ok());
     auto plan = PlanCreateFabric(state_, req, *draft, now_);
@@ -115,7 +111,7 @@ TEST_F(FabricOpsTest, NamesAndNodesAreUniqueAcrossFabrics) {
 }
 
 TEST_F(FabricOpsTest, DeletingFabricRefusesLinkChangesUntilRolledBack) {
-  Create(Ring("lab", 3));
+  Create(RingRequest("lab", 3));
   v1::DeleteFabricRequest del;
   del.set_name("fabrics/lab");
   auto plan = PlanDeleteFabric(state_, del);
@@ -142,7 +138,7 @@ TEST_F(FabricOpsTest, DeletingFabricRefusesLinkChangesUntilRolledBack) {
 }
 
 TEST_F(FabricOpsTest, LinkChangeTakesEffectOnCommit) {
-  Create(Ring("lab", 4));
+  Create(RingRequest("lab", 4));
   v1::SetLinkStateRequest down;
   down.set_name("links/n1--n2");
   auto plan = PlanSetLinkState(state_, down);
@@ -170,6 +166,116 @@ TEST_F(FabricOpsTest, LinkChangeTakesEffectOnCommit) {
   down.set_name("links/n0--n9");
   EXPECT_EQ(PlanSetLinkState(state_, down).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// --- Through the manager
+
+TEST_F(ManagerTest, LinkDownDegradesCutAllocationsAndLinkUpRestores) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 6)).ok());
+  auto across = manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20));
+  auto near = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  ASSERT_TRUE(across.ok() && near.ok());
+  AllAgentsApply("lab");
+  v1::SetLinkStateRequest req;
+  req.set_name("links/n1--n2");
+  req.set_up(false);
+  ASSERT_TRUE(manager_->SetLinkState(req).ok());
+  // One break: the ring is a line, everything still routes (the long way).
+  auto rerouted = manager_->GetAllocation(across->name());
+  EXPECT_NE(rerouted->state(), v1::Allocation::DEGRADED);
+  EXPECT_THAT(rerouted->path(),
+              testing::ElementsAre("bridges/n0", "bridges/n5", "bridges/n4",
+                                   "bridges/n3", "bridges/n2"));
+  // Two breaks partition it into {n5, n0, n1} and {n2, n3, n4}.
+  req.set_name("links/n4--n5");
+  ASSERT_TRUE(manager_->SetLinkState(req).ok());
+  AllAgentsApply("lab");
+  auto cut = manager_->GetAllocation(across->name());
+  EXPECT_EQ(cut->state(), v1::Allocation::DEGRADED);
+  EXPECT_THAT(cut->state_reason(), HasSubstr("n1--n2"));
+  EXPECT_EQ(manager_->GetAllocation(near->name())->state(),
+            v1::Allocation::READY);
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+  req.set_up(true);
+  ASSERT_TRUE(manager_->SetLinkState(req).ok());
+  req.set_name("links/n1--n2");
+  ASSERT_TRUE(manager_->SetLinkState(req).ok());
+  AllAgentsApply("lab");
+  auto back = manager_->GetAllocation(across->name());
+  EXPECT_EQ(back->state(), v1::Allocation::READY) << back->state_reason();
+  EXPECT_THAT(back->path(),
+              testing::ElementsAre("bridges/n0", "bridges/n1", "bridges/n2"));
+}
+
+// Fabric and link mutations are decided one at a time: one called while
+// another is being written waits for its turn (on no thread), and is then
+// decided on the state the other left.
+TEST_F(ManagerTest, FabricMutationsAreDecidedOneAtATime) {
+  manager_.reset();
+  BlockingStore blocking(store_.get());
+  auto opened = FabricManager::Open(&blocking, &clock_, TestOptions());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<FabricManager> m = *std::move(opened);
+  blocking.Block();
+  absl::StatusOr<v1::Fabric> first;
+  std::thread leader([&] { first = m->CreateFabric(RingRequest("lab", 4)); });
+  blocking.AwaitHeld();
+
+  absl::Mutex mu;
+  std::vector<std::string> answers;
+  absl::BlockingCounter pending(2);
+  auto answer = [&](absl::string_view what, const absl::Status& s) {
+    absl::MutexLock l(&mu);
+    answers.push_back(absl::StrCat(what, ": ", s.ToString()));
+    pending.DecrementCount();
+  };
+  // The same name again: decided once "lab" exists, so refused rather than
+  // written over it.
+  m->CreateFabricAsync(RingRequest("lab", 2, "x"),
+                       [&](absl::StatusOr<v1::Fabric> f) {
+                         answer("create", f.status());
+                       });
+  // A link of the fabric being written: found once it is.
+  v1::SetLinkStateRequest down;
+  down.set_name("links/n0--n1");
+  m->SetLinkStateAsync(down, [&](absl::StatusOr<v1::Link> l) {
+    answer("link", l.status());
+  });
+  {
+    absl::MutexLock l(&mu);
+    EXPECT_TRUE(answers.empty());
+  }
+  blocking.Unblock();
+  leader.join();
+  pending.Wait();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_THAT(answers[0], HasSubstr("create: ALREADY_EXISTS"));
+  EXPECT_THAT(answers[0], HasSubstr("spec.name"));
+  EXPECT_EQ(answers[1], "link: OK");
+  EXPECT_EQ(m->GetFabric("lab")->spec().nodes_size(), 4);
+  EXPECT_FALSE(m->GetLink("links/n0--n1")->up());
+  EXPECT_TRUE(m->CheckInvariants().ok());
+  m.reset();
+}
+
+// A fabric or link mutation that fails passes the turn on.
+TEST_F(ManagerTest, FailedFabricMutationLetsTheNextOneRun) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  v1::SetLinkStateRequest down;
+  down.set_name("links/n0--n1");
+  store_->FailWrites(absl::UnavailableError("disk full (injected)"));
+  EXPECT_EQ(manager_->SetLinkState(down).status().code(),
+            absl::StatusCode::kUnavailable);
+  store_->Heal();
+  ASSERT_TRUE(manager_->SetLinkState(down).ok());
+  EXPECT_FALSE(manager_->GetLink("links/n0--n1")->up());
+  v1::DeleteFabricRequest del;
+  del.set_name("nope");
+  EXPECT_EQ(manager_->DeleteFabric(del).status().code(),
+            absl::StatusCode::kNotFound);
+  del.set_name("lab");
+  EXPECT_TRUE(manager_->DeleteFabric(del).ok());
 }
 
 }  // namespace

@@ -1,0 +1,197 @@
+// Agents through the manager (AgentRegistry): registration, sessions and
+// fencing, reports, config streams as liveness, nodes in no fabric.
+#include "server/service/manager.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/service/manager_test_util.h"
+
+namespace fabric::service {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST_F(ManagerTest, SilentAgentGoesNotReady) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  AllAgentsApply("lab");
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+  clock_.Advance(absl::Seconds(4));
+  manager_->Sweep();
+  EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::NOT_READY);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
+  AllAgentsApply("lab");
+  EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::READY);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+}
+
+// A late heartbeat from an agent whose config stream is open (a live
+// transport, e.g. an agent starved of CPU under load) does not flip its
+// node; once the stream closes, or stream_grace passes, it does.
+TEST_F(ManagerTest, OpenConfigStreamKeepsALateAgentReady) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  AllAgentsApply("lab");
+  const int64_t s0 = manager_->GetNode("n0")->agent_session();
+  const int64_t s1 = manager_->GetNode("n1")->agent_session();
+  ASSERT_TRUE(manager_->ConfigStreamOpened("n0", s0).ok());
+  ASSERT_TRUE(manager_->ConfigStreamOpened("nodes/n1", s1).ok());
+  // A reader's stream (no session) proves nothing of n2's agent.
+  ASSERT_TRUE(manager_->ConfigStreamOpened("n2", 0).ok());
+  clock_.Advance(absl::Seconds(4));  // past heartbeat_timeout (3 s)
+  manager_->Sweep();
+  EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::READY);
+  EXPECT_EQ(manager_->GetNode("n1")->agent_state(), v1::Node::READY);
+  EXPECT_EQ(manager_->GetNode("n2")->agent_state(), v1::Node::NOT_READY);
+
+  // The stream of n0 ends (the agent died): its late heartbeat counts, and
+  // its address is not kept.
+  manager_->ConfigStreamClosed("n0", s0);
+  manager_->Sweep();
+  EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::NOT_READY);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
+
+  // n1's stream stays open, but past stream_grace (30 s) it is silent too.
+  clock_.Advance(absl::Seconds(27));
+  manager_->Sweep();
+  EXPECT_EQ(manager_->GetNode("n1")->agent_state(), v1::Node::NOT_READY);
+  manager_->ConfigStreamClosed("n1", s1);
+  manager_->ConfigStreamClosed("n2", 0);
+  // Unknown and unregistered nodes have no stream.
+  EXPECT_EQ(manager_->ConfigStreamOpened("nope", 0).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// One session per node: a newer registration fences the older one, whose
+// reports and streams are refused (ABORTED); the takeover is shown; the
+// address of a session whose stream ended is not kept.
+TEST_F(ManagerTest, NewerRegistrationFencesTheOlderSession) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
+  v1::RegisterNodeRequest reg;
+  reg.set_node("n1");
+  reg.set_control_address("127.0.0.1:1001");
+  auto first = manager_->RegisterNode(reg);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_NE(first->session(), 0);
+  ASSERT_TRUE(manager_->ConfigStreamOpened("n1", first->session()).ok());
+
+  reg.set_control_address("127.0.0.1:1002");
+  auto second = manager_->RegisterNode(reg);
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(second->session(), first->session());
+  v1::Node n1 = *manager_->GetNode("n1");
+  EXPECT_EQ(n1.agent_session(), second->session());
+  EXPECT_EQ(n1.agent_address(), "127.0.0.1:1002");
+  EXPECT_THAT(n1.agent_takeover(), HasSubstr("127.0.0.1:1001"));
+  EXPECT_THAT(n1.agent_takeover(), HasSubstr("127.0.0.1:1002"));
+
+  v1::ReportStatusRequest rep;
+  rep.set_node("n1");
+  rep.set_session(first->session());
+  auto refused = manager_->ReportStatus(rep);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(refused.status().message(), HasSubstr("fenced"));
+  EXPECT_EQ(manager_->ConfigStreamOpened("n1", first->session()).code(),
+            absl::StatusCode::kAborted);
+  // The fenced session's stream ending changes nothing of the new one.
+  manager_->ConfigStreamClosed("n1", first->session());
+  EXPECT_EQ(manager_->GetNode("n1")->agent_address(), "127.0.0.1:1002");
+  rep.set_session(second->session());
+  EXPECT_TRUE(manager_->ReportStatus(rep).ok());
+
+  // The current session's transport ends: its address is forgotten until
+  // the agent registers again.
+  ASSERT_TRUE(manager_->ConfigStreamOpened("n1", second->session()).ok());
+  manager_->ConfigStreamClosed("n1", second->session());
+  EXPECT_EQ(manager_->GetNode("n1")->agent_address(), "");
+}
+
+// Reports travel on two threads of the agent (heartbeats, and the report
+// after each apply) and may arrive out of order: an older one is ignored,
+// so the applied generation never goes backwards.
+TEST_F(ManagerTest, OvertakenReportIsIgnored) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 2)).ok());
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  ASSERT_TRUE(a.ok());
+  for (const char* n : {"n0", "n1"}) {
+    v1::RegisterNodeRequest reg;
+    reg.set_node(n);
+    auto registered = manager_->RegisterNode(reg);
+    ASSERT_TRUE(registered.ok());
+    const int64_t generation = manager_->DesiredConfigFor(n)->generation();
+    v1::ReportStatusRequest fresh;
+    fresh.set_node(n);
+    fresh.set_session(registered->session());
+    fresh.set_sequence(2);
+    fresh.set_applied_generation(generation);
+    ASSERT_TRUE(manager_->ReportStatus(fresh).ok());
+    // A heartbeat built before the apply arrives after it.
+    v1::ReportStatusRequest stale = fresh;
+    stale.set_sequence(1);
+    stale.set_applied_generation(0);
+    ASSERT_TRUE(manager_->ReportStatus(stale).ok());
+    EXPECT_EQ(manager_->GetNode(n)->applied_generation(), generation);
+  }
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+}
+
+// A node in no fabric: its agent is accepted with an empty desired
+// configuration (it clears its bridge), GetNode shows it without a fabric,
+// and it joins when a fabric names it.
+TEST_F(ManagerTest, AgentOfANodeInNoFabricGetsAnEmptyConfiguration) {
+  v1::RegisterNodeRequest reg;
+  reg.set_node("loose");
+  reg.set_control_address("127.0.0.1:1003");
+  auto registered = manager_->RegisterNode(reg);
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  EXPECT_EQ(registered->node().fabric(), "");
+  auto cfg = manager_->DesiredConfigFor("loose");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->address_map().entries_size(), 0);
+  EXPECT_EQ(cfg->address_map().windows_size(), 0);
+  EXPECT_EQ(cfg->address_map().inbound_size(), 0);
+  EXPECT_EQ(cfg->export_size(), 0u);
+  v1::ReportStatusRequest rep;
+  rep.set_node("loose");
+  rep.set_session(registered->session());
+  rep.set_applied_generation(cfg->generation());
+  ASSERT_TRUE(manager_->ReportStatus(rep).ok());
+  v1::Node n = *manager_->GetNode("loose");
+  EXPECT_EQ(n.fabric(), "");
+  EXPECT_EQ(n.agent_state(), v1::Node::READY);
+  EXPECT_EQ(n.applied_generation(), n.desired_generation());
+  // A node nobody registered is still unknown.
+  EXPECT_EQ(manager_->GetNode("ghost").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager_->DesiredConfigFor("ghost").status().code(),
+            absl::StatusCode::kNotFound);
+
+  // A fabric that names it: the next configuration is the real one.
+  v1::CreateFabricRequest create = RingRequest("lab", 2);
+  create.mutable_spec()->add_nodes()->set_name("loose");
+  ASSERT_TRUE(manager_->CreateFabric(create).ok());
+  cfg = manager_->DesiredConfigFor("loose");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_GT(cfg->address_map().entries_size(), 0);
+  EXPECT_EQ(manager_->GetNode("loose")->fabric(), "fabrics/lab");
+
+  // Its fabric deleted, it is in no fabric again; once silent, forgotten.
+  v1::DeleteFabricRequest del;
+  del.set_name("lab");
+  del.set_force(true);
+  ASSERT_TRUE(manager_->DeleteFabric(del).ok());
+  cfg = manager_->DesiredConfigFor("loose");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->address_map().entries_size(), 0);
+  clock_.Advance(absl::Seconds(4));
+  manager_->Sweep();
+  EXPECT_EQ(manager_->GetNode("loose").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace fabric::service
