@@ -32,7 +32,7 @@
 #include "agent/reconciler.h"
 #include "agent/vf_lending.h"
 #include "common/clock.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {
 

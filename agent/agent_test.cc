@@ -447,7 +447,7 @@ TEST_F(AgentTest, NewerAgentFencesTheOlderOne) {
   EXPECT_THAT(n1.agent_takeover(), HasSubstr(first_address));
   EXPECT_NE(n1.agent_session(), 0);
   // The fenced agent's reports are refused: its old session is not current.
-  v1::ReportStatusRequest stale;
+  agentproto::v1::ReportStatusRequest stale;
   stale.set_node("n1");
   stale.set_session(n1.agent_session() - 1);
   EXPECT_EQ(manager_->ReportStatus(stale).status().code(),

@@ -75,7 +75,7 @@ uint64_t RecordedFingerprint(const hw::BridgeState& s) {
          s.scratchpads[kFingerprintSpadLow];
 }
 
-hw::BridgeState DesiredState(const v1::DesiredConfig& config) {
+hw::BridgeState DesiredState(const agentproto::v1::DesiredConfig& config) {
   hw::BridgeState s;
   s.memory.base = config.export_base();
   s.memory.size = config.export_size();

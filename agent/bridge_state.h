@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "agent/hw/bridge_hardware.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
 
 namespace fabric::agent {
 
@@ -32,7 +32,7 @@ inline constexpr int kFingerprintSpadHigh = 1;
 
 // The hardware state a desired configuration asks for, sorted the way
 // BridgeHardware::Read() returns it.
-hw::BridgeState DesiredState(const v1::DesiredConfig& config);
+hw::BridgeState DesiredState(const agentproto::v1::DesiredConfig& config);
 
 // Whether the hardware holding `a` holds `b`: every field but tags,
 // doorbell and scratchpads compared.

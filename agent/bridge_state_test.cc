@@ -11,7 +11,7 @@ namespace fabric::agent {
 namespace {
 
 TEST(DesiredStateTest, DiffNamesEveryChangedEntry) {
-  v1::DesiredConfig c;
+  agentproto::v1::DesiredConfig c;
   c.set_export_base(1 << 20);
   c.set_export_size(1 << 20);
   auto *w = c.mutable_address_map()->add_windows();
@@ -36,7 +36,7 @@ TEST(DesiredStateTest, DiffNamesEveryChangedEntry) {
 
 // A state with one of everything, MMIO range included.
 hw::BridgeState FullState() {
-  v1::DesiredConfig c;
+  agentproto::v1::DesiredConfig c;
   c.set_export_base(1 << 20);
   c.set_export_size(1 << 20);
   c.set_window_base(1ull << 32);

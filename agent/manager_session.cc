@@ -113,8 +113,8 @@ SessionStats ManagerSession::stats() const {
   return stats_;
 }
 
-v1::ReportStatusRequest ManagerSession::StatusReport() const {
-  v1::ReportStatusRequest r;
+agentproto::v1::ReportStatusRequest ManagerSession::StatusReport() const {
+  agentproto::v1::ReportStatusRequest r;
   {
     absl::MutexLock l(&mu_);
     r.set_node(options_.node);
@@ -149,7 +149,7 @@ v1::ReportStatusRequest ManagerSession::StatusReport() const {
   return r;
 }
 
-void ManagerSession::HeartbeatLoop(v1::AgentService::Stub* stub,
+void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
                                    absl::Duration interval,
                                    absl::Notification* done) {
   // Reports every `interval`, and soon after report_requested_ is set.
@@ -161,7 +161,7 @@ void ManagerSession::HeartbeatLoop(v1::AgentService::Stub* stub,
     next = absl::Now() + interval;
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
-    v1::ReportStatusResponse resp;
+    agentproto::v1::ReportStatusResponse resp;
     grpc::Status s = stub->ReportStatus(&ctx, StatusReport(), &resp);
     if (s.error_code() == grpc::StatusCode::ABORTED) {
       Fence(s);
@@ -184,14 +184,14 @@ void ManagerSession::HeartbeatLoop(v1::AgentService::Stub* stub,
   }
 }
 
-bool ManagerSession::Session(v1::AgentService::Stub* stub) {
-  v1::RegisterNodeRequest reg;
+bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
+  agentproto::v1::RegisterNodeRequest reg;
   reg.set_node(options_.node);
   *reg.mutable_inventory() = inventory_;
   reg.set_backend(options_.backend);
   reg.set_agent_version("0.1.0");
   reg.set_control_address(ControlAddress(options_, control_port_));
-  v1::RegisterNodeResponse registered;
+  agentproto::v1::RegisterNodeResponse registered;
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
@@ -247,7 +247,7 @@ bool ManagerSession::Session(v1::AgentService::Stub* stub) {
     HeartbeatLoop(stub, std::max(interval, absl::Milliseconds(10)),
                   &heartbeat_done);
   });
-  v1::StreamConfigRequest sreq;
+  agentproto::v1::StreamConfigRequest sreq;
   sreq.set_node(options_.node);
   sreq.set_session(registered.session());
   auto reader = stub->StreamConfig(&ctx, sreq);
@@ -257,14 +257,14 @@ bool ManagerSession::Session(v1::AgentService::Stub* stub) {
   // stream.
   struct Latest {
     absl::Mutex mu;
-    std::optional<v1::DesiredConfig> config ABSL_GUARDED_BY(mu);
+    std::optional<agentproto::v1::DesiredConfig> config ABSL_GUARDED_BY(mu);
     bool ended ABSL_GUARDED_BY(mu) = false;
     bool Ready() const ABSL_SHARED_LOCKS_REQUIRED(mu) {
       return config.has_value() || ended;
     }
   } latest;
   std::thread stream_reader([&] {
-    v1::DesiredConfig next;
+    agentproto::v1::DesiredConfig next;
     while (reader->Read(&next)) {
       bool replaced;
       {
@@ -272,7 +272,7 @@ bool ManagerSession::Session(v1::AgentService::Stub* stub) {
         replaced = latest.config.has_value();
         latest.config = std::move(next);
       }
-      next = v1::DesiredConfig();
+      next = agentproto::v1::DesiredConfig();
       if (replaced) {
         absl::MutexLock l(&mu_);
         ++stats_.superseded;
@@ -284,7 +284,7 @@ bool ManagerSession::Session(v1::AgentService::Stub* stub) {
   // The fabric of the last configuration (none before the first).
   std::optional<std::string> fabric;
   while (true) {
-    v1::DesiredConfig config;
+    agentproto::v1::DesiredConfig config;
     {
       absl::MutexLock l(&latest.mu);
       latest.mu.Await(absl::Condition(&latest, &Latest::Ready));
@@ -315,7 +315,7 @@ bool ManagerSession::Session(v1::AgentService::Stub* stub) {
     // next heartbeat.
     grpc::ClientContext rctx;
     rctx.set_deadline(Deadline());
-    v1::ReportStatusResponse resp;
+    agentproto::v1::ReportStatusResponse resp;
     grpc::Status reported = stub->ReportStatus(&rctx, StatusReport(), &resp);
     if (reported.error_code() == grpc::StatusCode::ABORTED) Fence(reported);
     if (applied) reconciler_->RecordFingerprint(config);
@@ -365,7 +365,7 @@ void ManagerSession::ConnectionLoop() {
   // Credentials are a seam: mTLS replaces these with the node's cert.
   auto channel = grpc::CreateCustomChannel(
       options_.manager_address, grpc::InsecureChannelCredentials(), args);
-  auto stub = v1::AgentService::NewStub(channel);
+  auto stub = agentproto::v1::AgentService::NewStub(channel);
   absl::BitGen gen;
   absl::Duration backoff = options_.initial_backoff;
   while (!stop_.HasBeenNotified()) {

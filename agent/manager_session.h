@@ -30,7 +30,8 @@
 #include "agent/reconciler.h"
 #include "agent/vf_lending.h"
 #include "common/clock.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/agent_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {
 
@@ -105,10 +106,13 @@ class ManagerSession {
   void ConnectionLoop();
   // One session: register, then follow the stream until it breaks or
   // Stop(). Returns whether it registered.
-  bool Session(v1::AgentService::Stub* stub) ABSL_LOCKS_EXCLUDED(mu_);
-  void HeartbeatLoop(v1::AgentService::Stub* stub, absl::Duration interval,
-                     absl::Notification* done) ABSL_LOCKS_EXCLUDED(mu_);
-  v1::ReportStatusRequest StatusReport() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool Session(agentproto::v1::AgentService::Stub* stub)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
+                     absl::Duration interval, absl::Notification* done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  agentproto::v1::ReportStatusRequest StatusReport() const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Records that the manager refused this agent's session with ABORTED (a
   // newer registration fenced it), fences the reconciler and ends the
   // session; idempotent.

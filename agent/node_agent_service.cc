@@ -22,9 +22,9 @@ grpc::Status Reply(absl::StatusOr<T> r, T* out) {
 NodeAgentService::NodeAgentService(Reconciler* reconciler, VfLending* vf)
     : reconciler_(reconciler), vf_(vf) {}
 
-grpc::Status NodeAgentService::HostWrite(grpc::ServerContext*,
-                                         const v1::HostWriteRequest* req,
-                                         v1::AccessResult* out) {
+grpc::Status NodeAgentService::HostWrite(
+    grpc::ServerContext*, const agentproto::v1::HostWriteRequest* req,
+    v1::AccessResult* out) {
   auto r = reconciler_->HostWrite(
       req->addr(),
       absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(req->data().data()),
@@ -40,9 +40,9 @@ grpc::Status NodeAgentService::HostWrite(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status NodeAgentService::HostRead(grpc::ServerContext*,
-                                        const v1::HostReadRequest* req,
-                                        v1::HostReadResponse* out) {
+grpc::Status NodeAgentService::HostRead(
+    grpc::ServerContext*, const agentproto::v1::HostReadRequest* req,
+    agentproto::v1::HostReadResponse* out) {
   constexpr uint32_t kMaxRead = 16 << 20;
   if (req->length() > kMaxRead) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -58,9 +58,9 @@ grpc::Status NodeAgentService::HostRead(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status NodeAgentService::VfAccess(grpc::ServerContext*,
-                                        const v1::VfAccessRequest* req,
-                                        v1::VfAccessResponse* out) {
+grpc::Status NodeAgentService::VfAccess(
+    grpc::ServerContext*, const agentproto::v1::VfAccessRequest* req,
+    agentproto::v1::VfAccessResponse* out) {
   return Reply(vf_->VfAccess(*req), out);
 }
 grpc::Status NodeAgentService::AccessShadow(grpc::ServerContext*,
@@ -69,13 +69,13 @@ grpc::Status NodeAgentService::AccessShadow(grpc::ServerContext*,
   return Reply(vf_->AccessShadow(*req), out);
 }
 grpc::Status NodeAgentService::ShadowInterrupt(
-    grpc::ServerContext*, const v1::ShadowInterruptRequest* req,
-    v1::ShadowInterruptResponse* out) {
+    grpc::ServerContext*, const agentproto::v1::ShadowInterruptRequest* req,
+    agentproto::v1::ShadowInterruptResponse* out) {
   return Reply(vf_->ShadowInterrupt(*req), out);
 }
-grpc::Status NodeAgentService::SetVmState(grpc::ServerContext*,
-                                          const v1::SetVmStateRequest* req,
-                                          v1::SetVmStateResponse* out) {
+grpc::Status NodeAgentService::SetVmState(
+    grpc::ServerContext*, const hypervisor::v1::SetVmStateRequest* req,
+    hypervisor::v1::SetVmStateResponse* out) {
   return Reply(vf_->SetVmState(*req), out);
 }
 

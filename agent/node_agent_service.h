@@ -12,34 +12,40 @@
 
 #include "agent/reconciler.h"
 #include "agent/vf_lending.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.pb.h"
+#include "fabric/v1/fabric.pb.h"
 
 namespace fabric::agent {
 
-class NodeAgentService final : public v1::NodeAgentService::Service {
+class NodeAgentService final
+    : public agentproto::v1::NodeAgentService::Service {
  public:
   // `reconciler` and `vf` are not owned and must outlive the service.
   NodeAgentService(Reconciler* reconciler, VfLending* vf);
 
   // Writes or reads host memory through the bridge. HostRead: at most
   // 16 MiB (INVALID_ARGUMENT over it).
-  grpc::Status HostWrite(grpc::ServerContext*, const v1::HostWriteRequest* req,
+  grpc::Status HostWrite(grpc::ServerContext*,
+                         const agentproto::v1::HostWriteRequest* req,
                          v1::AccessResult* out) override;
-  grpc::Status HostRead(grpc::ServerContext*, const v1::HostReadRequest* req,
-                        v1::HostReadResponse* out) override;
+  grpc::Status HostRead(grpc::ServerContext*,
+                        const agentproto::v1::HostReadRequest* req,
+                        agentproto::v1::HostReadResponse* out) override;
 
   // Delegated to VfLending.
-  grpc::Status VfAccess(grpc::ServerContext*, const v1::VfAccessRequest* req,
-                        v1::VfAccessResponse* out) override;
+  grpc::Status VfAccess(grpc::ServerContext*,
+                        const agentproto::v1::VfAccessRequest* req,
+                        agentproto::v1::VfAccessResponse* out) override;
   grpc::Status AccessShadow(grpc::ServerContext*,
                             const v1::AccessShadowRequest* req,
                             v1::AccessShadowResponse* out) override;
-  grpc::Status ShadowInterrupt(grpc::ServerContext*,
-                               const v1::ShadowInterruptRequest* req,
-                               v1::ShadowInterruptResponse* out) override;
+  grpc::Status ShadowInterrupt(
+      grpc::ServerContext*, const agentproto::v1::ShadowInterruptRequest* req,
+      agentproto::v1::ShadowInterruptResponse* out) override;
   grpc::Status SetVmState(grpc::ServerContext*,
-                          const v1::SetVmStateRequest* req,
-                          v1::SetVmStateResponse* out) override;
+                          const hypervisor::v1::SetVmStateRequest* req,
+                          hypervisor::v1::SetVmStateResponse* out) override;
 
  private:
   Reconciler* const reconciler_;  // not owned

@@ -42,9 +42,9 @@ void Reconciler::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-absl::Status Reconciler::Apply(const v1::DesiredConfig& config) {
+absl::Status Reconciler::Apply(const agentproto::v1::DesiredConfig& config) {
   absl::MutexLock hw(&hw_mu_);
-  desired_ = std::make_unique<v1::DesiredConfig>(config);
+  desired_ = std::make_unique<agentproto::v1::DesiredConfig>(config);
   attempts_ = 0;
   retry_backoff_ = options_.apply_retry_initial;
   return AttemptLocked(Attempt::kNew);
@@ -62,7 +62,8 @@ void Reconciler::RunDue() {
   }
 }
 
-void Reconciler::RecordFingerprint(const v1::DesiredConfig& config) {
+void Reconciler::RecordFingerprint(
+    const agentproto::v1::DesiredConfig& config) {
   absl::MutexLock hw(&hw_mu_);
   RecordFingerprintLocked(Fingerprint(DesiredState(config)));
 }
@@ -84,7 +85,7 @@ ReconcileStats Reconciler::stats() const {
 }
 
 absl::Status Reconciler::AttemptLocked(Attempt attempt) {
-  const v1::DesiredConfig& config = *desired_;
+  const agentproto::v1::DesiredConfig& config = *desired_;
   const int64_t generation = config.generation();
   const hw::BridgeState want = DesiredState(config);
   std::vector<v1::ApplyError> errors;

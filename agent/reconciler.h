@@ -37,7 +37,8 @@
 #include "absl/types/span.h"
 #include "agent/hw/bridge_hardware.h"
 #include "common/clock.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {
 
@@ -99,7 +100,7 @@ class Reconciler {
   // retries this configuration, never an older one, with backoff. Entries
   // refused for single allocations (errors with `allocation` set) do not
   // hold back applied_generation.
-  absl::Status Apply(const v1::DesiredConfig& config)
+  absl::Status Apply(const agentproto::v1::DesiredConfig& config)
       ABSL_LOCKS_EXCLUDED(hw_mu_, mu_);
 
   // Runs what is due by the clock: when the desired configuration has
@@ -114,7 +115,7 @@ class Reconciler {
   // changed), so that a restarted agent can tell drift from news. The
   // session calls it after reporting a configuration that landed, to keep
   // the scratchpad writes off the path to READY.
-  void RecordFingerprint(const v1::DesiredConfig& config)
+  void RecordFingerprint(const agentproto::v1::DesiredConfig& config)
       ABSL_LOCKS_EXCLUDED(hw_mu_);
 
   // A newer agent took over the node: RunDue() no longer touches the
@@ -169,7 +170,8 @@ class Reconciler {
   // What the scratchpads say, as last read or written.
   uint64_t recorded_fingerprint_ ABSL_GUARDED_BY(hw_mu_) = 0;
   // The newest configuration received; what the reconciler converges to.
-  std::unique_ptr<v1::DesiredConfig> desired_ ABSL_GUARDED_BY(hw_mu_);
+  std::unique_ptr<agentproto::v1::DesiredConfig> desired_
+      ABSL_GUARDED_BY(hw_mu_);
   // Whether the last attempt at desired_ landed in full.
   bool landed_ ABSL_GUARDED_BY(hw_mu_) = false;
   // Refused attempts at desired_ so far, and the backoff before the next.

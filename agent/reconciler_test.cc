@@ -25,8 +25,8 @@ constexpr uint64_t kMmioSize = 1 << 20;
 
 // Host memory, an MMIO range and one port: what a bridge holds before any
 // allocation.
-v1::DesiredConfig Config(int64_t generation) {
-  v1::DesiredConfig c;
+agentproto::v1::DesiredConfig Config(int64_t generation) {
+  agentproto::v1::DesiredConfig c;
   c.set_generation(generation);
   c.set_export_base(1 << 20);
   c.set_export_size(1 << 20);

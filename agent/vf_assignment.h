@@ -1,19 +1,20 @@
-// Small helpers over a v1::VfAssignment shared by the VF lender and the
-// borrower (agent/vf_lender.h, agent/vf_borrower.h).
+// Small helpers over a agentproto::v1::VfAssignment shared by the VF lender and
+// the borrower (agent/vf_lender.h, agent/vf_borrower.h).
 #ifndef FABRIC_AGENT_VF_ASSIGNMENT_H_
 #define FABRIC_AGENT_VF_ASSIGNMENT_H_
 
 #include <cstdint>
 
 #include "absl/strings/string_view.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {
 
 // The assignment's window of `role` ("dma", "msix", "mmio-bar<i>"); null if
 // it has none.
-inline const v1::AttachmentWindow* FindWindow(const v1::VfAssignment& a,
-                                              absl::string_view role) {
+inline const v1::AttachmentWindow* FindWindow(
+    const agentproto::v1::VfAssignment& a, absl::string_view role) {
   for (const auto& w : a.windows()) {
     if (w.role() == role) return &w;
   }

@@ -31,7 +31,7 @@ vf::Policy PolicyFrom(v1::Attachment::InterruptPolicy p) {
 }  // namespace
 
 struct VfBorrower::Shadow {
-  v1::VfAssignment assignment;
+  agentproto::v1::VfAssignment assignment;
   std::unique_ptr<vf::ConfigVirtualizer> config;
   // The doorbell page on this host that the VF's MSI-X messages land in.
   uint64_t doorbell_base = 0;
@@ -72,7 +72,7 @@ VfBorrower::~VfBorrower() {
   reconciler_.join();
 }
 
-v1::NodeAgentService::Stub* VfBorrower::LenderStub(
+agentproto::v1::NodeAgentService::Stub* VfBorrower::LenderStub(
     const std::string& attachment) {
   std::string address;
   {
@@ -85,17 +85,19 @@ v1::NodeAgentService::Stub* VfBorrower::LenderStub(
 }
 
 void VfBorrower::SetAssignments(
-    const std::vector<v1::VfAssignment>& assignments) {
+    const std::vector<agentproto::v1::VfAssignment>& assignments) {
   bool changed = false;
   {
     absl::MutexLock l(&mu_);
-    std::map<std::string, v1::VfAssignment> borrowed;
+    std::map<std::string, agentproto::v1::VfAssignment> borrowed;
     for (const auto& a : assignments) {
-      if (a.role() != v1::VfAssignment::LENDER) borrowed[a.attachment()] = a;
+      if (a.role() != agentproto::v1::VfAssignment::LENDER)
+        borrowed[a.attachment()] = a;
     }
     // A new lender address alone (its agent restarted) keeps the shadow and
     // the borrower's state in it; anything else rebuilds it.
-    auto same = [](v1::VfAssignment a, v1::VfAssignment b) {
+    auto same = [](agentproto::v1::VfAssignment a,
+                   agentproto::v1::VfAssignment b) {
       a.clear_lender_agent();
       b.clear_lender_agent();
       return a.SerializeAsString() == b.SerializeAsString();
@@ -125,9 +127,8 @@ void VfBorrower::SetAssignments(
   if (changed && on_shadow_change_) on_shadow_change_();
 }
 
-
 void VfBorrower::Reconcile() {
-  std::vector<v1::VfAssignment> todo;
+  std::vector<agentproto::v1::VfAssignment> todo;
   {
     absl::MutexLock l(&mu_);
     for (const auto& [name, a] : borrowed_) {
@@ -135,7 +136,7 @@ void VfBorrower::Reconcile() {
     }
   }
   bool changed = false;
-  for (const v1::VfAssignment& a : todo) {
+  for (const agentproto::v1::VfAssignment& a : todo) {
     auto shadow = BuildShadow(a);
     absl::MutexLock l(&mu_);
     auto it = borrowed_.find(a.attachment());
@@ -170,10 +171,10 @@ void VfBorrower::Reconcile() {
 }
 
 absl::StatusOr<std::shared_ptr<VfBorrower::Shadow>> VfBorrower::BuildShadow(
-    const v1::VfAssignment& a) {
-  auto call = [this, a](v1::VfAccessRequest req)
-      -> absl::StatusOr<v1::VfAccessResponse> {
-    v1::NodeAgentService::Stub* lender = LenderStub(a.attachment());
+    const agentproto::v1::VfAssignment& a) {
+  auto call = [this, a](agentproto::v1::VfAccessRequest req)
+      -> absl::StatusOr<agentproto::v1::VfAccessResponse> {
+    agentproto::v1::NodeAgentService::Stub* lender = LenderStub(a.attachment());
     if (lender == nullptr) {
       return absl::UnavailableError(absl::StrCat(
           "the agent of lender ", a.lender(), " has no control address"));
@@ -182,7 +183,7 @@ absl::StatusOr<std::shared_ptr<VfBorrower::Shadow>> VfBorrower::BuildShadow(
     req.set_vf_address(a.vf_address());
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + kLenderDeadline);
-    v1::VfAccessResponse resp;
+    agentproto::v1::VfAccessResponse resp;
     grpc::Status s = lender->VfAccess(&ctx, req, &resp);
     if (!s.ok()) {
       absl::Status st = FromGrpcStatus(s);
@@ -191,9 +192,9 @@ absl::StatusOr<std::shared_ptr<VfBorrower::Shadow>> VfBorrower::BuildShadow(
     }
     return resp;
   };
-  v1::VfAccessRequest snap;
-  snap.set_op(v1::VfAccessRequest::CONFIG_SNAPSHOT);
-  ASSIGN_OR_RETURN(v1::VfAccessResponse snapshot, call(snap));
+  agentproto::v1::VfAccessRequest snap;
+  snap.set_op(agentproto::v1::VfAccessRequest::CONFIG_SNAPSHOT);
+  ASSIGN_OR_RETURN(agentproto::v1::VfAccessResponse snapshot, call(snap));
   const std::string& bytes = snapshot.config();
   std::vector<uint8_t> config(bytes.begin(), bytes.end());
 
@@ -221,16 +222,16 @@ absl::StatusOr<std::shared_ptr<VfBorrower::Shadow>> VfBorrower::BuildShadow(
   }
   vf::RealAccess real;
   real.read = [call](int offset, int size) -> absl::StatusOr<uint32_t> {
-    v1::VfAccessRequest r;
-    r.set_op(v1::VfAccessRequest::CONFIG_READ);
+    agentproto::v1::VfAccessRequest r;
+    r.set_op(agentproto::v1::VfAccessRequest::CONFIG_READ);
     r.set_offset(static_cast<uint32_t>(offset));
     r.set_size(static_cast<uint32_t>(size));
-    ASSIGN_OR_RETURN(v1::VfAccessResponse resp, call(r));
+    ASSIGN_OR_RETURN(agentproto::v1::VfAccessResponse resp, call(r));
     return resp.value();
   };
   real.write = [call](int offset, int size, uint32_t value) -> absl::Status {
-    v1::VfAccessRequest r;
-    r.set_op(v1::VfAccessRequest::CONFIG_WRITE);
+    agentproto::v1::VfAccessRequest r;
+    r.set_op(agentproto::v1::VfAccessRequest::CONFIG_WRITE);
     r.set_offset(static_cast<uint32_t>(offset));
     r.set_size(static_cast<uint32_t>(size));
     r.set_value(value);
@@ -238,8 +239,8 @@ absl::StatusOr<std::shared_ptr<VfBorrower::Shadow>> VfBorrower::BuildShadow(
   };
   real.write_msix_entry = [call](int vector,
                                  const vf::MsixEntry& e) -> absl::Status {
-    v1::VfAccessRequest r;
-    r.set_op(v1::VfAccessRequest::MSIX_ENTRY);
+    agentproto::v1::VfAccessRequest r;
+    r.set_op(agentproto::v1::VfAccessRequest::MSIX_ENTRY);
     r.set_vector(vector);
     r.set_addr(e.address);
     r.set_msi_data(e.data);
@@ -358,8 +359,8 @@ absl::StatusOr<v1::AccessShadowResponse> VfBorrower::AccessShadow(
   }
 }
 
-absl::StatusOr<v1::ShadowInterruptResponse> VfBorrower::ShadowInterrupt(
-    const v1::ShadowInterruptRequest& req) {
+absl::StatusOr<agentproto::v1::ShadowInterruptResponse>
+VfBorrower::ShadowInterrupt(const agentproto::v1::ShadowInterruptRequest& req) {
   std::shared_ptr<Shadow> shadow;
   {
     absl::MutexLock l(&mu_);
@@ -370,8 +371,8 @@ absl::StatusOr<v1::ShadowInterruptResponse> VfBorrower::ShadowInterrupt(
     }
     shadow = it->second;
   }
-  v1::ShadowInterruptResponse out;
-  auto drop = [&](std::string why) -> v1::ShadowInterruptResponse {
+  agentproto::v1::ShadowInterruptResponse out;
+  auto drop = [&](std::string why) -> agentproto::v1::ShadowInterruptResponse {
     out.set_delivery("dropped");
     out.set_reason(std::move(why));
     absl::MutexLock l(&mu_);
@@ -413,12 +414,12 @@ absl::StatusOr<v1::ShadowInterruptResponse> VfBorrower::ShadowInterrupt(
   return out;
 }
 
-absl::StatusOr<v1::SetVmStateResponse> VfBorrower::SetVmState(
-    const v1::SetVmStateRequest& req) {
+absl::StatusOr<hypervisor::v1::SetVmStateResponse> VfBorrower::SetVmState(
+    const hypervisor::v1::SetVmStateRequest& req) {
   if (req.vm().empty()) {
     return absl::InvalidArgumentError("vm: required");
   }
-  v1::SetVmStateResponse out;
+  hypervisor::v1::SetVmStateResponse out;
   if (req.running()) {
     const size_t queued = router_.Pending(req.vm()).size();
     RETURN_IF_ERROR(router_.SetVmRunning(req.vm(), req.core()));
@@ -454,10 +455,10 @@ absl::StatusOr<v1::VfCounters> VfBorrower::CountersLocked(
   return out;
 }
 
-void VfBorrower::FillStatus(v1::ReportStatusRequest* report) {
+void VfBorrower::FillStatus(agentproto::v1::ReportStatusRequest* report) {
   absl::MutexLock l(&mu_);
   for (const auto& [name, a] : borrowed_) {
-    v1::ShadowStatus* s = report->add_shadows();
+    agentproto::v1::ShadowStatus* s = report->add_shadows();
     s->set_attachment(name);
     auto it = shadows_.find(name);
     s->set_ready(it != shadows_.end());

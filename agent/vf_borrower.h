@@ -28,7 +28,11 @@
 #include "agent/vf/config_virtualizer.h"
 #include "agent/vf/interrupt_router.h"
 #include "common/stub_cache.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.pb.h"
+#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {
 
@@ -51,7 +55,8 @@ class VfBorrower {
   // The BORROWER assignments of the configuration just applied (lender
   // ones are ignored). Shadows of removed or changed borrowings are torn
   // down; a new lender address alone keeps the shadow. Wakes the builder.
-  void SetAssignments(const std::vector<v1::VfAssignment>& assignments)
+  void SetAssignments(
+      const std::vector<agentproto::v1::VfAssignment>& assignments)
       ABSL_LOCKS_EXCLUDED(mu_, lender_mu_);
   // Builds the shadows not built yet.
   void Reconcile() ABSL_LOCKS_EXCLUDED(mu_);
@@ -60,23 +65,25 @@ class VfBorrower {
   // while its shadow is not built.
   absl::StatusOr<v1::AccessShadowResponse> AccessShadow(
       const v1::AccessShadowRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<v1::ShadowInterruptResponse> ShadowInterrupt(
-      const v1::ShadowInterruptRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<v1::SetVmStateResponse> SetVmState(
-      const v1::SetVmStateRequest& req);
+  absl::StatusOr<agentproto::v1::ShadowInterruptResponse> ShadowInterrupt(
+      const agentproto::v1::ShadowInterruptRequest& req)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<hypervisor::v1::SetVmStateResponse> SetVmState(
+      const hypervisor::v1::SetVmStateRequest& req);
 
   // Adds each borrowed attachment's shadow status and counters.
-  void FillStatus(v1::ReportStatusRequest* report) ABSL_LOCKS_EXCLUDED(mu_);
+  void FillStatus(agentproto::v1::ReportStatusRequest* report)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Shadow;
 
   // The stub of the lender's agent of `attachment` now; null if unknown.
-  v1::NodeAgentService::Stub* LenderStub(const std::string& attachment)
-      ABSL_LOCKS_EXCLUDED(lender_mu_);
+  agentproto::v1::NodeAgentService::Stub* LenderStub(
+      const std::string& attachment) ABSL_LOCKS_EXCLUDED(lender_mu_);
   // Builds the shadow for `a` (outside mu_: it calls the lender).
   absl::StatusOr<std::shared_ptr<Shadow>> BuildShadow(
-      const v1::VfAssignment& a);
+      const agentproto::v1::VfAssignment& a);
   absl::StatusOr<v1::VfCounters> CountersLocked(const Shadow& s) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -86,7 +93,8 @@ class VfBorrower {
 
   mutable absl::Mutex mu_;
   // By attachment name.
-  std::map<std::string, v1::VfAssignment> borrowed_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, agentproto::v1::VfAssignment> borrowed_
+      ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Shadow>> shadows_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> shadow_errors_ ABSL_GUARDED_BY(mu_);
   // Each borrowed attachment's lender address (it changes when the lender's
@@ -95,7 +103,7 @@ class VfBorrower {
   absl::Mutex lender_mu_ ABSL_ACQUIRED_AFTER(mu_);
   std::map<std::string, std::string> lender_of_ ABSL_GUARDED_BY(lender_mu_);
   // Lender agents' stubs by address.
-  StubCache<v1::NodeAgentService> stubs_;
+  StubCache<agentproto::v1::NodeAgentService> stubs_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   const std::function<void()> on_shadow_change_;

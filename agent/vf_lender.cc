@@ -10,6 +10,7 @@
 #include "agent/vf_assignment.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "fabric/v1/fabric.pb.h"
 
 namespace fabric::agent {
 namespace {
@@ -52,15 +53,16 @@ VfLender::VfLender(std::string node, hw::SriovFunctions* local)
     : node_(std::move(node)), local_(local) {}
 
 void VfLender::SetAssignments(
-    const std::vector<v1::VfAssignment>& assignments) {
+    const std::vector<agentproto::v1::VfAssignment>& assignments) {
   // Lendings that ended are withdrawn and their VFs quiesced before any new
   // lending is published: the next borrower of the same VF must find it
   // quiet, and its own setup must not be undone by a late quiesce.
-  std::map<std::string, v1::VfAssignment> lent;
+  std::map<std::string, agentproto::v1::VfAssignment> lent;
   for (const auto& a : assignments) {
-    if (a.role() == v1::VfAssignment::LENDER) lent[a.attachment()] = a;
+    if (a.role() == agentproto::v1::VfAssignment::LENDER)
+      lent[a.attachment()] = a;
   }
-  std::vector<v1::VfAssignment> ended;
+  std::vector<agentproto::v1::VfAssignment> ended;
   {
     absl::MutexLock l(&mu_);
     for (auto it = lent_.begin(); it != lent_.end();) {
@@ -77,7 +79,7 @@ void VfLender::SetAssignments(
   lent_ = std::move(lent);
 }
 
-void VfLender::Quiesce(const v1::VfAssignment& a) {
+void VfLender::Quiesce(const agentproto::v1::VfAssignment& a) {
   if (local_ == nullptr) return;
   auto bdf = discovery::ParsePciAddress(a.vf_address());
   if (!bdf.ok()) return;
@@ -102,16 +104,16 @@ void VfLender::Quiesce(const v1::VfAssignment& a) {
   }
 }
 
-absl::StatusOr<v1::VfAccessResponse> VfLender::VfAccess(
-    const v1::VfAccessRequest& req) {
+absl::StatusOr<agentproto::v1::VfAccessResponse> VfLender::VfAccess(
+    const agentproto::v1::VfAccessRequest& req) {
   if (local_ == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("node ", node_, " has no SR-IOV functions to lend"));
   }
-  v1::VfAssignment a;
+  agentproto::v1::VfAssignment a;
   {
     absl::MutexLock l(&mu_);
-    const v1::VfAssignment* found = nullptr;
+    const agentproto::v1::VfAssignment* found = nullptr;
     for (const auto& [name, x] : lent_) {
       if (x.vf_address() == req.vf_address()) found = &x;
     }
@@ -128,23 +130,23 @@ absl::StatusOr<v1::VfAccessResponse> VfLender::VfAccess(
     a = *found;
   }
   ASSIGN_OR_RETURN(PciAddress bdf, discovery::ParsePciAddress(a.vf_address()));
-  if ((req.op() == v1::VfAccessRequest::CONFIG_READ ||
-       req.op() == v1::VfAccessRequest::CONFIG_WRITE) &&
+  if ((req.op() == agentproto::v1::VfAccessRequest::CONFIG_READ ||
+       req.op() == agentproto::v1::VfAccessRequest::CONFIG_WRITE) &&
       (req.offset() >= 4096 || req.size() > 4)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "offset: config access of ", req.size(), " bytes at ",
         FormatAddr(req.offset()), " is outside the 4096-byte config space"));
   }
-  v1::VfAccessResponse out;
+  agentproto::v1::VfAccessResponse out;
   switch (req.op()) {
-    case v1::VfAccessRequest::CONFIG_READ: {
+    case agentproto::v1::VfAccessRequest::CONFIG_READ: {
       ASSIGN_OR_RETURN(uint32_t v,
                        local_->ConfigRead(bdf, static_cast<uint16_t>(req.offset()),
                                           static_cast<int>(req.size())));
       out.set_value(v);
       return out;
     }
-    case v1::VfAccessRequest::CONFIG_WRITE: {
+    case agentproto::v1::VfAccessRequest::CONFIG_WRITE: {
       // The lender enforces what the borrower's virtualizer forwards, so a
       // borrower calling here directly gains nothing: Command, Status, MSI-X
       // Message Control and PCIe Device Control only.
@@ -169,12 +171,12 @@ absl::StatusOr<v1::VfAccessResponse> VfLender::VfAccess(
                                           req.value()));
       return out;
     }
-    case v1::VfAccessRequest::CONFIG_SNAPSHOT: {
+    case agentproto::v1::VfAccessRequest::CONFIG_SNAPSHOT: {
       ASSIGN_OR_RETURN(std::vector<uint8_t> config, local_->ConfigSpace(bdf));
       out.set_config(std::string(config.begin(), config.end()));
       return out;
     }
-    case v1::VfAccessRequest::MSIX_ENTRY: {
+    case agentproto::v1::VfAccessRequest::MSIX_ENTRY: {
       const v1::AttachmentWindow* w = FindWindow(a, "msix");
       if (!req.masked() &&
           (w == nullptr || !Inside(req.addr(), 4, w->local_addr(), w->size()))) {
@@ -189,7 +191,7 @@ absl::StatusOr<v1::VfAccessResponse> VfLender::VfAccess(
       RETURN_IF_ERROR(local_->WriteMsixEntry(bdf, req.vector(), e));
       return out;
     }
-    case v1::VfAccessRequest::DMA: {
+    case agentproto::v1::VfAccessRequest::DMA: {
       const v1::AttachmentWindow* w = FindWindow(a, "dma");
       if (w == nullptr ||
           !Inside(req.addr(), req.data().size(), w->local_addr(), w->size())) {
@@ -207,7 +209,7 @@ absl::StatusOr<v1::VfAccessResponse> VfLender::VfAccess(
       ToProto(r, out.mutable_access());
       return out;
     }
-    case v1::VfAccessRequest::RAISE_MSIX: {
+    case agentproto::v1::VfAccessRequest::RAISE_MSIX: {
       ASSIGN_OR_RETURN(hw::MsixResult r, local_->RaiseMsix(bdf, req.vector()));
       if (r.outcome == hw::MsixResult::Outcome::kDelivered) {
         out.set_outcome("delivered");
@@ -225,7 +227,7 @@ absl::StatusOr<v1::VfAccessResponse> VfLender::VfAccess(
   }
 }
 
-void VfLender::FillStatus(v1::ReportStatusRequest* report) {
+void VfLender::FillStatus(agentproto::v1::ReportStatusRequest* report) {
   if (local_ == nullptr) return;
   {
     // Probing reads every function's state; reports right after an apply
@@ -240,7 +242,7 @@ void VfLender::FillStatus(v1::ReportStatusRequest* report) {
         if (f.kind() != v1::PciFunction::SRIOV_VF) continue;
         auto bdf = discovery::ParsePciAddress(f.address());
         if (!bdf.ok()) continue;
-        v1::VfHealthReport* h = report->add_vf_health();
+        agentproto::v1::VfHealthReport* h = report->add_vf_health();
         h->set_vf_address(f.address());
         auto health = local_->Health(*bdf);
         if (!health.ok()) {

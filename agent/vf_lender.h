@@ -20,7 +20,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/hw/sriov_functions.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {
 
@@ -37,32 +39,36 @@ class VfLender {
   // (every MSI-X vector masked and cleared, bus mastering, memory decode and
   // MSI-X off) before the new ones are published, so the next borrower of a
   // VF finds it quiet.
-  void SetAssignments(const std::vector<v1::VfAssignment>& assignments)
+  void SetAssignments(
+      const std::vector<agentproto::v1::VfAssignment>& assignments)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // PERMISSION_DENIED unless the VF is lent to req.borrower();
   // FAILED_PRECONDITION when this node has no local functions.
-  absl::StatusOr<v1::VfAccessResponse> VfAccess(const v1::VfAccessRequest& req)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<agentproto::v1::VfAccessResponse> VfAccess(
+      const agentproto::v1::VfAccessRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Adds the VF health probes and the inventory. Reports right after each
   // other reuse a probe younger than 100 ms.
-  void FillStatus(v1::ReportStatusRequest* report) ABSL_LOCKS_EXCLUDED(probe_mu_);
+  void FillStatus(agentproto::v1::ReportStatusRequest* report)
+      ABSL_LOCKS_EXCLUDED(probe_mu_);
 
  private:
-  void Quiesce(const v1::VfAssignment& a);
+  void Quiesce(const agentproto::v1::VfAssignment& a);
 
   const std::string node_;
   hw::SriovFunctions* const local_;  // may be null; not owned
 
   absl::Mutex mu_;
   // By attachment name.
-  std::map<std::string, v1::VfAssignment> lent_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, agentproto::v1::VfAssignment> lent_
+      ABSL_GUARDED_BY(mu_);
   // The last probe of the local functions (FillStatus).
   absl::Mutex probe_mu_;
   absl::Time probed_at_ ABSL_GUARDED_BY(probe_mu_) = absl::InfinitePast();
   v1::NodeInventory last_inventory_ ABSL_GUARDED_BY(probe_mu_);
-  std::vector<v1::VfHealthReport> last_health_ ABSL_GUARDED_BY(probe_mu_);
+  std::vector<agentproto::v1::VfHealthReport> last_health_
+      ABSL_GUARDED_BY(probe_mu_);
 };
 
 }  // namespace fabric::agent

@@ -31,9 +31,9 @@ class VfLenderTest : public ::testing::Test {
     host_ = *std::move(host);
     local_ = std::make_unique<hw::SimSriovFunctions>(host_.get());
     lending_ = std::make_unique<VfLender>("n1", local_.get());
-    v1::VfAssignment a;
+    agentproto::v1::VfAssignment a;
     a.set_attachment("attachments/att-1");
-    a.set_role(v1::VfAssignment::LENDER);
+    a.set_role(agentproto::v1::VfAssignment::LENDER);
     a.set_vf_address(kVf0);
     a.set_lender("nodes/n1");
     a.set_borrower("nodes/n0");
@@ -49,13 +49,11 @@ class VfLenderTest : public ::testing::Test {
     lending_->SetAssignments({a});
   }
 
-  absl::StatusOr<v1::VfAccessResponse> Access(const std::string& borrower,
-                                              const std::string& vf,
-                                              v1::VfAccessRequest::Op op,
-                                              uint32_t offset = 0,
-                                              uint32_t size = 4,
-                                              uint32_t value = 0) {
-    v1::VfAccessRequest req;
+  absl::StatusOr<agentproto::v1::VfAccessResponse> Access(
+      const std::string& borrower, const std::string& vf,
+      agentproto::v1::VfAccessRequest::Op op, uint32_t offset = 0,
+      uint32_t size = 4, uint32_t value = 0) {
+    agentproto::v1::VfAccessRequest req;
     req.set_borrower(borrower);
     req.set_vf_address(vf);
     req.set_op(op);
@@ -72,14 +70,19 @@ class VfLenderTest : public ::testing::Test {
 };
 
 TEST_F(VfLenderTest, OnlyTheBorrowerReachesItsVf) {
-  EXPECT_TRUE(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_READ).ok());
-  auto other = Access("nodes/n2", kVf0, v1::VfAccessRequest::CONFIG_READ);
+  EXPECT_TRUE(
+      Access("nodes/n0", kVf0, agentproto::v1::VfAccessRequest::CONFIG_READ)
+          .ok());
+  auto other =
+      Access("nodes/n2", kVf0, agentproto::v1::VfAccessRequest::CONFIG_READ);
   EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(other.status().message()),
               HasSubstr("lent to nodes/n0, not to nodes/n2"));
-  auto not_lent = Access("nodes/n0", kVf1, v1::VfAccessRequest::CONFIG_READ);
+  auto not_lent =
+      Access("nodes/n0", kVf1, agentproto::v1::VfAccessRequest::CONFIG_READ);
   EXPECT_EQ(not_lent.status().code(), absl::StatusCode::kPermissionDenied);
-  auto pf = Access("nodes/n0", "0000:3b:00.0", v1::VfAccessRequest::CONFIG_READ);
+  auto pf = Access("nodes/n0", "0000:3b:00.0",
+                   agentproto::v1::VfAccessRequest::CONFIG_READ);
   EXPECT_EQ(pf.status().code(), absl::StatusCode::kPermissionDenied);
 }
 
@@ -89,34 +92,36 @@ TEST_F(VfLenderTest, ConfigWritesAreLimitedToWhatShadowsForward) {
   const std::vector<uint8_t> before = *host_->ConfigSpace(*bdf);
   // A BAR, the header's read-only bytes, the capability pointer.
   for (uint32_t offset : {0x00u, 0x10u, 0x18u, 0x34u, 0x3cu}) {
-    auto w = Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
-                    offset, 4, 0xffffffff);
+    auto w =
+        Access("nodes/n0", kVf0, agentproto::v1::VfAccessRequest::CONFIG_WRITE,
+               offset, 4, 0xffffffff);
     EXPECT_EQ(w.status().code(), absl::StatusCode::kPermissionDenied)
         << offset;
   }
   EXPECT_EQ(*host_->ConfigSpace(*bdf), before);
   // Bus mastering through Command is allowed.
-  ASSERT_TRUE(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
-                     0x04, 2, 0x0004)
+  ASSERT_TRUE(Access("nodes/n0", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
+                     0x0004)
                   .ok());
   EXPECT_EQ(*host_->ConfigRead(*bdf, 0x04, 2) & 0x4u, 0x4u);
 }
 
 TEST_F(VfLenderTest, DmaAndMsiStayInsideTheirWindows) {
-  v1::VfAccessRequest dma;
+  agentproto::v1::VfAccessRequest dma;
   dma.set_borrower("nodes/n0");
   dma.set_vf_address(kVf0);
-  dma.set_op(v1::VfAccessRequest::DMA);
+  dma.set_op(agentproto::v1::VfAccessRequest::DMA);
   dma.set_addr(kDmaWindow + (1 << 20) - 2);
   dma.set_data("abcd");  // runs past the window's end
   auto r = lending_->VfAccess(dma);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("DMA window"));
 
-  v1::VfAccessRequest msi;
+  agentproto::v1::VfAccessRequest msi;
   msi.set_borrower("nodes/n0");
   msi.set_vf_address(kVf0);
-  msi.set_op(v1::VfAccessRequest::MSIX_ENTRY);
+  msi.set_op(agentproto::v1::VfAccessRequest::MSIX_ENTRY);
   msi.set_vector(0);
   msi.set_addr(0xfee00000);  // not the borrower's doorbell window
   msi.set_masked(false);
@@ -130,26 +135,28 @@ TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
   auto bdf = discovery::ParsePciAddress(kVf0);
   ASSERT_TRUE(bdf.ok());
   // n0 sets the VF up to signal into its doorbell window.
-  v1::VfAccessRequest msi;
+  agentproto::v1::VfAccessRequest msi;
   msi.set_borrower("nodes/n0");
   msi.set_vf_address(kVf0);
-  msi.set_op(v1::VfAccessRequest::MSIX_ENTRY);
+  msi.set_op(agentproto::v1::VfAccessRequest::MSIX_ENTRY);
   msi.set_vector(0);
   msi.set_addr(kMsixWindow + 8);
   msi.set_msi_data(0x41);
   msi.set_masked(false);
   ASSERT_TRUE(lending_->VfAccess(msi).ok());
-  ASSERT_TRUE(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
-                     0x04, 2, 0x0004)
+  ASSERT_TRUE(Access("nodes/n0", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
+                     0x0004)
                   .ok());
-  ASSERT_TRUE(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
+  ASSERT_TRUE(Access("nodes/n0", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE,
                      hw::kSimMsixCapOffset + 2, 2, 0x8000)
                   .ok());
 
   // In one step the VF leaves n0 and is lent to n2.
-  v1::VfAssignment b;
+  agentproto::v1::VfAssignment b;
   b.set_attachment("attachments/att-2");
-  b.set_role(v1::VfAssignment::LENDER);
+  b.set_role(agentproto::v1::VfAssignment::LENDER);
   b.set_vf_address(kVf0);
   b.set_lender("nodes/n1");
   b.set_borrower("nodes/n2");
@@ -177,22 +184,25 @@ TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
     EXPECT_EQ(entry[12] & 1, 1) << "vector " << v << " left unmasked";
     EXPECT_EQ(entry[0] | entry[1] | entry[2] | entry[3], 0) << v;
   }
-  EXPECT_EQ(Access("nodes/n0", kVf0, v1::VfAccessRequest::CONFIG_READ)
-                .status()
-                .code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      Access("nodes/n0", kVf0, agentproto::v1::VfAccessRequest::CONFIG_READ)
+          .status()
+          .code(),
+      absl::StatusCode::kPermissionDenied);
   // n2 turns MSI-X and bus mastering back on without programming vector 0:
   // the VF holds the interrupt instead of sending it to n0's doorbell.
-  ASSERT_TRUE(Access("nodes/n2", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
-                     0x04, 2, 0x0004)
+  ASSERT_TRUE(Access("nodes/n2", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
+                     0x0004)
                   .ok());
-  ASSERT_TRUE(Access("nodes/n2", kVf0, v1::VfAccessRequest::CONFIG_WRITE,
+  ASSERT_TRUE(Access("nodes/n2", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE,
                      hw::kSimMsixCapOffset + 2, 2, 0x8000)
                   .ok());
-  v1::VfAccessRequest raise;
+  agentproto::v1::VfAccessRequest raise;
   raise.set_borrower("nodes/n2");
   raise.set_vf_address(kVf0);
-  raise.set_op(v1::VfAccessRequest::RAISE_MSIX);
+  raise.set_op(agentproto::v1::VfAccessRequest::RAISE_MSIX);
   raise.set_vector(0);
   auto raised = lending_->VfAccess(raise);
   ASSERT_TRUE(raised.ok()) << raised.status();
@@ -200,7 +210,7 @@ TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
 }
 
 TEST_F(VfLenderTest, HealthAndInventoryAreReported) {
-  v1::ReportStatusRequest report;
+  agentproto::v1::ReportStatusRequest report;
   lending_->FillStatus(&report);
   EXPECT_EQ(report.vf_health_size(), 8);
   for (const auto& h : report.vf_health()) EXPECT_TRUE(h.healthy()) << h.vf_address();
@@ -209,7 +219,7 @@ TEST_F(VfLenderTest, HealthAndInventoryAreReported) {
   auto bdf = discovery::ParsePciAddress(kVf1);
   ASSERT_TRUE(host_->SetFunctionFailed(*bdf, true).ok());
   absl::SleepFor(absl::Milliseconds(110));  // past the probe cache
-  v1::ReportStatusRequest later;
+  agentproto::v1::ReportStatusRequest later;
   lending_->FillStatus(&later);
   bool seen = false;
   for (const auto& h : later.vf_health()) {

@@ -12,7 +12,7 @@ VfLending::VfLending(std::string node, hw::SriovFunctions* local,
                 std::move(on_shadow_change)) {}
 
 void VfLending::SetAssignments(
-    const std::vector<v1::VfAssignment>& assignments) {
+    const std::vector<agentproto::v1::VfAssignment>& assignments) {
   // Ended lendings are quiesced before the borrower's side changes, as
   // before the split: a VF moving from lender to borrower role on one node
   // is quiet first.
@@ -20,7 +20,7 @@ void VfLending::SetAssignments(
   borrower_.SetAssignments(assignments);
 }
 
-void VfLending::FillStatus(v1::ReportStatusRequest* report) {
+void VfLending::FillStatus(agentproto::v1::ReportStatusRequest* report) {
   lender_.FillStatus(report);
   borrower_.FillStatus(report);
 }

@@ -18,7 +18,10 @@
 #include "agent/hw/sriov_functions.h"
 #include "agent/vf_borrower.h"
 #include "agent/vf_lender.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.pb.h"
+#include "fabric/v1/fabric.pb.h"
 
 namespace fabric::agent {
 
@@ -38,14 +41,15 @@ class VfLending {
   // The VF duties of the configuration just applied. VFs no longer lent are
   // quiesced (bus mastering off, MSI-X disabled) first; shadows of removed
   // borrowings are torn down.
-  void SetAssignments(const std::vector<v1::VfAssignment>& assignments);
+  void SetAssignments(
+      const std::vector<agentproto::v1::VfAssignment>& assignments);
   // Builds the shadows not built yet (the background thread does this
   // every 10 ms while some shadow is missing); public for tests.
   void Reconcile() { borrower_.Reconcile(); }
 
   // Lender side (VfLender::VfAccess).
-  absl::StatusOr<v1::VfAccessResponse> VfAccess(
-      const v1::VfAccessRequest& req) {
+  absl::StatusOr<agentproto::v1::VfAccessResponse> VfAccess(
+      const agentproto::v1::VfAccessRequest& req) {
     return lender_.VfAccess(req);
   }
 
@@ -54,18 +58,18 @@ class VfLending {
       const v1::AccessShadowRequest& req) {
     return borrower_.AccessShadow(req);
   }
-  absl::StatusOr<v1::ShadowInterruptResponse> ShadowInterrupt(
-      const v1::ShadowInterruptRequest& req) {
+  absl::StatusOr<agentproto::v1::ShadowInterruptResponse> ShadowInterrupt(
+      const agentproto::v1::ShadowInterruptRequest& req) {
     return borrower_.ShadowInterrupt(req);
   }
-  absl::StatusOr<v1::SetVmStateResponse> SetVmState(
-      const v1::SetVmStateRequest& req) {
+  absl::StatusOr<hypervisor::v1::SetVmStateResponse> SetVmState(
+      const hypervisor::v1::SetVmStateRequest& req) {
     return borrower_.SetVmState(req);
   }
 
   // Adds the VF health probes and the inventory (lender), then the
   // shadows' status (borrower).
-  void FillStatus(v1::ReportStatusRequest* report);
+  void FillStatus(agentproto::v1::ReportStatusRequest* report);
 
  private:
   VfLender lender_;

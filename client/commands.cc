@@ -1120,13 +1120,14 @@ absl::Status Commands::RaiseInterrupt(const std::string& id, int vector,
 absl::Status Commands::SetVmState(const std::string& node,
                                   const std::string& vm, bool running,
                                   int core) {
-  v1::SetVmStateRequest req;
+  hypervisor::v1::SetVmStateRequest req;
   req.set_node(Qualify("nodes", node));
   req.set_vm(vm);
   req.set_running(running);
   if (running) req.set_core(core);
   const std::string n = Id("nodes", node);
-  absl::StatusOr<v1::SetVmStateResponse> r = client_->SetVmState(req);
+  absl::StatusOr<hypervisor::v1::SetVmStateResponse> r =
+      client_->SetVmState(req);
   absl::Status status =
       Annotate(r.status(),
                absl::StrCat(running ? "start" : "stop", " vm ", vm, " on ", n));

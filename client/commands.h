@@ -28,7 +28,7 @@
 #include "absl/time/time.h"
 #include "client/fabric_client.h"
 #include "client/output.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::client {
 

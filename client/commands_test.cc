@@ -43,7 +43,7 @@ using ::testing::StartsWith;
 // when the VM starts. A host write in an allocation's borrower window (found
 // with `allocation_at`) lands in its target's memory, where a host read
 // finds it.
-class FakeNodeAgent final : public v1::NodeAgentService::Service {
+class FakeNodeAgent final : public agentproto::v1::NodeAgentService::Service {
  public:
   // Returns the attachment that lends `vf_address` to `borrower`.
   using Lookup = std::function<absl::StatusOr<v1::Attachment>(
@@ -81,8 +81,9 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
     unreachable_target_ = target;
   }
 
-  grpc::Status VfAccess(grpc::ServerContext*, const v1::VfAccessRequest* req,
-                        v1::VfAccessResponse* out) override {
+  grpc::Status VfAccess(grpc::ServerContext*,
+                        const agentproto::v1::VfAccessRequest* req,
+                        agentproto::v1::VfAccessResponse* out) override {
     absl::StatusOr<v1::Attachment> a =
         lookup_(req->borrower(), req->vf_address());
     if (!a.ok()) {
@@ -98,7 +99,7 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
     const std::string borrower(absl::StripPrefix(a->borrower(), "nodes/"));
     absl::MutexLock l(&mu_);
     v1::AccessResult* access = out->mutable_access();
-    if (req->op() == v1::VfAccessRequest::DMA) {
+    if (req->op() == agentproto::v1::VfAccessRequest::DMA) {
       v1::AttachmentWindow dma = window("dma");
       if (dma_broken_) {
         access->set_fault_bridge("bridges/n1");
@@ -114,7 +115,7 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
       access->set_addr(addr);
       return grpc::Status::OK;
     }
-    if (req->op() == v1::VfAccessRequest::RAISE_MSIX) {
+    if (req->op() == agentproto::v1::VfAccessRequest::RAISE_MSIX) {
       out->set_outcome("delivered");
       out->set_msi_data(static_cast<uint32_t>(req->vector()));
       access->set_landed(true);
@@ -125,7 +126,8 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "op");
   }
 
-  grpc::Status HostWrite(grpc::ServerContext*, const v1::HostWriteRequest* req,
+  grpc::Status HostWrite(grpc::ServerContext*,
+                         const agentproto::v1::HostWriteRequest* req,
                          v1::AccessResult* out) override {
     absl::StatusOr<v1::Allocation> a = allocation_at_(req->addr());
     if (!a.ok()) {
@@ -145,8 +147,9 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status HostRead(grpc::ServerContext*, const v1::HostReadRequest* req,
-                        v1::HostReadResponse* out) override {
+  grpc::Status HostRead(grpc::ServerContext*,
+                        const agentproto::v1::HostReadRequest* req,
+                        agentproto::v1::HostReadResponse* out) override {
     absl::MutexLock l(&mu_);
     out->set_data(memory_[req->addr()].substr(0, req->length()));
     return grpc::Status::OK;
@@ -186,9 +189,9 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ShadowInterrupt(grpc::ServerContext*,
-                               const v1::ShadowInterruptRequest* req,
-                               v1::ShadowInterruptResponse* out) override {
+  grpc::Status ShadowInterrupt(
+      grpc::ServerContext*, const agentproto::v1::ShadowInterruptRequest* req,
+      agentproto::v1::ShadowInterruptResponse* out) override {
     absl::MutexLock l(&mu_);
     if (req->data() >= kVectors) {
       out->set_delivery("dropped");
@@ -208,8 +211,8 @@ class FakeNodeAgent final : public v1::NodeAgentService::Service {
   }
 
   grpc::Status SetVmState(grpc::ServerContext*,
-                          const v1::SetVmStateRequest* req,
-                          v1::SetVmStateResponse* out) override {
+                          const hypervisor::v1::SetVmStateRequest* req,
+                          hypervisor::v1::SetVmStateResponse* out) override {
     absl::MutexLock l(&mu_);
     vm_running_ = req->running();
     if (vm_running_) {
@@ -274,31 +277,31 @@ class CommandsTest : public ::testing::Test {
     agents_ = std::thread([this, nodes] {
       auto channel =
           grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
-      auto stub = v1::AgentService::NewStub(channel);
+      auto stub = agentproto::v1::AgentService::NewStub(channel);
       auto fabric = v1::FabricService::NewStub(channel);
       std::map<std::string, int64_t> applied;
       for (const std::string& n : nodes) {
         grpc::ClientContext ctx;
-        v1::RegisterNodeRequest req;
+        agentproto::v1::RegisterNodeRequest req;
         req.set_node(n);
         req.set_backend("sim");
         if (inventories_.count(n)) *req.mutable_inventory() = inventories_[n];
         if (node_agent_ != nullptr) {
           req.set_control_address(node_agent_->address());
         }
-        v1::RegisterNodeResponse resp;
+        agentproto::v1::RegisterNodeResponse resp;
         stub->RegisterNode(&ctx, req, &resp);
         applied[n] = resp.node().desired_generation();
       }
       while (!stop_agents_) {
         for (const std::string& n : nodes) {
           grpc::ClientContext ctx;
-          v1::ReportStatusRequest req;
+          agentproto::v1::ReportStatusRequest req;
           req.set_node(n);
           req.set_applied_generation(applied[n]);
           for (const v1::PciFunction& f : inventories_[n].functions()) {
             if (f.kind() != v1::PciFunction::SRIOV_VF) continue;
-            v1::VfHealthReport* h = req.add_vf_health();
+            agentproto::v1::VfHealthReport* h = req.add_vf_health();
             h->set_vf_address(f.address());
             h->set_healthy(true);
           }
@@ -310,12 +313,12 @@ class CommandsTest : public ::testing::Test {
             (void)fabric->ListAttachments(&list_ctx, list, &borrowed);
             for (const v1::Attachment& a : borrowed.attachments()) {
               if (a.borrower() != "nodes/" + n) continue;
-              v1::ShadowStatus* sh = req.add_shadows();
+              agentproto::v1::ShadowStatus* sh = req.add_shadows();
               sh->set_attachment(a.name());
               sh->set_ready(true);
             }
           }
-          v1::ReportStatusResponse resp;
+          agentproto::v1::ReportStatusResponse resp;
           if (stub->ReportStatus(&ctx, req, &resp).ok()) {
             applied[n] = resp.desired_generation();
           }

@@ -359,8 +359,8 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> FabricClient::RaiseVfInterrupt(
   return Call(&Stub::RaiseVfInterrupt, req, 1);
 }
 
-absl::StatusOr<v1::SetVmStateResponse> FabricClient::SetVmState(
-    const v1::SetVmStateRequest& req) {
+absl::StatusOr<hypervisor::v1::SetVmStateResponse> FabricClient::SetVmState(
+    const hypervisor::v1::SetVmStateRequest& req) {
   return Call(&Stub::SetVmState, req, 1);
 }
 

@@ -26,7 +26,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.pb.h"
+#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "grpcpp/grpcpp.h"
 
 namespace fabric::client {
@@ -139,8 +142,8 @@ class FabricClient {
   absl::StatusOr<v1::RaiseVfInterruptResponse> RaiseVfInterrupt(
       const v1::RaiseVfInterruptRequest& req);
   // Not retried: a retry would report no injected interrupts.
-  absl::StatusOr<v1::SetVmStateResponse> SetVmState(
-      const v1::SetVmStateRequest& req);
+  absl::StatusOr<hypervisor::v1::SetVmStateResponse> SetVmState(
+      const hypervisor::v1::SetVmStateRequest& req);
 
   absl::StatusOr<std::vector<v1::HardwareProfile>> ListProfiles();
   absl::Status Ping();

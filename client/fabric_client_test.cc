@@ -116,8 +116,9 @@ class FakeFabricService final : public v1::FabricService::Service {
     Count("RaiseVfInterrupt");
     return relay_status;
   }
-  grpc::Status SetVmState(grpc::ServerContext*, const v1::SetVmStateRequest*,
-                          v1::SetVmStateResponse*) override {
+  grpc::Status SetVmState(grpc::ServerContext*,
+                          const hypervisor::v1::SetVmStateRequest*,
+                          hypervisor::v1::SetVmStateResponse*) override {
     Count("SetVmState");
     return relay_status;
   }

@@ -3,8 +3,8 @@
 // dial agents by address: the agent's VF borrower (its lenders) and the
 // manager's relay to agents.
 //
-//   StubCache<v1::NodeAgentService> stubs;
-//   v1::NodeAgentService::Stub* s = stubs.Get("10.0.0.7:7071");
+//   StubCache<agentproto::v1::NodeAgentService> stubs;
+//   agentproto::v1::NodeAgentService::Stub* s = stubs.Get("10.0.0.7:7071");
 //
 // Thread-safe. Get() returns a pointer owned by the cache that stays valid
 // until the cache is destroyed.

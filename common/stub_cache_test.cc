@@ -1,17 +1,17 @@
 #include "common/stub_cache.h"
 
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
 #include "gtest/gtest.h"
 
 namespace fabric {
 namespace {
 
 TEST(StubCacheTest, OneStubPerAddress) {
-  StubCache<v1::NodeAgentService> stubs;
-  v1::NodeAgentService::Stub* a = stubs.Get("127.0.0.1:1");
+  StubCache<agentproto::v1::NodeAgentService> stubs;
+  agentproto::v1::NodeAgentService::Stub* a = stubs.Get("127.0.0.1:1");
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(stubs.Get("127.0.0.1:1"), a);
-  v1::NodeAgentService::Stub* b = stubs.Get("127.0.0.1:2");
+  agentproto::v1::NodeAgentService::Stub* b = stubs.Get("127.0.0.1:2");
   ASSERT_NE(b, nullptr);
   EXPECT_NE(b, a);
 }

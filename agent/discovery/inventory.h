@@ -18,7 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent::discovery {
 

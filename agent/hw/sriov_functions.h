@@ -31,7 +31,7 @@
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/bridge_hardware.h"
 #include "agent/vf/msix_layout.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent::hw {
 

@@ -15,8 +15,8 @@
 
 namespace fabric::service {
 
-v1::RegisterNodeResponse AgentRegistry::Register(
-    const std::string& node, const v1::RegisterNodeRequest& req) {
+agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
+    const std::string& node, const agentproto::v1::RegisterNodeRequest& req) {
   ManagerState& s = *state_;
   auto& agent = s.agents[node];
   if (agent == nullptr) agent = std::make_unique<AgentEntry>();
@@ -48,7 +48,7 @@ v1::RegisterNodeResponse AgentRegistry::Register(
   // A (re)registered agent must apply the current generation again.
   agent->applied_generation = 0;
   agent->errors.clear();
-  v1::RegisterNodeResponse out;
+  agentproto::v1::RegisterNodeResponse out;
   *out.mutable_heartbeat_interval() =
       ToProtoDuration(options_.heartbeat_interval);
   out.set_session(session);
@@ -80,14 +80,14 @@ v1::RegisterNodeResponse AgentRegistry::Register(
   return out;
 }
 
-absl::StatusOr<v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
+absl::StatusOr<agentproto::v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
     absl::string_view node) const {
   const ManagerState& s = *state_;
   auto found = s.FindNode("node", node);
   if (!found.ok()) {
     if (s.UnassignedAgent(node) == nullptr) return found.status();
     // In no fabric: nothing is wanted of the bridge.
-    v1::DesiredConfig empty;
+    agentproto::v1::DesiredConfig empty;
     empty.set_node(NodeName(*ParseName("node", node, "nodes")));
     empty.set_generation(s.generation());
     return empty;
@@ -95,7 +95,7 @@ absl::StatusOr<v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
   const FabricEntry& f = *found->first;
   const int idx = found->second;
   const core::NodeInfo& n = f.state.topology().node(idx);
-  v1::DesiredConfig out;
+  agentproto::v1::DesiredConfig out;
   out.set_node(NodeName(n.name));
   out.set_fabric(FabricName(f.id()));
   out.set_generation(s.generation());
@@ -112,10 +112,10 @@ absl::StatusOr<v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
     const v1::Attachment& r = a->record;
     const bool lender = r.lender() == out.node();
     if (!lender && r.borrower() != out.node()) continue;
-    v1::VfAssignment* va = out.add_vf_assignments();
+    agentproto::v1::VfAssignment* va = out.add_vf_assignments();
     va->set_attachment(r.name());
-    va->set_role(lender ? v1::VfAssignment::LENDER
-                        : v1::VfAssignment::BORROWER);
+    va->set_role(lender ? agentproto::v1::VfAssignment::LENDER
+                        : agentproto::v1::VfAssignment::BORROWER);
     va->set_vf_address(r.vf_address());
     va->set_lender(r.lender());
     va->set_borrower(r.borrower());
@@ -137,8 +137,8 @@ absl::StatusOr<v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
   return out;
 }
 
-absl::StatusOr<v1::ReportStatusResponse> AgentRegistry::Report(
-    const std::string& node, const v1::ReportStatusRequest& req) {
+absl::StatusOr<agentproto::v1::ReportStatusResponse> AgentRegistry::Report(
+    const std::string& node, const agentproto::v1::ReportStatusRequest& req) {
   ManagerState& s = *state_;
   auto found = s.FindNode("node", node);
   if (!found.ok() && !absl::IsNotFound(found.status())) return found.status();
@@ -156,7 +156,7 @@ absl::StatusOr<v1::ReportStatusResponse> AgentRegistry::Report(
         "applied_generation: ", req.applied_generation(),
         " is newer than the current generation ", s.generation()));
   }
-  v1::ReportStatusResponse out;
+  agentproto::v1::ReportStatusResponse out;
   out.set_desired_generation(s.generation());
   if (req.sequence() != 0) {
     // Overtaken by a newer report of this session: what it says is old.
@@ -182,7 +182,7 @@ absl::StatusOr<v1::ReportStatusResponse> AgentRegistry::Report(
                  req.inventory().SerializeAsString();
     a.inventory = req.inventory();
   }
-  std::map<std::string, v1::VfHealthReport> health;
+  std::map<std::string, agentproto::v1::VfHealthReport> health;
   for (const auto& h : req.vf_health()) health[h.vf_address()] = h;
   for (const auto& [addr, h] : health) {
     auto old = a.vf_health.find(addr);
@@ -193,7 +193,7 @@ absl::StatusOr<v1::ReportStatusResponse> AgentRegistry::Report(
   }
   vf_changed |= health.size() != a.vf_health.size();
   a.vf_health = std::move(health);
-  std::map<std::string, v1::ShadowStatus> shadows;
+  std::map<std::string, agentproto::v1::ShadowStatus> shadows;
   for (const auto& sh : req.shadows()) shadows[sh.attachment()] = sh;
   for (const auto& [name, sh] : shadows) {
     auto old = a.shadows.find(name);

@@ -13,7 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
 #include "server/service/manager_options.h"
 #include "server/service/manager_state.h"
 
@@ -31,19 +31,19 @@ class AgentRegistry {
 
   // Registers the agent of node id `node` (validated request): a new
   // session that fences older ones. A node in no fabric is accepted too.
-  v1::RegisterNodeResponse Register(const std::string& node,
-                                    const v1::RegisterNodeRequest& req);
+  agentproto::v1::RegisterNodeResponse Register(
+      const std::string& node, const agentproto::v1::RegisterNodeRequest& req);
   // A status report of node id `node`. FAILED_PRECONDITION when it never
   // registered, ABORTED for a fenced session, INVALID_ARGUMENT for a
   // generation from the future.
-  absl::StatusOr<v1::ReportStatusResponse> Report(
-      const std::string& node, const v1::ReportStatusRequest& req);
+  absl::StatusOr<agentproto::v1::ReportStatusResponse> Report(
+      const std::string& node, const agentproto::v1::ReportStatusRequest& req);
   // See FabricManager::ConfigStreamOpened / ConfigStreamClosed.
   absl::Status StreamOpened(const std::string& node, int64_t session);
   void StreamClosed(const std::string& node, int64_t session);
   // The node's complete desired configuration at the current generation;
   // empty for a node in no fabric whose agent registered.
-  absl::StatusOr<v1::DesiredConfig> DesiredConfigFor(
+  absl::StatusOr<agentproto::v1::DesiredConfig> DesiredConfigFor(
       absl::string_view node) const;
   // Marks agents silent past their allowance NOT_READY at `now` (and
   // forgets those of nodes in no fabric).

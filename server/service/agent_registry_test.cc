@@ -71,7 +71,7 @@ TEST_F(ManagerTest, OpenConfigStreamKeepsALateAgentReady) {
 // address of a session whose stream ended is not kept.
 TEST_F(ManagerTest, NewerRegistrationFencesTheOlderSession) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
-  v1::RegisterNodeRequest reg;
+  agentproto::v1::RegisterNodeRequest reg;
   reg.set_node("n1");
   reg.set_control_address("127.0.0.1:1001");
   auto first = manager_->RegisterNode(reg);
@@ -89,7 +89,7 @@ TEST_F(ManagerTest, NewerRegistrationFencesTheOlderSession) {
   EXPECT_THAT(n1.agent_takeover(), HasSubstr("127.0.0.1:1001"));
   EXPECT_THAT(n1.agent_takeover(), HasSubstr("127.0.0.1:1002"));
 
-  v1::ReportStatusRequest rep;
+  agentproto::v1::ReportStatusRequest rep;
   rep.set_node("n1");
   rep.set_session(first->session());
   auto refused = manager_->ReportStatus(rep);
@@ -118,19 +118,19 @@ TEST_F(ManagerTest, OvertakenReportIsIgnored) {
   auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
   ASSERT_TRUE(a.ok());
   for (const char* n : {"n0", "n1"}) {
-    v1::RegisterNodeRequest reg;
+    agentproto::v1::RegisterNodeRequest reg;
     reg.set_node(n);
     auto registered = manager_->RegisterNode(reg);
     ASSERT_TRUE(registered.ok());
     const int64_t generation = manager_->DesiredConfigFor(n)->generation();
-    v1::ReportStatusRequest fresh;
+    agentproto::v1::ReportStatusRequest fresh;
     fresh.set_node(n);
     fresh.set_session(registered->session());
     fresh.set_sequence(2);
     fresh.set_applied_generation(generation);
     ASSERT_TRUE(manager_->ReportStatus(fresh).ok());
     // A heartbeat built before the apply arrives after it.
-    v1::ReportStatusRequest stale = fresh;
+    agentproto::v1::ReportStatusRequest stale = fresh;
     stale.set_sequence(1);
     stale.set_applied_generation(0);
     ASSERT_TRUE(manager_->ReportStatus(stale).ok());
@@ -143,7 +143,7 @@ TEST_F(ManagerTest, OvertakenReportIsIgnored) {
 // configuration (it clears its bridge), GetNode shows it without a fabric,
 // and it joins when a fabric names it.
 TEST_F(ManagerTest, AgentOfANodeInNoFabricGetsAnEmptyConfiguration) {
-  v1::RegisterNodeRequest reg;
+  agentproto::v1::RegisterNodeRequest reg;
   reg.set_node("loose");
   reg.set_control_address("127.0.0.1:1003");
   auto registered = manager_->RegisterNode(reg);
@@ -155,7 +155,7 @@ TEST_F(ManagerTest, AgentOfANodeInNoFabricGetsAnEmptyConfiguration) {
   EXPECT_EQ(cfg->address_map().windows_size(), 0);
   EXPECT_EQ(cfg->address_map().inbound_size(), 0);
   EXPECT_EQ(cfg->export_size(), 0u);
-  v1::ReportStatusRequest rep;
+  agentproto::v1::ReportStatusRequest rep;
   rep.set_node("loose");
   rep.set_session(registered->session());
   rep.set_applied_generation(cfg->generation());

@@ -79,7 +79,7 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
     if (off + probe > a.size()) off = a.size() - probe;
     std::string pattern(probe, '\0');
     for (char& c : pattern) c = static_cast<char>(absl::Uniform<uint8_t>(gen));
-    v1::HostWriteRequest write;
+    agentproto::v1::HostWriteRequest write;
     write.set_addr(a.borrower_addr() + off);
     write.set_data(pattern);
     v1::AccessResult* result = out.add_probes();
@@ -112,10 +112,10 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
                                    FormatAddr(a.target_addr() + off)));
       return out;
     }
-    v1::HostReadRequest read;
+    agentproto::v1::HostReadRequest read;
     read.set_addr(a.target_addr() + off);
     read.set_length(static_cast<uint32_t>(probe));
-    v1::HostReadResponse got;
+    agentproto::v1::HostReadResponse got;
     {
       grpc::ClientContext ctx;
       ctx.set_deadline(
@@ -199,17 +199,17 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::VerifyAttachment(
   for (uint64_t off : std::set<uint64_t>{0, dma->size() - probe}) {
     std::string pattern(probe, '\0');
     for (char& c : pattern) c = static_cast<char>(absl::Uniform<uint8_t>(gen));
-    v1::VfAccessRequest write;
+    agentproto::v1::VfAccessRequest write;
     write.set_borrower(a.borrower());
     write.set_vf_address(a.vf_address());
-    write.set_op(v1::VfAccessRequest::DMA);
+    write.set_op(agentproto::v1::VfAccessRequest::DMA);
     write.set_addr(dma->local_addr() + off);
     write.set_data(pattern);
-    v1::VfAccessResponse wrote;
+    agentproto::v1::VfAccessResponse wrote;
     absl::Status s = CallAgent(
         options_.agent_deadline,
-        [&](grpc::ClientContext* c, const v1::VfAccessRequest& r,
-            v1::VfAccessResponse* w) {
+        [&](grpc::ClientContext* c, const agentproto::v1::VfAccessRequest& r,
+            agentproto::v1::VfAccessResponse* w) {
           return stubs_.Get(target->lender_agent)->VfAccess(c, r, w);
         },
         a.lender(), target->lender_agent, write, &wrote);
@@ -232,14 +232,14 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::VerifyAttachment(
                                    FormatAddr(dma->target_addr() + off)));
       return out;
     }
-    v1::HostReadRequest read;
+    agentproto::v1::HostReadRequest read;
     read.set_addr(dma->target_addr() + off);
     read.set_length(static_cast<uint32_t>(probe));
-    v1::HostReadResponse got;
+    agentproto::v1::HostReadResponse got;
     RETURN_IF_ERROR(CallAgent(
         options_.agent_deadline,
-        [&](grpc::ClientContext* c, const v1::HostReadRequest& r,
-            v1::HostReadResponse* w) {
+        [&](grpc::ClientContext* c, const agentproto::v1::HostReadRequest& r,
+            agentproto::v1::HostReadResponse* w) {
           return stubs_.Get(target->borrower_agent)->HostRead(c, r, w);
         },
         a.borrower(), target->borrower_agent, read, &got));
@@ -289,16 +289,16 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
   const int count = req.count() == 0 ? 1 : req.count();
   v1::RaiseVfInterruptResponse out;
   for (int i = 0; i < count; ++i) {
-    v1::VfAccessRequest raise;
+    agentproto::v1::VfAccessRequest raise;
     raise.set_borrower(a.borrower());
     raise.set_vf_address(a.vf_address());
-    raise.set_op(v1::VfAccessRequest::RAISE_MSIX);
+    raise.set_op(agentproto::v1::VfAccessRequest::RAISE_MSIX);
     raise.set_vector(req.vector());
-    v1::VfAccessResponse raised;
+    agentproto::v1::VfAccessResponse raised;
     RETURN_IF_ERROR(CallAgent(
         options_.agent_deadline,
-        [&](grpc::ClientContext* c, const v1::VfAccessRequest& r,
-            v1::VfAccessResponse* w) {
+        [&](grpc::ClientContext* c, const agentproto::v1::VfAccessRequest& r,
+            agentproto::v1::VfAccessResponse* w) {
           return stubs_.Get(target->lender_agent)->VfAccess(c, r, w);
         },
         a.lender(), target->lender_agent, raise, &raised));
@@ -310,15 +310,16 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
       out.set_dropped(out.dropped() + 1);
       continue;
     }
-    v1::ShadowInterruptRequest deliver;
+    agentproto::v1::ShadowInterruptRequest deliver;
     deliver.set_attachment(a.name());
     deliver.set_addr(raised.access().addr());
     deliver.set_data(raised.msi_data());
-    v1::ShadowInterruptResponse delivered;
+    agentproto::v1::ShadowInterruptResponse delivered;
     RETURN_IF_ERROR(CallAgent(
         options_.agent_deadline,
-        [&](grpc::ClientContext* c, const v1::ShadowInterruptRequest& r,
-            v1::ShadowInterruptResponse* w) {
+        [&](grpc::ClientContext* c,
+            const agentproto::v1::ShadowInterruptRequest& r,
+            agentproto::v1::ShadowInterruptResponse* w) {
           return stubs_.Get(target->borrower_agent)->ShadowInterrupt(c, r, w);
         },
         a.borrower(), target->borrower_agent, deliver, &delivered));
@@ -334,15 +335,15 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
   return out;
 }
 
-absl::StatusOr<v1::SetVmStateResponse> AgentRelay::SetVmState(
-    const v1::SetVmStateRequest& req) {
+absl::StatusOr<hypervisor::v1::SetVmStateResponse> AgentRelay::SetVmState(
+    const hypervisor::v1::SetVmStateRequest& req) {
   auto addr = targets_->AgentAddress(req.node());
   if (!addr.ok()) return addr.status();
-  v1::SetVmStateResponse out;
+  hypervisor::v1::SetVmStateResponse out;
   RETURN_IF_ERROR(CallAgent(
       options_.agent_deadline,
-      [&](grpc::ClientContext* c, const v1::SetVmStateRequest& r,
-          v1::SetVmStateResponse* w) {
+      [&](grpc::ClientContext* c, const hypervisor::v1::SetVmStateRequest& r,
+          hypervisor::v1::SetVmStateResponse* w) {
         return stubs_.Get(*addr)->SetVmState(c, r, w);
       },
       req.node(), *addr, req, &out));

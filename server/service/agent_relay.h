@@ -27,7 +27,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/stub_cache.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.pb.h"
+#include "fabric/v1/fabric.pb.h"
 #include "server/service/manager.h"
 
 namespace fabric::service {
@@ -90,15 +92,15 @@ class AgentRelay {
   absl::StatusOr<v1::RaiseVfInterruptResponse> RaiseVfInterrupt(
       const v1::RaiseVfInterruptRequest& req);
   // Forwarded to the agent of `req.node()`.
-  absl::StatusOr<v1::SetVmStateResponse> SetVmState(
-      const v1::SetVmStateRequest& req);
+  absl::StatusOr<hypervisor::v1::SetVmStateResponse> SetVmState(
+      const hypervisor::v1::SetVmStateRequest& req);
 
  private:
 
   const std::unique_ptr<RelayTargets> owned_targets_;  // May be null.
   RelayTargets* const targets_;  // owned_targets_ or borrowed; never null.
   const AgentRelayOptions options_;
-  StubCache<v1::NodeAgentService> stubs_;
+  StubCache<agentproto::v1::NodeAgentService> stubs_;
 };
 
 }  // namespace fabric::service

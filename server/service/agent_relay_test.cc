@@ -33,29 +33,36 @@ constexpr char kDeadAgent[] = "127.0.0.1:1";
 
 // A NodeAgentService whose answers the test sets; unset methods are
 // UNIMPLEMENTED. Records what it was asked.
-class FakeAgent final : public v1::NodeAgentService::Service {
+class FakeAgent final : public agentproto::v1::NodeAgentService::Service {
  public:
   template <typename Req, typename Resp>
   using Handler = std::function<grpc::Status(const Req&, Resp*)>;
 
-  Handler<v1::HostWriteRequest, v1::AccessResult> host_write;
-  Handler<v1::HostReadRequest, v1::HostReadResponse> host_read;
-  Handler<v1::VfAccessRequest, v1::VfAccessResponse> vf_access;
+  Handler<agentproto::v1::HostWriteRequest, v1::AccessResult> host_write;
+  Handler<agentproto::v1::HostReadRequest, agentproto::v1::HostReadResponse>
+      host_read;
+  Handler<agentproto::v1::VfAccessRequest, agentproto::v1::VfAccessResponse>
+      vf_access;
   Handler<v1::AccessShadowRequest, v1::AccessShadowResponse> access_shadow;
-  Handler<v1::ShadowInterruptRequest, v1::ShadowInterruptResponse>
+  Handler<agentproto::v1::ShadowInterruptRequest,
+          agentproto::v1::ShadowInterruptResponse>
       shadow_interrupt;
-  Handler<v1::SetVmStateRequest, v1::SetVmStateResponse> set_vm_state;
+  Handler<hypervisor::v1::SetVmStateRequest, hypervisor::v1::SetVmStateResponse>
+      set_vm_state;
 
-  grpc::Status HostWrite(grpc::ServerContext*, const v1::HostWriteRequest* r,
+  grpc::Status HostWrite(grpc::ServerContext*,
+                         const agentproto::v1::HostWriteRequest* r,
                          v1::AccessResult* w) override {
     return Run(host_write, "HostWrite", *r, w);
   }
-  grpc::Status HostRead(grpc::ServerContext*, const v1::HostReadRequest* r,
-                        v1::HostReadResponse* w) override {
+  grpc::Status HostRead(grpc::ServerContext*,
+                        const agentproto::v1::HostReadRequest* r,
+                        agentproto::v1::HostReadResponse* w) override {
     return Run(host_read, "HostRead", *r, w);
   }
-  grpc::Status VfAccess(grpc::ServerContext*, const v1::VfAccessRequest* r,
-                        v1::VfAccessResponse* w) override {
+  grpc::Status VfAccess(grpc::ServerContext*,
+                        const agentproto::v1::VfAccessRequest* r,
+                        agentproto::v1::VfAccessResponse* w) override {
     return Run(vf_access, "VfAccess", *r, w);
   }
   grpc::Status AccessShadow(grpc::ServerContext*,
@@ -63,13 +70,14 @@ class FakeAgent final : public v1::NodeAgentService::Service {
                             v1::AccessShadowResponse* w) override {
     return Run(access_shadow, "AccessShadow", *r, w);
   }
-  grpc::Status ShadowInterrupt(grpc::ServerContext*,
-                               const v1::ShadowInterruptRequest* r,
-                               v1::ShadowInterruptResponse* w) override {
+  grpc::Status ShadowInterrupt(
+      grpc::ServerContext*, const agentproto::v1::ShadowInterruptRequest* r,
+      agentproto::v1::ShadowInterruptResponse* w) override {
     return Run(shadow_interrupt, "ShadowInterrupt", *r, w);
   }
-  grpc::Status SetVmState(grpc::ServerContext*, const v1::SetVmStateRequest* r,
-                          v1::SetVmStateResponse* w) override {
+  grpc::Status SetVmState(grpc::ServerContext*,
+                          const hypervisor::v1::SetVmStateRequest* r,
+                          hypervisor::v1::SetVmStateResponse* w) override {
     return Run(set_vm_state, "SetVmState", *r, w);
   }
 
@@ -211,19 +219,19 @@ class VerifyTest : public ::testing::Test {
     targets_.verify = t;
     // The fabric: a write at the borrower's granted address lands on the
     // target at the same offset of its range.
-    borrower_.agent().host_write = [this](const v1::HostWriteRequest& r,
-                                          v1::AccessResult* w) {
-      const uint64_t landed = r.addr() - kBorrowerAddr + kTargetAddr;
-      memory_.Write(landed, r.data());
-      w->set_landed(true);
-      w->set_node("t");
-      w->set_addr(landed);
-      w->add_hops("b.bridge");
-      w->add_hops("t.bridge");
-      return Ok();
-    };
-    target_.agent().host_read = [this](const v1::HostReadRequest& r,
-                                       v1::HostReadResponse* w) {
+    borrower_.agent().host_write =
+        [this](const agentproto::v1::HostWriteRequest& r, v1::AccessResult* w) {
+          const uint64_t landed = r.addr() - kBorrowerAddr + kTargetAddr;
+          memory_.Write(landed, r.data());
+          w->set_landed(true);
+          w->set_node("t");
+          w->set_addr(landed);
+          w->add_hops("b.bridge");
+          w->add_hops("t.bridge");
+          return Ok();
+        };
+    target_.agent().host_read = [this](const agentproto::v1::HostReadRequest& r,
+                                       agentproto::v1::HostReadResponse* w) {
       w->set_data(memory_.Read(r.addr(), r.length()));
       return Ok();
     };
@@ -286,7 +294,7 @@ TEST_F(VerifyTest, UnreachableBorrowerAgentIsUnavailable) {
 }
 
 TEST_F(VerifyTest, AnyWriteErrorOfTheBorrowerAgentIsUnavailable) {
-  borrower_.agent().host_write = [](const v1::HostWriteRequest&,
+  borrower_.agent().host_write = [](const agentproto::v1::HostWriteRequest&,
                                     v1::AccessResult*) {
     return grpc::Status(grpc::StatusCode::INTERNAL, "bridge wedged");
   };
@@ -296,7 +304,7 @@ TEST_F(VerifyTest, AnyWriteErrorOfTheBorrowerAgentIsUnavailable) {
 }
 
 TEST_F(VerifyTest, FaultIsAResultNamingTheBridge) {
-  borrower_.agent().host_write = [](const v1::HostWriteRequest& r,
+  borrower_.agent().host_write = [](const agentproto::v1::HostWriteRequest& r,
                                     v1::AccessResult* w) {
     w->set_landed(false);
     w->set_fault_bridge("b.bridge");
@@ -314,7 +322,7 @@ TEST_F(VerifyTest, FaultIsAResultNamingTheBridge) {
 }
 
 TEST_F(VerifyTest, LandingElsewhereIsAResultNamingTheExpectedPlace) {
-  borrower_.agent().host_write = [](const v1::HostWriteRequest& r,
+  borrower_.agent().host_write = [](const agentproto::v1::HostWriteRequest& r,
                                     v1::AccessResult* w) {
     w->set_landed(true);
     w->set_node("other");
@@ -329,8 +337,8 @@ TEST_F(VerifyTest, LandingElsewhereIsAResultNamingTheExpectedPlace) {
 }
 
 TEST_F(VerifyTest, FailedReadBackIsUnavailable) {
-  target_.agent().host_read = [](const v1::HostReadRequest&,
-                                 v1::HostReadResponse*) {
+  target_.agent().host_read = [](const agentproto::v1::HostReadRequest&,
+                                 agentproto::v1::HostReadResponse*) {
     return grpc::Status(grpc::StatusCode::INTERNAL, "read failed");
   };
   absl::Status s = Verify().status();
@@ -341,8 +349,8 @@ TEST_F(VerifyTest, FailedReadBackIsUnavailable) {
 }
 
 TEST_F(VerifyTest, DifferentBytesAreAResultNamingTheFirstOffset) {
-  target_.agent().host_read = [this](const v1::HostReadRequest& r,
-                                     v1::HostReadResponse* w) {
+  target_.agent().host_read = [this](const agentproto::v1::HostReadRequest& r,
+                                     agentproto::v1::HostReadResponse* w) {
     std::string data = memory_.Read(r.addr(), r.length());
     data[10] = static_cast<char>(data[10] ^ 0xff);
     w->set_data(data);
@@ -358,7 +366,7 @@ TEST_F(VerifyTest, AgentPastTheDeadlineIsUnavailable) {
   AgentRelayOptions options;
   options.agent_deadline = absl::Milliseconds(200);
   AgentRelay relay(&targets_, options);
-  borrower_.agent().host_write = [this](const v1::HostWriteRequest&,
+  borrower_.agent().host_write = [this](const agentproto::v1::HostWriteRequest&,
                                         v1::AccessResult*) {
     borrower_.Hang();
     return Ok();
@@ -391,8 +399,8 @@ class AttachmentRelayTest : public ::testing::Test {
     t.borrower_agent = borrower_.address();
     targets_.attachment = t;
     // The lent VF's DMA lands in the borrower's DMA region.
-    lender_.agent().vf_access = [this](const v1::VfAccessRequest& r,
-                                       v1::VfAccessResponse* w) {
+    lender_.agent().vf_access = [this](const agentproto::v1::VfAccessRequest& r,
+                                       agentproto::v1::VfAccessResponse* w) {
       const uint64_t landed = r.addr() - kDmaLocal + kDmaTarget;
       memory_.Write(landed, r.data());
       w->mutable_access()->set_landed(true);
@@ -401,8 +409,9 @@ class AttachmentRelayTest : public ::testing::Test {
       w->mutable_access()->add_hops("l.bridge");
       return Ok();
     };
-    borrower_.agent().host_read = [this](const v1::HostReadRequest& r,
-                                         v1::HostReadResponse* w) {
+    borrower_.agent().host_read = [this](
+                                      const agentproto::v1::HostReadRequest& r,
+                                      agentproto::v1::HostReadResponse* w) {
       w->set_data(memory_.Read(r.addr(), r.length()));
       return Ok();
     };
@@ -459,8 +468,8 @@ TEST_F(AttachmentRelayTest, VerifyWithUnreachableLenderIsUnavailable) {
 }
 
 TEST_F(AttachmentRelayTest, DmaRefusedByTheLenderIsAResult) {
-  lender_.agent().vf_access = [](const v1::VfAccessRequest&,
-                                 v1::VfAccessResponse*) {
+  lender_.agent().vf_access = [](const agentproto::v1::VfAccessRequest&,
+                                 agentproto::v1::VfAccessResponse*) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "bus mastering is off");
   };
@@ -471,8 +480,8 @@ TEST_F(AttachmentRelayTest, DmaRefusedByTheLenderIsAResult) {
 }
 
 TEST_F(AttachmentRelayTest, DmaLandingElsewhereIsAResult) {
-  lender_.agent().vf_access = [](const v1::VfAccessRequest& r,
-                                 v1::VfAccessResponse* w) {
+  lender_.agent().vf_access = [](const agentproto::v1::VfAccessRequest& r,
+                                 agentproto::v1::VfAccessResponse* w) {
     w->mutable_access()->set_landed(true);
     w->mutable_access()->set_node("l");
     w->mutable_access()->set_addr(r.addr());
@@ -485,8 +494,8 @@ TEST_F(AttachmentRelayTest, DmaLandingElsewhereIsAResult) {
 }
 
 TEST_F(AttachmentRelayTest, FailedReadBackKeepsTheBorrowerAgentsCode) {
-  borrower_.agent().host_read = [](const v1::HostReadRequest&,
-                                   v1::HostReadResponse*) {
+  borrower_.agent().host_read = [](const agentproto::v1::HostReadRequest&,
+                                   agentproto::v1::HostReadResponse*) {
     return grpc::Status(grpc::StatusCode::OUT_OF_RANGE, "past the region");
   };
   absl::Status s = VerifyAttachment().status();
@@ -495,8 +504,8 @@ TEST_F(AttachmentRelayTest, FailedReadBackKeepsTheBorrowerAgentsCode) {
 }
 
 TEST_F(AttachmentRelayTest, DifferentBytesInTheDmaRegionAreAResult) {
-  borrower_.agent().host_read = [](const v1::HostReadRequest& r,
-                                   v1::HostReadResponse* w) {
+  borrower_.agent().host_read = [](const agentproto::v1::HostReadRequest& r,
+                                   agentproto::v1::HostReadResponse* w) {
     w->set_data(std::string(r.length(), 'x'));
     return Ok();
   };
@@ -553,9 +562,10 @@ TEST_F(AttachmentRelayTest, RaiseVfInterruptCountsEveryOutcome) {
   // Five raises: pending in the VF, dropped on the way, then delivered
   // directly, via the hypervisor, and dropped by the borrower.
   int raised = 0;
-  lender_.agent().vf_access = [&raised](const v1::VfAccessRequest& r,
-                                        v1::VfAccessResponse* w) {
-    EXPECT_EQ(r.op(), v1::VfAccessRequest::RAISE_MSIX);
+  lender_.agent().vf_access = [&raised](
+                                  const agentproto::v1::VfAccessRequest& r,
+                                  agentproto::v1::VfAccessResponse* w) {
+    EXPECT_EQ(r.op(), agentproto::v1::VfAccessRequest::RAISE_MSIX);
     EXPECT_EQ(r.vector(), 3);
     EXPECT_EQ(r.borrower(), "nodes/b");
     EXPECT_EQ(r.vf_address(), "0000:3b:00.4");
@@ -572,9 +582,10 @@ TEST_F(AttachmentRelayTest, RaiseVfInterruptCountsEveryOutcome) {
     return Ok();
   };
   std::vector<std::pair<uint64_t, uint32_t>> delivered;
-  borrower_.agent().shadow_interrupt = [&delivered](
-                                           const v1::ShadowInterruptRequest& r,
-                                           v1::ShadowInterruptResponse* w) {
+  borrower_.agent()
+      .shadow_interrupt = [&delivered](
+                              const agentproto::v1::ShadowInterruptRequest& r,
+                              agentproto::v1::ShadowInterruptResponse* w) {
     EXPECT_EQ(r.attachment(), "attachments/x");
     delivered.emplace_back(r.addr(), r.data());
     static const char* const kDelivery[] = {"direct", "hypervisor", "dropped"};
@@ -601,8 +612,8 @@ TEST_F(AttachmentRelayTest, RaiseVfInterruptCountsEveryOutcome) {
 
 TEST_F(AttachmentRelayTest, RaiseVfInterruptCountZeroRaisesOnce) {
   int raised = 0;
-  lender_.agent().vf_access = [&raised](const v1::VfAccessRequest&,
-                                        v1::VfAccessResponse* w) {
+  lender_.agent().vf_access = [&raised](const agentproto::v1::VfAccessRequest&,
+                                        agentproto::v1::VfAccessResponse* w) {
     ++raised;
     w->set_outcome("pending");
     return Ok();
@@ -628,8 +639,8 @@ TEST_F(AttachmentRelayTest, RaiseVfInterruptErrors) {
   EXPECT_TRUE(targets_.lookups().empty());
 
   req.set_count(1);
-  lender_.agent().vf_access = [](const v1::VfAccessRequest&,
-                                 v1::VfAccessResponse*) {
+  lender_.agent().vf_access = [](const agentproto::v1::VfAccessRequest&,
+                                 agentproto::v1::VfAccessResponse*) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "VF in reset");
   };
   absl::Status s = relay_.RaiseVfInterrupt(req).status();
@@ -647,19 +658,19 @@ TEST(SetVmStateTest, GoesToTheNodesAgent) {
   AgentServer agent;
   FakeTargets targets;
   targets.agent = agent.address();
-  agent.agent().set_vm_state = [](const v1::SetVmStateRequest& r,
-                                  v1::SetVmStateResponse* w) {
+  agent.agent().set_vm_state = [](const hypervisor::v1::SetVmStateRequest& r,
+                                  hypervisor::v1::SetVmStateResponse* w) {
     EXPECT_EQ(r.vm(), "vm1");
     EXPECT_TRUE(r.running());
     w->set_injected(7);
     return Ok();
   };
   AgentRelay relay(&targets);
-  v1::SetVmStateRequest req;
+  hypervisor::v1::SetVmStateRequest req;
   req.set_node("nodes/b");
   req.set_vm("vm1");
   req.set_running(true);
-  absl::StatusOr<v1::SetVmStateResponse> r = relay.SetVmState(req);
+  absl::StatusOr<hypervisor::v1::SetVmStateResponse> r = relay.SetVmState(req);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->injected(), 7);
   EXPECT_THAT(targets.lookups(),
@@ -672,7 +683,7 @@ TEST(SetVmStateTest, Errors) {
   AgentRelayOptions options;
   options.agent_deadline = absl::Milliseconds(200);
   AgentRelay relay(&targets, options);
-  v1::SetVmStateRequest req;
+  hypervisor::v1::SetVmStateRequest req;
   req.set_node("nodes/b");
 
   targets.agent = absl::NotFoundError("nodes/b not found");
@@ -686,8 +697,9 @@ TEST(SetVmStateTest, Errors) {
 
   // An agent that does not answer in time is unreachable too.
   targets.agent = agent.address();
-  agent.agent().set_vm_state = [&agent](const v1::SetVmStateRequest&,
-                                        v1::SetVmStateResponse*) {
+  agent.agent().set_vm_state = [&agent](
+                                   const hypervisor::v1::SetVmStateRequest&,
+                                   hypervisor::v1::SetVmStateResponse*) {
     agent.Hang();
     return Ok();
   };
@@ -719,7 +731,7 @@ TEST(ManagerTargetsTest, UnknownResourcesAreNotFound) {
   shadow.set_attachment("attachments/none");
   EXPECT_EQ(relay.AccessShadow(shadow).status().code(),
             absl::StatusCode::kNotFound);
-  v1::SetVmStateRequest vm;
+  hypervisor::v1::SetVmStateRequest vm;
   vm.set_node("nodes/none");
   EXPECT_EQ(relay.SetVmState(vm).status().code(), absl::StatusCode::kNotFound);
   (*manager)->Shutdown();

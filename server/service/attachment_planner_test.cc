@@ -71,7 +71,7 @@ class ManagerVfTest : public ManagerTest {
   }
   void RegisterAll() {
     for (int i = 0; i < 3; ++i) {
-      v1::RegisterNodeRequest reg;
+      agentproto::v1::RegisterNodeRequest reg;
       reg.set_node(absl::StrCat("n", i));
       if (i == 1) *reg.mutable_inventory() = LenderInventory();
       ASSERT_TRUE(manager_->RegisterNode(reg).ok());
@@ -85,17 +85,17 @@ class ManagerVfTest : public ManagerTest {
       const std::string node = absl::StrCat("n", i);
       auto cfg = manager_->DesiredConfigFor(node);
       ASSERT_TRUE(cfg.ok());
-      v1::ReportStatusRequest rep;
+      agentproto::v1::ReportStatusRequest rep;
       rep.set_node(node);
       rep.set_applied_generation(cfg->generation());
       for (const auto& a : shadows) {
         if (a.borrower() != absl::StrCat("nodes/", node)) continue;
-        v1::ShadowStatus* sh = rep.add_shadows();
+        agentproto::v1::ShadowStatus* sh = rep.add_shadows();
         sh->set_attachment(a.name());
         sh->set_ready(true);
       }
       if (i == 1 && !unhealthy_vf.empty()) {
-        v1::VfHealthReport* h = rep.add_vf_health();
+        agentproto::v1::VfHealthReport* h = rep.add_vf_health();
         h->set_vf_address(unhealthy_vf);
         h->set_healthy(false);
         h->set_reason("vendor id reads 0xffff");
@@ -161,7 +161,7 @@ TEST_F(ManagerVfTest, MalformedInventoryAddressesAreRefused) {
         std::string("0000:3b:0g.0")}) {
     v1::NodeInventory inv = LenderInventory();
     inv.mutable_functions(2)->set_address(bad);
-    v1::RegisterNodeRequest reg;
+    agentproto::v1::RegisterNodeRequest reg;
     reg.set_node("n1");
     *reg.mutable_inventory() = inv;
     auto r = manager_->RegisterNode(reg);
@@ -169,7 +169,7 @@ TEST_F(ManagerVfTest, MalformedInventoryAddressesAreRefused) {
     EXPECT_THAT(std::string(r.status().message()),
                 HasSubstr("inventory.functions[2].address"));
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("DDDD:BB:DD.F"));
-    v1::ReportStatusRequest rep;
+    agentproto::v1::ReportStatusRequest rep;
     rep.set_node("n1");
     *rep.mutable_inventory() = inv;
     auto s = manager_->ReportStatus(rep);
@@ -177,7 +177,7 @@ TEST_F(ManagerVfTest, MalformedInventoryAddressesAreRefused) {
   }
   v1::NodeInventory inv = LenderInventory();
   inv.mutable_functions(1)->set_pf_address("0000-3b-00.0");
-  v1::RegisterNodeRequest reg;
+  agentproto::v1::RegisterNodeRequest reg;
   reg.set_node("n1");
   *reg.mutable_inventory() = inv;
   EXPECT_THAT(std::string(manager_->RegisterNode(reg).status().message()),
@@ -223,10 +223,12 @@ TEST_F(ManagerVfTest, AttachIsPendingUntilTheShadowExistsAndSurvivesRestart) {
   // Both agents are told their part.
   auto cfg0 = manager_->DesiredConfigFor("n0");
   ASSERT_EQ(cfg0->vf_assignments_size(), 1);
-  EXPECT_EQ(cfg0->vf_assignments(0).role(), v1::VfAssignment::BORROWER);
+  EXPECT_EQ(cfg0->vf_assignments(0).role(),
+            agentproto::v1::VfAssignment::BORROWER);
   auto cfg1 = manager_->DesiredConfigFor("n1");
   ASSERT_EQ(cfg1->vf_assignments_size(), 1);
-  EXPECT_EQ(cfg1->vf_assignments(0).role(), v1::VfAssignment::LENDER);
+  EXPECT_EQ(cfg1->vf_assignments(0).role(),
+            agentproto::v1::VfAssignment::LENDER);
   EXPECT_EQ(cfg1->mmio_base(), kMmio);
   // An unhealthy VF degrades it, and the pool says so.
   Report({*a}, "0000:3b:02.1");

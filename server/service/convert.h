@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/profiles.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/core/fabric_state.h"
 #include "server/core/topology.h"
 

@@ -21,7 +21,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/core/topology.h"
 #include "server/service/commit_queue.h"
 #include "server/service/manager_state.h"

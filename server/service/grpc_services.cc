@@ -401,7 +401,7 @@ class WatchStream final : public HubStream<v1::WatchEvent> {
 // newest one each time the generation moves. Only the newest matters (it
 // carries everything), so generations that come while a write is in flight
 // are coalesced into one.
-class ConfigStream final : public HubStream<v1::DesiredConfig> {
+class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
  public:
   // REQUIRES: manager->ConfigStreamOpened(node, session) succeeded; the
   // stream calls ConfigStreamClosed(node, session) once it is over.
@@ -415,7 +415,7 @@ class ConfigStream final : public HubStream<v1::DesiredConfig> {
         session_(session) {}
 
  private:
-  absl::StatusOr<bool> NextLocked(v1::DesiredConfig* out)
+  absl::StatusOr<bool> NextLocked(agentproto::v1::DesiredConfig* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) override {
     // The first configuration is sent even when the hub is already closed.
     if (fetched_ && hub()->closed()) {
@@ -427,7 +427,7 @@ class ConfigStream final : public HubStream<v1::DesiredConfig> {
         !(in_no_fabric_ && now >= fetched_at_ + WatchHub::kRecheckInterval)) {
       return false;
     }
-    ASSIGN_OR_RETURN(v1::DesiredConfig config,
+    ASSIGN_OR_RETURN(agentproto::v1::DesiredConfig config,
                      manager_->DesiredConfigFor(node_));
     fetched_ = true;
     fetched_generation_ = generation;
@@ -624,9 +624,9 @@ grpc::Status FabricServiceImpl::RaiseVfInterrupt(
     v1::RaiseVfInterruptResponse* out) {
   return Reply(relay_.RaiseVfInterrupt(*r), out);
 }
-grpc::Status FabricServiceImpl::SetVmState(grpc::ServerContext*,
-                                           const v1::SetVmStateRequest* r,
-                                           v1::SetVmStateResponse* out) {
+grpc::Status FabricServiceImpl::SetVmState(
+    grpc::ServerContext*, const hypervisor::v1::SetVmStateRequest* r,
+    hypervisor::v1::SetVmStateResponse* out) {
   return Reply(relay_.SetVmState(*r), out);
 }
 
@@ -648,9 +648,9 @@ grpc::ServerWriteReactor<v1::WatchEvent>* FabricServiceImpl::Watch(
   return stream;
 }
 
-grpc::Status AgentServiceImpl::RegisterNode(grpc::ServerContext* ctx,
-                                            const v1::RegisterNodeRequest* r,
-                                            v1::RegisterNodeResponse* out) {
+grpc::Status AgentServiceImpl::RegisterNode(
+    grpc::ServerContext* ctx, const agentproto::v1::RegisterNodeRequest* r,
+    agentproto::v1::RegisterNodeResponse* out) {
   if (!absl::StartsWith(r->control_address(), ":")) {
     return Reply(manager_->RegisterNode(*r), out);
   }
@@ -665,23 +665,24 @@ grpc::Status AgentServiceImpl::RegisterNode(grpc::ServerContext* ctx,
                      ctx->peer().substr(0, 64),
                      ") has none to use; start the agent with --advertise"));
   }
-  v1::RegisterNodeRequest completed = *r;
+  agentproto::v1::RegisterNodeRequest completed = *r;
   completed.set_control_address(absl::StrCat(host, r->control_address()));
   return Reply(manager_->RegisterNode(completed), out);
 }
 
-grpc::Status AgentServiceImpl::ReportStatus(grpc::ServerContext*,
-                                            const v1::ReportStatusRequest* r,
-                                            v1::ReportStatusResponse* out) {
+grpc::Status AgentServiceImpl::ReportStatus(
+    grpc::ServerContext*, const agentproto::v1::ReportStatusRequest* r,
+    agentproto::v1::ReportStatusResponse* out) {
   return Reply(manager_->ReportStatus(*r), out);
 }
 
-grpc::ServerWriteReactor<v1::DesiredConfig>* AgentServiceImpl::StreamConfig(
-    grpc::CallbackServerContext*, const v1::StreamConfigRequest* r) {
+grpc::ServerWriteReactor<agentproto::v1::DesiredConfig>*
+AgentServiceImpl::StreamConfig(grpc::CallbackServerContext*,
+                               const agentproto::v1::StreamConfigRequest* r) {
   if (absl::Status opened =
           manager_->ConfigStreamOpened(r->node(), r->session());
       !opened.ok()) {
-    return FailedStream<v1::DesiredConfig>(opened);
+    return FailedStream<agentproto::v1::DesiredConfig>(opened);
   }
   auto* stream = new ConfigStream(manager_, r->node(), r->session());
   stream->Start();

@@ -3,7 +3,11 @@
 #ifndef FABRIC_SERVER_SERVICE_GRPC_SERVICES_H_
 #define FABRIC_SERVER_SERVICE_GRPC_SERVICES_H_
 
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/agent_service.grpc.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.pb.h"
+#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/service/admission.h"
 #include "server/service/agent_relay.h"
 #include "server/service/manager.h"
@@ -114,8 +118,9 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::Status RaiseVfInterrupt(grpc::ServerContext*,
                                 const v1::RaiseVfInterruptRequest*,
                                 v1::RaiseVfInterruptResponse*) override;
-  grpc::Status SetVmState(grpc::ServerContext*, const v1::SetVmStateRequest*,
-                          v1::SetVmStateResponse*) override;
+  grpc::Status SetVmState(grpc::ServerContext*,
+                          const hypervisor::v1::SetVmStateRequest*,
+                          hypervisor::v1::SetVmStateResponse*) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext*,
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;
@@ -132,8 +137,9 @@ class FabricServiceImpl final : public FabricServiceBase {
 
 // StreamConfig uses the callback API, like Watch: an agent's open stream
 // holds no server thread. RegisterNode and ReportStatus are synchronous.
-using AgentServiceBase = v1::AgentService::WithCallbackMethod_StreamConfig<
-    v1::AgentService::Service>;
+using AgentServiceBase =
+    agentproto::v1::AgentService::WithCallbackMethod_StreamConfig<
+        agentproto::v1::AgentService::Service>;
 
 // Thread-safe; `manager` is not owned and must outlive the service.
 class AgentServiceImpl final : public AgentServiceBase {
@@ -141,19 +147,20 @@ class AgentServiceImpl final : public AgentServiceBase {
   explicit AgentServiceImpl(FabricManager* manager) : manager_(manager) {}
 
   grpc::Status RegisterNode(grpc::ServerContext*,
-                            const v1::RegisterNodeRequest*,
-                            v1::RegisterNodeResponse*) override;
+                            const agentproto::v1::RegisterNodeRequest*,
+                            agentproto::v1::RegisterNodeResponse*) override;
   // Sends the node's desired configuration, then each newer generation
   // (only the newest when several came while a write was in flight). The
   // stream is told to the manager (ConfigStreamOpened) before it is served
   // and refused with that error; once opened, its end is told exactly once
   // (ConfigStreamClosed), whatever ended it. Ends with UNAVAILABLE at server
   // shutdown.
-  grpc::ServerWriteReactor<v1::DesiredConfig>* StreamConfig(
-      grpc::CallbackServerContext*, const v1::StreamConfigRequest*) override;
+  grpc::ServerWriteReactor<agentproto::v1::DesiredConfig>* StreamConfig(
+      grpc::CallbackServerContext*,
+      const agentproto::v1::StreamConfigRequest*) override;
   grpc::Status ReportStatus(grpc::ServerContext*,
-                            const v1::ReportStatusRequest*,
-                            v1::ReportStatusResponse*) override;
+                            const agentproto::v1::ReportStatusRequest*,
+                            agentproto::v1::ReportStatusResponse*) override;
 
  private:
   FabricManager* const manager_;  // not owned

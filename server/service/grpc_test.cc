@@ -121,7 +121,7 @@ class GrpcTest : public ::testing::Test {
         grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
                             grpc::InsecureChannelCredentials());
     stub_ = v1::FabricService::NewStub(channel_);
-    agent_ = v1::AgentService::NewStub(channel_);
+    agent_ = agentproto::v1::AgentService::NewStub(channel_);
   }
   void TearDown() override {
     server_->Shutdown();
@@ -143,11 +143,11 @@ class GrpcTest : public ::testing::Test {
   // Registers `node`'s agent; its session.
   int64_t Register(const std::string& node) {
     grpc::ClientContext ctx;
-    v1::RegisterNodeRequest reg;
+    agentproto::v1::RegisterNodeRequest reg;
     reg.set_node(node);
     reg.set_backend("test");
     reg.set_control_address("127.0.0.1:5000");
-    v1::RegisterNodeResponse resp;
+    agentproto::v1::RegisterNodeResponse resp;
     grpc::Status s = agent_->RegisterNode(&ctx, reg, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return resp.session();
@@ -172,10 +172,11 @@ class GrpcTest : public ::testing::Test {
     return reader;
   }
 
-  std::unique_ptr<StreamReader<v1::DesiredConfig>> OpenConfig(
+  std::unique_ptr<StreamReader<agentproto::v1::DesiredConfig>> OpenConfig(
       const std::string& node, int64_t session) {
-    auto reader = std::make_unique<StreamReader<v1::DesiredConfig>>();
-    v1::StreamConfigRequest req;
+    auto reader =
+        std::make_unique<StreamReader<agentproto::v1::DesiredConfig>>();
+    agentproto::v1::StreamConfigRequest req;
     req.set_node(node);
     req.set_session(session);
     agent_->async()->StreamConfig(reader->context(), &req, reader.get());
@@ -188,7 +189,7 @@ class GrpcTest : public ::testing::Test {
   std::unique_ptr<GrpcServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::FabricService::Stub> stub_;
-  std::unique_ptr<v1::AgentService::Stub> agent_;
+  std::unique_ptr<agentproto::v1::AgentService::Stub> agent_;
 };
 
 TEST_F(GrpcTest, AllocateOverTheWire) {
@@ -333,10 +334,10 @@ TEST_F(GrpcTest, AgentStreamCarriesWindowsAndReportMakesReady) {
   CreateRing(2);
   for (const char* n : {"n0", "n1"}) {
     grpc::ClientContext ctx;
-    v1::RegisterNodeRequest reg;
+    agentproto::v1::RegisterNodeRequest reg;
     reg.set_node(n);
     reg.set_backend("test");
-    v1::RegisterNodeResponse resp;
+    agentproto::v1::RegisterNodeResponse resp;
     ASSERT_TRUE(agent_->RegisterNode(&ctx, reg, &resp).ok());
   }
   v1::CreateAllocationRequest alloc;
@@ -348,10 +349,10 @@ TEST_F(GrpcTest, AgentStreamCarriesWindowsAndReportMakesReady) {
   ASSERT_TRUE(stub_->CreateAllocation(&actx, alloc, &a).ok());
   for (const char* n : {"n0", "n1"}) {
     grpc::ClientContext ctx;
-    v1::StreamConfigRequest sreq;
+    agentproto::v1::StreamConfigRequest sreq;
     sreq.set_node(n);
     auto reader = agent_->StreamConfig(&ctx, sreq);
-    v1::DesiredConfig cfg;
+    agentproto::v1::DesiredConfig cfg;
     ASSERT_TRUE(reader->Read(&cfg));
     if (std::string(n) == "n0") {
       ASSERT_EQ(cfg.address_map().windows_size(), 1);
@@ -363,10 +364,10 @@ TEST_F(GrpcTest, AgentStreamCarriesWindowsAndReportMakesReady) {
     while (reader->Read(&cfg)) {
     }
     grpc::ClientContext rctx;
-    v1::ReportStatusRequest rep;
+    agentproto::v1::ReportStatusRequest rep;
     rep.set_node(n);
     rep.set_applied_generation(cfg.generation());
-    v1::ReportStatusResponse rresp;
+    agentproto::v1::ReportStatusResponse rresp;
     ASSERT_TRUE(agent_->ReportStatus(&rctx, rep, &rresp).ok());
   }
   grpc::ClientContext gctx;
@@ -410,7 +411,8 @@ TEST_F(GrpcTest, OpenWatchStreamsCostNoThreadEach) {
 
 TEST_F(GrpcTest, OpenConfigStreamsCostNoThreadEach) {
   constexpr int kStreams = 1000;
-  std::vector<std::unique_ptr<StreamReader<v1::DesiredConfig>>> streams;
+  std::vector<std::unique_ptr<StreamReader<agentproto::v1::DesiredConfig>>>
+      streams;
   for (int i = 0; i < kStreams; ++i) {
     const std::string node = absl::StrCat("a", i);
     streams.push_back(OpenConfig(node, Register(node)));

@@ -17,7 +17,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "server/service/commit_queue.h"
 #include "server/service/manager_state.h"

@@ -529,8 +529,8 @@ absl::StatusOr<std::string> FabricManager::AgentAddress(
 
 // --- Agents ------------------------------------------------------------------
 
-absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
-    const v1::RegisterNodeRequest& req) {
+absl::StatusOr<agentproto::v1::RegisterNodeResponse>
+FabricManager::RegisterNode(const agentproto::v1::RegisterNodeRequest& req) {
   RETURN_IF_ERROR(ValidateInventory(req.inventory(), "inventory"));
   ASSIGN_OR_RETURN(const std::string node,
                    ParseName("node", req.node(), "nodes"));
@@ -538,14 +538,14 @@ absl::StatusOr<v1::RegisterNodeResponse> FabricManager::RegisterNode(
   return agents_.Register(node, req);
 }
 
-absl::StatusOr<v1::DesiredConfig> FabricManager::DesiredConfigFor(
+absl::StatusOr<agentproto::v1::DesiredConfig> FabricManager::DesiredConfigFor(
     absl::string_view node) {
   absl::MutexLock l(&mu_);
   return agents_.DesiredConfigFor(node);
 }
 
-absl::StatusOr<v1::ReportStatusResponse> FabricManager::ReportStatus(
-    const v1::ReportStatusRequest& req) {
+absl::StatusOr<agentproto::v1::ReportStatusResponse>
+FabricManager::ReportStatus(const agentproto::v1::ReportStatusRequest& req) {
   if (req.has_inventory()) {
     RETURN_IF_ERROR(ValidateInventory(req.inventory(), "inventory"));
   }

@@ -34,7 +34,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/v1/fabric_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/service/agent_registry.h"
 #include "server/service/commit_queue.h"
 #include "server/service/manager_options.h"
@@ -176,13 +178,13 @@ class FabricManager {
   // An agent of a node in no fabric is accepted too: its desired
   // configuration is empty (so it clears its bridge) until a fabric names
   // the node; one that goes silent is forgotten.
-  absl::StatusOr<v1::RegisterNodeResponse> RegisterNode(
-      const v1::RegisterNodeRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<agentproto::v1::RegisterNodeResponse> RegisterNode(
+      const agentproto::v1::RegisterNodeRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
   // The node's complete desired configuration at the current generation.
-  absl::StatusOr<v1::DesiredConfig> DesiredConfigFor(absl::string_view node)
-      ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<v1::ReportStatusResponse> ReportStatus(
-      const v1::ReportStatusRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<agentproto::v1::DesiredConfig> DesiredConfigFor(
+      absl::string_view node) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<agentproto::v1::ReportStatusResponse> ReportStatus(
+      const agentproto::v1::ReportStatusRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
   // The RPC edge tells the manager when a node's config stream of
   // `session` (RegisterNodeResponse.session; 0: not given) opens and
   // closes. Opened fails with ABORTED for a fenced session (a newer

@@ -25,7 +25,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/core/fabric_state.h"
 #include "server/service/watch_hub.h"
 
@@ -59,9 +60,9 @@ struct AgentEntry {
   std::string backend;
   std::vector<v1::ApplyError> errors;
   // Lender: health of the VFs it lends, by address.
-  std::map<std::string, v1::VfHealthReport> vf_health;
+  std::map<std::string, agentproto::v1::VfHealthReport> vf_health;
   // Borrower: its shadow devices, by attachment name.
-  std::map<std::string, v1::ShadowStatus> shadows;
+  std::map<std::string, agentproto::v1::ShadowStatus> shadows;
 };
 
 // An allocation (Record = v1::Allocation) or attachment (v1::Attachment):

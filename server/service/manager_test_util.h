@@ -163,13 +163,13 @@ class ManagerTest : public ::testing::Test {
     ASSERT_TRUE(nodes.ok());
     for (const auto& n : nodes->nodes()) {
       if (n.agent_state() != v1::Node::READY) {
-        v1::RegisterNodeRequest reg;
+        agentproto::v1::RegisterNodeRequest reg;
         reg.set_node(n.name());
         ASSERT_TRUE(manager_->RegisterNode(reg).ok());
       }
       auto cfg = manager_->DesiredConfigFor(n.name());
       ASSERT_TRUE(cfg.ok());
-      v1::ReportStatusRequest rep;
+      agentproto::v1::ReportStatusRequest rep;
       rep.set_node(n.name());
       rep.set_applied_generation(cfg->generation());
       ASSERT_TRUE(manager_->ReportStatus(rep).ok());

@@ -110,7 +110,7 @@ v1::Attachment::State DeriveState(const ManagerState& s,
     *reason = pending;
     return v1::Attachment::PENDING;
   }
-  const v1::ShadowStatus* shadow = nullptr;
+  const agentproto::v1::ShadowStatus* shadow = nullptr;
   if (const AgentEntry* b = s.FindAgent(borrower); b != nullptr) {
     auto sh = b->shadows.find(r.name());
     if (sh != b->shadows.end()) shadow = &sh->second;

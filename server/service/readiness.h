@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/core/fabric_state.h"
 #include "server/service/manager_state.h"
 

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.pb.h"
 #include "gtest/gtest.h"
 
 namespace fabric::service {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/service/manager_state.h"
 
 namespace fabric::service {

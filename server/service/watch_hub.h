@@ -19,7 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.pb.h"
 
 namespace fabric::service {
 

@@ -26,6 +26,7 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/statfs.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -38,8 +39,6 @@
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -50,7 +49,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/core/address_map.h"
 #include "server/core/topology.h"
 #include "server/service/manager.h"

@@ -21,7 +21,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/ready_watcher.h"
 #include "tests/process/process_util.h"

@@ -13,7 +13,8 @@
 #include <string>
 #include <thread>
 
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "tests/bench/bench_util.h"
 
 namespace fabric::bench {

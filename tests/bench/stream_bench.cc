@@ -25,14 +25,13 @@
 // failure.
 #include <grpcpp/grpcpp.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -42,7 +41,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/agent_service.grpc.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "server/service/manager.h"
 #include "server/service/server.h"
 #include "server/store/sqlite_store.h"
@@ -275,7 +276,7 @@ int Main(int argc, char** argv) {
   auto channel =
       grpc::CreateChannel(connect, grpc::InsecureChannelCredentials());
   auto fabric = v1::FabricService::NewStub(channel);
-  auto agent = v1::AgentService::NewStub(channel);
+  auto agent = agentproto::v1::AgentService::NewStub(channel);
   {
     grpc::ClientContext ctx;
     v1::PingResponse out;
@@ -299,14 +300,14 @@ int Main(int argc, char** argv) {
           },
           [&] { return CreateFabric(fabric.get(), "wfan", {"w0", "w1", "w2"}); });
     } else {
-      std::vector<v1::StreamConfigRequest> reqs(streams);
+      std::vector<agentproto::v1::StreamConfigRequest> reqs(streams);
       for (int i = 0; i < streams; ++i) {
-        v1::RegisterNodeRequest reg;
+        agentproto::v1::RegisterNodeRequest reg;
         reg.set_node(absl::StrCat("a", i));
         reg.set_backend("bench");
         reg.set_control_address(absl::StrCat("127.0.0.1:", 20000 + i));
         grpc::ClientContext ctx;
-        v1::RegisterNodeResponse resp;
+        agentproto::v1::RegisterNodeResponse resp;
         grpc::Status s = agent->RegisterNode(&ctx, reg, &resp);
         if (!s.ok()) {
           std::fprintf(stderr, "RegisterNode: %s\n", s.error_message().c_str());
@@ -315,13 +316,15 @@ int Main(int argc, char** argv) {
         reqs[i].set_node(reg.node());
         reqs[i].set_session(resp.session());
       }
-      r = Measure<v1::DesiredConfig>(
+      r = Measure<agentproto::v1::DesiredConfig>(
           kind, streams,
-          [&](int i, Reader<v1::DesiredConfig>* reader) {
+          [&](int i, Reader<agentproto::v1::DesiredConfig>* reader) {
             agent->async()->StreamConfig(reader->context(), &reqs[i], reader);
           },
           // A new fabric is a new generation: every agent is sent it.
-          [&] { return CreateFabric(fabric.get(), "cfan", {"a0", "a1", "a2"}); });
+          [&] {
+            return CreateFabric(fabric.get(), "cfan", {"a0", "a1", "a2"});
+          });
     }
     if (!r.ok()) {
       std::fprintf(stderr, "%s\n", r.status().ToString().c_str());

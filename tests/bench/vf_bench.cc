@@ -26,7 +26,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.pb.h"
+#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/ready_watcher.h"
 #include "tests/process/process_util.h"
@@ -227,12 +230,12 @@ int Main(int argc, char** argv) {
     shadow(a1, v1::AccessShadowRequest::DRIVER_SETUP, 0, 0);
     auto set_vm = [&](const std::string& node, const std::string& vm,
                       bool running) {
-      v1::SetVmStateRequest req;
+      hypervisor::v1::SetVmStateRequest req;
       req.set_node(node);
       req.set_vm(vm);
       req.set_running(running);
       req.set_core(1);
-      v1::SetVmStateResponse resp;
+      hypervisor::v1::SetVmStateResponse resp;
       grpc::ClientContext ctx;
       Check(stub->SetVmState(&ctx, req, &resp), [&] { return "vm state"; });
     };

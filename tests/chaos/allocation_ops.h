@@ -8,7 +8,8 @@
 #include <optional>
 #include <string>
 
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "tests/chaos/lease_ops.h"
 #include "tests/chaos/ops.h"
 

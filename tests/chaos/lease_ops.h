@@ -30,7 +30,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
 #include "tests/chaos/ops.h"
 
 // The members of a lease Kind for resource v1::Name, whose RPCs follow the

@@ -28,7 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
 #include "tests/chaos/ledger.h"
 
 namespace fabric::chaos {

@@ -73,7 +73,7 @@ void DiffLists(const std::string& what, const std::vector<std::string>& have,
 
 }  // namespace
 
-agent::hw::BridgeState WantedState(const v1::DesiredConfig& config,
+agent::hw::BridgeState WantedState(const agentproto::v1::DesiredConfig& config,
                                    const agent::hw::BridgeState& have) {
   agent::hw::BridgeState want = agent::DesiredState(config);
   want.scratchpads = have.scratchpads;
@@ -117,7 +117,7 @@ absl::Status FabricHarness::Start(const HarnessOptions& options) {
   auto channel =
       grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
   stub_ = v1::FabricService::NewStub(channel);
-  agent_stub_ = v1::AgentService::NewStub(channel);
+  agent_stub_ = agentproto::v1::AgentService::NewStub(channel);
   v1::CreateFabricRequest req;
   req.mutable_spec()->set_name("lab");
   req.mutable_spec()->set_topology(v1::RING);
@@ -359,14 +359,14 @@ absl::StatusOr<absl::Duration> FabricHarness::WaitSettled(
                    unsettled));
 }
 
-absl::StatusOr<v1::DesiredConfig> FabricHarness::Desired(
+absl::StatusOr<agentproto::v1::DesiredConfig> FabricHarness::Desired(
     const std::string& node) {
   grpc::ClientContext ctx;
   ctx.set_deadline(Deadline(absl::Seconds(10)));
-  v1::StreamConfigRequest req;
+  agentproto::v1::StreamConfigRequest req;
   req.set_node(node);
   auto reader = agent_stub_->StreamConfig(&ctx, req);
-  v1::DesiredConfig config;
+  agentproto::v1::DesiredConfig config;
   const bool got = reader->Read(&config);
   ctx.TryCancel();
   grpc::Status end = reader->Finish();

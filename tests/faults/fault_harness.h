@@ -17,7 +17,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/hw/bridge_hardware.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/agent_service.grpc.pb.h"
+#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::faults {
@@ -87,7 +90,8 @@ class FabricHarness {
 
   // The manager's desired configuration for `node` now (first message of
   // its StreamConfig stream; reading it registers nothing).
-  absl::StatusOr<v1::DesiredConfig> Desired(const std::string& node);
+  absl::StatusOr<agentproto::v1::DesiredConfig> Desired(
+      const std::string& node);
   // What the simulated bridge of `node` holds now (read from its state
   // file, without taking its lock or changing anything).
   absl::StatusOr<agent::hw::BridgeState> Hardware(const std::string& node);
@@ -108,14 +112,14 @@ class FabricHarness {
   std::unique_ptr<proctest::Manager> manager_;
   std::string address_;
   std::unique_ptr<v1::FabricService::Stub> stub_;
-  std::unique_ptr<v1::AgentService::Stub> agent_stub_;
+  std::unique_ptr<agentproto::v1::AgentService::Stub> agent_stub_;
   std::vector<std::unique_ptr<proctest::Child>> agents_;
   std::vector<size_t> agent_log_offsets_;  // log size when last started
 };
 
 // The desired hardware state of `config`, as the agent computes it, with
 // the scratchpads and doorbell of `have` (ApplyState leaves them alone).
-agent::hw::BridgeState WantedState(const v1::DesiredConfig& config,
+agent::hw::BridgeState WantedState(const agentproto::v1::DesiredConfig& config,
                                    const agent::hw::BridgeState& have);
 
 // VmRSS and VmHWM of `pid` in KiB from /proc/<pid>/status; -1 if unknown.

@@ -95,7 +95,9 @@
 #include "agent/hw/testing/temp_dir.h"
 #include "agent/vf_lending.h"
 #include "agent_fuzz.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "google/protobuf/stubs/logging.h"
 #include "tests/fuzz/fuzz_check.h"
 
@@ -282,7 +284,7 @@ uint32_t Le(absl::Span<const uint8_t> b, uint64_t at, int size) {
   return v;
 }
 
-const v1::AttachmentWindow* Window(const v1::VfAssignment& a,
+const v1::AttachmentWindow* Window(const agentproto::v1::VfAssignment& a,
                                    absl::string_view role) {
   for (const auto& w : a.windows()) {
     if (w.role() == role) return &w;
@@ -320,18 +322,21 @@ class Session {
     return fns[k % fns.size()].address.ToString();
   }
 
-  void Assign(const google::protobuf::RepeatedPtrField<v1::VfAssignment>& in) {
-    std::vector<v1::VfAssignment> as;
-    std::map<std::string, v1::VfAssignment> lent;
-    std::map<std::string, v1::VfAssignment> borrowed;
-    for (v1::VfAssignment a : in) {
+  void Assign(
+      const google::protobuf::RepeatedPtrField<agentproto::v1::VfAssignment>&
+          in) {
+    std::vector<agentproto::v1::VfAssignment> as;
+    std::map<std::string, agentproto::v1::VfAssignment> lent;
+    std::map<std::string, agentproto::v1::VfAssignment> borrowed;
+    for (agentproto::v1::VfAssignment a : in) {
       if (static_cast<int>(as.size()) >= kMaxAssignments) break;
       a.set_vf_address(Address(a.vf_address()));
       // No lender address: building a shadow fails at once (UNAVAILABLE)
       // instead of dialing a lender's agent over gRPC.
       a.clear_lender_agent();
-      (a.role() == v1::VfAssignment::LENDER ? lent : borrowed)[a.attachment()] =
-          a;
+      (a.role() == agentproto::v1::VfAssignment::LENDER
+           ? lent
+           : borrowed)[a.attachment()] = a;
       as.push_back(std::move(a));
     }
     Trace("SetAssignments", absl::OkStatus());
@@ -356,9 +361,9 @@ class Session {
   }
 
   // The lendings of req's VF to req's borrower (as VfAccess matches them).
-  std::vector<const v1::VfAssignment*> LentTo(
-      const v1::VfAccessRequest& req) const {
-    std::vector<const v1::VfAssignment*> out;
+  std::vector<const agentproto::v1::VfAssignment*> LentTo(
+      const agentproto::v1::VfAccessRequest& req) const {
+    std::vector<const agentproto::v1::VfAssignment*> out;
     for (const auto& [name, a] : lent_) {
       if (a.vf_address() != req.vf_address()) continue;
       if (a.borrower() == req.borrower() ||
@@ -369,9 +374,10 @@ class Session {
     return out;
   }
 
-  static bool InWindow(const std::vector<const v1::VfAssignment*>& as,
-                       absl::string_view role, uint64_t addr, uint64_t len) {
-    for (const v1::VfAssignment* a : as) {
+  static bool InWindow(
+      const std::vector<const agentproto::v1::VfAssignment*>& as,
+      absl::string_view role, uint64_t addr, uint64_t len) {
+    for (const agentproto::v1::VfAssignment* a : as) {
       const v1::AttachmentWindow* w = Window(*a, role);
       if (w != nullptr && Inside(addr, len, w->local_addr(), w->size())) {
         return true;
@@ -380,10 +386,10 @@ class Session {
     return false;
   }
 
-  void Access(v1::VfAccessRequest req) {
+  void Access(agentproto::v1::VfAccessRequest req) {
     req.set_vf_address(Address(req.vf_address()));
     const std::string what = absl::StrCat(
-        "VfAccess ", v1::VfAccessRequest::Op_Name(req.op()));
+        "VfAccess ", agentproto::v1::VfAccessRequest::Op_Name(req.op()));
     SimSriovHost* host = w_.host();
     auto bdf = discovery::ParsePciAddress(req.vf_address());
     std::vector<uint8_t> config_before;
@@ -399,7 +405,8 @@ class Session {
     }
     const std::string state_before = w_.State();
 
-    absl::StatusOr<v1::VfAccessResponse> r = lending_->VfAccess(req);
+    absl::StatusOr<agentproto::v1::VfAccessResponse> r =
+        lending_->VfAccess(req);
     Trace(what, r.status());
     CheckError(what, r.status(), req.ShortDebugString());
 
@@ -412,14 +419,14 @@ class Session {
       config_after = *std::move(c);
       msix_after = w_.MsixBar(*bdf);
     }
-    const std::vector<const v1::VfAssignment*> lent = LentTo(req);
+    const std::vector<const agentproto::v1::VfAssignment*> lent = LentTo(req);
     if (lent.empty()) {
       FUZZ_CHECK(absl::IsPermissionDenied(r.status()) ||
                      absl::IsNotFound(r.status()),
                  what, " by a borrower the VF is not lent to returned ",
                  r.status().ToString(), "\nrequest: ", req.ShortDebugString());
     }
-    if (req.op() == v1::VfAccessRequest::CONFIG_WRITE && present) {
+    if (req.op() == agentproto::v1::VfAccessRequest::CONFIG_WRITE && present) {
       for (uint64_t i = 0; i < config_before.size(); ++i) {
         FUZZ_CHECK(Writable(i) || config_before[i] == config_after[i], what,
                    " (", r.status().ToString(), ") changed protected byte ",
@@ -443,14 +450,14 @@ class Session {
     const uint64_t size = req.size();
     const int64_t vector = req.vector();
     switch (req.op()) {
-      case v1::VfAccessRequest::CONFIG_READ:
+      case agentproto::v1::VfAccessRequest::CONFIG_READ:
         FUZZ_CHECK((size == 1 || size == 2 || size == 4) &&
                        offset % size == 0 && offset + size <= 4096,
                    what, " of ", size, " bytes at ", offset, " succeeded");
         FUZZ_CHECK(r->value() == Le(config_before, offset, size), what,
                    " at ", offset, " returned ", r->value());
         break;
-      case v1::VfAccessRequest::CONFIG_WRITE: {
+      case agentproto::v1::VfAccessRequest::CONFIG_WRITE: {
         bool inside = false;
         for (const Range& k : kWritable) {
           inside |= offset >= k.begin && offset + size <= k.end;
@@ -459,13 +466,13 @@ class Session {
                    " succeeded outside the allow-list");
         break;
       }
-      case v1::VfAccessRequest::CONFIG_SNAPSHOT:
+      case agentproto::v1::VfAccessRequest::CONFIG_SNAPSHOT:
         FUZZ_CHECK(r->config() == std::string(config_before.begin(),
                                               config_before.end()),
                    what, " returned ", r->config().size(),
                    " bytes that are not the config space");
         break;
-      case v1::VfAccessRequest::MSIX_ENTRY: {
+      case agentproto::v1::VfAccessRequest::MSIX_ENTRY: {
         FUZZ_CHECK(vector >= 0 && vector < w_.msix_vectors(), what,
                    " wrote vector ", vector, ", outside the table of ",
                    w_.msix_vectors());
@@ -486,12 +493,12 @@ class Session {
         }
         break;
       }
-      case v1::VfAccessRequest::DMA:
+      case agentproto::v1::VfAccessRequest::DMA:
         FUZZ_CHECK(InWindow(lent, "dma", req.addr(), req.data().size()), what,
                    " of ", req.data().size(), " bytes at ", req.addr(),
                    " succeeded outside the dma window");
         break;
-      case v1::VfAccessRequest::RAISE_MSIX:
+      case agentproto::v1::VfAccessRequest::RAISE_MSIX:
         FUZZ_CHECK(vector >= 0 && vector < w_.msix_vectors(), what,
                    " raised vector ", vector);
         if (r->outcome() == "delivered") {
@@ -505,8 +512,8 @@ class Session {
       default:
         FUZZ_CHECK(false, what, " succeeded");
     }
-    if (req.op() == v1::VfAccessRequest::CONFIG_READ ||
-        req.op() == v1::VfAccessRequest::CONFIG_SNAPSHOT) {
+    if (req.op() == agentproto::v1::VfAccessRequest::CONFIG_READ ||
+        req.op() == agentproto::v1::VfAccessRequest::CONFIG_SNAPSHOT) {
       FUZZ_CHECK(w_.State() == state_before && config_after == config_before &&
                      msix_after == msix_before,
                  what, " changed the devices");
@@ -585,8 +592,8 @@ class Session {
   std::unique_ptr<agent::LocalFunctions> local_;
   std::unique_ptr<agent::VfLending> lending_;
   // The session's assignments by attachment, as VfLending splits them.
-  std::map<std::string, v1::VfAssignment> lent_;
-  std::map<std::string, v1::VfAssignment> borrowed_;
+  std::map<std::string, agentproto::v1::VfAssignment> lent_;
+  std::map<std::string, agentproto::v1::VfAssignment> borrowed_;
 };
 
 }  // namespace

@@ -22,7 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "client/commands.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/core/fabric_state.h"

@@ -50,7 +50,9 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/testing/manual_clock.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/v1/fabric_service.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -337,8 +339,8 @@ class Session {
 
   template <typename Req>
   static std::string RequestId(const Req& req) {
-    if constexpr (std::is_same_v<Req, v1::RegisterNodeRequest> ||
-                  std::is_same_v<Req, v1::ReportStatusRequest>) {
+    if constexpr (std::is_same_v<Req, agentproto::v1::RegisterNodeRequest> ||
+                  std::is_same_v<Req, agentproto::v1::ReportStatusRequest>) {
       return "";
     } else {
       return req.request_id();
@@ -397,12 +399,13 @@ class Session {
         break;
       }
       case ManagerStep::kRegisterNode:
-        Mutation<v1::RegisterNodeRequest, v1::RegisterNodeResponse>(
+        Mutation<agentproto::v1::RegisterNodeRequest,
+                 agentproto::v1::RegisterNodeResponse>(
             "RegisterNode", step.register_node(),
             [m](const auto& r) { return m->RegisterNode(r); });
         break;
       case ManagerStep::kReportStatus: {
-        v1::ReportStatusRequest req = step.report_status();
+        agentproto::v1::ReportStatusRequest req = step.report_status();
         if (req.applied_generation() == -1) {
           auto cfg = m->DesiredConfigFor(req.node());
           if (cfg.ok()) req.set_applied_generation(cfg->generation());
@@ -410,10 +413,11 @@ class Session {
         for (v1::ApplyError& e : *req.mutable_errors()) {
           e.set_allocation(GrantOwnerName(e.allocation()));
         }
-        for (v1::ShadowStatus& sh : *req.mutable_shadows()) {
+        for (agentproto::v1::ShadowStatus& sh : *req.mutable_shadows()) {
           sh.set_attachment(AttachmentName(sh.attachment()));
         }
-        Mutation<v1::ReportStatusRequest, v1::ReportStatusResponse>(
+        Mutation<agentproto::v1::ReportStatusRequest,
+                 agentproto::v1::ReportStatusResponse>(
             "ReportStatus", req,
             [m](const auto& r) { return m->ReportStatus(r); });
         break;

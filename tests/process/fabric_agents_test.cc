@@ -13,11 +13,14 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
+#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "agent/hw/profile_limits.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::proctest {
@@ -158,10 +161,10 @@ TEST_F(FabricAgentsTest, RingOfAgentsMovesBytesThroughFailures) {
   // 3. A write outside every grant faults: just past the end of a grant.
   {
     const v1::Node borrower = GetNode(allocs[0].borrower());
-    auto agent = v1::NodeAgentService::NewStub(grpc::CreateChannel(
+    auto agent = agentproto::v1::NodeAgentService::NewStub(grpc::CreateChannel(
         borrower.agent_address(), grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
-    v1::HostWriteRequest w;
+    agentproto::v1::HostWriteRequest w;
     w.set_addr(borrower.window_base() + (64ull << 30));  // no window there
     w.set_data(std::string(64, 'x'));
     v1::AccessResult r;

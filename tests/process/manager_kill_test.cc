@@ -13,7 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/process/process_util.h"

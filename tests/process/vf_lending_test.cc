@@ -14,7 +14,11 @@
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/sim/sriov_device.h"
-#include "fabric/v1/fabric.grpc.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.pb.h"
+#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "fabric/v1/resources.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/process/process_util.h"
@@ -179,14 +183,14 @@ class VfLendingTest : public ::testing::Test {
   }
 
   void SetVm(const std::string& node, const std::string& vm, bool running,
-             v1::SetVmStateResponse* out = nullptr) {
+             hypervisor::v1::SetVmStateResponse* out = nullptr) {
     grpc::ClientContext ctx;
-    v1::SetVmStateRequest req;
+    hypervisor::v1::SetVmStateRequest req;
     req.set_node(node);
     req.set_vm(vm);
     req.set_running(running);
     req.set_core(3);
-    v1::SetVmStateResponse r;
+    hypervisor::v1::SetVmStateResponse r;
     grpc::Status s = stub_->SetVmState(&ctx, req, &r);
     ASSERT_TRUE(s.ok()) << s.error_message();
     if (out != nullptr) *out = r;
@@ -319,14 +323,14 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
           return n.agent_address();
         }(),
         grpc::InsecureChannelCredentials());
-    auto agent = v1::NodeAgentService::NewStub(chan);
+    auto agent = agentproto::v1::NodeAgentService::NewStub(chan);
     grpc::ClientContext ctx;
-    v1::VfAccessRequest req;
+    agentproto::v1::VfAccessRequest req;
     req.set_borrower("nodes/n0");
     req.set_vf_address(Vf(1));  // lent to n2
-    req.set_op(v1::VfAccessRequest::CONFIG_READ);
+    req.set_op(agentproto::v1::VfAccessRequest::CONFIG_READ);
     req.set_size(4);
-    v1::VfAccessResponse resp;
+    agentproto::v1::VfAccessResponse resp;
     EXPECT_EQ(agent->VfAccess(&ctx, req, &resp).error_code(),
               grpc::StatusCode::PERMISSION_DENIED);
   }
@@ -338,12 +342,13 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
     nreq.set_name("n0");
     v1::Node n0;
     ASSERT_TRUE(stub_->GetNode(&nctx, nreq, &n0).ok());
-    auto borrower = v1::NodeAgentService::NewStub(grpc::CreateChannel(
-        n0.agent_address(), grpc::InsecureChannelCredentials()));
+    auto borrower =
+        agentproto::v1::NodeAgentService::NewStub(grpc::CreateChannel(
+            n0.agent_address(), grpc::InsecureChannelCredentials()));
     const std::string pattern = "fabric mmio write \x01\x02\xfe\xff";
     constexpr uint64_t kOffset = 0x200;
     grpc::ClientContext ctx;
-    v1::HostWriteRequest req;
+    agentproto::v1::HostWriteRequest req;
     req.set_addr(windows["mmio-bar0"].local_addr() + kOffset);
     req.set_data(pattern);
     v1::AccessResult landed;
@@ -397,7 +402,7 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   v1::RaiseVfInterruptResponse r = Raise(a0.name(), 5);
   EXPECT_EQ(r.delivered_via_hypervisor(), 5);
   EXPECT_EQ(r.delivered_direct(), 0);
-  v1::SetVmStateResponse entered;
+  hypervisor::v1::SetVmStateResponse entered;
   SetVm("n0", "vm0", true, &entered);
   EXPECT_EQ(entered.injected(), 1);  // five messages, one vector: coalesced
   r = Raise(a0.name(), 10);

@@ -6,7 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/hw/sim/sriov_device.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent::hw {
 
