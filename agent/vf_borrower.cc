@@ -293,9 +293,11 @@ absl::StatusOr<v1::AccessShadowResponse> VfBorrower::AccessShadow(
   const int offset = static_cast<int>(req.offset());
   const int size = static_cast<int>(req.size());
   auto record = [&out](const vf::WriteResult& r) {
-    out.set_outcome(r.outcome == vf::WriteOutcome::kForwarded  ? "forwarded"
-                    : r.outcome == vf::WriteOutcome::kEmulated ? "emulated"
-                                                               : "dropped");
+    out.set_outcome(r.outcome == vf::WriteOutcome::kForwarded
+                        ? v1::AccessShadowResponse::FORWARDED
+                    : r.outcome == vf::WriteOutcome::kEmulated
+                        ? v1::AccessShadowResponse::EMULATED
+                        : v1::AccessShadowResponse::DROPPED);
     out.set_reason(r.reason);
   };
   const bool table = req.space() == v1::AccessShadowRequest::MSIX_TABLE;
@@ -373,7 +375,7 @@ VfBorrower::ShadowInterrupt(const agentproto::v1::ShadowInterruptRequest& req) {
   }
   agentproto::v1::ShadowInterruptResponse out;
   auto drop = [&](std::string why) -> agentproto::v1::ShadowInterruptResponse {
-    out.set_delivery("dropped");
+    out.set_delivery(agentproto::v1::ShadowInterruptResponse::DROPPED);
     out.set_reason(std::move(why));
     absl::MutexLock l(&mu_);
     auto c = CountersLocked(*shadow);
@@ -405,9 +407,12 @@ VfBorrower::ShadowInterrupt(const agentproto::v1::ShadowInterruptRequest& req) {
   }
   if (vector < 0) return drop("no MSI-X vector of the shadow sends this message");
   vf::DeliveryResult r = router_.Deliver(req.attachment(), vector);
-  out.set_delivery(r.delivery == vf::Delivery::kDirect ? "direct"
-                   : r.delivery == vf::Delivery::kViaHypervisor ? "hypervisor"
-                                                                : "dropped");
+  out.set_delivery(
+      r.delivery == vf::Delivery::kDirect
+          ? agentproto::v1::ShadowInterruptResponse::DIRECT
+      : r.delivery == vf::Delivery::kViaHypervisor
+          ? agentproto::v1::ShadowInterruptResponse::HYPERVISOR
+          : agentproto::v1::ShadowInterruptResponse::DROPPED);
   out.set_reason(r.reason);
   absl::MutexLock l(&mu_);
   ASSIGN_OR_RETURN(*out.mutable_counters(), CountersLocked(*shadow));

@@ -212,12 +212,12 @@ absl::StatusOr<agentproto::v1::VfAccessResponse> VfLender::VfAccess(
     case agentproto::v1::VfAccessRequest::RAISE_MSIX: {
       ASSIGN_OR_RETURN(hw::MsixResult r, local_->RaiseMsix(bdf, req.vector()));
       if (r.outcome == hw::MsixResult::Outcome::kDelivered) {
-        out.set_outcome("delivered");
+        out.set_outcome(agentproto::v1::VfAccessResponse::DELIVERED);
         out.set_msi_addr(r.message.addr);
         out.set_msi_data(r.message.data);
         ToProto(r.access, out.mutable_access());
       } else {
-        out.set_outcome("pending");
+        out.set_outcome(agentproto::v1::VfAccessResponse::PENDING);
       }
       return out;
     }

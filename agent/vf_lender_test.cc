@@ -206,7 +206,7 @@ TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
   raise.set_vector(0);
   auto raised = lending_->VfAccess(raise);
   ASSERT_TRUE(raised.ok()) << raised.status();
-  EXPECT_EQ(raised->outcome(), "pending");
+  EXPECT_EQ(raised->outcome(), agentproto::v1::VfAccessResponse::PENDING);
 }
 
 TEST_F(VfLenderTest, HealthAndInventoryAreReported) {

@@ -1049,7 +1049,7 @@ absl::Status Commands::ShadowConfig(const ShadowAccessOptions& access) {
   Report(*resp,
          absl::StrCat(
              where, " <- ", HexValue(access.value, access.size), ": ",
-             resp->outcome(),
+             ShadowWriteOutcome(resp->outcome()),
              resp->reason().empty() ? "" : absl::StrCat(": ", resp->reason())));
   return absl::OkStatus();
 }

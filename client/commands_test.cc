@@ -116,7 +116,7 @@ class FakeNodeAgent final : public agentproto::v1::NodeAgentService::Service {
       return grpc::Status::OK;
     }
     if (req->op() == agentproto::v1::VfAccessRequest::RAISE_MSIX) {
-      out->set_outcome("delivered");
+      out->set_outcome(agentproto::v1::VfAccessResponse::DELIVERED);
       out->set_msi_data(static_cast<uint32_t>(req->vector()));
       access->set_landed(true);
       access->set_node(borrower);
@@ -168,14 +168,14 @@ class FakeNodeAgent final : public agentproto::v1::NodeAgentService::Service {
       }
       case v1::AccessShadowRequest::WRITE:
         if (req->offset() < 4) {
-          out->set_outcome("dropped");
+          out->set_outcome(v1::AccessShadowResponse::DROPPED);
           out->set_reason("vendor id is read-only");
           ++counters_.mutable_config_dropped_by_reason()->operator[](
               "vendor id is read-only");
           counters_.set_config_writes_dropped(
               counters_.config_writes_dropped() + 1);
         } else {
-          out->set_outcome("forwarded");
+          out->set_outcome(v1::AccessShadowResponse::FORWARDED);
           counters_.set_config_writes_forwarded(
               counters_.config_writes_forwarded() + 1);
         }
@@ -194,14 +194,14 @@ class FakeNodeAgent final : public agentproto::v1::NodeAgentService::Service {
       agentproto::v1::ShadowInterruptResponse* out) override {
     absl::MutexLock l(&mu_);
     if (req->data() >= kVectors) {
-      out->set_delivery("dropped");
+      out->set_delivery(agentproto::v1::ShadowInterruptResponse::DROPPED);
       ++(*counters_.mutable_dropped_by_reason())["no such vector"];
     } else if (vm_running_) {
-      out->set_delivery("direct");
+      out->set_delivery(agentproto::v1::ShadowInterruptResponse::DIRECT);
       counters_.set_delivered_direct(counters_.delivered_direct() + 1);
       counters_.set_exits_avoided(counters_.exits_avoided() + 1);
     } else {
-      out->set_delivery("hypervisor");
+      out->set_delivery(agentproto::v1::ShadowInterruptResponse::HYPERVISOR);
       counters_.set_delivered_via_hypervisor(
           counters_.delivered_via_hypervisor() + 1);
       ++queued_;
@@ -967,7 +967,7 @@ TEST_F(CommandsTest, ShadowConfigSetupVerifyInterruptsAndVm) {
   ASSERT_TRUE(Cmd().ShadowConfig(write).ok());
   EXPECT_EQ(out_.str(), "config 0x004 (2 bytes) <- 0x0006: forwarded\n");
   ASSERT_TRUE(Cmd(OutputFormat::kJson).ShadowConfig(write).ok());
-  EXPECT_THAT(out_.str(), HasSubstr("\"outcome\": \"forwarded\""));
+  EXPECT_THAT(out_.str(), HasSubstr("\"outcome\": \"FORWARDED\""));
 
   // Checked before any RPC.
   write.offset = 3;

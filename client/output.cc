@@ -705,4 +705,17 @@ std::string CountersSummary(const v1::VfCounters& c) {
   return s;
 }
 
+std::string ShadowWriteOutcome(v1::AccessShadowResponse::Outcome outcome) {
+  switch (outcome) {
+    case v1::AccessShadowResponse::FORWARDED:
+      return "forwarded";
+    case v1::AccessShadowResponse::EMULATED:
+      return "emulated";
+    case v1::AccessShadowResponse::DROPPED:
+      return "dropped";
+    default:
+      return "";
+  }
+}
+
 }  // namespace fabric::client

@@ -126,6 +126,10 @@ std::string AttachmentSummary(const v1::Attachment& attachment);
 // 2)".
 std::string CountersSummary(const v1::VfCounters& counters);
 
+// What became of a shadow-device write, as fabricctl prints it:
+// "forwarded", "emulated" or "dropped"; "" when unspecified (not a write).
+std::string ShadowWriteOutcome(v1::AccessShadowResponse::Outcome outcome);
+
 }  // namespace fabric::client
 
 #endif  // FABRIC_CLIENT_OUTPUT_H_

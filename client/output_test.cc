@@ -504,5 +504,14 @@ TEST(CountersSummaryTest, OneLineWithDropReasons) {
             "avoided, 0 exits, 0 injected at entry, 0 coalesced, 0 dropped");
 }
 
+TEST(ShadowWriteOutcomeTest, TheWordsFabricctlPrinted) {
+  EXPECT_EQ(ShadowWriteOutcome(v1::AccessShadowResponse::FORWARDED),
+            "forwarded");
+  EXPECT_EQ(ShadowWriteOutcome(v1::AccessShadowResponse::EMULATED), "emulated");
+  EXPECT_EQ(ShadowWriteOutcome(v1::AccessShadowResponse::DROPPED), "dropped");
+  EXPECT_EQ(ShadowWriteOutcome(v1::AccessShadowResponse::OUTCOME_UNSPECIFIED),
+            "");
+}
+
 }  // namespace
 }  // namespace fabric::client

@@ -302,7 +302,7 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
           return stubs_.Get(target->lender_agent)->VfAccess(c, r, w);
         },
         a.lender(), target->lender_agent, raise, &raised));
-    if (raised.outcome() == "pending") {
+    if (raised.outcome() == agentproto::v1::VfAccessResponse::PENDING) {
       out.set_pending_in_vf(out.pending_in_vf() + 1);
       continue;
     }
@@ -323,9 +323,11 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
           return stubs_.Get(target->borrower_agent)->ShadowInterrupt(c, r, w);
         },
         a.borrower(), target->borrower_agent, deliver, &delivered));
-    if (delivered.delivery() == "direct") {
+    if (delivered.delivery() ==
+        agentproto::v1::ShadowInterruptResponse::DIRECT) {
       out.set_delivered_direct(out.delivered_direct() + 1);
-    } else if (delivered.delivery() == "hypervisor") {
+    } else if (delivered.delivery() ==
+               agentproto::v1::ShadowInterruptResponse::HYPERVISOR) {
       out.set_delivered_via_hypervisor(out.delivered_via_hypervisor() + 1);
     } else {
       out.set_dropped(out.dropped() + 1);

@@ -522,7 +522,7 @@ TEST_F(AttachmentRelayTest, AccessShadowGoesToTheBorrowerByCanonicalName) {
     seen = r.attachment();
     EXPECT_EQ(r.offset(), 0x10u);
     w->set_value(0xabcd);
-    w->set_outcome("read");
+    w->set_outcome(v1::AccessShadowResponse::FORWARDED);
     return Ok();
   };
   v1::AccessShadowRequest req;
@@ -571,7 +571,7 @@ TEST_F(AttachmentRelayTest, RaiseVfInterruptCountsEveryOutcome) {
     EXPECT_EQ(r.vf_address(), "0000:3b:00.4");
     const int n = raised++;
     if (n == 0) {
-      w->set_outcome("pending");
+      w->set_outcome(agentproto::v1::VfAccessResponse::PENDING);
     } else if (n == 1) {
       w->mutable_access()->set_landed(false);
     } else {
@@ -588,7 +588,10 @@ TEST_F(AttachmentRelayTest, RaiseVfInterruptCountsEveryOutcome) {
                               agentproto::v1::ShadowInterruptResponse* w) {
     EXPECT_EQ(r.attachment(), "attachments/x");
     delivered.emplace_back(r.addr(), r.data());
-    static const char* const kDelivery[] = {"direct", "hypervisor", "dropped"};
+    static const agentproto::v1::ShadowInterruptResponse::Delivery
+        kDelivery[] = {agentproto::v1::ShadowInterruptResponse::DIRECT,
+                       agentproto::v1::ShadowInterruptResponse::HYPERVISOR,
+                       agentproto::v1::ShadowInterruptResponse::DROPPED};
     w->set_delivery(kDelivery[delivered.size() - 1]);
     w->mutable_counters()->set_delivered_direct(delivered.size());
     return Ok();
@@ -615,7 +618,7 @@ TEST_F(AttachmentRelayTest, RaiseVfInterruptCountZeroRaisesOnce) {
   lender_.agent().vf_access = [&raised](const agentproto::v1::VfAccessRequest&,
                                         agentproto::v1::VfAccessResponse* w) {
     ++raised;
-    w->set_outcome("pending");
+    w->set_outcome(agentproto::v1::VfAccessResponse::PENDING);
     return Ok();
   };
   v1::RaiseVfInterruptRequest req;

@@ -501,12 +501,14 @@ class Session {
       case agentproto::v1::VfAccessRequest::RAISE_MSIX:
         FUZZ_CHECK(vector >= 0 && vector < w_.msix_vectors(), what,
                    " raised vector ", vector);
-        if (r->outcome() == "delivered") {
+        if (r->outcome() == agentproto::v1::VfAccessResponse::DELIVERED) {
           FUZZ_CHECK(InWindow(lent, "msix", r->msi_addr(), 4), what, " delivered a message at ", r->msi_addr(),
                      ", outside the msix window of the VF's borrower");
         } else {
-          FUZZ_CHECK(r->outcome() == "pending", what, " outcome ",
-                     r->outcome());
+          FUZZ_CHECK(
+              r->outcome() == agentproto::v1::VfAccessResponse::PENDING, what,
+              " outcome ",
+              agentproto::v1::VfAccessResponse::Outcome_Name(r->outcome()));
         }
         break;
       default:

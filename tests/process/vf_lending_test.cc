@@ -299,16 +299,17 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   ASSERT_TRUE(real_before.ok());
   auto w = Shadow(a0.name(), v1::AccessShadowRequest::WRITE, 0x00, 2, 0x1234);
   ASSERT_TRUE(w.ok());
-  EXPECT_EQ(w->outcome(), "dropped");
+  EXPECT_EQ(w->outcome(), v1::AccessShadowResponse::DROPPED);
   EXPECT_THAT(w->reason(), HasSubstr("vendor id is read-only"));
   w = Shadow(a0.name(), v1::AccessShadowRequest::WRITE, 0x10, 4, 0xdead0000);
   ASSERT_TRUE(w.ok());
-  EXPECT_EQ(w->outcome(), "emulated");  // the borrower's view only
+  EXPECT_EQ(w->outcome(),
+            v1::AccessShadowResponse::EMULATED);  // the borrower's view only
   EXPECT_EQ(*lender->ConfigSpace(*vf0), *real_before);
   // A forwarded write reaches the real VF: bus mastering.
   w = Shadow(a0.name(), v1::AccessShadowRequest::WRITE, 0x04, 2, 0x0004);
   ASSERT_TRUE(w.ok());
-  EXPECT_EQ(w->outcome(), "forwarded");
+  EXPECT_EQ(w->outcome(), v1::AccessShadowResponse::FORWARDED);
   EXPECT_EQ(*lender->ConfigRead(*vf0, 0x04, 2) & 0x4u, 0x4u);
   // The shadow never reaches another function: a direct VfAccess to the
   // lender for a VF not lent to n0 is refused.
