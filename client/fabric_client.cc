@@ -26,14 +26,20 @@ std::unique_ptr<FabricClient> FabricClient::Connect(const std::string& target,
                                                     const Options& options) {
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
-  return std::make_unique<FabricClient>(v1::FabricService::NewStub(channel),
-                                        target, options, channel);
+  return std::make_unique<FabricClient>(
+      v1::FabricService::NewStub(channel),
+      hypervisor::v1::HypervisorService::NewStub(channel), target, options,
+      channel);
 }
 
-FabricClient::FabricClient(std::unique_ptr<Stub> stub, std::string target,
-                           const Options& options,
-                           std::shared_ptr<grpc::ChannelInterface> channel)
+FabricClient::FabricClient(
+    std::unique_ptr<Stub> stub,
+    std::unique_ptr<hypervisor::v1::HypervisorService::StubInterface>
+        hypervisor,
+    std::string target, const Options& options,
+    std::shared_ptr<grpc::ChannelInterface> channel)
     : stub_(std::move(stub)),
+      hypervisor_(std::move(hypervisor)),
       channel_(std::move(channel)),
       target_(std::move(target)),
       options_(options) {}
@@ -92,9 +98,10 @@ absl::StatusOr<R> AwaitResource(v1::FabricService::StubInterface& stub,
 
 }  // namespace
 
-template <typename Req, typename Resp>
-absl::StatusOr<Resp> FabricClient::Call(Method<Req, Resp> method,
-                                        const Req& req, int max_attempts) {
+template <typename S, typename Req, typename Resp>
+absl::StatusOr<Resp> FabricClient::CallOn(S& stub,
+                                          MethodOf<S, Req, Resp> method,
+                                          const Req& req, int max_attempts) {
   if (max_attempts <= 0) max_attempts = options_.max_attempts;
   absl::Duration backoff = options_.retry_backoff;
   absl::Status status;
@@ -102,7 +109,7 @@ absl::StatusOr<Resp> FabricClient::Call(Method<Req, Resp> method,
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
     Resp resp;
-    status = FromGrpcStatus(((*stub_).*method)(&ctx, req, &resp));
+    status = FromGrpcStatus((stub.*method)(&ctx, req, &resp));
     if (status.ok()) return resp;
     if (status.code() != absl::StatusCode::kUnavailable) return status;
     if (attempt >= max_attempts) {
@@ -361,7 +368,9 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> FabricClient::RaiseVfInterrupt(
 
 absl::StatusOr<hypervisor::v1::SetVmStateResponse> FabricClient::SetVmState(
     const hypervisor::v1::SetVmStateRequest& req) {
-  return Call(&Stub::SetVmState, req, 1);
+  return CallOn(*hypervisor_,
+                &hypervisor::v1::HypervisorService::StubInterface::SetVmState,
+                req, 1);
 }
 
 absl::StatusOr<std::vector<v1::HardwareProfile>> FabricClient::ListProfiles() {

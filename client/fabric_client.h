@@ -1,5 +1,6 @@
 // FabricClient: a thin, synchronous wrapper over the generated
-// fabric.v1.FabricService stub.
+// fabric.v1.FabricService stub, and the fabric.hypervisor.v1.HypervisorService
+// stub (SetVmState) on the same channel.
 //
 // Every call carries a deadline (Options::timeout) and returns absl::Status
 // (converted by fabric::FromGrpcStatus: same code and message). Calls that
@@ -26,8 +27,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "fabric/hypervisor/v1/hypervisor.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -65,10 +66,12 @@ class FabricClient {
   static std::unique_ptr<FabricClient> Connect(const std::string& target,
                                                const Options& options);
 
-  // `target` is only used in messages. `channel`, the stub's channel, tells
+  // `target` is only used in messages. `channel`, the stubs' channel, tells
   // whether an UNAVAILABLE came from the server (see IsServerUnreachable);
   // without it no status is marked.
   FabricClient(std::unique_ptr<v1::FabricService::StubInterface> stub,
+               std::unique_ptr<hypervisor::v1::HypervisorService::StubInterface>
+                   hypervisor,
                std::string target, const Options& options,
                std::shared_ptr<grpc::ChannelInterface> channel = nullptr);
 
@@ -150,15 +153,22 @@ class FabricClient {
 
  private:
   using Stub = v1::FabricService::StubInterface;
+  template <typename S, typename Req, typename Resp>
+  using MethodOf = grpc::Status (S::*)(grpc::ClientContext*, const Req&, Resp*);
   template <typename Req, typename Resp>
-  using Method = grpc::Status (Stub::*)(grpc::ClientContext*, const Req&,
-                                        Resp*);
+  using Method = MethodOf<Stub, Req, Resp>;
 
-  // One unary call with deadline and UNAVAILABLE retries (at most
+  // One unary call of `stub` with deadline and UNAVAILABLE retries (at most
   // `max_attempts` attempts; 0 means Options::max_attempts).
+  template <typename S, typename Req, typename Resp>
+  absl::StatusOr<Resp> CallOn(S& stub, MethodOf<S, Req, Resp> method,
+                              const Req& req, int max_attempts = 0);
+  // CallOn the FabricService stub.
   template <typename Req, typename Resp>
   absl::StatusOr<Resp> Call(Method<Req, Resp> method, const Req& req,
-                            int max_attempts = 0);
+                            int max_attempts = 0) {
+    return CallOn(*stub_, method, req, max_attempts);
+  }
 
   // Calls `method` page by page, appending items(resp) to the result.
   template <typename Req, typename Resp, typename Item, typename ItemsFn>
@@ -166,6 +176,8 @@ class FabricClient {
                                             ItemsFn items);
 
   const std::unique_ptr<Stub> stub_;
+  const std::unique_ptr<hypervisor::v1::HypervisorService::StubInterface>
+      hypervisor_;
   const std::shared_ptr<grpc::ChannelInterface> channel_;
   const std::string target_;
   const Options options_;

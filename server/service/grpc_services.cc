@@ -624,7 +624,7 @@ grpc::Status FabricServiceImpl::RaiseVfInterrupt(
     v1::RaiseVfInterruptResponse* out) {
   return Reply(relay_.RaiseVfInterrupt(*r), out);
 }
-grpc::Status FabricServiceImpl::SetVmState(
+grpc::Status HypervisorServiceImpl::SetVmState(
     grpc::ServerContext*, const hypervisor::v1::SetVmStateRequest* r,
     hypervisor::v1::SetVmStateResponse* out) {
   return Reply(relay_.SetVmState(*r), out);

@@ -4,8 +4,8 @@
 #define FABRIC_SERVER_SERVICE_GRPC_SERVICES_H_
 
 #include "fabric/agentproto/v1/agent_service.grpc.pb.h"
-#include "fabric/hypervisor/v1/hypervisor.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "server/service/admission.h"
@@ -118,9 +118,6 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::Status RaiseVfInterrupt(grpc::ServerContext*,
                                 const v1::RaiseVfInterruptRequest*,
                                 v1::RaiseVfInterruptResponse*) override;
-  grpc::Status SetVmState(grpc::ServerContext*,
-                          const hypervisor::v1::SetVmStateRequest*,
-                          hypervisor::v1::SetVmStateResponse*) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext*,
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;
@@ -164,6 +161,22 @@ class AgentServiceImpl final : public AgentServiceBase {
 
  private:
   FabricManager* const manager_;  // not owned
+};
+
+// A hypervisor's input (fabric.hypervisor.v1): each call is relayed to the
+// borrower's agent. Thread-safe; `manager` is not owned and must outlive the
+// service.
+class HypervisorServiceImpl final
+    : public hypervisor::v1::HypervisorService::Service {
+ public:
+  explicit HypervisorServiceImpl(FabricManager* manager) : verifier_(manager) {}
+
+  grpc::Status SetVmState(grpc::ServerContext*,
+                          const hypervisor::v1::SetVmStateRequest*,
+                          hypervisor::v1::SetVmStateResponse*) override;
+
+ private:
+  Verifier verifier_;
 };
 
 }  // namespace fabric::service

@@ -59,6 +59,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
                            &s->port_);
   builder.RegisterService(&s->fabric_);
   builder.RegisterService(&s->agent_);
+  builder.RegisterService(&s->hypervisor_);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(

@@ -60,12 +60,14 @@ class GrpcServer {
   const AdmissionControl& admission() const { return *admission_; }
 
  private:
-  GrpcServer(FabricManager* manager) : fabric_(manager), agent_(manager) {}
+  GrpcServer(FabricManager* manager)
+      : fabric_(manager), agent_(manager), hypervisor_(manager) {}
 
   FabricManager* manager_ = nullptr;  // not owned
   std::unique_ptr<AdmissionControl> admission_;
   FabricServiceImpl fabric_;
   AgentServiceImpl agent_;
+  HypervisorServiceImpl hypervisor_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -26,8 +26,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "fabric/hypervisor/v1/hypervisor.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "tests/bench/bench_util.h"
@@ -75,8 +75,10 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const std::string address = absl::StrCat("127.0.0.1:", manager.port);
-  auto stub = v1::FabricService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = v1::FabricService::NewStub(channel);
+  auto hypervisor = hypervisor::v1::HypervisorService::NewStub(channel);
   std::vector<std::unique_ptr<proctest::Child>> agents;
   try {
     v1::CreateFabricRequest fabric;
@@ -237,7 +239,8 @@ int Main(int argc, char** argv) {
       req.set_core(1);
       hypervisor::v1::SetVmStateResponse resp;
       grpc::ClientContext ctx;
-      Check(stub->SetVmState(&ctx, req, &resp), [&] { return "vm state"; });
+      Check(hypervisor->SetVmState(&ctx, req, &resp),
+            [&] { return "vm state"; });
     };
     struct IrqRun {
       double per_s = 0;

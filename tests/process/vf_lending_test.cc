@@ -15,8 +15,8 @@
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/sim/sriov_device.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
-#include "fabric/hypervisor/v1/hypervisor.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "gmock/gmock.h"
@@ -46,8 +46,10 @@ class VfLendingTest : public ::testing::Test {
         {"--heartbeat-timeout", "600ms", "--heartbeat-interval", "100ms"}));
     ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
     address_ = absl::StrCat("127.0.0.1:", manager_->port);
-    stub_ = v1::FabricService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    std::shared_ptr<grpc::Channel> channel =
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    stub_ = v1::FabricService::NewStub(channel);
+    hypervisor_ = hypervisor::v1::HypervisorService::NewStub(channel);
     v1::CreateFabricRequest req;
     v1::FabricSpec* spec = req.mutable_spec();
     spec->set_name("lab");
@@ -191,7 +193,7 @@ class VfLendingTest : public ::testing::Test {
     req.set_running(running);
     req.set_core(3);
     hypervisor::v1::SetVmStateResponse r;
-    grpc::Status s = stub_->SetVmState(&ctx, req, &r);
+    grpc::Status s = hypervisor_->SetVmState(&ctx, req, &r);
     ASSERT_TRUE(s.ok()) << s.error_message();
     if (out != nullptr) *out = r;
   }
@@ -219,6 +221,7 @@ class VfLendingTest : public ::testing::Test {
   std::unique_ptr<Manager> manager_;
   std::string address_;
   std::unique_ptr<v1::FabricService::Stub> stub_;
+  std::unique_ptr<hypervisor::v1::HypervisorService::Stub> hypervisor_;
   std::vector<std::unique_ptr<Child>> agents_;
 };
 
