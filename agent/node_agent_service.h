@@ -14,7 +14,7 @@
 #include "agent/vf_lending.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
 #include "fabric/hypervisor/v1/hypervisor.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 
 namespace fabric::agent {
 

@@ -31,7 +31,7 @@
 #include "fabric/agentproto/v1/agent_service.pb.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
 #include "fabric/hypervisor/v1/hypervisor.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {

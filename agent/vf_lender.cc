@@ -10,7 +10,10 @@
 #include "agent/vf_assignment.h"
 #include "common/status_macros.h"
 #include "common/units.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/agentproto/v1/node_agent_service.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
+#include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {
 namespace {

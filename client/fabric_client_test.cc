@@ -116,9 +116,9 @@ class FakeFabricService final : public v1::FabricService::Service {
     Count("RaiseVfInterrupt");
     return relay_status;
   }
-  grpc::Status SetVmState(grpc::ServerContext*,
-                          const hypervisor::v1::SetVmStateRequest*,
-                          hypervisor::v1::SetVmStateResponse*) override {
+  // HypervisorService.SetVmState, served by FakeHypervisorService below
+  // and counted here with the rest.
+  grpc::Status SetVmState() {
     Count("SetVmState");
     return relay_status;
   }
@@ -157,6 +157,21 @@ class FakeFabricService final : public v1::FabricService::Service {
   absl::Notification release_;
 };
 
+// The HypervisorService the client reaches on the same channel.
+class FakeHypervisorService final
+    : public hypervisor::v1::HypervisorService::Service {
+ public:
+  explicit FakeHypervisorService(FakeFabricService* fabric) : fabric_(fabric) {}
+  grpc::Status SetVmState(grpc::ServerContext*,
+                          const hypervisor::v1::SetVmStateRequest*,
+                          hypervisor::v1::SetVmStateResponse*) override {
+    return fabric_->SetVmState();
+  }
+
+ private:
+  FakeFabricService* const fabric_;  // not owned
+};
+
 grpc::Status Unavailable() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, "store write failed");
 }
@@ -169,6 +184,7 @@ class FabricClientTest : public ::testing::Test {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &port);
     builder.RegisterService(&service_);
+    builder.RegisterService(&hypervisor_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     address_ = absl::StrCat("127.0.0.1:", port);
@@ -184,6 +200,7 @@ class FabricClientTest : public ::testing::Test {
   }
 
   FakeFabricService service_;
+  FakeHypervisorService hypervisor_{&service_};
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   FabricClient::Options options_;

@@ -18,7 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "google/protobuf/message.h"
 

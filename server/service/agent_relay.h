@@ -29,7 +29,7 @@
 #include "common/stub_cache.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
 #include "fabric/hypervisor/v1/hypervisor.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "server/service/manager.h"
 
 namespace fabric::service {

@@ -169,14 +169,14 @@ class AgentServiceImpl final : public AgentServiceBase {
 class HypervisorServiceImpl final
     : public hypervisor::v1::HypervisorService::Service {
  public:
-  explicit HypervisorServiceImpl(FabricManager* manager) : verifier_(manager) {}
+  explicit HypervisorServiceImpl(FabricManager* manager) : relay_(manager) {}
 
   grpc::Status SetVmState(grpc::ServerContext*,
                           const hypervisor::v1::SetVmStateRequest*,
                           hypervisor::v1::SetVmStateResponse*) override;
 
  private:
-  Verifier verifier_;
+  AgentRelay relay_;
 };
 
 }  // namespace fabric::service

@@ -30,7 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "tests/chaos/ops.h"
 

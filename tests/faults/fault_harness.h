@@ -18,7 +18,7 @@
 #include "absl/time/time.h"
 #include "agent/hw/bridge_hardware.h"
 #include "fabric/agentproto/v1/agent_service.grpc.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "tests/process/process_util.h"

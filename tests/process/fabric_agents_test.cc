@@ -16,7 +16,7 @@
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
-#include "fabric/v1/fabric.pb.h"
+#include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "gmock/gmock.h"
