@@ -14,7 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/discovery/test_configs.h"
-#include "agent/hw/testing/temp_dir.h"
+#include "agent/hw/testing/fake_sysfs.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -23,16 +23,17 @@ namespace fabric::agent::hw {
 namespace {
 
 using discovery::PciAddress;
-using ::fabric::agent::hw::testing::TempDir;
+using ::fabric::agent::hw::testing::FakeSysfs;
 using ::testing::HasSubstr;
 
 const PciAddress kPf = *discovery::ParsePciAddress("3b:00.0");
 const PciAddress kVf = *discovery::ParsePciAddress("3b:02.0");
 constexpr uint64_t kBar0Size = 16 << 10;
 
-class LinuxSriovFunctionsTest : public ::testing::Test {
+class LinuxSriovFunctionsTest : public ::testing::Test,
+                                protected FakeSysfs {
  protected:
-  LinuxSriovFunctionsTest() : fns_(dir_.path()) {
+  LinuxSriovFunctionsTest() : fns_(root()) {
     pf_ = Device("0000:3b:00.0");
     // An 8086:1572 PF whose MSI-X table (4 vectors) is in BAR 0 at 0x1000.
     std::vector<uint8_t> config = discovery::testing::ConfigBuilder(4096)
@@ -56,31 +57,7 @@ class LinuxSriovFunctionsTest : public ::testing::Test {
     symlink("../0000:3b:00.0", (vf + "/physfn").c_str());
   }
 
-  static void Mkdirs(const std::string& path) {
-    for (size_t i = 1; i <= path.size(); ++i) {
-      if (i == path.size() || path[i] == '/') {
-        mkdir(path.substr(0, i).c_str(), 0755);
-      }
-    }
-  }
-  std::string Device(const std::string& bdf) {
-    const std::string p = absl::StrCat(dir_.path(), "/bus/pci/devices/", bdf);
-    Mkdirs(p);
-    return p;
-  }
-  static void Write(const std::string& path, const std::string& text) {
-    std::ofstream(path, std::ios::trunc) << text;
-  }
-  static void WriteBytes(const std::string& path,
-                         const std::vector<uint8_t>& bytes) {
-    std::ofstream(path, std::ios::trunc | std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  }
-  static std::string Read(const std::string& path) {
-    return *ReadFileToString(path);
-  }
 
-  TempDir dir_;
   LinuxSriovFunctions fns_;
   std::string pf_;
 };

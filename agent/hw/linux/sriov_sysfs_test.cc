@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "agent/hw/testing/temp_dir.h"
+#include "agent/hw/testing/fake_sysfs.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -20,39 +20,21 @@ namespace fabric::agent::hw {
 namespace {
 
 using discovery::PciAddress;
-using ::fabric::agent::hw::testing::TempDir;
+using ::fabric::agent::hw::testing::FakeSysfs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 PciAddress Addr(const std::string& s) { return *discovery::ParsePciAddress(s); }
 
-class LinuxSriovTest : public ::testing::Test {
+class LinuxSriovTest : public ::testing::Test, protected FakeSysfs {
  protected:
-  LinuxSriovTest() : sriov_(dir_.path()) {
-    Mkdirs(absl::StrCat(dir_.path(), "/bus/pci/devices"));
+  LinuxSriovTest() : sriov_(root()) {
+    Mkdirs(absl::StrCat(root(), "/bus/pci/devices"));
     pf_ = Device("0000:3b:00.0");
     Write(pf_ + "/sriov_totalvfs", "8\n");
     Write(pf_ + "/sriov_numvfs", "0\n");
   }
 
-  static void Mkdirs(const std::string& path) {
-    for (size_t i = 1; i <= path.size(); ++i) {
-      if (i == path.size() || path[i] == '/') {
-        mkdir(path.substr(0, i).c_str(), 0755);
-      }
-    }
-  }
-  std::string Device(const std::string& bdf) {
-    const std::string p = absl::StrCat(dir_.path(), "/bus/pci/devices/", bdf);
-    Mkdirs(p);
-    return p;
-  }
-  static void Write(const std::string& path, const std::string& text) {
-    std::ofstream(path, std::ios::trunc) << text;
-  }
-  static std::string Read(const std::string& path) {
-    return *ReadFileToString(path);
-  }
   // What the kernel shows with n VFs of the PF at 3b:00.0 (offset 16,
   // stride 1): virtfnN -> ../0000:3b:02.N and each VF's physfn.
   void EnableVfs(int n) {
@@ -63,12 +45,11 @@ class LinuxSriovTest : public ::testing::Test {
       symlink(absl::StrCat("../", vf).c_str(),
               absl::StrCat(pf_, "/virtfn", i).c_str());
       symlink("../0000:3b:00.0",
-              absl::StrCat(dir_.path(), "/bus/pci/devices/", vf, "/physfn")
+              absl::StrCat(root(), "/bus/pci/devices/", vf, "/physfn")
                   .c_str());
     }
   }
 
-  TempDir dir_;
   LinuxSriov sriov_;
   std::string pf_;
 };
