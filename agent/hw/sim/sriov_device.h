@@ -64,15 +64,12 @@
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/bridge_hardware.h"
 #include "agent/hw/sriov_functions.h"
+#include "agent/hw/sim/sim_config_space.h"
+#include "agent/hw/sim/sim_device_store.h"
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/sim/sim_world.h"
 
 namespace fabric::agent::hw {
-
-// Config-space layout of every simulated function.
-inline constexpr uint16_t kSimPcieCapOffset = 0x40;
-inline constexpr uint16_t kSimMsixCapOffset = 0x80;
-inline constexpr uint16_t kSimSriovCapOffset = 0x100;
 
 // One present function.
 struct SimFunction {
@@ -188,18 +185,13 @@ class SimSriovHost {
   const std::string& sim_dir() const { return sim_dir_; }
   const std::string& node() const { return node_; }
 
-  struct State;  // The parsed devices.json (sriov_device.cc).
-
  private:
+  using State = sim_internal::DeviceState;
+
   SimSriovHost(std::string sim_dir, std::string node, SimHardware hw);
 
   absl::StatusOr<State> Load() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Save(const State& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CreateFunctionFiles(int pf_index, bool vf,
-                                   const discovery::PciAddress& addr) const;
-  void RemoveFunctionFiles(int pf_index, bool vf,
-                           const discovery::PciAddress& addr) const;
-  std::string BarPath(const discovery::PciAddress& addr, int bar) const;
   // Creates VFs [0, count) of pfs[pf_index] in `s` (and their files).
   absl::Status EnableVfs(State& s, int pf_index, int count) const;
   void DisableVfs(State& s, int pf_index) const;
@@ -211,9 +203,8 @@ class SimSriovHost {
   const std::string sim_dir_;
   const std::string node_;
   const SimHardware hw_;
-  const std::string state_path_;
-  const std::string lock_path_;
-  const std::string bar_dir_;
+  // devices.json and the BAR files; refers to hw_.
+  const sim_internal::DeviceStore store_;
   // Serializes this object's callers; processes serialize on the flock.
   mutable absl::Mutex mu_;
 };
