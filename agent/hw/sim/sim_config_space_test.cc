@@ -34,8 +34,7 @@ TEST(SimConfigSpaceTest, PfPowerOnPlacesBarsAndCapabilities) {
   const std::vector<PfBarLayout> layout = *LayoutBars(hw);
   Config cfg;
   Config mask;
-  Build(hw.pfs[0], /*vf=*/false, /*multifunction=*/false, layout[0], cfg,
-        mask);
+  Build(hw.pfs[0], /*vf=*/false, /*multifunction=*/false, layout[0], cfg, mask);
   EXPECT_EQ(Get(cfg, 0x00, 2), 32902u);
   EXPECT_EQ(Get(cfg, 0x02, 2), 5490u);
   EXPECT_EQ(Get(cfg, kCommand, 2), kCmdMemory);

@@ -90,21 +90,20 @@ TEST_F(SimDeviceStoreTest, LoadReportsAbsentAndCorruptFiles) {
   EXPECT_EQ(store_.Load().status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(WriteStringToFile(store_.state_path(), "{not json").ok());
   EXPECT_EQ(store_.Load().status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(StoredHardwareJson(store_.state_path(), "{not json")
-                .status()
-                .code(),
-            absl::StatusCode::kDataLoss);
-  ASSERT_TRUE(WriteStringToFile(
-                  store_.state_path(),
-                  R"({"functions": [{"address": "0000:3b:00.0",
+  EXPECT_EQ(
+      StoredHardwareJson(store_.state_path(), "{not json").status().code(),
+      absl::StatusCode::kDataLoss);
+  ASSERT_TRUE(WriteStringToFile(store_.state_path(),
+                                R"({"functions": [{"address": "0000:3b:00.0",
                                      "config": ["000: zz"]}]})")
                   .ok());
   absl::StatusOr<DeviceState> bad = store_.Load();
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(bad.status().message(), HasSubstr("bad config row"));
-  ASSERT_TRUE(WriteStringToFile(store_.state_path(),
-                                R"({"functions": [{"address": "0000:5e:00.0"}]})")
-                  .ok());
+  ASSERT_TRUE(
+      WriteStringToFile(store_.state_path(),
+                        R"({"functions": [{"address": "0000:5e:00.0"}]})")
+          .ok());
   EXPECT_THAT(store_.Load().status().message(),
               HasSubstr("its PF is not in the hardware"));
 }
