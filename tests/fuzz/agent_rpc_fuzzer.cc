@@ -90,6 +90,7 @@
 #include "agent/hw/bridge_hardware.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "agent/hw/sim/sim_hardware.h"
+#include "agent/hw/sim/sim_sriov_functions.h"
 #include "agent/hw/sim/sim_world.h"
 #include "agent/hw/sim/sriov_device.h"
 #include "agent/hw/testing/temp_dir.h"
@@ -295,7 +296,7 @@ const v1::AttachmentWindow* Window(const agentproto::v1::VfAssignment& a,
 class Session {
  public:
   explicit Session(World& w) : w_(w) {
-    local_ = agent::NewSimLocalFunctions(w.host());
+    local_ = std::make_unique<agent::hw::SimSriovFunctions>(w.host());
     const std::string dir = w.dir();
     lending_ = std::make_unique<agent::VfLending>(
         kNode, local_.get(), [dir](uint64_t addr, absl::Span<uint8_t> out) {
@@ -591,7 +592,7 @@ class Session {
   }
 
   World& w_;
-  std::unique_ptr<agent::LocalFunctions> local_;
+  std::unique_ptr<agent::hw::SimSriovFunctions> local_;
   std::unique_ptr<agent::VfLending> lending_;
   // The session's assignments by attachment, as VfLending splits them.
   std::map<std::string, agentproto::v1::VfAssignment> lent_;
