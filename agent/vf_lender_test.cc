@@ -209,6 +209,67 @@ TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
   EXPECT_EQ(raised->outcome(), agentproto::v1::VfAccessResponse::PENDING);
 }
 
+// Found by agent_rpc_fuzzer: the same attachment whose windows move is a
+// new lending too. The VF's vectors still point into the old window, so it
+// must be quiesced like a VF whose lending ended.
+TEST_F(VfLenderTest, ALendingWhoseWindowsMoveStartsQuiet) {
+  agentproto::v1::VfAccessRequest msi;
+  msi.set_borrower("nodes/n0");
+  msi.set_vf_address(kVf0);
+  msi.set_op(agentproto::v1::VfAccessRequest::MSIX_ENTRY);
+  msi.set_vector(0);
+  msi.set_addr(kMsixWindow + 8);
+  msi.set_msi_data(0x41);
+  msi.set_masked(false);
+  ASSERT_TRUE(lending_->VfAccess(msi).ok());
+  ASSERT_TRUE(Access("nodes/n0", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
+                     0x0004)
+                  .ok());
+  ASSERT_TRUE(Access("nodes/n0", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE,
+                     hw::kSimMsixCapOffset + 2, 2, 0x8000)
+                  .ok());
+
+  // att-1 again, to the same borrower, with its MSI-X window 8 MiB higher.
+  agentproto::v1::VfAssignment moved;
+  moved.set_attachment("attachments/att-1");
+  moved.set_role(agentproto::v1::VfAssignment::LENDER);
+  moved.set_vf_address(kVf0);
+  moved.set_lender("nodes/n1");
+  moved.set_borrower("nodes/n0");
+  for (auto [role, addr] :
+       {std::pair<const char*, uint64_t>{"dma", kDmaWindow},
+        {"msix", kMsixWindow + (8 << 20)}}) {
+    v1::AttachmentWindow* w = moved.add_windows();
+    w->set_role(role);
+    w->set_from_node("n1");
+    w->set_to_node("n0");
+    w->set_local_addr(addr);
+    w->set_size(1 << 20);
+  }
+  lending_->SetAssignments({moved});
+
+  // MSI-X is re-enabled without reprogramming vector 0: the VF holds the
+  // interrupt instead of sending it into the old window.
+  ASSERT_TRUE(Access("nodes/n0", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
+                     0x0004)
+                  .ok());
+  ASSERT_TRUE(Access("nodes/n0", kVf0,
+                     agentproto::v1::VfAccessRequest::CONFIG_WRITE,
+                     hw::kSimMsixCapOffset + 2, 2, 0x8000)
+                  .ok());
+  agentproto::v1::VfAccessRequest raise;
+  raise.set_borrower("nodes/n0");
+  raise.set_vf_address(kVf0);
+  raise.set_op(agentproto::v1::VfAccessRequest::RAISE_MSIX);
+  raise.set_vector(0);
+  auto raised = lending_->VfAccess(raise);
+  ASSERT_TRUE(raised.ok()) << raised.status();
+  EXPECT_EQ(raised->outcome(), agentproto::v1::VfAccessResponse::PENDING);
+}
+
 TEST_F(VfLenderTest, HealthAndInventoryAreReported) {
   agentproto::v1::ReportStatusRequest report;
   lending_->FillStatus(&report);
