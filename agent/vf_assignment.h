@@ -26,6 +26,17 @@ inline bool Inside(uint64_t addr, uint64_t len, uint64_t base, uint64_t size) {
   return addr >= base && addr - base <= size && size - (addr - base) >= len;
 }
 
+// Whether `a` and `b` are the same lending on the same terms (VF, peers,
+// windows, policy), whatever the lender agent's address: a lender that only
+// restarted keeps its lendings and the borrower its shadows; any other
+// change ends the old one (quiesced on the lender, rebuilt on the borrower).
+inline bool SameTerms(agentproto::v1::VfAssignment a,
+                      agentproto::v1::VfAssignment b) {
+  a.clear_lender_agent();
+  b.clear_lender_agent();
+  return a.SerializeAsString() == b.SerializeAsString();
+}
+
 }  // namespace fabric::agent
 
 #endif  // FABRIC_AGENT_VF_ASSIGNMENT_H_

@@ -96,12 +96,6 @@ void VfBorrower::SetAssignments(
     }
     // A new lender address alone (its agent restarted) keeps the shadow and
     // the borrower's state in it; anything else rebuilds it.
-    auto same = [](agentproto::v1::VfAssignment a,
-                   agentproto::v1::VfAssignment b) {
-      a.clear_lender_agent();
-      b.clear_lender_agent();
-      return a.SerializeAsString() == b.SerializeAsString();
-    };
     {
       absl::MutexLock ll(&lender_mu_);
       lender_of_.clear();
@@ -110,7 +104,7 @@ void VfBorrower::SetAssignments(
     for (auto it = shadows_.begin(); it != shadows_.end();) {
       auto want = borrowed.find(it->first);
       if (want == borrowed.end() ||
-          !same(want->second, it->second->assignment)) {
+          !SameTerms(want->second, it->second->assignment)) {
         (void)router_.DetachDevice(it->first);
         it = shadows_.erase(it);
         changed = true;

@@ -55,17 +55,6 @@ void ToProto(const hw::AccessResult& r, v1::AccessResult* out) {
 VfLender::VfLender(std::string node, hw::SriovFunctions* local)
     : node_(std::move(node)), local_(local) {}
 
-namespace {
-// Whether `a` and `b` lend the same VF on the same terms, whatever the
-// lender's own address.
-bool SameLending(agentproto::v1::VfAssignment a,
-                 agentproto::v1::VfAssignment b) {
-  a.clear_lender_agent();
-  b.clear_lender_agent();
-  return a.SerializeAsString() == b.SerializeAsString();
-}
-}  // namespace
-
 void VfLender::SetAssignments(
     const std::vector<agentproto::v1::VfAssignment>& assignments) {
   // Lendings that ended are withdrawn and their VFs quiesced before any new
@@ -84,7 +73,7 @@ void VfLender::SetAssignments(
       // ends too: its MSI-X entries still point into the old window. Only
       // a new lender address (this agent restarted) keeps it.
       auto now = lent.find(it->first);
-      if (now != lent.end() && SameLending(now->second, it->second)) {
+      if (now != lent.end() && SameTerms(now->second, it->second)) {
         ++it;
       } else {
         ended.push_back(it->second);
