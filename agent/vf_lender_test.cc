@@ -31,22 +31,66 @@ class VfLenderTest : public ::testing::Test {
     host_ = *std::move(host);
     local_ = std::make_unique<hw::SimSriovFunctions>(host_.get());
     lending_ = std::make_unique<VfLender>("n1", local_.get());
+    lending_->SetAssignments({Lending("attachments/att-1", "n0", 0)});
+  }
+
+  // n1 lends VF 0 to `borrower` under `attachment`, with 1 MiB DMA and
+  // MSI-X windows `shift` bytes above kDmaWindow and kMsixWindow.
+  static agentproto::v1::VfAssignment Lending(const std::string& attachment,
+                                              const std::string& borrower,
+                                              uint64_t shift) {
     agentproto::v1::VfAssignment a;
-    a.set_attachment("attachments/att-1");
+    a.set_attachment(attachment);
     a.set_role(agentproto::v1::VfAssignment::LENDER);
     a.set_vf_address(kVf0);
     a.set_lender("nodes/n1");
-    a.set_borrower("nodes/n0");
-    for (auto [role, addr] : {std::pair<const char*, uint64_t>{"dma", kDmaWindow},
-                              {"msix", kMsixWindow}}) {
+    a.set_borrower("nodes/" + borrower);
+    for (auto [role, addr] :
+         {std::pair<const char*, uint64_t>{"dma", kDmaWindow + shift},
+          {"msix", kMsixWindow + shift}}) {
       v1::AttachmentWindow* w = a.add_windows();
       w->set_role(role);
       w->set_from_node("n1");
-      w->set_to_node("n0");
+      w->set_to_node(borrower);
       w->set_local_addr(addr);
       w->set_size(1 << 20);
     }
-    lending_->SetAssignments({a});
+    return a;
+  }
+
+  // `borrower` points vector 0 of VF 0 at `addr` (unmasked), when `addr`
+  // is set, and turns on bus mastering and MSI-X.
+  void SignalFrom(const std::string& borrower, uint64_t addr) {
+    if (addr != 0) {
+      agentproto::v1::VfAccessRequest msi;
+      msi.set_borrower(borrower);
+      msi.set_vf_address(kVf0);
+      msi.set_op(agentproto::v1::VfAccessRequest::MSIX_ENTRY);
+      msi.set_vector(0);
+      msi.set_addr(addr);
+      msi.set_msi_data(0x41);
+      msi.set_masked(false);
+      ASSERT_TRUE(lending_->VfAccess(msi).ok());
+    }
+    ASSERT_TRUE(Access(borrower, kVf0,
+                       agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
+                       0x0004)
+                    .ok());
+    ASSERT_TRUE(Access(borrower, kVf0,
+                       agentproto::v1::VfAccessRequest::CONFIG_WRITE,
+                       hw::kSimMsixCapOffset + 2, 2, 0x8000)
+                    .ok());
+  }
+
+  // `borrower` has VF 0 raise vector 0.
+  absl::StatusOr<agentproto::v1::VfAccessResponse> RaiseVector0(
+      const std::string& borrower) {
+    agentproto::v1::VfAccessRequest raise;
+    raise.set_borrower(borrower);
+    raise.set_vf_address(kVf0);
+    raise.set_op(agentproto::v1::VfAccessRequest::RAISE_MSIX);
+    raise.set_vector(0);
+    return lending_->VfAccess(raise);
   }
 
   absl::StatusOr<agentproto::v1::VfAccessResponse> Access(
@@ -135,42 +179,10 @@ TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
   auto bdf = discovery::ParsePciAddress(kVf0);
   ASSERT_TRUE(bdf.ok());
   // n0 sets the VF up to signal into its doorbell window.
-  agentproto::v1::VfAccessRequest msi;
-  msi.set_borrower("nodes/n0");
-  msi.set_vf_address(kVf0);
-  msi.set_op(agentproto::v1::VfAccessRequest::MSIX_ENTRY);
-  msi.set_vector(0);
-  msi.set_addr(kMsixWindow + 8);
-  msi.set_msi_data(0x41);
-  msi.set_masked(false);
-  ASSERT_TRUE(lending_->VfAccess(msi).ok());
-  ASSERT_TRUE(Access("nodes/n0", kVf0,
-                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
-                     0x0004)
-                  .ok());
-  ASSERT_TRUE(Access("nodes/n0", kVf0,
-                     agentproto::v1::VfAccessRequest::CONFIG_WRITE,
-                     hw::kSimMsixCapOffset + 2, 2, 0x8000)
-                  .ok());
+  SignalFrom("nodes/n0", kMsixWindow + 8);
 
   // In one step the VF leaves n0 and is lent to n2.
-  agentproto::v1::VfAssignment b;
-  b.set_attachment("attachments/att-2");
-  b.set_role(agentproto::v1::VfAssignment::LENDER);
-  b.set_vf_address(kVf0);
-  b.set_lender("nodes/n1");
-  b.set_borrower("nodes/n2");
-  for (auto [role, addr] :
-       {std::pair<const char*, uint64_t>{"dma", kDmaWindow + (8 << 20)},
-        {"msix", kMsixWindow + (8 << 20)}}) {
-    v1::AttachmentWindow* w = b.add_windows();
-    w->set_role(role);
-    w->set_from_node("n1");
-    w->set_to_node("n2");
-    w->set_local_addr(addr);
-    w->set_size(1 << 20);
-  }
-  lending_->SetAssignments({b});
+  lending_->SetAssignments({Lending("attachments/att-2", "n2", 8 << 20)});
 
   // Quiet: no bus mastering, MSI-X off, every vector masked, n0 shut out.
   EXPECT_EQ(*host_->ConfigRead(*bdf, 0x04, 2) & 0x6u, 0u);
@@ -191,20 +203,8 @@ TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
       absl::StatusCode::kPermissionDenied);
   // n2 turns MSI-X and bus mastering back on without programming vector 0:
   // the VF holds the interrupt instead of sending it to n0's doorbell.
-  ASSERT_TRUE(Access("nodes/n2", kVf0,
-                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
-                     0x0004)
-                  .ok());
-  ASSERT_TRUE(Access("nodes/n2", kVf0,
-                     agentproto::v1::VfAccessRequest::CONFIG_WRITE,
-                     hw::kSimMsixCapOffset + 2, 2, 0x8000)
-                  .ok());
-  agentproto::v1::VfAccessRequest raise;
-  raise.set_borrower("nodes/n2");
-  raise.set_vf_address(kVf0);
-  raise.set_op(agentproto::v1::VfAccessRequest::RAISE_MSIX);
-  raise.set_vector(0);
-  auto raised = lending_->VfAccess(raise);
+  SignalFrom("nodes/n2", 0);
+  auto raised = RaiseVector0("nodes/n2");
   ASSERT_TRUE(raised.ok()) << raised.status();
   EXPECT_EQ(raised->outcome(), agentproto::v1::VfAccessResponse::PENDING);
 }
@@ -213,59 +213,15 @@ TEST_F(VfLenderTest, ARelentVfStartsQuietWithEveryVectorMasked) {
 // new lending too. The VF's vectors still point into the old window, so it
 // must be quiesced like a VF whose lending ended.
 TEST_F(VfLenderTest, ALendingWhoseWindowsMoveStartsQuiet) {
-  agentproto::v1::VfAccessRequest msi;
-  msi.set_borrower("nodes/n0");
-  msi.set_vf_address(kVf0);
-  msi.set_op(agentproto::v1::VfAccessRequest::MSIX_ENTRY);
-  msi.set_vector(0);
-  msi.set_addr(kMsixWindow + 8);
-  msi.set_msi_data(0x41);
-  msi.set_masked(false);
-  ASSERT_TRUE(lending_->VfAccess(msi).ok());
-  ASSERT_TRUE(Access("nodes/n0", kVf0,
-                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
-                     0x0004)
-                  .ok());
-  ASSERT_TRUE(Access("nodes/n0", kVf0,
-                     agentproto::v1::VfAccessRequest::CONFIG_WRITE,
-                     hw::kSimMsixCapOffset + 2, 2, 0x8000)
-                  .ok());
+  SignalFrom("nodes/n0", kMsixWindow + 8);
 
   // att-1 again, to the same borrower, with its MSI-X window 8 MiB higher.
-  agentproto::v1::VfAssignment moved;
-  moved.set_attachment("attachments/att-1");
-  moved.set_role(agentproto::v1::VfAssignment::LENDER);
-  moved.set_vf_address(kVf0);
-  moved.set_lender("nodes/n1");
-  moved.set_borrower("nodes/n0");
-  for (auto [role, addr] :
-       {std::pair<const char*, uint64_t>{"dma", kDmaWindow},
-        {"msix", kMsixWindow + (8 << 20)}}) {
-    v1::AttachmentWindow* w = moved.add_windows();
-    w->set_role(role);
-    w->set_from_node("n1");
-    w->set_to_node("n0");
-    w->set_local_addr(addr);
-    w->set_size(1 << 20);
-  }
-  lending_->SetAssignments({moved});
+  lending_->SetAssignments({Lending("attachments/att-1", "n0", 8 << 20)});
 
   // MSI-X is re-enabled without reprogramming vector 0: the VF holds the
   // interrupt instead of sending it into the old window.
-  ASSERT_TRUE(Access("nodes/n0", kVf0,
-                     agentproto::v1::VfAccessRequest::CONFIG_WRITE, 0x04, 2,
-                     0x0004)
-                  .ok());
-  ASSERT_TRUE(Access("nodes/n0", kVf0,
-                     agentproto::v1::VfAccessRequest::CONFIG_WRITE,
-                     hw::kSimMsixCapOffset + 2, 2, 0x8000)
-                  .ok());
-  agentproto::v1::VfAccessRequest raise;
-  raise.set_borrower("nodes/n0");
-  raise.set_vf_address(kVf0);
-  raise.set_op(agentproto::v1::VfAccessRequest::RAISE_MSIX);
-  raise.set_vector(0);
-  auto raised = lending_->VfAccess(raise);
+  SignalFrom("nodes/n0", 0);
+  auto raised = RaiseVector0("nodes/n0");
   ASSERT_TRUE(raised.ok()) << raised.status();
   EXPECT_EQ(raised->outcome(), agentproto::v1::VfAccessResponse::PENDING);
 }
