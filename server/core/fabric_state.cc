@@ -19,10 +19,25 @@ const char* SlotKindName(SlotKind k) {
   return k == SlotKind::kWindow ? "window" : "LUT";
 }
 
-struct Range {
-  uint64_t base;
-  uint64_t size;
-};
+// Of the grants in `ranges` (keyed by target_addr, pairwise disjoint) that
+// overlap [addr, addr + size), the one with the smallest id, or nullptr: the
+// one a scan of all grants in id order would report first. Counts the grants
+// it reads in `*visited`. O(log n + overlapping grants).
+const Grant* FirstOverlap(const std::map<uint64_t, const Grant*>& ranges,
+                          uint64_t addr, uint64_t size, uint64_t* visited) {
+  auto it = ranges.upper_bound(addr);
+  if (it != ranges.begin()) --it;
+  const Grant* first = nullptr;
+  for (; it != ranges.end() && it->first < addr + size; ++it) {
+    const Grant* o = it->second;
+    ++*visited;
+    if (addr < o->target_addr + o->size &&
+        (first == nullptr || o->id < first->id)) {
+      first = o;
+    }
+  }
+  return first;
+}
 
 }  // namespace
 
@@ -62,7 +77,55 @@ uint64_t SlotAddress(const NodeInfo& node, SlotKind kind, int slot) {
 FabricState::FabricState(Topology topo)
     : topo_(std::move(topo)),
       link_up_(topo_.links().size(), true),
-      map_(AddressMap::Compute(topo_, link_up_)) {}
+      map_(AddressMap::Compute(topo_, link_up_)) {
+  RebuildIndex();
+}
+
+FabricState::FabricState(const FabricState& other)
+    : topo_(other.topo_),
+      link_up_(other.link_up_),
+      map_(other.map_),
+      grants_(other.grants_) {
+  RebuildIndex();
+}
+
+FabricState& FabricState::operator=(const FabricState& other) {
+  if (this != &other) *this = FabricState(other);
+  return *this;
+}
+
+void FabricState::RebuildIndex() {
+  index_.clear();
+  index_.resize(topo_.node_count());
+  for (int i = 0; i < topo_.node_count(); ++i) {
+    const HardwareProfile& p = *topo_.node(i).profile;
+    index_[i].window_owner.assign(p.window_count, nullptr);
+    index_[i].lut_owner.assign(p.lut_entries, nullptr);
+  }
+  for (const auto& [id, g] : grants_) IndexGrant(g);
+}
+
+void FabricState::IndexGrant(const Grant& g) {
+  NodeIndex& b = index_[g.borrower];
+  auto& owners =
+      g.slot_kind == SlotKind::kWindow ? b.window_owner : b.lut_owner;
+  for (int s = g.slot_index; s < g.slot_index + g.slot_count; ++s) {
+    owners[s] = &g;
+  }
+  NodeIndex& t = index_[g.target];
+  (g.device ? t.devices : t.exports).emplace(g.target_addr, &g);
+}
+
+void FabricState::UnindexGrant(const Grant& g) {
+  NodeIndex& b = index_[g.borrower];
+  auto& owners =
+      g.slot_kind == SlotKind::kWindow ? b.window_owner : b.lut_owner;
+  for (int s = g.slot_index; s < g.slot_index + g.slot_count; ++s) {
+    owners[s] = nullptr;
+  }
+  NodeIndex& t = index_[g.target];
+  (g.device ? t.devices : t.exports).erase(g.target_addr);
+}
 
 absl::Status FabricState::CheckLinkChange(int link, bool up) const {
   if (link_up_[link] == up) return absl::OkStatus();
@@ -167,14 +230,12 @@ absl::StatusOr<Grant> FabricState::PlanDeviceGrant(int borrower, int target,
         ") is outside the device range [", FormatAddr(t.mmio_base), ", ",
         FormatAddr(t.mmio_base + t.mmio_size), ") of node ", t.name));
   }
-  for (const auto& [id, g] : grants_) {
-    if (g.target == target && g.device && g.target_addr < target_addr + size &&
-        target_addr < g.target_addr + g.size) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "target_addr: device range [", FormatAddr(target_addr), ", +",
-          FormatSize(size), ") on node ", t.name, " is already granted by ",
-          id));
-    }
+  if (const Grant* o = FirstOverlap(index_[target].devices, target_addr,
+                                    size, &grants_visited_)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "target_addr: device range [", FormatAddr(target_addr), ", +",
+        FormatSize(size), ") on node ", t.name, " is already granted by ",
+        o->id));
   }
   return Plan(borrower, target, size, target_addr);
 }
@@ -192,22 +253,11 @@ absl::StatusOr<Grant> FabricState::Plan(
         "; links down: ", DownLinks()));
   }
 
-  std::vector<bool> window_used(p.window_count, false);
-  std::vector<bool> lut_used(p.lut_entries, false);
-  std::vector<Range> taken;  // On the target.
-  for (const auto& [id, g] : grants_) {
-    if (g.borrower == borrower) {
-      auto& used = g.slot_kind == SlotKind::kWindow ? window_used : lut_used;
-      for (int s = g.slot_index; s < g.slot_index + g.slot_count; ++s) {
-        used[s] = true;
-      }
-    }
-    if (g.target == target && !g.device) {
-      taken.push_back({g.target_addr, g.size});
-    }
-  }
-  std::sort(taken.begin(), taken.end(),
-            [](const Range& x, const Range& y) { return x.base < y.base; });
+  const std::vector<const Grant*>& window_owner =
+      index_[borrower].window_owner;
+  const std::vector<const Grant*>& lut_owner = index_[borrower].lut_owner;
+  // The target's export-region grants, by target_addr (disjoint).
+  const std::map<uint64_t, const Grant*>& taken = index_[target].exports;
 
   // First fit in the target's export region such that the fabric address is
   // aligned to `align`.
@@ -220,22 +270,24 @@ absl::StatusOr<Grant> FabricState::Plan(
       return *device_addr;
     }
     uint64_t cursor = t.export_base;
-    for (size_t i = 0; i <= taken.size(); ++i) {
-      uint64_t gap_end = i < taken.size() ? taken[i].base : export_end;
+    for (auto it = taken.begin();; ++it) {
+      const Grant* g = it == taken.end() ? nullptr : it->second;
+      if (g != nullptr) Visit();
+      uint64_t gap_end = g != nullptr ? g->target_addr : export_end;
       uint64_t fab = AlignUp(t.aperture_base + (cursor - t.export_base), align);
       uint64_t start = t.export_base + (fab - t.aperture_base);
       if (start <= gap_end && gap_end - start >= size) return start;
-      if (i < taken.size()) {
-        cursor = std::max(cursor, taken[i].base + taken[i].size);
-      }
+      if (g == nullptr) return std::nullopt;
+      cursor = std::max(cursor, g->target_addr + g->size);
     }
-    return std::nullopt;
   };
 
   int used_windows = static_cast<int>(
-      std::count(window_used.begin(), window_used.end(), true));
-  int used_lut =
-      static_cast<int>(std::count(lut_used.begin(), lut_used.end(), true));
+      std::count(window_owner.begin(), window_owner.end(), nullptr));
+  used_windows = p.window_count - used_windows;
+  int used_lut = static_cast<int>(
+      std::count(lut_owner.begin(), lut_owner.end(), nullptr));
+  used_lut = p.lut_entries - used_lut;
   bool had_slot = false;
   uint64_t failed_align = 0;
   auto make = [&](uint64_t addr, SlotKind kind, int slot, int count) {
@@ -251,8 +303,8 @@ absl::StatusOr<Grant> FabricState::Plan(
     had_slot = true;
     failed_align = p.xlat_align;
     int slot = static_cast<int>(
-        std::find(window_used.begin(), window_used.end(), false) -
-        window_used.begin());
+        std::find(window_owner.begin(), window_owner.end(), nullptr) -
+        window_owner.begin());
     if (std::optional<uint64_t> addr = fit(p.xlat_align)) {
       return make(*addr, SlotKind::kWindow, slot, 1);
     }
@@ -263,7 +315,7 @@ absl::StatusOr<Grant> FabricState::Plan(
     int run = 0;
     int slot = -1;
     for (int s = 0; s < p.lut_entries && slot < 0; ++s) {
-      run = lut_used[s] ? 0 : run + 1;
+      run = lut_owner[s] != nullptr ? 0 : run + 1;
       if (run == lut_need) slot = s - lut_need + 1;
     }
     if (slot >= 0) {
@@ -305,9 +357,10 @@ absl::StatusOr<Grant> FabricState::Plan(
   }
   uint64_t largest = 0;
   uint64_t cursor = t.export_base;
-  for (const Range& r : taken) {
-    if (r.base > cursor) largest = std::max(largest, r.base - cursor);
-    cursor = std::max(cursor, r.base + r.size);
+  for (const auto& [base, r] : taken) {
+    Visit();
+    if (base > cursor) largest = std::max(largest, base - cursor);
+    cursor = std::max(cursor, base + r->size);
   }
   if (export_end > cursor) largest = std::max(largest, export_end - cursor);
   return absl::ResourceExhaustedError(absl::StrCat(
@@ -394,22 +447,41 @@ absl::Status FabricState::AddGrant(const Grant& g) {
                                 " does not match target_addr ",
                                 FormatAddr(g.target_addr)));
   }
-  for (const auto& [id, o] : grants_) {
-    if (o.borrower == g.borrower && o.slot_kind == g.slot_kind &&
-        o.slot_index < g.slot_index + g.slot_count &&
-        g.slot_index < o.slot_index + o.slot_count) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "grant ", g.id, ": ", SlotKindName(g.slot_kind), " slot ",
-          g.slot_index, " on node ", b.name, " is used by grant ", id));
-    }
-    if (o.target == g.target && o.target_addr < g.target_addr + g.size &&
-        g.target_addr < o.target_addr + o.size) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "grant ", g.id, ": target range [", FormatAddr(g.target_addr), ", +",
-          FormatSize(g.size), ") on node ", t.name, " overlaps grant ", id));
+  // Report the conflicting grant with the smallest id, a slot conflict
+  // before a range conflict with the same grant, as a scan in id order would.
+  const NodeIndex& bi = index_[g.borrower];
+  const auto& owners =
+      g.slot_kind == SlotKind::kWindow ? bi.window_owner : bi.lut_owner;
+  const Grant* slot_user = nullptr;
+  for (int s = g.slot_index; s < g.slot_index + g.slot_count; ++s) {
+    const Grant* o = owners[s];
+    if (o == nullptr || o == slot_user) continue;
+    Visit();
+    if (slot_user == nullptr || o->id < slot_user->id) slot_user = o;
+  }
+  const NodeIndex& ti = index_[g.target];
+  const Grant* range_user = nullptr;
+  for (const auto* ranges : {&ti.exports, &ti.devices}) {
+    const Grant* o =
+        FirstOverlap(*ranges, g.target_addr, g.size, &grants_visited_);
+    if (o != nullptr && (range_user == nullptr || o->id < range_user->id)) {
+      range_user = o;
     }
   }
-  grants_.emplace(g.id, g);
+  if (slot_user != nullptr &&
+      (range_user == nullptr || slot_user->id <= range_user->id)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "grant ", g.id, ": ", SlotKindName(g.slot_kind), " slot ",
+        g.slot_index, " on node ", b.name, " is used by grant ",
+        slot_user->id));
+  }
+  if (range_user != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "grant ", g.id, ": target range [", FormatAddr(g.target_addr), ", +",
+        FormatSize(g.size), ") on node ", t.name, " overlaps grant ",
+        range_user->id));
+  }
+  IndexGrant(grants_.emplace(g.id, g).first->second);
   return absl::OkStatus();
 }
 
@@ -418,6 +490,7 @@ absl::Status FabricState::RemoveGrant(absl::string_view id) {
   if (it == grants_.end()) {
     return absl::NotFoundError(absl::StrCat("grant \"", id, "\" not found"));
   }
+  UnindexGrant(it->second);
   grants_.erase(it);
   return absl::OkStatus();
 }
@@ -434,6 +507,40 @@ std::vector<const Grant*> FabricState::grants() const {
   return out;
 }
 
+std::vector<const Grant*> FabricState::GrantsBorrowedBy(int node) const {
+  const NodeIndex& ni = index_[node];
+  std::vector<const Grant*> out;
+  for (const Grant* g : ni.window_owner) {
+    if (g != nullptr) out.push_back(g);
+  }
+  for (size_t s = 0; s < ni.lut_owner.size(); ++s) {
+    const Grant* g = ni.lut_owner[s];
+    if (g != nullptr && static_cast<size_t>(g->slot_index) == s) {
+      out.push_back(g);
+    }
+  }
+  Visit(out.size());
+  return out;
+}
+
+std::vector<const Grant*> FabricState::GrantsTargeting(int node) const {
+  const NodeIndex& ni = index_[node];
+  std::vector<const Grant*> out;
+  out.reserve(ni.exports.size() + ni.devices.size());
+  auto e = ni.exports.begin();
+  auto d = ni.devices.begin();
+  while (e != ni.exports.end() || d != ni.devices.end()) {
+    if (d == ni.devices.end() ||
+        (e != ni.exports.end() && e->first < d->first)) {
+      out.push_back((e++)->second);
+    } else {
+      out.push_back((d++)->second);
+    }
+  }
+  Visit(out.size());
+  return out;
+}
+
 std::optional<std::vector<int>> FabricState::GrantPath(const Grant& g) const {
   return map_.Path(g.borrower, g.target);
 }
@@ -443,33 +550,24 @@ BridgeConfig FabricState::ConfigFor(int node) const {
   c.node = node;
   c.map = map_.entries(node);
   const HardwareProfile& p = *topo_.node(node).profile;
-  for (const auto& [id, g] : grants_) {
-    if (g.borrower == node) {
-      if (g.slot_kind == SlotKind::kWindow) {
-        c.windows.push_back({SlotKind::kWindow, g.slot_index, g.borrower_addr,
-                             g.size, g.fabric_addr, g.id});
-      } else {
-        for (int k = 0; k < g.slot_count; ++k) {
-          uint64_t off = static_cast<uint64_t>(k) * p.lut_entry_size;
-          c.windows.push_back({SlotKind::kLut, g.slot_index + k,
-                               g.borrower_addr + off, p.lut_entry_size,
-                               g.fabric_addr + off, g.id});
-        }
+  // Both lists come ordered as the config is: windows by (kind, slot),
+  // inbound by local_base (= target_addr).
+  for (const Grant* g : GrantsBorrowedBy(node)) {
+    if (g->slot_kind == SlotKind::kWindow) {
+      c.windows.push_back({SlotKind::kWindow, g->slot_index, g->borrower_addr,
+                           g->size, g->fabric_addr, g->id});
+    } else {
+      for (int k = 0; k < g->slot_count; ++k) {
+        uint64_t off = static_cast<uint64_t>(k) * p.lut_entry_size;
+        c.windows.push_back({SlotKind::kLut, g->slot_index + k,
+                             g->borrower_addr + off, p.lut_entry_size,
+                             g->fabric_addr + off, g->id});
       }
     }
-    if (g.target == node) {
-      c.inbound.push_back({g.target_addr, g.size, g.id, g.borrower});
-    }
   }
-  std::sort(c.windows.begin(), c.windows.end(),
-            [](const WindowEntry& a, const WindowEntry& b) {
-              return std::make_pair(a.kind, a.slot) <
-                     std::make_pair(b.kind, b.slot);
-            });
-  std::sort(c.inbound.begin(), c.inbound.end(),
-            [](const InboundEntry& a, const InboundEntry& b) {
-              return a.local_base < b.local_base;
-            });
+  for (const Grant* g : GrantsTargeting(node)) {
+    c.inbound.push_back({g->target_addr, g->size, g->id, g->borrower});
+  }
   return c;
 }
 

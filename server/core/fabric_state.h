@@ -74,11 +74,23 @@ bool operator==(const BridgeConfig& a, const BridgeConfig& b);
 // Host-physical address of a borrower's direct window `slot` or LUT `slot`.
 uint64_t SlotAddress(const NodeInfo& node, SlotKind kind, int slot);
 
-// Not thread-safe; copyable.
+// Not thread-safe; copyable (a copy is fully independent of the original).
+//
+// Grants are indexed by borrower (the owner of each of its window and LUT
+// slots) and by target (its export-region grants and its device grants, each
+// ordered by target_addr). Planning, adding or removing a grant and
+// computing one node's configuration read only the indexes of the nodes
+// involved: their cost grows with the grants of those nodes, never with all
+// grants. Copying rebuilds the indexes in O(n log n).
 class FabricState {
  public:
   // Starts with every link up and no grants.
   explicit FabricState(Topology topo);
+
+  FabricState(const FabricState& other);
+  FabricState& operator=(const FabricState& other);
+  FabricState(FabricState&& other) = default;
+  FabricState& operator=(FabricState&& other) = default;
 
   const Topology& topology() const { return topo_; }
   const AddressMap& map() const { return map_; }
@@ -131,30 +143,65 @@ class FabricState {
   // NOT_FOUND if no grant has that id.
   absl::Status RemoveGrant(absl::string_view id);
 
-  // nullptr if absent. Invalidated by AddGrant/RemoveGrant.
+  // nullptr if absent. O(log n). Invalidated by AddGrant/RemoveGrant.
   const Grant* FindGrant(absl::string_view id) const;
-  // Ordered by id. Invalidated by AddGrant/RemoveGrant.
+  // Every grant, ordered by id. O(n): for invariants and listings, not for
+  // per-operation paths. Invalidated by AddGrant/RemoveGrant.
   std::vector<const Grant*> grants() const;
+  size_t grant_count() const { return grants_.size(); }
+
+  // Grants `node` borrows (it holds their slots), ordered by (slot kind,
+  // slot index). O(grants of node + slots of its profile). REQUIRES: valid
+  // node. Invalidated by AddGrant/RemoveGrant.
+  std::vector<const Grant*> GrantsBorrowedBy(int node) const;
+  // Grants of `node`'s export region or device range, ordered by
+  // target_addr. O(grants of node). REQUIRES: valid node. Invalidated by
+  // AddGrant/RemoveGrant.
+  std::vector<const Grant*> GrantsTargeting(int node) const;
 
   // The bridges a grant's accesses cross, or nullopt when its path is cut.
   std::optional<std::vector<int>> GrantPath(const Grant& g) const;
 
   // The desired hardware configuration of `node`'s bridge.
-  // REQUIRES: valid node.
+  // REQUIRES: valid node. O(grants of node + slots of its profile).
   BridgeConfig ConfigFor(int node) const;
 
+  // Test hook: how many grants Plan*, AddGrant, ConfigFor, GrantsBorrowedBy
+  // and GrantsTargeting have read so far (monotonic; compare two readings).
+  uint64_t grants_visited() const { return grants_visited_; }
+
  private:
+  // The grants one node takes part in. Pointers are into grants_ (stable
+  // across insertions and erasures of other grants; rebuilt on copy).
+  struct NodeIndex {
+    // As borrower: the grant holding each window / LUT slot, or nullptr.
+    std::vector<const Grant*> window_owner;
+    std::vector<const Grant*> lut_owner;
+    // As target, keyed by target_addr. The ranges of all of a target's
+    // grants are pairwise disjoint (AddGrant refuses overlaps).
+    std::map<uint64_t, const Grant*> exports;  // !device
+    std::map<uint64_t, const Grant*> devices;  // device
+  };
+
   absl::Status ValidateRequest(int borrower, int target, uint64_t size) const;
   // PlanGrant and PlanDeviceGrant: `device_addr` set = a device grant at
   // that target address.
   absl::StatusOr<Grant> Plan(int borrower, int target, uint64_t size,
                              std::optional<uint64_t> device_addr) const;
   std::string DownLinks() const;
+  // Clears and refills index_ from grants_.
+  void RebuildIndex();
+  void IndexGrant(const Grant& g);
+  void UnindexGrant(const Grant& g);
+  // Counts `n` grants read (test hook).
+  void Visit(uint64_t n = 1) const { grants_visited_ += n; }
 
   Topology topo_;
   std::vector<bool> link_up_;
   AddressMap map_;
   std::map<std::string, Grant, std::less<>> grants_;
+  std::vector<NodeIndex> index_;  // By node.
+  mutable uint64_t grants_visited_ = 0;
 };
 
 }  // namespace fabric::core
