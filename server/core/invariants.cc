@@ -1,6 +1,7 @@
 #include "server/core/invariants.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <utility>
 
@@ -81,23 +82,59 @@ void CheckDisjoint(std::vector<Span> spans, Describe describe, Violations* v) {
   }
 }
 
-}  // namespace
+// The configs of a fabric by node, built once per check so that each walk
+// costs its hops, not the node count.
+struct Bridges {
+  Bridges(const Topology& topo, const std::vector<BridgeConfig>& configs)
+      : by_node(topo.node_count(), nullptr),
+        inbound_disjoint(topo.node_count(), false) {
+    const int n = topo.node_count();
+    for (const BridgeConfig& c : configs) {
+      if (c.node < 0 || c.node >= n || by_node[c.node] != nullptr) continue;
+      by_node[c.node] = &c;
+      bool disjoint = true;
+      for (size_t i = 1; i < c.inbound.size() && disjoint; ++i) {
+        const InboundEntry& prev = c.inbound[i - 1];
+        disjoint = prev.local_base + prev.size <= c.inbound[i].local_base &&
+                   prev.local_base + prev.size >= prev.local_base;
+      }
+      inbound_disjoint[c.node] = disjoint;
+    }
+  }
 
-WalkResult WalkAccess(const Topology& topo, const std::vector<bool>& link_up,
-                      const std::vector<BridgeConfig>& configs, int src,
-                      uint64_t addr, uint64_t len) {
+  // Whether some inbound entry of `node` holds all of [local, local + len).
+  bool Granted(int node, uint64_t local, uint64_t len) const {
+    const std::vector<InboundEntry>& in = by_node[node]->inbound;
+    if (!inbound_disjoint[node]) {
+      for (const InboundEntry& e : in) {
+        if (Within(local, len, e.local_base, e.size)) return true;
+      }
+      return false;
+    }
+    // Sorted and disjoint: only the last entry starting at or below `local`
+    // can hold it.
+    auto it = std::upper_bound(in.begin(), in.end(), local,
+                               [](uint64_t a, const InboundEntry& e) {
+                                 return a < e.local_base;
+                               });
+    return it != in.begin() &&
+           Within(local, len, std::prev(it)->local_base, std::prev(it)->size);
+  }
+
+  std::vector<const BridgeConfig*> by_node;  // First config of each node.
+  std::vector<bool> inbound_disjoint;        // Sorted by base, no overlap.
+};
+
+WalkResult Walk(const Topology& topo, const std::vector<bool>& link_up,
+                const Bridges& bridges, int src, uint64_t addr,
+                uint64_t len) {
   const int n = topo.node_count();
   WalkResult r;
   if (src < 0 || src >= n) {
     r.fault = absl::StrCat("source node ", src, " does not exist");
     return r;
   }
-  std::vector<const BridgeConfig*> by_node(n, nullptr);
-  for (const BridgeConfig& c : configs) {
-    if (c.node >= 0 && c.node < n && by_node[c.node] == nullptr) {
-      by_node[c.node] = &c;
-    }
-  }
+  const std::vector<const BridgeConfig*>& by_node = bridges.by_node;
   auto fault = [&](int node, std::string why) {
     r.landed = false;
     r.fault_node = node;
@@ -149,11 +186,7 @@ WalkResult WalkAccess(const Topology& topo, const std::vector<bool>& link_up,
     }
     if (entry->kind == MapEntry::Kind::kClaim) {
       const uint64_t local = entry->local_base + (fabric - entry->base);
-      bool granted = false;
-      for (const InboundEntry& in : by_node[cur]->inbound) {
-        if (Within(local, len, in.local_base, in.size)) granted = true;
-      }
-      if (!granted) {
+      if (!bridges.Granted(cur, local, len)) {
         return fault(cur,
                      absl::StrCat("claimed fabric address ", FormatAddr(fabric),
                                   " -> host ", FormatAddr(local),
@@ -184,6 +217,14 @@ WalkResult WalkAccess(const Topology& topo, const std::vector<bool>& link_up,
                                 " crossed more than ", n, " links"));
     }
   }
+}
+
+}  // namespace
+
+WalkResult WalkAccess(const Topology& topo, const std::vector<bool>& link_up,
+                      const std::vector<BridgeConfig>& configs, int src,
+                      uint64_t addr, uint64_t len) {
+  return Walk(topo, link_up, Bridges(topo, configs), src, addr, len);
 }
 
 absl::Status CheckConfigs(const Topology& topo,
@@ -374,6 +415,7 @@ absl::Status CheckConfigs(const Topology& topo,
 
   // Every grant's bytes land exactly where granted, or fault when cut off.
   const AddressMap oracle = AddressMap::Compute(topo, link_up);
+  const Bridges bridges(topo, configs);
   for (const Grant* g : grants) {
     if (g->borrower < 0 || g->borrower >= n || g->target < 0 ||
         g->target >= n) {
@@ -391,8 +433,8 @@ absl::Status CheckConfigs(const Topology& topo,
       }
     }
     for (const auto& [off, len] : probes) {
-      WalkResult w = WalkAccess(topo, link_up, configs, g->borrower,
-                                g->borrower_addr + off, len);
+      WalkResult w = Walk(topo, link_up, bridges, g->borrower,
+                          g->borrower_addr + off, len);
       const std::string what =
           absl::StrCat("grant ", g->id, ": ", len, " bytes at +", off, " from ",
                        topo.node(g->borrower).name);
