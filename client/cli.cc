@@ -40,6 +40,7 @@ struct Flags {
   std::string name;
   std::string fabric_filter;
   std::string node_filter;
+  std::string limit;
 
   // alloc mem
   std::string from, to, size, owner, ttl, request_id;
@@ -145,6 +146,8 @@ Subcommands Define(CLI::App& app, Flags& f) {
   s.get->add_option("--node", f.node_filter,
                     "allocations: only those it borrows or lends; vfs: only "
                     "this node's; attachments: only those lent by or to it");
+  s.get->add_option("--limit", f.limit,
+                    "list at most this many (default: all, page by page)");
 
   s.describe = app.add_subcommand(
       "describe",
@@ -341,6 +344,7 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   std::optional<AttachOptions> attach;
   std::optional<ShadowAccessOptions> access;
   uint32_t probe_size = 0;
+  int64_t limit = 0;
   int vector = 0, count = 1, core = 0;
   if (s.create_ring->parsed() || s.create_star->parsed()) {
     ASSIGN_OR_RETURN(std::vector<std::string> nodes,
@@ -355,6 +359,12 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   } else if (s.get->parsed() || s.describe->parsed()) {
     ASSIGN_OR_RETURN(kind, ParseResourceKind(f.kind));
     RETURN_IF_ERROR(CheckNodeFilter(*kind, f.node_filter));
+    if (!f.limit.empty()) {
+      ASSIGN_OR_RETURN(uint64_t n,
+                       ParseNumberFlag(f.limit, "--limit", INT32_MAX));
+      if (n == 0) return UsageError("--limit: must be at least 1");
+      limit = static_cast<int64_t>(n);
+    }
   } else if (s.vf_attach->parsed()) {
     AttachOptions a;
     a.vf = f.vf;
@@ -446,10 +456,15 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
 
   FabricClient::Options client_options;
   client_options.timeout = timeout;
+  // Pages no larger than the limit, so no more is fetched than is printed.
+  if (limit > 0 && limit < client_options.page_size) {
+    client_options.page_size = static_cast<int>(limit);
+  }
   std::unique_ptr<FabricClient> client =
       FabricClient::Connect(f.server, client_options);
   Commands::Options options;
   options.format = *format;
+  options.limit = limit;
   Commands commands(client.get(), &out, options);
 
   if (spec.has_value()) return commands.CreateFabric(*spec);

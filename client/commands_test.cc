@@ -8,6 +8,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+#include <grpcpp/support/client_interceptor.h>
 
 #include <algorithm>
 
@@ -22,10 +23,12 @@
 #include "absl/synchronization/mutex.h"
 #include "client/cli.h"
 #include "client/fabric_client.h"
+#include "fabric/v1/fabric_service.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/service/server.h"
 #include "server/store/sqlite_store.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace fabric::client {
 namespace {
@@ -540,6 +543,132 @@ TEST_F(CommandsTest, ListsFollowPageTokens) {
   absl::StatusOr<std::vector<v1::Node>> nodes = paged->ListNodes("");
   ASSERT_TRUE(nodes.ok()) << nodes.status();
   EXPECT_EQ(nodes->size(), 5u);
+}
+
+// Counts the calls of one method made through a channel.
+class CallCounter
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  CallCounter(std::string method, std::shared_ptr<std::atomic<int>> calls)
+      : method_(std::move(method)), calls_(std::move(calls)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    if (info->method() != method_) return nullptr;
+    return new Counting(calls_.get());
+  }
+
+ private:
+  class Counting : public grpc::experimental::Interceptor {
+   public:
+    explicit Counting(std::atomic<int>* calls) : calls_(calls) {}
+    void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+      if (m->QueryInterceptionHookPoint(
+              grpc::experimental::InterceptionHookPoints::
+                  PRE_SEND_INITIAL_METADATA)) {
+        ++*calls_;
+      }
+      m->Proceed();
+    }
+
+   private:
+    std::atomic<int>* const calls_;
+  };
+  const std::string method_;
+  const std::shared_ptr<std::atomic<int>> calls_;
+};
+
+// The names of a table's rows (its first column), header left out.
+std::vector<std::string> RowNames(const std::string& table) {
+  std::vector<std::string> names;
+  std::istringstream in(table);
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) names.push_back(line.substr(0, line.find(' ')));
+  return names;
+}
+
+TEST_F(CommandsTest, GetAllocationsStreamsPagesAndPrintsEveryRowOnceInOrder) {
+  // 2,500 allocations: three pages of the server's largest (1,000). Each of
+  // 100 ring nodes borrows 25 MiB-sized ones from its neighbour (a sim
+  // bridge has 8 windows and 32 LUT entries of 1 MiB).
+  constexpr int kNodes = 100, kEach = 25, kTotal = kNodes * kEach;
+  std::vector<std::string> nodes;
+  for (int i = 0; i < kNodes; ++i) nodes.push_back(absl::StrCat("n", i));
+  CreateRing("r1", nodes);
+  std::vector<std::thread> creators;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < 4; ++t) {
+    creators.emplace_back([&, t] {
+      for (int i = t; i < kNodes; i += 4) {
+        for (int k = 0; k < kEach; ++k) {
+          v1::CreateAllocationRequest req;
+          req.mutable_allocation()->set_borrower("nodes/" + nodes[i]);
+          req.mutable_allocation()->set_target("nodes/" +
+                                               nodes[(i + 1) % kNodes]);
+          req.mutable_allocation()->set_size(1 << 20);
+          req.set_request_id(NewRequestId());
+          if (!client_->CreateAllocation(req).ok()) ++failed;
+        }
+      }
+    });
+  }
+  for (std::thread& t : creators) t.join();
+  ASSERT_EQ(failed, 0);
+  absl::StatusOr<std::vector<v1::Allocation>> all =
+      client_->ListAllocations({});
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), static_cast<size_t>(kTotal));
+  std::vector<std::string> expected;
+  for (const v1::Allocation& a : *all) expected.push_back(ShortName(a.name()));
+
+  // A client whose ListAllocations calls are counted.
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  std::vector<std::unique_ptr<
+      grpc::experimental::ClientInterceptorFactoryInterface>>
+      counters;
+  counters.push_back(std::make_unique<CallCounter>(
+      "/fabric.v1.FabricService/ListAllocations", calls));
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::experimental::CreateCustomChannelWithInterceptors(
+          address_, grpc::InsecureChannelCredentials(),
+          grpc::ChannelArguments(), std::move(counters));
+  FabricClient counted(v1::FabricService::NewStub(channel),
+                       hypervisor::v1::HypervisorService::NewStub(channel),
+                       address_, FabricClient::Options(), channel);
+  std::ostringstream table;
+  Commands cmds(&counted, &table, {});
+  absl::Status s = cmds.Get(ResourceKind::kAllocation, "", "");
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(*calls, 3);
+  EXPECT_THAT(table.str(), StartsWith("NAME "));
+  EXPECT_EQ(RowNames(table.str()), expected);
+
+  // -o json: one array of them all, in order.
+  std::ostringstream json;
+  Commands::Options json_options;
+  json_options.format = OutputFormat::kJson;
+  ASSERT_TRUE(Commands(&counted, &json, json_options)
+                  .Get(ResourceKind::kAllocation, "", "")
+                  .ok());
+  EXPECT_EQ(*calls, 6);
+  v1::ListAllocationsResponse parsed;
+  auto parse = google::protobuf::util::JsonStringToMessage(
+      absl::StrCat("{\"allocations\": ", json.str(), "}"), &parsed);
+  ASSERT_TRUE(parse.ok()) << parse.message();
+  ASSERT_EQ(parsed.allocations_size(), kTotal);
+  for (int i = 0; i < kTotal; ++i) {
+    EXPECT_EQ(ShortName(parsed.allocations(i).name()), expected[i]) << i;
+  }
+
+  // --limit stops the list after that many, in order.
+  std::ostringstream out, err;
+  ASSERT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "get",
+                          "allocations", "--limit", "1500"},
+                         out, err),
+            kExitOk)
+      << err.str();
+  EXPECT_EQ(RowNames(out.str()),
+            std::vector<std::string>(expected.begin(), expected.begin() + 1500));
 }
 
 TEST_F(CommandsTest, ApplyCreatesThenReportsUnchangedThenRefusesChange) {

@@ -127,16 +127,15 @@ absl::StatusOr<Resp> FabricClient::CallOn(S& stub,
 }
 
 template <typename Req, typename Resp, typename Item, typename ItemsFn>
-absl::StatusOr<std::vector<Item>> FabricClient::ListAll(
-    Method<Req, Resp> method, Req req, ItemsFn items) {
-  std::vector<Item> out;
+absl::Status FabricClient::ForEachPage(Method<Req, Resp> method, Req req,
+                                       ItemsFn items, PageFn<Item> on_page) {
   req.set_page_token("");
   req.set_page_size(options_.page_size);
   while (true) {
     absl::StatusOr<Resp> resp = Call(method, req);
     if (!resp.ok()) return resp.status();
-    for (const Item& item : items(*resp)) out.push_back(item);
-    if (resp->next_page_token().empty()) return out;
+    if (!on_page(items(*resp))) return absl::OkStatus();
+    if (resp->next_page_token().empty()) return absl::OkStatus();
     // A server that hands back the same token would loop forever.
     if (resp->next_page_token() == req.page_token()) {
       return absl::InternalError(
@@ -145,6 +144,24 @@ absl::StatusOr<std::vector<Item>> FabricClient::ListAll(
     req.set_page_token(resp->next_page_token());
   }
 }
+
+namespace {
+
+// Every item of the pages `list` hands on: list(on_page) is a List*Pages
+// call.
+template <typename Item, typename ListFn>
+absl::StatusOr<std::vector<Item>> Collect(ListFn list) {
+  std::vector<Item> out;
+  absl::Status status =
+      list([&out](const google::protobuf::RepeatedPtrField<Item>& page) {
+        out.insert(out.end(), page.begin(), page.end());
+        return true;
+      });
+  if (!status.ok()) return status;
+  return out;
+}
+
+}  // namespace
 
 absl::StatusOr<v1::Fabric> FabricClient::CreateFabric(
     const v1::CreateFabricRequest& req) {
@@ -158,11 +175,17 @@ absl::StatusOr<v1::Fabric> FabricClient::GetFabric(const std::string& name) {
 }
 
 absl::StatusOr<std::vector<v1::Fabric>> FabricClient::ListFabrics() {
-  return ListAll<v1::ListFabricsRequest, v1::ListFabricsResponse, v1::Fabric>(
+  return Collect<v1::Fabric>(
+      [&](PageFn<v1::Fabric> on_page) { return ListFabricPages(on_page); });
+}
+
+absl::Status FabricClient::ListFabricPages(PageFn<v1::Fabric> on_page) {
+  return ForEachPage<v1::ListFabricsRequest, v1::ListFabricsResponse>(
       &Stub::ListFabrics, {},
       [](const v1::ListFabricsResponse& r) -> const auto& {
         return r.fabrics();
-      });
+      },
+      on_page);
 }
 
 absl::StatusOr<v1::Fabric> FabricClient::DeleteFabric(
@@ -178,11 +201,19 @@ absl::StatusOr<v1::Node> FabricClient::GetNode(const std::string& name) {
 
 absl::StatusOr<std::vector<v1::Node>> FabricClient::ListNodes(
     const std::string& fabric) {
+  return Collect<v1::Node>([&](PageFn<v1::Node> on_page) {
+    return ListNodePages(fabric, on_page);
+  });
+}
+
+absl::Status FabricClient::ListNodePages(const std::string& fabric,
+                                       PageFn<v1::Node> on_page) {
   v1::ListNodesRequest req;
   req.set_fabric(fabric);
-  return ListAll<v1::ListNodesRequest, v1::ListNodesResponse, v1::Node>(
+  return ForEachPage<v1::ListNodesRequest, v1::ListNodesResponse>(
       &Stub::ListNodes, req,
-      [](const v1::ListNodesResponse& r) -> const auto& { return r.nodes(); });
+      [](const v1::ListNodesResponse& r) -> const auto& { return r.nodes(); },
+      on_page);
 }
 
 absl::StatusOr<v1::Bridge> FabricClient::GetBridge(const std::string& name) {
@@ -193,13 +224,19 @@ absl::StatusOr<v1::Bridge> FabricClient::GetBridge(const std::string& name) {
 
 absl::StatusOr<std::vector<v1::Bridge>> FabricClient::ListBridges(
     const std::string& fabric) {
+  return Collect<v1::Bridge>([&](PageFn<v1::Bridge> on_page) {
+    return ListBridgePages(fabric, on_page);
+  });
+}
+
+absl::Status FabricClient::ListBridgePages(const std::string& fabric,
+                                       PageFn<v1::Bridge> on_page) {
   v1::ListBridgesRequest req;
   req.set_fabric(fabric);
-  return ListAll<v1::ListBridgesRequest, v1::ListBridgesResponse, v1::Bridge>(
+  return ForEachPage<v1::ListBridgesRequest, v1::ListBridgesResponse>(
       &Stub::ListBridges, req,
-      [](const v1::ListBridgesResponse& r) -> const auto& {
-        return r.bridges();
-      });
+      [](const v1::ListBridgesResponse& r) -> const auto& { return r.bridges(); },
+      on_page);
 }
 
 absl::StatusOr<v1::Link> FabricClient::GetLink(const std::string& name) {
@@ -210,11 +247,19 @@ absl::StatusOr<v1::Link> FabricClient::GetLink(const std::string& name) {
 
 absl::StatusOr<std::vector<v1::Link>> FabricClient::ListLinks(
     const std::string& fabric) {
+  return Collect<v1::Link>([&](PageFn<v1::Link> on_page) {
+    return ListLinkPages(fabric, on_page);
+  });
+}
+
+absl::Status FabricClient::ListLinkPages(const std::string& fabric,
+                                       PageFn<v1::Link> on_page) {
   v1::ListLinksRequest req;
   req.set_fabric(fabric);
-  return ListAll<v1::ListLinksRequest, v1::ListLinksResponse, v1::Link>(
+  return ForEachPage<v1::ListLinksRequest, v1::ListLinksResponse>(
       &Stub::ListLinks, req,
-      [](const v1::ListLinksResponse& r) -> const auto& { return r.links(); });
+      [](const v1::ListLinksResponse& r) -> const auto& { return r.links(); },
+      on_page);
 }
 
 absl::StatusOr<v1::Link> FabricClient::SetLinkState(
@@ -231,14 +276,19 @@ absl::StatusOr<v1::AddressMap> FabricClient::GetAddressMap(
 
 absl::StatusOr<std::vector<v1::AddressMap>> FabricClient::ListAddressMaps(
     const std::string& fabric) {
+  return Collect<v1::AddressMap>([&](PageFn<v1::AddressMap> on_page) {
+    return ListAddressMapPages(fabric, on_page);
+  });
+}
+
+absl::Status FabricClient::ListAddressMapPages(const std::string& fabric,
+                                       PageFn<v1::AddressMap> on_page) {
   v1::ListAddressMapsRequest req;
   req.set_fabric(fabric);
-  return ListAll<v1::ListAddressMapsRequest, v1::ListAddressMapsResponse,
-                 v1::AddressMap>(
+  return ForEachPage<v1::ListAddressMapsRequest, v1::ListAddressMapsResponse>(
       &Stub::ListAddressMaps, req,
-      [](const v1::ListAddressMapsResponse& r) -> const auto& {
-        return r.address_maps();
-      });
+      [](const v1::ListAddressMapsResponse& r) -> const auto& { return r.address_maps(); },
+      on_page);
 }
 
 absl::StatusOr<v1::Allocation> FabricClient::CreateAllocation(
@@ -255,12 +305,17 @@ absl::StatusOr<v1::Allocation> FabricClient::GetAllocation(
 
 absl::StatusOr<std::vector<v1::Allocation>> FabricClient::ListAllocations(
     const v1::ListAllocationsRequest& filter) {
-  return ListAll<v1::ListAllocationsRequest, v1::ListAllocationsResponse,
-                 v1::Allocation>(
+  return Collect<v1::Allocation>([&](PageFn<v1::Allocation> on_page) {
+    return ListAllocationPages(filter, on_page);
+  });
+}
+
+absl::Status FabricClient::ListAllocationPages(
+    const v1::ListAllocationsRequest& filter, PageFn<v1::Allocation> on_page) {
+  return ForEachPage<v1::ListAllocationsRequest, v1::ListAllocationsResponse>(
       &Stub::ListAllocations, filter,
-      [](const v1::ListAllocationsResponse& r) -> const auto& {
-        return r.allocations();
-      });
+      [](const v1::ListAllocationsResponse& r) -> const auto& { return r.allocations(); },
+      on_page);
 }
 
 absl::StatusOr<v1::Allocation> FabricClient::DeleteAllocation(
@@ -289,15 +344,19 @@ absl::StatusOr<v1::VerifyResult> FabricClient::VerifyAllocation(
   return Call(&Stub::VerifyAllocation, req);
 }
 
-absl::StatusOr<std::vector<v1::VirtualFunction>>
-FabricClient::ListVirtualFunctions(
+absl::StatusOr<std::vector<v1::VirtualFunction>> FabricClient::ListVirtualFunctions(
     const v1::ListVirtualFunctionsRequest& filter) {
-  return ListAll<v1::ListVirtualFunctionsRequest,
-                 v1::ListVirtualFunctionsResponse, v1::VirtualFunction>(
+  return Collect<v1::VirtualFunction>([&](PageFn<v1::VirtualFunction> on_page) {
+    return ListVirtualFunctionPages(filter, on_page);
+  });
+}
+
+absl::Status FabricClient::ListVirtualFunctionPages(
+    const v1::ListVirtualFunctionsRequest& filter, PageFn<v1::VirtualFunction> on_page) {
+  return ForEachPage<v1::ListVirtualFunctionsRequest, v1::ListVirtualFunctionsResponse>(
       &Stub::ListVirtualFunctions, filter,
-      [](const v1::ListVirtualFunctionsResponse& r) -> const auto& {
-        return r.virtual_functions();
-      });
+      [](const v1::ListVirtualFunctionsResponse& r) -> const auto& { return r.virtual_functions(); },
+      on_page);
 }
 
 absl::StatusOr<v1::VirtualFunction> FabricClient::GetVirtualFunction(
@@ -321,12 +380,17 @@ absl::StatusOr<v1::Attachment> FabricClient::GetAttachment(
 
 absl::StatusOr<std::vector<v1::Attachment>> FabricClient::ListAttachments(
     const v1::ListAttachmentsRequest& filter) {
-  return ListAll<v1::ListAttachmentsRequest, v1::ListAttachmentsResponse,
-                 v1::Attachment>(
+  return Collect<v1::Attachment>([&](PageFn<v1::Attachment> on_page) {
+    return ListAttachmentPages(filter, on_page);
+  });
+}
+
+absl::Status FabricClient::ListAttachmentPages(
+    const v1::ListAttachmentsRequest& filter, PageFn<v1::Attachment> on_page) {
+  return ForEachPage<v1::ListAttachmentsRequest, v1::ListAttachmentsResponse>(
       &Stub::ListAttachments, filter,
-      [](const v1::ListAttachmentsResponse& r) -> const auto& {
-        return r.attachments();
-      });
+      [](const v1::ListAttachmentsResponse& r) -> const auto& { return r.attachments(); },
+      on_page);
 }
 
 absl::StatusOr<v1::Attachment> FabricClient::DeleteAttachment(

@@ -10,8 +10,9 @@
 // carry no request_id (AccessShadow writes, RaiseVfInterrupt, SetVmState)
 // are made once: the server relays them to agents, and an UNAVAILABLE may
 // come after part of the effect. List* methods follow next_page_token to the
-// end and return every item. An UNAVAILABLE that did not come from the
-// server is marked (IsServerUnreachable).
+// end and return every item; List*Pages hand each page on as it arrives, so
+// a caller that does not keep them holds one page at a time. An UNAVAILABLE
+// that did not come from the server is marked (IsServerUnreachable).
 //
 //   auto client = FabricClient::Connect("127.0.0.1:7070", {});
 //   absl::StatusOr<std::vector<v1::Node>> nodes = client->ListNodes("");
@@ -25,17 +26,23 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
 #include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
+#include "google/protobuf/repeated_ptr_field.h"
 #include "grpcpp/grpcpp.h"
 
 namespace fabric::client {
 
 namespace v1 = ::fabric::v1;
+
+// The largest page the manager serves (kMaxPageSize in
+// server/service/paginate.h; larger requests are cut to it).
+inline constexpr int kMaxListPageSize = 1000;
 
 // True when `status` is an UNAVAILABLE that a FabricClient call got without
 // the server answering. The rule: the call failed with UNAVAILABLE and the
@@ -56,8 +63,8 @@ class FabricClient {
     int max_attempts = 3;
     // Sleep before the second attempt; doubles for each further attempt.
     absl::Duration retry_backoff = absl::Milliseconds(200);
-    // page_size of List* requests; 0 lets the server choose.
-    int page_size = 0;
+    // page_size of List* requests; 0 lets the server choose (100).
+    int page_size = kMaxListPageSize;
   };
 
   // Creates a client for `target` ("host:port") over an insecure channel.
@@ -78,27 +85,45 @@ class FabricClient {
   FabricClient(const FabricClient&) = delete;
   FabricClient& operator=(const FabricClient&) = delete;
 
+  // Called with each page of a List*Pages call, in order, as it arrives.
+  // Returns false to stop: no further page is requested.
+  template <typename Item>
+  using PageFn = absl::FunctionRef<bool(
+      const google::protobuf::RepeatedPtrField<Item>& page)>;
+
   const std::string& target() const { return target_; }
   const Options& options() const { return options_; }
 
   absl::StatusOr<v1::Fabric> CreateFabric(const v1::CreateFabricRequest& req);
   absl::StatusOr<v1::Fabric> GetFabric(const std::string& name);
   absl::StatusOr<std::vector<v1::Fabric>> ListFabrics();
+  // The List*Pages calls return the error of the first page that failed
+  // (the pages before it were handed on), or OK after the last page or
+  // when `on_page` stopped them. Their filters are as for List*.
+  absl::Status ListFabricPages(PageFn<v1::Fabric> on_page);
   absl::StatusOr<v1::Fabric> DeleteFabric(const v1::DeleteFabricRequest& req);
 
   absl::StatusOr<v1::Node> GetNode(const std::string& name);
   // `fabric` is an optional filter, "fabrics/{fabric}" or empty.
   absl::StatusOr<std::vector<v1::Node>> ListNodes(const std::string& fabric);
+  absl::Status ListNodePages(const std::string& fabric,
+                             PageFn<v1::Node> on_page);
   absl::StatusOr<v1::Bridge> GetBridge(const std::string& name);
   absl::StatusOr<std::vector<v1::Bridge>> ListBridges(
       const std::string& fabric);
+  absl::Status ListBridgePages(const std::string& fabric,
+                               PageFn<v1::Bridge> on_page);
   absl::StatusOr<v1::Link> GetLink(const std::string& name);
   absl::StatusOr<std::vector<v1::Link>> ListLinks(const std::string& fabric);
+  absl::Status ListLinkPages(const std::string& fabric,
+                             PageFn<v1::Link> on_page);
   absl::StatusOr<v1::Link> SetLinkState(const v1::SetLinkStateRequest& req);
 
   absl::StatusOr<v1::AddressMap> GetAddressMap(const std::string& name);
   absl::StatusOr<std::vector<v1::AddressMap>> ListAddressMaps(
       const std::string& fabric);
+  absl::Status ListAddressMapPages(const std::string& fabric,
+                                   PageFn<v1::AddressMap> on_page);
 
   absl::StatusOr<v1::Allocation> CreateAllocation(
       const v1::CreateAllocationRequest& req);
@@ -106,6 +131,8 @@ class FabricClient {
   // Page fields of `filter` are ignored.
   absl::StatusOr<std::vector<v1::Allocation>> ListAllocations(
       const v1::ListAllocationsRequest& filter);
+  absl::Status ListAllocationPages(const v1::ListAllocationsRequest& filter,
+                                   PageFn<v1::Allocation> on_page);
   absl::StatusOr<v1::Allocation> DeleteAllocation(
       const v1::DeleteAllocationRequest& req);
   // Waits until allocation `name` is READY or RELEASED, or until
@@ -122,6 +149,9 @@ class FabricClient {
   // "nodes/{node}/vfs/{0000-3b-00.4}" or "{node}/{0000:3b:00.4}".
   absl::StatusOr<std::vector<v1::VirtualFunction>> ListVirtualFunctions(
       const v1::ListVirtualFunctionsRequest& filter);
+  absl::Status ListVirtualFunctionPages(
+      const v1::ListVirtualFunctionsRequest& filter,
+      PageFn<v1::VirtualFunction> on_page);
   absl::StatusOr<v1::VirtualFunction> GetVirtualFunction(
       const std::string& name);
   absl::StatusOr<v1::Attachment> CreateAttachment(
@@ -129,6 +159,8 @@ class FabricClient {
   absl::StatusOr<v1::Attachment> GetAttachment(const std::string& name);
   absl::StatusOr<std::vector<v1::Attachment>> ListAttachments(
       const v1::ListAttachmentsRequest& filter);
+  absl::Status ListAttachmentPages(const v1::ListAttachmentsRequest& filter,
+                                   PageFn<v1::Attachment> on_page);
   absl::StatusOr<v1::Attachment> DeleteAttachment(
       const v1::DeleteAttachmentRequest& req);
   // As AwaitAllocation, for attachment `name`: until READY or DETACHED (a
@@ -170,10 +202,10 @@ class FabricClient {
     return CallOn(*stub_, method, req, max_attempts);
   }
 
-  // Calls `method` page by page, appending items(resp) to the result.
+  // Calls `method` page by page, handing items(resp) of each to `on_page`.
   template <typename Req, typename Resp, typename Item, typename ItemsFn>
-  absl::StatusOr<std::vector<Item>> ListAll(Method<Req, Resp> method, Req req,
-                                            ItemsFn items);
+  absl::Status ForEachPage(Method<Req, Resp> method, Req req, ItemsFn items,
+                           PageFn<Item> on_page);
 
   const std::unique_ptr<Stub> stub_;
   const std::unique_ptr<hypervisor::v1::HypervisorService::StubInterface>

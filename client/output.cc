@@ -111,18 +111,6 @@ uint64_t Total(const google::protobuf::Map<std::string, uint64_t>& m) {
   return n;
 }
 
-template <typename M>
-void PrintList(const std::vector<M>& items, OutputFormat format,
-               const Table& table, std::ostream& out) {
-  if (format == OutputFormat::kJson) {
-    out << ToJsonArray(items) << "\n";
-  } else if (items.empty()) {
-    out << "No resources found.\n";
-  } else {
-    table.Print(out);
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text) {
@@ -143,27 +131,7 @@ void Table::AddRow(std::vector<std::string> cells) {
 }
 
 void Table::Print(std::ostream& out, int indent) const {
-  std::vector<size_t> width(headers_.size(), 0);
-  for (size_t i = 0; i < headers_.size(); ++i) width[i] = headers_[i].size();
-  for (const auto& row : rows_) {
-    if (row.size() > width.size()) width.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) {
-      width[i] = std::max(width[i], row[i].size());
-    }
-  }
-  auto print_row = [&](const std::vector<std::string>& row) {
-    std::string line(indent, ' ');
-    for (size_t i = 0; i < row.size(); ++i) {
-      absl::StrAppend(&line, row[i]);
-      if (i + 1 < row.size()) {
-        line.append(width[i] - row[i].size() + 3, ' ');
-      }
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << "\n";
-  };
-  print_row(headers_);
-  for (const auto& row : rows_) print_row(row);
+  TableWriter(headers_, indent).Write(rows_, out);
 }
 
 std::string ShortName(absl::string_view resource_name) {
@@ -203,123 +171,174 @@ std::string ToJsonArray(
   return absl::StrCat("[\n", absl::StrJoin(items, ",\n"), "\n]");
 }
 
+template <>
+std::vector<std::string> TableHeaders<v1::Fabric>() {
+  return {"NAME",        "TOPOLOGY",   "NODES",  "LINKS", "DOWN", "ALLOCATIONS",
+          "FWD-ENTRIES", "GENERATION", "CREATED"};
+}
+
+std::vector<std::string> TableRow(const v1::Fabric& f) {
+  return {ShortName(f.name()), v1::Topology_Name(f.spec().topology()),
+          absl::StrCat(f.node_count()), absl::StrCat(f.link_count()),
+          absl::StrCat(f.links_down()), absl::StrCat(f.allocation_count()),
+          absl::StrCat(f.max_forward_entries()), absl::StrCat(f.generation()),
+          Time(f.create_time())};
+}
+
+template <>
+std::vector<std::string> TableHeaders<v1::Node>() {
+  return {"NAME",     "FABRIC", "ROLE", "AGENT",
+          "APERTURE", "EXPORT", "LENT", "GENERATION"};
+}
+
+std::vector<std::string> TableRow(const v1::Node& n) {
+  return {ShortName(n.name()), ShortName(n.fabric()),
+          n.hub() ? "hub" : "server", AgentState(n.agent_state()),
+          FormatAddr(n.aperture_base()), FormatSize(n.export_size()),
+          FormatSize(n.lent_bytes()),
+          absl::StrCat(n.applied_generation(), "/", n.desired_generation())};
+}
+
+template <>
+std::vector<std::string> TableHeaders<v1::Bridge>() {
+  return {"NAME",        "FABRIC",  "PROFILE", "PORTS-UP",
+          "MAP-ENTRIES", "WINDOWS", "LUT"};
+}
+
+std::vector<std::string> TableRow(const v1::Bridge& b) {
+  int up = 0, wired = 0;
+  for (const v1::Port& p : b.ports()) {
+    if (p.link().empty()) continue;
+    ++wired;
+    if (p.up()) ++up;
+  }
+  const v1::HardwareProfile& prof = b.profile();
+  return {ShortName(b.name()), ShortName(b.fabric()), prof.name(),
+          Used(up, wired), Used(b.map_entries(), prof.mapping_entries()),
+          Used(b.windows_used(), prof.window_count()),
+          prof.lut_entries() == 0
+              ? "-"
+              : Used(b.lut_entries_used(), prof.lut_entries())};
+}
+
+template <>
+std::vector<std::string> TableHeaders<v1::Link>() {
+  return {"NAME", "FABRIC", "A", "B", "STATE"};
+}
+
+std::vector<std::string> TableRow(const v1::Link& l) {
+  return {ShortName(l.name()), ShortName(l.fabric()),
+          absl::StrCat(ShortName(l.a_bridge()), ":", l.a_port()),
+          absl::StrCat(ShortName(l.b_bridge()), ":", l.b_port()),
+          l.up() ? "up" : "down"};
+}
+
+template <>
+std::vector<std::string> TableHeaders<v1::Allocation>() {
+  return {"NAME",  "FABRIC",        "BORROWER", "TARGET", "SIZE",
+          "STATE", "BORROWER-ADDR", "SLOT",     "OWNER",  "EXPIRES"};
+}
+
+std::vector<std::string> TableRow(const v1::Allocation& a) {
+  return {ShortName(a.name()),
+          ShortName(a.fabric()),
+          ShortName(a.borrower()),
+          ShortName(a.target()),
+          FormatSize(a.size()),
+          v1::Allocation::State_Name(a.state()),
+          FormatAddr(a.borrower_addr()),
+          SlotName(a.slot_kind(), a.slot()),
+          a.owner(),
+          Time(a.expire_time())};
+}
+
+template <>
+std::vector<std::string> TableHeaders<v1::VirtualFunction>() {
+  return {"NAME", "NODE", "ADDRESS", "PF", "VENDOR:DEVICE", "STATE", "HEALTH"};
+}
+
+std::vector<std::string> TableRow(const v1::VirtualFunction& v) {
+  return {VfShortName(v.node(), v.address(), v.name()),
+          ShortName(v.node()),
+          v.address(),
+          v.pf_address(),
+          Hex4(v.vendor_id(), v.device_id()),
+          VfState(v),
+          VfHealth(v.health(), v.health_reason())};
+}
+
+template <>
+std::vector<std::string> TableHeaders<v1::Attachment>() {
+  return {"NAME", "VF", "BORROWER", "VM", "INTERRUPTS", "STATE", "HEALTH"};
+}
+
+std::vector<std::string> TableRow(const v1::Attachment& a) {
+  return {ShortName(a.name()),
+          AttachmentVf(a),
+          ShortName(a.borrower()),
+          a.vm(),
+          v1::Attachment::InterruptPolicy_Name(a.interrupts()),
+          AttachmentState(a),
+          VfHealth(a.vf_health(), a.vf_health_reason())};
+}
+
+template <>
+std::vector<std::string> TableHeaders<v1::HardwareProfile>() {
+  return {"NAME",       "WINDOWS",    "LUT",         "MIN-WINDOW",
+          "MAX-WINDOW", "XLAT-ALIGN", "GRANULARITY", "MAP-ENTRIES"};
+}
+
+std::vector<std::string> TableRow(const v1::HardwareProfile& p) {
+  return {p.name(),
+          absl::StrCat(p.window_count()),
+          p.lut_entries() == 0 ? "-"
+                               : absl::StrCat(p.lut_entries(), " x ",
+                                              FormatSize(p.lut_entry_size())),
+          FormatSize(p.min_window_size()),
+          FormatSize(p.max_window_size()),
+          FormatSize(p.xlat_align()),
+          FormatSize(p.size_granularity()),
+          absl::StrCat(p.mapping_entries())};
+}
+
 void PrintFabrics(const std::vector<v1::Fabric>& fabrics, OutputFormat format,
                   std::ostream& out) {
-  Table t({"NAME", "TOPOLOGY", "NODES", "LINKS", "DOWN", "ALLOCATIONS",
-           "FWD-ENTRIES", "GENERATION", "CREATED"});
-  for (const v1::Fabric& f : fabrics) {
-    t.AddRow({ShortName(f.name()), v1::Topology_Name(f.spec().topology()),
-              absl::StrCat(f.node_count()), absl::StrCat(f.link_count()),
-              absl::StrCat(f.links_down()), absl::StrCat(f.allocation_count()),
-              absl::StrCat(f.max_forward_entries()),
-              absl::StrCat(f.generation()), Time(f.create_time())});
-  }
-  PrintList(fabrics, format, t, out);
+  PrintList(fabrics, format, out);
 }
 
 void PrintNodes(const std::vector<v1::Node>& nodes, OutputFormat format,
                 std::ostream& out) {
-  Table t({"NAME", "FABRIC", "ROLE", "AGENT", "APERTURE", "EXPORT", "LENT",
-           "GENERATION"});
-  for (const v1::Node& n : nodes) {
-    t.AddRow({ShortName(n.name()), ShortName(n.fabric()),
-              n.hub() ? "hub" : "server", AgentState(n.agent_state()),
-              FormatAddr(n.aperture_base()), FormatSize(n.export_size()),
-              FormatSize(n.lent_bytes()),
-              absl::StrCat(n.applied_generation(), "/",
-                           n.desired_generation())});
-  }
-  PrintList(nodes, format, t, out);
+  PrintList(nodes, format, out);
 }
 
 void PrintBridges(const std::vector<v1::Bridge>& bridges, OutputFormat format,
                   std::ostream& out) {
-  Table t({"NAME", "FABRIC", "PROFILE", "PORTS-UP", "MAP-ENTRIES", "WINDOWS",
-           "LUT"});
-  for (const v1::Bridge& b : bridges) {
-    int up = 0, wired = 0;
-    for (const v1::Port& p : b.ports()) {
-      if (p.link().empty()) continue;
-      ++wired;
-      if (p.up()) ++up;
-    }
-    const v1::HardwareProfile& prof = b.profile();
-    t.AddRow({ShortName(b.name()), ShortName(b.fabric()), prof.name(),
-              Used(up, wired), Used(b.map_entries(), prof.mapping_entries()),
-              Used(b.windows_used(), prof.window_count()),
-              prof.lut_entries() == 0
-                  ? "-"
-                  : Used(b.lut_entries_used(), prof.lut_entries())});
-  }
-  PrintList(bridges, format, t, out);
+  PrintList(bridges, format, out);
 }
 
 void PrintLinks(const std::vector<v1::Link>& links, OutputFormat format,
                 std::ostream& out) {
-  Table t({"NAME", "FABRIC", "A", "B", "STATE"});
-  for (const v1::Link& l : links) {
-    t.AddRow({ShortName(l.name()), ShortName(l.fabric()),
-              absl::StrCat(ShortName(l.a_bridge()), ":", l.a_port()),
-              absl::StrCat(ShortName(l.b_bridge()), ":", l.b_port()),
-              l.up() ? "up" : "down"});
-  }
-  PrintList(links, format, t, out);
+  PrintList(links, format, out);
 }
 
 void PrintAllocations(const std::vector<v1::Allocation>& allocations,
                       OutputFormat format, std::ostream& out) {
-  Table t({"NAME", "FABRIC", "BORROWER", "TARGET", "SIZE", "STATE",
-           "BORROWER-ADDR", "SLOT", "OWNER", "EXPIRES"});
-  for (const v1::Allocation& a : allocations) {
-    t.AddRow({ShortName(a.name()), ShortName(a.fabric()),
-              ShortName(a.borrower()), ShortName(a.target()),
-              FormatSize(a.size()), v1::Allocation::State_Name(a.state()),
-              FormatAddr(a.borrower_addr()),
-              SlotName(a.slot_kind(), a.slot()), a.owner(),
-              Time(a.expire_time())});
-  }
-  PrintList(allocations, format, t, out);
+  PrintList(allocations, format, out);
 }
 
 void PrintVirtualFunctions(const std::vector<v1::VirtualFunction>& vfs,
                            OutputFormat format, std::ostream& out) {
-  Table t(
-      {"NAME", "NODE", "ADDRESS", "PF", "VENDOR:DEVICE", "STATE", "HEALTH"});
-  for (const v1::VirtualFunction& v : vfs) {
-    t.AddRow({VfShortName(v.node(), v.address(), v.name()), ShortName(v.node()),
-              v.address(), v.pf_address(), Hex4(v.vendor_id(), v.device_id()),
-              VfState(v), VfHealth(v.health(), v.health_reason())});
-  }
-  PrintList(vfs, format, t, out);
+  PrintList(vfs, format, out);
 }
 
 void PrintAttachments(const std::vector<v1::Attachment>& attachments,
                       OutputFormat format, std::ostream& out) {
-  Table t({"NAME", "VF", "BORROWER", "VM", "INTERRUPTS", "STATE", "HEALTH"});
-  for (const v1::Attachment& a : attachments) {
-    t.AddRow({ShortName(a.name()), AttachmentVf(a), ShortName(a.borrower()),
-              a.vm(), v1::Attachment::InterruptPolicy_Name(a.interrupts()),
-              AttachmentState(a),
-              VfHealth(a.vf_health(), a.vf_health_reason())});
-  }
-  PrintList(attachments, format, t, out);
+  PrintList(attachments, format, out);
 }
 
 void PrintProfiles(const std::vector<v1::HardwareProfile>& profiles,
                    OutputFormat format, std::ostream& out) {
-  Table t({"NAME", "WINDOWS", "LUT", "MIN-WINDOW", "MAX-WINDOW", "XLAT-ALIGN",
-           "GRANULARITY", "MAP-ENTRIES"});
-  for (const v1::HardwareProfile& p : profiles) {
-    t.AddRow({p.name(), absl::StrCat(p.window_count()),
-              p.lut_entries() == 0
-                  ? "-"
-                  : absl::StrCat(p.lut_entries(), " x ",
-                                 FormatSize(p.lut_entry_size())),
-              FormatSize(p.min_window_size()), FormatSize(p.max_window_size()),
-              FormatSize(p.xlat_align()), FormatSize(p.size_granularity()),
-              absl::StrCat(p.mapping_entries())});
-  }
-  PrintList(profiles, format, t, out);
+  PrintList(profiles, format, out);
 }
 
 void PrintAddressMap(const v1::AddressMap& map, std::ostream& out) {
@@ -368,18 +387,11 @@ void PrintAddressMap(const v1::AddressMap& map, std::ostream& out) {
 
 void PrintAddressMaps(const std::vector<v1::AddressMap>& maps,
                       OutputFormat format, std::ostream& out) {
-  if (format == OutputFormat::kJson) {
-    out << ToJsonArray(maps) << "\n";
-    return;
+  ListWriter w(format, {}, &out);
+  for (const v1::AddressMap& m : maps) {
+    w.AddBlock(m, [&m](std::ostream& o) { PrintAddressMap(m, o); });
   }
-  if (maps.empty()) {
-    out << "No resources found.\n";
-    return;
-  }
-  for (size_t i = 0; i < maps.size(); ++i) {
-    if (i > 0) out << "\n";
-    PrintAddressMap(maps[i], out);
-  }
+  w.Finish();
 }
 
 void DescribeFabric(const v1::Fabric& f, std::ostream& out) {

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/list_writer.h"
 #include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "google/protobuf/message.h"
@@ -25,8 +26,6 @@
 namespace fabric::client {
 
 namespace v1 = ::fabric::v1;
-
-enum class OutputFormat { kTable, kJson };
 
 // Accepts "table" or "json"; INVALID_ARGUMENT naming -o otherwise.
 absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text);
@@ -61,6 +60,43 @@ std::string ToJsonArray(const std::vector<M>& messages) {
   ptrs.reserve(messages.size());
   for (const M& m : messages) ptrs.push_back(&m);
   return ToJsonArray(ptrs);
+}
+
+// The table of each listed kind: its column headers, and one item's row.
+template <typename M>
+std::vector<std::string> TableHeaders();
+template <>
+std::vector<std::string> TableHeaders<v1::Fabric>();
+template <>
+std::vector<std::string> TableHeaders<v1::Node>();
+template <>
+std::vector<std::string> TableHeaders<v1::Bridge>();
+template <>
+std::vector<std::string> TableHeaders<v1::Link>();
+template <>
+std::vector<std::string> TableHeaders<v1::Allocation>();
+template <>
+std::vector<std::string> TableHeaders<v1::VirtualFunction>();
+template <>
+std::vector<std::string> TableHeaders<v1::Attachment>();
+template <>
+std::vector<std::string> TableHeaders<v1::HardwareProfile>();
+std::vector<std::string> TableRow(const v1::Fabric& fabric);
+std::vector<std::string> TableRow(const v1::Node& node);
+std::vector<std::string> TableRow(const v1::Bridge& bridge);
+std::vector<std::string> TableRow(const v1::Link& link);
+std::vector<std::string> TableRow(const v1::Allocation& allocation);
+std::vector<std::string> TableRow(const v1::VirtualFunction& vf);
+std::vector<std::string> TableRow(const v1::Attachment& attachment);
+std::vector<std::string> TableRow(const v1::HardwareProfile& profile);
+
+// A whole list in one page (see ListWriter).
+template <typename M>
+void PrintList(const std::vector<M>& items, OutputFormat format,
+               std::ostream& out) {
+  ListWriter writer(format, TableHeaders<M>(), &out);
+  for (const M& m : items) writer.Add(m, TableRow(m));
+  writer.Finish();
 }
 
 // Lists. With kJson each prints a JSON array; with kTable a table, or
