@@ -282,12 +282,12 @@ absl::StatusOr<Grant> FabricState::Plan(
     }
   };
 
-  int used_windows = static_cast<int>(
-      std::count(window_owner.begin(), window_owner.end(), nullptr));
-  used_windows = p.window_count - used_windows;
-  int used_lut = static_cast<int>(
-      std::count(lut_owner.begin(), lut_owner.end(), nullptr));
-  used_lut = p.lut_entries - used_lut;
+  const int used_windows =
+      p.window_count - static_cast<int>(std::count(
+                           window_owner.begin(), window_owner.end(), nullptr));
+  const int used_lut =
+      p.lut_entries - static_cast<int>(std::count(
+                          lut_owner.begin(), lut_owner.end(), nullptr));
   bool had_slot = false;
   uint64_t failed_align = 0;
   auto make = [&](uint64_t addr, SlotKind kind, int slot, int count) {
