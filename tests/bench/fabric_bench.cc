@@ -2,10 +2,14 @@
 // with a no-op RPC on the same server, and how long a full address-map
 // recompute takes on a large ring.
 //
-// One process runs everything: a SQLite store in a fresh temporary
+// One process runs the server: a SQLite store in a fresh temporary
 // directory (WAL, synchronous=FULL, group commit), the FabricManager, and
 // the gRPC server on 127.0.0.1:0. Client threads each own a channel (no
-// shared connection) and call the server through the generated stub.
+// shared connection) and call the server through the generated stub. With
+// --clients-in=same (the default) the client threads run in that process
+// too; with --clients-in=child they run in a child process (this binary,
+// re-executed, driven over a pipe), as a remote scheduler would; "both"
+// measures every level both ways.
 //
 // For each concurrency level C (--clients, default 1,8,32):
 //   1. C clients call Ping for --duration; the first 0.3 s is warm-up.
@@ -13,7 +17,12 @@
 //      again after a 0.3 s warm-up. Client i borrows from its own node, so
 //      clients never compete for windows. Every OK is fsync-durable.
 // Throughput counts RPCs per second (an allocate and a release are two).
-// Latencies are per RPC, in microseconds.
+// Latencies are per RPC, in microseconds. CPU per RPC is CPU time over the
+// phase (warm-up included) divided by the RPCs completed in it: the server
+// process's, less the client threads' when they share it, and the clients'
+// (their threads' own CPU time, or the child process's). "other cores" is
+// what the rest of the machine used meanwhile (/proc/stat), since a
+// benchmark on a shared machine competes with it.
 //
 // Then, without gRPC: the median and p99 of core::AddressMap::Compute over
 // --repeat runs on a --ring-nodes ring with every link up, and the largest
@@ -23,8 +32,13 @@
 // Exits 1 if any RPC failed, an allocation was left behind or the manager's
 // invariants do not hold; 2 on bad flags or setup failure. Missing a
 // performance target is reported ("target met: no"), not an error.
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <spawn.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -33,12 +47,16 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -46,6 +64,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -78,17 +97,37 @@ struct Flags {
   int ring_nodes = 1024;
   int repeat = 15;
   std::string dir;  // parent of the temporary directory
+  // Where the clients run: "same", "child" or "both" (see the top).
+  std::string clients_in = "same";
 };
+
+// Where one level's clients ran.
+enum class ClientsIn { kSame, kChild };
+
+const char* ClientsInName(ClientsIn where) {
+  return where == ClientsIn::kSame ? "same" : "child";
+}
+
+enum class Phase { kPing, kAllocate };
 
 // Latency samples (microseconds) and RPC count of one phase.
 struct PhaseResult {
   double rps = 0;
   double p50_us = 0;
   double p99_us = 0;
-  uint64_t rpcs = 0;
+  uint64_t rpcs = 0;      // completed inside the measured window
+  uint64_t all_rpcs = 0;  // completed in the phase, warm-up included
+  double client_cpu_s = 0;  // the client threads' CPU time over the phase
+  // Per RPC (all_rpcs), in microseconds of CPU time; filled in by the
+  // server side, which also knows its own process's CPU time.
+  double server_cpu_us = 0;
+  double client_cpu_us = 0;
+  // Cores the rest of the machine kept busy during the phase.
+  double other_cores = 0;
 };
 
 struct LevelResult {
+  ClientsIn clients_in = ClientsIn::kSame;
   int clients = 0;
   PhaseResult ping;
   PhaseResult alloc;
@@ -98,6 +137,9 @@ struct LevelResult {
   double apply_p99_us = 0;
   uint64_t store_batches = 0;  // during the allocate phase
   uint64_t store_commits = 0;
+  // CPU time of Store::Apply (SQLite, WAL writes, fsync) per allocate or
+  // release RPC, microseconds; part of alloc.server_cpu_us.
+  double store_cpu_us = 0;
 };
 
 struct RecomputeResult {
@@ -112,12 +154,19 @@ struct RecomputeResult {
 class ErrorLog {
  public:
   void Add(absl::string_view what, const grpc::Status& s) {
+    AddMessage(absl::StrCat(what, ": code ", s.error_code(), ": ",
+                            s.error_message()));
+  }
+  // One failure described by `message`.
+  void AddMessage(std::string message) {
     absl::MutexLock l(&mu_);
     ++count_;
-    if (shown_.size() < kMaxErrorsShown) {
-      shown_.push_back(absl::StrCat(what, ": code ", s.error_code(), ": ",
-                                    s.error_message()));
-    }
+    if (shown_.size() < kMaxErrorsShown) shown_.push_back(std::move(message));
+  }
+  // `n` failures described elsewhere.
+  void AddUnshown(uint64_t n) {
+    absl::MutexLock l(&mu_);
+    count_ += n;
   }
   uint64_t count() const {
     absl::MutexLock l(&mu_);
@@ -127,6 +176,11 @@ class ErrorLog {
     absl::MutexLock l(&mu_);
     return shown_;
   }
+  void Clear() {
+    absl::MutexLock l(&mu_);
+    count_ = 0;
+    shown_.clear();
+  }
 
  private:
   mutable absl::Mutex mu_;
@@ -134,19 +188,29 @@ class ErrorLog {
   std::vector<std::string> shown_ ABSL_GUARDED_BY(mu_);
 };
 
-// A Store that times every Apply and forwards everything to `base` (not
-// owned). Thread-safe.
+// CPU time of the calling thread or of this whole process, in seconds.
+double CpuSeconds(clockid_t clock) {
+  struct timespec ts;
+  if (clock_gettime(clock, &ts) != 0) return 0;
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+// A Store that times every Apply (wall-clock and the calling thread's CPU
+// time) and forwards everything to `base` (not owned). Thread-safe.
 class TimedStore final : public store::Store {
  public:
   explicit TimedStore(store::Store* base) : base_(base) {}
 
   absl::Status Apply(const store::WriteBatch& batch) override {
+    const double cpu0 = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
     const auto t0 = std::chrono::steady_clock::now();
     absl::Status s = base_->Apply(batch);
     const auto t1 = std::chrono::steady_clock::now();
+    const double cpu_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     absl::MutexLock l(&mu_);
     apply_us_.push_back(
         std::chrono::duration<double, std::micro>(t1 - t0).count());
+    apply_cpu_s_ += cpu_s;
     return s;
   }
   absl::StatusOr<std::string> Get(absl::string_view table,
@@ -159,12 +223,15 @@ class TimedStore final : public store::Store {
   }
   store::StoreStats stats() const override { return base_->stats(); }
 
-  // The Apply latencies (microseconds) since the last call, sorted.
-  std::vector<double> TakeApplyLatencies() {
+  // The Apply latencies (microseconds) since the last call, sorted, and
+  // the CPU time (seconds) the Apply calls took meanwhile.
+  std::vector<double> TakeApplyLatencies(double* cpu_s) {
     std::vector<double> out;
     {
       absl::MutexLock l(&mu_);
       out.swap(apply_us_);
+      *cpu_s = apply_cpu_s_;
+      apply_cpu_s_ = 0;
     }
     std::sort(out.begin(), out.end());
     return out;
@@ -174,6 +241,7 @@ class TimedStore final : public store::Store {
   store::Store* const base_;  // not owned
   absl::Mutex mu_;
   std::vector<double> apply_us_ ABSL_GUARDED_BY(mu_);
+  double apply_cpu_s_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Nearest-rank percentile of sorted `v`; 0 when empty.
@@ -186,6 +254,28 @@ double Percentile(const std::vector<double>& sorted, double p) {
 
 double Micros(SteadyClock::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
+}
+
+// Busy and total CPU time of the whole machine so far, in seconds
+// (/proc/stat); zero where it cannot be read.
+struct HostCpu {
+  double busy_s = 0;
+  double total_s = 0;
+};
+
+HostCpu ReadHostCpu() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0,
+           softirq = 0, steal = 0;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >>
+        softirq >> steal) ||
+      cpu != "cpu") {
+    return {};
+  }
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const uint64_t busy = user + nice + system + irq + softirq + steal;
+  return {.busy_s = busy / tick, .total_s = (busy + idle + iowait) / tick};
 }
 
 std::unique_ptr<grpc::ClientContext> NewContext() {
@@ -205,9 +295,12 @@ struct Client {
   std::string target;
 };
 
-// The samples one client thread collected inside the measured window.
+// The samples one client thread collected inside the measured window, its
+// RPCs in the whole phase, and its CPU time.
 struct ThreadSamples {
   std::vector<double> latencies_us;
+  uint64_t all_rpcs = 0;
+  double cpu_s = 0;
 };
 
 // Runs one thread for each of the first `n` clients; each calls `one_round(client, record)` until
@@ -227,18 +320,23 @@ PhaseResult RunPhase(std::vector<Client>& clients, int n,
       ThreadSamples& mine = samples[i];
       mine.latencies_us.reserve(1 << 16);
       auto record = [&](SteadyClock::time_point t0, SteadyClock::time_point t1) {
+        ++mine.all_rpcs;
         if (t1 >= window_begin && t1 < window_end)
           mine.latencies_us.push_back(Micros(t1 - t0));
       };
       while (SteadyClock::now() < window_end) one_round(clients[i], record);
+      mine.cpu_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
     });
   }
   for (auto& t : threads) t.join();
   std::vector<double> all;
-  for (auto& s : samples)
-    all.insert(all.end(), s.latencies_us.begin(), s.latencies_us.end());
-  std::sort(all.begin(), all.end());
   PhaseResult r;
+  for (auto& s : samples) {
+    all.insert(all.end(), s.latencies_us.begin(), s.latencies_us.end());
+    r.all_rpcs += s.all_rpcs;
+    r.client_cpu_s += s.cpu_s;
+  }
+  std::sort(all.begin(), all.end());
   r.rpcs = all.size();
   r.rps = all.size() / absl::ToDoubleSeconds(duration);
   r.p50_us = Percentile(all, 50);
@@ -267,6 +365,7 @@ PhaseResult RunPing(std::vector<Client>& clients, int n,
 // allocation outlives the phase unless its release failed.
 PhaseResult RunAllocate(std::vector<Client>& clients, int n,
                         absl::Duration duration, ErrorLog& errors,
+                        absl::string_view id_prefix,
                         std::atomic<uint64_t>& request_seq) {
   return RunPhase(clients, n, duration, [&](Client& c, auto& record) {
     v1::CreateAllocationRequest create;
@@ -276,7 +375,8 @@ PhaseResult RunAllocate(std::vector<Client>& clients, int n,
     create.mutable_allocation()->set_owner("fabric-bench");
     // Like fabricctl, every mutation carries a fresh request id, so the
     // server also makes the request record durable.
-    create.set_request_id(absl::StrCat("bench-", request_seq.fetch_add(1)));
+    create.set_request_id(
+        absl::StrCat(id_prefix, request_seq.fetch_add(1)));
     v1::Allocation created;
     auto ctx = NewContext();
     auto t0 = SteadyClock::now();
@@ -290,7 +390,7 @@ PhaseResult RunAllocate(std::vector<Client>& clients, int n,
 
     v1::DeleteAllocationRequest del;
     del.set_name(created.name());
-    del.set_request_id(absl::StrCat("bench-", request_seq.fetch_add(1)));
+    del.set_request_id(absl::StrCat(id_prefix, request_seq.fetch_add(1)));
     v1::Allocation released;
     ctx = NewContext();
     t0 = SteadyClock::now();
@@ -303,6 +403,242 @@ PhaseResult RunAllocate(std::vector<Client>& clients, int n,
     record(t0, t1);
   });
 }
+
+// Benchmark clients, wherever they run. Not thread-safe: one phase at a
+// time, from one thread.
+class ClientSet {
+ public:
+  virtual ~ClientSet() = default;
+  // Opens `n` channels to `address`, each on its own connection, and waits
+  // until they are connected.
+  virtual absl::Status Connect(const std::string& address, int n) = 0;
+  // Runs `phase` on the first `n` clients (n <= what Connect opened). RPC
+  // failures go to the ErrorLog the set was made with; errors are failures
+  // to run the phase at all.
+  virtual absl::StatusOr<PhaseResult> Run(Phase phase, int n,
+                                          absl::Duration duration) = 0;
+};
+
+// Client threads in this process.
+class LocalClients final : public ClientSet {
+ public:
+  // `errors` is not owned and must outlive this. Request ids are
+  // `id_prefix` followed by a sequence number.
+  LocalClients(ErrorLog* errors, std::string id_prefix)
+      : errors_(errors), id_prefix_(std::move(id_prefix)) {}
+
+  absl::Status Connect(const std::string& address, int n) override {
+    clients_.clear();
+    clients_.resize(n);
+    for (int i = 0; i < n; ++i) {
+      // The local subchannel pool keeps channels with equal arguments from
+      // sharing a connection.
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("fabric_bench.client", i);
+      clients_[i].channel = grpc::CreateCustomChannel(
+          address, grpc::InsecureChannelCredentials(), args);
+      if (!clients_[i].channel->WaitForConnected(
+              std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+        return absl::UnavailableError(
+            absl::StrCat("client ", i, ": cannot connect to ", address));
+      }
+      clients_[i].stub = v1::FabricService::NewStub(clients_[i].channel);
+      // Neighbours: client i borrows on n(2i) from n(2i+1), a one-hop path.
+      clients_[i].borrower = NodeName(2 * i);
+      clients_[i].target = NodeName(2 * i + 1);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<PhaseResult> Run(Phase phase, int n,
+                                  absl::Duration duration) override {
+    if (n > static_cast<int>(clients_.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "clients: ", n, " asked for, ", clients_.size(), " connected"));
+    }
+    if (phase == Phase::kPing) return RunPing(clients_, n, duration, *errors_);
+    return RunAllocate(clients_, n, duration, *errors_, id_prefix_,
+                       request_seq_);
+  }
+
+ private:
+  ErrorLog* const errors_;  // not owned
+  const std::string id_prefix_;
+  std::atomic<uint64_t> request_seq_{0};
+  std::vector<Client> clients_;
+};
+
+// The child's side of the pipe protocol: reads commands on stdin, answers
+// on stdout, one line each (see ChildClients). Returns the exit code.
+int ClientProcessMain() {
+  std::string line;
+  std::unique_ptr<LocalClients> clients;
+  std::unique_ptr<ErrorLog> errors;
+  while (std::getline(std::cin, line)) {
+    std::vector<std::string> w = absl::StrSplit(line, ' ');
+    if (w.size() == 3 && w[0] == "connect") {
+      int n = 0;
+      errors = std::make_unique<ErrorLog>();
+      clients = std::make_unique<LocalClients>(errors.get(), "bench-child-");
+      absl::Status s = absl::SimpleAtoi(w[2], &n)
+                           ? clients->Connect(w[1], n)
+                           : absl::InvalidArgumentError("bad client count");
+      std::cout << (s.ok() ? "ok" : absl::StrCat("error ", s.message()))
+                << std::endl;
+    } else if (w.size() == 4 && w[0] == "run" && clients != nullptr) {
+      int n = 0;
+      int64_t nanos = 0;
+      if (!absl::SimpleAtoi(w[2], &n) || !absl::SimpleAtoi(w[3], &nanos)) {
+        std::cout << "error bad run command" << std::endl;
+        continue;
+      }
+      errors->Clear();
+      const double cpu0 = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
+      absl::StatusOr<PhaseResult> r =
+          clients->Run(w[1] == "ping" ? Phase::kPing : Phase::kAllocate, n,
+                       absl::Nanoseconds(nanos));
+      const double cpu_s = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
+      if (!r.ok()) {
+        std::cout << "error " << r.status().message() << std::endl;
+        continue;
+      }
+      const std::vector<std::string> shown = errors->shown();
+      std::cout << absl::StrFormat("result %d %d %.17g %.17g %.17g %.17g %d %d",
+                                   r->rpcs, r->all_rpcs, r->rps, r->p50_us,
+                                   r->p99_us, cpu_s, errors->count(),
+                                   shown.size())
+                << "\n";
+      for (std::string e : shown) {
+        absl::c_replace(e, '\n', ' ');
+        std::cout << e << "\n";
+      }
+      std::cout.flush();
+    } else if (w[0] == "quit") {
+      return 0;
+    } else {
+      std::cout << "error unknown command: " << line << std::endl;
+    }
+  }
+  return 0;
+}
+
+// Client threads in a child process: this binary re-executed with
+// --client-process, driven over its stdin and stdout. Its CPU time is the
+// child's. The child exits when this is destroyed.
+class ChildClients final : public ClientSet {
+ public:
+  // Starts the child. `errors` is not owned and must outlive this.
+  static absl::StatusOr<std::unique_ptr<ChildClients>> Spawn(
+      ErrorLog* errors) {
+    int to_child[2], from_child[2];
+    if (pipe2(to_child, O_CLOEXEC) != 0) {
+      return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+    }
+    if (pipe2(from_child, O_CLOEXEC) != 0) {
+      close(to_child[0]);
+      close(to_child[1]);
+      return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, to_child[0], STDIN_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
+    char arg0[] = "fabric-bench";
+    char arg1[] = "--client-process";
+    char* argv[] = {arg0, arg1, nullptr};
+    pid_t pid = 0;
+    const int err = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr,
+                                argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(to_child[0]);
+    close(from_child[1]);
+    if (err != 0) {
+      close(to_child[1]);
+      close(from_child[0]);
+      return absl::InternalError(
+          absl::StrCat("cannot start the client process: ", strerror(err)));
+    }
+    return std::unique_ptr<ChildClients>(new ChildClients(
+        errors, pid, fdopen(to_child[1], "w"), fdopen(from_child[0], "r")));
+  }
+
+  ~ChildClients() override {
+    std::fputs("quit\n", to_);
+    std::fclose(to_);
+    std::fclose(from_);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+
+  absl::Status Connect(const std::string& address, int n) override {
+    absl::StatusOr<std::string> reply =
+        Call(absl::StrCat("connect ", address, " ", n));
+    if (!reply.ok()) return reply.status();
+    return *reply == "ok" ? absl::OkStatus() : ReplyError(*reply);
+  }
+
+  absl::StatusOr<PhaseResult> Run(Phase phase, int n,
+                                  absl::Duration duration) override {
+    absl::StatusOr<std::string> reply = Call(absl::StrCat(
+        "run ", phase == Phase::kPing ? "ping" : "alloc", " ", n, " ",
+        absl::ToInt64Nanoseconds(duration)));
+    if (!reply.ok()) return reply.status();
+    std::vector<std::string> w = absl::StrSplit(*reply, ' ');
+    PhaseResult r;
+    uint64_t errors = 0;
+    size_t shown = 0;
+    if (w.size() != 9 || w[0] != "result" ||
+        !absl::SimpleAtoi(w[1], &r.rpcs) ||
+        !absl::SimpleAtoi(w[2], &r.all_rpcs) ||
+        !absl::SimpleAtod(w[3], &r.rps) || !absl::SimpleAtod(w[4], &r.p50_us) ||
+        !absl::SimpleAtod(w[5], &r.p99_us) ||
+        !absl::SimpleAtod(w[6], &r.client_cpu_s) ||
+        !absl::SimpleAtoi(w[7], &errors) || !absl::SimpleAtoi(w[8], &shown)) {
+      return ReplyError(*reply);
+    }
+    for (size_t i = 0; i < shown; ++i) {
+      absl::StatusOr<std::string> e = ReadLine();
+      if (!e.ok()) return e.status();
+      errors_->AddMessage(absl::StrCat("client process: ", *e));
+    }
+    errors_->AddUnshown(errors - std::min<uint64_t>(errors, shown));
+    return r;
+  }
+
+ private:
+  ChildClients(ErrorLog* errors, pid_t pid, FILE* to, FILE* from)
+      : errors_(errors), pid_(pid), to_(to), from_(from) {}
+
+  absl::StatusOr<std::string> Call(const std::string& command) {
+    if (std::fprintf(to_, "%s\n", command.c_str()) < 0 ||
+        std::fflush(to_) != 0) {
+      return absl::UnavailableError("the client process is gone");
+    }
+    return ReadLine();
+  }
+
+  absl::StatusOr<std::string> ReadLine() {
+    char* buf = nullptr;
+    size_t cap = 0;
+    const ssize_t n = getline(&buf, &cap, from_);
+    std::string line = n > 0 ? std::string(buf, n) : std::string();
+    free(buf);
+    if (n <= 0) return absl::UnavailableError("the client process is gone");
+    if (!line.empty() && line.back() == '\n') line.pop_back();
+    return line;
+  }
+
+  static absl::Status ReplyError(absl::string_view reply) {
+    return absl::InternalError(
+        absl::StrCat("client process: ", absl::StripPrefix(reply, "error ")));
+  }
+
+  ErrorLog* const errors_;  // not owned
+  const pid_t pid_;
+  FILE* const to_;
+  FILE* const from_;
+};
 
 absl::StatusOr<RecomputeResult> MeasureRecompute(int nodes, int repeat) {
   core::FabricSpec spec;
@@ -375,10 +711,16 @@ struct Report {
   int allocations_left = 0;
   absl::Status invariants;
 
-  const LevelResult* Level(int clients) const {
+  const LevelResult* Level(int clients, ClientsIn where) const {
     for (const auto& l : levels)
-      if (l.clients == clients) return &l;
+      if (l.clients == clients && l.clients_in == where) return &l;
     return nullptr;
+  }
+  // "true", "false", or "null" when that level did not run.
+  std::string TargetMetJson(ClientsIn where) const {
+    const LevelResult* l = Level(kTargetClients, where);
+    if (l == nullptr) return "null";
+    return Ratio(*l) >= kTargetRatio ? "true" : "false";
   }
   double Ratio(const LevelResult& l) const {
     return l.ping.rps > 0 ? l.alloc.rps / l.ping.rps : 0;
@@ -407,20 +749,22 @@ void PrintJson(const Report& r) {
   std::vector<std::string> levels;
   for (const auto& l : r.levels) {
     levels.push_back(absl::StrFormat(
-        "{\"clients\":%d,\"ping_rps\":%.1f,\"ping_p50_us\":%.1f,"
+        "{\"clients_in\":\"%s\",\"clients\":%d,\"ping_rps\":%.1f,"
+        "\"ping_p50_us\":%.1f,"
         "\"ping_p99_us\":%.1f,\"alloc_rps\":%.1f,\"alloc_p50_us\":%.1f,"
         "\"alloc_p99_us\":%.1f,\"ratio\":%.3f,\"store_batches\":%d,"
         "\"store_commits\":%d,\"store_apply_p50_us\":%.1f,"
-        "\"store_apply_p99_us\":%.1f}",
-        l.clients, l.ping.rps, l.ping.p50_us, l.ping.p99_us, l.alloc.rps,
-        l.alloc.p50_us, l.alloc.p99_us, r.Ratio(l), l.store_batches,
-        l.store_commits, l.apply_p50_us, l.apply_p99_us));
+        "\"store_apply_p99_us\":%.1f,\"ping_server_cpu_us\":%.1f,"
+        "\"ping_client_cpu_us\":%.1f,\"alloc_server_cpu_us\":%.1f,"
+        "\"alloc_client_cpu_us\":%.1f,\"ping_other_cores\":%.2f,"
+        "\"alloc_other_cores\":%.2f,\"alloc_store_cpu_us\":%.1f}",
+        ClientsInName(l.clients_in), l.clients, l.ping.rps, l.ping.p50_us,
+        l.ping.p99_us, l.alloc.rps, l.alloc.p50_us, l.alloc.p99_us,
+        r.Ratio(l), l.store_batches, l.store_commits, l.apply_p50_us,
+        l.apply_p99_us, l.ping.server_cpu_us, l.ping.client_cpu_us,
+        l.alloc.server_cpu_us, l.alloc.client_cpu_us, l.ping.other_cores,
+        l.alloc.other_cores, l.store_cpu_us));
   }
-  const LevelResult* at_target = r.Level(kTargetClients);
-  std::string target_met =
-      at_target == nullptr ? "null"
-                           : (r.Ratio(*at_target) >= kTargetRatio ? "true"
-                                                                  : "false");
   std::vector<std::string> errors;
   for (const auto& e : r.error_samples) errors.push_back(JsonString(e));
   absl::PrintF(
@@ -431,14 +775,15 @@ void PrintJson(const Report& r) {
       "\"store_batches\":%d,\"store_commits\":%d,\"rpc_errors\":%d,"
       "\"rpc_error_samples\":[%s],\"allocations_left\":%d,"
       "\"invariants_ok\":%s,\"target_met\":%s,"
-      "\"recompute_target_met\":%s}\n",
+      "\"target_met_child_clients\":%s,\"recompute_target_met\":%s}\n",
       absl::ToDoubleSeconds(r.duration), r.fabric_nodes, kAllocationSize,
       r.tmpfs ? "true" : "false", absl::StrJoin(levels, ","),
       r.recompute.nodes, r.recompute.median_ms, r.recompute.p99_ms,
       r.recompute.max_forward_all_up, r.recompute.max_forward_one_down,
       r.store_batches, r.store_commits, r.rpc_errors,
       absl::StrJoin(errors, ","), r.allocations_left,
-      r.invariants.ok() ? "true" : "false", target_met,
+      r.invariants.ok() ? "true" : "false",
+      r.TargetMetJson(ClientsIn::kSame), r.TargetMetJson(ClientsIn::kChild),
       r.recompute.median_ms <= kTargetRecomputeMs ? "true" : "false");
 }
 
@@ -451,15 +796,15 @@ void PrintTable(const Report& r) {
   absl::PrintF("store: %s (WAL, synchronous=FULL; removed at exit)%s\n\n",
                r.db_path,
                r.tmpfs ? "  WARNING: tmpfs, fsync is free" : "");
-  absl::PrintF("%7s | %10s %8s %8s | %11s %8s %8s | %5s | %13s %12s\n",
-               "clients", "ping rpc/s", "p50 us", "p99 us", "alloc rpc/s",
-               "p50 us", "p99 us", "ratio", "rpcs/fsync",
+  absl::PrintF("%5s %7s | %10s %8s %8s | %11s %8s %8s | %5s | %10s %12s\n",
+               "where", "clients", "ping rpc/s", "p50 us", "p99 us",
+               "alloc rpc/s", "p50 us", "p99 us", "ratio", "rpcs/fsync",
                "apply p50/p99 us");
   for (const auto& l : r.levels) {
     absl::PrintF(
-        "%7d | %10.0f %8.0f %8.0f | %11.0f %8.0f %8.0f | %5.2f | %13.1f "
+        "%5s %7d | %10.0f %8.0f %8.0f | %11.0f %8.0f %8.0f | %5.2f | %10.1f "
         "%12s\n",
-        l.clients, l.ping.rps, l.ping.p50_us, l.ping.p99_us, l.alloc.rps,
+        ClientsInName(l.clients_in), l.clients, l.ping.rps, l.ping.p50_us, l.ping.p99_us, l.alloc.rps,
         l.alloc.p50_us, l.alloc.p99_us, r.Ratio(l),
         // The manager groups concurrent mutations into one store batch, so
         // RPCs per durable commit shows the grouping. Commits include the
@@ -469,7 +814,26 @@ void PrintTable(const Report& r) {
             : 0.0,
         absl::StrFormat("%.0f/%.0f", l.apply_p50_us, l.apply_p99_us));
   }
-  absl::PrintF("(alloc rpc/s counts each allocate and each release)\n\n");
+  absl::PrintF(
+      "(alloc rpc/s counts each allocate and each release; where: clients in "
+      "the server's process, or in a child process)\n\n");
+  absl::PrintF("CPU time per RPC, us (server process / clients; of the "
+               "server's, the store's Apply), and cores used by the rest of "
+               "the machine:\n");
+  absl::PrintF("%5s %7s | %14s %11s | %14s %9s %11s\n", "where", "clients",
+               "ping srv/cli", "other cores", "alloc srv/cli", "store",
+               "other cores");
+  for (const auto& l : r.levels) {
+    absl::PrintF("%5s %7d | %14s %11.2f | %14s %9.0f %11.2f\n",
+                 ClientsInName(l.clients_in), l.clients,
+                 absl::StrFormat("%.0f/%.0f", l.ping.server_cpu_us,
+                                 l.ping.client_cpu_us),
+                 l.ping.other_cores,
+                 absl::StrFormat("%.0f/%.0f", l.alloc.server_cpu_us,
+                                 l.alloc.client_cpu_us),
+                 l.store_cpu_us, l.alloc.other_cores);
+  }
+  absl::PrintF("\n");
   absl::PrintF(
       "recompute, %d-node ring, all links up: median %.2f ms, p99 %.2f ms\n",
       r.recompute.nodes, r.recompute.median_ms, r.recompute.p99_ms);
@@ -484,15 +848,21 @@ void PrintTable(const Report& r) {
                r.invariants.ok() ? "OK" : std::string(r.invariants.message()));
   for (const auto& e : r.error_samples) absl::PrintF("  error: %s\n", e);
 
-  const LevelResult* at_target = r.Level(kTargetClients);
-  if (at_target == nullptr) {
-    absl::PrintF("target met (%d clients >= %.1fx ping): n/a (not run)\n",
-                 kTargetClients, kTargetRatio);
-  } else {
-    absl::PrintF("target met (%d clients >= %.1fx ping): %s (%.2fx)\n",
+  for (ClientsIn where : {ClientsIn::kSame, ClientsIn::kChild}) {
+    const LevelResult* at_target = r.Level(kTargetClients, where);
+    if (at_target == nullptr) continue;
+    absl::PrintF("target met (%d clients >= %.1fx ping, clients in %s): "
+                 "%s (%.2fx)\n",
                  kTargetClients, kTargetRatio,
+                 where == ClientsIn::kSame ? "the same process"
+                                           : "a child process",
                  r.Ratio(*at_target) >= kTargetRatio ? "yes" : "no",
                  r.Ratio(*at_target));
+  }
+  if (r.Level(kTargetClients, ClientsIn::kSame) == nullptr &&
+      r.Level(kTargetClients, ClientsIn::kChild) == nullptr) {
+    absl::PrintF("target met (%d clients >= %.1fx ping): n/a (not run)\n",
+                 kTargetClients, kTargetRatio);
   }
   absl::PrintF("target met (recompute median <= %.0f ms at N=%d): %s\n",
                kTargetRecomputeMs, r.recompute.nodes,
@@ -538,9 +908,48 @@ absl::Status CreateBenchFabric(v1::FabricService::Stub& stub, int nodes) {
   return absl::OkStatus();
 }
 
+// Runs `phase` on `clients` and fills in the CPU figures: this process's
+// CPU time, less the client threads' when they run here (`same_process`),
+// is the server's.
+absl::StatusOr<PhaseResult> MeasurePhase(ClientSet& clients, Phase phase,
+                                         int n, absl::Duration duration,
+                                         bool same_process) {
+  const double cpu0 = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
+  const HostCpu host0 = ReadHostCpu();
+  const auto wall0 = SteadyClock::now();
+  absl::StatusOr<PhaseResult> r = clients.Run(phase, n, duration);
+  const double cpu_s = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
+  const HostCpu host1 = ReadHostCpu();
+  const double wall_s = Micros(SteadyClock::now() - wall0) / 1e6;
+  if (!r.ok()) return r.status();
+  const double server_s = same_process ? cpu_s - r->client_cpu_s : cpu_s;
+  const double ours_s = same_process ? cpu_s : cpu_s + r->client_cpu_s;
+  if (r->all_rpcs > 0) {
+    r->server_cpu_us = server_s * 1e6 / r->all_rpcs;
+    r->client_cpu_us = r->client_cpu_s * 1e6 / r->all_rpcs;
+  }
+  if (wall_s > 0 && host1.total_s > host0.total_s) {
+    r->other_cores =
+        std::max(0.0, (host1.busy_s - host0.busy_s - ours_s) / wall_s);
+  }
+  return r;
+}
+
 // Runs the whole benchmark into `report`. Errors are setup failures; RPC
 // failures during the measurement are counted in the report instead.
 absl::Status Run(const Flags& flags, Report& report) {
+  std::vector<ClientsIn> modes;
+  if (flags.clients_in != "child") modes.push_back(ClientsIn::kSame);
+  if (flags.clients_in != "same") modes.push_back(ClientsIn::kChild);
+  ErrorLog errors;
+  std::unique_ptr<ChildClients> child;
+  if (absl::c_linear_search(modes, ClientsIn::kChild)) {
+    absl::StatusOr<std::unique_ptr<ChildClients>> spawned =
+        ChildClients::Spawn(&errors);
+    if (!spawned.ok()) return spawned.status();
+    child = *std::move(spawned);
+  }
+
   std::string parent = flags.dir;
   if (parent.empty()) {
     const char* env = std::getenv("TMPDIR");
@@ -570,59 +979,67 @@ absl::Status Run(const Flags& flags, Report& report) {
       *std::max_element(flags.clients.begin(), flags.clients.end());
   report.fabric_nodes = std::max(kMinRingNodes, 2 * max_clients);
 
-  // One channel per client; the local subchannel pool keeps channels with
-  // equal arguments from sharing a connection.
-  std::vector<Client> clients(max_clients);
-  for (int i = 0; i < max_clients; ++i) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetInt("fabric_bench.client", i);
-    clients[i].channel = grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args);
-    if (!clients[i].channel->WaitForConnected(
-            std::chrono::system_clock::now() + std::chrono::seconds(10))) {
-      return absl::UnavailableError(
-          absl::StrCat("client ", i, ": cannot connect to ", address));
-    }
-    clients[i].stub = v1::FabricService::NewStub(clients[i].channel);
-    // Neighbours: client i borrows on n(2i) from n(2i+1), a one-hop path.
-    clients[i].borrower = NodeName(2 * i);
-    clients[i].target = NodeName(2 * i + 1);
-  }
-  if (absl::Status s = CreateBenchFabric(*clients[0].stub, report.fabric_nodes);
+  // Setup and the final count go through a channel of their own.
+  std::shared_ptr<grpc::Channel> admin_channel =
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  std::unique_ptr<v1::FabricService::Stub> admin =
+      v1::FabricService::NewStub(admin_channel);
+  if (absl::Status s = CreateBenchFabric(*admin, report.fabric_nodes);
       !s.ok()) {
     return s;
   }
 
-  ErrorLog errors;
-  std::atomic<uint64_t> request_seq{0};
-  for (int n : flags.clients) {
-    LevelResult l;
-    l.clients = n;
-    l.ping = RunPing(clients, n, flags.duration, errors);
-    const store::StoreStats before = store->stats();
-    store->TakeApplyLatencies();
-    l.alloc = RunAllocate(clients, n, flags.duration, errors, request_seq);
-    const store::StoreStats after = store->stats();
-    const std::vector<double> apply_us = store->TakeApplyLatencies();
-    l.apply_p50_us = Percentile(apply_us, 50);
-    l.apply_p99_us = Percentile(apply_us, 99);
-    l.store_batches = after.batches - before.batches;
-    l.store_commits = after.commits - before.commits;
-    report.levels.push_back(l);
+  for (ClientsIn where : modes) {
+    LocalClients local(&errors, "bench-");
+    ClientSet& clients =
+        where == ClientsIn::kSame ? static_cast<ClientSet&>(local) : *child;
+    const bool same = where == ClientsIn::kSame;
+    if (absl::Status s = clients.Connect(address, max_clients); !s.ok()) {
+      return s;
+    }
+    for (int n : flags.clients) {
+      LevelResult l;
+      l.clients_in = where;
+      l.clients = n;
+      absl::StatusOr<PhaseResult> ping =
+          MeasurePhase(clients, Phase::kPing, n, flags.duration, same);
+      if (!ping.ok()) return ping.status();
+      l.ping = *ping;
+      const store::StoreStats before = store->stats();
+      double unused_cpu_s = 0;
+      store->TakeApplyLatencies(&unused_cpu_s);
+      absl::StatusOr<PhaseResult> alloc =
+          MeasurePhase(clients, Phase::kAllocate, n, flags.duration, same);
+      if (!alloc.ok()) return alloc.status();
+      l.alloc = *alloc;
+      const store::StoreStats after = store->stats();
+      double store_cpu_s = 0;
+      const std::vector<double> apply_us =
+          store->TakeApplyLatencies(&store_cpu_s);
+      if (l.alloc.all_rpcs > 0) {
+        l.store_cpu_us = store_cpu_s * 1e6 / l.alloc.all_rpcs;
+      }
+      l.apply_p50_us = Percentile(apply_us, 50);
+      l.apply_p99_us = Percentile(apply_us, 99);
+      l.store_batches = after.batches - before.batches;
+      l.store_commits = after.commits - before.commits;
+      report.levels.push_back(l);
+    }
   }
+  child.reset();
 
   const store::StoreStats stats = store->stats();
   report.store_batches = stats.batches;
   report.store_commits = stats.commits;
   report.rpc_errors = errors.count();
   report.error_samples = errors.shown();
-  absl::StatusOr<int> left = CountAllocations(*clients[0].stub);
+  absl::StatusOr<int> left = CountAllocations(*admin);
   if (!left.ok()) return left.status();
   report.allocations_left = *left;
   report.invariants = (*manager)->CheckInvariants();
 
-  clients.clear();
+  admin.reset();
+  admin_channel.reset();
   (*server)->Shutdown();
   (*manager)->Shutdown();
   server->reset();
@@ -661,6 +1078,14 @@ int Main(int argc, char** argv) {
   app.add_option("--repeat", flags.repeat, "Recompute runs for the median")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app.add_option("--clients-in", flags.clients_in,
+                 "Where the client threads run: in the server's process "
+                 "(same), in a child process (child), or each level both ways")
+      ->check(CLI::IsMember({"same", "child", "both"}))
+      ->capture_default_str();
+  bool client_process = false;
+  // Internal: the child that --clients-in=child starts.
+  app.add_flag("--client-process", client_process)->group("");
   app.add_option("--dir", flags.dir,
                  "Where to create the temporary database directory (default "
                  "$TMPDIR or /tmp)");
@@ -671,6 +1096,7 @@ int Main(int argc, char** argv) {
   }
   // As fabric-manager runs: without lock-order cycle detection.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  if (client_process) return ClientProcessMain();
 
   double seconds = 0;
   if (absl::SimpleAtod(duration, &seconds)) {
