@@ -263,9 +263,14 @@ class Connection {
   absl::Status Write(const std::vector<const WriteBatch*>& batches)
       ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(ExecLocked("BEGIN IMMEDIATE", "cannot write"));
+    // BEGIN and COMMIT are prepared once, like the writes, rather than
+    // parsed again for every group commit.
+    RETURN_IF_ERROR(
+        RunCachedLocked(begin_stmt_, "BEGIN IMMEDIATE", "cannot write"));
     absl::Status status = WriteMutationsLocked(batches);
-    if (status.ok()) status = ExecLocked("COMMIT", "cannot commit to");
+    if (status.ok()) {
+      status = RunCachedLocked(commit_stmt_, "COMMIT", "cannot commit to");
+    }
     if (!status.ok()) RollbackIfActiveLocked();
     return status;
   }
@@ -323,6 +328,18 @@ class Connection {
     return absl::OkStatus();
   }
 
+  // Runs the statement `sql` (no parameters, no rows), prepared into `slot`
+  // the first time; errors say `what`.
+  absl::Status RunCachedLocked(StmtPtr& slot, const char* sql,
+                               absl::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RETURN_IF_ERROR(PrepareLocked(slot, sql));
+    StatementResetter reset(slot.get());
+    const int rc = sqlite3_step(slot.get());
+    if (rc != SQLITE_DONE) return ErrorLocked(rc, what);
+    return absl::OkStatus();
+  }
+
   // Runs one bound statement to completion.
   absl::Status StepLocked(sqlite3_stmt* stmt, int bind_rc)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -365,6 +382,8 @@ class Connection {
   StmtPtr scan_stmt_ ABSL_GUARDED_BY(mu_);
   StmtPtr put_stmt_ ABSL_GUARDED_BY(mu_);
   StmtPtr delete_stmt_ ABSL_GUARDED_BY(mu_);
+  StmtPtr begin_stmt_ ABSL_GUARDED_BY(mu_);
+  StmtPtr commit_stmt_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<int> ReadVersion(Connection& db, const std::string& path) {
