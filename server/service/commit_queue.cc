@@ -109,16 +109,9 @@ absl::StatusOr<std::string> CommitQueue::Mutate(
 }
 
 CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
+  // The plans' batches are not needed once written: moved, not copied.
   store::WriteBatch merged;
-  for (const QueuedPlan& q : group) {
-    for (const store::Mutation& m : q.plan.batch.mutations()) {
-      if (m.value.has_value()) {
-        merged.Put(m.table, m.key, *m.value);
-      } else {
-        merged.Delete(m.table, m.key);
-      }
-    }
-  }
+  for (QueuedPlan& q : group) merged.Append(std::move(q.plan.batch));
   absl::Status written = store_->Apply(merged);
   if (!written.ok() && absl::IsUnavailable(written)) {
     written = absl::UnavailableError(absl::StrCat(

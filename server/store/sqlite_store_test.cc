@@ -141,6 +141,30 @@ TEST_P(BasicTest, LaterMutationInABatchWins) {
   EXPECT_EQ(store_->stats().commits, 1u);
 }
 
+TEST(WriteBatchTest, AppendMovesMutationsInOrderAndEmptiesTheOther) {
+  WriteBatch first;
+  first.Put("t", "a", "1");
+  WriteBatch second;
+  second.Delete("t", "a");
+  second.Put("t", "b", "22");
+  const size_t bytes = first.ApproximateBytes() + second.ApproximateBytes();
+  first.Append(std::move(second));
+  ASSERT_EQ(first.mutations().size(), 3u);
+  EXPECT_EQ(first.mutations()[0].key, "a");
+  EXPECT_EQ(first.mutations()[0].value, "1");
+  EXPECT_EQ(first.mutations()[1].key, "a");
+  EXPECT_FALSE(first.mutations()[1].value.has_value());
+  EXPECT_EQ(first.mutations()[2].value, "22");
+  EXPECT_EQ(first.ApproximateBytes(), bytes);
+  EXPECT_TRUE(second.empty());  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(second.ApproximateBytes(), 0u);
+
+  WriteBatch empty;
+  empty.Append(std::move(first));
+  EXPECT_EQ(empty.mutations().size(), 3u);
+  EXPECT_TRUE(first.empty());  // NOLINT(bugprone-use-after-move)
+}
+
 TEST_P(BasicTest, BinaryAndEmptyValuesRoundTrip) {
   const std::string binary("\0\xff\x01proto\0", 9);
   ASSERT_TRUE(Put(*store_, "t", "bin", binary).ok());

@@ -50,6 +50,9 @@ class WriteBatch {
   void Put(absl::string_view table, absl::string_view key,
            absl::string_view value);
   void Delete(absl::string_view table, absl::string_view key);
+  // Moves `other`'s mutations, in order, after this batch's (no copy of
+  // their keys or values); `other` is left empty.
+  void Append(WriteBatch&& other);
 
   const std::vector<Mutation>& mutations() const { return mutations_; }
   bool empty() const { return mutations_.empty(); }
