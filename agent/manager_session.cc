@@ -12,6 +12,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "common/latency_trace.h"
 
 namespace fabric::agent {
 namespace {
@@ -163,6 +164,7 @@ void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
     ctx.set_deadline(Deadline());
     agentproto::v1::ReportStatusResponse resp;
     grpc::Status s = stub->ReportStatus(&ctx, StatusReport(), &resp);
+    LatencyTrace::Record("agent.heartbeat_reported", options_.node, 0);
     if (s.error_code() == grpc::StatusCode::ABORTED) {
       Fence(s);
       return;
@@ -266,6 +268,7 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
   std::thread stream_reader([&] {
     agentproto::v1::DesiredConfig next;
     while (reader->Read(&next)) {
+      LatencyTrace::Record("agent.config_in", options_.node, next.generation());
       bool replaced;
       {
         absl::MutexLock l(&latest.mu);
@@ -292,6 +295,8 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
       config = std::move(*latest.config);
       latest.config.reset();
     }
+    LatencyTrace::Record("agent.apply_start", options_.node,
+                         config.generation());
     if (config.fabric() != fabric) {
       if (config.fabric().empty()) {
         std::cerr << "fabric-agent " << options_.node
@@ -311,12 +316,14 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
     const bool applied = reconciler_->Apply(config).ok();
     vf_->SetAssignments(
         {config.vf_assignments().begin(), config.vf_assignments().end()});
+    LatencyTrace::Record("agent.applied", options_.node, config.generation());
     // Report at once, so allocations turn READY without waiting for the
     // next heartbeat.
     grpc::ClientContext rctx;
     rctx.set_deadline(Deadline());
     agentproto::v1::ReportStatusResponse resp;
     grpc::Status reported = stub->ReportStatus(&rctx, StatusReport(), &resp);
+    LatencyTrace::Record("agent.reported", options_.node, config.generation());
     if (reported.error_code() == grpc::StatusCode::ABORTED) Fence(reported);
     if (applied) reconciler_->RecordFingerprint(config);
   }

@@ -8,6 +8,7 @@
 #include "agent/vf/msix_layout.h"
 #include "agent/vf_assignment.h"
 #include "common/grpc_status.h"
+#include "common/latency_trace.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 
@@ -132,6 +133,9 @@ void VfBorrower::Reconcile() {
   bool changed = false;
   for (const agentproto::v1::VfAssignment& a : todo) {
     auto shadow = BuildShadow(a);
+    LatencyTrace::Record(
+        shadow.ok() ? "agent.shadow_built" : "agent.shadow_failed",
+        a.attachment(), 0);
     absl::MutexLock l(&mu_);
     auto it = borrowed_.find(a.attachment());
     if (it == borrowed_.end() ||

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/latency_trace.h"
 #include "common/profiles.h"
 #include "common/status_macros.h"
 #include "server/service/convert.h"
@@ -435,6 +436,7 @@ class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
     in_no_fabric_ = config.fabric().empty();
     if (config.generation() == sent_) return false;
     sent_ = config.generation();
+    LatencyTrace::Record("manager.config_sent", node_, sent_);
     *out = std::move(config);
     return true;
   }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/latency_trace.h"
 #include "common/status_macros.h"
 #include "server/core/invariants.h"
 #include "server/service/attachment_planner.h"
@@ -551,8 +552,14 @@ FabricManager::ReportStatus(const agentproto::v1::ReportStatusRequest& req) {
   }
   ASSIGN_OR_RETURN(const std::string node,
                    ParseName("node", req.node(), "nodes"));
-  absl::MutexLock l(&mu_);
-  return agents_.Report(node, req);
+  LatencyTrace::Record("manager.report_in", node, req.applied_generation());
+  absl::StatusOr<agentproto::v1::ReportStatusResponse> out;
+  {
+    absl::MutexLock l(&mu_);
+    out = agents_.Report(node, req);
+  }
+  LatencyTrace::Record("manager.report_done", node, req.applied_generation());
+  return out;
 }
 
 absl::Status FabricManager::ConfigStreamOpened(absl::string_view node,

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "common/latency_trace.h"
 
 namespace fabric::service {
 
@@ -125,6 +126,7 @@ void WatchHub::SetGeneration(int64_t generation) {
   absl::MutexLock l(&mu_);
   generation_ = generation;
   changed_ = true;
+  LatencyTrace::Record("manager.generation", "-", generation);
 }
 
 int64_t WatchHub::generation() const {

@@ -5,7 +5,8 @@
 // READY means every agent on the allocation's path applied the generation
 // holding it (each a durable write of its simulated bridge state) and
 // reported it back; the allocation's READY event is observed on a Watch
-// stream.
+// stream. --breakdown also traces the manager and the agents
+// (common/latency_trace.h) and prints the median and p99 of each phase.
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -21,14 +23,69 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/latency_trace.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "tests/bench/bench_util.h"
+#include "tests/bench/latency_breakdown.h"
 #include "tests/bench/ready_watcher.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::bench {
 namespace {
+
+// One allocation timed: when it was asked for, committed (the RPC
+// returned) and seen READY (steady clock, ns), its generation and path.
+struct Sample {
+  int64_t asked_ns, created_ns, ready_ns, generation;
+  std::vector<std::string> path;
+};
+
+// Where each allocation's time to READY went, along its slowest path agent
+// (the last whose report the manager received), from the trace the manager
+// and the agents wrote.
+void PrintBreakdown(const std::string& trace,
+                    const std::vector<Sample>& samples) {
+  const TraceIndex index(LatencyTrace::Parse(trace));
+  PhaseTable table(
+      {"CreateAllocation: plan + commit (fsync)",
+       "generation -> config write (manager)",
+       "config stream transit -> agent reader", "agent reader -> apply loop",
+       "apply to the simulated bridge", "status report out -> manager",
+       "report handling + readiness (manager)", "READY event -> watcher"});
+  std::vector<double> rpc_us, skew_us;
+  for (const Sample& s : samples) {
+    const int64_t g = s.generation;
+    const int64_t gen = index.First("manager.generation", "-", g, s.asked_ns);
+    // The path agent heard from last.
+    std::string last;
+    int64_t last_in = -1, first_in = -1;
+    for (const std::string& n : s.path) {
+      // "bridges/n3": the bridge of node n3.
+      const std::string node = n.substr(n.rfind('/') + 1);
+      const int64_t in = index.First("manager.report_in", node, g, gen);
+      if (in > last_in) last_in = in, last = node;
+      if (in >= 0 && (first_in < 0 || in < first_in)) first_in = in;
+    }
+    const int64_t sent = index.First("manager.config_sent", last, g, gen);
+    const int64_t got = index.First("agent.config_in", last, g, sent);
+    const int64_t start = index.First("agent.apply_start", last, g, got);
+    const int64_t applied = index.First("agent.applied", last, g, start);
+    const int64_t in = index.First("manager.report_in", last, g, applied);
+    const int64_t done = index.First("manager.report_done", last, g, in);
+    table.Add(
+        {s.asked_ns, gen, sent, got, start, applied, in, done, s.ready_ns});
+    rpc_us.push_back((s.created_ns - s.asked_ns) / 1e3);
+    if (first_in >= 0) skew_us.push_back((last_in - first_in) / 1e3);
+  }
+  std::cout << table.Format()
+            << absl::StrFormat(
+                   "  (CreateAllocation RPC as the client saw it: p50 %.0f "
+                   "us, p99 %.0f us; first to last path agent's report: "
+                   "p50 %.0f us, p99 %.0f us)\n",
+                   Percentile(rpc_us, 50), Percentile(rpc_us, 99),
+                   Percentile(skew_us, 50), Percentile(skew_us, 99));
+}
 
 int Main(int argc, char** argv) {
   CLI::App app{
@@ -44,9 +101,16 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-o,--output", output, "table or json")
       ->check(CLI::IsMember({"table", "json"}));
+  bool breakdown = false;
+  app.add_flag("--breakdown", breakdown,
+               "trace the manager and the agents (FABRIC_LATENCY_TRACE) and "
+               "print where the time to READY goes, phase by phase");
   CLI11_PARSE(app, argc, argv);
 
   proctest::TempDir dir;
+  const std::string trace_path = dir.path() + "/latency.trace";
+  // Inherited by the manager and the agents.
+  if (breakdown) setenv(LatencyTrace::kEnv, trace_path.c_str(), 1);
   proctest::Manager manager = proctest::StartManager(
       dir.path() + "/fabric.db", dir.path() + "/manager.log");
   if (manager.port < 0) {
@@ -103,6 +167,7 @@ int Main(int argc, char** argv) {
   ReadyWatcher watcher(stub.get(), "allocations");
   std::mt19937 rng(7);
   std::vector<double> ready_us;
+  std::vector<Sample> samples;  // with --breakdown
   int failures = 0;
   for (int i = 0; i < count; ++i) {
     const int from = static_cast<int>(rng() % nodes);
@@ -117,6 +182,7 @@ int Main(int argc, char** argv) {
     const auto t0 = Clock::now();
     grpc::ClientContext ctx;
     grpc::Status s = stub->CreateAllocation(&ctx, req, &a);
+    const auto created = Clock::now();
     Clock::time_point at;
     if (!s.ok() || !watcher.Wait(a.name(), &at, std::chrono::seconds(10))) {
       ++failures;
@@ -125,6 +191,25 @@ int Main(int argc, char** argv) {
       continue;
     }
     ready_us.push_back(Micros(at - t0));
+    auto ns = [](Clock::time_point t) {
+      return static_cast<int64_t>(
+          std::chrono::nanoseconds(t.time_since_epoch()).count());
+    };
+    if (breakdown) {
+      // The generation and path READY waited for (the create response
+      // does not carry them).
+      grpc::ClientContext gctx;
+      v1::GetAllocationRequest get;
+      get.set_name(a.name());
+      v1::Allocation got;
+      if (stub->GetAllocation(&gctx, get, &got).ok()) {
+        samples.push_back({ns(t0),
+                           ns(created),
+                           ns(at),
+                           got.required_generation(),
+                           {got.path().begin(), got.path().end()}});
+      }
+    }
     grpc::ClientContext dctx;
     v1::DeleteAllocationRequest del;
     del.set_name(a.name());
@@ -150,6 +235,9 @@ int Main(int argc, char** argv) {
         "(READY p50 = %.1fx Ping)\nfailures: %d\n",
         nodes, count, p50, p99, p99 < 10000 ? "met" : "not met", ping50,
         Percentile(ping_us, 99), p50 / ping50, failures);
+  }
+  if (breakdown) {
+    PrintBreakdown(proctest::ReadFile(trace_path), samples);
   }
   return failures == 0 ? 0 : 1;
 }
