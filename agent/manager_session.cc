@@ -150,16 +150,9 @@ agentproto::v1::ReportStatusRequest ManagerSession::StatusReport() const {
   return r;
 }
 
-void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
-                                   absl::Duration interval,
-                                   absl::Notification* done) {
-  // Reports every `interval`, and soon after report_requested_ is set.
-  const absl::Duration slice = std::min(interval, absl::Milliseconds(20));
-  absl::Time next = absl::Now() + interval;
+void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub) {
   bool failing = false;  // the last report failed (logged once)
-  while (!done->WaitForNotificationWithTimeout(slice)) {
-    if (absl::Now() < next && !report_requested_.exchange(false)) continue;
-    next = absl::Now() + interval;
+  while (reports_.Wait()) {
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
     agentproto::v1::ReportStatusResponse resp;
@@ -244,11 +237,8 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
     session_ = registered.session();
     stream_ctx_ = &ctx;
   }
-  absl::Notification heartbeat_done;
-  std::thread heartbeat([&] {
-    HeartbeatLoop(stub, std::max(interval, absl::Milliseconds(10)),
-                  &heartbeat_done);
-  });
+  reports_.Start(std::max(interval, absl::Milliseconds(10)));
+  std::thread heartbeat([&] { HeartbeatLoop(stub); });
   agentproto::v1::StreamConfigRequest sreq;
   sreq.set_node(options_.node);
   sreq.set_session(registered.session());
@@ -336,7 +326,7 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
     stream_ctx_ = nullptr;
     stopping = stopping_;
   }
-  heartbeat_done.Notify();
+  reports_.Stop();
   heartbeat.join();
   if (!stopping) {
     std::cerr << "fabric-agent " << options_.node

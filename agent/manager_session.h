@@ -28,6 +28,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "agent/reconciler.h"
+#include "agent/report_schedule.h"
 #include "agent/vf_lending.h"
 #include "common/clock.h"
 #include "fabric/agentproto/v1/agent_service.grpc.pb.h"
@@ -97,8 +98,10 @@ class ManagerSession {
   // Cancels the open call, disconnects and joins the loop; idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Asks for a status report soon, ahead of the next heartbeat.
-  void RequestReport() { report_requested_ = true; }
+  // Asks for a status report now, ahead of the next heartbeat: the
+  // heartbeat thread wakes and sends it (while a session is open; else the
+  // next session's first heartbeat does).
+  void RequestReport() { reports_.Request(); }
 
   SessionStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -108,8 +111,8 @@ class ManagerSession {
   // Stop(). Returns whether it registered.
   bool Session(agentproto::v1::AgentService::Stub* stub)
       ABSL_LOCKS_EXCLUDED(mu_);
-  void HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
-                     absl::Duration interval, absl::Notification* done)
+  // Reports whenever reports_ says one is due, until it is stopped.
+  void HeartbeatLoop(agentproto::v1::AgentService::Stub* stub)
       ABSL_LOCKS_EXCLUDED(mu_);
   agentproto::v1::ReportStatusRequest StatusReport() const
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -124,8 +127,9 @@ class ManagerSession {
   VfLending* const vf_;           // not owned
   const Clock* const clock_;      // not owned
   int control_port_ = 0;          // set by Start()
-  // Set when something the manager should hear about now has changed.
-  std::atomic<bool> report_requested_{false};
+  // When the next report is due: every heartbeat interval of the open
+  // session (real time), and at once after RequestReport().
+  ReportSchedule reports_{Clock::Real()};
 
   mutable absl::Mutex mu_;
   SessionStats stats_ ABSL_GUARDED_BY(mu_);
