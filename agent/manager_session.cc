@@ -305,7 +305,8 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
     }
     const bool applied = reconciler_->Apply(config).ok();
     vf_->SetAssignments(
-        {config.vf_assignments().begin(), config.vf_assignments().end()});
+        {config.vf_assignments().begin(), config.vf_assignments().end()},
+        config.generation());
     LatencyTrace::Record("agent.applied", options_.node, config.generation());
     // Report at once, so allocations turn READY without waiting for the
     // next heartbeat.

@@ -74,10 +74,11 @@ VfBorrower::~VfBorrower() {
 }
 
 agentproto::v1::NodeAgentService::Stub* VfBorrower::LenderStub(
-    const std::string& attachment) {
+    const std::string& attachment, int64_t* generation) {
   std::string address;
   {
     absl::MutexLock l(&lender_mu_);
+    *generation = generation_;
     auto it = lender_of_.find(attachment);
     if (it == lender_of_.end() || it->second.empty()) return nullptr;
     address = it->second;
@@ -86,7 +87,8 @@ agentproto::v1::NodeAgentService::Stub* VfBorrower::LenderStub(
 }
 
 void VfBorrower::SetAssignments(
-    const std::vector<agentproto::v1::VfAssignment>& assignments) {
+    const std::vector<agentproto::v1::VfAssignment>& assignments,
+    int64_t generation) {
   bool changed = false;
   {
     absl::MutexLock l(&mu_);
@@ -101,6 +103,7 @@ void VfBorrower::SetAssignments(
       absl::MutexLock ll(&lender_mu_);
       lender_of_.clear();
       for (const auto& [name, a] : borrowed) lender_of_[name] = a.lender_agent();
+      generation_ = generation;
     }
     for (auto it = shadows_.begin(); it != shadows_.end();) {
       auto want = borrowed.find(it->first);
@@ -172,13 +175,16 @@ absl::StatusOr<std::shared_ptr<VfBorrower::Shadow>> VfBorrower::BuildShadow(
     const agentproto::v1::VfAssignment& a) {
   auto call = [this, a](agentproto::v1::VfAccessRequest req)
       -> absl::StatusOr<agentproto::v1::VfAccessResponse> {
-    agentproto::v1::NodeAgentService::Stub* lender = LenderStub(a.attachment());
+    int64_t generation = 0;
+    agentproto::v1::NodeAgentService::Stub* lender =
+        LenderStub(a.attachment(), &generation);
     if (lender == nullptr) {
       return absl::UnavailableError(absl::StrCat(
           "the agent of lender ", a.lender(), " has no control address"));
     }
     req.set_borrower(a.borrower());
     req.set_vf_address(a.vf_address());
+    req.set_generation(generation);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + kLenderDeadline);
     agentproto::v1::VfAccessResponse resp;

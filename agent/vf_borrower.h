@@ -53,11 +53,13 @@ class VfBorrower {
   VfBorrower& operator=(const VfBorrower&) = delete;
 
   // The BORROWER assignments of the configuration just applied (lender
-  // ones are ignored). Shadows of removed or changed borrowings are torn
-  // down; a new lender address alone keeps the shadow. Wakes the builder.
+  // ones are ignored), of generation `generation` (0: unknown; the lender
+  // is asked with it, see VfAccessRequest.generation). Shadows of removed
+  // or changed borrowings are torn down; a new lender address alone keeps
+  // the shadow. Wakes the builder.
   void SetAssignments(
-      const std::vector<agentproto::v1::VfAssignment>& assignments)
-      ABSL_LOCKS_EXCLUDED(mu_, lender_mu_);
+      const std::vector<agentproto::v1::VfAssignment>& assignments,
+      int64_t generation = 0) ABSL_LOCKS_EXCLUDED(mu_, lender_mu_);
   // Builds the shadows not built yet.
   void Reconcile() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -78,9 +80,11 @@ class VfBorrower {
  private:
   struct Shadow;
 
-  // The stub of the lender's agent of `attachment` now; null if unknown.
+  // The stub of the lender's agent of `attachment` now, null if unknown,
+  // and the generation to ask it with.
   agentproto::v1::NodeAgentService::Stub* LenderStub(
-      const std::string& attachment) ABSL_LOCKS_EXCLUDED(lender_mu_);
+      const std::string& attachment, int64_t* generation)
+      ABSL_LOCKS_EXCLUDED(lender_mu_);
   // Builds the shadow for `a` (outside mu_: it calls the lender).
   absl::StatusOr<std::shared_ptr<Shadow>> BuildShadow(
       const agentproto::v1::VfAssignment& a);
@@ -102,6 +106,8 @@ class VfBorrower {
   // virtualizer's lock held.
   absl::Mutex lender_mu_ ABSL_ACQUIRED_AFTER(mu_);
   std::map<std::string, std::string> lender_of_ ABSL_GUARDED_BY(lender_mu_);
+  // The generation of the configuration that set lender_of_.
+  int64_t generation_ ABSL_GUARDED_BY(lender_mu_) = 0;
   // Lender agents' stubs by address.
   StubCache<agentproto::v1::NodeAgentService> stubs_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

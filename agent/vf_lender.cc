@@ -1,5 +1,6 @@
 #include "agent/vf_lender.h"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 
@@ -56,7 +57,8 @@ VfLender::VfLender(std::string node, hw::SriovFunctions* local)
     : node_(std::move(node)), local_(local) {}
 
 void VfLender::SetAssignments(
-    const std::vector<agentproto::v1::VfAssignment>& assignments) {
+    const std::vector<agentproto::v1::VfAssignment>& assignments,
+    int64_t generation) {
   // Lendings that ended are withdrawn and their VFs quiesced before any new
   // lending is published: the next borrower of the same VF must find it
   // quiet, and its own setup must not be undone by a late quiesce.
@@ -84,6 +86,7 @@ void VfLender::SetAssignments(
   for (const auto& a : ended) Quiesce(a);
   absl::MutexLock l(&mu_);
   lent_ = std::move(lent);
+  generation_ = std::max(generation_, generation);  // wakes VfAccess
 }
 
 void VfLender::Quiesce(const agentproto::v1::VfAssignment& a) {
@@ -120,6 +123,12 @@ absl::StatusOr<agentproto::v1::VfAccessResponse> VfLender::VfAccess(
   agentproto::v1::VfAssignment a;
   {
     absl::MutexLock l(&mu_);
+    // A borrower ahead of this lender asks about a lending this lender may
+    // not have applied yet: wait for it rather than refuse.
+    auto caught_up = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return generation_ >= req.generation();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&caught_up), kCatchUpTimeout);
     const agentproto::v1::VfAssignment* found = nullptr;
     for (const auto& [name, x] : lent_) {
       if (x.vf_address() == req.vf_address()) found = &x;

@@ -35,15 +35,20 @@ class VfLender {
   VfLender& operator=(const VfLender&) = delete;
 
   // The LENDER assignments of the configuration just applied (others are
-  // ignored). Lendings that ended are withdrawn and their VFs quiesced
-  // (every MSI-X vector masked and cleared, bus mastering, memory decode and
-  // MSI-X off) before the new ones are published, so the next borrower of a
-  // VF finds it quiet.
+  // ignored), of generation `generation` (0: unknown). Lendings that ended
+  // are withdrawn and their VFs quiesced (every MSI-X vector masked and
+  // cleared, bus mastering, memory decode and MSI-X off) before the new
+  // ones are published, so the next borrower of a VF finds it quiet.
   void SetAssignments(
-      const std::vector<agentproto::v1::VfAssignment>& assignments)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      const std::vector<agentproto::v1::VfAssignment>& assignments,
+      int64_t generation = 0) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // PERMISSION_DENIED unless the VF is lent to req.borrower();
+  // How long VfAccess waits for this lender's configuration to reach the
+  // borrower's generation (req.generation()).
+  static constexpr absl::Duration kCatchUpTimeout = absl::Seconds(1);
+
+  // PERMISSION_DENIED unless the VF is lent to req.borrower() (decided once
+  // this lender has applied req.generation(), or after kCatchUpTimeout);
   // FAILED_PRECONDITION when this node has no local functions.
   absl::StatusOr<agentproto::v1::VfAccessResponse> VfAccess(
       const agentproto::v1::VfAccessRequest& req) ABSL_LOCKS_EXCLUDED(mu_);
@@ -63,6 +68,8 @@ class VfLender {
   // By attachment name.
   std::map<std::string, agentproto::v1::VfAssignment> lent_
       ABSL_GUARDED_BY(mu_);
+  // The newest generation SetAssignments was given.
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   // The last probe of the local functions (FillStatus).
   absl::Mutex probe_mu_;
   absl::Time probed_at_ ABSL_GUARDED_BY(probe_mu_) = absl::InfinitePast();

@@ -3,6 +3,8 @@
 // virtualization rules allow, even when it bypasses its own shadow device.
 #include "agent/vf_lender.h"
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/sim/sim_sriov_functions.h"
@@ -246,6 +248,39 @@ TEST_F(VfLenderTest, HealthAndInventoryAreReported) {
     EXPECT_THAT(h.reason(), HasSubstr("vendor id reads 0xffff"));
   }
   EXPECT_TRUE(seen);
+}
+
+// A borrower that heard of its lending first (generation 7) is answered
+// once the lender applies that generation. Whichever comes first, the
+// request or the lender's apply, the answer is OK; without the wait, a
+// request that came first was refused.
+TEST_F(VfLenderTest, ABorrowerAheadIsAnsweredOnceTheLenderCatchesUp) {
+  lending_->SetAssignments({}, /*generation=*/6);  // att-1 ended
+  agentproto::v1::VfAccessRequest req;
+  req.set_borrower("n2");
+  req.set_vf_address(kVf0);
+  req.set_op(agentproto::v1::VfAccessRequest::CONFIG_SNAPSHOT);
+  req.set_generation(7);
+  absl::StatusOr<agentproto::v1::VfAccessResponse> got;
+  std::thread borrower([&] { got = lending_->VfAccess(req); });
+  lending_->SetAssignments({Lending("attachments/att-2", "n2", 0)},
+                           /*generation=*/7);
+  borrower.join();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->config().size(), 4096u);
+}
+
+// A lender at or past the borrower's generation decides at once.
+TEST_F(VfLenderTest, ALenderUpToDateRefusesAtOnce) {
+  lending_->SetAssignments({Lending("attachments/att-1", "n0", 0)},
+                           /*generation=*/7);
+  agentproto::v1::VfAccessRequest req;
+  req.set_borrower("n2");
+  req.set_vf_address(kVf0);
+  req.set_op(agentproto::v1::VfAccessRequest::CONFIG_SNAPSHOT);
+  req.set_generation(7);
+  EXPECT_EQ(lending_->VfAccess(req).status().code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 }  // namespace

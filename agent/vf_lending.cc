@@ -12,12 +12,13 @@ VfLending::VfLending(std::string node, hw::SriovFunctions* local,
                 std::move(on_shadow_change)) {}
 
 void VfLending::SetAssignments(
-    const std::vector<agentproto::v1::VfAssignment>& assignments) {
+    const std::vector<agentproto::v1::VfAssignment>& assignments,
+    int64_t generation) {
   // Ended lendings are quiesced before the borrower's side changes, as
   // before the split: a VF moving from lender to borrower role on one node
   // is quiet first.
-  lender_.SetAssignments(assignments);
-  borrower_.SetAssignments(assignments);
+  lender_.SetAssignments(assignments, generation);
+  borrower_.SetAssignments(assignments, generation);
 }
 
 void VfLending::FillStatus(agentproto::v1::ReportStatusRequest* report) {

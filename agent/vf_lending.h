@@ -10,6 +10,7 @@
 #ifndef FABRIC_AGENT_VF_LENDING_H_
 #define FABRIC_AGENT_VF_LENDING_H_
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -41,8 +42,11 @@ class VfLending {
   // The VF duties of the configuration just applied. VFs no longer lent are
   // quiesced (bus mastering off, MSI-X disabled) first; shadows of removed
   // borrowings are torn down.
+  // `generation` is the configuration's (0: unknown); see
+  // VfAccessRequest.generation.
   void SetAssignments(
-      const std::vector<agentproto::v1::VfAssignment>& assignments);
+      const std::vector<agentproto::v1::VfAssignment>& assignments,
+      int64_t generation = 0);
   // Builds the shadows not built yet (the background thread does this
   // every 10 ms while some shadow is missing); public for tests.
   void Reconcile() { borrower_.Reconcile(); }
