@@ -48,6 +48,7 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
   // A (re)registered agent must apply the current generation again.
   agent->applied_generation = 0;
   agent->errors.clear();
+  Rearm(node, *agent);
   agentproto::v1::RegisterNodeResponse out;
   *out.mutable_heartbeat_interval() =
       ToProtoDuration(options_.heartbeat_interval);
@@ -64,8 +65,9 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
   if (moved) {
     // Borrowers of this node's VFs must learn the new address: a new
     // generation re-sends every node's configuration.
-    for (const auto& [id, a] : s.attachments) {
-      if (a->committed && a->record.lender() == NodeName(node)) {
+    for (const AttachmentEntry* a :
+         NodeLeases<v1::Attachment>(s, *fn->first, fn->second)) {
+      if (a->record.lender() == NodeName(node)) {
         s.BumpGeneration();
         break;
       }
@@ -107,8 +109,7 @@ absl::StatusOr<agentproto::v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
   out.set_mmio_base(n.mmio_base);
   out.set_mmio_size(n.mmio_size);
   *out.mutable_ports() = BridgeView(s, f, idx).ports();
-  for (const auto& [id, a] : s.attachments) {
-    if (!a->committed || a->fabric != f.id()) continue;
+  for (const AttachmentEntry* a : NodeLeases<v1::Attachment>(s, f, idx)) {
     const v1::Attachment& r = a->record;
     const bool lender = r.lender() == out.node();
     if (!lender && r.borrower() != out.node()) continue;
@@ -166,6 +167,7 @@ absl::StatusOr<agentproto::v1::ReportStatusResponse> AgentRegistry::Report(
   const bool was_ready = a.state == v1::Node::READY;
   a.last_heartbeat = clock_->Now();
   a.state = v1::Node::READY;
+  Rearm(node, a);
   bool errors_changed =
       a.errors.size() != static_cast<size_t>(req.errors_size());
   for (size_t i = 0; !errors_changed && i < a.errors.size(); ++i) {
@@ -238,7 +240,10 @@ absl::Status AgentRegistry::StreamOpened(const std::string& node,
   RETURN_IF_ERROR(CheckSession(node, *it->second, session));
   // A stream without a session (a reader such as a test harness, not the
   // agent) proves nothing about the agent's transport.
-  if (session != 0) ++it->second->open_streams;
+  if (session != 0) {
+    ++it->second->open_streams;
+    Rearm(node, *it->second);
+  }
   return absl::OkStatus();
 }
 
@@ -255,30 +260,65 @@ void AgentRegistry::StreamClosed(const std::string& node, int64_t session) {
     // kept for a session that may never answer again.
     a.control_address.clear();
   }
+  Rearm(node, a);
+}
+
+absl::Time AgentRegistry::SilentAfter(const AgentEntry& a) const {
+  const absl::Duration allowed =
+      a.open_streams > 0
+          ? std::max(options_.heartbeat_timeout, options_.stream_grace)
+          : options_.heartbeat_timeout;
+  return a.last_heartbeat + allowed;
+}
+
+void AgentRegistry::Rearm(const std::string& node, const AgentEntry& a) {
+  if (a.state == v1::Node::READY) {
+    heartbeats_.Set(node, SilentAfter(a));
+  } else {
+    heartbeats_.Clear(node);
+  }
 }
 
 void AgentRegistry::SweepSilent(absl::Time now) {
   ManagerState& s = *state_;
-  const absl::Duration grace =
-      std::max(options_.heartbeat_timeout, options_.stream_grace);
-  std::vector<std::string> silent_unassigned;
-  for (auto& [node, agent] : s.agents) {
-    const absl::Duration allowed =
-        agent->open_streams > 0 ? grace : options_.heartbeat_timeout;
-    if (agent->state == v1::Node::READY &&
-        agent->last_heartbeat + allowed < now) {
-      agent->state = v1::Node::NOT_READY;
-      auto fn = s.FindNode("node", node);
-      if (!fn.ok()) {
-        // In no fabric and silent: nothing to remember it for.
-        silent_unassigned.push_back(node);
-        continue;
-      }
-      PublishNode(*fn->first, fn->second);
-      RefreshFabricLeases(s, fn->first->id(), fn->second);
+  for (const std::string& node : heartbeats_.PopDue(now)) {
+    auto it = s.agents.find(node);
+    if (it == s.agents.end()) continue;
+    AgentEntry* agent = it->second.get();
+    if (agent->state != v1::Node::READY || !(SilentAfter(*agent) < now)) {
+      Rearm(node, *agent);  // due at `now` exactly: silent only after it
+      continue;
+    }
+    agent->state = v1::Node::NOT_READY;
+    auto fn = s.FindNode("node", node);
+    if (!fn.ok()) {
+      // In no fabric and silent: nothing to remember it for.
+      s.agents.erase(it);
+      continue;
+    }
+    PublishNode(*fn->first, fn->second);
+    RefreshFabricLeases(s, fn->first->id(), fn->second);
+  }
+}
+
+absl::Status AgentRegistry::CheckTimers() const {
+  size_t ready = 0;
+  for (const auto& [node, a] : state_->agents) {
+    if (a->state != v1::Node::READY) continue;
+    ++ready;
+    if (heartbeats_.Deadline(node) != SilentAfter(*a)) {
+      return absl::InternalError(absl::StrCat(
+          "heartbeat queue: READY agent ", node, " has no deadline or ",
+          "the wrong one"));
     }
   }
-  for (const std::string& node : silent_unassigned) s.agents.erase(node);
+  if (heartbeats_.size() != ready) {
+    return absl::InternalError(absl::StrCat("heartbeat queue holds ",
+                                            heartbeats_.size(),
+                                            " deadlines for ", ready,
+                                            " READY agents"));
+  }
+  return absl::OkStatus();
 }
 
 void AgentRegistry::PublishNode(const FabricEntry& f, int n) {

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "fabric/agentproto/v1/agent_service.pb.h"
+#include "server/service/deadline_queue.h"
 #include "server/service/manager_options.h"
 #include "server/service/manager_state.h"
 
@@ -46,8 +47,13 @@ class AgentRegistry {
   absl::StatusOr<agentproto::v1::DesiredConfig> DesiredConfigFor(
       absl::string_view node) const;
   // Marks agents silent past their allowance NOT_READY at `now` (and
-  // forgets those of nodes in no fabric).
+  // forgets those of nodes in no fabric). Costs O(silent · log n): the
+  // deadlines are kept in a queue, not found by a scan.
   void SweepSilent(absl::Time now);
+
+  // Checks the heartbeat queue against a scan of the agents: every READY
+  // agent, and no other, has its deadline there. INTERNAL otherwise.
+  absl::Status CheckTimers() const;
 
  private:
   // OK when `session` is 0 or `a`'s current session; else ABORTED: a newer
@@ -56,10 +62,18 @@ class AgentRegistry {
                             int64_t session) const;
   // Publishes node `n` of `f` MODIFIED.
   void PublishNode(const FabricEntry& f, int n);
+  // When agent `a` counts as silent: its last heartbeat plus its
+  // allowance (longer while a config stream of its session is open).
+  absl::Time SilentAfter(const AgentEntry& a) const;
+  // Sets node `node`'s heartbeat deadline from `a` (READY), or clears it.
+  // Called wherever an agent's state, heartbeat or streams change.
+  void Rearm(const std::string& node, const AgentEntry& a);
 
   ManagerState* const state_;  // not owned
   Clock* const clock_;         // not owned
   const ManagerOptions options_;
+  // The heartbeat deadline (SilentAfter) of every READY agent, by node id.
+  DeadlineQueue heartbeats_;
 };
 
 }  // namespace fabric::service

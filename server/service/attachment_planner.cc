@@ -106,7 +106,9 @@ absl::StatusOr<Plan> PlanAttachment(ManagerState& s, const v1::Attachment& in,
         "attachment.borrower: node ", borrower,
         " is the VF's lender; a host cannot borrow its own VF"));
   }
-  for (const auto& [id, a] : s.attachments) {
+  const auto& lent = f->attachment_ids.by_node[vf.node];  // committed or not
+  for (absl::string_view id : lent) {
+    const AttachmentEntry* a = s.attachments.find(id)->second.get();
     if (a->record.lender() == NodeName(vf.node_name) &&
         a->record.vf_address() == vf.address) {
       if (a->releasing || !a->committed) {

@@ -138,8 +138,9 @@ absl::StatusOr<Plan> PlanSetLinkState(ManagerState& s,
     FabricEntry* f = state->fabrics.at(fid).get();
     if (!f->state.SetLink(link, up)) return;
     const int64_t gen = state->BumpGeneration();
-    for (auto& [id, a] : state->allocations) {
-      if (a->fabric == fid && a->committed) a->required_generation = gen;
+    for (absl::string_view id : f->allocation_ids.all) {
+      AllocationEntry& a = *state->allocations.find(id)->second;
+      if (a.committed) a.required_generation = gen;
     }
     v1::WatchEvent e;
     e.set_type(v1::WatchEvent::MODIFIED);

@@ -28,13 +28,34 @@ void MarkGone(v1::Attachment* view, absl::string_view reason) {
 // Removes the grants of lease `id` from its fabric and the lease.
 template <typename Record>
 void EraseLease(ManagerState& s, const std::string& id) {
-  auto& leases = s.leases<Record>();
-  auto it = leases.find(id);
-  FabricEntry& f = *s.fabrics.at(it->second->fabric);
-  for (const std::string& g : GrantIds(id, it->second->record)) {
+  const LeaseEntry<Record>& a = *s.leases<Record>().at(id);
+  FabricEntry& f = *s.fabrics.at(a.fabric);
+  for (const std::string& g : GrantIds(id, a.record)) {
     (void)f.state.RemoveGrant(g);
   }
-  leases.erase(it);
+  s.RemoveLease<Record>(id);
+}
+
+// The ids a list of `scope` walks, in id order.
+template <typename Record>
+const LeaseIds::Ids& ScopeIds(const LeaseScope& scope) {
+  const LeaseIds& ids = scope.fabric->template lease_ids<Record>();
+  return scope.node >= 0 ? ids.by_node[scope.node] : ids.all;
+}
+
+// Pages through `ids` (a LeaseMap or a LeaseIds::Ids, in id order) from
+// after `pager`'s key, adding the committed leases that pass `keep`.
+template <typename Record, typename Ids, typename Get>
+void PageLeases(const ManagerState& s, const Ids& ids, Get get,
+                const std::function<bool(const LeaseEntry<Record>&)>& keep,
+                Pager& pager, google::protobuf::RepeatedPtrField<Record>* out) {
+  auto it = pager.after() ? ids.upper_bound(*pager.after()) : ids.begin();
+  for (; it != ids.end(); ++it) {
+    const LeaseEntry<Record>& a = get(*it);
+    if (!a.committed || !keep(a)) continue;
+    if (!pager.Offer(a.id())) break;
+    *out->Add() = LeaseView(s, a);
+  }
 }
 
 }  // namespace
@@ -78,11 +99,10 @@ std::string NewLeaseId(ManagerState& s) {
 template <typename Record>
 void PlanNewLease(ManagerState& s, const std::string& id,
                   std::unique_ptr<LeaseEntry<Record>> entry, Plan* plan) {
-  LeaseEntry<Record>* a = entry.get();
-  s.leases<Record>()[id] = std::move(entry);
+  LeaseEntry<Record>* a = s.AddLease<Record>(id, std::move(entry));
   ManagerState* state = &s;
   plan->commit = [state, a]() {
-    a->committed = true;
+    state->CommitLease(*a);
     a->required_generation = state->BumpGeneration();
     std::string reason;
     a->last_state = DeriveState(*state, *a, &reason);
@@ -123,20 +143,25 @@ absl::StatusOr<Plan> PlanRelease(ManagerState& s, absl::string_view name,
 
 template <typename Record>
 absl::Status ListLeases(
-    const ManagerState& s,
+    const ManagerState& s, const LeaseScope& scope,
     const std::function<bool(const LeaseEntry<Record>&)>& keep, int page_size,
     absl::string_view page_token,
     google::protobuf::RepeatedPtrField<Record>* out, std::string* next_token) {
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(page_size, page_token));
   const auto& leases = s.leases<Record>();
-  std::vector<std::string> keys;
-  for (const auto& [id, a] : leases) {
-    if (a->committed && keep(*a)) keys.push_back(id);
+  if (scope.fabric == nullptr) {
+    PageLeases<Record>(
+        s, leases, [](const auto& kv) -> const auto& { return *kv.second; },
+        keep, pager, out);
+  } else {
+    PageLeases<Record>(
+        s, ScopeIds<Record>(scope),
+        [&](absl::string_view id) -> const auto& {
+          return *leases.find(id)->second;
+        },
+        keep, pager, out);
   }
-  ASSIGN_OR_RETURN(Page p, Paginate(keys, page_size, page_token));
-  for (size_t i = p.begin; i < p.end; ++i) {
-    *out->Add() = LeaseView(s, *leases.at(keys[i]));
-  }
-  *next_token = std::move(p.next_token);
+  *next_token = std::move(pager).next_token();
   return absl::OkStatus();
 }
 
@@ -144,8 +169,12 @@ template <typename Record>
 void RefreshLeases(
     ManagerState& s, const std::string& fabric,
     const std::function<bool(const LeaseEntry<Record>&)>& affected) {
-  for (auto& [id, a] : s.leases<Record>()) {
-    if (!a->committed || a->fabric != fabric) continue;
+  auto fit = s.fabrics.find(fabric);
+  if (fit == s.fabrics.end()) return;
+  auto& leases = s.leases<Record>();
+  for (absl::string_view id : fit->second->template lease_ids<Record>().all) {
+    LeaseEntry<Record>* a = leases.find(id)->second.get();
+    if (!a->committed) continue;
     if (affected && !affected(*a)) continue;
     std::string reason;
     auto state = DeriveState(s, *a, &reason);
@@ -164,8 +193,10 @@ absl::StatusOr<std::vector<std::string>> LeasesOfDeletedFabric(
     absl::string_view what, absl::string_view advice) {
   using Traits = LeaseTraits<Record>;
   std::vector<std::string> ids;
-  for (const auto& [id, a] : s.leases<Record>()) {
-    if (a->fabric != fid) continue;
+  const auto& leases = s.leases<Record>();
+  for (absl::string_view key : s.fabrics.at(fid)->template lease_ids<Record>().all) {
+    const std::string id(key);
+    const LeaseEntry<Record>* a = leases.find(key)->second.get();
     if (!a->committed || a->releasing) {
       return absl::UnavailableError(
           absl::StrCat("name: ", Traits::kKind, " ", id, " of fabric ", fid,
@@ -188,7 +219,7 @@ void DropLeases(ManagerState& s, const std::vector<std::string>& ids) {
     auto it = leases.find(id);
     Record view = LeaseView(s, *it->second);
     MarkGone(&view, "its fabric was deleted");
-    leases.erase(it);
+    s.RemoveLease<Record>(id);
     PublishLease(s.hub(), v1::WatchEvent::DELETED, view);
   }
 }
@@ -227,7 +258,7 @@ absl::Status RestoreLease(ManagerState& s, const std::string& key,
   }
   a->committed = true;
   a->required_generation = required_generation;
-  s.leases<Record>()[key] = std::move(a);
+  s.AddLease<Record>(key, std::move(a));
   return absl::OkStatus();
 }
 
@@ -260,7 +291,7 @@ void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
   template absl::StatusOr<Plan> PlanRelease<Record>(                         \
       ManagerState&, absl::string_view, absl::string_view);                  \
   template absl::Status ListLeases<Record>(                                  \
-      const ManagerState&,                                                   \
+      const ManagerState&, const LeaseScope&,                                \
       const std::function<bool(const LeaseEntry<Record>&)>&, int,            \
       absl::string_view, google::protobuf::RepeatedPtrField<Record>*,        \
       std::string*);                                                         \

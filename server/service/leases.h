@@ -79,10 +79,19 @@ template <typename Record>
 absl::StatusOr<Plan> PlanRelease(ManagerState& s, absl::string_view name,
                                  absl::string_view reason);
 
-// One page of the committed leases that pass `keep`, by id.
+// Which leases a list walks: all (no fabric), one fabric's, or those one
+// node of that fabric is an end of (node >= 0).
+struct LeaseScope {
+  const FabricEntry* fabric = nullptr;
+  int node = -1;
+};
+
+// One page of the committed leases of `scope` that pass `keep`, by id. A
+// page costs O(page · log n) plus the leases of `scope` it skips.
+// INVALID_ARGUMENT as Pager::Start.
 template <typename Record>
 absl::Status ListLeases(
-    const ManagerState& s,
+    const ManagerState& s, const LeaseScope& scope,
     const std::function<bool(const LeaseEntry<Record>&)>& keep, int page_size,
     absl::string_view page_token,
     google::protobuf::RepeatedPtrField<Record>* out, std::string* next_token);

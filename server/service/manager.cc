@@ -76,6 +76,18 @@ absl::StatusOr<std::string> FabricManager::OnlyFabric(
   return f->id();
 }
 
+absl::StatusOr<std::vector<const FabricEntry*>> FabricManager::ListedFabrics(
+    absl::string_view fabric) const {
+  std::vector<const FabricEntry*> out;
+  if (!fabric.empty()) {
+    ASSIGN_OR_RETURN(FabricEntry * f, state_.FindFabric("fabric", fabric));
+    out.push_back(f);
+    return out;
+  }
+  for (const auto& [id, f] : state_.fabrics) out.push_back(f.get());
+  return out;
+}
+
 // --- Fabrics -----------------------------------------------------------------
 
 absl::StatusOr<v1::Fabric> FabricManager::CreateFabric(
@@ -129,13 +141,15 @@ absl::StatusOr<v1::Fabric> FabricManager::GetFabric(absl::string_view name) {
 absl::StatusOr<v1::ListFabricsResponse> FabricManager::ListFabrics(
     const v1::ListFabricsRequest& req) {
   absl::MutexLock l(&mu_);
-  std::vector<std::string> keys;
-  for (const auto& [id, f] : state_.fabrics) keys.push_back(id);
-  ASSIGN_OR_RETURN(Page p, Paginate(keys, req.page_size(), req.page_token()));
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(req.page_size(), req.page_token()));
   v1::ListFabricsResponse out;
-  for (size_t i = p.begin; i < p.end; ++i)
-    *out.add_fabrics() = FabricView(state_, *state_.fabrics.at(keys[i]));
-  out.set_next_page_token(p.next_token);
+  const auto& fabrics = state_.fabrics;
+  for (auto it = pager.after() ? fabrics.upper_bound(*pager.after())
+                               : fabrics.begin();
+       it != fabrics.end() && pager.Offer(it->first); ++it) {
+    *out.add_fabrics() = FabricView(state_, *it->second);
+  }
+  out.set_next_page_token(std::move(pager).next_token());
   return out;
 }
 
@@ -171,45 +185,42 @@ absl::StatusOr<v1::Node> FabricManager::GetNode(absl::string_view name) {
   return NodeView(state_, *fn->first, fn->second);
 }
 
-#define FABRIC_LIST_IMPL(Method, Resp, adder, count_expr, key_expr, view) \
+#define FABRIC_LIST_IMPL(Method, Resp, adder, order, key_expr, view)       \
   absl::StatusOr<v1::Resp> FabricManager::Method(                         \
       const v1::Method##Request& req) {                                   \
     absl::MutexLock l(&mu_);                                              \
-    auto only = OnlyFabric(req.fabric());                                 \
-    if (!only.ok()) return only.status();                                 \
-    auto items = Collect(                                                 \
-        state_.fabrics, *only,                                            \
-        [](const FabricEntry& f) { return count_expr; },                  \
-        [](const FabricEntry& f, int i) { return key_expr; });            \
-    std::vector<std::string> keys;                                        \
-    for (const auto& it : items) keys.push_back(it.first);                \
-    ASSIGN_OR_RETURN(Page p,                                              \
-                     Paginate(keys, req.page_size(), req.page_token()));  \
+    auto listed = ListedFabrics(req.fabric());                            \
+    if (!listed.ok()) return listed.status();                             \
+    const std::vector<const FabricEntry*>& fabrics = *listed;             \
+    std::vector<size_t> sizes;                                            \
+    for (const FabricEntry* f : fabrics) sizes.push_back(f->order.size()); \
     v1::Resp out;                                                         \
-    for (size_t k = p.begin; k < p.end; ++k) {                            \
-      const FabricEntry& f = *state_.fabrics.at(items[k].second.first);   \
-      *out.adder() = view;                                                \
-    }                                                                     \
-    out.set_next_page_token(p.next_token);                                \
+    auto next = PageMerged(                                               \
+            sizes, req.page_size(), req.page_token(),                     \
+            [&](size_t k, size_t j) -> const std::string& {               \
+              const FabricEntry& f = *fabrics[k];                         \
+              const int i = f.order[j];                                   \
+              return key_expr;                                            \
+            },                                                            \
+            [&](size_t k, size_t j) {                                     \
+              const FabricEntry& f = *fabrics[k];                         \
+              const int i = f.order[j];                                   \
+              *out.adder() = view;                                        \
+            });                                                           \
+    if (!next.ok()) return next.status();                                 \
+    out.set_next_page_token(*std::move(next));                            \
     return out;                                                           \
   }
 
-FABRIC_LIST_IMPL(ListNodes, ListNodesResponse, add_nodes,
-                 f.state.topology().node_count(),
-                 f.state.topology().node(i).name,
-                 NodeView(state_, f, items[k].second.second))
-FABRIC_LIST_IMPL(ListBridges, ListBridgesResponse, add_bridges,
-                 f.state.topology().node_count(),
-                 f.state.topology().node(i).name,
-                 BridgeView(state_, f, items[k].second.second))
-FABRIC_LIST_IMPL(ListLinks, ListLinksResponse, add_links,
-                 static_cast<int>(f.state.topology().links().size()),
-                 f.state.topology().links()[i].name,
-                 LinkView(f, items[k].second.second))
+FABRIC_LIST_IMPL(ListNodes, ListNodesResponse, add_nodes, nodes_by_name,
+                 f.state.topology().node(i).name, NodeView(state_, f, i))
+FABRIC_LIST_IMPL(ListBridges, ListBridgesResponse, add_bridges, nodes_by_name,
+                 f.state.topology().node(i).name, BridgeView(state_, f, i))
+FABRIC_LIST_IMPL(ListLinks, ListLinksResponse, add_links, links_by_name,
+                 f.state.topology().links()[i].name, LinkView(f, i))
 FABRIC_LIST_IMPL(ListAddressMaps, ListAddressMapsResponse, add_address_maps,
-                 f.state.topology().node_count(),
-                 f.state.topology().node(i).name,
-                 MapView(state_, f, items[k].second.second))
+                 nodes_by_name, f.state.topology().node(i).name,
+                 MapView(state_, f, i))
 #undef FABRIC_LIST_IMPL
 
 absl::StatusOr<v1::Bridge> FabricManager::GetBridge(absl::string_view name) {
@@ -340,23 +351,25 @@ absl::StatusOr<v1::ListAllocationsResponse> FabricManager::ListAllocations(
     const v1::ListAllocationsRequest& req) {
   absl::MutexLock l(&mu_);
   ASSIGN_OR_RETURN(const std::string only_fabric, OnlyFabric(req.fabric()));
-  std::string only_node;
-  if (!req.node().empty()) {
-    ASSIGN_OR_RETURN(only_node, ParseName("node", req.node(), "nodes"));
-    if (!state_.node_fabric.contains(only_node)) {
-      return absl::NotFoundError(
-          absl::StrCat("node: node \"", only_node, "\" not found"));
-    }
-    only_node = NodeName(only_node);
-  }
+  LeaseScope scope;
+  if (!only_fabric.empty()) scope.fabric = state_.fabrics.at(only_fabric).get();
   v1::ListAllocationsResponse out;
+  if (!req.node().empty()) {
+    ASSIGN_OR_RETURN(const std::string node,
+                     ParseName("node", req.node(), "nodes"));
+    auto fn = state_.FindNode("node", node);
+    if (!fn.ok()) {
+      return absl::NotFoundError(
+          absl::StrCat("node: node \"", node, "\" not found"));
+    }
+    // A node of another fabric than the one asked for is an end of none.
+    if (scope.fabric != nullptr && scope.fabric != fn->first) return out;
+    scope = LeaseScope{fn->first, fn->second};
+  }
   RETURN_IF_ERROR(ListLeases<v1::Allocation>(
-      state_,
+      state_, scope,
       [&](const AllocationEntry& a) {
-        return (only_fabric.empty() || a.fabric == only_fabric) &&
-               (only_node.empty() || a.record.borrower() == only_node ||
-                a.record.target() == only_node) &&
-               (req.owner().empty() || a.record.owner() == req.owner());
+        return req.owner().empty() || a.record.owner() == req.owner();
       },
       req.page_size(), req.page_token(), out.mutable_allocations(),
       out.mutable_next_page_token()));
@@ -470,19 +483,16 @@ absl::StatusOr<v1::ListAttachmentsResponse> FabricManager::ListAttachments(
     const v1::ListAttachmentsRequest& req) {
   absl::MutexLock l(&mu_);
   ASSIGN_OR_RETURN(const std::string only_fabric, OnlyFabric(req.fabric()));
-  std::string only_node;
+  LeaseScope scope;
+  if (!only_fabric.empty()) scope.fabric = state_.fabrics.at(only_fabric).get();
+  v1::ListAttachmentsResponse out;
   if (!req.node().empty()) {
     ASSIGN_OR_RETURN(auto fn, state_.FindNode("node", req.node()));
-    only_node = NodeName(fn.first->state.topology().node(fn.second).name);
+    if (scope.fabric != nullptr && scope.fabric != fn.first) return out;
+    scope = LeaseScope{fn.first, fn.second};
   }
-  v1::ListAttachmentsResponse out;
   RETURN_IF_ERROR(ListLeases<v1::Attachment>(
-      state_,
-      [&](const AttachmentEntry& a) {
-        return (only_fabric.empty() || a.fabric == only_fabric) &&
-               (only_node.empty() || a.record.lender() == only_node ||
-                a.record.borrower() == only_node);
-      },
+      state_, scope, [](const AttachmentEntry&) { return true; },
       req.page_size(), req.page_token(), out.mutable_attachments(),
       out.mutable_next_page_token()));
   return out;
@@ -613,22 +623,31 @@ void FabricManager::Sweep() {
   {
     absl::MutexLock l(&mu_);
     now = clock_->Now();
-    for (auto& [id, a] : state_.allocations) {
-      if (a->committed && !a->releasing && a->record.has_expire_time() &&
-          FromProtoTime(a->record.expire_time()) <= now) {
-        expired.push_back(id);
-      }
-    }
+    expired = state_.lease_expiry.PopDue(now);
     agents_.SweepSilent(now);
   }
+  std::vector<std::string> failed;
   for (const std::string& id : expired) {
     v1::DeleteAllocationRequest req;
     req.set_name(AllocationName(id));
-    // Failures (store down, released meanwhile) are retried next sweep.
-    (void)AwaitResult<v1::Allocation>([&](Done<v1::Allocation> done) {
-      ReleaseAsync<v1::Allocation>("ExpireAllocation", req.name(),
-                                   "its lease expired", "", req, done);
-    });
+    absl::StatusOr<v1::Allocation> released =
+        AwaitResult<v1::Allocation>([&](Done<v1::Allocation> done) {
+          ReleaseAsync<v1::Allocation>("ExpireAllocation", req.name(),
+                                       "its lease expired", "", req, done);
+        });
+    if (!released.ok()) failed.push_back(id);
+  }
+  if (!failed.empty()) {
+    // Not released (store down, or being released by a request that may
+    // still fail): retried next sweep while the allocation lives.
+    absl::MutexLock l(&mu_);
+    for (const std::string& id : failed) {
+      auto it = state_.allocations.find(id);
+      if (it != state_.allocations.end() && it->second->committed) {
+        state_.lease_expiry.Set(
+            id, FromProtoTime(it->second->record.expire_time()));
+      }
+    }
   }
   // Past retention or over max_request_ids (left over when new ids could
   // not forget them, e.g. after a failed write).
@@ -637,6 +656,12 @@ void FabricManager::Sweep() {
 
 size_t FabricManager::RememberedRequestIds() const {
   return commits_.RememberedRequestIds();
+}
+
+absl::Status FabricManager::CheckIndexes() {
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(state_.CheckIndexes());
+  return agents_.CheckTimers();
 }
 
 absl::Status FabricManager::CheckInvariants() {

@@ -29,6 +29,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -218,6 +219,11 @@ class FabricManager {
   // forgotten); for tests and monitoring.
   size_t RememberedRequestIds() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Checks every index and timer queue of the manager against a scan of
+  // what it indexes; INTERNAL naming the first disagreement. For tests:
+  // O(everything), under the lock.
+  absl::Status CheckIndexes() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Runs the invariant checker over every fabric (committed state only).
   absl::Status CheckInvariants() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -255,6 +261,10 @@ class FabricManager {
   // an unknown one.
   absl::StatusOr<std::string> OnlyFabric(absl::string_view fabric) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The fabrics a List request walks: the one named, or all (by id).
+  // NOT_FOUND for an unknown one.
+  absl::StatusOr<std::vector<const FabricEntry*>> ListedFabrics(
+      absl::string_view fabric) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Clock* const clock_;         // not owned
   const ManagerOptions options_;

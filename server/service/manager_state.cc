@@ -1,5 +1,9 @@
 #include "server/service/manager_state.h"
 
+#include <algorithm>
+#include <array>
+#include <numeric>
+
 #include "absl/random/distributions.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -9,6 +13,187 @@
 #include "server/service/records.h"
 
 namespace fabric::service {
+namespace {
+
+// The node names a lease's record joins: an allocation's borrower and
+// target, an attachment's lender and borrower.
+std::array<absl::string_view, 2> LeaseEnds(const v1::Allocation& r) {
+  return {r.borrower(), r.target()};
+}
+std::array<absl::string_view, 2> LeaseEnds(const v1::Attachment& r) {
+  return {r.lender(), r.borrower()};
+}
+
+// When a committed lease expires on its own.
+std::optional<absl::Time> ExpireTime(const v1::Allocation& r) {
+  if (!r.has_expire_time()) return std::nullopt;
+  return FromProtoTime(r.expire_time());
+}
+std::optional<absl::Time> ExpireTime(const v1::Attachment&) {
+  return std::nullopt;
+}
+
+// The node indexes in `f` of the ends of `r` (unknown names are skipped).
+template <typename Record>
+std::vector<int> EndNodes(const FabricEntry& f, const Record& r) {
+  std::vector<int> out;
+  for (absl::string_view name : LeaseEnds(r)) {
+    auto n = f.state.topology().FindNode(absl::StripPrefix(name, "nodes/"));
+    if (n && std::find(out.begin(), out.end(), *n) == out.end()) {
+      out.push_back(*n);
+    }
+  }
+  return out;
+}
+
+// `indexes` of `count` items sorted by name(i).
+template <typename NameFn>
+std::vector<int> SortedByName(int count, NameFn name) {
+  std::vector<int> out(count);
+  std::iota(out.begin(), out.end(), 0);
+  std::sort(out.begin(), out.end(),
+            [&](int a, int b) { return name(a) < name(b); });
+  return out;
+}
+
+// Compares the index `got` of `what` with `want`, built by a scan.
+absl::Status SameIds(absl::string_view what, const LeaseIds::Ids& got,
+                     const std::set<std::string>& want) {
+  if (got.size() == want.size() &&
+      std::equal(got.begin(), got.end(), want.begin())) {
+    return absl::OkStatus();
+  }
+  return absl::InternalError(absl::StrCat(
+      "index ", what, " holds ", got.size(), " ids, a scan finds ",
+      want.size()));
+}
+
+template <typename Record>
+absl::Status CheckLeaseIds(const ManagerState& s, const FabricEntry& f) {
+  using Ids = std::set<std::string>;
+  Ids all;
+  std::vector<Ids> by_node(f.state.topology().node_count());
+  int committed = 0;
+  for (const auto& [id, a] : s.leases<Record>()) {
+    if (a->fabric != f.id()) continue;
+    all.insert(id);
+    committed += a->committed;
+    for (int n : EndNodes(f, a->record)) by_node[n].insert(id);
+  }
+  const LeaseIds& ids = f.template lease_ids<Record>();
+  const std::string kind = Record::descriptor()->name();
+  RETURN_IF_ERROR(SameIds(absl::StrCat(f.id(), " ", kind), ids.all, all));
+  if (ids.committed != committed) {
+    return absl::InternalError(absl::StrCat(
+        "index ", f.id(), " ", kind, " counts ", ids.committed,
+        " committed, a scan finds ", committed));
+  }
+  if (ids.by_node.size() != by_node.size()) {
+    return absl::InternalError(absl::StrCat("index ", f.id(), " ", kind,
+                                            " has the wrong node count"));
+  }
+  for (size_t n = 0; n < by_node.size(); ++n) {
+    RETURN_IF_ERROR(SameIds(
+        absl::StrCat(f.id(), " ", kind, " of node ",
+                     f.state.topology().node(static_cast<int>(n)).name),
+        ids.by_node[n], by_node[n]));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+FabricEntry::FabricEntry(core::FabricState s) : state(std::move(s)) {
+  const core::Topology& topo = state.topology();
+  allocation_ids.by_node.resize(topo.node_count());
+  attachment_ids.by_node.resize(topo.node_count());
+  nodes_by_name = SortedByName(topo.node_count(), [&](int i) -> const auto& {
+    return topo.node(i).name;
+  });
+  links_by_name = SortedByName(static_cast<int>(topo.links().size()),
+                               [&](int i) -> const auto& {
+                                 return topo.links()[i].name;
+                               });
+}
+
+template <typename Record>
+LeaseEntry<Record>* ManagerState::AddLease(
+    const std::string& id, std::unique_ptr<LeaseEntry<Record>> entry) {
+  auto [it, added] = leases<Record>().emplace(id, std::move(entry));
+  LeaseEntry<Record>* a = it->second.get();
+  FabricEntry& f = *fabrics.at(a->fabric);
+  LeaseIds& ids = f.template lease_ids<Record>();
+  const absl::string_view key = it->first;  // stable: a std::map key
+  ids.all.insert(key);
+  for (int n : EndNodes(f, a->record)) ids.by_node[n].insert(key);
+  if (a->committed) {
+    a->committed = false;
+    CommitLease(*a);
+  }
+  return a;
+}
+
+template <typename Record>
+void ManagerState::CommitLease(LeaseEntry<Record>& a) {
+  a.committed = true;
+  ++fabrics.at(a.fabric)->template lease_ids<Record>().committed;
+  if (auto t = ExpireTime(a.record)) lease_expiry.Set(a.id(), *t);
+}
+
+template <typename Record>
+void ManagerState::RemoveLease(const std::string& id) {
+  auto it = leases<Record>().find(id);
+  if (it == leases<Record>().end()) return;
+  const LeaseEntry<Record>& a = *it->second;
+  if (auto f = fabrics.find(a.fabric); f != fabrics.end()) {
+    LeaseIds& ids = f->second->template lease_ids<Record>();
+    ids.all.erase(it->first);
+    for (int n : EndNodes(*f->second, a.record)) ids.by_node[n].erase(it->first);
+    ids.committed -= a.committed;
+  }
+  if (ExpireTime(a.record)) lease_expiry.Clear(id);
+  leases<Record>().erase(it);
+}
+
+absl::Status ManagerState::CheckIndexes() const {
+  size_t allocations_indexed = 0, attachments_indexed = 0;
+  for (const auto& [fid, f] : fabrics) {
+    RETURN_IF_ERROR(CheckLeaseIds<v1::Allocation>(*this, *f));
+    RETURN_IF_ERROR(CheckLeaseIds<v1::Attachment>(*this, *f));
+    allocations_indexed += f->allocation_ids.all.size();
+    attachments_indexed += f->attachment_ids.all.size();
+  }
+  if (allocations_indexed != allocations.size() ||
+      attachments_indexed != attachments.size()) {
+    return absl::InternalError(absl::StrCat(
+        "indexes hold ", allocations_indexed, " allocations and ",
+        attachments_indexed, " attachments; the maps ", allocations.size(),
+        " and ", attachments.size(), " (a lease of no fabric?)"));
+  }
+  std::map<std::string, absl::Time> want;
+  for (const auto& [id, a] : allocations) {
+    if (a->committed && a->record.has_expire_time()) {
+      want[id] = FromProtoTime(a->record.expire_time());
+    }
+  }
+  std::map<std::string, absl::Time> got;
+  for (auto& [id, t] : lease_expiry.Entries()) got[id] = t;
+  if (got != want) {
+    return absl::InternalError(absl::StrCat(
+        "lease_expiry holds ", got.size(), " timers, a scan finds ",
+        want.size(), " committed allocations with a ttl (or their times differ)"));
+  }
+  return absl::OkStatus();
+}
+
+#define FABRIC_INSTANTIATE_LEASE_INDEX(Record)                             \
+  template LeaseEntry<Record>* ManagerState::AddLease<Record>(             \
+      const std::string&, std::unique_ptr<LeaseEntry<Record>>);            \
+  template void ManagerState::CommitLease<Record>(LeaseEntry<Record>&);    \
+  template void ManagerState::RemoveLease<Record>(const std::string&);
+FABRIC_INSTANTIATE_LEASE_INDEX(v1::Allocation)
+FABRIC_INSTANTIATE_LEASE_INDEX(v1::Attachment)
+#undef FABRIC_INSTANTIATE_LEASE_INDEX
 
 int64_t ManagerState::BumpGeneration() {
   ++generation_;

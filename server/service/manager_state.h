@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,16 +29,42 @@
 #include "fabric/agentproto/v1/agent_service.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "server/core/fabric_state.h"
+#include "server/service/deadline_queue.h"
 #include "server/service/watch_hub.h"
 
 namespace fabric::service {
+
+// The ids of one kind of lease of a fabric (committed or not), overall and
+// by node, in id order. The views point at the keys of ManagerState's lease
+// map, which outlive their place here: ManagerState::AddLease and
+// RemoveLease keep both in step.
+struct LeaseIds {
+  using Ids = std::set<absl::string_view>;
+  Ids all;
+  // By node index: the leases the node is an end of (an allocation's
+  // borrower and target; an attachment's lender and borrower).
+  std::vector<Ids> by_node;
+  // How many of `all` are committed.
+  int committed = 0;
+};
 
 struct FabricEntry {
   v1::Fabric record;  // name, spec, create_time: what is stored
   core::FabricState state;
   bool deleting = false;
-  explicit FabricEntry(core::FabricState s) : state(std::move(s)) {}
+  LeaseIds allocation_ids;
+  LeaseIds attachment_ids;
+  // Node and link indexes in name order, for paging.
+  std::vector<int> nodes_by_name;
+  std::vector<int> links_by_name;
+
+  explicit FabricEntry(core::FabricState s);
   const std::string& id() const { return record.spec().name(); }
+  // allocation_ids or attachment_ids, by record type.
+  template <typename Record>
+  LeaseIds& lease_ids();
+  template <typename Record>
+  const LeaseIds& lease_ids() const;
 };
 
 // What the manager knows of a node's agent.
@@ -113,6 +140,10 @@ class ManagerState {
   absl::flat_hash_map<std::string, std::string> node_fabric;
   LeaseMap<v1::Allocation> allocations;
   LeaseMap<v1::Attachment> attachments;
+  // The lease expiry timers: the expire_time of every committed allocation
+  // with a ttl, by id (CommitLease and RemoveLease keep it; the sweeper
+  // pops what is due and sets again what it could not release).
+  DeadlineQueue lease_expiry;
   // By node id; agents that registered since this manager started.
   absl::flat_hash_map<std::string, std::unique_ptr<AgentEntry>> agents;
   // Sessions handed out (RegisterNode) in this epoch.
@@ -123,6 +154,24 @@ class ManagerState {
   LeaseMap<Record>& leases();
   template <typename Record>
   const LeaseMap<Record>& leases() const;
+
+  // Every lease enters and leaves its map here, so that the indexes
+  // (FabricEntry::lease_ids, lease_expiry) follow.
+  // Adds `entry` (its fabric exists; uncommitted unless entry->committed)
+  // as lease `id` and returns it. REQUIRES: `id` is not taken.
+  template <typename Record>
+  LeaseEntry<Record>* AddLease(const std::string& id,
+                               std::unique_ptr<LeaseEntry<Record>> entry);
+  // Marks the uncommitted lease `a` committed.
+  template <typename Record>
+  void CommitLease(LeaseEntry<Record>& a);
+  // Removes lease `id` (not its grants); a no-op when absent.
+  template <typename Record>
+  void RemoveLease(const std::string& id);
+
+  // Checks every index against a scan of what it indexes: INTERNAL naming
+  // the first disagreement. For tests; O(everything).
+  absl::Status CheckIndexes() const;
 
   // Where changes are published.
   WatchHub& hub() const { return *hub_; }
@@ -175,6 +224,23 @@ class ManagerState {
   int64_t generation_ = 0;
   absl::BitGen bitgen_;
 };
+
+template <>
+inline LeaseIds& FabricEntry::lease_ids<v1::Allocation>() {
+  return allocation_ids;
+}
+template <>
+inline LeaseIds& FabricEntry::lease_ids<v1::Attachment>() {
+  return attachment_ids;
+}
+template <>
+inline const LeaseIds& FabricEntry::lease_ids<v1::Allocation>() const {
+  return allocation_ids;
+}
+template <>
+inline const LeaseIds& FabricEntry::lease_ids<v1::Attachment>() const {
+  return attachment_ids;
+}
 
 template <>
 inline LeaseMap<v1::Allocation>& ManagerState::leases<v1::Allocation>() {

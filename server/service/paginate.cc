@@ -1,5 +1,6 @@
 #include "server/service/paginate.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "absl/strings/escaping.h"
@@ -48,23 +49,41 @@ absl::StatusOr<std::string> DecodePageToken(absl::string_view token) {
       "from the previous page unchanged, or none for the first page"));
 }
 
-absl::StatusOr<Page> Paginate(const std::vector<std::string>& keys,
-                              int page_size, absl::string_view token) {
+absl::StatusOr<Pager> Pager::Start(int page_size, absl::string_view token) {
   if (page_size < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size: must be >= 0, got ", page_size));
   }
   if (page_size == 0) page_size = kDefaultPageSize;
   page_size = std::min(page_size, kMaxPageSize);
-  Page p;
+  std::optional<std::string> after;
   if (!token.empty()) {
-    ASSIGN_OR_RETURN(const std::string after, DecodePageToken(token));
-    p.begin = std::upper_bound(keys.begin(), keys.end(), after) - keys.begin();
+    ASSIGN_OR_RETURN(after, DecodePageToken(token));
   }
-  p.end = std::min(keys.size(), p.begin + static_cast<size_t>(page_size));
-  if (p.end < keys.size() && p.end > p.begin) {
-    p.next_token = EncodePageToken(keys[p.end - 1]);
+  return Pager(static_cast<size_t>(page_size), std::move(after));
+}
+
+bool Pager::Offer(absl::string_view key) {
+  if (taken_ < size_) {
+    ++taken_;
+    last_key_.assign(key.data(), key.size());
+    return true;
   }
+  if (next_token_.empty()) next_token_ = EncodePageToken(last_key_);
+  return false;
+}
+
+absl::StatusOr<Page> Paginate(const std::vector<std::string>& keys,
+                              int page_size, absl::string_view token) {
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(page_size, token));
+  Page p;
+  if (pager.after()) {
+    p.begin =
+        std::upper_bound(keys.begin(), keys.end(), *pager.after()) - keys.begin();
+  }
+  p.end = p.begin;
+  while (p.end < keys.size() && pager.Offer(keys[p.end])) ++p.end;
+  p.next_token = std::move(pager).next_token();
   return p;
 }
 

@@ -11,8 +11,8 @@
 #ifndef FABRIC_SERVER_SERVICE_PAGINATE_H_
 #define FABRIC_SERVER_SERVICE_PAGINATE_H_
 
-#include <algorithm>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,25 +40,96 @@ std::string EncodePageToken(absl::string_view last_key);
 // anything EncodePageToken did not write.
 absl::StatusOr<std::string> DecodePageToken(absl::string_view token);
 
+// Builds one page from items offered in ascending key order, starting
+// after the key the token names (after()): so a page costs what it walks,
+// not the size of the list. The caller walks its ordered source from
+// after() and offers each item it keeps:
+//
+//   ASSIGN_OR_RETURN(Pager pager, Pager::Start(page_size, token));
+//   for (auto it = pager.after() ? m.upper_bound(*pager.after()) : m.begin();
+//        it != m.end(); ++it) {
+//     if (!keep(*it)) continue;
+//     if (!pager.Offer(it->first)) break;
+//     ... add *it to the page ...
+//   }
+//   out.set_next_page_token(std::move(pager).next_token());
+//
+// The pages and tokens are those Paginate gives for the same keys.
+class Pager {
+ public:
+  // INVALID_ARGUMENT naming page_size when it is negative, or page_token
+  // (DecodePageToken). page_size 0 means kDefaultPageSize; larger ones are
+  // cut to kMaxPageSize.
+  static absl::StatusOr<Pager> Start(int page_size, absl::string_view token);
+
+  // The key the page starts after; nullopt for the first page.
+  const std::optional<std::string>& after() const { return after_; }
+  // Offers the next kept item, whose key is greater than the last one's:
+  // true when it belongs on the page; false when the page is full (then
+  // there is a next page, and the walk stops).
+  bool Offer(absl::string_view key);
+  // The token of the next page; empty when the page is the last.
+  std::string next_token() && { return std::move(next_token_); }
+
+ private:
+  Pager(size_t size, std::optional<std::string> after)
+      : size_(size), after_(std::move(after)) {}
+
+  size_t size_;
+  std::optional<std::string> after_;
+  size_t taken_ = 0;
+  std::string last_key_;
+  std::string next_token_;
+};
+
 // The page of `keys` (sorted ascending) after `token` (empty: the first).
 // INVALID_ARGUMENT naming page_size when it is negative, or page_token
 // (DecodePageToken).
 absl::StatusOr<Page> Paginate(const std::vector<std::string>& keys,
                               int page_size, absl::string_view token);
 
-// Every (fabric id, index) pair over `count(f)` items of the fabrics (a map
-// from id to a pointer-like entry) that pass the optional `only` filter,
-// keyed by `key(f, i)` and sorted by key.
-template <typename Fabrics, typename CountFn, typename KeyFn>
-std::vector<std::pair<std::string, std::pair<std::string, int>>> Collect(
-    const Fabrics& fabrics, absl::string_view only, CountFn count, KeyFn key) {
-  std::vector<std::pair<std::string, std::pair<std::string, int>>> out;
-  for (const auto& [id, f] : fabrics) {
-    if (!only.empty() && id != only) continue;
-    for (int i = 0; i < count(*f); ++i) out.push_back({key(*f, i), {id, i}});
+// One page of the union of `sources` sorted lists (e.g. one per fabric):
+// list k holds sizes[k] items whose keys key(k, j) ascend with j, and no
+// key is in two lists. Calls add(k, j) for each item of the page, in key
+// order, and returns the next page's token (empty on the last page). Costs
+// O(lists · log n + page · lists). Errors as Pager::Start.
+template <typename KeyFn, typename AddFn>
+absl::StatusOr<std::string> PageMerged(const std::vector<size_t>& sizes,
+                                       int page_size, absl::string_view token,
+                                       KeyFn key, AddFn add) {
+  absl::StatusOr<Pager> pager = Pager::Start(page_size, token);
+  if (!pager.ok()) return pager.status();
+  // Each list's next item.
+  std::vector<size_t> next(sizes.size(), 0);
+  if (pager->after()) {
+    const std::string& after = *pager->after();
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      size_t lo = 0, hi = sizes[k];  // first j with key(k, j) > after
+      while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (absl::string_view(key(k, mid)) <= after) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      next[k] = lo;
+    }
   }
-  std::sort(out.begin(), out.end());
-  return out;
+  while (true) {
+    size_t best = sizes.size();
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      if (next[k] < sizes[k] &&
+          (best == sizes.size() || absl::string_view(key(k, next[k])) <
+                                       absl::string_view(key(best, next[best])))) {
+        best = k;
+      }
+    }
+    if (best == sizes.size() || !pager->Offer(key(best, next[best]))) break;
+    add(best, next[best]);
+    ++next[best];
+  }
+  return std::move(*pager).next_token();
 }
 
 }  // namespace fabric::service

@@ -28,6 +28,23 @@ void AddAgentView(const AgentEntry& a, v1::Node* out) {
 
 }  // namespace
 
+template <typename Record>
+std::vector<const LeaseEntry<Record>*> NodeLeases(const ManagerState& s,
+                                                  const FabricEntry& f,
+                                                  int node) {
+  std::vector<const LeaseEntry<Record>*> out;
+  const auto& leases = s.leases<Record>();
+  for (absl::string_view id : f.template lease_ids<Record>().by_node[node]) {
+    const LeaseEntry<Record>* a = leases.find(id)->second.get();
+    if (a->committed) out.push_back(a);
+  }
+  return out;
+}
+template std::vector<const AllocationEntry*> NodeLeases<v1::Allocation>(
+    const ManagerState&, const FabricEntry&, int);
+template std::vector<const AttachmentEntry*> NodeLeases<v1::Attachment>(
+    const ManagerState&, const FabricEntry&, int);
+
 v1::Fabric FabricView(const ManagerState& s, const FabricEntry& f) {
   v1::Fabric out = f.record;
   const core::Topology& topo = f.state.topology();
@@ -37,11 +54,7 @@ v1::Fabric FabricView(const ManagerState& s, const FabricEntry& f) {
   int down = 0;
   for (bool up : f.state.link_states()) down += up ? 0 : 1;
   out.set_links_down(down);
-  int count = 0;
-  for (const auto& [id, a] : s.allocations) {
-    count += a->committed && a->fabric == f.id();
-  }
-  out.set_allocation_count(count);
+  out.set_allocation_count(f.allocation_ids.committed);
   out.set_max_forward_entries(f.state.map().max_forward_entries());
   return out;
 }
@@ -76,9 +89,9 @@ v1::Node NodeView(const ManagerState& s, const FabricEntry& f, int node) {
     AddAgentView(*a, &out);
   }
   uint64_t lent = 0;
-  for (const core::Grant* g : f.state.grants()) {
+  for (const core::Grant* g : f.state.GrantsTargeting(node)) {
     // Memory lent to allocations; attachments' windows are not counted.
-    if (g->target == node && !AttachmentOfGrant(g->id) &&
+    if (!AttachmentOfGrant(g->id) &&
         s.GrantVisible(g->id)) {
       lent += g->size;
     }
@@ -243,8 +256,8 @@ std::vector<v1::VirtualFunction> VfViews(const ManagerState& s,
       }
     }
   }
-  for (const auto& [id, a] : s.attachments) {
-    if (!a->committed || a->record.lender() != NodeName(name)) continue;
+  for (const AttachmentEntry* a : NodeLeases<v1::Attachment>(s, f, node)) {
+    if (a->record.lender() != NodeName(name)) continue;
     auto [it, added] = out.try_emplace(a->record.vf_address());
     v1::VirtualFunction& v = it->second;
     if (added) {

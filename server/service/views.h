@@ -25,6 +25,13 @@ v1::AddressMap MapView(const ManagerState& s, const FabricEntry& f, int node);
 // A committed lease with its derived state.
 v1::Allocation LeaseView(const ManagerState& s, const AllocationEntry& a);
 v1::Attachment LeaseView(const ManagerState& s, const AttachmentEntry& a);
+// The committed leases `node` of `f` is an end of (an allocation's
+// borrower or target; an attachment's lender or borrower), by id. Costs
+// O(leases of the node).
+template <typename Record>
+std::vector<const LeaseEntry<Record>*> NodeLeases(const ManagerState& s,
+                                                  const FabricEntry& f,
+                                                  int node);
 // Every VF of `node` (inventory plus lent ones that vanished), sorted by
 // address.
 std::vector<v1::VirtualFunction> VfViews(const ManagerState& s,
