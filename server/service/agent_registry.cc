@@ -108,7 +108,7 @@ absl::StatusOr<agentproto::v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
   out.set_window_base(n.window_base);
   out.set_mmio_base(n.mmio_base);
   out.set_mmio_size(n.mmio_size);
-  *out.mutable_ports() = BridgeView(s, f, idx).ports();
+  *out.mutable_ports() = PortViews(f, idx);
   for (const AttachmentEntry* a : NodeLeases<v1::Attachment>(s, f, idx)) {
     const v1::Attachment& r = a->record;
     const bool lender = r.lender() == out.node();
@@ -279,9 +279,10 @@ void AgentRegistry::Rearm(const std::string& node, const AgentEntry& a) {
   }
 }
 
-void AgentRegistry::SweepSilent(absl::Time now) {
+size_t AgentRegistry::SweepSilent(absl::Time now, size_t limit) {
   ManagerState& s = *state_;
-  for (const std::string& node : heartbeats_.PopDue(now)) {
+  const std::vector<std::string> due = heartbeats_.PopDue(now, limit);
+  for (const std::string& node : due) {
     auto it = s.agents.find(node);
     if (it == s.agents.end()) continue;
     AgentEntry* agent = it->second.get();
@@ -299,6 +300,7 @@ void AgentRegistry::SweepSilent(absl::Time now) {
     PublishNode(*fn->first, fn->second);
     RefreshFabricLeases(s, fn->first->id(), fn->second);
   }
+  return due.size();
 }
 
 absl::Status AgentRegistry::CheckTimers() const {

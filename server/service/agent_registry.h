@@ -47,9 +47,12 @@ class AgentRegistry {
   absl::StatusOr<agentproto::v1::DesiredConfig> DesiredConfigFor(
       absl::string_view node) const;
   // Marks agents silent past their allowance NOT_READY at `now` (and
-  // forgets those of nodes in no fabric). Costs O(silent · log n): the
-  // deadlines are kept in a queue, not found by a scan.
-  void SweepSilent(absl::Time now);
+  // forgets those of nodes in no fabric), up to `limit` of them, and
+  // returns how many deadlines were due (`limit`: call again, after letting
+  // go of the lock, for the rest). Costs O(due · log n) plus re-deriving
+  // the leases of each silent node: the deadlines are kept in a queue, not
+  // found by a scan.
+  size_t SweepSilent(absl::Time now, size_t limit);
 
   // Checks the heartbeat queue against a scan of the agents: every READY
   // agent, and no other, has its deadline there. INTERNAL otherwise.

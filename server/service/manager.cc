@@ -26,6 +26,8 @@ namespace {
 
 // Old request ids one sweep may forget.
 constexpr size_t kForgetPerSweep = 4096;
+// Silent agents handled per hold of the lock.
+constexpr size_t kSilentPerLock = 16;
 
 }  // namespace
 
@@ -624,7 +626,13 @@ void FabricManager::Sweep() {
     absl::MutexLock l(&mu_);
     now = clock_->Now();
     expired = state_.lease_expiry.PopDue(now);
-    agents_.SweepSilent(now);
+  }
+  // Silent agents a few at a time, so that the lock is let go between
+  // them (each re-derives the leases of its node).
+  bool more = true;
+  while (more) {
+    absl::MutexLock l(&mu_);
+    more = agents_.SweepSilent(now, kSilentPerLock) == kSilentPerLock;
   }
   std::vector<std::string> failed;
   for (const std::string& id : expired) {

@@ -100,16 +100,13 @@ v1::Node NodeView(const ManagerState& s, const FabricEntry& f, int node) {
   return out;
 }
 
-v1::Bridge BridgeView(const ManagerState& s, const FabricEntry& f, int node) {
+google::protobuf::RepeatedPtrField<v1::Port> PortViews(const FabricEntry& f,
+                                                       int node) {
   const core::Topology& topo = f.state.topology();
   const core::NodeInfo& n = topo.node(node);
-  v1::Bridge out;
-  out.set_name(BridgeName(n.name));
-  out.set_fabric(FabricName(f.id()));
-  out.set_node(NodeName(n.name));
-  *out.mutable_profile() = ProfileToProto(*n.profile);
+  google::protobuf::RepeatedPtrField<v1::Port> out;
   for (int port = 1; port <= n.port_count; ++port) {
-    v1::Port* p = out.add_ports();
+    v1::Port* p = out.Add();
     p->set_number(port);
     auto peer = topo.PortPeer(node, port);
     if (peer) {
@@ -121,6 +118,17 @@ v1::Bridge BridgeView(const ManagerState& s, const FabricEntry& f, int node) {
       p->set_up(f.state.link_up(peer->second));
     }
   }
+  return out;
+}
+
+v1::Bridge BridgeView(const ManagerState& s, const FabricEntry& f, int node) {
+  const core::NodeInfo& n = f.state.topology().node(node);
+  v1::Bridge out;
+  out.set_name(BridgeName(n.name));
+  out.set_fabric(FabricName(f.id()));
+  out.set_node(NodeName(n.name));
+  *out.mutable_profile() = ProfileToProto(*n.profile);
+  *out.mutable_ports() = PortViews(f, node);
   core::BridgeConfig cfg = f.state.ConfigFor(node);
   out.set_map_entries(static_cast<int>(cfg.map.size()));
   int windows = 0, lut = 0;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fabric/v1/resources.pb.h"
+#include "google/protobuf/repeated_ptr_field.h"
 #include "server/service/manager_state.h"
 
 namespace fabric::service {
@@ -20,6 +21,10 @@ v1::Node NodeView(const ManagerState& s, const FabricEntry& f, int node);
 v1::Node UnassignedNodeView(const ManagerState& s, const std::string& id,
                             const AgentEntry& a);
 v1::Bridge BridgeView(const ManagerState& s, const FabricEntry& f, int node);
+// The ports of `node`'s bridge (BridgeView's, without deriving its
+// configuration).
+google::protobuf::RepeatedPtrField<v1::Port> PortViews(const FabricEntry& f,
+                                                       int node);
 v1::Link LinkView(const FabricEntry& f, int link);
 v1::AddressMap MapView(const ManagerState& s, const FabricEntry& f, int node);
 // A committed lease with its derived state.
