@@ -16,50 +16,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr uint64_t kMmio = 0x300'0000'0000ull;
-
 // A ring n0 n1 n2 whose n1 lends devices; n0 may use another profile.
 v1::CreateFabricRequest VfRing(const std::string& n0_profile = "") {
   v1::CreateFabricRequest req = RingRequest("vf", 3);
   req.mutable_spec()->mutable_nodes(0)->set_profile(n0_profile);
   req.mutable_spec()->mutable_nodes(1)->set_mmio_base(kMmio);
   req.mutable_spec()->mutable_nodes(1)->set_mmio_size(1ull << 30);
-  return req;
-}
-
-// n1's inventory: PF 3b:00.0 with VFs 3b:02.0..3, each with a 64 KiB BAR0
-// and a 16 KiB BAR3.
-v1::NodeInventory LenderInventory() {
-  v1::NodeInventory inv;
-  v1::PciFunction* pf = inv.add_functions();
-  pf->set_address("0000:3b:00.0");
-  pf->set_kind(v1::PciFunction::SRIOV_PF);
-  pf->set_vendor_id(0x8086);
-  for (int i = 0; i < 4; ++i) {
-    v1::PciFunction* vf = inv.add_functions();
-    vf->set_address(absl::StrCat("0000:3b:02.", i));
-    vf->set_pf_address("0000:3b:00.0");
-    vf->set_kind(v1::PciFunction::SRIOV_VF);
-    vf->set_vendor_id(0x8086);
-    vf->set_device_id(0x154c);
-    for (int bar = 0; bar < 6; ++bar) {
-      const uint64_t size = bar == 0 ? 64 << 10 : bar == 3 ? 16 << 10 : 0;
-      vf->add_bar_sizes(size);
-      vf->add_bar_addresses(size == 0 ? 0
-                                      : kMmio + (bar == 0 ? 0 : 1 << 20) +
-                                            static_cast<uint64_t>(i) * size);
-    }
-  }
-  return inv;
-}
-
-v1::CreateAttachmentRequest AttachRequest(const std::string& vf,
-                                          const std::string& to,
-                                          const std::string& request_id = "") {
-  v1::CreateAttachmentRequest req;
-  req.mutable_attachment()->set_vf(vf);
-  req.mutable_attachment()->set_borrower(to);
-  req.set_request_id(request_id);
   return req;
 }
 

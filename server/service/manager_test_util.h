@@ -1,7 +1,8 @@
 // What the FabricManager tests share: ManagerTest (a manager over SQLite in
 // a temp directory, behind a FaultInjectingStore, with a manual clock),
-// request builders, a dump of the store's tables, and a Store that holds
-// writes to keep mutations in flight. Test-only.
+// request builders (and a lender's VF inventory), a dump of the store's
+// tables, and a Store that holds writes to keep mutations in flight.
+// Test-only.
 #ifndef FABRIC_SERVER_SERVICE_MANAGER_TEST_UTIL_H_
 #define FABRIC_SERVER_SERVICE_MANAGER_TEST_UTIL_H_
 
@@ -58,6 +59,45 @@ inline v1::CreateAllocationRequest AllocRequest(const std::string& from,
   req.mutable_allocation()->set_borrower(from);
   req.mutable_allocation()->set_target(to);
   req.mutable_allocation()->set_size(size);
+  req.set_request_id(request_id);
+  return req;
+}
+
+// Where a lender's device MMIO range starts (its node's mmio_base).
+inline constexpr uint64_t kMmio = 0x300'0000'0000ull;
+
+// A lender's inventory: PF 3b:00.0 with VFs 3b:02.0..3, each with a 64 KiB
+// BAR0 and a 16 KiB BAR3 in a range at kMmio.
+inline v1::NodeInventory LenderInventory() {
+  v1::NodeInventory inv;
+  v1::PciFunction* pf = inv.add_functions();
+  pf->set_address("0000:3b:00.0");
+  pf->set_kind(v1::PciFunction::SRIOV_PF);
+  pf->set_vendor_id(0x8086);
+  for (int i = 0; i < 4; ++i) {
+    v1::PciFunction* vf = inv.add_functions();
+    vf->set_address(absl::StrCat("0000:3b:02.", i));
+    vf->set_pf_address("0000:3b:00.0");
+    vf->set_kind(v1::PciFunction::SRIOV_VF);
+    vf->set_vendor_id(0x8086);
+    vf->set_device_id(0x154c);
+    for (int bar = 0; bar < 6; ++bar) {
+      const uint64_t size = bar == 0 ? 64 << 10 : bar == 3 ? 16 << 10 : 0;
+      vf->add_bar_sizes(size);
+      vf->add_bar_addresses(size == 0 ? 0
+                                      : kMmio + (bar == 0 ? 0 : 1 << 20) +
+                                            static_cast<uint64_t>(i) * size);
+    }
+  }
+  return inv;
+}
+
+inline v1::CreateAttachmentRequest AttachRequest(
+    const std::string& vf, const std::string& to,
+    const std::string& request_id = "") {
+  v1::CreateAttachmentRequest req;
+  req.mutable_attachment()->set_vf(vf);
+  req.mutable_attachment()->set_borrower(to);
   req.set_request_id(request_id);
   return req;
 }
