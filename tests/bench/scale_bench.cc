@@ -690,6 +690,8 @@ struct Report {
   std::vector<SizeResult> sizes;
   Reroute reroute;
   double total_s = 0;
+  // /proc/loadavg at the start and the end: how busy the machine was.
+  std::string load_start, load_end;
   uint64_t errors = 0;
   std::vector<std::string> error_samples;
 
@@ -963,6 +965,13 @@ absl::Status RunReroute(const Flags& flags, const std::string& dir, int slots,
   return absl::OkStatus();
 }
 
+std::string LoadAverage() {
+  std::string load = proctest::ReadFile("/proc/loadavg");
+  const std::vector<std::string> parts = absl::StrSplit(load, ' ');
+  return parts.size() >= 3 ? absl::StrJoin(parts.begin(), parts.begin() + 3, " ")
+                           : "";
+}
+
 void Progress(const std::string& line) {
   absl::FPrintF(stderr, "[scale-bench %s] %s\n",
                 absl::FormatTime("%H:%M:%S", absl::Now(), absl::LocalTimeZone()),
@@ -972,6 +981,7 @@ void Progress(const std::string& line) {
 absl::Status Run(const Flags& flags, const std::string& dir, Report& report,
                  Errors& errors) {
   const auto start = Clock::now();
+  report.load_start = LoadAverage();
   report.manager_binary = flags.bin_dir + "/fabric-manager";
   report.ring_nodes = flags.ring_nodes;
   report.duration = flags.duration;
@@ -1084,6 +1094,7 @@ absl::Status Run(const Flags& flags, const std::string& dir, Report& report,
     if (!s.ok()) return s;
   }
   report.total_s = Seconds(Clock::now() - start);
+  report.load_end = LoadAverage();
   return absl::OkStatus();
 }
 
@@ -1203,7 +1214,8 @@ void PrintJson(const Report& r, const Goals& g, const absl::Status& status) {
       "\"throughput_ratio\":%.3f,\"throughput_ratio_clients\":%d,"
       "\"throughput_met\":%s,\"first_answer_s\":%.3f,\"first_answer_met\":%s,"
       "\"peak_rss_mb\":%.1f,\"peak_rss_met\":%s,\"set_link_state_ms\":%.2f,"
-      "\"set_link_state_met\":%s},\"total_s\":%.1f,\"rpc_errors\":%d,"
+      "\"set_link_state_met\":%s},\"total_s\":%.1f,\"loadavg_start\":%s,"
+      "\"loadavg_end\":%s,\"rpc_errors\":%d,"
       "\"rpc_error_samples\":[%s],\"error\":%s}\n",
       Json(r.manager_binary), r.ring_nodes, r.slots_per_borrower,
       kAllocationSize, absl::ToDoubleSeconds(r.duration),
@@ -1211,7 +1223,8 @@ void PrintJson(const Report& r, const Goals& g, const absl::Status& status) {
       g.ratio_clients, Bool(g.throughput_ratio >= 0.9), g.first_answer_s,
       Bool(g.first_answer_s >= 0 && g.first_answer_s <= 1.0), g.hwm_mb,
       Bool(g.hwm_mb >= 0 && g.hwm_mb <= 200), g.link_ms,
-      Bool(g.link_ms >= 0 && g.link_ms <= 50), r.total_s, r.errors,
+      Bool(g.link_ms >= 0 && g.link_ms <= 50), r.total_s, Json(r.load_start),
+      Json(r.load_end), r.errors,
       absl::StrJoin(errors, ","), Json(status.ok() ? "" : status.ToString()));
 }
 
@@ -1281,7 +1294,9 @@ void PrintTable(const Report& r, const Goals& g, const absl::Status& status) {
                g.hwm_mb >= 0 && g.hwm_mb <= 200 ? "met" : "not met");
   absl::PrintF("  SetLinkState <= 50 ms: %.2f ms %s\n", g.link_ms,
                g.link_ms >= 0 && g.link_ms <= 50 ? "met" : "not met");
-  absl::PrintF("total %.0f s; rpc errors %d\n", r.total_s, r.errors);
+  absl::PrintF("total %.0f s; load average %s at the start, %s at the end; "
+               "rpc errors %d\n",
+               r.total_s, r.load_start, r.load_end, r.errors);
   for (const auto& e : r.error_samples) absl::PrintF("  error: %s\n", e);
   if (!status.ok()) absl::PrintF("stopped early: %s\n", status.ToString());
 }
