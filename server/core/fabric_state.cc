@@ -1,6 +1,8 @@
 #include "server/core/fabric_state.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,10 +12,6 @@
 
 namespace fabric::core {
 namespace {
-
-uint64_t AlignUp(uint64_t v, uint64_t align) {
-  return (v + align - 1) / align * align;
-}
 
 const char* SlotKindName(SlotKind k) {
   return k == SlotKind::kWindow ? "window" : "LUT";
@@ -37,6 +35,15 @@ const Grant* FirstOverlap(const std::map<uint64_t, const Grant*>& ranges,
     }
   }
   return first;
+}
+
+// The indexes follow grants_, whose ranges AddGrant keeps disjoint and
+// inside their regions: a failure here is a bug.
+void MustSucceed(const absl::Status& st) {
+  if (st.ok()) return;
+  std::fprintf(stderr, "fabric_state: index out of step: %s\n",
+               st.ToString().c_str());
+  std::abort();
 }
 
 }  // namespace
@@ -101,6 +108,8 @@ void FabricState::RebuildIndex() {
     const HardwareProfile& p = *topo_.node(i).profile;
     index_[i].window_owner.assign(p.window_count, nullptr);
     index_[i].lut_owner.assign(p.lut_entries, nullptr);
+    index_[i].export_free =
+        FreeRanges(topo_.node(i).export_base, topo_.node(i).export_size);
   }
   for (const auto& [id, g] : grants_) IndexGrant(g);
 }
@@ -114,6 +123,7 @@ void FabricState::IndexGrant(const Grant& g) {
   }
   NodeIndex& t = index_[g.target];
   (g.device ? t.devices : t.exports).emplace(g.target_addr, &g);
+  if (!g.device) MustSucceed(t.export_free.Take(g.target_addr, g.size));
 }
 
 void FabricState::UnindexGrant(const Grant& g) {
@@ -125,6 +135,7 @@ void FabricState::UnindexGrant(const Grant& g) {
   }
   NodeIndex& t = index_[g.target];
   (g.device ? t.devices : t.exports).erase(g.target_addr);
+  if (!g.device) MustSucceed(t.export_free.Release(g.target_addr, g.size));
 }
 
 absl::Status FabricState::CheckLinkChange(int link, bool up) const {
@@ -256,12 +267,10 @@ absl::StatusOr<Grant> FabricState::Plan(
   const std::vector<const Grant*>& window_owner =
       index_[borrower].window_owner;
   const std::vector<const Grant*>& lut_owner = index_[borrower].lut_owner;
-  // The target's export-region grants, by target_addr (disjoint).
-  const std::map<uint64_t, const Grant*>& taken = index_[target].exports;
+  const NodeIndex& ti = index_[target];
 
-  // First fit in the target's export region such that the fabric address is
-  // aligned to `align`.
-  const uint64_t export_end = t.export_base + t.export_size;
+  // First fit in the target's export region such that the fabric address,
+  // aperture_base + (addr - export_base), is aligned to `align`.
   auto fit = [&](uint64_t align) -> std::optional<uint64_t> {
     if (device_addr.has_value()) {
       // The target range is fixed; only the fabric alignment can fail.
@@ -269,17 +278,9 @@ absl::StatusOr<Grant> FabricState::Plan(
       if (fab % align != 0) return std::nullopt;
       return *device_addr;
     }
-    uint64_t cursor = t.export_base;
-    for (auto it = taken.begin();; ++it) {
-      const Grant* g = it == taken.end() ? nullptr : it->second;
-      if (g != nullptr) Visit();
-      uint64_t gap_end = g != nullptr ? g->target_addr : export_end;
-      uint64_t fab = AlignUp(t.aperture_base + (cursor - t.export_base), align);
-      uint64_t start = t.export_base + (fab - t.aperture_base);
-      if (start <= gap_end && gap_end - start >= size) return start;
-      if (g == nullptr) return std::nullopt;
-      cursor = std::max(cursor, g->target_addr + g->size);
-    }
+    return ti.export_free.FirstFit(size, align,
+                                   t.aperture_base - t.export_base,
+                                   &grants_visited_);
   };
 
   const int used_windows =
@@ -355,20 +356,13 @@ absl::StatusOr<Grant> FabricState::Plan(
         " as the free slots of node ", b.name, " (profile ", p.name,
         ") need"));
   }
-  uint64_t largest = 0;
-  uint64_t cursor = t.export_base;
-  for (const auto& [base, r] : taken) {
-    Visit();
-    if (base > cursor) largest = std::max(largest, base - cursor);
-    cursor = std::max(cursor, base + r->size);
-  }
-  if (export_end > cursor) largest = std::max(largest, export_end - cursor);
   return absl::ResourceExhaustedError(absl::StrCat(
       "target: no free range of ", FormatSize(size), " aligned to ",
       FormatSize(failed_align), " in the export region [",
-      FormatAddr(t.export_base), ", ", FormatAddr(export_end), ") of node ",
-      t.name, "; largest free range is ", FormatSize(largest), " (",
-      taken.size(), " grants on it)"));
+      FormatAddr(t.export_base), ", ",
+      FormatAddr(t.export_base + t.export_size), ") of node ", t.name,
+      "; largest free range is ", FormatSize(ti.export_free.Largest()), " (",
+      ti.exports.size(), " grants on it)"));
 }
 
 absl::Status FabricState::AddGrant(const Grant& g) {

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/core/address_map.h"
+#include "server/core/free_ranges.h"
 #include "server/core/topology.h"
 
 namespace fabric::core {
@@ -78,10 +79,11 @@ uint64_t SlotAddress(const NodeInfo& node, SlotKind kind, int slot);
 //
 // Grants are indexed by borrower (the owner of each of its window and LUT
 // slots) and by target (its export-region grants and its device grants, each
-// ordered by target_addr). Planning, adding or removing a grant and
-// computing one node's configuration read only the indexes of the nodes
-// involved: their cost grows with the grants of those nodes, never with all
-// grants. Copying rebuilds the indexes in O(n log n).
+// ordered by target_addr, and the free ranges of its export region). Planning
+// a grant finds its target range in O(log n); planning, adding or removing a
+// grant and computing one node's configuration read only the indexes of the
+// nodes involved: their cost grows with the grants of those nodes, never with
+// all grants. Copying rebuilds the indexes in O(n log n).
 class FabricState {
  public:
   // Starts with every link up and no grants.
@@ -166,8 +168,9 @@ class FabricState {
   // REQUIRES: valid node. O(grants of node + slots of its profile).
   BridgeConfig ConfigFor(int node) const;
 
-  // Test hook: how many grants Plan*, AddGrant, ConfigFor, GrantsBorrowedBy
-  // and GrantsTargeting have read so far (monotonic; compare two readings).
+  // Test hook: how many grants (and free ranges of export regions) Plan*,
+  // AddGrant, ConfigFor, GrantsBorrowedBy and GrantsTargeting have read so
+  // far (monotonic; compare two readings).
   uint64_t grants_visited() const { return grants_visited_; }
 
  private:
@@ -181,6 +184,8 @@ class FabricState {
     // grants are pairwise disjoint (AddGrant refuses overlaps).
     std::map<uint64_t, const Grant*> exports;  // !device
     std::map<uint64_t, const Grant*> devices;  // device
+    // The export region less the ranges of `exports`.
+    FreeRanges export_free;
   };
 
   absl::Status ValidateRequest(int borrower, int target, uint64_t size) const;
