@@ -1,7 +1,8 @@
 // FabricState's grant indexes: every answer equals that of a scan of all
 // grants (the algorithm FabricState used before it had indexes, kept below
-// as the reference), and an operation at 100,000 grants reads only the
-// grants of the nodes it involves.
+// as the reference), an operation at 100,000 grants reads only the grants
+// of the nodes it involves, and planning on a target with thousands of
+// grants reads O(log n) of its free ranges.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -678,6 +679,75 @@ TEST(FabricStateIndexTest, OneMoreGrantAt100kReadsOnlyTheNodesInvolved) {
               static_cast<unsigned long long>(add),
               static_cast<unsigned long long>(config_for), involved,
               static_cast<unsigned long long>(restore));
+}
+
+// --- Scale: a target holding thousands of grants finds a free range, or
+// reports that there is none, reading O(log n) of its free ranges.
+
+TEST(FabricStateIndexTest, PlanOnATargetWith5000GrantsReadsFewRanges) {
+  constexpr int kTaken = 10'000;  // 1 MiB each, 40 per borrower.
+  constexpr int kBorrowers = kTaken / 40;
+  FabricSpec spec = RingSpec(kBorrowers + 1);
+  spec.nodes[0].export_size = kTaken * kMiB;  // Exactly filled.
+  absl::StatusOr<Topology> topo = Topology::Build(spec);
+  ASSERT_TRUE(topo.ok()) << topo.status();
+  FabricState s(*topo);
+  const int t = 0;
+  const NodeInfo& tn = topo->node(t);
+  for (int i = 0; i < kTaken; ++i) {
+    absl::StatusOr<Grant> g = s.PlanGrant(1 + i / 40, t, kMiB);
+    ASSERT_TRUE(g.ok()) << i << ": " << g.status();
+    ASSERT_EQ(g->target_addr, tn.export_base + i * kMiB) << i;
+    g->id = absl::StrFormat("g%05d", i);
+    ASSERT_TRUE(s.AddGrant(*g).ok()) << i;
+  }
+  // Every other grant goes: 5,000 grants and 5,000 free ranges of 1 MiB.
+  for (int i = 0; i < kTaken; i += 2) {
+    ASSERT_TRUE(s.RemoveGrant(absl::StrFormat("g%05d", i)).ok()) << i;
+  }
+  ASSERT_EQ(s.GrantsTargeting(t).size(), 5000u);
+
+  // 1 MiB fits in the first hole.
+  uint64_t before = s.grants_visited();
+  absl::StatusOr<Grant> small = s.PlanGrant(1, t, kMiB);
+  const uint64_t plan_small = s.grants_visited() - before;
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->target_addr, tn.export_base);
+  EXPECT_EQ(Diff(small, RefPlan(s, 1, t, kMiB, {})), "");
+  // Nothing holds 2 MiB: the message still gives the largest free range
+  // and the grant count. (Borrower 1's free LUT slots are not contiguous:
+  // only a window is tried.)
+  before = s.grants_visited();
+  absl::StatusOr<Grant> big = s.PlanGrant(1, t, 2 * kMiB);
+  const uint64_t plan_big = s.grants_visited() - before;
+  EXPECT_EQ(Diff(big, RefPlan(s, 1, t, 2 * kMiB, {})), "");
+  EXPECT_EQ(std::string(big.status().message()),
+            absl::StrCat("target: no free range of 2 MiB aligned to 4 KiB in "
+                         "the export region [",
+                         FormatAddr(tn.export_base), ", ",
+                         FormatAddr(tn.export_base + kTaken * kMiB),
+                         ") of node n0; largest free range is 1 MiB (5000 "
+                         "grants on it)"));
+  // Two neighbouring grants go near the end: 2 MiB fits there, past 4,998
+  // holes too small for it.
+  ASSERT_TRUE(s.RemoveGrant("g09997").ok());
+  ASSERT_TRUE(s.RemoveGrant("g09999").ok());
+  before = s.grants_visited();
+  absl::StatusOr<Grant> late = s.PlanGrant(1, t, 2 * kMiB);
+  const uint64_t plan_late = s.grants_visited() - before;
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_EQ(late->target_addr, tn.export_base + 9996 * kMiB);
+  EXPECT_EQ(Diff(late, RefPlan(s, 1, t, 2 * kMiB, {})), "");
+
+  EXPECT_LT(plan_small, 100u);
+  EXPECT_LT(plan_big, 100u);
+  EXPECT_LT(plan_late, 100u);
+  std::printf("5,000 grants and 5,000 free ranges on one target: plan read "
+              "%llu (first hole), %llu (no fit), %llu (fit past 4,998 "
+              "holes)\n",
+              static_cast<unsigned long long>(plan_small),
+              static_cast<unsigned long long>(plan_big),
+              static_cast<unsigned long long>(plan_late));
 }
 
 }  // namespace

@@ -1,11 +1,22 @@
 #include "server/core/free_ranges.h"
 
 #include <algorithm>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "common/units.h"
 
 namespace fabric::core {
+namespace {
+
+// "take: [0x1000, +4 KiB)", the start of an error message.
+std::string OpOnRange(const char* op, uint64_t addr, uint64_t size) {
+  return absl::StrCat(op, ": [", FormatAddr(addr), ", +", FormatSize(size),
+                      ")");
+}
+
+}  // namespace
 
 bool operator==(const FreeRange& a, const FreeRange& b) {
   return a.base == b.base && a.end == b.end;
@@ -23,24 +34,20 @@ absl::Status FreeRanges::CheckInRegion(const char* op, uint64_t addr,
         absl::StrCat(op, ": size must be greater than 0"));
   }
   if (addr < base_ || addr > end_ || end_ - addr < size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": [", FormatAddr(addr), ", +", FormatSize(size),
-        ") is outside the region [", FormatAddr(base_), ", ",
-        FormatAddr(end_), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(OpOnRange(op, addr, size), " is outside the region [",
+                     FormatAddr(base_), ", ", FormatAddr(end_), ")"));
   }
   return absl::OkStatus();
 }
 
 absl::Status FreeRanges::Take(uint64_t addr, uint64_t size) {
-  if (absl::Status st = CheckInRegion("take", addr, size); !st.ok()) {
-    return st;
-  }
+  RETURN_IF_ERROR(CheckInRegion("take", addr, size));
   const uint64_t end = addr + size;
   const int f = Floor(addr);
   if (f == kNone || nodes_[f].end < end) {
     return absl::FailedPreconditionError(
-        absl::StrCat("take: [", FormatAddr(addr), ", +", FormatSize(size),
-                     ") is not all free"));
+        absl::StrCat(OpOnRange("take", addr, size), " is not all free"));
   }
   const FreeRange was{nodes_[f].base, nodes_[f].end};
   Erase(was.base);
@@ -50,18 +57,15 @@ absl::Status FreeRanges::Take(uint64_t addr, uint64_t size) {
 }
 
 absl::Status FreeRanges::Release(uint64_t addr, uint64_t size) {
-  if (absl::Status st = CheckInRegion("release", addr, size); !st.ok()) {
-    return st;
-  }
+  RETURN_IF_ERROR(CheckInRegion("release", addr, size));
   const uint64_t end = addr + size;
   // The free ranges just below and from addr on.
   const int below = Floor(addr);
   const int above = Ceiling(addr);
   if ((below != kNone && nodes_[below].end > addr) ||
       (above != kNone && nodes_[above].base < end)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("release: [", FormatAddr(addr), ", +", FormatSize(size),
-                     ") is partly free already"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        OpOnRange("release", addr, size), " is partly free already"));
   }
   FreeRange merged{addr, end};
   if (below != kNone && nodes_[below].end == addr) {
