@@ -207,6 +207,7 @@ absl::StatusOr<agentproto::v1::ReportStatusResponse> AgentRegistry::Report(
   vf_changed |= shadows.size() != a.shadows.size();
   a.shadows = std::move(shadows);
   const bool moved = req.applied_generation() != a.applied_generation;
+  const bool moved_forward = req.applied_generation() > a.applied_generation;
   a.applied_generation = req.applied_generation();
   // In no fabric (UnassignedNodeView): the agent's account of clearing its
   // bridge is kept for GetNode; no allocation depends on it.
@@ -214,7 +215,12 @@ absl::StatusOr<agentproto::v1::ReportStatusResponse> AgentRegistry::Report(
   const auto& fn = *found;
   if (!was_ready || moved || errors_changed || vf_changed) {
     if (!was_ready || req.has_inventory()) PublishNode(*fn.first, fn.second);
-    RefreshFabricLeases(s, fn.first->id(), fn.second);
+    // The common report, every agent's after each generation: only the
+    // applied generation moved forward. That can settle leases but not
+    // unsettle a READY one, so only the unsettled are looked at.
+    const bool only_settles =
+        was_ready && moved_forward && !errors_changed && !vf_changed;
+    RefreshFabricLeases(s, fn.first->id(), fn.second, only_settles);
   }
   return out;
 }

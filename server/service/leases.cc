@@ -105,7 +105,7 @@ void PlanNewLease(ManagerState& s, const std::string& id,
     state->CommitLease(*a);
     a->required_generation = state->BumpGeneration();
     std::string reason;
-    a->last_state = DeriveState(*state, *a, &reason);
+    state->SetLeaseState(*a, DeriveState(*state, *a, &reason));
     if (state->hub().has_watchers()) {
       PublishLease(state->hub(), v1::WatchEvent::ADDED,
                    LeaseView(*state, *a));
@@ -168,22 +168,32 @@ absl::Status ListLeases(
 template <typename Record>
 void RefreshLeases(
     ManagerState& s, const std::string& fabric,
-    const std::function<bool(const LeaseEntry<Record>&)>& affected) {
+    const std::function<bool(const LeaseEntry<Record>&)>& affected,
+    bool only_unsettled) {
   auto fit = s.fabrics.find(fabric);
   if (fit == s.fabrics.end()) return;
   auto& leases = s.leases<Record>();
-  for (absl::string_view id : fit->second->template lease_ids<Record>().all) {
+  auto refresh = [&](absl::string_view id) {
     LeaseEntry<Record>* a = leases.find(id)->second.get();
-    if (!a->committed) continue;
-    if (affected && !affected(*a)) continue;
+    if (!a->committed) return;
+    if (affected && !affected(*a)) return;
     std::string reason;
     auto state = DeriveState(s, *a, &reason);
     if (state != a->last_state) {
-      a->last_state = state;
+      s.SetLeaseState(*a, state);
       if (s.hub().has_watchers()) {
         PublishLease(s.hub(), v1::WatchEvent::MODIFIED, LeaseView(s, *a));
       }
     }
+  };
+  const LeaseIds& ids = fit->second->template lease_ids<Record>();
+  if (only_unsettled) {
+    // A copy: a state that turns READY leaves `unsettled`.
+    const std::vector<absl::string_view> unsettled(ids.unsettled.begin(),
+                                                   ids.unsettled.end());
+    for (absl::string_view id : unsettled) refresh(id);
+  } else {
+    for (absl::string_view id : ids.all) refresh(id);
   }
 }
 
@@ -262,8 +272,8 @@ absl::Status RestoreLease(ManagerState& s, const std::string& key,
   return absl::OkStatus();
 }
 
-void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
-                         int node) {
+void RefreshFabricLeases(ManagerState& s, const std::string& fabric, int node,
+                         bool only_unsettled) {
   auto fit = s.fabrics.find(fabric);
   if (fit == s.fabrics.end()) return;
   const core::FabricState& state = fit->second->state;
@@ -277,8 +287,8 @@ void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
                           path->end());
     };
   }
-  RefreshLeases<v1::Allocation>(s, fabric, crosses);
-  RefreshLeases<v1::Attachment>(s, fabric, nullptr);
+  RefreshLeases<v1::Allocation>(s, fabric, crosses, only_unsettled);
+  RefreshLeases<v1::Attachment>(s, fabric, nullptr, only_unsettled);
 }
 
 #define FABRIC_INSTANTIATE_LEASES(Record)                                    \
@@ -297,7 +307,7 @@ void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
       std::string*);                                                         \
   template void RefreshLeases<Record>(                                       \
       ManagerState&, const std::string&,                                     \
-      const std::function<bool(const LeaseEntry<Record>&)>&);                \
+      const std::function<bool(const LeaseEntry<Record>&)>&, bool);          \
   template absl::StatusOr<std::vector<std::string>>                          \
   LeasesOfDeletedFabric<Record>(const ManagerState&, const std::string&,     \
                                 bool, absl::string_view, absl::string_view); \

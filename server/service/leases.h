@@ -97,11 +97,14 @@ absl::Status ListLeases(
     google::protobuf::RepeatedPtrField<Record>* out, std::string* next_token);
 
 // Re-derives the state of the committed leases of `fabric` that pass
-// `affected` and publishes MODIFIED for those that changed.
+// `affected` and publishes MODIFIED for those that changed. With
+// `only_unsettled`, only those not READY (LeaseIds::unsettled) are looked
+// at: O(unsettled), for a change that cannot unsettle a READY lease.
 template <typename Record>
 void RefreshLeases(ManagerState& s, const std::string& fabric,
                    const std::function<bool(const LeaseEntry<Record>&)>&
-                       affected);
+                       affected,
+                   bool only_unsettled = false);
 
 // The ids of the leases of fabric `fid`, which is being deleted:
 // UNAVAILABLE while one is being created or released, FAILED_PRECONDITION
@@ -127,9 +130,12 @@ absl::Status RestoreLease(ManagerState& s, const std::string& key,
 
 // Re-derives the states of the leases of `fabric` (allocations: all, or
 // only those whose path crosses `node` when node >= 0; attachments: all)
-// and publishes the changes.
+// and publishes the changes. `only_unsettled`: of those, only the ones not
+// READY; for a change that can only settle leases, such as an agent's
+// applied generation moving forward, it costs O(unsettled leases) instead
+// of O(all leases of the fabric).
 void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
-                         int node = -1);
+                         int node = -1, bool only_unsettled = false);
 
 // Publishes a change of a lease.
 void PublishLease(WatchHub& hub, v1::WatchEvent::Type type,

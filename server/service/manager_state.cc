@@ -71,18 +71,21 @@ absl::Status SameIds(absl::string_view what, const LeaseIds::Ids& got,
 template <typename Record>
 absl::Status CheckLeaseIds(const ManagerState& s, const FabricEntry& f) {
   using Ids = std::set<std::string>;
-  Ids all;
+  Ids all, unsettled;
   std::vector<Ids> by_node(f.state.topology().node_count());
   int committed = 0;
   for (const auto& [id, a] : s.leases<Record>()) {
     if (a->fabric != f.id()) continue;
     all.insert(id);
     committed += a->committed;
+    if (a->committed && a->last_state != Record::READY) unsettled.insert(id);
     for (int n : EndNodes(f, a->record)) by_node[n].insert(id);
   }
   const LeaseIds& ids = f.template lease_ids<Record>();
   const std::string kind = Record::descriptor()->name();
   RETURN_IF_ERROR(SameIds(absl::StrCat(f.id(), " ", kind), ids.all, all));
+  RETURN_IF_ERROR(SameIds(absl::StrCat(f.id(), " unsettled ", kind),
+                          ids.unsettled, unsettled));
   if (ids.committed != committed) {
     return absl::InternalError(absl::StrCat(
         "index ", f.id(), " ", kind, " counts ", ids.committed,
@@ -138,6 +141,21 @@ void ManagerState::CommitLease(LeaseEntry<Record>& a) {
   a.committed = true;
   ++fabrics.at(a.fabric)->template lease_ids<Record>().committed;
   if (auto t = ExpireTime(a.record)) lease_expiry.Set(a.id(), *t);
+  SetLeaseState(a, a.last_state);
+}
+
+template <typename Record>
+void ManagerState::SetLeaseState(LeaseEntry<Record>& a,
+                                 typename Record::State state) {
+  a.last_state = state;
+  if (!a.committed) return;
+  LeaseIds& ids = fabrics.at(a.fabric)->template lease_ids<Record>();
+  const absl::string_view key = *ids.all.find(a.id());  // the map's key
+  if (state == Record::READY) {
+    ids.unsettled.erase(key);
+  } else {
+    ids.unsettled.insert(key);
+  }
 }
 
 template <typename Record>
@@ -148,6 +166,7 @@ void ManagerState::RemoveLease(const std::string& id) {
   if (auto f = fabrics.find(a.fabric); f != fabrics.end()) {
     LeaseIds& ids = f->second->template lease_ids<Record>();
     ids.all.erase(it->first);
+    ids.unsettled.erase(it->first);
     for (int n : EndNodes(*f->second, a.record)) ids.by_node[n].erase(it->first);
     ids.committed -= a.committed;
   }
@@ -190,6 +209,8 @@ absl::Status ManagerState::CheckIndexes() const {
   template LeaseEntry<Record>* ManagerState::AddLease<Record>(             \
       const std::string&, std::unique_ptr<LeaseEntry<Record>>);            \
   template void ManagerState::CommitLease<Record>(LeaseEntry<Record>&);    \
+  template void ManagerState::SetLeaseState<Record>(                       \
+      LeaseEntry<Record>&, typename Record::State);                        \
   template void ManagerState::RemoveLease<Record>(const std::string&);
 FABRIC_INSTANTIATE_LEASE_INDEX(v1::Allocation)
 FABRIC_INSTANTIATE_LEASE_INDEX(v1::Attachment)

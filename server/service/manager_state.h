@@ -46,6 +46,10 @@ struct LeaseIds {
   std::vector<Ids> by_node;
   // How many of `all` are committed.
   int committed = 0;
+  // The committed leases whose last derived state is not READY: the only
+  // ones an agent's report that just moves its applied generation forward
+  // can change (RefreshUnsettledLeases).
+  Ids unsettled;
 };
 
 struct FabricEntry {
@@ -165,6 +169,10 @@ class ManagerState {
   // Marks the uncommitted lease `a` committed.
   template <typename Record>
   void CommitLease(LeaseEntry<Record>& a);
+  // Sets lease `a`'s last derived state, keeping its fabric's
+  // lease_ids().unsettled in step. The only writer of last_state.
+  template <typename Record>
+  void SetLeaseState(LeaseEntry<Record>& a, typename Record::State state);
   // Removes lease `id` (not its grants); a no-op when absent.
   template <typename Record>
   void RemoveLease(const std::string& id);
