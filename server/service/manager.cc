@@ -191,6 +191,9 @@ absl::StatusOr<v1::Node> FabricManager::GetNode(absl::string_view name) {
   absl::StatusOr<v1::Resp> FabricManager::Method(                         \
       const v1::Method##Request& req) {                                   \
     absl::MutexLock l(&mu_);                                              \
+    /* The views run in lambdas, where the analysis cannot see mu_. */    \
+    const ManagerState* state = &state_;                                  \
+    (void)state;                                                          \
     auto listed = ListedFabrics(req.fabric());                            \
     if (!listed.ok()) return listed.status();                             \
     const std::vector<const FabricEntry*>& fabrics = *listed;             \
@@ -215,14 +218,14 @@ absl::StatusOr<v1::Node> FabricManager::GetNode(absl::string_view name) {
   }
 
 FABRIC_LIST_IMPL(ListNodes, ListNodesResponse, add_nodes, nodes_by_name,
-                 f.state.topology().node(i).name, NodeView(state_, f, i))
+                 f.state.topology().node(i).name, NodeView(*state, f, i))
 FABRIC_LIST_IMPL(ListBridges, ListBridgesResponse, add_bridges, nodes_by_name,
-                 f.state.topology().node(i).name, BridgeView(state_, f, i))
+                 f.state.topology().node(i).name, BridgeView(*state, f, i))
 FABRIC_LIST_IMPL(ListLinks, ListLinksResponse, add_links, links_by_name,
                  f.state.topology().links()[i].name, LinkView(f, i))
 FABRIC_LIST_IMPL(ListAddressMaps, ListAddressMapsResponse, add_address_maps,
                  nodes_by_name, f.state.topology().node(i).name,
-                 MapView(state_, f, i))
+                 MapView(*state, f, i))
 #undef FABRIC_LIST_IMPL
 
 absl::StatusOr<v1::Bridge> FabricManager::GetBridge(absl::string_view name) {
