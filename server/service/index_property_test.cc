@@ -84,7 +84,8 @@ class IndexPropertyTest : public ManagerTest {
         [](const auto& r) { return r.attachments(); });
   }
 
-  static std::vector<std::string> Names(const auto& items) {
+  template <typename Items>
+  static std::vector<std::string> Names(const Items& items) {
     std::vector<std::string> out;
     for (const auto& x : items) out.push_back(x.name());
     return out;
