@@ -655,8 +655,7 @@ void FabricManager::Sweep() {
     for (const std::string& id : failed) {
       auto it = state_.allocations.find(id);
       if (it != state_.allocations.end() && it->second->committed) {
-        state_.lease_expiry.Set(
-            id, FromProtoTime(it->second->record.expire_time()));
+        state_.ArmExpiry(*it->second);
       }
     }
   }

@@ -140,8 +140,13 @@ template <typename Record>
 void ManagerState::CommitLease(LeaseEntry<Record>& a) {
   a.committed = true;
   ++fabrics.at(a.fabric)->template lease_ids<Record>().committed;
-  if (auto t = ExpireTime(a.record)) lease_expiry.Set(a.id(), *t);
+  ArmExpiry(a);
   SetLeaseState(a, a.last_state);
+}
+
+template <typename Record>
+void ManagerState::ArmExpiry(const LeaseEntry<Record>& a) {
+  if (auto t = ExpireTime(a.record)) lease_expiry.Set(a.id(), *t);
 }
 
 template <typename Record>
@@ -209,6 +214,7 @@ absl::Status ManagerState::CheckIndexes() const {
   template LeaseEntry<Record>* ManagerState::AddLease<Record>(             \
       const std::string&, std::unique_ptr<LeaseEntry<Record>>);            \
   template void ManagerState::CommitLease<Record>(LeaseEntry<Record>&);    \
+  template void ManagerState::ArmExpiry<Record>(const LeaseEntry<Record>&); \
   template void ManagerState::SetLeaseState<Record>(                       \
       LeaseEntry<Record>&, typename Record::State);                        \
   template void ManagerState::RemoveLease<Record>(const std::string&);

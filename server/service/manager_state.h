@@ -169,6 +169,10 @@ class ManagerState {
   // Marks the uncommitted lease `a` committed.
   template <typename Record>
   void CommitLease(LeaseEntry<Record>& a);
+  // Puts the committed lease `a`'s expiry (if it has one) in lease_expiry
+  // again, e.g. after a release when it expired failed.
+  template <typename Record>
+  void ArmExpiry(const LeaseEntry<Record>& a);
   // Sets lease `a`'s last derived state, keeping its fabric's
   // lease_ids().unsettled in step. The only writer of last_state.
   template <typename Record>
