@@ -1,0 +1,86 @@
+// The authorization choke point of every gRPC server of the fabric, and how
+// handlers learn who called them.
+//
+// AuthProcessor runs in gRPC's server auth filter for every call, after the
+// TLS handshake verified the peer's certificate and before any handler
+// runs. It reads the peer's identity from the certificate (identity.h),
+// asks the Policy (policy.h) whether that identity may call the method, and
+// either rejects the call (UNAUTHENTICATED when the certificate carries no
+// fabric identity, PERMISSION_DENIED when the policy says no) or admits it,
+// recording the identity, role and scope in the call's AuthContext, where
+// CallerOf() finds them. No handler checks roles for itself; handlers only
+// apply the admitted scope (OWN, SELF_NODE) to the resources they touch.
+//
+// Denied calls are written to the audit log (when one is given) here, since
+// they never reach a handler.
+#ifndef FABRIC_COMMON_SECURITY_GRPC_AUTH_H_
+#define FABRIC_COMMON_SECURITY_GRPC_AUTH_H_
+
+#include <grpcpp/security/auth_context.h>
+#include <grpcpp/security/auth_metadata_processor.h>
+#include <grpcpp/server_context.h>
+
+#include <memory>
+#include <string>
+
+#include "common/security/identity.h"
+#include "common/security/policy.h"
+
+namespace fabric::security {
+
+class AuditLog;
+
+// Property names AuthProcessor adds to an admitted call's AuthContext.
+inline constexpr char kIdentityProperty[] = "fabric.identity";  // "node/n1"
+inline constexpr char kRoleProperty[] = "fabric.role";
+inline constexpr char kScopeProperty[] = "fabric.scope";  // "ANY", ...
+
+class AuthProcessor : public grpc::AuthMetadataProcessor {
+ public:
+  // `policy` is copied; `audit` may be null and must outlive the processor.
+  AuthProcessor(Policy policy, AuditLog* audit);
+
+  // Never blocks: runs inline on gRPC's thread.
+  bool IsBlocking() const override { return false; }
+
+  grpc::Status Process(const InputMetadata& auth_metadata,
+                       grpc::AuthContext* context,
+                       OutputMetadata* consumed_auth_metadata,
+                       OutputMetadata* response_metadata) override;
+
+ private:
+  const Policy policy_;
+  AuditLog* const audit_;
+};
+
+// The caller of a call in progress, as the choke point admitted it.
+struct Caller {
+  // false on an --insecure (plaintext, loopback-only) server: there are no
+  // identities; scope is ANY and owners are what the request says.
+  bool authenticated = false;
+  Identity identity;
+  std::string role;
+  Scope scope = internal::ANY;
+  // true when the call came over TLS but was never admitted by an
+  // AuthProcessor (a server built without one): such a caller may do
+  // nothing, so a forgotten processor fails closed.
+  bool unadmitted = false;
+
+  // "user/alice", or "" when not authenticated.
+  std::string OwnerName() const {
+    return authenticated ? identity.ToString() : std::string();
+  }
+};
+
+// Reads the caller from `context`'s AuthContext.
+Caller CallerOf(const grpc::ServerContext& context);
+
+// The peer identity in an AuthContext's certificate properties (the URI
+// SAN), with its OU role; UNAUTHENTICATED when there is none or it does not
+// parse. Used by AuthProcessor, and by clients that inspect the server they
+// reached.
+absl::StatusOr<Identity> PeerIdentity(const grpc::AuthContext& context);
+
+}  // namespace fabric::security
+
+#endif  // FABRIC_COMMON_SECURITY_GRPC_AUTH_H_
