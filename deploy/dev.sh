@@ -27,7 +27,7 @@ PACKAGES=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsqlite3-dev libpci-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev openssl
   # test-asan and fuzz: clang and its sanitizer and libFuzzer runtimes.
   clang-14 libclang-rt-14-dev
 )

@@ -15,7 +15,8 @@ namespace fabric::security {
 void AddTlsFlags(CLI::App& app, TlsConfig* tls);
 
 // For fabricctl: fills each file still empty in `*tls` from its
-// FABRIC_TLS_* environment variable. Call after app.parse().
+// FABRIC_TLS_* environment variable. Call after app.parse(). Does nothing
+// when --insecure was given (a flag wins over the variables).
 void ApplyTlsEnvironment(TlsConfig* tls);
 
 }  // namespace fabric::security
