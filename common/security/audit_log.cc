@@ -225,13 +225,12 @@ int64_t AuditLog::write_errors() const {
 
 std::string AuditLog::Format(const AuditEvent& event) {
   std::string out = "{\"time\":";
-  AppendJsonString(absl::FormatTime(kTimeFormat, event.time,
-                                    absl::UTCTimeZone()),
-                   &out);
+  AppendJsonString(
+      absl::FormatTime(kTimeFormat, event.time, absl::UTCTimeZone()), &out);
   const std::pair<const char*, const std::string*> fields[] = {
-      {"identity", &event.identity},     {"role", &event.role},
-      {"method", &event.method},         {"request_id", &event.request_id},
-      {"code", &event.code},             {"message", &event.message}};
+      {"identity", &event.identity}, {"role", &event.role},
+      {"method", &event.method},     {"request_id", &event.request_id},
+      {"code", &event.code},         {"message", &event.message}};
   for (const auto& [key, value] : fields) {
     absl::StrAppend(&out, ",\"", key, "\":");
     AppendJsonString(*value, &out);
@@ -246,9 +245,9 @@ absl::StatusOr<AuditEvent> AuditLog::ParseLine(absl::string_view line) {
   if (!fields.ok()) return fields.status();
   AuditEvent event;
   const std::pair<const char*, std::string*> strings[] = {
-      {"identity", &event.identity},     {"role", &event.role},
-      {"method", &event.method},         {"request_id", &event.request_id},
-      {"code", &event.code},             {"message", &event.message}};
+      {"identity", &event.identity}, {"role", &event.role},
+      {"method", &event.method},     {"request_id", &event.request_id},
+      {"code", &event.code},         {"message", &event.message}};
   for (const auto& [key, value] : strings) {
     auto it = fields->find(key);
     if (it == fields->end()) {

@@ -56,11 +56,12 @@ void ExpectSame(const AuditEvent& a, const AuditEvent& b) {
 }
 
 TEST_F(AuditLogTest, FormatIsTheDocumentedLine) {
-  EXPECT_EQ(AuditLog::Format(Sample()),
-            "{\"time\":\"2026-12-05T20:00:00.123Z\",\"identity\":\"user/alice\","
-            "\"role\":\"scheduler\",\"method\":\"/fabric.v1.FabricService/"
-            "CreateAllocation\",\"request_id\":\"r-17\",\"code\":\"OK\","
-            "\"message\":\"\"}");
+  EXPECT_EQ(
+      AuditLog::Format(Sample()),
+      "{\"time\":\"2026-12-05T20:00:00.123Z\",\"identity\":\"user/alice\","
+      "\"role\":\"scheduler\",\"method\":\"/fabric.v1.FabricService/"
+      "CreateAllocation\",\"request_id\":\"r-17\",\"code\":\"OK\","
+      "\"message\":\"\"}");
 }
 
 TEST_F(AuditLogTest, EscapingRoundTrips) {
@@ -116,13 +117,15 @@ TEST_F(AuditLogTest, RecordAppendsAndReadReadsBack) {
   absl::StatusOr<std::vector<AuditEvent>> read = AuditLog::Read(path_);
   ASSERT_TRUE(read.ok()) << read.status();
   ASSERT_EQ(read->size(), written.size());
-  for (size_t i = 0; i < written.size(); ++i) ExpectSame((*read)[i], written[i]);
+  for (size_t i = 0; i < written.size(); ++i)
+    ExpectSame((*read)[i], written[i]);
 }
 
 TEST_F(AuditLogTest, ReadNamesTheBadLine) {
   {
     std::ofstream out(path_);
-    out << AuditLog::Format(Sample()) << "\n" << "garbage\n";
+    out << AuditLog::Format(Sample()) << "\n"
+        << "garbage\n";
   }
   absl::StatusOr<std::vector<AuditEvent>> read = AuditLog::Read(path_);
   EXPECT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument);

@@ -50,16 +50,16 @@ absl::StatusOr<Identity> PeerIdentity(const grpc::AuthContext& context) {
   std::vector<grpc::string_ref> uris =
       context.FindPropertyValues(kPeerUriProperty);
   if (uris.size() != 1) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "the peer's certificate carries ", uris.size(),
-        " URI SANs; a fabric identity is exactly one, "
-        "spiffe://fabric.local/KIND/NAME"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("the peer's certificate carries ", uris.size(),
+                     " URI SANs; a fabric identity is exactly one, "
+                     "spiffe://fabric.local/KIND/NAME"));
   }
   absl::StatusOr<Identity> id = ParseSpiffeId(ToString(uris[0]));
   if (!id.ok()) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "the peer's certificate carries no fabric identity: ",
-        id.status().message()));
+    return absl::UnauthenticatedError(
+        absl::StrCat("the peer's certificate carries no fabric identity: ",
+                     id.status().message()));
   }
   id->cert_role = OrganizationalUnit(Property(context, kSubjectProperty));
   return id;

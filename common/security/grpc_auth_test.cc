@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/security/audit_log.h"
+#include "common/security/testing/health_client.h"
 #include "common/security/testing/test_pki.h"
 #include "common/security/tls.h"
 #include "gmock/gmock.h"
@@ -97,17 +98,8 @@ class GrpcAuthTest : public ::testing::Test {
   }
 
   grpc::Status Call(const std::string& address, const TlsConfig& client) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto channel = grpc::CreateCustomChannel(
-        address, ChannelCredentials(client, PeerRequirement::AnyManager()),
-        args);
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(10));
-    HealthCheckResponse response;
-    return Health::NewStub(channel)->Check(&context, HealthCheckRequest(),
-                                           &response);
+    return HealthCheck(NewConnectionChannel(
+        address, ChannelCredentials(client, PeerRequirement::AnyManager())));
   }
 
   // A certificate signed by the test CA, with `san` (an openssl
@@ -122,7 +114,8 @@ class GrpcAuthTest : public ::testing::Test {
     }
     const std::string cmd = absl::StrCat(
         "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-        "-keyout ", base, ".key -out ", base, ".csr -subj /CN=", name,
+        "-keyout ",
+        base, ".key -out ", base, ".csr -subj /CN=", name,
         " 2>/dev/null && openssl x509 -req -in ", base, ".csr -CA ",
         pki_->ca_file(), " -CAkey ", pki_->dir(), "/ca.key -CAcreateserial ",
         "-days 1 -extfile ", base, ".ext -out ", base, ".crt 2>/dev/null");
@@ -143,8 +136,7 @@ class GrpcAuthTest : public ::testing::Test {
 
 TEST_F(GrpcAuthTest, AdmittedCallSeesItsCaller) {
   std::string address = StartWithProcessor();
-  grpc::Status status =
-      Call(address, pki_->Issue("user", "alice", "viewer"));
+  grpc::Status status = Call(address, pki_->Issue("user", "alice", "viewer"));
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_EQ(service_.calls(), 1);
   Caller caller = service_.last();
@@ -162,8 +154,7 @@ TEST_F(GrpcAuthTest, AdmittedCallSeesItsCaller) {
 
 TEST_F(GrpcAuthTest, DeniedBeforeTheHandlerAndAudited) {
   std::string address = StartWithProcessor();
-  grpc::Status status =
-      Call(address, pki_->Issue("user", "bob", "scheduler"));
+  grpc::Status status = Call(address, pki_->Issue("user", "bob", "scheduler"));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(status.error_message(), HasSubstr("user/bob"));
   EXPECT_THAT(status.error_message(), HasSubstr("role scheduler"));
@@ -195,8 +186,7 @@ TEST_F(GrpcAuthTest, NoFabricIdentityIsUnauthenticated) {
   for (const char* san : {"", "URI:spiffe://example.org/user/alice",
                           "URI:spiffe://fabric.local/user/alice, "
                           "URI:spiffe://fabric.local/user/bob"}) {
-    grpc::Status status =
-        Call(address, IssueWithoutIdentity("plain", san));
+    grpc::Status status = Call(address, IssueWithoutIdentity("plain", san));
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
         << san << ": " << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr(kCheck));
@@ -215,11 +205,10 @@ TEST_F(GrpcAuthTest, ForeignAndExpiredCertificatesFailTheHandshake) {
   ASSERT_TRUE(other.ok()) << other.status();
   TlsConfig foreign = (*other)->Issue("user", "alice", "admin");
   foreign.ca_file = pki_->ca_file();
-  EXPECT_EQ(Call(address, foreign).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
-  EXPECT_EQ(Call(address, pki_->IssueExpired("user", "alice", "viewer"))
-                .error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Call(address, foreign).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(
+      Call(address, pki_->IssueExpired("user", "alice", "viewer")).error_code(),
+      grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(service_.calls(), 0);
 }
 

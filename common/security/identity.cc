@@ -71,12 +71,11 @@ absl::Status ValidatePrincipalName(absl::string_view field,
   }
   for (char c : name) {
     if (!IsNameChar(c)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": \"", name, "\" may hold only [a-z0-9._-]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": \"", name, "\" may hold only [a-z0-9._-]"));
     }
   }
-  if (name[0] == '.' || name[0] == '_' ||
-      name[0] == '-') {
+  if (name[0] == '.' || name[0] == '_' || name[0] == '-') {
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": \"", name, "\" must start with a letter or digit"));
   }

@@ -3,7 +3,6 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -39,7 +38,8 @@ TEST(IdentityTest, ParsesEachKind) {
     ASSERT_TRUE(again.ok()) << again.status();
     EXPECT_EQ(*again, *id);
   }
-  absl::StatusOr<Identity> id = ParseSpiffeId("spiffe://fabric.local/user/a.b_c-9");
+  absl::StatusOr<Identity> id =
+      ParseSpiffeId("spiffe://fabric.local/user/a.b_c-9");
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_EQ(id->kind, PrincipalKind::kUser);
   EXPECT_EQ(id->name, "a.b_c-9");

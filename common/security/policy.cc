@@ -29,8 +29,8 @@ class FirstError : public google::protobuf::io::ErrorCollector {
  public:
   void AddError(int line, int column, const std::string& message) override {
     if (!error_.empty()) return;
-    error_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ",
-                          message);
+    error_ =
+        absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
   }
   const std::string& error() const { return error_; }
 
@@ -41,9 +41,8 @@ class FirstError : public google::protobuf::io::ErrorCollector {
 // "*", a prefix "/...*" or a full method "/package.Service/Method".
 absl::Status ValidateMethod(absl::string_view role, absl::string_view method) {
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("role \"", role, "\": allow.method \"", method, "\": ",
-                     why));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "role \"", role, "\": allow.method \"", method, "\": ", why));
   };
   if (method == "*") return absl::OkStatus();
   if (!absl::StartsWith(method, "/")) {
@@ -61,8 +60,9 @@ absl::Status ValidateMethod(absl::string_view role, absl::string_view method) {
   if (slash == absl::string_view::npos || slash == 0 ||
       slash == rest.size() - 1 ||
       rest.find('/', slash + 1) != absl::string_view::npos) {
-    return bad("is neither a full method \"/package.Service/Method\" nor a "
-               "pattern ending in '*'");
+    return bad(
+        "is neither a full method \"/package.Service/Method\" nor a "
+        "pattern ending in '*'");
   }
   return absl::OkStatus();
 }
@@ -87,14 +87,15 @@ absl::StatusOr<Policy> Policy::Parse(absl::string_view text) {
           absl::StrCat("policy: role[", i, "].name is empty"));
     }
     if (policy.roles_.count(role.name()) > 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "policy: role \"", role.name(), "\" is defined twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("policy: role \"", role.name(), "\" is defined twice"));
     }
     std::vector<CompiledRule>& rules = policy.roles_[role.name()];
     for (const internal::Rule& rule : role.allow()) {
       if (absl::Status s = ValidateMethod(role.name(), rule.method());
           !s.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("policy: ", s.message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("policy: ", s.message()));
       }
       CompiledRule compiled;
       compiled.prefix = absl::EndsWith(rule.method(), "*");
@@ -134,8 +135,7 @@ absl::StatusOr<Policy> Policy::Parse(absl::string_view text) {
     }
     if (!policy.bindings_.emplace(who->ToString(), binding.role()).second) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "policy: binding[", i, "]: ", binding.identity(),
-          " is bound twice"));
+          "policy: binding[", i, "]: ", binding.identity(), " is bound twice"));
     }
   }
   return policy;
@@ -145,12 +145,12 @@ absl::StatusOr<Policy> Policy::Load(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFileToString(path);
   if (!text.ok()) {
     if (text.status().code() == absl::StatusCode::kNotFound) {
-      return absl::NotFoundError(absl::StrCat("policy file ", path,
-                                              ": no such file"));
+      return absl::NotFoundError(
+          absl::StrCat("policy file ", path, ": no such file"));
     }
-    return absl::Status(text.status().code(),
-                        absl::StrCat("policy file ", path, ": ",
-                                     text.status().message()));
+    return absl::Status(
+        text.status().code(),
+        absl::StrCat("policy file ", path, ": ", text.status().message()));
   }
   absl::StatusOr<Policy> policy = Parse(*text);
   if (!policy.ok()) {
@@ -176,13 +176,9 @@ Policy Policy::Default() {
 }
 
 std::string Policy::RoleOf(const Identity& who) const {
-  switch (who.kind) {
-    case PrincipalKind::kNode:
-      return "node";
-    case PrincipalKind::kManager:
-      return "manager";
-    case PrincipalKind::kUser:
-      break;
+  // A node is always "node", a manager always "manager".
+  if (who.kind != PrincipalKind::kUser) {
+    return std::string(PrincipalKindName(who.kind));
   }
   auto bound = bindings_.find(who.ToString());
   if (bound != bindings_.end()) return bound->second;
@@ -206,8 +202,8 @@ Decision Policy::Check(const Identity& who, absl::string_view method) const {
         method);
     return decision;
   }
-  for (absl::string_view role : {absl::string_view(decision.role),
-                                 kAuthenticated}) {
+  for (absl::string_view role :
+       {absl::string_view(decision.role), kAuthenticated}) {
     auto rules = roles_.find(std::string(role));
     if (rules == roles_.end()) continue;
     for (const CompiledRule& rule : rules->second) {

@@ -108,13 +108,14 @@ TEST(DefaultPolicyTest, Admin) {
 TEST(DefaultPolicyTest, Operator) {
   Policy p = Policy::Default();
   Identity op = User("olga", "operator");
-  for (const char* m : {"CreateFabric", "DeleteFabric", "SetLinkState",
-                        "GetLink", "ListAllocations", "GetAddressMap", "Watch",
-                        "Ping"}) {
+  for (const char* m :
+       {"CreateFabric", "DeleteFabric", "SetLinkState", "GetLink",
+        "ListAllocations", "GetAddressMap", "Watch", "Ping"}) {
     EXPECT_EQ(Outcome(p, op, absl::StrCat(kFabric, m)), "allowed ANY") << m;
   }
-  EXPECT_EQ(Outcome(p, op, "/grpc.reflection.v1alpha.ServerReflection/"
-                           "ServerReflectionInfo"),
+  EXPECT_EQ(Outcome(p, op,
+                    "/grpc.reflection.v1alpha.ServerReflection/"
+                    "ServerReflectionInfo"),
             "allowed ANY");
   for (const char* m : {"CreateAllocation", "DeleteAllocation",
                         "VerifyAllocation", "CreateAttachment"}) {
@@ -136,8 +137,8 @@ TEST(DefaultPolicyTest, Scheduler) {
                         "ListProfiles", "Ping"}) {
     EXPECT_EQ(Outcome(p, s, absl::StrCat(kFabric, m)), "allowed ANY") << m;
   }
-  for (const char* m : {"CreateFabric", "DeleteFabric", "SetLinkState",
-                        "GetLink", "Watch"}) {
+  for (const char* m :
+       {"CreateFabric", "DeleteFabric", "SetLinkState", "GetLink", "Watch"}) {
     EXPECT_EQ(Outcome(p, s, absl::StrCat(kFabric, m)), "denied") << m;
   }
   EXPECT_EQ(Outcome(p, s, absl::StrCat(kAgent, "RegisterNode")), "denied");
@@ -151,9 +152,9 @@ TEST(DefaultPolicyTest, Viewer) {
     EXPECT_EQ(Outcome(p, v, absl::StrCat(kFabric, m)), "allowed ANY") << m;
   }
   EXPECT_EQ(Outcome(p, v, "/grpc.health.v1.Health/Check"), "allowed ANY");
-  for (const char* m : {"VerifyAllocation", "VerifyAttachment",
-                        "CreateAllocation", "DeleteAllocation", "AccessShadow",
-                        "SetLinkState", "CreateFabric"}) {
+  for (const char* m :
+       {"VerifyAllocation", "VerifyAttachment", "CreateAllocation",
+        "DeleteAllocation", "AccessShadow", "SetLinkState", "CreateFabric"}) {
     Decision d = p.Check(v, absl::StrCat(kFabric, m));
     EXPECT_FALSE(d.allowed) << m;
     EXPECT_EQ(d.role, "viewer");
@@ -205,8 +206,7 @@ TEST(DefaultPolicyTest, Manager) {
 TEST(DefaultPolicyTest, UnknownMethodsAndRolelessUsersAreDenied) {
   Policy p = Policy::Default();
   for (const Identity& who : {User("o", "operator"), User("s", "scheduler"),
-                              User("v", "viewer"), Node("n1"),
-                              Manager("m1")}) {
+                              User("v", "viewer"), Node("n1"), Manager("m1")}) {
     EXPECT_EQ(Outcome(p, who, absl::StrCat(kFabric, "NewMethod")), "denied");
     EXPECT_EQ(Outcome(p, who, "/other.Service/Get"), "denied");
   }

@@ -115,9 +115,9 @@ absl::Status CheckFiles(const TlsConfig& tls) {
     return FileError("--tls-ca", tls.ca_file, "not a PEM certificate");
   }
   if (X509_check_private_key(cert.get(), key.get()) != 1) {
-    return FileError("--tls-key", tls.key_file,
-                     absl::StrCat("does not match the certificate ",
-                                  tls.cert_file));
+    return FileError(
+        "--tls-key", tls.key_file,
+        absl::StrCat("does not match the certificate ", tls.cert_file));
   }
   if (X509_cmp_current_time(X509_get0_notAfter(cert.get())) <= 0) {
     return FileError("--tls-cert", tls.cert_file, "the certificate expired");
@@ -134,8 +134,8 @@ unsigned int RefreshSeconds(const TlsConfig& tls) {
   return static_cast<unsigned int>(std::max<int64_t>(secs, 1));
 }
 
-std::shared_ptr<grpc::experimental::CertificateProviderInterface>
-FileProvider(const TlsConfig& tls) {
+std::shared_ptr<grpc::experimental::CertificateProviderInterface> FileProvider(
+    const TlsConfig& tls) {
   return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
       tls.key_file, tls.cert_file, tls.ca_file, RefreshSeconds(tls));
 }
@@ -153,15 +153,14 @@ class PeerVerifier : public grpc::experimental::ExternalCertificateVerifier {
     return true;
   }
 
-  void Cancel(
-      grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {
+  }
 
  private:
   grpc::Status Check(const std::vector<grpc::string_ref>& uris) const {
-    std::string want =
-        peer_.name.empty()
-            ? absl::StrCat("any ", PrincipalKindName(peer_.kind))
-            : Identity{peer_.kind, peer_.name, ""}.ToString();
+    std::string want = peer_.name.empty()
+                           ? absl::StrCat("any ", PrincipalKindName(peer_.kind))
+                           : Identity{peer_.kind, peer_.name, ""}.ToString();
     if (uris.size() != 1) {
       return grpc::Status(
           grpc::StatusCode::UNAUTHENTICATED,
@@ -192,9 +191,10 @@ absl::Status CheckTransport(absl::string_view program, const TlsConfig& tls,
                             absl::string_view address) {
   if (tls.insecure) {
     if (tls.has_files()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          program, ": --insecure and --tls-cert/--tls-key/--tls-ca exclude "
-                   "each other; choose one"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(program,
+                       ": --insecure and --tls-cert/--tls-key/--tls-ca exclude "
+                       "each other; choose one"));
     }
     absl::StatusOr<HostPort> hp = ParseHostPort(program, address);
     if (!hp.ok()) return hp.status();

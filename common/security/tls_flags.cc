@@ -17,8 +17,7 @@ void FromEnv(const char* name, std::string* value) {
 void AddTlsFlags(CLI::App& app, TlsConfig* tls) {
   app.add_option("--tls-cert", tls->cert_file,
                  "PEM certificate of this program (its fabric identity)");
-  app.add_option("--tls-key", tls->key_file,
-                 "PEM private key of --tls-cert");
+  app.add_option("--tls-key", tls->key_file, "PEM private key of --tls-cert");
   app.add_option("--tls-ca", tls->ca_file,
                  "PEM CA certificate every peer must chain to");
   app.add_flag("--insecure", tls->insecure,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/security/testing/health_client.h"
 #include "common/security/testing/test_pki.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -49,34 +50,6 @@ class Server {
   std::unique_ptr<grpc::Server> server_;
 };
 
-// A channel of its own (no subchannel shared with other channels), so that
-// every new channel makes a new connection and handshake.
-std::shared_ptr<grpc::Channel> NewChannel(
-    const std::string& address,
-    std::shared_ptr<grpc::ChannelCredentials> creds) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, std::move(creds), args);
-}
-
-// One Check; `server_id`, when given, receives the server's URI SAN.
-grpc::Status Call(const std::shared_ptr<grpc::Channel>& channel,
-                  std::string* server_id = nullptr) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
-  HealthCheckResponse response;
-  grpc::Status status =
-      Health::NewStub(channel)->Check(&context, HealthCheckRequest(), &response);
-  if (status.ok() && server_id != nullptr) {
-    std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-    std::vector<grpc::string_ref> ids =
-        auth->FindPropertyValues("peer_spiffe_id");
-    *server_id = ids.empty() ? "" : std::string(ids[0].data(), ids[0].size());
-  }
-  return status;
-}
-
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -90,13 +63,12 @@ class TlsTest : public ::testing::Test {
 TEST_F(TlsTest, InsecureOnlyOnLoopback) {
   TlsConfig insecure;
   insecure.insecure = true;
-  for (const char* address :
-       {"127.0.0.1:7070", "127.9.8.7:1", "[::1]:7070", "localhost:7070",
-        "LOCALHOST:0"}) {
+  for (const char* address : {"127.0.0.1:7070", "127.9.8.7:1", "[::1]:7070",
+                              "localhost:7070", "LOCALHOST:0"}) {
     EXPECT_TRUE(CheckTransport("prog", insecure, address).ok()) << address;
   }
-  for (const char* address : {"10.0.0.1:7070", "0.0.0.0:7070", "[::]:7070",
-                              "example.org:7070"}) {
+  for (const char* address :
+       {"10.0.0.1:7070", "0.0.0.0:7070", "[::]:7070", "example.org:7070"}) {
     absl::Status s = CheckTransport("prog", insecure, address);
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << address;
     EXPECT_THAT(s.message(), HasSubstr("only on loopback"));
@@ -115,7 +87,8 @@ TEST_F(TlsTest, CheckTransportNamesTheFlag) {
 
   absl::Status none = CheckTransport("fabric-manager", TlsConfig(), "x:1");
   EXPECT_EQ(none.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(none.message(), HasSubstr("fabric-manager: --tls-cert: not given"));
+  EXPECT_THAT(none.message(),
+              HasSubstr("fabric-manager: --tls-cert: not given"));
   EXPECT_THAT(none.message(), HasSubstr("--insecure on a loopback address"));
 
   TlsConfig missing = good;
@@ -156,23 +129,25 @@ TEST_F(TlsTest, MutualTlsWithPeerRequirement) {
   TlsConfig alice = pki_->Issue("user", "alice", "viewer");
 
   std::string server_id;
-  EXPECT_TRUE(Call(NewChannel(server.address(),
-                              ChannelCredentials(
-                                  alice, PeerRequirement::AnyManager())),
-                   &server_id)
-                  .ok());
+  EXPECT_TRUE(
+      HealthCheck(NewConnectionChannel(
+                      server.address(),
+                      ChannelCredentials(alice, PeerRequirement::AnyManager())),
+                  &server_id)
+          .ok());
   EXPECT_EQ(server_id, "spiffe://fabric.local/manager/m1");
-  EXPECT_TRUE(Call(NewChannel(server.address(),
-                              ChannelCredentials(alice, {PrincipalKind::kManager,
-                                                         "m1"})))
+  EXPECT_TRUE(HealthCheck(NewConnectionChannel(
+                              server.address(),
+                              ChannelCredentials(
+                                  alice, {PrincipalKind::kManager, "m1"})))
                   .ok());
 
   // The wrong name, or the wrong kind: the handshake fails.
   for (const PeerRequirement& peer :
        {PeerRequirement{PrincipalKind::kManager, "m2"},
         PeerRequirement::Node("m1")}) {
-    grpc::Status status =
-        Call(NewChannel(server.address(), ChannelCredentials(alice, peer)));
+    grpc::Status status = HealthCheck(NewConnectionChannel(
+        server.address(), ChannelCredentials(alice, peer)));
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
         << status.error_message();
   }
@@ -187,27 +162,31 @@ TEST_F(TlsTest, RefusesClientsWithoutAGoodCertificate) {
   // Signed by another CA, trusting the server's CA: the server refuses it.
   TlsConfig foreign = (*other)->Issue("manager", "m1");
   foreign.ca_file = pki_->ca_file();
-  EXPECT_EQ(Call(NewChannel(server.address(), ChannelCredentials(foreign, n1)))
+  EXPECT_EQ(HealthCheck(NewConnectionChannel(server.address(),
+                                             ChannelCredentials(foreign, n1)))
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
 
   // Expired.
   TlsConfig expired = pki_->IssueExpired("manager", "m1");
-  EXPECT_EQ(Call(NewChannel(server.address(), ChannelCredentials(expired, n1)))
+  EXPECT_EQ(HealthCheck(NewConnectionChannel(server.address(),
+                                             ChannelCredentials(expired, n1)))
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
 
   // Plaintext.
   TlsConfig plain;
   plain.insecure = true;
-  EXPECT_EQ(Call(NewChannel(server.address(), ChannelCredentials(plain, n1)))
+  EXPECT_EQ(HealthCheck(NewConnectionChannel(server.address(),
+                                             ChannelCredentials(plain, n1)))
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
 
   // A client that trusts another CA refuses the server.
   TlsConfig distrust = pki_->Issue("manager", "m1");
   distrust.ca_file = (*other)->ca_file();
-  EXPECT_EQ(Call(NewChannel(server.address(), ChannelCredentials(distrust, n1)))
+  EXPECT_EQ(HealthCheck(NewConnectionChannel(server.address(),
+                                             ChannelCredentials(distrust, n1)))
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
 }
@@ -219,9 +198,9 @@ TEST_F(TlsTest, RotatedCertificateServesNewConnections) {
   auto creds = ChannelCredentials(alice, PeerRequirement::AnyManager());
 
   std::shared_ptr<grpc::Channel> old_channel =
-      NewChannel(server.address(), creds);
+      NewConnectionChannel(server.address(), creds);
   std::string id;
-  ASSERT_TRUE(Call(old_channel, &id).ok());
+  ASSERT_TRUE(HealthCheck(old_channel, &id).ok());
   ASSERT_EQ(id, "spiffe://fabric.local/manager/m1");
 
   // Rotate: m2's pair replaces m1's files (each by a rename).
@@ -232,13 +211,14 @@ TEST_F(TlsTest, RotatedCertificateServesNewConnections) {
   // Wait until a new connection presents the new certificate.
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (id != "spiffe://fabric.local/manager/m2" && absl::Now() < deadline) {
-    grpc::Status status = Call(NewChannel(server.address(), creds), &id);
+    grpc::Status status =
+        HealthCheck(NewConnectionChannel(server.address(), creds), &id);
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
   EXPECT_EQ(id, "spiffe://fabric.local/manager/m2");
 
   // The old connection keeps working, with what it was made with.
-  ASSERT_TRUE(Call(old_channel, &id).ok());
+  ASSERT_TRUE(HealthCheck(old_channel, &id).ok());
   EXPECT_EQ(id, "spiffe://fabric.local/manager/m1");
 }
 

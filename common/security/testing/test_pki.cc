@@ -49,8 +49,8 @@ absl::Status RunPki(const std::vector<std::string>& args) {
     if (errno != EINTR) return absl::InternalError("waitpid failed");
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat(
-        "pki.sh ", absl::StrJoin(args, " "), " failed (status ", status, ")"));
+    return absl::InternalError(absl::StrCat("pki.sh ", absl::StrJoin(args, " "),
+                                            " failed (status ", status, ")"));
   }
   return absl::OkStatus();
 }
@@ -84,8 +84,19 @@ std::string TestPki::ca_file() const { return dir_ + "/ca.crt"; }
 
 namespace {
 
-TlsConfig FilesOf(const std::string& dir, const std::string& kind,
-                  const std::string& name, const std::string& ca) {
+// Runs `pki.sh issue DIR KIND NAME [--role ROLE] VALIDITY...` (aborting
+// when it fails) and names the files it wrote.
+TlsConfig IssueOrDie(const std::string& dir, const std::string& ca,
+                     const std::string& kind, const std::string& name,
+                     const std::string& role,
+                     const std::vector<std::string>& validity) {
+  std::vector<std::string> args = {"issue", dir, kind, name};
+  if (!role.empty()) {
+    args.push_back("--role");
+    args.push_back(role);
+  }
+  args.insert(args.end(), validity.begin(), validity.end());
+  CheckOk(RunPki(args));
   TlsConfig tls;
   tls.cert_file = absl::StrCat(dir, "/", kind, "-", name, ".crt");
   tls.key_file = absl::StrCat(dir, "/", kind, "-", name, ".key");
@@ -97,26 +108,14 @@ TlsConfig FilesOf(const std::string& dir, const std::string& kind,
 
 TlsConfig TestPki::Issue(const std::string& kind, const std::string& name,
                          const std::string& role, int days) {
-  std::vector<std::string> args = {"issue", dir_, kind, name,
-                                   "--days", std::to_string(days)};
-  if (!role.empty()) {
-    args.push_back("--role");
-    args.push_back(role);
-  }
-  CheckOk(RunPki(args));
-  return FilesOf(dir_, kind, name, ca_file());
+  return IssueOrDie(dir_, ca_file(), kind, name, role,
+                    {"--days", std::to_string(days)});
 }
 
 TlsConfig TestPki::IssueExpired(const std::string& kind,
                                 const std::string& name,
                                 const std::string& role) {
-  std::vector<std::string> args = {"issue", dir_, kind, name, "--expired"};
-  if (!role.empty()) {
-    args.push_back("--role");
-    args.push_back(role);
-  }
-  CheckOk(RunPki(args));
-  return FilesOf(dir_, kind, name, ca_file());
+  return IssueOrDie(dir_, ca_file(), kind, name, role, {"--expired"});
 }
 
 }  // namespace fabric::security
