@@ -100,8 +100,19 @@ TEST(DefaultPolicyTest, Admin) {
   for (const std::string& m :
        {absl::StrCat(kFabric, "DeleteFabric"),
         absl::StrCat(kFabric, "CreateAllocation"),
-        absl::StrCat(kNodeAgent, "HostWrite"), std::string("/x.Y/Z")}) {
+        std::string("/fabric.hypervisor.v1.HypervisorService/SetVmState"),
+        std::string("/grpc.reflection.v1alpha.ServerReflection/"
+                    "ServerReflectionInfo")}) {
     EXPECT_EQ(Outcome(p, root, m), "allowed ANY") << m;
+  }
+  // The manager alone calls the agents' NodeAgentService, and each node
+  // alone speaks the agent protocol for itself: not even an admin may.
+  for (const std::string& m :
+       {absl::StrCat(kNodeAgent, "HostWrite"),
+        absl::StrCat(kNodeAgent, "HostRead"),
+        absl::StrCat(kNodeAgent, "VfAccess"),
+        absl::StrCat(kAgent, "RegisterNode"), std::string("/x.Y/Z")}) {
+    EXPECT_EQ(Outcome(p, root, m), "denied") << m;
   }
 }
 
@@ -195,9 +206,10 @@ TEST(DefaultPolicyTest, Manager) {
   EXPECT_EQ(Outcome(p, m1, absl::StrCat(kAgent, "RegisterNode")), "denied");
   EXPECT_EQ(Outcome(p, m1, absl::StrCat(kFabric, "CreateAllocation")),
             "denied");
-  // Only the manager (and admins) reach HostRead/HostWrite.
-  for (const Identity& who : {User("o", "operator"), User("s", "scheduler"),
-                              User("v", "viewer"), Node("n1")}) {
+  // Only the manager reaches HostRead/HostWrite.
+  for (const Identity& who :
+       {User("a", "admin"), User("o", "operator"), User("s", "scheduler"),
+        User("v", "viewer"), Node("n1")}) {
     EXPECT_EQ(Outcome(p, who, absl::StrCat(kNodeAgent, "HostWrite")), "denied")
         << who.ToString();
   }
