@@ -1,13 +1,16 @@
 #include "agent/agent.h"
 
 #include <grpc/grpc.h>
-#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
 #include <chrono>
+#include <memory>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/security/grpc_auth.h"
+#include "common/security/tls.h"
 
 namespace fabric::agent {
 
@@ -21,11 +24,15 @@ Agent::Agent(AgentOptions options, hw::BridgeHardware* hardware,
           [this](uint64_t addr, absl::Span<uint8_t> out) {
             return reconciler_.HostRead(addr, out);
           },
-          [this] { session_->RequestReport(); })),
-      session_(std::make_unique<ManagerSession>(options_, std::move(inventory),
-                                                &reconciler_, vf_.get(),
-                                                options_.clock)),
-      control_(&reconciler_, vf_.get()) {}
+          [this] { session_->RequestReport(); },
+          [tls = options_.tls](const std::string& lender) {
+            return security::ChannelCredentials(
+                tls, security::PeerRequirement::Node(lender));
+          })),
+      session_(std::make_unique<ManagerSession>(
+          options_, std::move(inventory), &reconciler_, vf_.get(),
+          options_.clock, &grants_)),
+      control_(&reconciler_, vf_.get(), &grants_) {}
 
 Agent::~Agent() { Stop(); }
 
@@ -34,8 +41,12 @@ absl::Status Agent::Start() {
   // A port in use is refused, never shared (gRPC sets SO_REUSEPORT by
   // default).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
-                           &control_port_);
+  builder.AddListeningPort(
+      options_.listen,
+      security::ServerCredentials(
+          options_.tls, std::make_shared<security::AuthProcessor>(
+                            options_.policy, /*audit=*/nullptr)),
+      &control_port_);
   builder.RegisterService(&control_);
   control_server_ = builder.BuildAndStart();
   if (control_server_ == nullptr || control_port_ == 0) {

@@ -8,11 +8,14 @@
 //   ...
 //   agent.Stop();
 //
-// The Agent only wires its parts together:
+// The Agent only wires its parts together, over mutual TLS with its node
+// certificate (options.tls; plaintext only with tls.insecure):
 //   Reconciler        (reconciler.h)          the hardware, kept at the
 //                                             desired configuration
 //   ManagerSession    (manager_session.h)     register, stream, report
-//   NodeAgentService  (node_agent_service.h)  the data path
+//   NodeAgentService  (node_agent_service.h)  the data path, served with
+//                                             the policy's AuthProcessor
+//   GrantGuard        (grant_guard.h)         what the data path may touch
 //   VfLending         (vf_lending.h)          lender and borrower roles
 //
 // Thread-safe.
@@ -26,12 +29,14 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "agent/grant_guard.h"
 #include "agent/hw/bridge_hardware.h"
 #include "agent/manager_session.h"
 #include "agent/node_agent_service.h"
 #include "agent/reconciler.h"
 #include "agent/vf_lending.h"
 #include "common/clock.h"
+#include "common/security/policy.h"
 #include "fabric/v1/resources.pb.h"
 
 namespace fabric::agent {
@@ -40,6 +45,10 @@ struct AgentOptions : ManagerSessionOptions, ReconcilerOptions {
   // The reconciler's time: when retries and drift checks are due. Not
   // owned; must outlive the agent. Tests pass a ManualClock.
   Clock* clock = Clock::Real();
+  // Who may call which NodeAgentService method (deny by default): the
+  // server's AuthProcessor applies it to every call over TLS. Ignored when
+  // tls.insecure (no identities).
+  security::Policy policy = security::Policy::Default();
 };
 
 // fabric-agent's exit code after it was fenced; the systemd unit does not
@@ -63,7 +72,8 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   // Starts serving the data path, the connection loop and the reconciler.
-  // UNAVAILABLE if the listen address cannot be bound.
+  // UNAVAILABLE if the listen address cannot be bound. The caller has
+  // checked options.tls (CheckAgentSecurity, agent/agent_identity.h).
   absl::Status Start();
   // Disconnects and stops every thread; idempotent.
   void Stop();
@@ -75,6 +85,7 @@ class Agent {
  private:
   const AgentOptions options_;
   Reconciler reconciler_;
+  GrantGuard grants_;
   std::unique_ptr<VfLending> vf_;
   std::unique_ptr<ManagerSession> session_;
   NodeAgentService control_;

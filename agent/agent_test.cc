@@ -70,6 +70,7 @@ class AgentTest : public ::testing::Test {
       ASSERT_TRUE(bridge.ok()) << bridge.status();
       AgentOptions o;
       o.manager_address = address_;
+      o.tls.insecure = true;  // the in-process manager is plaintext
       o.node = absl::StrCat("n", i);
       o.backend = "sim";
       o.clock = &clock_;  // the test runs drift checks (DriftCheck)
@@ -432,6 +433,7 @@ TEST_F(AgentTest, NewerAgentFencesTheOlderOne) {
   ASSERT_TRUE(bridge.ok());
   AgentOptions o;
   o.manager_address = address_;
+  o.tls.insecure = true;
   o.node = "n1";
   o.backend = "sim";
   Agent second(o, bridge->get(), v1::NodeInventory());
@@ -476,6 +478,7 @@ TEST_F(AgentTest, WildcardListenAdvertisesTheConnectionsAddress) {
     ASSERT_TRUE(bridge.ok());
     AgentOptions o;
     o.manager_address = address_;
+    o.tls.insecure = true;
     o.node = absl::StrCat("n", i);
     o.backend = "sim";
     o.listen = "0.0.0.0:0";

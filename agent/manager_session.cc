@@ -84,12 +84,13 @@ std::string ValidUtf8(absl::string_view text) {
 ManagerSession::ManagerSession(ManagerSessionOptions options,
                                v1::NodeInventory inventory,
                                Reconciler* reconciler, VfLending* vf,
-                               const Clock* clock)
+                               const Clock* clock, GrantGuard* grants)
     : options_(std::move(options)),
       inventory_(std::move(inventory)),
       reconciler_(reconciler),
       vf_(vf),
-      clock_(clock) {}
+      clock_(clock),
+      grants_(grants) {}
 
 ManagerSession::~ManagerSession() { Stop(); }
 
@@ -303,6 +304,7 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
       }
       fabric = config.fabric();
     }
+    if (grants_ != nullptr) grants_->Update(config);
     const bool applied = reconciler_->Apply(config).ok();
     vf_->SetAssignments(
         {config.vf_assignments().begin(), config.vf_assignments().end()},
@@ -360,9 +362,11 @@ void ManagerSession::ConnectionLoop() {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(initial_ms, max_ms));
-  // Credentials are a seam: mTLS replaces these with the node's cert.
   auto channel = grpc::CreateCustomChannel(
-      options_.manager_address, grpc::InsecureChannelCredentials(), args);
+      options_.manager_address,
+      security::ChannelCredentials(options_.tls,
+                                   security::PeerRequirement::AnyManager()),
+      args);
   auto stub = agentproto::v1::AgentService::NewStub(channel);
   absl::BitGen gen;
   absl::Duration backoff = options_.initial_backoff;

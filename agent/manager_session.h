@@ -27,10 +27,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "agent/grant_guard.h"
 #include "agent/reconciler.h"
 #include "agent/report_schedule.h"
 #include "agent/vf_lending.h"
 #include "common/clock.h"
+#include "common/security/tls.h"
 #include "fabric/agentproto/v1/agent_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 
@@ -38,6 +40,10 @@ namespace fabric::agent {
 
 struct ManagerSessionOptions {
   std::string manager_address;  // HOST:PORT of fabric-manager
+  // This agent's certificate, key and CA (or --insecure). The session dials
+  // the manager with it and accepts any manager identity at the other end;
+  // the Agent also serves NodeAgentService and dials lenders with it.
+  security::TlsConfig tls;
   std::string node;             // this node's name in the fabric
   std::string backend;          // "sim" or "linux", reported to the manager
   // Where NodeAgentService listens; port 0 picks one.
@@ -83,10 +89,14 @@ std::string ValidUtf8(absl::string_view text);
 
 class ManagerSession {
  public:
-  // `reconciler`, `vf` and `clock` (the reconciler's, for the time to the
-  // next retry in reports) are not owned and must outlive the session.
+  // `reconciler`, `vf`, `clock` (the reconciler's, for the time to the
+  // next retry in reports) and `grants` are not owned and must outlive the
+  // session. `grants` (may be null) is given each configuration before it
+  // is applied, so what a configuration no longer grants is refused on the
+  // data path before the hardware changes.
   ManagerSession(ManagerSessionOptions options, v1::NodeInventory inventory,
-                 Reconciler* reconciler, VfLending* vf, const Clock* clock);
+                 Reconciler* reconciler, VfLending* vf, const Clock* clock,
+                 GrantGuard* grants = nullptr);
   ~ManagerSession();
 
   ManagerSession(const ManagerSession&) = delete;
@@ -126,6 +136,7 @@ class ManagerSession {
   Reconciler* const reconciler_;  // not owned
   VfLending* const vf_;           // not owned
   const Clock* const clock_;      // not owned
+  GrantGuard* const grants_;      // not owned; may be null
   int control_port_ = 0;          // set by Start()
   // When the next report is due: every heartbeat interval of the open
   // session (real time), and at once after RequestReport().

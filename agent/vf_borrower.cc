@@ -1,10 +1,13 @@
 #include "agent/vf_borrower.h"
 
+#include <grpcpp/create_channel.h>
+
 #include <algorithm>
 #include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "agent/vf/msix_layout.h"
 #include "agent/vf_assignment.h"
 #include "common/grpc_status.h"
@@ -41,9 +44,11 @@ struct VfBorrower::Shadow {
 };
 
 VfBorrower::VfBorrower(std::string node, HostReader host_read,
-                       std::function<void()> on_shadow_change)
+                       std::function<void()> on_shadow_change,
+                       LenderCredentials lender_credentials)
     : node_(std::move(node)),
       host_read_(std::move(host_read)),
+      lender_credentials_(std::move(lender_credentials)),
       on_shadow_change_(std::move(on_shadow_change)) {
   reconciler_ = std::thread([this] {
     absl::MutexLock l(&mu_);
@@ -75,15 +80,23 @@ VfBorrower::~VfBorrower() {
 
 agentproto::v1::NodeAgentService::Stub* VfBorrower::LenderStub(
     const std::string& attachment, int64_t* generation) {
-  std::string address;
+  std::pair<std::string, std::string> key;  // address, lender node
   {
     absl::MutexLock l(&lender_mu_);
     *generation = generation_;
     auto it = lender_of_.find(attachment);
-    if (it == lender_of_.end() || it->second.empty()) return nullptr;
-    address = it->second;
+    if (it == lender_of_.end() || it->second.first.empty()) return nullptr;
+    key = it->second;
   }
-  return stubs_.Get(address);
+  absl::MutexLock l(&stubs_mu_);
+  std::unique_ptr<agentproto::v1::NodeAgentService::Stub>& stub = stubs_[key];
+  if (stub == nullptr) {
+    stub = agentproto::v1::NodeAgentService::NewStub(grpc::CreateChannel(
+        key.first, lender_credentials_ != nullptr
+                       ? lender_credentials_(key.second)
+                       : grpc::InsecureChannelCredentials()));
+  }
+  return stub.get();
 }
 
 void VfBorrower::SetAssignments(
@@ -102,7 +115,11 @@ void VfBorrower::SetAssignments(
     {
       absl::MutexLock ll(&lender_mu_);
       lender_of_.clear();
-      for (const auto& [name, a] : borrowed) lender_of_[name] = a.lender_agent();
+      for (const auto& [name, a] : borrowed) {
+        lender_of_[name] = {
+            a.lender_agent(),
+            std::string(absl::StripPrefix(a.lender(), "nodes/"))};
+      }
       generation_ = generation;
     }
     for (auto it = shadows_.begin(); it != shadows_.end();) {

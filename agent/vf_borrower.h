@@ -12,12 +12,15 @@
 #ifndef FABRIC_AGENT_VF_BORROWER_H_
 #define FABRIC_AGENT_VF_BORROWER_H_
 
+#include <grpcpp/security/credentials.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -27,7 +30,6 @@
 #include "absl/types/span.h"
 #include "agent/vf/config_virtualizer.h"
 #include "agent/vf/interrupt_router.h"
-#include "common/stub_cache.h"
 #include "fabric/agentproto/v1/agent_service.pb.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
 #include "fabric/hypervisor/v1/hypervisor.pb.h"
@@ -43,10 +45,19 @@ class VfBorrower {
   using HostReader =
       std::function<absl::Status(uint64_t addr, absl::Span<uint8_t> out)>;
 
+  // The credentials of a channel to the agent of lender node `lender`
+  // ("n1"): mutual TLS that accepts only a certificate naming node/<lender>
+  // (security::ChannelCredentials with PeerRequirement::Node).
+  using LenderCredentials = std::function<
+      std::shared_ptr<grpc::ChannelCredentials>(const std::string& lender)>;
+
   // `on_shadow_change` (optional) is called, without locks held, when a
-  // shadow device was built, torn down or failed.
+  // shadow device was built, torn down or failed. `lender_credentials`
+  // (optional) makes the channels to lenders; null: plaintext (in-process
+  // tests and the fuzzer; the agent always gives one).
   VfBorrower(std::string node, HostReader host_read,
-             std::function<void()> on_shadow_change = nullptr);
+             std::function<void()> on_shadow_change = nullptr,
+             LenderCredentials lender_credentials = nullptr);
   ~VfBorrower();
 
   VfBorrower(const VfBorrower&) = delete;
@@ -102,14 +113,22 @@ class VfBorrower {
   std::map<std::string, std::shared_ptr<Shadow>> shadows_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> shadow_errors_ ABSL_GUARDED_BY(mu_);
   // Each borrowed attachment's lender address (it changes when the lender's
-  // agent restarts). Its own lock: shadows call lenders with their
-  // virtualizer's lock held.
+  // agent restarts) and lender node. Its own lock: shadows call lenders with
+  // their virtualizer's lock held.
   absl::Mutex lender_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  std::map<std::string, std::string> lender_of_ ABSL_GUARDED_BY(lender_mu_);
+  std::map<std::string, std::pair<std::string, std::string>> lender_of_
+      ABSL_GUARDED_BY(lender_mu_);
   // The generation of the configuration that set lender_of_.
   int64_t generation_ ABSL_GUARDED_BY(lender_mu_) = 0;
-  // Lender agents' stubs by address.
-  StubCache<agentproto::v1::NodeAgentService> stubs_;
+  const LenderCredentials lender_credentials_;  // may be null
+  // Lender agents' stubs by (address, lender node): a channel checks that
+  // the agent at the address is the lender's. Kept until the borrower goes.
+  // TODO(issue 13): common/stub_cache.h's StubCache keyed by (address,
+  // expected node) with a credentials factory replaces this map.
+  absl::Mutex stubs_mu_ ABSL_ACQUIRED_AFTER(lender_mu_);
+  std::map<std::pair<std::string, std::string>,
+           std::unique_ptr<agentproto::v1::NodeAgentService::Stub>>
+      stubs_ ABSL_GUARDED_BY(stubs_mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   const std::function<void()> on_shadow_change_;

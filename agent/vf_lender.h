@@ -47,6 +47,9 @@ class VfLender {
   // borrower's generation (req.generation()).
   static constexpr absl::Duration kCatchUpTimeout = absl::Seconds(1);
 
+  // req.borrower() is the borrower the RPC edge resolved from the caller's
+  // certificate (ResolveBorrower, agent/node_agent_service.h), not what a
+  // caller claimed.
   // PERMISSION_DENIED unless the VF is lent to req.borrower() (decided once
   // this lender has applied req.generation(), or after kCatchUpTimeout);
   // FAILED_PRECONDITION when this node has no local functions.

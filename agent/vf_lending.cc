@@ -6,10 +6,11 @@ namespace fabric::agent {
 
 VfLending::VfLending(std::string node, hw::SriovFunctions* local,
                      HostReader host_read,
-                     std::function<void()> on_shadow_change)
+                     std::function<void()> on_shadow_change,
+                     LenderCredentials lender_credentials)
     : lender_(node, local),
       borrower_(std::move(node), std::move(host_read),
-                std::move(on_shadow_change)) {}
+                std::move(on_shadow_change), std::move(lender_credentials)) {}
 
 void VfLending::SetAssignments(
     const std::vector<agentproto::v1::VfAssignment>& assignments,

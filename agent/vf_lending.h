@@ -29,12 +29,15 @@ namespace fabric::agent {
 class VfLending {
  public:
   using HostReader = VfBorrower::HostReader;
+  using LenderCredentials = VfBorrower::LenderCredentials;
 
   // `local` may be null (the node lends nothing); not owned.
   // `on_shadow_change` (optional) is called, without locks held, when a
   // shadow device was built or failed, so the agent can report at once.
+  // `lender_credentials` as VfBorrower's (null: plaintext).
   VfLending(std::string node, hw::SriovFunctions* local, HostReader host_read,
-            std::function<void()> on_shadow_change = nullptr);
+            std::function<void()> on_shadow_change = nullptr,
+            LenderCredentials lender_credentials = nullptr);
 
   VfLending(const VfLending&) = delete;
   VfLending& operator=(const VfLending&) = delete;
