@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
+#include "agent/agent_identity.h"
 #include "agent/discovery/inventory.h"
 #include "agent/hw/linux/linux_bridge.h"
 #include "agent/hw/linux/linux_sriov_functions.h"
@@ -26,6 +27,8 @@
 #include "agent/hw/sim/sim_inventory.h"
 #include "common/host_port.h"
 #include "common/listen_probe.h"
+#include "common/security/policy.h"
+#include "common/security/tls_flags.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -102,6 +105,12 @@ int main(int argc, char** argv) {
   app.add_option("--apply-retry-max", apply_retry_max,
                  "the longest wait between attempts at a refused generation")
       ->capture_default_str();
+  fabric::security::TlsConfig tls;
+  fabric::security::AddTlsFlags(app, &tls);
+  std::string policy_file;
+  app.add_option("--policy", policy_file,
+                 "the access policy (protobuf text, see "
+                 "deploy/policy.textproto); default: the compiled-in one");
   app.add_flag("--discover", discover, "print the PCIe inventory and exit");
   app.add_option("-o,--output", output, "--discover output: table or json")
       ->check(CLI::IsMember({"table", "json"}))
@@ -159,11 +168,23 @@ int main(int argc, char** argv) {
           "and the data-path port"));
     }
   }
+  if (flags_ok.ok()) {
+    flags_ok = fabric::agent::CheckAgentSecurity(tls, node, listen, manager);
+  }
+  absl::StatusOr<fabric::security::Policy> policy =
+      policy_file.empty() ? fabric::security::Policy::Default()
+                          : fabric::security::Policy::Load(policy_file);
+  if (flags_ok.ok() && !policy.ok()) {
+    flags_ok = absl::Status(policy.status().code(),
+                            absl::StrCat("--policy: ", policy.status().message()));
+  }
   if (!flags_ok.ok()) {
     std::cerr << "error: " << flags_ok.message() << "\n";
     return 2;
   }
   fabric::agent::AgentOptions options;
+  options.tls = tls;
+  options.policy = *std::move(policy);
   options.manager_address = manager;
   options.node = node;
   options.backend = backend;
