@@ -79,6 +79,9 @@ class NodeAgentServiceTlsTest : public ::testing::Test {
     auto pki = security::TestPki::Create();
     ASSERT_TRUE(pki.ok()) << pki.status();
     pki_ = *std::move(pki);
+    // Issued once: issuing an identity again rewrites its files, which the
+    // server re-reads (rotation).
+    n1_ = pki_->Issue("node", "n1");
 
     ON_CALL(bridge_, HostRead(_, _)).WillByDefault(Return(absl::OkStatus()));
     hw::AccessResult landed;
@@ -111,7 +114,7 @@ class NodeAgentServiceTlsTest : public ::testing::Test {
     builder.AddListeningPort(
         "127.0.0.1:0",
         security::ServerCredentials(
-            pki_->Issue("node", "n1"),
+            n1_,
             std::make_shared<security::AuthProcessor>(
                 security::Policy::Default(), nullptr)),
         &port);
@@ -166,6 +169,7 @@ class NodeAgentServiceTlsTest : public ::testing::Test {
   }
 
   std::unique_ptr<security::TestPki> pki_;
+  security::TlsConfig n1_;  // the agent's own certificate
   NiceMock<hw::MockBridgeHardware> bridge_;
   std::unique_ptr<Reconciler> reconciler_;
   hw::testing::TempDir dir_;
@@ -181,19 +185,17 @@ class NodeAgentServiceTlsTest : public ::testing::Test {
 TEST_F(NodeAgentServiceTlsTest, OnlyTheManagerReadsHostMemory) {
   // Inside the grant, so that only the policy can refuse. (Not an admin:
   // the default policy's admin rule "*" reaches NodeAgentService too.)
-  for (const auto& [kind, name, role] :
-       {std::tuple<std::string, std::string, std::string>{"node", "n0", ""},
-        {"node", "n1", ""},
-        {"user", "olga", "operator"},
-        {"user", "sam", "scheduler"},
-        {"user", "vic", "viewer"}}) {
-    auto stub = As(pki_->Issue(kind, name, role));
+  for (const security::TlsConfig& caller :
+       {pki_->Issue("node", "n0"), n1_, pki_->Issue("user", "olga", "operator"),
+        pki_->Issue("user", "sam", "scheduler"),
+        pki_->Issue("user", "vic", "viewer")}) {
+    auto stub = As(caller);
     grpc::Status s = Read(stub.get(), kExported, 64);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
-        << kind << "/" << name << ": " << s.error_message();
+        << caller.cert_file << ": " << s.error_message();
     s = Write(stub.get(), kWindow, "probe");
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
-        << kind << "/" << name << ": " << s.error_message();
+        << caller.cert_file << ": " << s.error_message();
   }
   auto manager = As(pki_->Issue("manager", "m1"));
   grpc::Status s = Read(manager.get(), kExported, 64);
@@ -249,6 +251,61 @@ TEST_F(NodeAgentServiceTlsTest, TheBorrowerComesFromTheCertificate) {
   auto manager = As(pki_->Issue("manager", "m1"));
   s = Snapshot(manager.get(), "nodes/n0");
   EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+// n0's VF borrower dials the lender's agent with n0's certificate and
+// accepts only the lender node's: the shadow builds against n1's agent, and
+// not when the assignment says the agent at that address is n2's.
+TEST_F(NodeAgentServiceTlsTest, TheBorrowerDialsOnlyTheLendersIdentity) {
+  const security::TlsConfig n0 = pki_->Issue("node", "n0");
+  VfBorrower borrower(
+      "n0", [](uint64_t, absl::Span<uint8_t>) { return absl::OkStatus(); },
+      nullptr, [n0](const std::string& lender) {
+        return security::ChannelCredentials(
+            n0, security::PeerRequirement::Node(lender));
+      });
+  auto borrowed = [&](const std::string& lender) {
+    agentproto::v1::VfAssignment a;
+    a.set_attachment("attachments/att-1");
+    a.set_role(agentproto::v1::VfAssignment::BORROWER);
+    a.set_vf_address(kVf0);
+    a.set_lender(lender);
+    a.set_borrower("nodes/n0");
+    a.set_lender_agent(address_);
+    a.set_vm("vm-1");
+    a.set_vendor_id(32902);  // one_pf.json's PF vendor and VF device
+    a.set_device_id(5452);
+    v1::AttachmentWindow* msix = a.add_windows();
+    msix->set_role("msix");
+    msix->set_local_addr(0x200'4000'0000ull);
+    msix->set_target_addr(0x7f00'0000ull);
+    msix->set_size(4096);
+    for (const auto& [bar, local, size] :
+         {std::tuple<int, uint64_t, uint64_t>{0, 0x300'0000'0000ull, 64 << 10},
+          {3, 0x300'0010'0000ull, 16 << 10}}) {
+      v1::AttachmentWindow* w = a.add_windows();
+      w->set_role(absl::StrCat("mmio-bar", bar));
+      w->set_local_addr(local);
+      w->set_size(size);
+    }
+    return a;
+  };
+  auto status = [&] {
+    agentproto::v1::ReportStatusRequest report;
+    borrower.FillStatus(&report);
+    return report.shadows_size() == 1 ? report.shadows(0)
+                                      : agentproto::v1::ShadowStatus();
+  };
+
+  borrower.SetAssignments({borrowed("nodes/n2")}, 3);
+  borrower.Reconcile();
+  EXPECT_FALSE(status().ready());
+  EXPECT_THAT(status().error(), HasSubstr("lender nodes/n2"));
+
+  borrower.SetAssignments({borrowed("nodes/n1")}, 3);
+  borrower.Reconcile();
+  agentproto::v1::ShadowStatus st = status();
+  EXPECT_TRUE(st.ready()) << st.DebugString();
 }
 
 TEST(ResolveBorrowerTest, FollowsTheCallersIdentity) {
