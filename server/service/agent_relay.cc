@@ -52,13 +52,30 @@ std::string Describe(const v1::AccessResult& r) {
 
 }  // namespace
 
+StubCache<agentproto::v1::NodeAgentService>::CredentialsFactory
+AgentCredentials(const security::TlsConfig& tls) {
+  if (tls.insecure) return nullptr;
+  return [tls](const std::string& node) {
+    return security::ChannelCredentials(tls,
+                                        security::PeerRequirement::Node(node));
+  };
+}
+
 AgentRelay::AgentRelay(FabricManager* manager, AgentRelayOptions options)
     : owned_targets_(std::make_unique<ManagerTargets>(manager)),
       targets_(owned_targets_.get()),
-      options_(options) {}
+      options_(options),
+      stubs_(options_.agent_credentials) {}
 
 AgentRelay::AgentRelay(RelayTargets* targets, AgentRelayOptions options)
-    : targets_(targets), options_(options) {}
+    : targets_(targets),
+      options_(options),
+      stubs_(options_.agent_credentials) {}
+
+agentproto::v1::NodeAgentService::Stub* AgentRelay::AgentStub(
+    const std::string& address, absl::string_view node) {
+  return stubs_.Get(address, std::string(absl::StripPrefix(node, "nodes/")));
+}
 
 AgentRelay::~AgentRelay() = default;
 
@@ -87,8 +104,8 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
       grpc::ClientContext ctx;
       ctx.set_deadline(
           absl::ToChronoTime(absl::Now() + options_.agent_deadline));
-      grpc::Status s =
-          stubs_.Get(target->borrower_agent)->HostWrite(&ctx, write, result);
+      grpc::Status s = AgentStub(target->borrower_agent, a.borrower())
+                           ->HostWrite(&ctx, write, result);
       if (!s.ok()) {
         return absl::UnavailableError(absl::StrCat(
             "the agent of ", a.borrower(), " at ", target->borrower_agent,
@@ -120,8 +137,8 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
       grpc::ClientContext ctx;
       ctx.set_deadline(
           absl::ToChronoTime(absl::Now() + options_.agent_deadline));
-      grpc::Status s =
-          stubs_.Get(target->target_agent)->HostRead(&ctx, read, &got);
+      grpc::Status s = AgentStub(target->target_agent, a.target())
+                           ->HostRead(&ctx, read, &got);
       if (!s.ok()) {
         return absl::UnavailableError(absl::StrCat(
             "the agent of ", a.target(), " at ", target->target_agent,
@@ -210,7 +227,7 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::VerifyAttachment(
         options_.agent_deadline,
         [&](grpc::ClientContext* c, const agentproto::v1::VfAccessRequest& r,
             agentproto::v1::VfAccessResponse* w) {
-          return stubs_.Get(target->lender_agent)->VfAccess(c, r, w);
+          return AgentStub(target->lender_agent, a.lender())->VfAccess(c, r, w);
         },
         a.lender(), target->lender_agent, write, &wrote);
     const std::string where =
@@ -240,7 +257,8 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::VerifyAttachment(
         options_.agent_deadline,
         [&](grpc::ClientContext* c, const agentproto::v1::HostReadRequest& r,
             agentproto::v1::HostReadResponse* w) {
-          return stubs_.Get(target->borrower_agent)->HostRead(c, r, w);
+          return AgentStub(target->borrower_agent, a.borrower())
+              ->HostRead(c, r, w);
         },
         a.borrower(), target->borrower_agent, read, &got));
     if (got.data() != pattern) {
@@ -270,7 +288,8 @@ absl::StatusOr<v1::AccessShadowResponse> AgentRelay::AccessShadow(
       options_.agent_deadline,
       [&](grpc::ClientContext* c, const v1::AccessShadowRequest& r,
           v1::AccessShadowResponse* w) {
-        return stubs_.Get(target->borrower_agent)->AccessShadow(c, r, w);
+        return AgentStub(target->borrower_agent, target->attachment.borrower())
+            ->AccessShadow(c, r, w);
       },
       target->attachment.borrower(), target->borrower_agent, fwd, &out));
   return out;
@@ -299,7 +318,7 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
         options_.agent_deadline,
         [&](grpc::ClientContext* c, const agentproto::v1::VfAccessRequest& r,
             agentproto::v1::VfAccessResponse* w) {
-          return stubs_.Get(target->lender_agent)->VfAccess(c, r, w);
+          return AgentStub(target->lender_agent, a.lender())->VfAccess(c, r, w);
         },
         a.lender(), target->lender_agent, raise, &raised));
     if (raised.outcome() == agentproto::v1::VfAccessResponse::PENDING) {
@@ -320,7 +339,8 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
         [&](grpc::ClientContext* c,
             const agentproto::v1::ShadowInterruptRequest& r,
             agentproto::v1::ShadowInterruptResponse* w) {
-          return stubs_.Get(target->borrower_agent)->ShadowInterrupt(c, r, w);
+          return AgentStub(target->borrower_agent, a.borrower())
+              ->ShadowInterrupt(c, r, w);
         },
         a.borrower(), target->borrower_agent, deliver, &delivered));
     if (delivered.delivery() ==
@@ -346,7 +366,7 @@ absl::StatusOr<hypervisor::v1::SetVmStateResponse> AgentRelay::SetVmState(
       options_.agent_deadline,
       [&](grpc::ClientContext* c, const hypervisor::v1::SetVmStateRequest& r,
           hypervisor::v1::SetVmStateResponse* w) {
-        return stubs_.Get(*addr)->SetVmState(c, r, w);
+        return AgentStub(*addr, req.node())->SetVmState(c, r, w);
       },
       req.node(), *addr, req, &out));
   return out;

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/security/tls.h"
 #include "common/stub_cache.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
 #include "fabric/hypervisor/v1/hypervisor.pb.h"
@@ -52,7 +53,19 @@ class RelayTargets {
 struct AgentRelayOptions {
   // Deadline of each call to an agent; past it the call is UNAVAILABLE.
   absl::Duration agent_deadline = absl::Seconds(5);
+  // The credentials of the channel to the agent of a node (its name, "n1"):
+  // with mutual TLS, the manager's certificate and a check that the agent's
+  // names that node (AgentCredentials). Null: plaintext.
+  StubCache<agentproto::v1::NodeAgentService>::CredentialsFactory
+      agent_credentials;
 };
+
+// The manager's credentials towards agents: mutual TLS with `tls`'s
+// certificate, refusing an agent whose certificate does not name the node
+// it is dialled for (its calls end UNAVAILABLE). Null when tls.insecure
+// (plaintext).
+StubCache<agentproto::v1::NodeAgentService>::CredentialsFactory
+AgentCredentials(const security::TlsConfig& tls);
 
 // Thread-safe.
 class AgentRelay {
@@ -96,6 +109,9 @@ class AgentRelay {
       const hypervisor::v1::SetVmStateRequest& req);
 
  private:
+  // The stub for the agent of `node` ("n1" or "nodes/n1") at `address`.
+  agentproto::v1::NodeAgentService::Stub* AgentStub(const std::string& address,
+                                                    absl::string_view node);
 
   const std::unique_ptr<RelayTargets> owned_targets_;  // May be null.
   RelayTargets* const targets_;  // owned_targets_ or borrowed; never null.

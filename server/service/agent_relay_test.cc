@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/security/testing/test_pki.h"
 #include "common/testing/manual_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -103,14 +104,14 @@ class FakeAgent final : public agentproto::v1::NodeAgentService::Service {
   std::vector<std::string> calls_ ABSL_GUARDED_BY(mu_);
 };
 
-// A FakeAgent served on 127.0.0.1:0.
+// A FakeAgent served on 127.0.0.1:0 (plaintext unless `credentials`).
 class AgentServer {
  public:
-  AgentServer() {
+  explicit AgentServer(std::shared_ptr<grpc::ServerCredentials> credentials =
+                           grpc::InsecureServerCredentials()) {
     int port = 0;
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
+    builder.AddListeningPort("127.0.0.1:0", credentials, &port);
     builder.RegisterService(&agent_);
     server_ = builder.BuildAndStart();
     address_ = absl::StrCat("127.0.0.1:", port);
@@ -678,6 +679,38 @@ TEST(SetVmStateTest, GoesToTheNodesAgent) {
   EXPECT_EQ(r->injected(), 7);
   EXPECT_THAT(targets.lookups(),
               ::testing::ElementsAre("AgentAddress nodes/b"));
+}
+
+// With mutual TLS the relay dials with the manager's certificate and
+// requires the agent's to name the node it dials: an agent at that address
+// with another node's certificate is never called.
+TEST(SetVmStateTest, AnAgentWhoseCertificateNamesAnotherNodeIsRefused) {
+  auto pki = *security::TestPki::Create();
+  const security::TlsConfig manager = pki->Issue("manager", "m1");
+  auto set_vm_state = [](const hypervisor::v1::SetVmStateRequest&,
+                         hypervisor::v1::SetVmStateResponse*) { return Ok(); };
+  AgentServer impostor(
+      security::ServerCredentials(pki->Issue("node", "n2"), nullptr));
+  impostor.agent().set_vm_state = set_vm_state;
+  AgentServer real(
+      security::ServerCredentials(pki->Issue("node", "n1"), nullptr));
+  real.agent().set_vm_state = set_vm_state;
+  FakeTargets targets;
+  AgentRelayOptions options;
+  options.agent_credentials = AgentCredentials(manager);
+  AgentRelay relay(&targets, options);
+  hypervisor::v1::SetVmStateRequest req;
+  req.set_node("nodes/n1");
+
+  targets.agent = impostor.address();
+  absl::StatusOr<hypervisor::v1::SetVmStateResponse> r = relay.SetVmState(req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(impostor.agent().calls(), ::testing::IsEmpty());
+
+  targets.agent = real.address();
+  r = relay.SetVmState(req);
+  EXPECT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(real.agent().calls(), ::testing::ElementsAre("SetVmState"));
 }
 
 TEST(SetVmStateTest, Errors) {
