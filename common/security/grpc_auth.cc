@@ -105,7 +105,7 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata,
   return denied;
 }
 
-Caller CallerOf(const grpc::ServerContext& context) {
+Caller CallerOf(const grpc::ServerContextBase& context) {
   Caller caller;
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth == nullptr) return caller;

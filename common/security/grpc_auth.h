@@ -72,8 +72,10 @@ struct Caller {
   }
 };
 
-// Reads the caller from `context`'s AuthContext.
-Caller CallerOf(const grpc::ServerContext& context);
+// Reads the caller from `context`'s AuthContext. Takes the base of
+// grpc::ServerContext and grpc::CallbackServerContext (callback handlers
+// and server interceptors have only the latter or the base).
+Caller CallerOf(const grpc::ServerContextBase& context);
 
 // The peer identity in an AuthContext's certificate properties (the URI
 // SAN), with its OU role; UNAUTHENTICATED when there is none or it does not
