@@ -14,7 +14,11 @@
 #include "common/clock.h"
 #include "common/host_port.h"
 #include "common/listen_probe.h"
+#include "common/security/audit_log.h"
+#include "common/security/policy.h"
+#include "common/security/tls_flags.h"
 #include "server/service/manager.h"
+#include "server/service/manager_certificate.h"
 #include "server/service/server.h"
 #include "server/store/sqlite_store.h"
 #include "server/store/store_lock.h"
@@ -38,6 +42,9 @@ int main(int argc, char** argv) {
   fabric::service::ServerOptions server_options;
   server_options.max_inflight = 1024;
   server_options.max_threads = 0;
+  server_options.tls = {};
+  std::string policy_file;
+  std::string audit_log;
   app.add_option("--db", db,
                  "SQLite database file (WAL mode); created if absent")
       ->capture_default_str();
@@ -70,6 +77,14 @@ int main(int argc, char** argv) {
                  "with RESOURCE_EXHAUSTED (0: no limit)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  fabric::security::AddTlsFlags(app, &server_options.tls);
+  app.add_option("--policy", policy_file,
+                 "access policy file (deploy/policy.textproto's format); "
+                 "default: the compiled-in copy of deploy/policy.textproto");
+  app.add_option("--audit-log", audit_log,
+                 "where every mutation and every denied call is written, one "
+                 "JSON line each; default: DB.audit.log beside --db; \"none\" "
+                 "writes no audit trail");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -115,6 +130,45 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Transport security, before the store is opened: certificates whose
+  // identity is a manager's, or --insecure (which GrpcServer::Start checks,
+  // and warns about, once: plaintext only on loopback).
+  if (!server_options.tls.insecure) {
+    if (absl::Status transport = fabric::security::CheckTransport(
+            "fabric-manager", server_options.tls, listen);
+        !transport.ok()) {
+      std::cerr << "error: " << transport.message() << "\n";
+      return 2;
+    }
+    auto identity = fabric::service::ManagerIdentity(server_options.tls);
+    if (!identity.ok()) {
+      std::cerr << "error: " << identity.status().message() << "\n";
+      return 2;
+    }
+    std::cout << "fabric-manager: identity " << identity->ToString()
+              << std::endl;
+  }
+  auto policy = policy_file.empty()
+                    ? absl::StatusOr<fabric::security::Policy>(
+                          fabric::security::Policy::Default())
+                    : fabric::security::Policy::Load(policy_file);
+  if (!policy.ok()) {
+    std::cerr << "error: --policy: " << policy.status().message() << "\n";
+    return 2;
+  }
+  server_options.policy = *std::move(policy);
+  if (audit_log.empty()) audit_log = db + ".audit.log";
+  std::unique_ptr<fabric::security::AuditLog> audit;
+  if (audit_log != "none") {
+    auto opened = fabric::security::AuditLog::Open(audit_log);
+    if (!opened.ok()) {
+      std::cerr << "error: --audit-log: " << opened.status().message() << "\n";
+      return 2;
+    }
+    audit = *std::move(opened);
+    server_options.audit = audit.get();
+  }
+
   // Block the stop signals before any thread starts; one thread waits for
   // them.
   sigset_t stop_signals;
@@ -155,8 +209,9 @@ int main(int argc, char** argv) {
       !s.ok()) {
     std::cerr << "warning: " << s.message() << "\n";
   }
-  std::cout << "fabric-manager listening on " << bound << " (db " << db << ")"
-            << std::endl;
+  std::cout << "fabric-manager listening on " << bound << " (db " << db
+            << (server_options.tls.insecure ? ", plaintext" : ", mutual TLS")
+            << ", audit " << audit_log << ")" << std::endl;
 
   std::thread waiter([&] {
     int sig = 0;

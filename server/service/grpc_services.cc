@@ -18,7 +18,9 @@
 #include "common/grpc_status.h"
 #include "common/latency_trace.h"
 #include "common/profiles.h"
+#include "common/security/grpc_auth.h"
 #include "common/status_macros.h"
+#include "server/service/access_scope.h"
 #include "server/service/convert.h"
 
 namespace fabric::service {
@@ -57,6 +59,41 @@ grpc::ServerUnaryReactor* ServeMutation(
   (manager->*start)(request,
                     ReleasingSlot(admission, FinishWith(reactor, out)));
   return reactor;
+}
+
+// A unary call on the callback API refused before it started.
+grpc::ServerUnaryReactor* Refused(grpc::CallbackServerContext* ctx,
+                                  const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// OWN (access_scope.h): the allocation or attachment `name`, looked up with
+// `get`, must be the caller's. An unknown one passes: the call itself says
+// NOT_FOUND (or answers a retried request_id).
+template <typename Resource>
+absl::Status CheckOwnerOf(
+    const grpc::ServerContextBase& ctx, FabricManager* manager,
+    absl::StatusOr<Resource> (FabricManager::*get)(absl::string_view),
+    absl::string_view name) {
+  const security::Caller caller = security::CallerOf(ctx);
+  if (!NeedsOwnerCheck(caller)) return absl::OkStatus();
+  absl::StatusOr<Resource> resource = (manager->*get)(name);
+  if (!resource.ok()) return absl::OkStatus();
+  return CheckOwner(caller, resource->name(), resource->owner());
+}
+
+// A read of one allocation or attachment, with the OWN check.
+template <typename Resource>
+grpc::Status ReplyOwned(const grpc::ServerContextBase& ctx,
+                        absl::StatusOr<Resource> resource, Resource* out) {
+  if (resource.ok()) {
+    absl::Status own = CheckOwner(security::CallerOf(ctx), resource->name(),
+                                  resource->owner());
+    if (!own.ok()) return ToGrpcStatus(own);
+  }
+  return Reply(std::move(resource), out);
 }
 
 // A stream refused before it started: it ends at once with `status`.
@@ -545,22 +582,37 @@ grpc::Status FabricServiceImpl::ListAddressMaps(
 grpc::ServerUnaryReactor* FabricServiceImpl::CreateAllocation(
     grpc::CallbackServerContext* ctx, const v1::CreateAllocationRequest* r,
     v1::Allocation* out) {
+  absl::StatusOr<std::string> owner = OwnerForCreate(
+      security::CallerOf(*ctx), "allocation.owner", r->allocation().owner());
+  if (!owner.ok()) return Refused(ctx, owner.status());
+  v1::CreateAllocationRequest owned = *r;
+  owned.mutable_allocation()->set_owner(*std::move(owner));
   return ServeMutation(ctx, "CreateAllocation", admission_, manager_,
-                       &FabricManager::CreateAllocationAsync, *r, out);
+                       &FabricManager::CreateAllocationAsync, owned, out);
 }
-grpc::Status FabricServiceImpl::GetAllocation(grpc::ServerContext*,
+grpc::Status FabricServiceImpl::GetAllocation(grpc::ServerContext* ctx,
                                               const v1::GetAllocationRequest* r,
                                               v1::Allocation* out) {
-  return Reply(manager_->GetAllocation(r->name()), out);
+  return ReplyOwned(*ctx, manager_->GetAllocation(r->name()), out);
 }
 grpc::Status FabricServiceImpl::ListAllocations(
-    grpc::ServerContext*, const v1::ListAllocationsRequest* r,
+    grpc::ServerContext* ctx, const v1::ListAllocationsRequest* r,
     v1::ListAllocationsResponse* out) {
-  return Reply(manager_->ListAllocations(*r), out);
+  absl::StatusOr<std::string> owner =
+      OwnerFilter(security::CallerOf(*ctx), "owner", r->owner());
+  if (!owner.ok()) return ToGrpcStatus(owner.status());
+  v1::ListAllocationsRequest own = *r;
+  own.set_owner(*std::move(owner));
+  return Reply(manager_->ListAllocations(own), out);
 }
 grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAllocation(
     grpc::CallbackServerContext* ctx, const v1::DeleteAllocationRequest* r,
     v1::Allocation* out) {
+  if (absl::Status own = CheckOwnerOf(*ctx, manager_,
+                                      &FabricManager::GetAllocation, r->name());
+      !own.ok()) {
+    return Refused(ctx, own);
+  }
   return ServeMutation(ctx, "DeleteAllocation", admission_, manager_,
                        &FabricManager::DeleteAllocationAsync, *r, out);
 }
@@ -574,8 +626,13 @@ grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
 }
 
 grpc::Status FabricServiceImpl::VerifyAllocation(
-    grpc::ServerContext*, const v1::VerifyAllocationRequest* r,
+    grpc::ServerContext* ctx, const v1::VerifyAllocationRequest* r,
     v1::VerifyResult* out) {
+  if (absl::Status s = CheckOwnerOf(*ctx, manager_,
+                                    &FabricManager::GetAllocation, r->name());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return Reply(relay_.Verify(*r), out);
 }
 
@@ -592,43 +649,78 @@ grpc::Status FabricServiceImpl::GetVirtualFunction(
 grpc::ServerUnaryReactor* FabricServiceImpl::CreateAttachment(
     grpc::CallbackServerContext* ctx, const v1::CreateAttachmentRequest* r,
     v1::Attachment* out) {
+  absl::StatusOr<std::string> owner = OwnerForCreate(
+      security::CallerOf(*ctx), "attachment.owner", r->attachment().owner());
+  if (!owner.ok()) return Refused(ctx, owner.status());
+  v1::CreateAttachmentRequest owned = *r;
+  owned.mutable_attachment()->set_owner(*std::move(owner));
   return ServeMutation(ctx, "CreateAttachment", admission_, manager_,
-                       &FabricManager::CreateAttachmentAsync, *r, out);
+                       &FabricManager::CreateAttachmentAsync, owned, out);
 }
-grpc::Status FabricServiceImpl::GetAttachment(grpc::ServerContext*,
+grpc::Status FabricServiceImpl::GetAttachment(grpc::ServerContext* ctx,
                                               const v1::GetAttachmentRequest* r,
                                               v1::Attachment* out) {
-  return Reply(manager_->GetAttachment(r->name()), out);
+  return ReplyOwned(*ctx, manager_->GetAttachment(r->name()), out);
 }
 grpc::Status FabricServiceImpl::ListAttachments(
-    grpc::ServerContext*, const v1::ListAttachmentsRequest* r,
+    grpc::ServerContext* ctx, const v1::ListAttachmentsRequest* r,
     v1::ListAttachmentsResponse* out) {
-  return Reply(manager_->ListAttachments(*r), out);
+  absl::StatusOr<std::string> owner =
+      OwnerFilter(security::CallerOf(*ctx), "owner", r->owner());
+  if (!owner.ok()) return ToGrpcStatus(owner.status());
+  v1::ListAttachmentsRequest own = *r;
+  own.set_owner(*std::move(owner));
+  return Reply(manager_->ListAttachments(own), out);
 }
 grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAttachment(
     grpc::CallbackServerContext* ctx, const v1::DeleteAttachmentRequest* r,
     v1::Attachment* out) {
+  if (absl::Status own = CheckOwnerOf(*ctx, manager_,
+                                      &FabricManager::GetAttachment, r->name());
+      !own.ok()) {
+    return Refused(ctx, own);
+  }
   return ServeMutation(ctx, "DeleteAttachment", admission_, manager_,
                        &FabricManager::DeleteAttachmentAsync, *r, out);
 }
-grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext*,
+grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext* ctx,
                                              const v1::AccessShadowRequest* r,
                                              v1::AccessShadowResponse* out) {
+  if (absl::Status s = CheckOwnerOf(
+          *ctx, manager_, &FabricManager::GetAttachment, r->attachment());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return Reply(relay_.AccessShadow(*r), out);
 }
 grpc::Status FabricServiceImpl::VerifyAttachment(
-    grpc::ServerContext*, const v1::VerifyAttachmentRequest* r,
+    grpc::ServerContext* ctx, const v1::VerifyAttachmentRequest* r,
     v1::VerifyResult* out) {
+  if (absl::Status s = CheckOwnerOf(*ctx, manager_,
+                                    &FabricManager::GetAttachment, r->name());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return Reply(relay_.VerifyAttachment(*r), out);
 }
 grpc::Status FabricServiceImpl::RaiseVfInterrupt(
-    grpc::ServerContext*, const v1::RaiseVfInterruptRequest* r,
+    grpc::ServerContext* ctx, const v1::RaiseVfInterruptRequest* r,
     v1::RaiseVfInterruptResponse* out) {
+  if (absl::Status s = CheckOwnerOf(
+          *ctx, manager_, &FabricManager::GetAttachment, r->attachment());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return Reply(relay_.RaiseVfInterrupt(*r), out);
 }
 grpc::Status HypervisorServiceImpl::SetVmState(
-    grpc::ServerContext*, const hypervisor::v1::SetVmStateRequest* r,
+    grpc::ServerContext* ctx, const hypervisor::v1::SetVmStateRequest* r,
     hypervisor::v1::SetVmStateResponse* out) {
+  if (absl::Status s =
+          CheckNodeBinding(security::CallerOf(*ctx), "node", r->node());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return Reply(relay_.SetVmState(*r), out);
 }
 
@@ -653,6 +745,11 @@ grpc::ServerWriteReactor<v1::WatchEvent>* FabricServiceImpl::Watch(
 grpc::Status AgentServiceImpl::RegisterNode(
     grpc::ServerContext* ctx, const agentproto::v1::RegisterNodeRequest* r,
     agentproto::v1::RegisterNodeResponse* out) {
+  if (absl::Status s =
+          CheckNodeBinding(security::CallerOf(*ctx), "node", r->node());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   if (!absl::StartsWith(r->control_address(), ":")) {
     return Reply(manager_->RegisterNode(*r), out);
   }
@@ -673,14 +770,24 @@ grpc::Status AgentServiceImpl::RegisterNode(
 }
 
 grpc::Status AgentServiceImpl::ReportStatus(
-    grpc::ServerContext*, const agentproto::v1::ReportStatusRequest* r,
+    grpc::ServerContext* ctx, const agentproto::v1::ReportStatusRequest* r,
     agentproto::v1::ReportStatusResponse* out) {
+  if (absl::Status s =
+          CheckNodeBinding(security::CallerOf(*ctx), "node", r->node());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return Reply(manager_->ReportStatus(*r), out);
 }
 
 grpc::ServerWriteReactor<agentproto::v1::DesiredConfig>*
-AgentServiceImpl::StreamConfig(grpc::CallbackServerContext*,
+AgentServiceImpl::StreamConfig(grpc::CallbackServerContext* ctx,
                                const agentproto::v1::StreamConfigRequest* r) {
+  if (absl::Status bound =
+          CheckNodeBinding(security::CallerOf(*ctx), "node", r->node());
+      !bound.ok()) {
+    return FailedStream<agentproto::v1::DesiredConfig>(bound);
+  }
   if (absl::Status opened =
           manager_->ConfigStreamOpened(r->node(), r->session());
       !opened.ok()) {

@@ -35,8 +35,10 @@ using FabricServiceBase = v1::FabricService::WithCallbackMethod_CreateFabric<
 // Thread-safe; `manager` is not owned and must outlive the service.
 class FabricServiceImpl final : public FabricServiceBase {
  public:
-  explicit FabricServiceImpl(FabricManager* manager)
-      : manager_(manager), relay_(manager) {}
+  // `relay` configures the calls to agents (their credentials).
+  explicit FabricServiceImpl(FabricManager* manager,
+                             AgentRelayOptions relay = {})
+      : manager_(manager), relay_(manager, std::move(relay)) {}
 
   grpc::ServerUnaryReactor* CreateFabric(grpc::CallbackServerContext*,
                                          const v1::CreateFabricRequest*,
@@ -169,7 +171,9 @@ class AgentServiceImpl final : public AgentServiceBase {
 class HypervisorServiceImpl final
     : public hypervisor::v1::HypervisorService::Service {
  public:
-  explicit HypervisorServiceImpl(FabricManager* manager) : relay_(manager) {}
+  explicit HypervisorServiceImpl(FabricManager* manager,
+                                 AgentRelayOptions relay = {})
+      : relay_(manager, std::move(relay)) {}
 
   grpc::Status SetVmState(grpc::ServerContext*,
                           const hypervisor::v1::SetVmStateRequest*,

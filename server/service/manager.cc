@@ -497,7 +497,10 @@ absl::StatusOr<v1::ListAttachmentsResponse> FabricManager::ListAttachments(
     scope = LeaseScope{fn.first, fn.second};
   }
   RETURN_IF_ERROR(ListLeases<v1::Attachment>(
-      state_, scope, [](const AttachmentEntry&) { return true; },
+      state_, scope,
+      [&](const AttachmentEntry& a) {
+        return req.owner().empty() || a.record.owner() == req.owner();
+      },
       req.page_size(), req.page_token(), out.mutable_attachments(),
       out.mutable_next_page_token()));
   return out;

@@ -2,12 +2,13 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/resource_quota.h>
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/security/grpc_auth.h"
 
 namespace fabric::service {
 
@@ -24,9 +25,15 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
         ", grpc_memory_bytes ", options.grpc_memory_bytes,
         "; keepalive_time and keepalive_timeout must be at least 1ms"));
   }
+  if (absl::Status transport =
+          security::CheckTransport("fabric-manager", options.tls, address);
+      !transport.ok()) {
+    return transport;
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  std::unique_ptr<GrpcServer> s(new GrpcServer(manager));
+  std::unique_ptr<GrpcServer> s(new GrpcServer(
+      manager, {.agent_credentials = AgentCredentials(options.tls)}));
   s->manager_ = manager;
   s->admission_ = std::make_unique<AdmissionControl>(options.max_inflight);
   s->fabric_.set_admission(s->admission_.get());
@@ -54,9 +61,25 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
       static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  // Credentials are a seam: mTLS replaces InsecureServerCredentials here.
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
-                           &s->port_);
+  // Every call passes the AuthProcessor (the one authorization check)
+  // before any handler runs; then the audit interceptor sees mutations.
+  builder.AddListeningPort(
+      address,
+      security::ServerCredentials(
+          options.tls,
+          std::make_shared<security::AuthProcessor>(
+              options.policy.has_value() ? *options.policy
+                                         : security::Policy::Default(),
+              options.audit)),
+      &s->port_);
+  if (options.audit != nullptr) {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(
+        std::make_unique<AuditInterceptorFactory>(options.audit));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   builder.RegisterService(&s->fabric_);
   builder.RegisterService(&s->agent_);
   builder.RegisterService(&s->hypervisor_);

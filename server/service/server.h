@@ -1,5 +1,6 @@
 // Assembles the gRPC server: the fabric and agent services, grpc.health.v1
-// and server reflection.
+// and server reflection, behind mutual TLS and the authorization check
+// (common/security), with the audit trail (audit_interceptor.h).
 #ifndef FABRIC_SERVER_SERVICE_SERVER_H_
 #define FABRIC_SERVER_SERVICE_SERVER_H_
 
@@ -7,18 +8,43 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/security/audit_log.h"
+#include "common/security/policy.h"
+#include "common/security/tls.h"
 #include "server/service/admission.h"
+#include "server/service/audit_interceptor.h"
 #include "server/service/grpc_services.h"
 #include "server/service/manager.h"
 
 namespace fabric::service {
 
-// How much load the server takes before it sheds (RESOURCE_EXHAUSTED).
+// How the server is secured, and how much load it takes before it sheds
+// (RESOURCE_EXHAUSTED).
 struct ServerOptions {
+  // Transport security (tls.h): mutual TLS with these files, or plaintext
+  // (insecure), which Start accepts only on a loopback address. The default
+  // is plaintext, as the in-process tests run; fabric-manager sets it from
+  // --tls-cert/--tls-key/--tls-ca/--insecure. The same certificate dials the
+  // agents (AgentCredentials, agent_relay.h).
+  security::TlsConfig tls = [] {
+    security::TlsConfig t;
+    t.insecure = true;
+    return t;
+  }();
+  // Who may call what (policy.h), checked for every call by the
+  // AuthProcessor (grpc_auth.h). Unset: Policy::Default(). Not used when
+  // insecure (there are no identities).
+  std::optional<security::Policy> policy;
+  // Every mutation is written here (audit_interceptor.h), and every call
+  // the policy denies. Null: no audit trail. Not owned; must outlive the
+  // server.
+  security::AuditLog* audit = nullptr;
+
   // Mutations in flight (admitted, not yet durable); the next one is
   // refused (admission.h). 0: no limit.
   int max_inflight = 0;
@@ -45,7 +71,9 @@ class GrpcServer {
  public:
   // Listens on `address` (HOST:PORT; port 0 picks a free one). `manager` is
   // not owned. UNAVAILABLE when the address cannot be bound;
-  // INVALID_ARGUMENT for negative options.
+  // INVALID_ARGUMENT for negative options; the errors of
+  // security::CheckTransport for options.tls (plaintext off loopback,
+  // missing or unreadable certificates).
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
       FabricManager* manager, const std::string& address,
       const ServerOptions& options = {});
@@ -60,8 +88,8 @@ class GrpcServer {
   const AdmissionControl& admission() const { return *admission_; }
 
  private:
-  GrpcServer(FabricManager* manager)
-      : fabric_(manager), agent_(manager), hypervisor_(manager) {}
+  GrpcServer(FabricManager* manager, const AgentRelayOptions& relay)
+      : fabric_(manager, relay), agent_(manager), hypervisor_(manager, relay) {}
 
   FabricManager* manager_ = nullptr;  // not owned
   std::unique_ptr<AdmissionControl> admission_;
