@@ -84,6 +84,12 @@ absl::Status CheckOwnerOf(
   return CheckOwner(caller, resource->name(), resource->owner());
 }
 
+// SELF_NODE (access_scope.h): the node a request names must be the caller's.
+absl::Status BoundToNode(const grpc::ServerContextBase& ctx,
+                         absl::string_view node) {
+  return CheckNodeBinding(security::CallerOf(ctx), "node", node);
+}
+
 // A read of one allocation or attachment, with the OWN check.
 template <typename Resource>
 grpc::Status ReplyOwned(const grpc::ServerContextBase& ctx,
@@ -628,12 +634,9 @@ grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
 grpc::Status FabricServiceImpl::VerifyAllocation(
     grpc::ServerContext* ctx, const v1::VerifyAllocationRequest* r,
     v1::VerifyResult* out) {
-  if (absl::Status s = CheckOwnerOf(*ctx, manager_,
-                                    &FabricManager::GetAllocation, r->name());
-      !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  return Reply(relay_.Verify(*r), out);
+  absl::Status own =
+      CheckOwnerOf(*ctx, manager_, &FabricManager::GetAllocation, r->name());
+  return own.ok() ? Reply(relay_.Verify(*r), out) : ToGrpcStatus(own);
 }
 
 grpc::Status FabricServiceImpl::ListVirtualFunctions(
@@ -686,41 +689,29 @@ grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAttachment(
 grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext* ctx,
                                              const v1::AccessShadowRequest* r,
                                              v1::AccessShadowResponse* out) {
-  if (absl::Status s = CheckOwnerOf(
-          *ctx, manager_, &FabricManager::GetAttachment, r->attachment());
-      !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  return Reply(relay_.AccessShadow(*r), out);
+  absl::Status own = CheckOwnerOf(*ctx, manager_, &FabricManager::GetAttachment,
+                                  r->attachment());
+  return own.ok() ? Reply(relay_.AccessShadow(*r), out) : ToGrpcStatus(own);
 }
 grpc::Status FabricServiceImpl::VerifyAttachment(
     grpc::ServerContext* ctx, const v1::VerifyAttachmentRequest* r,
     v1::VerifyResult* out) {
-  if (absl::Status s = CheckOwnerOf(*ctx, manager_,
-                                    &FabricManager::GetAttachment, r->name());
-      !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  return Reply(relay_.VerifyAttachment(*r), out);
+  absl::Status own =
+      CheckOwnerOf(*ctx, manager_, &FabricManager::GetAttachment, r->name());
+  return own.ok() ? Reply(relay_.VerifyAttachment(*r), out) : ToGrpcStatus(own);
 }
 grpc::Status FabricServiceImpl::RaiseVfInterrupt(
     grpc::ServerContext* ctx, const v1::RaiseVfInterruptRequest* r,
     v1::RaiseVfInterruptResponse* out) {
-  if (absl::Status s = CheckOwnerOf(
-          *ctx, manager_, &FabricManager::GetAttachment, r->attachment());
-      !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  return Reply(relay_.RaiseVfInterrupt(*r), out);
+  absl::Status own = CheckOwnerOf(*ctx, manager_, &FabricManager::GetAttachment,
+                                  r->attachment());
+  return own.ok() ? Reply(relay_.RaiseVfInterrupt(*r), out) : ToGrpcStatus(own);
 }
 grpc::Status HypervisorServiceImpl::SetVmState(
     grpc::ServerContext* ctx, const hypervisor::v1::SetVmStateRequest* r,
     hypervisor::v1::SetVmStateResponse* out) {
-  if (absl::Status s =
-          CheckNodeBinding(security::CallerOf(*ctx), "node", r->node());
-      !s.ok()) {
-    return ToGrpcStatus(s);
-  }
+  absl::Status bound = BoundToNode(*ctx, r->node());
+  if (!bound.ok()) return ToGrpcStatus(bound);
   return Reply(relay_.SetVmState(*r), out);
 }
 
@@ -745,11 +736,8 @@ grpc::ServerWriteReactor<v1::WatchEvent>* FabricServiceImpl::Watch(
 grpc::Status AgentServiceImpl::RegisterNode(
     grpc::ServerContext* ctx, const agentproto::v1::RegisterNodeRequest* r,
     agentproto::v1::RegisterNodeResponse* out) {
-  if (absl::Status s =
-          CheckNodeBinding(security::CallerOf(*ctx), "node", r->node());
-      !s.ok()) {
-    return ToGrpcStatus(s);
-  }
+  absl::Status bound = BoundToNode(*ctx, r->node());
+  if (!bound.ok()) return ToGrpcStatus(bound);
   if (!absl::StartsWith(r->control_address(), ":")) {
     return Reply(manager_->RegisterNode(*r), out);
   }
@@ -772,22 +760,16 @@ grpc::Status AgentServiceImpl::RegisterNode(
 grpc::Status AgentServiceImpl::ReportStatus(
     grpc::ServerContext* ctx, const agentproto::v1::ReportStatusRequest* r,
     agentproto::v1::ReportStatusResponse* out) {
-  if (absl::Status s =
-          CheckNodeBinding(security::CallerOf(*ctx), "node", r->node());
-      !s.ok()) {
-    return ToGrpcStatus(s);
-  }
+  absl::Status bound = BoundToNode(*ctx, r->node());
+  if (!bound.ok()) return ToGrpcStatus(bound);
   return Reply(manager_->ReportStatus(*r), out);
 }
 
 grpc::ServerWriteReactor<agentproto::v1::DesiredConfig>*
 AgentServiceImpl::StreamConfig(grpc::CallbackServerContext* ctx,
                                const agentproto::v1::StreamConfigRequest* r) {
-  if (absl::Status bound =
-          CheckNodeBinding(security::CallerOf(*ctx), "node", r->node());
-      !bound.ok()) {
-    return FailedStream<agentproto::v1::DesiredConfig>(bound);
-  }
+  absl::Status bound = BoundToNode(*ctx, r->node());
+  if (!bound.ok()) return FailedStream<agentproto::v1::DesiredConfig>(bound);
   if (absl::Status opened =
           manager_->ConfigStreamOpened(r->node(), r->session());
       !opened.ok()) {
