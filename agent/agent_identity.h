@@ -12,27 +12,16 @@
 #ifndef FABRIC_AGENT_AGENT_IDENTITY_H_
 #define FABRIC_AGENT_AGENT_IDENTITY_H_
 
-#include <string>
-
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "common/security/identity.h"
 #include "common/security/tls.h"
 
 namespace fabric::agent {
 
-// The fabric identity in the PEM certificate at `cert_file`: its one URI
-// SAN, parsed (security::ParseSpiffeId). FAILED_PRECONDITION naming
-// --tls-cert and the path when the file cannot be read or is not a PEM
-// certificate, when it has no URI SAN or several, or when the URI is not a
-// fabric identity.
-absl::StatusOr<security::Identity> CertificateIdentity(
-    const std::string& cert_file);
-
 // OK when `tls` is insecure (no certificate). Otherwise the certificate
-// must name node/<node>; FAILED_PRECONDITION naming --tls-cert, the
-// identity the certificate names and the node --node asks for.
+// must name node/<node> (security::RequireOwnIdentity); FAILED_PRECONDITION
+// naming --tls-cert, the identity the certificate names and the node --node
+// asks for.
 absl::Status CheckCertificateNode(const security::TlsConfig& tls,
                                   absl::string_view node);
 

@@ -23,28 +23,6 @@ class AgentIdentityTest : public ::testing::Test {
   std::unique_ptr<security::TestPki> pki_;
 };
 
-TEST_F(AgentIdentityTest, ReadsTheIdentityACertificateNames) {
-  absl::StatusOr<security::Identity> id =
-      CertificateIdentity(pki_->Issue("node", "n1").cert_file);
-  ASSERT_TRUE(id.ok()) << id.status();
-  EXPECT_EQ(id->ToString(), "node/n1");
-  id = CertificateIdentity(pki_->Issue("manager", "m1").cert_file);
-  ASSERT_TRUE(id.ok()) << id.status();
-  EXPECT_EQ(id->ToString(), "manager/m1");
-}
-
-TEST_F(AgentIdentityTest, AFileThatIsNoCertificateIsRefused) {
-  absl::StatusOr<security::Identity> id =
-      CertificateIdentity(pki_->dir() + "/no-such.crt");
-  EXPECT_EQ(id.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(id.status().message(), HasSubstr("--tls-cert"));
-  EXPECT_THAT(id.status().message(), HasSubstr("no-such.crt"));
-  // A key is not a certificate.
-  id = CertificateIdentity(pki_->Issue("node", "n1").key_file);
-  EXPECT_EQ(id.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(id.status().message(), HasSubstr("not a PEM certificate"));
-}
-
 TEST_F(AgentIdentityTest, TheAgentsOwnNodeCertificateIsAccepted) {
   EXPECT_TRUE(CheckCertificateNode(pki_->Issue("node", "n1"), "n1").ok());
   EXPECT_TRUE(CheckAgentSecurity(pki_->Issue("node", "n1"), "n1",
@@ -87,7 +65,8 @@ TEST(AgentSecurityTest, InsecureOnlyOnLoopback) {
   // No certificate to check.
   EXPECT_TRUE(CheckCertificateNode(insecure, "n1").ok());
   EXPECT_FALSE(
-      CheckAgentSecurity(insecure, "n1", "0.0.0.0:7071", "127.0.0.1:7070").ok());
+      CheckAgentSecurity(insecure, "n1", "0.0.0.0:7071", "127.0.0.1:7070")
+          .ok());
   EXPECT_FALSE(
       CheckAgentSecurity(insecure, "n1", "127.0.0.1:0", "10.0.0.1:7070").ok());
 }

@@ -15,10 +15,10 @@
 #include "common/host_port.h"
 #include "common/listen_probe.h"
 #include "common/security/audit_log.h"
+#include "common/security/certificate.h"
 #include "common/security/policy.h"
 #include "common/security/tls_flags.h"
 #include "server/service/manager.h"
-#include "server/service/manager_certificate.h"
 #include "server/service/server.h"
 #include "server/store/sqlite_store.h"
 #include "server/store/store_lock.h"
@@ -140,7 +140,8 @@ int main(int argc, char** argv) {
       std::cerr << "error: " << transport.message() << "\n";
       return 2;
     }
-    auto identity = fabric::service::ManagerIdentity(server_options.tls);
+    auto identity = fabric::security::RequireOwnIdentity(
+        server_options.tls, fabric::security::PrincipalKind::kManager, "");
     if (!identity.ok()) {
       std::cerr << "error: " << identity.status().message() << "\n";
       return 2;
