@@ -48,7 +48,7 @@ VfBorrower::VfBorrower(std::string node, HostReader host_read,
                        LenderCredentials lender_credentials)
     : node_(std::move(node)),
       host_read_(std::move(host_read)),
-      lender_credentials_(std::move(lender_credentials)),
+      stubs_(std::move(lender_credentials)),
       on_shadow_change_(std::move(on_shadow_change)) {
   reconciler_ = std::thread([this] {
     absl::MutexLock l(&mu_);
@@ -88,15 +88,7 @@ agentproto::v1::NodeAgentService::Stub* VfBorrower::LenderStub(
     if (it == lender_of_.end() || it->second.first.empty()) return nullptr;
     key = it->second;
   }
-  absl::MutexLock l(&stubs_mu_);
-  std::unique_ptr<agentproto::v1::NodeAgentService::Stub>& stub = stubs_[key];
-  if (stub == nullptr) {
-    stub = agentproto::v1::NodeAgentService::NewStub(grpc::CreateChannel(
-        key.first, lender_credentials_ != nullptr
-                       ? lender_credentials_(key.second)
-                       : grpc::InsecureChannelCredentials()));
-  }
-  return stub.get();
+  return stubs_.Get(key.first, key.second);
 }
 
 void VfBorrower::SetAssignments(

@@ -30,6 +30,7 @@
 #include "absl/types/span.h"
 #include "agent/vf/config_virtualizer.h"
 #include "agent/vf/interrupt_router.h"
+#include "common/stub_cache.h"
 #include "fabric/agentproto/v1/agent_service.pb.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
 #include "fabric/hypervisor/v1/hypervisor.pb.h"
@@ -120,15 +121,10 @@ class VfBorrower {
       ABSL_GUARDED_BY(lender_mu_);
   // The generation of the configuration that set lender_of_.
   int64_t generation_ ABSL_GUARDED_BY(lender_mu_) = 0;
-  const LenderCredentials lender_credentials_;  // may be null
-  // Lender agents' stubs by (address, lender node): a channel checks that
-  // the agent at the address is the lender's. Kept until the borrower goes.
-  // TODO(issue 13): common/stub_cache.h's StubCache keyed by (address,
-  // expected node) with a credentials factory replaces this map.
-  absl::Mutex stubs_mu_ ABSL_ACQUIRED_AFTER(lender_mu_);
-  std::map<std::pair<std::string, std::string>,
-           std::unique_ptr<agentproto::v1::NodeAgentService::Stub>>
-      stubs_ ABSL_GUARDED_BY(stubs_mu_);
+  // Lender agents' stubs by (address, lender node): with credentials, a
+  // channel checks that the agent at the address is the lender's. Kept
+  // until the borrower goes.
+  StubCache<agentproto::v1::NodeAgentService> stubs_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   const std::function<void()> on_shadow_change_;
