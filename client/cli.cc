@@ -1,9 +1,8 @@
 #include "client/cli.h"
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -13,6 +12,8 @@
 #include "client/fabric_client.h"
 #include "client/output.h"
 #include "common/host_port.h"
+#include "common/security/tls.h"
+#include "common/security/tls_flags.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 
@@ -24,6 +25,8 @@ struct Flags {
   std::string server = kDefaultServer;
   std::string output = "table";
   std::string timeout = "10s";
+  // --tls-cert/--tls-key/--tls-ca/--insecure (FABRIC_TLS_* fill the gaps).
+  security::TlsConfig tls;
 
   // create ring|star
   std::string fabric_name;
@@ -107,6 +110,7 @@ Subcommands Define(CLI::App& app, Flags& f) {
       ->capture_default_str();
   app.add_option("--timeout", f.timeout, "deadline of each RPC, e.g. 10s")
       ->capture_default_str();
+  security::AddTlsFlags(app, &f.tls);
 
   Subcommands s;
   auto add_fabric_flags = [&f](CLI::App* c) {
@@ -327,6 +331,22 @@ absl::Status CheckServer(const std::string& server) {
   return absl::OkStatus();
 }
 
+// The transport fabricctl dials with: the --tls-* flags, each file still
+// missing taken from FABRIC_TLS_CERT/KEY/CA (an explicit --insecure takes
+// none of them), checked by security::CheckTransport. A usage error says
+// what is missing or wrong before anything is dialed.
+absl::StatusOr<security::TlsConfig> Transport(const Flags& f) {
+  security::TlsConfig tls = f.tls;
+  if (!tls.insecure) security::ApplyTlsEnvironment(&tls);
+  absl::Status status = security::CheckTransport("fabricctl", tls, f.server);
+  if (!status.ok()) {
+    return WithHint(UsageError(status.message()),
+                    "the certificate files may also come from "
+                    "FABRIC_TLS_CERT, FABRIC_TLS_KEY and FABRIC_TLS_CA");
+  }
+  return tls;
+}
+
 // Validates the parsed flags and runs the chosen command. Every flag value
 // is checked (usage errors) before the client connects.
 absl::Status Dispatch(const Flags& f, const Subcommands& s,
@@ -454,6 +474,7 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
     alloc = std::move(a);
   }
 
+  ASSIGN_OR_RETURN(const security::TlsConfig tls, Transport(f));
   FabricClient::Options client_options;
   client_options.timeout = timeout;
   // Pages no larger than the limit, so no more is fetched than is printed.
@@ -461,7 +482,7 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
     client_options.page_size = static_cast<int>(limit);
   }
   std::unique_ptr<FabricClient> client =
-      FabricClient::Connect(f.server, client_options);
+      FabricClient::Connect(f.server, tls, client_options);
   Commands::Options options;
   options.format = *format;
   options.limit = limit;

@@ -25,6 +25,12 @@ inline constexpr int kExitUsage = 2;  // the command line is wrong
 // kDefaultServer; it must be HOST:PORT (see common/host_port.h) with a port
 // from 1 to 65535, else it is a usage error. Returns one of the exit codes
 // above.
+//
+// Transport: mutual TLS with --tls-cert, --tls-key and --tls-ca (each file
+// not given by its flag comes from FABRIC_TLS_CERT, FABRIC_TLS_KEY or
+// FABRIC_TLS_CA), or plaintext with --insecure, which only a loopback
+// --server accepts (security::CheckTransport). Neither, or a missing or
+// unreadable file, is a usage error (exit 2) before anything is dialed.
 int RunFabricctl(const std::vector<std::string>& args, std::ostream& out,
                  std::ostream& err);
 

@@ -25,11 +25,19 @@ struct Result {
   std::string err;
 };
 
-Result RunCli(std::vector<std::string> args) {
+// Runs fabricctl with `args` as given (no transport flag is added).
+Result RunCliAsGiven(std::vector<std::string> args) {
   args.insert(args.begin(), "fabricctl");
   std::ostringstream out, err;
   int code = RunFabricctl(args, out, err);
   return {code, out.str(), err.str()};
+}
+
+// Runs fabricctl with `args` and --insecure: the servers these tests name
+// are on loopback, where plaintext is allowed.
+Result RunCli(std::vector<std::string> args) {
+  args.push_back("--insecure");
+  return RunCliAsGiven(std::move(args));
 }
 
 // Nothing listens on port 1 of loopback, so a command that gets past flag
@@ -336,6 +344,54 @@ TEST(CliTest, ServerFromEnvironment) {
   unsetenv("FABRIC_SERVER");
   EXPECT_EQ(r.code, kExitError);
   EXPECT_THAT(r.err, HasSubstr("running at 127.0.0.1:1?"));
+}
+
+// The transport is chosen on purpose: neither certificates nor --insecure is
+// a usage error that names the flags and the environment variables, before
+// anything is dialed.
+TEST(CliTest, NoTransportIsUsageErrorNamingTheFlags) {
+  Result r = RunCliAsGiven({kDeadServer, "get", "fabrics"});
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("error: "));
+  EXPECT_THAT(r.err, HasSubstr("--tls-cert"));
+  EXPECT_THAT(r.err, HasSubstr("hint: the certificate files may also come "
+                               "from FABRIC_TLS_CERT, FABRIC_TLS_KEY and "
+                               "FABRIC_TLS_CA"));
+}
+
+TEST(CliTest, InsecureIsOnlyForLoopback) {
+  Result r = RunCli({"--server=10.1.2.3:7070", "get", "fabrics"});
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("loopback"));
+}
+
+TEST(CliTest, InsecureWithCertificatesIsUsageError) {
+  Result r = RunCli(
+      {kDeadServer, "--tls-cert", "/nonexistent/u.crt", "get", "fabrics"});
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+}
+
+// Each file missing from the flags comes from its FABRIC_TLS_* variable; a
+// flag wins over its variable. The files do not exist, so the error names
+// the one fabricctl would have used.
+TEST(CliTest, TlsFilesFromEnvironmentAndFlagsWin) {
+  ASSERT_EQ(setenv("FABRIC_TLS_CERT", "/nonexistent/env-u.crt", 1), 0);
+  ASSERT_EQ(setenv("FABRIC_TLS_KEY", "/nonexistent/env-u.key", 1), 0);
+  ASSERT_EQ(setenv("FABRIC_TLS_CA", "/nonexistent/env-ca.crt", 1), 0);
+  Result env = RunCliAsGiven({kDeadServer, "get", "fabrics"});
+  Result flag = RunCliAsGiven(
+      {kDeadServer, "--tls-cert", "/nonexistent/flag-u.crt", "get", "fabrics"});
+  // An explicit --insecure takes no file from the environment.
+  Result insecure = RunCli({kDeadServer, "--timeout", "2s", "get", "fabrics"});
+  unsetenv("FABRIC_TLS_CERT");
+  unsetenv("FABRIC_TLS_KEY");
+  unsetenv("FABRIC_TLS_CA");
+  EXPECT_EQ(env.code, kExitUsage) << env.err;
+  EXPECT_THAT(env.err, HasSubstr("/nonexistent/env-u.crt"));
+  EXPECT_EQ(flag.code, kExitUsage) << flag.err;
+  EXPECT_THAT(flag.err, HasSubstr("/nonexistent/flag-u.crt"));
+  EXPECT_THAT(flag.err, Not(HasSubstr("env-u.crt")));
+  EXPECT_EQ(insecure.code, kExitError) << insecure.err;
 }
 
 }  // namespace

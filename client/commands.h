@@ -7,7 +7,7 @@
 // it may carry a hint (StatusHint) and may be marked as a usage error
 // (IsUsageError), which fabricctl turns into exit code 2.
 //
-//   auto client = FabricClient::Connect("127.0.0.1:7070", {});
+//   auto client = FabricClient::Connect("127.0.0.1:7070", tls, {});
 //   Commands cmds(client.get(), &std::cout, {OutputFormat::kTable});
 //   absl::Status s = cmds.Get(ResourceKind::kNode, "", "");
 //

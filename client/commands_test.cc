@@ -33,6 +33,9 @@
 namespace fabric::client {
 namespace {
 
+// The in-process server listens on loopback, in plaintext.
+const security::TlsConfig kLoopbackPlaintext{.insecure = true};
+
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -249,7 +252,7 @@ class CommandsTest : public ::testing::Test {
     address_ = absl::StrCat("127.0.0.1:", server_->port());
     FabricClient::Options options;
     options.timeout = absl::Seconds(5);
-    client_ = FabricClient::Connect(address_, options);
+    client_ = FabricClient::Connect(address_, kLoopbackPlaintext, options);
   }
   void TearDown() override {
     StopAgents();
@@ -539,7 +542,8 @@ TEST_F(CommandsTest, ListsFollowPageTokens) {
   CreateRing("r1", {"a", "b", "c", "d", "e"});
   FabricClient::Options options;
   options.page_size = 2;
-  std::unique_ptr<FabricClient> paged = FabricClient::Connect(address_, options);
+  std::unique_ptr<FabricClient> paged =
+      FabricClient::Connect(address_, kLoopbackPlaintext, options);
   absl::StatusOr<std::vector<v1::Node>> nodes = paged->ListNodes("");
   ASSERT_TRUE(nodes.ok()) << nodes.status();
   EXPECT_EQ(nodes->size(), 5u);
@@ -662,8 +666,8 @@ TEST_F(CommandsTest, GetAllocationsStreamsPagesAndPrintsEveryRowOnceInOrder) {
 
   // --limit stops the list after that many, in order.
   std::ostringstream out, err;
-  ASSERT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "get",
-                          "allocations", "--limit", "1500"},
+  ASSERT_EQ(RunFabricctl({"fabricctl", "--insecure", "--server=" + address_,
+                          "get", "allocations", "--limit", "1500"},
                          out, err),
             kExitOk)
       << err.str();
@@ -747,8 +751,8 @@ TEST_F(CommandsTest, GetAllocationsByNode) {
     EXPECT_THAT(out_.str(), Not(HasSubstr("borrows-from-d"))) << node;
   }
   std::ostringstream out, err;
-  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "get",
-                          "allocations", "--node", "d"},
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", "--server=" + address_,
+                          "get", "allocations", "--node", "d"},
                          out, err),
             kExitOk)
       << err.str();
@@ -785,8 +789,8 @@ TEST_F(CommandsTest, ReleaseWithSameRequestIdIsIdempotent) {
   const std::string server = "--server=" + address_;
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::ostringstream out, err;
-    ASSERT_EQ(RunFabricctl({"fabricctl", server, "release", id, "--request-id",
-                            "release-once"},
+    ASSERT_EQ(RunFabricctl({"fabricctl", "--insecure", server, "release", id,
+                            "--request-id", "release-once"},
                            out, err),
               kExitOk)
         << "attempt " << attempt << ": " << err.str();
@@ -794,7 +798,8 @@ TEST_F(CommandsTest, ReleaseWithSameRequestIdIsIdempotent) {
   }
   // A new request id is a new request: the allocation is gone.
   std::ostringstream out, err;
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "release", id}, out, err),
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", server, "release", id},
+                         out, err),
             kExitError);
   EXPECT_THAT(err.str(), HasSubstr("error: release allocations/" + id));
 }
@@ -821,10 +826,10 @@ TEST_F(CommandsTest, AllocReplayOfAReleasedAllocationSaysSo) {
   EXPECT_THAT(out_.str(), Not(HasSubstr("PENDING")));
 
   std::ostringstream out, err;
-  EXPECT_EQ(RunFabricctl(
-                {"fabricctl", "--server=" + address_, "alloc", "mem", "--from",
-                 "a", "--to", "b", "--size", "4096", "--request-id", "job-42"},
-                out, err),
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", "--server=" + address_,
+                          "alloc", "mem", "--from", "a", "--to", "b", "--size",
+                          "4096", "--request-id", "job-42"},
+                         out, err),
             kExitError);
   EXPECT_EQ(out.str(), "");
   EXPECT_THAT(err.str(), HasSubstr("has since been released"));
@@ -897,22 +902,24 @@ TEST_F(CommandsTest, DeleteFabricNeedsForceWithAllocations) {
 TEST_F(CommandsTest, CliExitCodesAgainstARealServer) {
   std::ostringstream out, err;
   std::string server = "--server=" + address_;
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "create", "star", "s1", "--hub",
-                          "m", "--nodes", "a,b", "--export", "64MiB"},
-                         out, err),
-            kExitOk)
+  EXPECT_EQ(
+      RunFabricctl({"fabricctl", "--insecure", server, "create", "star", "s1",
+                    "--hub", "m", "--nodes", "a,b", "--export", "64MiB"},
+                   out, err),
+      kExitOk)
       << err.str();
   EXPECT_THAT(out.str(), HasSubstr("fabric/s1 created (3 nodes"));
 
   out.str("");
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "create", "star", "s1", "--hub",
-                          "m", "--nodes", "a,b"},
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", server, "create", "star",
+                          "s1", "--hub", "m", "--nodes", "a,b"},
                          out, err),
             kExitError);
   EXPECT_THAT(err.str(), HasSubstr("error: create fabric/s1: "));
 
   out.str("");
-  EXPECT_EQ(RunFabricctl({"fabricctl", "get", "fabrics", "-o", "json", server},
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", "get", "fabrics", "-o",
+                          "json", server},
                          out, err),
             kExitOk);
   EXPECT_THAT(out.str(), StartsWith("[\n"));
@@ -1166,8 +1173,8 @@ TEST_F(CommandsTest, UnavailableFromTheManagerGetsNoManagerRunningHint) {
   const std::string name = AllocReady("n2", "n3");
   node_agent_->FailWritesTo("nodes/n3");
   std::ostringstream out, err;
-  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "verify",
-                          ShortName(name)},
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", "--server=" + address_,
+                          "verify", ShortName(name)},
                          out, err),
             kExitError);
   // The manager answered: it could not reach an agent.
@@ -1181,8 +1188,8 @@ TEST_F(CommandsTest, UnavailableFromTheManagerGetsNoManagerRunningHint) {
   server_->Shutdown();
   out.str("");
   err.str("");
-  EXPECT_EQ(RunFabricctl({"fabricctl", "--server=" + address_, "--timeout",
-                          "2s", "get", "fabrics"},
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", "--server=" + address_,
+                          "--timeout", "2s", "get", "fabrics"},
                          out, err),
             kExitError);
   EXPECT_THAT(err.str(), HasSubstr("hint: is fabric-manager running at " +
@@ -1213,10 +1220,10 @@ TEST_F(CommandsTest, VerifyAllGoesOnPastAFailureAndReportsEach) {
               HasSubstr("\"allocation\":\"" + good + "\",\"ok\":true"));
 
   std::ostringstream out, err;
-  EXPECT_EQ(
-      RunFabricctl({"fabricctl", "--server=" + address_, "verify", "--all"},
-                   out, err),
-      kExitError);
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", "--server=" + address_,
+                          "verify", "--all"},
+                         out, err),
+            kExitError);
   EXPECT_THAT(out.str(), HasSubstr("FAIL  " + bad));
   EXPECT_THAT(out.str(), HasSubstr("OK    " + good));
   EXPECT_EQ(err.str(), "error: 1 allocation(s) failed verification\n");
@@ -1244,32 +1251,34 @@ TEST_F(CommandsTest, VfCommandsThroughTheCli) {
   CreateVfFabric();
   std::ostringstream out, err;
   const std::string server = "--server=" + address_;
-  ASSERT_EQ(RunFabricctl(
-                {"fabricctl", server, "vf", "attach", "--vf", "n1/0000:3b:00.5",
-                 "--to", "n3", "--interrupts", "hypervisor", "--vm", "vm7",
-                 "--dma-size", "1MiB", "--wait", "--wait-timeout", "10s"},
-                out, err),
-            kExitOk)
+  ASSERT_EQ(
+      RunFabricctl({"fabricctl", "--insecure", server, "vf", "attach", "--vf",
+                    "n1/0000:3b:00.5", "--to", "n3", "--interrupts",
+                    "hypervisor", "--vm", "vm7", "--dma-size", "1MiB", "--wait",
+                    "--wait-timeout", "10s"},
+                   out, err),
+      kExitOk)
       << err.str();
   EXPECT_THAT(out.str(),
               HasSubstr("lent to n3, vm vm7, interrupts HYPERVISOR"));
   const std::string id = ShortName(out.str().substr(0, out.str().find(' ')));
 
   out.str("");
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "get", "att", id}, out, err),
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", server, "get", "att", id},
+                         out, err),
             kExitOk);
   EXPECT_THAT(out.str(), HasSubstr("HYPERVISOR"));
 
   out.str("");
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "vf", "config", id, "read",
-                          "0x2", "--size", "2"},
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", server, "vf", "config", id,
+                          "read", "0x2", "--size", "2"},
                          out, err),
             kExitOk)
       << err.str();
   EXPECT_EQ(out.str(), "config 0x002 (2 bytes) = 0x154c\n");
 
   out.str("");
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "vf", "verify", id,
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", server, "vf", "verify", id,
                           "--probe-size", "4KiB"},
                          out, err),
             kExitOk)
@@ -1277,8 +1286,8 @@ TEST_F(CommandsTest, VfCommandsThroughTheCli) {
   EXPECT_THAT(out.str(), StartsWith("OK    attachments/" + id));
 
   out.str("");
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "-o", "json", "vf", "interrupt",
-                          id, "--count", "2"},
+  EXPECT_EQ(RunFabricctl({"fabricctl", "--insecure", server, "-o", "json", "vf",
+                          "interrupt", id, "--count", "2"},
                          out, err),
             kExitOk)
       << err.str();
@@ -1286,11 +1295,15 @@ TEST_F(CommandsTest, VfCommandsThroughTheCli) {
 
   out.str("");
   err.str("");
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "vf", "detach", id}, out, err),
-            kExitOk);
+  EXPECT_EQ(
+      RunFabricctl({"fabricctl", "--insecure", server, "vf", "detach", id}, out,
+                   err),
+      kExitOk);
   EXPECT_EQ(out.str(), "attachment/" + id + " detached\n");
-  EXPECT_EQ(RunFabricctl({"fabricctl", server, "vf", "detach", id}, out, err),
-            kExitError);
+  EXPECT_EQ(
+      RunFabricctl({"fabricctl", "--insecure", server, "vf", "detach", id}, out,
+                   err),
+      kExitError);
   EXPECT_THAT(err.str(), HasSubstr("error: detach attachments/" + id + ": "));
   EXPECT_THAT(err.str(), HasSubstr("hint: 'fabricctl get attachments'"));
 }

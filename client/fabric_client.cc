@@ -22,10 +22,12 @@ bool IsServerUnreachable(const absl::Status& status) {
          status.GetPayload(kUnreachablePayload).has_value();
 }
 
-std::unique_ptr<FabricClient> FabricClient::Connect(const std::string& target,
-                                                    const Options& options) {
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+std::unique_ptr<FabricClient> FabricClient::Connect(
+    const std::string& target, const security::TlsConfig& tls,
+    const Options& options) {
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
+      target, security::ChannelCredentials(
+                  tls, security::PeerRequirement::AnyManager()));
   return std::make_unique<FabricClient>(
       v1::FabricService::NewStub(channel),
       hypervisor::v1::HypervisorService::NewStub(channel), target, options,

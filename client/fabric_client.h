@@ -14,7 +14,7 @@
 // a caller that does not keep them holds one page at a time. An UNAVAILABLE
 // that did not come from the server is marked (IsServerUnreachable).
 //
-//   auto client = FabricClient::Connect("127.0.0.1:7070", {});
+//   auto client = FabricClient::Connect("127.0.0.1:7070", tls, {});
 //   absl::StatusOr<std::vector<v1::Node>> nodes = client->ListNodes("");
 //
 // Thread-safe: the stub and channel are; the class has no mutable state.
@@ -25,10 +25,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/security/tls.h"
 #include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
 #include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
@@ -67,10 +68,14 @@ class FabricClient {
     int page_size = kMaxListPageSize;
   };
 
-  // Creates a client for `target` ("host:port") over an insecure channel.
-  // Connects lazily: an unreachable server shows up as UNAVAILABLE on the
-  // first call.
+  // Creates a client for `target` ("host:port") over `tls`: mutual TLS that
+  // accepts any fabric manager's certificate (PeerRequirement::AnyManager),
+  // or plaintext when tls.insecure. The caller checks `tls` first
+  // (security::CheckTransport). Connects lazily: an unreachable server, or
+  // one whose certificate is refused, shows up as UNAVAILABLE on the first
+  // call.
   static std::unique_ptr<FabricClient> Connect(const std::string& target,
+                                               const security::TlsConfig& tls,
                                                const Options& options);
 
   // `target` is only used in messages. `channel`, the stubs' channel, tells

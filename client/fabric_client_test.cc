@@ -24,6 +24,9 @@
 namespace fabric::client {
 namespace {
 
+// The in-process server listens on loopback, in plaintext.
+const security::TlsConfig kLoopbackPlaintext{.insecure = true};
+
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -196,7 +199,7 @@ class FabricClientTest : public ::testing::Test {
   }
 
   std::unique_ptr<FabricClient> Client() {
-    return FabricClient::Connect(address_, options_);
+    return FabricClient::Connect(address_, kLoopbackPlaintext, options_);
   }
 
   FakeFabricService service_;
@@ -244,8 +247,8 @@ TEST_F(FabricClientTest, UnavailableFromTheServerIsNotUnreachable) {
 
 TEST_F(FabricClientTest, NoServerIsUnreachable) {
   options_.max_attempts = 2;
-  std::unique_ptr<FabricClient> client =
-      FabricClient::Connect("127.0.0.1:1", options_);  // Nothing listens.
+  std::unique_ptr<FabricClient> client = FabricClient::Connect(
+      "127.0.0.1:1", kLoopbackPlaintext, options_);  // Nothing listens.
   absl::Status s = client->Ping();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(IsServerUnreachable(s));

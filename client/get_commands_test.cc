@@ -20,6 +20,9 @@
 namespace fabric::client {
 namespace {
 
+// The in-process server listens on loopback, in plaintext.
+const security::TlsConfig kLoopbackPlaintext{.insecure = true};
+
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -55,7 +58,8 @@ class GetCommandsTest : public ::testing::Test {
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    client_ = FabricClient::Connect(absl::StrCat("127.0.0.1:", port), {});
+    client_ = FabricClient::Connect(absl::StrCat("127.0.0.1:", port),
+                                    kLoopbackPlaintext, {});
   }
   void TearDown() override { server_->Shutdown(); }
 
