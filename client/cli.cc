@@ -337,7 +337,7 @@ absl::Status CheckServer(const std::string& server) {
 // what is missing or wrong before anything is dialed.
 absl::StatusOr<security::TlsConfig> Transport(const Flags& f) {
   security::TlsConfig tls = f.tls;
-  if (!tls.insecure) security::ApplyTlsEnvironment(&tls);
+  security::ApplyTlsEnvironment(&tls);
   absl::Status status = security::CheckTransport("fabricctl", tls, f.server);
   if (!status.ok()) {
     return WithHint(UsageError(status.message()),
