@@ -4,7 +4,6 @@
 // restarted over wiped hardware, and a partition (DEGRADED, the rest still
 // verify).
 #include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 #include <signal.h>
 
 #include <filesystem>
@@ -22,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/process/process_util.h"
+#include "tests/process/test_transport.h"
 
 namespace fabric::proctest {
 namespace {
@@ -32,13 +32,14 @@ constexpr int kAllocations = 100;
 class FabricAgentsTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    std::vector<std::string> flags = tls_.ManagerFlags();
+    flags.insert(flags.end(), {"--heartbeat-timeout", "600ms",
+                               "--heartbeat-interval", "100ms"});
     manager_ = std::make_unique<Manager>(StartManager(
-        dir_.path() + "/fabric.db", dir_.path() + "/manager.log",
-        {"--heartbeat-timeout", "600ms", "--heartbeat-interval", "100ms"}));
+        dir_.path() + "/fabric.db", dir_.path() + "/manager.log", flags));
     ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
     address_ = absl::StrCat("127.0.0.1:", manager_->port);
-    stub_ = v1::FabricService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    stub_ = v1::FabricService::NewStub(tls_.DialManager(address_));
     v1::CreateFabricRequest req;
     req.mutable_spec()->set_name("lab");
     req.mutable_spec()->set_topology(v1::RING);
@@ -54,12 +55,20 @@ class FabricAgentsTest : public ::testing::Test {
   static std::string Node(int i) { return absl::StrCat("n", i); }
 
   std::unique_ptr<Child> StartAgent(int i) {
+    std::vector<std::string> argv = {BinDir() + "/fabric-agent",
+                                     "--manager",
+                                     address_,
+                                     "--node",
+                                     Node(i),
+                                     "--backend",
+                                     "sim",
+                                     "--sim-dir",
+                                     dir_.path() + "/sim",
+                                     "--drift-check-interval",
+                                     "200ms"};
+    for (std::string& flag : tls_.AgentFlags(Node(i))) argv.push_back(flag);
     return std::make_unique<Child>(
-        std::vector<std::string>{BinDir() + "/fabric-agent", "--manager",
-                                 address_, "--node", Node(i), "--backend",
-                                 "sim", "--sim-dir", dir_.path() + "/sim",
-                                 "--drift-check-interval", "200ms"},
-        absl::StrCat(dir_.path(), "/agent-", i, ".log"));
+        argv, absl::StrCat(dir_.path(), "/agent-", i, ".log"));
   }
 
   v1::Allocation Get(const std::string& name) {
@@ -126,6 +135,7 @@ class FabricAgentsTest : public ::testing::Test {
     return verified;
   }
 
+  Transport& tls_ = Transport::Tls();
   TempDir dir_;
   std::unique_ptr<Manager> manager_;
   std::string address_;
@@ -158,19 +168,22 @@ TEST_F(FabricAgentsTest, RingOfAgentsMovesBytesThroughFailures) {
   // 2. Every one verified by bytes.
   EXPECT_EQ(VerifyAll(allocs), kAllocations);
 
-  // 3. A write outside every grant faults: just past the end of a grant.
+  // 3. A write outside every grant is refused by the agent itself, even
+  // to the manager's identity: far past the end of every window.
   {
     const v1::Node borrower = GetNode(allocs[0].borrower());
-    auto agent = agentproto::v1::NodeAgentService::NewStub(grpc::CreateChannel(
-        borrower.agent_address(), grpc::InsecureChannelCredentials()));
+    // "nodes/n3" -> "n3": the node its certificate must name.
+    const std::string& name = allocs[0].borrower();
+    auto agent = agentproto::v1::NodeAgentService::NewStub(tls_.DialAgent(
+        borrower.agent_address(), name.substr(name.rfind('/') + 1)));
     grpc::ClientContext ctx;
     agentproto::v1::HostWriteRequest w;
     w.set_addr(borrower.window_base() + (64ull << 30));  // no window there
     w.set_data(std::string(64, 'x'));
     v1::AccessResult r;
-    ASSERT_TRUE(agent->HostWrite(&ctx, w, &r).ok());
-    EXPECT_FALSE(r.landed()) << "landed on " << r.node();
-    EXPECT_FALSE(r.reason().empty());
+    grpc::Status s = agent->HostWrite(&ctx, w, &r);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << s.error_message() << "; landed on " << r.node();
   }
 
   // 4. One link down: every allocation is rerouted and verifies again.

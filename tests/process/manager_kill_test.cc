@@ -2,9 +2,8 @@
 // fabricctl, is killed with SIGKILL while allocations are in flight. After a
 // restart every acknowledged allocation and every map must be intact, and
 // retrying the unacknowledged requests with their request ids must not
-// allocate anything twice.
+// allocate anything twice. Every process speaks mutual TLS.
 #include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 #include <signal.h>
 
 #include <map>
@@ -18,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/process/process_util.h"
+#include "tests/process/test_transport.h"
 
 namespace fabric::proctest {
 namespace {
@@ -26,8 +26,8 @@ constexpr int kNodes = 8;
 constexpr int kClients = 24;
 
 std::unique_ptr<v1::FabricService::Stub> Connect(int port) {
-  return v1::FabricService::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  return v1::FabricService::NewStub(
+      Transport::Tls().DialManager(absl::StrCat("127.0.0.1:", port)));
 }
 
 std::vector<v1::Allocation> ListAllocations(v1::FabricService::Stub* stub) {
@@ -52,29 +52,32 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
   TempDir dir;
   const std::string db = dir.path() + "/fabric.db";
   const std::string log = dir.path() + "/manager.log";
-  const std::string ctl = BinDir() + "/fabricctl";
+  Transport& tls = Transport::Tls();
 
-  Manager m = StartManager(db, log);
+  Manager m = StartManager(db, log, tls.ManagerFlags());
   ASSERT_GT(m.port, 0) << ReadFile(log);
   const std::string server = absl::StrCat("127.0.0.1:", m.port);
 
   std::vector<std::string> nodes;
   for (int i = 0; i < kNodes; ++i) nodes.push_back(absl::StrCat("n", i));
   std::string out, err;
-  ASSERT_EQ(RunCommand({ctl, "--server", server, "create", "ring", "lab",
-                        "--nodes", "n0,n1,n2,n3,n4,n5,n6,n7"},
-                       &out, &err),
-            0)
+  ASSERT_EQ(
+      RunCommand(tls.Fabricctl(server, {"create", "ring", "lab", "--nodes",
+                                        "n0,n1,n2,n3,n4,n5,n6,n7"}),
+                 &out, &err),
+      0)
       << err;
   // Some allocations acknowledged before the storm.
   std::set<std::string> acked;
   static const std::regex kName("allocations/alloc-[0-9a-f]+");
   for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(RunCommand({ctl, "--server", server, "alloc", "mem", "--from",
-                          nodes[i], "--to", nodes[(i + 2) % kNodes], "--size",
-                          "2MiB", "--request-id", absl::StrCat("pre-", i)},
-                         &out, &err),
-              0)
+    ASSERT_EQ(
+        RunCommand(
+            tls.Fabricctl(server, {"alloc", "mem", "--from", nodes[i], "--to",
+                                   nodes[(i + 2) % kNodes], "--size", "2MiB",
+                                   "--request-id", absl::StrCat("pre-", i)}),
+            &out, &err),
+        0)
         << err;
     std::smatch match;
     ASSERT_TRUE(std::regex_search(out, match, kName)) << out;
@@ -98,10 +101,9 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
     a.to = nodes[(i + 1 + i / kNodes) % kNodes];
     a.out_path = absl::StrCat(dir.path(), "/ctl-", i, ".out");
     a.child = std::make_unique<Child>(
-        std::vector<std::string>{ctl, "--server", server, "--timeout", "3s",
-                                 "alloc", "mem", "--from", a.from, "--to", a.to,
-                                 "--size", "1MiB", "--request-id",
-                                 a.request_id},
+        tls.Fabricctl(server, {"--timeout", "3s", "alloc", "mem", "--from",
+                               a.from, "--to", a.to, "--size", "1MiB",
+                               "--request-id", a.request_id}),
         a.out_path);
   }
   // Kill once a quarter have been acknowledged, so the rest are in flight
@@ -132,7 +134,7 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
             << " of " << kClients << "\n";
 
   // Restart on the same database.
-  Manager again = StartManager(db, log);
+  Manager again = StartManager(db, log, tls.ManagerFlags());
   ASSERT_GT(again.port, 0) << ReadFile(log);
   stub = Connect(again.port);
   std::set<std::string> present;
@@ -159,12 +161,12 @@ TEST(ManagerKillTest, AcknowledgedAllocationsSurviveKill9) {
   // Retrying every storm request with its request id completes it exactly
   // once: acknowledged ones return the same allocation.
   for (Attempt& a : attempts) {
-    ASSERT_EQ(
-        RunCommand({ctl, "--server", absl::StrCat("127.0.0.1:", again.port),
-                    "alloc", "mem", "--from", a.from, "--to", a.to, "--size",
-                    "1MiB", "--request-id", a.request_id},
-                   &out, &err),
-        0)
+    ASSERT_EQ(RunCommand(tls.Fabricctl(
+                             absl::StrCat("127.0.0.1:", again.port),
+                             {"alloc", "mem", "--from", a.from, "--to", a.to,
+                              "--size", "1MiB", "--request-id", a.request_id}),
+                         &out, &err),
+              0)
         << a.request_id << ": " << err;
     std::smatch match;
     ASSERT_TRUE(std::regex_search(out, match, kName)) << out;

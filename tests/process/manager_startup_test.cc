@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/process/process_util.h"
+#include "tests/process/test_transport.h"
 
 namespace fabric::proctest {
 namespace {
@@ -19,11 +20,12 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Runs fabric-manager with `args` until it exits (it must, quickly: every
-// case here is refused at startup); returns its exit code, its output in
-// *log.
-int RunManager(const std::vector<std::string>& args, std::string* log) {
-  std::vector<std::string> argv = {BinDir() + "/fabric-manager"};
+// Runs `program` (in BinDir()) with `args` until it exits (it must,
+// quickly: every case here is refused at startup); returns its exit code,
+// its output in *log.
+int RunProgram(const std::string& program, const std::vector<std::string>& args,
+               std::string* log) {
+  std::vector<std::string> argv = {BinDir() + "/" + program};
   argv.insert(argv.end(), args.begin(), args.end());
   std::string out, err;
   const int code = RunCommand(argv, &out, &err);
@@ -31,10 +33,24 @@ int RunManager(const std::vector<std::string>& args, std::string* log) {
   return code;
 }
 
+// RunProgram for fabric-manager with `args` and its TLS flags (manager/m1).
+int RunManager(const std::vector<std::string>& args, std::string* log) {
+  std::vector<std::string> argv = args;
+  for (std::string& flag : Transport::Tls().ManagerFlags()) {
+    argv.push_back(flag);
+  }
+  return RunProgram("fabric-manager", argv, log);
+}
+
+// StartManager with TLS (manager/m1).
+Manager StartTlsManager(const std::string& db, const std::string& log_path) {
+  return StartManager(db, log_path, Transport::Tls().ManagerFlags());
+}
+
 TEST(ManagerStartupTest, SecondManagerOnOneStoreIsRefusedAndTouchesNothing) {
   TempDir dir;
   const std::string db = dir.path() + "/fabric.db";
-  Manager first = StartManager(db, dir.path() + "/first.log");
+  Manager first = StartTlsManager(db, dir.path() + "/first.log");
   ASSERT_GT(first.port, 0) << ReadFile(dir.path() + "/first.log");
   const std::string db_bytes = ReadFile(db);
   const std::string wal_bytes = ReadFile(db + "-wal");
@@ -54,13 +70,13 @@ TEST(ManagerStartupTest, SecondManagerOnOneStoreIsRefusedAndTouchesNothing) {
   // Once the first is gone (kill -9 included), the store opens again.
   first.child.Signal(SIGKILL);
   first.child.Wait();
-  Manager again = StartManager(db, dir.path() + "/again.log");
+  Manager again = StartTlsManager(db, dir.path() + "/again.log");
   EXPECT_GT(again.port, 0) << ReadFile(dir.path() + "/again.log");
 }
 
 TEST(ManagerStartupTest, PortInUseIsRefused) {
   TempDir dir;
-  Manager first = StartManager(dir.path() + "/a.db", dir.path() + "/a.log");
+  Manager first = StartTlsManager(dir.path() + "/a.db", dir.path() + "/a.log");
   ASSERT_GT(first.port, 0) << ReadFile(dir.path() + "/a.log");
   const std::string taken = absl::StrCat("127.0.0.1:", first.port);
 
@@ -72,14 +88,15 @@ TEST(ManagerStartupTest, PortInUseIsRefused) {
   EXPECT_THAT(log, HasSubstr("in use"));
 
   // The agent's data-path port too.
-  std::string out, err;
-  const int code = RunCommand(
-      {BinDir() + "/fabric-agent", "--manager", taken, "--node", "n0",
-       "--backend", "sim", "--sim-dir", dir.path() + "/sim", "--listen",
-       taken},
-      &out, &err);
-  EXPECT_EQ(code, 2) << out << err;
-  EXPECT_THAT(out + err, HasSubstr("in use"));
+  std::vector<std::string> agent = {
+      "--manager", taken, "--node",    "n0",
+      "--backend", "sim", "--sim-dir", dir.path() + "/sim",
+      "--listen",  taken};
+  for (std::string& flag : Transport::Tls().AgentFlags("n0")) {
+    agent.push_back(flag);
+  }
+  EXPECT_EQ(RunProgram("fabric-agent", agent, &log), 2) << log;
+  EXPECT_THAT(log, HasSubstr("in use"));
 }
 
 TEST(ManagerStartupTest, BadListenAddressesExitTwoWithoutACrash) {
@@ -123,6 +140,45 @@ TEST(ManagerStartupTest, BadFlagsExitTwo) {
   // None of them created the database.
   struct stat st;
   EXPECT_NE(stat(db.c_str(), &st), 0);
+}
+
+// Plaintext only by explicit choice: with neither certificates nor
+// --insecure, both programs refuse to start and say what to give; with
+// --insecure they refuse any address that is not loopback.
+TEST(ManagerStartupTest, NoTransportIsRefusedSayingWhy) {
+  TempDir dir;
+  const std::string db = dir.path() + "/x.db";
+  std::string log;
+  EXPECT_EQ(RunProgram("fabric-manager",
+                       {"--db", db, "--listen", "127.0.0.1:0"}, &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("--tls-cert"));
+  EXPECT_THAT(log, HasSubstr("--insecure"));
+  EXPECT_EQ(
+      RunProgram("fabric-manager",
+                 {"--db", db, "--listen", "0.0.0.0:0", "--insecure"}, &log),
+      2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("loopback"));
+  // A certificate without its key and CA is no transport either.
+  const std::vector<std::string> tls = Transport::Tls().ManagerFlags();
+  EXPECT_EQ(
+      RunProgram("fabric-manager",
+                 {"--db", db, "--listen", "127.0.0.1:0", tls[0], tls[1]}, &log),
+      2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("--tls-key"));
+  struct stat st;
+  EXPECT_NE(stat(db.c_str(), &st), 0) << "a refused manager made its store";
+
+  EXPECT_EQ(RunProgram("fabric-agent",
+                       {"--manager", "127.0.0.1:1", "--node", "n0", "--backend",
+                        "sim", "--sim-dir", dir.path() + "/sim"},
+                       &log),
+            2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("--tls-cert"));
 }
 
 TEST(ManagerStartupTest, ForeignDatabaseIsRefused) {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tests/process/process_util.h"
 
 namespace fabric::proctest {
 
@@ -69,6 +70,14 @@ std::vector<std::string> Transport::AgentFlags(const std::string& node) {
 
 std::vector<std::string> Transport::CtlFlags() { return Flags(Admin()); }
 
+std::vector<std::string> Transport::Fabricctl(
+    const std::string& server, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {BinDir() + "/fabricctl", "--server", server};
+  for (std::string& flag : CtlFlags()) argv.push_back(std::move(flag));
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
 std::shared_ptr<grpc::Channel> Transport::DialManager(
     const std::string& address, const grpc::ChannelArguments& args) {
   return grpc::CreateCustomChannel(
@@ -80,9 +89,13 @@ std::shared_ptr<grpc::Channel> Transport::DialManager(
 
 std::shared_ptr<grpc::Channel> Transport::DialAgent(const std::string& address,
                                                     const std::string& node) {
-  return grpc::CreateChannel(
-      address, security::ChannelCredentials(
-                   Manager(), security::PeerRequirement::Node(node)));
+  return DialAs(address, Manager(), security::PeerRequirement::Node(node));
+}
+
+std::shared_ptr<grpc::Channel> Transport::DialAs(
+    const std::string& address, const security::TlsConfig& as,
+    const security::PeerRequirement& peer) {
+  return grpc::CreateChannel(address, security::ChannelCredentials(as, peer));
 }
 
 }  // namespace fabric::proctest

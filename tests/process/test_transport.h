@@ -7,7 +7,7 @@
 //   StartManager(db, log, t.ManagerFlags());            // manager/m1
 //   Child agent({bin + "/fabric-agent", "--manager", addr, "--node", "n1",
 //                ...t.AgentFlags("n1")...}, log);       // node/n1
-//   RunCommand({bin + "/fabricctl", ...t.CtlFlags()...}, &out);  // user/admin
+//   RunCommand(t.Fabricctl(addr, {"get", "nodes"}), &out);   // user/admin
 //   auto stub = v1::FabricService::NewStub(t.DialManager(addr));
 //
 // Certificates are issued on first use of a name and reused after; their
@@ -55,6 +55,10 @@ class Transport {
   std::vector<std::string> AgentFlags(const std::string& node);
   // fabricctl as user/admin (role admin).
   std::vector<std::string> CtlFlags();
+  // The whole fabricctl command line: BinDir()/fabricctl --server SERVER,
+  // CtlFlags(), then `args`.
+  std::vector<std::string> Fabricctl(const std::string& server,
+                                     const std::vector<std::string>& args);
 
   // The TlsConfig of an identity (insecure configs for Insecure()).
   security::TlsConfig Manager(const std::string& name = "m1");
@@ -71,6 +75,11 @@ class Transport {
   // with manager/m1's certificate, and the agent's must name node/NODE.
   std::shared_ptr<grpc::Channel> DialAgent(const std::string& address,
                                            const std::string& node);
+  // A channel to `address` as the identity `as` (from this transport),
+  // whose server must meet `peer`.
+  std::shared_ptr<grpc::Channel> DialAs(const std::string& address,
+                                        const security::TlsConfig& as,
+                                        const security::PeerRequirement& peer);
 
  private:
   explicit Transport(std::unique_ptr<security::TestPki> pki)

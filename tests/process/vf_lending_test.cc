@@ -5,7 +5,6 @@
 // interrupts are counted by delivery mode, a VF moves between borrowers,
 // the lender's agent restarts, and a failed VF is reported.
 #include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 #include <signal.h>
 
 #include <thread>
@@ -22,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/process/process_util.h"
+#include "tests/process/test_transport.h"
 
 namespace fabric::proctest {
 namespace {
@@ -41,13 +41,14 @@ class VfLendingTest : public ::testing::Test {
   void SetUp() override {
     hardware_ = std::string(FABRIC_SOURCE_DIR) +
                 "/agent/hw/sim/examples/one_pf.json";
+    std::vector<std::string> flags = tls_.ManagerFlags();
+    flags.insert(flags.end(), {"--heartbeat-timeout", "600ms",
+                               "--heartbeat-interval", "100ms"});
     manager_ = std::make_unique<Manager>(StartManager(
-        dir_.path() + "/fabric.db", dir_.path() + "/manager.log",
-        {"--heartbeat-timeout", "600ms", "--heartbeat-interval", "100ms"}));
+        dir_.path() + "/fabric.db", dir_.path() + "/manager.log", flags));
     ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
     address_ = absl::StrCat("127.0.0.1:", manager_->port);
-    std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    std::shared_ptr<grpc::Channel> channel = tls_.DialManager(address_);
     stub_ = v1::FabricService::NewStub(channel);
     hypervisor_ = hypervisor::v1::HypervisorService::NewStub(channel);
     v1::CreateFabricRequest req;
@@ -78,6 +79,9 @@ class VfLendingTest : public ::testing::Test {
         BinDir() + "/fabric-agent", "--manager", address_, "--node",
         absl::StrCat("n", i), "--backend", "sim", "--sim-dir",
         dir_.path() + "/sim"};
+    for (std::string& flag : tls_.AgentFlags(absl::StrCat("n", i))) {
+      argv.push_back(flag);
+    }
     if (i == 1) {
       argv.push_back("--sim-hardware");
       argv.push_back(hardware_);
@@ -216,6 +220,7 @@ class VfLendingTest : public ::testing::Test {
     return *std::move(host);
   }
 
+  Transport& tls_ = Transport::Tls();
   TempDir dir_;
   std::string hardware_;
   std::unique_ptr<Manager> manager_;
@@ -315,9 +320,9 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   EXPECT_EQ(w->outcome(), v1::AccessShadowResponse::FORWARDED);
   EXPECT_EQ(*lender->ConfigRead(*vf0, 0x04, 2) & 0x4u, 0x4u);
   // The shadow never reaches another function: a direct VfAccess to the
-  // lender for a VF not lent to n0 is refused.
+  // lender, as node n0, for a VF not lent to n0 is refused.
   {
-    auto chan = grpc::CreateChannel(
+    auto chan = tls_.DialAs(
         [&] {
           grpc::ClientContext ctx;
           v1::GetNodeRequest req;
@@ -326,7 +331,7 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
           EXPECT_TRUE(stub_->GetNode(&ctx, req, &n).ok());
           return n.agent_address();
         }(),
-        grpc::InsecureChannelCredentials());
+        tls_.Node("n0"), security::PeerRequirement::Node("n1"));
     auto agent = agentproto::v1::NodeAgentService::NewStub(chan);
     grpc::ClientContext ctx;
     agentproto::v1::VfAccessRequest req;
@@ -346,9 +351,8 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
     nreq.set_name("n0");
     v1::Node n0;
     ASSERT_TRUE(stub_->GetNode(&nctx, nreq, &n0).ok());
-    auto borrower =
-        agentproto::v1::NodeAgentService::NewStub(grpc::CreateChannel(
-            n0.agent_address(), grpc::InsecureChannelCredentials()));
+    auto borrower = agentproto::v1::NodeAgentService::NewStub(
+        tls_.DialAgent(n0.agent_address(), "n0"));
     const std::string pattern = "fabric mmio write \x01\x02\xfe\xff";
     constexpr uint64_t kOffset = 0x200;
     grpc::ClientContext ctx;
