@@ -92,6 +92,15 @@ How the test runs README lines (sections: {sections})
 10. Cleanup. Every program the test started is stopped (TERM to its process
     group, then KILL; the test is their subreaper) and the temp directory
     removed, on success, failure, SIGTERM, SIGINT or SIGHUP.
+11. Transport. The test makes a CA with deploy/pki.sh in <tmp>/test-pki, as
+    the Security section says, and fabricctl (the README's and the test's own
+    calls) runs as user/admin through FABRIC_TLS_CERT/KEY/CA until the README
+    exports its own. A fabric-manager or fabric-agent line with no transport
+    flag (--tls-cert, --tls-key, --tls-ca or --insecure) gets the
+    certificate of manager/m1, or of node/NODE for the agent's --node
+    (--insecure instead once the README has started the manager with
+    --insecure; then the test's FABRIC_TLS_* are dropped and its own calls
+    add --insecure). A line with its own transport flags runs as written.
 """
 
 # README command text (as written, comments stripped) -> the exit code the
@@ -108,6 +117,8 @@ WORD_ALTERNATIVES = re.compile(r"(?<![\w/.-])[\w.-]+(?:\|[\w.-]+)+(?![\w/.-])")
 # (tests/readme/CMakeLists.txt) is longer, so the test always cleans up.
 TOTAL_SECONDS = 240
 MANAGER_PORT = "7070"
+TRANSPORT_FLAGS = ("--tls-cert", "--tls-key", "--tls-ca", "--insecure")
+TLS_ENV = ("FABRIC_TLS_CERT", "FABRIC_TLS_KEY", "FABRIC_TLS_CA")
 SIM_SHARE = "/var/lib/fabric-sim"
 KIND_PLURAL = {"fabric": "fabrics", "node": "nodes", "bridge": "bridges",
                "link": "links", "map": "maps", "allocation": "allocations",
@@ -362,6 +373,57 @@ class Runner:
     os.symlink(os.path.join(self.source_dir, "deploy"),
                os.path.join(self.tmp, "deploy"))
     os.makedirs(os.path.join(self.tmp, "logs"))
+    # Rule 11.
+    self.pki = os.path.join(self.tmp, "test-pki")
+    self.issued = set()       # "KIND-NAME" of the certificates issued
+    self.manager_insecure = False
+    self.pki_script("init", self.pki)
+    admin = self.certificate("user", "admin", "--role", "admin")
+    self.test_tls_env = dict(zip(TLS_ENV, admin))
+    self.env.update(self.test_tls_env)
+
+  # ------------------------------------------------------- transport --
+  def pki_script(self, *args):
+    r = subprocess.run([os.path.join(self.source_dir, "deploy", "pki.sh"),
+                        *args], capture_output=True, text=True)
+    if r.returncode != 0:
+      raise Failure(f"deploy/pki.sh {' '.join(args)}: exit code "
+                    f"{r.returncode}\n{r.stdout}{r.stderr}")
+
+  def certificate(self, kind, name, *extra):
+    """(cert, key, ca) of KIND/NAME, issued on first use (rule 11)."""
+    base = os.path.join(self.pki, f"{kind}-{name}")
+    if f"{kind}-{name}" not in self.issued:
+      self.pki_script("issue", self.pki, kind, name, *extra)
+      self.issued.add(f"{kind}-{name}")
+    return base + ".crt", base + ".key", os.path.join(self.pki, "ca.crt")
+
+  def transport(self, text):
+    """Rule 11: the transport flags of a manager or agent line."""
+    words = first_words(text)
+    if not words:
+      return text
+    prog = os.path.basename(words[0])
+    if (prog not in ("fabric-manager", "fabric-agent") or "--help" in words
+        or "--discover" in words):
+      return text
+    own = any(w.split("=")[0] in TRANSPORT_FLAGS for w in words)
+    if prog == "fabric-manager":
+      self.manager_insecure = own and "--insecure" in words
+      for name, value in self.test_tls_env.items():
+        if self.manager_insecure and self.env.get(name) == value:
+          del self.env[name]
+    if own:
+      return text
+    if self.manager_insecure:
+      flags = ["--insecure"]
+    else:
+      cert, key, ca = (self.certificate("manager", "m1")
+                       if prog == "fabric-manager" else
+                       self.certificate("node", flag(words, "--node")))
+      flags = ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]
+    at = text.index(words[0]) + len(words[0])
+    return text[:at] + " " + " ".join(flags) + text[at:]
 
   def deadline(self, seconds):
     """Now + seconds (scaled), never past the test's own deadline."""
@@ -413,8 +475,9 @@ class Runner:
     try:
       r = subprocess.run(
           [os.path.join(self.bin_dir, "fabricctl"), "--server",
-           f"127.0.0.1:{self.manager_port}", "-o", "json", *args],
-          capture_output=True, text=True, env=self.env,
+           f"127.0.0.1:{self.manager_port}", "-o", "json",
+           *(["--insecure"] if self.manager_insecure else []), *args],
+          capture_output=True, text=True, env=self.env, cwd=self.tmp,
           timeout=min(30 * self.slowdown, self.remaining()))
     except subprocess.TimeoutExpired:
       return None
@@ -541,7 +604,7 @@ class Runner:
       if "--backend linux" in form:
         raise Skip("needs NTB hardware (the linux backend drives ntb_tool's "
                    "debugfs)")
-      text = self.fill(self.rewrite(form))
+      text = self.transport(self.fill(self.rewrite(form)))
       if text != form:
         log(f"  as: {text}")
       self.skip_discovery(text)
