@@ -111,8 +111,9 @@ int Main(int argc, char** argv) {
   const std::string trace_path = dir.path() + "/latency.trace";
   // Inherited by the manager and the agents.
   if (breakdown) setenv(LatencyTrace::kEnv, trace_path.c_str(), 1);
+  // Plaintext on loopback, for the manager, the agents and this client.
   proctest::Manager manager = proctest::StartManager(
-      dir.path() + "/fabric.db", dir.path() + "/manager.log");
+      dir.path() + "/fabric.db", dir.path() + "/manager.log", {"--insecure"});
   if (manager.port < 0) {
     std::cerr << "fabric-manager did not start:\n"
               << proctest::ReadFile(dir.path() + "/manager.log");
@@ -139,10 +140,10 @@ int Main(int argc, char** argv) {
   std::vector<std::unique_ptr<proctest::Child>> agents;
   for (int i = 0; i < nodes; ++i) {
     agents.push_back(std::make_unique<proctest::Child>(
-        std::vector<std::string>{proctest::BinDir() + "/fabric-agent",
-                                 "--manager", address, "--node",
-                                 absl::StrCat("n", i), "--backend", "sim",
-                                 "--sim-dir", dir.path() + "/sim"},
+        std::vector<std::string>{
+            proctest::BinDir() + "/fabric-agent", "--manager", address,
+            "--node", absl::StrCat("n", i), "--backend", "sim", "--sim-dir",
+            dir.path() + "/sim", "--insecure"},
         absl::StrCat(dir.path(), "/agent-", i, ".log")));
   }
   // Every agent registered and applied.

@@ -146,7 +146,8 @@ double Seconds(Clock::duration d) {
 std::unique_ptr<v1::FabricService::Stub> NewStub(const std::string& address,
                                                  int tag = 0) {
   // A private connection per stub (no shared subchannel, no shared
-  // reconnect backoff).
+  // reconnect backoff). Plaintext: the managers and agents of this bench run
+  // with --insecure on loopback (ManagerProcess, RunReroute).
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt("fabric_scale_bench.tag", tag);
@@ -200,12 +201,17 @@ struct StartTimes {
 
 class ManagerProcess {
  public:
+  // `flags` come after --insecure: the bench measures the manager's
+  // scaling, on loopback, in plaintext.
   ManagerProcess(std::string binary, std::string db, std::string log,
                  std::vector<std::string> flags)
       : binary_(std::move(binary)),
         db_(std::move(db)),
         log_(std::move(log)),
-        flags_(std::move(flags)) {}
+        flags_([&flags] {
+          flags.insert(flags.begin(), "--insecure");
+          return std::move(flags);
+        }()) {}
 
   // Starts the manager on a free port (first start, empty store).
   absl::Status StartFresh(absl::Duration timeout) {
@@ -916,7 +922,7 @@ absl::Status RunReroute(const Flags& flags, const std::string& dir, int slots,
         std::vector<std::string>{flags.bin_dir + "/fabric-agent", "--manager",
                                  manager.address(), "--node", Node(i),
                                  "--backend", "sim", "--sim-dir",
-                                 dir + "/reroute-sim"},
+                                 dir + "/reroute-sim", "--insecure"},
         absl::StrCat(dir, "/reroute-agent-", i, ".log"));
     if (child->pid() > 0) agents.push_back(std::move(child));
   }
@@ -1319,9 +1325,8 @@ bool ParseSeconds(const std::string& text, absl::Duration* out) {
 std::string DefaultBinDir() {
   if (const char* env = std::getenv("FABRIC_BIN_DIR"); env != nullptr && *env)
     return env;
-  std::error_code ec;
-  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? "." : self.parent_path().string();
+  const std::string dir = proctest::ExecutableDir();
+  return dir.empty() ? "." : dir;
 }
 
 int Main(int argc, char** argv) {

@@ -67,8 +67,9 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   proctest::TempDir dir;
+  // Plaintext on loopback, for the manager, the agents and this client.
   proctest::Manager manager = proctest::StartManager(
-      dir.path() + "/fabric.db", dir.path() + "/manager.log");
+      dir.path() + "/fabric.db", dir.path() + "/manager.log", {"--insecure"});
   if (manager.port < 0) {
     std::cerr << "fabric-manager did not start:\n"
               << proctest::ReadFile(dir.path() + "/manager.log");
@@ -100,10 +101,16 @@ int Main(int argc, char** argv) {
             [] { return "create fabric"; });
     }
     for (int i = 0; i < 3; ++i) {
-      std::vector<std::string> argv = {
-          proctest::BinDir() + "/fabric-agent", "--manager", address,
-          "--node", absl::StrCat("n", i), "--backend", "sim", "--sim-dir",
-          dir.path() + "/sim"};
+      std::vector<std::string> argv = {proctest::BinDir() + "/fabric-agent",
+                                       "--manager",
+                                       address,
+                                       "--node",
+                                       absl::StrCat("n", i),
+                                       "--backend",
+                                       "sim",
+                                       "--sim-dir",
+                                       dir.path() + "/sim",
+                                       "--insecure"};
       if (i == 1) {
         argv.push_back("--sim-hardware");
         argv.push_back(hardware);

@@ -83,9 +83,13 @@ class Cluster {
   absl::Status StartManager() {
     const absl::Time deadline = absl::Now() + proctest::Scaled(kRestartTimeout);
     while (true) {
+      // Plaintext on loopback (--insecure), here and for the agents and the
+      // campaign's clients (ops.cc): its subject is consistency under
+      // faults, not transport security.
       proctest::Manager m = proctest::StartManagerAt(
           bin_dir_ + "/fabric-manager", port_, db(), dir_ + "/manager.log",
-          {"--heartbeat-timeout", "1500ms", "--heartbeat-interval", "200ms"});
+          {"--insecure", "--heartbeat-timeout", "1500ms",
+           "--heartbeat-interval", "200ms"});
       if (m.port > 0) {
         port_ = m.port;
         manager_ = std::make_unique<proctest::Child>(std::move(m.child));
@@ -113,7 +117,8 @@ class Cluster {
                                      "--backend",
                                      "sim",
                                      "--sim-dir",
-                                     sim_dir()};
+                                     sim_dir(),
+                                     "--insecure"};
     if (i == 0 && !lender_hardware_.empty()) {
       argv.insert(argv.end(), {"--sim-hardware", lender_hardware_});
     }

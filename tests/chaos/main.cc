@@ -11,19 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "tests/chaos/campaign.h"
-
-namespace {
-
-// The directory holding this executable (fabric-manager and fabric-agent are
-// built next to it), or "" if unknown.
-std::string OwnDir() {
-  std::error_code ec;
-  std::filesystem::path self =
-      std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? "" : self.parent_path().string();
-}
-
-}  // namespace
+#include "tests/process/process_util.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -95,7 +83,7 @@ int main(int argc, char** argv) {
   options.converge_timeout = absl::Milliseconds(converge_timeout_ms);
   if (options.bin_dir.empty()) {
     const char* env = std::getenv("FABRIC_BIN_DIR");
-    options.bin_dir = env != nullptr ? env : OwnDir();
+    options.bin_dir = env != nullptr ? env : fabric::proctest::ExecutableDir();
   }
   for (const char* binary : {"fabric-manager", "fabric-agent"}) {
     const std::string path = options.bin_dir + "/" + binary;

@@ -45,6 +45,7 @@ std::shared_ptr<grpc::Channel> Dial(const std::string& address) {
   // just-restarted manager were cut short ("tcp handshaker shutdown").
   // One connection per channel, so that clients do not share one.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // Plaintext: the campaign's manager runs with --insecure on loopback.
   return grpc::CreateCustomChannel(absl::StrCat("ipv4:", address),
                                    grpc::InsecureChannelCredentials(), args);
 }

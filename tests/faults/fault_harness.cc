@@ -1,7 +1,6 @@
 #include "tests/faults/fault_harness.h"
 
 #include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include "agent/hw/sim/state_file.h"
 #include "common/grpc_status.h"
 #include "common/units.h"
+#include "tests/process/test_transport.h"
 
 namespace fabric::faults {
 namespace {
@@ -107,17 +107,17 @@ std::string FabricHarness::AgentLog(int i) const {
 
 absl::Status FabricHarness::Start(const HarnessOptions& options) {
   options_ = options;
-  manager_ = std::make_unique<proctest::Manager>(proctest::StartManager(
-      dir_.path() + "/fabric.db", ManagerLog(), options.manager_flags));
+  std::vector<std::string> flags = tls_.ManagerFlags();
+  flags.insert(flags.end(), options.manager_flags.begin(),
+               options.manager_flags.end());
+  manager_ = std::make_unique<proctest::Manager>(
+      proctest::StartManager(dir_.path() + "/fabric.db", ManagerLog(), flags));
   if (manager_->port <= 0) {
     return absl::UnavailableError(absl::StrCat(
         "fabric-manager did not start: ", proctest::ReadFile(ManagerLog())));
   }
   address_ = absl::StrCat("127.0.0.1:", manager_->port);
-  auto channel =
-      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
-  stub_ = v1::FabricService::NewStub(channel);
-  agent_stub_ = agentproto::v1::AgentService::NewStub(channel);
+  stub_ = v1::FabricService::NewStub(tls_.DialManager(address_));
   v1::CreateFabricRequest req;
   req.mutable_spec()->set_name("lab");
   req.mutable_spec()->set_topology(v1::RING);
@@ -149,6 +149,7 @@ void FabricHarness::StartAgent(int i, const std::vector<std::string>& extra) {
                                    sim_dir(),
                                    "--drift-check-interval",
                                    options_.drift_check_interval};
+  for (std::string& flag : tls_.AgentFlags(Node(i))) argv.push_back(flag);
   argv.insert(argv.end(), options_.agent_flags.begin(),
               options_.agent_flags.end());
   argv.insert(argv.end(), extra.begin(), extra.end());
@@ -365,7 +366,11 @@ absl::StatusOr<agentproto::v1::DesiredConfig> FabricHarness::Desired(
   ctx.set_deadline(Deadline(absl::Seconds(10)));
   agentproto::v1::StreamConfigRequest req;
   req.set_node(node);
-  auto reader = agent_stub_->StreamConfig(&ctx, req);
+  // As the node itself: the manager streams a node's configuration to that
+  // node only.
+  auto agent_stub = agentproto::v1::AgentService::NewStub(tls_.DialAs(
+      address_, tls_.Node(node), security::PeerRequirement::AnyManager()));
+  auto reader = agent_stub->StreamConfig(&ctx, req);
   agentproto::v1::DesiredConfig config;
   const bool got = reader->Read(&config);
   ctx.TryCancel();

@@ -5,7 +5,10 @@
 // configuration, proof by bytes.
 //
 // Hermetic: port 0 on 127.0.0.1, everything under one TempDir that is
-// removed afterwards, every child SIGKILLed and reaped by its Child.
+// removed afterwards, every child SIGKILLed and reaped by its Child. Every
+// connection is mutual TLS (proctest::Transport::Tls()): the manager as
+// manager/m1, each agent as its node, the harness's own calls as user/admin
+// (and as the node for its configuration stream).
 #ifndef FABRIC_TESTS_FAULTS_FAULT_HARNESS_H_
 #define FABRIC_TESTS_FAULTS_FAULT_HARNESS_H_
 
@@ -22,6 +25,7 @@
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "tests/process/process_util.h"
+#include "tests/process/test_transport.h"
 
 namespace fabric::faults {
 
@@ -108,11 +112,11 @@ class FabricHarness {
 
  private:
   HarnessOptions options_;
+  proctest::Transport& tls_ = proctest::Transport::Tls();
   proctest::TempDir dir_;
   std::unique_ptr<proctest::Manager> manager_;
   std::string address_;
   std::unique_ptr<v1::FabricService::Stub> stub_;
-  std::unique_ptr<agentproto::v1::AgentService::Stub> agent_stub_;
   std::vector<std::unique_ptr<proctest::Child>> agents_;
   std::vector<size_t> agent_log_offsets_;  // log size when last started
 };

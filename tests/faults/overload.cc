@@ -107,9 +107,11 @@ absl::StatusOr<OverloadReport> RunOverload(const OverloadOptions& o) {
   }
   proctest::TempDir dir;
   const std::string log_path = dir.path() + "/manager.log";
+  // Plaintext on loopback: the subject is load shedding, not transport.
+  std::vector<std::string> flags = {"--insecure"};
+  flags.insert(flags.end(), o.manager_flags.begin(), o.manager_flags.end());
   proctest::Manager manager =
-      proctest::StartManager(dir.path() + "/fabric.db", log_path,
-                             o.manager_flags);
+      proctest::StartManager(dir.path() + "/fabric.db", log_path, flags);
   if (manager.port <= 0) {
     return absl::UnavailableError(absl::StrCat(
         "fabric-manager did not start: ", proctest::ReadFile(log_path)));

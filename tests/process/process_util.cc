@@ -27,6 +27,13 @@ std::string BinDir() {
   return dir != nullptr ? dir : "build/bin";
 }
 
+std::string ExecutableDir() {
+  std::error_code ec;
+  std::filesystem::path self =
+      std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "" : self.parent_path().string();
+}
+
 TempDir::TempDir() {
   std::string tmpl =
       (std::filesystem::temp_directory_path() / "fabric-proc-XXXXXX").string();

@@ -19,6 +19,10 @@ namespace fabric::proctest {
 // by ctest.
 std::string BinDir();
 
+// The directory holding the running executable (the binaries are built
+// side by side), or "" if /proc/self/exe cannot be read.
+std::string ExecutableDir();
+
 // A directory under $TMPDIR removed (recursively) on destruction.
 class TempDir {
  public:
