@@ -29,6 +29,19 @@
 // number of forward entries on a bridge with all links up and with link 0
 // down.
 //
+// With --tls, instead: mutual TLS against plaintext, in one run. Two
+// fabric-manager processes from --bin-dir, one started with --insecure and
+// one with a manager certificate (a CA made by deploy/pki.sh in a temporary
+// directory, TestPki), each on its own store; the clients run in this
+// process, over plaintext channels or as an admin user over mTLS, and every
+// connection is established (handshake included) before anything is
+// measured. For each level of --clients, --rounds times, Ping and then
+// allocate+release are measured on one manager and then the other (the order
+// alternates between rounds, so drift on a shared machine hits both alike);
+// the table shows the medians over rounds of throughput and p99 and the
+// ratio mTLS/plaintext. The target: mTLS keeps at least 0.85 of plaintext
+// throughput at 32 clients.
+//
 // Exits 1 if any RPC failed, an allocation was left behind or the manager's
 // invariants do not hold; 2 on bad flags or setup failure. Missing a
 // performance target is reported ("target met: no"), not an error.
@@ -68,6 +81,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/security/testing/test_pki.h"
+#include "common/security/tls.h"
+#include "common/status_macros.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "server/core/address_map.h"
@@ -75,6 +91,7 @@
 #include "server/service/manager.h"
 #include "server/service/server.h"
 #include "server/store/sqlite_store.h"
+#include "tests/process/process_util.h"
 
 namespace fabric::bench {
 namespace {
@@ -85,6 +102,7 @@ constexpr absl::Duration kWarmup = absl::Milliseconds(300);
 constexpr uint64_t kAllocationSize = 1ull << 20;  // 1 MiB
 constexpr int kMinRingNodes = 64;
 constexpr double kTargetRatio = 0.8;
+constexpr double kTargetTlsRatio = 0.85;
 constexpr int kTargetClients = 32;
 constexpr double kTargetRecomputeMs = 50.0;
 constexpr int kMaxErrorsShown = 5;
@@ -99,6 +117,10 @@ struct Flags {
   std::string dir;  // parent of the temporary directory
   // Where the clients run: "same", "child" or "both" (see the top).
   std::string clients_in = "same";
+  // --tls: mTLS against plaintext on fabric-manager processes (see the top).
+  bool tls = false;
+  std::string bin_dir;  // where fabric-manager is
+  int rounds = 3;
 };
 
 // Where one level's clients ran.
@@ -366,13 +388,14 @@ PhaseResult RunPing(std::vector<Client>& clients, int n,
 PhaseResult RunAllocate(std::vector<Client>& clients, int n,
                         absl::Duration duration, ErrorLog& errors,
                         absl::string_view id_prefix,
-                        std::atomic<uint64_t>& request_seq) {
+                        std::atomic<uint64_t>& request_seq,
+                        absl::string_view owner) {
   return RunPhase(clients, n, duration, [&](Client& c, auto& record) {
     v1::CreateAllocationRequest create;
     create.mutable_allocation()->set_borrower(c.borrower);
     create.mutable_allocation()->set_target(c.target);
     create.mutable_allocation()->set_size(kAllocationSize);
-    create.mutable_allocation()->set_owner("fabric-bench");
+    create.mutable_allocation()->set_owner(std::string(owner));
     // Like fabricctl, every mutation carries a fresh request id, so the
     // server also makes the request record durable.
     create.set_request_id(
@@ -423,9 +446,18 @@ class ClientSet {
 class LocalClients final : public ClientSet {
  public:
   // `errors` is not owned and must outlive this. Request ids are
-  // `id_prefix` followed by a sequence number.
-  LocalClients(ErrorLog* errors, std::string id_prefix)
-      : errors_(errors), id_prefix_(std::move(id_prefix)) {}
+  // `id_prefix` followed by a sequence number. Channels use `credentials`
+  // (plaintext when null); allocations are made for `owner` ("" for the
+  // caller's identity, the only owner an authenticated caller may name).
+  LocalClients(ErrorLog* errors, std::string id_prefix,
+               std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+               std::string owner = "fabric-bench")
+      : errors_(errors),
+        id_prefix_(std::move(id_prefix)),
+        credentials_(credentials != nullptr
+                         ? std::move(credentials)
+                         : grpc::InsecureChannelCredentials()),
+        owner_(std::move(owner)) {}
 
   absl::Status Connect(const std::string& address, int n) override {
     clients_.clear();
@@ -436,8 +468,8 @@ class LocalClients final : public ClientSet {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
       args.SetInt("fabric_bench.client", i);
-      clients_[i].channel = grpc::CreateCustomChannel(
-          address, grpc::InsecureChannelCredentials(), args);
+      clients_[i].channel =
+          grpc::CreateCustomChannel(address, credentials_, args);
       if (!clients_[i].channel->WaitForConnected(
               std::chrono::system_clock::now() + std::chrono::seconds(10))) {
         return absl::UnavailableError(
@@ -459,12 +491,14 @@ class LocalClients final : public ClientSet {
     }
     if (phase == Phase::kPing) return RunPing(clients_, n, duration, *errors_);
     return RunAllocate(clients_, n, duration, *errors_, id_prefix_,
-                       request_seq_);
+                       request_seq_, owner_);
   }
 
  private:
   ErrorLog* const errors_;  // not owned
   const std::string id_prefix_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  const std::string owner_;
   std::atomic<uint64_t> request_seq_{0};
   std::vector<Client> clients_;
 };
@@ -1054,6 +1088,210 @@ absl::Status Run(const Flags& flags, Report& report) {
   return absl::OkStatus();
 }
 
+// ------------------------------------------------------------ --tls --
+
+// One transport under test: a fabric-manager process and the clients
+// connected to it.
+struct Transport {
+  const char* name;  // "plaintext" or "mTLS"
+  const char* file;  // its store and log: DIR/FILE.db, DIR/FILE.log
+  std::vector<std::string> manager_flags;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::unique_ptr<proctest::Manager> manager;
+  std::string address;
+  std::unique_ptr<LocalClients> clients;
+};
+
+// The medians over rounds of one phase at one level, for both transports.
+struct TlsRow {
+  int clients = 0;
+  Phase phase = Phase::kPing;
+  double plain_rps = 0, plain_p99_us = 0;
+  double tls_rps = 0, tls_p99_us = 0;
+  double Ratio() const { return plain_rps > 0 ? tls_rps / plain_rps : 0; }
+};
+
+struct TlsReport {
+  absl::Duration duration;
+  int rounds = 0;
+  int fabric_nodes = 0;
+  std::vector<TlsRow> rows;
+  uint64_t rpc_errors = 0;
+  std::vector<std::string> error_samples;
+  int allocations_left = 0;  // on both managers
+  bool Failed() const { return rpc_errors > 0 || allocations_left > 0; }
+  // "true", "false", or "null" when no level had kTargetClients.
+  std::string TargetMetJson() const {
+    bool any = false, met = true;
+    for (const TlsRow& r : rows) {
+      if (r.clients != kTargetClients) continue;
+      any = true;
+      met = met && r.Ratio() >= kTargetTlsRatio;
+    }
+    return any ? (met ? "true" : "false") : "null";
+  }
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Starts `t`'s manager (store and log in `dir`), declares the bench fabric
+// and connects `max_clients` clients, each on its own established
+// connection.
+absl::Status StartTransport(const Flags& flags, const std::string& dir,
+                            int fabric_nodes, int max_clients, ErrorLog* errors,
+                            Transport& t) {
+  const std::string base = absl::StrCat(dir, "/", t.file);
+  t.manager = std::make_unique<proctest::Manager>(
+      proctest::StartManagerAt(flags.bin_dir + "/fabric-manager", 0,
+                               base + ".db", base + ".log", t.manager_flags));
+  if (t.manager->port <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("the ", t.name, " fabric-manager did not start; its log ",
+                     base, ".log:\n", proctest::ReadFile(base + ".log")));
+  }
+  t.address = absl::StrCat("127.0.0.1:", t.manager->port);
+  auto admin =
+      v1::FabricService::NewStub(grpc::CreateChannel(t.address, t.credentials));
+  if (absl::Status s = CreateBenchFabric(*admin, fabric_nodes); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(t.name, ": ", s.message()));
+  }
+  // Owner "": the caller's identity over mTLS, none in plaintext; the same
+  // work either way.
+  t.clients = std::make_unique<LocalClients>(
+      errors, absl::StrCat("bench-", t.file, "-"), t.credentials, "");
+  return t.clients->Connect(t.address, max_clients);
+}
+
+// Runs the --tls comparison into `report`. Errors are setup failures.
+absl::Status RunTls(const Flags& flags, TlsReport& report) {
+  report.duration = flags.duration;
+  report.rounds = flags.rounds;
+  const int max_clients =
+      *std::max_element(flags.clients.begin(), flags.clients.end());
+  report.fabric_nodes = std::max(kMinRingNodes, 2 * max_clients);
+
+  absl::StatusOr<std::unique_ptr<security::TestPki>> pki =
+      security::TestPki::Create();
+  if (!pki.ok()) return pki.status();
+  const security::TlsConfig manager_tls = (*pki)->Issue("manager", "m1");
+  const security::TlsConfig user_tls = (*pki)->Issue("user", "bench", "admin");
+  proctest::TempDir dir;
+
+  Transport plain{.name = "plaintext",
+                  .file = "plain",
+                  .manager_flags = {"--insecure"},
+                  .credentials = grpc::InsecureChannelCredentials()};
+  Transport tls{
+      .name = "mTLS",
+      .file = "tls",
+      .manager_flags = {"--tls-cert", manager_tls.cert_file, "--tls-key",
+                        manager_tls.key_file, "--tls-ca", manager_tls.ca_file},
+      .credentials = security::ChannelCredentials(
+          user_tls, security::PeerRequirement::AnyManager())};
+  ErrorLog errors;
+  for (Transport* t : {&plain, &tls}) {
+    RETURN_IF_ERROR(StartTransport(flags, dir.path(), report.fabric_nodes,
+                                   max_clients, &errors, *t));
+  }
+
+  for (int n : flags.clients) {
+    for (Phase phase : {Phase::kPing, Phase::kAllocate}) {
+      std::vector<double> rps[2], p99[2];  // [0] plaintext, [1] mTLS
+      for (int round = 0; round < flags.rounds; ++round) {
+        for (int k = 0; k < 2; ++k) {
+          const int which = (round + k) % 2;  // alternate who goes first
+          Transport& t = which == 0 ? plain : tls;
+          absl::StatusOr<PhaseResult> r =
+              t.clients->Run(phase, n, flags.duration);
+          if (!r.ok()) return r.status();
+          rps[which].push_back(r->rps);
+          p99[which].push_back(r->p99_us);
+        }
+      }
+      report.rows.push_back({.clients = n,
+                             .phase = phase,
+                             .plain_rps = Median(rps[0]),
+                             .plain_p99_us = Median(p99[0]),
+                             .tls_rps = Median(rps[1]),
+                             .tls_p99_us = Median(p99[1])});
+    }
+  }
+  report.rpc_errors = errors.count();
+  report.error_samples = errors.shown();
+  for (Transport* t : {&plain, &tls}) {
+    t->clients.reset();
+    auto admin = v1::FabricService::NewStub(
+        grpc::CreateChannel(t->address, t->credentials));
+    absl::StatusOr<int> left = CountAllocations(*admin);
+    if (!left.ok()) return left.status();
+    report.allocations_left += *left;
+  }
+  return absl::OkStatus();
+}
+
+const char* PhaseName(Phase phase) {
+  return phase == Phase::kPing ? "ping" : "alloc+release";
+}
+
+void PrintTlsTable(const TlsReport& r) {
+  absl::PrintF(
+      "fabric-bench --tls: mTLS against plaintext, two fabric-manager "
+      "processes; %s per phase after %s warm-up, median of %d rounds; ring of "
+      "%d nodes; connections established before measuring\n\n",
+      absl::FormatDuration(r.duration), absl::FormatDuration(kWarmup), r.rounds,
+      r.fabric_nodes);
+  absl::PrintF("%7s %-13s | %11s %11s %6s | %12s %12s\n", "clients", "phase",
+               "plain rpc/s", "mTLS rpc/s", "ratio", "plain p99 us",
+               "mTLS p99 us");
+  for (const TlsRow& row : r.rows) {
+    absl::PrintF("%7d %-13s | %11.0f %11.0f %6.2f | %12.0f %12.0f\n",
+                 row.clients, PhaseName(row.phase), row.plain_rps, row.tls_rps,
+                 row.Ratio(), row.plain_p99_us, row.tls_p99_us);
+  }
+  absl::PrintF(
+      "(ratio: mTLS/plaintext throughput; alloc+release counts each "
+      "allocate and each release)\n\n");
+  absl::PrintF("rpc errors: %d, allocations left: %d\n", r.rpc_errors,
+               r.allocations_left);
+  for (const auto& e : r.error_samples) absl::PrintF("  error: %s\n", e);
+  const std::string met = r.TargetMetJson();
+  absl::PrintF(
+      "target met (mTLS >= %.2fx plaintext throughput at %d "
+      "clients): %s\n",
+      kTargetTlsRatio, kTargetClients,
+      met == "null"   ? "n/a (not run)"
+      : met == "true" ? "yes"
+                      : "no");
+}
+
+void PrintTlsJson(const TlsReport& r) {
+  std::vector<std::string> rows;
+  for (const TlsRow& row : r.rows) {
+    rows.push_back(absl::StrFormat(
+        "{\"clients\":%d,\"phase\":\"%s\",\"plain_rps\":%.1f,"
+        "\"tls_rps\":%.1f,\"ratio\":%.3f,\"plain_p99_us\":%.1f,"
+        "\"tls_p99_us\":%.1f}",
+        row.clients, row.phase == Phase::kPing ? "ping" : "alloc",
+        row.plain_rps, row.tls_rps, row.Ratio(), row.plain_p99_us,
+        row.tls_p99_us));
+  }
+  std::vector<std::string> errors;
+  for (const auto& e : r.error_samples) errors.push_back(JsonString(e));
+  absl::PrintF(
+      "{\"mode\":\"tls\",\"duration_s\":%.3f,\"rounds\":%d,"
+      "\"fabric_nodes\":%d,\"rows\":[%s],\"rpc_errors\":%d,"
+      "\"rpc_error_samples\":[%s],\"allocations_left\":%d,"
+      "\"target_met\":%s}\n",
+      absl::ToDoubleSeconds(r.duration), r.rounds, r.fabric_nodes,
+      absl::StrJoin(rows, ","), r.rpc_errors, absl::StrJoin(errors, ","),
+      r.allocations_left, r.TargetMetJson());
+}
+
 int Main(int argc, char** argv) {
   Flags flags;
   std::string duration = "2s";
@@ -1089,6 +1327,18 @@ int Main(int argc, char** argv) {
   app.add_option("--dir", flags.dir,
                  "Where to create the temporary database directory (default "
                  "$TMPDIR or /tmp)");
+  app.add_flag("--tls", flags.tls,
+               "Instead: mutual TLS against plaintext throughput and p99, "
+               "on two fabric-manager processes (see --bin-dir)");
+  flags.bin_dir = proctest::ExecutableDir();
+  app.add_option("--bin-dir", flags.bin_dir,
+                 "--tls: the directory of fabric-manager")
+      ->capture_default_str();
+  app.add_option("--rounds", flags.rounds,
+                 "--tls: measurements of each phase per transport; the "
+                 "median is shown")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -1120,6 +1370,28 @@ int Main(int argc, char** argv) {
       return 2;
     }
     flags.clients.push_back(n);
+  }
+
+  if (flags.tls) {
+    TlsReport report;
+    absl::Status s = RunTls(flags, report);
+    if (!s.ok()) {
+      absl::FPrintF(stderr, "fabric-bench --tls: %s\n", s.ToString());
+      return 2;
+    }
+    if (flags.output == "json") {
+      PrintTlsJson(report);
+    } else {
+      PrintTlsTable(report);
+    }
+    if (report.Failed()) {
+      absl::FPrintF(stderr,
+                    "fabric-bench --tls: FAILED: %d rpc errors, %d "
+                    "allocations left\n",
+                    report.rpc_errors, report.allocations_left);
+      return 1;
+    }
+    return 0;
   }
 
   Report report;
