@@ -22,14 +22,22 @@ using ::testing::Not;
 
 // Runs `program` (in BinDir()) with `args` until it exits (it must,
 // quickly: every case here is refused at startup); returns its exit code,
-// its output in *log.
+// its output in *log. One still running after Scaled(10 s) was not refused:
+// it is killed and -1 returned.
 int RunProgram(const std::string& program, const std::vector<std::string>& args,
                std::string* log) {
   std::vector<std::string> argv = {BinDir() + "/" + program};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::string out, err;
-  const int code = RunCommand(argv, &out, &err);
-  *log = out + err;
+  TempDir dir;
+  const std::string path = dir.path() + "/log";
+  Child child(argv, path);
+  int code = -1;
+  if (!WaitFor([&] { return child.TryWait(&code); }, absl::Seconds(10))) {
+    child.Signal(SIGKILL);
+    child.Wait();
+    code = -1;
+  }
+  *log = ReadFile(path);
   return code;
 }
 
