@@ -130,16 +130,16 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Transport security, before the store is opened: certificates whose
-  // identity is a manager's, or --insecure (which GrpcServer::Start checks,
-  // and warns about, once: plaintext only on loopback).
+  // Transport security, before the store is opened (a refused manager
+  // leaves no trace): certificates whose identity is a manager's, or
+  // --insecure on loopback only, with a warning.
+  if (absl::Status transport = fabric::security::CheckTransport(
+          "fabric-manager", server_options.tls, listen);
+      !transport.ok()) {
+    std::cerr << "error: " << transport.message() << "\n";
+    return 2;
+  }
   if (!server_options.tls.insecure) {
-    if (absl::Status transport = fabric::security::CheckTransport(
-            "fabric-manager", server_options.tls, listen);
-        !transport.ok()) {
-      std::cerr << "error: " << transport.message() << "\n";
-      return 2;
-    }
     auto identity = fabric::security::RequireOwnIdentity(
         server_options.tls, fabric::security::PrincipalKind::kManager, "");
     if (!identity.ok()) {

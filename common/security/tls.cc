@@ -188,7 +188,7 @@ class PeerVerifier : public grpc::experimental::ExternalCertificateVerifier {
 }  // namespace
 
 absl::Status CheckTransport(absl::string_view program, const TlsConfig& tls,
-                            absl::string_view address) {
+                            absl::string_view address, bool warn) {
   if (tls.insecure) {
     if (tls.has_files()) {
       return absl::InvalidArgumentError(
@@ -204,6 +204,7 @@ absl::Status CheckTransport(absl::string_view program, const TlsConfig& tls,
           ": plaintext is allowed only on loopback addresses (127.0.0.0/8, "
           "::1, localhost); give --tls-cert/--tls-key/--tls-ca"));
     }
+    if (!warn) return absl::OkStatus();
     std::fprintf(stderr,
                  "%s: WARNING: --insecure: %s is unauthenticated and "
                  "unencrypted (plaintext, no identities); for local "

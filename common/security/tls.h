@@ -67,13 +67,18 @@ struct TlsConfig {
 //     --tls-ca) and the reason, e.g. "--tls-cert: /x/m1.crt: no such file;
 //     give --tls-cert/--tls-key/--tls-ca, or --insecure on a loopback
 //     address for local experiments".
+// `warn` false leaves the warning out (for a second check of an address the
+// program already checked and warned about).
 absl::Status CheckTransport(absl::string_view program, const TlsConfig& tls,
-                            absl::string_view address);
+                            absl::string_view address, bool warn = true);
 
 // Server credentials: mutual TLS that requires and verifies a client
 // certificate (plaintext when tls.insecure). `processor`, when given, is
 // installed as the AuthMetadataProcessor (the authorization choke point,
 // see grpc_auth.h); it is ignored for insecure credentials.
+// REQUIRES (here and in ChannelCredentials): tls.insecure, or all three
+// files given (CheckTransport passed); gRPC aborts on a TLS configuration
+// without files.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
     const TlsConfig& tls,
     std::shared_ptr<grpc::AuthMetadataProcessor> processor);

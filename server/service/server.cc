@@ -26,7 +26,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
         "; keepalive_time and keepalive_timeout must be at least 1ms"));
   }
   if (absl::Status transport =
-          security::CheckTransport("fabric-manager", options.tls, address);
+          security::CheckTransport("fabric-manager", options.tls, address,
+                                   /*warn=*/false);
       !transport.ok()) {
     return transport;
   }

@@ -565,6 +565,7 @@ class AgentFleet {
       if (!bridge.ok()) return bridge.status();
       agent::AgentOptions o;
       o.manager_address = address_;
+      o.tls.insecure = true;  // like the manager the bench runs (loopback)
       o.node = node;
       o.backend = "sim";
       bridges_.push_back(*std::move(bridge));
