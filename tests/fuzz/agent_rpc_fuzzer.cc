@@ -23,7 +23,17 @@
 // FillStatus and Reconcile are not NodeAgentService handlers (Reconcile
 // runs on VfLending's own thread, finding no lender address).
 //
+// Callers: NodeAgentService::VfAccess acts for the borrower the caller's
+// certificate names (agent::ResolveBorrower), so each VfAccess step is made
+// by a caller built as security::CallerOf reads an admitted call: by turns
+// the node its request names, the manager, node/intruder, or a user (whom
+// the agent's policy refuses before any handler; ResolveBorrower refuses it
+// again). The request then carries the borrower ResolveBorrower gave.
+//
 // Properties, besides no crash and no sanitizer finding (leaks included):
+//  - ResolveBorrower: a node naming another node, and any user, are
+//    PERMISSION_DENIED (and nothing is called); a node acts as itself, the
+//    manager for the borrower it names.
 //  - Every error has a canonical code (INVALID_ARGUMENT, NOT_FOUND,
 //    PERMISSION_DENIED, FAILED_PRECONDITION, OUT_OF_RANGE, UNAVAILABLE,
 //    RESOURCE_EXHAUSTED; never INTERNAL, UNKNOWN, ...) and a message.
@@ -85,6 +95,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/types/span.h"
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/bridge_hardware.h"
@@ -94,7 +105,10 @@
 #include "agent/hw/sim/sim_world.h"
 #include "agent/hw/sim/sriov_device.h"
 #include "agent/hw/testing/temp_dir.h"
+#include "agent/node_agent_service.h"
 #include "agent/vf_lending.h"
+#include "common/security/grpc_auth.h"
+#include "common/security/identity.h"
 #include "agent_fuzz.pb.h"
 #include "fabric/agentproto/v1/agent_service.pb.h"
 #include "fabric/agentproto/v1/node_agent_service.pb.h"
@@ -309,6 +323,7 @@ class Session {
     int steps = 0;
     for (const AgentStep& step : session.steps()) {
       if (++steps > kMaxSteps) break;
+      step_ = steps;
       RunStep(step);
     }
   }
@@ -387,8 +402,67 @@ class Session {
     return false;
   }
 
+  // Who makes the VfAccess of this step, admitted as the agent's
+  // AuthProcessor admits it (the fields CallerOf fills).
+  security::Caller VfCaller(absl::string_view borrower) const {
+    security::Caller c;
+    c.authenticated = true;
+    c.scope = internal::SELF_NODE;
+    c.role = "node";
+    c.identity.kind = security::PrincipalKind::kNode;
+    const absl::string_view named = absl::StripPrefix(borrower, "nodes/");
+    switch (step_ % 4) {
+      case 0:
+      case 1:
+        c.identity.name =
+            security::ValidatePrincipalName("node", named).ok()
+                ? std::string(named)
+                : "intruder";
+        break;
+      case 2:
+        c.identity = {security::PrincipalKind::kManager, "m1", ""};
+        c.role = "manager";
+        c.scope = internal::ANY;
+        break;
+      default:
+        if ((step_ / 4) % 2 == 0) {
+          c.identity.name = "intruder";
+        } else {
+          c.identity = {security::PrincipalKind::kUser, "alice", "scheduler"};
+          c.role = "scheduler";
+          c.scope = internal::ANY;
+        }
+    }
+    return c;
+  }
+
   void Access(agentproto::v1::VfAccessRequest req) {
     req.set_vf_address(Address(req.vf_address()));
+    const security::Caller caller = VfCaller(req.borrower());
+    const absl::string_view named =
+        absl::StripPrefix(req.borrower(), "nodes/");
+    absl::StatusOr<std::string> borrower =
+        agent::ResolveBorrower(caller, req.borrower());
+    const bool refused =
+        caller.identity.kind == security::PrincipalKind::kUser ||
+        (caller.identity.kind == security::PrincipalKind::kNode &&
+         !named.empty() && named != caller.identity.name);
+    Trace("ResolveBorrower", borrower.status());
+    if (refused) {
+      FUZZ_CHECK(absl::IsPermissionDenied(borrower.status()),
+                 caller.identity.ToString(), " acting for borrower \"",
+                 req.borrower(), "\" got ", borrower.status().ToString());
+      return;  // the handler stops here
+    }
+    FUZZ_CHECK(borrower.ok(), caller.identity.ToString(), " for \"",
+               req.borrower(), "\": ", borrower.status().ToString());
+    FUZZ_CHECK(*borrower == (caller.identity.kind ==
+                                     security::PrincipalKind::kManager
+                                 ? req.borrower()
+                                 : caller.identity.name),
+               caller.identity.ToString(), " for \"", req.borrower(),
+               "\" acts for \"", *borrower, "\"");
+    req.set_borrower(*borrower);
     const std::string what = absl::StrCat(
         "VfAccess ", agentproto::v1::VfAccessRequest::Op_Name(req.op()));
     SimSriovHost* host = w_.host();
@@ -594,6 +668,7 @@ class Session {
   World& w_;
   std::unique_ptr<agent::hw::SimSriovFunctions> local_;
   std::unique_ptr<agent::VfLending> lending_;
+  int step_ = 0;  // 1-based, of the step running
   // The session's assignments by attachment, as VfLending splits them.
   std::map<std::string, agentproto::v1::VfAssignment> lent_;
   std::map<std::string, agentproto::v1::VfAssignment> borrowed_;
