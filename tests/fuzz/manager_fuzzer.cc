@@ -3,6 +3,16 @@
 // (manager_fuzz.proto), a sequence of requests run against a fresh manager
 // on an in-memory SQLite store with a manual clock.
 //
+// The calls whose reach depends on who calls go through the manager's real
+// gRPC server over mutual TLS (secure_front.h), as an identity, so that the
+// choke point and the handlers' scope checks are fuzzed with them, not
+// around them: allocations and attachments (create, delete, get, list) as
+// user/alice or user/bob (schedulers: OWN) or user/admin, in turn by step;
+// RegisterNode and ReportStatus as the node they name, or (every fifth
+// step, or when that node has no certificate) as node/intruder. The other
+// calls (fabrics, links, reads of the topology, the clock, restarts) are
+// made on the FabricManager directly.
+//
 // Properties, besides no crash and no sanitizer finding (leaks included):
 //  - A mutation that fails (INVALID_ARGUMENT or any other error), a
 //    CreateFabric with validate_only, and every read leave the manager's
@@ -20,6 +30,13 @@
 //  - Every listed VF and attachment can be fetched by its name, and is the
 //    same; a created attachment can be fetched and holds its VF (LENT); a
 //    deleted one is gone (NOT_FOUND) and its response is DETACHED.
+//  - Identities: whatever a caller creates is owned by it ("user/alice"),
+//    and naming another owner is PERMISSION_DENIED; a scheduler that
+//    deletes or reads another's allocation or attachment, or lists with
+//    another's owner filter, gets PERMISSION_DENIED and changes nothing;
+//    its lists and reads show only its own; a node that registers or
+//    reports for another node gets PERMISSION_DENIED and changes nothing.
+//    PERMISSION_DENIED in any other case is a finding.
 //  - A restart on the same store keeps every fabric, link state,
 //    allocation and attachment (all but what derives from agents and the
 //    epoch).
@@ -61,6 +78,7 @@
 #include "server/store/sqlite_store.h"
 #include "server/store/store.h"
 #include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/secure_front.h"
 
 namespace fabric::fuzz {
 namespace {
@@ -90,15 +108,15 @@ void Trace(absl::string_view what, const absl::Status& s) {
 // An error a client can act on: a canonical code, and a message saying why.
 void CheckError(absl::string_view what, const absl::Status& s,
                 absl::string_view request) {
-  CheckActionableError(what, s, request,
-                       {absl::StatusCode::kInvalidArgument,
-                        absl::StatusCode::kNotFound,
-                        absl::StatusCode::kAlreadyExists,
-                        absl::StatusCode::kFailedPrecondition,
-                        absl::StatusCode::kUnavailable,
-                        absl::StatusCode::kResourceExhausted,
-                        absl::StatusCode::kAborted,
-                        absl::StatusCode::kOutOfRange});
+  FUZZ_CHECK(!absl::IsPermissionDenied(s), what,
+             " was refused though the caller may make it: ", s.ToString(),
+             "\nrequest: ", request);
+  CheckActionableError(
+      what, s, request,
+      {absl::StatusCode::kInvalidArgument, absl::StatusCode::kNotFound,
+       absl::StatusCode::kAlreadyExists, absl::StatusCode::kFailedPrecondition,
+       absl::StatusCode::kUnavailable, absl::StatusCode::kResourceExhausted,
+       absl::StatusCode::kAborted, absl::StatusCode::kOutOfRange});
 }
 
 // Appends every page of a List call.
@@ -125,12 +143,13 @@ class Session {
     store_ = *std::move(s);
     Open();
   }
-  ~Session() { manager_.reset(); }
+  ~Session() { Close(); }
 
   void Run(const ManagerSession& session) {
     int steps = 0;
     for (const ManagerStep& step : session.steps()) {
       if (++steps > kMaxSteps) break;
+      step_ = steps;
       RunStep(step);
       absl::Status inv = manager_->CheckInvariants();
       FUZZ_CHECK(inv.ok(), "after ", step.ShortDebugString(), ": ",
@@ -141,7 +160,7 @@ class Session {
     // would load it, to the same state: no sequence of operations may leave
     // a store that does not load (e.g. overlapping grants).
     const std::string before = DurableState();
-    manager_.reset();
+    Close();
     Open();
     FUZZ_CHECK(before == DurableState(),
                "the state after a restart differs from before it");
@@ -155,6 +174,80 @@ class Session {
         FabricManager::Open(store_.get(), &clock_, opts);
     FUZZ_CHECK(m.ok(), "Open: ", m.status().ToString());
     manager_ = *std::move(m);
+  }
+  // The server in front of manager_, started on first use: an input with
+  // no caller-scoped step costs no server.
+  SecureFront* Front() {
+    if (front_ == nullptr)
+      front_ = std::make_unique<SecureFront>(manager_.get());
+    return front_.get();
+  }
+  void Close() {
+    front_.reset();
+    manager_.reset();
+  }
+
+  // Who makes a user call at this step: alice, bob (schedulers) or admin,
+  // in turn.
+  std::string UserCaller() const {
+    static const char* const kCallers[] = {"alice", "bob", "admin"};
+    return kCallers[step_ % 3];
+  }
+  static bool IsScheduler(const std::string& user) {
+    return FuzzUsers().at(user) == "scheduler";
+  }
+  // Who makes an agent call naming `node` ("n1" or "nodes/n1"): that node,
+  // or node/intruder every fifth step and for nodes without a certificate.
+  std::string NodeCaller(absl::string_view node) const {
+    const std::string name(absl::StripPrefix(node, "nodes/"));
+    if (step_ % 5 == 4 || !FuzzNodes().count(name)) return "intruder";
+    return name;
+  }
+  static bool NamesNode(absl::string_view node, const std::string& caller) {
+    return absl::StripPrefix(node, "nodes/") == caller;
+  }
+
+  // Runs `call` as `what` expecting PERMISSION_DENIED when `denied`; a
+  // refusal must change nothing (Mutation and Read check that too).
+  template <typename Resp>
+  absl::StatusOr<Resp> Scoped(absl::string_view what, bool denied,
+                              const std::string& caller, absl::StatusOr<Resp> r,
+                              const Message& req) {
+    if (denied) {
+      FUZZ_CHECK(absl::IsPermissionDenied(r.status()), what, " as ", caller,
+                 " must be refused, got ", r.status().ToString(),
+                 "\nrequest: ", req.ShortDebugString());
+      // Refused as expected: report it as a canonical refusal the state
+      // checks of the caller treat like any failure.
+      return absl::FailedPreconditionError(
+          absl::StrCat("refused: ", r.status().message()));
+    }
+    return r;
+  }
+
+  // The owner of allocation or attachment `name` now ("" if none).
+  std::string OwnerOf(const std::string& name, bool attachment) {
+    if (attachment) {
+      auto a = manager_->GetAttachment(name);
+      return a.ok() ? a->owner() : "";
+    }
+    auto a = manager_->GetAllocation(name);
+    return a.ok() ? a->owner() : "";
+  }
+  // Whether a scheduler `user` is refused resource `name` (OWN).
+  bool NotOwn(const std::string& user, const std::string& name,
+              bool attachment) {
+    if (!IsScheduler(user)) return false;
+    const std::string owner = OwnerOf(name, attachment);
+    return !owner.empty() && owner != "user/" + user;
+  }
+  // Whether a create naming `owner` is refused to `user`.
+  static bool ForeignOwner(const std::string& user, const std::string& owner) {
+    return !owner.empty() && owner != "user/" + user;
+  }
+  // Whether a list filtered by `owner` is refused to `user`.
+  static bool ForeignFilter(const std::string& user, const std::string& owner) {
+    return IsScheduler(user) && ForeignOwner(user, owner);
   }
 
   // Everything a client can see, and every row of the store.
@@ -380,8 +473,20 @@ class Session {
       case ManagerStep::kCreateAllocation: {
         Mutation<v1::CreateAllocationRequest, v1::Allocation>(
             "CreateAllocation", step.create_allocation(),
-            [this, m](const v1::CreateAllocationRequest& r) {
-              absl::StatusOr<v1::Allocation> a = m->CreateAllocation(r);
+            [this, user = UserCaller()](const v1::CreateAllocationRequest& r) {
+              absl::StatusOr<v1::Allocation> a =
+                  Scoped("CreateAllocation",
+                         ForeignOwner(user, r.allocation().owner()), user,
+                         SecureFront::Call<v1::Allocation>(
+                             [&](grpc::ClientContext* ctx, auto* out) {
+                               return Front()->Fabric(user)->CreateAllocation(
+                                   ctx, r, out);
+                             }),
+                         r);
+              // Also a replay of a request id: what it returns is the
+              // caller's own.
+              FUZZ_CHECK(!a.ok() || a->owner() == "user/" + user, "user/", user,
+                         " created ", a->ShortDebugString());
               if (a.ok() && std::find(created_.begin(), created_.end(),
                                       a->name()) == created_.end()) {
                 created_.push_back(a->name());
@@ -393,16 +498,36 @@ class Session {
       case ManagerStep::kDeleteAllocation: {
         v1::DeleteAllocationRequest req = step.delete_allocation();
         req.set_name(AllocationName(req.name()));
+        const std::string user = UserCaller();
+        const bool denied = NotOwn(user, req.name(), false);
         Mutation<v1::DeleteAllocationRequest, v1::Allocation>(
             "DeleteAllocation", req,
-            [m](const auto& r) { return m->DeleteAllocation(r); });
+            [this, user, denied](const v1::DeleteAllocationRequest& r) {
+              return Scoped(
+                  "DeleteAllocation", denied, user,
+                  SecureFront::Call<v1::Allocation>(
+                      [&](grpc::ClientContext* ctx, auto* out) {
+                        return Front()->Fabric(user)->DeleteAllocation(ctx, r,
+                                                                       out);
+                      }),
+                  r);
+            });
         break;
       }
       case ManagerStep::kRegisterNode:
         Mutation<agentproto::v1::RegisterNodeRequest,
                  agentproto::v1::RegisterNodeResponse>(
             "RegisterNode", step.register_node(),
-            [m](const auto& r) { return m->RegisterNode(r); });
+            [this](const agentproto::v1::RegisterNodeRequest& r) {
+              const std::string node = NodeCaller(r.node());
+              return Scoped(
+                  "RegisterNode", !NamesNode(r.node(), node), "node/" + node,
+                  SecureFront::Call<agentproto::v1::RegisterNodeResponse>(
+                      [&](grpc::ClientContext* ctx, auto* out) {
+                        return Front()->Agent(node)->RegisterNode(ctx, r, out);
+                      }),
+                  r);
+            });
         break;
       case ManagerStep::kReportStatus: {
         agentproto::v1::ReportStatusRequest req = step.report_status();
@@ -419,7 +544,16 @@ class Session {
         Mutation<agentproto::v1::ReportStatusRequest,
                  agentproto::v1::ReportStatusResponse>(
             "ReportStatus", req,
-            [m](const auto& r) { return m->ReportStatus(r); });
+            [this](const agentproto::v1::ReportStatusRequest& r) {
+              const std::string node = NodeCaller(r.node());
+              return Scoped(
+                  "ReportStatus", !NamesNode(r.node(), node), "node/" + node,
+                  SecureFront::Call<agentproto::v1::ReportStatusResponse>(
+                      [&](grpc::ClientContext* ctx, auto* out) {
+                        return Front()->Agent(node)->ReportStatus(ctx, r, out);
+                      }),
+                  r);
+            });
         break;
       }
       case ManagerStep::kGetFabric:
@@ -466,13 +600,42 @@ class Session {
         break;
       case ManagerStep::kGetAllocation:
         Read("GetAllocation", step, [&] {
-          return m->GetAllocation(AllocationName(step.get_allocation().name()))
-              .status();
+          const std::string user = UserCaller();
+          v1::GetAllocationRequest req;
+          req.set_name(AllocationName(step.get_allocation().name()));
+          const bool denied = NotOwn(user, req.name(), false);
+          absl::StatusOr<v1::Allocation> a = Scoped(
+              "GetAllocation", denied, user,
+              SecureFront::Call<v1::Allocation>(
+                  [&](grpc::ClientContext* ctx, auto* out) {
+                    return Front()->Fabric(user)->GetAllocation(ctx, req, out);
+                  }),
+              req);
+          FUZZ_CHECK(
+              !a.ok() || !IsScheduler(user) || a->owner() == "user/" + user,
+              "user/", user, " read ", a->ShortDebugString());
+          return a.status();
         });
         break;
       case ManagerStep::kListAllocations:
         Read("ListAllocations", step, [&] {
-          return m->ListAllocations(step.list_allocations()).status();
+          const std::string user = UserCaller();
+          const v1::ListAllocationsRequest& req = step.list_allocations();
+          absl::StatusOr<v1::ListAllocationsResponse> list =
+              Scoped("ListAllocations", ForeignFilter(user, req.owner()), user,
+                     SecureFront::Call<v1::ListAllocationsResponse>(
+                         [&](grpc::ClientContext* ctx, auto* out) {
+                           return Front()->Fabric(user)->ListAllocations(
+                               ctx, req, out);
+                         }),
+                     req);
+          for (const v1::Allocation& a :
+               list.ok() ? list->allocations()
+                         : v1::ListAllocationsResponse().allocations()) {
+            FUZZ_CHECK(!IsScheduler(user) || a.owner() == "user/" + user,
+                       "user/", user, " listed ", a.ShortDebugString());
+          }
+          return list.status();
         });
         break;
       case ManagerStep::kDesiredConfigFor:
@@ -492,7 +655,7 @@ class Session {
         break;
       case ManagerStep::kRestart: {
         const std::string before = DurableState();
-        manager_.reset();
+        Close();
         Open();
         const std::string after = DurableState();
         FUZZ_CHECK(before == after, "a restart lost or changed state.\n",
@@ -502,9 +665,22 @@ class Session {
       case ManagerStep::kCreateAttachment:
         Mutation<v1::CreateAttachmentRequest, v1::Attachment>(
             "CreateAttachment", step.create_attachment(),
-            [this, m](const v1::CreateAttachmentRequest& r) {
-              absl::StatusOr<v1::Attachment> a = m->CreateAttachment(r);
+            [this, m,
+             user = UserCaller()](const v1::CreateAttachmentRequest& r) {
+              absl::StatusOr<v1::Attachment> a =
+                  Scoped("CreateAttachment",
+                         ForeignOwner(user, r.attachment().owner()), user,
+                         SecureFront::Call<v1::Attachment>(
+                             [&](grpc::ClientContext* ctx, auto* out) {
+                               return Front()->Fabric(user)->CreateAttachment(
+                                   ctx, r, out);
+                             }),
+                         r);
               if (!a.ok()) return a;
+              // Also a replay of a request id: what it returns is the
+              // caller's own.
+              FUZZ_CHECK(a->owner() == "user/" + user, "user/", user,
+                         " created ", a->ShortDebugString());
               if (std::find(attached_.begin(), attached_.end(), a->name()) !=
                   attached_.end()) {
                 // A replay of an earlier request id: the original response,
@@ -533,9 +709,19 @@ class Session {
       case ManagerStep::kDeleteAttachment: {
         v1::DeleteAttachmentRequest req = step.delete_attachment();
         req.set_name(AttachmentName(req.name()));
+        const std::string user = UserCaller();
+        const bool denied = NotOwn(user, req.name(), true);
         Mutation<v1::DeleteAttachmentRequest, v1::Attachment>(
-            "DeleteAttachment", req, [m](const v1::DeleteAttachmentRequest& r) {
-              absl::StatusOr<v1::Attachment> a = m->DeleteAttachment(r);
+            "DeleteAttachment", req,
+            [this, m, user, denied](const v1::DeleteAttachmentRequest& r) {
+              absl::StatusOr<v1::Attachment> a =
+                  Scoped("DeleteAttachment", denied, user,
+                         SecureFront::Call<v1::Attachment>(
+                             [&](grpc::ClientContext* ctx, auto* out) {
+                               return Front()->Fabric(user)->DeleteAttachment(
+                                   ctx, r, out);
+                             }),
+                         r);
               if (!a.ok()) return a;
               FUZZ_CHECK(a->state() == v1::Attachment::DETACHED,
                          "DeleteAttachment returned ", a->ShortDebugString());
@@ -548,13 +734,42 @@ class Session {
       }
       case ManagerStep::kGetAttachment:
         Read("GetAttachment", step, [&] {
-          return m->GetAttachment(AttachmentName(step.get_attachment().name()))
-              .status();
+          const std::string user = UserCaller();
+          v1::GetAttachmentRequest req;
+          req.set_name(AttachmentName(step.get_attachment().name()));
+          const bool denied = NotOwn(user, req.name(), true);
+          absl::StatusOr<v1::Attachment> a = Scoped(
+              "GetAttachment", denied, user,
+              SecureFront::Call<v1::Attachment>(
+                  [&](grpc::ClientContext* ctx, auto* out) {
+                    return Front()->Fabric(user)->GetAttachment(ctx, req, out);
+                  }),
+              req);
+          FUZZ_CHECK(
+              !a.ok() || !IsScheduler(user) || a->owner() == "user/" + user,
+              "user/", user, " read ", a->ShortDebugString());
+          return a.status();
         });
         break;
       case ManagerStep::kListAttachments:
         Read("ListAttachments", step, [&] {
-          return m->ListAttachments(step.list_attachments()).status();
+          const std::string user = UserCaller();
+          const v1::ListAttachmentsRequest& req = step.list_attachments();
+          absl::StatusOr<v1::ListAttachmentsResponse> list =
+              Scoped("ListAttachments", ForeignFilter(user, req.owner()), user,
+                     SecureFront::Call<v1::ListAttachmentsResponse>(
+                         [&](grpc::ClientContext* ctx, auto* out) {
+                           return Front()->Fabric(user)->ListAttachments(
+                               ctx, req, out);
+                         }),
+                     req);
+          for (const v1::Attachment& a :
+               list.ok() ? list->attachments()
+                         : v1::ListAttachmentsResponse().attachments()) {
+            FUZZ_CHECK(!IsScheduler(user) || a.owner() == "user/" + user,
+                       "user/", user, " listed ", a.ShortDebugString());
+          }
+          return list.status();
         });
         break;
       case ManagerStep::kGetVirtualFunction:
@@ -600,8 +815,10 @@ class Session {
   ManualClock clock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<FabricManager> manager_;
-  std::vector<std::string> created_;   // allocation names, in order
-  std::vector<std::string> attached_;  // attachment names, in order
+  std::unique_ptr<SecureFront> front_;  // serves manager_; see Front()
+  int step_ = 0;                        // 1-based, of the step running
+  std::vector<std::string> created_;    // allocation names, in order
+  std::vector<std::string> attached_;   // attachment names, in order
 };
 
 }  // namespace
@@ -611,6 +828,8 @@ extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   // Mutated inputs are mostly not valid protobuf (e.g. strings that are
   // not UTF-8); the parser's complaints are expected, not news.
   google::protobuf::SetLogHandler(nullptr);
+  // The certificates, made once (deploy/pki.sh), before any input.
+  fabric::fuzz::FuzzPki::Get();
   return 0;
 }
 
