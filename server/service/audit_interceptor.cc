@@ -23,7 +23,7 @@ namespace {
 
 using grpc::experimental::InterceptionHookPoints;
 
-// Agent telemetry: not audited (see the header).
+// Agent telemetry: only its refusals are audited (see the header).
 constexpr absl::string_view kTelemetry[] = {
     "/fabric.agentproto.v1.AgentService/ReportStatus",
     "/fabric.agentproto.v1.AgentService/StreamConfig",
@@ -51,9 +51,10 @@ std::string RequestIdOf(const google::protobuf::Message& request) {
 // the outcome when its status is sent.
 class AuditInterceptor final : public grpc::experimental::Interceptor {
  public:
+  // `only_refusals`: record the call only when it ends PERMISSION_DENIED.
   AuditInterceptor(grpc::experimental::ServerRpcInfo* info,
-                   security::AuditLog* log)
-      : info_(info), log_(log) {}
+                   security::AuditLog* log, bool only_refusals)
+      : info_(info), log_(log), only_refusals_(only_refusals) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
     if (m->QueryInterceptionHookPoint(
@@ -70,8 +71,13 @@ class AuditInterceptor final : public grpc::experimental::Interceptor {
     }
     if (m->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
-      ReadCaller();
       const grpc::Status status = m->GetSendStatus();
+      if (only_refusals_ &&
+          status.error_code() != grpc::StatusCode::PERMISSION_DENIED) {
+        m->Proceed();
+        return;
+      }
+      ReadCaller();
       event_.time = absl::Now();
       event_.method = info_->method();
       event_.code = absl::StatusCodeToString(
@@ -94,6 +100,7 @@ class AuditInterceptor final : public grpc::experimental::Interceptor {
 
   grpc::experimental::ServerRpcInfo* const info_;  // owns this
   security::AuditLog* const log_;                  // not owned
+  const bool only_refusals_;
   // gRPC runs one hook point of a call at a time, in order.
   bool caller_read_ = false;
   security::AuditEvent event_;
@@ -138,7 +145,13 @@ AuditInterceptorFactory::CreateServerInterceptor(
   auto it = audited_.find(method);
   const bool audited =
       it != audited_.end() ? it->second : IsAuditedMethod(method);
-  return audited ? new AuditInterceptor(info, log_) : nullptr;
+  if (audited) return new AuditInterceptor(info, log_, /*only_refusals=*/false);
+  for (absl::string_view t : kTelemetry) {
+    if (t == method) {
+      return new AuditInterceptor(info, log_, /*only_refusals=*/true);
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace fabric::service

@@ -9,14 +9,15 @@
 // (proto package fabric.*) is, except the agents' telemetry
 // (AgentService.ReportStatus and StreamConfig: a report every heartbeat and
 // a long-lived stream per agent, which would drown the trail; registration
-// is audited). Services that are not the fabric's (grpc.health.v1, server
+// is audited), of which only the refusals (PERMISSION_DENIED: a node
+// certificate speaking for another node) are. Services that are not the fabric's (grpc.health.v1, server
 // reflection) are not audited.
 //
 // Calls the authorization check denies never reach the interceptor; the
 // AuthProcessor audits those (grpc_auth.h).
 //
-// Thread-safe. The interceptor adds nothing to calls it does not audit: the
-// factory returns no interceptor for them.
+// Thread-safe. The interceptor adds nothing to calls it never audits (reads,
+// other services): the factory returns no interceptor for them.
 #ifndef FABRIC_SERVER_SERVICE_AUDIT_INTERCEPTOR_H_
 #define FABRIC_SERVER_SERVICE_AUDIT_INTERCEPTOR_H_
 

@@ -299,6 +299,23 @@ TEST_F(ServerSecurityTest, ANodeRegistersStreamsAndReportsOnlyForItself) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
     EXPECT_THAT(s.error_message(), HasSubstr("the request names n2"));
   }
+  // The telemetry's refusals are in the audit trail; its successes are not.
+  auto events = security::AuditLog::Read(audit_path_);
+  ASSERT_TRUE(events.ok()) << events.status();
+  int report_refusals = 0, stream_refusals = 0;
+  for (const security::AuditEvent& e : *events) {
+    if (e.method == "/fabric.agentproto.v1.AgentService/ReportStatus") {
+      EXPECT_EQ(e.code, "PERMISSION_DENIED") << Line(e);
+      EXPECT_EQ(e.identity, "node/n1");
+      ++report_refusals;
+    }
+    if (e.method == "/fabric.agentproto.v1.AgentService/StreamConfig") {
+      EXPECT_EQ(e.code, "PERMISSION_DENIED") << Line(e);
+      ++stream_refusals;
+    }
+  }
+  EXPECT_EQ(report_refusals, 1);
+  EXPECT_EQ(stream_refusals, 1);
 }
 
 TEST_F(ServerSecurityTest, OwnersAreCallersAndSchedulersReachOnlyTheirOwn) {

@@ -128,7 +128,7 @@ TEST_F(AttackTest, HijackingRegistrationIsRefused) {
   req.set_node("n1");
   req.set_backend("sim");
   req.set_control_address("127.0.0.1:1");  // the impostor
-  req.mutable_inventory();                  // "inventory wiped"
+  req.mutable_inventory();                 // "inventory wiped"
   agentproto::v1::RegisterNodeResponse resp;
   for (const auto& [who, tls] :
        {std::pair{std::string("node/n2"), pki_.Node("n2")},
@@ -145,7 +145,8 @@ TEST_F(AttackTest, HijackingRegistrationIsRefused) {
   EXPECT_EQ(after.agent_address(), before.agent_address());
   EXPECT_EQ(after.agent_session(), before.agent_session());
   EXPECT_EQ(after.desired_generation(), before.desired_generation());
-  EXPECT_TRUE(MessageDifferencer::Equals(after.inventory(), before.inventory()));
+  EXPECT_TRUE(
+      MessageDifferencer::Equals(after.inventory(), before.inventory()));
   // The real agent was not fenced and still serves: its allocation proves
   // by bytes.
   EXPECT_FALSE(fabric_.AgentStats("n1").fenced);
@@ -178,7 +179,8 @@ TEST_F(AttackTest, ReadingAnotherNodesConfigStreamIsRefused) {
     req.set_node("n1");
     auto reader = AgentProtocol(tls)->StreamConfig(&ctx, req);
     agentproto::v1::DesiredConfig config;
-    EXPECT_FALSE(reader->Read(&config)) << who << " read " << config.DebugString();
+    EXPECT_FALSE(reader->Read(&config))
+        << who << " read " << config.DebugString();
     grpc::Status s = reader->Finish();
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
         << who << ": " << s.error_message();
@@ -212,7 +214,8 @@ TEST_F(AttackTest, AFakeReadyReportIsRefused) {
   agentproto::v1::ReportStatusResponse resp;
   for (const auto& [who, tls] :
        {std::pair{std::string("node/n2"), pki_.Node("n2")},
-        std::pair{std::string("user/alice"), pki_.User("alice", "scheduler")}}) {
+        std::pair{std::string("user/alice"),
+                  pki_.User("alice", "scheduler")}}) {
     grpc::ClientContext ctx;
     Deadline(&ctx);
     grpc::Status s = AgentProtocol(tls)->ReportStatus(&ctx, req, &resp);
@@ -228,7 +231,8 @@ TEST_F(AttackTest, AFakeReadyReportIsRefused) {
                 .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
 
-  absl::StatusOr<v1::Allocation> now = fabric_.manager()->GetAllocation(a->name());
+  absl::StatusOr<v1::Allocation> now =
+      fabric_.manager()->GetAllocation(a->name());
   ASSERT_TRUE(now.ok());
   EXPECT_EQ(now->state(), v1::Allocation::PENDING) << now->DebugString();
   EXPECT_EQ(Node("n1").applied_generation(), n1.applied_generation());
@@ -289,7 +293,8 @@ TEST_F(AttackTest, ReleasingAnotherOwnersAllocationIsRefused) {
   // A viewer may not release anything either.
   EXPECT_EQ(Release(pki_.User("victor", "viewer"), a->name()).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
-  absl::StatusOr<v1::Allocation> still = fabric_.manager()->GetAllocation(a->name());
+  absl::StatusOr<v1::Allocation> still =
+      fabric_.manager()->GetAllocation(a->name());
   ASSERT_TRUE(still.ok());
   EXPECT_EQ(still->state(), v1::Allocation::READY);
 
@@ -298,7 +303,8 @@ TEST_F(AttackTest, ReleasingAnotherOwnersAllocationIsRefused) {
   grpc::Status s = Release(alice, a->name(), &out);
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(out.state(), v1::Allocation::RELEASED);
-  EXPECT_TRUE(Audited(fabric_.Audit(), "user/alice", "/DeleteAllocation", "OK"));
+  EXPECT_TRUE(
+      Audited(fabric_.Audit(), "user/alice", "/DeleteAllocation", "OK"));
 }
 
 // Reading and writing memory outside a grant, on the agents' data path.
@@ -375,12 +381,9 @@ TEST_F(AttackTest, ReadingAndWritingMemoryOutsideAGrantIsRefused) {
 }
 
 // Issue 13, section 3: "HostRead and HostWrite are served only to the
-// manager's identity". The default policy gives admin every method ("*"),
-// NodeAgentService included, so an admin certificate reads granted tenant
-// memory on any agent. Disabled until deploy/policy.textproto keeps admin
-// off NodeAgentService (then enable it, and drop the admin VfAccess entry
-// of rpc_matrix_test.cc's ScopeRefusals()).
-TEST_F(AttackTest, DISABLED_OnlyTheManagerReachesHostMemory) {
+// manager's identity": not even an admin certificate reads granted tenant
+// memory on an agent (the default policy keeps admin off NodeAgentService).
+TEST_F(AttackTest, OnlyTheManagerReachesHostMemory) {
   absl::StatusOr<v1::Allocation> a =
       Allocate(pki_.User("alice", "scheduler"), "n1", "n2");
   ASSERT_TRUE(a.ok()) << a.status();

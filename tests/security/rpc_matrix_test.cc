@@ -131,8 +131,8 @@ std::vector<Caller> Callers() {
   }
   out.push_back({"user/mx-nobody (no role)", pki.User("mx-nobody", ""),
                  User("mx-nobody", "")});
-  out.push_back({"node/n1", pki.Node("n1"),
-                 Identity{PrincipalKind::kNode, "n1", ""}});
+  out.push_back(
+      {"node/n1", pki.Node("n1"), Identity{PrincipalKind::kNode, "n1", ""}});
   out.push_back({"manager/m1", pki.Manager("m1"),
                  Identity{PrincipalKind::kManager, "m1", ""}});
   Caller none;
@@ -179,8 +179,8 @@ Outcome CallGeneric(const std::shared_ptr<grpc::Channel>& channel,
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
   grpc::CompletionQueue cq;
-  const std::string name = absl::StrCat("/", method.service()->full_name(),
-                                        "/", method.name());
+  const std::string name =
+      absl::StrCat("/", method.service()->full_name(), "/", method.name());
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
       stub.PrepareCall(&ctx, name, &cq);
   auto await = [&](void* want) {
@@ -236,24 +236,42 @@ const FieldDescriptor* NodeField(const Descriptor& d) {
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "?";
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "?";
   }
 }
 
@@ -264,12 +282,7 @@ const char* CodeName(grpc::StatusCode code) {
 const std::map<std::pair<std::string, std::string>, std::string>&
 ScopeRefusals() {
   static const auto* m =
-      new std::map<std::pair<std::string, std::string>, std::string>{
-          {{"/fabric.agentproto.v1.NodeAgentService/VfAccess",
-            "user/mx-admin (admin)"},
-           "the agent acts for a borrower only for the manager or that node "
-           "(agent/node_agent_service.h ResolveBorrower)"},
-      };
+      new std::map<std::pair<std::string, std::string>, std::string>{};
   return *m;
 }
 
@@ -318,8 +331,8 @@ class RpcMatrixTest : public ::testing::Test {
         f != nullptr && f->type() == FieldDescriptor::TYPE_BOOL) {
       r->SetBool(req.get(), f, true);
     }
-    const std::string full = absl::StrCat("/", method.service()->full_name(),
-                                          "/", method.name());
+    const std::string full =
+        absl::StrCat("/", method.service()->full_name(), "/", method.name());
     if (absl::EndsWith(full, "NodeAgentService/HostRead")) {
       r->SetUInt64(req.get(), d.FindFieldByName("addr"), read_addr_);
       r->SetUInt32(req.get(), d.FindFieldByName("length"), 16);
@@ -397,7 +410,9 @@ TEST_F(RpcMatrixTest, EveryMethodWithEveryCallerAsThePolicySays) {
 
         Row row{full, caller.label, "", "", true};
         row.got = absl::StrCat(CodeName(got.code),
-                               got.read_response && method.server_streaming() ? " (first message read)" : "");
+                               got.read_response && method.server_streaming()
+                                   ? " (first message read)"
+                                   : "");
         const bool denied_code =
             got.code == grpc::StatusCode::PERMISSION_DENIED ||
             got.code == grpc::StatusCode::UNAUTHENTICATED;
@@ -489,17 +504,18 @@ TEST(RolesTableTest, TheDefaultPolicyMatchesTheIssue) {
                   google::protobuf::MethodOptions::NO_SIDE_EFFECTS);
       }
       // The manager calls the agents' NodeAgentService, nothing else.
-      EXPECT_EQ(policy.Check(manager, full).allowed,
-                service->full_name() == "fabric.agentproto.v1.NodeAgentService");
+      EXPECT_EQ(
+          policy.Check(manager, full).allowed,
+          service->full_name() == "fabric.agentproto.v1.NodeAgentService");
       // A node: the agent protocol, VF access and its VM states, each for
       // its own node only.
       security::Decision d = policy.Check(node, full);
       if (d.allowed) {
         EXPECT_EQ(d.scope, internal::SELF_NODE);
-        EXPECT_TRUE(service->full_name() ==
-                        "fabric.agentproto.v1.AgentService" ||
-                    full == "/fabric.agentproto.v1.NodeAgentService/VfAccess" ||
-                    full == "/fabric.hypervisor.v1.HypervisorService/SetVmState");
+        EXPECT_TRUE(
+            service->full_name() == "fabric.agentproto.v1.AgentService" ||
+            full == "/fabric.agentproto.v1.NodeAgentService/VfAccess" ||
+            full == "/fabric.hypervisor.v1.HypervisorService/SetVmState");
       }
       if (service->full_name() == "fabric.agentproto.v1.AgentService") {
         EXPECT_TRUE(d.allowed);
