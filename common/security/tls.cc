@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/host_port.h"
+#include "common/security/key_pair_snapshot.h"
 
 namespace fabric::security {
 namespace {
@@ -134,10 +135,25 @@ unsigned int RefreshSeconds(const TlsConfig& tls) {
   return static_cast<unsigned int>(std::max<int64_t>(secs, 1));
 }
 
+// The watcher reads the key and the certificate from one snapshot file that
+// only ever holds a matching pair (key_pair_snapshot.h), so a rotation that
+// replaces the two files one after the other never hands gRPC a new key
+// with the old certificate.
 std::shared_ptr<grpc::experimental::CertificateProviderInterface> FileProvider(
     const TlsConfig& tls) {
+  absl::StatusOr<std::string> pair =
+      KeyPairSnapshot::PathFor(tls.cert_file, tls.key_file);
+  if (!pair.ok()) {
+    std::fprintf(stderr,
+                 "WARNING: %s; reading %s and %s directly (a rotation may "
+                 "fail handshakes while only one of them is replaced)\n",
+                 std::string(pair.status().message()).c_str(),
+                 tls.cert_file.c_str(), tls.key_file.c_str());
+    return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        tls.key_file, tls.cert_file, tls.ca_file, RefreshSeconds(tls));
+  }
   return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      tls.key_file, tls.cert_file, tls.ca_file, RefreshSeconds(tls));
+      *pair, *pair, tls.ca_file, RefreshSeconds(tls));
 }
 
 // Checks the server's URI SAN against a PeerRequirement, in place of the
