@@ -1,6 +1,7 @@
 #include "common/security/key_pair_snapshot.h"
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
@@ -109,7 +110,12 @@ class Registry {
     FileStamp key_seen;
   };
 
-  Registry() = default;
+  // OpenSSL is initialised first, its configuration loaded here rather than
+  // on the polling thread (whose error state would then outlive OpenSSL).
+  // Its exit-time cleanup is thus registered before this object's destructor
+  // and runs after it: the polling thread ends, and OpenSSL frees its
+  // per-thread state, while OpenSSL is still there.
+  Registry() { OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr); }
 
   // Rewrites e's snapshot when its files changed since the last one, and
   // (with require_match) only when the key is the certificate's.
@@ -164,6 +170,7 @@ class Registry {
         (void)Refresh(e, /*require_match=*/true);
       }
     }
+    OPENSSL_thread_stop();  // this thread's OpenSSL state, now
   }
 
   absl::Mutex mu_;
