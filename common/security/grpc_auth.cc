@@ -86,10 +86,19 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata,
     event.identity = who->ToString();
     event.role = decision.role;
     if (decision.allowed) {
-      context->AddProperty(kIdentityProperty, who->ToString());
-      context->AddProperty(kRoleProperty, decision.role);
-      context->AddProperty(kScopeProperty,
-                           internal::Scope_Name(decision.scope));
+      // `context` is the connection's (gRPC 1.51), shared by every call on
+      // it: a property added here stays for the connection's life, so only
+      // what is the same for every call on it is added, and once: the
+      // identity, its role and the role's scope (Policy::RoleScope).
+      // Concurrent first calls may add the same values twice; CallerOf
+      // reads the first.
+      if (context->FindPropertyValues(kIdentityProperty).empty()) {
+        context->AddProperty(kIdentityProperty, who->ToString());
+        context->AddProperty(kRoleProperty, decision.role);
+        context->AddProperty(
+            kScopeProperty,
+            internal::Scope_Name(policy_.RoleScope(decision.role)));
+      }
       return grpc::Status::OK;
     }
     denied = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, decision.reason);

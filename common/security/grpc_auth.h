@@ -7,8 +7,11 @@
 // asks the Policy (policy.h) whether that identity may call the method, and
 // either rejects the call (UNAUTHENTICATED when the certificate carries no
 // fabric identity, PERMISSION_DENIED when the policy says no) or admits it,
-// recording the identity, role and scope in the call's AuthContext, where
-// CallerOf() finds them. No handler checks roles for itself; handlers only
+// recording the identity, its role and the role's scope
+// (Policy::RoleScope) in the AuthContext, where CallerOf() finds them. That
+// AuthContext is the connection's, not the call's (gRPC 1.51 hands the
+// processor the connection's context), so they are recorded once per
+// connection. No handler checks roles for itself; handlers only
 // apply the admitted scope (OWN, SELF_NODE) to the resources they touch.
 //
 // Denied calls are written to the audit log (when one is given) here, since

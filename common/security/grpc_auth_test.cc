@@ -44,6 +44,8 @@ class RecordingHealth : public Health::Service {
     absl::MutexLock lock(&mu_);
     ++calls_;
     last_ = CallerOf(*context);
+    identity_values_ =
+        context->auth_context()->FindPropertyValues(kIdentityProperty).size();
     response->set_status(HealthCheckResponse::SERVING);
     return grpc::Status::OK;
   }
@@ -55,9 +57,14 @@ class RecordingHealth : public Health::Service {
     absl::MutexLock lock(&mu_);
     return last_;
   }
+  size_t identity_values() {
+    absl::MutexLock lock(&mu_);
+    return identity_values_;
+  }
 
  private:
   absl::Mutex mu_;
+  size_t identity_values_ ABSL_GUARDED_BY(mu_) = 0;
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
   Caller last_ ABSL_GUARDED_BY(mu_);
 };
@@ -150,6 +157,23 @@ TEST_F(GrpcAuthTest, AdmittedCallSeesItsCaller) {
   absl::StatusOr<std::vector<AuditEvent>> events = AuditLog::Read(audit_path());
   ASSERT_TRUE(events.ok()) << events.status();
   EXPECT_TRUE(events->empty());
+}
+
+// gRPC hands the processor the connection's AuthContext: what it adds
+// must not pile up call after call (it did: every lookup then walked a list
+// as long as the connection's call count, and the first call's values won).
+TEST_F(GrpcAuthTest, CallsOnOneConnectionAddNothingPerCall) {
+  std::string address = StartWithProcessor();
+  std::shared_ptr<grpc::Channel> channel = NewConnectionChannel(
+      address, ChannelCredentials(pki_->Issue("user", "alice", "viewer"),
+                                  PeerRequirement::AnyManager()));
+  for (int i = 0; i < 20; ++i) {
+    grpc::Status status = HealthCheck(channel);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(service_.identity_values(), 1u) << "call " << i;
+  }
+  EXPECT_EQ(service_.last().identity.ToString(), "user/alice");
+  EXPECT_EQ(service_.last().scope, internal::OWN);
 }
 
 TEST_F(GrpcAuthTest, DeniedBeforeTheHandlerAndAudited) {

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
@@ -105,6 +106,19 @@ absl::StatusOr<Policy> Policy::Parse(absl::string_view text) {
       compiled.scope = rule.scope();
       rules.push_back(std::move(compiled));
     }
+    const bool own = std::any_of(rules.begin(), rules.end(), [](const auto& r) {
+      return r.scope == internal::OWN;
+    });
+    const bool self_node = std::any_of(
+        rules.begin(), rules.end(),
+        [](const auto& r) { return r.scope == internal::SELF_NODE; });
+    if (own && self_node) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "policy: role \"", role.name(),
+          "\" mixes OWN and SELF_NODE rules; a role has one scope"));
+    }
+    policy.role_scopes_[role.name()] =
+        own ? internal::OWN : (self_node ? internal::SELF_NODE : internal::ANY);
   }
   for (int i = 0; i < file.binding_size(); ++i) {
     const internal::Binding& binding = file.binding(i);
@@ -189,6 +203,11 @@ std::string Policy::RoleOf(const Identity& who) const {
     return "";
   }
   return who.cert_role;
+}
+
+Scope Policy::RoleScope(const std::string& role) const {
+  auto it = role_scopes_.find(role);
+  return it == role_scopes_.end() ? internal::ANY : it->second;
 }
 
 Decision Policy::Check(const Identity& who, absl::string_view method) const {

@@ -72,6 +72,14 @@ class Policy {
   // May `who` call `method` ("/package.Service/Method")?
   Decision Check(const Identity& who, absl::string_view method) const;
 
+  // The scope of everything `role` does: OWN if any of its rules is OWN,
+  // SELF_NODE if any is SELF_NODE (a role cannot mix the two: Parse refuses
+  // it), else ANY. This, not the matched rule's scope, is what a call's
+  // Caller carries (grpc_auth.h), because gRPC keeps a caller's properties
+  // per connection, not per call: a role whose rules mix OWN and ANY is
+  // held to its own resources wherever a handler applies ownership.
+  Scope RoleScope(const std::string& role) const;
+
  private:
   struct CompiledRule {
     std::string pattern;  // without a trailing '*'
@@ -80,6 +88,7 @@ class Policy {
   };
   std::map<std::string, std::vector<CompiledRule>> roles_;
   std::map<std::string, std::string> bindings_;  // "user/alice" -> role
+  std::map<std::string, Scope> role_scopes_;
 };
 
 }  // namespace fabric::security

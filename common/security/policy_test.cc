@@ -215,6 +215,24 @@ TEST(DefaultPolicyTest, Manager) {
   }
 }
 
+TEST(DefaultPolicyTest, EachRoleHasOneScope) {
+  Policy p = Policy::Default();
+  EXPECT_EQ(p.RoleScope("scheduler"), internal::OWN);
+  EXPECT_EQ(p.RoleScope("node"), internal::SELF_NODE);
+  for (const char* role : {"admin", "operator", "viewer", "manager", "none"}) {
+    EXPECT_EQ(p.RoleScope(role), internal::ANY) << role;
+  }
+  absl::StatusOr<Policy> mixed = Policy::Parse(R"pb(
+    role {
+      name: "odd"
+      allow { method: "/a.B/C" scope: OWN }
+      allow { method: "/a.B/D" scope: SELF_NODE }
+    }
+  )pb");
+  EXPECT_EQ(mixed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(mixed.status().message(), HasSubstr("mixes OWN and SELF_NODE"));
+}
+
 TEST(DefaultPolicyTest, UnknownMethodsAndRolelessUsersAreDenied) {
   Policy p = Policy::Default();
   for (const Identity& who : {User("o", "operator"), User("s", "scheduler"),
