@@ -629,11 +629,13 @@ class Session {
                                ctx, req, out);
                          }),
                      req);
-          for (const v1::Allocation& a :
-               list.ok() ? list->allocations()
-                         : v1::ListAllocationsResponse().allocations()) {
-            FUZZ_CHECK(!IsScheduler(user) || a.owner() == "user/" + user,
-                       "user/", user, " listed ", a.ShortDebugString());
+          // (Not a ?: over a temporary response: the loop would read it
+          // after it is gone.)
+          if (list.ok()) {
+            for (const v1::Allocation& a : list->allocations()) {
+              FUZZ_CHECK(!IsScheduler(user) || a.owner() == "user/" + user,
+                         "user/", user, " listed ", a.ShortDebugString());
+            }
           }
           return list.status();
         });
@@ -763,11 +765,13 @@ class Session {
                                ctx, req, out);
                          }),
                      req);
-          for (const v1::Attachment& a :
-               list.ok() ? list->attachments()
-                         : v1::ListAttachmentsResponse().attachments()) {
-            FUZZ_CHECK(!IsScheduler(user) || a.owner() == "user/" + user,
-                       "user/", user, " listed ", a.ShortDebugString());
+          // (Not a ?: over a temporary response: the loop would read it
+          // after it is gone.)
+          if (list.ok()) {
+            for (const v1::Attachment& a : list->attachments()) {
+              FUZZ_CHECK(!IsScheduler(user) || a.owner() == "user/" + user,
+                         "user/", user, " listed ", a.ShortDebugString());
+            }
           }
           return list.status();
         });
