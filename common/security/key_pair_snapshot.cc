@@ -1,4 +1,5 @@
 #include "common/security/key_pair_snapshot.h"
+#include "common/security/openssl_lifetime.h"
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -111,11 +112,9 @@ class Registry {
   };
 
   // OpenSSL is initialised first, its configuration loaded here rather than
-  // on the polling thread (whose error state would then outlive OpenSSL).
-  // Its exit-time cleanup is thus registered before this object's destructor
-  // and runs after it: the polling thread ends, and OpenSSL frees its
-  // per-thread state, while OpenSSL is still there.
-  Registry() { OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, nullptr); }
+  // on the polling thread, and for the life of the process
+  // (openssl_lifetime.h): the polling thread never outlives it.
+  Registry() { InitOpenSslForProcessLifetime(); }
 
   // Rewrites e's snapshot when its files changed since the last one, and
   // (with require_match) only when the key is the certificate's.

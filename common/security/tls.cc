@@ -23,6 +23,7 @@
 #include "common/file_util.h"
 #include "common/host_port.h"
 #include "common/security/key_pair_snapshot.h"
+#include "common/security/openssl_lifetime.h"
 
 namespace fabric::security {
 namespace {
@@ -141,6 +142,7 @@ unsigned int RefreshSeconds(const TlsConfig& tls) {
 // with the old certificate.
 std::shared_ptr<grpc::experimental::CertificateProviderInterface> FileProvider(
     const TlsConfig& tls) {
+  InitOpenSslForProcessLifetime();  // no-op by now; links the unit in
   absl::StatusOr<std::string> pair =
       KeyPairSnapshot::PathFor(tls.cert_file, tls.key_file);
   if (!pair.ok()) {
