@@ -28,6 +28,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsqlite3-dev libpci-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev openssl
+  # HA (issue 14): etcd, etcdctl and etcd's gRPC protos.
+  etcd-server etcd-client golang-etcd-server-dev
   # test-asan and fuzz: clang and its sanitizer and libFuzzer runtimes.
   clang-14 libclang-rt-14-dev
 )
