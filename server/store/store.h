@@ -22,6 +22,7 @@
 #ifndef FABRIC_SERVER_STORE_STORE_H_
 #define FABRIC_SERVER_STORE_STORE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -73,6 +74,27 @@ struct StoreStats {
   uint64_t commits = 0;
 };
 
+// The most one Apply may carry, as a store's medium enforces it (etcd: 128
+// operations and 1.5 MiB per transaction by default). A batch fits when
+//   mutations().size() <= max_ops, and
+//   ApproximateBytes() + mutations().size() * per_op_overhead_bytes
+//       <= max_bytes.
+// Zero means no limit. Callers that group work into one Apply (the
+// manager's CommitQueue) cut their groups so that each fits; a single
+// logical change that cannot fit is refused by its caller.
+struct StoreLimits {
+  size_t max_ops = 0;
+  size_t max_bytes = 0;
+  size_t per_op_overhead_bytes = 0;
+
+  bool Fits(const WriteBatch& batch) const {
+    const size_t n = batch.mutations().size();
+    return (max_ops == 0 || n <= max_ops) &&
+           (max_bytes == 0 ||
+            batch.ApproximateBytes() + n * per_op_overhead_bytes <= max_bytes);
+  }
+};
+
 // A table/key/value store. All methods are thread-safe.
 class Store {
  public:
@@ -102,6 +124,11 @@ class Store {
       absl::string_view table) = 0;
 
   virtual StoreStats stats() const = 0;
+
+  // What one Apply may carry; a batch that does not fit (StoreLimits::Fits)
+  // fails with INVALID_ARGUMENT naming the limit, and nothing of it is
+  // written. The default: no limits (SQLite).
+  virtual StoreLimits limits() const { return {}; }
 };
 
 }  // namespace fabric::store
