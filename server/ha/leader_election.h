@@ -17,8 +17,10 @@
 // after which is_leader() is false; a deposed leader cannot write anyway,
 // since its fence compare fails. It may Campaign again.
 //
-// Thread-safe. The callbacks run on the election's own threads and must not
-// block for long.
+// Thread-safe. The callbacks run on the election's own threads, one at a
+// time and in order (on_elected and on_lost alternate), must not block for
+// long, and must not call Resign() or destroy the election. The destructor
+// calls none of them.
 #ifndef FABRIC_SERVER_HA_LEADER_ELECTION_H_
 #define FABRIC_SERVER_HA_LEADER_ELECTION_H_
 
@@ -84,6 +86,12 @@ class LeaderElection {
   // Gives leadership up (the key is deleted; another Campaign returns) and
   // does not campaign again. Idempotent.
   virtual absl::Status Resign() = 0;
+
+  // Tests only: while paused, no keep-alive is sent, as if this process
+  // were stopped (SIGSTOP); the lease expires a TTL after the last one and
+  // this manager notices on its own, as a paused one does once it wakes.
+  // A no-op for implementations without keep-alives.
+  virtual void SetKeepAlivePausedForTesting(bool paused) {}
 };
 
 }  // namespace fabric::ha
