@@ -136,6 +136,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> DialEtcd(
   // --grpc-keepalive-min-time (5 s) allows.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 6000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+  // Reconnect to a member that is back within a second: gRPC's default
+  // backoff grows to 120 s, far longer than a failover may take.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return grpc::CreateCustomChannel(target, creds, args);
 }
 
