@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
@@ -20,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
+#include "server/store/group_committer.h"
 #include "server/store/store_lock.h"
 
 namespace fabric::store {
@@ -492,40 +492,9 @@ class SqliteStore final : public Store {
   // REQUIRES: no call on this store is in progress.
   ~SqliteStore() override = default;
 
-  absl::Status Apply(const WriteBatch& batch) override
-      ABSL_LOCKS_EXCLUDED(mu_) {
+  absl::Status Apply(const WriteBatch& batch) override {
     if (batch.empty()) return absl::OkStatus();
-    PendingWrite self(&batch);
-    mu_.Lock();
-    queue_.push_back(&self);
-    while (!self.done && &self != queue_.front()) self.cv.Wait(&mu_);
-    if (self.done) {
-      absl::Status status = self.status;
-      mu_.Unlock();
-      return status;
-    }
-
-    // Leader: this call is at the head of the queue. It takes a group from
-    // the head, commits it without holding mu_ (others keep enqueueing),
-    // then hands out the results and wakes the next leader.
-    std::vector<PendingWrite*> group = TakeGroupLocked();
-    mu_.Unlock();
-    uint64_t commits = 0;
-    std::vector<absl::Status> results = CommitGroup(group, &commits);
-    mu_.Lock();
-    stats_.commits += commits;
-    for (size_t i = 0; i < group.size(); ++i) {
-      PendingWrite* w = queue_.front();
-      queue_.pop_front();
-      w->status = std::move(results[i]);
-      w->done = true;
-      if (w->status.ok()) ++stats_.batches;
-      if (w != &self) w->cv.Signal();
-    }
-    if (!queue_.empty()) queue_.front()->cv.Signal();
-    absl::Status status = self.status;
-    mu_.Unlock();
-    return status;
+    return committer_.Commit(batch);
   }
 
   absl::StatusOr<std::string> Get(absl::string_view table,
@@ -538,64 +507,9 @@ class SqliteStore final : public Store {
     return reader_->Scan(table);
   }
 
-  StoreStats stats() const override ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    return stats_;
-  }
+  StoreStats stats() const override { return committer_.stats(); }
 
  private:
-  // One Apply call waiting in the queue; lives on that caller's stack.
-  struct PendingWrite {
-    explicit PendingWrite(const WriteBatch* b) : batch(b) {}
-    const WriteBatch* const batch;
-    bool done = false;    // Guarded by SqliteStore::mu_.
-    absl::Status status;  // Guarded by SqliteStore::mu_; valid once done.
-    absl::CondVar cv;     // Signalled when done or when it becomes leader.
-  };
-
-  // Returns the writers at the head of the queue (the leader first) that
-  // form the next group. They stay queued until their results are set.
-  std::vector<PendingWrite*> TakeGroupLocked()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::vector<PendingWrite*> group;
-    size_t bytes = 0;
-    for (PendingWrite* w : queue_) {
-      const size_t size = w->batch->ApproximateBytes();
-      if (!group.empty() &&
-          (group.size() >= kMaxGroupBatches || bytes + size > kMaxGroupBytes)) {
-        break;
-      }
-      group.push_back(w);
-      bytes += size;
-    }
-    return group;
-  }
-
-  // Commits `group` (one result per entry) and counts the durable
-  // transactions in `*commits`. Only the current leader calls this, so the
-  // write connection is used by one thread at a time.
-  std::vector<absl::Status> CommitGroup(const std::vector<PendingWrite*>& group,
-                                        uint64_t* commits)
-      ABSL_LOCKS_EXCLUDED(mu_) {
-    std::vector<const WriteBatch*> batches;
-    batches.reserve(group.size());
-    for (const PendingWrite* w : group) batches.push_back(w->batch);
-    absl::Status status = writer_->Write(batches);
-    if (status.ok()) ++*commits;
-    if (status.ok() || group.size() == 1 || IsMediumError(status)) {
-      return std::vector<absl::Status>(group.size(), status);
-    }
-    // Something in the group is bad; find out which batch by retrying each
-    // alone so the others still land.
-    std::vector<absl::Status> results;
-    results.reserve(group.size());
-    for (const WriteBatch* batch : batches) {
-      results.push_back(writer_->Write({batch}));
-      if (results.back().ok()) ++*commits;
-    }
-    return results;
-  }
-
   // Held for the store's lifetime; released after the connections close
   // (members are destroyed in reverse order). Null for :memory: and
   // read-only stores.
@@ -604,10 +518,14 @@ class SqliteStore final : public Store {
   const std::unique_ptr<Connection> owned_reader_;  // May be null.
   Connection* const reader_;  // writer_ or owned_reader_; not owned.
 
-  mutable absl::Mutex mu_;
-  // Apply calls in arrival order; the front one is the leader.
-  std::deque<PendingWrite*> queue_ ABSL_GUARDED_BY(mu_);
-  StoreStats stats_ ABSL_GUARDED_BY(mu_);
+  // Groups concurrent Apply calls; only its leader uses writer_, so the
+  // write connection is used by one thread at a time.
+  GroupCommitter committer_{
+      kMaxGroupBatches, StoreLimits{.max_bytes = kMaxGroupBytes},
+      [this](const std::vector<const WriteBatch*>& batches) {
+        return writer_->Write(batches);
+      },
+      IsMediumError};
 };
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
 #include <utility>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "common/status_macros.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "server/store/etcd/etcd_keys.h"
+#include "server/store/group_committer.h"
 
 namespace fabric::store {
 namespace {
@@ -64,7 +64,7 @@ absl::Status FromGrpc(const grpc::Status& status, absl::string_view endpoints,
   }
 }
 
-bool IsTerminal(const absl::Status& status) {
+bool IsShared(const absl::Status& status) {
   // A property of the cluster or of the fence, not of one batch: every
   // batch of a group gets it.
   return absl::IsUnavailable(status) || absl::IsFailedPrecondition(status) ||
@@ -78,12 +78,18 @@ class EtcdStoreImpl final : public EtcdStore {
       : options_(options),
         endpoints_(absl::StrJoin(options.client.endpoints, ",")),
         keys_(options.prefix),
+        limits_{.max_ops = options.max_txn_ops,
+                .max_bytes = options.max_request_bytes - kTxnMarginBytes,
+                .per_op_overhead_bytes =
+                    keys_.KeyOverhead() + kOpFramingBytes},
         channel_(std::move(channel)),
-        kv_(etcdserverpb::KV::NewStub(channel_)) {
-    limits_.max_ops = options.max_txn_ops;
-    limits_.max_bytes = options.max_request_bytes - kTxnMarginBytes;
-    limits_.per_op_overhead_bytes = keys_.KeyOverhead() + kOpFramingBytes;
-  }
+        kv_(etcdserverpb::KV::NewStub(channel_)),
+        committer_(
+            /*max_batches=*/0, limits_,
+            [this](const std::vector<const WriteBatch*>& batches) {
+              return Write(batches);
+            },
+            IsShared) {}
 
   absl::Status CheckSchema() {
     // Written when absent; the compare makes two racing openers safe.
@@ -120,29 +126,7 @@ class EtcdStoreImpl final : public EtcdStore {
   absl::Status Apply(const WriteBatch& batch) override {
     if (batch.empty()) return absl::OkStatus();
     RETURN_IF_ERROR(CheckFits(batch));
-    PendingWrite self(&batch);
-    absl::MutexLock lock(&mu_);
-    self.leader = queue_.empty();
-    queue_.push_back(&self);
-    mu_.Await(absl::Condition(&PendingWrite::Woken, &self));
-    if (self.done) return self.status;
-
-    // The head of the queue: commit a group from it without holding mu_,
-    // hand out the results, then make the next waiter the leader.
-    std::vector<PendingWrite*> group = TakeGroupLocked();
-    mu_.Unlock();
-    uint64_t commits = 0;
-    std::vector<absl::Status> results = CommitGroup(group, &commits);
-    mu_.Lock();
-    stats_.commits += commits;
-    for (size_t i = 0; i < group.size(); ++i) {
-      queue_.pop_front();
-      group[i]->status = std::move(results[i]);
-      group[i]->done = true;
-      if (group[i]->status.ok()) ++stats_.batches;
-    }
-    if (!queue_.empty()) queue_.front()->leader = true;
-    return self.status;
+    return committer_.Commit(batch);
   }
 
   absl::StatusOr<std::string> Get(absl::string_view table,
@@ -183,10 +167,7 @@ class EtcdStoreImpl final : public EtcdStore {
     }
   }
 
-  StoreStats stats() const override {
-    absl::MutexLock lock(&mu_);
-    return stats_;
-  }
+  StoreStats stats() const override { return committer_.stats(); }
 
   StoreLimits limits() const override { return limits_; }
 
@@ -216,16 +197,6 @@ class EtcdStoreImpl final : public EtcdStore {
   }
 
  private:
-  // One Apply call in the queue; lives on that caller's stack.
-  struct PendingWrite {
-    explicit PendingWrite(const WriteBatch* b) : batch(b) {}
-    static bool Woken(PendingWrite* w) { return w->done || w->leader; }
-    const WriteBatch* const batch;
-    bool leader = false;  // At the head of the queue; guarded by mu_.
-    bool done = false;    // Guarded by mu_.
-    absl::Status status;  // Guarded by mu_; valid once done.
-  };
-
   absl::Status CheckFits(const WriteBatch& batch) const {
     const size_t ops = batch.mutations().size();
     if (ops > limits_.max_ops) {
@@ -243,49 +214,6 @@ class EtcdStoreImpl final : public EtcdStore {
           options_.max_request_bytes, "); nothing written"));
     }
     return absl::OkStatus();
-  }
-
-  // The writers at the head of the queue (the leader first) whose batches
-  // fit in one Txn together; they stay queued until their results are set.
-  std::vector<PendingWrite*> TakeGroupLocked()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::vector<PendingWrite*> group;
-    size_t ops = 0;
-    size_t bytes = 0;
-    for (PendingWrite* w : queue_) {
-      const size_t n = w->batch->mutations().size();
-      const size_t size =
-          w->batch->ApproximateBytes() + n * limits_.per_op_overhead_bytes;
-      if (!group.empty() &&
-          (ops + n > limits_.max_ops || bytes + size > limits_.max_bytes)) {
-        break;
-      }
-      group.push_back(w);
-      ops += n;
-      bytes += size;
-    }
-    return group;
-  }
-
-  // Commits `group` in one Txn (one result per entry), counting Txns that
-  // committed in `*commits`. When etcd refuses the group's Txn for its
-  // content, each batch is retried alone so one bad batch cannot fail its
-  // neighbours.
-  std::vector<absl::Status> CommitGroup(const std::vector<PendingWrite*>& group,
-                                        uint64_t* commits) {
-    std::vector<const WriteBatch*> batches;
-    for (const PendingWrite* w : group) batches.push_back(w->batch);
-    absl::Status status = Write(batches);
-    if (status.ok()) ++*commits;
-    if (status.ok() || group.size() == 1 || IsTerminal(status)) {
-      return std::vector<absl::Status>(group.size(), status);
-    }
-    std::vector<absl::Status> results;
-    for (const WriteBatch* batch : batches) {
-      results.push_back(Write({batch}));
-      if (results.back().ok()) ++*commits;
-    }
-    return results;
   }
 
   // One Txn putting and deleting what `batches` hold, in order, fenced.
@@ -397,15 +325,14 @@ class EtcdStoreImpl final : public EtcdStore {
   const EtcdStoreOptions options_;
   const std::string endpoints_;  // for messages
   const EtcdKeys keys_;
-  StoreLimits limits_;  // set once in the constructor
+  const StoreLimits limits_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::atomic<int64_t> revision_{0};
 
-  mutable absl::Mutex mu_;
-  // Apply calls in arrival order; the front one is the leader.
-  std::deque<PendingWrite*> queue_ ABSL_GUARDED_BY(mu_);
-  StoreStats stats_ ABSL_GUARDED_BY(mu_);
+  // Groups concurrent Apply calls into one Txn each, within limits_; the
+  // batches of a group that etcd refuses are retried one Txn each.
+  GroupCommitter committer_;
 
   absl::Mutex fence_mu_;
   std::optional<Fence> fence_ ABSL_GUARDED_BY(fence_mu_);
