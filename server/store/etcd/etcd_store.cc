@@ -31,6 +31,13 @@ using etcdserverpb::TxnResponse;
 // header, the Txn's fence compare and its failure branch (a Range on the
 // fence key). Covers a fence key of up to 1 KiB.
 constexpr size_t kTxnMarginBytes = 4096;
+// etcd 3.4 (api/v3rpc/key.go checkTxnRequest) counts
+// max(len(compare), len(success), len(failure)) against --max-txn-ops, not
+// their sum: the fence's one compare and one failure Range take no room
+// from the mutations, so max_ops is max_txn_ops itself (the tests commit
+// a fenced batch of exactly 128 mutations). Its byte limit applies to the
+// whole raft request, hence kTxnMarginBytes.
+//
 // Protobuf framing of one Put in a Txn (TxnRequest.success entry, RequestOp,
 // PutRequest.key, PutRequest.value: a tag and a length of up to 3 bytes
 // each), the table length's decimal digits (up to 20), with slack.
