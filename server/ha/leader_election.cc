@@ -209,8 +209,11 @@ class EtcdLeaderElection final : public LeaderElection {
   // One keep-alive round; the TTL etcd answered (0: the lease is gone).
   absl::StatusOr<int64_t> KeepAliveOnce(int64_t lease, absl::Duration ttl) {
     grpc::ClientContext ctx;
+    // A third of the TTL: a round stuck on a member that lost its etcd
+    // leader gives way to another round (on another member, if the channel
+    // moved) while the lease still lives.
     ctx.set_deadline(absl::ToChronoTime(
-        absl::Now() + std::min(options_.client.rpc_timeout, ttl)));
+        absl::Now() + std::min(options_.client.rpc_timeout, ttl / 3)));
     if (!Register(&keepalive_ctx_, &ctx)) {
       return absl::CancelledError("stopping");
     }

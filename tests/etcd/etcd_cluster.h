@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -68,6 +69,14 @@ class EtcdCluster {
   // proctest::Scaled(timeout).
   bool WaitHealthy(absl::Duration timeout, int via = -1);
 
+  // The index of the member that is etcd's raft leader, as the running
+  // members report it; -1 when none is known.
+  int RaftLeader() const;
+  // Hands raft leadership to member `to` (etcd's MoveLeader, sent to the
+  // current leader), so that a test can lose a member that is NOT the raft
+  // leader. Errors: UNAVAILABLE when there is no leader or it refuses.
+  absl::Status MoveRaftLeader(int to);
+
   // Member i's log (etcd's stderr and stdout).
   std::string LogPath(int i) const;
   // The etcd binary: $FABRIC_ETCD_BIN, else /usr/bin/etcd.
@@ -86,6 +95,9 @@ class EtcdCluster {
   EtcdCluster() = default;
   std::vector<std::string> ArgvFor(int i, bool existing) const;
   bool Answers(int i) const;
+  // Member i's etcd member id and the leader id it reports (0, 0 when it
+  // does not answer).
+  std::pair<uint64_t, uint64_t> Ids(int i) const;
   bool QuorumRead(int i) const;
 
   proctest::TempDir dir_;
