@@ -1,0 +1,145 @@
+#include "common/leader_channel.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/host_port.h"
+
+namespace fabric {
+namespace {
+
+constexpr char kStandbyPrefix[] = "this manager is a standby; ";
+
+}  // namespace
+
+std::string StandbyMessage(const std::optional<std::string>& leader) {
+  return leader.has_value()
+             ? absl::StrCat(kStandbyPrefix, "the leader is ", *leader)
+             : absl::StrCat(kStandbyPrefix, "no leader is elected yet");
+}
+
+bool IsStandbyAnswer(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+         absl::StartsWith(status.error_message(), kStandbyPrefix);
+}
+
+std::optional<std::string> LeaderOf(const grpc::ClientContext& ctx) {
+  const auto& trailing = ctx.GetServerTrailingMetadata();
+  auto it = trailing.find(kLeaderMetadataKey);
+  if (it == trailing.end() || it->second.empty()) return std::nullopt;
+  return std::string(it->second.data(), it->second.size());
+}
+
+absl::StatusOr<std::vector<std::string>> ParseManagerList(
+    absl::string_view flag, absl::string_view text) {
+  std::vector<std::string> out;
+  if (absl::StripAsciiWhitespace(text).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": the address list is empty; expected HOST:PORT[,HOST:PORT...]"));
+  }
+  for (absl::string_view entry : absl::StrSplit(text, ',')) {
+    entry = absl::StripAsciiWhitespace(entry);
+    if (entry.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, ": \"", text,
+          "\" has an empty entry; expected HOST:PORT[,HOST:PORT...]"));
+    }
+    absl::StatusOr<HostPort> address = ParseHostPort(flag, entry);
+    if (!address.ok()) return address.status();
+    if (address->port == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, ": ", entry, ": port 0 cannot be connected to; use 1-65535"));
+    }
+    std::string target = address->ToString();
+    if (std::find(out.begin(), out.end(), target) == out.end()) {
+      out.push_back(std::move(target));
+    }
+  }
+  return out;
+}
+
+LeaderChannel::LeaderChannel(std::vector<std::string> targets, Dial dial)
+    : dial_(std::move(dial)), targets_(std::move(targets)) {
+  channels_.resize(targets_.size());
+}
+
+LeaderChannel::Endpoint LeaderChannel::EndpointLocked(size_t index) {
+  if (channels_[index] == nullptr) channels_[index] = dial_(targets_[index]);
+  return {targets_[index], channels_[index]};
+}
+
+LeaderChannel::Endpoint LeaderChannel::Current() {
+  absl::MutexLock l(&mu_);
+  return EndpointLocked(current_);
+}
+
+std::vector<std::string> LeaderChannel::targets() const {
+  absl::MutexLock l(&mu_);
+  return targets_;
+}
+
+LeaderChannel::Endpoint LeaderChannel::Follow(const std::string& from,
+                                              const std::string& leader) {
+  absl::MutexLock l(&mu_);
+  // Another call moved on already: go where it went.
+  if (targets_[current_] != from) return EndpointLocked(current_);
+  auto it = std::find(targets_.begin(), targets_.end(), leader);
+  if (it == targets_.end()) {
+    targets_.push_back(leader);
+    channels_.push_back(nullptr);
+    it = targets_.end() - 1;
+  }
+  current_ = static_cast<size_t>(it - targets_.begin());
+  return EndpointLocked(current_);
+}
+
+LeaderChannel::Endpoint LeaderChannel::Advance(const std::string& from) {
+  absl::MutexLock l(&mu_);
+  if (targets_[current_] == from) current_ = (current_ + 1) % targets_.size();
+  return EndpointLocked(current_);
+}
+
+grpc::Status LeaderChannel::Call(
+    absl::FunctionRef<grpc::Status(const Endpoint&, grpc::ClientContext&)>
+        attempt,
+    bool retry_safe, Endpoint* last) {
+  Endpoint endpoint = Current();
+  // Once per known address, and once more after a leader was named.
+  size_t budget;
+  {
+    absl::MutexLock l(&mu_);
+    budget = targets_.size() + 1;
+  }
+  grpc::Status status;
+  for (size_t tries = 1;; ++tries) {
+    grpc::ClientContext ctx;
+    status = attempt(endpoint, ctx);
+    if (last != nullptr) *last = endpoint;
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return status;
+    std::optional<std::string> leader = LeaderOf(ctx);
+    Endpoint next;
+    if (leader.has_value() && *leader != endpoint.target) {
+      next = Follow(endpoint.target, *leader);
+    } else if (IsStandbyAnswer(status) ||
+               endpoint.channel->GetState(/*try_to_connect=*/false) !=
+                   GRPC_CHANNEL_READY) {
+      // No leader named, or the manager was not reached (see
+      // client/fabric_client.h, IsServerUnreachable).
+      next = Advance(endpoint.target);
+    } else {
+      // The manager itself answered UNAVAILABLE (an agent out of reach, a
+      // store that failed): not about where the leader is.
+      return status;
+    }
+    if (!retry_safe || tries >= budget || next.target == endpoint.target) {
+      return status;
+    }
+    endpoint = std::move(next);
+  }
+}
+
+}  // namespace fabric

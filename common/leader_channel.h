@@ -1,0 +1,118 @@
+// Managers in HA mode (issue 14): how a standby names the leader, and how a
+// client follows it over a list of manager addresses.
+//
+// The contract (server/ha/standby_server.h answers it): a standby manager
+// refuses every call of the fabric, agent and hypervisor services with
+// UNAVAILABLE, the message StandbyMessage(leader), and the trailing metadata
+// kLeaderMetadataKey = "HOST:PORT" of the leader (absent while none is
+// elected). A standby never applies anything, so its answer is never a
+// partial effect. We name the leader rather than forwarding to it: a client
+// reaches the leader directly from then on, and a standby holds no state.
+//
+//   auto targets = ParseManagerList("--server", "m1:7070,m2:7070");
+//   LeaderChannel leader(*targets, [&](const std::string& t) {
+//     return grpc::CreateChannel(t, creds);
+//   });
+//   grpc::Status s = leader.Call(
+//       [&](const LeaderChannel::Endpoint& e, grpc::ClientContext& ctx) {
+//         return Stub(e.channel)->GetNode(&ctx, req, &resp);
+//       },
+//       /*retry_safe=*/true);
+#ifndef FABRIC_COMMON_LEADER_CHANNEL_H_
+#define FABRIC_COMMON_LEADER_CHANNEL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace fabric {
+
+// The trailing metadata key a standby puts the leader's HOST:PORT in.
+inline constexpr char kLeaderMetadataKey[] = "fabric-leader";
+
+// "this manager is a standby; the leader is HOST:PORT", or "...; no leader
+// is elected yet" for nullopt.
+std::string StandbyMessage(const std::optional<std::string>& leader);
+
+// True when `status` is a standby's answer (UNAVAILABLE with the message
+// StandbyMessage starts with).
+bool IsStandbyAnswer(const grpc::Status& status);
+
+// The leader a standby named in the trailing metadata of a finished call
+// (nullopt when there is none).
+std::optional<std::string> LeaderOf(const grpc::ClientContext& ctx);
+
+// Parses a comma-separated list of HOST:PORT ("a:1,b:2"; spaces around the
+// commas are allowed). Errors: INVALID_ARGUMENT starting with `flag`, for an
+// empty list, an empty entry, an address ParseHostPort refuses or port 0.
+// Duplicates are dropped; the order is kept.
+absl::StatusOr<std::vector<std::string>> ParseManagerList(
+    absl::string_view flag, absl::string_view text);
+
+// A set of manager addresses, one of them current (where calls go), that
+// follows the leader: a call answered by a standby that names the leader
+// moves to the leader (dialled on first use, and added to the set when it
+// was not in the list); a call answered by a standby that names no leader,
+// or that found its manager unreachable, moves to the next address.
+//
+// Thread-safe. Channels are dialled once per address and kept.
+class LeaderChannel {
+ public:
+  using Dial =
+      std::function<std::shared_ptr<grpc::Channel>(const std::string& target)>;
+
+  struct Endpoint {
+    std::string target;
+    std::shared_ptr<grpc::Channel> channel;
+  };
+
+  // `targets`: at least one HOST:PORT (ParseManagerList); the first is
+  // current.
+  LeaderChannel(std::vector<std::string> targets, Dial dial);
+
+  // Where calls go now.
+  Endpoint Current() ABSL_LOCKS_EXCLUDED(mu_);
+  // Every address known (the list given, then leaders learned), in order.
+  std::vector<std::string> targets() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Makes one call by running `attempt` with the current endpoint and a
+  // fresh context (`attempt` sets its deadline). When it fails with
+  // UNAVAILABLE from a standby or an unreachable manager, the current
+  // endpoint moves as described above, and when `retry_safe` (a read, or a
+  // mutation that carries a request id) the call is made again there: at
+  // most once per known address, plus once more after a leader was named.
+  // Otherwise, and for every other status, returns the status of the last
+  // attempt. `last`, when given, is set to the endpoint of the last attempt.
+  grpc::Status Call(
+      absl::FunctionRef<grpc::Status(const Endpoint&, grpc::ClientContext&)>
+          attempt,
+      bool retry_safe, Endpoint* last = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  Endpoint EndpointLocked(size_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves current to `leader` (adding it) when current is still `from`.
+  Endpoint Follow(const std::string& from, const std::string& leader)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Moves current to the address after `from`, when current is still `from`.
+  Endpoint Advance(const std::string& from) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const Dial dial_;
+  mutable absl::Mutex mu_;
+  std::vector<std::string> targets_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
+  size_t current_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace fabric
+
+#endif  // FABRIC_COMMON_LEADER_CHANNEL_H_

@@ -1,0 +1,198 @@
+#include "common/leader_channel.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fabric {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// A manager that either serves Ping or answers as a standby naming
+// `leader`.
+class FakeManager : public v1::FabricService::Service {
+ public:
+  explicit FakeManager(bool standby) : standby_(standby) {}
+
+  void set_leader(std::optional<std::string> leader) { leader_ = leader; }
+  int calls() const { return calls_; }
+
+  grpc::Status Ping(grpc::ServerContext* ctx, const v1::PingRequest*,
+                    v1::PingResponse*) override {
+    ++calls_;
+    if (!standby_) return grpc::Status::OK;
+    if (leader_.has_value()) ctx->AddTrailingMetadata(kLeaderMetadataKey, *leader_);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(leader_));
+  }
+
+ private:
+  const bool standby_;
+  std::optional<std::string> leader_;
+  std::atomic<int> calls_{0};
+};
+
+struct Running {
+  explicit Running(bool standby) : service(standby) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(&service);
+    server = builder.BuildAndStart();
+  }
+  std::string target() const { return absl::StrCat("127.0.0.1:", port); }
+
+  FakeManager service;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+};
+
+LeaderChannel::Dial Insecure() {
+  return [](const std::string& target) {
+    return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  };
+}
+
+grpc::Status Ping(LeaderChannel& leader, bool retry_safe,
+                  LeaderChannel::Endpoint* last = nullptr) {
+  return leader.Call(
+      [](const LeaderChannel::Endpoint& e, grpc::ClientContext& ctx) {
+        ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+        v1::PingResponse resp;
+        return v1::FabricService::NewStub(e.channel)->Ping(
+            &ctx, v1::PingRequest(), &resp);
+      },
+      retry_safe, last);
+}
+
+TEST(StandbyMessageTest, NamesTheLeaderOrNone) {
+  EXPECT_EQ(StandbyMessage("m2:7070"),
+            "this manager is a standby; the leader is m2:7070");
+  EXPECT_EQ(StandbyMessage(std::nullopt),
+            "this manager is a standby; no leader is elected yet");
+  EXPECT_TRUE(IsStandbyAnswer(
+      grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage("a:1"))));
+  EXPECT_FALSE(IsStandbyAnswer(
+      grpc::Status(grpc::StatusCode::INTERNAL, StandbyMessage("a:1"))));
+  EXPECT_FALSE(IsStandbyAnswer(
+      grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent n1 unreachable")));
+}
+
+TEST(ParseManagerListTest, ListsAndErrors) {
+  auto list = ParseManagerList("--server", "a:1, b:2,a:1,[::1]:3");
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_THAT(*list, ElementsAre("a:1", "b:2", "[::1]:3"));
+  EXPECT_THAT(ParseManagerList("--server", "").status().message(),
+              HasSubstr("--server: the address list is empty"));
+  EXPECT_THAT(ParseManagerList("--server", "a:1,,b:2").status().message(),
+              HasSubstr("empty entry"));
+  EXPECT_THAT(ParseManagerList("--server", "a:1,b").status().message(),
+              HasSubstr("has no port"));
+  EXPECT_THAT(ParseManagerList("--server", "a:0").status().message(),
+              HasSubstr("port 0"));
+}
+
+TEST(LeaderChannelTest, StandbyNamingTheLeaderIsFollowedAndTheCallRetried) {
+  Running standby(/*standby=*/true);
+  Running leader(/*standby=*/false);
+  standby.service.set_leader(leader.target());
+  LeaderChannel channel({standby.target()}, Insecure());
+
+  LeaderChannel::Endpoint last;
+  grpc::Status s = Ping(channel, /*retry_safe=*/true, &last);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(last.target, leader.target());
+  EXPECT_EQ(leader.service.calls(), 1);
+  // The learned leader is current from now on; the standby is not asked
+  // again.
+  EXPECT_EQ(channel.Current().target, leader.target());
+  EXPECT_THAT(channel.targets(),
+              ElementsAre(standby.target(), leader.target()));
+  EXPECT_TRUE(Ping(channel, true).ok());
+  EXPECT_EQ(standby.service.calls(), 1);
+  EXPECT_EQ(leader.service.calls(), 2);
+}
+
+TEST(LeaderChannelTest, UnsafeCallIsNotRetriedButTheNextCallGoesToTheLeader) {
+  Running standby(/*standby=*/true);
+  Running leader(/*standby=*/false);
+  standby.service.set_leader(leader.target());
+  LeaderChannel channel({standby.target(), leader.target()}, Insecure());
+
+  grpc::Status s = Ping(channel, /*retry_safe=*/false);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(s.error_message(),
+            "this manager is a standby; the leader is " + leader.target());
+  EXPECT_EQ(leader.service.calls(), 0);
+  EXPECT_EQ(channel.Current().target, leader.target());
+  EXPECT_TRUE(Ping(channel, /*retry_safe=*/false).ok());
+  EXPECT_EQ(leader.service.calls(), 1);
+}
+
+TEST(LeaderChannelTest, StandbyWithoutLeaderMovesToTheNextAddress) {
+  Running standby(/*standby=*/true);  // names no leader
+  Running leader(/*standby=*/false);
+  LeaderChannel channel({standby.target(), leader.target()}, Insecure());
+  EXPECT_TRUE(Ping(channel, true).ok());
+  EXPECT_EQ(standby.service.calls(), 1);
+  EXPECT_EQ(leader.service.calls(), 1);
+}
+
+TEST(LeaderChannelTest, UnreachableManagerMovesToTheNextAddress) {
+  Running leader(/*standby=*/false);
+  std::string dead;
+  {
+    Running gone(/*standby=*/false);
+    dead = gone.target();
+    gone.server->Shutdown();
+  }
+  LeaderChannel channel({dead, leader.target()}, Insecure());
+  EXPECT_TRUE(Ping(channel, true).ok());
+  EXPECT_EQ(channel.Current().target, leader.target());
+}
+
+TEST(LeaderChannelTest, AllStandbysWithoutLeaderEndWithTheStandbyAnswer) {
+  Running a(/*standby=*/true);
+  Running b(/*standby=*/true);
+  LeaderChannel channel({a.target(), b.target()}, Insecure());
+  grpc::Status s = Ping(channel, true);
+  EXPECT_TRUE(IsStandbyAnswer(s)) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("no leader is elected yet"));
+  // Bounded: each address once, and one more.
+  EXPECT_LE(a.service.calls() + b.service.calls(), 3);
+}
+
+TEST(LeaderChannelTest, OtherUnavailableIsReturnedAsIs) {
+  class Failing : public v1::FabricService::Service {
+    grpc::Status Ping(grpc::ServerContext*, const v1::PingRequest*,
+                      v1::PingResponse*) override {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent n1 unreachable");
+    }
+  } failing;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&failing);
+  auto server = builder.BuildAndStart();
+  Running other(/*standby=*/false);
+  const std::string target = absl::StrCat("127.0.0.1:", port);
+  LeaderChannel channel({target, other.target()}, Insecure());
+  grpc::Status s = Ping(channel, true);
+  EXPECT_EQ(s.error_message(), "agent n1 unreachable");
+  EXPECT_EQ(channel.Current().target, target);
+  EXPECT_EQ(other.service.calls(), 0);
+}
+
+}  // namespace
+}  // namespace fabric
