@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -11,7 +13,7 @@
 #include "client/commands.h"
 #include "client/fabric_client.h"
 #include "client/output.h"
-#include "common/host_port.h"
+#include "common/leader_channel.h"
 #include "common/security/tls.h"
 #include "common/security/tls_flags.h"
 #include "common/status_macros.h"
@@ -102,8 +104,10 @@ Subcommands Define(CLI::App& app, Flags& f) {
   app.require_subcommand(1);
   // Global flags may come after the subcommand ("get nodes -o json").
   app.fallthrough();
-  app.add_option("--server", f.server,
-                 "fabric-manager address host:port (env FABRIC_SERVER)")
+  app.add_option("--server,--manager", f.server,
+                 "fabric-manager address host:port, or the managers of an HA "
+                 "fabric host:port,host:port,... whose leader is followed "
+                 "(env FABRIC_SERVER)")
       ->envname("FABRIC_SERVER")
       ->capture_default_str();
   app.add_option("-o,--output", f.output, "output format: table or json")
@@ -314,20 +318,16 @@ absl::StatusOr<uint64_t> Size(const std::string& text,
   return size;
 }
 
-// Usage error unless `server` (--server or FABRIC_SERVER) is HOST:PORT with
-// a port that can be connected to (1-65535).
+// Usage error unless `server` (--server or FABRIC_SERVER) is HOST:PORT, or
+// a comma-separated list of them (the managers of an HA fabric), with ports
+// that can be connected to (1-65535).
 absl::Status CheckServer(const std::string& server) {
   const std::string hint = absl::StrCat(
-      "set --server or FABRIC_SERVER to HOST:PORT, e.g. ", kDefaultServer);
-  absl::StatusOr<HostPort> address = ParseHostPort("--server", server);
-  if (!address.ok()) {
-    return WithHint(UsageError(address.status().message()), hint);
-  }
-  if (address->port == 0) {
-    return WithHint(
-        UsageError("--server: port 0 cannot be connected to; use 1-65535"),
-        hint);
-  }
+      "set --server or FABRIC_SERVER to HOST:PORT, e.g. ", kDefaultServer,
+      ", or to the list of managers, e.g. m1:7070,m2:7070");
+  absl::StatusOr<std::vector<std::string>> list =
+      ParseManagerList("--server", server);
+  if (!list.ok()) return WithHint(UsageError(list.status().message()), hint);
   return absl::OkStatus();
 }
 
@@ -338,7 +338,14 @@ absl::Status CheckServer(const std::string& server) {
 absl::StatusOr<security::TlsConfig> Transport(const Flags& f) {
   security::TlsConfig tls = f.tls;
   security::ApplyTlsEnvironment(&tls);
-  absl::Status status = security::CheckTransport("fabricctl", tls, f.server);
+  // Every manager of the list is checked (plaintext only on loopback).
+  absl::StatusOr<std::vector<std::string>> servers =
+      ParseManagerList("--server", f.server);
+  absl::Status status = servers.status();
+  for (const std::string& server : servers.value_or(std::vector<std::string>())) {
+    status = security::CheckTransport("fabricctl", tls, server);
+    if (!status.ok()) break;
+  }
   if (!status.ok()) {
     return WithHint(UsageError(status.message()),
                     "the certificate files may also come from "

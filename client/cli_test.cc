@@ -319,6 +319,11 @@ TEST(CliTest, BadServerAddressIsUsageErrorNamingTheFlag) {
       {"127.0.0.1", "--server: \"127.0.0.1\" has no port"},
       {"127.0.0.1:http", "--server: port \"http\" is not a number"},
       {"", "--server: the address is empty"},
+      // A list of managers (HA): every entry is checked.
+      {"127.0.0.1:1,,127.0.0.1:2",
+       "--server: \"127.0.0.1:1,,127.0.0.1:2\" has an empty entry"},
+      {"127.0.0.1:1,127.0.0.1:0", "--server: 127.0.0.1:0: port 0"},
+      {"127.0.0.1:1,127.0.0.1", "--server: \"127.0.0.1\" has no port"},
   };
   for (const Case& c : cases) {
     Result r =
@@ -363,6 +368,19 @@ TEST(CliTest, InsecureIsOnlyForLoopback) {
   Result r = RunCli({"--server=10.1.2.3:7070", "get", "fabrics"});
   EXPECT_EQ(r.code, kExitUsage) << r.err;
   EXPECT_THAT(r.err, HasSubstr("loopback"));
+}
+
+TEST(CliTest, InsecureIsOnlyForLoopbackForEveryManagerOfTheList) {
+  Result r = RunCli({"--manager=127.0.0.1:1,10.1.2.3:7070", "get", "fabrics"});
+  EXPECT_EQ(r.code, kExitUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("loopback"));
+}
+
+TEST(CliTest, AListOfDeadManagersIsUnreachable) {
+  Result r = RunCli({"--server=127.0.0.1:1,127.0.0.1:2", "--timeout", "2s",
+                     "get", "fabrics"});
+  EXPECT_EQ(r.code, kExitError) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("running at 127.0.0.1:1,127.0.0.1:2?"));
 }
 
 TEST(CliTest, InsecureWithCertificatesIsUsageError) {

@@ -25,13 +25,30 @@ bool IsServerUnreachable(const absl::Status& status) {
 std::unique_ptr<FabricClient> FabricClient::Connect(
     const std::string& target, const security::TlsConfig& tls,
     const Options& options) {
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
-      target, security::ChannelCredentials(
-                  tls, security::PeerRequirement::AnyManager()));
+  std::shared_ptr<grpc::ChannelCredentials> creds = security::ChannelCredentials(
+      tls, security::PeerRequirement::AnyManager());
+  std::vector<std::string> targets;
+  if (absl::StatusOr<std::vector<std::string>> list =
+          ParseManagerList("--server", target);
+      list.ok()) {
+    targets = *std::move(list);
+  } else {
+    // Not checked by the caller: dialled as given, failing on the call.
+    targets = {target};
+  }
+  if (targets.size() == 1) {
+    std::shared_ptr<grpc::Channel> channel =
+        grpc::CreateChannel(targets[0], creds);
+    return std::make_unique<FabricClient>(
+        v1::FabricService::NewStub(channel),
+        hypervisor::v1::HypervisorService::NewStub(channel), target, options,
+        channel);
+  }
   return std::make_unique<FabricClient>(
-      v1::FabricService::NewStub(channel),
-      hypervisor::v1::HypervisorService::NewStub(channel), target, options,
-      channel);
+      std::make_shared<LeaderChannel>(
+          std::move(targets),
+          [creds](const std::string& t) { return grpc::CreateChannel(t, creds); }),
+      target, options);
 }
 
 FabricClient::FabricClient(
@@ -40,11 +57,33 @@ FabricClient::FabricClient(
         hypervisor,
     std::string target, const Options& options,
     std::shared_ptr<grpc::ChannelInterface> channel)
-    : stub_(std::move(stub)),
-      hypervisor_(std::move(hypervisor)),
+    : fixed_(std::make_shared<const Stubs>(
+          Stubs{std::move(stub), std::move(hypervisor)})),
       channel_(std::move(channel)),
       target_(std::move(target)),
       options_(options) {}
+
+FabricClient::FabricClient(std::shared_ptr<LeaderChannel> leader,
+                           std::string target, const Options& options)
+    : leader_(std::move(leader)),
+      target_(std::move(target)),
+      options_(options) {}
+
+std::shared_ptr<const FabricClient::Stubs> FabricClient::StubsFor(
+    const LeaderChannel::Endpoint& endpoint) {
+  absl::MutexLock l(&stubs_mu_);
+  std::shared_ptr<const Stubs>& stubs = stubs_[endpoint.target];
+  if (stubs == nullptr) {
+    stubs = std::make_shared<const Stubs>(
+        Stubs{v1::FabricService::NewStub(endpoint.channel),
+              hypervisor::v1::HypervisorService::NewStub(endpoint.channel)});
+  }
+  return stubs;
+}
+
+std::shared_ptr<const FabricClient::Stubs> FabricClient::CurrentStubs() {
+  return leader_ == nullptr ? fixed_ : StubsFor(leader_->Current());
+}
 
 namespace {
 
@@ -101,24 +140,39 @@ absl::StatusOr<R> AwaitResource(v1::FabricService::StubInterface& stub,
 }  // namespace
 
 template <typename S, typename Req, typename Resp>
-absl::StatusOr<Resp> FabricClient::CallOn(S& stub,
-                                          MethodOf<S, Req, Resp> method,
+absl::StatusOr<Resp> FabricClient::CallOn(MethodOf<S, Req, Resp> method,
                                           const Req& req, int max_attempts) {
   if (max_attempts <= 0) max_attempts = options_.max_attempts;
   absl::Duration backoff = options_.retry_backoff;
   absl::Status status;
   for (int attempt = 1;; ++attempt) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
     Resp resp;
-    status = FromGrpcStatus((stub.*method)(&ctx, req, &resp));
+    auto one = [&](const Stubs& stubs, grpc::ClientContext& ctx) {
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+      resp.Clear();
+      return (Pick(stubs, static_cast<S*>(nullptr)).*method)(&ctx, req, &resp);
+    };
+    std::shared_ptr<grpc::ChannelInterface> channel = channel_;
+    if (leader_ == nullptr) {
+      grpc::ClientContext ctx;
+      status = FromGrpcStatus(one(*fixed_, ctx));
+    } else {
+      // Calls that are retried at all may be made again on the leader.
+      LeaderChannel::Endpoint last;
+      status = FromGrpcStatus(leader_->Call(
+          [&](const LeaderChannel::Endpoint& e, grpc::ClientContext& ctx) {
+            return one(*StubsFor(e), ctx);
+          },
+          /*retry_safe=*/max_attempts > 1, &last));
+      channel = last.channel;
+    }
     if (status.ok()) return resp;
     if (status.code() != absl::StatusCode::kUnavailable) return status;
     if (attempt >= max_attempts) {
       // See IsServerUnreachable: a server that answered left the channel
       // READY.
-      if (channel_ != nullptr &&
-          channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
+      if (channel != nullptr &&
+          channel->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
         status.SetPayload(kUnreachablePayload, absl::Cord("1"));
       }
       return status;
@@ -327,8 +381,9 @@ absl::StatusOr<v1::Allocation> FabricClient::DeleteAllocation(
 
 absl::StatusOr<v1::Allocation> FabricClient::AwaitAllocation(
     const std::string& name, absl::Time deadline, absl::Duration poll) {
+  std::shared_ptr<const Stubs> stubs = CurrentStubs();
   return AwaitResource<v1::Allocation>(
-      *stub_, "allocations", deadline, poll,
+      *stubs->fabric, "allocations", deadline, poll,
       [&] { return GetAllocation(name); },
       [&](const v1::WatchEvent& e) -> const v1::Allocation* {
         return e.has_allocation() && e.allocation().name() == name
@@ -402,8 +457,9 @@ absl::StatusOr<v1::Attachment> FabricClient::DeleteAttachment(
 
 absl::StatusOr<v1::Attachment> FabricClient::AwaitAttachment(
     const std::string& name, absl::Time deadline, absl::Duration poll) {
+  std::shared_ptr<const Stubs> stubs = CurrentStubs();
   return AwaitResource<v1::Attachment>(
-      *stub_, "attachments", deadline, poll,
+      *stubs->fabric, "attachments", deadline, poll,
       [&] { return GetAttachment(name); },
       [&](const v1::WatchEvent& e) -> const v1::Attachment* {
         return e.has_attachment() && e.attachment().name() == name
@@ -434,9 +490,7 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> FabricClient::RaiseVfInterrupt(
 
 absl::StatusOr<hypervisor::v1::SetVmStateResponse> FabricClient::SetVmState(
     const hypervisor::v1::SetVmStateRequest& req) {
-  return CallOn(*hypervisor_,
-                &hypervisor::v1::HypervisorService::StubInterface::SetVmState,
-                req, 1);
+  return CallOn<HypervisorStub>(&HypervisorStub::SetVmState, req, 1);
 }
 
 absl::StatusOr<std::vector<v1::HardwareProfile>> FabricClient::ListProfiles() {

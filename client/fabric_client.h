@@ -14,10 +14,17 @@
 // a caller that does not keep them holds one page at a time. An UNAVAILABLE
 // that did not come from the server is marked (IsServerUnreachable).
 //
+// With several managers (HA, issue 14) the client follows the leader
+// (common/leader_channel.h): a standby's answer naming the leader moves the
+// client there, and a call that is retried at all (every call but the three
+// above) is made again on the leader at once; a standby naming no leader,
+// or a manager out of reach, moves it to the next address.
+//
 //   auto client = FabricClient::Connect("127.0.0.1:7070", tls, {});
+//   auto ha = FabricClient::Connect("m1:7070,m2:7070,m3:7070", tls, {});
 //   absl::StatusOr<std::vector<v1::Node>> nodes = client->ListNodes("");
 //
-// Thread-safe: the stub and channel are; the class has no mutable state.
+// Thread-safe.
 #ifndef FABRIC_CLIENT_FABRIC_CLIENT_H_
 #define FABRIC_CLIENT_FABRIC_CLIENT_H_
 
@@ -25,10 +32,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/synchronization/mutex.h"
+#include "common/leader_channel.h"
 #include "common/security/tls.h"
 #include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
 #include "fabric/v1/diagnostics.pb.h"
@@ -68,7 +79,9 @@ class FabricClient {
     int page_size = kMaxListPageSize;
   };
 
-  // Creates a client for `target` ("host:port") over `tls`: mutual TLS that
+  // Creates a client for `target` ("host:port", or a comma-separated list
+  // of them: the managers of one fabric, whose leader it follows) over
+  // `tls`: mutual TLS that
   // accepts any fabric manager's certificate (PeerRequirement::AnyManager),
   // or plaintext when tls.insecure. The caller checks `tls` first
   // (security::CheckTransport). Connects lazily: an unreachable server, or
@@ -86,6 +99,11 @@ class FabricClient {
                    hypervisor,
                std::string target, const Options& options,
                std::shared_ptr<grpc::ChannelInterface> channel = nullptr);
+
+  // Follows the leader among `leader`'s managers; `target` is only used in
+  // messages.
+  FabricClient(std::shared_ptr<LeaderChannel> leader, std::string target,
+               const Options& options);
 
   FabricClient(const FabricClient&) = delete;
   FabricClient& operator=(const FabricClient&) = delete;
@@ -195,16 +213,33 @@ class FabricClient {
   template <typename Req, typename Resp>
   using Method = MethodOf<Stub, Req, Resp>;
 
-  // One unary call of `stub` with deadline and UNAVAILABLE retries (at most
-  // `max_attempts` attempts; 0 means Options::max_attempts).
+  using HypervisorStub = hypervisor::v1::HypervisorService::StubInterface;
+  // The stubs of one manager.
+  struct Stubs {
+    std::unique_ptr<Stub> fabric;
+    std::unique_ptr<HypervisorStub> hypervisor;
+  };
+  static Stub& Pick(const Stubs& s, Stub*) { return *s.fabric; }
+  static HypervisorStub& Pick(const Stubs& s, HypervisorStub*) {
+    return *s.hypervisor;
+  }
+  // The stubs of `endpoint`, made on first use and kept.
+  std::shared_ptr<const Stubs> StubsFor(const LeaderChannel::Endpoint& endpoint)
+      ABSL_LOCKS_EXCLUDED(stubs_mu_);
+  // The stubs calls go to now.
+  std::shared_ptr<const Stubs> CurrentStubs();
+
+  // One unary call of the stub S of the manager (the leader, when following
+  // one) with deadline and UNAVAILABLE retries (at most `max_attempts`
+  // attempts; 0 means Options::max_attempts).
   template <typename S, typename Req, typename Resp>
-  absl::StatusOr<Resp> CallOn(S& stub, MethodOf<S, Req, Resp> method,
-                              const Req& req, int max_attempts = 0);
+  absl::StatusOr<Resp> CallOn(MethodOf<S, Req, Resp> method, const Req& req,
+                              int max_attempts = 0);
   // CallOn the FabricService stub.
   template <typename Req, typename Resp>
   absl::StatusOr<Resp> Call(Method<Req, Resp> method, const Req& req,
                             int max_attempts = 0) {
-    return CallOn(*stub_, method, req, max_attempts);
+    return CallOn<Stub>(method, req, max_attempts);
   }
 
   // Calls `method` page by page, handing items(resp) of each to `on_page`.
@@ -212,10 +247,13 @@ class FabricClient {
   absl::Status ForEachPage(Method<Req, Resp> method, Req req, ItemsFn items,
                            PageFn<Item> on_page);
 
-  const std::unique_ptr<Stub> stub_;
-  const std::unique_ptr<hypervisor::v1::HypervisorService::StubInterface>
-      hypervisor_;
+  // Either fixed stubs on one channel (leader_ null), or the leader's.
+  const std::shared_ptr<const Stubs> fixed_;
   const std::shared_ptr<grpc::ChannelInterface> channel_;
+  const std::shared_ptr<LeaderChannel> leader_;
+  absl::Mutex stubs_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const Stubs>> stubs_
+      ABSL_GUARDED_BY(stubs_mu_);
   const std::string target_;
   const Options options_;
 };

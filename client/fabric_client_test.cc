@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -382,6 +383,102 @@ TEST_F(FabricClientTest, AwaitAllocationPassesGetErrorsOn) {
           .status();
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(s.message(), "allocations/a not found");
+}
+
+}  // namespace
+}  // namespace fabric::client
+
+namespace fabric::client {
+namespace {
+
+// A standby manager (server/ha/standby_server.h): refuses every call, naming
+// `leader`.
+class StandbyFabricService final : public v1::FabricService::Service {
+ public:
+  explicit StandbyFabricService(std::string leader)
+      : leader_(std::move(leader)) {}
+  int calls() const { return calls_; }
+
+  grpc::Status GetFabric(grpc::ServerContext* ctx, const v1::GetFabricRequest*,
+                         v1::Fabric*) override {
+    return Refuse(ctx);
+  }
+  grpc::Status RaiseVfInterrupt(grpc::ServerContext* ctx,
+                                const v1::RaiseVfInterruptRequest*,
+                                v1::RaiseVfInterruptResponse*) override {
+    return Refuse(ctx);
+  }
+
+ private:
+  grpc::Status Refuse(grpc::ServerContext* ctx) {
+    ++calls_;
+    ctx->AddTrailingMetadata(kLeaderMetadataKey, leader_);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(leader_));
+  }
+
+  const std::string leader_;
+  std::atomic<int> calls_{0};
+};
+
+class FabricClientHaTest : public FabricClientTest {
+ protected:
+  void SetUp() override {
+    FabricClientTest::SetUp();
+    standby_ = std::make_unique<StandbyFabricService>(address_);
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(standby_.get());
+    standby_server_ = builder.BuildAndStart();
+    ASSERT_NE(standby_server_, nullptr);
+    standby_address_ = absl::StrCat("127.0.0.1:", port);
+  }
+  void TearDown() override {
+    standby_server_->Shutdown();
+    FabricClientTest::TearDown();
+  }
+
+  std::unique_ptr<StandbyFabricService> standby_;
+  std::unique_ptr<grpc::Server> standby_server_;
+  std::string standby_address_;
+};
+
+TEST_F(FabricClientHaTest, FollowsTheLeaderTheStandbyNames) {
+  // The leader is not even in the list: the standby's answer is enough.
+  std::unique_ptr<FabricClient> client =
+      FabricClient::Connect(standby_address_ + ",127.0.0.1:1",
+                            kLoopbackPlaintext, options_);
+  absl::StatusOr<v1::Fabric> f = client->GetFabric("fabrics/f");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(standby_->calls(), 1);
+  EXPECT_EQ(service_.calls("GetFabric"), 1);
+  // From now on the leader is asked first.
+  ASSERT_TRUE(client->GetFabric("fabrics/f").ok());
+  EXPECT_EQ(standby_->calls(), 1);
+  EXPECT_EQ(service_.calls("GetFabric"), 2);
+}
+
+TEST_F(FabricClientHaTest, CallsMadeOnceAreNotRepeatedOnTheLeader) {
+  std::unique_ptr<FabricClient> client = FabricClient::Connect(
+      standby_address_ + "," + address_, kLoopbackPlaintext, options_);
+  v1::RaiseVfInterruptRequest req;
+  absl::Status s = client->RaiseVfInterrupt(req).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(s.message(), StandbyMessage(address_));
+  EXPECT_FALSE(IsServerUnreachable(s));
+  EXPECT_EQ(service_.calls("RaiseVfInterrupt"), 0);
+  // The next call goes to the leader.
+  EXPECT_TRUE(client->RaiseVfInterrupt(req).ok());
+  EXPECT_EQ(service_.calls("RaiseVfInterrupt"), 1);
+  EXPECT_EQ(standby_->calls(), 1);
+}
+
+TEST_F(FabricClientHaTest, AnUnreachableManagerIsSkipped) {
+  std::unique_ptr<FabricClient> client = FabricClient::Connect(
+      "127.0.0.1:1," + address_, kLoopbackPlaintext, options_);
+  EXPECT_TRUE(client->GetFabric("fabrics/f").ok());
+  EXPECT_EQ(service_.calls("GetFabric"), 1);
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "common/host_port.h"
 
 namespace fabric {
@@ -37,13 +37,10 @@ std::optional<std::string> LeaderOf(const grpc::ClientContext& ctx) {
 absl::StatusOr<std::vector<std::string>> ParseManagerList(
     absl::string_view flag, absl::string_view text) {
   std::vector<std::string> out;
-  if (absl::StripAsciiWhitespace(text).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, ": the address list is empty; expected HOST:PORT[,HOST:PORT...]"));
-  }
+  const bool single = !absl::StrContains(text, ',');
   for (absl::string_view entry : absl::StrSplit(text, ',')) {
-    entry = absl::StripAsciiWhitespace(entry);
-    if (entry.empty()) {
+    if (!single) entry = absl::StripAsciiWhitespace(entry);
+    if (!single && entry.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           flag, ": \"", text,
           "\" has an empty entry; expected HOST:PORT[,HOST:PORT...]"));
@@ -52,7 +49,8 @@ absl::StatusOr<std::vector<std::string>> ParseManagerList(
     if (!address.ok()) return address.status();
     if (address->port == 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          flag, ": ", entry, ": port 0 cannot be connected to; use 1-65535"));
+          flag, ": ", single ? "" : absl::StrCat(entry, ": "),
+          "port 0 cannot be connected to; use 1-65535"));
     }
     std::string target = address->ToString();
     if (std::find(out.begin(), out.end(), target) == out.end()) {

@@ -54,7 +54,8 @@ std::optional<std::string> LeaderOf(const grpc::ClientContext& ctx);
 
 // Parses a comma-separated list of HOST:PORT ("a:1,b:2"; spaces around the
 // commas are allowed). Errors: INVALID_ARGUMENT starting with `flag`, for an
-// empty list, an empty entry, an address ParseHostPort refuses or port 0.
+// empty entry, an address ParseHostPort refuses or port 0 (a single address
+// gets ParseHostPort's own messages).
 // Duplicates are dropped; the order is kept.
 absl::StatusOr<std::vector<std::string>> ParseManagerList(
     absl::string_view flag, absl::string_view text);

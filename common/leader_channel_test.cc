@@ -93,13 +93,15 @@ TEST(ParseManagerListTest, ListsAndErrors) {
   ASSERT_TRUE(list.ok()) << list.status();
   EXPECT_THAT(*list, ElementsAre("a:1", "b:2", "[::1]:3"));
   EXPECT_THAT(ParseManagerList("--server", "").status().message(),
-              HasSubstr("--server: the address list is empty"));
+              HasSubstr("--server: the address is empty"));
   EXPECT_THAT(ParseManagerList("--server", "a:1,,b:2").status().message(),
               HasSubstr("empty entry"));
   EXPECT_THAT(ParseManagerList("--server", "a:1,b").status().message(),
               HasSubstr("has no port"));
-  EXPECT_THAT(ParseManagerList("--server", "a:0").status().message(),
-              HasSubstr("port 0"));
+  EXPECT_EQ(ParseManagerList("--server", "a:0").status().message(),
+            "--server: port 0 cannot be connected to; use 1-65535");
+  EXPECT_THAT(ParseManagerList("--server", "a:1,b:0").status().message(),
+              HasSubstr("--server: b:0: port 0"));
 }
 
 TEST(LeaderChannelTest, StandbyNamingTheLeaderIsFollowedAndTheCallRetried) {
