@@ -1,0 +1,181 @@
+#include "server/ha/ha_manager.h"
+
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/host_port.h"
+
+namespace fabric::ha {
+
+absl::StatusOr<std::unique_ptr<HaManager>> HaManager::Start(
+    store::EtcdStore* store, HaOptions options) {
+  absl::StatusOr<HostPort> listen = ParseHostPort("--listen", options.listen);
+  if (!listen.ok()) return listen.status();
+  std::unique_ptr<HaManager> ha(new HaManager(store, std::move(options)));
+  absl::StatusOr<std::unique_ptr<StandbyServer>> standby =
+      StandbyServer::Start(ha->options_.listen, ha->options_.server);
+  if (!standby.ok()) return standby.status();
+  ha->address_ =
+      HostPort{listen->host, static_cast<uint16_t>((*standby)->port())}
+          .ToString();
+  {
+    absl::MutexLock l(&ha->mu_);
+    ha->standby_ = *std::move(standby);
+  }
+  ha->loop_ = std::thread([raw = ha.get()] { raw->Loop(); });
+
+  ElectionOptions election = ha->options_.election;
+  election.address = ha->address_;
+  LeaderElection::Callbacks callbacks;
+  HaManager* raw = ha.get();
+  callbacks.on_elected = [raw](const store::Fence& fence) {
+    raw->Post({Event::kElected, fence});
+  };
+  callbacks.on_lost = [raw] { raw->Post({Event::kLost, {}}); };
+  callbacks.on_leader = [raw](const std::optional<LeaderInfo>& leader) {
+    absl::MutexLock l(&raw->mu_);
+    if (raw->standby_ == nullptr) return;
+    raw->standby_->SetLeader(leader.has_value()
+                                 ? std::optional<std::string>(leader->address)
+                                 : std::nullopt);
+  };
+  absl::StatusOr<std::unique_ptr<LeaderElection>> started =
+      LeaderElection::Start(election, std::move(callbacks));
+  if (!started.ok()) return started.status();  // ~HaManager stops the rest
+  ha->election_ = *std::move(started);
+  std::cout << "fabric-manager: standby on " << ha->address_
+            << ", campaigning for leadership" << std::endl;
+  return ha;
+}
+
+HaManager::~HaManager() { Shutdown(); }
+
+HaManager::Role HaManager::role() const {
+  absl::MutexLock l(&mu_);
+  return role_;
+}
+
+service::FabricManager* HaManager::manager() {
+  absl::MutexLock l(&mu_);
+  return manager_.get();
+}
+
+void HaManager::Post(Event event) {
+  absl::MutexLock l(&mu_);
+  events_.push_back(std::move(event));
+}
+
+void HaManager::Loop() {
+  while (true) {
+    Event event;
+    {
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(
+          +[](std::deque<Event>* events) { return !events->empty(); },
+          &events_));
+      event = std::move(events_.front());
+      events_.pop_front();
+    }
+    switch (event.kind) {
+      case Event::kStop:
+        return;
+      case Event::kElected:
+        if (role() != Role::kStandby) break;
+        if (absl::Status s = TakeOver(event.fence); !s.ok()) {
+          std::cerr << "fabric-manager: could not take over as leader: "
+                    << s.message() << "; exiting" << std::endl;
+          Stop(s);
+          return;
+        }
+        break;
+      case Event::kLost:
+        if (role() != Role::kLeader) break;
+        std::cerr << "fabric-manager: lost the leadership (the lease expired "
+                     "or a write found the fence gone); stopped serving; "
+                     "exiting, to be restarted as a standby"
+                  << std::endl;
+        Stop(absl::AbortedError(
+            "lost the leadership; restart this manager as a standby"));
+        return;
+    }
+  }
+}
+
+absl::Status HaManager::TakeOver(const store::Fence& fence) {
+  std::cout << "fabric-manager: elected leader (" << fence.key << " at "
+            << fence.create_revision << "); loading the state" << std::endl;
+  // Every write from now on, starting with recovery's next epoch, is
+  // conditioned on this leadership.
+  store_->SetFence(fence, [this] { Post({Event::kLost, {}}); });
+  absl::StatusOr<std::unique_ptr<service::FabricManager>> manager =
+      service::FabricManager::Open(store_, options_.clock, options_.manager);
+  if (!manager.ok()) {
+    return absl::Status(manager.status().code(),
+                        absl::StrCat("loading the state: ",
+                                     manager.status().message()));
+  }
+  std::unique_ptr<StandbyServer> standby;
+  {
+    absl::MutexLock l(&mu_);
+    standby = std::move(standby_);
+  }
+  if (standby != nullptr) standby->Shutdown();  // frees the address
+  absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
+      service::GrpcServer::Start(manager->get(), address_, options_.server);
+  if (!server.ok()) {
+    (*manager)->Shutdown();
+    return server.status();
+  }
+  {
+    absl::MutexLock l(&mu_);
+    manager_ = *std::move(manager);
+    server_ = *std::move(server);
+    role_ = Role::kLeader;
+  }
+  std::cout << "fabric-manager: leader, serving on " << address_ << std::endl;
+  return absl::OkStatus();
+}
+
+void HaManager::Stop(absl::Status why) {
+  std::unique_ptr<StandbyServer> standby;
+  std::unique_ptr<service::FabricManager> manager;
+  std::unique_ptr<service::GrpcServer> server;
+  {
+    absl::MutexLock l(&mu_);
+    standby = std::move(standby_);
+    manager = std::move(manager_);
+    server = std::move(server_);
+    role_ = Role::kStopped;
+  }
+  if (server != nullptr) server->Shutdown();  // ends streams, then calls
+  if (manager != nullptr) manager->Shutdown();
+  if (standby != nullptr) standby->Shutdown();
+  server.reset();
+  manager.reset();
+  absl::MutexLock l(&mu_);
+  if (!done_.has_value()) done_ = std::move(why);
+}
+
+absl::Status HaManager::Wait() {
+  absl::MutexLock l(&mu_);
+  mu_.Await(absl::Condition(
+      +[](std::optional<absl::Status>* done) { return done->has_value(); },
+      &done_));
+  return *done_;
+}
+
+void HaManager::Shutdown() {
+  {
+    absl::MutexLock l(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  Post({Event::kStop, {}});
+  if (loop_.joinable()) loop_.join();
+  Stop(absl::OkStatus());
+  // Last: another manager takes over only once this one stopped serving.
+  election_.reset();
+}
+
+}  // namespace fabric::ha

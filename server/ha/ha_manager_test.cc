@@ -1,0 +1,162 @@
+// HaManager against a real 1-member etcd: two managers on one prefix, one
+// leads and serves, the other answers as a standby naming it; the leader's
+// shutdown or lost lease hands the fabric to the other, which loads the
+// state and goes on with newer generations.
+#include "server/ha/ha_manager.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "client/fabric_client.h"
+#include "common/leader_channel.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "health_check.grpc.pb.h"
+#include "tests/etcd/etcd_cluster.h"
+#include "tests/process/process_util.h"
+
+namespace fabric::ha {
+namespace {
+
+using etcdtest::EtcdCluster;
+using proctest::WaitFor;
+
+const security::TlsConfig kPlaintext{.insecure = true};
+
+struct Node {
+  std::unique_ptr<store::EtcdStore> store;
+  std::unique_ptr<HaManager> ha;
+};
+
+class HaManagerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto started = EtcdCluster::Start(1);
+    ASSERT_TRUE(started.ok()) << started.status();
+    etcd_ = started->release();
+  }
+  static void TearDownTestSuite() {
+    delete etcd_;
+    etcd_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(etcd_, nullptr);
+    prefix_ = absl::StrCat(
+        "/", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+
+  Node Start() {
+    Node n;
+    auto url = store::ParseEtcdUrl(etcd_->StoreUrl(prefix_));
+    EXPECT_TRUE(url.ok()) << url.status();
+    store::EtcdStoreOptions store_options;
+    store_options.client.endpoints = url->endpoints;
+    store_options.prefix = url->prefix;
+    auto store = store::EtcdStore::Open(store_options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    n.store = *std::move(store);
+    HaOptions options;
+    options.listen = "127.0.0.1:0";
+    options.election.client = store_options.client;
+    options.election.prefix = url->prefix;
+    options.election.ttl = absl::Seconds(1);
+    auto ha = HaManager::Start(n.store.get(), options);
+    EXPECT_TRUE(ha.ok()) << ha.status();
+    n.ha = *std::move(ha);
+    return n;
+  }
+
+  static grpc::Status Ping(const std::string& address,
+                           std::optional<std::string>* leader = nullptr) {
+    auto channel =
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v1::PingResponse resp;
+    grpc::Status s = v1::FabricService::NewStub(channel)->Ping(&ctx, {}, &resp);
+    if (leader != nullptr) *leader = LeaderOf(ctx);
+    return s;
+  }
+
+  static bool Serving(const std::string& address) {
+    auto channel =
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    grpc::health::v1::HealthCheckResponse resp;
+    return grpc::health::v1::Health::NewStub(channel)
+               ->Check(&ctx, {}, &resp)
+               .ok() &&
+           resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  }
+
+  static bool Leads(const Node& n) {
+    return n.ha->role() == HaManager::Role::kLeader;
+  }
+
+  static EtcdCluster* etcd_;
+  std::string prefix_;
+};
+
+EtcdCluster* HaManagerTest::etcd_ = nullptr;
+
+TEST_F(HaManagerTest, OneLeadsTheOtherNamesItAndTakesOverOnShutdown) {
+  Node a = Start();
+  ASSERT_TRUE(WaitFor([&] { return Leads(a); }, absl::Seconds(20)));
+  Node b = Start();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::optional<std::string> leader;
+        Ping(b.ha->address(), &leader);
+        return leader == a.ha->address();
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(b.ha->role(), HaManager::Role::kStandby);
+  EXPECT_TRUE(Ping(a.ha->address()).ok());
+  EXPECT_TRUE(Serving(a.ha->address()));
+  EXPECT_FALSE(Serving(b.ha->address()));
+  std::optional<std::string> leader;
+  grpc::Status s = Ping(b.ha->address(), &leader);
+  EXPECT_EQ(s.error_message(), StandbyMessage(a.ha->address()));
+
+  // A client given both follows the leader whichever it asks first.
+  auto client = client::FabricClient::Connect(
+      b.ha->address() + "," + a.ha->address(), kPlaintext, {});
+  EXPECT_TRUE(client->Ping().ok());
+
+  // Generations go on from the last leader's (a new epoch).
+  const int64_t generation_a = a.ha->manager()->hub().generation();
+
+  a.ha->Shutdown();
+  EXPECT_TRUE(a.ha->Wait().ok());
+  ASSERT_TRUE(WaitFor([&] { return Leads(b); }, absl::Seconds(20)));
+  EXPECT_TRUE(Serving(b.ha->address()));
+  EXPECT_TRUE(Ping(b.ha->address()).ok());
+  EXPECT_GT(b.ha->manager()->hub().generation(), generation_a);
+  EXPECT_TRUE(client->Ping().ok());
+}
+
+TEST_F(HaManagerTest, ALeaderThatLosesItsLeaseStopsServing) {
+  Node a = Start();
+  ASSERT_TRUE(WaitFor([&] { return Leads(a); }, absl::Seconds(20)));
+  Node b = Start();
+  a.ha->election()->SetKeepAlivePausedForTesting(true);
+  absl::Status done = a.ha->Wait();
+  EXPECT_EQ(done.code(), absl::StatusCode::kAborted) << done;
+  EXPECT_EQ(a.ha->role(), HaManager::Role::kStopped);
+  // Nothing answers on a's address any more.
+  EXPECT_EQ(Ping(a.ha->address()).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_FALSE(IsStandbyAnswer(Ping(a.ha->address())));
+  ASSERT_TRUE(WaitFor([&] { return Leads(b); }, absl::Seconds(20)));
+  EXPECT_TRUE(Ping(b.ha->address()).ok());
+}
+
+}  // namespace
+}  // namespace fabric::ha
