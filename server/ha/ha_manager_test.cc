@@ -131,6 +131,15 @@ TEST_F(HaManagerTest, OneLeadsTheOtherNamesItAndTakesOverOnShutdown) {
       b.ha->address() + "," + a.ha->address(), kPlaintext, {});
   EXPECT_TRUE(client->Ping().ok());
 
+  // State made on a, through the client, is there after takeover.
+  v1::CreateFabricRequest ring;
+  ring.mutable_spec()->set_name("f1");
+  ring.mutable_spec()->set_topology(v1::RING);
+  for (const char* node : {"n0", "n1", "n2"}) {
+    ring.mutable_spec()->add_nodes()->set_name(node);
+  }
+  absl::StatusOr<v1::Fabric> fabric = client->CreateFabric(ring);
+  ASSERT_TRUE(fabric.ok()) << fabric.status();
   // Generations go on from the last leader's (a new epoch).
   const int64_t generation_a = a.ha->manager()->hub().generation();
 
@@ -141,6 +150,9 @@ TEST_F(HaManagerTest, OneLeadsTheOtherNamesItAndTakesOverOnShutdown) {
   EXPECT_TRUE(Ping(b.ha->address()).ok());
   EXPECT_GT(b.ha->manager()->hub().generation(), generation_a);
   EXPECT_TRUE(client->Ping().ok());
+  absl::StatusOr<v1::Fabric> again = client->GetFabric(fabric->name());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->name(), fabric->name());
 }
 
 TEST_F(HaManagerTest, ALeaderThatLosesItsLeaseStopsServing) {
