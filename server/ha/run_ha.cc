@@ -1,0 +1,43 @@
+#include "server/ha/run_ha.h"
+
+#include <pthread.h>
+
+#include <iostream>
+#include <thread>
+
+namespace fabric::ha {
+
+int RunHaManager(store::EtcdStore* store, const HaOptions& options,
+                 const sigset_t& stop_signals) {
+  absl::StatusOr<std::unique_ptr<HaManager>> ha =
+      HaManager::Start(store, options);
+  if (!ha.ok()) {
+    std::cerr << "error: " << ha.status().message() << "\n";
+    return ha.status().code() == absl::StatusCode::kUnavailable ? 1 : 2;
+  }
+  // The waiter ends on a stop signal; when the manager stops on its own,
+  // the waiter is sent one (below).
+  sigset_t signals = stop_signals;
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::cout << "fabric-manager: signal " << sig << ", shutting down"
+              << std::endl;
+    (*ha)->Shutdown();
+  });
+  absl::Status done = (*ha)->Wait();
+  if (!done.ok()) {
+    // Stopped on its own: wake the waiter (the signal is blocked, so it is
+    // queued for sigwait).
+    pthread_kill(waiter.native_handle(), SIGTERM);
+  }
+  waiter.join();
+  ha->reset();
+  if (!done.ok()) {
+    std::cerr << "fabric-manager: exiting: " << done.message() << std::endl;
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace fabric::ha
