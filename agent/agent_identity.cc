@@ -1,5 +1,7 @@
 #include "agent/agent_identity.h"
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 #include "common/security/certificate.h"
 #include "common/status_macros.h"
 
@@ -17,7 +19,11 @@ absl::Status CheckAgentSecurity(const security::TlsConfig& tls,
                                 absl::string_view listen,
                                 absl::string_view manager) {
   RETURN_IF_ERROR(security::CheckTransport("fabric-agent", tls, listen));
-  RETURN_IF_ERROR(security::CheckTransport("fabric-agent", tls, manager));
+  // Every manager of a list (HA) is checked.
+  for (absl::string_view one : absl::StrSplit(manager, ',')) {
+    RETURN_IF_ERROR(security::CheckTransport(
+        "fabric-agent", tls, absl::StripAsciiWhitespace(one)));
+  }
   return CheckCertificateNode(tls, node);
 }
 

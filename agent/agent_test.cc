@@ -5,9 +5,11 @@
 #include "agent/agent.h"
 
 #include <grpcpp/create_channel.h>
+#include <grpcpp/server_builder.h>
 #include <grpcpp/security/credentials.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -20,6 +22,7 @@
 #include "agent/hw/sim/state_file.h"
 #include "agent/hw/testing/temp_dir.h"
 #include "agent/manager_session.h"
+#include "common/leader_channel.h"
 #include "common/profiles.h"
 #include "common/testing/manual_clock.h"
 #include "gmock/gmock.h"
@@ -69,7 +72,7 @@ class AgentTest : public ::testing::Test {
                                         *hw::LimitsForProfile("hw_profile", hw_profile));
       ASSERT_TRUE(bridge.ok()) << bridge.status();
       AgentOptions o;
-      o.manager_address = address_;
+      o.manager_address = manager_list_.empty() ? address_ : manager_list_;
       o.tls.insecure = true;  // the in-process manager is plaintext
       o.node = absl::StrCat("n", i);
       o.backend = "sim";
@@ -123,6 +126,8 @@ class AgentTest : public ::testing::Test {
   void DriftCheck(int i);
 
   ManualClock clock_;
+  // The agents' --manager when set (a list of managers, HA).
+  std::string manager_list_;
 
   hw::testing::TempDir dir_;
   std::unique_ptr<store::Store> store_;
@@ -149,6 +154,45 @@ TEST_F(AgentTest, AllocationTurnsReadyAndVerifiesByBytes) {
   ASSERT_EQ(state->windows.size(), 1u);
   EXPECT_EQ(state->windows[0].local_base, a->borrower_addr());
   EXPECT_EQ(state->windows[0].xlat, a->fabric_addr());
+}
+
+// A standby manager (server/ha/standby_server.h) naming `leader`.
+class StandbyAgentService final : public agentproto::v1::AgentService::Service {
+ public:
+  explicit StandbyAgentService(std::string leader) : leader_(std::move(leader)) {}
+  grpc::Status RegisterNode(grpc::ServerContext* ctx,
+                            const agentproto::v1::RegisterNodeRequest*,
+                            agentproto::v1::RegisterNodeResponse*) override {
+    ++calls;
+    ctx->AddTrailingMetadata(kLeaderMetadataKey, leader_);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(leader_));
+  }
+  std::atomic<int> calls{0};
+
+ private:
+  const std::string leader_;
+};
+
+TEST_F(AgentTest, AgentsGivenAStandbyFirstRegisterWithTheLeaderItNames) {
+  StandbyAgentService standby(address_);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&standby);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  // The leader is not in the list: the standby's answer is enough.
+  manager_list_ = absl::StrCat("127.0.0.1:", port, ",127.0.0.1:1");
+  StartRing(2);
+  auto a = Allocate("n0", "n1", 2 << 20);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(WaitFor(a->name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  EXPECT_GE(standby.calls, 2);  // each agent asked it once
+  for (auto& agent : agents_) agent->Stop();
+  agents_.clear();
+  server->Shutdown();
 }
 
 TEST_F(AgentTest, ClearedWindowIsDetectedRepairedAndCounted) {

@@ -26,6 +26,7 @@
 #include "agent/hw/sim/sriov_device.h"
 #include "agent/hw/sim/sim_inventory.h"
 #include "common/host_port.h"
+#include "common/leader_channel.h"
 #include "common/listen_probe.h"
 #include "common/security/policy.h"
 #include "common/security/tls_flags.h"
@@ -53,7 +54,9 @@ int main(int argc, char** argv) {
   std::string apply_retry_max = "5s";
   bool discover = false;
   std::string output = "table";
-  app.add_option("--manager", manager, "fabric-manager address HOST:PORT")
+  app.add_option("--manager", manager,
+                 "fabric-manager address HOST:PORT, or the managers of an HA "
+                 "fabric HOST:PORT,HOST:PORT,... whose leader is followed")
       ->capture_default_str();
   app.add_option("--node", node, "this node's name in the fabric");
   app.add_option("--backend", backend, "hardware backend")
@@ -146,11 +149,9 @@ int main(int argc, char** argv) {
                  "fabric)\n";
     return 2;
   }
-  auto manager_address = fabric::ParseHostPort("--manager", manager);
-  if (manager_address.ok() && manager_address->port == 0) {
-    manager_address = absl::InvalidArgumentError(
-        "--manager: port 0 cannot be connected to; use 1-65535");
-  }
+  // One manager, or the managers of an HA fabric (their leader is
+  // followed).
+  auto manager_address = fabric::ParseManagerList("--manager", manager);
   auto listen_address = fabric::ParseHostPort("--listen", listen);
   absl::Status flags_ok = !manager_address.ok() ? manager_address.status()
                           : !listen_address.ok()

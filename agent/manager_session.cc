@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
@@ -180,7 +182,9 @@ void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub) {
   }
 }
 
-bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
+bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
+                             const LeaderChannel::Endpoint& endpoint,
+                             LeaderChannel* leader) {
   agentproto::v1::RegisterNodeRequest reg;
   reg.set_node(options_.node);
   *reg.mutable_inventory() = inventory_;
@@ -193,8 +197,9 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
     ctx.set_deadline(Deadline());
     // While the channel is reconnecting, wait for it (up to the deadline)
     // instead of failing at once: the agent registers as soon as the
-    // manager is back. Stop() cancels the wait.
-    ctx.set_wait_for_ready(true);
+    // manager is back. Stop() cancels the wait. With several managers, the
+    // next one is tried instead.
+    ctx.set_wait_for_ready(leader->targets().size() == 1);
     {
       absl::MutexLock l(&mu_);
       if (stopping_) return false;
@@ -208,14 +213,19 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
       stopping = stopping_;
     }
     if (!s.ok()) {
-      if (!stopping) {
+      const LeaderChannel::Endpoint next = leader->Observe(endpoint, s, ctx);
+      if (!stopping && IsStandbyAnswer(s)) {
+        std::cerr << "fabric-agent " << options_.node << ": " << endpoint.target
+                  << ": " << s.error_message() << "; next: " << next.target
+                  << std::endl;
+      } else if (!stopping) {
         const bool unreachable =
             s.error_code() == grpc::StatusCode::UNAVAILABLE ||
             s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
         std::cerr << "fabric-agent " << options_.node << ": "
                   << (unreachable ? "cannot reach the manager at "
                                   : "register with ")
-                  << options_.manager_address
+                  << endpoint.target
                   << (unreachable ? " (will keep trying): " : " failed: ")
                   << s.error_message() << std::endl;
       }
@@ -223,7 +233,7 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub) {
     }
   }
   std::cerr << "fabric-agent " << options_.node << ": registered with "
-            << options_.manager_address << " (session " << registered.session()
+            << endpoint.target << " (session " << registered.session()
             << ")" << std::endl;
   absl::Duration interval = absl::Seconds(1);
   if (registered.has_heartbeat_interval()) {
@@ -362,16 +372,31 @@ void ManagerSession::ConnectionLoop() {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(initial_ms, max_ms));
-  auto channel = grpc::CreateCustomChannel(
-      options_.manager_address,
-      security::ChannelCredentials(options_.tls,
-                                   security::PeerRequirement::AnyManager()),
-      args);
-  auto stub = agentproto::v1::AgentService::NewStub(channel);
+  std::shared_ptr<grpc::ChannelCredentials> creds = security::ChannelCredentials(
+      options_.tls, security::PeerRequirement::AnyManager());
+  absl::StatusOr<std::vector<std::string>> targets =
+      ParseManagerList("--manager", options_.manager_address);
+  LeaderChannel leader(
+      targets.ok() ? *targets
+                   : std::vector<std::string>{options_.manager_address},
+      [&](const std::string& target) {
+        return grpc::CreateCustomChannel(target, creds, args);
+      });
+  // One stub per manager, made on first use.
+  std::map<std::string, std::unique_ptr<agentproto::v1::AgentService::Stub>>
+      stubs;
   absl::BitGen gen;
   absl::Duration backoff = options_.initial_backoff;
   while (!stop_.HasBeenNotified()) {
-    if (Session(stub.get())) backoff = options_.initial_backoff;
+    const LeaderChannel::Endpoint endpoint = leader.Current();
+    std::unique_ptr<agentproto::v1::AgentService::Stub>& stub =
+        stubs[endpoint.target];
+    if (stub == nullptr) {
+      stub = agentproto::v1::AgentService::NewStub(endpoint.channel);
+    }
+    if (Session(stub.get(), endpoint, &leader)) {
+      backoff = options_.initial_backoff;
+    }
     if (stop_.HasBeenNotified()) break;
     if (fenced_) {
       const SessionStats st = stats();

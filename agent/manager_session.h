@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 
+#include "common/leader_channel.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -39,7 +40,10 @@
 namespace fabric::agent {
 
 struct ManagerSessionOptions {
-  std::string manager_address;  // HOST:PORT of fabric-manager
+  // HOST:PORT of fabric-manager, or a comma-separated list of the managers
+  // of an HA fabric: the agent registers with their leader
+  // (common/leader_channel.h).
+  std::string manager_address;
   // This agent's certificate, key and CA (or --insecure). The session dials
   // the manager with it and accepts any manager identity at the other end;
   // the Agent also serves NodeAgentService and dials lenders with it.
@@ -117,9 +121,12 @@ class ManagerSession {
 
  private:
   void ConnectionLoop();
-  // One session: register, then follow the stream until it breaks or
-  // Stop(). Returns whether it registered.
-  bool Session(agentproto::v1::AgentService::Stub* stub)
+  // One session with the manager at `endpoint`: register, then follow the
+  // stream until it breaks or Stop(). Returns whether it registered. A
+  // refused registration tells `leader` where to go next (a standby names
+  // the leader).
+  bool Session(agentproto::v1::AgentService::Stub* stub,
+               const LeaderChannel::Endpoint& endpoint, LeaderChannel* leader)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Reports whenever reports_ says one is due, until it is stopped.
   void HeartbeatLoop(agentproto::v1::AgentService::Stub* stub)

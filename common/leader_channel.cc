@@ -101,6 +101,25 @@ LeaderChannel::Endpoint LeaderChannel::Advance(const std::string& from) {
   return EndpointLocked(current_);
 }
 
+LeaderChannel::Endpoint LeaderChannel::Observe(const Endpoint& tried,
+                                               const grpc::Status& status,
+                                               const grpc::ClientContext& ctx) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return tried;
+  std::optional<std::string> leader = LeaderOf(ctx);
+  if (leader.has_value() && *leader != tried.target) {
+    return Follow(tried.target, *leader);
+  }
+  if (IsStandbyAnswer(status) ||
+      tried.channel->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
+    // No leader named, or the manager was not reached (see
+    // client/fabric_client.h, IsServerUnreachable).
+    return Advance(tried.target);
+  }
+  // The manager itself answered UNAVAILABLE (an agent out of reach, a store
+  // that failed): not about where the leader is.
+  return tried;
+}
+
 grpc::Status LeaderChannel::Call(
     absl::FunctionRef<grpc::Status(const Endpoint&, grpc::ClientContext&)>
         attempt,
@@ -118,21 +137,9 @@ grpc::Status LeaderChannel::Call(
     status = attempt(endpoint, ctx);
     if (last != nullptr) *last = endpoint;
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return status;
-    std::optional<std::string> leader = LeaderOf(ctx);
-    Endpoint next;
-    if (leader.has_value() && *leader != endpoint.target) {
-      next = Follow(endpoint.target, *leader);
-    } else if (IsStandbyAnswer(status) ||
-               endpoint.channel->GetState(/*try_to_connect=*/false) !=
-                   GRPC_CHANNEL_READY) {
-      // No leader named, or the manager was not reached (see
-      // client/fabric_client.h, IsServerUnreachable).
-      next = Advance(endpoint.target);
-    } else {
-      // The manager itself answered UNAVAILABLE (an agent out of reach, a
-      // store that failed): not about where the leader is.
-      return status;
-    }
+    Endpoint next = Observe(endpoint, status, ctx);
+    // Nothing said where to go (the same endpoint): the manager's own
+    // answer.
     if (!retry_safe || tries >= budget || next.target == endpoint.target) {
       return status;
     }

@@ -99,6 +99,14 @@ class LeaderChannel {
           attempt,
       bool retry_safe, Endpoint* last = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // For callers that make their calls themselves (streams, agents): after a
+  // call on `tried` finished with `status` (and `ctx`'s trailing metadata),
+  // moves the current endpoint as Call does and returns it; `tried` itself
+  // when the status says nothing about where the leader is (then the current
+  // endpoint is left as it is).
+  Endpoint Observe(const Endpoint& tried, const grpc::Status& status,
+                   const grpc::ClientContext& ctx) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   Endpoint EndpointLocked(size_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves current to `leader` (adding it) when current is still `from`.
