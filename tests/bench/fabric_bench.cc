@@ -64,6 +64,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -1108,7 +1109,18 @@ struct TlsRow {
   Phase phase = Phase::kPing;
   double plain_rps = 0, plain_p99_us = 0;
   double tls_rps = 0, tls_p99_us = 0;
+  // CPU time per RPC (warm-up included), microseconds: the manager
+  // process's and the client threads'. On a shared machine these are
+  // steadier than throughput, which also moves with what else runs.
+  double plain_server_us = 0, plain_client_us = 0;
+  double tls_server_us = 0, tls_client_us = 0;
   double Ratio() const { return plain_rps > 0 ? tls_rps / plain_rps : 0; }
+  // Plaintext CPU per RPC over mTLS CPU per RPC (server + clients): the
+  // throughput ratio a CPU-bound machine would show.
+  double CpuRatio() const {
+    const double tls = tls_server_us + tls_client_us;
+    return tls > 0 ? (plain_server_us + plain_client_us) / tls : 0;
+  }
 };
 
 struct TlsReport {
@@ -1137,6 +1149,26 @@ double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// CPU time (user + system) of process `pid` so far, in seconds
+// (/proc/PID/stat); 0 where it cannot be read.
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  // The fields after the command name, which may hold spaces: state is
+  // field 3, utime 14 and stime 15.
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::vector<absl::string_view> f =
+      absl::StrSplit(absl::string_view(stat).substr(paren + 2), ' ');
+  uint64_t utime = 0, stime = 0;
+  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) ||
+      !absl::SimpleAtoi(f[12], &stime)) {
+    return 0;
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // Starts `t`'s manager (store and log in `dir`), declares the bench fabric
@@ -1201,16 +1233,23 @@ absl::Status RunTls(const Flags& flags, TlsReport& report) {
 
   for (int n : flags.clients) {
     for (Phase phase : {Phase::kPing, Phase::kAllocate}) {
-      std::vector<double> rps[2], p99[2];  // [0] plaintext, [1] mTLS
+      // [0] plaintext, [1] mTLS.
+      std::vector<double> rps[2], p99[2], server_us[2], client_us[2];
       for (int round = 0; round < flags.rounds; ++round) {
         for (int k = 0; k < 2; ++k) {
           const int which = (round + k) % 2;  // alternate who goes first
           Transport& t = which == 0 ? plain : tls;
+          const double server0 = ProcessCpuSeconds(t.manager->child.pid());
           absl::StatusOr<PhaseResult> r =
               t.clients->Run(phase, n, flags.duration);
           if (!r.ok()) return r.status();
+          const double server_s =
+              ProcessCpuSeconds(t.manager->child.pid()) - server0;
           rps[which].push_back(r->rps);
           p99[which].push_back(r->p99_us);
+          const double rpcs = std::max<double>(r->all_rpcs, 1);
+          server_us[which].push_back(server_s * 1e6 / rpcs);
+          client_us[which].push_back(r->client_cpu_s * 1e6 / rpcs);
         }
       }
       report.rows.push_back({.clients = n,
@@ -1218,7 +1257,11 @@ absl::Status RunTls(const Flags& flags, TlsReport& report) {
                              .plain_rps = Median(rps[0]),
                              .plain_p99_us = Median(p99[0]),
                              .tls_rps = Median(rps[1]),
-                             .tls_p99_us = Median(p99[1])});
+                             .tls_p99_us = Median(p99[1]),
+                             .plain_server_us = Median(server_us[0]),
+                             .plain_client_us = Median(client_us[0]),
+                             .tls_server_us = Median(server_us[1]),
+                             .tls_client_us = Median(client_us[1])});
     }
   }
   report.rpc_errors = errors.count();
@@ -1245,17 +1288,24 @@ void PrintTlsTable(const TlsReport& r) {
       "%d nodes; connections established before measuring\n\n",
       absl::FormatDuration(r.duration), absl::FormatDuration(kWarmup), r.rounds,
       r.fabric_nodes);
-  absl::PrintF("%7s %-13s | %11s %11s %6s | %12s %12s\n", "clients", "phase",
-               "plain rpc/s", "mTLS rpc/s", "ratio", "plain p99 us",
-               "mTLS p99 us");
+  absl::PrintF("%7s %-13s | %11s %11s %6s | %12s %12s | %15s %15s %6s\n",
+               "clients", "phase", "plain rpc/s", "mTLS rpc/s", "ratio",
+               "plain p99 us", "mTLS p99 us", "plain cpu us", "mTLS cpu us",
+               "cpu r.");
   for (const TlsRow& row : r.rows) {
-    absl::PrintF("%7d %-13s | %11.0f %11.0f %6.2f | %12.0f %12.0f\n",
-                 row.clients, PhaseName(row.phase), row.plain_rps, row.tls_rps,
-                 row.Ratio(), row.plain_p99_us, row.tls_p99_us);
+    absl::PrintF(
+        "%7d %-13s | %11.0f %11.0f %6.2f | %12.0f %12.0f | %6.1f + %6.1f "
+        "%6.1f + %6.1f %6.2f\n",
+        row.clients, PhaseName(row.phase), row.plain_rps, row.tls_rps,
+        row.Ratio(), row.plain_p99_us, row.tls_p99_us, row.plain_server_us,
+        row.plain_client_us, row.tls_server_us, row.tls_client_us,
+        row.CpuRatio());
   }
   absl::PrintF(
       "(ratio: mTLS/plaintext throughput; alloc+release counts each "
-      "allocate and each release)\n\n");
+      "allocate and each release; cpu us: CPU time per RPC, manager process "
+      "+ client threads; cpu r.: plaintext/mTLS CPU per RPC, the throughput "
+      "ratio of a CPU-bound machine)\n\n");
   absl::PrintF("rpc errors: %d, allocations left: %d\n", r.rpc_errors,
                r.allocations_left);
   for (const auto& e : r.error_samples) absl::PrintF("  error: %s\n", e);
@@ -1275,10 +1325,13 @@ void PrintTlsJson(const TlsReport& r) {
     rows.push_back(absl::StrFormat(
         "{\"clients\":%d,\"phase\":\"%s\",\"plain_rps\":%.1f,"
         "\"tls_rps\":%.1f,\"ratio\":%.3f,\"plain_p99_us\":%.1f,"
-        "\"tls_p99_us\":%.1f}",
+        "\"tls_p99_us\":%.1f,\"plain_server_cpu_us\":%.2f,"
+        "\"plain_client_cpu_us\":%.2f,\"tls_server_cpu_us\":%.2f,"
+        "\"tls_client_cpu_us\":%.2f,\"cpu_ratio\":%.3f}",
         row.clients, row.phase == Phase::kPing ? "ping" : "alloc",
         row.plain_rps, row.tls_rps, row.Ratio(), row.plain_p99_us,
-        row.tls_p99_us));
+        row.tls_p99_us, row.plain_server_us, row.plain_client_us,
+        row.tls_server_us, row.tls_client_us, row.CpuRatio()));
   }
   std::vector<std::string> errors;
   for (const auto& e : r.error_samples) errors.push_back(JsonString(e));
