@@ -18,14 +18,48 @@ constexpr char kPeerUriProperty[] = "peer_uri";
 constexpr char kSubjectProperty[] = "x509_subject";
 constexpr char kTransportProperty[] = "transport_security_type";
 
-std::string ToString(const grpc::string_ref& ref) {
-  return std::string(ref.data(), ref.size());
+absl::string_view View(const grpc::string_ref& ref) {
+  return absl::string_view(ref.data(), ref.size());
 }
 
-// The first value of `name` in `context`, or "".
-std::string Property(const grpc::AuthContext& context, const char* name) {
-  std::vector<grpc::string_ref> values = context.FindPropertyValues(name);
-  return values.empty() ? std::string() : ToString(values[0]);
+// What the fabric reads from a connection's AuthContext, found in one walk
+// over its properties (FindPropertyValues walks them all for every name,
+// and a TLS context holds a dozen, the PEM certificate among them). Views
+// into `context`, valid while it lives.
+struct ConnectionProperties {
+  int peer_uris = 0;             // URI SANs of the peer's certificate
+  absl::string_view peer_uri;    // the first
+  absl::string_view subject;     // RFC 2253 subject of the certificate
+  absl::string_view transport;   // "tls", "insecure", ...
+  // What AuthProcessor added on an earlier admitted call ("" when none);
+  // the first value of each.
+  absl::string_view identity;
+  absl::string_view role;
+  absl::string_view scope;
+};
+
+ConnectionProperties ReadProperties(const grpc::AuthContext& context) {
+  ConnectionProperties p;
+  auto first = [](absl::string_view& field, const grpc::string_ref& value) {
+    if (field.empty()) field = View(value);
+  };
+  for (const grpc::AuthProperty& property : context) {
+    const absl::string_view name = View(property.first);
+    if (name == kPeerUriProperty) {
+      if (p.peer_uris++ == 0) p.peer_uri = View(property.second);
+    } else if (name == kSubjectProperty) {
+      first(p.subject, property.second);
+    } else if (name == kTransportProperty) {
+      first(p.transport, property.second);
+    } else if (name == kIdentityProperty) {
+      first(p.identity, property.second);
+    } else if (name == kRoleProperty) {
+      first(p.role, property.second);
+    } else if (name == kScopeProperty) {
+      first(p.scope, property.second);
+    }
+  }
+  return p;
 }
 
 // The OU of an RFC 2253 subject ("CN=alice,OU=scheduler"), or "". Fabric
@@ -39,30 +73,34 @@ std::string OrganizationalUnit(absl::string_view subject) {
   return "";
 }
 
-std::string MethodOf(const grpc::AuthMetadataProcessor::InputMetadata& md) {
+// The method of the call ("/package.Service/Method"), a view into `md`.
+absl::string_view MethodOf(
+    const grpc::AuthMetadataProcessor::InputMetadata& md) {
   auto path = md.find(":path");
-  return path == md.end() ? std::string() : ToString(path->second);
+  return path == md.end() ? absl::string_view() : View(path->second);
 }
 
-}  // namespace
-
-absl::StatusOr<Identity> PeerIdentity(const grpc::AuthContext& context) {
-  std::vector<grpc::string_ref> uris =
-      context.FindPropertyValues(kPeerUriProperty);
-  if (uris.size() != 1) {
+absl::StatusOr<Identity> IdentityOf(const ConnectionProperties& p) {
+  if (p.peer_uris != 1) {
     return absl::UnauthenticatedError(
-        absl::StrCat("the peer's certificate carries ", uris.size(),
+        absl::StrCat("the peer's certificate carries ", p.peer_uris,
                      " URI SANs; a fabric identity is exactly one, "
                      "spiffe://fabric.local/KIND/NAME"));
   }
-  absl::StatusOr<Identity> id = ParseSpiffeId(ToString(uris[0]));
+  absl::StatusOr<Identity> id = ParseSpiffeId(p.peer_uri);
   if (!id.ok()) {
     return absl::UnauthenticatedError(
         absl::StrCat("the peer's certificate carries no fabric identity: ",
                      id.status().message()));
   }
-  id->cert_role = OrganizationalUnit(Property(context, kSubjectProperty));
+  id->cert_role = OrganizationalUnit(p.subject);
   return id;
+}
+
+}  // namespace
+
+absl::StatusOr<Identity> PeerIdentity(const grpc::AuthContext& context) {
+  return IdentityOf(ReadProperties(context));
 }
 
 AuthProcessor::AuthProcessor(Policy policy, AuditLog* audit)
@@ -72,10 +110,20 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata,
                                     grpc::AuthContext* context,
                                     OutputMetadata* consumed_auth_metadata,
                                     OutputMetadata* response_metadata) {
-  std::string method = MethodOf(auth_metadata);
+  const absl::string_view method = MethodOf(auth_metadata);
+  const ConnectionProperties connection = ReadProperties(*context);
+  // Every call is checked against the policy. The caller's role, though,
+  // is the same for every call on a connection (one peer certificate, one
+  // policy): once an earlier call resolved it from the certificate and
+  // recorded it (below), only the method is matched. Only this processor
+  // adds these properties, and only to the context of the connection
+  // whose certificate it read.
+  if (!connection.role.empty() && policy_.Allows(connection.role, method)) {
+    return grpc::Status::OK;
+  }
   AuditEvent event;
-  event.method = method;
-  absl::StatusOr<Identity> who = PeerIdentity(*context);
+  event.method = std::string(method);
+  absl::StatusOr<Identity> who = IdentityOf(connection);
   grpc::Status denied;
   if (!who.ok()) {
     denied = grpc::Status(
@@ -91,8 +139,8 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata,
       // what is the same for every call on it is added, and once: the
       // identity, its role and the role's scope (Policy::RoleScope).
       // Concurrent first calls may add the same values twice; CallerOf
-      // reads the first.
-      if (context->FindPropertyValues(kIdentityProperty).empty()) {
+      // and the check above read the first.
+      if (connection.identity.empty()) {
         context->AddProperty(kIdentityProperty, who->ToString());
         context->AddProperty(kRoleProperty, decision.role);
         context->AddProperty(
@@ -118,22 +166,22 @@ Caller CallerOf(const grpc::ServerContextBase& context) {
   Caller caller;
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth == nullptr) return caller;
-  std::string identity = Property(*auth, kIdentityProperty);
-  if (identity.empty()) {
-    caller.unadmitted = Property(*auth, kTransportProperty) == "tls";
+  const ConnectionProperties connection = ReadProperties(*auth);
+  if (connection.identity.empty()) {
+    caller.unadmitted = connection.transport == "tls";
     return caller;
   }
-  absl::StatusOr<Identity> who = ParseIdentity(identity);
+  absl::StatusOr<Identity> who = ParseIdentity(connection.identity);
   Scope scope = internal::ANY;
-  if (!who.ok() ||
-      !internal::Scope_Parse(Property(*auth, kScopeProperty), &scope)) {
+  if (!who.ok() || !internal::Scope_Parse(std::string(connection.scope),
+                                          &scope)) {
     // Only AuthProcessor writes these; anything else fails closed.
     caller.unadmitted = true;
     return caller;
   }
   caller.authenticated = true;
   caller.identity = *std::move(who);
-  caller.role = Property(*auth, kRoleProperty);
+  caller.role = std::string(connection.role);
   caller.scope = scope;
   return caller;
 }

@@ -1,5 +1,6 @@
 #include "common/security/grpc_auth.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdlib>
@@ -27,6 +28,7 @@ using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::HasSubstr;
 
 constexpr char kCheck[] = "/grpc.health.v1.Health/Check";
+constexpr char kUnlisted[] = "/grpc.health.v1.Health/Unlisted";
 
 constexpr char kPolicy[] = R"pb(
   role {
@@ -174,6 +176,48 @@ TEST_F(GrpcAuthTest, CallsOnOneConnectionAddNothingPerCall) {
   }
   EXPECT_EQ(service_.last().identity.ToString(), "user/alice");
   EXPECT_EQ(service_.last().scope, internal::OWN);
+}
+
+// Once a connection's first call resolved the caller's role, later calls
+// on it skip the certificate but never the policy: a method the role may
+// not call is still refused, and audited with the caller and role.
+TEST_F(GrpcAuthTest, EveryCallOnAnAdmittedConnectionIsChecked) {
+  std::string address = StartWithProcessor();
+  std::shared_ptr<grpc::Channel> channel = NewConnectionChannel(
+      address, ChannelCredentials(pki_->Issue("user", "alice", "viewer"),
+                                  PeerRequirement::AnyManager()));
+  grpc::Status status = HealthCheck(channel);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  grpc::GenericStub generic(channel);
+  for (int i = 0; i < 2; ++i) {
+    // A method the policy does not give viewers (one the server does not
+    // even implement: the check comes first).
+    grpc::ClientContext ctx;
+    grpc::CompletionQueue cq;
+    grpc::ByteBuffer request, response;
+    std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+        generic.PrepareUnaryCall(&ctx, kUnlisted, request, &cq);
+    call->StartCall();
+    call->Finish(&response, &status, nullptr);
+    void* tag = nullptr;
+    bool ok = false;
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << "call " << i;
+    EXPECT_THAT(status.error_message(), HasSubstr("user/alice (role viewer)"));
+    EXPECT_TRUE(HealthCheck(channel).ok()) << "call " << i;
+  }
+  EXPECT_EQ(service_.calls(), 3);
+  absl::StatusOr<std::vector<AuditEvent>> events = AuditLog::Read(audit_path());
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].identity, "user/alice");
+  EXPECT_EQ((*events)[1].role, "viewer");
+  EXPECT_EQ((*events)[1].method, kUnlisted);
+  EXPECT_EQ((*events)[1].code, "PERMISSION_DENIED");
 }
 
 TEST_F(GrpcAuthTest, DeniedBeforeTheHandlerAndAudited) {

@@ -210,6 +210,25 @@ Scope Policy::RoleScope(const std::string& role) const {
   return it == role_scopes_.end() ? internal::ANY : it->second;
 }
 
+const Policy::CompiledRule* Policy::Match(absl::string_view role,
+                                          absl::string_view method) const {
+  for (absl::string_view r : {role, kAuthenticated}) {
+    auto rules = roles_.find(r);
+    if (rules == roles_.end()) continue;
+    for (const CompiledRule& rule : rules->second) {
+      if (rule.prefix ? absl::StartsWith(method, rule.pattern)
+                      : method == rule.pattern) {
+        return &rule;
+      }
+    }
+  }
+  return nullptr;
+}
+
+bool Policy::Allows(absl::string_view role, absl::string_view method) const {
+  return !role.empty() && Match(role, method) != nullptr;
+}
+
 Decision Policy::Check(const Identity& who, absl::string_view method) const {
   Decision decision;
   decision.role = RoleOf(who);
@@ -221,19 +240,10 @@ Decision Policy::Check(const Identity& who, absl::string_view method) const {
         method);
     return decision;
   }
-  for (absl::string_view role :
-       {absl::string_view(decision.role), kAuthenticated}) {
-    auto rules = roles_.find(std::string(role));
-    if (rules == roles_.end()) continue;
-    for (const CompiledRule& rule : rules->second) {
-      bool match = rule.prefix ? absl::StartsWith(method, rule.pattern)
-                               : method == rule.pattern;
-      if (match) {
-        decision.allowed = true;
-        decision.scope = rule.scope;
-        return decision;
-      }
-    }
+  if (const CompiledRule* rule = Match(decision.role, method)) {
+    decision.allowed = true;
+    decision.scope = rule->scope;
+    return decision;
   }
   decision.reason = absl::StrCat(who.ToString(), " (role ", decision.role,
                                  ") may not call ", method);

@@ -26,6 +26,7 @@
 #ifndef FABRIC_COMMON_SECURITY_POLICY_H_
 #define FABRIC_COMMON_SECURITY_POLICY_H_
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -72,6 +73,12 @@ class Policy {
   // May `who` call `method` ("/package.Service/Method")?
   Decision Check(const Identity& who, absl::string_view method) const;
 
+  // May a caller holding `role` (as RoleOf resolved it) call `method`? The
+  // rules of `role` and of "authenticated", as Check applies them; false
+  // for "" (no role). No allocation: for
+  // the per-call check of a caller whose role is already known.
+  bool Allows(absl::string_view role, absl::string_view method) const;
+
   // The scope of everything `role` does: OWN if any of its rules is OWN,
   // SELF_NODE if any is SELF_NODE (a role cannot mix the two: Parse refuses
   // it), else ANY. This, not the matched rule's scope, is what a call's
@@ -86,7 +93,12 @@ class Policy {
     bool prefix = false;
     Scope scope = internal::ANY;
   };
-  std::map<std::string, std::vector<CompiledRule>> roles_;
+  // The first rule of `role`, then of "authenticated", that matches
+  // `method`; null when none does.
+  const CompiledRule* Match(absl::string_view role,
+                            absl::string_view method) const;
+
+  std::map<std::string, std::vector<CompiledRule>, std::less<>> roles_;
   std::map<std::string, std::string> bindings_;  // "user/alice" -> role
   std::map<std::string, Scope> role_scopes_;
 };

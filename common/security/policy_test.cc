@@ -291,6 +291,33 @@ TEST(PolicyTest, FirstMatchingRuleDecidesTheScope) {
   EXPECT_EQ(Outcome(*p, u, "/a.SS/Get"), "denied");
 }
 
+// Allows (the per-call check of a caller whose role is known) decides as
+// Check does for that role: its rules, then "authenticated"'s, which apply
+// to any role (a node's is "node" even where the policy does not define
+// it). Without a role, nothing.
+TEST(PolicyTest, AllowsAgreesWithCheck) {
+  absl::StatusOr<Policy> p = Policy::Parse(R"pb(
+    role {
+      name: "r"
+      allow { method: "/a.S/Get" scope: OWN }
+      allow { method: "/a.S/*" scope: ANY }
+    }
+    role {
+      name: "authenticated"
+      allow { method: "/b.S/Ping" }
+    }
+  )pb");
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Identity u = User("u", "r");
+  for (const char* method :
+       {"/a.S/Get", "/a.S/List", "/b.S/Ping", "/a.T/Get", "/a.SS/Get", ""}) {
+    EXPECT_EQ(p->Allows("r", method), p->Check(u, method).allowed) << method;
+  }
+  EXPECT_FALSE(p->Allows("", "/b.S/Ping"));
+  EXPECT_FALSE(p->Allows("undefined", "/a.S/Get"));
+  EXPECT_TRUE(p->Allows("undefined", "/b.S/Ping"));  // "authenticated"
+}
+
 TEST(PolicyTest, InvalidPolicies) {
   struct Case {
     const char* text;
