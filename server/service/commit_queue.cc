@@ -1,8 +1,10 @@
 #include "server/service/commit_queue.h"
 
+#include <iterator>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "server/store/batch_limits.h"
 
 namespace fabric::service {
 namespace {
@@ -38,6 +40,7 @@ void CommitQueue::MutateAsync(
   absl::Status early;
   std::optional<std::string> cached;
   bool lead = false;
+  const store::StoreLimits limits = store_->limits();
   {
     absl::MutexLock l(mu_);
     if (closed_) {
@@ -63,8 +66,11 @@ void CommitQueue::MutateAsync(
       if (!plan.ok()) {
         early = plan.status();
       } else {
-        QueuedPlan q{*std::move(plan), nullptr, std::string(request_id),
-                     std::move(done), {}};
+        QueuedPlan q{*std::move(plan),
+                     nullptr,
+                     std::string(request_id),
+                     std::move(done),
+                     {}};
         if (!request_id.empty()) {
           q.pending = requests_.Record(q.request_id, std::string(method),
                                        fingerprint, clock_->Now());
@@ -74,16 +80,23 @@ void CommitQueue::MutateAsync(
           // one pushes over max_request_ids (or past retention) are
           // forgotten in the same atomic batch, so memory and store never
           // disagree, whatever becomes of the write.
-          q.forget =
-              requests_.TakeToForget(q.pending->time, kForgetPerRequest);
-          for (const RequestSlot& f : q.forget) {
-            q.plan.batch.Delete(kTableRequests, f.id);
-          }
+          q.forget = TakeForgetsThatFit(q.pending->time, limits, q.plan.batch);
         }
-        queue_.push_back(std::move(q));
-        if (committing_) return;  // the leader commits it with its group
-        committing_ = true;
-        lead = true;
+        if (absl::Status fits = store::CheckFits(q.plan.batch, limits);
+            !fits.ok()) {
+          // Too large for one transaction even alone: undone at once (it
+          // is the last plan made, so reverse order holds) and refused.
+          if (q.plan.rollback) q.plan.rollback();
+          requests_.Restore(std::move(q.forget));
+          if (q.pending != nullptr) requests_.Abandon(q.request_id);
+          done = std::move(q.done);
+          early = std::move(fits);
+        } else {
+          queue_.push_back(std::move(q));
+          if (committing_) return;  // the leader commits it with its group
+          committing_ = true;
+          lead = true;
+        }
       }
     }
   }
@@ -106,6 +119,30 @@ absl::StatusOr<std::string> CommitQueue::Mutate(
   return AwaitResult<std::string>([&](Done<std::string> done) {
     MutateAsync(method, request_id, request, plan_fn, std::move(done));
   });
+}
+
+std::vector<RequestSlot> CommitQueue::TakeForgetsThatFit(
+    absl::Time now, const store::StoreLimits& limits,
+    store::WriteBatch& batch) {
+  std::vector<RequestSlot> forget =
+      requests_.TakeToForget(now, kForgetPerRequest);
+  // Only as many as fit beside the plan in one transaction; the others
+  // wait for a later id or the sweep.
+  size_t ops = batch.mutations().size();
+  size_t bytes = batch.ApproximateBytes();
+  size_t kept = 0;
+  for (; kept < forget.size(); ++kept) {
+    const size_t more = sizeof(kTableRequests) - 1 + forget[kept].id.size();
+    if (!store::FitsIn(limits, ops + 1, bytes + more)) break;
+    ++ops;
+    bytes += more;
+    batch.Delete(kTableRequests, forget[kept].id);
+  }
+  requests_.Restore(
+      std::vector<RequestSlot>(std::make_move_iterator(forget.begin() + kept),
+                               std::make_move_iterator(forget.end())));
+  forget.resize(kept);
+  return forget;
 }
 
 CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
@@ -159,7 +196,16 @@ void CommitQueue::LeadCommits() {
         committing_ = false;
         return;
       }
+      // As many plans as fit the store's limits together (each fits
+      // alone: MutateAsync refused the others).
+      const store::StoreLimits limits = store_->limits();
+      size_t ops = 0;
+      size_t bytes = 0;
       while (!queue_.empty() && group.size() < kMaxGroup) {
+        const store::WriteBatch& next = queue_.front().plan.batch;
+        ops += next.mutations().size();
+        bytes += next.ApproximateBytes();
+        if (!group.empty() && !store::FitsIn(limits, ops, bytes)) break;
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
@@ -195,15 +241,24 @@ void CommitQueue::ForgetOldRequests(absl::Time now, size_t limit) {
   if (old.empty()) return;
   store::WriteBatch batch;
   for (const RequestSlot& r : old) batch.Delete(kTableRequests, r.id);
-  const bool deleted = store_->Apply(batch).ok();
-  absl::MutexLock l(mu_);
-  if (deleted) {
-    requests_.Forget(old);
-  } else {
-    // Still remembered in the store, so in memory too; the next sweep (or
-    // the next new id) tries again.
-    requests_.Restore(std::move(old));
+  // In chunks that fit the store's limits; each chunk's ids are forgotten
+  // once its delete is durable.
+  auto chunks = store::SplitToFit(std::move(batch), store_->limits());
+  size_t deleted = 0;
+  if (chunks.ok()) {
+    for (const store::WriteBatch& chunk : *chunks) {
+      if (!store_->Apply(chunk).ok()) break;
+      deleted += chunk.mutations().size();
+    }
   }
+  std::vector<RequestSlot> left(std::make_move_iterator(old.begin() + deleted),
+                                std::make_move_iterator(old.end()));
+  old.resize(deleted);
+  absl::MutexLock l(mu_);
+  requests_.Forget(old);
+  // Still remembered in the store, so in memory too; the next sweep (or the
+  // next new id) tries again.
+  requests_.Restore(std::move(left));
 }
 
 }  // namespace fabric::service

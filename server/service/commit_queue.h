@@ -1,8 +1,9 @@
 // CommitQueue: the group commit. Mutations are planned under the owner's
 // mutex, queued in the order they were planned, and written to the store
-// in groups (one Apply, one fsync, per group) by whichever caller found no
-// commit in progress (the leader, as in leveldb); the others return at
-// once and are answered by the leader.
+// in groups (one Apply, one fsync, per group; each group as many plans as
+// fit the store's limits()) by whichever caller found no commit in progress
+// (the leader, as in leveldb); the others return at once and are answered by
+// the leader.
 //
 // It also owns the RequestLog: a mutation with a request id is answered
 // from the log when retried, and its id is recorded (and old ids are
@@ -59,9 +60,11 @@ class CommitQueue {
   // Runs `plan_fn` under mu and queues its plan, so that store writes
   // happen in the order plans were made. `done` gets the serialized
   // response once it is durable, or the error: INVALID_ARGUMENT for a
-  // request id over kMaxRequestIdLength or reused for another request,
-  // UNAVAILABLE once closed or when the store cannot be written, or what
-  // plan_fn returned. A retry of a request id gets the first response
+  // request id over kMaxRequestIdLength or reused for another request, or
+  // for a plan whose batch alone does not fit the store's limits (then its
+  // rollback runs at once and nothing is written; the message names the
+  // limit), UNAVAILABLE once closed or when the store cannot be written, or
+  // what plan_fn returned. A retry of a request id gets the first response
   // (waiting for it if in flight). `done` runs on the calling thread for an
   // early answer, or on the leader's once written.
   void MutateAsync(absl::string_view method, absl::string_view request_id,
@@ -82,9 +85,10 @@ class CommitQueue {
 
   // Forgets up to `limit` request ids past retention or over the cap
   // (those a new id could not forget, e.g. after a failed write), deleting
-  // their store rows first; on a failed delete they stay remembered.
-  void ForgetOldRequests(absl::Time now, size_t limit)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // their store rows first, in chunks that fit the store's limits; the ids
+  // of a chunk whose delete failed (and of the chunks after it) stay
+  // remembered.
+  void ForgetOldRequests(absl::Time now, size_t limit) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Tells the thread-safety analysis that the owner's mutex, which this
   // shares, is held; checks it in debug builds.
@@ -113,6 +117,13 @@ class CommitQueue {
   using Replies =
       std::vector<std::pair<Done<std::string>, absl::StatusOr<std::string>>>;
 
+  // Takes the old request ids a new id forgets in its own `batch` (at most
+  // kForgetPerRequest, and no more than fit `limits` beside it), adding
+  // their deletes to `batch`.
+  std::vector<RequestSlot> TakeForgetsThatFit(absl::Time now,
+                                              const store::StoreLimits& limits,
+                                              store::WriteBatch& batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the group's batches to the store in one Apply (one fsync), then
   // commits or rolls back each plan in order. Returns the callbacks to run.
   Replies CommitGroup(std::vector<QueuedPlan> group) ABSL_LOCKS_EXCLUDED(mu_);

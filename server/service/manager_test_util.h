@@ -171,6 +171,7 @@ class BlockingStore : public store::Store {
     return base_->Scan(table);
   }
   store::StoreStats stats() const override { return base_->stats(); }
+  store::StoreLimits limits() const override { return base_->limits(); }
 
  private:
   store::Store* const base_;

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -10,6 +11,7 @@
 #include "server/service/convert.h"
 #include "server/service/leases.h"
 #include "server/service/records.h"
+#include "server/store/batch_limits.h"
 
 namespace fabric::service {
 
@@ -28,11 +30,17 @@ absl::Status Recover(store::Store* store, ManagerState* state,
   store::WriteBatch batch;
   batch.Put(kTableMeta, "meta", meta.SerializeAsString());
   // Request ids: the rows of those not kept (a lowered cap) and unreadable
-  // ones are deleted in the same batch as the new epoch, so that memory
-  // and store agree.
+  // ones are deleted after the new epoch, so that memory and store agree.
+  // Written in as many transactions as the store's limits need: a crash
+  // between them only leaves rows the next recovery deletes again (and an
+  // epoch it moves on from).
   ASSIGN_OR_RETURN(auto request_rows, store->Scan(kTableRequests));
   requests->Load(std::move(request_rows), &batch);
-  RETURN_IF_ERROR(store->Apply(batch));
+  ASSIGN_OR_RETURN(std::vector<store::WriteBatch> chunks,
+                   store::SplitToFit(std::move(batch), store->limits()));
+  for (const store::WriteBatch& chunk : chunks) {
+    RETURN_IF_ERROR(store->Apply(chunk));
+  }
 
   ManagerState& s = *state;
   s.StartEpoch(meta.epoch());

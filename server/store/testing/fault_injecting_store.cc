@@ -1,5 +1,7 @@
 #include "server/store/testing/fault_injecting_store.h"
 
+#include "server/store/batch_limits.h"
+
 namespace fabric::store {
 
 FaultInjectingStore::FaultInjectingStore(Store* base) : base_(base) {}
@@ -23,6 +25,19 @@ void FaultInjectingStore::Heal() {
   successes_left_ = 0;
 }
 
+void FaultInjectingStore::SetLimits(std::optional<StoreLimits> limits) {
+  absl::MutexLock lock(&mu_);
+  limits_ = limits;
+}
+
+StoreLimits FaultInjectingStore::limits() const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (limits_.has_value()) return *limits_;
+  }
+  return base_->limits();
+}
+
 uint64_t FaultInjectingStore::injected_failures() const {
   absl::MutexLock lock(&mu_);
   return injected_failures_;
@@ -37,6 +52,11 @@ absl::Status FaultInjectingStore::Apply(const WriteBatch& batch) {
         return failure_;
       }
       --successes_left_;
+    }
+    if (limits_.has_value()) {
+      if (absl::Status fits = CheckFits(batch, *limits_); !fits.ok()) {
+        return fits;
+      }
     }
   }
   return base_->Apply(batch);

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,17 +52,25 @@ class FaultInjectingStore : public Store {
   // Stops injecting failures; Apply forwards again.
   void Heal() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // From now on limits() returns `limits` (nullopt: the wrapped store's
+  // again), and Apply refuses a batch that does not fit them with
+  // INVALID_ARGUMENT naming the limit, writing nothing, as an etcd store
+  // does; a refusal is not counted in injected_failures().
+  void SetLimits(std::optional<StoreLimits> limits) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Number of Apply calls failed by injection so far.
   uint64_t injected_failures() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Store. Apply forwards unless a failure is armed; the rest always
-  // forward. stats() are the wrapped store's.
+  // Store. Apply forwards unless a failure is armed or the batch does not
+  // fit limits(); the rest always forward. stats() are the wrapped store's;
+  // limits() the wrapped store's unless SetLimits gave others.
   absl::Status Apply(const WriteBatch& batch) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::string> Get(absl::string_view table,
                                   absl::string_view key) override;
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
       absl::string_view table) override;
   StoreStats stats() const override;
+  StoreLimits limits() const override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   const std::unique_ptr<Store> owned_;  // May be null.
@@ -72,6 +81,7 @@ class FaultInjectingStore : public Store {
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   int successes_left_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t injected_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<StoreLimits> limits_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fabric::store

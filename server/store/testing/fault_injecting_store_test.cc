@@ -85,5 +85,27 @@ TEST(FaultInjectingStoreTest, FailWritesAfterLetsSomeThrough) {
   EXPECT_EQ(store.Scan("t")->size(), 6u);
 }
 
+TEST(FaultInjectingStoreTest, LimitsForwardOrAreGivenAndEnforced) {
+  auto base = OpenMemory();
+  ASSERT_NE(base, nullptr);
+  FaultInjectingStore store(base.get());
+  EXPECT_EQ(store.limits().max_ops, base->limits().max_ops);
+
+  store.SetLimits(StoreLimits{.max_ops = 1});
+  EXPECT_EQ(store.limits().max_ops, 1u);
+  const absl::Status status = store.Apply(TwoPuts("a", "b"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("at most 1"));
+  EXPECT_TRUE(store.Scan("t")->empty());
+  EXPECT_EQ(store.injected_failures(), 0u);
+  WriteBatch one;
+  one.Put("t", "a", "va");
+  EXPECT_TRUE(store.Apply(one).ok());
+
+  store.SetLimits(std::nullopt);
+  EXPECT_EQ(store.limits().max_ops, 0u);
+  EXPECT_TRUE(store.Apply(TwoPuts("a", "b")).ok());
+}
+
 }  // namespace
 }  // namespace fabric::store
