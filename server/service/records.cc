@@ -6,6 +6,7 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/service/convert.h"
+#include "server/service/request_log.h"
 
 namespace fabric::service {
 
@@ -46,6 +47,11 @@ google::protobuf::Duration ToProtoDuration(absl::Duration d) {
 
 absl::Time FromProtoTime(const google::protobuf::Timestamp& t) {
   return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t));
+}
+
+std::vector<std::string> StoreTables() {
+  return {kTableMeta,        kTableFabrics,     kTableLinks,
+          kTableAllocations, kTableAttachments, kTableRequests};
 }
 
 std::string AttachmentName(absl::string_view id) {

@@ -30,6 +30,10 @@ inline constexpr char kTableLinks[] = "links";
 inline constexpr char kTableAllocations[] = "allocations";
 inline constexpr char kTableAttachments[] = "attachments";
 
+// Every table the manager keeps (the above and kTableRequests), for tools
+// that copy a manager's whole state (`fabric-manager migrate`).
+std::vector<std::string> StoreTables();
+
 google::protobuf::Timestamp ToProtoTime(absl::Time t);
 google::protobuf::Duration ToProtoDuration(absl::Duration d);
 absl::Time FromProtoTime(const google::protobuf::Timestamp& t);
