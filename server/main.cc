@@ -19,8 +19,10 @@
 #include "common/security/policy.h"
 #include "common/security/tls_flags.h"
 #include "server/service/manager.h"
+#include "server/service/records.h"
 #include "server/service/server.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/migrate.h"
+#include "server/store/open_store.h"
 #include "server/store/store_lock.h"
 
 namespace {
@@ -33,7 +35,10 @@ bool ParseDurationFlag(const std::string& text, absl::Duration* out) {
 
 int main(int argc, char** argv) {
   CLI::App app{"fabric-manager: the PCIe fabric control plane"};
-  std::string db = "fabric.db";
+  std::string db;
+  std::string store_flag;
+  std::string etcd_ca, etcd_cert, etcd_key;
+  std::string migrate_from, migrate_to;
   std::string listen = "127.0.0.1:7070";
   std::string heartbeat_timeout = "3s";
   std::string heartbeat_interval = "1s";
@@ -45,9 +50,22 @@ int main(int argc, char** argv) {
   server_options.tls = {};
   std::string policy_file;
   std::string audit_log;
+  app.add_option("--store", store_flag,
+                 "sqlite:PATH (default sqlite:fabric.db) or "
+                 "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]");
   app.add_option("--db", db,
-                 "SQLite database file (WAL mode); created if absent")
-      ->capture_default_str();
+                 "SQLite database file (WAL mode), created if absent; "
+                 "shorthand for --store sqlite:PATH");
+  app.add_option("--etcd-ca", etcd_ca, "CA file for etcd's client TLS");
+  app.add_option("--etcd-cert", etcd_cert,
+                 "client certificate for etcd (mutual TLS; with --etcd-key)");
+  app.add_option("--etcd-key", etcd_key, "client key for etcd");
+  CLI::App* migrate = app.add_subcommand(
+      "migrate", "copy a stopped manager's SQLite state into an empty etcd "
+                 "prefix, and verify it");
+  migrate->add_option("--from", migrate_from, "sqlite:PATH")->required();
+  migrate->add_option("--to", migrate_to, "etcd://HOST:PORT[,...][/PREFIX]")
+      ->required();
   app.add_option("--listen", listen, "gRPC listen address HOST:PORT")
       ->capture_default_str();
   app.add_option("--heartbeat-timeout", heartbeat_timeout,
@@ -91,6 +109,47 @@ int main(int argc, char** argv) {
     // --help prints and succeeds; every usage error exits 2.
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (!db.empty() && !store_flag.empty()) {
+    std::cerr << "error: give --store or --db, not both\n";
+    return 2;
+  }
+  if (store_flag.empty()) {
+    store_flag = "sqlite:" + (db.empty() ? std::string("fabric.db") : db);
+  }
+  if (migrate->parsed()) {
+    auto from = fabric::store::ParseStoreFlag(migrate_from);
+    auto to = fabric::store::ParseStoreFlag(migrate_to);
+    absl::Status usage = !from.ok() ? from.status() : to.status();
+    if (usage.ok()) {
+      usage = fabric::store::SetEtcdTls(*to, etcd_ca, etcd_cert, etcd_key);
+    }
+    if (!usage.ok()) {
+      std::cerr << "error: migrate " << usage.message() << "\n";
+      return 2;
+    }
+    auto summary = fabric::store::MigrateStores(
+        *from, *to, fabric::service::StoreTables());
+    if (!summary.ok()) {
+      std::cerr << "error: migrate: " << summary.status().message() << "\n";
+      return 1;
+    }
+    std::cout << summary->ToString() << std::flush;
+    return 0;
+  }
+  auto store_spec = fabric::store::ParseStoreFlag(store_flag);
+  absl::Status store_usage = store_spec.status();
+  if (store_usage.ok()) {
+    store_usage =
+        fabric::store::SetEtcdTls(*store_spec, etcd_ca, etcd_cert, etcd_key);
+  }
+  if (!store_usage.ok()) {
+    std::cerr << "error: " << store_usage.message() << "\n";
+    return 2;
+  }
+  const bool sqlite =
+      store_spec->kind == fabric::store::StoreSpec::Kind::kSqlite;
+  if (sqlite) db = store_spec->sqlite.path;
+
   // Lock-order cycle detection costs a graph update on every contended
   // lock; tests keep it, production runs without it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -158,6 +217,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   server_options.policy = *std::move(policy);
+  if (audit_log.empty() && !sqlite) audit_log = "fabric-manager.audit.log";
   if (audit_log.empty()) audit_log = db + ".audit.log";
   std::unique_ptr<fabric::security::AuditLog> audit;
   if (audit_log != "none") {
@@ -178,18 +238,18 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto store = fabric::store::OpenSqliteStore(
-      {.path = db,
-       .holder = absl::StrCat("fabric-manager listening on ", listen)});
+  store_spec->sqlite.holder =
+      absl::StrCat("fabric-manager listening on ", listen);
+  auto store = fabric::store::OpenStore(*store_spec);
   if (!store.ok()) {
-    std::cerr << "error: --db " << db << ": " << store.status().message()
-              << "\n";
+    std::cerr << "error: --store " << store_spec->text << ": "
+              << store.status().message() << "\n";
     return 1;
   }
   auto manager = fabric::service::FabricManager::Open(
       store->get(), fabric::Clock::Real(), options);
   if (!manager.ok()) {
-    std::cerr << "error: loading state from " << db << ": "
+    std::cerr << "error: loading state from " << store_spec->text << ": "
               << manager.status().message() << "\n";
     return 1;
   }
@@ -204,13 +264,16 @@ int main(int argc, char** argv) {
       fabric::HostPort{listen_address->host,
                        static_cast<uint16_t>((*server)->port())}
           .ToString();
-  // A second manager on this store is told where this one listens.
-  if (absl::Status s = fabric::store::DescribeStoreHolder(
-          db, absl::StrCat("fabric-manager listening on ", bound));
+  // A second manager on this SQLite file is told where this one listens.
+  if (absl::Status s =
+          sqlite ? fabric::store::DescribeStoreHolder(
+                       db, absl::StrCat("fabric-manager listening on ", bound))
+                 : absl::OkStatus();
       !s.ok()) {
     std::cerr << "warning: " << s.message() << "\n";
   }
-  std::cout << "fabric-manager listening on " << bound << " (db " << db
+  std::cout << "fabric-manager listening on " << bound << " ("
+            << (sqlite ? "db " + db : "store " + store_spec->text)
             << (server_options.tls.insecure ? ", plaintext" : ", mutual TLS")
             << ", audit " << audit_log << ")" << std::endl;
 
