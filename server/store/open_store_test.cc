@@ -12,6 +12,13 @@ using ::fabric::etcdtest::EtcdCluster;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
+void ExpectWritable(Store& store) {
+  WriteBatch b;
+  b.Put("t", "k", "v");
+  ASSERT_TRUE(store.Apply(b).ok());
+  EXPECT_EQ(*store.Get("t", "k"), "v");
+}
+
 TEST(ParseStoreFlagTest, Sqlite) {
   auto spec = ParseStoreFlag("sqlite:/var/lib/fabric/state.db");
   ASSERT_TRUE(spec.ok()) << spec.status();
@@ -59,10 +66,7 @@ TEST(OpenStoreTest, OpensSqlite) {
   ASSERT_TRUE(spec.ok());
   auto store = OpenStore(*spec);
   ASSERT_TRUE(store.ok()) << store.status();
-  WriteBatch b;
-  b.Put("t", "k", "v");
-  ASSERT_TRUE((*store)->Apply(b).ok());
-  EXPECT_EQ(*(*store)->Get("t", "k"), "v");
+  ExpectWritable(**store);
   EXPECT_EQ((*store)->limits().max_ops, 0u);
 }
 
@@ -73,10 +77,7 @@ TEST(OpenStoreTest, OpensEtcdWithItsLimits) {
   ASSERT_TRUE(spec.ok()) << spec.status();
   auto store = OpenStore(*spec);
   ASSERT_TRUE(store.ok()) << store.status();
-  WriteBatch b;
-  b.Put("t", "k", "v");
-  ASSERT_TRUE((*store)->Apply(b).ok());
-  EXPECT_EQ(*(*store)->Get("t", "k"), "v");
+  ExpectWritable(**store);
   EXPECT_GT((*store)->limits().max_ops, 0u);
   EXPECT_LE((*store)->limits().max_ops, 128u);
 }
