@@ -18,6 +18,7 @@
 #include "common/security/certificate.h"
 #include "common/security/policy.h"
 #include "common/security/tls_flags.h"
+#include "server/ha/run_ha.h"
 #include "server/service/manager.h"
 #include "server/service/records.h"
 #include "server/service/server.h"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   std::string migrate_from, migrate_to;
   std::string listen = "127.0.0.1:7070";
   std::string heartbeat_timeout = "3s";
+  std::string lease_ttl = "2s";
   std::string heartbeat_interval = "1s";
   std::string request_retention = "24h";
   int64_t max_request_ids = fabric::service::ManagerOptions().max_request_ids;
@@ -60,6 +62,12 @@ int main(int argc, char** argv) {
   app.add_option("--etcd-cert", etcd_cert,
                  "client certificate for etcd (mutual TLS; with --etcd-key)");
   app.add_option("--etcd-key", etcd_key, "client key for etcd");
+  app.add_option("--lease-ttl", lease_ttl,
+                 "etcd store only: the leader's lease; a leader that stops "
+                 "renewing it is replaced this long after its last renewal "
+                 "(etcd grants whole seconds, at least 2 s with its default "
+                 "election timeout)")
+      ->capture_default_str();
   CLI::App* migrate = app.add_subcommand(
       "migrate", "copy a stopped manager's SQLite state into an empty etcd "
                  "prefix, and verify it");
@@ -155,6 +163,12 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   fabric::service::ManagerOptions options;
+  absl::Duration lease;
+  if (!ParseDurationFlag(lease_ttl, &lease) || lease < absl::Seconds(1)) {
+    std::cerr << "error: --lease-ttl: \"" << lease_ttl
+              << "\" must be a duration of at least 1s, such as 2s\n";
+    return 2;
+  }
   if (!ParseDurationFlag(heartbeat_timeout, &options.heartbeat_timeout) ||
       !ParseDurationFlag(heartbeat_interval, &options.heartbeat_interval) ||
       !ParseDurationFlag(request_retention, &options.request_retention)) {
@@ -245,6 +259,24 @@ int main(int argc, char** argv) {
     std::cerr << "error: --store " << store_spec->text << ": "
               << store.status().message() << "\n";
     return 1;
+  }
+  if (!sqlite) {
+    // Several managers may share this etcd prefix: elect one leader, and
+    // serve as a standby until this one is it (server/ha).
+    fabric::ha::HaOptions ha;
+    ha.listen = listen_address->ToString();
+    ha.election.client = store_spec->etcd.client;
+    ha.election.prefix = store_spec->etcd.prefix;
+    ha.election.ttl = lease;
+    ha.manager = options;
+    ha.server = server_options;
+    std::cout << "fabric-manager: store " << store_spec->text
+              << (server_options.tls.insecure ? ", plaintext" : ", mutual TLS")
+              << ", audit " << audit_log << std::endl;
+    // OpenStore made an EtcdStore for an etcd spec.
+    return fabric::ha::RunHaManager(
+        static_cast<fabric::store::EtcdStore*>(store->get()), ha,
+        stop_signals);
   }
   auto manager = fabric::service::FabricManager::Open(
       store->get(), fabric::Clock::Real(), options);

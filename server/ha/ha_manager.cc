@@ -44,8 +44,8 @@ absl::StatusOr<std::unique_ptr<HaManager>> HaManager::Start(
       LeaderElection::Start(election, std::move(callbacks));
   if (!started.ok()) return started.status();  // ~HaManager stops the rest
   ha->election_ = *std::move(started);
-  std::cout << "fabric-manager: standby on " << ha->address_
-            << ", campaigning for leadership" << std::endl;
+  std::cout << "fabric-manager listening on " << ha->address_
+            << " as a standby, campaigning for leadership" << std::endl;
   return ha;
 }
 
