@@ -631,6 +631,12 @@ grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status FabricServiceImpl::ListManagers(grpc::ServerContext*,
+                                             const v1::ListManagersRequest*,
+                                             v1::ListManagersResponse* out) {
+  return Reply(ListManagersFrom(managers_), out);
+}
+
 grpc::Status FabricServiceImpl::VerifyAllocation(
     grpc::ServerContext* ctx, const v1::VerifyAllocationRequest* r,
     v1::VerifyResult* out) {

@@ -11,6 +11,7 @@
 #include "server/service/admission.h"
 #include "server/service/agent_relay.h"
 #include "server/service/manager.h"
+#include "server/service/managers_source.h"
 
 namespace fabric::service {
 
@@ -120,6 +121,9 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::Status RaiseVfInterrupt(grpc::ServerContext*,
                                 const v1::RaiseVfInterruptRequest*,
                                 v1::RaiseVfInterruptResponse*) override;
+  grpc::Status ListManagers(grpc::ServerContext*,
+                            const v1::ListManagersRequest*,
+                            v1::ListManagersResponse*) override;
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext*,
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;
@@ -127,11 +131,15 @@ class FabricServiceImpl final : public FabricServiceBase {
   // Bounds the mutations in flight (admission.h); null admits everything.
   // Not owned; set before the server starts.
   void set_admission(AdmissionControl* admission) { admission_ = admission; }
+  // What ListManagers lists (managers_source.h); null: UNIMPLEMENTED. Not
+  // owned; set before the server starts.
+  void set_managers(ManagersSource* managers) { managers_ = managers; }
 
  private:
   FabricManager* const manager_;  // not owned
   AgentRelay relay_;
   AdmissionControl* admission_ = nullptr;  // not owned
+  ManagersSource* managers_ = nullptr;     // not owned
 };
 
 // StreamConfig uses the callback API, like Watch: an agent's open stream

@@ -7,6 +7,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/security/grpc_auth.h"
 
@@ -38,6 +39,16 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   s->manager_ = manager;
   s->admission_ = std::make_unique<AdmissionControl>(options.max_inflight);
   s->fabric_.set_admission(s->admission_.get());
+  if (options.managers != nullptr) {
+    s->fabric_.set_managers(options.managers);
+  } else {
+    s->self_ = std::make_unique<SingleManagerSource>(
+        ManagerStatus{.address = address,
+                      .store = options.store,
+                      .start_time = absl::Now(),
+                      .version = std::string(BuildVersion())});
+    s->fabric_.set_managers(s->self_.get());
+  }
   grpc::ServerBuilder builder;
   if (options.max_threads > 0 || options.grpc_memory_bytes > 0) {
     grpc::ResourceQuota quota("fabric-manager");
@@ -89,6 +100,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     return absl::UnavailableError(
         absl::StrCat("--listen: cannot listen on ", address,
                      " (address in use, or not HOST:PORT?)"));
+  }
+  if (s->self_ != nullptr) {
+    // HOST:0 named the port to pick; list the bound one.
+    s->self_->set_address(absl::StrCat(
+        address.substr(0, address.rfind(':') + 1), s->port_));
   }
   return s;
 }

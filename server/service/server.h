@@ -20,6 +20,7 @@
 #include "server/service/audit_interceptor.h"
 #include "server/service/grpc_services.h"
 #include "server/service/manager.h"
+#include "server/service/managers_source.h"
 
 namespace fabric::service {
 
@@ -63,6 +64,14 @@ struct ServerOptions {
   // its streams.
   absl::Duration keepalive_time = absl::Seconds(10);
   absl::Duration keepalive_timeout = absl::Seconds(10);
+
+  // Who ListManagers lists (managers_source.h): with etcd, the
+  // ha::ManagerRegistry. Null: this manager alone, as leader, with `store`
+  // as its store and the bound address. Not owned; must outlive the server.
+  ManagersSource* managers = nullptr;
+  // This manager's store without credentials ("sqlite:PATH"), for the
+  // lone manager's ListManagers.
+  std::string store;
 };
 
 // A running gRPC server. Not copyable; Shutdown() is idempotent and also
@@ -93,6 +102,8 @@ class GrpcServer {
 
   FabricManager* manager_ = nullptr;  // not owned
   std::unique_ptr<AdmissionControl> admission_;
+  // ListManagers's source when ServerOptions::managers is null.
+  std::unique_ptr<SingleManagerSource> self_;
   FabricServiceImpl fabric_;
   AgentServiceImpl agent_;
   HypervisorServiceImpl hypervisor_;
