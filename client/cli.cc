@@ -145,7 +145,7 @@ Subcommands Define(CLI::App& app, Flags& f) {
   s.get = app.add_subcommand(
       "get",
       "list resources: fabrics, nodes, bridges, links, maps, allocations, "
-      "profiles, vfs, attachments");
+      "profiles, vfs, attachments; and managers (role, store, lease)");
   s.get->add_option("KIND", f.kind, "resource type")->required();
   s.get->add_option("NAME", f.name,
                     "one resource (a VF: n1/0000:3b:00.4 or "

@@ -102,6 +102,15 @@ TEST(CliTest, UnknownResourceKind) {
   Result r = RunCli({kDeadServer, "get", "widgets"});
   EXPECT_EQ(r.code, kExitUsage);
   EXPECT_THAT(r.err, HasSubstr("unknown resource type \"widgets\""));
+  EXPECT_THAT(r.err, HasSubstr("managers"));
+}
+
+TEST(CliTest, GetManagersIsAcceptedAndReachesTheServer) {
+  for (const char* kind : {"managers", "manager", "MANAGERS"}) {
+    Result r = RunCli({kDeadServer, "--timeout", "2s", "get", kind});
+    EXPECT_NE(r.code, kExitUsage) << kind << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("list managers")) << kind;
+  }
 }
 
 TEST(CliTest, MissingRequiredFlagNamesIt) {

@@ -505,6 +505,25 @@ TEST_F(CommandsTest, CreateRingThenGetAndDescribe) {
   EXPECT_THAT(std::string(missing.message()), StartsWith("get nodes/ghost: "));
 }
 
+TEST_F(CommandsTest, GetManagersShowsTheLoneManagerAsLeader) {
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kManager, "", "").ok());
+  EXPECT_THAT(out_.str(), ContainsRegex("^ADDRESS +ROLE +STORE +LEASE +TTL\n"));
+  // No store named by the test's server, and no lease without etcd.
+  EXPECT_THAT(out_.str(), ContainsRegex(address_ + " +LEADER +- +- +-\n"));
+
+  ASSERT_TRUE(Cmd(OutputFormat::kJson).Get(ResourceKind::kManager, "", "").ok());
+  EXPECT_THAT(out_.str(), HasSubstr("\"address\": \"" + address_ + "\""));
+  EXPECT_THAT(out_.str(), HasSubstr("\"role\": \"LEADER\""));
+
+  ASSERT_TRUE(Cmd().Get(ResourceKind::kManager, address_, "").ok());
+  EXPECT_THAT(out_.str(), HasSubstr(address_));
+  absl::Status missing = Cmd().Get(ResourceKind::kManager, "10.9.9.9:1", "");
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.message()),
+              HasSubstr("no such manager; known: " + address_));
+  EXPECT_TRUE(Cmd().Describe(ResourceKind::kManager, address_).ok());
+}
+
 TEST_F(CommandsTest, FabricNameOrNodeTakenHintsAtTheFabricThatHasIt) {
   CreateRing("lab", {"n1", "n2", "n3"});
   absl::Status s = Cmd().CreateFabric(RingSpec("lab", {"x", "y"}, "", 0));

@@ -502,6 +502,14 @@ absl::StatusOr<std::vector<v1::HardwareProfile>> FabricClient::ListProfiles() {
                                           resp->profiles().end());
 }
 
+absl::StatusOr<std::vector<v1::Manager>> FabricClient::ListManagers() {
+  absl::StatusOr<v1::ListManagersResponse> resp =
+      Call(&Stub::ListManagers, v1::ListManagersRequest());
+  if (!resp.ok()) return resp.status();
+  return std::vector<v1::Manager>(resp->managers().begin(),
+                                  resp->managers().end());
+}
+
 absl::Status FabricClient::Ping() {
   return Call(&Stub::Ping, v1::PingRequest()).status();
 }

@@ -204,6 +204,8 @@ class FabricClient {
       const hypervisor::v1::SetVmStateRequest& req);
 
   absl::StatusOr<std::vector<v1::HardwareProfile>> ListProfiles();
+  // Every manager serving the fabric (not paged: there are few).
+  absl::StatusOr<std::vector<v1::Manager>> ListManagers();
   absl::Status Ping();
 
  private:

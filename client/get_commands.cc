@@ -64,6 +64,7 @@ absl::StatusOr<ResourceKind> ParseResourceKind(absl::string_view text) {
       {"virtualfunction", ResourceKind::kVf},
       {"attachment", ResourceKind::kAttachment},
       {"att", ResourceKind::kAttachment},
+      {"manager", ResourceKind::kManager},
   };
   std::string t = absl::AsciiStrToLower(text);
   for (const auto& [name, kind] : kKinds) {
@@ -72,7 +73,7 @@ absl::StatusOr<ResourceKind> ParseResourceKind(absl::string_view text) {
   return UsageError(
       absl::StrCat("unknown resource type \"", text,
                    "\"; use fabrics, nodes, bridges, links, maps, allocations, "
-                   "profiles, vfs or attachments"));
+                   "profiles, vfs, attachments or managers"));
 }
 
 absl::Status CheckNodeFilter(ResourceKind kind, absl::string_view node) {
@@ -225,6 +226,25 @@ absl::Status GetCommands::Get(ResourceKind kind, const std::string& name,
           "get profile ", id,
           ": no such profile; known: ", absl::StrJoin(names, ", ")));
     }
+    case ResourceKind::kManager: {
+      absl::StatusOr<std::vector<v1::Manager>> managers =
+          client_->ListManagers();
+      RETURN_IF_ERROR(Annotate(managers.status(), "list managers"));
+      if (name.empty()) {
+        PrintManagers(*managers, fmt, *out_);
+        return absl::OkStatus();
+      }
+      std::vector<std::string> known;
+      for (const v1::Manager& m : *managers) {
+        if (m.address() == name) {
+          return one(absl::StatusOr<v1::Manager>(m), name, PrintManagers);
+        }
+        known.push_back(m.address());
+      }
+      return absl::NotFoundError(absl::StrCat("get manager ", name,
+                                              ": no such manager; known: ",
+                                              absl::StrJoin(known, ", ")));
+    }
     case ResourceKind::kMap:
       if (!name.empty()) {
         std::string n = MapName(name);
@@ -324,6 +344,7 @@ absl::Status GetCommands::Describe(ResourceKind kind, const std::string& name) {
     case ResourceKind::kLink:
     case ResourceKind::kMap:
     case ResourceKind::kProfile:
+    case ResourceKind::kManager:
       // Their `get` view is already complete.
       return Get(kind, name, "");
   }

@@ -27,11 +27,13 @@ enum class ResourceKind {
   kAllocation,
   kProfile,
   kVf,
-  kAttachment
+  kAttachment,
+  kManager
 };
 
 // Accepts plural and singular names ("nodes", "node"), "addressmaps" for
-// maps, "virtualfunctions" for vfs and "att" for attachments. Usage error
+// maps, "virtualfunctions" for vfs, "att" for attachments and "managers"
+// (the manager processes, not a fabric resource). Usage error
 // listing the valid kinds otherwise.
 absl::StatusOr<ResourceKind> ParseResourceKind(absl::string_view text);
 
@@ -55,6 +57,9 @@ class GetCommands : public CommandBase {
   absl::Status Get(ResourceKind kind, const std::string& name,
                    const std::string& fabric, const std::string& node = "");
 
+  // `get managers [ADDRESS]`: every manager, with its role, store and lease
+  // (NOT_FOUND naming the known addresses when ADDRESS is not one).
+  //
   // describe KIND NAME (fabric, node, bridge, allocation, link, vf,
   // attachment).
   absl::Status Describe(ResourceKind kind, const std::string& name);

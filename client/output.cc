@@ -301,6 +301,18 @@ std::vector<std::string> TableRow(const v1::HardwareProfile& p) {
           absl::StrCat(p.mapping_entries())};
 }
 
+template <>
+std::vector<std::string> TableHeaders<v1::Manager>() {
+  return {"ADDRESS", "ROLE", "STORE", "LEASE", "TTL"};
+}
+
+std::vector<std::string> TableRow(const v1::Manager& m) {
+  const bool leased = m.lease_id() != 0;
+  return {m.address(), v1::Manager::Role_Name(m.role()), Dash(m.store()),
+          leased ? absl::StrCat(absl::Hex(m.lease_id())) : "-",
+          leased ? absl::StrCat(m.lease_ttl_seconds(), "s") : "-"};
+}
+
 void PrintFabrics(const std::vector<v1::Fabric>& fabrics, OutputFormat format,
                   std::ostream& out) {
   PrintList(fabrics, format, out);
@@ -339,6 +351,11 @@ void PrintAttachments(const std::vector<v1::Attachment>& attachments,
 void PrintProfiles(const std::vector<v1::HardwareProfile>& profiles,
                    OutputFormat format, std::ostream& out) {
   PrintList(profiles, format, out);
+}
+
+void PrintManagers(const std::vector<v1::Manager>& managers,
+                   OutputFormat format, std::ostream& out) {
+  PrintList(managers, format, out);
 }
 
 void PrintAddressMap(const v1::AddressMap& map, std::ostream& out) {

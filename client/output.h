@@ -81,6 +81,8 @@ template <>
 std::vector<std::string> TableHeaders<v1::Attachment>();
 template <>
 std::vector<std::string> TableHeaders<v1::HardwareProfile>();
+template <>
+std::vector<std::string> TableHeaders<v1::Manager>();
 std::vector<std::string> TableRow(const v1::Fabric& fabric);
 std::vector<std::string> TableRow(const v1::Node& node);
 std::vector<std::string> TableRow(const v1::Bridge& bridge);
@@ -89,6 +91,7 @@ std::vector<std::string> TableRow(const v1::Allocation& allocation);
 std::vector<std::string> TableRow(const v1::VirtualFunction& vf);
 std::vector<std::string> TableRow(const v1::Attachment& attachment);
 std::vector<std::string> TableRow(const v1::HardwareProfile& profile);
+std::vector<std::string> TableRow(const v1::Manager& manager);
 
 // A whole list in one page (see ListWriter).
 template <typename M>
@@ -121,6 +124,10 @@ void PrintAttachments(const std::vector<v1::Attachment>& attachments,
                       OutputFormat format, std::ostream& out);
 // The table leaves out the (long) descriptions; -o json has them.
 void PrintProfiles(const std::vector<v1::HardwareProfile>& profiles,
+                   OutputFormat format, std::ostream& out);
+// Managers: ADDRESS, ROLE (LEADER/STANDBY), STORE, LEASE (hex, as etcdctl
+// shows it; "-" without one) and TTL (what the lease has left).
+void PrintManagers(const std::vector<v1::Manager>& managers,
                    OutputFormat format, std::ostream& out);
 
 // One bridge's address map: its entries (kind, fabric range, port or local

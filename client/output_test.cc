@@ -21,6 +21,26 @@ TEST(OutputFormatTest, ParsesTableAndJson) {
   EXPECT_THAT(bad.status().message(), HasSubstr("yaml"));
 }
 
+TEST(ManagerRowTest, ShowsTheLeaseInHexWithItsTtlOrDashes) {
+  v1::Manager standby;
+  standby.set_address("10.0.0.2:7070");
+  standby.set_role(v1::Manager::STANDBY);
+  standby.set_store("etcd://10.0.0.9:2379/f");
+  standby.set_lease_id(0x694d7b1f3c2a0011);
+  standby.set_lease_ttl_seconds(2);
+  EXPECT_EQ(TableRow(standby),
+            (std::vector<std::string>{"10.0.0.2:7070", "STANDBY",
+                                      "etcd://10.0.0.9:2379/f",
+                                      "694d7b1f3c2a0011", "2s"}));
+  v1::Manager lone;
+  lone.set_address("127.0.0.1:7070");
+  lone.set_role(v1::Manager::LEADER);
+  lone.set_store("sqlite:fabric.db");
+  EXPECT_EQ(TableRow(lone),
+            (std::vector<std::string>{"127.0.0.1:7070", "LEADER",
+                                      "sqlite:fabric.db", "-", "-"}));
+}
+
 TEST(TableTest, AlignsColumnsAndTrimsTrailingSpace) {
   Table t({"NAME", "STATE"});
   t.AddRow({"a", "READY"});
