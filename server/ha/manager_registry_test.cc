@@ -78,6 +78,15 @@ class ManagerRegistryTest : public ::testing::Test {
     return managers_.back().get();
   }
 
+  // Adds 10.0.0.1:7070, waits until it leads, then adds 10.0.0.2:7070.
+  void AddLeaderThenStandby() {
+    Manager* a = Add("10.0.0.1:7070");
+    ASSERT_NE(a, nullptr);
+    ASSERT_TRUE(WaitFor([&] { return a->election->is_leader(); },
+                        absl::Seconds(20)));
+    ASSERT_NE(Add("10.0.0.2:7070"), nullptr);
+  }
+
   // The list as `registry` reads it; empty on error (a test failure).
   std::vector<ManagerStatus> List(ManagerRegistry* registry) {
     absl::StatusOr<std::vector<ManagerStatus>> got = registry->ListManagers();
@@ -101,12 +110,8 @@ class ManagerRegistryTest : public ::testing::Test {
 };
 
 TEST_F(ManagerRegistryTest, ListsEveryManagerWithItsRoleStoreAndLease) {
-  Manager* a = Add("10.0.0.1:7070");
-  ASSERT_NE(a, nullptr);
-  ASSERT_TRUE(WaitFor([&] { return a->election->is_leader(); },
-                      absl::Seconds(20)));
-  Manager* b = Add("10.0.0.2:7070");
-  ASSERT_NE(b, nullptr);
+  ASSERT_NO_FATAL_FAILURE(AddLeaderThenStandby());
+  Manager* b = managers_[1].get();
   // Any registry reads the same list, a reader that never joined too.
   std::unique_ptr<ManagerRegistry> reader = Open();
   ASSERT_NE(reader, nullptr);
@@ -134,12 +139,9 @@ TEST_F(ManagerRegistryTest, ListsEveryManagerWithItsRoleStoreAndLease) {
 }
 
 TEST_F(ManagerRegistryTest, ADeadManagersRecordGoesWithItsLeaseAndComesBack) {
-  Manager* a = Add("10.0.0.1:7070");
-  ASSERT_NE(a, nullptr);
-  ASSERT_TRUE(WaitFor([&] { return a->election->is_leader(); },
-                      absl::Seconds(20)));
-  Manager* b = Add("10.0.0.2:7070");
-  ASSERT_NE(b, nullptr);
+  ASSERT_NO_FATAL_FAILURE(AddLeaderThenStandby());
+  Manager* a = managers_[0].get();
+  Manager* b = managers_[1].get();
   const int64_t old_lease = a->election->lease();
 
   // As if a were stopped: its lease expires, its record with it.
