@@ -44,10 +44,19 @@ std::unique_ptr<FabricClient> FabricClient::Connect(
         hypervisor::v1::HypervisorService::NewStub(channel), target, options,
         channel);
   }
+  // During a failover the new leader's port is closed for a moment (its
+  // standby server stops before the leader's starts); with gRPC's default
+  // reconnect backoff (1 s, x1.6, up to 120 s) a client that met the closed
+  // port waited up to 15 s more. Reconnect within 250 ms instead.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
   return std::make_unique<FabricClient>(
       std::make_shared<LeaderChannel>(
           std::move(targets),
-          [creds](const std::string& t) { return grpc::CreateChannel(t, creds); }),
+          [creds, args](const std::string& t) {
+            return grpc::CreateCustomChannel(t, creds, args);
+          }),
       target, options);
 }
 

@@ -177,8 +177,9 @@ Manager StartManager(const std::string& db, const std::string& log_path,
 Manager StartManagerAt(const std::string& binary, int port,
                        const std::string& db, const std::string& log_path,
                        const std::vector<std::string>& extra_flags) {
-  std::vector<std::string> argv = {binary, "--db", db, "--listen",
-                                   "127.0.0.1:" + std::to_string(port)};
+  std::vector<std::string> argv = {binary};
+  if (!db.empty()) argv.insert(argv.end(), {"--db", db});
+  argv.insert(argv.end(), {"--listen", "127.0.0.1:" + std::to_string(port)});
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   // Only this start's lines are searched for the port.
   const size_t offset = ReadFile(log_path).size();

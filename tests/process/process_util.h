@@ -81,7 +81,8 @@ bool WaitFor(const std::function<bool()>& done, absl::Duration timeout,
 // Reads a whole file ("" if absent).
 std::string ReadFile(const std::string& path);
 
-// Starts fabric-manager on 127.0.0.1:0 with `db` and returns it with the
+// Starts fabric-manager on 127.0.0.1:0 with `db` (no --db when empty, e.g.
+// for a manager given --store in `extra_flags`) and returns it with the
 // bound port read from its log; -1 port if it did not come up in
 // Scaled(10 s) (or exited first).
 struct Manager {
