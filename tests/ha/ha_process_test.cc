@@ -14,6 +14,8 @@
 //    is applied at most once.
 //
 // Each test prints its timings ("[ha] ..." lines) for the note.
+#include <dirent.h>
+
 #include <csignal>
 
 #include <atomic>
@@ -187,7 +189,10 @@ void ExpectLedgerMatches(const std::vector<v1::Allocation>& listed,
     auto it = acked.find(label->second);
     if (it == acked.end()) {
       ADD_FAILURE() << "listed but never acknowledged: " << a.name()
-                    << " (request " << label->second << ")";
+                    << " (request " << label->second << ", created "
+                    << absl::FromUnixSeconds(a.create_time().seconds()) +
+                           absl::Nanoseconds(a.create_time().nanos())
+                    << ")";
     } else {
       EXPECT_EQ(it->second, a.name())
           << "request " << label->second << " acknowledged as another name";
@@ -228,6 +233,30 @@ void ExpectLedgerMatches(const std::vector<v1::Allocation>& listed,
   }
   expect_disjoint("borrower", borrowers);
   expect_disjoint("target", targets);
+}
+
+// True once every thread of `pid` is stopped (state T in
+// /proc/PID/task/TID/stat): a SIGSTOP has taken effect.
+bool AllThreadsStopped(pid_t pid) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  DIR* tasks = opendir(dir.c_str());
+  if (tasks == nullptr) return false;
+  bool all = true;
+  int seen = 0;
+  while (dirent* e = readdir(tasks)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string stat =
+        proctest::ReadFile(absl::StrCat(dir, "/", e->d_name, "/stat"));
+    // "TID (comm) S ...": the state follows the last ')'.
+    const size_t paren = stat.rfind(')');
+    ++seen;
+    if (paren == std::string::npos || paren + 2 >= stat.size() ||
+        stat[paren + 2] != 'T') {
+      all = false;
+    }
+  }
+  closedir(tasks);
+  return all && seen > 0;
 }
 
 // One fabric-manager process in HA mode.
@@ -367,6 +396,81 @@ TEST_F(HaProcessTest, LeaderKillUnderLoad) {
   absl::StatusOr<std::vector<v1::Allocation>> listed = ListAll(*client);
   ASSERT_TRUE(listed.ok()) << listed.status();
   ExpectLedgerMatches(*listed, ledger.acks());
+}
+
+TEST_F(HaProcessTest, PausedLeader) {
+  std::unique_ptr<FabricClient> client = StartPair();
+  ASSERT_NE(client, nullptr);
+  HaProcess& m1 = manager(0);
+  HaProcess& m2 = manager(1);
+  Ledger ledger;
+  for (int k = 0; k < 3; ++k) {
+    Allocate(*client, k, absl::StrCat("before-", k), ledger);
+  }
+  // A client of the old leader alone, connected before the pause: its call
+  // waits in the stopped leader's socket and is handled after SIGCONT.
+  std::unique_ptr<FabricClient> stale =
+      Client(m1.address(), absl::Seconds(20), /*attempts=*/1);
+  ASSERT_TRUE(stale->GetFabric(absl::StrCat("fabrics/", kFabric)).ok());
+
+  const absl::Time stopped = absl::Now();
+  m1.m.child.Signal(SIGSTOP);
+  ASSERT_TRUE(WaitFor([&] { return AllThreadsStopped(m1.m.child.pid()); },
+                      absl::Seconds(5)));
+  absl::Status stale_status;
+  std::thread stale_call([&] {
+    stale_status = stale->CreateAllocation(AllocationRequest(3, "stale-0"))
+                       .status();
+  });
+  const bool took_over = WaitLeads(m2, absl::Seconds(15));
+  const absl::Duration takeover = absl::Now() - stopped;
+  if (!took_over) m1.m.child.Signal(SIGCONT);
+  ASSERT_TRUE(took_over) << proctest::ReadFile(m2.log);
+
+  // The new leader allocates (through a client of m2: a client of the list
+  // stays on the stopped leader, whose calls end in DEADLINE_EXCEEDED).
+  std::unique_ptr<FabricClient> on_m2 = Client(m2.address(), absl::Seconds(2));
+  for (int k = 0; k < 4; ++k) {
+    Allocate(*on_m2, k, absl::StrCat("after-", k), ledger);
+  }
+  std::optional<absl::Duration> first = ledger.FirstAckAfter(stopped);
+
+  const absl::Time resumed = absl::Now();
+  m1.m.child.Signal(SIGCONT);
+  int code = -1;
+  EXPECT_TRUE(WaitFor([&] { return m1.m.child.TryWait(&code); },
+                      absl::Seconds(15)))
+      << "the old leader still runs after SIGCONT";
+  const absl::Duration stepped_down = absl::Now() - resumed;
+  EXPECT_EQ(code, 1);
+  const std::string m1_log = proctest::ReadFile(m1.log);
+  EXPECT_NE(m1_log.find(kLostLine), std::string::npos) << m1_log;
+  stale_call.join();
+  EXPECT_FALSE(stale_status.ok())
+      << "the deposed leader acknowledged a write after the pause";
+  std::cout << "[ha] paused leader: takeover (log) " << takeover
+            << ", pause to first acknowledged write "
+            << (first.has_value() ? absl::FormatDuration(*first) : "none")
+            << ", SIGCONT to exit " << stepped_down << " (stopped at "
+            << stopped << ", resumed at " << resumed << ")"
+            << "; the call waiting on the old leader got: " << stale_status
+            << std::endl;
+  EXPECT_TRUE(ledger.failures().empty())
+      << absl::StrJoin(ledger.failures(), "\n");
+
+  // What etcd holds, as a manager loading it afresh sees it: m2 stops
+  // (resigning), m3 takes over and lists.
+  absl::StatusOr<std::vector<v1::Allocation>> on_leader = ListAll(*on_m2);
+  ASSERT_TRUE(on_leader.ok()) << on_leader.status();
+  ExpectLedgerMatches(*on_leader, ledger.acks());
+  HaProcess& m3 = StartHa("m3");
+  m2.m.child.Signal(SIGTERM);
+  EXPECT_EQ(m2.m.child.Wait(), 0);
+  ASSERT_TRUE(WaitLeads(m3, absl::Seconds(15))) << proctest::ReadFile(m3.log);
+  std::unique_ptr<FabricClient> on_m3 = Client(m3.address(), absl::Seconds(2));
+  absl::StatusOr<std::vector<v1::Allocation>> reloaded = ListAll(*on_m3);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  ExpectLedgerMatches(*reloaded, ledger.acks());
 }
 
 }  // namespace
