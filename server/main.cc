@@ -252,6 +252,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // What ListManagers shows as this manager's store (no credentials: etcd's
+  // TLS comes from flags, not the URL).
+  server_options.store = store_spec->text;
   store_spec->sqlite.holder =
       absl::StrCat("fabric-manager listening on ", listen);
   auto store = fabric::store::OpenStore(*store_spec);

@@ -44,6 +44,19 @@ absl::StatusOr<std::unique_ptr<HaManager>> HaManager::Start(
       LeaderElection::Start(election, std::move(callbacks));
   if (!started.ok()) return started.status();  // ~HaManager stops the rest
   ha->election_ = *std::move(started);
+  absl::StatusOr<std::unique_ptr<ManagerRegistry>> registry =
+      ManagerRegistry::Open({election.client, election.prefix});
+  if (!registry.ok()) return registry.status();
+  ha->registry_ = *std::move(registry);
+  if (absl::Status s = ha->registry_->Join(
+          {.address = ha->address_,
+           .store = ha->options_.server.store,
+           .start_time = absl::Now(),
+           .version = std::string(service::BuildVersion())},
+          [e = ha->election_.get()] { return e->lease(); });
+      !s.ok()) {
+    return s;
+  }
   std::cout << "fabric-manager listening on " << ha->address_
             << " as a standby, campaigning for leadership" << std::endl;
   return ha;
@@ -121,8 +134,10 @@ absl::Status HaManager::TakeOver(const store::Fence& fence) {
     standby = std::move(standby_);
   }
   if (standby != nullptr) standby->Shutdown();  // frees the address
+  service::ServerOptions server_options = options_.server;
+  server_options.managers = registry_.get();
   absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
-      service::GrpcServer::Start(manager->get(), address_, options_.server);
+      service::GrpcServer::Start(manager->get(), address_, server_options);
   if (!server.ok()) {
     (*manager)->Shutdown();
     return server.status();
@@ -174,6 +189,7 @@ void HaManager::Shutdown() {
   Post({Event::kStop, {}});
   if (loop_.joinable()) loop_.join();
   Stop(absl::OkStatus());
+  registry_.reset();  // reads the election's lease
   // Last: another manager takes over only once this one stopped serving.
   election_.reset();
 }

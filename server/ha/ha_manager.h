@@ -31,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "server/ha/leader_election.h"
+#include "server/ha/manager_registry.h"
 #include "server/ha/standby_server.h"
 #include "server/service/manager.h"
 #include "server/service/manager_options.h"
@@ -101,6 +102,9 @@ class HaManager {
   const HaOptions options_;
   std::string address_;
   std::unique_ptr<LeaderElection> election_;
+  // This manager's record for ListManagers (fabricctl get managers), on the
+  // election's lease; destroyed before the election.
+  std::unique_ptr<ManagerRegistry> registry_;
 
   mutable absl::Mutex mu_;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);

@@ -290,7 +290,9 @@ class EtcdStoreImpl final : public EtcdStore {
       on_lost_ = nullptr;
     }
     if (on_lost) on_lost();
-    return absl::FailedPreconditionError(absl::StrCat(
+    // UNAVAILABLE: nothing was written, and the same call made to the
+    // manager that leads now may succeed (clients move on, and retry).
+    return absl::UnavailableError(absl::StrCat(
         "not the leader: election key ", fence.key, ", created at revision ",
         fence.create_revision, ", ", now, "; nothing written"));
   }

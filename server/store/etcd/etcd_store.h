@@ -17,8 +17,9 @@
 // Fencing: once SetFence() gave a fence, every Txn also compares
 // CREATE revision of fence.key == fence.create_revision; when the compare
 // fails (the lease behind the election key expired, or another manager
-// holds it now), nothing is written and Apply fails with FAILED_PRECONDITION
-// "not the leader: ..." and calls the fence-lost callback once.
+// holds it now), nothing is written and Apply fails with UNAVAILABLE
+// "not the leader: ..." (the leader may take the same call) and calls the
+// fence-lost callback once.
 //
 // Reads: Get is one linearizable Range; Scan pages (kScanPageSize keys per
 // Range) at the revision of its first page, so it is one consistent snapshot.

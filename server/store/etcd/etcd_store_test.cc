@@ -255,7 +255,7 @@ TEST_F(EtcdStoreTest, LostFenceFailsAppliesAndCallsBackOnce) {
   after.Put("t", "new", "x");
   for (int i = 0; i < 2; ++i) {
     absl::Status status = store->Apply(after);
-    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
     EXPECT_THAT(status.message(),
                 AllOf(HasSubstr("not the leader"), HasSubstr(fence_key),
                       HasSubstr("is gone")));
@@ -266,7 +266,7 @@ TEST_F(EtcdStoreTest, LostFenceFailsAppliesAndCallsBackOnce) {
   // Another manager's key under the same name: a new create revision.
   raw.Put(fence_key, "other");
   absl::Status status = store->Apply(after);
-  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(status.message(), HasSubstr("created again"));
   raw.Revoke(lease);
 
@@ -277,7 +277,7 @@ TEST_F(EtcdStoreTest, LostFenceFailsAppliesAndCallsBackOnce) {
   store->SetFence(Fence{key2, raw.Put(key2, "me", lease2)}, [&] { ++lost2; });
   ASSERT_TRUE(store->Apply(before).ok());
   raw.Revoke(lease2);
-  EXPECT_EQ(store->Apply(after).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->Apply(after).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(lost2.load(), 1);
   EXPECT_EQ(lost.load(), 1);
   EXPECT_THAT(*store->Scan("t"), ElementsAre(Pair("k", "1")));
