@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
@@ -14,6 +16,25 @@ namespace fabric::client {
 namespace {
 
 constexpr char kUnreachablePayload[] = "type.fabricctl/server-unreachable";
+
+}  // namespace
+
+namespace {
+
+// `status` with the managers a call tried named in its message (same code
+// and payloads).
+absl::Status NameTried(const absl::Status& status,
+                       const std::vector<std::string>& tried) {
+  absl::Status named(
+      status.code(),
+      absl::StrCat(status.message(), " (managers tried until the deadline: ",
+                   absl::StrJoin(tried, ", "), ")"));
+  status.ForEachPayload(
+      [&](absl::string_view url, const absl::Cord& payload) {
+        named.SetPayload(url, payload);
+      });
+  return named;
+}
 
 }  // namespace
 
@@ -152,42 +173,76 @@ template <typename S, typename Req, typename Resp>
 absl::StatusOr<Resp> FabricClient::CallOn(MethodOf<S, Req, Resp> method,
                                           const Req& req, int max_attempts) {
   if (max_attempts <= 0) max_attempts = options_.max_attempts;
+  // Following a leader, a call that may be retried is retried until its own
+  // deadline: a failover takes about a lease TTL.
+  const bool until_deadline = leader_ != nullptr && max_attempts > 1;
+  const absl::Time call_deadline = absl::Now() + options_.timeout;
   absl::Duration backoff = options_.retry_backoff;
+  // The managers this call tried, and whether it waited for a leader.
+  std::vector<std::string> tried;
+  bool waited = false;
   absl::Status status;
   for (int attempt = 1;; ++attempt) {
     Resp resp;
     auto one = [&](const Stubs& stubs, grpc::ClientContext& ctx) {
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+      ctx.set_deadline(absl::ToChronoTime(
+          until_deadline ? call_deadline : absl::Now() + options_.timeout));
       resp.Clear();
       return (Pick(stubs, static_cast<S*>(nullptr)).*method)(&ctx, req, &resp);
     };
     std::shared_ptr<grpc::ChannelInterface> channel = channel_;
+    bool no_leader = false;
     if (leader_ == nullptr) {
       grpc::ClientContext ctx;
       status = FromGrpcStatus(one(*fixed_, ctx));
     } else {
       // Calls that are retried at all may be made again on the leader.
       LeaderChannel::Endpoint last;
-      status = FromGrpcStatus(leader_->Call(
+      grpc::Status answer = leader_->Call(
           [&](const LeaderChannel::Endpoint& e, grpc::ClientContext& ctx) {
+            if (std::find(tried.begin(), tried.end(), e.target) ==
+                tried.end()) {
+              tried.push_back(e.target);
+            }
             return one(*StubsFor(e), ctx);
           },
-          /*retry_safe=*/max_attempts > 1, &last));
+          /*retry_safe=*/max_attempts > 1, &last);
       channel = last.channel;
+      status = FromGrpcStatus(answer);
+      // A standby's answer, or no manager reached: no leader serves yet.
+      no_leader = IsStandbyAnswer(answer) ||
+                  (channel != nullptr &&
+                   channel->GetState(/*try_to_connect=*/false) !=
+                       GRPC_CHANNEL_READY);
     }
     if (status.ok()) return resp;
+    if (status.code() == absl::StatusCode::kDeadlineExceeded && waited) {
+      return NameTried(status, tried);
+    }
     if (status.code() != absl::StatusCode::kUnavailable) return status;
-    if (attempt >= max_attempts) {
+    const absl::Duration left = call_deadline - absl::Now();
+    // Waiting for a leader stops when the next attempt would start at the
+    // deadline; the leader's own UNAVAILABLE (an agent out of reach) keeps
+    // max_attempts.
+    if (until_deadline && no_leader ? left <= backoff
+                                    : attempt >= max_attempts) {
       // See IsServerUnreachable: a server that answered left the channel
       // READY.
+      if (waited) status = NameTried(status, tried);
       if (channel != nullptr &&
           channel->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
         status.SetPayload(kUnreachablePayload, absl::Cord("1"));
       }
       return status;
     }
-    absl::SleepFor(backoff);
-    backoff *= 2;
+    if (until_deadline && no_leader) {
+      waited = true;
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, options_.max_retry_backoff);
+    } else {
+      absl::SleepFor(backoff);
+      backoff *= 2;
+    }
   }
 }
 

@@ -18,7 +18,12 @@
 // (common/leader_channel.h): a standby's answer naming the leader moves the
 // client there, and a call that is retried at all (every call but the three
 // above) is made again on the leader at once; a standby naming no leader,
-// or a manager out of reach, moves it to the next address.
+// or a manager out of reach, moves it to the next address. Such a call is
+// retried, with backoff (retry_backoff doubling up to max_retry_backoff),
+// until its deadline (Options::timeout from its start), so it rides through
+// a failover: a killed leader's standby takes over within the lease TTL.
+// It then fails with the last error, its message naming every manager tried.
+// A single address keeps max_attempts.
 //
 //   auto client = FabricClient::Connect("127.0.0.1:7070", tls, {});
 //   auto ha = FabricClient::Connect("m1:7070,m2:7070,m3:7070", tls, {});
@@ -69,12 +74,17 @@ bool IsServerUnreachable(const absl::Status& status);
 class FabricClient {
  public:
   struct Options {
-    // Deadline of each RPC attempt.
+    // Deadline of each RPC attempt; with a manager list, of each call that
+    // may be retried (all its attempts together, see below).
     absl::Duration timeout = absl::Seconds(10);
-    // Total attempts for a call that fails with UNAVAILABLE (>= 1).
+    // Total attempts for a call that fails with UNAVAILABLE (>= 1). With a
+    // manager list, a call with max_attempts > 1 is instead retried until
+    // its deadline (it rides through a failover).
     int max_attempts = 3;
     // Sleep before the second attempt; doubles for each further attempt.
     absl::Duration retry_backoff = absl::Milliseconds(200);
+    // With a manager list, the longest sleep between two attempts.
+    absl::Duration max_retry_backoff = absl::Milliseconds(500);
     // page_size of List* requests; 0 lets the server choose (100).
     int page_size = kMaxListPageSize;
   };
@@ -233,7 +243,8 @@ class FabricClient {
 
   // One unary call of the stub S of the manager (the leader, when following
   // one) with deadline and UNAVAILABLE retries (at most `max_attempts`
-  // attempts; 0 means Options::max_attempts).
+  // attempts, 0 meaning Options::max_attempts; following a leader, until
+  // the call's deadline when max_attempts > 1).
   template <typename S, typename Req, typename Resp>
   absl::StatusOr<Resp> CallOn(MethodOf<S, Req, Resp> method, const Req& req,
                               int max_attempts = 0);

@@ -481,5 +481,49 @@ TEST_F(FabricClientHaTest, AnUnreachableManagerIsSkipped) {
   EXPECT_EQ(service_.calls("GetFabric"), 1);
 }
 
+
+TEST_F(FabricClientHaTest, RidesThroughAFailoverUntilTheLeaderAnswers) {
+  // The "leader" answers only after more refusals than max_attempts (no
+  // leader elected yet), with the old leader out of reach meanwhile.
+  constexpr int kRefusals = 8;
+  for (int i = 0; i < kRefusals; ++i) {
+    service_.get_fabric_failures.push_back(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE, StandbyMessage(std::nullopt)));
+  }
+  std::unique_ptr<FabricClient> client = FabricClient::Connect(
+      "127.0.0.1:1," + address_, kLoopbackPlaintext, options_);
+  absl::StatusOr<v1::Fabric> f = client->GetFabric("fabrics/f");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(service_.calls("GetFabric"), kRefusals + 1);
+}
+
+TEST_F(FabricClientHaTest, NoLeaderUntilTheDeadlineNamesEveryManagerTried) {
+  for (int i = 0; i < 1000; ++i) {
+    service_.get_fabric_failures.push_back(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE, StandbyMessage(std::nullopt)));
+  }
+  options_.timeout = absl::Milliseconds(300);
+  options_.max_retry_backoff = absl::Milliseconds(20);
+  std::unique_ptr<FabricClient> client = FabricClient::Connect(
+      "127.0.0.1:1," + address_, kLoopbackPlaintext, options_);
+  absl::Status s = client->GetFabric("fabrics/f").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(s.message(), HasSubstr("127.0.0.1:1, " + address_)) << s;
+  EXPECT_GT(service_.calls("GetFabric"), options_.max_attempts);
+}
+
+TEST_F(FabricClientHaTest, TheLeadersOwnUnavailableKeepsMaxAttempts) {
+  for (int i = 0; i < 1000; ++i) {
+    service_.get_fabric_failures.push_back(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent out of reach"));
+  }
+  std::unique_ptr<FabricClient> client = FabricClient::Connect(
+      standby_address_ + "," + address_, kLoopbackPlaintext, options_);
+  absl::Status s = client->GetFabric("fabrics/f").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(s.message(), "agent out of reach");
+  EXPECT_EQ(service_.calls("GetFabric"), options_.max_attempts);
+}
+
 }  // namespace
 }  // namespace fabric::client
