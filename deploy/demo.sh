@@ -16,19 +16,14 @@ NODES=(n1 n2 n3 n4)
 MANAGER_PID=""
 AGENT_PIDS=()
 
+# shellcheck source=deploy/demo_lib.sh
+. "$ROOT/deploy/demo_lib.sh"
+
 cleanup() {
-  for pid in "${AGENT_PIDS[@]}" $MANAGER_PID; do
-    { kill "$pid" && wait "$pid"; } 2>/dev/null || true
-  done
+  stop_pids "${AGENT_PIDS[@]}" $MANAGER_PID
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-step() { printf '\n\033[1;34m## %s\033[0m\n' "$*"; }
-ctl() {
-  echo "\$ fabricctl $*"
-  "$BIN/fabricctl" "$@"
-}
 
 STARTS=0
 start_manager() {
@@ -41,50 +36,18 @@ start_manager() {
     --policy "$ROOT/deploy/policy.textproto" --audit-log "$WORK/audit.log" \
     >"$log" 2>&1 &
   MANAGER_PID=$!
-  for _ in $(seq 1 500); do
-    port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$log" | sed 's/.*://') || true
-    [ -n "$port" ] && break
-    sleep 0.02
-  done
-  if [ -z "$port" ]; then
-    echo "fabric-manager did not start:" >&2
-    cat "$log" >&2
-    exit 1
-  fi
-  PORT=$port
-  export FABRIC_SERVER="127.0.0.1:$port"
+  PORT=$(manager_port "$log")
+  export FABRIC_SERVER="127.0.0.1:$PORT"
 }
 
 step "0. A certificate authority, and a certificate for every program"
-PKI="$WORK/pki"
-"$ROOT/deploy/pki.sh" init "$PKI"
-"$ROOT/deploy/pki.sh" issue "$PKI" manager m1
-for n in "${NODES[@]}"; do "$ROOT/deploy/pki.sh" issue "$PKI" node "$n"; done
-"$ROOT/deploy/pki.sh" issue "$PKI" user admin --role admin
-"$ROOT/deploy/pki.sh" issue "$PKI" user watcher --role viewer
-# KIND-NAME's flags: --tls-cert, --tls-key and --tls-ca.
-tls_flags() {
-  echo --tls-cert "$PKI/$1.crt" --tls-key "$PKI/$1.key" --tls-ca "$PKI/ca.crt"
-}
-# fabricctl reads its certificate from the environment: it is user/admin.
-export FABRIC_TLS_CERT="$PKI/user-admin.crt"
-export FABRIC_TLS_KEY="$PKI/user-admin.key"
-export FABRIC_TLS_CA="$PKI/ca.crt"
+make_pki m1
 echo "CA and certificates in $PKI: manager/m1, node/n1..n4, user/admin (admin), user/watcher (viewer)"
 
 step "1. Start fabric-manager (SQLite) and four simulated node agents"
 start_manager
 echo "fabric-manager on $FABRIC_SERVER, state in $WORK/fabric.db"
-for n in "${NODES[@]}"; do
-  extra=()
-  # n3 also has an SR-IOV NIC and an NVMe drive whose VFs it can lend.
-  [ "$n" = n3 ] && extra=(--sim-hardware "$ROOT/deploy/examples/lender-host.json")
-  # shellcheck disable=SC2046
-  "$BIN/fabric-agent" --manager "$FABRIC_SERVER" --node "$n" --backend sim \
-    --sim-dir "$WORK/sim" $(tls_flags "node-$n") "${extra[@]}" \
-    >"$WORK/agent-$n.log" 2>&1 &
-  AGENT_PIDS+=($!)
-done
+start_agents "$FABRIC_SERVER"
 echo "agents ${NODES[*]} started; the simulator keeps each host's memory and"
 echo "bridge registers as files under $WORK/sim"
 
@@ -107,14 +70,7 @@ ctl get maps n1
 
 step "6. Take link n1--n2 down: the maps are recomputed and traffic goes the other way"
 ctl link down n1 n2
-wait_ready() {
-  for _ in $(seq 1 100); do
-    ready=$("$BIN/fabricctl" get allocations -o json | grep -c '"READY"' || true)
-    [ "$ready" -eq 3 ] && return
-    sleep 0.1
-  done
-}
-wait_ready
+wait_ready 3
 ctl get allocations
 ctl verify --all
 
@@ -157,7 +113,7 @@ step "9. kill -9 the manager and restart it: nothing acknowledged is lost"
 { kill -9 "$MANAGER_PID" && wait "$MANAGER_PID"; } 2>/dev/null || true
 echo "killed fabric-manager (pid $MANAGER_PID); restarting on the same database"
 start_manager
-wait_ready
+wait_ready 3
 ctl get allocations
 ctl verify --all
 

@@ -12,6 +12,8 @@
 #              run for S seconds (default 20) over a copy of its corpus;
 #              fails on any crash, saved in build-fuzz/fuzz-artifacts/
 #   demo       deps, build, then the main job on the embedded default (SQLite)
+#   demo-ha    deps, build, then HA on etcd: three etcd members, two managers,
+#              the leader killed with -9 while allocation goes on
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -165,8 +167,9 @@ case "${1:-}" in
   test-asan) deps; build_asan; run_asan_tests ;;
   fuzz) deps; build_fuzz; run_fuzz "${2:-20}" ;;
   demo) deps; build; exec bash "$ROOT/deploy/demo.sh" "$BUILD_DIR/bin" ;;
+  demo-ha) deps; build; exec bash "$ROOT/deploy/demo-ha.sh" "$BUILD_DIR/bin" ;;
   *)
-    echo "usage: $0 deps|build|test|test-asan|fuzz [SECONDS]|demo" >&2
+    echo "usage: $0 deps|build|test|test-asan|fuzz [SECONDS]|demo|demo-ha" >&2
     exit 2
     ;;
 esac
