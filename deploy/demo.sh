@@ -28,7 +28,7 @@ trap cleanup EXIT
 STARTS=0
 start_manager() {
   STARTS=$((STARTS + 1))
-  local log="$WORK/manager-$STARTS.log" port=""
+  local log="$WORK/manager-$STARTS.log"
   # A fixed port, so that the agents find the restarted manager again.
   # shellcheck disable=SC2046 # the flags are words without spaces
   "$BIN/fabric-manager" --db "$WORK/fabric.db" --listen "127.0.0.1:${PORT:-0}" \

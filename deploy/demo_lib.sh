@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by deploy/demo.sh and deploy/demo-ha.sh (sourced, not run). The
 # caller sets BIN (the binaries), ROOT (the checkout), WORK (the demo's state
 # directory), NODES (the simulated nodes) and AGENT_PIDS=().
