@@ -2,7 +2,8 @@
 // fabric-agent simulators on a ring. Allocations must turn READY and verify
 // by bytes, survive a link going down (rerouted), an agent being killed and
 // restarted over wiped hardware, and a partition (DEGRADED, the rest still
-// verify).
+// verify). With two managers on etcd (HA), allocations survive the leader
+// being killed: the agents go on with the new leader.
 #include <grpcpp/create_channel.h>
 #include <signal.h>
 
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
@@ -20,11 +22,14 @@
 #include "fabric/v1/resources.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/etcd/etcd_cluster.h"
 #include "tests/process/process_util.h"
 #include "tests/process/test_transport.h"
 
 namespace fabric::proctest {
 namespace {
+
+using ::fabric::etcdtest::EtcdCluster;
 
 constexpr int kNodes = 8;
 constexpr int kAllocations = 100;
@@ -320,6 +325,137 @@ TEST_F(FabricAgentsTest, DeletedFabricLeavesNoAccessInTheBridges) {
   EXPECT_EQ(n0.fabric(), "");
   EXPECT_THAT(ReadFile(dir_.path() + "/agent-0.log"),
               ::testing::HasSubstr("the node is in no fabric"));
+}
+
+
+// Two managers on a 1-member etcd, three agents that dial both
+// (--manager a,b).
+class FabricAgentsHaTest : public FabricAgentsTest {
+ protected:
+  static constexpr int kHaNodes = 3;
+
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<EtcdCluster>> etcd = EtcdCluster::Start(1);
+    ASSERT_TRUE(etcd.ok()) << etcd.status();
+    etcd_ = *std::move(etcd);
+    std::vector<std::string> flags = tls_.ManagerFlags();
+    flags.insert(flags.end(),
+                 {"--store", etcd_->StoreUrl("/fabric-ha"), "--lease-ttl", "2s",
+                  "--heartbeat-timeout", "2s", "--heartbeat-interval",
+                  "100ms"});
+    std::vector<std::string> addresses;
+    for (int i = 0; i < 2; ++i) {
+      managers_.push_back(std::make_unique<Manager>(StartManagerAt(
+          BinDir() + "/fabric-manager", 0, /*db=*/"", Log(i), flags)));
+      ASSERT_GT(managers_[i]->port, 0) << ReadFile(Log(i));
+      addresses.push_back(absl::StrCat("127.0.0.1:", managers_[i]->port));
+    }
+    address_ = absl::StrJoin(addresses, ",");
+    leader_ = WaitLeader({0, 1});
+    ASSERT_GE(leader_, 0) << ReadFile(Log(0)) << ReadFile(Log(1));
+    DialLeader();
+    v1::CreateFabricRequest req;
+    req.mutable_spec()->set_name("lab");
+    req.mutable_spec()->set_topology(v1::RING);
+    req.mutable_spec()->set_default_export_size(256 << 20);
+    for (int i = 0; i < kHaNodes; ++i)
+      req.mutable_spec()->add_nodes()->set_name(Node(i));
+    grpc::ClientContext ctx;
+    v1::Fabric f;
+    ASSERT_TRUE(stub_->CreateFabric(&ctx, req, &f).ok());
+    for (int i = 0; i < kHaNodes; ++i) agents_.push_back(StartAgent(i));
+  }
+
+  std::string Log(int i) const {
+    return absl::StrCat(dir_.path(), "/manager-", i, ".log");
+  }
+
+  // The first of `candidates` whose log says it was elected, or -1.
+  int WaitLeader(const std::vector<int>& candidates) {
+    int leader = -1;
+    WaitFor(
+        [&] {
+          for (int i : candidates) {
+            if (ReadFile(Log(i)).find("elected leader") != std::string::npos) {
+              leader = i;
+              return true;
+            }
+          }
+          return false;
+        },
+        absl::Seconds(20), absl::Milliseconds(20));
+    return leader;
+  }
+
+  // stub_ calls the leader.
+  void DialLeader() {
+    stub_ = v1::FabricService::NewStub(tls_.DialManager(
+        absl::StrCat("127.0.0.1:", managers_[leader_]->port)));
+  }
+
+  std::unique_ptr<EtcdCluster> etcd_;
+  std::vector<std::unique_ptr<Manager>> managers_;
+  int leader_ = -1;
+};
+
+TEST_F(FabricAgentsHaTest, AllocationsSurviveTheLeaderBeingKilled) {
+  v1::CreateAllocationRequest req;
+  req.mutable_allocation()->set_borrower(Node(0));
+  req.mutable_allocation()->set_target(Node(2));
+  req.mutable_allocation()->set_size(16 << 20);
+  req.set_request_id("ha-1");
+  v1::Allocation a;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->CreateAllocation(&ctx, req, &a).ok());
+  }
+  ASSERT_EQ(VerifyAll({a}), 1);
+  std::vector<int64_t> applied(kHaNodes);
+  for (int i = 0; i < kHaNodes; ++i) {
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          const v1::Node n = GetNode(Node(i));
+          applied[i] = n.applied_generation();
+          return n.agent_state() == v1::Node::READY &&
+                 n.applied_generation() == n.desired_generation();
+        },
+        absl::Seconds(10)));
+  }
+
+  managers_[leader_]->child.Signal(SIGKILL);
+  managers_[leader_]->child.Wait();
+  const int old_leader = leader_;
+  leader_ = WaitLeader({1 - old_leader});
+  ASSERT_EQ(leader_, 1 - old_leader) << ReadFile(Log(1 - old_leader));
+  DialLeader();
+
+  // Every agent registers with the new leader and applies its generations,
+  // which go on above the old leader's: none goes backwards.
+  const std::string registered = absl::StrCat(
+      "registered with 127.0.0.1:", managers_[leader_]->port);
+  for (int i = 0; i < kHaNodes; ++i) {
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          return ReadFile(absl::StrCat(dir_.path(), "/agent-", i, ".log"))
+                     .find(registered) != std::string::npos;
+        },
+        absl::Seconds(15)))
+        << Node(i) << " did not register with the new leader";
+    v1::Node n;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          n = GetNode(Node(i));
+          return n.agent_state() == v1::Node::READY &&
+                 n.applied_generation() == n.desired_generation() &&
+                 n.applied_generation() >= applied[i];
+        },
+        absl::Seconds(15)))
+        << Node(i) << ": applied " << n.applied_generation() << " of "
+        << n.desired_generation() << ", before the failover " << applied[i];
+  }
+  // The allocation is still READY there, and still moves bytes.
+  EXPECT_EQ(Get(a.name()).state(), v1::Allocation::READY);
+  EXPECT_EQ(VerifyAll({a}), 1);
 }
 
 }  // namespace

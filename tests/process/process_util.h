@@ -94,7 +94,8 @@ Manager StartManager(const std::string& db, const std::string& log_path,
 
 // The same for the manager binary at `binary`, listening on 127.0.0.1:`port`
 // (0 picks a free port), e.g. to restart a killed manager where its agents
-// expect it.
+// expect it. An empty `db` passes no --db (e.g. for --store in
+// `extra_flags`).
 Manager StartManagerAt(const std::string& binary, int port,
                        const std::string& db, const std::string& log_path,
                        const std::vector<std::string>& extra_flags = {});
