@@ -45,16 +45,22 @@ class FabricAgentsTest : public ::testing::Test {
     ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
     address_ = absl::StrCat("127.0.0.1:", manager_->port);
     stub_ = v1::FabricService::NewStub(tls_.DialManager(address_));
+    StartRing(kNodes);
+  }
+
+  // Creates fabric "lab", a ring of nodes n0..n{nodes-1}, and starts their
+  // agents.
+  void StartRing(int nodes) {
     v1::CreateFabricRequest req;
     req.mutable_spec()->set_name("lab");
     req.mutable_spec()->set_topology(v1::RING);
     req.mutable_spec()->set_default_export_size(256 << 20);
-    for (int i = 0; i < kNodes; ++i)
+    for (int i = 0; i < nodes; ++i)
       req.mutable_spec()->add_nodes()->set_name(Node(i));
     grpc::ClientContext ctx;
     v1::Fabric f;
     ASSERT_TRUE(stub_->CreateFabric(&ctx, req, &f).ok());
-    for (int i = 0; i < kNodes; ++i) agents_.push_back(StartAgent(i));
+    for (int i = 0; i < nodes; ++i) agents_.push_back(StartAgent(i));
   }
 
   static std::string Node(int i) { return absl::StrCat("n", i); }
@@ -354,16 +360,7 @@ class FabricAgentsHaTest : public FabricAgentsTest {
     leader_ = WaitLeader({0, 1});
     ASSERT_GE(leader_, 0) << ReadFile(Log(0)) << ReadFile(Log(1));
     DialLeader();
-    v1::CreateFabricRequest req;
-    req.mutable_spec()->set_name("lab");
-    req.mutable_spec()->set_topology(v1::RING);
-    req.mutable_spec()->set_default_export_size(256 << 20);
-    for (int i = 0; i < kHaNodes; ++i)
-      req.mutable_spec()->add_nodes()->set_name(Node(i));
-    grpc::ClientContext ctx;
-    v1::Fabric f;
-    ASSERT_TRUE(stub_->CreateFabric(&ctx, req, &f).ok());
-    for (int i = 0; i < kHaNodes; ++i) agents_.push_back(StartAgent(i));
+    StartRing(kHaNodes);
   }
 
   std::string Log(int i) const {
