@@ -142,7 +142,10 @@ step "5. kill -9 the leader ($LEADER): the standby takes over"
 SIG=KILL stop_pids "${MANAGER_PID[$LEADER]}"
 unset "MANAGER_PID[$LEADER]"
 OTHER=$([ "$LEADER" = m1 ] && echo m2 || echo m1)
-echo "killed $LEADER (pid gone); waiting for $OTHER to be elected"
+echo "killed $LEADER; asking at once: fabricctl retries until $OTHER is elected"
+echo "(within the lease TTL, 2s) and answers from there; the new leader shows"
+echo "allocations PENDING until the agents registered with it and reported"
+ctl get allocations
 wait_leader "$OTHER" >/dev/null
 echo "$OTHER is the leader now"
 show_managers
