@@ -42,6 +42,15 @@
 // ratio mTLS/plaintext. The target: mTLS keeps at least 0.85 of plaintext
 // throughput at 32 clients.
 //
+// With --store etcd, instead: the etcd store against SQLite, in one run and
+// the same way as --tls. A 3-member etcd on loopback (tests/etcd's
+// EtcdCluster) and two fabric-manager processes, plaintext: one on a SQLite
+// file, one with --store etcd://.../bench (HA mode, alone on its prefix, so
+// it leads and every Txn carries its fence). The table adds the etcd
+// manager's allocate and release RPCs per etcd transaction (from the
+// cluster's revision), i.e. how much group commit groups. The target: at 32
+// clients etcd keeps at least half of SQLite's allocate+release throughput.
+//
 // Exits 1 if any RPC failed, an allocation was left behind or the manager's
 // invariants do not hold; 2 on bad flags or setup failure. Missing a
 // performance target is reported ("target met: no"), not an error.
@@ -63,6 +72,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -85,13 +95,16 @@
 #include "common/security/testing/test_pki.h"
 #include "common/security/tls.h"
 #include "common/status_macros.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "server/core/address_map.h"
 #include "server/core/topology.h"
 #include "server/service/manager.h"
 #include "server/service/server.h"
+#include "server/store/etcd/etcd_client.h"
 #include "server/store/sqlite_store.h"
+#include "tests/etcd/etcd_cluster.h"
 #include "tests/process/process_util.h"
 
 namespace fabric::bench {
@@ -104,6 +117,7 @@ constexpr uint64_t kAllocationSize = 1ull << 20;  // 1 MiB
 constexpr int kMinRingNodes = 64;
 constexpr double kTargetRatio = 0.8;
 constexpr double kTargetTlsRatio = 0.85;
+constexpr double kTargetEtcdRatio = 0.5;
 constexpr int kTargetClients = 32;
 constexpr double kTargetRecomputeMs = 50.0;
 constexpr int kMaxErrorsShown = 5;
@@ -120,6 +134,8 @@ struct Flags {
   std::string clients_in = "same";
   // --tls: mTLS against plaintext on fabric-manager processes (see the top).
   bool tls = false;
+  // --store etcd: a manager on etcd against one on SQLite (see the top).
+  std::string store = "sqlite";
   std::string bin_dir;  // where fabric-manager is
   int rounds = 3;
 };
@@ -1089,45 +1105,87 @@ absl::Status Run(const Flags& flags, Report& report) {
   return absl::OkStatus();
 }
 
-// ------------------------------------------------------------ --tls --
+// ------------------------------------------------ --tls, --store etcd --
 
-// One transport under test: a fabric-manager process and the clients
+// One side of a comparison: a fabric-manager process and the clients
 // connected to it.
 struct Transport {
-  const char* name;  // "plaintext" or "mTLS"
+  const char* name;  // "plaintext", "mTLS", "SQLite", "etcd"
   const char* file;  // its store and log: DIR/FILE.db, DIR/FILE.log
   std::vector<std::string> manager_flags;
+  // False when manager_flags name the store (--store etcd://...): no --db.
+  bool sqlite = true;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   std::unique_ptr<proctest::Manager> manager;
   std::string address;
   std::unique_ptr<LocalClients> clients;
+  // The durable transactions its store made so far (etcd: the cluster's
+  // revision), to show how many RPCs one carried; null when not known.
+  std::function<absl::StatusOr<int64_t>()> transactions;
 };
 
-// The medians over rounds of one phase at one level, for both transports.
-struct TlsRow {
+// The medians over rounds of one phase at one level, for both sides: the
+// baseline (plaintext; SQLite) and the other (mTLS; etcd).
+struct PairRow {
   int clients = 0;
   Phase phase = Phase::kPing;
-  double plain_rps = 0, plain_p99_us = 0;
-  double tls_rps = 0, tls_p99_us = 0;
+  double base_rps = 0, base_p99_us = 0;
+  double other_rps = 0, other_p99_us = 0;
   // CPU time per RPC (warm-up included), microseconds: the manager
   // process's and the client threads'. On a shared machine these are
   // steadier than throughput, which also moves with what else runs.
-  double plain_server_us = 0, plain_client_us = 0;
-  double tls_server_us = 0, tls_client_us = 0;
-  double Ratio() const { return plain_rps > 0 ? tls_rps / plain_rps : 0; }
-  // Plaintext CPU per RPC over mTLS CPU per RPC (server + clients): the
-  // throughput ratio a CPU-bound machine would show.
+  double base_server_us = 0, base_client_us = 0;
+  double other_server_us = 0, other_client_us = 0;
+  // RPCs per durable transaction of the other side, allocate+release only
+  // (warm-up included); 0 when not known.
+  double other_rpcs_per_txn = 0;
+  double Ratio() const { return base_rps > 0 ? other_rps / base_rps : 0; }
+  // Baseline CPU per RPC over the other's CPU per RPC (server + clients):
+  // the throughput ratio a CPU-bound machine would show.
   double CpuRatio() const {
-    const double tls = tls_server_us + tls_client_us;
-    return tls > 0 ? (plain_server_us + plain_client_us) / tls : 0;
+    const double other = other_server_us + other_client_us;
+    return other > 0 ? (base_server_us + base_client_us) / other : 0;
   }
 };
 
-struct TlsReport {
+// What a comparison is called in its output, and its target.
+struct PairLabels {
+  const char* title;      // the table's first line
+  const char* mode;       // JSON "mode"
+  const char* base;       // column names
+  const char* other;
+  const char* base_key;   // JSON key prefixes
+  const char* other_key;
+  double target_ratio;    // other/base throughput at kTargetClients
+  bool target_alloc_only; // the target holds for allocate+release only
+};
+
+const PairLabels kTlsLabels = {
+    .title = "fabric-bench --tls: mTLS against plaintext",
+    .mode = "tls",
+    .base = "plain",
+    .other = "mTLS",
+    .base_key = "plain",
+    .other_key = "tls",
+    .target_ratio = kTargetTlsRatio,
+    .target_alloc_only = false};
+const PairLabels kEtcdLabels = {
+    .title = "fabric-bench --store etcd: a manager on a 3-member etcd "
+             "against one on SQLite",
+    .mode = "etcd",
+    .base = "SQLite",
+    .other = "etcd",
+    .base_key = "sqlite",
+    .other_key = "etcd",
+    .target_ratio = kTargetEtcdRatio,
+    .target_alloc_only = true};
+
+struct PairReport {
+  PairLabels labels = kTlsLabels;
   absl::Duration duration;
   int rounds = 0;
   int fabric_nodes = 0;
-  std::vector<TlsRow> rows;
+  std::vector<PairRow> rows;
   uint64_t rpc_errors = 0;
   std::vector<std::string> error_samples;
   int allocations_left = 0;  // on both managers
@@ -1135,10 +1193,11 @@ struct TlsReport {
   // "true", "false", or "null" when no level had kTargetClients.
   std::string TargetMetJson() const {
     bool any = false, met = true;
-    for (const TlsRow& r : rows) {
+    for (const PairRow& r : rows) {
       if (r.clients != kTargetClients) continue;
+      if (labels.target_alloc_only && r.phase != Phase::kAllocate) continue;
       any = true;
-      met = met && r.Ratio() >= kTargetTlsRatio;
+      met = met && r.Ratio() >= labels.target_ratio;
     }
     return any ? (met ? "true" : "false") : "null";
   }
@@ -1180,7 +1239,8 @@ absl::Status StartTransport(const Flags& flags, const std::string& dir,
   const std::string base = absl::StrCat(dir, "/", t.file);
   t.manager = std::make_unique<proctest::Manager>(
       proctest::StartManagerAt(flags.bin_dir + "/fabric-manager", 0,
-                               base + ".db", base + ".log", t.manager_flags));
+                               t.sqlite ? base + ".db" : "", base + ".log",
+                               t.manager_flags));
   if (t.manager->port <= 0) {
     return absl::UnavailableError(
         absl::StrCat("the ", t.name, " fabric-manager did not start; its log ",
@@ -1189,6 +1249,14 @@ absl::Status StartTransport(const Flags& flags, const std::string& dir,
   t.address = absl::StrCat("127.0.0.1:", t.manager->port);
   auto admin =
       v1::FabricService::NewStub(grpc::CreateChannel(t.address, t.credentials));
+  // An HA manager serves once it is elected; a standby answers UNAVAILABLE.
+  proctest::WaitFor(
+      [&] {
+        v1::PingResponse pong;
+        auto ctx = NewContext();
+        return admin->Ping(ctx.get(), v1::PingRequest(), &pong).ok();
+      },
+      absl::Seconds(20), absl::Milliseconds(20));
   if (absl::Status s = CreateBenchFabric(*admin, fabric_nodes); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(t.name, ": ", s.message()));
   }
@@ -1199,13 +1267,85 @@ absl::Status StartTransport(const Flags& flags, const std::string& dir,
   return t.clients->Connect(t.address, max_clients);
 }
 
-// Runs the --tls comparison into `report`. Errors are setup failures.
-absl::Status RunTls(const Flags& flags, TlsReport& report) {
+// Measures `base` against `other` into `report`: starts both (stores and
+// logs in `dir`), then for each level and phase makes --rounds runs on each
+// side, alternating who goes first (drift on a shared machine hits both
+// alike), then counts the allocations left on both. Errors are setup
+// failures.
+absl::Status ComparePair(const Flags& flags, const std::string& dir,
+                         Transport& base, Transport& other,
+                         PairReport& report) {
   report.duration = flags.duration;
   report.rounds = flags.rounds;
   const int max_clients =
       *std::max_element(flags.clients.begin(), flags.clients.end());
   report.fabric_nodes = std::max(kMinRingNodes, 2 * max_clients);
+  ErrorLog errors;
+  for (Transport* t : {&base, &other}) {
+    RETURN_IF_ERROR(StartTransport(flags, dir, report.fabric_nodes,
+                                   max_clients, &errors, *t));
+  }
+  for (int n : flags.clients) {
+    for (Phase phase : {Phase::kPing, Phase::kAllocate}) {
+      // [0] the baseline, [1] the other.
+      std::vector<double> rps[2], p99[2], server_us[2], client_us[2], per_txn;
+      for (int round = 0; round < flags.rounds; ++round) {
+        for (int k = 0; k < 2; ++k) {
+          const int which = (round + k) % 2;  // alternate who goes first
+          Transport& t = which == 0 ? base : other;
+          const double server0 = ProcessCpuSeconds(t.manager->child.pid());
+          int64_t txn0 = 0;
+          if (t.transactions != nullptr) {
+            ASSIGN_OR_RETURN(txn0, t.transactions());
+          }
+          absl::StatusOr<PhaseResult> r =
+              t.clients->Run(phase, n, flags.duration);
+          if (!r.ok()) return r.status();
+          if (t.transactions != nullptr && phase == Phase::kAllocate) {
+            ASSIGN_OR_RETURN(const int64_t txn1, t.transactions());
+            if (txn1 > txn0) {
+              per_txn.push_back(static_cast<double>(r->all_rpcs) /
+                                (txn1 - txn0));
+            }
+          }
+          const double server_s =
+              ProcessCpuSeconds(t.manager->child.pid()) - server0;
+          rps[which].push_back(r->rps);
+          p99[which].push_back(r->p99_us);
+          const double rpcs = std::max<double>(r->all_rpcs, 1);
+          server_us[which].push_back(server_s * 1e6 / rpcs);
+          client_us[which].push_back(r->client_cpu_s * 1e6 / rpcs);
+        }
+      }
+      report.rows.push_back({.clients = n,
+                             .phase = phase,
+                             .base_rps = Median(rps[0]),
+                             .base_p99_us = Median(p99[0]),
+                             .other_rps = Median(rps[1]),
+                             .other_p99_us = Median(p99[1]),
+                             .base_server_us = Median(server_us[0]),
+                             .base_client_us = Median(client_us[0]),
+                             .other_server_us = Median(server_us[1]),
+                             .other_client_us = Median(client_us[1]),
+                             .other_rpcs_per_txn = Median(per_txn)});
+    }
+  }
+  report.rpc_errors = errors.count();
+  report.error_samples = errors.shown();
+  for (Transport* t : {&base, &other}) {
+    t->clients.reset();
+    auto admin = v1::FabricService::NewStub(
+        grpc::CreateChannel(t->address, t->credentials));
+    absl::StatusOr<int> left = CountAllocations(*admin);
+    if (!left.ok()) return left.status();
+    report.allocations_left += *left;
+  }
+  return absl::OkStatus();
+}
+
+// Runs the --tls comparison into `report`. Errors are setup failures.
+absl::Status RunTls(const Flags& flags, PairReport& report) {
+  report.labels = kTlsLabels;
 
   absl::StatusOr<std::unique_ptr<security::TestPki>> pki =
       security::TestPki::Create();
@@ -1225,122 +1365,150 @@ absl::Status RunTls(const Flags& flags, TlsReport& report) {
                         manager_tls.key_file, "--tls-ca", manager_tls.ca_file},
       .credentials = security::ChannelCredentials(
           user_tls, security::PeerRequirement::AnyManager())};
-  ErrorLog errors;
-  for (Transport* t : {&plain, &tls}) {
-    RETURN_IF_ERROR(StartTransport(flags, dir.path(), report.fabric_nodes,
-                                   max_clients, &errors, *t));
-  }
 
-  for (int n : flags.clients) {
-    for (Phase phase : {Phase::kPing, Phase::kAllocate}) {
-      // [0] plaintext, [1] mTLS.
-      std::vector<double> rps[2], p99[2], server_us[2], client_us[2];
-      for (int round = 0; round < flags.rounds; ++round) {
-        for (int k = 0; k < 2; ++k) {
-          const int which = (round + k) % 2;  // alternate who goes first
-          Transport& t = which == 0 ? plain : tls;
-          const double server0 = ProcessCpuSeconds(t.manager->child.pid());
-          absl::StatusOr<PhaseResult> r =
-              t.clients->Run(phase, n, flags.duration);
-          if (!r.ok()) return r.status();
-          const double server_s =
-              ProcessCpuSeconds(t.manager->child.pid()) - server0;
-          rps[which].push_back(r->rps);
-          p99[which].push_back(r->p99_us);
-          const double rpcs = std::max<double>(r->all_rpcs, 1);
-          server_us[which].push_back(server_s * 1e6 / rpcs);
-          client_us[which].push_back(r->client_cpu_s * 1e6 / rpcs);
-        }
-      }
-      report.rows.push_back({.clients = n,
-                             .phase = phase,
-                             .plain_rps = Median(rps[0]),
-                             .plain_p99_us = Median(p99[0]),
-                             .tls_rps = Median(rps[1]),
-                             .tls_p99_us = Median(p99[1]),
-                             .plain_server_us = Median(server_us[0]),
-                             .plain_client_us = Median(client_us[0]),
-                             .tls_server_us = Median(server_us[1]),
-                             .tls_client_us = Median(client_us[1])});
-    }
+  return ComparePair(flags, dir.path(), plain, tls, report);
+}
+
+// The etcd cluster's current revision: one more for every Txn that wrote.
+absl::StatusOr<int64_t> EtcdRevision(
+    etcdserverpb::KV::Stub& kv, const store::EtcdClientOptions& options) {
+  etcdserverpb::RangeRequest req;
+  req.set_key("\0", 1);
+  req.set_limit(1);
+  req.set_count_only(true);
+  etcdserverpb::RangeResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(store::EtcdDeadline(options));
+  grpc::Status s = kv.Range(&ctx, req, &resp);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("etcd Range: ", s.error_message()));
   }
-  report.rpc_errors = errors.count();
-  report.error_samples = errors.shown();
-  for (Transport* t : {&plain, &tls}) {
-    t->clients.reset();
-    auto admin = v1::FabricService::NewStub(
-        grpc::CreateChannel(t->address, t->credentials));
-    absl::StatusOr<int> left = CountAllocations(*admin);
-    if (!left.ok()) return left.status();
-    report.allocations_left += *left;
-  }
-  return absl::OkStatus();
+  return resp.header().revision();
+}
+
+// Runs the --store etcd comparison into `report`: a fabric-manager on a
+// 3-member etcd (HA mode, the only manager on its prefix: it leads, and
+// every Txn carries its fence) against one on SQLite. Errors are setup
+// failures.
+absl::Status RunEtcd(const Flags& flags, PairReport& report) {
+  report.labels = kEtcdLabels;
+
+  ASSIGN_OR_RETURN(std::unique_ptr<etcdtest::EtcdCluster> etcd,
+                   etcdtest::EtcdCluster::Start(3));
+  ASSIGN_OR_RETURN(const store::EtcdUrl url,
+                   store::ParseEtcdUrl(etcd->StoreUrl("/bench")));
+  store::EtcdClientOptions etcd_options;
+  etcd_options.endpoints = url.endpoints;
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> etcd_channel,
+                   store::DialEtcd(etcd_options));
+  std::unique_ptr<etcdserverpb::KV::Stub> kv =
+      etcdserverpb::KV::NewStub(etcd_channel);
+  proctest::TempDir dir;
+
+  Transport sqlite{.name = "SQLite",
+                   .file = "sqlite",
+                   .manager_flags = {"--insecure"},
+                   .credentials = grpc::InsecureChannelCredentials()};
+  Transport on_etcd{
+      .name = "etcd",
+      .file = "etcd",
+      .manager_flags = {"--insecure", "--store", etcd->StoreUrl("/bench"),
+                        "--audit-log", dir.path() + "/etcd.audit.log"},
+      .sqlite = false,
+      .credentials = grpc::InsecureChannelCredentials(),
+      .transactions = [&] { return EtcdRevision(*kv, etcd_options); }};
+  return ComparePair(flags, dir.path(), sqlite, on_etcd, report);
 }
 
 const char* PhaseName(Phase phase) {
   return phase == Phase::kPing ? "ping" : "alloc+release";
 }
 
-void PrintTlsTable(const TlsReport& r) {
+void PrintPairTable(const PairReport& r) {
+  const PairLabels& k = r.labels;
   absl::PrintF(
-      "fabric-bench --tls: mTLS against plaintext, two fabric-manager "
-      "processes; %s per phase after %s warm-up, median of %d rounds; ring of "
-      "%d nodes; connections established before measuring\n\n",
-      absl::FormatDuration(r.duration), absl::FormatDuration(kWarmup), r.rounds,
-      r.fabric_nodes);
-  absl::PrintF("%7s %-13s | %11s %11s %6s | %12s %12s | %15s %15s %6s\n",
-               "clients", "phase", "plain rpc/s", "mTLS rpc/s", "ratio",
-               "plain p99 us", "mTLS p99 us", "plain cpu us", "mTLS cpu us",
-               "cpu r.");
-  for (const TlsRow& row : r.rows) {
+      "%s, two fabric-manager processes; %s per phase after %s warm-up, "
+      "median of %d rounds; ring of %d nodes; connections established before "
+      "measuring\n\n",
+      k.title, absl::FormatDuration(r.duration), absl::FormatDuration(kWarmup),
+      r.rounds, r.fabric_nodes);
+  const bool per_txn = absl::c_any_of(
+      r.rows, [](const PairRow& row) { return row.other_rpcs_per_txn > 0; });
+  absl::PrintF("%7s %-13s | %11s %11s %6s | %12s %12s | %15s %15s %6s%s\n",
+               "clients", "phase", absl::StrCat(k.base, " rpc/s"),
+               absl::StrCat(k.other, " rpc/s"), "ratio",
+               absl::StrCat(k.base, " p99 us"),
+               absl::StrCat(k.other, " p99 us"),
+               absl::StrCat(k.base, " cpu us"),
+               absl::StrCat(k.other, " cpu us"), "cpu r.",
+               per_txn ? absl::StrCat(" | ", k.other, " rpcs/txn") : "");
+  for (const PairRow& row : r.rows) {
     absl::PrintF(
         "%7d %-13s | %11.0f %11.0f %6.2f | %12.0f %12.0f | %6.1f + %6.1f "
-        "%6.1f + %6.1f %6.2f\n",
-        row.clients, PhaseName(row.phase), row.plain_rps, row.tls_rps,
-        row.Ratio(), row.plain_p99_us, row.tls_p99_us, row.plain_server_us,
-        row.plain_client_us, row.tls_server_us, row.tls_client_us,
-        row.CpuRatio());
+        "%6.1f + %6.1f %6.2f%s\n",
+        row.clients, PhaseName(row.phase), row.base_rps, row.other_rps,
+        row.Ratio(), row.base_p99_us, row.other_p99_us, row.base_server_us,
+        row.base_client_us, row.other_server_us, row.other_client_us,
+        row.CpuRatio(),
+        per_txn && row.phase == Phase::kAllocate
+            ? absl::StrFormat(" | %13.1f", row.other_rpcs_per_txn)
+            : "");
   }
   absl::PrintF(
-      "(ratio: mTLS/plaintext throughput; alloc+release counts each "
-      "allocate and each release; cpu us: CPU time per RPC, manager process "
-      "+ client threads; cpu r.: plaintext/mTLS CPU per RPC, the throughput "
-      "ratio of a CPU-bound machine)\n\n");
+      "(ratio: %s/%s throughput; alloc+release counts each allocate and each "
+      "release; cpu us: CPU time per RPC, manager process + client threads; "
+      "cpu r.: %s/%s CPU per RPC, the throughput ratio of a CPU-bound "
+      "machine%s)\n\n",
+      k.other, k.base, k.base, k.other,
+      per_txn ? absl::StrCat("; rpcs/txn: allocate and release RPCs per ",
+                             k.other, " transaction, warm-up included")
+              : "");
   absl::PrintF("rpc errors: %d, allocations left: %d\n", r.rpc_errors,
                r.allocations_left);
   for (const auto& e : r.error_samples) absl::PrintF("  error: %s\n", e);
   const std::string met = r.TargetMetJson();
   absl::PrintF(
-      "target met (mTLS >= %.2fx plaintext throughput at %d "
-      "clients): %s\n",
-      kTargetTlsRatio, kTargetClients,
+      "target met (%s >= %.2fx %s throughput%s at %d clients): %s\n", k.other,
+      k.target_ratio, k.base, k.target_alloc_only ? " of alloc+release" : "",
+      kTargetClients,
       met == "null"   ? "n/a (not run)"
       : met == "true" ? "yes"
                       : "no");
 }
 
-void PrintTlsJson(const TlsReport& r) {
+void PrintPairJson(const PairReport& r) {
+  const PairLabels& k = r.labels;
   std::vector<std::string> rows;
-  for (const TlsRow& row : r.rows) {
-    rows.push_back(absl::StrFormat(
-        "{\"clients\":%d,\"phase\":\"%s\",\"plain_rps\":%.1f,"
-        "\"tls_rps\":%.1f,\"ratio\":%.3f,\"plain_p99_us\":%.1f,"
-        "\"tls_p99_us\":%.1f,\"plain_server_cpu_us\":%.2f,"
-        "\"plain_client_cpu_us\":%.2f,\"tls_server_cpu_us\":%.2f,"
-        "\"tls_client_cpu_us\":%.2f,\"cpu_ratio\":%.3f}",
-        row.clients, row.phase == Phase::kPing ? "ping" : "alloc",
-        row.plain_rps, row.tls_rps, row.Ratio(), row.plain_p99_us,
-        row.tls_p99_us, row.plain_server_us, row.plain_client_us,
-        row.tls_server_us, row.tls_client_us, row.CpuRatio()));
+  for (const PairRow& row : r.rows) {
+    rows.push_back(absl::StrCat(
+        absl::StrFormat("{\"clients\":%d,\"phase\":\"%s\",", row.clients,
+                        row.phase == Phase::kPing ? "ping" : "alloc"),
+        absl::StrFormat("\"%s_rps\":%.1f,\"%s_rps\":%.1f,\"ratio\":%.3f,",
+                        k.base_key, row.base_rps, k.other_key, row.other_rps,
+                        row.Ratio()),
+        absl::StrFormat("\"%s_p99_us\":%.1f,\"%s_p99_us\":%.1f,", k.base_key,
+                        row.base_p99_us, k.other_key, row.other_p99_us),
+        absl::StrFormat("\"%s_server_cpu_us\":%.2f,\"%s_client_cpu_us\":%.2f,",
+                        k.base_key, row.base_server_us, k.base_key,
+                        row.base_client_us),
+        absl::StrFormat("\"%s_server_cpu_us\":%.2f,\"%s_client_cpu_us\":%.2f,",
+                        k.other_key, row.other_server_us, k.other_key,
+                        row.other_client_us),
+        row.other_rpcs_per_txn > 0
+            ? absl::StrFormat("\"%s_rpcs_per_txn\":%.2f,", k.other_key,
+                              row.other_rpcs_per_txn)
+            : "",
+        absl::StrFormat("\"cpu_ratio\":%.3f}", row.CpuRatio())));
   }
   std::vector<std::string> errors;
   for (const auto& e : r.error_samples) errors.push_back(JsonString(e));
   absl::PrintF(
-      "{\"mode\":\"tls\",\"duration_s\":%.3f,\"rounds\":%d,"
+      "{\"mode\":\"%s\",\"duration_s\":%.3f,\"rounds\":%d,"
       "\"fabric_nodes\":%d,\"rows\":[%s],\"rpc_errors\":%d,"
       "\"rpc_error_samples\":[%s],\"allocations_left\":%d,"
       "\"target_met\":%s}\n",
-      absl::ToDoubleSeconds(r.duration), r.rounds, r.fabric_nodes,
+      k.mode, absl::ToDoubleSeconds(r.duration), r.rounds, r.fabric_nodes,
       absl::StrJoin(rows, ","), r.rpc_errors, absl::StrJoin(errors, ","),
       r.allocations_left, r.TargetMetJson());
 }
@@ -1385,10 +1553,16 @@ int Main(int argc, char** argv) {
                "on two fabric-manager processes (see --bin-dir)");
   flags.bin_dir = proctest::ExecutableDir();
   app.add_option("--bin-dir", flags.bin_dir,
-                 "--tls: the directory of fabric-manager")
+                 "--tls, --store etcd: the directory of fabric-manager")
+      ->capture_default_str();
+  app.add_option("--store", flags.store,
+                 "etcd: instead, a fabric-manager on a 3-member etcd (started "
+                 "here) against one on SQLite, throughput and p99 (see "
+                 "--bin-dir, --rounds)")
+      ->check(CLI::IsMember({"sqlite", "etcd"}))
       ->capture_default_str();
   app.add_option("--rounds", flags.rounds,
-                 "--tls: measurements of each phase per transport; the "
+                 "--tls, --store etcd: measurements of each phase per transport; the "
                  "median is shown")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
@@ -1425,23 +1599,28 @@ int Main(int argc, char** argv) {
     flags.clients.push_back(n);
   }
 
-  if (flags.tls) {
-    TlsReport report;
-    absl::Status s = RunTls(flags, report);
+  if (flags.tls && flags.store != "sqlite") {
+    absl::FPrintF(stderr, "fabric-bench: give --tls or --store etcd, not both\n");
+    return 2;
+  }
+  if (flags.tls || flags.store == "etcd") {
+    const char* mode = flags.tls ? "--tls" : "--store etcd";
+    PairReport report;
+    absl::Status s = flags.tls ? RunTls(flags, report) : RunEtcd(flags, report);
     if (!s.ok()) {
-      absl::FPrintF(stderr, "fabric-bench --tls: %s\n", s.ToString());
+      absl::FPrintF(stderr, "fabric-bench %s: %s\n", mode, s.ToString());
       return 2;
     }
     if (flags.output == "json") {
-      PrintTlsJson(report);
+      PrintPairJson(report);
     } else {
-      PrintTlsTable(report);
+      PrintPairTable(report);
     }
     if (report.Failed()) {
       absl::FPrintF(stderr,
-                    "fabric-bench --tls: FAILED: %d rpc errors, %d "
+                    "fabric-bench %s: FAILED: %d rpc errors, %d "
                     "allocations left\n",
-                    report.rpc_errors, report.allocations_left);
+                    mode, report.rpc_errors, report.allocations_left);
       return 1;
     }
     return 0;
