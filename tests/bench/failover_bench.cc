@@ -10,7 +10,16 @@
 //   2. kills the leader with SIGKILL;
 //   3. from the kill, retries CreateAllocation with one request id through
 //      a FabricClient over both addresses (it follows the leader), every
-//      --retry-every, until one is acknowledged: that is the failover time;
+//      --retry-every, until one is acknowledged: that is the failover time.
+//      The client is made just before the kill (connections to both
+//      managers, neither yet refused), so the figure is the managers';
+//      with --keep-client one client serves every kill, and its connection
+//      to a manager that was down carries gRPC's reconnect backoff into the
+//      next failover, as a long-lived caller's would. A manager closes its
+//      port for a moment when it goes from standby to leader (the standby
+//      server stops, the leader's starts), and a client refused then waits
+//      out gRPC's reconnect backoff (1 s, growing 1.6x); --reconnect-backoff
+//      sets a fixed one, to show what that costs;
 //   4. releases the allocation (with a request id) and restarts the killed
 //      manager on its port, where it comes back as a standby.
 // The figures: p50, p99 and max failover time. The target: p99 under twice
@@ -63,6 +72,11 @@ struct Flags {
   absl::Duration give_up = absl::Seconds(30);
   std::string bin_dir;
   std::string output = "table";
+  // One client for the whole run, instead of a new one per kill.
+  bool keep_client = false;
+  // When positive, the client's channels reconnect after this long (gRPC's
+  // initial, min and max reconnect backoff); else gRPC's defaults.
+  absl::Duration reconnect_backoff = absl::ZeroDuration();
 };
 
 struct Report {
@@ -87,7 +101,7 @@ class Managers {
 
   // Starts manager i (on its old port when it ran before).
   absl::Status Start(int i) {
-    const std::string log = absl::StrCat(dir_, "/manager", i, ".log");
+    const std::string log = LogPath(i);
     const std::vector<std::string> extra = {
         "--insecure",
         "--store",
@@ -112,6 +126,10 @@ class Managers {
   void Reap(int i) {
     managers_[i]->child.Wait();
     managers_[i].reset();
+  }
+
+  std::string LogPath(int i) const {
+    return absl::StrCat(dir_, "/manager", i, ".log");
   }
 
   std::string Address(int i) const {
@@ -187,12 +205,20 @@ absl::Status CreateFabric(client::FabricClient& client) {
 // it is acknowledged or flags.give_up passed since `start`.
 absl::StatusOr<v1::Allocation> CreateUntilAcknowledged(
     const Flags& flags, client::FabricClient& client,
-    const v1::CreateAllocationRequest& req, Clock::time_point start) {
+    const v1::CreateAllocationRequest& req, Clock::time_point start,
+    std::vector<std::string>* attempts) {
   const auto give_up = start + absl::ToChronoNanoseconds(flags.give_up);
   absl::Status last;
   while (Clock::now() < give_up) {
+    const auto t0 = Clock::now();
     absl::StatusOr<v1::Allocation> created = client.CreateAllocation(req);
     if (created.ok()) return created;
+    // Each new error, with when its attempt started and ended.
+    if (created.status() != last) {
+      attempts->push_back(absl::StrFormat(
+          "%.0f-%.0f ms: %s", Micros(t0 - start) / 1000,
+          Micros(Clock::now() - start) / 1000, created.status().ToString()));
+    }
     last = created.status();
     std::this_thread::sleep_for(absl::ToChronoNanoseconds(flags.retry_every));
   }
@@ -224,8 +250,27 @@ absl::Status Run(const Flags& flags, Report& report) {
   options.retry_backoff = absl::ZeroDuration();
   security::TlsConfig plaintext;
   plaintext.insecure = true;
-  std::unique_ptr<client::FabricClient> client =
-      client::FabricClient::Connect(managers.Addresses(), plaintext, options);
+  auto connect = [&]() -> std::unique_ptr<client::FabricClient> {
+    if (flags.reconnect_backoff <= absl::ZeroDuration()) {
+      return client::FabricClient::Connect(managers.Addresses(), plaintext,
+                                           options);
+    }
+    const int backoff_ms =
+        static_cast<int>(absl::ToInt64Milliseconds(flags.reconnect_backoff));
+    auto leader = std::make_shared<LeaderChannel>(
+        std::vector<std::string>{managers.Address(0), managers.Address(1)},
+        [backoff_ms](const std::string& target) {
+          grpc::ChannelArguments args;
+          args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, backoff_ms);
+          args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, backoff_ms);
+          args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff_ms);
+          return grpc::CreateCustomChannel(
+              target, grpc::InsecureChannelCredentials(), args);
+        });
+    return std::make_unique<client::FabricClient>(
+        std::move(leader), managers.Addresses(), options);
+  };
+  std::unique_ptr<client::FabricClient> client = connect();
   RETURN_IF_ERROR(CreateFabric(*client));
 
   for (int kill = 0; kill < flags.kills; ++kill) {
@@ -235,10 +280,17 @@ absl::Status Run(const Flags& flags, Report& report) {
     create.mutable_allocation()->set_size(kAllocationSize);
     create.set_request_id(absl::StrCat("failover-create-", kill));
 
+    // A client of its own per kill unless --keep-client (see the top).
+    if (!flags.keep_client) client = connect();
+    std::array<size_t, kManagers> log_size;
+    for (int i = 0; i < kManagers; ++i) {
+      log_size[i] = proctest::ReadFile(managers.LogPath(i)).size();
+    }
+    std::vector<std::string> attempts;
     const Clock::time_point killed_at = Clock::now();
     managers.Kill(leader);
     absl::StatusOr<v1::Allocation> created =
-        CreateUntilAcknowledged(flags, *client, create, killed_at);
+        CreateUntilAcknowledged(flags, *client, create, killed_at, &attempts);
     const Clock::time_point acknowledged_at = Clock::now();
     managers.Reap(leader);
     if (!created.ok()) {
@@ -247,6 +299,20 @@ absl::Status Run(const Flags& flags, Report& report) {
       return absl::OkStatus();
     }
     report.failover_ms.push_back(Micros(acknowledged_at - killed_at) / 1000);
+    if (report.failover_ms.back() >=
+        2 * absl::ToDoubleMilliseconds(flags.lease_ttl)) {
+      // What the managers said meanwhile, to tell why.
+      absl::FPrintF(stderr, "kill %d (manager %d): %.0f ms\n", kill + 1,
+                    leader, report.failover_ms.back());
+      for (const std::string& a : attempts) {
+        absl::FPrintF(stderr, "  attempt %s\n", a);
+      }
+      for (int i = 0; i < kManagers; ++i) {
+        absl::FPrintF(stderr, "  manager %d's log since the kill:\n%s", i,
+                      proctest::ReadFile(managers.LogPath(i))
+                          .substr(log_size[i]));
+      }
+    }
 
     v1::DeleteAllocationRequest release;
     release.set_name(created->name());
@@ -270,9 +336,13 @@ void PrintTable(const Flags& flags, const Report& r) {
       "fabric-failover-bench: %d leader kills (SIGKILL), 2 fabric-manager "
       "processes on a 3-member etcd, lease TTL %s; from the kill to the first "
       "acknowledged CreateAllocation (one request id, retried every %s "
-      "through a client over both managers)\n\n",
+      "through %s over both managers; reconnect backoff %s)\n\n",
       flags.kills, absl::FormatDuration(flags.lease_ttl),
-      absl::FormatDuration(flags.retry_every));
+      absl::FormatDuration(flags.retry_every),
+      flags.keep_client ? "one client for all kills" : "a new client per kill",
+      flags.reconnect_backoff > absl::ZeroDuration()
+          ? absl::FormatDuration(flags.reconnect_backoff)
+          : std::string("gRPC's default"));
   std::vector<std::string> each;
   for (double ms : r.failover_ms) each.push_back(absl::StrFormat("%.0f", ms));
   absl::PrintF("failover ms, each kill: %s\n", absl::StrJoin(each, " "));
@@ -313,6 +383,13 @@ int Main(int argc, char** argv) {
   app.add_option("--retry-every", retry_every,
                  "Pause between the client's attempts after the kill")
       ->capture_default_str();
+  app.add_flag("--keep-client", flags.keep_client,
+               "One client (and its connections) for all kills, as a "
+               "long-lived caller has, instead of a new one per kill");
+  std::string reconnect_backoff;
+  app.add_option("--reconnect-backoff", reconnect_backoff,
+                 "Fixed reconnect backoff of the client's channels, e.g. "
+                 "100ms (default: gRPC's, 1 s growing 1.6x)");
   app.add_option("--bin-dir", flags.bin_dir, "The directory of fabric-manager")
       ->capture_default_str();
   app.add_option("-o,--output", flags.output, "Output format")
@@ -336,6 +413,16 @@ int Main(int argc, char** argv) {
       flags.retry_every < absl::ZeroDuration()) {
     absl::FPrintF(stderr, "--retry-every: \"%s\" is not a duration like 10ms\n",
                   retry_every);
+    return 2;
+  }
+
+  if (!reconnect_backoff.empty() &&
+      (!absl::ParseDuration(reconnect_backoff, &flags.reconnect_backoff) ||
+       flags.reconnect_backoff < absl::Milliseconds(1))) {
+    absl::FPrintF(stderr,
+                  "--reconnect-backoff: \"%s\" is not a duration of 1ms or "
+                  "more\n",
+                  reconnect_backoff);
     return 2;
   }
 
