@@ -351,8 +351,11 @@ class FabricAgentsHaTest : public FabricAgentsTest {
                   "100ms"});
     std::vector<std::string> addresses;
     for (int i = 0; i < 2; ++i) {
+      // Without --db the audit log's default is in the working directory.
+      std::vector<std::string> own = flags;
+      own.insert(own.end(), {"--audit-log", absl::StrCat(Log(i), ".audit")});
       managers_.push_back(std::make_unique<Manager>(StartManagerAt(
-          BinDir() + "/fabric-manager", 0, /*db=*/"", Log(i), flags)));
+          BinDir() + "/fabric-manager", 0, /*db=*/"", Log(i), own)));
       ASSERT_GT(managers_[i]->port, 0) << ReadFile(Log(i));
       addresses.push_back(absl::StrCat("127.0.0.1:", managers_[i]->port));
     }
