@@ -117,11 +117,6 @@ std::vector<std::string> EtcdCluster::ArgvFor(int i, bool existing) const {
           "--initial-cluster", absl::StrJoin(peers, ","),
           "--initial-cluster-token", token_,
           "--initial-cluster-state", existing ? "existing" : "new",
-          // A lost etcd leader is replaced in about a second rather than
-          // two, well inside the managers' 2 s lease TTL (the README's HA
-          // section asks the same of production clusters).
-          "--heartbeat-interval", "100",
-          "--election-timeout", "500",
           "--logger", "zap",
           "--log-outputs", "stderr"};
 }
