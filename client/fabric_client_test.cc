@@ -29,6 +29,7 @@ namespace {
 const security::TlsConfig kLoopbackPlaintext{.insecure = true};
 
 using ::testing::ElementsAre;
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
 // A FabricService whose answers the test scripts. Every call is counted by
@@ -507,7 +508,11 @@ TEST_F(FabricClientHaTest, NoLeaderUntilTheDeadlineNamesEveryManagerTried) {
   std::unique_ptr<FabricClient> client = FabricClient::Connect(
       "127.0.0.1:1," + address_, kLoopbackPlaintext, options_);
   absl::Status s = client->GetFabric("fabrics/f").status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  // The last standby's answer, or the deadline itself when a slow machine
+  // (ASan) spends it inside the last attempt: either way it names both.
+  EXPECT_THAT(s.code(), AnyOf(absl::StatusCode::kUnavailable,
+                              absl::StatusCode::kDeadlineExceeded))
+      << s;
   EXPECT_THAT(s.message(), HasSubstr("127.0.0.1:1, " + address_)) << s;
   EXPECT_GT(service_.calls("GetFabric"), options_.max_attempts);
 }
