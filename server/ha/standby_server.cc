@@ -67,12 +67,7 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
   // standby says anything.
   builder.AddListeningPort(
       address,
-      security::ServerCredentials(
-          options.tls,
-          std::make_shared<security::AuthProcessor>(
-              options.policy.has_value() ? *options.policy
-                                         : security::Policy::Default(),
-              options.audit)),
+      ListeningCredentials(options),
       &s->port_);
   builder.RegisterCallbackGenericService(s->service_.get());
   s->server_ = builder.BuildAndStart();

@@ -13,6 +13,15 @@
 
 namespace fabric::service {
 
+std::shared_ptr<grpc::ServerCredentials> ListeningCredentials(
+    const ServerOptions& options) {
+  return security::ServerCredentials(
+      options.tls, std::make_shared<security::AuthProcessor>(
+                       options.policy.has_value() ? *options.policy
+                                                  : security::Policy::Default(),
+                       options.audit));
+}
+
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     FabricManager* manager, const std::string& address,
     const ServerOptions& options) {
@@ -77,12 +86,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   // before any handler runs; then the audit interceptor sees mutations.
   builder.AddListeningPort(
       address,
-      security::ServerCredentials(
-          options.tls,
-          std::make_shared<security::AuthProcessor>(
-              options.policy.has_value() ? *options.policy
-                                         : security::Policy::Default(),
-              options.audit)),
+      ListeningCredentials(options),
       &s->port_);
   if (options.audit != nullptr) {
     std::vector<
