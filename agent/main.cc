@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   std::string policy_file;
   app.add_option("--policy", policy_file,
                  "the access policy (protobuf text, see "
-                 "deploy/policy.textproto); default: the compiled-in one");
+                 "deploy/policy/policy.textproto); default: the compiled-in one");
   app.add_flag("--discover", discover, "print the PCIe inventory and exit");
   app.add_option("-o,--output", output, "--discover output: table or json")
       ->check(CLI::IsMember({"table", "json"}))

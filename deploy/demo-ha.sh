@@ -86,7 +86,7 @@ start_ha_manager() {
   # shellcheck disable=SC2046 # the flags are words without spaces
   "$BIN/fabric-manager" --store "etcd://$ENDPOINTS/fabric-demo" \
     --lease-ttl 2s --listen 127.0.0.1:0 --heartbeat-timeout 2s \
-    $(tls_flags "manager-$name") --policy "$ROOT/deploy/policy.textproto" \
+    $(tls_flags "manager-$name") --policy "$ROOT/deploy/policy/policy.textproto" \
     --audit-log "$WORK/audit-$name.log" >"$log" 2>&1 &
   MANAGER_PID[$name]=$!
   MANAGER_ADDR[$name]="127.0.0.1:$(manager_port "$log")"

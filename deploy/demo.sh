@@ -33,7 +33,7 @@ start_manager() {
   # shellcheck disable=SC2046 # the flags are words without spaces
   "$BIN/fabric-manager" --db "$WORK/fabric.db" --listen "127.0.0.1:${PORT:-0}" \
     --heartbeat-timeout 2s $(tls_flags manager-m1) \
-    --policy "$ROOT/deploy/policy.textproto" --audit-log "$WORK/audit.log" \
+    --policy "$ROOT/deploy/policy/policy.textproto" --audit-log "$WORK/audit.log" \
     >"$log" 2>&1 &
   MANAGER_PID=$!
   PORT=$(manager_port "$log")
@@ -105,7 +105,7 @@ if viewer alloc mem --from n1 --to n2 --size 1MiB; then
   echo "a viewer was allowed to allocate" >&2
   exit 1
 fi
-echo "(refused, as the policy says: deploy/policy.textproto)"
+echo "(refused, as the policy says: deploy/policy/policy.textproto)"
 echo "\$ tail -n 3 $WORK/audit.log"
 tail -n 3 "$WORK/audit.log"
 

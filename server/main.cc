@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   fabric::security::AddTlsFlags(app, &server_options.tls);
   app.add_option("--policy", policy_file,
-                 "access policy file (deploy/policy.textproto's format); "
-                 "default: the compiled-in copy of deploy/policy.textproto");
+                 "access policy file (deploy/policy/policy.textproto's format); "
+                 "default: the compiled-in copy of deploy/policy/policy.textproto");
   app.add_option("--audit-log", audit_log,
                  "where every mutation and every denied call is written, one "
                  "JSON line each; default: DB.audit.log beside --db; \"none\" "

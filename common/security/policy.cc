@@ -17,7 +17,7 @@
 
 namespace fabric::security {
 namespace internal_policy {
-// In the file CMake generates from deploy/policy.textproto.
+// In the file CMake generates from deploy/policy/policy.textproto.
 absl::string_view DefaultPolicyText();
 }  // namespace internal_policy
 

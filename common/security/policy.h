@@ -1,7 +1,7 @@
 // Policy: which role may call which RPC, and over what (deny by default).
 //
 // The policy file is protobuf text format (proto/fabric/internal/policy.proto;
-// the default is deploy/policy.textproto, also compiled in as
+// the default is deploy/policy/policy.textproto, also compiled in as
 // DefaultPolicyText()):
 //
 //   role { name: "viewer"
@@ -63,7 +63,7 @@ class Policy {
   static absl::StatusOr<Policy> Parse(absl::string_view text);
   // Reads and parses a file (NOT_FOUND / INVALID_ARGUMENT naming the path).
   static absl::StatusOr<Policy> Load(const std::string& path);
-  // The compiled-in copy of deploy/policy.textproto.
+  // The compiled-in copy of deploy/policy/policy.textproto.
   static absl::string_view DefaultPolicyText();
   static Policy Default();
 

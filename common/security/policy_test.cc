@@ -47,11 +47,11 @@ std::string Outcome(const Policy& policy, const Identity& who,
 
 TEST(DefaultPolicyTest, TheFileInDeployIsTheCompiledInCopy) {
   absl::StatusOr<std::string> file = ReadFileToString(
-      std::string(FABRIC_SOURCE_DIR) + "/deploy/policy.textproto");
+      std::string(FABRIC_SOURCE_DIR) + "/deploy/policy/policy.textproto");
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ(*file, Policy::DefaultPolicyText());
   absl::StatusOr<Policy> loaded =
-      Policy::Load(std::string(FABRIC_SOURCE_DIR) + "/deploy/policy.textproto");
+      Policy::Load(std::string(FABRIC_SOURCE_DIR) + "/deploy/policy/policy.textproto");
   EXPECT_TRUE(loaded.ok()) << loaded.status();
 }
 
