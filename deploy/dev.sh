@@ -32,6 +32,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev openssl
   # HA (issue 14): etcd, etcdctl and etcd's gRPC protos.
   etcd-server etcd-client golang-etcd-server-dev
+  # Kubernetes (issue 15): the manifests' test parses kustomize's YAML.
+  python3 python3-yaml
   # test-asan and fuzz: clang and its sanitizer and libFuzzer runtimes.
   clang-14 libclang-rt-14-dev
 )
@@ -46,6 +48,9 @@ deps() {
       missing+=("$p")
     fi
   done
+  # `kubectl kustomize` builds deploy/kubernetes in the tests; any kubectl
+  # will do, else Debian's.
+  command -v kubectl >/dev/null || missing+=(kubernetes-client)
   if [ ${#missing[@]} -eq 0 ]; then
     log "deps: all ${#PACKAGES[@]} Debian packages present"
     return
