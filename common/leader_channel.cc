@@ -101,14 +101,31 @@ LeaderChannel::Endpoint LeaderChannel::Advance(const std::string& from) {
   return EndpointLocked(current_);
 }
 
+bool LeaderChannel::IsSwitching(const Endpoint& tried,
+                                const grpc::Status& status,
+                                const grpc::ClientContext& ctx) {
+  if (status.error_code() == grpc::StatusCode::CANCELLED) return true;
+  if (!IsStandbyAnswer(status)) return false;
+  std::optional<std::string> leader = LeaderOf(ctx);
+  return leader.has_value() && *leader == tried.target;
+}
+
 LeaderChannel::Endpoint LeaderChannel::Observe(const Endpoint& tried,
                                                const grpc::Status& status,
                                                const grpc::ClientContext& ctx) {
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // No answer in time: paused, or its host is gone. The next manager
+    // names the leader, which may be this one again.
+    return Advance(tried.target);
+  }
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return tried;
   std::optional<std::string> leader = LeaderOf(ctx);
-  if (leader.has_value() && *leader != tried.target) {
-    return Follow(tried.target, *leader);
+  if (leader.has_value() && *leader == tried.target) {
+    // It names itself: it won the election and is starting its leader's
+    // server on this very address.
+    return tried;
   }
+  if (leader.has_value()) return Follow(tried.target, *leader);
   if (IsStandbyAnswer(status) ||
       tried.channel->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
     // No leader named, or the manager was not reached (see
@@ -123,7 +140,7 @@ LeaderChannel::Endpoint LeaderChannel::Observe(const Endpoint& tried,
 grpc::Status LeaderChannel::Call(
     absl::FunctionRef<grpc::Status(const Endpoint&, grpc::ClientContext&)>
         attempt,
-    bool retry_safe, Endpoint* last) {
+    bool retry_safe, Endpoint* last, absl::Time deadline) {
   Endpoint endpoint = Current();
   // Once per known address, and once more after a leader was named.
   size_t budget;
@@ -136,11 +153,21 @@ grpc::Status LeaderChannel::Call(
     grpc::ClientContext ctx;
     status = attempt(endpoint, ctx);
     if (last != nullptr) *last = endpoint;
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return status;
+    const grpc::StatusCode code = status.error_code();
+    // DEADLINE_EXCEEDED before the call's deadline: the attempt's own
+    // (shorter) deadline passed without an answer.
+    const bool unanswered = code == grpc::StatusCode::DEADLINE_EXCEEDED &&
+                            absl::Now() < deadline;
+    if (code != grpc::StatusCode::UNAVAILABLE &&
+        code != grpc::StatusCode::CANCELLED && !unanswered) {
+      return status;
+    }
+    const bool switching = IsSwitching(endpoint, status, ctx);
     Endpoint next = Observe(endpoint, status, ctx);
-    // Nothing said where to go (the same endpoint): the manager's own
-    // answer.
-    if (!retry_safe || tries >= budget || next.target == endpoint.target) {
+    // Nothing said where to go (the same endpoint, and not a manager
+    // between standby and leader): the manager's own answer.
+    if (!retry_safe || tries >= budget || absl::Now() >= deadline ||
+        (next.target == endpoint.target && !switching)) {
       return status;
     }
     endpoint = std::move(next);

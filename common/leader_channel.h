@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace fabric {
 
@@ -87,25 +88,43 @@ class LeaderChannel {
   std::vector<std::string> targets() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Makes one call by running `attempt` with the current endpoint and a
-  // fresh context (`attempt` sets its deadline). When it fails with
-  // UNAVAILABLE from a standby or an unreachable manager, the current
-  // endpoint moves as described above, and when `retry_safe` (a read, or a
-  // mutation that carries a request id) the call is made again there: at
-  // most once per known address, plus once more after a leader was named.
-  // Otherwise, and for every other status, returns the status of the last
-  // attempt. `last`, when given, is set to the endpoint of the last attempt.
+  // fresh context (`attempt` sets its deadline, which may be shorter than
+  // the call's `deadline`). When it fails with UNAVAILABLE from a standby or
+  // an unreachable manager, or with DEADLINE_EXCEEDED before `deadline` (the
+  // attempt's own deadline passed: the manager answers nothing, as a paused
+  // one), the current endpoint moves as Observe says, and when `retry_safe`
+  // (a read, or a mutation that carries a request id) the call is made again
+  // there. It is also made again on the same endpoint when that manager is
+  // between standby and leader (IsSwitching). At most once per known
+  // address, plus once more after a leader was named. Otherwise, and for
+  // every other status, returns the status of the last attempt. `last`,
+  // when given, is set to the endpoint of the last attempt.
   grpc::Status Call(
       absl::FunctionRef<grpc::Status(const Endpoint&, grpc::ClientContext&)>
           attempt,
-      bool retry_safe, Endpoint* last = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+      bool retry_safe, Endpoint* last = nullptr,
+      absl::Time deadline = absl::InfiniteFuture()) ABSL_LOCKS_EXCLUDED(mu_);
 
   // For callers that make their calls themselves (streams, agents): after a
   // call on `tried` finished with `status` (and `ctx`'s trailing metadata),
   // moves the current endpoint as Call does and returns it; `tried` itself
   // when the status says nothing about where the leader is (then the current
-  // endpoint is left as it is).
+  // endpoint is left as it is), or when it says the leader is `tried`
+  // itself (IsSwitching). A DEADLINE_EXCEEDED (the manager did not answer
+  // within the caller's deadline: paused, or its host is gone) moves to the
+  // next address: a manager that answers nothing is not followed.
   Endpoint Observe(const Endpoint& tried, const grpc::Status& status,
                    const grpc::ClientContext& ctx) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // True when a call on `tried` that ended with `status` (and `ctx`'s
+  // trailing metadata) met the manager switching from standby to leader:
+  // a standby answer naming `tried` itself as the leader (its election is
+  // won and its leader's server is starting), or CANCELLED (a server
+  // shutting down ended the call: the standby's, as it hands the port to
+  // the leader's server). Trying the same manager again soon reaches the
+  // leader.
+  static bool IsSwitching(const Endpoint& tried, const grpc::Status& status,
+                          const grpc::ClientContext& ctx);
 
  private:
   Endpoint EndpointLocked(size_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -2,12 +2,17 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -194,6 +199,122 @@ TEST(LeaderChannelTest, OtherUnavailableIsReturnedAsIs) {
   EXPECT_EQ(s.error_message(), "agent n1 unreachable");
   EXPECT_EQ(channel.Current().target, target);
   EXPECT_EQ(other.service.calls(), 0);
+}
+
+// A manager whose Ping answers by `answer`, given the call's number (1 for
+// the first call).
+class Scripted : public v1::FabricService::Service {
+ public:
+  using Answer = std::function<grpc::Status(grpc::ServerContext*, int call)>;
+  explicit Scripted(Answer answer) : answer_(std::move(answer)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~Scripted() override { server_->Shutdown(); }
+  std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
+  int calls() const { return calls_; }
+
+  grpc::Status Ping(grpc::ServerContext* ctx, const v1::PingRequest*,
+                    v1::PingResponse*) override {
+    return answer_(ctx, ++calls_);
+  }
+
+ private:
+  const Answer answer_;
+  std::atomic<int> calls_{0};
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+grpc::Status PingWithin(LeaderChannel& leader, absl::Duration attempt,
+                        absl::Duration call) {
+  const absl::Time deadline = absl::Now() + call;
+  return leader.Call(
+      [&](const LeaderChannel::Endpoint& e, grpc::ClientContext& ctx) {
+        ctx.set_deadline(
+            absl::ToChronoTime(std::min(deadline, absl::Now() + attempt)));
+        v1::PingResponse resp;
+        return v1::FabricService::NewStub(e.channel)->Ping(
+            &ctx, v1::PingRequest(), &resp);
+      },
+      /*retry_safe=*/true, nullptr, deadline);
+}
+
+TEST(LeaderChannelTest, ManagerNamingItselfIsTriedAgainNotLeft) {
+  // Between standby and leader: its standby server still answers, naming
+  // the manager itself (its election is won).
+  std::string self;
+  Scripted switching([&](grpc::ServerContext* ctx, int call) {
+    if (call > 1) return grpc::Status::OK;
+    ctx->AddTrailingMetadata(kLeaderMetadataKey, self);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(self));
+  });
+  self = switching.target();
+  Running other(/*standby=*/true);  // names no leader
+  LeaderChannel channel({switching.target(), other.target()}, Insecure());
+  LeaderChannel::Endpoint last;
+  EXPECT_TRUE(Ping(channel, /*retry_safe=*/true, &last).ok());
+  EXPECT_EQ(last.target, switching.target());
+  EXPECT_EQ(switching.calls(), 2);
+  EXPECT_EQ(other.service.calls(), 0);
+  EXPECT_EQ(channel.Current().target, switching.target());
+}
+
+TEST(LeaderChannelTest, CancelledByAServerShuttingDownIsRetried) {
+  Scripted cancelling([](grpc::ServerContext*, int call) {
+    return call == 1 ? grpc::Status(grpc::StatusCode::CANCELLED, "shutdown")
+                     : grpc::Status::OK;
+  });
+  LeaderChannel channel({cancelling.target()}, Insecure());
+  EXPECT_TRUE(Ping(channel, /*retry_safe=*/true).ok());
+  EXPECT_EQ(cancelling.calls(), 2);
+  // Not when the call may not be repeated.
+  Scripted again([](grpc::ServerContext*, int) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "shutdown");
+  });
+  LeaderChannel once({again.target()}, Insecure());
+  EXPECT_EQ(Ping(once, /*retry_safe=*/false).error_code(),
+            grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(again.calls(), 1);
+}
+
+TEST(LeaderChannelTest, PausedManagerIsLeftAtTheAttemptsDeadline) {
+  // A paused leader: it accepts the call and answers nothing.
+  absl::Notification resume;
+  Scripted paused([&](grpc::ServerContext*, int) {
+    resume.WaitForNotification();
+    return grpc::Status::OK;
+  });
+  Running leader(/*standby=*/false);
+  LeaderChannel channel({paused.target(), leader.target()}, Insecure());
+  const absl::Time start = absl::Now();
+  grpc::Status s = PingWithin(channel, absl::Milliseconds(200),
+                              absl::Seconds(30));
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(leader.service.calls(), 1);
+  EXPECT_EQ(channel.Current().target, leader.target());
+  // At the call's own deadline, the call ends there.
+  LeaderChannel stuck({paused.target()}, Insecure());
+  EXPECT_EQ(PingWithin(stuck, absl::Seconds(30), absl::Milliseconds(200))
+                .error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  resume.Notify();
+}
+
+TEST(LeaderChannelTest, ObserveLeavesAManagerThatAnsweredNothing) {
+  Running a(/*standby=*/false);
+  Running b(/*standby=*/false);
+  LeaderChannel channel({a.target(), b.target()}, Insecure());
+  grpc::ClientContext ctx;
+  LeaderChannel::Endpoint next = channel.Observe(
+      channel.Current(),
+      grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"),
+      ctx);
+  EXPECT_EQ(next.target, b.target());
 }
 
 }  // namespace
