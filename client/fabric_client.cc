@@ -65,12 +65,18 @@ std::unique_ptr<FabricClient> FabricClient::Connect(
         hypervisor::v1::HypervisorService::NewStub(channel), target, options,
         channel);
   }
-  // During a failover the new leader's port is closed for a moment (its
-  // standby server stops before the leader's starts); with gRPC's default
-  // reconnect backoff (1 s, x1.6, up to 120 s) a client that met the closed
-  // port waited up to 15 s more. Reconnect within 250 ms instead.
+  // A killed leader's port stays closed until it is restarted; with gRPC's
+  // default reconnect backoff (1 s, x1.6, up to 120 s) a client that met it
+  // there waited up to 15 s before it dialled it again, as the leader it
+  // becomes (a new leader's own port never closes: see
+  // server/ha/ha_manager.h). Reconnect within 250 ms instead. A connection
+  // attempt (TCP, TLS and HTTP/2 handshakes) is given up after 1 s
+  // (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is gRPC's minimum connect timeout,
+  // 20 s by default), so that a channel to a paused manager does not stay
+  // CONNECTING for 20 s after it resumed.
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
   return std::make_unique<FabricClient>(
       std::make_shared<LeaderChannel>(
@@ -185,8 +191,13 @@ absl::StatusOr<Resp> FabricClient::CallOn(MethodOf<S, Req, Resp> method,
   for (int attempt = 1;; ++attempt) {
     Resp resp;
     auto one = [&](const Stubs& stubs, grpc::ClientContext& ctx) {
+      // Following a leader, each attempt has a deadline of its own, shorter
+      // than the call's: a paused leader answers nothing, and the call
+      // moves on to the next manager in time to reach the new leader.
       ctx.set_deadline(absl::ToChronoTime(
-          until_deadline ? call_deadline : absl::Now() + options_.timeout));
+          until_deadline
+              ? std::min(call_deadline, absl::Now() + options_.attempt_timeout)
+              : absl::Now() + options_.timeout));
       resp.Clear();
       return (Pick(stubs, static_cast<S*>(nullptr)).*method)(&ctx, req, &resp);
     };
@@ -206,16 +217,32 @@ absl::StatusOr<Resp> FabricClient::CallOn(MethodOf<S, Req, Resp> method,
             }
             return one(*StubsFor(e), ctx);
           },
-          /*retry_safe=*/max_attempts > 1, &last);
+          // Retrying is safe: every call retried at all (max_attempts > 1)
+          // is a read or a mutation with a request id, which the leader
+          // applies once however often it arrives (and a standby applies
+          // nothing).
+          /*retry_safe=*/max_attempts > 1, &last, call_deadline);
       channel = last.channel;
       status = FromGrpcStatus(answer);
-      // A standby's answer, or no manager reached: no leader serves yet.
+      // A standby's answer, no manager reached, one that answered nothing
+      // within the attempt's deadline (paused), or one switching from
+      // standby to leader: no leader serves yet.
       no_leader = IsStandbyAnswer(answer) ||
+                  answer.error_code() == grpc::StatusCode::CANCELLED ||
+                  (answer.error_code() ==
+                       grpc::StatusCode::DEADLINE_EXCEEDED &&
+                   absl::Now() < call_deadline) ||
                   (channel != nullptr &&
                    channel->GetState(/*try_to_connect=*/false) !=
                        GRPC_CHANNEL_READY);
     }
     if (status.ok()) return resp;
+    if (until_deadline && no_leader &&
+        (status.code() == absl::StatusCode::kDeadlineExceeded ||
+         status.code() == absl::StatusCode::kCancelled)) {
+      // Waited for as UNAVAILABLE is, below (retrying is safe, see above).
+      status = absl::UnavailableError(status.message());
+    }
     if (status.code() == absl::StatusCode::kDeadlineExceeded && waited) {
       return NameTried(status, tried);
     }

@@ -22,6 +22,12 @@
 // retried, with backoff (retry_backoff doubling up to max_retry_backoff),
 // until its deadline (Options::timeout from its start), so it rides through
 // a failover: a killed leader's standby takes over within the lease TTL.
+// Each attempt has a deadline of its own (Options::attempt_timeout): a
+// manager that answers nothing in time (a paused leader) is left for the
+// next one. CANCELLED (a standby's server ending its calls as it hands the
+// port to its leader's server) is retried like UNAVAILABLE. Retrying is
+// safe: a standby applies nothing, and the leader applies a mutation's
+// request id once.
 // It then fails with the last error, its message naming every manager tried.
 // A single address keeps max_attempts.
 //
@@ -77,6 +83,10 @@ class FabricClient {
     // Deadline of each RPC attempt; with a manager list, of each call that
     // may be retried (all its attempts together, see below).
     absl::Duration timeout = absl::Seconds(10);
+    // With a manager list, the deadline of each attempt of a call that is
+    // retried until its deadline: a leader that answers nothing (paused) is
+    // left for the next manager after this long. Shorter than timeout.
+    absl::Duration attempt_timeout = absl::Seconds(2);
     // Total attempts for a call that fails with UNAVAILABLE (>= 1). With a
     // manager list, a call with max_attempts > 1 is instead retried until
     // its deadline (it rides through a failover).

@@ -530,5 +530,55 @@ TEST_F(FabricClientHaTest, TheLeadersOwnUnavailableKeepsMaxAttempts) {
   EXPECT_EQ(service_.calls("GetFabric"), options_.max_attempts);
 }
 
+// A paused leader (SIGSTOP): it takes calls and answers none.
+class PausedFabricService final : public v1::FabricService::Service {
+ public:
+  grpc::Status GetFabric(grpc::ServerContext* ctx, const v1::GetFabricRequest*,
+                         v1::Fabric*) override {
+    ++calls;
+    while (!ctx->IsCancelled() &&
+           !released.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
+    }
+    return grpc::Status::OK;
+  }
+  std::atomic<int> calls{0};
+  absl::Notification released;
+};
+
+TEST_F(FabricClientHaTest, APausedLeaderIsLeftAtTheAttemptsDeadline) {
+  PausedFabricService paused;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&paused);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  options_.timeout = absl::Seconds(30);
+  options_.attempt_timeout = absl::Milliseconds(200);
+  std::unique_ptr<FabricClient> client = FabricClient::Connect(
+      absl::StrCat("127.0.0.1:", port, ",", address_), kLoopbackPlaintext,
+      options_);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::Fabric> f = client->GetFabric("fabrics/f");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(paused.calls, 1);
+  EXPECT_EQ(service_.calls("GetFabric"), 1);
+  paused.released.Notify();
+  server->Shutdown();
+}
+
+TEST_F(FabricClientHaTest, CancelledByAServerShuttingDownIsRetried) {
+  // What a standby's server ends its calls with as it hands the port over.
+  service_.get_fabric_failures.push_back(
+      grpc::Status(grpc::StatusCode::CANCELLED, "Cancelled"));
+  std::unique_ptr<FabricClient> client = FabricClient::Connect(
+      "127.0.0.1:1," + address_, kLoopbackPlaintext, options_);
+  absl::StatusOr<v1::Fabric> f = client->GetFabric("fabrics/f");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(service_.calls("GetFabric"), 2);
+}
+
 }  // namespace
 }  // namespace fabric::client
