@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/host_port.h"
+#include "common/listen_probe.h"
 
 namespace fabric::ha {
 
@@ -12,6 +13,13 @@ absl::StatusOr<std::unique_ptr<HaManager>> HaManager::Start(
     store::EtcdStore* store, HaOptions options) {
   absl::StatusOr<HostPort> listen = ParseHostPort("--listen", options.listen);
   if (!listen.ok()) return listen.status();
+  // The standby and then the leader's server share the port across the
+  // switch (reuse_port), so it is never closed to clients; nobody else may
+  // hold it: checked without SO_REUSEPORT first, as a lone manager's.
+  if (absl::Status free = ProbeListen("--listen", *listen); !free.ok()) {
+    return free;
+  }
+  options.server.reuse_port = true;
   std::unique_ptr<HaManager> ha(new HaManager(store, std::move(options)));
   absl::StatusOr<std::unique_ptr<StandbyServer>> standby =
       StandbyServer::Start(ha->options_.listen, ha->options_.server);
@@ -128,12 +136,12 @@ absl::Status HaManager::TakeOver(const store::Fence& fence) {
                         absl::StrCat("loading the state: ",
                                      manager.status().message()));
   }
-  std::unique_ptr<StandbyServer> standby;
-  {
-    absl::MutexLock l(&mu_);
-    standby = std::move(standby_);
-  }
-  if (standby != nullptr) standby->Shutdown();  // frees the address
+  // The leader's server binds the port beside the standby's (both allow
+  // SO_REUSEPORT), and only then does the standby stop: the port is never
+  // closed, so no client is refused a connection (and sent into gRPC's
+  // reconnect backoff) by the switch. Until the standby stops, the kernel
+  // hands some new connections to it; it answers them as a standby naming
+  // this manager, and clients try here again (LeaderChannel::Observe).
   service::ServerOptions server_options = options_.server;
   server_options.managers = registry_.get();
   absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
@@ -142,12 +150,17 @@ absl::Status HaManager::TakeOver(const store::Fence& fence) {
     (*manager)->Shutdown();
     return server.status();
   }
+  std::unique_ptr<StandbyServer> standby;
   {
     absl::MutexLock l(&mu_);
+    standby = std::move(standby_);
     manager_ = *std::move(manager);
     server_ = *std::move(server);
     role_ = Role::kLeader;
   }
+  // Ends its connections with GOAWAY: their clients reconnect at once, to
+  // the leader's server, the port's only listener from now on.
+  if (standby != nullptr) standby->Shutdown();
   std::cout << "fabric-manager: leader, serving on " << address_ << std::endl;
   return absl::OkStatus();
 }

@@ -6,8 +6,12 @@
 //   elected:  the store is fenced with the election key (EtcdStore::SetFence),
 //             the state is loaded (FabricManager::Open: recovery, which
 //             writes the next epoch through the fence, so generations go on
-//             from the last leader's), the standby server stops and the
-//             manager's GrpcServer starts on the address it freed.
+//             from the last leader's), the manager's GrpcServer binds
+//             the address beside the standby server (both allow
+//             SO_REUSEPORT, and Start checked that nobody else holds the
+//             port), and only then the standby server stops: the port is
+//             never closed, so clients are never refused a connection by
+//             the switch.
 //   lost:     (the election noticed, or a fenced write failed) the real
 //             services stop at once and Wait() returns ABORTED: the process
 //             exits, and systemd (Restart=always) or the operator starts it
@@ -58,7 +62,9 @@ class HaManager {
 
   // Listens as a standby and starts campaigning. `store` (the EtcdStore on
   // options.election's prefix) is not owned and must outlive this.
-  // Errors: those of StandbyServer::Start and LeaderElection::Start.
+  // Errors: those of ProbeListen (common/listen_probe.h: ALREADY_EXISTS
+  // when another socket holds the port), StandbyServer::Start and
+  // LeaderElection::Start.
   static absl::StatusOr<std::unique_ptr<HaManager>> Start(
       store::EtcdStore* store, HaOptions options);
   ~HaManager();  // Shutdown()

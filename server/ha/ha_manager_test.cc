@@ -4,7 +4,11 @@
 // state and goes on with newer generations.
 #include "server/ha/ha_manager.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -25,6 +29,7 @@ namespace {
 
 using etcdtest::EtcdCluster;
 using proctest::WaitFor;
+using ::testing::HasSubstr;
 
 const security::TlsConfig kPlaintext{.insecure = true};
 
@@ -50,8 +55,10 @@ class HaManagerTest : public ::testing::Test {
         "/", ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
 
-  Node Start() {
-    Node n;
+  // A store on the test's prefix, and HaOptions for it listening on
+  // `listen`.
+  std::unique_ptr<store::EtcdStore> OpenStore(const std::string& listen,
+                                              HaOptions* options) {
     auto url = store::ParseEtcdUrl(etcd_->StoreUrl(prefix_));
     EXPECT_TRUE(url.ok()) << url.status();
     store::EtcdStoreOptions store_options;
@@ -59,12 +66,17 @@ class HaManagerTest : public ::testing::Test {
     store_options.prefix = url->prefix;
     auto store = store::EtcdStore::Open(store_options);
     EXPECT_TRUE(store.ok()) << store.status();
-    n.store = *std::move(store);
+    options->listen = listen;
+    options->election.client = store_options.client;
+    options->election.prefix = url->prefix;
+    options->election.ttl = absl::Seconds(1);
+    return *std::move(store);
+  }
+
+  Node Start() {
+    Node n;
     HaOptions options;
-    options.listen = "127.0.0.1:0";
-    options.election.client = store_options.client;
-    options.election.prefix = url->prefix;
-    options.election.ttl = absl::Seconds(1);
+    n.store = OpenStore("127.0.0.1:0", &options);
     auto ha = HaManager::Start(n.store.get(), options);
     EXPECT_TRUE(ha.ok()) << ha.status();
     n.ha = *std::move(ha);
@@ -168,6 +180,47 @@ TEST_F(HaManagerTest, ALeaderThatLosesItsLeaseStopsServing) {
   EXPECT_FALSE(IsStandbyAnswer(Ping(a.ha->address())));
   ASSERT_TRUE(WaitFor([&] { return Leads(b); }, absl::Seconds(20)));
   EXPECT_TRUE(Ping(b.ha->address()).ok());
+}
+
+TEST_F(HaManagerTest, TheTakeoverNeverClosesThePort) {
+  Node a = Start();
+  ASSERT_TRUE(WaitFor([&] { return Leads(a); }, absl::Seconds(20)));
+  Node b = Start();
+  const int port = std::stoi(std::string(
+      b.ha->address().substr(b.ha->address().rfind(':') + 1)));
+  proctest::ConnectProbe probe(port);
+  ASSERT_TRUE(WaitFor([&] { return probe.probes() > 10; }, absl::Seconds(5)));
+  a.ha->Shutdown();
+  ASSERT_TRUE(WaitFor([&] { return Leads(b); }, absl::Seconds(20)));
+  // The standby server is gone once the leader's serves alone.
+  ASSERT_TRUE(WaitFor([&] { return Serving(b.ha->address()); },
+                      absl::Seconds(5)));
+  probe.Stop();
+  EXPECT_EQ(probe.refused(), 0) << probe.probes() << " probes";
+  EXPECT_TRUE(Ping(b.ha->address()).ok());
+}
+
+TEST_F(HaManagerTest, APortAnotherSocketHoldsIsRefusedNotShared) {
+  // The HA manager's servers allow SO_REUSEPORT among themselves; a port
+  // held by anyone else is still refused, with the cause.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  const int on = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  HaOptions options;
+  std::unique_ptr<store::EtcdStore> store =
+      OpenStore(absl::StrCat("127.0.0.1:", ntohs(addr.sin_port)), &options);
+  auto ha = HaManager::Start(store.get(), options);
+  close(fd);
+  ASSERT_FALSE(ha.ok());
+  EXPECT_THAT(ha.status().message(), HasSubstr("in use by another process"));
 }
 
 }  // namespace

@@ -54,9 +54,11 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   std::unique_ptr<StandbyServer> s(new StandbyServer());
   grpc::ServerBuilder builder;
-  // As the manager's server (server/service/server.cc): the port is never
-  // shared, and dead peers are noticed.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // As the manager's server (server/service/server.cc): the port is shared
+  // only when options.reuse_port (with this manager's own leader server,
+  // across the switch), and dead peers are noticed.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT,
+                             options.reuse_port ? 1 : 0);
   builder.AddChannelArgument(
       GRPC_ARG_KEEPALIVE_TIME_MS,
       static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));

@@ -69,8 +69,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   }
   // A port another process holds is refused, never shared (gRPC sets
   // SO_REUSEPORT by default, which let a second manager serve beside the
-  // first).
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // first), except for an HA manager's own switch (reuse_port).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT,
+                             options.reuse_port ? 1 : 0);
   // Keepalive pings end the streams of a peer that stopped answering, so
   // an open agent config stream means a live transport (see
   // ManagerOptions::stream_grace). Pings go out on idle connections too.

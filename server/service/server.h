@@ -72,6 +72,13 @@ struct ServerOptions {
   // This manager's store without credentials ("sqlite:PATH"), for the
   // lone manager's ListManagers.
   std::string store;
+  // Whether the listening port may be bound beside another socket of this
+  // user that allows it too (SO_REUSEPORT). Off: a port another process
+  // holds is refused, never shared. HA managers (server/ha/ha_manager.h)
+  // turn it on for their own standby->leader switch only, so that the port
+  // never closes while they change servers; they check first that nobody
+  // else holds it (ProbeListen).
+  bool reuse_port = false;
 };
 
 // A running gRPC server. Not copyable; Shutdown() is idempotent and also

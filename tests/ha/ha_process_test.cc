@@ -8,6 +8,10 @@
 //  - PausedLeader: SIGSTOP the leader past its lease, the standby takes over
 //    and allocates, SIGCONT the old leader: it commits nothing (not even the
 //    call that waited for it while it was stopped) and exits 1.
+//  - TakeoverKeepsThePortOpen: from the leader's kill until the standby
+//    serves as the leader, fresh TCP connections to the standby's port are
+//    never refused (its leader's server binds the port before its standby
+//    server lets go of it).
 //  - EtcdMemberLoss: losing etcd's raft leader keeps the service going;
 //    losing quorum makes mutations fail with UNAVAILABLE naming etcd; service
 //    resumes when quorum returns, and a mutation retried with its request id
@@ -398,6 +402,33 @@ TEST_F(HaProcessTest, LeaderKillUnderLoad) {
   ExpectLedgerMatches(*listed, ledger.acks());
 }
 
+TEST_F(HaProcessTest, TakeoverKeepsThePortOpen) {
+  std::unique_ptr<FabricClient> client = StartPair();
+  ASSERT_NE(client, nullptr);
+  HaProcess& m1 = manager(0);
+  HaProcess& m2 = manager(1);
+  // Probes m2's port with new connections, as clients dialling it during
+  // the takeover do, from before the kill until m2 serves as the leader.
+  proctest::ConnectProbe probe(m2.m.port);
+  ASSERT_TRUE(WaitFor([&] { return probe.probes() > 10; }, absl::Seconds(5)));
+  m1.m.child.Signal(SIGKILL);
+  EXPECT_EQ(m1.m.child.Wait(), 128 + SIGKILL);
+  const bool took_over = WaitLeads(m2, absl::Seconds(15));
+  std::unique_ptr<FabricClient> on_m2 = Client(m2.address(), absl::Seconds(2));
+  absl::StatusOr<v1::Fabric> fabric = UntilAcked<v1::Fabric>(
+      [&] { return on_m2->GetFabric(absl::StrCat("fabrics/", kFabric)); },
+      absl::Seconds(10));
+  probe.Stop();
+  ASSERT_TRUE(took_over) << proctest::ReadFile(m2.log);
+  EXPECT_TRUE(fabric.ok()) << fabric.status();
+  EXPECT_EQ(probe.refused(), 0)
+      << "connections to the new leader's port were refused during the "
+         "takeover ("
+      << probe.probes() << " probes)";
+  std::cout << "[ha] takeover: " << probe.probes() << " connection probes, "
+            << probe.refused() << " refused" << std::endl;
+}
+
 TEST_F(HaProcessTest, PausedLeader) {
   std::unique_ptr<FabricClient> client = StartPair();
   ASSERT_NE(client, nullptr);
@@ -422,8 +453,23 @@ TEST_F(HaProcessTest, PausedLeader) {
     stale_status = stale->CreateAllocation(AllocationRequest(3, "stale-0"))
                        .status();
   });
+  // A client of the list, connected to the leader before the pause: one
+  // call rides over it (each attempt has a deadline of its own, so the call
+  // leaves the leader that answers nothing for the one that takes over).
+  std::unique_ptr<FabricClient> riding =
+      Client(absl::StrCat(m1.address(), ",", m2.address()),
+             Scaled(absl::Seconds(20)));
+  absl::StatusOr<v1::Allocation> rode;
+  std::thread riding_call([&] {
+    rode = riding->CreateAllocation(AllocationRequest(0, "riding-0"));
+    if (rode.ok()) ledger.Acked({"riding-0", rode->name(), stopped, absl::Now()});
+  });
   const bool took_over = WaitLeads(m2, absl::Seconds(15));
   const absl::Duration takeover = absl::Now() - stopped;
+  riding_call.join();
+  EXPECT_TRUE(rode.ok()) << "a client of the list did not ride over the "
+                            "paused leader: "
+                         << rode.status();
   if (!took_over) m1.m.child.Signal(SIGCONT);
   ASSERT_TRUE(took_over) << proctest::ReadFile(m2.log);
 

@@ -1,11 +1,15 @@
 #include "tests/process/process_util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -157,6 +161,36 @@ int SlowdownFactor() {
 }
 
 absl::Duration Scaled(absl::Duration base) { return base * SlowdownFactor(); }
+
+ConnectProbe::ConnectProbe(int port) : port_(port) {
+  thread_ = std::thread([this] {
+    while (!stop_) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      if (fd >= 0) {
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<uint16_t>(port_));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, reinterpret_cast<const sockaddr*>(&addr),
+                    sizeof(addr)) != 0 &&
+            errno == ECONNREFUSED) {
+          ++refused_;
+        }
+        close(fd);
+      }
+      ++probes_;
+      // Pacing (not a wait for a state): a connection every 200 us.
+      absl::SleepFor(absl::Microseconds(200));
+    }
+  });
+}
+
+ConnectProbe::~ConnectProbe() { Stop(); }
+
+void ConnectProbe::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
 
 bool WaitFor(const std::function<bool()>& done, absl::Duration timeout,
              absl::Duration poll) {

@@ -7,8 +7,10 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -80,6 +82,29 @@ bool WaitFor(const std::function<bool()>& done, absl::Duration timeout,
 
 // Reads a whole file ("" if absent).
 std::string ReadFile(const std::string& path);
+
+// Dials 127.0.0.1:`port` with a fresh TCP connection again and again, on a
+// thread of its own, from construction until Stop(), and counts the
+// connections refused (nothing listened on the port at that moment): what
+// clients dialling a server see while it changes listeners. Thread-safe.
+class ConnectProbe {
+ public:
+  explicit ConnectProbe(int port);
+  ~ConnectProbe();  // Stop()
+  ConnectProbe(const ConnectProbe&) = delete;
+  ConnectProbe& operator=(const ConnectProbe&) = delete;
+
+  void Stop();
+  int probes() const { return probes_; }
+  int refused() const { return refused_; }
+
+ private:
+  const int port_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> probes_{0};
+  std::atomic<int> refused_{0};
+  std::thread thread_;
+};
 
 // Starts fabric-manager on 127.0.0.1:0 with `db` (no --db when empty, e.g.
 // for a manager given --store in `extra_flags`) and returns it with the
