@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "agent/bridge_state.h"
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
@@ -192,6 +193,65 @@ TEST_F(AgentTest, AgentsGivenAStandbyFirstRegisterWithTheLeaderItNames) {
   EXPECT_GE(standby.calls, 2);  // each agent asked it once
   for (auto& agent : agents_) agent->Stop();
   agents_.clear();
+  server->Shutdown();
+}
+
+// A paused leader (SIGSTOP): it took the registration, then answers
+// nothing: its config stream and status reports hang.
+class PausedAgentService final : public agentproto::v1::AgentService::Service {
+ public:
+  grpc::Status RegisterNode(grpc::ServerContext*,
+                            const agentproto::v1::RegisterNodeRequest*,
+                            agentproto::v1::RegisterNodeResponse* resp) override {
+    ++registrations;
+    resp->set_session(1);
+    resp->mutable_heartbeat_interval()->set_nanos(50'000'000);
+    return grpc::Status::OK;
+  }
+  grpc::Status StreamConfig(
+      grpc::ServerContext* ctx, const agentproto::v1::StreamConfigRequest*,
+      grpc::ServerWriter<agentproto::v1::DesiredConfig>*) override {
+    Hang(ctx);
+    return grpc::Status::OK;
+  }
+  grpc::Status ReportStatus(grpc::ServerContext* ctx,
+                            const agentproto::v1::ReportStatusRequest*,
+                            agentproto::v1::ReportStatusResponse*) override {
+    Hang(ctx);
+    return grpc::Status::OK;
+  }
+  void Resume() { resumed_.Notify(); }
+  std::atomic<int> registrations{0};
+
+ private:
+  void Hang(grpc::ServerContext* ctx) {
+    while (!ctx->IsCancelled() &&
+           !resumed_.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
+    }
+  }
+  absl::Notification resumed_;
+};
+
+TEST_F(AgentTest, AgentsLeaveALeaderThatAnswersNothingForTheNextManager) {
+  PausedAgentService paused;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&paused);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  manager_list_ = absl::StrCat("127.0.0.1:", port, ",", address_);
+  StartRing(2);
+  auto a = Allocate("n0", "n1", 2 << 20);
+  ASSERT_TRUE(a.ok()) << a.status();
+  // The agents' attempt_timeout (2 s) passes first; WaitFor polls 5 s.
+  EXPECT_EQ(WaitFor(a->name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  EXPECT_GE(paused.registrations, 1);
+  for (auto& agent : agents_) agent->Stop();
+  agents_.clear();
+  paused.Resume();
   server->Shutdown();
 }
 

@@ -20,9 +20,8 @@ namespace fabric::agent {
 namespace {
 
 constexpr auto kRpcDeadline = std::chrono::seconds(5);
-std::chrono::system_clock::time_point Deadline() {
-  return std::chrono::system_clock::now() + kRpcDeadline;
-}
+// The longest reconnect backoff with several managers (see ConnectionLoop).
+constexpr absl::Duration kFailoverBackoff = absl::Milliseconds(250);
 
 // The length of the valid UTF-8 sequence `text` starts with, or 0: no
 // overlong forms, UTF-16 surrogates or code points past U+10FFFF.
@@ -96,8 +95,17 @@ ManagerSession::ManagerSession(ManagerSessionOptions options,
 
 ManagerSession::~ManagerSession() { Stop(); }
 
+std::chrono::system_clock::time_point ManagerSession::Deadline() const {
+  return several_managers_
+             ? absl::ToChronoTime(absl::Now() + options_.attempt_timeout)
+             : std::chrono::system_clock::now() + kRpcDeadline;
+}
+
 void ManagerSession::Start(int control_port) {
   control_port_ = control_port;
+  absl::StatusOr<std::vector<std::string>> targets =
+      ParseManagerList("--manager", options_.manager_address);
+  several_managers_ = targets.ok() && targets->size() > 1;
   thread_ = std::thread([this] { ConnectionLoop(); });
 }
 
@@ -153,7 +161,8 @@ agentproto::v1::ReportStatusRequest ManagerSession::StatusReport() const {
   return r;
 }
 
-void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub) {
+void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
+                                   std::atomic<bool>* unanswered) {
   bool failing = false;  // the last report failed (logged once)
   while (reports_.Wait()) {
     grpc::ClientContext ctx;
@@ -163,6 +172,21 @@ void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub) {
     LatencyTrace::Record("agent.heartbeat_reported", options_.node, 0);
     if (s.error_code() == grpc::StatusCode::ABORTED) {
       Fence(s);
+      return;
+    }
+    if (several_managers_ &&
+        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      // The leader answers nothing (paused, or its host is gone), while its
+      // config stream may stay open for as long as the transport does: end
+      // the session, so that the agent registers with whoever leads now. A
+      // report only states what the node has, so a lost one is harmless.
+      std::cerr << "fabric-agent " << options_.node
+                << ": the manager did not answer a status report within "
+                << absl::FormatDuration(options_.attempt_timeout)
+                << "; trying the next manager" << std::endl;
+      *unanswered = true;
+      absl::MutexLock l(&mu_);
+      if (stream_ctx_ != nullptr) stream_ctx_->TryCancel();
       return;
     }
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
@@ -249,7 +273,8 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
     stream_ctx_ = &ctx;
   }
   reports_.Start(std::max(interval, absl::Milliseconds(10)));
-  std::thread heartbeat([&] { HeartbeatLoop(stub); });
+  std::atomic<bool> unanswered{false};
+  std::thread heartbeat([&] { HeartbeatLoop(stub, &unanswered); });
   agentproto::v1::StreamConfigRequest sreq;
   sreq.set_node(options_.node);
   sreq.set_session(registered.session());
@@ -345,6 +370,14 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
     std::cerr << "fabric-agent " << options_.node
               << ": config stream ended: " << end.error_message()
               << "; reconnecting" << std::endl;
+    // Where to register next: the stream's end says it as a call's would
+    // (a manager gone or unanswering is left for the next address), so the
+    // agent does not first knock again on a killed leader's door.
+    leader->Observe(endpoint,
+                    unanswered ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                              "status report unanswered")
+                               : end,
+                    ctx);
   }
   return true;
 }
@@ -367,8 +400,10 @@ void ManagerSession::ConnectionLoop() {
   grpc::ChannelArguments args;
   const int initial_ms = static_cast<int>(std::max<int64_t>(
       1, absl::ToInt64Milliseconds(options_.initial_backoff)));
-  const int max_ms = static_cast<int>(
-      std::min<int64_t>(absl::ToInt64Milliseconds(options_.max_backoff), 1000));
+  const int max_ms = static_cast<int>(std::min<int64_t>(
+      absl::ToInt64Milliseconds(options_.max_backoff),
+      absl::ToInt64Milliseconds(several_managers_ ? kFailoverBackoff
+                                                  : absl::Seconds(1))));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(initial_ms, max_ms));
@@ -412,7 +447,13 @@ void ManagerSession::ConnectionLoop() {
     const absl::Duration wait =
         backoff / 2 + absl::Uniform(gen, 0.0, 0.5) * backoff;
     stop_.WaitForNotificationWithTimeout(wait);
-    backoff = std::min(backoff * 2, options_.max_backoff);
+    // With several managers, a failover is under way (the standbys answer
+    // at once, and cheaply): the agent keeps asking often, so that it
+    // registers with the new leader, and its grants turn READY there,
+    // within kFailoverBackoff of the takeover.
+    backoff = std::min({backoff * 2, options_.max_backoff,
+                        several_managers_ ? kFailoverBackoff
+                                          : absl::InfiniteDuration()});
   }
 }
 

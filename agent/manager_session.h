@@ -17,6 +17,7 @@
 #include <grpcpp/client_context.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -57,6 +58,11 @@ struct ManagerSessionOptions {
   // wildcard listen host (0.0.0.0, [::]) the manager uses the address it
   // sees this agent's connection come from, with the bound port.
   std::string advertise;
+  // With several managers, the deadline of a registration and of a status
+  // report: a manager that answers nothing in this time (a paused leader)
+  // is left for the next one, which names the new leader. One manager:
+  // 5 s, and the agent waits for it.
+  absl::Duration attempt_timeout = absl::Seconds(2);
   // Reconnect backoff: doubles from initial to max, with jitter.
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
@@ -128,9 +134,14 @@ class ManagerSession {
   bool Session(agentproto::v1::AgentService::Stub* stub,
                const LeaderChannel::Endpoint& endpoint, LeaderChannel* leader)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Reports whenever reports_ says one is due, until it is stopped.
-  void HeartbeatLoop(agentproto::v1::AgentService::Stub* stub)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Reports whenever reports_ says one is due, until it is stopped. With
+  // several managers, a report the manager does not answer in time ends
+  // the session (sets *unanswered): the loop moves on to the next manager.
+  void HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
+                     std::atomic<bool>* unanswered) ABSL_LOCKS_EXCLUDED(mu_);
+  // The deadline of a registration or report from now (attempt_timeout with
+  // several managers).
+  std::chrono::system_clock::time_point Deadline() const;
   agentproto::v1::ReportStatusRequest StatusReport() const
       ABSL_LOCKS_EXCLUDED(mu_);
   // Records that the manager refused this agent's session with ABORTED (a
@@ -145,6 +156,7 @@ class ManagerSession {
   const Clock* const clock_;      // not owned
   GrantGuard* const grants_;      // not owned; may be null
   int control_port_ = 0;          // set by Start()
+  bool several_managers_ = false; // set by Start()
   // When the next report is due: every heartbeat interval of the open
   // session (real time), and at once after RequestReport().
   ReportSchedule reports_{Clock::Real()};
