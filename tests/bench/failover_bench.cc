@@ -14,12 +14,13 @@
 //      The client is made just before the kill (connections to both
 //      managers, neither yet refused), so the figure is the managers';
 //      with --keep-client one client serves every kill, and its connection
-//      to a manager that was down carries gRPC's reconnect backoff into the
-//      next failover, as a long-lived caller's would. A manager closes its
-//      port for a moment when it goes from standby to leader (the standby
-//      server stops, the leader's starts), and a client refused then waits
-//      out gRPC's reconnect backoff (1 s, growing 1.6x); --reconnect-backoff
-//      sets a fixed one, to show what that costs;
+//      to a manager that was down carries its reconnect backoff into the
+//      next failover, as a long-lived caller's would (FabricClient's own
+//      channels reconnect within 250 ms). A manager going from standby to
+//      leader never closes its port (its leader's server binds it before
+//      the standby's lets go, server/ha/ha_manager.h); --reconnect-backoff
+//      gives the client channels of its own with a fixed backoff instead of
+//      FabricClient's, to show what the backoff costs;
 //   4. releases the allocation (with a request id) and restarts the killed
 //      manager on its port, where it comes back as a standby.
 // The figures: p50, p99 and max failover time. The target: p99 under twice
@@ -75,7 +76,7 @@ struct Flags {
   // One client for the whole run, instead of a new one per kill.
   bool keep_client = false;
   // When positive, the client's channels reconnect after this long (gRPC's
-  // initial, min and max reconnect backoff); else gRPC's defaults.
+  // initial, min and max reconnect backoff); else FabricClient's (100-250 ms).
   absl::Duration reconnect_backoff = absl::ZeroDuration();
 };
 
@@ -342,7 +343,7 @@ void PrintTable(const Flags& flags, const Report& r) {
       flags.keep_client ? "one client for all kills" : "a new client per kill",
       flags.reconnect_backoff > absl::ZeroDuration()
           ? absl::FormatDuration(flags.reconnect_backoff)
-          : std::string("gRPC's default"));
+          : std::string("FabricClient's, 100-250 ms"));
   std::vector<std::string> each;
   for (double ms : r.failover_ms) each.push_back(absl::StrFormat("%.0f", ms));
   absl::PrintF("failover ms, each kill: %s\n", absl::StrJoin(each, " "));
@@ -389,7 +390,7 @@ int Main(int argc, char** argv) {
   std::string reconnect_backoff;
   app.add_option("--reconnect-backoff", reconnect_backoff,
                  "Fixed reconnect backoff of the client's channels, e.g. "
-                 "100ms (default: gRPC's, 1 s growing 1.6x)");
+                 "100ms (default: FabricClient's, 100 ms growing to 250 ms)");
   app.add_option("--bin-dir", flags.bin_dir, "The directory of fabric-manager")
       ->capture_default_str();
   app.add_option("-o,--output", flags.output, "Output format")

@@ -473,8 +473,9 @@ TEST_F(HaProcessTest, PausedLeader) {
   if (!took_over) m1.m.child.Signal(SIGCONT);
   ASSERT_TRUE(took_over) << proctest::ReadFile(m2.log);
 
-  // The new leader allocates (through a client of m2: a client of the list
-  // stays on the stopped leader, whose calls end in DEADLINE_EXCEEDED).
+  // The new leader allocates (through a client of m2 alone, so that these
+  // figures do not include the list client's attempt deadline on the
+  // stopped leader).
   std::unique_ptr<FabricClient> on_m2 = Client(m2.address(), absl::Seconds(2));
   for (int k = 0; k < 4; ++k) {
     Allocate(*on_m2, k, absl::StrCat("after-", k), ledger);
