@@ -30,6 +30,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsqlite3-dev libpci-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev openssl
+  # The device plugin's CDI spec files (issue 15).
+  nlohmann-json3-dev
   # HA (issue 14): etcd, etcdctl and etcd's gRPC protos.
   etcd-server etcd-client golang-etcd-server-dev
   # Kubernetes (issue 15): the manifests' test parses kustomize's YAML.
