@@ -1,0 +1,377 @@
+// FabricClaimer (device_plugin/claimer_impl.h) against a real manager and
+// three simulated agents on a ring, as processes over mutual TLS: n1 lends
+// the VFs of agent/hw/sim/examples/one_pf.json and its export memory, n0 is
+// the plugin's node. The offers are built from ListVirtualFunctions and the
+// lender, as the manager's WatchOffers would hand them.
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/fabric_client.h"
+#include "common/file_util.h"
+#include "device_plugin/cdi_spec.h"
+#include "device_plugin/claimer_impl.h"
+#include "fabric/v1/fabric_service.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/process/process_util.h"
+#include "tests/process/test_transport.h"
+
+namespace fabric::device_plugin {
+namespace {
+
+using ::fabric::proctest::BinDir;
+using ::fabric::proctest::Child;
+using ::fabric::proctest::Manager;
+using ::fabric::proctest::ReadFile;
+using ::fabric::proctest::StartManager;
+using ::fabric::proctest::TempDir;
+using ::fabric::proctest::Transport;
+using ::fabric::proctest::WaitFor;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using ::testing::UnorderedElementsAre;
+
+constexpr uint64_t kMmioBase = 0x300'0000'0000ull;  // one_pf.json's default
+constexpr uint64_t kMmioSize = 64ull << 30;
+constexpr uint64_t kChunk = 4 << 20;
+constexpr char kVfResource[] = "pciefabric.dev/vf-8086-154c";
+constexpr char kVfEnv[] = "PCIDEVICE_PCIEFABRIC_DEV_VF_8086_154C";
+constexpr char kMemResource[] = "pciefabric.dev/remote-memory";
+constexpr char kOwner[] = "user/dp-n0";
+
+class ClaimerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cdi_dir_ = dir_.path() + "/cdi";
+    std::vector<std::string> flags = tls_.ManagerFlags();
+    flags.insert(flags.end(), {"--heartbeat-timeout", "600ms",
+                               "--heartbeat-interval", "100ms"});
+    manager_ = std::make_unique<Manager>(StartManager(
+        dir_.path() + "/fabric.db", dir_.path() + "/manager.log", flags));
+    ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
+    address_ = absl::StrCat("127.0.0.1:", manager_->port);
+    admin_ = client::FabricClient::Connect(address_, tls_.Admin(), {});
+    v1::CreateFabricRequest req;
+    v1::FabricSpec* spec = req.mutable_spec();
+    spec->set_name("lab");
+    spec->set_topology(v1::RING);
+    spec->set_default_export_size(64 << 20);
+    for (int i = 0; i < 3; ++i) {
+      v1::NodeSpec* n = spec->add_nodes();
+      n->set_name(absl::StrCat("n", i));
+      if (i == 1) {
+        n->set_mmio_base(kMmioBase);
+        n->set_mmio_size(kMmioSize);
+      }
+    }
+    ASSERT_TRUE(admin_->CreateFabric(req).ok());
+    for (int i = 0; i < 3; ++i) agents_.push_back(StartAgent(i));
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(WaitNodeReady(absl::StrCat("n", i)));
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          absl::StatusOr<std::vector<v1::VirtualFunction>> vfs = Vfs();
+          return vfs.ok() && vfs->size() == 8 &&
+                 vfs->back().health() == v1::VirtualFunction::HEALTHY;
+        },
+        absl::Seconds(10)));
+    // The plugin's identity: its claims are owned by user/dp-n0.
+    plugin_client_ = std::shared_ptr<client::FabricClient>(
+        client::FabricClient::Connect(address_, tls_.User("dp-n0", "admin"),
+                                      {}));
+  }
+
+  std::unique_ptr<Child> StartAgent(int i) {
+    std::vector<std::string> argv = {
+        BinDir() + "/fabric-agent", "--manager", address_, "--node",
+        absl::StrCat("n", i), "--backend", "sim", "--sim-dir",
+        dir_.path() + "/sim"};
+    for (std::string& flag : tls_.AgentFlags(absl::StrCat("n", i))) {
+      argv.push_back(flag);
+    }
+    if (i == 1) {
+      argv.push_back("--sim-hardware");
+      argv.push_back(std::string(FABRIC_SOURCE_DIR) +
+                     "/agent/hw/sim/examples/one_pf.json");
+    }
+    return std::make_unique<Child>(
+        argv, absl::StrCat(dir_.path(), "/agent-", i, ".log"));
+  }
+
+  bool WaitNodeReady(const std::string& node) {
+    return WaitFor(
+        [&] {
+          absl::StatusOr<v1::Node> n = admin_->GetNode(node);
+          return n.ok() && n->agent_state() == v1::Node::READY &&
+                 n->applied_generation() == n->desired_generation();
+        },
+        absl::Seconds(10));
+  }
+
+  absl::StatusOr<std::vector<v1::VirtualFunction>> Vfs() {
+    v1::ListVirtualFunctionsRequest req;
+    req.set_node("n1");
+    return admin_->ListVirtualFunctions(req);
+  }
+
+  std::unique_ptr<FabricClaimer> NewClaimer() {
+    ClaimerOptions options;
+    options.node = "n0";
+    options.cdi_dir = cdi_dir_;
+    return std::make_unique<FabricClaimer>(options, plugin_client_, kOwner);
+  }
+
+  // The offer of VF i of n1, as WatchOffers would give it.
+  Device VfDevice(int i, int64_t epoch = 1) {
+    absl::StatusOr<std::vector<v1::VirtualFunction>> vfs = Vfs();
+    EXPECT_TRUE(vfs.ok()) << vfs.status();
+    const v1::VirtualFunction& vf = vfs->at(i);
+    Device d;
+    std::string address = vf.address();
+    for (char& c : address) {
+      if (c == ':') c = '-';
+    }
+    d.id = absl::StrCat("vf-n1-", address);
+    d.resource = kVfResource;
+    d.offer.set_id(d.id);
+    d.offer.mutable_vf()->set_vf(vf.name());
+    d.offer.mutable_vf()->set_vendor_id(vf.vendor_id());
+    d.offer.mutable_vf()->set_device_id(vf.device_id());
+    d.offer.set_lender("n1");
+    d.offer.set_healthy(true);
+    d.offer.set_epoch(epoch);
+    return d;
+  }
+
+  // Chunk i of n1's export memory.
+  static Device MemDevice(int i, int64_t epoch = 1) {
+    Device d;
+    d.id = absl::StrCat("mem-n1-", i);
+    d.resource = kMemResource;
+    d.offer.set_id(d.id);
+    d.offer.mutable_memory()->set_size(kChunk);
+    d.offer.set_lender("n1");
+    d.offer.set_healthy(true);
+    d.offer.set_epoch(epoch);
+    return d;
+  }
+
+  // The plugin's live attachments and allocations.
+  std::vector<v1::Attachment> LiveAttachments() {
+    v1::ListAttachmentsRequest req;
+    req.set_owner(kOwner);
+    absl::StatusOr<std::vector<v1::Attachment>> all =
+        admin_->ListAttachments(req);
+    EXPECT_TRUE(all.ok()) << all.status();
+    std::vector<v1::Attachment> out;
+    for (const v1::Attachment& a : *all) {
+      if (a.state() != v1::Attachment::DETACHED) out.push_back(a);
+    }
+    return out;
+  }
+  std::vector<v1::Allocation> LiveAllocations() {
+    v1::ListAllocationsRequest req;
+    req.set_owner(kOwner);
+    absl::StatusOr<std::vector<v1::Allocation>> all =
+        admin_->ListAllocations(req);
+    EXPECT_TRUE(all.ok()) << all.status();
+    std::vector<v1::Allocation> out;
+    for (const v1::Allocation& a : *all) {
+      if (a.state() != v1::Allocation::RELEASED) out.push_back(a);
+    }
+    return out;
+  }
+
+  // The CDI spec of a device, parsed, checked against the CDI layout.
+  CdiDevice Spec(absl::string_view device_class, absl::string_view id) {
+    absl::StatusOr<std::string> text =
+        ReadFileToString(CdiSpecPath(cdi_dir_, device_class, id));
+    EXPECT_TRUE(text.ok()) << text.status();
+    if (!text.ok()) return {};
+    nlohmann::json j = nlohmann::json::parse(*text);
+    EXPECT_EQ(j["cdiVersion"], "0.6.0");
+    EXPECT_EQ(j["kind"], CdiKind(device_class));
+    absl::StatusOr<CdiDevice> spec = ParseCdiSpec("spec", *text);
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    return spec.ok() ? *spec : CdiDevice{};
+  }
+
+  Transport& tls_ = Transport::Tls();
+  TempDir dir_;
+  std::string cdi_dir_;
+  std::unique_ptr<Manager> manager_;
+  std::string address_;
+  std::unique_ptr<client::FabricClient> admin_;
+  std::shared_ptr<client::FabricClient> plugin_client_;
+  std::vector<std::unique_ptr<Child>> agents_;
+};
+
+TEST_F(ClaimerTest, ClaimsOneAndTwoVfsReadyWithCdiSpecs) {
+  std::unique_ptr<FabricClaimer> claimer = NewClaimer();
+  const Device vf0 = VfDevice(0);
+  absl::StatusOr<ClaimedDevices> one = claimer->Claim(kVfResource, {vf0});
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_THAT(one->cdi_devices, ElementsAre(CdiDeviceName("vf", vf0.id)));
+  // READY before Claim returned: read once, no waiting.
+  std::vector<v1::Attachment> live = LiveAttachments();
+  ASSERT_THAT(live, SizeIs(1));
+  EXPECT_EQ(live[0].state(), v1::Attachment::READY);
+  EXPECT_EQ(live[0].borrower(), "nodes/n0");
+  EXPECT_EQ(live[0].owner(), kOwner);
+  EXPECT_EQ(one->envs.at(kVfEnv), live[0].shadow_device());
+  CdiDevice spec = Spec("vf", vf0.id);
+  EXPECT_EQ(spec.device_id, vf0.id);
+  EXPECT_EQ(spec.claim, live[0].name());
+  ASSERT_THAT(spec.env, SizeIs(1));
+  EXPECT_EQ(spec.env[0].second, live[0].shadow_device());
+
+  const Device vf1 = VfDevice(1), vf2 = VfDevice(2);
+  absl::StatusOr<ClaimedDevices> two = claimer->Claim(kVfResource, {vf1, vf2});
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_THAT(two->cdi_devices, ElementsAre(CdiDeviceName("vf", vf1.id),
+                                            CdiDeviceName("vf", vf2.id)));
+  std::vector<std::string> shadows = absl::StrSplit(two->envs.at(kVfEnv), ',');
+  EXPECT_THAT(shadows, SizeIs(2));
+  std::set<std::string> ready_shadows;
+  for (const v1::Attachment& a : LiveAttachments()) {
+    EXPECT_EQ(a.state(), v1::Attachment::READY) << a.name();
+    ready_shadows.insert(a.shadow_device());
+  }
+  EXPECT_EQ(ready_shadows.size(), 3u);
+  for (const std::string& s : shadows) EXPECT_EQ(ready_shadows.count(s), 1u);
+  EXPECT_THAT(claimer->HeldDeviceIds(),
+              UnorderedElementsAre(vf0.id, vf1.id, vf2.id));
+}
+
+TEST_F(ClaimerTest, ClaimsMemoryChunksReady) {
+  std::unique_ptr<FabricClaimer> claimer = NewClaimer();
+  absl::StatusOr<ClaimedDevices> got =
+      claimer->Claim(kMemResource, {MemDevice(0), MemDevice(1)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_THAT(got->cdi_devices,
+              ElementsAre(CdiDeviceName("memory", "mem-n1-0"),
+                          CdiDeviceName("memory", "mem-n1-1")));
+  std::vector<v1::Allocation> live = LiveAllocations();
+  ASSERT_THAT(live, SizeIs(2));
+  std::set<std::string> values;
+  for (const v1::Allocation& a : live) {
+    EXPECT_EQ(a.state(), v1::Allocation::READY) << a.name();
+    EXPECT_EQ(a.size(), kChunk);
+    EXPECT_EQ(a.target(), "nodes/n1");
+    values.insert(absl::StrCat("0x", absl::Hex(a.borrower_addr()), ":", kChunk));
+  }
+  EXPECT_EQ(values.count(got->envs.at("FABRIC_MEMORY_MEM_N1_0")), 1u);
+  EXPECT_EQ(values.count(got->envs.at("FABRIC_MEMORY_MEM_N1_1")), 1u);
+  EXPECT_EQ(Spec("memory", "mem-n1-1").env[0].second,
+            got->envs.at("FABRIC_MEMORY_MEM_N1_1"));
+}
+
+TEST_F(ClaimerTest, RepeatedClaimClaimsNothingTwice) {
+  const Device vf = VfDevice(0), mem = MemDevice(0);
+  std::unique_ptr<FabricClaimer> claimer = NewClaimer();
+  ASSERT_TRUE(claimer->Claim(kVfResource, {vf}).ok());
+  ASSERT_TRUE(claimer->Claim(kMemResource, {mem}).ok());
+  const std::vector<v1::Attachment> first = LiveAttachments();
+  const std::vector<v1::Allocation> first_mem = LiveAllocations();
+  // The kubelet retries: the same claimer, then a fresh one (a restarted
+  // plugin that has not recovered): the request ids make them the same
+  // claims.
+  absl::StatusOr<ClaimedDevices> again = claimer->Claim(kVfResource, {vf});
+  ASSERT_TRUE(again.ok()) << again.status();
+  std::unique_ptr<FabricClaimer> fresh = NewClaimer();
+  ASSERT_TRUE(fresh->Claim(kVfResource, {vf}).ok());
+  ASSERT_TRUE(fresh->Claim(kMemResource, {mem}).ok());
+  std::vector<v1::Attachment> now = LiveAttachments();
+  ASSERT_THAT(now, SizeIs(1));
+  EXPECT_EQ(now[0].name(), first[0].name());
+  std::vector<v1::Allocation> now_mem = LiveAllocations();
+  ASSERT_THAT(now_mem, SizeIs(1));
+  EXPECT_EQ(now_mem[0].name(), first_mem[0].name());
+}
+
+TEST_F(ClaimerTest, ReleaseFreesAndRemovesTheSpec) {
+  std::unique_ptr<FabricClaimer> claimer = NewClaimer();
+  const Device vf = VfDevice(3);
+  ASSERT_TRUE(claimer->Claim(kVfResource, {vf}).ok());
+  ASSERT_TRUE(claimer->Claim(kMemResource, {MemDevice(2)}).ok());
+  ASSERT_TRUE(claimer->Release(vf.id).ok());
+  ASSERT_TRUE(claimer->Release("mem-n1-2").ok());
+  EXPECT_TRUE(claimer->Release("never-held").ok());
+  EXPECT_THAT(LiveAttachments(), IsEmpty());
+  EXPECT_THAT(LiveAllocations(), IsEmpty());
+  EXPECT_THAT(claimer->HeldDeviceIds(), IsEmpty());
+  EXPECT_FALSE(std::filesystem::exists(CdiSpecPath(cdi_dir_, "vf", vf.id)));
+  EXPECT_FALSE(
+      std::filesystem::exists(CdiSpecPath(cdi_dir_, "memory", "mem-n1-2")));
+  absl::StatusOr<std::vector<v1::VirtualFunction>> vfs = Vfs();
+  ASSERT_TRUE(vfs.ok());
+  EXPECT_EQ(vfs->at(3).state(), v1::VirtualFunction::FREE);
+  // Freed, the device is offered under a new epoch and claimed anew.
+  absl::StatusOr<ClaimedDevices> again =
+      claimer->Claim(kVfResource, {VfDevice(3, /*epoch=*/2)});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_THAT(LiveAttachments(), SizeIs(1));
+}
+
+TEST_F(ClaimerTest, FailedClaimReleasesWhatItClaimed) {
+  std::unique_ptr<FabricClaimer> claimer = NewClaimer();
+  Device missing = VfDevice(0);
+  missing.id = "vf-n1-missing";
+  missing.offer.mutable_vf()->set_vf("nodes/n1/vfs/0000-3b-07.7");
+  absl::StatusOr<ClaimedDevices> got =
+      claimer->Claim(kVfResource, {VfDevice(4), missing});
+  EXPECT_TRUE(absl::IsNotFound(got.status())) << got.status();
+  EXPECT_THAT(std::string(got.status().message()), HasSubstr("vf-n1-missing"));
+  EXPECT_THAT(LiveAttachments(), IsEmpty());
+  EXPECT_THAT(claimer->HeldDeviceIds(), IsEmpty());
+  EXPECT_THAT(std::filesystem::exists(cdi_dir_)
+                  ? std::filesystem::directory_iterator(cdi_dir_) ==
+                        std::filesystem::directory_iterator()
+                  : true,
+              true);
+}
+
+TEST_F(ClaimerTest, RecoverFindsTheHeldDevices) {
+  const Device vf = VfDevice(5), mem = MemDevice(3);
+  {
+    std::unique_ptr<FabricClaimer> before = NewClaimer();
+    ASSERT_TRUE(before->Claim(kVfResource, {vf}).ok());
+    ASSERT_TRUE(before->Claim(kMemResource, {mem}).ok());
+  }
+  // A stray spec of ours (a device freed while the plugin was down).
+  CdiDevice stray;
+  stray.device_class = "memory";
+  stray.device_id = "mem-n1-9";
+  stray.claim = "allocations/999";
+  ASSERT_TRUE(WriteCdiSpec(cdi_dir_, stray).ok());
+
+  std::unique_ptr<FabricClaimer> after = NewClaimer();
+  EXPECT_THAT(after->HeldDeviceIds(), IsEmpty());
+  ASSERT_TRUE(after->Recover().ok());
+  EXPECT_THAT(after->HeldDeviceIds(), UnorderedElementsAre(vf.id, mem.id));
+  EXPECT_FALSE(
+      std::filesystem::exists(CdiSpecPath(cdi_dir_, "memory", "mem-n1-9")));
+  EXPECT_EQ(Spec("vf", vf.id).claim, LiveAttachments()[0].name());
+  // The recovered claims are the held ones: a retried claim reuses them.
+  ASSERT_TRUE(after->Claim(kVfResource, {vf}).ok());
+  EXPECT_THAT(LiveAttachments(), SizeIs(1));
+
+  // With the CDI directory lost too, the ids come from the manager alone.
+  std::filesystem::remove_all(cdi_dir_);
+  std::unique_ptr<FabricClaimer> bare = NewClaimer();
+  ASSERT_TRUE(bare->Recover().ok());
+  EXPECT_THAT(bare->HeldDeviceIds(), UnorderedElementsAre(vf.id, mem.id));
+  EXPECT_TRUE(std::filesystem::exists(CdiSpecPath(cdi_dir_, "vf", vf.id)));
+  // And everything frees.
+  ASSERT_TRUE(bare->Release(vf.id).ok());
+  ASSERT_TRUE(bare->Release(mem.id).ok());
+  EXPECT_THAT(LiveAttachments(), IsEmpty());
+  EXPECT_THAT(LiveAllocations(), IsEmpty());
+}
+
+}  // namespace
+}  // namespace fabric::device_plugin
