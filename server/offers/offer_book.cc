@@ -1,0 +1,604 @@
+#include "server/offers/offer_book.h"
+
+#include <algorithm>
+#include <tuple>
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace fabric::offers {
+namespace {
+
+constexpr uint64_t kDefaultChunk = uint64_t{1} << 30;
+constexpr uint64_t kMinChunk = uint64_t{4} << 10;
+constexpr uint64_t kMaxChunk = uint64_t{1} << 40;
+// At most this many memory chunks of one lender are listed: an offer set
+// stays a few hundred kilobytes even for tiny chunks of a huge region.
+constexpr int kMaxChunksPerLender = 4096;
+constexpr size_t kMaxIdLength = 63;
+constexpr absl::string_view kMemoryPool = "memory";
+
+uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
+
+// A stable 64-bit FNV-1a hash (absl::Hash is salted per process).
+uint64_t Fnv1a(absl::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string ConsumerOwner(absl::string_view node) {
+  return absl::StrCat("node/", absl::StripPrefix(node, "nodes/"));
+}
+
+std::string OfferId(absl::string_view raw) {
+  std::string id = absl::AsciiStrToLower(raw);
+  for (char& c : id) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '-') c = '-';
+  }
+  if (id.size() <= kMaxIdLength) return id;
+  return absl::StrFormat("%s-%016x", id.substr(0, kMaxIdLength - 17),
+                         Fnv1a(raw));
+}
+
+std::string VfOfferId(absl::string_view lender, absl::string_view address) {
+  return OfferId(absl::StrCat("vf-", lender, "-", address));
+}
+
+std::string MemoryOfferId(absl::string_view lender, int index) {
+  return OfferId(absl::StrCat("mem-", lender, "-", index));
+}
+
+OfferBook::OfferBook(OfferBookOptions options) : options_(options) {}
+
+void OfferBook::SetView(FabricView view, absl::Time now) {
+  view_ = std::move(view);
+  load_.clear();
+  Recompute(now);
+  view_.freed_vfs.clear();
+  view_.freed_lenders.clear();
+  view_.all_freed = false;
+}
+
+void OfferBook::Tick(absl::Time now) {
+  if (now < NextDeadline()) {
+    now_ = now;
+    return;
+  }
+  Recompute(now);
+}
+
+absl::Time OfferBook::NextDeadline() const {
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [id, a] : assigned_) {
+    if (a.withdrawn) next = std::min(next, a.until);
+  }
+  for (const auto& [node, w] : watchers_) {
+    if (w.streams == 0) next = std::min(next, w.leaving_until);
+  }
+  return next;
+}
+
+absl::Status OfferBook::Watch(absl::string_view node, uint64_t chunk_bytes,
+                              absl::Time now) {
+  if (chunk_bytes == 0) chunk_bytes = kDefaultChunk;
+  if (chunk_bytes < kMinChunk || chunk_bytes > kMaxChunk ||
+      (chunk_bytes & (chunk_bytes - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "memory_chunk_bytes: ", chunk_bytes,
+        " is not a power of two from 4096 (4 KiB) to 1099511627776 (1 TiB)"));
+  }
+  const NodeInfo* info = FindNode(node);
+  if (info == nullptr) {
+    return absl::NotFoundError(absl::StrCat("node: no node ", node));
+  }
+  for (const auto& [other, w] : watchers_) {
+    const NodeInfo* o = FindNode(other);
+    if (other != info->name && o != nullptr && o->fabric == info->fabric &&
+        !info->fabric.empty() && w.chunk_bytes != chunk_bytes) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "memory_chunk_bytes: fabric ", info->fabric, " uses chunks of ",
+          w.chunk_bytes, " bytes (node ", other, "); this request asks ",
+          chunk_bytes));
+    }
+  }
+  Watcher& w = watchers_[info->name];
+  if (w.streams > 0 && w.chunk_bytes != chunk_bytes) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("memory_chunk_bytes: node ", info->name,
+                     " already watches with chunks of ", w.chunk_bytes));
+  }
+  if (w.chunk_bytes != chunk_bytes) {
+    // A new chunk size (after a grace): the old chunks are not this one's.
+    for (auto it = assigned_.begin(); it != assigned_.end();) {
+      const bool memory = it->first.rfind("mem-", 0) == 0;
+      it = memory && it->second.node == info->name ? assigned_.erase(it)
+                                                   : std::next(it);
+    }
+  }
+  w.chunk_bytes = chunk_bytes;
+  ++w.streams;
+  w.leaving_until = absl::InfiniteFuture();
+  Recompute(now);
+  return absl::OkStatus();
+}
+
+void OfferBook::Unwatch(absl::string_view node, absl::Time now) {
+  auto it = watchers_.find(absl::StripPrefix(node, "nodes/"));
+  if (it == watchers_.end() || it->second.streams == 0) return;
+  if (--it->second.streams == 0) {
+    it->second.leaving_until = now + options_.stream_grace;
+  }
+  Recompute(now);
+}
+
+const NodeInfo* OfferBook::FindNode(absl::string_view node) const {
+  node = absl::StripPrefix(node, "nodes/");
+  for (const NodeInfo& n : view_.nodes) {
+    if (n.name == node) return &n;
+  }
+  return nullptr;
+}
+
+bool OfferBook::Watching(const std::string& node) const {
+  auto it = watchers_.find(node);
+  return it != watchers_.end() && it->second.streams > 0;
+}
+
+uint64_t OfferBook::ChunkOf(const std::string& fabric) const {
+  for (const auto& [node, w] : watchers_) {
+    const NodeInfo* n = FindNode(node);
+    if (n != nullptr && n->fabric == fabric) return w.chunk_bytes;
+  }
+  return 0;
+}
+
+int OfferBook::Hops(const std::string& from, const std::string& to) const {
+  auto it = view_.hops.find({from, to});
+  return it == view_.hops.end() ? -1 : it->second;
+}
+
+double OfferBook::LenderLoad(const std::string& lender) const {
+  auto it = load_.find(lender);
+  return it == load_.end() ? 0.0 : it->second;
+}
+
+void OfferBook::Recompute(absl::Time now) {
+  now_ = now;
+  BuildDevices();
+  UpdateEpochs();
+  ExpireGraces(now);
+  Rebalance(now);
+  Assign();
+}
+
+void OfferBook::BuildDevices() {
+  devices_.clear();
+  // Lender load: the mean of the lent fractions of what it lends.
+  std::map<std::string, std::pair<int, int>> vf_counts;  // lent, total
+  for (const VfInfo& vf : view_.vfs) {
+    auto& c = vf_counts[vf.lender];
+    ++c.second;
+    if (!vf.borrower.empty()) ++c.first;
+  }
+  for (const MemoryInfo& m : view_.memory) {
+    uint64_t used = 0;
+    for (const auto& [addr, size] : m.used) used += size;
+    double sum = m.export_size == 0
+                     ? 0.0
+                     : std::min(1.0, static_cast<double>(used) /
+                                         static_cast<double>(m.export_size));
+    int kinds = m.export_size == 0 ? 0 : 1;
+    if (auto it = vf_counts.find(m.lender); it != vf_counts.end()) {
+      sum += static_cast<double>(it->second.first) / it->second.second;
+      ++kinds;
+    }
+    load_[m.lender] = kinds == 0 ? 0.0 : sum / kinds;
+  }
+  for (const auto& [lender, c] : vf_counts) {
+    if (!load_.count(lender)) {
+      load_[lender] = static_cast<double>(c.first) / c.second;
+    }
+  }
+
+  for (const VfInfo& vf : view_.vfs) {
+    const NodeInfo* lender = FindNode(vf.lender);
+    Device d;
+    d.id = VfOfferId(vf.lender, vf.address);
+    d.pool = absl::StrFormat("vf-%04x-%04x", vf.vendor_id, vf.device_id);
+    d.lender = vf.lender;
+    d.fabric = lender == nullptr ? "" : lender->fabric;
+    d.free = vf.borrower.empty();
+    if (!d.free) {
+      if (vf.owner != ConsumerOwner(vf.borrower)) continue;  // lent elsewhere
+      d.held_by = vf.borrower;
+      d.claim = vf.attachment;
+    }
+    d.healthy = vf.healthy;
+    d.reason = vf.healthy ? "" : absl::StrCat("VF unhealthy: ",
+                                              vf.health_reason);
+    d.vf = &vf;
+    devices_[d.id] = std::move(d);
+  }
+  for (const MemoryInfo& m : view_.memory) {
+    const NodeInfo* lender = FindNode(m.lender);
+    if (lender == nullptr || lender->fabric.empty()) continue;
+    const uint64_t chunk = ChunkOf(lender->fabric);
+    if (chunk != 0) BuildMemory(m, chunk, lender->fabric);
+  }
+  // Forget the indices of chunks no longer held.
+  std::set<std::string> held;
+  for (const auto& [id, d] : devices_) {
+    if (d.vf == nullptr && !d.held_by.empty()) held.insert(d.claim);
+  }
+  for (auto it = chunk_index_.begin(); it != chunk_index_.end();) {
+    it = held.count(it->first) ? std::next(it) : chunk_index_.erase(it);
+  }
+}
+
+void OfferBook::BuildMemory(const MemoryInfo& m, uint64_t chunk,
+                            const std::string& fabric) {
+  // Free chunks: chunk-aligned, wholly outside every used range.
+  std::vector<std::pair<uint64_t, uint64_t>> used = m.used;
+  std::sort(used.begin(), used.end());
+  int free_chunks = 0;
+  uint64_t cursor = m.export_base;
+  const uint64_t end = m.export_base + m.export_size;
+  auto count_gap = [&](uint64_t from, uint64_t to) {
+    if (to <= from) return;
+    const uint64_t a = AlignUp(from, chunk), b = AlignDown(to, chunk);
+    if (b > a) {
+      free_chunks = static_cast<int>(std::min<uint64_t>(
+          kMaxChunksPerLender, free_chunks + (b - a) / chunk));
+    }
+  };
+  for (const auto& [addr, size] : used) {
+    count_gap(cursor, std::min(addr, end));
+    cursor = std::max(cursor, addr + size);
+  }
+  count_gap(cursor, end);
+
+  // Held chunks keep their index; a new one takes its label's index, else
+  // its node's lowest offer here, else the lowest index free.
+  std::set<int> taken;
+  std::vector<const MemoryClaim*> holds;
+  for (const MemoryClaim& c : view_.claims) {
+    if (c.lender != m.lender || c.size != chunk ||
+        c.owner != ConsumerOwner(c.borrower)) {
+      continue;
+    }
+    holds.push_back(&c);
+  }
+  std::map<std::string, int> kept;
+  for (const MemoryClaim* c : holds) {
+    auto it = chunk_index_.find(c->allocation);
+    if (it != chunk_index_.end() && taken.insert(it->second).second) {
+      kept[c->allocation] = it->second;
+    }
+  }
+  for (const MemoryClaim* c : holds) {
+    if (kept.count(c->allocation)) continue;
+    int index = -1;
+    absl::string_view label = c->offer_label;
+    if (absl::ConsumePrefix(&label, absl::StrCat("mem-", m.lender, "-"))) {
+      int k;
+      if (absl::SimpleAtoi(label, &k) && k >= 0 && !taken.count(k)) index = k;
+    }
+    for (int k = 0; index < 0 && k < kMaxChunksPerLender + 1024; ++k) {
+      auto a = assigned_.find(MemoryOfferId(m.lender, k));
+      if (!taken.count(k) && a != assigned_.end() &&
+          a->second.node == c->borrower) {
+        index = k;
+      }
+    }
+    for (int k = 0; index < 0; ++k) {
+      if (!taken.count(k)) index = k;
+    }
+    taken.insert(index);
+    kept[c->allocation] = index;
+  }
+  for (const MemoryClaim* c : holds) {
+    const int index = kept[c->allocation];
+    chunk_index_[c->allocation] = index;
+    Device d;
+    d.id = MemoryOfferId(m.lender, index);
+    d.pool = std::string(kMemoryPool);
+    d.lender = m.lender;
+    d.fabric = fabric;
+    d.held_by = c->borrower;
+    d.claim = c->allocation;
+    d.chunk = chunk;
+    devices_[d.id] = std::move(d);
+  }
+  for (int k = 0, made = 0; made < free_chunks; ++k) {
+    if (taken.count(k)) continue;
+    Device d;
+    d.id = MemoryOfferId(m.lender, k);
+    d.pool = std::string(kMemoryPool);
+    d.lender = m.lender;
+    d.fabric = fabric;
+    d.free = true;
+    d.chunk = chunk;
+    devices_[d.id] = std::move(d);
+    ++made;
+  }
+}
+
+void OfferBook::UpdateEpochs() {
+  std::set<std::string, std::less<>> free_now;
+  for (const auto& [id, d] : devices_) {
+    if (!d.free) continue;
+    free_now.insert(id);
+    const bool freed =
+        view_.all_freed || !was_free_.count(id) ||
+        (d.vf != nullptr && view_.freed_vfs.count(d.vf->name)) ||
+        (d.vf == nullptr && view_.freed_lenders.count(d.lender));
+    if (!freed && epochs_.count(id)) continue;
+    int64_t& epoch = epochs_[id];
+    epoch = std::max(view_.generation, epoch + 1);
+  }
+  was_free_ = std::move(free_now);
+}
+
+bool OfferBook::Eligible(const std::string& node, const Device& d) const {
+  if (!d.free || !d.healthy || !Watching(node) || node == d.lender) {
+    return false;
+  }
+  const NodeInfo* n = FindNode(node);
+  const NodeInfo* l = FindNode(d.lender);
+  if (n == nullptr || l == nullptr || !l->up || d.fabric.empty() ||
+      n->fabric != d.fabric || Hops(node, d.lender) < 0) {
+    return false;
+  }
+  if (d.pool == kMemoryPool) {
+    if (watchers_.at(node).chunk_bytes != d.chunk) return false;
+    const auto it = assigned_.find(d.id);
+    const bool counted = it != assigned_.end() &&
+                         (it->second.withdrawn ? it->second.next == node
+                                               : it->second.node == node);
+    if (!counted && CountFor(node, d.pool) >= n->free_windows) return false;
+  }
+  return true;
+}
+
+int OfferBook::CountFor(const std::string& node,
+                        const std::string& pool) const {
+  int count = 0;
+  for (const auto& [id, a] : assigned_) {
+    auto d = devices_.find(id);
+    if (d == devices_.end() || d->second.pool != pool) continue;
+    if (a.withdrawn ? a.next == node : a.node == node) ++count;
+  }
+  return count;
+}
+
+void OfferBook::ExpireGraces(absl::Time now) {
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (it->second.streams > 0 || it->second.leaving_until > now) {
+      ++it;
+      continue;
+    }
+    for (auto a = assigned_.begin(); a != assigned_.end();) {
+      a = a->second.node == it->first ? assigned_.erase(a) : std::next(a);
+    }
+    it = watchers_.erase(it);
+  }
+  for (auto it = assigned_.begin(); it != assigned_.end();) {
+    auto d = devices_.find(it->first);
+    Assignment& a = it->second;
+    if (d == devices_.end() || !d->second.free) {
+      it = assigned_.erase(it);  // claimed, lent elsewhere or gone
+      continue;
+    }
+    if (a.withdrawn && a.until <= now) {
+      if (!a.next.empty() && Eligible(a.next, d->second)) {
+        a = Assignment{a.next, false, "", absl::InfinitePast()};
+      } else {
+        it = assigned_.erase(it);
+        continue;
+      }
+    }
+    if (!a.withdrawn && !watchers_.count(a.node)) {
+      it = assigned_.erase(it);
+      continue;
+    }
+    if (a.withdrawn && !a.next.empty() && !Watching(a.next)) a.next.clear();
+    ++it;
+  }
+}
+
+void OfferBook::Assign() {
+  std::set<std::string> pools;
+  for (const auto& [id, d] : devices_) {
+    if (d.free && !assigned_.count(id)) pools.insert(d.pool);
+  }
+  for (const std::string& pool : pools) {
+    while (true) {
+      // The watching node with the fewest offers of the pool that can take
+      // one, and its nearest device.
+      std::tuple<int, std::string> best_node{INT32_MAX, ""};
+      std::string best_device;
+      for (const auto& [node, w] : watchers_) {
+        if (w.streams == 0) continue;
+        const int count = CountFor(node, pool);
+        if (std::make_tuple(count, node) >= best_node) continue;
+        std::tuple<int, double, std::string> nearest{INT32_MAX, 0, ""};
+        for (const auto& [id, d] : devices_) {
+          if (d.pool != pool || assigned_.count(id) || !Eligible(node, d)) {
+            continue;
+          }
+          auto key = std::make_tuple(Hops(node, d.lender),
+                                     LenderLoad(d.lender), id);
+          if (key < nearest) nearest = key;
+        }
+        if (std::get<2>(nearest).empty()) continue;
+        best_node = {count, node};
+        best_device = std::get<2>(nearest);
+      }
+      if (best_device.empty()) break;
+      assigned_[best_device] =
+          Assignment{std::get<1>(best_node), false, "", absl::InfinitePast()};
+    }
+  }
+}
+
+void OfferBook::Rebalance(absl::Time now) {
+  std::set<std::string> pools;
+  for (const auto& [id, d] : devices_) pools.insert(d.pool);
+  for (const std::string& pool : pools) {
+    while (true) {
+      // A watching node short of its share, an offer of a node with two or
+      // more above it that the short node could take: withdraw it.
+      std::string from, to, device;
+      // Largest gap first, then the device nearest to the short node.
+      std::tuple<int, int, std::string> best{-1, 0, ""};
+      for (const auto& [b, wb] : watchers_) {
+        if (wb.streams == 0) continue;
+        const int count_b = CountFor(b, pool);
+        for (const auto& [id, a] : assigned_) {
+          if (a.withdrawn || !Watching(a.node)) continue;
+          const Device& d = devices_.at(id);
+          if (d.pool != pool || a.node == b) continue;
+          const int gap = CountFor(a.node, pool) - count_b;
+          if (gap < 2) continue;
+          auto key = std::make_tuple(-gap, Hops(b, d.lender), id);
+          if (device.empty() ? false : key >= best) continue;
+          if (!Eligible(b, d)) continue;
+          best = key;
+          from = a.node;
+          to = b;
+          device = id;
+        }
+      }
+      if (device.empty()) break;
+      assigned_[device] =
+          Assignment{from, true, to, now + options_.withdrawal_grace};
+    }
+  }
+}
+
+v1::OfferSet OfferBook::OffersFor(absl::string_view node_name) const {
+  const std::string node(absl::StripPrefix(node_name, "nodes/"));
+  v1::OfferSet set;
+  set.set_node(node);
+  const NodeInfo* self = FindNode(node);
+  for (const auto& [id, d] : devices_) {
+    const auto a = assigned_.find(id);
+    const bool offered = a != assigned_.end() && !a->second.withdrawn &&
+                         a->second.node == node;
+    if (d.held_by != node && !offered) continue;
+    v1::Offer* o = set.add_offers();
+    o->set_id(id);
+    if (d.vf != nullptr) {
+      o->mutable_vf()->set_vf(d.vf->name);
+      o->mutable_vf()->set_vendor_id(d.vf->vendor_id);
+      o->mutable_vf()->set_device_id(d.vf->device_id);
+    } else {
+      o->mutable_memory()->set_size(d.chunk);
+    }
+    o->set_lender(d.lender);
+    const NodeInfo* lender = FindNode(d.lender);
+    const int hops = Hops(node, d.lender);
+    std::string reason;
+    if (lender == nullptr || !lender->up) {
+      reason = absl::StrCat("lender ", d.lender, " is down");
+    } else if (hops < 0 || self == nullptr) {
+      reason = absl::StrCat("the path from ", node, " to ", d.lender,
+                            " is cut");
+    } else if (!d.healthy) {
+      reason = d.reason;
+    }
+    o->set_healthy(reason.empty());
+    o->set_reason(reason);
+    o->set_hops(std::max(hops, 0));
+    o->set_lender_load(LenderLoad(d.lender));
+    o->set_held(d.held_by == node);
+    if (d.held_by == node) {
+      if (d.vf != nullptr) {
+        o->set_attachment(d.claim);
+      } else {
+        o->set_allocation(d.claim);
+      }
+    }
+    auto e = epochs_.find(id);
+    o->set_epoch(e == epochs_.end() ? view_.generation : e->second);
+  }
+  return set;
+}
+
+absl::Status OfferBook::Refused(absl::string_view what, const Assignment& a,
+                                absl::string_view id) const {
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " is offered to node ", a.node, " (offer ", id, ")",
+      a.withdrawn ? ", which may still claim it in its withdrawal grace" : "",
+      "; claim an offer of this node"));
+}
+
+absl::Status OfferBook::CheckVfClaim(absl::string_view borrower,
+                                     absl::string_view vf,
+                                     bool consumer) const {
+  borrower = absl::StripPrefix(borrower, "nodes/");
+  // "nodes/{lender}/vfs/{address}"
+  std::vector<absl::string_view> parts = absl::StrSplit(vf, '/');
+  if (parts.size() != 4) return absl::OkStatus();  // the call says why
+  const std::string id = VfOfferId(parts[1], parts[3]);
+  const auto a = assigned_.find(id);
+  if (a == assigned_.end()) return absl::OkStatus();
+  if (consumer && a->second.node == borrower) return absl::OkStatus();
+  return Refused(absl::StrCat("vf ", vf), a->second, id);
+}
+
+absl::Status OfferBook::CheckMemoryClaim(absl::string_view borrower,
+                                         absl::string_view lender,
+                                         uint64_t size, bool consumer) const {
+  borrower = absl::StripPrefix(borrower, "nodes/");
+  lender = absl::StripPrefix(lender, "nodes/");
+  int mine = 0, unoffered = 0;
+  const Assignment* other = nullptr;
+  std::string other_id;
+  uint64_t chunk = 0;
+  for (const auto& [id, d] : devices_) {
+    if (!d.free || d.pool != kMemoryPool || d.lender != lender) continue;
+    chunk = d.chunk;
+    const auto a = assigned_.find(id);
+    if (a == assigned_.end()) {
+      ++unoffered;
+    } else if (consumer && a->second.node == borrower) {
+      ++mine;
+    } else if (other == nullptr) {
+      other = &a->second;
+      other_id = id;
+    }
+  }
+  if (other == nullptr) return absl::OkStatus();
+  const int need =
+      static_cast<int>(std::max<uint64_t>(1, (size + chunk - 1) / chunk));
+  if (mine + unoffered >= need) return absl::OkStatus();
+  return Refused(absl::StrCat("memory of ", lender), *other, other_id);
+}
+
+std::string OfferBook::OfferedTo(absl::string_view id) const {
+  const auto a = assigned_.find(std::string(id));
+  if (a == assigned_.end() || a->second.withdrawn) return "";
+  return a->second.node;
+}
+
+std::string OfferBook::InGraceOf(absl::string_view id) const {
+  const auto a = assigned_.find(std::string(id));
+  if (a == assigned_.end() || !a->second.withdrawn) return "";
+  return a->second.node;
+}
+
+}  // namespace fabric::offers
