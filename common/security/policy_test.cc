@@ -190,7 +190,16 @@ TEST(DefaultPolicyTest, Node) {
                         "ShadowInterrupt", "SetVmState"}) {
     EXPECT_EQ(Outcome(p, n1, absl::StrCat(kNodeAgent, m)), "denied") << m;
   }
-  for (const char* m : {"CreateAllocation", "ListNodes", "DeleteFabric"}) {
+  // Its device plugin: offers, and claims bound to its node (issue 15).
+  for (const char* m :
+       {"WatchOffers", "CreateAllocation", "GetAllocation", "ListAllocations",
+        "DeleteAllocation", "CreateAttachment", "GetAttachment",
+        "ListAttachments", "DeleteAttachment"}) {
+    EXPECT_EQ(Outcome(p, n1, absl::StrCat(kFabric, m)), "allowed SELF_NODE")
+        << m;
+  }
+  for (const char* m : {"ListNodes", "DeleteFabric", "SetLinkState",
+                        "VerifyAllocation", "AccessShadow"}) {
     EXPECT_EQ(Outcome(p, n1, absl::StrCat(kFabric, m)), "denied") << m;
   }
   EXPECT_EQ(Outcome(p, n1, absl::StrCat(kFabric, "Ping")), "allowed ANY");

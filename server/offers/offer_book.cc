@@ -9,7 +9,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace fabric::offers {
@@ -55,6 +54,20 @@ std::string OfferId(absl::string_view raw) {
 
 std::string VfOfferId(absl::string_view lender, absl::string_view address) {
   return OfferId(absl::StrCat("vf-", lender, "-", address));
+}
+
+std::string VfOfferIdOf(absl::string_view vf) {
+  // "nodes/{lender}/vfs/{0000-3b-02.0}" or "{lender}/{0000:3b:02.0}"; the
+  // id maps ':' to '-', so both spellings give the same one.
+  absl::string_view rest = absl::StripPrefix(vf, "nodes/");
+  size_t cut = rest.find("/vfs/");
+  size_t skip = 5;
+  if (cut == absl::string_view::npos) {
+    cut = rest.find('/');
+    skip = 1;
+  }
+  if (cut == absl::string_view::npos || cut + skip >= rest.size()) return "";
+  return VfOfferId(rest.substr(0, cut), rest.substr(cut + skip));
 }
 
 std::string MemoryOfferId(absl::string_view lender, int index) {
@@ -337,13 +350,17 @@ void OfferBook::BuildMemory(const MemoryInfo& m, uint64_t chunk,
 }
 
 void OfferBook::UpdateEpochs() {
+  std::set<std::string, std::less<>> freed_vfs;
+  for (const std::string& name : view_.freed_vfs) {
+    freed_vfs.insert(VfOfferIdOf(name));
+  }
   std::set<std::string, std::less<>> free_now;
   for (const auto& [id, d] : devices_) {
     if (!d.free) continue;
     free_now.insert(id);
     const bool freed =
         view_.all_freed || !was_free_.count(id) ||
-        (d.vf != nullptr && view_.freed_vfs.count(d.vf->name)) ||
+        (d.vf != nullptr && freed_vfs.count(id)) ||
         (d.vf == nullptr && view_.freed_lenders.count(d.lender));
     if (!freed && epochs_.count(id)) continue;
     int64_t& epoch = epochs_[id];
@@ -550,10 +567,8 @@ absl::Status OfferBook::CheckVfClaim(absl::string_view borrower,
                                      absl::string_view vf,
                                      bool consumer) const {
   borrower = absl::StripPrefix(borrower, "nodes/");
-  // "nodes/{lender}/vfs/{address}"
-  std::vector<absl::string_view> parts = absl::StrSplit(vf, '/');
-  if (parts.size() != 4) return absl::OkStatus();  // the call says why
-  const std::string id = VfOfferId(parts[1], parts[3]);
+  const std::string id = VfOfferIdOf(vf);
+  if (id.empty()) return absl::OkStatus();  // the call says why
   const auto a = assigned_.find(id);
   if (a == assigned_.end()) return absl::OkStatus();
   if (consumer && a->second.node == borrower) return absl::OkStatus();
@@ -583,6 +598,15 @@ absl::Status OfferBook::CheckMemoryClaim(absl::string_view borrower,
     }
   }
   if (other == nullptr) return absl::OkStatus();
+  // A consumer that holds a chunk here may be retrying that claim (its
+  // request_id answers the original allocation): not refused.
+  if (consumer) {
+    for (const auto& [id, d] : devices_) {
+      if (d.held_by == borrower && d.lender == lender && d.vf == nullptr) {
+        return absl::OkStatus();
+      }
+    }
+  }
   const int need =
       static_cast<int>(std::max<uint64_t>(1, (size + chunk - 1) / chunk));
   if (mine + unoffered >= need) return absl::OkStatus();

@@ -76,6 +76,9 @@ std::string ConsumerOwner(absl::string_view node);
 std::string OfferId(absl::string_view raw);
 std::string VfOfferId(absl::string_view lender, absl::string_view address);
 std::string MemoryOfferId(absl::string_view lender, int index);
+// The offer id of VF `vf` named as CreateAttachment takes it
+// ("nodes/n3/vfs/0000-3b-02.0" or "n3/0000:3b:02.0"); "" when malformed.
+std::string VfOfferIdOf(absl::string_view vf);
 
 struct NodeInfo {
   std::string name;    // "n1"
@@ -128,8 +131,8 @@ struct FabricView {
   // The configuration generation when this view was read.
   int64_t generation = 0;
   // Devices freed since the previous view (they get a new epoch even if
-  // the book never saw them held): VF names, and lenders whose memory was
-  // freed. `all_freed`: events were missed; every free device gets one.
+  // the book never saw them held): VF names (either spelling), and lenders
+  // whose memory was freed. `all_freed`: events were missed; every free device gets one.
   std::set<std::string> freed_vfs;
   std::set<std::string> freed_lenders;
   bool all_freed = false;

@@ -12,6 +12,13 @@ absl::Status Unadmitted(absl::string_view field) {
       field, ": the call was not admitted by the authorization check"));
 }
 
+// OWN, and SELF_NODE (a node's consumer, e.g. the device plugin, reaches
+// only the allocations and attachments it owns too).
+bool HeldToOwn(const security::Caller& caller) {
+  return caller.authenticated &&
+         (caller.scope == internal::OWN || caller.scope == internal::SELF_NODE);
+}
+
 }  // namespace
 
 absl::Status CheckNodeBinding(const security::Caller& caller,
@@ -50,8 +57,7 @@ absl::StatusOr<std::string> OwnerForCreate(const security::Caller& caller,
 absl::Status CheckOwner(const security::Caller& caller,
                         absl::string_view resource, absl::string_view owner) {
   if (caller.unadmitted) return Unadmitted(resource);
-  if (!caller.authenticated || caller.scope != internal::OWN ||
-      owner == caller.OwnerName()) {
+  if (!HeldToOwn(caller) || owner == caller.OwnerName()) {
     return absl::OkStatus();
   }
   return absl::PermissionDeniedError(
@@ -60,17 +66,14 @@ absl::Status CheckOwner(const security::Caller& caller,
 }
 
 bool NeedsOwnerCheck(const security::Caller& caller) {
-  return caller.unadmitted ||
-         (caller.authenticated && caller.scope == internal::OWN);
+  return caller.unadmitted || HeldToOwn(caller);
 }
 
 absl::StatusOr<std::string> OwnerFilter(const security::Caller& caller,
                                         absl::string_view field,
                                         absl::string_view requested) {
   if (caller.unadmitted) return Unadmitted(field);
-  if (!caller.authenticated || caller.scope != internal::OWN) {
-    return std::string(requested);
-  }
+  if (!HeldToOwn(caller)) return std::string(requested);
   std::string own = caller.OwnerName();
   if (!requested.empty() && requested != own) {
     return absl::PermissionDeniedError(

@@ -9,6 +9,8 @@
 //     certificate names (an agent may register, stream and report only for
 //     its own node);
 //   - OWN: a caller reaches only the allocations and attachments it owns;
+//     so does a SELF_NODE caller (a node's consumer, the device plugin:
+//     owner "node/n1"), which is bound to its node as well;
 //   - in every authenticated call, the owner of what is created is the
 //     caller's identity ("user/alice"), never a free-text field.
 // A caller of an --insecure server (not authenticated) keeps the behaviour
@@ -48,7 +50,8 @@ absl::StatusOr<std::string> OwnerForCreate(const security::Caller& caller,
                                            absl::string_view field,
                                            absl::string_view requested);
 
-// OWN: OK unless `caller` is authenticated with scope OWN and `owner` (the
+// OWN: OK unless `caller` is authenticated with scope OWN (or SELF_NODE)
+// and `owner` (the
 // owner of the resource `resource`, e.g. "allocations/a1") is not the
 // caller. The message names the resource and the caller, not the owner.
 absl::Status CheckOwner(const security::Caller& caller,
@@ -60,7 +63,7 @@ absl::Status CheckOwner(const security::Caller& caller,
 bool NeedsOwnerCheck(const security::Caller& caller);
 
 // OWN, for lists: the owner filter a list request must use. With scope OWN
-// the filter becomes the caller's identity; a non-empty `requested` filter
+// (or SELF_NODE) the filter becomes the caller's identity; a non-empty `requested` filter
 // (the request's field `field`) naming someone else is PERMISSION_DENIED.
 // Otherwise `requested`, unchanged.
 absl::StatusOr<std::string> OwnerFilter(const security::Caller& caller,

@@ -13,6 +13,10 @@
 #include "server/service/manager.h"
 #include "server/service/managers_source.h"
 
+namespace fabric::offers {
+class OfferService;
+}  // namespace fabric::offers
+
 namespace fabric::service {
 
 // Every mutation (fabrics, links, allocations, attachments) and Ping use
@@ -31,7 +35,9 @@ using FabricServiceBase = v1::FabricService::WithCallbackMethod_CreateFabric<
                         v1::FabricService::WithCallbackMethod_DeleteAttachment<
                             v1::FabricService::WithCallbackMethod_Ping<
                                 v1::FabricService::WithCallbackMethod_Watch<
-                                    v1::FabricService::Service>>>>>>>>>;
+                                    v1::FabricService::
+                                        WithCallbackMethod_WatchOffers<
+                                            v1::FabricService::Service>>>>>>>>>>;
 
 // Thread-safe; `manager` is not owned and must outlive the service.
 class FabricServiceImpl final : public FabricServiceBase {
@@ -127,6 +133,10 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext*,
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;
+  // The node's offer sets (watch_offers.cc): the node must be the caller's
+  // (SELF_NODE); UNIMPLEMENTED without set_offers.
+  grpc::ServerWriteReactor<v1::OfferSet>* WatchOffers(
+      grpc::CallbackServerContext*, const v1::WatchOffersRequest*) override;
 
   // Bounds the mutations in flight (admission.h); null admits everything.
   // Not owned; set before the server starts.
@@ -134,12 +144,18 @@ class FabricServiceImpl final : public FabricServiceBase {
   // What ListManagers lists (managers_source.h); null: UNIMPLEMENTED. Not
   // owned; set before the server starts.
   void set_managers(ManagersSource* managers) { managers_ = managers; }
+  // Who is offered what (server/offers/); CreateAllocation and
+  // CreateAttachment are refused (FAILED_PRECONDITION) for devices offered
+  // to another node. Null: no offers. Not owned; set before the server
+  // starts.
+  void set_offers(offers::OfferService* offers) { offers_ = offers; }
 
  private:
   FabricManager* const manager_;  // not owned
   AgentRelay relay_;
   AdmissionControl* admission_ = nullptr;  // not owned
   ManagersSource* managers_ = nullptr;     // not owned
+  offers::OfferService* offers_ = nullptr;  // not owned
 };
 
 // StreamConfig uses the callback API, like Watch: an agent's open stream

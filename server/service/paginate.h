@@ -132,6 +132,20 @@ absl::StatusOr<std::string> PageMerged(const std::vector<size_t>& sizes,
   return std::move(*pager).next_token();
 }
 
+// Calls `each` with every page `list` returns for `req` (a List request),
+// kMaxPageSize at a time, until the last page or an error.
+template <typename Request, typename ListFn, typename EachFn>
+void ForEachPage(Request req, ListFn list, EachFn each) {
+  req.set_page_size(kMaxPageSize);
+  for (;;) {
+    auto page = list(req);
+    if (!page.ok()) return;
+    each(*page);
+    if (page->next_page_token().empty()) return;
+    req.set_page_token(page->next_page_token());
+  }
+}
+
 }  // namespace fabric::service
 
 #endif  // FABRIC_SERVER_SERVICE_PAGINATE_H_

@@ -48,6 +48,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   s->manager_ = manager;
   s->admission_ = std::make_unique<AdmissionControl>(options.max_inflight);
   s->fabric_.set_admission(s->admission_.get());
+  s->offers_ = std::make_unique<offers::OfferService>(manager, options.offers);
+  s->fabric_.set_offers(s->offers_.get());
   if (options.managers != nullptr) {
     s->fabric_.set_managers(options.managers);
   } else {
@@ -122,6 +124,7 @@ void GrpcServer::Shutdown() {
   // Open streams listen to the manager's hub; closing it ends them (with
   // UNAVAILABLE) before the grace period cancels whatever is left.
   manager_->hub().Close();
+  offers_->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 

@@ -17,6 +17,7 @@
 #include "common/security/policy.h"
 #include "common/security/tls.h"
 #include "server/service/admission.h"
+#include "server/offers/offer_service.h"
 #include "server/service/audit_interceptor.h"
 #include "server/service/grpc_services.h"
 #include "server/service/manager.h"
@@ -79,6 +80,8 @@ struct ServerOptions {
   // never closes while they change servers; they check first that nobody
   // else holds it (ProbeListen).
   bool reuse_port = false;
+  // The graces of offers (WatchOffers, server/offers/offer_book.h).
+  offers::OfferBookOptions offers;
 };
 
 // A running gRPC server. Not copyable; Shutdown() is idempotent and also
@@ -117,6 +120,8 @@ class GrpcServer {
   std::unique_ptr<AdmissionControl> admission_;
   // ListManagers's source when ServerOptions::managers is null.
   std::unique_ptr<SingleManagerSource> self_;
+  // Before fabric_ and server_: it outlives the streams on its hub.
+  std::unique_ptr<offers::OfferService> offers_;
   FabricServiceImpl fabric_;
   AgentServiceImpl agent_;
   HypervisorServiceImpl hypervisor_;

@@ -1,0 +1,283 @@
+#include "server/offers/offer_service.h"
+
+#include <deque>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "server/service/paginate.h"
+
+namespace fabric::offers {
+namespace {
+
+using service::ForEachPage;
+
+std::string Strip(absl::string_view name, absl::string_view prefix) {
+  return std::string(absl::StripPrefix(name, prefix));
+}
+std::string NodeOf(absl::string_view name) { return Strip(name, "nodes/"); }
+
+// Ring hops between every two nodes joined by links that are up
+// (breadth-first from each node).
+void AddHops(const std::map<std::string, std::vector<std::string>>& adjacent,
+             const std::vector<NodeInfo>& nodes, FabricView* view) {
+  for (const NodeInfo& from : nodes) {
+    std::map<std::string, int> dist{{from.name, 0}};
+    std::deque<std::string> queue{from.name};
+    while (!queue.empty()) {
+      const std::string u = queue.front();
+      queue.pop_front();
+      auto it = adjacent.find(u);
+      if (it == adjacent.end()) continue;
+      for (const std::string& w : it->second) {
+        if (dist.emplace(w, dist[u] + 1).second) queue.push_back(w);
+      }
+    }
+    for (const auto& [to, d] : dist) view->hops[{from.name, to}] = d;
+  }
+}
+
+}  // namespace
+
+OfferService::OfferService(service::FabricManager* manager,
+                           OfferBookOptions options)
+    : manager_(manager), book_(options) {}
+
+OfferService::~OfferService() { Shutdown(); }
+
+void OfferService::Shutdown() {
+  bool was_listening;
+  {
+    absl::MutexLock l(&mu_);
+    was_listening = listening_;
+    listening_ = false;
+  }
+  // Not under mu_: the notifier may be inside OnHubChanged, waiting for it.
+  if (was_listening) manager_->hub().RemoveListener(this);
+  offers_hub_.Close();
+}
+
+absl::Status OfferService::Open(absl::string_view node,
+                                uint64_t chunk_bytes) {
+  bool start = false;
+  {
+    absl::MutexLock l(&mu_);
+    if (offers_hub_.closed()) {
+      return absl::UnavailableError("the manager is shutting down");
+    }
+    if (!subscription_.has_value()) {
+      // Events are published only while someone watches: from now on the
+      // book sees every freed device; what it missed meanwhile, it treats
+      // as freed.
+      subscription_.emplace(&manager_->hub());
+      seen_ = manager_->hub().last_sequence();
+      FabricView view = ReadView();
+      view.all_freed = true;
+      book_.SetView(std::move(view), absl::Now());
+    }
+    start = !listening_;
+    listening_ = true;
+    absl::Status s = book_.Watch(node, chunk_bytes, absl::Now());
+    if (!s.ok()) return s;
+    Announce();
+  }
+  // Periodic: grace periods end without any change to announce them.
+  if (start) manager_->hub().AddListener(this, /*periodic=*/true);
+  return absl::OkStatus();
+}
+
+void OfferService::Close(absl::string_view node) {
+  absl::MutexLock l(&mu_);
+  book_.Unwatch(node, absl::Now());
+  Announce();
+}
+
+v1::OfferSet OfferService::OffersFor(absl::string_view node) {
+  absl::MutexLock l(&mu_);
+  return book_.OffersFor(node);
+}
+
+absl::Status OfferService::CheckVfClaim(absl::string_view borrower,
+                                        absl::string_view vf,
+                                        bool consumer) {
+  absl::MutexLock l(&mu_);
+  return book_.CheckVfClaim(borrower, vf, consumer);
+}
+
+absl::Status OfferService::CheckMemoryClaim(absl::string_view borrower,
+                                            absl::string_view lender,
+                                            uint64_t size, bool consumer) {
+  absl::MutexLock l(&mu_);
+  return book_.CheckMemoryClaim(borrower, lender, size, consumer);
+}
+
+void OfferService::OnHubChanged() {
+  absl::MutexLock l(&mu_);
+  if (!listening_ || !subscription_.has_value()) return;
+  service::WatchHub& hub = manager_->hub();
+  std::set<std::string> freed_vfs, freed_lenders;
+  bool all_freed = false, changed = false;
+  for (bool more = true; more;) {
+    std::vector<v1::WatchEvent> batch;
+    switch (hub.Read(seen_, &batch)) {
+      case service::WatchHub::ReadResult::kOk:
+        changed = true;
+        for (const v1::WatchEvent& e : batch) {
+          seen_ = e.sequence();
+          if (e.type() != v1::WatchEvent::DELETED) continue;
+          if (e.has_attachment()) freed_vfs.insert(e.attachment().vf());
+          if (e.has_allocation()) {
+            freed_lenders.insert(NodeOf(e.allocation().target()));
+          }
+        }
+        break;
+      case service::WatchHub::ReadResult::kFellBehind:
+        all_freed = changed = true;
+        seen_ = hub.last_sequence();
+        more = false;
+        break;
+      default:
+        more = false;
+    }
+  }
+  if (hub.generation() != generation_) changed = true;
+  const absl::Time now = absl::Now();
+  if (changed) {
+    FabricView view = ReadView();
+    view.freed_vfs = std::move(freed_vfs);
+    view.freed_lenders = std::move(freed_lenders);
+    view.all_freed = all_freed;
+    book_.SetView(std::move(view), now);
+    Announce();
+  } else if (now >= book_.NextDeadline()) {
+    book_.Tick(now);
+    Announce();
+  }
+}
+
+void OfferService::Announce() { offers_hub_.SetGeneration(++announced_); }
+
+FabricView OfferService::ReadView() {
+  FabricView view;
+  // Read first: a change after it moves it again, and is read then.
+  view.generation = manager_->hub().generation();
+  generation_ = view.generation;
+  std::map<std::string, std::string> bridge_node;
+  std::map<std::string, int> free_windows;
+  ForEachPage(
+      v1::ListBridgesRequest(),
+      [&](const auto& r) { return manager_->ListBridges(r); },
+      [&](const v1::ListBridgesResponse& page) {
+        for (const v1::Bridge& b : page.bridges()) {
+          bridge_node[b.name()] = NodeOf(b.node());
+          free_windows[NodeOf(b.node())] =
+              std::max(0, b.profile().window_count() - b.windows_used());
+        }
+      });
+  std::map<std::string, std::pair<uint64_t, uint64_t>> exports;
+  ForEachPage(
+      v1::ListNodesRequest(),
+      [&](const auto& r) { return manager_->ListNodes(r); },
+      [&](const v1::ListNodesResponse& page) {
+        for (const v1::Node& n : page.nodes()) {
+          NodeInfo info;
+          info.name = NodeOf(n.name());
+          info.fabric = Strip(n.fabric(), "fabrics/");
+          info.up = n.agent_state() == v1::Node::READY;
+          info.free_windows = free_windows[info.name];
+          view.nodes.push_back(info);
+          if (n.export_size() > 0 && !info.fabric.empty()) {
+            exports[info.name] = {n.export_base(), n.export_size()};
+          }
+        }
+      });
+  std::map<std::string, MemoryInfo> memory;
+  for (const auto& [node, region] : exports) {
+    MemoryInfo& m = memory[node];
+    m.lender = node;
+    m.export_base = region.first;
+    m.export_size = region.second;
+  }
+  // A range in use on `node`, if it lies in its export region.
+  auto use = [&](const std::string& node, uint64_t addr, uint64_t size) {
+    auto it = memory.find(node);
+    if (it == memory.end() || size == 0) return;
+    const MemoryInfo& m = it->second;
+    if (addr < m.export_base + m.export_size && addr + size > m.export_base) {
+      it->second.used.emplace_back(addr, size);
+    }
+  };
+  ForEachPage(
+      v1::ListAllocationsRequest(),
+      [&](const auto& r) { return manager_->ListAllocations(r); },
+      [&](const v1::ListAllocationsResponse& page) {
+        for (const v1::Allocation& a : page.allocations()) {
+          if (a.state() == v1::Allocation::RELEASED) continue;
+          MemoryClaim c;
+          c.allocation = a.name();
+          c.borrower = NodeOf(a.borrower());
+          c.lender = NodeOf(a.target());
+          c.owner = a.owner();
+          c.size = a.size();
+          if (auto l = a.labels().find(std::string(kOfferLabel));
+              l != a.labels().end()) {
+            c.offer_label = l->second;
+          }
+          use(c.lender, a.target_addr(), a.size());
+          view.claims.push_back(std::move(c));
+        }
+      });
+  std::map<std::string, std::string> attachment_owner;
+  ForEachPage(
+      v1::ListAttachmentsRequest(),
+      [&](const auto& r) { return manager_->ListAttachments(r); },
+      [&](const v1::ListAttachmentsResponse& page) {
+        for (const v1::Attachment& a : page.attachments()) {
+          attachment_owner[a.name()] = a.owner();
+          for (const v1::AttachmentWindow& w : a.windows()) {
+            use(NodeOf(w.to_node()), w.target_addr(), w.size());
+          }
+        }
+      });
+  for (auto& [node, m] : memory) view.memory.push_back(std::move(m));
+  ForEachPage(
+      v1::ListVirtualFunctionsRequest(),
+      [&](const auto& r) { return manager_->ListVirtualFunctions(r); },
+      [&](const v1::ListVirtualFunctionsResponse& page) {
+        for (const v1::VirtualFunction& f : page.virtual_functions()) {
+          VfInfo vf;
+          vf.name = f.name();
+          vf.lender = NodeOf(f.node());
+          vf.address = f.address();
+          vf.vendor_id = f.vendor_id();
+          vf.device_id = f.device_id();
+          vf.healthy = f.health() != v1::VirtualFunction::UNHEALTHY;
+          vf.health_reason = f.health_reason();
+          if (f.state() == v1::VirtualFunction::LENT) {
+            vf.borrower = NodeOf(f.borrower());
+            vf.attachment = f.attachment();
+            vf.owner = attachment_owner[f.attachment()];
+          }
+          view.vfs.push_back(std::move(vf));
+        }
+      });
+  std::map<std::string, std::vector<std::string>> adjacent;
+  ForEachPage(
+      v1::ListLinksRequest(),
+      [&](const auto& r) { return manager_->ListLinks(r); },
+      [&](const v1::ListLinksResponse& page) {
+        for (const v1::Link& link : page.links()) {
+          if (!link.up()) continue;
+          const std::string& a = bridge_node[link.a_bridge()];
+          const std::string& b = bridge_node[link.b_bridge()];
+          adjacent[a].push_back(b);
+          adjacent[b].push_back(a);
+        }
+      });
+  AddHops(adjacent, view.nodes, &view);
+  return view;
+}
+
+}  // namespace fabric::offers
