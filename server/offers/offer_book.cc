@@ -17,9 +17,10 @@ namespace {
 constexpr uint64_t kDefaultChunk = uint64_t{1} << 30;
 constexpr uint64_t kMinChunk = uint64_t{4} << 10;
 constexpr uint64_t kMaxChunk = uint64_t{1} << 40;
-// At most this many memory chunks of one lender are listed: an offer set
-// stays a few hundred kilobytes even for tiny chunks of a huge region.
-constexpr int kMaxChunksPerLender = 4096;
+// At most this many memory chunks of one lender are offered: offer sets stay
+// small, and a recompute (quadratic in the devices of a pool) fast, even
+// for tiny chunks of a huge region.
+constexpr int kMaxChunksPerLender = 256;
 constexpr size_t kMaxIdLength = 63;
 constexpr absl::string_view kMemoryPool = "memory";
 
@@ -392,16 +393,21 @@ bool OfferBook::Eligible(const std::string& node, const Device& d) const {
 
 int OfferBook::CountFor(const std::string& node,
                         const std::string& pool) const {
-  int count = 0;
+  auto it = counts_.find({node, pool});
+  return it == counts_.end() ? 0 : it->second;
+}
+
+void OfferBook::Recount() {
+  counts_.clear();
   for (const auto& [id, a] : assigned_) {
     auto d = devices_.find(id);
-    if (d == devices_.end() || d->second.pool != pool) continue;
-    if (a.withdrawn ? a.next == node : a.node == node) ++count;
+    if (d == devices_.end()) continue;
+    ++counts_[{a.withdrawn ? a.next : a.node, d->second.pool}];
   }
-  return count;
 }
 
 void OfferBook::ExpireGraces(absl::Time now) {
+  Recount();
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     if (it->second.streams > 0 || it->second.leaving_until > now) {
       ++it;
@@ -434,6 +440,7 @@ void OfferBook::ExpireGraces(absl::Time now) {
     if (a.withdrawn && !a.next.empty() && !Watching(a.next)) a.next.clear();
     ++it;
   }
+  Recount();
 }
 
 void OfferBook::Assign() {
@@ -467,6 +474,7 @@ void OfferBook::Assign() {
       if (best_device.empty()) break;
       assigned_[best_device] =
           Assignment{std::get<1>(best_node), false, "", absl::InfinitePast()};
+      ++counts_[{std::get<1>(best_node), pool}];
     }
   }
 }
@@ -502,6 +510,8 @@ void OfferBook::Rebalance(absl::Time now) {
       if (device.empty()) break;
       assigned_[device] =
           Assignment{from, true, to, now + options_.withdrawal_grace};
+      --counts_[{from, pool}];
+      ++counts_[{to, pool}];
     }
   }
 }

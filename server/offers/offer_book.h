@@ -26,11 +26,13 @@
 //   - Memory: one chunk size per fabric (the first watching stream's; a
 //     stream asking another one is FAILED_PRECONDITION while it lasts). A
 //     lender's free export memory counts as many chunks as fit in it at
-//     chunk-aligned addresses; a node is offered at most as many chunks as
-//     its bridge has free windows. The manager places an allocation first
-//     fit, so chunks are capacity, not addresses: a claim of memory on a
-//     lender takes the node's offer named by the allocation's label
-//     kOfferLabel when it has one, else its lowest-numbered one there.
+//     chunk-aligned addresses (at most 256); a node is offered at most as
+//     many chunks as its bridge has free windows. The manager places an
+//     allocation first fit, so chunks are capacity, not addresses: a claim
+//     of memory on a lender takes the node's offer named by the
+//     allocation's label kOfferLabel when it has one, else its
+//     lowest-numbered one there. A consumer holding a chunk on a lender may
+//     claim there again (a retried claim must get its original answer).
 //   - Claims by a node's consumer (owner "node/<n>") are allowed on the
 //     node's own offers (also in their withdrawal or stream grace) and on
 //     devices offered to nobody. Claims by anyone else (schedulers, admins)
@@ -223,8 +225,11 @@ class OfferBook {
   bool Watching(const std::string& node) const;
   const NodeInfo* FindNode(absl::string_view node) const;
   uint64_t ChunkOf(const std::string& fabric) const;
-  // Offers of `pool` counted for `node` (assigned, or coming after grace).
+  // Offers of `pool` counted for `node` (assigned, or coming after grace),
+  // from counts_.
   int CountFor(const std::string& node, const std::string& pool) const;
+  // Rebuilds counts_ from assigned_.
+  void Recount();
   absl::Status Refused(absl::string_view what, const Assignment& a,
                        absl::string_view id) const;
 
@@ -238,6 +243,8 @@ class OfferBook {
   // Memory held chunks: allocation -> chunk index (stable while held).
   std::map<std::string, int, std::less<>> chunk_index_;
   std::map<std::string, double, std::less<>> load_;  // by lender
+  // (node, pool) -> CountFor; kept up to date by Assign and Rebalance.
+  std::map<std::pair<std::string, std::string>, int> counts_;
   absl::Time now_ = absl::InfinitePast();
 };
 

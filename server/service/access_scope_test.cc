@@ -115,5 +115,15 @@ TEST(OwnerFilterTest, OwnScopeListsOnlyItsOwn) {
   EXPECT_EQ(*OwnerFilter(security::Caller(), "owner", "team-a"), "team-a");
 }
 
+TEST(CheckOwnerTest, ANodeReachesOnlyItsOwnClaims) {
+  // SELF_NODE holds a node's consumer (the device plugin) to its own too.
+  EXPECT_TRUE(NeedsOwnerCheck(Node("n1")));
+  EXPECT_TRUE(CheckOwner(Node("n1"), "attachments/a", "node/n1").ok());
+  EXPECT_EQ(CheckOwner(Node("n1"), "attachments/b", "user/alice").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(*OwnerFilter(Node("n1"), "owner", ""), "node/n1");
+  EXPECT_FALSE(OwnerFilter(Node("n1"), "owner", "node/n2").ok());
+}
+
 }  // namespace
 }  // namespace fabric::service

@@ -379,6 +379,74 @@ TEST_F(ServerSecurityTest, AttachmentListsKeepOnlyTheCallersOwn) {
   EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
+// A node's device plugin (issue 15) runs with the node's certificate: its
+// own node's offers, claims whose borrower is its node, and only its own
+// claims.
+TEST_F(ServerSecurityTest, ANodesPluginWatchesAndClaimsOnlyForItself) {
+  CreateRing();
+  auto n1 = FabricAs(n1_);
+  {
+    grpc::ClientContext ctx;
+    v1::WatchOffersRequest req;
+    req.set_node("n2");
+    auto reader = n1->WatchOffers(&ctx, req);
+    v1::OfferSet set;
+    EXPECT_FALSE(reader->Read(&set));
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(s.error_message(),
+              "node: the certificate is for node/n1; the request names n2");
+  }
+  grpc::ClientContext watch_ctx;
+  v1::WatchOffersRequest watch;
+  watch.set_node("nodes/n1");
+  auto reader = n1->WatchOffers(&watch_ctx, watch);
+  v1::OfferSet set;
+  ASSERT_TRUE(reader->Read(&set));
+  EXPECT_EQ(set.node(), "n1");
+
+  using Stub = v1::FabricService::Stub;
+  v1::CreateAllocationRequest other;
+  other.mutable_allocation()->set_borrower("n0");
+  other.mutable_allocation()->set_target("n2");
+  other.mutable_allocation()->set_size(1 << 20);
+  grpc::Status s = Call(n1.get(), &Stub::CreateAllocation, other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("allocation.borrower"));
+  v1::CreateAttachmentRequest attach;
+  attach.mutable_attachment()->set_vf("nodes/n2/vfs/0000-3b-02.0");
+  attach.mutable_attachment()->set_borrower("n0");
+  s = Call(n1.get(), &Stub::CreateAttachment, attach);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("attachment.borrower"));
+
+  v1::CreateAllocationRequest own = other;
+  own.mutable_allocation()->set_borrower("n1");
+  v1::Allocation mine;
+  {
+    grpc::ClientContext ctx;
+    s = n1->CreateAllocation(&ctx, own, &mine);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(mine.owner(), "node/n1");
+  v1::Allocation alices;
+  ASSERT_TRUE(Allocate(alice_, &alices).ok());
+  EXPECT_EQ(Call(n1.get(), &Stub::GetAllocation,
+                 Named<v1::GetAllocationRequest>(alices.name()))
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Call(n1.get(), &Stub::DeleteAllocation,
+                 Named<v1::DeleteAllocationRequest>(alices.name()))
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(ListAllocations(n1_), ElementsAre(mine.name()));
+  s = Call(n1.get(), &Stub::DeleteAllocation,
+           Named<v1::DeleteAllocationRequest>(mine.name()));
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  watch_ctx.TryCancel();
+  reader->Finish();
+}
+
 TEST(ServerSecurityStartTest, PlaintextIsRefusedOffLoopback) {
   auto store = *store::OpenSqliteStore({.path = ":memory:"});
   auto manager = *FabricManager::Open(store.get(), Clock::Real());
