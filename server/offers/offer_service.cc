@@ -53,6 +53,7 @@ void OfferService::Shutdown() {
     absl::MutexLock l(&mu_);
     was_listening = listening_;
     listening_ = false;
+    shut_down_ = true;
   }
   // Not under mu_: the notifier may be inside OnHubChanged, waiting for it.
   if (was_listening) manager_->hub().RemoveListener(this);
@@ -61,10 +62,9 @@ void OfferService::Shutdown() {
 
 absl::Status OfferService::Open(absl::string_view node,
                                 uint64_t chunk_bytes) {
-  bool start = false;
   {
     absl::MutexLock l(&mu_);
-    if (offers_hub_.closed()) {
+    if (shut_down_) {
       return absl::UnavailableError("the manager is shutting down");
     }
     if (!subscription_.has_value()) {
@@ -77,14 +77,18 @@ absl::Status OfferService::Open(absl::string_view node,
       view.all_freed = true;
       book_.SetView(std::move(view), absl::Now());
     }
-    start = !listening_;
-    listening_ = true;
+    if (!listening_) {
+      // Under mu_, so that Shutdown (which takes it first) never misses
+      // it. Periodic: grace periods end without any change to announce
+      // them. (The notifier calls OnHubChanged holding no hub lock, so the
+      // order mu_ -> hub is the only one.)
+      listening_ = true;
+      manager_->hub().AddListener(this, /*periodic=*/true);
+    }
     absl::Status s = book_.Watch(node, chunk_bytes, absl::Now());
     if (!s.ok()) return s;
     Announce();
   }
-  // Periodic: grace periods end without any change to announce them.
-  if (start) manager_->hub().AddListener(this, /*periodic=*/true);
   return absl::OkStatus();
 }
 

@@ -81,6 +81,7 @@ class OfferService : private service::WatchHub::Listener {
   absl::Mutex mu_;
   OfferBook book_ ABSL_GUARDED_BY(mu_);
   bool listening_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   // The newest manager event read, and the generation last read.
   int64_t seen_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t generation_ ABSL_GUARDED_BY(mu_) = -1;
