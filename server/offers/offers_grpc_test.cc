@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/offers/offer_book.h"
+#include "server/service/manager_test_util.h"
 #include "server/service/server.h"
 #include "server/store/sqlite_store.h"
 
@@ -24,10 +25,11 @@ namespace fabric::offers {
 namespace {
 
 using ::testing::HasSubstr;
+using service::kMmio;
+using service::LenderInventory;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 constexpr uint64_t kChunk = uint64_t{64} << 20;
-constexpr uint64_t kMmio = 0x300'0000'0000ull;
 
 // The offer sets one WatchOffers stream receives, read on a thread.
 class OfferStream {
@@ -135,28 +137,6 @@ class OffersGrpcTest : public ::testing::Test {
   void TearDown() override {
     server_->Shutdown();
     manager_->Shutdown();
-  }
-
-  static v1::NodeInventory LenderInventory() {
-    v1::NodeInventory inv;
-    v1::PciFunction* pf = inv.add_functions();
-    pf->set_address("0000:3b:00.0");
-    pf->set_kind(v1::PciFunction::SRIOV_PF);
-    pf->set_vendor_id(0x8086);
-    for (int i = 0; i < 4; ++i) {
-      v1::PciFunction* vf = inv.add_functions();
-      vf->set_address(absl::StrCat("0000:3b:02.", i));
-      vf->set_pf_address("0000:3b:00.0");
-      vf->set_kind(v1::PciFunction::SRIOV_VF);
-      vf->set_vendor_id(0x8086);
-      vf->set_device_id(0x154c);
-      for (int bar = 0; bar < 6; ++bar) {
-        const uint64_t size = bar == 0 ? 64 << 10 : 0;
-        vf->add_bar_sizes(size);
-        vf->add_bar_addresses(size == 0 ? 0 : kMmio + i * size);
-      }
-    }
-    return inv;
   }
 
   // Every agent applies the current generation.

@@ -93,6 +93,22 @@ absl::Status BoundToNode(const grpc::ServerContextBase& ctx,
   return CheckNodeBinding(security::CallerOf(ctx), "node", node);
 }
 
+// A claim (CreateAllocation, CreateAttachment): SELF_NODE binds its
+// borrower (the request's field `field`) to the caller's node; then, with
+// offers, `check(offers, consumer)` refuses a device offered to another
+// node. `consumer`: the claim's owner is the borrower's consumer.
+template <typename CheckFn>
+absl::Status CheckClaim(const security::Caller& caller,
+                        absl::string_view field, absl::string_view borrower,
+                        offers::OfferService* offers, CheckFn check,
+                        absl::string_view owner) {
+  if (absl::Status s = CheckNodeBinding(caller, field, borrower); !s.ok()) {
+    return s;
+  }
+  if (offers == nullptr) return absl::OkStatus();
+  return check(*offers, owner == offers::ConsumerOwner(borrower));
+}
+
 // A read of one allocation or attachment, with the OWN check.
 template <typename Resource>
 grpc::Status ReplyOwned(const grpc::ServerContextBase& ctx,
@@ -451,18 +467,15 @@ grpc::ServerUnaryReactor* FabricServiceImpl::CreateAllocation(
   absl::StatusOr<std::string> owner =
       OwnerForCreate(caller, "allocation.owner", a.owner());
   if (!owner.ok()) return Refused(ctx, owner.status());
-  if (absl::Status s = CheckNodeBinding(caller, "allocation.borrower",
-                                        a.borrower());
+  if (absl::Status s = CheckClaim(
+          caller, "allocation.borrower", a.borrower(), offers_,
+          [&](offers::OfferService& o, bool consumer) {
+            return o.CheckMemoryClaim(a.borrower(), a.target(), a.size(),
+                                      consumer);
+          },
+          *owner);
       !s.ok()) {
     return Refused(ctx, s);
-  }
-  if (offers_ != nullptr) {
-    if (absl::Status s = offers_->CheckMemoryClaim(
-            a.borrower(), a.target(), a.size(),
-            *owner == offers::ConsumerOwner(a.borrower()));
-        !s.ok()) {
-      return Refused(ctx, s);
-    }
   }
   v1::CreateAllocationRequest owned = *r;
   owned.mutable_allocation()->set_owner(*std::move(owner));
@@ -536,17 +549,14 @@ grpc::ServerUnaryReactor* FabricServiceImpl::CreateAttachment(
   absl::StatusOr<std::string> owner =
       OwnerForCreate(caller, "attachment.owner", a.owner());
   if (!owner.ok()) return Refused(ctx, owner.status());
-  if (absl::Status s = CheckNodeBinding(caller, "attachment.borrower",
-                                        a.borrower());
+  if (absl::Status s = CheckClaim(
+          caller, "attachment.borrower", a.borrower(), offers_,
+          [&](offers::OfferService& o, bool consumer) {
+            return o.CheckVfClaim(a.borrower(), a.vf(), consumer);
+          },
+          *owner);
       !s.ok()) {
     return Refused(ctx, s);
-  }
-  if (offers_ != nullptr) {
-    if (absl::Status s = offers_->CheckVfClaim(
-            a.borrower(), a.vf(), *owner == offers::ConsumerOwner(a.borrower()));
-        !s.ok()) {
-      return Refused(ctx, s);
-    }
   }
   v1::CreateAttachmentRequest owned = *r;
   owned.mutable_attachment()->set_owner(*std::move(owner));
