@@ -141,7 +141,7 @@ TEST(DefaultPolicyTest, Scheduler) {
   for (const char* m :
        {"CreateAllocation", "GetAllocation", "ListAllocations",
         "DeleteAllocation", "VerifyAllocation", "CreateAttachment",
-        "DeleteAttachment", "AccessShadow", "RaiseVfInterrupt"}) {
+        "DeleteAttachment", "AccessShadow", "RaiseVfInterrupt", "Watch"}) {
     EXPECT_EQ(Outcome(p, s, absl::StrCat(kFabric, m)), "allowed OWN") << m;
   }
   for (const char* m : {"GetFabric", "ListNodes", "ListVirtualFunctions",
@@ -149,7 +149,7 @@ TEST(DefaultPolicyTest, Scheduler) {
     EXPECT_EQ(Outcome(p, s, absl::StrCat(kFabric, m)), "allowed ANY") << m;
   }
   for (const char* m :
-       {"CreateFabric", "DeleteFabric", "SetLinkState", "GetLink", "Watch"}) {
+       {"CreateFabric", "DeleteFabric", "SetLinkState", "GetLink"}) {
     EXPECT_EQ(Outcome(p, s, absl::StrCat(kFabric, m)), "denied") << m;
   }
   EXPECT_EQ(Outcome(p, s, absl::StrCat(kAgent, "RegisterNode")), "denied");
@@ -194,7 +194,7 @@ TEST(DefaultPolicyTest, Node) {
   for (const char* m :
        {"WatchOffers", "CreateAllocation", "GetAllocation", "ListAllocations",
         "DeleteAllocation", "CreateAttachment", "GetAttachment",
-        "ListAttachments", "DeleteAttachment"}) {
+        "ListAttachments", "DeleteAttachment", "Watch"}) {
     EXPECT_EQ(Outcome(p, n1, absl::StrCat(kFabric, m)), "allowed SELF_NODE")
         << m;
   }

@@ -125,11 +125,14 @@ constexpr absl::string_view kShuttingDown = "the manager is shutting down";
 
 // Which events a Watch wants: those of its collections (every collection
 // when it names none) and of its fabric (every fabric when it names none).
+// A caller whose scope is its own resources (OWN, SELF_NODE) watches only
+// the allocations and attachments it owns, as it may only read those.
 class WatchFilter {
  public:
   // INVALID_ARGUMENT naming an unknown collection; the lookup's error for
   // an unknown fabric.
   static absl::StatusOr<WatchFilter> Make(const v1::WatchRequest& r,
+                                          const security::Caller& caller,
                                           FabricManager* manager) {
     constexpr absl::string_view kCollections[] = {
         "fabrics", "nodes", "links", "allocations", "attachments"};
@@ -142,6 +145,10 @@ class WatchFilter {
       }
       filter.collections_.insert(c);
     }
+    if (NeedsOwnerCheck(caller)) {
+      filter.owner_only_ = true;
+      filter.owner_ = caller.OwnerName();
+    }
     if (!r.fabric().empty()) {
       ASSIGN_OR_RETURN(v1::Fabric f, manager->GetFabric(r.fabric()));
       filter.fabric_ = f.name();
@@ -151,6 +158,12 @@ class WatchFilter {
 
   bool Wants(const v1::WatchEvent& e) const {
     absl::string_view collection, of_fabric;
+    if (owner_only_) {
+      const bool own =
+          (e.has_allocation() && e.allocation().owner() == owner_) ||
+          (e.has_attachment() && e.attachment().owner() == owner_);
+      if (!own) return false;
+    }
     switch (e.resource_case()) {
       case v1::WatchEvent::kFabric:
         collection = "fabrics";
@@ -181,10 +194,15 @@ class WatchFilter {
 
   // The fabric's name; empty for every fabric.
   const std::string& fabric() const { return fabric_; }
+  // The owner every allocation and attachment must have; empty for any.
+  const std::string& owner() const { return owner_; }
 
  private:
   absl::flat_hash_set<std::string> collections_;
   std::string fabric_;
+  // Only the allocations and attachments `owner_` owns.
+  bool owner_only_ = false;
+  std::string owner_;
 };
 
 // What a Watch with initial_state sends first: every resource `filter`
@@ -231,6 +249,7 @@ std::deque<v1::WatchEvent> InitialState(FabricManager* manager,
   }
   v1::ListAllocationsRequest la;
   la.set_fabric(filter.fabric());
+  la.set_owner(filter.owner());
   ForEachPage(
       la, [&](const auto& req) { return manager->ListAllocations(req); },
       [&](const v1::ListAllocationsResponse& page) {
@@ -242,6 +261,7 @@ std::deque<v1::WatchEvent> InitialState(FabricManager* manager,
       });
   v1::ListAttachmentsRequest lat;
   lat.set_fabric(filter.fabric());
+  lat.set_owner(filter.owner());
   ForEachPage(
       lat, [&](const auto& req) { return manager->ListAttachments(req); },
       [&](const v1::ListAttachmentsResponse& page) {
@@ -627,8 +647,9 @@ grpc::ServerUnaryReactor* FabricServiceImpl::Ping(
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* FabricServiceImpl::Watch(
-    grpc::CallbackServerContext*, const v1::WatchRequest* r) {
-  absl::StatusOr<WatchFilter> filter = WatchFilter::Make(*r, manager_);
+    grpc::CallbackServerContext* ctx, const v1::WatchRequest* r) {
+  absl::StatusOr<WatchFilter> filter =
+      WatchFilter::Make(*r, security::CallerOf(*ctx), manager_);
   if (!filter.ok()) return FailedStream<v1::WatchEvent>(filter.status());
   auto* stream =
       new WatchStream(manager_, *std::move(filter), r->initial_state());

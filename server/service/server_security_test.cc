@@ -363,6 +363,44 @@ TEST_F(ServerSecurityTest, OwnersAreCallersAndSchedulersReachOnlyTheirOwn) {
   EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
+// A scheduler's Watch carries only its own allocations and attachments:
+// the initial state, and the live changes, of nobody else's, and no
+// fabrics, nodes or links (it may read none of those through Watch).
+TEST_F(ServerSecurityTest, AScopedWatchSeesOnlyTheCallersOwn) {
+  CreateRing();
+  v1::Allocation mine, theirs;
+  ASSERT_TRUE(Allocate(alice_, &mine).ok());
+  ASSERT_TRUE(Allocate(bob_, &theirs).ok());
+
+  auto alice = FabricAs(alice_);
+  grpc::ClientContext ctx;
+  v1::WatchRequest req;
+  req.set_initial_state(true);
+  auto stream = alice->Watch(&ctx, req);
+  std::vector<std::string> seen;
+  v1::WatchEvent e;
+  while (stream->Read(&e) && e.type() != v1::WatchEvent::SYNCED) {
+    seen.push_back(e.has_allocation() ? e.allocation().name()
+                                      : e.ShortDebugString());
+  }
+  EXPECT_THAT(seen, ElementsAre(mine.name()));
+
+  // Live: bob's release, then alice's; she hears only of hers.
+  using Stub = v1::FabricService::Stub;
+  ASSERT_TRUE(Call(FabricAs(bob_).get(), &Stub::DeleteAllocation,
+                   Named<v1::DeleteAllocationRequest>(theirs.name()))
+                  .ok());
+  ASSERT_TRUE(Call(alice.get(), &Stub::DeleteAllocation,
+                   Named<v1::DeleteAllocationRequest>(mine.name()))
+                  .ok());
+  do {
+    ASSERT_TRUE(stream->Read(&e));
+    ASSERT_TRUE(e.has_allocation()) << e.ShortDebugString();
+    EXPECT_EQ(e.allocation().owner(), "user/alice");
+  } while (e.allocation().state() != v1::Allocation::RELEASED);
+  ctx.TryCancel();
+}
+
 TEST_F(ServerSecurityTest, AttachmentListsKeepOnlyTheCallersOwn) {
   CreateRing();
   auto alice = FabricAs(alice_);
