@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -23,8 +24,10 @@
 #include "agent/hw/sim/sim_hardware.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
+#include "tests/chaos/agents.h"
 #include "tests/chaos/allocation_ops.h"
 #include "tests/chaos/attachment_ops.h"
+#include "tests/chaos/control_plane.h"
 #include "tests/chaos/fabric_checks.h"
 #include "tests/chaos/ops.h"
 #include "tests/process/process_util.h"
@@ -37,8 +40,6 @@ namespace fs = std::filesystem;
 constexpr char kFabric[] = "chaos";
 // Lines of detail kept per cycle; the counters count everything.
 constexpr size_t kMaxProblemLines = 40;
-// How long a restarted manager may take to get its port back.
-constexpr absl::Duration kRestartTimeout = absl::Seconds(10);
 // How long the in-flight operations may take to be answered after the storm.
 constexpr absl::Duration kResolveTimeout = absl::Seconds(20);
 
@@ -53,8 +54,6 @@ uint64_t CycleSeed(uint64_t seed, int cycle, uint64_t salt) {
   return SplitMix64(SplitMix64(seed ^ salt) + static_cast<uint64_t>(cycle));
 }
 
-std::string NodeId(int i) { return absl::StrCat("n", i); }
-
 std::string FormatMs(absl::Duration d) {
   return absl::StrCat(absl::ToInt64Milliseconds(d), "ms");
 }
@@ -63,119 +62,6 @@ absl::Status FromGrpc(const std::string& what, const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
   return absl::UnavailableError(absl::StrCat(what, ": ", ErrorText(s)));
 }
-
-// The manager and the agents of one cycle, as processes. Each process's
-// output goes to <dir>/manager.log or <dir>/agent-<i>.log (appended across
-// restarts).
-class Cluster {
- public:
-  // `lender_hardware`, if not empty, is the simulated hardware file of node
-  // n0 (the VF lender).
-  Cluster(std::string bin_dir, std::string dir, int nodes,
-          std::string lender_hardware)
-      : bin_dir_(std::move(bin_dir)),
-        dir_(std::move(dir)),
-        lender_hardware_(std::move(lender_hardware)),
-        agents_(nodes) {}
-
-  // Starts the manager: on a free port the first time, then on the same
-  // port (the agents were told it).
-  absl::Status StartManager() {
-    const absl::Time deadline = absl::Now() + proctest::Scaled(kRestartTimeout);
-    while (true) {
-      // Plaintext on loopback (--insecure), here and for the agents and the
-      // campaign's clients (ops.cc): its subject is consistency under
-      // faults, not transport security.
-      proctest::Manager m = proctest::StartManagerAt(
-          bin_dir_ + "/fabric-manager", port_, db(), dir_ + "/manager.log",
-          {"--insecure", "--heartbeat-timeout", "1500ms",
-           "--heartbeat-interval", "200ms"});
-      if (m.port > 0) {
-        port_ = m.port;
-        manager_ = std::make_unique<proctest::Child>(std::move(m.child));
-        return absl::OkStatus();
-      }
-      // Not up: most likely the old port is not free yet. The Child's
-      // destructor kills whatever is left of this attempt. (A pause before
-      // retrying, not a wait for an event: nothing signals that the kernel
-      // has released the killed manager's port.)
-      if (port_ == 0 || absl::Now() >= deadline) {
-        return absl::UnavailableError(
-            absl::StrCat("fabric-manager did not come up on port ", port_,
-                         "; see ", dir_, "/manager.log"));
-      }
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-  }
-
-  void StartAgent(int i) {
-    std::vector<std::string> argv = {bin_dir_ + "/fabric-agent",
-                                     "--manager",
-                                     address(),
-                                     "--node",
-                                     NodeId(i),
-                                     "--backend",
-                                     "sim",
-                                     "--sim-dir",
-                                     sim_dir(),
-                                     "--insecure"};
-    if (i == 0 && !lender_hardware_.empty()) {
-      argv.insert(argv.end(), {"--sim-hardware", lender_hardware_});
-    }
-    agents_[i] = std::make_unique<proctest::Child>(
-        argv, absl::StrCat(dir_, "/agent-", i, ".log"));
-  }
-
-  void KillManager() { Kill(&manager_); }
-  void KillAgent(int i) { Kill(&agents_[i]); }
-
-  // The processes that exited although nobody killed them, with their exit
-  // codes, and those that could not be started at all.
-  std::vector<std::string> ReapUnexpected() {
-    std::vector<std::string> out;
-    int code = 0;
-    if (manager_ != nullptr && manager_->TryWait(&code)) {
-      out.push_back(absl::StrCat("fabric-manager exited by itself (", code,
-                                 "); see ", dir_, "/manager.log"));
-      manager_.reset();
-    }
-    for (size_t i = 0; i < agents_.size(); ++i) {
-      if (agents_[i] != nullptr && agents_[i]->pid() <= 0) {
-        out.push_back(absl::StrCat("fabric-agent of ", NodeId(i),
-                                   " could not be started; see ", dir_,
-                                   "/agent-", i, ".log"));
-        agents_[i].reset();
-        continue;
-      }
-      if (agents_[i] != nullptr && agents_[i]->TryWait(&code)) {
-        out.push_back(absl::StrCat("fabric-agent of ", NodeId(i),
-                                   " exited by itself (", code, "); see ", dir_,
-                                   "/agent-", i, ".log"));
-        agents_[i].reset();
-      }
-    }
-    return out;
-  }
-
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-  std::string db() const { return dir_ + "/fabric.db"; }
-  std::string sim_dir() const { return dir_ + "/sim"; }
-
- private:
-  static void Kill(std::unique_ptr<proctest::Child>* child) {
-    if (*child == nullptr) return;
-    (*child)->Signal(SIGKILL);
-    (*child)->Wait();
-    child->reset();
-  }
-
-  const std::string bin_dir_;
-  const std::string dir_;
-  const std::string lender_hardware_;
-  int port_ = 0;
-  std::unique_ptr<proctest::Child> manager_;
-  std::vector<std::unique_ptr<proctest::Child>> agents_;
-};
 
 // The kinds of resources the storm creates and deletes; another kind is one
 // more ResourceOps here.
@@ -281,11 +167,16 @@ absl::StatusOr<std::vector<ObservedResource>> Observe(
 
 // Why the fabric has not converged yet; empty once it has: every node's
 // agent READY with the desired generation applied and no apply errors, and
-// every resource settled.
-std::string NotConverged(v1::FabricService::Stub* stub,
+// every resource settled. A call that fails reconnects `conn` (to the
+// leader, in HA).
+std::string NotConverged(ManagerConnection* conn,
                          const std::vector<ResourceOps*>& ops, int nodes) {
+  v1::FabricService::Stub* stub = conn->stub();
   auto listed = ListNodes(stub);
-  if (!listed.ok()) return std::string(listed.status().message());
+  if (!listed.ok()) {
+    conn->Reconnect();
+    return std::string(listed.status().message());
+  }
   if (static_cast<int>(listed->size()) != nodes) {
     return absl::StrCat(listed->size(), " nodes listed, expected ", nodes);
   }
@@ -307,7 +198,10 @@ std::string NotConverged(v1::FabricService::Stub* stub,
   }
   for (ResourceOps* op : ops) {
     auto resources = op->List(stub);
-    if (!resources.ok()) return std::string(resources.status().message());
+    if (!resources.ok()) {
+      conn->Reconnect();
+      return std::string(resources.status().message());
+    }
     for (const ObservedResource& r : *resources) {
       if (!op->Settled(r)) return absl::StrCat(r.name, " is ", r.state);
     }
@@ -318,14 +212,14 @@ std::string NotConverged(v1::FabricService::Stub* stub,
 // Waits until NotConverged says "" or `timeout` passes; returns "" or the
 // last reason. `progress`, if set, is told each new reason.
 std::string WaitConverged(
-    v1::FabricService::Stub* stub, const std::vector<ResourceOps*>& ops,
+    ManagerConnection* conn, const std::vector<ResourceOps*>& ops,
     int nodes, absl::Duration timeout,
     const std::function<void(const std::string&)>& progress = nullptr) {
   std::string last;
   std::string why;
   proctest::WaitFor(
       [&] {
-        why = NotConverged(stub, ops, nodes);
+        why = NotConverged(conn, ops, nodes);
         if (progress && why != last) progress(why.empty() ? "converged" : why);
         last = why;
         return why.empty();
@@ -361,12 +255,13 @@ void WriteLedger(const std::string& path, const Ledger& ledger) {
 }
 
 // The checks of a converged fabric (before the release).
-void CheckConverged(v1::FabricService::Stub* stub,
+void CheckConverged(ManagerConnection* conn,
                     const std::vector<ResourceOps*>& ops, const Ledger& ledger,
-                    const Cluster& cluster,
+                    ControlPlane& control, const Agents& agents,
                     const std::vector<std::string>& nodes,
                     const std::string& dir, absl::Duration converge_timeout,
                     CycleReport* r) {
+  v1::FabricService::Stub* stub = conn->stub();
   // 1. The ledger against what the manager holds.
   auto observed = Observe(stub, ops);
   if (!observed.ok()) {
@@ -396,7 +291,7 @@ void CheckConverged(v1::FabricService::Stub* stub,
       return;
     }
   }
-  auto hardware = ReadSimBridges(cluster.sim_dir(), nodes);
+  auto hardware = ReadSimBridges(agents.sim_dir(), nodes);
   auto model = ModelFromApi(*fabric, *links, *allocations, *attachments);
   if (!hardware.ok() || !model.ok()) {
     Problem(r, &r->invariant_violations,
@@ -417,7 +312,7 @@ void CheckConverged(v1::FabricService::Stub* stub,
   }
 
   // 3. The manager's durable state, loaded as a restart would load it.
-  auto durable = LoadDurableState(cluster.db(), dir + "/snapshot.db");
+  auto durable = control.LoadDurable(dir + "/snapshot.db");
   if (!durable.ok()) {
     Problem(r, &r->invariant_violations,
             absl::StrCat("the durable state does not load: ",
@@ -455,10 +350,10 @@ void CheckConverged(v1::FabricService::Stub* stub,
         // after converging (e.g. an agent's heartbeat came late). Verify
         // what is READY once it has converged again; if it never does, the
         // first error stands.
-        if (WaitConverged(stub, ops, static_cast<int>(nodes.size()),
+        if (WaitConverged(conn, ops, static_cast<int>(nodes.size()),
                           converge_timeout)
                 .empty()) {
-          s = op->Verify(stub, res);
+          s = op->Verify(conn->stub(), res);
         }
       }
       if (s.ok()) {
@@ -472,14 +367,13 @@ void CheckConverged(v1::FabricService::Stub* stub,
 
 // Releases everything, waits for the agents to apply it and counts what is
 // left in the manager and in the simulated hardware.
-void ReleaseAndCheckLeaks(v1::FabricService::Stub* stub,
+void ReleaseAndCheckLeaks(ManagerConnection* conn,
                           const std::vector<ResourceOps*>& ops,
-                          const CampaignOptions& options,
-                          const Cluster& cluster,
+                          const CampaignOptions& options, const Agents& agents,
                           const std::vector<std::string>& nodes,
                           CycleReport* r) {
   for (ResourceOps* op : ops) {
-    auto resources = op->List(stub);
+    auto resources = op->List(conn->stub());
     if (!resources.ok()) {
       Problem(r, &r->other_failures,
               absl::StrCat("release: ", resources.status().message()));
@@ -489,9 +383,10 @@ void ReleaseAndCheckLeaks(v1::FabricService::Stub* stub,
       Attempt a;
       proctest::WaitFor(
           [&] {
-            a = op->Delete(stub, res.name,
+            a = op->Delete(conn->stub(), res.name,
                            absl::StrCat("chaos-release-", res.name),
                            absl::Seconds(3));
+            if (a.code == grpc::StatusCode::UNAVAILABLE) conn->Reconnect();
             return a.outcome != Outcome::kUnknown;
           },
           kResolveTimeout, absl::Milliseconds(25));
@@ -502,11 +397,12 @@ void ReleaseAndCheckLeaks(v1::FabricService::Stub* stub,
     }
   }
   const std::string why =
-      WaitConverged(stub, ops, options.nodes, options.converge_timeout);
+      WaitConverged(conn, ops, options.nodes, options.converge_timeout);
   if (!why.empty()) {
     Problem(r, &r->other_failures,
             absl::StrCat("no convergence after the release: ", why));
   }
+  v1::FabricService::Stub* stub = conn->stub();
   // The manager: nothing held, nothing lent, no window or inbound entry.
   auto left = Observe(stub, ops);
   if (left.ok()) {
@@ -538,7 +434,7 @@ void ReleaseAndCheckLeaks(v1::FabricService::Stub* stub,
     }
   }
   // The simulated hardware.
-  auto hardware = ReadSimBridges(cluster.sim_dir(), nodes);
+  auto hardware = ReadSimBridges(agents.sim_dir(), nodes);
   if (!hardware.ok()) {
     Problem(r, &r->other_failures,
             absl::StrCat("cannot read the simulator: ",
@@ -550,13 +446,30 @@ void ReleaseAndCheckLeaks(v1::FabricService::Stub* stub,
   }
 }
 
+// What of the control plane `kind` kills, if anything.
+std::optional<Victim> VictimOf(KillKind kind) {
+  switch (kind) {
+    case KillKind::kManager:
+    case KillKind::kBoth:
+      return Victim::kLeader;
+    case KillKind::kStandby:
+      return Victim::kStandby;
+    case KillKind::kEtcdMember:
+      return Victim::kStoreMember;
+    case KillKind::kAgent:
+      break;
+  }
+  return std::nullopt;
+}
+
 // The flags besides the seed and the cycles that a replay needs.
 std::string ShapeFlags(const CampaignOptions& options) {
   return absl::StrFormat(
-      "--nodes %d --clients %d --storm-ms %d --max-down-ms %d%s", options.nodes,
-      options.clients, absl::ToInt64Milliseconds(options.storm),
+      "--nodes %d --clients %d --storm-ms %d --max-down-ms %d%s%s",
+      options.nodes, options.clients, absl::ToInt64Milliseconds(options.storm),
       absl::ToInt64Milliseconds(options.max_down),
-      options.vf_lending ? "" : " --no-vf-lending");
+      options.vf_lending ? "" : " --no-vf-lending",
+      options.store == StoreKind::kSqlite ? "" : " --store etcd");
 }
 
 }  // namespace
@@ -569,17 +482,22 @@ const char* KillKindName(KillKind k) {
       return "agent";
     case KillKind::kBoth:
       return "both";
+    case KillKind::kStandby:
+      return "standby";
+    case KillKind::kEtcdMember:
+      return "etcd";
   }
   return "?";
 }
 
 KillPlan PlanKill(uint64_t seed, int cycle, int nodes, absl::Duration storm,
-                  absl::Duration max_down) {
+                  absl::Duration max_down, StoreKind store) {
   Rng rng(CycleSeed(seed, cycle, /*salt=*/0x6b696c6c));  // "kill"
   KillPlan p;
-  p.kind = static_cast<KillKind>(rng() % 3);
+  p.kind = static_cast<KillKind>(rng() % (store == StoreKind::kEtcd ? 5 : 3));
   const int agent = static_cast<int>(rng() % std::max(nodes, 1));
-  p.agent = p.kind == KillKind::kManager ? -1 : agent;
+  p.agent =
+      p.kind == KillKind::kAgent || p.kind == KillKind::kBoth ? agent : -1;
   // Somewhere in the middle 80% of the storm, so that there is load both
   // before and after.
   const double at = 0.1 + 0.8 * static_cast<double>(rng() % 1000000) / 1e6;
@@ -588,6 +506,9 @@ KillPlan PlanKill(uint64_t seed, int cycle, int nodes, absl::Duration storm,
   const uint64_t max_down_ms =
       std::max<int64_t>(absl::ToInt64Milliseconds(max_down), 1);
   p.down_for = absl::Milliseconds(static_cast<int64_t>(rng() % max_down_ms));
+  if (p.kind == KillKind::kEtcdMember) {
+    p.member = static_cast<int>(rng() % 3);  // of EtcdControlPlane's three
+  }
   return p;
 }
 
@@ -595,7 +516,7 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
   CycleReport r;
   r.cycle = cycle;
   r.kill = PlanKill(options.seed, cycle, options.nodes, options.storm,
-                    options.max_down);
+                    options.max_down, options.store);
   const std::string dir =
       (fs::path(options.work_dir) / absl::StrCat("cycle-", cycle)).string();
   r.dir = dir;
@@ -613,24 +534,30 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
   const auto owned_ops = MakeResourceOps(options);
   const std::vector<ResourceOps*> ops = Raw(owned_ops);
 
-  // 1. The manager, a ring, an agent per node; converged before the storm.
+  // 1. The manager(s), a ring, an agent per node; converged before the
+  // storm.
   const std::string lender_hardware =
       options.vf_lending ? options.sim_hardware : "";
-  Cluster cluster(options.bin_dir, dir, options.nodes, lender_hardware);
-  if (absl::Status s = cluster.StartManager(); !s.ok()) {
-    Problem(&r, &r.other_failures, std::string(s.message()));
+  absl::StatusOr<std::unique_ptr<ControlPlane>> started =
+      ControlPlane::Start(options.store, options.bin_dir, dir);
+  if (!started.ok()) {
+    Problem(&r, &r.other_failures, std::string(started.status().message()));
     return r;
   }
-  event("manager up at " + cluster.address());
-  auto stub = v1::FabricService::NewStub(Dial(cluster.address()));
-  if (absl::Status s = CreateRing(stub.get(), options.nodes, lender_hardware);
+  ControlPlane& control = **started;
+  const std::vector<std::string> managers = control.managers();
+  event("managers up at " + absl::StrJoin(managers, ","));
+  ManagerConnection conn(managers);
+  if (absl::Status s = CreateRing(conn.stub(), options.nodes, lender_hardware);
       !s.ok()) {
     Problem(&r, &r.other_failures, std::string(s.message()));
     return r;
   }
-  for (int i = 0; i < options.nodes; ++i) cluster.StartAgent(i);
-  if (std::string why = WaitConverged(stub.get(), ops, options.nodes,
-                                      options.converge_timeout);
+  Agents agents(options.bin_dir, dir, options.nodes, lender_hardware,
+                managers);
+  for (int i = 0; i < options.nodes; ++i) agents.Start(i);
+  if (std::string why =
+          WaitConverged(&conn, ops, options.nodes, options.converge_timeout);
       !why.empty()) {
     Problem(&r, &r.other_failures,
             absl::StrCat("the new fabric did not converge: ", why));
@@ -643,7 +570,7 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
   StormOptions storm_options;
   storm_options.clients = options.clients;
   storm_options.seed = CycleSeed(options.seed, cycle, /*salt=*/0x73746f726d);
-  Storm storm(ops, FabricInfo{kFabric, nodes}, cluster.address(), &ledger,
+  Storm storm(ops, FabricInfo{kFabric, nodes}, managers, &ledger,
               storm_options);
   const absl::Time storm_start = absl::Now();
   storm.Start();
@@ -651,34 +578,45 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
   // a chosen moment of a running storm and the victim stays down for a
   // chosen time, while the clients keep the manager busy.
   absl::SleepFor(r.kill.at);
-  const bool kill_manager = r.kill.kind != KillKind::kAgent;
-  const bool kill_agent = r.kill.kind != KillKind::kManager;
-  if (kill_manager) cluster.KillManager();
-  if (kill_agent) cluster.KillAgent(r.kill.agent);
+  const std::optional<Victim> victim = VictimOf(r.kill.kind);
+  const bool kill_agent =
+      r.kill.kind == KillKind::kAgent || r.kill.kind == KillKind::kBoth;
+  const absl::Time kill_time = absl::Now();
+  bool restarted = true;
+  if (victim.has_value()) {
+    if (absl::Status s = control.Kill(*victim, r.kill.member); !s.ok()) {
+      Problem(&r, &r.other_failures, absl::StrCat("kill: ", s.message()));
+      restarted = false;
+    }
+  }
+  if (kill_agent) agents.Kill(r.kill.agent);
   r.killed = true;
   event(absl::StrCat(
-      "killed ", KillKindName(r.kill.kind),
-      kill_agent ? absl::StrCat(" (agent ", NodeId(r.kill.agent), ")") : ""));
+      "killed ", victim.has_value() ? control.killed() : "",
+      kill_agent ? absl::StrCat(" agent ", NodeId(r.kill.agent)) : ""));
   absl::SleepFor(r.kill.down_for);
-  bool restarted = true;
-  if (kill_manager) {
-    if (absl::Status s = cluster.StartManager(); !s.ok()) {
+  if (victim.has_value() && restarted) {
+    if (absl::Status s = control.RestartKilled(); !s.ok()) {
       Problem(&r, &r.other_failures,
               absl::StrCat("restart after kill -9: ", s.message()));
       restarted = false;
     }
   }
-  if (kill_agent) cluster.StartAgent(r.kill.agent);
+  if (kill_agent) agents.Start(r.kill.agent);
   event("restarted");
-  // After a manager restart: how long until every agent has registered
-  // again (a restarted manager starts with every node UNREGISTERED).
+  // After a kill of the leading manager: how long until every agent has
+  // registered again with the manager that leads now (which starts with
+  // every node UNREGISTERED); from the restart, or with a standby that takes
+  // over, from the kill.
   std::atomic<bool> stop_watching{false};
   std::thread recovery_watch;
-  if (kill_manager && restarted) {
-    recovery_watch = std::thread([&, since = absl::Now()] {
-      auto watch_stub = v1::FabricService::NewStub(Dial(cluster.address()));
+  if (victim == Victim::kLeader && restarted) {
+    const absl::Time since = control.fails_over() ? kill_time : absl::Now();
+    recovery_watch = std::thread([&, since] {
+      ManagerConnection watch(managers);
       while (!stop_watching) {
-        auto listed = ListNodes(watch_stub.get());
+        auto listed = ListNodes(watch.stub());
+        if (!listed.ok()) watch.Reconnect();
         if (listed.ok() && static_cast<int>(listed->size()) == options.nodes &&
             std::all_of(listed->begin(), listed->end(), [](const v1::Node& n) {
               return n.agent_state() == v1::Node::READY;
@@ -703,6 +641,7 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
                      " attempts with unknown outcome"));
   if (!restarted) {
     WriteLedger(dir + "/ledger.txt", ledger);
+    control.KeepLogs();
     return r;
   }
 
@@ -721,7 +660,7 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
   const absl::Time quiet = absl::Now();
   event(absl::StrCat("resolved ", r.resolved, " in-flight operations"));
   const std::string why =
-      WaitConverged(stub.get(), ops, options.nodes, options.converge_timeout,
+      WaitConverged(&conn, ops, options.nodes, options.converge_timeout,
                     [&](const std::string& e) { event("waiting: " + e); });
   r.converge_time = absl::Now() - quiet;
   r.converged = why.empty();
@@ -736,22 +675,31 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
   if (recovery_watch.joinable()) recovery_watch.join();
   if (r.recovered) {
     event(absl::StrCat("every agent had registered again ",
-                       FormatMs(r.recovery_time),
-                       " after the manager restarted"));
+                       FormatMs(r.recovery_time), " after the leader's ",
+                       control.fails_over() ? "kill" : "restart"));
   }
 
   // 6. The checks, then the release and the leak check.
-  CheckConverged(stub.get(), ops, ledger, cluster, nodes, dir,
+  CheckConverged(&conn, ops, ledger, control, agents, nodes, dir,
                  options.converge_timeout, &r);
   event("checked");
-  ReleaseAndCheckLeaks(stub.get(), ops, options, cluster, nodes, &r);
+  ReleaseAndCheckLeaks(&conn, ops, options, agents, nodes, &r);
   event("released");
-  for (const std::string& line : cluster.ReapUnexpected()) {
+  for (const std::string& line : control.ReapUnexpected()) {
     Problem(&r, &r.crashes, line);
+  }
+  for (const std::string& line : agents.ReapUnexpected()) {
+    Problem(&r, &r.crashes, line);
+  }
+  r.leadership_losses = control.leadership_losses();
+  if (r.leadership_losses > 0) {
+    event(absl::StrCat(r.leadership_losses,
+                       " manager(s) lost the leadership and were restarted"));
   }
   for (const std::string& line : r.problems) event("problem: " + line);
   if (r.violations() > 0 || options.keep) {
     WriteLedger(dir + "/ledger.txt", ledger);
+    control.KeepLogs();
   }
   return r;
 }
@@ -759,6 +707,7 @@ CycleReport RunCycle(const CampaignOptions& options, int cycle) {
 std::string FormatKillPlan(const KillPlan& p) {
   std::string kill = absl::StrCat("kill ", KillKindName(p.kind));
   if (p.agent >= 0) absl::StrAppend(&kill, " ", NodeId(p.agent));
+  if (p.member >= 0) absl::StrAppend(&kill, " member ", p.member);
   absl::StrAppend(&kill, " at ", FormatMs(p.at), " for ", FormatMs(p.down_for));
   return kill;
 }
@@ -768,7 +717,8 @@ void PrintSchedule(const CampaignOptions& options, std::ostream& out) {
        ++c) {
     out << "cycle " << c << ": "
         << FormatKillPlan(PlanKill(options.seed, c, options.nodes,
-                                   options.storm, options.max_down))
+                                   options.storm, options.max_down,
+                                   options.store))
         << "\n";
   }
 }
@@ -792,7 +742,13 @@ std::string FormatCycleLine(const CampaignOptions& options,
       r.converged ? absl::StrCat("in ", FormatMs(r.converge_time)) : "NO");
   if (r.recovered) {
     absl::StrAppend(&line, ", agents back ", FormatMs(r.recovery_time),
-                    " after the manager restart");
+                    options.store == StoreKind::kSqlite
+                        ? " after the manager restart"
+                        : " after the leader's kill");
+  }
+  if (r.leadership_losses > 0) {
+    absl::StrAppend(&line, ", ", r.leadership_losses,
+                    " leadership loss(es) restarted");
   }
   if (r.violations() == 0) return line + " | ok";
   return absl::StrFormat(
@@ -827,7 +783,7 @@ int RunCampaign(const CampaignOptions& in, std::ostream& out) {
   std::map<std::string, int64_t> acked_by_kind;
   LedgerFindings total;
   int leaked = 0, invariants = 0, verified = 0, verify_failures = 0,
-      crashes = 0, other = 0, cycles_run = 0;
+      crashes = 0, other = 0, cycles_run = 0, leadership_losses = 0;
   std::vector<double> converge_ms, recovery_ms;
   std::vector<int> failed;
   for (int c = options.start_cycle; c < options.start_cycle + options.cycles;
@@ -854,6 +810,7 @@ int RunCampaign(const CampaignOptions& in, std::ostream& out) {
     verify_failures += r.verify_failures;
     crashes += r.crashes;
     other += r.other_failures;
+    leadership_losses += r.leadership_losses;
     if (r.converged) {
       converge_ms.push_back(absl::ToDoubleMilliseconds(r.converge_time));
     }
@@ -882,9 +839,17 @@ int RunCampaign(const CampaignOptions& in, std::ostream& out) {
                          verify_failures + crashes + other;
   out << "\nfabric-chaos summary: seed " << options.seed << ", " << cycles_run
       << " cycles run, " << failed.size() << " failed\n";
-  out << absl::StrFormat("kills: manager %d, agent %d, both %d\n",
+  out << absl::StrFormat("kills: manager %d, agent %d, both %d",
                          kills[KillKind::kManager], kills[KillKind::kAgent],
                          kills[KillKind::kBoth]);
+  if (options.store == StoreKind::kEtcd) {
+    out << absl::StrFormat(
+        ", standby %d, etcd member %d (the manager killed is the leader; "
+        "managers restarted after losing the leadership: %d)",
+        kills[KillKind::kStandby], kills[KillKind::kEtcdMember],
+        leadership_losses);
+  }
+  out << "\n";
   std::vector<std::string> kinds;
   for (const auto& [kind, n] : acked_by_kind) {
     kinds.push_back(absl::StrCat(kind, " ", n));
@@ -908,10 +873,13 @@ int RunCampaign(const CampaignOptions& in, std::ostream& out) {
       percentile(converge_ms, 50), percentile(converge_ms, 99),
       percentile(converge_ms, 100), static_cast<int>(converge_ms.size()));
   out << absl::StrFormat(
-      "agents registered again after a manager restart: p50 %.0fms, p99 "
-      "%.0fms, max %.0fms over %d restarts\n",
+      "agents registered again after %s: p50 %.0fms, p99 %.0fms, max %.0fms "
+      "over %d %s\n",
+      options.store == StoreKind::kSqlite ? "a manager restart"
+                                          : "the leader's kill",
       percentile(recovery_ms, 50), percentile(recovery_ms, 99),
-      percentile(recovery_ms, 100), static_cast<int>(recovery_ms.size()));
+      percentile(recovery_ms, 100), static_cast<int>(recovery_ms.size()),
+      options.store == StoreKind::kSqlite ? "restarts" : "kills");
   if (violations == 0) {
     out << "result: OK (" << violations << " violations)" << std::endl;
     if (made_work_dir && !options.keep) {

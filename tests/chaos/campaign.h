@@ -7,9 +7,14 @@
 // in the hardware and in the durable state, that every READY grant carries
 // bytes, and that releasing everything leaves no entry behind).
 //
+// With `--store etcd` the manager is an HA pair on a 3-member etcd cluster
+// (control_plane.h): the kills are of the leader, the standby, one etcd
+// member, an agent, or the leader and an agent, and the clients and agents
+// follow the leader.
+//
 // The kill schedule of cycle c depends only on (seed, c, nodes, storm,
-// max_down), so `--seed S --cycles N` replays it; client timing is not
-// replayed.
+// max_down, store), so `--seed S --cycles N` replays it; client timing is
+// not replayed.
 #ifndef FABRIC_TESTS_CHAOS_CAMPAIGN_H_
 #define FABRIC_TESTS_CHAOS_CAMPAIGN_H_
 
@@ -20,6 +25,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "tests/chaos/control_plane.h"
 #include "tests/chaos/ledger.h"
 
 namespace fabric::chaos {
@@ -50,22 +56,29 @@ struct CampaignOptions {
   // JSON, see agent/hw/sim/examples) and n0 lends its device MMIO range.
   bool vf_lending = true;
   std::string sim_hardware;
+  // The managers' store (control_plane.h).
+  StoreKind store = StoreKind::kSqlite;
 };
 
-enum class KillKind { kManager, kAgent, kBoth };
+// kManager is the manager that leads (with SQLite, the only one); kBoth is
+// it and an agent. kStandby and kEtcdMember only with `--store etcd`.
+enum class KillKind { kManager, kAgent, kBoth, kStandby, kEtcdMember };
 const char* KillKindName(KillKind k);
 
 // What cycle `cycle` kills, and when (from the storm's start).
 struct KillPlan {
   KillKind kind = KillKind::kManager;
-  int agent = -1;  // node index, for kAgent and kBoth
+  int agent = -1;   // node index, for kAgent and kBoth
+  int member = -1;  // etcd member, for kEtcdMember
   absl::Duration at;
   // How long the killed processes stay down.
   absl::Duration down_for;
 };
-// Deterministic in its arguments.
+// Deterministic in its arguments; the SQLite schedule is the one campaigns
+// had before `--store` existed.
 KillPlan PlanKill(uint64_t seed, int cycle, int nodes, absl::Duration storm,
-                  absl::Duration max_down);
+                  absl::Duration max_down,
+                  StoreKind store = StoreKind::kSqlite);
 
 struct CycleReport {
   int cycle = 0;
@@ -82,8 +95,11 @@ struct CycleReport {
   int invariant_violations = 0;
   int verified = 0;
   int verify_failures = 0;
-  // Processes that exited without being killed.
+  // Processes that exited without being killed (a manager that exited 1
+  // after losing its leadership is not one: see leadership_losses).
   int crashes = 0;
+  // etcd: managers restarted after losing the leadership.
+  int leadership_losses = 0;
   // Everything else that went wrong (setup, restart, convergence).
   int other_failures = 0;
   // From the end of the storm (in-flight outcomes resolved, killed
@@ -91,8 +107,9 @@ struct CycleReport {
   // every resource settled.
   bool converged = false;
   absl::Duration converge_time;
-  // Kills of the manager: from its restart until every agent had
-  // registered again.
+  // Kills of the manager that leads: until every agent had registered
+  // again, from its restart (SQLite) or from the kill (etcd: the standby
+  // takes over).
   bool recovered = false;
   absl::Duration recovery_time;
   std::vector<std::string> problems;  // one line per violation

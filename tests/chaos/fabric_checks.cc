@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <utility>
 
@@ -19,6 +20,7 @@
 #include "server/core/invariants.h"
 #include "server/service/convert.h"
 #include "server/service/manager.h"
+#include "server/service/records.h"
 #include "server/store/sqlite_store.h"
 
 namespace fabric::chaos {
@@ -305,17 +307,19 @@ std::vector<std::string> Leftovers(const HardwareStates& hardware) {
   return out;
 }
 
-absl::StatusOr<DurableState> LoadDurableState(const std::string& db_path,
-                                              const std::string& copy_path) {
-  RETURN_IF_ERROR(CopyDatabase(db_path, copy_path));
-  store::SqliteOptions options;
-  options.path = copy_path;
-  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store,
-                   store::OpenSqliteStore(options));
+namespace {
+
+// How many times the etcd copy is taken again when etcd's revision moved
+// while it was taken (a write landed between two tables' scans).
+constexpr int kEtcdCopyAttempts = 20;
+
+// Loads `store` into a FabricManager, as a restart would, and lists what it
+// holds.
+absl::StatusOr<DurableState> LoadFromStore(store::Store* store) {
   service::ManagerOptions manager_options;
   manager_options.sweep_interval = absl::ZeroDuration();
   ASSIGN_OR_RETURN(std::unique_ptr<service::FabricManager> manager,
-                   service::FabricManager::Open(store.get(), Clock::Real(),
+                   service::FabricManager::Open(store, Clock::Real(),
                                                 manager_options));
   DurableState out;
   out.invariants = manager->CheckInvariants();
@@ -344,6 +348,69 @@ absl::StatusOr<DurableState> LoadDurableState(const std::string& db_path,
   } while (!token.empty());
   manager->Shutdown();
   return out;
+}
+
+// Copies every table of the etcd store `etcd` into `copy`, at one etcd
+// revision: the copy is kept when no write landed between its first and its
+// last read (etcd's revision did not move), else it is taken again.
+absl::Status CopyEtcdStore(const store::EtcdStoreOptions& etcd,
+                           store::Store* copy) {
+  ASSIGN_OR_RETURN(std::unique_ptr<store::EtcdStore> source,
+                   store::EtcdStore::Open(etcd));
+  // A linearizable read: source->revision() is then etcd's current one.
+  auto read_revision = [&]() -> absl::StatusOr<int64_t> {
+    absl::StatusOr<std::string> meta =
+        source->Get(service::kTableMeta, "meta");
+    if (!meta.ok() && !absl::IsNotFound(meta.status())) return meta.status();
+    return source->revision();
+  };
+  std::vector<std::string> copied;  // keys of `copy`, as "table\0key"
+  for (int attempt = 0; attempt < kEtcdCopyAttempts; ++attempt) {
+    ASSIGN_OR_RETURN(const int64_t before, read_revision());
+    store::WriteBatch batch;
+    // Whatever an earlier attempt copied is replaced.
+    for (const std::string& k : copied) {
+      const size_t nul = k.find('\0');
+      batch.Delete(k.substr(0, nul), k.substr(nul + 1));
+    }
+    copied.clear();
+    for (const std::string& table : service::StoreTables()) {
+      ASSIGN_OR_RETURN(auto rows, source->Scan(table));
+      for (const auto& [key, value] : rows) {
+        batch.Put(table, key, value);
+        copied.push_back(absl::StrCat(table, std::string(1, '\0'), key));
+      }
+    }
+    ASSIGN_OR_RETURN(const int64_t after, read_revision());
+    RETURN_IF_ERROR(copy->Apply(batch));
+    if (after == before) return absl::OkStatus();
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "etcd prefix \"", etcd.prefix, "\" was written to during each of ",
+      kEtcdCopyAttempts, " attempts to copy it"));
+}
+
+}  // namespace
+
+absl::StatusOr<DurableState> LoadDurableState(const std::string& db_path,
+                                              const std::string& copy_path) {
+  RETURN_IF_ERROR(CopyDatabase(db_path, copy_path));
+  store::SqliteOptions options;
+  options.path = copy_path;
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store,
+                   store::OpenSqliteStore(options));
+  return LoadFromStore(store.get());
+}
+
+absl::StatusOr<DurableState> LoadEtcdDurableState(
+    const store::EtcdStoreOptions& etcd, const std::string& copy_path) {
+  std::remove(copy_path.c_str());
+  store::SqliteOptions options;
+  options.path = copy_path;
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> copy,
+                   store::OpenSqliteStore(options));
+  RETURN_IF_ERROR(CopyEtcdStore(etcd, copy.get()));
+  return LoadFromStore(copy.get());
 }
 
 }  // namespace fabric::chaos

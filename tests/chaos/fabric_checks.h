@@ -17,6 +17,7 @@
 #include "fabric/v1/resources.pb.h"
 #include "server/core/fabric_state.h"
 #include "server/core/topology.h"
+#include "server/store/etcd/etcd_store.h"
 
 namespace fabric::chaos {
 
@@ -76,6 +77,15 @@ struct DurableState {
 // failed (a load failure is what a restart would hit: DATA_LOSS etc.).
 absl::StatusOr<DurableState> LoadDurableState(const std::string& db_path,
                                               const std::string& copy_path);
+
+// The same for managers on the etcd store `etcd`: every table under its
+// prefix is copied, at one etcd revision, into a new SQLite database at
+// `copy_path` (overwritten), which is loaded as a restart would load etcd
+// (the load writes a new epoch, which is why it runs on a copy: the live
+// prefix is only read). Errors: etcd's (UNAVAILABLE etc.), UNAVAILABLE when
+// writes kept landing while copying, and the load's.
+absl::StatusOr<DurableState> LoadEtcdDurableState(
+    const store::EtcdStoreOptions& etcd, const std::string& copy_path);
 
 }  // namespace fabric::chaos
 

@@ -67,6 +67,13 @@ int main(int argc, char** argv) {
   app.add_flag("--vf-lending,!--no-vf-lending", options.vf_lending,
                "also attach and detach SR-IOV VFs lent by node n0 (on by "
                "default)");
+  std::string store = "sqlite";
+  app.add_option("--store", store,
+                 "the managers' store: sqlite (one manager) or etcd (a "
+                 "3-member etcd cluster on loopback and two managers, leader "
+                 "and standby; kills also hit the standby and etcd members)")
+      ->check(CLI::IsMember({"sqlite", "etcd"}))
+      ->capture_default_str();
   options.sim_hardware = FABRIC_CHAOS_SIM_HARDWARE;
   app.add_option("--sim-hardware", options.sim_hardware,
                  "--vf-lending: n0's simulated hardware (protobuf JSON)")
@@ -74,6 +81,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
+  options.store = store == "etcd" ? fabric::chaos::StoreKind::kEtcd
+                                  : fabric::chaos::StoreKind::kSqlite;
   options.storm = absl::Milliseconds(storm_ms);
   options.max_down = absl::Milliseconds(max_down_ms);
   if (print_schedule) {

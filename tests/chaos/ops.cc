@@ -10,8 +10,16 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/leader_channel.h"
 
 namespace fabric::chaos {
+namespace {
+
+// How long ManagerConnection::Reconnect waits for each manager's answer.
+constexpr absl::Duration kProbeTimeout = absl::Seconds(1);
+
+}  // namespace
+
 std::string ErrorText(const grpc::Status& s) {
   return absl::StrCat(s.error_code(), " ", s.error_message());
 }
@@ -50,6 +58,37 @@ std::shared_ptr<grpc::Channel> Dial(const std::string& address) {
                                    grpc::InsecureChannelCredentials(), args);
 }
 
+ManagerConnection::ManagerConnection(std::vector<std::string> managers)
+    : managers_(std::move(managers)), target_(managers_.front()) {
+  Reconnect();
+}
+
+void ManagerConnection::Reconnect() {
+  if (managers_.size() == 1) {
+    stub_ = v1::FabricService::NewStub(Dial(target_));
+    return;
+  }
+  // Fresh channels, starting where the last call went.
+  std::vector<std::string> order = {target_};
+  for (const std::string& m : managers_) {
+    if (m != target_) order.push_back(m);
+  }
+  LeaderChannel leader(std::move(order), Dial);
+  LeaderChannel::Endpoint last;
+  leader.Call(
+      [](const LeaderChannel::Endpoint& e, grpc::ClientContext& ctx) {
+        SetDeadline(&ctx, kProbeTimeout);
+        v1::ListFabricsRequest req;
+        req.set_page_size(1);
+        v1::ListFabricsResponse resp;
+        return v1::FabricService::NewStub(e.channel)->ListFabrics(&ctx, req,
+                                                                  &resp);
+      },
+      /*retry_safe=*/true, &last);
+  target_ = last.target;
+  stub_ = v1::FabricService::NewStub(last.channel);
+}
+
 Outcome Classify(const grpc::Status& s) {
   switch (s.error_code()) {
     case grpc::StatusCode::OK:
@@ -72,10 +111,11 @@ Outcome Classify(const grpc::Status& s) {
 // --- Storm ------------------------------------------------------------------
 
 Storm::Storm(std::vector<ResourceOps*> ops, FabricInfo fabric,
-             std::string manager_address, Ledger* ledger, StormOptions options)
+             std::vector<std::string> managers, Ledger* ledger,
+             StormOptions options)
     : ops_(std::move(ops)),
       fabric_(std::move(fabric)),
-      address_(std::move(manager_address)),
+      managers_(std::move(managers)),
       ledger_(ledger),
       options_(options) {}
 
@@ -111,16 +151,12 @@ ResourceOps* Storm::OpsFor(const std::string& kind) const {
   return nullptr;
 }
 
-Storm::StubPtr Storm::NewStub() const {
-  return v1::FabricService::NewStub(Dial(address_));
-}
-
 template <typename Until>
-void Storm::DriveCreate(StubPtr* stub, ResourceOps* op, size_t index,
-                        Until until) {
+void Storm::DriveCreate(ManagerConnection* conn, ResourceOps* op,
+                        size_t index, Until until) {
   const std::string request = ledger_->create(index).request;
   while (true) {
-    Attempt a = op->Create(stub->get(), request, options_.rpc_timeout);
+    Attempt a = op->Create(conn->stub(), request, options_.rpc_timeout);
     ledger_->NoteCreateAttempt(index, a.outcome, a.name, a.error);
     if (a.outcome == Outcome::kAcknowledged) {
       ++creates_acknowledged_;
@@ -132,7 +168,7 @@ void Storm::DriveCreate(StubPtr* stub, ResourceOps* op, size_t index,
     }
     ++unknown_attempts_;
     if (until()) return;
-    if (a.code == grpc::StatusCode::UNAVAILABLE) *stub = NewStub();
+    if (a.code == grpc::StatusCode::UNAVAILABLE) conn->Reconnect();
     // A client's pause before retrying (load generation, as a real client
     // backs off), not a wait for a state.
     absl::SleepFor(options_.retry_pause);
@@ -140,12 +176,12 @@ void Storm::DriveCreate(StubPtr* stub, ResourceOps* op, size_t index,
 }
 
 template <typename Until>
-void Storm::DriveDelete(StubPtr* stub, ResourceOps* op, size_t index,
-                        Until until) {
+void Storm::DriveDelete(ManagerConnection* conn, ResourceOps* op,
+                        size_t index, Until until) {
   const DeleteRecord d = ledger_->del(index);
   while (true) {
     Attempt a =
-        op->Delete(stub->get(), d.name, d.request_id, options_.rpc_timeout);
+        op->Delete(conn->stub(), d.name, d.request_id, options_.rpc_timeout);
     ledger_->NoteDeleteAttempt(index, a.outcome, a.error);
     if (a.outcome == Outcome::kAcknowledged) {
       ++deletes_acknowledged_;
@@ -157,7 +193,7 @@ void Storm::DriveDelete(StubPtr* stub, ResourceOps* op, size_t index,
     }
     ++unknown_attempts_;
     if (until()) return;
-    if (a.code == grpc::StatusCode::UNAVAILABLE) *stub = NewStub();
+    if (a.code == grpc::StatusCode::UNAVAILABLE) conn->Reconnect();
     // A client's pause before retrying (load generation, as a real client
     // backs off), not a wait for a state.
     absl::SleepFor(options_.retry_pause);
@@ -165,7 +201,7 @@ void Storm::DriveDelete(StubPtr* stub, ResourceOps* op, size_t index,
 }
 
 void Storm::ClientLoop(int client) {
-  StubPtr stub = NewStub();
+  ManagerConnection conn(managers_);
   Rng rng(options_.seed ^ (0x9e3779b97f4a7c15ull * (client + 1)));
   int total_weight = 0;
   for (ResourceOps* op : ops_) total_weight += std::max(op->weight(), 0);
@@ -194,7 +230,7 @@ void Storm::ClientLoop(int client) {
       d.name = mine[i];
       d.request_id = absl::StrCat("chaos-del-", client, "-", seq);
       const size_t index = ledger_->AddDelete(std::move(d));
-      DriveDelete(&stub, op, index, stopping);
+      DriveDelete(&conn, op, index, stopping);
       // Answered either way, or left unknown for Resolve: not ours any
       // more.
       mine.erase(mine.begin() + i);
@@ -202,7 +238,7 @@ void Storm::ClientLoop(int client) {
     }
     const std::string request_id = absl::StrCat("chaos-new-", client, "-", seq);
     std::optional<NewCreate> create =
-        op->RandomCreate(stub.get(), fabric_, request_id, rng);
+        op->RandomCreate(conn.stub(), fabric_, request_id, rng);
     if (!create.has_value()) {
       // Nothing to create right now: the client pauses as a real one would
       // (load generation), not waiting for a particular state.
@@ -215,14 +251,14 @@ void Storm::ClientLoop(int client) {
     c.spec = create->spec;
     c.request = std::move(create->request);
     const size_t index = ledger_->AddCreate(std::move(c));
-    DriveCreate(&stub, op, index, stopping);
+    DriveCreate(&conn, op, index, stopping);
     const CreateRecord done = ledger_->create(index);
     if (done.outcome == Outcome::kAcknowledged) mine.push_back(done.name);
   }
 }
 
 int Storm::Resolve(absl::Time deadline) {
-  StubPtr stub = NewStub();
+  ManagerConnection conn(managers_);
   auto past_deadline = [deadline] { return absl::Now() >= deadline; };
   int resolved = 0;
   const std::vector<CreateRecord> creates = ledger_->creates();
@@ -230,7 +266,7 @@ int Storm::Resolve(absl::Time deadline) {
     if (creates[i].outcome != Outcome::kUnknown) continue;
     ResourceOps* op = OpsFor(creates[i].kind);
     if (op == nullptr) continue;
-    DriveCreate(&stub, op, i, past_deadline);
+    DriveCreate(&conn, op, i, past_deadline);
     resolved += ledger_->create(i).outcome != Outcome::kUnknown;
   }
   const std::vector<DeleteRecord> deletes = ledger_->deletes();
@@ -238,7 +274,7 @@ int Storm::Resolve(absl::Time deadline) {
     if (deletes[i].outcome != Outcome::kUnknown) continue;
     ResourceOps* op = OpsFor(deletes[i].kind);
     if (op == nullptr) continue;
-    DriveDelete(&stub, op, i, past_deadline);
+    DriveDelete(&conn, op, i, past_deadline);
     resolved += ledger_->del(i).outcome != Outcome::kUnknown;
   }
   return resolved;

@@ -39,6 +39,34 @@ using Rng = std::mt19937_64;
 // `address`, an IPv4 HOST:PORT, with a short reconnect backoff.
 std::shared_ptr<grpc::Channel> Dial(const std::string& address);
 
+// A client's way to the manager: one address, or the managers of an HA
+// pair (issue 14), whose leader it follows through common/leader_channel.h.
+// Not thread-safe: one per client thread.
+class ManagerConnection {
+ public:
+  // `managers`: at least one IPv4 HOST:PORT. With several, the constructor
+  // already looks for the leader (Reconnect).
+  explicit ManagerConnection(std::vector<std::string> managers);
+
+  // The stub calls go through now; valid until the next Reconnect.
+  v1::FabricService::Stub* stub() const { return stub_.get(); }
+  // Where stub() goes.
+  const std::string& target() const { return target_; }
+
+  // After a call on stub() failed with UNAVAILABLE: a fresh channel (gRPC's
+  // reconnect backoff would keep the client away from a restarted manager
+  // for seconds). With several managers, one probe (ListFabrics, retried by
+  // LeaderChannel on the leader a standby names, or on the next address)
+  // finds the leader and the stub goes there; when none answers it goes to
+  // the last address tried.
+  void Reconnect();
+
+ private:
+  const std::vector<std::string> managers_;
+  std::string target_;
+  std::unique_ptr<v1::FabricService::Stub> stub_;
+};
+
 // OK is acknowledged; codes that mean "refused, nothing done" are rejected;
 // the rest (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, ABORTED, INTERNAL,
 // UNKNOWN, ...) leave the outcome unknown.
@@ -142,9 +170,11 @@ struct StormStats {
 // sent.
 class Storm {
  public:
-  // `ops` and `ledger` are not owned and must outlive the storm.
+  // `ops` and `ledger` are not owned and must outlive the storm. `managers`
+  // as for ManagerConnection.
   Storm(std::vector<ResourceOps*> ops, FabricInfo fabric,
-        std::string manager_address, Ledger* ledger, StormOptions options);
+        std::vector<std::string> managers, Ledger* ledger,
+        StormOptions options);
   ~Storm();
 
   void Start();
@@ -162,20 +192,18 @@ class Storm {
  private:
   void ClientLoop(int client);
   // Retries the create or delete at `index` until answered or `until`
-  // returns true. A stub whose channel cannot reach the manager is replaced
-  // by a fresh one: gRPC's own reconnect backoff would keep a client away
-  // from a restarted manager for seconds.
-  using StubPtr = std::unique_ptr<v1::FabricService::Stub>;
+  // returns true; after an UNAVAILABLE, on a reconnected `conn`.
   template <typename Until>
-  void DriveCreate(StubPtr* stub, ResourceOps* op, size_t index, Until until);
+  void DriveCreate(ManagerConnection* conn, ResourceOps* op, size_t index,
+                   Until until);
   template <typename Until>
-  void DriveDelete(StubPtr* stub, ResourceOps* op, size_t index, Until until);
-  StubPtr NewStub() const;
+  void DriveDelete(ManagerConnection* conn, ResourceOps* op, size_t index,
+                   Until until);
   ResourceOps* OpsFor(const std::string& kind) const;
 
   const std::vector<ResourceOps*> ops_;
   const FabricInfo fabric_;
-  const std::string address_;
+  const std::vector<std::string> managers_;
   Ledger* const ledger_;
   const StormOptions options_;
   std::atomic<bool> stop_{false};
