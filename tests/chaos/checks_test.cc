@@ -3,6 +3,7 @@
 // misprogrammed hardware) and must report it, and reports nothing for a clean
 // one.
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -179,6 +180,44 @@ TEST(PlanKillTest, SameSeedSameSchedule) {
               PlanKill(43, cycle, 4, absl::Seconds(2), absl::Seconds(1)).at;
   }
   EXPECT_GT(differ, 0);
+}
+
+TEST(PlanKillTest, EtcdKillsEveryKindAndTheSqliteScheduleStaysTheSame) {
+  std::set<KillKind> kinds;
+  for (int cycle = 0; cycle < 100; ++cycle) {
+    const KillPlan p = PlanKill(7, cycle, 4, absl::Seconds(2),
+                                absl::Milliseconds(500), StoreKind::kEtcd);
+    kinds.insert(p.kind);
+    const bool agent =
+        p.kind == KillKind::kAgent || p.kind == KillKind::kBoth;
+    if (agent) {
+      EXPECT_GE(p.agent, 0);
+      EXPECT_LT(p.agent, 4);
+    } else {
+      EXPECT_EQ(p.agent, -1) << KillKindName(p.kind);
+    }
+    if (p.kind == KillKind::kEtcdMember) {
+      EXPECT_GE(p.member, 0);
+      EXPECT_LT(p.member, 3);
+    } else {
+      EXPECT_EQ(p.member, -1) << KillKindName(p.kind);
+    }
+    // SQLite: only the three kinds it always had.
+    const KillPlan q =
+        PlanKill(7, cycle, 4, absl::Seconds(2), absl::Milliseconds(500));
+    EXPECT_TRUE(q.kind == KillKind::kManager || q.kind == KillKind::kAgent ||
+                q.kind == KillKind::kBoth);
+  }
+  EXPECT_EQ(kinds.size(), 5u);
+  // Seed 2's first cycles, as the SQLite smoke test's comment names them.
+  const auto kind = [](int cycle) {
+    return PlanKill(2, cycle, 4, absl::Milliseconds(1500),
+                    absl::Milliseconds(500))
+        .kind;
+  };
+  EXPECT_EQ(kind(0), KillKind::kManager);
+  EXPECT_EQ(kind(1), KillKind::kAgent);
+  EXPECT_EQ(kind(2), KillKind::kBoth);
 }
 
 // A ring of four simulated bridges programmed as the core model says, with
