@@ -244,6 +244,7 @@ class EtcdLeaderElection final : public LeaderElection {
       if (campaign_ctx_ != nullptr) campaign_ctx_->TryCancel();
       was_leader = leader_key_.has_value();
       leader_key_.reset();
+      unreachable_ = false;
     }
     std::fprintf(stderr, "leader_election: lease %llx lost: %s\n",
                  static_cast<unsigned long long>(lease),
@@ -262,11 +263,67 @@ class EtcdLeaderElection final : public LeaderElection {
         return false;
       }
       leader_key_ = key;
+      unreachable_ = false;
     }
     if (callbacks_.on_elected) {
       callbacks_.on_elected(Fence{key.key(), key.rev()});
     }
     return true;
+  }
+
+  // Leading on `lease`, no keep-alive was acknowledged for a TTL, and
+  // on_unreachable is set: keep the key, say so once. False when not
+  // leading on `lease` (the caller deposes as before).
+  bool Unreachable(int64_t lease, const absl::Status& cause) {
+    absl::MutexLock cb(&cb_mu_);
+    {
+      absl::MutexLock l(&mu_);
+      if (lease_ != lease || lease_lost_ || !leader_key_.has_value()) {
+        return false;
+      }
+      if (unreachable_) return true;
+      unreachable_ = true;
+    }
+    std::fprintf(stderr,
+                 "leader_election: lease %llx unconfirmed for a TTL (%s); "
+                 "still holding the election key, renewing\n",
+                 static_cast<unsigned long long>(lease),
+                 cause.ToString().c_str());
+    callbacks_.on_unreachable(cause);
+    return true;
+  }
+
+  // A keep-alive of `lease` was answered with the lease alive after
+  // Unreachable: the key must still be ours (etcd may have lost it in
+  // between, e.g. revoked); on_reachable if so, deposed if not.
+  void Reachable(int64_t lease) {
+    std::optional<v3electionpb::LeaderKey> key;
+    {
+      absl::MutexLock l(&mu_);
+      if (!unreachable_ || lease_ != lease) return;
+      key = leader_key_;
+    }
+    if (!key.has_value()) return;
+    absl::Status held = CheckKey(*key);
+    if (absl::IsNotFound(held)) {
+      LeaseLost(lease, "the election key is gone after etcd came back");
+      return;
+    }
+    if (!held.ok()) return;  // still unreachable: the next round retries
+    absl::MutexLock cb(&cb_mu_);
+    {
+      absl::MutexLock l(&mu_);
+      if (!unreachable_ || lease_ != lease || !leader_key_.has_value() ||
+          leader_key_->rev() != key->rev()) {
+        return;
+      }
+      unreachable_ = false;
+    }
+    std::fprintf(stderr,
+                 "leader_election: etcd answers again; lease %llx and the "
+                 "election key are still ours\n",
+                 static_cast<unsigned long long>(lease));
+    if (callbacks_.on_reachable) callbacks_.on_reachable();
   }
 
   void Observed(std::optional<LeaderInfo> info) {
@@ -288,6 +345,7 @@ class EtcdLeaderElection final : public LeaderElection {
           info->create_revision > leader_key_->rev()) {
         lost = true;
         leader_key_.reset();
+        unreachable_ = false;
         lease_lost_ = true;  // grant a fresh lease; revoking the old one
                              // deletes our key if it is still there
         if (campaign_ctx_ != nullptr) campaign_ctx_->TryCancel();
@@ -306,6 +364,10 @@ class EtcdLeaderElection final : public LeaderElection {
   void KeepAliveLoop() {
     absl::StatusCode last_error = absl::StatusCode::kOk;
     absl::Time next = absl::Now();
+    // After a failed round, the next one waits `retry` at least (a lease
+    // whose last ack is old would otherwise be retried in a busy loop while
+    // etcd is unreachable).
+    absl::Time not_before = absl::InfinitePast();
     for (;;) {
       int64_t lease;
       absl::Duration ttl;
@@ -313,7 +375,7 @@ class EtcdLeaderElection final : public LeaderElection {
       bool skip;
       {
         absl::MutexLock l(&mu_);
-        next = std::min(next, last_ack_ + ttl_ / 3);
+        next = std::max(std::min(next, last_ack_ + ttl_ / 3), not_before);
         mu_.AwaitWithDeadline(absl::Condition(&stopping_), next);
         if (stopping_) return;
         lease = lease_;
@@ -326,32 +388,41 @@ class EtcdLeaderElection final : public LeaderElection {
       if (skip) {
         if (sent - last_ack >= ttl) LeaseLost(lease, "no keep-alive sent");
         next = sent + retry;
+        not_before = next;
         continue;
       }
       absl::StatusOr<int64_t> answered = KeepAliveOnce(lease, ttl);
       if (answered.ok() && *answered > 0) {
         last_error = absl::StatusCode::kOk;
-        absl::MutexLock l(&mu_);
-        if (lease_ == lease) {
-          // etcd renewed after `sent`: the lease lives at least until
-          // sent + TTL.
-          last_ack_ = sent;
-          ttl_ = absl::Seconds(*answered);
+        {
+          absl::MutexLock l(&mu_);
+          if (lease_ == lease) {
+            // etcd renewed after `sent`: the lease lives at least until
+            // sent + TTL.
+            last_ack_ = sent;
+            ttl_ = absl::Seconds(*answered);
+          }
+          next = sent + ttl_ / 3;
         }
-        next = sent + ttl_ / 3;
+        not_before = absl::InfinitePast();
+        Reachable(lease);
         continue;
       }
       if (answered.ok()) {
         LeaseLost(lease, "keep-alive answered TTL 0 (expired)");
       } else if (absl::Now() - last_ack >= ttl) {
-        LeaseLost(lease, absl::StrCat("no keep-alive acknowledged within the "
-                                      "TTL: ",
-                                      answered.status().ToString()));
+        if (!callbacks_.on_unreachable ||
+            !Unreachable(lease, answered.status())) {
+          LeaseLost(lease,
+                    absl::StrCat("no keep-alive acknowledged within the TTL: ",
+                                 answered.status().ToString()));
+        }
       } else if (!answered.status().ok() &&
                  answered.status().code() != absl::StatusCode::kCancelled) {
         LogFailure(answered.status(), &last_error);
       }
       next = absl::Now() + retry;
+      not_before = next;
     }
   }
 
@@ -527,6 +598,9 @@ class EtcdLeaderElection final : public LeaderElection {
   absl::Time last_ack_ ABSL_GUARDED_BY(mu_);
   // lease_ expired or may have: the campaign thread grants a new one.
   bool lease_lost_ ABSL_GUARDED_BY(mu_) = false;
+  // Leading, but no keep-alive was acknowledged for a TTL (on_unreachable
+  // ran); cleared by on_reachable or on losing the key.
+  bool unreachable_ ABSL_GUARDED_BY(mu_) = false;
   // Set while leading.
   std::optional<v3electionpb::LeaderKey> leader_key_ ABSL_GUARDED_BY(mu_);
   std::optional<LeaderInfo> leader_ ABSL_GUARDED_BY(mu_);

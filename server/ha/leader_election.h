@@ -13,12 +13,14 @@
 //      last keep-alive and another manager's Campaign returns.
 //
 // Losing leadership (a keep-alive answered with TTL 0 or failing past the
-// TTL, or the observed leader key no longer being ours) calls on_lost once,
+// TTL, unless on_unreachable is set, or the observed leader key no longer
+// being ours) calls on_lost once,
 // after which is_leader() is false; a deposed leader cannot write anyway,
 // since its fence compare fails. It may Campaign again.
 //
 // Thread-safe. The callbacks run on the election's own threads, one at a
-// time and in order (on_elected and on_lost alternate), must not block for
+// time and in order (on_elected and on_lost alternate; on_unreachable and
+// on_reachable alternate between them), must not block for
 // long, and must not call Resign() or destroy the election. The destructor
 // calls none of them.
 #ifndef FABRIC_SERVER_HA_LEADER_ELECTION_H_
@@ -30,6 +32,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/store/etcd/etcd_client.h"
@@ -64,6 +67,17 @@ class LeaderElection {
     // The leader changed (nullopt: none right now), as Observe reports it;
     // also for this manager's own election.
     std::function<void(const std::optional<LeaderInfo>&)> on_leader;
+    // Optional, together. When set, a leader whose keep-alives fail (etcd
+    // unreachable or without quorum: `cause` is etcd's error) for a whole
+    // TTL is not deposed: on_unreachable runs once, it keeps its key (and
+    // fence) and goes on sending keep-alives on the same lease. Once one is
+    // answered with the lease alive and the key is still ours, on_reachable
+    // runs; a keep-alive answered with TTL 0, a key no longer ours or a
+    // newer key observed deposes it (on_lost). Unset: such a leader is
+    // deposed after the TTL (on_lost). A leader without quorum cannot
+    // commit either way: its fenced writes fail.
+    std::function<void(const absl::Status& cause)> on_unreachable;
+    std::function<void()> on_reachable;
   };
 
   // Grants the lease, starts keeping it alive and observing, and starts

@@ -33,6 +33,9 @@ struct Manager {
   bool alternated ABSL_GUARDED_BY(mu) = true;
   absl::Time elected_at ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   std::string seen_leader ABSL_GUARDED_BY(mu);  // on_leader's last address
+  // With on_unreachable/on_reachable set (Add's keep_key_unreachable).
+  int unreachable ABSL_GUARDED_BY(mu) = 0;
+  int reachable ABSL_GUARDED_BY(mu) = 0;
 
   int Elected() {
     absl::MutexLock l(&mu);
@@ -62,8 +65,9 @@ class LeaderElectionTest : public ::testing::Test {
     kv_ = etcdserverpb::KV::NewStub(*channel);
   }
 
-  // Starts a manager named `address` campaigning on the test's prefix.
-  Manager* Add(const std::string& address) {
+  // Starts a manager named `address` campaigning on the test's prefix;
+  // with `keep_key_unreachable`, it sets on_unreachable and on_reachable.
+  Manager* Add(const std::string& address, bool keep_key_unreachable = false) {
     auto m = std::make_unique<Manager>();
     m->address = address;
     Manager* raw = m.get();
@@ -85,6 +89,16 @@ class LeaderElectionTest : public ::testing::Test {
       absl::MutexLock l(&raw->mu);
       raw->seen_leader = info.has_value() ? info->address : "";
     };
+    if (keep_key_unreachable) {
+      cb.on_unreachable = [raw](const absl::Status&) {
+        absl::MutexLock l(&raw->mu);
+        ++raw->unreachable;
+      };
+      cb.on_reachable = [raw] {
+        absl::MutexLock l(&raw->mu);
+        ++raw->reachable;
+      };
+    }
     ElectionOptions options;
     options.client = client_;
     options.prefix = "/fabric-test";
@@ -292,6 +306,49 @@ TEST_F(LeaderElectionTest, LeadershipRecoversWhenEtcdsRaftLeaderDies) {
   Manager* leader = WaitForOneLeader();
   ASSERT_NE(leader, nullptr);
   EXPECT_TRUE(FencedPut(*leader->election->fence()));
+}
+
+// With on_unreachable set, a leader that loses etcd's quorum keeps its key
+// (no manager can win meanwhile) and goes on leading once quorum returns.
+TEST_F(LeaderElectionTest, LeaderKeepsItsKeyThroughQuorumLossWhenAsked) {
+  Manager* a = Add("a:1", /*keep_key_unreachable=*/true);
+  ASSERT_NE(a, nullptr);
+  ASSERT_EQ(WaitForOneLeader(), a);
+  Manager* b = Add("b:1");
+  ASSERT_NE(b, nullptr);
+  const std::optional<store::Fence> fence = a->election->fence();
+  ASSERT_TRUE(fence.has_value());
+
+  etcd_->Kill(1);
+  etcd_->Kill(2);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::MutexLock l(&a->mu);
+        return a->unreachable == 1;
+      },
+      absl::Seconds(20)));
+  EXPECT_TRUE(a->election->is_leader());
+  EXPECT_EQ(a->Lost(), 0);
+
+  ASSERT_TRUE(etcd_->Restart(1).ok());
+  ASSERT_TRUE(etcd_->Restart(2).ok());
+  ASSERT_TRUE(etcd_->WaitHealthy(absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::MutexLock l(&a->mu);
+        return a->reachable == 1;
+      },
+      absl::Seconds(20)));
+  EXPECT_TRUE(a->election->is_leader());
+  ASSERT_TRUE(a->election->fence().has_value());
+  EXPECT_EQ(a->election->fence()->create_revision, fence->create_revision);
+  EXPECT_EQ(CreateRevision(fence->key), fence->create_revision);
+  EXPECT_EQ(a->Lost(), 0);
+  EXPECT_EQ(b->Elected(), 0);
+  {
+    absl::MutexLock l(&a->mu);
+    EXPECT_EQ(a->unreachable, 1);
+  }
 }
 
 TEST_F(LeaderElectionTest, ResignHandsOverAndOnlyOnce) {
