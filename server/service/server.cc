@@ -91,12 +91,15 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
       address,
       ListeningCredentials(options),
       &s->port_);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
   if (options.audit != nullptr) {
-    std::vector<
-        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-        interceptors;
     interceptors.push_back(
         std::make_unique<AuditInterceptorFactory>(options.audit));
+  }
+  for (const auto& make : options.interceptors) interceptors.push_back(make());
+  if (!interceptors.empty()) {
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
   }
   builder.RegisterService(&s->fabric_);

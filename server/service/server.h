@@ -5,11 +5,14 @@
 #define FABRIC_SERVER_SERVICE_SERVER_H_
 
 #include <grpcpp/server.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -82,6 +85,11 @@ struct ServerOptions {
   bool reuse_port = false;
   // The graces of offers (WatchOffers, server/offers/offer_book.h).
   offers::OfferBookOptions offers;
+  // More server interceptors, each made once per Start and run after the
+  // audit's: the HA leader's stale-read marker (ha/store_gate.h).
+  std::vector<std::function<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>()>>
+      interceptors;
 };
 
 // A running gRPC server. Not copyable; Shutdown() is idempotent and also
