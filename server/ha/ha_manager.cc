@@ -31,6 +31,9 @@ absl::StatusOr<std::unique_ptr<HaManager>> HaManager::Start(
     absl::MutexLock l(&ha->mu_);
     ha->standby_ = *std::move(standby);
   }
+  ha->gate_ = std::make_unique<StoreGate>(
+      store, StoreGateOptions{.clock = ha->options_.clock},
+      [raw = ha.get()](const absl::Status&) { raw->Post({Event::kLost, {}}); });
   ha->loop_ = std::thread([raw = ha.get()] { raw->Loop(); });
 
   ElectionOptions election = ha->options_.election;
@@ -41,6 +44,10 @@ absl::StatusOr<std::unique_ptr<HaManager>> HaManager::Start(
     raw->Post({Event::kElected, fence});
   };
   callbacks.on_lost = [raw] { raw->Post({Event::kLost, {}}); };
+  callbacks.on_unreachable = [gate = ha->gate_.get()](const absl::Status& s) {
+    gate->LeaseUnconfirmed(s);
+  };
+  callbacks.on_reachable = [gate = ha->gate_.get()] { gate->LeaseConfirmed(); };
   callbacks.on_leader = [raw](const std::optional<LeaderInfo>& leader) {
     absl::MutexLock l(&raw->mu_);
     if (raw->standby_ == nullptr) return;
@@ -130,7 +137,8 @@ absl::Status HaManager::TakeOver(const store::Fence& fence) {
   // conditioned on this leadership.
   store_->SetFence(fence, [this] { Post({Event::kLost, {}}); });
   absl::StatusOr<std::unique_ptr<service::FabricManager>> manager =
-      service::FabricManager::Open(store_, options_.clock, options_.manager);
+      service::FabricManager::Open(gate_.get(), options_.clock,
+                                   options_.manager);
   if (!manager.ok()) {
     return absl::Status(manager.status().code(),
                         absl::StrCat("loading the state: ",
@@ -144,6 +152,9 @@ absl::Status HaManager::TakeOver(const store::Fence& fence) {
   // this manager, and clients try here again (LeaderChannel::Observe).
   service::ServerOptions server_options = options_.server;
   server_options.managers = registry_.get();
+  server_options.interceptors.push_back([gate = gate_.get()] {
+    return std::make_unique<StaleReadsInterceptorFactory>(gate);
+  });
   absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
       service::GrpcServer::Start(manager->get(), address_, server_options);
   if (!server.ok()) {
@@ -205,6 +216,7 @@ void HaManager::Shutdown() {
   registry_.reset();  // reads the election's lease
   // Last: another manager takes over only once this one stopped serving.
   election_.reset();
+  gate_.reset();
 }
 
 }  // namespace fabric::ha

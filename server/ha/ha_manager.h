@@ -12,6 +12,12 @@
 //             port), and only then the standby server stops: the port is
 //             never closed, so clients are never refused a connection by
 //             the switch.
+//   degraded: etcd is unreachable or without quorum (the lease could not be
+//             renewed for a TTL, or a write failed UNAVAILABLE): the leader
+//             goes on serving reads of its memory, marked stale, and refuses
+//             mutations (StoreGate, store_gate.h); it continues once etcd
+//             answers with its key still there, or steps down (as lost)
+//             when a write's outcome is unknown.
 //   lost:     (the election noticed, or a fenced write failed) the real
 //             services stop at once and Wait() returns ABORTED: the process
 //             exits, and systemd (Restart=always) or the operator starts it
@@ -37,6 +43,7 @@
 #include "server/ha/leader_election.h"
 #include "server/ha/manager_registry.h"
 #include "server/ha/standby_server.h"
+#include "server/ha/store_gate.h"
 #include "server/service/manager.h"
 #include "server/service/manager_options.h"
 #include "server/service/server.h"
@@ -106,6 +113,8 @@ class HaManager {
 
   store::EtcdStore* const store_;
   const HaOptions options_;
+  // The leader's manager writes through it (degraded mode); reset last.
+  std::unique_ptr<StoreGate> gate_;
   std::string address_;
   std::unique_ptr<LeaderElection> election_;
   // This manager's record for ListManagers (fabricctl get managers), on the
