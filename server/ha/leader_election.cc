@@ -298,13 +298,16 @@ class EtcdLeaderElection final : public LeaderElection {
   // between, e.g. revoked); on_reachable if so, deposed if not.
   void Reachable(int64_t lease) {
     std::optional<v3electionpb::LeaderKey> key;
+    absl::Duration ttl;
     {
       absl::MutexLock l(&mu_);
       if (!unreachable_ || lease_ != lease) return;
       key = leader_key_;
+      ttl = ttl_;
     }
     if (!key.has_value()) return;
-    absl::Status held = CheckKey(*key);
+    // Within a keep-alive round's time, so the next round is not late.
+    absl::Status held = CheckKey(*key, ttl / 3);
     if (absl::IsNotFound(held)) {
       LeaseLost(lease, "the election key is gone after etcd came back");
       return;
@@ -455,12 +458,15 @@ class EtcdLeaderElection final : public LeaderElection {
 
   // The key Campaign returned still exists at its revision on our lease
   // (Campaign can return after the lease expired while it waited).
-  absl::Status CheckKey(const v3electionpb::LeaderKey& key) {
+  // Within `timeout` (default: the client's rpc timeout).
+  absl::Status CheckKey(const v3electionpb::LeaderKey& key,
+                        std::optional<absl::Duration> timeout = std::nullopt) {
     etcdserverpb::RangeRequest req;
     req.set_key(key.key());
     etcdserverpb::RangeResponse resp;
     grpc::ClientContext ctx;
-    ctx.set_deadline(store::EtcdDeadline(options_.client));
+    ctx.set_deadline(absl::ToChronoTime(
+        absl::Now() + timeout.value_or(options_.client.rpc_timeout)));
     grpc::Status s = kv_stub_->Range(&ctx, req, &resp);
     if (!s.ok()) return EtcdError("Range", s);
     if (resp.kvs_size() != 1 || resp.kvs(0).create_revision() != key.rev() ||

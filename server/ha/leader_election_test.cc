@@ -45,6 +45,14 @@ struct Manager {
     absl::MutexLock l(&mu);
     return lost;
   }
+  int Unreachable() {
+    absl::MutexLock l(&mu);
+    return unreachable;
+  }
+  int Reachable() {
+    absl::MutexLock l(&mu);
+    return reachable;
+  }
   std::string SeenLeader() {
     absl::MutexLock l(&mu);
     return seen_leader;
@@ -321,34 +329,23 @@ TEST_F(LeaderElectionTest, LeaderKeepsItsKeyThroughQuorumLossWhenAsked) {
 
   etcd_->Kill(1);
   etcd_->Kill(2);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        absl::MutexLock l(&a->mu);
-        return a->unreachable == 1;
-      },
-      absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor([&] { return a->Unreachable() == 1; },
+                      absl::Seconds(20)));
   EXPECT_TRUE(a->election->is_leader());
   EXPECT_EQ(a->Lost(), 0);
 
   ASSERT_TRUE(etcd_->Restart(1).ok());
   ASSERT_TRUE(etcd_->Restart(2).ok());
   ASSERT_TRUE(etcd_->WaitHealthy(absl::Seconds(20)));
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        absl::MutexLock l(&a->mu);
-        return a->reachable == 1;
-      },
-      absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor([&] { return a->Reachable() == 1; },
+                      absl::Seconds(20)));
   EXPECT_TRUE(a->election->is_leader());
   ASSERT_TRUE(a->election->fence().has_value());
   EXPECT_EQ(a->election->fence()->create_revision, fence->create_revision);
   EXPECT_EQ(CreateRevision(fence->key), fence->create_revision);
   EXPECT_EQ(a->Lost(), 0);
   EXPECT_EQ(b->Elected(), 0);
-  {
-    absl::MutexLock l(&a->mu);
-    EXPECT_EQ(a->unreachable, 1);
-  }
+  EXPECT_EQ(a->Unreachable(), 1);
 }
 
 TEST_F(LeaderElectionTest, ResignHandsOverAndOnlyOnce) {
