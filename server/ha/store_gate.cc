@@ -153,7 +153,7 @@ void StoreGate::ProbeLoop() {
 
 grpc::experimental::Interceptor*
 StaleReadsInterceptorFactory::CreateServerInterceptor(
-    grpc::experimental::ServerRpcInfo* info) {
+    grpc::experimental::ServerRpcInfo* /*info*/) {
   return new StaleReadsInterceptor(gate_);
 }
 
