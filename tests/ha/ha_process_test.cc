@@ -554,6 +554,29 @@ std::optional<std::string> StaleMetadata(const std::string& address) {
   return std::string(it->second.data(), it->second.size());
 }
 
+// The etcd tests' storm: kStormClients clients of kStormPerClient
+// allocations each (StartStorm) into *threads; true once 8 are
+// acknowledged (within 20 s).
+constexpr int kStormClients = 4;
+constexpr int kStormPerClient = 12;
+bool StartEtcdStorm(FabricClient& client, Ledger& ledger,
+                    const std::string& prefix,
+                    std::vector<std::thread>* threads) {
+  *threads =
+      StartStorm(client, ledger, prefix, kStormClients, kStormPerClient);
+  return WaitFor([&] { return ledger.size() >= 8; }, absl::Seconds(20));
+}
+
+// True once `address` answers reads marked stale (within 20 s).
+bool WaitStale(const std::string& address) {
+  return WaitFor(
+      [&] {
+        std::optional<std::string> stale = StaleMetadata(address);
+        return stale.has_value() && !stale->empty();
+      },
+      absl::Seconds(20));
+}
+
 TEST_F(HaProcessTest, EtcdMemberLoss) {
   // Member 0 (the managers' etcd connection: the first endpoint) leads
   // raft, so losing member 2 then member 1 loses a follower, then quorum.
@@ -563,20 +586,16 @@ TEST_F(HaProcessTest, EtcdMemberLoss) {
   HaProcess& m1 = manager(0);
 
   // (1) One member lost during a storm: service goes on.
-  constexpr int kClients = 4;
-  constexpr int kPerClient = 12;
   Ledger ledger;
-  std::vector<std::thread> clients =
-      StartStorm(*client, ledger, "member", kClients, kPerClient);
-  const bool stormed =
-      WaitFor([&] { return ledger.size() >= 8; }, absl::Seconds(20));
+  std::vector<std::thread> clients;
+  const bool stormed = StartEtcdStorm(*client, ledger, "member", &clients);
   etcd_->Kill(2);
   const int acked_at_kill = ledger.size();
   for (std::thread& t : clients) t.join();
   ASSERT_TRUE(stormed) << "the storm did not start";
   EXPECT_TRUE(ledger.failures().empty())
       << absl::StrJoin(ledger.failures(), "\n");
-  EXPECT_LT(acked_at_kill, kClients * kPerClient)
+  EXPECT_LT(acked_at_kill, kStormClients * kStormPerClient)
       << "the storm was over before the kill";
   int code = -1;
   ASSERT_FALSE(m1.m.child.TryWait(&code))
@@ -590,17 +609,12 @@ TEST_F(HaProcessTest, EtcdMemberLoss) {
   // stale, and refuses mutations naming the cause.
   const absl::Time lost = absl::Now();
   etcd_->Kill(1);
-  std::optional<std::string> stale;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        stale = StaleMetadata(m1.address());
-        return stale.has_value() && !stale->empty();
-      },
-      absl::Seconds(20)))
+  ASSERT_TRUE(WaitStale(m1.address()))
       << "the leader never marked its reads stale: "
       << proctest::ReadFile(m1.log);
   const absl::Duration degraded_after = absl::Now() - lost;
-  EXPECT_THAT(*stale, ::testing::HasSubstr("etcd unreachable since "));
+  EXPECT_THAT(StaleMetadata(m1.address()).value_or(""),
+              ::testing::HasSubstr("etcd unreachable since "));
   std::unique_ptr<FabricClient> on_m1 =
       Client(m1.address(), absl::Seconds(5), /*attempts=*/1);
   absl::StatusOr<v1::Allocation> refused =
@@ -658,30 +672,21 @@ TEST_F(HaProcessTest, QuorumLossDuringStorm) {
   ASSERT_NE(client, nullptr);
   HaProcess& m1 = manager(0);
   HaProcess& m2 = manager(1);
-  constexpr int kClients = 4;
-  constexpr int kPerClient = 12;
   Ledger ledger;
-  std::vector<std::thread> clients =
-      StartStorm(*client, ledger, "storm", kClients, kPerClient);
-  const bool stormed =
-      WaitFor([&] { return ledger.size() >= 8; }, absl::Seconds(20));
+  std::vector<std::thread> clients;
+  const bool stormed = StartEtcdStorm(*client, ledger, "storm", &clients);
   etcd_->Kill(1);
   etcd_->Kill(2);
   const int acked_at_kill = ledger.size();
   // Degraded: reads go on, marked stale.
-  const bool marked = WaitFor(
-      [&] {
-        std::optional<std::string> stale = StaleMetadata(m1.address());
-        return stale.has_value() && !stale->empty();
-      },
-      absl::Seconds(20));
+  const bool marked = WaitStale(m1.address());
   const absl::Time restarted = absl::Now();
   ASSERT_TRUE(etcd_->Restart(1).ok());
   ASSERT_TRUE(etcd_->Restart(2).ok());
   for (std::thread& t : clients) t.join();
   ASSERT_TRUE(stormed) << "the storm did not start";
   EXPECT_TRUE(marked) << proctest::ReadFile(m1.log);
-  EXPECT_LT(acked_at_kill, kClients * kPerClient)
+  EXPECT_LT(acked_at_kill, kStormClients * kStormPerClient)
       << "the storm was over before quorum was lost";
   EXPECT_TRUE(ledger.failures().empty())
       << absl::StrJoin(ledger.failures(), "\n");
