@@ -148,15 +148,15 @@ TEST(StandbyServerTest, MutualTlsAnswersOnlyAdmittedCallers) {
   EXPECT_TRUE(IsStandbyAnswer(s)) << s.error_message();
   EXPECT_EQ(leader, "10.0.0.1:7070");
 
-  // A node may not call the fabric service: the policy refuses it before
-  // the standby says anything, as the leader would.
+  // A node may not delete fabrics: the policy refuses it before the
+  // standby says anything, as the leader would.
   auto node = security::NewConnectionChannel(
       target, security::ChannelCredentials(
                   (*pki)->Issue("node", "n1"),
                   security::PeerRequirement::AnyManager()));
   grpc::ClientContext ctx;
-  v1::Allocation out;
-  s = v1::FabricService::NewStub(node)->CreateAllocation(&ctx, {}, &out);
+  v1::Fabric out;
+  s = v1::FabricService::NewStub(node)->DeleteFabric(&ctx, {}, &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
       << s.error_message();
   EXPECT_EQ(LeaderOf(ctx), std::nullopt);
