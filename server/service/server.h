@@ -92,14 +92,14 @@ struct ServerOptions {
       interceptors;
 };
 
-// A running gRPC server. Not copyable; Shutdown() is idempotent and also
-// runs on destruction.
 // The credentials every manager listener uses (the leader's and a
 // standby's): options.tls, with the AuthProcessor that applies the policy
 // (options.policy, else the default) and audits refusals to options.audit.
 std::shared_ptr<grpc::ServerCredentials> ListeningCredentials(
     const ServerOptions& options);
 
+// A running gRPC server. Not copyable; Shutdown() is idempotent and also
+// runs on destruction.
 class GrpcServer {
  public:
   // Listens on `address` (HOST:PORT; port 0 picks a free one). `manager` is
