@@ -13,6 +13,7 @@
 #include "common/leader_channel.h"
 #include "common/security/tls_flags.h"
 #include "common/units.h"
+#include "client/args.h"
 #include "client/fabric_client.h"
 #include "device_plugin/claimer.h"
 #include "device_plugin/claimer_impl.h"
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
   std::string memory_chunk = "1Gi";
   std::string pod_resources_socket =
       "/var/lib/kubelet/pod-resources/kubelet.sock";
+  std::string release_grace = "30s";
+  std::string pod_resources_interval = "10s";
   app.add_option("--manager", manager,
                  "fabric-manager address HOST:PORT, or the managers of an HA "
                  "fabric HOST:PORT,HOST:PORT,... whose leader is followed")
@@ -50,6 +53,13 @@ int main(int argc, char** argv) {
   app.add_option("--pod-resources-socket", pod_resources_socket,
                  "the kubelet's PodResources API socket (which devices pods "
                  "still hold)")
+      ->capture_default_str();
+  app.add_option("--release-grace", release_grace,
+                 "a held device that no pod lists for this long is released")
+      ->capture_default_str();
+  app.add_option("--pod-resources-interval", pod_resources_interval,
+                 "how often the PodResources API is asked which devices "
+                 "pods hold")
       ->capture_default_str();
   fabric::security::TlsConfig tls;
   fabric::security::AddTlsFlags(app, &tls);
@@ -88,6 +98,17 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto grace = fabric::client::ParseDurationFlag(release_grace,
+                                                "--release-grace");
+  auto interval = fabric::client::ParseDurationFlag(
+      pod_resources_interval, "--pod-resources-interval");
+  for (const absl::Status& s : {grace.status(), interval.status()}) {
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return 2;
+    }
+  }
+
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -110,6 +131,8 @@ int main(int argc, char** argv) {
   // lists for the grace period is released.
   fabric::device_plugin::PodResourcesGcOptions gc_options;
   gc_options.socket = pod_resources_socket;
+  gc_options.grace = *grace;
+  gc_options.interval = *interval;
   fabric::device_plugin::PodResourcesGc gc(gc_options, claimer.get());
 
   fabric::device_plugin::DeviceTable table;
