@@ -460,6 +460,34 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
       wait))
       << kubelet.Devices(kMemoryResource).DebugString();
 
+  // 6b. The lender's agent dies: its devices turn Unhealthy; restarted,
+  // Healthy again.
+  agents_[1]->Signal(SIGKILL);
+  agents_[1]->Wait();
+  ASSERT_TRUE(kubelet.WaitForDevices(
+      kVfResource,
+      [](const DeviceList& l) { return AllWithPrefix(l, "vf-n1-", "Unhealthy"); },
+      wait))
+      << kubelet.Devices(kVfResource).DebugString() << Logs(*a);
+  agents_[1] = StartAgent(1);
+  ASSERT_TRUE(WaitNodeReady("n1"));
+  ASSERT_TRUE(kubelet.WaitForDevices(
+      kVfResource,
+      [&](const DeviceList& l) {
+        return Ids(l) == all_vfs && AllWithPrefix(l, "vf-n1-", "Healthy");
+      },
+      wait))
+      << kubelet.Devices(kVfResource).DebugString() << Logs(*a);
+  ASSERT_TRUE(kubelet.WaitForDevices(
+      kMemoryResource,
+      [&](const DeviceList& l) {
+        return Ids(l).count(mem[0]) == 1 &&
+               AllWithPrefix(l, "mem-n1-", "Healthy");
+      },
+      wait))
+      << kubelet.Devices(kMemoryResource).DebugString();
+  EXPECT_EQ(LiveClaims("n0"), std::set<std::string>{claim_of[mem[0]]});
+
   // 7. A kubelet restart (sockets deleted): the plugin registers again.
   const size_t before_restart = kubelet.registrations().size();
   ASSERT_TRUE(kubelet.Restart().ok());
