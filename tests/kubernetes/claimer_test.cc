@@ -16,28 +16,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/process/process_util.h"
-#include "tests/process/test_transport.h"
+#include "tests/kubernetes/lending_fabric.h"
 
 namespace fabric::device_plugin {
 namespace {
 
-using ::fabric::proctest::BinDir;
-using ::fabric::proctest::Child;
-using ::fabric::proctest::Manager;
-using ::fabric::proctest::ReadFile;
-using ::fabric::proctest::StartManager;
 using ::fabric::proctest::TempDir;
-using ::fabric::proctest::Transport;
-using ::fabric::proctest::WaitFor;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using ::testing::UnorderedElementsAre;
 
-constexpr uint64_t kMmioBase = 0x300'0000'0000ull;  // one_pf.json's default
-constexpr uint64_t kMmioSize = 64ull << 30;
 constexpr uint64_t kChunk = 4 << 20;
 constexpr char kVfResource[] = "pciefabric.dev/vf-8086-154c";
 constexpr char kVfEnv[] = "PCIDEVICE_PCIEFABRIC_DEV_VF_8086_154C";
@@ -48,74 +38,16 @@ class ClaimerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     cdi_dir_ = dir_.path() + "/cdi";
-    std::vector<std::string> flags = tls_.ManagerFlags();
-    flags.insert(flags.end(), {"--heartbeat-timeout", "600ms",
-                               "--heartbeat-interval", "100ms"});
-    manager_ = std::make_unique<Manager>(StartManager(
-        dir_.path() + "/fabric.db", dir_.path() + "/manager.log", flags));
-    ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
-    address_ = absl::StrCat("127.0.0.1:", manager_->port);
-    admin_ = client::FabricClient::Connect(address_, tls_.Admin(), {});
-    v1::CreateFabricRequest req;
-    v1::FabricSpec* spec = req.mutable_spec();
-    spec->set_name("lab");
-    spec->set_topology(v1::RING);
-    spec->set_default_export_size(64 << 20);
-    for (int i = 0; i < 3; ++i) {
-      v1::NodeSpec* n = spec->add_nodes();
-      n->set_name(absl::StrCat("n", i));
-      if (i == 1) {
-        n->set_mmio_base(kMmioBase);
-        n->set_mmio_size(kMmioSize);
-      }
-    }
-    ASSERT_TRUE(admin_->CreateFabric(req).ok());
-    for (int i = 0; i < 3; ++i) agents_.push_back(StartAgent(i));
-    for (int i = 0; i < 3; ++i) ASSERT_TRUE(WaitNodeReady(absl::StrCat("n", i)));
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          absl::StatusOr<std::vector<v1::VirtualFunction>> vfs = Vfs();
-          return vfs.ok() && vfs->size() == 8 &&
-                 vfs->back().health() == v1::VirtualFunction::HEALTHY;
-        },
-        absl::Seconds(10)));
+    absl::Status started = fabric_.Start(dir_.path());
+    ASSERT_TRUE(started.ok()) << started << fabric_.ManagerLog();
     // The plugin's identity: its claims are owned by user/dp-n0.
     plugin_client_ = std::shared_ptr<client::FabricClient>(
-        client::FabricClient::Connect(address_, tls_.User("dp-n0", "admin"),
-                                      {}));
-  }
-
-  std::unique_ptr<Child> StartAgent(int i) {
-    std::vector<std::string> argv = {
-        BinDir() + "/fabric-agent", "--manager", address_, "--node",
-        absl::StrCat("n", i), "--backend", "sim", "--sim-dir",
-        dir_.path() + "/sim"};
-    for (std::string& flag : tls_.AgentFlags(absl::StrCat("n", i))) {
-      argv.push_back(flag);
-    }
-    if (i == 1) {
-      argv.push_back("--sim-hardware");
-      argv.push_back(std::string(FABRIC_SOURCE_DIR) +
-                     "/agent/hw/sim/examples/one_pf.json");
-    }
-    return std::make_unique<Child>(
-        argv, absl::StrCat(dir_.path(), "/agent-", i, ".log"));
-  }
-
-  bool WaitNodeReady(const std::string& node) {
-    return WaitFor(
-        [&] {
-          absl::StatusOr<v1::Node> n = admin_->GetNode(node);
-          return n.ok() && n->agent_state() == v1::Node::READY &&
-                 n->applied_generation() == n->desired_generation();
-        },
-        absl::Seconds(10));
+        client::FabricClient::Connect(
+            fabric_.address(), fabric_.tls().User("dp-n0", "admin"), {}));
   }
 
   absl::StatusOr<std::vector<v1::VirtualFunction>> Vfs() {
-    v1::ListVirtualFunctionsRequest req;
-    req.set_node("n1");
-    return admin_->ListVirtualFunctions(req);
+    return fabric_.Vfs();
   }
 
   std::unique_ptr<FabricClaimer> NewClaimer() {
@@ -162,28 +94,10 @@ class ClaimerTest : public ::testing::Test {
 
   // The plugin's live attachments and allocations.
   std::vector<v1::Attachment> LiveAttachments() {
-    v1::ListAttachmentsRequest req;
-    req.set_owner(kOwner);
-    absl::StatusOr<std::vector<v1::Attachment>> all =
-        admin_->ListAttachments(req);
-    EXPECT_TRUE(all.ok()) << all.status();
-    std::vector<v1::Attachment> out;
-    for (const v1::Attachment& a : *all) {
-      if (a.state() != v1::Attachment::DETACHED) out.push_back(a);
-    }
-    return out;
+    return fabric_.LiveAttachments(kOwner);
   }
   std::vector<v1::Allocation> LiveAllocations() {
-    v1::ListAllocationsRequest req;
-    req.set_owner(kOwner);
-    absl::StatusOr<std::vector<v1::Allocation>> all =
-        admin_->ListAllocations(req);
-    EXPECT_TRUE(all.ok()) << all.status();
-    std::vector<v1::Allocation> out;
-    for (const v1::Allocation& a : *all) {
-      if (a.state() != v1::Allocation::RELEASED) out.push_back(a);
-    }
-    return out;
+    return fabric_.LiveAllocations(kOwner);
   }
 
   // The CDI spec of a device, parsed, checked against the CDI layout.
@@ -200,14 +114,10 @@ class ClaimerTest : public ::testing::Test {
     return spec.ok() ? *spec : CdiDevice{};
   }
 
-  Transport& tls_ = Transport::Tls();
   TempDir dir_;
+  k8stest::LendingFabric fabric_;
   std::string cdi_dir_;
-  std::unique_ptr<Manager> manager_;
-  std::string address_;
-  std::unique_ptr<client::FabricClient> admin_;
   std::shared_ptr<client::FabricClient> plugin_client_;
-  std::vector<std::unique_ptr<Child>> agents_;
 };
 
 TEST_F(ClaimerTest, ClaimsOneAndTwoVfsReadyWithCdiSpecs) {

@@ -25,9 +25,9 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/kubernetes/kubelet_stand_in.h"
+#include "tests/kubernetes/lending_fabric.h"
 #include "tests/kubernetes/pod_resources_server.h"
 #include "tests/process/process_util.h"
-#include "tests/process/test_transport.h"
 
 namespace fabric::testing {
 namespace {
@@ -39,22 +39,18 @@ using ::fabric::device_plugin::ParseCdiSpec;
 using ::fabric::device_plugin::testing::kMemoryResource;
 using ::fabric::device_plugin::testing::kVfResource;
 using ::fabric::device_plugin::testing::SocketDir;
+using ::fabric::k8stest::LendingFabric;
 using ::fabric::k8stest::PodResourcesServer;
 using ::fabric::proctest::BinDir;
 using ::fabric::proctest::Child;
-using ::fabric::proctest::Manager;
 using ::fabric::proctest::ReadFile;
 using ::fabric::proctest::Scaled;
-using ::fabric::proctest::StartManager;
 using ::fabric::proctest::TempDir;
-using ::fabric::proctest::Transport;
 using ::fabric::proctest::WaitFor;
 using ::testing::ElementsAre;
 using ::testing::SizeIs;
 using ::testing::UnorderedElementsAreArray;
 
-constexpr uint64_t kMmioBase = 0x300'0000'0000ull;  // one_pf.json's default
-constexpr uint64_t kMmioSize = 64ull << 30;
 constexpr uint64_t kChunk = 4 << 20;
 constexpr char kVfEnv[] = "PCIDEVICE_PCIEFABRIC_DEV_VF_8086_154C";
 
@@ -97,72 +93,8 @@ class DevicePluginE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(sockets_.path().empty());
-    std::vector<std::string> flags = tls_.ManagerFlags();
-    flags.insert(flags.end(), {"--heartbeat-timeout", "600ms",
-                               "--heartbeat-interval", "100ms"});
-    manager_ = std::make_unique<Manager>(StartManager(
-        dir_.path() + "/fabric.db", dir_.path() + "/manager.log", flags));
-    ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
-    address_ = absl::StrCat("127.0.0.1:", manager_->port);
-    admin_ = client::FabricClient::Connect(address_, tls_.Admin(), {});
-    v1::CreateFabricRequest req;
-    v1::FabricSpec* spec = req.mutable_spec();
-    spec->set_name("lab");
-    spec->set_topology(v1::RING);
-    spec->set_default_export_size(64 << 20);
-    for (int i = 0; i < 3; ++i) {
-      v1::NodeSpec* n = spec->add_nodes();
-      n->set_name(absl::StrCat("n", i));
-      if (i == 1) {
-        n->set_mmio_base(kMmioBase);
-        n->set_mmio_size(kMmioSize);
-      }
-    }
-    ASSERT_TRUE(admin_->CreateFabric(req).ok());
-    for (int i = 0; i < 3; ++i) agents_.push_back(StartAgent(i));
-    for (int i = 0; i < 3; ++i) {
-      ASSERT_TRUE(WaitNodeReady(absl::StrCat("n", i)));
-    }
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          absl::StatusOr<std::vector<v1::VirtualFunction>> vfs = Vfs();
-          return vfs.ok() && vfs->size() == 8 &&
-                 vfs->back().health() == v1::VirtualFunction::HEALTHY;
-        },
-        absl::Seconds(10)));
-  }
-
-  std::unique_ptr<Child> StartAgent(int i) {
-    std::vector<std::string> argv = {
-        BinDir() + "/fabric-agent", "--manager", address_, "--node",
-        absl::StrCat("n", i), "--backend", "sim", "--sim-dir",
-        dir_.path() + "/sim"};
-    for (std::string& flag : tls_.AgentFlags(absl::StrCat("n", i))) {
-      argv.push_back(flag);
-    }
-    if (i == 1) {
-      argv.push_back("--sim-hardware");
-      argv.push_back(std::string(FABRIC_SOURCE_DIR) +
-                     "/agent/hw/sim/examples/one_pf.json");
-    }
-    return std::make_unique<Child>(
-        argv, absl::StrCat(dir_.path(), "/agent-", i, ".log"));
-  }
-
-  bool WaitNodeReady(const std::string& node) {
-    return WaitFor(
-        [&] {
-          absl::StatusOr<v1::Node> n = admin_->GetNode(node);
-          return n.ok() && n->agent_state() == v1::Node::READY &&
-                 n->applied_generation() == n->desired_generation();
-        },
-        absl::Seconds(10));
-  }
-
-  absl::StatusOr<std::vector<v1::VirtualFunction>> Vfs() {
-    v1::ListVirtualFunctionsRequest req;
-    req.set_node("n1");
-    return admin_->ListVirtualFunctions(req);
+    absl::Status started = fabric_.Start(dir_.path());
+    ASSERT_TRUE(started.ok()) << started << fabric_.ManagerLog();
   }
 
   // The kubelet stand-in and PodResources server of `node`, serving; the
@@ -180,7 +112,7 @@ class DevicePluginE2eTest : public ::testing::Test {
                                                    node + ".sock");
     EXPECT_TRUE(p->pods->Start().ok());
     p->argv = {BinDir() + "/fabric-device-plugin",
-               "--manager", address_,
+               "--manager", fabric_.address(),
                "--node", node,
                "--kubelet-dir", p->kubelet_dir,
                "--cdi-dir", p->cdi_dir,
@@ -188,36 +120,15 @@ class DevicePluginE2eTest : public ::testing::Test {
                "--pod-resources-socket", p->pods->socket_path(),
                "--release-grace", "2s",
                "--pod-resources-interval", "200ms"};
-    for (std::string& flag : tls_.AgentFlags(node)) p->argv.push_back(flag);
+    for (std::string& flag : fabric_.tls().AgentFlags(node)) p->argv.push_back(flag);
     return p;
   }
 
-  // The claims node/<node> owns that are not freed.
   std::vector<v1::Attachment> LiveAttachments(const std::string& node) {
-    v1::ListAttachmentsRequest req;
-    req.set_owner("node/" + node);
-    absl::StatusOr<std::vector<v1::Attachment>> all =
-        admin_->ListAttachments(req);
-    EXPECT_TRUE(all.ok()) << all.status();
-    std::vector<v1::Attachment> out;
-    if (!all.ok()) return out;
-    for (const v1::Attachment& a : *all) {
-      if (a.state() != v1::Attachment::DETACHED) out.push_back(a);
-    }
-    return out;
+    return fabric_.LiveAttachments("node/" + node);
   }
   std::vector<v1::Allocation> LiveAllocations(const std::string& node) {
-    v1::ListAllocationsRequest req;
-    req.set_owner("node/" + node);
-    absl::StatusOr<std::vector<v1::Allocation>> all =
-        admin_->ListAllocations(req);
-    EXPECT_TRUE(all.ok()) << all.status();
-    std::vector<v1::Allocation> out;
-    if (!all.ok()) return out;
-    for (const v1::Allocation& a : *all) {
-      if (a.state() != v1::Allocation::RELEASED) out.push_back(a);
-    }
-    return out;
+    return fabric_.LiveAllocations("node/" + node);
   }
   // The names of those claims.
   std::set<std::string> LiveClaims(const std::string& node) {
@@ -255,7 +166,7 @@ class DevicePluginE2eTest : public ::testing::Test {
   // Cuts (or restores) both links of n1: its devices then cannot be reached
   // from n0 either way round the ring.
   void SetLenderLinks(bool up) {
-    absl::StatusOr<std::vector<v1::Link>> links = admin_->ListLinks("lab");
+    absl::StatusOr<std::vector<v1::Link>> links = fabric_.admin().ListLinks(LendingFabric::kFabric);
     ASSERT_TRUE(links.ok()) << links.status();
     int n = 0;
     for (const v1::Link& l : *links) {
@@ -266,26 +177,50 @@ class DevicePluginE2eTest : public ::testing::Test {
       v1::SetLinkStateRequest req;
       req.set_name(l.name());
       req.set_up(up);
-      absl::StatusOr<v1::Link> out = admin_->SetLinkState(req);
+      absl::StatusOr<v1::Link> out = fabric_.admin().SetLinkState(req);
       ASSERT_TRUE(out.ok()) << out.status();
       ++n;
     }
     ASSERT_EQ(n, 2);
   }
 
+  // Waits until `p`'s kubelet lists n1's VFs (exactly `vfs`, unless null)
+  // and n1's memory chunks, at least one of each, all with `health`.
+  bool WaitForLender(const PluginNode& p, const std::set<std::string>* vfs,
+                     const std::string& health) {
+    const absl::Duration wait = Scaled(absl::Seconds(20));
+    const bool ok =
+        p.kubelet->WaitForDevices(
+            kVfResource,
+            [&](const DeviceList& l) {
+              return (vfs == nullptr || Ids(l) == *vfs) &&
+                     AllWithPrefix(l, "vf-n1-", health);
+            },
+            wait) &&
+        p.kubelet->WaitForDevices(
+            kMemoryResource,
+            [&](const DeviceList& l) {
+              return AllWithPrefix(l, "mem-n1-", health);
+            },
+            wait);
+    if (!ok) {
+      ADD_FAILURE() << "not all " << health << ":\n"
+                    << p.kubelet->Devices(kVfResource).DebugString()
+                    << p.kubelet->Devices(kMemoryResource).DebugString()
+                    << Logs(p);
+    }
+    return ok;
+  }
+
   std::string Logs(const PluginNode& p) {
     return absl::StrCat("plugin ", p.node, ":\n", ReadFile(p.log),
                         "\nmanager:\n",
-                        ReadFile(dir_.path() + "/manager.log"));
+                        fabric_.ManagerLog());
   }
 
-  Transport& tls_ = Transport::Tls();
   TempDir dir_;
   SocketDir sockets_;  // short: unix socket paths
-  std::unique_ptr<Manager> manager_;
-  std::string address_;
-  std::unique_ptr<client::FabricClient> admin_;
-  std::vector<std::unique_ptr<Child>> agents_;
+  LendingFabric fabric_;
 };
 
 TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
@@ -311,7 +246,7 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
   // memory chunks, all Healthy.
   std::set<std::string> all_vfs;
   {
-    absl::StatusOr<std::vector<v1::VirtualFunction>> vfs = Vfs();
+    absl::StatusOr<std::vector<v1::VirtualFunction>> vfs = fabric_.Vfs();
     ASSERT_TRUE(vfs.ok());
     for (const v1::VirtualFunction& vf : *vfs) {
       std::string address = vf.address();
@@ -321,21 +256,11 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
       all_vfs.insert("vf-n1-" + address);
     }
   }
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kVfResource,
-      [&](const DeviceList& l) {
-        return Ids(l) == all_vfs && AllWithPrefix(l, "vf-", "Healthy");
-      },
-      wait))
-      << kubelet.Devices(kVfResource).DebugString() << Logs(*a);
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kMemoryResource,
-      [](const DeviceList& l) {
-        return AllWithPrefix(l, "mem-n1-", "Healthy") &&
-               AllWithPrefix(l, "mem-", "Healthy");
-      },
-      wait))
-      << kubelet.Devices(kMemoryResource).DebugString() << Logs(*a);
+  ASSERT_TRUE(WaitForLender(*a, &all_vfs, "Healthy"));
+  // n0 also borrows the memory n2 exports.
+  EXPECT_TRUE(AllWithPrefix(kubelet.Devices(kVfResource), "vf-", "Healthy"));
+  EXPECT_TRUE(
+      AllWithPrefix(kubelet.Devices(kMemoryResource), "mem-", "Healthy"));
 
   // 3. Allocate 1 VF and 2 memory chunks (the pods list them, as the
   // kubelet would once it admitted them).
@@ -432,60 +357,18 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
 
   // 6. n1 cut off: its devices turn Unhealthy, then Healthy again.
   SetLenderLinks(false);
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kVfResource,
-      [](const DeviceList& l) { return AllWithPrefix(l, "vf-n1-", "Unhealthy"); },
-      wait))
-      << kubelet.Devices(kVfResource).DebugString() << Logs(*a);
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kMemoryResource,
-      [](const DeviceList& l) {
-        return AllWithPrefix(l, "mem-n1-", "Unhealthy");
-      },
-      wait))
-      << kubelet.Devices(kMemoryResource).DebugString();
+  ASSERT_TRUE(WaitForLender(*a, nullptr, "Unhealthy"));
   SetLenderLinks(true);
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kVfResource,
-      [&](const DeviceList& l) {
-        return Ids(l) == all_vfs && AllWithPrefix(l, "vf-n1-", "Healthy");
-      },
-      wait))
-      << kubelet.Devices(kVfResource).DebugString() << Logs(*a);
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kMemoryResource,
-      [](const DeviceList& l) {
-        return AllWithPrefix(l, "mem-n1-", "Healthy");
-      },
-      wait))
-      << kubelet.Devices(kMemoryResource).DebugString();
+  ASSERT_TRUE(WaitForLender(*a, &all_vfs, "Healthy"));
 
   // 6b. The lender's agent dies: its devices turn Unhealthy; restarted,
   // Healthy again.
-  agents_[1]->Signal(SIGKILL);
-  agents_[1]->Wait();
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kVfResource,
-      [](const DeviceList& l) { return AllWithPrefix(l, "vf-n1-", "Unhealthy"); },
-      wait))
-      << kubelet.Devices(kVfResource).DebugString() << Logs(*a);
-  agents_[1] = StartAgent(1);
-  ASSERT_TRUE(WaitNodeReady("n1"));
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kVfResource,
-      [&](const DeviceList& l) {
-        return Ids(l) == all_vfs && AllWithPrefix(l, "vf-n1-", "Healthy");
-      },
-      wait))
-      << kubelet.Devices(kVfResource).DebugString() << Logs(*a);
-  ASSERT_TRUE(kubelet.WaitForDevices(
-      kMemoryResource,
-      [&](const DeviceList& l) {
-        return Ids(l).count(mem[0]) == 1 &&
-               AllWithPrefix(l, "mem-n1-", "Healthy");
-      },
-      wait))
-      << kubelet.Devices(kMemoryResource).DebugString();
+  fabric_.KillAgent(1);
+  ASSERT_TRUE(WaitForLender(*a, nullptr, "Unhealthy"));
+  fabric_.StartAgent(1);
+  ASSERT_TRUE(fabric_.WaitNodeReady("n1"));
+  ASSERT_TRUE(WaitForLender(*a, &all_vfs, "Healthy"));
+  EXPECT_EQ(Ids(kubelet.Devices(kMemoryResource)).count(mem[0]), 1u);
   EXPECT_EQ(LiveClaims("n0"), std::set<std::string>{claim_of[mem[0]]});
 
   // 7. A kubelet restart (sockets deleted): the plugin registers again.

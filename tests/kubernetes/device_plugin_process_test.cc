@@ -83,6 +83,18 @@ TEST_F(DevicePluginProcessTest, RefusesBadFlags) {
             2);
   EXPECT_THAT(err, HasSubstr("--memory-chunk"));
   EXPECT_EQ(proctest::RunCommand({Binary(), "--node", "n1", "--manager",
+                                  "127.0.0.1:1", "--insecure",
+                                  "--release-grace", "0s"},
+                                 nullptr, &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("--release-grace"));
+  EXPECT_EQ(proctest::RunCommand({Binary(), "--node", "n1", "--manager",
+                                  "127.0.0.1:1", "--insecure",
+                                  "--pod-resources-interval", "soon"},
+                                 nullptr, &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("--pod-resources-interval"));
+  EXPECT_EQ(proctest::RunCommand({Binary(), "--node", "n1", "--manager",
                                   "127.0.0.1:1"},
                                  nullptr, &err),
             2);
