@@ -66,12 +66,13 @@ class OfferService : private service::WatchHub::Listener {
 
  private:
   void OnHubChanged() override ABSL_LOCKS_EXCLUDED(mu_);
-  // Reads the fabric from the manager (no lock of ours needed).
-  FabricView ReadView();
+  // Reads the fabric from the manager (through its public calls, which take
+  // the manager's lock per call) and records the generation it read.
+  FabricView ReadView() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the view and recomputes; tells the streams.
   void Refresh() ABSL_LOCKS_EXCLUDED(mu_);
   // Tells the streams that offers may have changed.
-  void Announce();
+  void Announce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   service::FabricManager* const manager_;  // not owned
   service::WatchHub offers_hub_;
