@@ -29,6 +29,8 @@ constexpr absl::Duration kRestartTimeout = absl::Seconds(10);
 // How long a manager may take to lead (a first election, or a takeover after
 // the leader's lease of kLeaseTtl expired).
 constexpr absl::Duration kLeadTimeout = absl::Seconds(10);
+// How long a restarted etcd member may take to serve a quorum read again.
+constexpr absl::Duration kMemberBackTimeout = absl::Seconds(30);
 constexpr char kLeaseTtl[] = "2s";
 constexpr int kEtcdMembers = 3;
 constexpr int kHaManagers = 2;
@@ -233,7 +235,19 @@ class EtcdControlPlane : public ControlPlane {
     }
     const Down down = *down_;
     down_.reset();
-    if (down.victim == Victim::kStoreMember) return etcd_->Restart(down.index);
+    if (down.victim == Victim::kStoreMember) {
+      RETURN_IF_ERROR(etcd_->Restart(down.index));
+      // Back means a member again: it answers, knows etcd's leader and
+      // serves a quorum read. A restarted member that still replays its log
+      // holds requests sent to it until their deadline.
+      if (!etcd_->WaitHealthy(kMemberBackTimeout, down.index)) {
+        return absl::UnavailableError(absl::StrCat(
+            "etcd member ", down.index, " did not rejoin within ",
+            absl::FormatDuration(proctest::Scaled(kMemberBackTimeout)),
+            "; see ", etcd_->LogPath(down.index)));
+      }
+      return absl::OkStatus();
+    }
     absl::MutexLock lock(&mu_);
     slots_[down.index].killed = false;
     return StartLocked(down.index);

@@ -76,7 +76,8 @@ class ControlPlane {
   // 10 s (kLeader and kStandby need to know which is which).
   virtual absl::Status Kill(Victim victim, int member) = 0;
   // Starts again what Kill took down, where it was (a manager on its port:
-  // in HA it comes back as a standby; an etcd member with its data).
+  // in HA it comes back as a standby; an etcd member with its data, and
+  // it returns once that member serves a quorum read again).
   // Errors: UNAVAILABLE naming the log when it does not come up.
   virtual absl::Status RestartKilled() = 0;
   // What Kill took down, e.g. "manager 127.0.0.1:4242 (m1, the leader)";
