@@ -36,6 +36,12 @@ PACKAGES=(
   etcd-server etcd-client golang-etcd-server-dev
   # Kubernetes (issue 15): the manifests' test parses kustomize's YAML.
   python3 python3-yaml
+  # REST, OpenAPI, metrics and the Python client (issue 16): google/api's
+  # protos, protoc-gen-swagger, the HTTP server, the Python gRPC runtime and
+  # plugin, and the tests' Prometheus parser and promtool.
+  golang-github-grpc-ecosystem-grpc-gateway-dev golang-grpc-gateway
+  libcpp-httplib-dev libssl-dev python3-grpcio python3-protobuf
+  python3-requests python3-prometheus-client prometheus
   # test-asan and fuzz: clang and its sanitizer and libFuzzer runtimes.
   clang-14 libclang-rt-14-dev
 )
