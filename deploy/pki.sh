@@ -4,8 +4,8 @@
 #   pki.sh init DIR
 #       Makes DIR/ca.crt and DIR/ca.key (EC P-256, ten years). Refuses to
 #       overwrite an existing CA.
-#   pki.sh issue DIR manager NAME [--days N]
-#   pki.sh issue DIR node NODE [--days N]
+#   pki.sh issue DIR manager NAME [--host HOST]... [--days N]
+#   pki.sh issue DIR node NODE [--host HOST]... [--days N]
 #   pki.sh issue DIR user NAME [--role admin|operator|scheduler|viewer]
 #                              [--days N]
 #       Writes DIR/KIND-NAME.crt and DIR/KIND-NAME.key (EC P-256, signed by
@@ -15,6 +15,11 @@
 #       CN=NAME; a user's role goes into the subject's OU. Manager and node
 #       certificates may serve and dial (serverAuth, clientAuth); user
 #       certificates only dial (clientAuth).
+#       Manager and node certificates also name the hosts they serve on, as
+#       DNS or IP SANs, for HTTPS clients that check the host name (curl,
+#       Python's requests, against --http-listen): localhost, 127.0.0.1 and
+#       ::1, plus each --host (a DNS name or an IP address). The fabric's
+#       own clients check the URI SAN instead.
 #
 # NAME: 1-63 characters of [a-z0-9._-], starting with a letter or digit
 # (common/security/identity.h). Private keys are written with mode 0600.
@@ -30,7 +35,7 @@ usage() {
   {
     [ $# -gt 0 ] && echo "$PROG: $*"
     echo "usage: $PROG init DIR"
-    echo "       $PROG issue DIR manager|node NAME [--days N]"
+    echo "       $PROG issue DIR manager|node NAME [--host HOST]... [--days N]"
     echo "       $PROG issue DIR user NAME [--role admin|operator|scheduler|viewer] [--days N]"
   } >&2
   exit 2
@@ -74,8 +79,16 @@ cmd_issue() {
   local dir="$1" kind="$2" name="$3"
   shift 3
   local role="" days=365 expired=0
+  local hosts=(localhost 127.0.0.1 ::1)
   while [ $# -gt 0 ]; do
     case "$1" in
+      --host)
+        [ $# -ge 2 ] || usage "--host needs a value"
+        [[ "$2" =~ ^[A-Za-z0-9.:-]+$ ]] ||
+          usage "--host \"$2\" is not a host name or an IP address"
+        hosts+=("$2")
+        shift 2
+        ;;
       --role)
         [ $# -ge 2 ] || usage "--role needs a value"
         role="$2"
@@ -113,6 +126,19 @@ cmd_issue() {
 
   local eku="serverAuth,clientAuth"
   [ "$kind" = user ] && eku="clientAuth"
+  local san="URI:spiffe://fabric.local/$kind/$name"
+  if [ "$kind" = user ]; then
+    [ ${#hosts[@]} -eq 3 ] || usage "--host is for manager and node certificates"
+  else
+    local h
+    for h in "${hosts[@]}"; do
+      if [[ "$h" =~ ^[0-9.]+$ || "$h" == *:* ]]; then
+        san="$san,IP:$h"
+      else
+        san="$san,DNS:$h"
+      fi
+    done
+  fi
   local subj="/CN=$name"
   [ -n "$role" ] && subj="/OU=$role/CN=$name"
 
@@ -142,7 +168,7 @@ CNF
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = $eku
-subjectAltName = URI:spiffe://fabric.local/$kind/$name
+subjectAltName = $san
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EXT

@@ -4,6 +4,8 @@
 #ifndef FABRIC_COMMON_SECURITY_CERTIFICATE_H_
 #define FABRIC_COMMON_SECURITY_CERTIFICATE_H_
 
+#include <openssl/types.h>
+
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -12,6 +14,12 @@
 #include "common/security/tls.h"
 
 namespace fabric::security {
+
+// The fabric identity `cert` names: its one URI SAN, with the subject's OU
+// as cert_role. INVALID_ARGUMENT saying what is missing otherwise. Used for
+// peers whose certificate the program holds itself (the HTTP listener,
+// common/http).
+absl::StatusOr<Identity> CertificateIdentity(X509* cert);
 
 // The fabric identity the PEM certificate in `cert_file` names: its URI SAN
 // (the first certificate of a chain, which must carry exactly one URI SAN).

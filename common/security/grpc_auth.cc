@@ -1,10 +1,15 @@
 #include "common/security/grpc_auth.h"
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -106,6 +111,32 @@ absl::StatusOr<Identity> PeerIdentity(const grpc::AuthContext& context) {
 AuthProcessor::AuthProcessor(Policy policy, AuditLog* audit)
     : policy_(std::move(policy)), audit_(audit) {}
 
+absl::StatusOr<Decision> AdmitCall(const Policy& policy, AuditLog* audit,
+                                   const absl::StatusOr<Identity>& who,
+                                   absl::string_view method) {
+  AuditEvent event;
+  event.method = std::string(method);
+  absl::Status denied;
+  if (!who.ok()) {
+    denied = absl::UnauthenticatedError(
+        absl::StrCat(who.status().message(), "; may not call ", method));
+  } else {
+    Decision decision = policy.Check(*who, method);
+    if (decision.allowed) return decision;
+    event.identity = who->ToString();
+    event.role = decision.role;
+    denied = absl::PermissionDeniedError(decision.reason);
+  }
+  if (audit != nullptr) {
+    event.time = absl::Now();
+    event.code = absl::IsUnauthenticated(denied) ? "UNAUTHENTICATED"
+                                                 : "PERMISSION_DENIED";
+    event.message = std::string(denied.message());
+    audit->Record(event);
+  }
+  return denied;
+}
+
 grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata,
                                     grpc::AuthContext* context,
                                     OutputMetadata* consumed_auth_metadata,
@@ -121,46 +152,85 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata,
   if (!connection.role.empty() && policy_.Allows(connection.role, method)) {
     return grpc::Status::OK;
   }
-  AuditEvent event;
-  event.method = std::string(method);
   absl::StatusOr<Identity> who = IdentityOf(connection);
-  grpc::Status denied;
-  if (!who.ok()) {
-    denied = grpc::Status(
-        grpc::StatusCode::UNAUTHENTICATED,
-        absl::StrCat(who.status().message(), "; may not call ", method));
-  } else {
-    Decision decision = policy_.Check(*who, method);
-    event.identity = who->ToString();
-    event.role = decision.role;
-    if (decision.allowed) {
-      // `context` is the connection's (gRPC 1.51), shared by every call on
-      // it: a property added here stays for the connection's life, so only
-      // what is the same for every call on it is added, and once: the
-      // identity, its role and the role's scope (Policy::RoleScope).
-      // Concurrent first calls may add the same values twice; CallerOf
-      // and the check above read the first.
-      if (connection.identity.empty()) {
-        context->AddProperty(kIdentityProperty, who->ToString());
-        context->AddProperty(kRoleProperty, decision.role);
-        context->AddProperty(
-            kScopeProperty,
-            internal::Scope_Name(policy_.RoleScope(decision.role)));
-      }
-      return grpc::Status::OK;
-    }
-    denied = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, decision.reason);
+  absl::StatusOr<Decision> decision = AdmitCall(policy_, audit_, who, method);
+  if (!decision.ok()) {
+    return grpc::Status(
+        absl::IsUnauthenticated(decision.status())
+            ? grpc::StatusCode::UNAUTHENTICATED
+            : grpc::StatusCode::PERMISSION_DENIED,
+        std::string(decision.status().message()));
   }
-  if (audit_ != nullptr) {
-    event.time = absl::Now();
-    event.code = denied.error_code() == grpc::StatusCode::UNAUTHENTICATED
-                     ? "UNAUTHENTICATED"
-                     : "PERMISSION_DENIED";
-    event.message = denied.error_message();
-    audit_->Record(event);
+  // `context` is the connection's (gRPC 1.51), shared by every call on it:
+  // a property added here stays for the connection's life, so only what is
+  // the same for every call on it is added, and once: the identity, its
+  // role and the role's scope (Policy::RoleScope). Concurrent first calls
+  // may add the same values twice; CallerOf and the check above read the
+  // first.
+  if (connection.identity.empty()) {
+    context->AddProperty(kIdentityProperty, who->ToString());
+    context->AddProperty(kRoleProperty, decision->role);
+    context->AddProperty(
+        kScopeProperty,
+        internal::Scope_Name(policy_.RoleScope(decision->role)));
   }
-  return denied;
+  return grpc::Status::OK;
 }
+
+namespace {
+
+// This process's token (hex), or "" when no random bytes could be had.
+const std::string& VouchToken() {
+  static const std::string* const token = [] {
+    unsigned char bytes[32];
+    if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+      // Without randomness nothing can be vouched for: a token nobody can
+      // present.
+      return new std::string();
+    }
+    return new std::string(absl::BytesToHexString(absl::string_view(
+        reinterpret_cast<const char*>(bytes), sizeof(bytes))));
+  }();
+  return *token;
+}
+
+}  // namespace
+
+std::string VouchedCallerValue(const Identity& who, absl::string_view role,
+                               Scope scope) {
+  return absl::StrCat(VouchToken(), " ", who.ToString(), " ", role, " ",
+                      internal::Scope_Name(scope));
+}
+
+namespace {
+
+// The caller a gateway of this process vouched for, from `context`'s
+// metadata; nullopt when there is none or its token is not this process's.
+std::optional<Caller> VouchedCaller(const grpc::ServerContextBase& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(kVouchedCallerKey);
+  if (it == metadata.end()) return std::nullopt;
+  const std::vector<absl::string_view> parts =
+      absl::StrSplit(View(it->second), ' ');
+  const std::string& token = VouchToken();
+  if (parts.size() != 4 || token.empty() || parts[0].size() != token.size() ||
+      CRYPTO_memcmp(parts[0].data(), token.data(), token.size()) != 0) {
+    return std::nullopt;
+  }
+  absl::StatusOr<Identity> who = ParseIdentity(parts[1]);
+  Scope scope = internal::ANY;
+  if (!who.ok() || !internal::Scope_Parse(std::string(parts[3]), &scope)) {
+    return std::nullopt;
+  }
+  Caller caller;
+  caller.authenticated = true;
+  caller.identity = *std::move(who);
+  caller.role = std::string(parts[2]);
+  caller.scope = scope;
+  return caller;
+}
+
+}  // namespace
 
 Caller CallerOf(const grpc::ServerContextBase& context) {
   Caller caller;
@@ -169,6 +239,13 @@ Caller CallerOf(const grpc::ServerContextBase& context) {
   const ConnectionProperties connection = ReadProperties(*auth);
   if (connection.identity.empty()) {
     caller.unadmitted = connection.transport == "tls";
+    // Only a call that did not come over TLS (an in-process one) may carry
+    // a vouched caller.
+    if (!caller.unadmitted) {
+      if (std::optional<Caller> vouched = VouchedCaller(context)) {
+        return *std::move(vouched);
+      }
+    }
     return caller;
   }
   absl::StatusOr<Identity> who = ParseIdentity(connection.identity);

@@ -56,6 +56,27 @@ class AuthProcessor : public grpc::AuthMetadataProcessor {
   AuditLog* const audit_;
 };
 
+// The policy check of one call: the single place where it is made, for
+// gRPC (AuthProcessor) and for HTTP (the REST gateway, server/rest). `who`
+// is the caller's identity, or why it has none. Returns the Decision when
+// the policy allows `method` ("/package.Service/Method"); otherwise
+// UNAUTHENTICATED (no identity) or PERMISSION_DENIED (the policy's reason),
+// after recording the refusal in `audit` (may be null).
+absl::StatusOr<Decision> AdmitCall(const Policy& policy, AuditLog* audit,
+                                   const absl::StatusOr<Identity>& who,
+                                   absl::string_view method);
+
+// Calls made in process on behalf of a caller that another listener of this
+// process admitted with AdmitCall (the REST gateway, which calls the gRPC
+// services over an in-process channel). The gateway sends
+//   kVouchedCallerKey: VouchedCallerValue(who, role, scope)
+// and CallerOf trusts it only on a call that did not come over TLS and only
+// with this process's token: 32 random bytes made at first use, which never
+// leave the process. A network peer cannot present it.
+inline constexpr char kVouchedCallerKey[] = "fabric-vouched-caller";
+std::string VouchedCallerValue(const Identity& who, absl::string_view role,
+                               Scope scope);
+
 // The caller of a call in progress, as the choke point admitted it.
 struct Caller {
   // false on an --insecure (plaintext, loopback-only) server: there are no
@@ -75,7 +96,8 @@ struct Caller {
   }
 };
 
-// Reads the caller from `context`'s AuthContext. Takes the base of
+// Reads the caller from `context`'s AuthContext (or, for an in-process
+// call, from its vouched caller, above). Takes the base of
 // grpc::ServerContext and grpc::CallbackServerContext (callback handlers
 // and server interceptors have only the latter or the base).
 Caller CallerOf(const grpc::ServerContextBase& context);

@@ -1,0 +1,266 @@
+#include "common/http/http_server.h"
+
+#include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/host_port.h"
+#include "common/listen_probe.h"
+#include "common/security/certificate.h"
+#include "common/security/key_pair_snapshot.h"
+
+namespace fabric::http {
+namespace {
+
+// The program's certificate chain and key, re-read from their snapshot
+// (KeyPairSnapshot) when it changes, and installed on every handshake by
+// OpenSSL's certificate callback.
+class CertificateSource {
+ public:
+  explicit CertificateSource(std::string snapshot)
+      : snapshot_(std::move(snapshot)) {}
+  ~CertificateSource() { Clear(); }
+
+  // Installs the current pair on `ssl`; 1 on success (OpenSSL's cert_cb
+  // convention), 0 to fail the handshake.
+  static int Callback(SSL* ssl, void* self) {
+    return static_cast<CertificateSource*>(self)->Install(ssl) ? 1 : 0;
+  }
+
+  // Reads the snapshot now; false when it holds no certificate and key.
+  bool Load() {
+    absl::MutexLock lock(&mu_);
+    return RefreshLocked();
+  }
+
+ private:
+  bool Install(SSL* ssl) {
+    absl::MutexLock lock(&mu_);
+    if (!RefreshLocked()) return false;
+    return SSL_use_cert_and_key(ssl, cert_, key_, chain_, /*override=*/1) == 1;
+  }
+
+  // Re-reads the snapshot when its modification time or size changed.
+  bool RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    struct stat st;
+    if (::stat(snapshot_.c_str(), &st) != 0) return cert_ != nullptr;
+    if (cert_ != nullptr && st.st_mtim.tv_sec == mtime_.tv_sec &&
+        st.st_mtim.tv_nsec == mtime_.tv_nsec && st.st_size == size_) {
+      return true;
+    }
+    BIO* bio = BIO_new_file(snapshot_.c_str(), "r");
+    if (bio == nullptr) return cert_ != nullptr;
+    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    STACK_OF(X509)* chain = sk_X509_new_null();
+    EVP_PKEY* key = nullptr;
+    // The rest of the snapshot: the chain's other certificates, then the
+    // key (KeyPairSnapshot writes the chain first).
+    while (X509* more = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+      sk_X509_push(chain, more);
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    bio = BIO_new_file(snapshot_.c_str(), "r");
+    if (bio != nullptr) {
+      key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+      BIO_free(bio);
+    }
+    ERR_clear_error();
+    if (cert == nullptr || key == nullptr) {
+      X509_free(cert);
+      EVP_PKEY_free(key);
+      sk_X509_pop_free(chain, X509_free);
+      return cert_ != nullptr;  // keep the last good pair
+    }
+    Clear();
+    cert_ = cert;
+    key_ = key;
+    chain_ = chain;
+    mtime_ = st.st_mtim;
+    size_ = st.st_size;
+    return true;
+  }
+
+  void Clear() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    X509_free(cert_);
+    EVP_PKEY_free(key_);
+    if (chain_ != nullptr) sk_X509_pop_free(chain_, X509_free);
+    cert_ = nullptr;
+    key_ = nullptr;
+    chain_ = nullptr;
+  }
+
+  const std::string snapshot_;
+  absl::Mutex mu_;
+  X509* cert_ ABSL_GUARDED_BY(mu_) = nullptr;
+  EVP_PKEY* key_ ABSL_GUARDED_BY(mu_) = nullptr;
+  STACK_OF(X509)* chain_ ABSL_GUARDED_BY(mu_) = nullptr;
+  struct timespec mtime_ ABSL_GUARDED_BY(mu_) = {};
+  off_t size_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Only SO_REUSEADDR: a port another socket listens on is refused.
+void ListenerSocketOptions(socket_t sock) {
+  int yes = 1;
+  setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+}
+
+HttpRequest Convert(const httplib::Request& in, bool tls) {
+  HttpRequest out;
+  out.method = in.method;
+  out.path = in.path;
+  out.body = in.body;
+  out.tls = tls;
+  for (const auto& [k, v] : in.params) out.query.emplace(k, v);
+  for (const auto& [k, v] : in.headers) {
+    out.headers.emplace(absl::AsciiStrToLower(k), v);
+  }
+  if (tls && in.ssl != nullptr) {
+    X509* peer = SSL_get1_peer_certificate(in.ssl);
+    if (peer == nullptr) {
+      out.peer = absl::UnauthenticatedError("the peer sent no certificate");
+    } else {
+      absl::StatusOr<security::Identity> id =
+          security::CertificateIdentity(peer);
+      X509_free(peer);
+      out.peer = id.ok() ? std::move(id)
+                         : absl::UnauthenticatedError(absl::StrCat(
+                               "the peer's certificate ", id.status().message()));
+    }
+  }
+  return out;
+}
+
+void Respond(HttpResponse response, httplib::Response* out) {
+  out->status = response.status;
+  for (const auto& [k, v] : response.headers) out->set_header(k, v);
+  if (!response.stream) {
+    out->set_content(response.body, response.content_type);
+    return;
+  }
+  auto stream = std::move(response.stream);
+  out->set_chunked_content_provider(
+      response.content_type,
+      [stream = std::move(stream)](size_t, httplib::DataSink& sink) {
+        stream([&sink](absl::string_view chunk) {
+          return sink.is_writable() && sink.write(chunk.data(), chunk.size());
+        });
+        sink.done();
+        return true;
+      });
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  std::unique_ptr<CertificateSource> certificates;  // TLS only
+  std::unique_ptr<httplib::Server> server;
+  std::thread thread;
+  int port = 0;
+  bool stopped = false;
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+int HttpServer::port() const { return impl_->port; }
+
+void HttpServer::Shutdown() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  impl_->server->stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    const HttpServerOptions& options, HttpHandler handler) {
+  if (options.threads < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.flag, ": threads is ", options.threads, "; it must be >= 1"));
+  }
+  absl::StatusOr<HostPort> address = ParseHostPort(options.flag, options.listen);
+  if (!address.ok()) return address.status();
+  if (absl::Status s = security::CheckTransport(options.flag, options.tls,
+                                                options.listen);
+      !s.ok()) {
+    return s;
+  }
+  if (address->port != 0) {
+    if (absl::Status s = ProbeListen(options.flag, *address); !s.ok()) {
+      return absl::UnavailableError(s.message());
+    }
+  }
+
+  auto impl = std::make_unique<Impl>();
+  const bool tls = !options.tls.insecure;
+  if (tls) {
+    absl::StatusOr<std::string> snapshot = security::KeyPairSnapshot::PathFor(
+        options.tls.cert_file, options.tls.key_file);
+    if (!snapshot.ok()) return snapshot.status();
+    impl->certificates = std::make_unique<CertificateSource>(*snapshot);
+    if (!impl->certificates->Load()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(options.flag, ": cannot read the certificate ",
+                       options.tls.cert_file, " and key ",
+                       options.tls.key_file));
+    }
+    CertificateSource* certificates = impl->certificates.get();
+    const std::string ca = options.tls.ca_file;
+    bool ca_ok = true;
+    impl->server = std::make_unique<httplib::SSLServer>(
+        [certificates, ca, &ca_ok](SSL_CTX& ctx) {
+          SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+          SSL_CTX_set_cert_cb(&ctx, &CertificateSource::Callback,
+                              certificates);
+          ca_ok = SSL_CTX_load_verify_locations(&ctx, ca.c_str(), nullptr) == 1;
+          SSL_CTX_set_verify(
+              &ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+          return ca_ok;
+        });
+    if (!ca_ok || !impl->server->is_valid()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          options.flag, ": cannot use the CA ", options.tls.ca_file));
+    }
+  } else {
+    impl->server = std::make_unique<httplib::Server>();
+  }
+  httplib::Server& server = *impl->server;
+  server.set_socket_options(ListenerSocketOptions);
+  const int threads = options.threads;
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  auto serve = [handler = std::move(handler), tls](const httplib::Request& req,
+                                                   httplib::Response& res) {
+    Respond(handler(Convert(req, tls)), &res);
+  };
+  server.Get(".*", serve);
+  server.Post(".*", serve);
+  server.Put(".*", serve);
+  server.Patch(".*", serve);
+  server.Delete(".*", serve);
+
+  if (address->port == 0) {
+    impl->port = server.bind_to_any_port(address->host);
+  } else if (server.bind_to_port(address->host, address->port)) {
+    impl->port = address->port;
+  }
+  if (impl->port <= 0) {
+    return absl::UnavailableError(absl::StrCat(
+        options.flag, ": cannot listen on ", options.listen));
+  }
+  impl->thread = std::thread([s = impl->server.get()] { s->listen_after_bind(); });
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+}  // namespace fabric::http
