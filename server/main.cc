@@ -19,6 +19,7 @@
 #include "common/security/policy.h"
 #include "common/security/tls_flags.h"
 #include "server/ha/run_ha.h"
+#include "server/rest/rest_listener.h"
 #include "server/service/manager.h"
 #include "server/service/records.h"
 #include "server/service/server.h"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   std::string etcd_ca, etcd_cert, etcd_key;
   std::string migrate_from, migrate_to;
   std::string listen = "127.0.0.1:7070";
+  std::string http_listen;
   std::string heartbeat_timeout = "3s";
   std::string lease_ttl = "2s";
   std::string heartbeat_interval = "1s";
@@ -76,6 +78,10 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--listen", listen, "gRPC listen address HOST:PORT")
       ->capture_default_str();
+  app.add_option("--http-listen", http_listen,
+                 "REST/JSON API, /openapi.json and /metrics on HOST:PORT "
+                 "(off by default), with the gRPC listener's TLS, identities "
+                 "and policy");
   app.add_option("--heartbeat-timeout", heartbeat_timeout,
                  "an agent silent this long is NOT_READY")
       ->capture_default_str();
@@ -212,6 +218,21 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << transport.message() << "\n";
     return 2;
   }
+  if (!http_listen.empty()) {
+    auto http_address = fabric::ParseHostPort("--http-listen", http_listen);
+    absl::Status can = http_address.ok()
+                           ? fabric::ProbeListen("--http-listen", *http_address)
+                           : http_address.status();
+    if (can.ok()) {
+      can = fabric::security::CheckTransport(
+          "fabric-manager --http-listen", server_options.tls, http_listen,
+          /*warn=*/false);
+    }
+    if (!can.ok()) {
+      std::cerr << "error: " << can.message() << "\n";
+      return 2;
+    }
+  }
   if (!server_options.tls.insecure) {
     auto identity = fabric::security::RequireOwnIdentity(
         server_options.tls, fabric::security::PrincipalKind::kManager, "");
@@ -263,6 +284,25 @@ int main(int argc, char** argv) {
               << store.status().message() << "\n";
     return 1;
   }
+  // The REST listener, beside the gRPC one, calling whichever gRPC server
+  // `channel` names.
+  fabric::rest::RestListenerOptions rest_options;
+  rest_options.listen = http_listen;
+  rest_options.tls = server_options.tls;
+  rest_options.policy = &*server_options.policy;
+  rest_options.audit = server_options.audit;
+  auto start_rest = [&](fabric::rest::ChannelSource channel)
+      -> absl::StatusOr<std::unique_ptr<fabric::rest::RestListener>> {
+    if (http_listen.empty()) return nullptr;
+    auto rest = fabric::rest::RestListener::Start(rest_options,
+                                                  std::move(channel));
+    if (rest.ok()) {
+      std::cout << "fabric-manager: REST on " << http_listen.substr(
+                       0, http_listen.rfind(':') + 1)
+                << (*rest)->port() << std::endl;
+    }
+    return rest;
+  };
   if (!sqlite) {
     // Several managers may share this etcd prefix: elect one leader, and
     // serve as a standby until this one is it (server/ha).
@@ -279,7 +319,19 @@ int main(int argc, char** argv) {
     // OpenStore made an EtcdStore for an etcd spec.
     return fabric::ha::RunHaManager(
         static_cast<fabric::store::EtcdStore*>(store->get()), ha,
-        stop_signals);
+        stop_signals,
+        [&](fabric::ha::HaManager* manager)
+            -> absl::StatusOr<std::function<void()>> {
+          auto rest = start_rest([manager] {
+            return manager->InProcessChannel();
+          });
+          if (!rest.ok()) return rest.status();
+          std::shared_ptr<fabric::rest::RestListener> shared =
+              *std::move(rest);
+          return [shared] {
+            if (shared != nullptr) shared->Shutdown();
+          };
+        });
   }
   auto manager = fabric::service::FabricManager::Open(
       store->get(), fabric::Clock::Real(), options);
@@ -312,11 +364,20 @@ int main(int argc, char** argv) {
             << (server_options.tls.insecure ? ", plaintext" : ", mutual TLS")
             << ", audit " << audit_log << ")" << std::endl;
 
+  auto rest = start_rest([server = server->get()] {
+    return server->InProcessChannel();
+  });
+  if (!rest.ok()) {
+    std::cerr << "error: " << rest.status().message() << "\n";
+    return 2;
+  }
+
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     std::cout << "fabric-manager: signal " << sig << ", shutting down"
               << std::endl;
+    if (*rest != nullptr) (*rest)->Shutdown();
     (*manager)->Shutdown();
     (*server)->Shutdown();
   });

@@ -84,6 +84,13 @@ HaManager::Role HaManager::role() const {
   return role_;
 }
 
+std::shared_ptr<grpc::Channel> HaManager::InProcessChannel() const {
+  absl::MutexLock l(&mu_);
+  if (server_ != nullptr) return server_->InProcessChannel();
+  if (standby_ != nullptr) return standby_->InProcessChannel();
+  return nullptr;
+}
+
 service::FabricManager* HaManager::manager() {
   absl::MutexLock l(&mu_);
   return manager_.get();

@@ -91,6 +91,12 @@ class HaManager {
   // Resigns (when leading), stops serving and every thread. Idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The in-process channel of whichever server this manager runs now: the
+  // leader's GrpcServer or the StandbyServer (which names the leader);
+  // null once stopped. For the REST gateway (server/rest).
+  std::shared_ptr<grpc::Channel> InProcessChannel() const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Tests only.
   LeaderElection* election() { return election_.get(); }
   service::FabricManager* manager() ABSL_LOCKS_EXCLUDED(mu_);

@@ -8,12 +8,21 @@
 namespace fabric::ha {
 
 int RunHaManager(store::EtcdStore* store, const HaOptions& options,
-                 const sigset_t& stop_signals) {
+                 const sigset_t& stop_signals, const StartBeside& beside) {
   absl::StatusOr<std::unique_ptr<HaManager>> ha =
       HaManager::Start(store, options);
   if (!ha.ok()) {
     std::cerr << "error: " << ha.status().message() << "\n";
     return ha.status().code() == absl::StatusCode::kUnavailable ? 1 : 2;
+  }
+  std::function<void()> stop_beside = [] {};
+  if (beside != nullptr) {
+    absl::StatusOr<std::function<void()>> started = beside(ha->get());
+    if (!started.ok()) {
+      std::cerr << "error: " << started.status().message() << "\n";
+      return 2;
+    }
+    stop_beside = *std::move(started);
   }
   // The waiter ends on a stop signal; when the manager stops on its own,
   // the waiter is sent one (below).
@@ -32,6 +41,7 @@ int RunHaManager(store::EtcdStore* store, const HaOptions& options,
     pthread_kill(waiter.native_handle(), SIGTERM);
   }
   waiter.join();
+  stop_beside();
   ha->reset();
   if (!done.ok()) {
     std::cerr << "fabric-manager: exiting: " << done.message() << std::endl;

@@ -6,6 +6,7 @@
 #define FABRIC_SERVER_HA_RUN_HA_H_
 
 #include <csignal>
+#include <functional>
 
 #include "server/ha/ha_manager.h"
 #include "server/store/etcd/etcd_store.h"
@@ -16,8 +17,16 @@ namespace fabric::ha {
 // caller blocked them before any thread started); one thread here waits
 // for them. `store` is not
 // owned. Returns the process's exit code.
+//
+// `beside`, when given, starts what serves beside the manager's gRPC
+// listener (the REST listener, server/rest) once the HaManager listens; it
+// returns how to stop it, which runs before the HaManager stops. An error
+// from it stops the manager (exit 2).
+using StartBeside =
+    std::function<absl::StatusOr<std::function<void()>>(HaManager*)>;
 int RunHaManager(store::EtcdStore* store, const HaOptions& options,
-                 const sigset_t& stop_signals);
+                 const sigset_t& stop_signals,
+                 const StartBeside& beside = nullptr);
 
 }  // namespace fabric::ha
 

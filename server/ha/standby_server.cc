@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
   // Health checks are registered ahead of the generic service, so they are
   // answered: NOT_SERVING, for the whole server and every service.
   s->server_->GetHealthCheckService()->SetServingStatus(false);
+  s->inproc_ = s->server_->InProcessChannel(grpc::ChannelArguments());
   return s;
 }
 

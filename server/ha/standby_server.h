@@ -44,6 +44,9 @@ class StandbyServer {
   StandbyServer& operator=(const StandbyServer&) = delete;
 
   int port() const { return port_; }
+  // A channel to this server that never leaves the process (the REST
+  // gateway's, server/rest), as GrpcServer::InProcessChannel.
+  std::shared_ptr<grpc::Channel> InProcessChannel() const { return inproc_; }
 
   // The leader to name from now on (nullopt: none is elected).
   void SetLeader(std::optional<std::string> leader) ABSL_LOCKS_EXCLUDED(mu_);
@@ -61,6 +64,7 @@ class StandbyServer {
   std::optional<std::string> leader_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> inproc_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

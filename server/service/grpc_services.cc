@@ -653,7 +653,7 @@ grpc::ServerWriteReactor<v1::WatchEvent>* FabricServiceImpl::Watch(
   if (!filter.ok()) return FailedStream<v1::WatchEvent>(filter.status());
   auto* stream =
       new WatchStream(manager_, *std::move(filter), r->initial_state());
-  stream->Start();
+  stream->Start(ctx);
   return stream;
 }
 
@@ -700,7 +700,7 @@ AgentServiceImpl::StreamConfig(grpc::CallbackServerContext* ctx,
     return FailedStream<agentproto::v1::DesiredConfig>(opened);
   }
   auto* stream = new ConfigStream(manager_, r->node(), r->session());
-  stream->Start();
+  stream->Start(ctx);
   return stream;
 }
 

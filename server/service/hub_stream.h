@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/stream_metadata.h"
 #include "server/service/watch_hub.h"
 
 namespace fabric::service {
@@ -50,9 +51,13 @@ template <typename Response>
 class HubStream : public grpc::ServerWriteReactor<Response>,
                   private WatchHub::Listener {
  public:
-  // Starts listening to the hub and writes what is due. Call once, from the
-  // handler, before returning the stream.
-  void Start() ABSL_LOCKS_EXCLUDED(mu_) {
+  // Sends the initial metadata that says the stream is open
+  // (kStreamOpenKey, common/stream_metadata.h), starts listening to the hub
+  // and writes what is due. Call once, from the handler, before returning
+  // the stream; `ctx` is the handler's.
+  void Start(grpc::CallbackServerContext* ctx) ABSL_LOCKS_EXCLUDED(mu_) {
+    ctx->AddInitialMetadata(kStreamOpenKey, "open");
+    this->StartSendInitialMetadata();
     hub_->AddListener(this, periodic_);
     Pump();
   }

@@ -111,6 +111,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
         absl::StrCat("--listen: cannot listen on ", address,
                      " (address in use, or not HOST:PORT?)"));
   }
+  s->inproc_ = s->server_->InProcessChannel(grpc::ChannelArguments());
   if (s->self_ != nullptr) {
     // HOST:0 named the port to pick; list the bound one.
     s->self_->set_address(absl::StrCat(

@@ -114,6 +114,10 @@ class GrpcServer {
 
   // The bound port.
   int port() const { return port_; }
+  // A channel to this server that never leaves the process (grpc's
+  // in-process transport): the REST gateway's (server/rest). Calls on it
+  // carry no TLS identity; see security::VouchedCallerValue.
+  std::shared_ptr<grpc::Channel> InProcessChannel() const { return inproc_; }
   // Stops accepting calls, ends streams, waits for calls in flight.
   void Shutdown();
   void Wait();
@@ -134,6 +138,7 @@ class GrpcServer {
   AgentServiceImpl agent_;
   HypervisorServiceImpl hypervisor_;
   std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> inproc_;
   int port_ = 0;
   bool shut_down_ = false;
 };

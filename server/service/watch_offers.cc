@@ -78,7 +78,7 @@ grpc::ServerWriteReactor<v1::OfferSet>* FabricServiceImpl::WatchOffers(
     return FailedStream<v1::OfferSet>(s);
   }
   auto* stream = new OffersStream(offers_, node);
-  stream->Start();
+  stream->Start(ctx);
   return stream;
 }
 

@@ -16,6 +16,11 @@ import subprocess
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+# google/api/annotations.proto, which fabric/v1 imports (Debian's
+# golang-github-grpc-ecosystem-grpc-gateway-dev).
+GOOGLEAPIS = pathlib.Path(
+    "/usr/share/gocode/src/github.com/grpc-ecosystem/grpc-gateway/"
+    "third_party/googleapis")
 CORPUS = HERE / "corpus"
 
 
@@ -334,7 +339,8 @@ def virtualizer_seeds():
 
 def manager_seed(name, text):
     out = subprocess.run(
-        ["protoc", f"--proto_path={ROOT / 'proto'}", f"--proto_path={HERE}",
+        ["protoc", f"--proto_path={ROOT / 'proto'}",
+         f"--proto_path={GOOGLEAPIS}", f"--proto_path={HERE}",
          "--encode=fabric.fuzz.ManagerSession", "manager_fuzz.proto"],
         input=text.encode(), capture_output=True, check=True, cwd=HERE)
     write("manager_fuzzer", name, out.stdout)
@@ -579,7 +585,8 @@ AGENT_MSIX = AGENT_MEM + (2 << 20)
 
 def agent_seed(name, text):
     out = subprocess.run(
-        ["protoc", f"--proto_path={ROOT / 'proto'}", f"--proto_path={HERE}",
+        ["protoc", f"--proto_path={ROOT / 'proto'}",
+         f"--proto_path={GOOGLEAPIS}", f"--proto_path={HERE}",
          "--encode=fabric.fuzz.AgentSession", "agent_fuzz.proto"],
         input=text.encode(), capture_output=True, check=True, cwd=HERE)
     write("agent_rpc_fuzzer", name, out.stdout)
