@@ -247,6 +247,7 @@ class FabricClient:
         backoff = self.retry_backoff
         tried = []
         attempt = 0
+        quick = 0
         while True:
             attempt += 1
             target = self.target
@@ -273,7 +274,12 @@ class FabricClient:
                             grpc.StatusCode.UNAVAILABLE,
                             "%s (managers tried until the deadline: %s)" %
                             (err.details(), ", ".join(tried)))
-                    if not moved:
+                    # Once per known address at once (as LeaderChannel::Call),
+                    # then with backoff.
+                    if moved and quick < len(self._targets) + 1:
+                        quick += 1
+                    else:
+                        quick = 0
                         time.sleep(backoff)
                         backoff = min(backoff * 2, self.max_retry_backoff)
                     continue
