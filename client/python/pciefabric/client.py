@@ -267,7 +267,7 @@ class FabricClient:
                                            grpc.StatusCode.DEADLINE_EXCEEDED))
                 left = deadline - time.monotonic()
                 if not retry or not retriable:
-                    raise errors.from_rpc_error(err)
+                    raise _error(err)
                 if self._following and no_leader:
                     if left <= backoff:
                         raise errors.error_for(
@@ -286,7 +286,7 @@ class FabricClient:
                 if moved and attempt <= len(self._targets) + 1 and left > 0:
                     continue  # a named leader: made again there at once
                 if attempt >= self.max_attempts or left <= backoff:
-                    raise errors.from_rpc_error(err)
+                    raise _error(err)
                 time.sleep(backoff)
                 backoff *= 2
 
@@ -442,7 +442,7 @@ class FabricClient:
                     return call, None
                 moved, no_leader = self._observe(target, err, deadline)
                 if not (moved or no_leader) or time.monotonic() + backoff >= deadline:
-                    raise errors.from_rpc_error(err)
+                    raise _error(err)
                 if not moved:
                     time.sleep(backoff)
                     backoff = min(backoff * 2, self.max_retry_backoff)
@@ -460,7 +460,7 @@ class FabricClient:
                 return
             if err.code() == grpc.StatusCode.CANCELLED and call.cancelled():
                 return
-            raise errors.from_rpc_error(err)
+            raise _error(err)
         finally:
             call.cancel()
 
@@ -501,6 +501,16 @@ class FabricClient:
             "%s %s is still %s after %gs (%s)" % (
                 kind, resource.name, type(resource).State.Name(current.state),
                 wait_timeout, current.state_reason), current)
+
+
+def _error(err):
+    """A FabricError from grpc.RpcError `err`, with a hint when the manager's
+    certificate did not carry the expected name."""
+    hint = ""
+    if "not in peer certificate" in (err.details() or ""):
+        hint = (" (the manager's certificate names it only by its spiffe URI:"
+                " give server_name=NAME of its manager/NAME certificate)")
+    return errors.from_rpc_error(err, hint)
 
 
 def _request_id():

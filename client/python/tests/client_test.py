@@ -160,6 +160,7 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(pciefabric.UnavailableError) as ctx:
                 wrong.ping()
             self.assertIn("not in peer certificate", ctx.exception.message)
+            self.assertIn("server_name", ctx.exception.message)
 
 
 if __name__ == "__main__":
