@@ -371,14 +371,19 @@ class FabricClient:
                            owner=owner, labels=labels or {})
         if ttl_seconds:
             alloc.ttl.FromSeconds(int(ttl_seconds))
-        created = self._call("CreateAllocation",
-                             service_pb2.CreateAllocationRequest(
-                                 allocation=alloc,
-                                 request_id=request_id or _request_id()))
-        if not wait:
+        return self._create(
+            "CreateAllocation", service_pb2.CreateAllocationRequest(
+                allocation=alloc, request_id=request_id or _request_id()),
+            "allocations", Allocation.READY, Allocation.RELEASED,
+            wait and wait_timeout)
+
+    def _create(self, method, request, collection, ready, gone, wait_timeout):
+        """Calls `method`; then, unless wait_timeout is falsy, waits for the
+        created resource as _await does."""
+        created = self._call(method, request)
+        if not wait_timeout:
             return created
-        return self._await("allocations", created, Allocation.READY,
-                           Allocation.RELEASED, wait_timeout)
+        return self._await(collection, created, ready, gone, wait_timeout)
 
     def release(self, name, request_id=None):
         """Releases allocation `name`; returns it with state RELEASED."""
@@ -392,14 +397,11 @@ class FabricClient:
         `borrower` (its VM `vm`, or the host); with `wait`, until READY."""
         att = Attachment(vf=vf, borrower=borrower, vm=vm, dma_size=dma_size,
                          interrupts=interrupts or Attachment.AUTO)
-        created = self._call("CreateAttachment",
-                             service_pb2.CreateAttachmentRequest(
-                                 attachment=att,
-                                 request_id=request_id or _request_id()))
-        if not wait:
-            return created
-        return self._await("attachments", created, Attachment.READY,
-                           Attachment.DETACHED, wait_timeout)
+        return self._create(
+            "CreateAttachment", service_pb2.CreateAttachmentRequest(
+                attachment=att, request_id=request_id or _request_id()),
+            "attachments", Attachment.READY, Attachment.DETACHED,
+            wait and wait_timeout)
 
     def detach(self, name, request_id=None):
         """Undoes attachment `name`; returns it with state DETACHED."""
