@@ -5,6 +5,8 @@ the error mapping, and the generated packages' imports."""
 import concurrent.futures
 import os
 import socket
+import threading
+import time
 import unittest
 import uuid
 
@@ -28,6 +30,8 @@ class FakeManager(pb_grpc.FabricServiceServicer):
         self.standby = standby
         self.calls = 0
         self.request_ids = []
+        self.create_state = resources_pb2.Allocation.READY
+        self.watch_events = []
         self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(4))
         pb_grpc.add_FabricServiceServicer_to_server(self, self.server)
         self.address = "127.0.0.1:%d" % self.server.add_insecure_port(
@@ -53,6 +57,15 @@ class FakeManager(pb_grpc.FabricServiceServicer):
         self._maybe_fail(context)
         return pb.PingResponse()
 
+    def Watch(self, request, context):
+        """The initial state (`watch_events`), SYNCED, then nothing until the
+        client ends the stream."""
+        yield from self.watch_events
+        yield pb.WatchEvent(type=pb.WatchEvent.SYNCED)
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        ended.wait()
+
     def CreateAllocation(self, request, context):
         self.request_ids.append(request.request_id)
         self._maybe_fail(context)
@@ -60,7 +73,7 @@ class FakeManager(pb_grpc.FabricServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "allocation.size: must be > 0")
         return resources_pb2.Allocation(name="allocations/a1",
-                                        state=resources_pb2.Allocation.READY)
+                                        state=self.create_state)
 
 
 def closed_port_address():
@@ -135,6 +148,43 @@ class RetryTest(unittest.TestCase):
             c.ping()
         self.assertIn("managers tried until the deadline", ctx.exception.message)
         self.assertGreater(a.calls + b.calls, 2)
+
+
+class WaitTest(unittest.TestCase):
+
+    def setUp(self):
+        self.m = FakeManager()
+        self.addCleanup(self.m.stop)
+        self.m.create_state = resources_pb2.Allocation.PENDING
+        self.c = pciefabric.FabricClient(self.m.address, insecure=True)
+        self.addCleanup(self.c.close)
+
+    def test_a_wait_that_times_out_carries_the_last_state(self):
+        start = time.monotonic()
+        with self.assertRaises(pciefabric.WaitTimeoutError) as ctx:
+            self.c.allocate_memory("n1", "n2", 1, wait_timeout=0.3)
+        self.assertLess(time.monotonic() - start, 5)
+        self.assertEqual(ctx.exception.code, grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertEqual(ctx.exception.resource.state,
+                         resources_pb2.Allocation.PENDING)
+        self.assertIn("still PENDING", ctx.exception.message)
+
+    def test_the_watch_brings_ready(self):
+        self.m.watch_events = [pb.WatchEvent(
+            type=pb.WatchEvent.MODIFIED, allocation=resources_pb2.Allocation(
+                name="allocations/a1", state=resources_pb2.Allocation.READY))]
+        alloc = self.c.allocate_memory("n1", "n2", 1, wait_timeout=5)
+        self.assertEqual(alloc.state, resources_pb2.Allocation.READY)
+
+    def test_released_while_waiting_is_failed_precondition(self):
+        self.m.watch_events = [pb.WatchEvent(
+            type=pb.WatchEvent.MODIFIED, allocation=resources_pb2.Allocation(
+                name="allocations/a1", state=resources_pb2.Allocation.RELEASED,
+                state_reason="ttl expired"))]
+        with self.assertRaises(pciefabric.FailedPreconditionError) as ctx:
+            self.c.allocate_memory("n1", "n2", 1, wait_timeout=5)
+        self.assertIn("RELEASED", ctx.exception.message)
+        self.assertIn("ttl expired", ctx.exception.message)
 
 
 class ArgumentsTest(unittest.TestCase):
