@@ -51,8 +51,8 @@ std::string PythonWithPrometheusClient() {
 // One registry with every kind of family, escaped labels and +Inf.
 std::string RenderSample() {
   Registry r;
-  CounterFamily* rpcs = r.AddCounter("fabric_rpcs_total", "RPCs served.",
-                                     {"method", "code"});
+  CounterFamily* rpcs =
+      r.AddCounter("fabric_rpcs_total", "RPCs served.", {"method", "code"});
   rpcs->WithLabels({"Ping", "OK"})->Increment(3);
   rpcs->WithLabels({"we\"ird\\na\nme", "NOT_FOUND"})->Increment();
   GaugeFamily* g =
@@ -88,8 +88,7 @@ for f in text_string_to_metric_families(open(sys.argv[1]).read()):
     for s in f.samples:
         print(json.dumps([f.type, s.name, sorted(s.labels.items()), s.value]))
 )PY";
-  const Result r =
-      RunShell(absl::StrCat(python, " -c '", script, "' ", path));
+  const Result r = RunShell(absl::StrCat(python, " -c '", script, "' ", path));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::vector<std::string> lines =
       absl::StrSplit(r.output, '\n', absl::SkipEmpty());

@@ -1,6 +1,7 @@
 // RPC metrics for a gRPC server: for every call,
 //   <prefix>_rpcs_total{method,code}            counter
-//   <prefix>_rpc_duration_seconds{method}       histogram (DefaultLatencyBuckets)
+//   <prefix>_rpc_duration_seconds{method}       histogram
+//   (DefaultLatencyBuckets)
 // where method is the short method name ("CreateAllocation") and code the
 // canonical code name ("OK", "NOT_FOUND"). Labels are bounded by
 // construction: only the methods of the services named at Create get their
@@ -49,8 +50,7 @@ class RpcMetrics {
   // prefix and registry). `clock` (not owned) times the calls.
   static absl::StatusOr<std::unique_ptr<RpcMetrics>> Create(
       Registry* registry, absl::string_view prefix,
-      const std::vector<std::string>& services,
-      Clock* clock = Clock::Real());
+      const std::vector<std::string>& services, Clock* clock = Clock::Real());
 
   // Records one finished call of `method` ("/fabric.v1.FabricService/Ping").
   // Lock-free once the (method, code) pair has been seen.
@@ -76,9 +76,9 @@ class RpcMetrics {
       : rpcs_(rpcs), durations_(durations), clock_(clock) {}
   void AddMethod(const std::string& path, const std::string& label);
 
-  CounterFamily* const rpcs_;          // owned by the registry
-  HistogramFamily* const durations_;   // owned by the registry
-  Clock* const clock_;                 // not owned
+  CounterFamily* const rpcs_;         // owned by the registry
+  HistogramFamily* const durations_;  // owned by the registry
+  Clock* const clock_;                // not owned
   // By full method path; immutable after Create.
   absl::flat_hash_map<std::string, std::unique_ptr<Method>> methods_;
   Method unknown_;

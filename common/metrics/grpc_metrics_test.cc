@@ -134,21 +134,25 @@ TEST_F(GrpcMetricsTest, SyncServerCountsByMethodAndCode) {
 
   // The status is recorded before it is sent: no waiting needed.
   const std::string text = registry_.Render();
-  EXPECT_THAT(text, HasSubstr("test_rpcs_total{method=\"Ping\",code=\"OK\"} 2\n"));
+  EXPECT_THAT(text,
+              HasSubstr("test_rpcs_total{method=\"Ping\",code=\"OK\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("test_rpcs_total{method=\"GetFabric\","
                               "code=\"NOT_FOUND\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("test_rpcs_total{method=\"ListFabrics\","
                               "code=\"UNIMPLEMENTED\"} 1\n"));
   EXPECT_THAT(text,
               HasSubstr("test_rpcs_total{method=\"unknown\",code=\"OK\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("test_rpc_duration_seconds_bucket{method=\"Ping\","
-                              "le=\"0.0025\"} 0\n"));
-  EXPECT_THAT(text, HasSubstr("test_rpc_duration_seconds_bucket{method=\"Ping\","
-                              "le=\"0.005\"} 2\n"));
   EXPECT_THAT(text,
-              HasSubstr("test_rpc_duration_seconds_sum{method=\"Ping\"} 0.006\n"));
+              HasSubstr("test_rpc_duration_seconds_bucket{method=\"Ping\","
+                        "le=\"0.0025\"} 0\n"));
   EXPECT_THAT(text,
-              HasSubstr("test_rpc_duration_seconds_count{method=\"Ping\"} 2\n"));
+              HasSubstr("test_rpc_duration_seconds_bucket{method=\"Ping\","
+                        "le=\"0.005\"} 2\n"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("test_rpc_duration_seconds_sum{method=\"Ping\"} 0.006\n"));
+  EXPECT_THAT(
+      text, HasSubstr("test_rpc_duration_seconds_count{method=\"Ping\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("test_rpc_duration_seconds_count{method="
                               "\"GetFabric\"} 1\n"));
 }
@@ -158,9 +162,11 @@ TEST_F(GrpcMetricsTest, CallbackServerIsCountedToo) {
   ASSERT_NO_FATAL_FAILURE(Start(&service));
   ASSERT_EQ(Ping(), grpc::StatusCode::OK);
   const std::string text = registry_.Render();
-  EXPECT_THAT(text, HasSubstr("test_rpcs_total{method=\"Ping\",code=\"OK\"} 1\n"));
   EXPECT_THAT(text,
-              HasSubstr("test_rpc_duration_seconds_sum{method=\"Ping\"} 0.003\n"));
+              HasSubstr("test_rpcs_total{method=\"Ping\",code=\"OK\"} 1\n"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("test_rpc_duration_seconds_sum{method=\"Ping\"} 0.003\n"));
 }
 
 TEST_F(GrpcMetricsTest, RecordBoundsItsLabels) {
@@ -173,8 +179,9 @@ TEST_F(GrpcMetricsTest, RecordBoundsItsLabels) {
                               "code=\"UNKNOWN\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("test_rpcs_total{method=\"Ping\","
                               "code=\"RESOURCE_EXHAUSTED\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("test_rpc_duration_seconds_bucket{method=\"Ping\","
-                              "le=\"10\"} 0\n"));
+  EXPECT_THAT(text,
+              HasSubstr("test_rpc_duration_seconds_bucket{method=\"Ping\","
+                        "le=\"10\"} 0\n"));
 }
 
 TEST_F(GrpcMetricsTest, CreateErrors) {
@@ -186,10 +193,9 @@ TEST_F(GrpcMetricsTest, CreateErrors) {
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
-  EXPECT_EQ(RpcMetrics::Create(&registry_, "9x", {kService}, &clock_)
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      RpcMetrics::Create(&registry_, "9x", {kService}, &clock_).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

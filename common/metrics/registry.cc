@@ -28,8 +28,8 @@ T MustOk(absl::StatusOr<T> v) {
 
 void AtomicAdd(std::atomic<double>& a, double amount) {
   double old = a.load(std::memory_order_relaxed);
-  while (!a.compare_exchange_weak(old, old + amount,
-                                  std::memory_order_relaxed)) {
+  while (
+      !a.compare_exchange_weak(old, old + amount, std::memory_order_relaxed)) {
   }
 }
 
@@ -49,7 +49,7 @@ bool IsValidName(absl::string_view name, bool colon_ok) {
   return true;
 }
 
-// `text` with each character of `escaped` and newline backslash-escaped.
+// `text` with \ and newline (and " when `quote`) backslash-escaped.
 std::string Escape(absl::string_view text, bool quote) {
   std::string out;
   out.reserve(text.size());
@@ -67,17 +67,8 @@ std::string Escape(absl::string_view text, bool quote) {
   return out;
 }
 
-const char* TypeName(MetricType type) {
-  switch (type) {
-    case MetricType::kCounter:
-      return "counter";
-    case MetricType::kGauge:
-      return "gauge";
-    case MetricType::kHistogram:
-      return "histogram";
-  }
-  return "untyped";
-}
+// By MetricType.
+constexpr const char* kTypeNames[] = {"counter", "gauge", "histogram"};
 
 // The key a new label set gets in a map of `size` entries holding at most
 // `max` (plus the overflow entry).
@@ -129,6 +120,19 @@ class Family {
     } else {
       return std::make_unique<T>();
     }
+  }
+
+  // Creates the typed handle. A family without labels gets its one child
+  // at once, so that it is written (as 0) before its first use.
+  template <typename T>
+  MetricFamily<T>* MakeHandle() ABSL_LOCKS_EXCLUDED(mu) {
+    MetricFamily<T>* handle = new MetricFamily<T>(this);
+    {
+      absl::MutexLock lock(&mu);
+      slot<T>().handle.reset(handle);
+    }
+    if (label_names.empty()) handle->WithLabels({});
+    return handle;
   }
 
   // Appends this family's text to `out`; takes mu, runs the callback
@@ -208,7 +212,8 @@ void Family::Render(std::string& out) const {
   }
   if (body.empty()) return;  // no series yet: the family is not written
   absl::StrAppend(&out, "# HELP ", name, " ", Escape(help, /*quote=*/false),
-                  "\n# TYPE ", name, " ", TypeName(type), "\n", body);
+                  "\n# TYPE ", name, " ", kTypeNames[static_cast<int>(type)],
+                  "\n", body);
 }
 
 template <typename T>
@@ -257,8 +262,7 @@ bool IsValidMetricName(absl::string_view name) {
 }
 
 bool IsValidLabelName(absl::string_view name) {
-  return IsValidName(name, /*colon_ok=*/false) &&
-         !absl::StartsWith(name, "__");
+  return IsValidName(name, /*colon_ok=*/false) && !absl::StartsWith(name, "__");
 }
 
 void Counter::Increment(double amount) {
@@ -269,8 +273,7 @@ void Counter::Increment(double amount) {
 void Gauge::Add(double amount) { AtomicAdd(value_, amount); }
 
 Histogram::Histogram(const std::vector<double>* bounds)
-    : bounds_(bounds),
-      counts_(new std::atomic<uint64_t>[bounds->size() + 1]) {
+    : bounds_(bounds), counts_(new std::atomic<uint64_t>[bounds->size() + 1]) {
   for (size_t i = 0; i <= bounds_->size(); ++i) counts_[i] = 0;
 }
 
@@ -299,8 +302,7 @@ void SampleWriter::Add(const LabelValues& values, double value) {
   CheckLabelCount("callback sample", label_count_, values.size());
   auto it = samples_.find(values);
   if (it == samples_.end()) {
-    it = samples_.emplace(BoundedKey(samples_, values, max_children_), 0)
-             .first;
+    it = samples_.emplace(BoundedKey(samples_, values, max_children_), 0).first;
   }
   it->second += value;
 }
@@ -381,50 +383,34 @@ absl::StatusOr<Family*> Registry::Define(MetricType type,
 }
 
 namespace {
-// Creates the family's handle; a family without labels gets its one child
-// at once, so that it is written (as 0) before its first use.
 template <typename T>
-MetricFamily<T>* Handle(Family* f, std::unique_ptr<MetricFamily<T>> handle) {
-  MetricFamily<T>* h = handle.get();
-  {
-    absl::MutexLock lock(&f->mu);
-    f->slot<T>().handle = std::move(handle);
-  }
-  if (f->label_names.empty()) h->WithLabels({});
-  return h;
+absl::StatusOr<MetricFamily<T>*> Typed(absl::StatusOr<Family*> f) {
+  if (!f.ok()) return f.status();
+  return (*f)->MakeHandle<T>();
 }
 }  // namespace
 
 absl::StatusOr<CounterFamily*> Registry::TryAddCounter(
     absl::string_view name, absl::string_view help,
     std::vector<std::string> label_names, Options options) {
-  absl::StatusOr<Family*> f =
-      Define(MetricType::kCounter, name, help, std::move(label_names), {},
-             nullptr, options);
-  if (!f.ok()) return f.status();
-  return Handle(*f, std::unique_ptr<CounterFamily>(new CounterFamily(*f)));
+  return Typed<Counter>(Define(MetricType::kCounter, name, help,
+                               std::move(label_names), {}, nullptr, options));
 }
 
 absl::StatusOr<GaugeFamily*> Registry::TryAddGauge(
     absl::string_view name, absl::string_view help,
     std::vector<std::string> label_names, Options options) {
-  absl::StatusOr<Family*> f = Define(MetricType::kGauge, name, help,
-                                     std::move(label_names), {}, nullptr,
-                                     options);
-  if (!f.ok()) return f.status();
-  return Handle(*f, std::unique_ptr<GaugeFamily>(new GaugeFamily(*f)));
+  return Typed<Gauge>(Define(MetricType::kGauge, name, help,
+                             std::move(label_names), {}, nullptr, options));
 }
 
 absl::StatusOr<HistogramFamily*> Registry::TryAddHistogram(
     absl::string_view name, absl::string_view help,
     std::vector<std::string> label_names, std::vector<double> buckets,
     Options options) {
-  absl::StatusOr<Family*> f =
-      Define(MetricType::kHistogram, name, help, std::move(label_names),
-             std::move(buckets), nullptr, options);
-  if (!f.ok()) return f.status();
-  return Handle(*f,
-                std::unique_ptr<HistogramFamily>(new HistogramFamily(*f)));
+  return Typed<Histogram>(Define(MetricType::kHistogram, name, help,
+                                 std::move(label_names), std::move(buckets),
+                                 nullptr, options));
 }
 
 absl::Status Registry::TryAddCallback(MetricType type, absl::string_view name,
@@ -469,9 +455,8 @@ void Registry::AddCallback(MetricType type, absl::string_view name,
                            absl::string_view help,
                            std::vector<std::string> label_names,
                            Callback callback, Options options) {
-  const absl::Status st = TryAddCallback(type, name, help,
-                                         std::move(label_names),
-                                         std::move(callback), options);
+  const absl::Status st = TryAddCallback(
+      type, name, help, std::move(label_names), std::move(callback), options);
   if (!st.ok()) Die(st.ToString());
 }
 

@@ -106,7 +106,7 @@ class Histogram {
   Snapshot Read() const;
 
  private:
-  const std::vector<double>* const bounds_;  // the family's; not owned
+  const std::vector<double>* const bounds_;          // the family's; not owned
   std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // per bucket, +Inf last
   std::atomic<double> sum_{0};
 };
@@ -128,7 +128,7 @@ class MetricFamily {
   T* WithLabels(const LabelValues& values);
 
  private:
-  friend class Registry;
+  friend class Family;
   explicit MetricFamily(Family* family) : family_(family) {}
   Family* const family_;  // owned by the registry
 };
@@ -167,9 +167,10 @@ class Registry {
   absl::StatusOr<CounterFamily*> TryAddCounter(
       absl::string_view name, absl::string_view help,
       std::vector<std::string> label_names, Options options = {});
-  absl::StatusOr<GaugeFamily*> TryAddGauge(
-      absl::string_view name, absl::string_view help,
-      std::vector<std::string> label_names, Options options = {});
+  absl::StatusOr<GaugeFamily*> TryAddGauge(absl::string_view name,
+                                           absl::string_view help,
+                                           std::vector<std::string> label_names,
+                                           Options options = {});
   // `buckets`: finite, strictly increasing upper bounds; a trailing +Inf is
   // dropped (it is always there); "le" is no valid label name here.
   absl::StatusOr<HistogramFamily*> TryAddHistogram(

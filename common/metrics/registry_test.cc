@@ -210,13 +210,12 @@ TEST(RegistryTest, CallbacksRunAtRenderAndAreBounded) {
 TEST(RegistryTest, CallbackMayUseTheRegistry) {
   Registry r;
   Gauge* g = r.AddGauge("g", "", {})->WithLabels({});
-  r.AddCallback(MetricType::kCounter, "cb_total", "", {},
-                [&](SampleWriter& w) {
-                  // No registry lock is held while a callback runs.
-                  EXPECT_TRUE(r.TryAddGauge("late", "", {}).ok());
-                  g->Set(9);
-                  w.Add({}, 4);
-                });
+  r.AddCallback(MetricType::kCounter, "cb_total", "", {}, [&](SampleWriter& w) {
+    // No registry lock is held while a callback runs.
+    EXPECT_TRUE(r.TryAddGauge("late", "", {}).ok());
+    g->Set(9);
+    w.Add({}, 4);
+  });
   EXPECT_EQ(r.Render(),
             "# HELP cb_total \n# TYPE cb_total counter\ncb_total 4\n"
             "# HELP g \n# TYPE g gauge\ng 9\n");
