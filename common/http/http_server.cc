@@ -238,6 +238,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   }
   httplib::Server& server = *impl->server;
   server.set_socket_options(ListenerSocketOptions);
+  server.set_tcp_nodelay(true);
   const int threads = options.threads;
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   auto serve = [handler = std::move(handler), tls](const httplib::Request& req,
