@@ -239,6 +239,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   httplib::Server& server = *impl->server;
   server.set_socket_options(ListenerSocketOptions);
   server.set_tcp_nodelay(true);
+  // A connection serves up to this many requests before it is closed
+  // (cpp-httplib's default, 5, made every fifth REST call pay a new TLS
+  // handshake); an idle one is closed after keep_alive_timeout.
+  server.set_keep_alive_max_count(options.keep_alive_requests);
+  server.set_keep_alive_timeout(
+      absl::ToInt64Seconds(options.keep_alive_timeout));
   const int threads = options.threads;
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   auto serve = [handler = std::move(handler), tls](const httplib::Request& req,

@@ -32,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/security/identity.h"
 #include "common/security/tls.h"
 
@@ -86,8 +87,13 @@ struct HttpServerOptions {
   security::TlsConfig tls;
   // The flag `listen` came from, for messages ("--http-listen").
   std::string flag = "--http-listen";
-  // Threads serving requests; each open stream holds one.
-  int threads = 32;
+  // Threads serving connections. A connection holds its thread while it is
+  // open: a streamed response until it ends, a keep-alive connection until
+  // it has served keep_alive_requests or idled keep_alive_timeout. A
+  // connection that finds every thread busy waits for one.
+  int threads = 64;
+  int keep_alive_requests = 1000;
+  absl::Duration keep_alive_timeout = absl::Seconds(5);
 };
 
 class HttpServer {
