@@ -20,7 +20,9 @@
 #include "common/security/tls_flags.h"
 #include "server/ha/run_ha.h"
 #include "server/rest/rest_listener.h"
+#include "common/metrics/registry.h"
 #include "server/service/manager.h"
+#include "server/service/manager_metrics.h"
 #include "server/service/records.h"
 #include "server/service/server.h"
 #include "server/store/migrate.h"
@@ -284,9 +286,27 @@ int main(int argc, char** argv) {
               << store.status().message() << "\n";
     return 1;
   }
+  // Metrics (/metrics on --http-listen): group commits as they happen,
+  // every RPC (gRPC and REST) through the interceptor, the state at scrape
+  // time from the sources set below.
+  fabric::metrics::Registry registry;
+  auto metrics = fabric::service::ManagerMetrics::Create(&registry);
+  if (!metrics.ok()) {
+    std::cerr << "error: metrics: " << metrics.status().message() << "\n";
+    return 1;
+  }
+  options.commit_observer = metrics->get();
+  server_options.interceptors.push_back(
+      [m = metrics->get()] { return m->NewInterceptorFactory(); });
+
   // The REST listener, beside the gRPC one, calling whichever gRPC server
   // `channel` names.
   fabric::rest::RestListenerOptions rest_options;
+  rest_options.handlers["/metrics"] = [&registry](
+                                          const fabric::http::HttpRequest&) {
+    return fabric::http::HttpResponse::Text(
+        200, fabric::metrics::kContentType, registry.Render());
+  };
   rest_options.listen = http_listen;
   rest_options.tls = server_options.tls;
   rest_options.policy = &*server_options.policy;
@@ -322,14 +342,21 @@ int main(int argc, char** argv) {
         stop_signals,
         [&](fabric::ha::HaManager* manager)
             -> absl::StatusOr<std::function<void()>> {
+          (*metrics)->SetSources(
+              {.stats = [manager] { return manager->Stats(); },
+               .shed = [manager] { return manager->ShedRequests(); },
+               .leader = [manager] {
+                 return manager->role() == fabric::ha::HaManager::Role::kLeader;
+               }});
           auto rest = start_rest([manager] {
             return manager->InProcessChannel();
           });
           if (!rest.ok()) return rest.status();
           std::shared_ptr<fabric::rest::RestListener> shared =
               *std::move(rest);
-          return [shared] {
+          return [shared, m = metrics->get()] {
             if (shared != nullptr) shared->Shutdown();
+            m->SetSources({});
           };
         });
   }
@@ -364,6 +391,13 @@ int main(int argc, char** argv) {
             << (server_options.tls.insecure ? ", plaintext" : ", mutual TLS")
             << ", audit " << audit_log << ")" << std::endl;
 
+  (*metrics)->SetSources(
+      {.stats = [m = manager->get()]()
+           -> std::optional<fabric::service::ManagerStats> {
+         return m->Stats();
+       },
+       .shed = [s = server->get()] { return s->admission().rejected(); },
+       .leader = [] { return true; }});
   auto rest = start_rest([server = server->get()] {
     return server->InProcessChannel();
   });

@@ -91,6 +91,18 @@ std::shared_ptr<grpc::Channel> HaManager::InProcessChannel() const {
   return nullptr;
 }
 
+std::optional<service::ManagerStats> HaManager::Stats() const {
+  absl::MutexLock l(&serving_mu_);
+  if (serving_manager_ == nullptr) return std::nullopt;
+  return serving_manager_->Stats();
+}
+
+uint64_t HaManager::ShedRequests() const {
+  absl::MutexLock l(&serving_mu_);
+  return serving_server_ == nullptr ? 0
+                                    : serving_server_->admission().rejected();
+}
+
 service::FabricManager* HaManager::manager() {
   absl::MutexLock l(&mu_);
   return manager_.get();
@@ -169,12 +181,19 @@ absl::Status HaManager::TakeOver(const store::Fence& fence) {
     return server.status();
   }
   std::unique_ptr<StandbyServer> standby;
+  service::FabricManager* const serving_manager = manager->get();
+  service::GrpcServer* const serving_server = server->get();
   {
     absl::MutexLock l(&mu_);
     standby = std::move(standby_);
     manager_ = *std::move(manager);
     server_ = *std::move(server);
     role_ = Role::kLeader;
+  }
+  {
+    absl::MutexLock l(&serving_mu_);
+    serving_manager_ = serving_manager;
+    serving_server_ = serving_server;
   }
   // Ends its connections with GOAWAY: their clients reconnect at once, to
   // the leader's server, the port's only listener from now on.
@@ -193,6 +212,12 @@ void HaManager::Stop(absl::Status why) {
     manager = std::move(manager_);
     server = std::move(server_);
     role_ = Role::kStopped;
+  }
+  {
+    // Waits for a scrape reading them.
+    absl::MutexLock l(&serving_mu_);
+    serving_manager_ = nullptr;
+    serving_server_ = nullptr;
   }
   if (server != nullptr) server->Shutdown();  // ends streams, then calls
   if (manager != nullptr) manager->Shutdown();

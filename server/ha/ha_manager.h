@@ -97,6 +97,11 @@ class HaManager {
   std::shared_ptr<grpc::Channel> InProcessChannel() const
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The leading manager's stats and the requests its server shed
+  // (metrics); nullopt / 0 while this manager does not lead.
+  std::optional<service::ManagerStats> Stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t ShedRequests() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Tests only.
   LeaderElection* election() { return election_.get(); }
   service::FabricManager* manager() ABSL_LOCKS_EXCLUDED(mu_);
@@ -137,6 +142,14 @@ class HaManager {
   std::unique_ptr<service::FabricManager> manager_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<service::GrpcServer> server_ ABSL_GUARDED_BY(mu_);
   std::thread loop_;
+  // The serving manager and server for Stats and ShedRequests, which must
+  // not take mu_ (a store write under the manager's lock may call Post,
+  // which takes mu_): set after a takeover, cleared before Stop destroys
+  // them. Taken with no other lock held, and only the manager's inside.
+  mutable absl::Mutex serving_mu_;
+  service::FabricManager* serving_manager_ ABSL_GUARDED_BY(serving_mu_) =
+      nullptr;
+  service::GrpcServer* serving_server_ ABSL_GUARDED_BY(serving_mu_) = nullptr;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };

@@ -22,6 +22,7 @@ CommitQueue::CommitQueue(store::Store* store, Clock* clock, absl::Mutex* mu,
     : store_(store),
       clock_(clock),
       mu_(mu),
+      observer_(options.commit_observer),
       requests_(options.max_request_ids, options.request_retention) {}
 
 void CommitQueue::MutateAsync(
@@ -149,7 +150,12 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
   // The plans' batches are not needed once written: moved, not copied.
   store::WriteBatch merged;
   for (QueuedPlan& q : group) merged.Append(std::move(q.plan.batch));
+  const absl::Time start = clock_->Now();
   absl::Status written = store_->Apply(merged);
+  if (observer_ != nullptr) {
+    observer_->OnCommit(static_cast<int>(group.size()), clock_->Now() - start,
+                        written);
+  }
   if (!written.ok() && absl::IsUnavailable(written)) {
     written = absl::UnavailableError(absl::StrCat(
         "the store cannot be written, nothing was changed; retry later: ",

@@ -133,6 +133,7 @@ class CommitQueue {
 
   store::Store* const store_;  // not owned
   Clock* const clock_;         // not owned
+  CommitObserver* const observer_;  // not owned; may be null
   absl::Mutex* const mu_;      // not owned; the owner's
   RequestLog requests_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

@@ -667,6 +667,11 @@ void FabricManager::Sweep() {
   commits_.ForgetOldRequests(now, kForgetPerSweep);
 }
 
+ManagerStats FabricManager::Stats() const {
+  absl::MutexLock l(&mu_);
+  return CollectStats(state_);
+}
+
 size_t FabricManager::RememberedRequestIds() const {
   return commits_.RememberedRequestIds();
 }

@@ -42,6 +42,7 @@
 #include "server/service/commit_queue.h"
 #include "server/service/manager_options.h"
 #include "server/service/manager_state.h"
+#include "server/service/manager_stats.h"
 #include "server/service/sequencer.h"
 #include "server/service/watch_hub.h"
 #include "server/store/store.h"
@@ -214,6 +215,10 @@ class FabricManager {
   // Expires leases, marks silent agents NOT_READY and forgets old request
   // ids. Called by the background sweeper; public for tests.
   void Sweep() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Counts for the metrics (manager_stats.h): O(nodes + links + unsettled
+  // leases) under the lock.
+  ManagerStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Request ids remembered now (completed, in flight and being
   // forgotten); for tests and monitoring.

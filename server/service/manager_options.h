@@ -9,7 +9,20 @@
 
 namespace fabric::service {
 
+// Told of every group commit: how many plans it held, how long the store's
+// Apply took and how it ended. Called on the committing thread, without the
+// manager's lock; must be fast and thread-safe (ManagerMetrics).
+class CommitObserver {
+ public:
+  virtual ~CommitObserver() = default;
+  virtual void OnCommit(int plans, absl::Duration took,
+                        const absl::Status& status) = 0;
+};
+
 struct ManagerOptions {
+  // Told of every group commit (metrics); null: nobody. Not owned; must
+  // outlive the manager.
+  CommitObserver* commit_observer = nullptr;
   // An agent whose last ReportStatus is older than this is NOT_READY,
   // unless its config stream is open (see stream_grace).
   absl::Duration heartbeat_timeout = absl::Seconds(3);
