@@ -77,6 +77,10 @@ constexpr double kGoalP50Ratio = 1.5;             // REST / gRPC
 constexpr int kMinNodes = 16;
 constexpr int kMaxErrorsShown = 5;
 constexpr int kCallTimeoutSeconds = 30;
+// The cost of metrics: the allocate+release load with and without a
+// Prometheus-like scraper reading /metrics at kScrapeInterval.
+constexpr absl::Duration kScrapeInterval = absl::Seconds(1);
+constexpr double kGoalMetricsCost = 0.03;  // throughput lost to scraping
 
 struct Flags {
   std::vector<int> clients = {1, 8, 32};
@@ -84,6 +88,9 @@ struct Flags {
   int rounds = 3;
   int ops = 0;  // > 0: a fixed number of rounds instead of --duration
   std::string bin_dir;
+  // The metrics-cost runs: their length and concurrency (0: skipped).
+  absl::Duration metrics_duration = absl::Seconds(5);
+  int metrics_clients = 8;
 };
 
 enum class Phase { kPing, kAlloc };
@@ -435,11 +442,68 @@ absl::StatusOr<proctest::Manager> StartManager(const Flags& flags,
   return m;
 }
 
+// The metrics-cost comparison (medians over rounds).
+struct MetricsRow {
+  RunResult quiet;    // nobody scrapes
+  RunResult scraped;  // /metrics read every kScrapeInterval
+  int scrapes = 0;    // over every scraped run
+  double Cost() const {
+    return quiet.ops_per_s > 0 ? 1 - scraped.ops_per_s / quiet.ops_per_s : 0;
+  }
+};
+
+// Reads /metrics every kScrapeInterval until stopped, from the start; each
+// read must be 200 with the manager's families. Counts the reads.
+class Scraper {
+ public:
+  Scraper(const Endpoint& e, Errors& errors)
+      : client_(NewHttpClient(e)), errors_(errors) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Scraper() { Stop(); }
+  int Stop() {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+    return scrapes_;
+  }
+
+ private:
+  void Loop() {
+    absl::MutexLock l(&mu_);
+    while (!stop_) {
+      mu_.Unlock();
+      httplib::Result res = client_->Get("/metrics");
+      if (!res || res->status != 200 ||
+          res->body.find("fabric_manager_rpcs_total") == std::string::npos) {
+        errors_.Add(absl::StrCat("GET /metrics: ",
+                                 res ? absl::StrCat("HTTP ", res->status)
+                                     : httplib::to_string(res.error())));
+      } else {
+        ++scrapes_;
+      }
+      mu_.Lock();
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), kScrapeInterval);
+    }
+  }
+
+  std::unique_ptr<httplib::SSLClient> client_;
+  Errors& errors_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int scrapes_ = 0;  // the scraper thread's, read after join
+  std::thread thread_;
+};
+
 struct Report {
   std::vector<Row> rows;
   uint64_t errors = 0;
   std::vector<std::string> error_samples;
   int allocations_left = 0;
+  MetricsRow metrics;
+  int metrics_clients = 0;  // 0: not measured
 };
 
 absl::Status Run(const Flags& flags, Report& report) {
@@ -476,6 +540,26 @@ absl::Status Run(const Flags& flags, Report& report) {
                              .rest = MedianOf(rest_runs)});
     }
   }
+  if (flags.metrics_clients > 0) {
+    Flags m = flags;
+    m.duration = flags.metrics_duration;
+    const int n = std::min(flags.metrics_clients, max_clients);
+    std::vector<RunResult> quiet, scraped;
+    for (int round = 0; round < flags.rounds; ++round) {
+      for (int k = 0; k < 2; ++k) {
+        if ((round + k) % 2 == 0) {
+          quiet.push_back(RunGrpc(Phase::kAlloc, clients, n, m, errors));
+        } else {
+          Scraper scraper(e, errors);
+          scraped.push_back(RunGrpc(Phase::kAlloc, clients, n, m, errors));
+          report.metrics.scrapes += scraper.Stop();
+        }
+      }
+    }
+    report.metrics.quiet = MedianOf(quiet);
+    report.metrics.scraped = MedianOf(scraped);
+    report.metrics_clients = n;
+  }
   report.errors = errors.count();
   report.error_samples = errors.shown();
   // A fresh connection: the server has closed the idle one by now.
@@ -505,6 +589,18 @@ void PrintReport(const Flags& flags, const Report& r) {
   }
   absl::PrintF("goal met (REST p50 <= %.1fx gRPC p50 on every row): %s\n",
                kGoalP50Ratio, goal_met ? "yes" : "no");
+  if (r.metrics_clients > 0) {
+    absl::PrintF(
+        "metrics cost: gRPC allocate+release at %d clients, %s per run: "
+        "%.0f op/s quiet, %.0f op/s with /metrics read every %s (%d reads): "
+        "%.1f%% lost (goal < %.0f%%)\n",
+        r.metrics_clients,
+        flags.ops > 0 ? absl::StrCat(flags.ops, " calls")
+                      : absl::FormatDuration(flags.metrics_duration),
+        r.metrics.quiet.ops_per_s, r.metrics.scraped.ops_per_s,
+        absl::FormatDuration(kScrapeInterval), r.metrics.scrapes,
+        100 * r.metrics.Cost(), 100 * kGoalMetricsCost);
+  }
   absl::PrintF("errors: %d; allocations left: %d\n", r.errors,
                r.allocations_left);
   for (const std::string& s : r.error_samples) absl::PrintF("  %s\n", s);
@@ -528,6 +624,11 @@ int Main(int argc, char** argv) {
                  "Instead of --duration: calls' rounds per run, all counted");
   app.add_flag("--smoke", smoke,
                "A short run for CI: --ops 32 --rounds 1 (a few hundred calls)");
+  double metrics_s = absl::ToDoubleSeconds(flags.metrics_duration);
+  app.add_option("--metrics-duration", metrics_s,
+                 "Seconds per metrics-cost run (default 5)");
+  app.add_option("--metrics-clients", flags.metrics_clients,
+                 "Clients of the metrics-cost runs (default 8; 0 skips them)");
   app.add_option("--bin-dir", flags.bin_dir,
                  "The directory of fabric-manager (default: this binary's)");
   CLI11_PARSE(app, argc, argv);
@@ -554,6 +655,13 @@ int Main(int argc, char** argv) {
     return 2;
   }
   flags.duration = absl::Seconds(duration_s);
+  flags.metrics_duration = absl::Seconds(metrics_s);
+  if (metrics_s <= 0 || flags.metrics_clients < 0) {
+    absl::FPrintF(stderr,
+                  "fabric-rest-bench: --metrics-duration must be > 0 and "
+                  "--metrics-clients >= 0\n");
+    return 2;
+  }
 
   // An HTTPS client writing to a keep-alive connection the server has just
   // closed gets EPIPE (and retries), not a signal.
