@@ -34,8 +34,8 @@ struct RestListenerOptions {
   // listener. `policy` is required unless tls.insecure.
   const security::Policy* policy = nullptr;
   security::AuditLog* audit = nullptr;
-  // HTTP threads; each open stream (Watch) holds one.
-  int threads = 32;
+  // HTTP threads; each open connection holds one (http_server.h).
+  int threads = 64;
   // More GET handlers, by exact path (e.g. "/metrics").
   std::map<std::string, http::HttpHandler> handlers;
 };
