@@ -122,7 +122,14 @@ HttpRequest Convert(const httplib::Request& in, bool tls) {
   out.path = in.path;
   out.body = in.body;
   out.tls = tls;
-  for (const auto& [k, v] : in.params) out.query.emplace(k, v);
+  // The query string only: cpp-httplib also parses a form-encoded body into
+  // `params`, and curl -d sends JSON as a form unless told otherwise.
+  const size_t q = in.target.find('?');
+  if (q != std::string::npos) {
+    httplib::Params params;
+    httplib::detail::parse_query_text(in.target.substr(q + 1), params);
+    for (const auto& [k, v] : params) out.query.emplace(k, v);
+  }
   for (const auto& [k, v] : in.headers) {
     out.headers.emplace(absl::AsciiStrToLower(k), v);
   }

@@ -41,7 +41,8 @@ namespace fabric::http {
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string path;    // decoded, without the query
-  // Decoded query parameters; a repeated parameter appears once per value.
+  // Decoded query parameters of the URL (never of the body, whatever its
+  // Content-Type); a repeated parameter appears once per value.
   std::multimap<std::string, std::string> query;
   std::string body;
   // Header names lowercased.

@@ -72,6 +72,16 @@ TEST_F(HttpServerTlsTest, TheHandlerSeesThePeersIdentityAndTheRequest) {
             "role=scheduler");
 }
 
+TEST_F(HttpServerTlsTest, AFormEncodedBodyIsABodyNotAQuery) {
+  auto client = Client(server_->port(), pki_->Issue("user", "bob"),
+                       pki_->ca_file());
+  // What curl -d sends without -H 'Content-Type: application/json'.
+  auto res = client->Post("/v1/x?a=1", "{\"k\":1}",
+                          "application/x-www-form-urlencoded");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->body, "POST /v1/x a=1; {\"k\":1} | user/bob role=");
+}
+
 TEST_F(HttpServerTlsTest, AClientWithoutACertificateIsRefusedAtTheHandshake) {
   httplib::SSLClient client("127.0.0.1", server_->port());
   client.set_ca_cert_path(pki_->ca_file().c_str());
