@@ -110,6 +110,53 @@ ConfigVirtualizer::ConfigVirtualizer(RealAccess real,
   bar_of_register_.fill(-1);
 }
 
+absl::string_view ConfigVirtualizer::RuleAt(int offset) const {
+  if (offset < 0 || offset >= kConfigSpaceBytes) return "invalid";
+  if (field_at_[offset] < 0) return "protected";
+  switch (fields_[field_at_[offset]].kind) {
+    case FieldKind::kVendorId:
+      return "vendor_id";
+    case FieldKind::kDeviceId:
+      return "device_id";
+    case FieldKind::kReadOnly:
+      return "read_only";
+    case FieldKind::kCommand:
+      return "command";
+    case FieldKind::kStatus:
+      return "status";
+    case FieldKind::kBar:
+      return "bar";
+    case FieldKind::kRom:
+      return "rom";
+    case FieldKind::kInterruptLine:
+      return "interrupt_line";
+    case FieldKind::kMsixControl:
+      return "msix_control";
+    case FieldKind::kDeviceControl:
+      return "device_control";
+    case FieldKind::kLink:
+      return "link";
+    case FieldKind::kReadOnlyRegion:
+      return "read_only_region";
+    case FieldKind::kProtectedRegion:
+      return "protected";
+  }
+  return "protected";
+}
+
+const std::vector<std::string>& ConfigVirtualizer::RuleNames() {
+  static const auto* names =
+      new std::vector<std::string>{"vendor_id",    "device_id",
+                                   "read_only",    "command",
+                                   "status",       "bar",
+                                   "rom",          "interrupt_line",
+                                   "msix_control", "device_control",
+                                   "link",         "read_only_region",
+                                   "protected",    "invalid",
+                                   kMsixTableRule};
+  return *names;
+}
+
 void ConfigVirtualizer::AddField(Field field) {
   const int end = std::min(field.offset + field.size, kConfigSpaceBytes);
   const auto index = static_cast<int16_t>(fields_.size());

@@ -118,6 +118,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "agent/vf/msix_layout.h"
 
@@ -155,6 +156,10 @@ struct ConfigVirtualizerOptions {
   // borrower writes; the owner resets the real VF. Optional.
   std::function<void()> on_flr;
 };
+
+// The rule name of accesses to the MSI-X table (ReadMsixTable,
+// WriteMsixTable), beside ConfigVirtualizer::RuleAt's.
+inline constexpr char kMsixTableRule[] = "msix_table";
 
 enum class WriteOutcome { kForwarded, kEmulated, kDropped };
 
@@ -219,6 +224,17 @@ class ConfigVirtualizer {
   int msix_vectors() const { return msix_vectors_; }
   int msix_table_bir() const { return msix_table_bir_; }
   uint32_t msix_table_offset() const { return msix_table_offset_; }
+
+  // The name of the rule (above) that governs config offset `offset`, for
+  // metrics: "vendor_id", "device_id", "read_only", "command", "status",
+  // "bar", "rom", "interrupt_line", "msix_control", "device_control",
+  // "link", "read_only_region" (the rest of the MSI-X and PCI Express
+  // capabilities), "protected" (everything else), or "invalid" for an
+  // offset outside 0-4095. An access spanning registers is named by its
+  // first byte. The layout is fixed at Create, so this takes no lock.
+  absl::string_view RuleAt(int offset) const;
+  // Every name RuleAt returns, then kMsixTableRule (a bounded label set).
+  static const std::vector<std::string>& RuleNames();
 
   // The BARs with the bases the borrower has programmed so far.
   std::vector<VirtualBar> bars() const ABSL_LOCKS_EXCLUDED(mu_);

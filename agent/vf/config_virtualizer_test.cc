@@ -195,6 +195,25 @@ TEST_F(ConfigVirtualizerTest, IdentityRegistersReadFromTheRealVf) {
   EXPECT_EQ(Read(0x104, 4), 0x00000010u);  // extended space passes through
 }
 
+TEST_F(ConfigVirtualizerTest, RuleAtNamesTheRuleOfEachRegisterFromItsSet) {
+  const std::vector<std::pair<int, std::string>> cases = {
+      {0x00, "vendor_id"},      {0x02, "device_id"},
+      {0x04, "command"},        {0x06, "status"},
+      {0x08, "read_only"},      {0x0c, "protected"},
+      {0x10, "bar"},            {0x30, "rom"},
+      {0x3c, "interrupt_line"}, {0x72, "msix_control"},
+      {0x74, "read_only"},      {0x70, "read_only_region"},
+      {0xa8, "device_control"}, {0xb0, "link"},
+      {0xa4, "read_only_region"}, {0x104, "protected"},
+      {-1, "invalid"},          {4096, "invalid"}};
+  const std::vector<std::string>& names = ConfigVirtualizer::RuleNames();
+  for (const auto& [offset, rule] : cases) {
+    EXPECT_EQ(v_->RuleAt(offset), rule) << "offset " << offset;
+    EXPECT_THAT(names, ::testing::Contains(rule));
+  }
+  EXPECT_THAT(names, ::testing::Contains(kMsixTableRule));
+}
+
 TEST_F(ConfigVirtualizerTest, ReadOnlyWritesAreDroppedAndCounted) {
   const std::vector<uint8_t> before = vf_.bytes();
   struct Case {
