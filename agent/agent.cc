@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/security/grpc_auth.h"
@@ -17,8 +18,9 @@ namespace fabric::agent {
 Agent::Agent(AgentOptions options, hw::BridgeHardware* hardware,
              v1::NodeInventory inventory, hw::SriovFunctions* functions)
     : options_(std::move(options)),
-      reconciler_(options_.node, options_, hardware, options_.clock,
-                  [this] { session_->RequestReport(); }),
+      reconciler_(
+          options_.node, options_, hardware, options_.clock,
+          [this] { session_->RequestReport(); }, &metrics_),
       vf_(std::make_unique<VfLending>(
           options_.node, functions,
           [this](uint64_t addr, absl::Span<uint8_t> out) {
@@ -28,10 +30,11 @@ Agent::Agent(AgentOptions options, hw::BridgeHardware* hardware,
           [tls = options_.tls](const std::string& lender) {
             return security::ChannelCredentials(
                 tls, security::PeerRequirement::Node(lender));
-          })),
+          },
+          &metrics_)),
       session_(std::make_unique<ManagerSession>(
           options_, std::move(inventory), &reconciler_, vf_.get(),
-          options_.clock, &grants_)),
+          options_.clock, &grants_, &metrics_)),
       control_(&reconciler_, vf_.get(), &grants_) {}
 
 Agent::~Agent() { Stop(); }
@@ -48,6 +51,11 @@ absl::Status Agent::Start() {
                             options_.policy, /*audit=*/nullptr)),
       &control_port_);
   builder.RegisterService(&control_);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(metrics_.rpc().NewInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   control_server_ = builder.BuildAndStart();
   if (control_server_ == nullptr || control_port_ == 0) {
     return absl::UnavailableError(

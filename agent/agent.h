@@ -17,6 +17,7 @@
 //                                             the policy's AuthProcessor
 //   GrantGuard        (grant_guard.h)         what the data path may touch
 //   VfLending         (vf_lending.h)          lender and borrower roles
+//   AgentMetrics      (agent_metrics.h)       what they all record
 //
 // Thread-safe.
 #ifndef FABRIC_AGENT_AGENT_H_
@@ -29,6 +30,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "agent/agent_metrics.h"
 #include "agent/grant_guard.h"
 #include "agent/hw/bridge_hardware.h"
 #include "agent/manager_session.h"
@@ -81,9 +83,12 @@ class Agent {
   // The bound NodeAgentService port (after Start).
   int control_port() const { return control_port_; }
   AgentStats stats() const;
+  // What the agent's parts record, for its /metrics (agent_metrics.h).
+  const AgentMetrics& metrics() const { return metrics_; }
 
  private:
   const AgentOptions options_;
+  AgentMetrics metrics_;
   Reconciler reconciler_;
   GrantGuard grants_;
   std::unique_ptr<VfLending> vf_;

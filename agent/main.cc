@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "agent/agent_identity.h"
+#include "agent/agent_metrics.h"
 #include "agent/discovery/inventory.h"
 #include "agent/hw/linux/linux_bridge.h"
 #include "agent/hw/linux/linux_sriov_functions.h"
@@ -26,9 +27,11 @@
 #include "agent/hw/sim/sriov_device.h"
 #include "agent/hw/sim/sim_inventory.h"
 #include "common/host_port.h"
+#include "common/http/http_server.h"
 #include "common/leader_channel.h"
 #include "common/listen_probe.h"
 #include "common/security/policy.h"
+#include "common/security/tls.h"
 #include "common/security/tls_flags.h"
 
 int main(int argc, char** argv) {
@@ -108,6 +111,10 @@ int main(int argc, char** argv) {
   app.add_option("--apply-retry-max", apply_retry_max,
                  "the longest wait between attempts at a refused generation")
       ->capture_default_str();
+  std::string http_listen;
+  app.add_option("--http-listen", http_listen,
+                 "serve Prometheus metrics (GET /metrics) on HOST:PORT, with "
+                 "the data path's TLS (port 0 picks one); default: off");
   fabric::security::TlsConfig tls;
   fabric::security::AddTlsFlags(app, &tls);
   std::string policy_file;
@@ -171,6 +178,16 @@ int main(int argc, char** argv) {
   }
   if (flags_ok.ok()) {
     flags_ok = fabric::agent::CheckAgentSecurity(tls, node, listen, manager);
+  }
+  if (flags_ok.ok() && !http_listen.empty()) {
+    auto http_address = fabric::ParseHostPort("--http-listen", http_listen);
+    flags_ok = http_address.ok()
+                   ? fabric::ProbeListen("--http-listen", *http_address)
+                   : http_address.status();
+    if (flags_ok.ok()) {
+      flags_ok = fabric::security::CheckTransport(
+          "fabric-agent --http-listen", tls, http_listen, /*warn=*/false);
+    }
   }
   absl::StatusOr<fabric::security::Policy> policy =
       policy_file.empty() ? fabric::security::Policy::Default()
@@ -347,6 +364,24 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << s.message() << "\n";
     return 2;  // --listen, taken since the probe
   }
+  std::unique_ptr<fabric::http::HttpServer> metrics_server;
+  if (!http_listen.empty()) {
+    fabric::http::HttpServerOptions http_options;
+    http_options.listen = http_listen;
+    http_options.tls = tls;
+    http_options.threads = 4;
+    auto served =
+        fabric::agent::ServeAgentMetrics(http_options, &agent.metrics());
+    if (!served.ok()) {
+      std::cerr << "error: " << served.status().message() << "\n";
+      agent.Stop();
+      return 2;  // --http-listen, taken since the probe
+    }
+    metrics_server = *std::move(served);
+    std::cout << "fabric-agent: metrics on "
+              << http_listen.substr(0, http_listen.rfind(':') + 1)
+              << metrics_server->port() << std::endl;
+  }
   std::cout << "fabric-agent " << node << " (" << backend
             << ") serving its data path on "
             << listen.substr(0, listen.rfind(':')) << ":"
@@ -355,6 +390,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::cout << "fabric-agent " << node << ": signal " << sig << ", stopping"
             << std::endl;
+  if (metrics_server != nullptr) metrics_server->Shutdown();
   agent.Stop();
   return fenced ? fabric::agent::kExitFenced : 0;
 }

@@ -85,13 +85,15 @@ std::string ValidUtf8(absl::string_view text) {
 ManagerSession::ManagerSession(ManagerSessionOptions options,
                                v1::NodeInventory inventory,
                                Reconciler* reconciler, VfLending* vf,
-                               const Clock* clock, GrantGuard* grants)
+                               const Clock* clock, GrantGuard* grants,
+                               AgentMetrics* metrics)
     : options_(std::move(options)),
       inventory_(std::move(inventory)),
       reconciler_(reconciler),
       vf_(vf),
       clock_(clock),
-      grants_(grants) {}
+      grants_(grants),
+      metrics_(metrics) {}
 
 ManagerSession::~ManagerSession() { Stop(); }
 
@@ -268,7 +270,7 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
   {
     absl::MutexLock l(&mu_);
     if (stopping_ || stats_.fenced) return true;
-    ++stats_.sessions;
+    if (++stats_.sessions > 1 && metrics_ != nullptr) metrics_->Reconnected();
     session_ = registered.session();
     stream_ctx_ = &ctx;
   }

@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "agent/agent_metrics.h"
 #include "agent/grant_guard.h"
 #include "agent/reconciler.h"
 #include "agent/report_schedule.h"
@@ -103,10 +104,11 @@ class ManagerSession {
   // next retry in reports) and `grants` are not owned and must outlive the
   // session. `grants` (may be null) is given each configuration before it
   // is applied, so what a configuration no longer grants is refused on the
-  // data path before the hardware changes.
+  // data path before the hardware changes. `metrics` (may be null; not
+  // owned) counts the sessions re-established after the first.
   ManagerSession(ManagerSessionOptions options, v1::NodeInventory inventory,
                  Reconciler* reconciler, VfLending* vf, const Clock* clock,
-                 GrantGuard* grants = nullptr);
+                 GrantGuard* grants = nullptr, AgentMetrics* metrics = nullptr);
   ~ManagerSession();
 
   ManagerSession(const ManagerSession&) = delete;
@@ -155,6 +157,7 @@ class ManagerSession {
   VfLending* const vf_;           // not owned
   const Clock* const clock_;      // not owned
   GrantGuard* const grants_;      // not owned; may be null
+  AgentMetrics* const metrics_;   // not owned; may be null
   int control_port_ = 0;          // set by Start()
   bool several_managers_ = false; // set by Start()
   // When the next report is due: every heartbeat interval of the open

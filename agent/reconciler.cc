@@ -18,12 +18,13 @@ constexpr size_t kRecentRepairs = 8;
 
 Reconciler::Reconciler(std::string node, ReconcilerOptions options,
                        hw::BridgeHardware* hardware, Clock* clock,
-                       std::function<void()> on_news)
+                       std::function<void()> on_news, AgentMetrics* metrics)
     : node_(std::move(node)),
       options_(std::move(options)),
       hardware_(hardware),
       clock_(clock),
-      on_news_(std::move(on_news)) {}
+      on_news_(std::move(on_news)),
+      metrics_(metrics) {}
 
 Reconciler::~Reconciler() { Stop(); }
 
@@ -89,7 +90,12 @@ absl::Status Reconciler::AttemptLocked(Attempt attempt) {
   const int64_t generation = config.generation();
   const hw::BridgeState want = DesiredState(config);
   std::vector<v1::ApplyError> errors;
+  const absl::Time started =
+      metrics_ != nullptr ? metrics_->clock()->Now() : absl::InfinitePast();
   const bool wrote = ApplyLocked(want, generation, attempt, &errors);
+  if (metrics_ != nullptr && attempt != Attempt::kDriftCheck) {
+    metrics_->ApplyDone(metrics_->clock()->Now() - started);
+  }
   const absl::Time now = clock_->Now();
   const bool was_landed = landed_;
   landed_ = errors.empty();
@@ -138,6 +144,7 @@ absl::Status Reconciler::AttemptLocked(Attempt attempt) {
   if (landed_ || only_allocations_failed) {
     if (stats_.applied_generation != generation) ++stats_.applies;
     stats_.applied_generation = generation;
+    if (metrics_ != nullptr) metrics_->SetAppliedGeneration(generation);
   }
   stats_.errors = errors;
   stats_.next_retry = next_retry_;
@@ -165,8 +172,9 @@ bool Reconciler::ApplyLocked(const hw::BridgeState& want, int64_t generation,
     }
     return e;
   };
-  auto fail = [&](const std::string& entry, const absl::Status& s,
-                  const std::string& allocation = "") {
+  auto fail = [&](RefusalKind kind, const std::string& entry,
+                  const absl::Status& s, const std::string& allocation = "") {
+    if (metrics_ != nullptr) metrics_->Refused(kind);
     errors->push_back(refusal(entry, s, allocation));
   };
   // A state the hardware cannot read back (lost, garbage) is drift like any
@@ -186,10 +194,10 @@ bool Reconciler::ApplyLocked(const hw::BridgeState& want, int64_t generation,
     // one bad entry does not hold back the others.
     if (!SameHostMemory(have.memory, want.memory)) {
       if (auto s = hardware_->SetHostMemory(want.memory); !s.ok())
-        fail("host memory", s);
+        fail(RefusalKind::kHostMemory, "host memory", s);
     }
     if (auto s = hardware_->SetMapEntries(want.map); !s.ok())
-      fail("map entries", s);
+      fail(RefusalKind::kMapEntry, "map entries", s);
     for (const auto& w : have.windows) {
       bool wanted = std::any_of(want.windows.begin(), want.windows.end(),
                                 [&](const hw::Window& x) {
@@ -197,25 +205,26 @@ bool Reconciler::ApplyLocked(const hw::BridgeState& want, int64_t generation,
                                 });
       if (!wanted) {
         if (auto s = hardware_->ClearWindow(w.kind, w.slot); !s.ok())
-          fail(SlotEntryName(w.kind, w.slot), s, w.tag);
+          fail(RefusalKind::kWindow, SlotEntryName(w.kind, w.slot), s, w.tag);
       }
     }
     for (const auto& w : want.windows) {
       if (auto s = hardware_->SetWindow(w); !s.ok())
-        fail(SlotEntryName(w.kind, w.slot), s, w.tag);
+        fail(RefusalKind::kWindow, SlotEntryName(w.kind, w.slot), s, w.tag);
     }
     if (auto s = hardware_->SetInbound(want.inbound); !s.ok())
-      fail("inbound", s);
+      fail(RefusalKind::kInbound, "inbound", s);
     for (const auto& p : want.ports) {
       if (auto s = hardware_->SetPort(p); !s.ok())
-        fail(absl::StrCat("port ", p.number), s);
+        fail(RefusalKind::kPort, absl::StrCat("port ", p.number), s);
     }
-    if (errors->empty()) fail("bridge", applied);
+    if (errors->empty()) fail(RefusalKind::kBridge, "bridge", applied);
   }
   if (!unreadable.ok()) {
     // Rebuilt once it reads back, entries it refused aside (they are
     // reported as refusals); until then the reason comes first.
     if (absl::Status rebuilt = hardware_->Read().status(); !rebuilt.ok()) {
+      if (metrics_ != nullptr) metrics_->Refused(RefusalKind::kHardware);
       errors->insert(errors->begin(), refusal("hardware", rebuilt));
       return true;
     }
@@ -239,6 +248,7 @@ bool Reconciler::ApplyLocked(const hw::BridgeState& want, int64_t generation,
 }
 
 void Reconciler::RecordRepair(int64_t repairs, std::string what) {
+  if (metrics_ != nullptr) metrics_->DriftRepaired(repairs);
   absl::MutexLock l(&mu_);
   stats_.repairs += repairs;
   stats_.recent_repairs.push_back(std::move(what));

@@ -35,6 +35,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "agent/agent_metrics.h"
 #include "agent/hw/bridge_hardware.h"
 #include "common/clock.h"
 #include "fabric/agentproto/v1/agent_service.pb.h"
@@ -80,10 +81,12 @@ class Reconciler {
   // outlive the reconciler. `on_news` is called from RunDue(), with the
   // reconciler's lock held (it must not call back into the reconciler), when
   // something the manager should hear about before the next heartbeat has
-  // happened: a repair, a refusal, a retry that landed.
+  // happened: a repair, a refusal, a retry that landed. `metrics` (may be
+  // null; not owned) records applies, the applied generation, repairs and
+  // refusals.
   Reconciler(std::string node, ReconcilerOptions options,
              hw::BridgeHardware* hardware, Clock* clock,
-             std::function<void()> on_news);
+             std::function<void()> on_news, AgentMetrics* metrics = nullptr);
   ~Reconciler();
 
   Reconciler(const Reconciler&) = delete;
@@ -164,6 +167,7 @@ class Reconciler {
   hw::BridgeHardware* const hardware_;  // not owned
   Clock* const clock_;                  // not owned
   const std::function<void()> on_news_;
+  AgentMetrics* const metrics_;  // not owned; may be null
 
   // Serializes every hardware access. Taken before mu_.
   absl::Mutex hw_mu_ ABSL_ACQUIRED_BEFORE(mu_);

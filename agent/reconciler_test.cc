@@ -6,6 +6,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "agent/bridge_state.h"
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
@@ -167,6 +170,44 @@ TEST_F(ReconcilerTest, RefusalIsRetriedWithBackoffUntilItLands) {
   EXPECT_EQ(stats.repairs, 0);
   EXPECT_EQ(stats.next_retry, absl::InfiniteFuture());
   EXPECT_TRUE(DiffEntries(*bridge_->Read(), DesiredState(Config(3))).empty());
+}
+
+// What the reconciler records in the agent's metrics: every attempt at a
+// configuration (not the drift checks), the generation that landed, each
+// refused entry by kind, each repaired entry.
+TEST_F(ReconcilerTest, RecordsAppliesRefusalsAndRepairsInTheMetrics) {
+  AgentMetrics metrics(&clock_);
+  Reconciler r(
+      "n0", options_, bridge_.get(), &clock_, [] {}, &metrics);
+  auto sample = [&](absl::string_view series) {
+    for (absl::string_view line : absl::StrSplit(metrics.Render(), '\n')) {
+      if (absl::ConsumePrefix(&line, series) &&
+          absl::ConsumePrefix(&line, " ")) {
+        double v = 0;
+        return absl::SimpleAtod(line, &v) ? v : -1;
+      }
+    }
+    return -1.0;
+  };
+  bridge_->InjectApplyFailure(absl::UnavailableError("bridge busy"), 1000);
+  EXPECT_FALSE(r.Apply(Config(3)).ok());
+  EXPECT_EQ(sample("fabric_agent_apply_duration_seconds_count"), 1);
+  EXPECT_EQ(sample("fabric_agent_applied_generation"), 0);
+  EXPECT_EQ(sample("fabric_agent_refused_entries_total{kind=\"port\"}"), 1);
+  EXPECT_EQ(sample("fabric_agent_refused_entries_total{kind=\"window\"}"), 0);
+
+  bridge_->InjectApplyFailure(absl::UnavailableError("unused"), 0);
+  clock_.Advance(options_.apply_retry_initial);
+  r.RunDue();
+  EXPECT_EQ(sample("fabric_agent_apply_duration_seconds_count"), 2);
+  EXPECT_EQ(sample("fabric_agent_applied_generation"), 3);
+  EXPECT_EQ(sample("fabric_agent_drift_repairs_total"), 0);
+
+  ASSERT_TRUE(bridge_->SetPort(hw::Port{1, "n1", 1, false}).ok());
+  clock_.Advance(options_.drift_check_interval);
+  r.RunDue();
+  EXPECT_EQ(sample("fabric_agent_drift_repairs_total"), 1);
+  EXPECT_EQ(sample("fabric_agent_apply_duration_seconds_count"), 2);
 }
 
 TEST_F(ReconcilerTest, AFencedReconcilerLeavesTheHardwareAlone) {

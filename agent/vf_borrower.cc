@@ -32,6 +32,17 @@ vf::Policy PolicyFrom(v1::Attachment::InterruptPolicy p) {
   }
 }
 
+// Counts each interrupt that reaches a guest or the host in `metrics`
+// (none when null).
+vf::InterruptRouter::Sink InterruptSink(AgentMetrics* metrics) {
+  if (metrics == nullptr) return nullptr;
+  return [metrics](const vf::Injection& i) {
+    metrics->Interrupt(
+        i.at_entry ? InterruptMode::kHypervisor : InterruptMode::kDirect,
+        /*exit_avoided=*/!i.at_entry && !i.vm.empty());
+  };
+}
+
 }  // namespace
 
 struct VfBorrower::Shadow {
@@ -45,9 +56,12 @@ struct VfBorrower::Shadow {
 
 VfBorrower::VfBorrower(std::string node, HostReader host_read,
                        std::function<void()> on_shadow_change,
-                       LenderCredentials lender_credentials)
+                       LenderCredentials lender_credentials,
+                       AgentMetrics* metrics)
     : node_(std::move(node)),
       host_read_(std::move(host_read)),
+      metrics_(metrics),
+      router_(InterruptSink(metrics)),
       stubs_(std::move(lender_credentials)),
       on_shadow_change_(std::move(on_shadow_change)) {
   reconciler_ = std::thread([this] {
@@ -314,10 +328,15 @@ absl::StatusOr<v1::AccessShadowResponse> VfBorrower::AccessShadow(
     out.set_reason(r.reason);
   };
   const bool table = req.space() == v1::AccessShadowRequest::MSIX_TABLE;
+  auto count = [&](ShadowOp op) {
+    if (metrics_ == nullptr) return;
+    metrics_->ShadowAccess(op, table ? vf::kMsixTableRule : v.RuleAt(offset));
+  };
   switch (req.op()) {
     case v1::AccessShadowRequest::READ: {
       ASSIGN_OR_RETURN(uint32_t value, table ? v.ReadMsixTable(offset, size)
                                              : v.Read(offset, size));
+      count(ShadowOp::kRead);
       out.set_value(value);
       return out;
     }
@@ -325,6 +344,7 @@ absl::StatusOr<v1::AccessShadowResponse> VfBorrower::AccessShadow(
       ASSIGN_OR_RETURN(vf::WriteResult r,
                        table ? v.WriteMsixTable(offset, size, req.value())
                              : v.Write(offset, size, req.value()));
+      count(ShadowOp::kWrite);
       record(r);
       return out;
     }

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "agent/agent_metrics.h"
 #include "agent/vf/config_virtualizer.h"
 #include "agent/vf/interrupt_router.h"
 #include "common/stub_cache.h"
@@ -55,10 +56,13 @@ class VfBorrower {
   // `on_shadow_change` (optional) is called, without locks held, when a
   // shadow device was built, torn down or failed. `lender_credentials`
   // (optional) makes the channels to lenders; null: plaintext (in-process
-  // tests and the fuzzer; the agent always gives one).
+  // tests and the fuzzer; the agent always gives one). `metrics` (may be
+  // null; not owned) counts the interrupts delivered and the borrower's
+  // shadow accesses by rule.
   VfBorrower(std::string node, HostReader host_read,
              std::function<void()> on_shadow_change = nullptr,
-             LenderCredentials lender_credentials = nullptr);
+             LenderCredentials lender_credentials = nullptr,
+             AgentMetrics* metrics = nullptr);
   ~VfBorrower();
 
   VfBorrower(const VfBorrower&) = delete;
@@ -105,6 +109,7 @@ class VfBorrower {
 
   const std::string node_;
   const HostReader host_read_;
+  AgentMetrics* const metrics_;  // not owned; may be null
   vf::InterruptRouter router_;
 
   mutable absl::Mutex mu_;

@@ -7,10 +7,12 @@ namespace fabric::agent {
 VfLending::VfLending(std::string node, hw::SriovFunctions* local,
                      HostReader host_read,
                      std::function<void()> on_shadow_change,
-                     LenderCredentials lender_credentials)
+                     LenderCredentials lender_credentials,
+                     AgentMetrics* metrics)
     : lender_(node, local),
       borrower_(std::move(node), std::move(host_read),
-                std::move(on_shadow_change), std::move(lender_credentials)) {}
+                std::move(on_shadow_change), std::move(lender_credentials),
+                metrics) {}
 
 void VfLending::SetAssignments(
     const std::vector<agentproto::v1::VfAssignment>& assignments,

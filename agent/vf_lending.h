@@ -35,9 +35,11 @@ class VfLending {
   // `on_shadow_change` (optional) is called, without locks held, when a
   // shadow device was built or failed, so the agent can report at once.
   // `lender_credentials` as VfBorrower's (null: plaintext).
+  // `metrics` (may be null; not owned) as VfBorrower's.
   VfLending(std::string node, hw::SriovFunctions* local, HostReader host_read,
             std::function<void()> on_shadow_change = nullptr,
-            LenderCredentials lender_credentials = nullptr);
+            LenderCredentials lender_credentials = nullptr,
+            AgentMetrics* metrics = nullptr);
 
   VfLending(const VfLending&) = delete;
   VfLending& operator=(const VfLending&) = delete;
