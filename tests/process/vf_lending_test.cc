@@ -3,16 +3,21 @@
 // (agent/hw/sim/examples/one_pf.json); n0 and n2 borrow them. Config space
 // goes through the shadow devices, DMA lands in the borrowers' memory,
 // interrupts are counted by delivery mode, a VF moves between borrowers,
-// the lender's agent restarts, and a failed VF is reported.
+// the lender's agent restarts, and a failed VF is reported. The borrower's
+// agent serves its metrics (--http-listen), scraped over mutual TLS.
 #include <grpcpp/create_channel.h>
+#include <httplib.h>
 #include <signal.h>
 
+#include <regex>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/discovery/pci_address.h"
 #include "agent/hw/sim/sim_hardware.h"
 #include "agent/hw/sim/sriov_device.h"
+#include "agent/testing/scrape.h"
 #include "fabric/agentproto/v1/node_agent_service.grpc.pb.h"
 #include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
 #include "fabric/v1/diagnostics.pb.h"
@@ -41,11 +46,13 @@ class VfLendingTest : public ::testing::Test {
   void SetUp() override {
     hardware_ = std::string(FABRIC_SOURCE_DIR) +
                 "/agent/hw/sim/examples/one_pf.json";
-    std::vector<std::string> flags = tls_.ManagerFlags();
-    flags.insert(flags.end(), {"--heartbeat-timeout", "600ms",
-                               "--heartbeat-interval", "100ms"});
-    manager_ = std::make_unique<Manager>(StartManager(
-        dir_.path() + "/fabric.db", dir_.path() + "/manager.log", flags));
+    manager_flags_ = tls_.ManagerFlags();
+    manager_flags_.insert(
+        manager_flags_.end(),
+        {"--heartbeat-timeout", "600ms", "--heartbeat-interval", "100ms"});
+    manager_ = std::make_unique<Manager>(
+        StartManager(dir_.path() + "/fabric.db", dir_.path() + "/manager.log",
+                     manager_flags_));
     ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager.log");
     address_ = absl::StrCat("127.0.0.1:", manager_->port);
     std::shared_ptr<grpc::Channel> channel = tls_.DialManager(address_);
@@ -82,12 +89,54 @@ class VfLendingTest : public ::testing::Test {
     for (std::string& flag : tls_.AgentFlags(absl::StrCat("n", i))) {
       argv.push_back(flag);
     }
+    if (i == 0) argv.insert(argv.end(), {"--http-listen", "127.0.0.1:0"});
     if (i == 1) {
       argv.push_back("--sim-hardware");
       argv.push_back(hardware_);
     }
-    return std::make_unique<Child>(
-        argv, absl::StrCat(dir_.path(), "/agent-", i, ".log"));
+    return std::make_unique<Child>(argv, AgentLog(i));
+  }
+
+  std::string AgentLog(int i) const {
+    return absl::StrCat(dir_.path(), "/agent-", i, ".log");
+  }
+
+  // The port of n0's metrics, from "fabric-agent: metrics on HOST:PORT" in
+  // its log; -1 if it never says.
+  int MetricsPort() {
+    static const std::regex kLine(
+        "fabric-agent: metrics on 127\\.0\\.0\\.1:(\\d+)");
+    int port = -1;
+    WaitFor(
+        [&] {
+          const std::string log = ReadFile(AgentLog(0));
+          std::smatch m;
+          return std::regex_search(log, m, kLine) &&
+                 absl::SimpleAtoi(m[1].str(), &port);
+        },
+        absl::Seconds(10));
+    return port;
+  }
+
+  // GET /metrics from n0's agent as user/alice (any fabric certificate may
+  // read it); the body is kept in last_scrape_.
+  agent::testing::Samples Scrape(int port) {
+    const security::TlsConfig reader = tls_.User("alice", "viewer");
+    httplib::SSLClient client("127.0.0.1", port, reader.cert_file,
+                              reader.key_file);
+    client.set_ca_cert_path(reader.ca_file.c_str());
+    client.enable_server_certificate_verification(true);
+    auto res = client.Get("/metrics");
+    if (!res) {
+      ADD_FAILURE() << "GET /metrics: " << httplib::to_string(res.error());
+      return {};
+    }
+    EXPECT_EQ(res->status, 200);
+    last_scrape_ = res->body;
+    absl::StatusOr<agent::testing::Samples> s =
+        agent::testing::ParseSamples(res->body);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.value_or(agent::testing::Samples());
   }
 
   bool WaitNodeReady(const std::string& node) {
@@ -223,11 +272,13 @@ class VfLendingTest : public ::testing::Test {
   Transport& tls_ = Transport::Tls();
   TempDir dir_;
   std::string hardware_;
+  std::vector<std::string> manager_flags_;
   std::unique_ptr<Manager> manager_;
   std::string address_;
   std::unique_ptr<v1::FabricService::Stub> stub_;
   std::unique_ptr<hypervisor::v1::HypervisorService::Stub> hypervisor_;
   std::vector<std::unique_ptr<Child>> agents_;
+  std::string last_scrape_;
 };
 
 TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
@@ -542,6 +593,86 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
       },
       absl::Seconds(5));
   EXPECT_EQ(left.size(), 4u);
+}
+
+TEST_F(VfLendingTest, TheBorrowersAgentServesItsMetricsOverTls) {
+  using agent::testing::Value;
+  const int port = MetricsPort();
+  ASSERT_GT(port, 0) << ReadFile(AgentLog(0));
+
+  // A VF of n1 lent to n0's vm0; its shadow device read and driven.
+  v1::Attachment a;
+  grpc::Status s = Attach(Vf(0), "n0", "vm0", v1::Attachment::AUTO, &a);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(WaitState(a.name(), v1::Attachment::READY));
+  ASSERT_TRUE(Shadow(a.name(), v1::AccessShadowRequest::READ, 0x00, 4).ok());
+  ASSERT_TRUE(
+      Shadow(a.name(), v1::AccessShadowRequest::DRIVER_SETUP, 0, 0).ok());
+  // vm0 not running: two messages for one vector, queued as one and
+  // injected by the hypervisor when it runs; then four direct, each
+  // avoiding an exit.
+  Raise(a.name(), 2);
+  SetVm("n0", "vm0", true);
+  Raise(a.name(), 4);
+
+  agent::testing::Samples m = Scrape(port);
+  EXPECT_GT(Value(m, "fabric_agent_apply_duration_seconds_count"), 0)
+      << last_scrape_;
+  EXPECT_GT(Value(m, "fabric_agent_applied_generation"), 0);
+  EXPECT_EQ(Value(m, "fabric_agent_interrupts_total{mode=\"direct\"}"), 4)
+      << last_scrape_;
+  EXPECT_EQ(Value(m, "fabric_agent_interrupts_total{mode=\"hypervisor\"}"), 1);
+  EXPECT_EQ(Value(m, "fabric_agent_vm_exits_avoided_total"), 4);
+  EXPECT_EQ(Value(m,
+                  "fabric_agent_shadow_accesses_total{op=\"read\",rule="
+                  "\"vendor_id\"}"),
+            1);
+  double rpcs = 0;
+  for (const auto& [series, value] : m) {
+    if (series.rfind("fabric_agent_rpcs_total{", 0) == 0) rpcs += value;
+  }
+  EXPECT_GT(rpcs, 0) << last_scrape_;  // AccessShadow, ShadowInterrupt, ...
+  EXPECT_EQ(Value(m, "fabric_agent_reconnects_total"), 0);
+  absl::StatusOr<int> parsed =
+      agent::testing::CheckWithPrometheusClient(last_scrape_);
+  if (!absl::IsUnimplemented(parsed.status())) {
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+  }
+
+  // The manager restarts where the agents expect it: n0's session is
+  // re-established, and counted.
+  const int manager_port = manager_->port;
+  manager_->child.Signal(SIGKILL);
+  manager_->child.Wait();
+  manager_ = std::make_unique<Manager>(StartManagerAt(
+      BinDir() + "/fabric-manager", manager_port, dir_.path() + "/fabric.db",
+      dir_.path() + "/manager-2.log", manager_flags_));
+  ASSERT_GT(manager_->port, 0) << ReadFile(dir_.path() + "/manager-2.log");
+  EXPECT_TRUE(WaitFor(
+      [&] { return Value(Scrape(port), "fabric_agent_reconnects_total") >= 1; },
+      absl::Seconds(15)))
+      << last_scrape_;
+  if (absl::IsUnimplemented(parsed.status())) {
+    GTEST_SKIP() << "not checked by prometheus_client: "
+                 << parsed.status().message();
+  }
+}
+
+// --http-listen is checked before anything starts: a port in use is a usage
+// error, and the running n0 is left alone.
+TEST_F(VfLendingTest, AMetricsAddressInUseIsAUsageError) {
+  const int port = MetricsPort();
+  ASSERT_GT(port, 0);
+  std::vector<std::string> argv = {BinDir() + "/fabric-agent", "--manager",
+                                   address_, "--node", "n0"};
+  argv.insert(argv.end(),
+              {"--backend", "sim", "--sim-dir", dir_.path() + "/sim"});
+  argv.insert(argv.end(), {"--http-listen", absl::StrCat("127.0.0.1:", port)});
+  for (std::string& flag : tls_.AgentFlags("n0")) argv.push_back(flag);
+  std::string out, err;
+  EXPECT_EQ(RunCommand(argv, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("--http-listen")) << err;
+  EXPECT_TRUE(WaitNodeReady("n0"));
 }
 
 }  // namespace
