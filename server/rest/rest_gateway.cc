@@ -251,6 +251,8 @@ struct RestGateway::Stream {
   grpc::CompletionQueue cq;
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> rpc;
   grpc::ByteBuffer buffer;
+  bool started = false;   // StartCall was called
+  bool finished = false;  // Finish was called
 
   // The next message into `buffer`; false at the stream's end.
   bool Read() {
@@ -261,9 +263,18 @@ struct RestGateway::Stream {
     grpc::Status status;
     rpc->Finish(&status, nullptr);
     Await(&cq);
+    finished = true;
     return status;
   }
   ~Stream() {
+    // A response dropped before its stream ran (the client left first):
+    // the call is ended here, before its queue goes.
+    if (started && !finished) {
+      context->TryCancel();
+      while (Read()) {
+      }
+      Finish();
+    }
     gateway->Unregister(context.get());
     cq.Shutdown();
     while (Await(&cq)) {
@@ -286,6 +297,7 @@ http::HttpResponse RestGateway::ServerStream(
   stream->rpc = stub.PrepareCall(stream->context.get(), call.route->grpc_method,
                                  &stream->cq);
   stream->rpc->StartCall(nullptr);
+  stream->started = true;
   bool ok = Await(&stream->cq);
   if (ok) {
     stream->rpc->Write(ToBuffer(*call.request), nullptr);
