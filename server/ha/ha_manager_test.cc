@@ -189,7 +189,7 @@ TEST_F(HaManagerTest, TheTakeoverNeverClosesThePort) {
   // ("assertion failed: t->write_state != GRPC_CHTTP2_WRITE_STATE_IDLE")
   // while two in-process servers shared the port; not understood yet (see
   // the stop's note). HaProcessTest.TakeoverKeepsThePortOpen checks the
-  // same property with the managers as processes, in every build.
+  // same property with the managers as processes, in the Release build.
   GTEST_SKIP() << "in-process port handover skipped under ASan";
 #endif
 #endif
