@@ -104,6 +104,7 @@
 #include "server/service/server.h"
 #include "server/store/etcd/etcd_client.h"
 #include "server/store/sqlite_store.h"
+#include "tests/bench/bench_util.h"
 #include "tests/etcd/etcd_cluster.h"
 #include "tests/process/process_util.h"
 
@@ -120,7 +121,6 @@ constexpr double kTargetTlsRatio = 0.85;
 constexpr double kTargetEtcdRatio = 0.5;
 constexpr int kTargetClients = 32;
 constexpr double kTargetRecomputeMs = 50.0;
-constexpr int kMaxErrorsShown = 5;
 constexpr long kTmpfsMagic = 0x01021994;
 
 struct Flags {
@@ -187,44 +187,6 @@ struct RecomputeResult {
   double p99_ms = 0;
   int max_forward_all_up = 0;
   int max_forward_one_down = 0;
-};
-
-// RPC failures seen by any client thread. Thread-safe.
-class ErrorLog {
- public:
-  void Add(absl::string_view what, const grpc::Status& s) {
-    AddMessage(absl::StrCat(what, ": code ", s.error_code(), ": ",
-                            s.error_message()));
-  }
-  // One failure described by `message`.
-  void AddMessage(std::string message) {
-    absl::MutexLock l(&mu_);
-    ++count_;
-    if (shown_.size() < kMaxErrorsShown) shown_.push_back(std::move(message));
-  }
-  // `n` failures described elsewhere.
-  void AddUnshown(uint64_t n) {
-    absl::MutexLock l(&mu_);
-    count_ += n;
-  }
-  uint64_t count() const {
-    absl::MutexLock l(&mu_);
-    return count_;
-  }
-  std::vector<std::string> shown() const {
-    absl::MutexLock l(&mu_);
-    return shown_;
-  }
-  void Clear() {
-    absl::MutexLock l(&mu_);
-    count_ = 0;
-    shown_.clear();
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  uint64_t count_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<std::string> shown_ ABSL_GUARDED_BY(mu_);
 };
 
 // CPU time of the calling thread or of this whole process, in seconds.
@@ -1019,7 +981,7 @@ absl::Status Run(const Flags& flags, Report& report) {
   if (!sqlite.ok()) return sqlite.status();
   auto store = std::make_unique<TimedStore>(sqlite->get());
   absl::StatusOr<std::unique_ptr<service::FabricManager>> manager =
-      service::FabricManager::Open(store.get(), Clock::Real(), {});
+      service::FabricManager::Open(store.get(), fabric::Clock::Real(), {});
   if (!manager.ok()) return manager.status();
   absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
       service::GrpcServer::Start(manager->get(), "127.0.0.1:0");

@@ -75,7 +75,6 @@ constexpr absl::Duration kWarmup = absl::Milliseconds(300);
 constexpr uint64_t kAllocationSize = 1ull << 20;  // 1 MiB
 constexpr double kGoalP50Ratio = 1.5;             // REST / gRPC
 constexpr int kMinNodes = 16;
-constexpr int kMaxErrorsShown = 5;
 constexpr int kCallTimeoutSeconds = 30;
 // The cost of metrics: the allocate+release load with and without a
 // Prometheus-like scraper reading /metrics at kScrapeInterval.
@@ -97,29 +96,6 @@ enum class Phase { kPing, kAlloc };
 const char* PhaseName(Phase p) { return p == Phase::kPing ? "ping" : "alloc"; }
 
 enum class Transport { kGrpc, kRest };
-
-// Call failures seen by any client thread. Thread-safe.
-class Errors {
- public:
-  void Add(std::string message) {
-    absl::MutexLock l(&mu_);
-    if (shown_.size() < kMaxErrorsShown) shown_.push_back(std::move(message));
-    ++count_;
-  }
-  uint64_t count() const {
-    absl::MutexLock l(&mu_);
-    return count_;
-  }
-  std::vector<std::string> shown() const {
-    absl::MutexLock l(&mu_);
-    return shown_;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  uint64_t count_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<std::string> shown_ ABSL_GUARDED_BY(mu_);
-};
 
 std::string NodeName(int i) { return absl::StrCat("n", i); }
 
@@ -271,7 +247,7 @@ std::string NextRequestId() {
 }
 
 RunResult RunGrpc(Phase phase, std::vector<BenchClient>& clients, int n,
-                  const Flags& flags, Errors& errors) {
+                  const Flags& flags, ErrorLog& errors) {
   return RunClients(clients, n, flags, [&](BenchClient& c, const auto& record) {
     if (phase == Phase::kPing) {
       v1::PingResponse pong;
@@ -279,7 +255,7 @@ RunResult RunGrpc(Phase phase, std::vector<BenchClient>& clients, int n,
       const auto t0 = Clock::now();
       grpc::Status s = c.stub->Ping(ctx.get(), v1::PingRequest(), &pong);
       const auto t1 = Clock::now();
-      if (!s.ok()) return errors.Add(absl::StrCat("Ping: ", s.error_message()));
+      if (!s.ok()) return errors.AddMessage(absl::StrCat("Ping: ", s.error_message()));
       return record(t0, t1);
     }
     v1::CreateAllocationRequest create;
@@ -293,7 +269,7 @@ RunResult RunGrpc(Phase phase, std::vector<BenchClient>& clients, int n,
     grpc::Status s = c.stub->CreateAllocation(ctx.get(), create, &created);
     auto t1 = Clock::now();
     if (!s.ok()) {
-      return errors.Add(absl::StrCat("CreateAllocation: ", s.error_message()));
+      return errors.AddMessage(absl::StrCat("CreateAllocation: ", s.error_message()));
     }
     record(t0, t1);
     v1::DeleteAllocationRequest del;
@@ -305,7 +281,7 @@ RunResult RunGrpc(Phase phase, std::vector<BenchClient>& clients, int n,
     s = c.stub->DeleteAllocation(ctx.get(), del, &released);
     t1 = Clock::now();
     if (!s.ok()) {
-      return errors.Add(absl::StrCat("DeleteAllocation ", created.name(), ": ",
+      return errors.AddMessage(absl::StrCat("DeleteAllocation ", created.name(), ": ",
                                      s.error_message()));
     }
     record(t0, t1);
@@ -313,7 +289,7 @@ RunResult RunGrpc(Phase phase, std::vector<BenchClient>& clients, int n,
 }
 
 RunResult RunRest(Phase phase, std::vector<BenchClient>& clients, int n,
-                  const Flags& flags, Errors& errors) {
+                  const Flags& flags, ErrorLog& errors) {
   // The server closes a connection idle for 5 s (httplib's keep-alive
   // timeout), and httplib's client does not notice before it sends: open
   // each one afresh, handshake included, before the run.
@@ -321,7 +297,7 @@ RunResult RunRest(Phase phase, std::vector<BenchClient>& clients, int n,
     clients[i].http->stop();
     if (absl::StatusOr<json> pong = Call(*clients[i].http, "GET", "/v1/ping");
         !pong.ok()) {
-      errors.Add(absl::StrCat("reconnect: ", pong.status().message()));
+      errors.AddMessage(absl::StrCat("reconnect: ", pong.status().message()));
     }
   }
   return RunClients(clients, n, flags, [&](BenchClient& c, const auto& record) {
@@ -329,7 +305,7 @@ RunResult RunRest(Phase phase, std::vector<BenchClient>& clients, int n,
       const auto t0 = Clock::now();
       absl::StatusOr<json> pong = Call(*c.http, "GET", "/v1/ping");
       const auto t1 = Clock::now();
-      if (!pong.ok()) return errors.Add(std::string(pong.status().message()));
+      if (!pong.ok()) return errors.AddMessage(std::string(pong.status().message()));
       return record(t0, t1);
     }
     const json spec = {{"borrower", c.borrower},
@@ -341,7 +317,7 @@ RunResult RunRest(Phase phase, std::vector<BenchClient>& clients, int n,
         absl::StrCat("/v1/allocations?request_id=", NextRequestId()), spec);
     auto t1 = Clock::now();
     if (!created.ok())
-      return errors.Add(std::string(created.status().message()));
+      return errors.AddMessage(std::string(created.status().message()));
     record(t0, t1);
     const std::string name = created->value("name", "");
     t0 = Clock::now();
@@ -350,7 +326,7 @@ RunResult RunRest(Phase phase, std::vector<BenchClient>& clients, int n,
              absl::StrCat("/v1/", name, "?request_id=", NextRequestId()));
     t1 = Clock::now();
     if (!released.ok()) {
-      return errors.Add(std::string(released.status().message()));
+      return errors.AddMessage(std::string(released.status().message()));
     }
     record(t0, t1);
   });
@@ -456,7 +432,7 @@ struct MetricsRow {
 // read must be 200 with the manager's families. Counts the reads.
 class Scraper {
  public:
-  Scraper(const Endpoint& e, Errors& errors)
+  Scraper(const Endpoint& e, ErrorLog& errors)
       : client_(NewHttpClient(e)), errors_(errors) {
     thread_ = std::thread([this] { Loop(); });
   }
@@ -478,7 +454,7 @@ class Scraper {
       httplib::Result res = client_->Get("/metrics");
       if (!res || res->status != 200 ||
           res->body.find("fabric_manager_rpcs_total") == std::string::npos) {
-        errors_.Add(absl::StrCat("GET /metrics: ",
+        errors_.AddMessage(absl::StrCat("GET /metrics: ",
                                  res ? absl::StrCat("HTTP ", res->status)
                                      : httplib::to_string(res.error())));
       } else {
@@ -490,7 +466,7 @@ class Scraper {
   }
 
   std::unique_ptr<httplib::SSLClient> client_;
-  Errors& errors_;
+  ErrorLog& errors_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int scrapes_ = 0;  // the scraper thread's, read after join
@@ -520,7 +496,7 @@ absl::Status Run(const Flags& flags, Report& report) {
   ASSIGN_OR_RETURN(std::vector<BenchClient> clients,
                    ConnectClients(e, max_clients));
 
-  Errors errors;
+  ErrorLog errors;
   for (int n : flags.clients) {
     for (Phase phase : {Phase::kPing, Phase::kAlloc}) {
       std::vector<RunResult> grpc_runs, rest_runs;
