@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "google/api/annotations.pb.h"
+#include "server/rest/json_printer.h"
 
 namespace fabric::rest {
 namespace {
@@ -339,15 +340,22 @@ absl::StatusOr<PreparedCall> Transcoder::Prepare(
 }
 
 absl::StatusOr<std::string> Transcoder::ToJson(const pb::Message& message) {
-  pb::util::JsonPrintOptions options;
-  options.always_print_primitive_fields = true;
-  options.always_print_enums_as_ints = false;
   std::string out;
-  pb::util::Status s = pb::util::MessageToJsonString(message, &out, options);
-  if (!s.ok()) {
+  absl::Status printed = PrintJson(message, &out);
+  if (printed.code() == absl::StatusCode::kUnimplemented) {
+    // A well-known type JsonPrinter leaves to protobuf's printer.
+    pb::util::JsonPrintOptions options;
+    options.always_print_primitive_fields = true;
+    options.always_print_enums_as_ints = false;
+    out.clear();
+    pb::util::Status s = pb::util::MessageToJsonString(message, &out, options);
+    printed = s.ok() ? absl::OkStatus()
+                     : absl::InvalidArgumentError(s.message().as_string());
+  }
+  if (!printed.ok()) {
     return absl::InternalError(absl::StrCat(
         "cannot print ", message.GetDescriptor()->full_name(), " as JSON: ",
-        s.message().as_string()));
+        printed.message()));
   }
   return out;
 }

@@ -16,7 +16,7 @@
 //
 // Responses (ToJson) are canonical JSON with lowerCamelCase names and every
 // field present, defaults included, so clients need not know proto3's
-// defaults.
+// defaults; JsonPrinter (json_printer.h) writes them.
 //
 // Immutable after ForService; thread-safe.
 #ifndef FABRIC_SERVER_REST_TRANSCODER_H_
