@@ -123,8 +123,9 @@ def main(argv=None):
     parser.add_argument("--tls-cert", help="default: $FABRIC_TLS_CERT")
     parser.add_argument("--tls-key", help="default: $FABRIC_TLS_KEY")
     parser.add_argument("--tls-ca", help="default: $FABRIC_TLS_CA")
-    parser.add_argument("--server-name", default="m1",
-                        help="the manager's certificate name (manager/NAME)")
+    parser.add_argument("--server-name", default=None,
+                        help="require the manager/NAME certificate (default:"
+                             " the address's host must be in the certificate)")
     parser.add_argument("--insecure", action="store_true",
                         help="plaintext, loopback only")
     parser.add_argument("--job-size", type=int, default=16 << 20,

@@ -25,11 +25,13 @@ Behaviour, as the C++ FabricClient (client/fabric_client.h) does it:
 TLS: mutual TLS with `tls_cert`, `tls_key` and `tls_ca` (PEM files), each
 defaulting to FABRIC_TLS_CERT, FABRIC_TLS_KEY and FABRIC_TLS_CA as in
 fabricctl; plaintext only with insecure=True, and only to loopback. The
-manager's certificate carries one URI SAN, spiffe://fabric.local/manager/NAME,
-and no DNS or IP name: fabricctl checks that URI in place of the host name,
-which Python's grpc cannot do. So give the manager's NAME as `server_name`
-(the certificate's CN and spiffe id): the client then requires exactly that
-identity (a dict {address: NAME} when several managers have different names).
+manager is checked in one of two ways:
+  - by default, the host of the address must be named in its certificate
+    (deploy/pki.sh writes localhost, 127.0.0.1 and ::1, and each --host);
+  - with `server_name=NAME`, the certificate must carry the URI SAN
+    spiffe://fabric.local/manager/NAME, whatever the address: the identity
+    fabricctl checks (a dict {address: NAME} when several managers have
+    different names).
 
 Not thread-safe for concurrent calls that move between managers; use one
 client per thread or guard it.
@@ -510,8 +512,9 @@ def _error(err):
     certificate did not carry the expected name."""
     hint = ""
     if "not in peer certificate" in (err.details() or ""):
-        hint = (" (the manager's certificate names it only by its spiffe URI:"
-                " give server_name=NAME of its manager/NAME certificate)")
+        hint = (" (the manager's certificate does not name this address:"
+                " give server_name=NAME of its manager/NAME certificate, or"
+                " issue it with deploy/pki.sh --host)")
     return errors.from_rpc_error(err, hint)
 
 

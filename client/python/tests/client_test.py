@@ -150,6 +150,13 @@ class ClientTest(unittest.TestCase):
         finally:
             events.close()
 
+    def test_without_server_name_the_address_is_checked(self):
+        # deploy/pki.sh names 127.0.0.1 in the manager's certificate (IP SAN)
+        # by default: the address alone is then enough.
+        self.assertTrue(self.fabric.address.startswith("127.0.0.1:"))
+        with self.fabric.client("sched", server_name=None) as by_address:
+            by_address.ping()
+
     def test_wrong_manager_name_is_refused(self):
         with self.fabric.client("sched", server_name="m2", timeout=2,
                                 max_attempts=1) as wrong:
