@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -149,7 +150,20 @@ HttpRequest Convert(const httplib::Request& in, bool tls) {
   return out;
 }
 
-void Respond(HttpResponse response, httplib::Response* out) {
+// Whether the peer of `ssl`'s socket may still be there: false once it
+// closed or reset the connection. A client waiting on a streamed response
+// sends nothing, so anything but silence means it is gone. nullptr
+// (plaintext, whose socket httplib does not expose): always true.
+bool PeerConnected(const SSL* ssl) {
+  if (ssl == nullptr) return true;
+  struct pollfd p = {};
+  p.fd = SSL_get_fd(ssl);
+  p.events = POLLRDHUP;
+  if (p.fd < 0 || ::poll(&p, 1, 0) <= 0) return p.fd >= 0;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) == 0;
+}
+
+void Respond(HttpResponse response, const SSL* ssl, httplib::Response* out) {
   out->status = response.status;
   for (const auto& [k, v] : response.headers) out->set_header(k, v);
   if (!response.stream) {
@@ -159,8 +173,9 @@ void Respond(HttpResponse response, httplib::Response* out) {
   auto stream = std::move(response.stream);
   out->set_chunked_content_provider(
       response.content_type,
-      [stream = std::move(stream)](size_t, httplib::DataSink& sink) {
-        stream([&sink](absl::string_view chunk) {
+      [stream = std::move(stream), ssl](size_t, httplib::DataSink& sink) {
+        stream([&sink, ssl](absl::string_view chunk) {
+          if (chunk.empty()) return sink.is_writable() && PeerConnected(ssl);
           return sink.is_writable() && sink.write(chunk.data(), chunk.size());
         });
         sink.done();
@@ -256,7 +271,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   auto serve = [handler = std::move(handler), tls](const httplib::Request& req,
                                                    httplib::Response& res) {
-    Respond(handler(Convert(req, tls)), &res);
+    Respond(handler(Convert(req, tls)), tls ? req.ssl : nullptr, &res);
   };
   server.Get(".*", serve);
   server.Post(".*", serve);

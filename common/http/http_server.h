@@ -56,7 +56,10 @@ struct HttpRequest {
 };
 
 // Writes one chunk of a streamed response; false once the client is gone
-// (the stream should then end).
+// (the stream should then end). An empty chunk writes nothing and only
+// asks whether the client is still connected: over TLS a client that closed
+// its connection (FIN, RST) is seen at once, without waiting for the next
+// chunk to fail; over plaintext only by a write that fails.
 using ChunkWriter = std::function<bool(absl::string_view chunk)>;
 
 struct HttpResponse {

@@ -43,6 +43,10 @@ std::unique_ptr<pb::Message> NewResponse(const Route& route) {
           ->New());
 }
 
+// How often a stream waiting for its next message checks that its HTTP
+// client is still connected.
+constexpr absl::Duration kClientCheck = absl::Seconds(1);
+
 // Waits for the one operation in flight on `cq`; its ok bit.
 bool Await(grpc::CompletionQueue* cq) {
   void* tag = nullptr;
@@ -141,6 +145,11 @@ bool RestGateway::Register(grpc::ClientContext* context) {
 void RestGateway::Unregister(grpc::ClientContext* context) {
   absl::MutexLock lock(&mu_);
   open_.erase(context);
+}
+
+size_t RestGateway::open_calls() {
+  absl::MutexLock lock(&mu_);
+  return open_.size();
 }
 
 void RestGateway::Shutdown() {
@@ -259,6 +268,31 @@ struct RestGateway::Stream {
     rpc->Read(&buffer, nullptr);
     return Await(&cq);
   }
+  // Read, for a stream being sent: while no message comes, asks `write`
+  // every kClientCheck whether the HTTP client is still there (an empty
+  // chunk, ChunkWriter), and cancels the call once it is not, so that a
+  // client that left a quiet Watch frees its call and its HTTP thread.
+  bool ReadWhileConnected(const http::ChunkWriter& write) {
+    rpc->Read(&buffer, nullptr);
+    bool cancelled = false;
+    for (;;) {
+      void* tag = nullptr;
+      bool ok = false;
+      switch (cq.AsyncNext(&tag, &ok, absl::ToChronoTime(absl::Now() +
+                                                          kClientCheck))) {
+        case grpc::CompletionQueue::GOT_EVENT:
+          return ok;
+        case grpc::CompletionQueue::SHUTDOWN:
+          return false;
+        case grpc::CompletionQueue::TIMEOUT:
+          if (!cancelled && !write("")) {
+            context->TryCancel();  // the read then ends, not ok
+            cancelled = true;
+          }
+          break;
+      }
+    }
+  }
   grpc::Status Finish() {
     grpc::Status status;
     rpc->Finish(&status, nullptr);
@@ -332,7 +366,7 @@ http::HttpResponse RestGateway::ServerStream(
   response.content_type = kNdjson;
   response.stream = [stream, first](const http::ChunkWriter& write) {
     std::unique_ptr<pb::Message> message = NewResponse(*stream->route);
-    bool more = first || stream->Read();
+    bool more = first || stream->ReadWhileConnected(write);
     while (more) {
       message->Clear();
       absl::StatusOr<std::string> json =
@@ -347,7 +381,7 @@ http::HttpResponse RestGateway::ServerStream(
         stream->Finish();
         return;
       }
-      more = stream->Read();
+      more = stream->ReadWhileConnected(write);
     }
     const grpc::Status status = stream->Finish();
     if (!status.ok()) {

@@ -26,7 +26,9 @@
 // {"error": <status>} line if the stream fails after it started. A stream
 // the method refuses (its handler never opened it: see kStreamOpenKey in
 // common/stream_metadata.h) is an ordinary error response. A client that
-// leaves is noticed at the next message (its write fails), or at Shutdown.
+// leaves is noticed within a second over TLS, even on a stream with no
+// message to send (http::ChunkWriter), or else at the next message (its
+// write fails), or at Shutdown; its call to the manager is then cancelled.
 //
 // GET /openapi.json serves the OpenAPI v2 document protoc-gen-swagger made
 // from the same annotations at build time; any client the TLS handshake
@@ -101,6 +103,9 @@ class RestGateway {
   // Cancels every open stream; later requests get 503. Call before the HTTP
   // server's Shutdown, so that its threads are not held by streams.
   void Shutdown();
+
+  // Calls to the manager in flight, open streams included.
+  size_t open_calls();
 
   const Transcoder& transcoder() const { return transcoder_; }
 

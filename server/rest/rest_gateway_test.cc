@@ -9,11 +9,13 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -272,6 +274,36 @@ TEST_F(RestGatewayTest, WatchStreamsNewlineDelimitedEventsAsTheyHappen) {
   EXPECT_EQ(events[0]["result"]["type"], "ADDED");
   EXPECT_TRUE(events[0]["result"].contains("link"));
   EXPECT_EQ(content_type, "application/x-ndjson");
+}
+
+// A client that leaves a Watch on which nothing happens frees its call (and
+// its HTTP thread) without waiting for an event that may never come.
+TEST_F(RestGatewayTest, AClientLeavingAQuietWatchEndsItsCall) {
+  CreateRing();
+  auto client = As(certs_->viewer);
+  absl::Notification synced;
+  std::thread watcher([&] {
+    std::string buffer;
+    client->Get("/v1/watch?collections=links&initial_state=true",
+                [&](const char* data, size_t n) {
+                  buffer.append(data, n);
+                  if (!synced.HasBeenNotified() &&
+                      absl::StrContains(buffer, "SYNCED")) {
+                    synced.Notify();
+                  }
+                  return true;  // reads on: the stream stays open
+                });
+  });
+  ASSERT_TRUE(synced.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(rest_->gateway().open_calls(), 1u);
+  client->stop();  // the client closes its connection
+  watcher.join();
+  // No event comes on this fabric; the gateway notices the client left.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (rest_->gateway().open_calls() > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(rest_->gateway().open_calls(), 0u);
 }
 
 TEST_F(RestGatewayTest, AStreamRefusedBeforeItsFirstMessageIsAPlainError) {

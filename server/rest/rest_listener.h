@@ -49,6 +49,7 @@ class RestListener {
   ~RestListener() { Shutdown(); }
 
   int port() const { return http_->port(); }
+  RestGateway& gateway() { return *gateway_; }
   // Ends open streams, then stops the HTTP listener. Idempotent.
   void Shutdown();
 
