@@ -29,9 +29,14 @@ namespace {
 // OpenSSL's certificate callback.
 class CertificateSource {
  public:
-  explicit CertificateSource(std::string snapshot)
-      : snapshot_(std::move(snapshot)) {}
-  ~CertificateSource() { Clear(); }
+  // `ca_file`: the CA bundle client certificates must chain to, re-read
+  // likewise.
+  CertificateSource(std::string snapshot, std::string ca_file)
+      : snapshot_(std::move(snapshot)), ca_file_(std::move(ca_file)) {}
+  ~CertificateSource() {
+    Clear();
+    X509_STORE_free(ca_store_);
+  }
 
   // Installs the current pair on `ssl`; 1 on success (OpenSSL's cert_cb
   // convention), 0 to fail the handshake.
@@ -45,11 +50,48 @@ class CertificateSource {
     return RefreshLocked();
   }
 
+  // Reads the CA bundle now; false when it holds no certificate.
+  bool LoadCa() {
+    absl::MutexLock lock(&mu_);
+    RefreshCaLocked();
+    return ca_store_ != nullptr;
+  }
+
  private:
   bool Install(SSL* ssl) {
     absl::MutexLock lock(&mu_);
     if (!RefreshLocked()) return false;
+    RefreshCaLocked();
+    // The client's certificate is verified after this callback, against
+    // this connection's store.
+    if (ca_store_ == nullptr ||
+        SSL_set1_verify_cert_store(ssl, ca_store_) != 1) {
+      return false;
+    }
     return SSL_use_cert_and_key(ssl, cert_, key_, chain_, /*override=*/1) == 1;
+  }
+
+  // Re-reads the CA bundle when its modification time or size changed;
+  // keeps the last good store when the file is missing or holds no
+  // certificate.
+  void RefreshCaLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    struct stat st;
+    if (::stat(ca_file_.c_str(), &st) != 0) return;
+    if (ca_store_ != nullptr && st.st_mtim.tv_sec == ca_mtime_.tv_sec &&
+        st.st_mtim.tv_nsec == ca_mtime_.tv_nsec && st.st_size == ca_size_) {
+      return;
+    }
+    X509_STORE* store = X509_STORE_new();
+    if (store == nullptr || X509_STORE_load_file(store, ca_file_.c_str()) != 1 ||
+        sk_X509_OBJECT_num(X509_STORE_get0_objects(store)) == 0) {
+      X509_STORE_free(store);
+      ERR_clear_error();
+      return;
+    }
+    X509_STORE_free(ca_store_);
+    ca_store_ = store;
+    ca_mtime_ = st.st_mtim;
+    ca_size_ = st.st_size;
   }
 
   // Re-reads the snapshot when its modification time or size changed.
@@ -103,7 +145,11 @@ class CertificateSource {
   }
 
   const std::string snapshot_;
+  const std::string ca_file_;
   absl::Mutex mu_;
+  X509_STORE* ca_store_ ABSL_GUARDED_BY(mu_) = nullptr;
+  struct timespec ca_mtime_ ABSL_GUARDED_BY(mu_) = {};
+  off_t ca_size_ ABSL_GUARDED_BY(mu_) = 0;
   X509* cert_ ABSL_GUARDED_BY(mu_) = nullptr;
   EVP_PKEY* key_ ABSL_GUARDED_BY(mu_) = nullptr;
   STACK_OF(X509)* chain_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -231,12 +277,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     absl::StatusOr<std::string> snapshot = security::KeyPairSnapshot::PathFor(
         options.tls.cert_file, options.tls.key_file);
     if (!snapshot.ok()) return snapshot.status();
-    impl->certificates = std::make_unique<CertificateSource>(*snapshot);
+    impl->certificates =
+        std::make_unique<CertificateSource>(*snapshot, options.tls.ca_file);
     if (!impl->certificates->Load()) {
       return absl::FailedPreconditionError(
           absl::StrCat(options.flag, ": cannot read the certificate ",
                        options.tls.cert_file, " and key ",
                        options.tls.key_file));
+    }
+    if (!impl->certificates->LoadCa()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          options.flag, ": cannot use the CA ", options.tls.ca_file));
     }
     CertificateSource* certificates = impl->certificates.get();
     const std::string ca = options.tls.ca_file;

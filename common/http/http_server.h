@@ -11,7 +11,10 @@
 //   - a port another socket holds is refused (no SO_REUSEPORT), and port 0
 //     picks a free one;
 //   - a rotated certificate and key are used by the next handshake, read
-//     as one consistent pair (KeyPairSnapshot).
+//     as one consistent pair (KeyPairSnapshot); so is a rotated --tls-ca
+//     (a bundle holding the old and the new CA lets both kinds of client
+//     in during the change). A file that does not parse leaves the last
+//     good one in use.
 //
 //   HttpServerOptions options{.listen = "127.0.0.1:0", .tls = tls};
 //   auto server = HttpServer::Start(options, [](const HttpRequest& r) {

@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/security/testing/test_pki.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -95,6 +98,51 @@ TEST_F(HttpServerTlsTest, ACertificateOfAnotherCaIsRefused) {
   auto client = Client(server_->port(), (*other)->Issue("user", "mallory"),
                        pki_->ca_file());
   EXPECT_FALSE(client->Get("/anything"));
+}
+
+// Replaces `path` with `content` as a rotation does: a new file renamed
+// over the old one.
+bool Replace(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << content;
+    if (!out.flush()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// The CA bundle is re-read as the gRPC listeners re-read theirs: a client
+// of a new CA gets in once the bundle names it, without a restart; a bundle
+// that does not parse leaves the last good one in use.
+TEST(HttpServerCaTest, ARotatedCaBundleIsUsedByTheNextHandshake) {
+  auto pki = security::TestPki::Create();
+  auto next = security::TestPki::Create();
+  ASSERT_TRUE(pki.ok() && next.ok());
+  const std::string bundle = absl::StrCat((*pki)->dir(), "/bundle.crt");
+  absl::StatusOr<std::string> old_ca = ReadFileToString((*pki)->ca_file());
+  absl::StatusOr<std::string> new_ca = ReadFileToString((*next)->ca_file());
+  ASSERT_TRUE(old_ca.ok() && new_ca.ok());
+  ASSERT_TRUE(Replace(bundle, *old_ca));
+  HttpServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.tls = (*pki)->Issue("manager", "m1");
+  options.tls.ca_file = bundle;
+  auto server = HttpServer::Start(options, Echo);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const security::TlsConfig newcomer = (*next)->Issue("user", "nina");
+  auto get = [&](const security::TlsConfig& who) {
+    return static_cast<bool>(
+        Client((*server)->port(), who, (*pki)->ca_file())->Get("/x"));
+  };
+  EXPECT_FALSE(get(newcomer));
+
+  ASSERT_TRUE(Replace(bundle, *old_ca + *new_ca));
+  EXPECT_TRUE(get(newcomer));
+  EXPECT_TRUE(get((*pki)->Issue("user", "olga")));
+
+  ASSERT_TRUE(Replace(bundle, "not a certificate\n"));
+  EXPECT_TRUE(get(newcomer));  // the last good bundle
 }
 
 TEST_F(HttpServerTlsTest, ThePortInUseIsRefusedNamingTheFlag) {
