@@ -24,12 +24,14 @@
 //
 // Each test prints its timings ("[ha] ..." lines) for the issue's note.
 #include <dirent.h>
+#include <httplib.h>
 
 #include <csignal>
 
 #include <atomic>
 #include <iostream>
 #include <map>
+#include <regex>
 #include <memory>
 #include <set>
 #include <string>
@@ -38,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -316,6 +319,10 @@ class HaProcessTest : public ::testing::Test {
     for (const std::string& f : proctest::Transport::Insecure().ManagerFlags()) {
       flags.push_back(f);
     }
+    if (rest_) {
+      flags.push_back("--http-listen");
+      flags.push_back("127.0.0.1:0");
+    }
     managers_.push_back(std::make_unique<HaProcess>(
         HaProcess{name, log, proctest::StartManager("", log, flags)}));
     HaProcess& p = *managers_.back();
@@ -375,6 +382,24 @@ class HaProcessTest : public ::testing::Test {
 
   HaProcess& manager(int i) { return *managers_[i]; }
 
+  // The REST port of `p`, from "fabric-manager: REST on HOST:PORT" in its
+  // log; -1 if it never says.
+  int RestPort(const HaProcess& p) {
+    static const std::regex kLine(
+        "fabric-manager: REST on 127\\.0\\.0\\.1:(\\d+)");
+    int port = -1;
+    WaitFor(
+        [&] {
+          const std::string log = proctest::ReadFile(p.log);
+          std::smatch m;
+          return std::regex_search(log, m, kLine) &&
+                 absl::SimpleAtoi(m[1].str(), &port);
+        },
+        absl::Seconds(10));
+    return port;
+  }
+
+  bool rest_ = false;  // StartHa adds --http-listen
   proctest::TempDir dir_;
   std::unique_ptr<EtcdCluster> etcd_;
   std::vector<std::unique_ptr<HaProcess>> managers_;
@@ -456,6 +481,51 @@ TEST_F(HaProcessTest, TakeoverKeepsThePortOpen) {
       << probe.probes() << " probes)";
   std::cout << "[ha] takeover: " << probe.probes() << " connection probes, "
             << probe.refused() << " refused" << std::endl;
+}
+
+// REST on an HA pair: the standby's REST port answers 503 naming the
+// leader (header Grpc-Metadata-fabric-leader, gRPC's fabric-leader
+// trailing metadata), and after a takeover the same port serves as the
+// leader's.
+TEST_F(HaProcessTest, RestFollowsTheLeadership) {
+  rest_ = true;
+  std::unique_ptr<FabricClient> client = StartPair();
+  ASSERT_NE(client, nullptr);
+  HaProcess& m1 = manager(0);
+  HaProcess& m2 = manager(1);
+  const int rest1 = RestPort(m1);
+  const int rest2 = RestPort(m2);
+  ASSERT_GT(rest1, 0) << proctest::ReadFile(m1.log);
+  ASSERT_GT(rest2, 0) << proctest::ReadFile(m2.log);
+  const std::string path = absl::StrCat("/v1/fabrics/", kFabric);
+
+  httplib::Client leader("127.0.0.1", rest1);
+  httplib::Result res = leader.Get(path);
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_THAT(res->body, ::testing::HasSubstr(
+                             absl::StrCat("\"name\":\"fabrics/", kFabric)));
+
+  httplib::Client standby("127.0.0.1", rest2);
+  res = standby.Get(path);
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 503) << res->body;
+  EXPECT_EQ(res->get_header_value("Grpc-Metadata-fabric-leader"),
+            m1.address());
+  EXPECT_THAT(res->body, ::testing::HasSubstr("standby"));
+
+  m1.m.child.Signal(SIGKILL);
+  EXPECT_EQ(m1.m.child.Wait(), 128 + SIGKILL);
+  ASSERT_TRUE(WaitLeads(m2, absl::Seconds(15))) << proctest::ReadFile(m2.log);
+  int status = 0;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        httplib::Result r = standby.Get(path);
+        status = r ? r->status : -1;
+        return status == 200;
+      },
+      absl::Seconds(10)))
+      << "m2's REST port after the takeover: HTTP " << status;
 }
 
 TEST_F(HaProcessTest, PausedLeader) {
