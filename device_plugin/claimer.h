@@ -6,8 +6,10 @@
 //   - Claim() claims every device of one container request: CreateAttachment
 //     (borrower = this node) for a VF offer, CreateAllocation (borrower =
 //     this node, target = the lender, size = the chunk) for a memory offer.
-//     Each claim's request_id is derived from (node, device id, offer epoch),
-//     so a kubelet retry of the same request claims nothing twice. It waits
+//     Each claim's request_id is derived from (node, device id, offer epoch)
+//     and the claims of that device the plugin has deleted since, so a
+//     kubelet retry of the same request claims nothing twice, and a retry
+//     after a rollback claims afresh. It waits
 //     until every claim is READY (from the manager's Watch stream, not by
 //     polling), then writes each device's CDI spec file atomically into the
 //     CDI directory, and only then fills the response:

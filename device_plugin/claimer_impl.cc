@@ -87,11 +87,13 @@ std::string EnvName(absl::string_view name) {
 }
 
 std::string ClaimRequestId(absl::string_view node, absl::string_view device_id,
-                           int64_t epoch) {
-  std::string id = absl::StrCat("dp/", node, "/", device_id, "/", epoch);
+                           int64_t epoch, int retired) {
+  const std::string suffix =
+      retired == 0 ? absl::StrCat(epoch) : absl::StrCat(epoch, "/", retired);
+  std::string id = absl::StrCat("dp/", node, "/", device_id, "/", suffix);
   if (id.size() <= kMaxRequestIdLength) return id;
   return absl::StrCat("dp/", absl::Hex(Fnv1a(id), absl::kZeroPad16), "/",
-                      epoch);
+                      suffix);
 }
 
 FabricClaimer::FabricClaimer(ClaimerOptions options,
@@ -106,8 +108,8 @@ absl::StatusOr<HeldDevice> FabricClaimer::Create(const Device& device) {
   HeldDevice held;
   held.id = device.id;
   held.epoch = offer.epoch();
-  const std::string request_id =
-      ClaimRequestId(options_.node, device.id, offer.epoch());
+  const std::string request_id = ClaimRequestId(
+      options_.node, device.id, offer.epoch(), RetiredClaims(device));
   if (offer.has_vf()) {
     held.device_class = std::string(kVfClass);
     v1::CreateAttachmentRequest req;
@@ -197,8 +199,22 @@ absl::Status FabricClaimer::Delete(const HeldDevice& held) {
     if (request_id.size() <= kMaxRequestIdLength) req.set_request_id(request_id);
     s = client_->DeleteAllocation(req).status();
   }
-  if (absl::IsNotFound(s)) return absl::OkStatus();
+  if (absl::IsNotFound(s)) s = absl::OkStatus();
+  if (s.ok()) {
+    // The next claim of this device under this epoch needs a request id of
+    // its own: the manager would answer the old one with this claim.
+    Retired& r = retired_[held.id];
+    if (r.epoch != held.epoch) r = Retired{.epoch = held.epoch, .count = 0};
+    ++r.count;
+  }
   return s;
+}
+
+int FabricClaimer::RetiredClaims(const Device& device) const {
+  auto it = retired_.find(device.id);
+  return it != retired_.end() && it->second.epoch == device.offer.epoch()
+             ? it->second.count
+             : 0;
 }
 
 CdiDevice FabricClaimer::SpecOf(const HeldDevice& held) const {
@@ -220,6 +236,7 @@ absl::StatusOr<ClaimedDevices> FabricClaimer::Claim(
   std::vector<HeldDevice> claims;
   std::vector<bool> created;
   auto fail = [&](absl::Status status) {
+    ops_mu_.AssertHeld();  // held by this call, around the lambda
     for (size_t i = 0; i < claims.size(); ++i) {
       if (!created[i]) continue;
       // Best effort: the error returned is the claim's, and a delete that

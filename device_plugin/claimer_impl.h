@@ -18,8 +18,13 @@
 //                     FABRIC_MEMORY_<DEVICE>=0x<borrower_addr hex>:<size>.
 //   <RESOURCE> and <DEVICE> are upper-cased, with '.', '/' and '-' as '_'.
 //   The request_id of a claim is "dp/<node>/<device id>/<epoch>" (hashed
-//   when over the manager's 128 characters). A device already held under the
-//   same epoch (or the claim its offer names) is not claimed again.
+//   when over the manager's 128 characters), so that a kubelet retry never
+//   claims twice; once this plugin has deleted a claim (a failed call's
+//   rollback, a Release), the device's next claim under the same epoch adds
+//   "/<n>", n the claims deleted so far, since the manager answers a
+//   request id it has seen with the claim it made then, deleted or not. A
+//   device already held under the same epoch (or the claim its offer names)
+//   is not claimed again.
 //   READY is awaited on the manager's Watch stream
 //   (FabricClient::AwaitAttachment / AwaitAllocation), all claims of one call
 //   in parallel. A claim that ends DETACHED/RELEASED, or is not READY by
@@ -66,9 +71,11 @@ namespace fabric::device_plugin {
 std::string DefaultOwner(absl::string_view node);
 // "PCIEFABRIC_DEV_VF_8086_154C" for "pciefabric.dev/vf-8086-154c".
 std::string EnvName(absl::string_view name);
-// The claim request id of (node, device id, epoch); at most 128 characters.
+// The claim request id of (node, device id, epoch), and of the `retired`
+// claims this plugin made and deleted before under that epoch; at most 128
+// characters.
 std::string ClaimRequestId(absl::string_view node, absl::string_view device_id,
-                           int64_t epoch);
+                           int64_t epoch, int retired = 0);
 
 // What one Claim gives the container: the fields of its
 // ContainerAllocateResponse.
@@ -113,11 +120,17 @@ class FabricClaimer {
 
  private:
   // Creates the claim of one device (not awaited).
-  absl::StatusOr<HeldDevice> Create(const Device& device);
+  absl::StatusOr<HeldDevice> Create(const Device& device)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_);
   // Waits for `held`'s claim to be READY by `deadline`; fills its env.
   absl::Status AwaitReady(HeldDevice& held, absl::Time deadline);
-  // Deletes the claim behind `held` (NOT_FOUND is success).
-  absl::Status Delete(const HeldDevice& held);
+  // Deletes the claim behind `held` (NOT_FOUND is success), and counts it
+  // in retired_.
+  absl::Status Delete(const HeldDevice& held)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_);
+  // How many claims of `device` under its offer's epoch Delete removed.
+  int RetiredClaims(const Device& device) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_);
   CdiDevice SpecOf(const HeldDevice& held) const;
 
   const ClaimerOptions options_;
@@ -127,6 +140,14 @@ class FabricClaimer {
   absl::Mutex ops_mu_;
   mutable absl::Mutex mu_;
   std::map<std::string, HeldDevice, std::less<>> held_ ABSL_GUARDED_BY(mu_);
+  // By device id: the claims Delete removed under the device's latest
+  // epoch (an older epoch's count is dropped when a newer one is deleted).
+  struct Retired {
+    int64_t epoch = 0;
+    int count = 0;
+  };
+  std::map<std::string, Retired, std::less<>> retired_
+      ABSL_GUARDED_BY(ops_mu_);
 };
 
 // The Claimer of the plugin. Defined where the kubelet's v1beta1 API is

@@ -245,6 +245,37 @@ TEST_F(ClaimerTest, FailedClaimReleasesWhatItClaimed) {
               true);
 }
 
+// The manager answers a request id it has seen with the claim it made then,
+// even once deleted: a claim rolled back or released must not be "made
+// again" under the same id, or the kubelet's retry gets the dead claim.
+TEST_F(ClaimerTest, AClaimAfterItsRollbackOrReleaseIsMadeAfresh) {
+  std::unique_ptr<FabricClaimer> claimer = NewClaimer();
+  Device missing = VfDevice(0);
+  missing.id = "vf-n1-missing";
+  missing.offer.mutable_vf()->set_vf("nodes/n1/vfs/0000-3b-07.7");
+  ASSERT_TRUE(absl::IsNotFound(
+      claimer->Claim(kVfResource, {VfDevice(5), missing}).status()));
+  ASSERT_THAT(LiveAttachments(), IsEmpty());
+
+  // The kubelet retries with the device that exists, same offer epoch.
+  absl::StatusOr<ClaimedDevices> retried =
+      claimer->Claim(kVfResource, {VfDevice(5)});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  std::vector<v1::Attachment> live = LiveAttachments();
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(live[0].state(), v1::Attachment::READY);
+
+  // Released by the pod-resources GC, then claimed again under that epoch.
+  ASSERT_TRUE(claimer->Release(VfDevice(5).id).ok());
+  ASSERT_THAT(LiveAttachments(), IsEmpty());
+  absl::StatusOr<ClaimedDevices> again =
+      claimer->Claim(kVfResource, {VfDevice(5)});
+  ASSERT_TRUE(again.ok()) << again.status();
+  live = LiveAttachments();
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(live[0].state(), v1::Attachment::READY);
+}
+
 TEST_F(ClaimerTest, RecoverFindsTheHeldDevices) {
   const Device vf = VfDevice(5), mem = MemDevice(3);
   {
