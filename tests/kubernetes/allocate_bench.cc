@@ -163,7 +163,9 @@ absl::Status Within(const std::function<bool()>& done, absl::Duration timeout,
 
 class Bench {
  public:
-  explicit Bench(const Flags& flags) : flags_(flags) {
+  // `dir` holds the run's files (state, logs, CDI specs); the caller
+  // removes it after the Bench is gone.
+  Bench(const Flags& flags, std::string dir) : flags_(flags), dir_(std::move(dir)) {
     for (const char* name : {"ping", "raw vf attach", "plugin vf Allocate",
                              "raw memory allocate", "plugin memory Allocate"}) {
       Row& row = rows_.emplace_back();
@@ -205,7 +207,7 @@ class Bench {
 
   const Flags flags_;
   std::vector<Row> rows_;
-  proctest::TempDir dir_;
+  const std::string dir_;
   SocketDir sockets_;  // short: unix socket paths
   LendingFabric fabric_;
   std::string kubelet_dir_, cdi_dir_, plugin_log_;
@@ -225,7 +227,7 @@ absl::Status Bench::Start() {
   if (sockets_.path().empty()) {
     return absl::UnavailableError("cannot make a socket directory in /tmp");
   }
-  if (absl::Status s = fabric_.Start(dir_.path()); !s.ok()) {
+  if (absl::Status s = fabric_.Start(dir_); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("fabric: ", s.message(), "\n",
                                                fabric_.ManagerLog()));
   }
@@ -244,8 +246,8 @@ absl::Status Bench::Start() {
   allocations_ = std::make_unique<ReadyWatcher>(watch_stub_.get(), "allocations");
 
   kubelet_dir_ = sockets_.path() + "/kubelet";
-  cdi_dir_ = dir_.path() + "/cdi";
-  plugin_log_ = dir_.path() + "/plugin.log";
+  cdi_dir_ = dir_ + "/cdi";
+  plugin_log_ = dir_ + "/plugin.log";
   std::filesystem::create_directories(kubelet_dir_);
   kubelet_ = std::make_unique<KubeletStandIn>(kubelet_dir_);
   RETURN_IF_ERROR(kubelet_->Start());
@@ -570,7 +572,13 @@ void PrintJson(const Flags& flags, const Report& r) {
 }
 
 absl::Status Run(const Flags& flags, Report& report) {
-  Bench bench(flags);
+  proctest::TempDir dir;
+  // Every temporary file of the run goes under `dir`, removed at the end:
+  // the test PKI (made on first use, by LendingFabric's constructor, and
+  // never freed) and the key-pair snapshots of this process and of its
+  // children, which are killed with SIGKILL and cannot remove their own.
+  setenv("TMPDIR", dir.path().c_str(), 1);
+  Bench bench(flags, dir.path());
   RETURN_IF_ERROR(bench.Start());
   for (int i = 0; i < flags.warmup + flags.rounds; ++i) {
     RETURN_IF_ERROR(bench.Round(i, i < flags.warmup));
@@ -605,7 +613,11 @@ int Main(int argc, char** argv) {
                  "the directory of fabric-manager, fabric-agent and "
                  "fabric-device-plugin (default: $FABRIC_BIN_DIR, else this "
                  "binary's)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (app.count("--bin-dir") > 0 || std::getenv("FABRIC_BIN_DIR") == nullptr) {
     setenv("FABRIC_BIN_DIR", bin_dir.c_str(), 1);
   }
