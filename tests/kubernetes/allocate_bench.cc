@@ -7,8 +7,8 @@
 // real fabric-device-plugin process for n0 (n0's certificate, --memory-chunk
 // 4Mi), the kubelet stand-in and a PodResources server, as
 // device_plugin_e2e_test.cc sets them up. Each of --rounds rounds runs, in
-// this order, on a quiet fabric (when an operation starts no claim is live
-// and every agent has applied its configuration):
+// this order, each operation on a settled fabric (Bench::Quiet: no claim
+// live, every agent applied, every device offered again):
 //   ping       --pings calls of the manager's Ping (FabricClient with n0's
 //              certificate, the plugin's TLS): the no-op baseline;
 //   raw vf     CreateAttachment of one of n1's VFs to n0 through
@@ -53,6 +53,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <functional>
+#include <map>
+#include <set>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -181,11 +183,11 @@ class Bench {
   absl::Status Round(int i, bool warmup);
   // The claims still live (of anyone): 0 after a clean run.
   absl::StatusOr<int> LiveClaims();
-  // Waits until no claim is live, every agent is READY and has applied its
-  // configuration (a release's teardown is done), and, unless `id` is
-  // empty, the kubelet lists device `id` of `resource` Healthy (offered
-  // again).
-  absl::Status Quiet(const std::string& resource, const std::string& id);
+  // Waits until the fabric is back where it started: no claim is live,
+  // every agent is READY and has applied its configuration (a release's
+  // teardown is done), and the kubelet lists every device it listed at the
+  // start Healthy again (the offers caught up with the releases).
+  absl::Status Quiet();
 
   const std::vector<Row>& rows() const { return rows_; }
   std::string Logs() const {
@@ -221,6 +223,8 @@ class Bench {
   std::unique_ptr<ReadyWatcher> attachments_, allocations_;
   std::vector<v1::VirtualFunction> vfs_;   // n1's, by address
   std::vector<std::string> mem_ids_;       // mem-n1-* the plugin rotates
+  // What the kubelet listed at the start, by resource (all Healthy).
+  std::map<std::string, std::set<std::string>> initial_;
 };
 
 absl::Status Bench::Start() {
@@ -296,6 +300,12 @@ absl::Status Bench::Start() {
       },
       wait, "the kubelet lists n1's memory chunks"));
   mem_ids_.resize(kRotation);
+  for (const char* resource : {kVfResource, kMemoryResource}) {
+    const v1beta1::ListAndWatchResponse list = kubelet_->Devices(resource);
+    for (const auto& d : list.devices()) {
+      if (d.health() == "Healthy") initial_[resource].insert(d.id());
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -310,27 +320,36 @@ absl::StatusOr<int> Bench::LiveClaims() {
   return n;
 }
 
-absl::Status Bench::Quiet(const std::string& resource, const std::string& id) {
+absl::Status Bench::Quiet() {
   absl::Status last;
-  return Within(
-      [&] {
-        absl::StatusOr<int> live = LiveClaims();
-        if (!live.ok()) last = live.status();
-        absl::StatusOr<std::vector<v1::Node>> nodes =
-            fabric_.admin().ListNodes("");
-        if (!nodes.ok()) last = nodes.status();
-        bool applied = nodes.ok();
-        for (const v1::Node& n : nodes.ok() ? *nodes : std::vector<v1::Node>{}) {
-          applied = applied && n.agent_state() == v1::Node::READY &&
-                    n.applied_generation() == n.desired_generation();
-        }
-        return live.ok() && *live == 0 && applied &&
-               (id.empty() || Lists(kubelet_->Devices(resource), id));
-      },
-      absl::Seconds(20),
-      absl::StrCat("no claim live, every agent applied",
-                   id.empty() ? "" : " and " + id,
-                   " listed again", last.ok() ? "" : " (" + last.ToString() + ")"));
+  auto quiet = [&] {
+    absl::StatusOr<int> live = LiveClaims();
+    if (!live.ok()) last = live.status();
+    absl::StatusOr<std::vector<v1::Node>> nodes = fabric_.admin().ListNodes("");
+    if (!nodes.ok()) last = nodes.status();
+    if (!live.ok() || *live != 0 || !nodes.ok()) return false;
+    for (const v1::Node& n : *nodes) {
+      if (n.agent_state() != v1::Node::READY ||
+          n.applied_generation() != n.desired_generation()) {
+        return false;
+      }
+    }
+    for (const auto& [resource, ids] : initial_) {
+      const v1beta1::ListAndWatchResponse list = kubelet_->Devices(resource);
+      for (const std::string& id : ids) {
+        if (!Lists(list, id)) return false;
+      }
+    }
+    return true;
+  };
+  if (proctest::WaitFor(quiet, absl::Seconds(20), absl::Milliseconds(10))) {
+    return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "the fabric did not settle (no claim live, every agent applied, every "
+      "device offered again) within ",
+      absl::FormatDuration(Scaled(absl::Seconds(20))),
+      last.ok() ? "" : absl::StrCat(": ", last.ToString()), "\n", Logs()));
 }
 
 absl::StatusOr<double> Bench::ReadyAt(ReadyWatcher& w, const std::string& name,
@@ -486,14 +505,14 @@ absl::Status Bench::PluginAllocate(const std::string& resource,
 absl::Status Bench::Round(int i, bool warmup) {
   const std::string vf_id = DeviceIdOfVf(vfs_[kRotation + i % kRotation]);
   const std::string mem_id = mem_ids_[i % kRotation];
-  RETURN_IF_ERROR(Quiet("", ""));
+  RETURN_IF_ERROR(Quiet());
   RETURN_IF_ERROR(Ping(warmup));
   RETURN_IF_ERROR(RawVf(vfs_[i % kRotation], i, warmup));
-  RETURN_IF_ERROR(Quiet(kVfResource, vf_id));
+  RETURN_IF_ERROR(Quiet());
   RETURN_IF_ERROR(PluginAllocate(kVfResource, kVfClass, vf_id, rows_[2], warmup));
-  RETURN_IF_ERROR(Quiet("", ""));
+  RETURN_IF_ERROR(Quiet());
   RETURN_IF_ERROR(RawMemory(i, warmup));
-  RETURN_IF_ERROR(Quiet(kMemoryResource, mem_id));
+  RETURN_IF_ERROR(Quiet());
   return PluginAllocate(kMemoryResource, kMemoryClass, mem_id, rows_[4], warmup);
 }
 
@@ -585,7 +604,7 @@ absl::Status Run(const Flags& flags, Report& report) {
   }
   // The last release is the plugin's GC's: wait until it is done, then
   // count what is left (0 unless something else claimed).
-  RETURN_IF_ERROR(bench.Quiet("", ""));
+  RETURN_IF_ERROR(bench.Quiet());
   ASSIGN_OR_RETURN(report.claims_left, bench.LiveClaims());
   report.rows = bench.rows();
   return absl::OkStatus();
