@@ -15,12 +15,12 @@
 //              FabricClient (as n0: the manager lets a node claim only what
 //              is offered to it), then AwaitAttachment until READY (the
 //              manager's Watch stream, as the plugin waits); then
-//              DeleteAttachment, its end awaited, not timed;
+//              DeleteAttachment (not timed; the next Quiet waits for it);
 //   plugin vf  the kubelet stand-in's Allocate of one VF device on the
 //              plugin's socket: the plugin's CreateAttachment, its wait for
 //              READY on a Watch, the CDI spec write and the response;
 //   raw memory CreateAllocation of one 4 MiB chunk (borrower n0, target n1)
-//              until READY, then its release (not timed);
+//              until READY, then DeleteAllocation (not timed);
 //   plugin mem the Allocate of one mem-n1-* device (a 4 MiB chunk).
 // The raw VFs (the first four of n1) and the plugin's (the last four) are
 // disjoint, and each side rotates through its four: a device comes back
@@ -39,8 +39,8 @@
 // would hand out again); the grace is short (200 ms) and the GC's List runs
 // every 100 ms on the unix socket, a small background load during the run.
 //
-// Every timed call is one sample; p50 and p99 are by nearest rank (with
-// fewer than 100 samples p99 is the largest). Each create-to-READY row is
+// Every timed call is one sample; p50 and p99 are by nearest rank (with 50
+// samples or fewer p99 is the largest). Each create-to-READY row is
 // split at the claim's READY event on a standing Watch stream this bench
 // keeps open: before it the fabric's part (manager, store, agents), after
 // it the caller noticing READY on its own Watch, and for the plugin also
@@ -52,13 +52,13 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
-#include <functional>
-#include <map>
-#include <set>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -167,7 +167,8 @@ class Bench {
  public:
   // `dir` holds the run's files (state, logs, CDI specs); the caller
   // removes it after the Bench is gone.
-  Bench(const Flags& flags, std::string dir) : flags_(flags), dir_(std::move(dir)) {
+  Bench(const Flags& flags, std::string dir)
+      : flags_(flags), dir_(std::move(dir)) {
     for (const char* name : {"ping", "raw vf attach", "plugin vf Allocate",
                              "raw memory allocate", "plugin memory Allocate"}) {
       Row& row = rows_.emplace_back();
@@ -221,8 +222,8 @@ class Bench {
   std::unique_ptr<client::FabricClient> node_client_;
   std::unique_ptr<v1::FabricService::Stub> watch_stub_;
   std::unique_ptr<ReadyWatcher> attachments_, allocations_;
-  std::vector<v1::VirtualFunction> vfs_;   // n1's, by address
-  std::vector<std::string> mem_ids_;       // mem-n1-* the plugin rotates
+  std::vector<v1::VirtualFunction> vfs_;  // n1's, by address
+  std::vector<std::string> mem_ids_;      // mem-n1-* the plugin rotates
   // What the kubelet listed at the start, by resource (all Healthy).
   std::map<std::string, std::set<std::string>> initial_;
 };
@@ -236,18 +237,21 @@ absl::Status Bench::Start() {
                                                fabric_.ManagerLog()));
   }
   ASSIGN_OR_RETURN(vfs_, fabric_.Vfs());
-  std::sort(vfs_.begin(), vfs_.end(),
-            [](const auto& a, const auto& b) { return a.address() < b.address(); });
+  std::sort(vfs_.begin(), vfs_.end(), [](const auto& a, const auto& b) {
+    return a.address() < b.address();
+  });
   if (vfs_.size() < 2 * kRotation) {
     return absl::FailedPreconditionError(
         absl::StrCat("n1 lends ", vfs_.size(), " VFs, not ", 2 * kRotation));
   }
-  node_client_ = client::FabricClient::Connect(
-      fabric_.address(), fabric_.tls().Node(kNode), {});
-  watch_stub_ = v1::FabricService::NewStub(
-      fabric_.tls().DialManager(fabric_.address()));
-  attachments_ = std::make_unique<ReadyWatcher>(watch_stub_.get(), "attachments");
-  allocations_ = std::make_unique<ReadyWatcher>(watch_stub_.get(), "allocations");
+  node_client_ = client::FabricClient::Connect(fabric_.address(),
+                                               fabric_.tls().Node(kNode), {});
+  watch_stub_ =
+      v1::FabricService::NewStub(fabric_.tls().DialManager(fabric_.address()));
+  attachments_ =
+      std::make_unique<ReadyWatcher>(watch_stub_.get(), "attachments");
+  allocations_ =
+      std::make_unique<ReadyWatcher>(watch_stub_.get(), "allocations");
 
   kubelet_dir_ = sockets_.path() + "/kubelet";
   cdi_dir_ = dir_ + "/cdi";
@@ -257,16 +261,23 @@ absl::Status Bench::Start() {
   RETURN_IF_ERROR(kubelet_->Start());
   pods_ = std::make_unique<PodResourcesServer>(sockets_.path() + "/pr.sock");
   RETURN_IF_ERROR(pods_->Start());
-  std::vector<std::string> argv = {
-      proctest::BinDir() + "/fabric-device-plugin",
-      "--manager", fabric_.address(),
-      "--node", kNode,
-      "--kubelet-dir", kubelet_dir_,
-      "--cdi-dir", cdi_dir_,
-      "--memory-chunk", "4Mi",
-      "--pod-resources-socket", pods_->socket_path(),
-      "--release-grace", kReleaseGrace,
-      "--pod-resources-interval", kPodResourcesInterval};
+  std::vector<std::string> argv = {proctest::BinDir() + "/fabric-device-plugin",
+                                   "--manager",
+                                   fabric_.address(),
+                                   "--node",
+                                   kNode,
+                                   "--kubelet-dir",
+                                   kubelet_dir_,
+                                   "--cdi-dir",
+                                   cdi_dir_,
+                                   "--memory-chunk",
+                                   "4Mi",
+                                   "--pod-resources-socket",
+                                   pods_->socket_path(),
+                                   "--release-grace",
+                                   kReleaseGrace,
+                                   "--pod-resources-interval",
+                                   kPodResourcesInterval};
   for (std::string& flag : fabric_.tls().AgentFlags(kNode)) {
     argv.push_back(flag);
   }
@@ -355,8 +366,9 @@ absl::Status Bench::Quiet() {
 absl::StatusOr<double> Bench::ReadyAt(ReadyWatcher& w, const std::string& name,
                                       Clock::time_point t0) {
   Clock::time_point at;
-  if (!w.Wait(name, &at, std::chrono::milliseconds(
-                             absl::ToInt64Milliseconds(Scaled(absl::Seconds(10)))))) {
+  if (!w.Wait(name, &at,
+              std::chrono::milliseconds(
+                  absl::ToInt64Milliseconds(Scaled(absl::Seconds(10)))))) {
     return absl::DeadlineExceededError(
         absl::StrCat("no READY event of ", name, " on the standing Watch"));
   }
@@ -368,7 +380,8 @@ absl::Status Bench::Ping(bool warmup) {
     const auto t0 = Clock::now();
     absl::Status s = node_client_->Ping();
     const auto t1 = Clock::now();
-    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("Ping: ", s.message()));
+    if (!s.ok())
+      return absl::Status(s.code(), absl::StrCat("Ping: ", s.message()));
     if (!warmup) rows_[0].us.push_back(Micros(t1 - t0));
   }
   return absl::OkStatus();
@@ -383,16 +396,18 @@ absl::Status Bench::RawVf(const v1::VirtualFunction& vf, int i, bool warmup) {
   const auto t0 = Clock::now();
   absl::StatusOr<v1::Attachment> a = node.CreateAttachment(req);
   if (!a.ok()) {
-    return absl::Status(a.status().code(), absl::StrCat("CreateAttachment of ", vf.name(),
-                                                        ": ", a.status().message()));
+    return absl::Status(a.status().code(),
+                        absl::StrCat("CreateAttachment of ", vf.name(), ": ",
+                                     a.status().message()));
   }
-  ASSIGN_OR_RETURN(v1::Attachment ready,
-                   node.AwaitAttachment(a->name(), absl::Now() + Scaled(absl::Seconds(10))));
+  ASSIGN_OR_RETURN(
+      v1::Attachment ready,
+      node.AwaitAttachment(a->name(), absl::Now() + Scaled(absl::Seconds(10))));
   const auto t1 = Clock::now();
   if (ready.state() != v1::Attachment::READY) {
     return absl::DeadlineExceededError(
-        absl::StrCat(a->name(), " is ", v1::Attachment::State_Name(ready.state()),
-                     ", not READY"));
+        absl::StrCat(a->name(), " is ",
+                     v1::Attachment::State_Name(ready.state()), ", not READY"));
   }
   ASSIGN_OR_RETURN(double ready_us, ReadyAt(*attachments_, a->name(), t0));
   if (!warmup) {
@@ -416,16 +431,17 @@ absl::Status Bench::RawMemory(int i, bool warmup) {
   const auto t0 = Clock::now();
   absl::StatusOr<v1::Allocation> a = node.CreateAllocation(req);
   if (!a.ok()) {
-    return absl::Status(a.status().code(),
-                        absl::StrCat("CreateAllocation: ", a.status().message()));
+    return absl::Status(a.status().code(), absl::StrCat("CreateAllocation: ",
+                                                        a.status().message()));
   }
-  ASSIGN_OR_RETURN(v1::Allocation ready,
-                   node.AwaitAllocation(a->name(), absl::Now() + Scaled(absl::Seconds(10))));
+  ASSIGN_OR_RETURN(
+      v1::Allocation ready,
+      node.AwaitAllocation(a->name(), absl::Now() + Scaled(absl::Seconds(10))));
   const auto t1 = Clock::now();
   if (ready.state() != v1::Allocation::READY) {
     return absl::DeadlineExceededError(
-        absl::StrCat(a->name(), " is ", v1::Allocation::State_Name(ready.state()),
-                     ", not READY"));
+        absl::StrCat(a->name(), " is ",
+                     v1::Allocation::State_Name(ready.state()), ", not READY"));
   }
   ASSIGN_OR_RETURN(double ready_us, ReadyAt(*allocations_, a->name(), t0));
   if (!warmup) {
@@ -450,18 +466,19 @@ absl::Status Bench::PluginAllocate(const std::string& resource,
   v1beta1::AllocateRequest req;
   req.add_container_requests()->add_devices_ids(id);
   const auto t0 = Clock::now();
-  absl::StatusOr<v1beta1::AllocateResponse> resp = kubelet_->Allocate(resource, req);
+  absl::StatusOr<v1beta1::AllocateResponse> resp =
+      kubelet_->Allocate(resource, req);
   const auto t1 = Clock::now();
   if (!resp.ok()) {
     return absl::Status(resp.status().code(),
-                        absl::StrCat("Allocate ", id, ": ", resp.status().message(),
-                                     "\n", Logs()));
+                        absl::StrCat("Allocate ", id, ": ",
+                                     resp.status().message(), "\n", Logs()));
   }
   if (resp->container_responses_size() != 1 ||
       resp->container_responses(0).cdi_devices_size() != 1 ||
       !std::filesystem::exists(CdiSpecPath(cdi_dir_, device_class, id))) {
-    return absl::InternalError(absl::StrCat("Allocate ", id, ": no CDI device/spec in ",
-                                            resp->DebugString()));
+    return absl::InternalError(absl::StrCat(
+        "Allocate ", id, ": no CDI device/spec in ", resp->DebugString()));
   }
   // The plugin's claim, to find its READY event.
   std::string claim;
@@ -469,7 +486,8 @@ absl::Status Bench::PluginAllocate(const std::string& resource,
   if (vf) {
     v1::ListAttachmentsRequest f;
     f.set_owner(kOwner);
-    ASSIGN_OR_RETURN(std::vector<v1::Attachment> as, fabric_.admin().ListAttachments(f));
+    ASSIGN_OR_RETURN(std::vector<v1::Attachment> as,
+                     fabric_.admin().ListAttachments(f));
     for (const auto& a : as) {
       if (a.state() == v1::Attachment::DETACHED) continue;
       ++live;
@@ -478,7 +496,8 @@ absl::Status Bench::PluginAllocate(const std::string& resource,
   } else {
     v1::ListAllocationsRequest f;
     f.set_owner(kOwner);
-    ASSIGN_OR_RETURN(std::vector<v1::Allocation> ls, fabric_.admin().ListAllocations(f));
+    ASSIGN_OR_RETURN(std::vector<v1::Allocation> ls,
+                     fabric_.admin().ListAllocations(f));
     for (const auto& a : ls) {
       if (a.state() == v1::Allocation::RELEASED) continue;
       ++live;
@@ -486,9 +505,9 @@ absl::Status Bench::PluginAllocate(const std::string& resource,
     }
   }
   if (live != 1) {
-    return absl::InternalError(
-        absl::StrCat("after Allocate ", id, ": ", live, " live claims of ",
-                     kNode, ", not 1"));
+    return absl::InternalError(absl::StrCat("after Allocate ", id, ": ", live,
+                                            " live claims of ", kNode,
+                                            ", not 1"));
   }
   ASSIGN_OR_RETURN(double ready_us,
                    ReadyAt(vf ? *attachments_ : *allocations_, claim, t0));
@@ -498,7 +517,10 @@ absl::Status Bench::PluginAllocate(const std::string& resource,
   // The pod is gone: the plugin's GC frees the device after the grace.
   pods_->RemovePod("default", pod);
   return Within(
-      [&] { return !std::filesystem::exists(CdiSpecPath(cdi_dir_, device_class, id)); },
+      [&] {
+        return !std::filesystem::exists(
+            CdiSpecPath(cdi_dir_, device_class, id));
+      },
       absl::Seconds(20), absl::StrCat("the plugin releases ", id));
 }
 
@@ -509,11 +531,13 @@ absl::Status Bench::Round(int i, bool warmup) {
   RETURN_IF_ERROR(Ping(warmup));
   RETURN_IF_ERROR(RawVf(vfs_[i % kRotation], i, warmup));
   RETURN_IF_ERROR(Quiet());
-  RETURN_IF_ERROR(PluginAllocate(kVfResource, kVfClass, vf_id, rows_[2], warmup));
+  RETURN_IF_ERROR(
+      PluginAllocate(kVfResource, kVfClass, vf_id, rows_[2], warmup));
   RETURN_IF_ERROR(Quiet());
   RETURN_IF_ERROR(RawMemory(i, warmup));
   RETURN_IF_ERROR(Quiet());
-  return PluginAllocate(kMemoryResource, kMemoryClass, mem_id, rows_[4], warmup);
+  return PluginAllocate(kMemoryResource, kMemoryClass, mem_id, rows_[4],
+                        warmup);
 }
 
 struct Report {
@@ -523,7 +547,8 @@ struct Report {
 
 bool BudgetMet(const Report& r) {
   for (const Row& row : r.rows) {
-    if (row.is_allocate && Percentile(row.us, 99) / 1e3 >= kBudgetP99Ms) return false;
+    if (row.is_allocate && Percentile(row.us, 99) / 1e3 >= kBudgetP99Ms)
+      return false;
   }
   return true;
 }
@@ -536,9 +561,9 @@ void PrintTable(const Flags& flags, const Report& r) {
       "processes, mutual TLS), fabric-device-plugin for %s; %d rounds after "
       "%d warm-up, %d Pings per round\n",
       kNode, flags.rounds, flags.warmup, flags.pings);
-  absl::PrintF("%-24s %5s | %8s %8s %8s | %8s %8s | %8s %8s | %8s %8s\n",
-               "row", "n", "p50 ms", "p99 ms", "mean ms", "p50/Ping",
-               "p99/Ping", "READY50", "READY99", "after50", "after99");
+  absl::PrintF("%-24s %5s | %8s %8s %8s | %8s %8s | %8s %8s | %8s %8s\n", "row",
+               "n", "p50 ms", "p99 ms", "mean ms", "p50/Ping", "p99/Ping",
+               "READY50", "READY99", "after50", "after99");
   for (const Row& row : r.rows) {
     const double p50 = Percentile(row.us, 50), p99 = Percentile(row.us, 99);
     auto ms = [&](const std::vector<double>& v, double p) {
@@ -580,12 +605,9 @@ void PrintJson(const Flags& flags, const Report& r) {
     }
     rows.push_back(std::move(j));
   }
-  json out = {{"rounds", flags.rounds},
-              {"warmup", flags.warmup},
-              {"pings_per_round", flags.pings},
-              {"rows", rows},
-              {"budget_p99_ms", kBudgetP99Ms},
-              {"budget_met", BudgetMet(r)},
+  json out = {{"rounds", flags.rounds},         {"warmup", flags.warmup},
+              {"pings_per_round", flags.pings}, {"rows", rows},
+              {"budget_p99_ms", kBudgetP99Ms},  {"budget_met", BudgetMet(r)},
               {"claims_left", r.claims_left}};
   std::cout << out.dump() << "\n";
 }
