@@ -197,8 +197,8 @@ HttpRequest Convert(const httplib::Request& in, bool tls) {
 }
 
 // Whether the peer of `ssl`'s socket may still be there: false once it
-// closed or reset the connection. A client waiting on a streamed response
-// sends nothing, so anything but silence means it is gone. nullptr
+// closed its side (FIN) or reset the connection, seen without reading
+// (POLLRDHUP). Bytes it sent are not read here and do not count. nullptr
 // (plaintext, whose socket httplib does not expose): always true.
 bool PeerConnected(const SSL* ssl) {
   if (ssl == nullptr) return true;
