@@ -33,6 +33,7 @@
 #include "common/security/policy.h"
 #include "common/security/tls.h"
 #include "common/security/tls_flags.h"
+#include "common/status_line.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -378,9 +379,9 @@ int main(int argc, char** argv) {
       return 2;  // --http-listen, taken since the probe
     }
     metrics_server = *std::move(served);
-    std::cout << "fabric-agent: metrics on "
-              << http_listen.substr(0, http_listen.rfind(':') + 1)
-              << metrics_server->port() << std::endl;
+    fabric::PrintLine(std::cout, "fabric-agent: metrics on ",
+                      http_listen.substr(0, http_listen.rfind(':') + 1),
+                      metrics_server->port());
   }
   std::cout << "fabric-agent " << node << " (" << backend
             << ") serving its data path on "

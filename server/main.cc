@@ -15,6 +15,7 @@
 #include "common/host_port.h"
 #include "common/listen_probe.h"
 #include "common/security/audit_log.h"
+#include "common/status_line.h"
 #include "common/security/certificate.h"
 #include "common/security/policy.h"
 #include "common/security/tls_flags.h"
@@ -317,9 +318,9 @@ int main(int argc, char** argv) {
     auto rest = fabric::rest::RestListener::Start(rest_options,
                                                   std::move(channel));
     if (rest.ok()) {
-      std::cout << "fabric-manager: REST on " << http_listen.substr(
-                       0, http_listen.rfind(':') + 1)
-                << (*rest)->port() << std::endl;
+      fabric::PrintLine(std::cout, "fabric-manager: REST on ",
+                        http_listen.substr(0, http_listen.rfind(':') + 1),
+                        (*rest)->port());
     }
     return rest;
   };

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/host_port.h"
 #include "common/listen_probe.h"
+#include "common/status_line.h"
 
 namespace fabric::ha {
 
@@ -72,8 +73,8 @@ absl::StatusOr<std::unique_ptr<HaManager>> HaManager::Start(
       !s.ok()) {
     return s;
   }
-  std::cout << "fabric-manager listening on " << ha->address_
-            << " as a standby, campaigning for leadership" << std::endl;
+  PrintLine(std::cout, "fabric-manager listening on ", ha->address_,
+            " as a standby, campaigning for leadership");
   return ha;
 }
 
@@ -130,18 +131,18 @@ void HaManager::Loop() {
       case Event::kElected:
         if (role() != Role::kStandby) break;
         if (absl::Status s = TakeOver(event.fence); !s.ok()) {
-          std::cerr << "fabric-manager: could not take over as leader: "
-                    << s.message() << "; exiting" << std::endl;
+          PrintLine(std::cerr, "fabric-manager: could not take over as leader: ",
+                    s.message(), "; exiting");
           Stop(s);
           return;
         }
         break;
       case Event::kLost:
         if (role() != Role::kLeader) break;
-        std::cerr << "fabric-manager: lost the leadership (the lease expired "
-                     "or a write found the fence gone); stopped serving; "
-                     "exiting, to be restarted as a standby"
-                  << std::endl;
+        PrintLine(std::cerr,
+                  "fabric-manager: lost the leadership (the lease expired "
+                  "or a write found the fence gone); stopped serving; "
+                  "exiting, to be restarted as a standby");
         Stop(absl::AbortedError(
             "lost the leadership; restart this manager as a standby"));
         return;
@@ -150,8 +151,8 @@ void HaManager::Loop() {
 }
 
 absl::Status HaManager::TakeOver(const store::Fence& fence) {
-  std::cout << "fabric-manager: elected leader (" << fence.key << " at "
-            << fence.create_revision << "); loading the state" << std::endl;
+  PrintLine(std::cout, "fabric-manager: elected leader (", fence.key, " at ",
+            fence.create_revision, "); loading the state");
   // Every write from now on, starting with recovery's next epoch, is
   // conditioned on this leadership.
   store_->SetFence(fence, [this] { Post({Event::kLost, {}}); });
@@ -198,7 +199,7 @@ absl::Status HaManager::TakeOver(const store::Fence& fence) {
   // Ends its connections with GOAWAY: their clients reconnect at once, to
   // the leader's server, the port's only listener from now on.
   if (standby != nullptr) standby->Shutdown();
-  std::cout << "fabric-manager: leader, serving on " << address_ << std::endl;
+  PrintLine(std::cout, "fabric-manager: leader, serving on ", address_);
   return absl::OkStatus();
 }
 

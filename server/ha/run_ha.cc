@@ -5,6 +5,8 @@
 #include <iostream>
 #include <thread>
 
+#include "common/status_line.h"
+
 namespace fabric::ha {
 
 int RunHaManager(store::EtcdStore* store, const HaOptions& options,
@@ -30,8 +32,7 @@ int RunHaManager(store::EtcdStore* store, const HaOptions& options,
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);
-    std::cout << "fabric-manager: signal " << sig << ", shutting down"
-              << std::endl;
+    PrintLine(std::cout, "fabric-manager: signal ", sig, ", shutting down");
     (*ha)->Shutdown();
   });
   absl::Status done = (*ha)->Wait();
@@ -44,7 +45,7 @@ int RunHaManager(store::EtcdStore* store, const HaOptions& options,
   stop_beside();
   ha->reset();
   if (!done.ok()) {
-    std::cerr << "fabric-manager: exiting: " << done.message() << std::endl;
+    PrintLine(std::cerr, "fabric-manager: exiting: ", done.message());
     return 1;
   }
   return 0;
