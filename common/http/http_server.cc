@@ -290,21 +290,20 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
           options.flag, ": cannot use the CA ", options.tls.ca_file));
     }
     CertificateSource* certificates = impl->certificates.get();
-    const std::string ca = options.tls.ca_file;
-    bool ca_ok = true;
+    // The CA store is set per connection by the certificate callback
+    // (CertificateSource::Install), so the context loads none of its own.
     impl->server = std::make_unique<httplib::SSLServer>(
-        [certificates, ca, &ca_ok](SSL_CTX& ctx) {
+        [certificates](SSL_CTX& ctx) {
           SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
           SSL_CTX_set_cert_cb(&ctx, &CertificateSource::Callback,
                               certificates);
-          ca_ok = SSL_CTX_load_verify_locations(&ctx, ca.c_str(), nullptr) == 1;
           SSL_CTX_set_verify(
               &ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-          return ca_ok;
+          return true;
         });
-    if (!ca_ok || !impl->server->is_valid()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          options.flag, ": cannot use the CA ", options.tls.ca_file));
+    if (!impl->server->is_valid()) {
+      return absl::InternalError(absl::StrCat(
+          options.flag, ": cannot set up TLS (OpenSSL refused the context)"));
     }
   } else {
     impl->server = std::make_unique<httplib::Server>();

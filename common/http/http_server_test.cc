@@ -145,6 +145,23 @@ TEST(HttpServerCaTest, ARotatedCaBundleIsUsedByTheNextHandshake) {
   EXPECT_TRUE(get(newcomer));  // the last good bundle
 }
 
+// Checked before anything is opened, as for the gRPC listeners
+// (security::CheckTransport), naming the flag and the file.
+TEST(HttpServerCaTest, ACaFileWithoutACertificateIsRefusedAtStart) {
+  auto pki = security::TestPki::Create();
+  ASSERT_TRUE(pki.ok());
+  const std::string bad = absl::StrCat((*pki)->dir(), "/bad-ca.crt");
+  ASSERT_TRUE(Replace(bad, "not a certificate\n"));
+  HttpServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.tls = (*pki)->Issue("manager", "m1");
+  options.tls.ca_file = bad;
+  auto server = HttpServer::Start(options, Echo);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(server.status().message()),
+              HasSubstr("--tls-ca: " + bad + ": not a PEM certificate"));
+}
+
 TEST_F(HttpServerTlsTest, ThePortInUseIsRefusedNamingTheFlag) {
   HttpServerOptions options;
   options.listen = absl::StrCat("127.0.0.1:", server_->port());
