@@ -23,6 +23,9 @@ constexpr uint64_t kMaxChunk = uint64_t{1} << 40;
 constexpr int kMaxChunksPerLender = 256;
 constexpr size_t kMaxIdLength = 63;
 constexpr absl::string_view kMemoryPool = "memory";
+// Windows an attachment takes on its VF's lender: the VF's DMA onto the
+// borrower's memory and its MSI-X doorbell (AttachmentPlanner).
+constexpr int kLenderWindowsPerVf = 2;
 
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
@@ -244,6 +247,8 @@ void OfferBook::BuildDevices() {
     d.reason = vf.healthy ? "" : absl::StrCat("VF unhealthy: ",
                                               vf.health_reason);
     d.vf = &vf;
+    d.borrower_windows = std::max(0, vf.windows);
+    d.lender_windows = kLenderWindowsPerVf;
     devices_[d.id] = std::move(d);
   }
   for (const MemoryInfo& m : view_.memory) {
@@ -317,6 +322,13 @@ void OfferBook::BuildMemory(const MemoryInfo& m, uint64_t chunk,
         index = k;
       }
     }
+    // Else the lowest offered to nobody (another node's offers keep their
+    // ids), else the lowest free.
+    for (int k = 0; index < 0 && k < kMaxChunksPerLender + 1024; ++k) {
+      if (!taken.count(k) && !assigned_.count(MemoryOfferId(m.lender, k))) {
+        index = k;
+      }
+    }
     for (int k = 0; index < 0; ++k) {
       if (!taken.count(k)) index = k;
     }
@@ -380,15 +392,37 @@ bool OfferBook::Eligible(const std::string& node, const Device& d) const {
       n->fabric != d.fabric || Hops(node, d.lender) < 0) {
     return false;
   }
-  if (d.pool == kMemoryPool) {
-    if (watchers_.at(node).chunk_bytes != d.chunk) return false;
-    const auto it = assigned_.find(d.id);
-    const bool counted = it != assigned_.end() &&
-                         (it->second.withdrawn ? it->second.next == node
-                                               : it->second.node == node);
-    if (!counted && CountFor(node, d.pool) >= n->free_windows) return false;
+  if (d.pool == kMemoryPool && watchers_.at(node).chunk_bytes != d.chunk) {
+    return false;
+  }
+  // Windows: what is counted already is within the budget (TrimToWindows).
+  const auto it = assigned_.find(d.id);
+  const bool assigned = it != assigned_.end();
+  const bool counted = assigned && (it->second.withdrawn
+                                        ? it->second.next == node
+                                        : it->second.node == node);
+  if (!counted && WindowUse(node) + d.borrower_windows > n->free_windows) {
+    return false;
+  }
+  const bool lender_counted = assigned && (!it->second.withdrawn ||
+                                           !it->second.next.empty());
+  if (!lender_counted && d.lender_windows > 0 &&
+      WindowUse(d.lender) + d.lender_windows > l->free_windows) {
+    return false;
   }
   return true;
+}
+
+int OfferBook::WindowUse(const std::string& node) const {
+  auto it = window_use_.find(node);
+  return it == window_use_.end() ? 0 : it->second;
+}
+
+void OfferBook::Count(const std::string& node, const Device& d, int sign,
+                      bool lender) {
+  counts_[{node, d.pool}] += sign;
+  if (!node.empty()) window_use_[node] += sign * d.borrower_windows;
+  if (lender) window_use_[d.lender] += sign * d.lender_windows;
 }
 
 int OfferBook::CountFor(const std::string& node,
@@ -399,10 +433,41 @@ int OfferBook::CountFor(const std::string& node,
 
 void OfferBook::Recount() {
   counts_.clear();
+  window_use_.clear();
   for (const auto& [id, a] : assigned_) {
     auto d = devices_.find(id);
     if (d == devices_.end()) continue;
-    ++counts_[{a.withdrawn ? a.next : a.node, d->second.pool}];
+    // Withdrawn to nobody: its windows are nobody's.
+    const std::string& to = a.withdrawn ? a.next : a.node;
+    Count(to, d->second, +1, /*lender=*/!to.empty());
+  }
+}
+
+void OfferBook::TrimToWindows(absl::Time now) {
+  for (const NodeInfo& n : view_.nodes) {
+    while (WindowUse(n.name) > n.free_windows) {
+      // The farthest offer whose claim would take windows of n's bridge.
+      std::tuple<int, std::string> worst{-1, ""};
+      for (const auto& [id, a] : assigned_) {
+        const std::string& to = a.withdrawn ? a.next : a.node;
+        const Device& d = devices_.at(id);
+        if (to.empty() || !((to == n.name && d.borrower_windows > 0) ||
+                            (d.lender == n.name && d.lender_windows > 0))) {
+          continue;
+        }
+        worst = std::max(worst, std::make_tuple(Hops(to, d.lender), id));
+      }
+      if (std::get<1>(worst).empty()) break;
+      Assignment& a = assigned_.at(std::get<1>(worst));
+      const Device& d = devices_.at(std::get<1>(worst));
+      Count(a.withdrawn ? a.next : a.node, d, -1, /*lender=*/true);
+      Count("", d, +1, /*lender=*/false);
+      if (a.withdrawn) {
+        a.next.clear();  // its move is off; its old node's grace runs on
+      } else {
+        a = Assignment{a.node, true, "", now + options_.withdrawal_grace};
+      }
+    }
   }
 }
 
@@ -441,6 +506,30 @@ void OfferBook::ExpireGraces(absl::Time now) {
     ++it;
   }
   Recount();
+  TrimToWindows(now);
+}
+
+OfferBook::Candidate OfferBook::BestOffer(const std::string& pool) const {
+  // The watching node with the fewest offers of the pool that can take one,
+  // and its nearest device.
+  Candidate best{INT32_MAX, "", ""};
+  for (const auto& [node, w] : watchers_) {
+    if (w.streams == 0) continue;
+    const int count = CountFor(node, pool);
+    if (std::tie(count, node) >= std::tie(best.count, best.node)) continue;
+    std::tuple<int, double, std::string> nearest{INT32_MAX, 0, ""};
+    for (const auto& [id, d] : devices_) {
+      if (d.pool != pool || assigned_.count(id) || !Eligible(node, d)) {
+        continue;
+      }
+      auto key =
+          std::make_tuple(Hops(node, d.lender), LenderLoad(d.lender), id);
+      if (key < nearest) nearest = key;
+    }
+    if (std::get<2>(nearest).empty()) continue;
+    best = Candidate{count, node, std::get<2>(nearest)};
+  }
+  return best;
 }
 
 void OfferBook::Assign() {
@@ -448,34 +537,18 @@ void OfferBook::Assign() {
   for (const auto& [id, d] : devices_) {
     if (d.free && !assigned_.count(id)) pools.insert(d.pool);
   }
-  for (const std::string& pool : pools) {
-    while (true) {
-      // The watching node with the fewest offers of the pool that can take
-      // one, and its nearest device.
-      std::tuple<int, std::string> best_node{INT32_MAX, ""};
-      std::string best_device;
-      for (const auto& [node, w] : watchers_) {
-        if (w.streams == 0) continue;
-        const int count = CountFor(node, pool);
-        if (std::make_tuple(count, node) >= best_node) continue;
-        std::tuple<int, double, std::string> nearest{INT32_MAX, 0, ""};
-        for (const auto& [id, d] : devices_) {
-          if (d.pool != pool || assigned_.count(id) || !Eligible(node, d)) {
-            continue;
-          }
-          auto key = std::make_tuple(Hops(node, d.lender),
-                                     LenderLoad(d.lender), id);
-          if (key < nearest) nearest = key;
-        }
-        if (std::get<2>(nearest).empty()) continue;
-        best_node = {count, node};
-        best_device = std::get<2>(nearest);
-      }
-      if (best_device.empty()) break;
-      assigned_[best_device] =
-          Assignment{std::get<1>(best_node), false, "", absl::InfinitePast()};
-      ++counts_[{std::get<1>(best_node), pool}];
+  // One offer at a time, to the pool and node with the fewest offers: the
+  // pools share the nodes' windows, so none takes them all.
+  while (true) {
+    Candidate best{INT32_MAX, "", ""};
+    for (const std::string& pool : pools) {
+      Candidate c = BestOffer(pool);
+      if (!c.device.empty() && c.count < best.count) best = std::move(c);
     }
+    if (best.device.empty()) break;
+    assigned_[best.device] =
+        Assignment{best.node, false, "", absl::InfinitePast()};
+    Count(best.node, devices_.at(best.device), +1, /*lender=*/true);
   }
 }
 
@@ -510,8 +583,8 @@ void OfferBook::Rebalance(absl::Time now) {
       if (device.empty()) break;
       assigned_[device] =
           Assignment{from, true, to, now + options_.withdrawal_grace};
-      --counts_[{from, pool}];
-      ++counts_[{to, pool}];
+      Count(from, devices_.at(device), -1, /*lender=*/false);
+      Count(to, devices_.at(device), +1, /*lender=*/false);
     }
   }
 }

@@ -23,16 +23,28 @@
 //     given to nobody else) for `stream_grace`, then return to the pool.
 //   - An offer whose lender goes down or whose path is cut stays with its
 //     node, Unhealthy with a reason, until the node stops watching.
+//   - Windows: every offer can be claimed at once. Claiming takes direct
+//     windows of bridges: a memory chunk one of its borrower's, a VF one of
+//     its borrower's per BAR (VfInfo::windows) and two of its lender's (the
+//     DMA and MSI-X windows). A device is offered only while the windows
+//     its claim takes are free on both bridges after every offer already
+//     counted there (NodeInfo::free_windows). The pools share them: each
+//     next offer goes to the pool and node with the fewest offers. When free windows shrink (a claim by someone else),
+//     offers over the budget are withdrawn to nobody: they leave the set at
+//     once and are offered again after `withdrawal_grace`. (A DMA grant may
+//     also fit in lookup-table slots, but the manager takes a free window
+//     first, so windows are what a claim takes.)
 //   - Memory: one chunk size per fabric (the first watching stream's; a
 //     stream asking another one is FAILED_PRECONDITION while it lasts). A
 //     lender's free export memory counts as many chunks as fit in it at
-//     chunk-aligned addresses (at most 256); a node is offered at most as
-//     many chunks as its bridge has free windows. The manager places an
+//     chunk-aligned addresses (at most 256). The manager places an
 //     allocation first fit, so chunks are capacity, not addresses: a claim
 //     of memory on a lender takes the node's offer named by the
 //     allocation's label kOfferLabel when it has one, else its
-//     lowest-numbered one there. A consumer holding a chunk on a lender may
-//     claim there again (a retried claim must get its original answer).
+//     lowest-numbered one there, else (a claim of a chunk offered to
+//     nobody) the lowest-numbered chunk offered to nobody. A consumer
+//     holding a chunk on a lender may claim there again (a retried claim
+//     must get its original answer).
 //   - Claims by a node's consumer (owner "node/<n>") are allowed on the
 //     node's own offers (also in their withdrawal or stream grace) and on
 //     devices offered to nobody. Claims by anyone else (schedulers, admins)
@@ -86,7 +98,8 @@ struct NodeInfo {
   std::string name;    // "n1"
   std::string fabric;  // "" for a node in no fabric
   bool up = false;     // its agent is READY
-  // Memory chunks it could still map (free windows of its bridge).
+  // Direct windows of its bridge not in use (claims take them: see
+  // "Windows" above).
   int free_windows = 0;
 };
 
@@ -96,6 +109,8 @@ struct VfInfo {
   std::string address;
   uint32_t vendor_id = 0;
   uint32_t device_id = 0;
+  // Borrower windows an attachment of it takes: one per memory BAR.
+  int windows = 1;
   bool healthy = true;
   std::string health_reason;
   // Set when lent: the borrower, its attachment and the attachment's owner.
@@ -196,6 +211,9 @@ class OfferBook {
     std::string reason;
     const VfInfo* vf = nullptr;
     uint64_t chunk = 0;
+    // Windows a claim takes on the borrower's bridge and the lender's.
+    int borrower_windows = 1;
+    int lender_windows = 0;
   };
   struct Assignment {
     std::string node;
@@ -218,6 +236,14 @@ class OfferBook {
   void UpdateEpochs();
   void ExpireGraces(absl::Time now);
   void Assign();
+  // Assign()'s choice in `pool`: the node to offer a device next, its
+  // offers of the pool now, and the device ("" when none can be offered).
+  struct Candidate {
+    int count;
+    std::string node;
+    std::string device;
+  };
+  Candidate BestOffer(const std::string& pool) const;
   void Rebalance(absl::Time now);
   bool Eligible(const std::string& node, const Device& d) const;
   int Hops(const std::string& from, const std::string& to) const;
@@ -228,8 +254,15 @@ class OfferBook {
   // Offers of `pool` counted for `node` (assigned, or coming after grace),
   // from counts_.
   int CountFor(const std::string& node, const std::string& pool) const;
-  // Rebuilds counts_ from assigned_.
+  // Rebuilds counts_ and window_use_ from assigned_.
   void Recount();
+  // Counts device `d` as offered to `node` ("" for nobody): +1 / -1 of its
+  // pool, and its borrower windows on `node`; `lender` also its lender's.
+  void Count(const std::string& node, const Device& d, int sign, bool lender);
+  // Windows counted on `node` (its offers' and its VFs' offered away).
+  int WindowUse(const std::string& node) const;
+  // Withdraws, to nobody, offers over a bridge's free windows.
+  void TrimToWindows(absl::Time now);
   absl::Status Refused(absl::string_view what, const Assignment& a,
                        absl::string_view id) const;
 
@@ -245,6 +278,8 @@ class OfferBook {
   std::map<std::string, double, std::less<>> load_;  // by lender
   // (node, pool) -> CountFor; kept up to date by Assign and Rebalance.
   std::map<std::pair<std::string, std::string>, int> counts_;
+  // node -> windows its offers' claims would take; kept as counts_.
+  std::map<std::string, int, std::less<>> window_use_;
   absl::Time now_ = absl::InfinitePast();
 };
 

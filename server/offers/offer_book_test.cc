@@ -31,7 +31,7 @@ class World {
   }
   static std::string Name(int i) { return absl::StrCat("n", i); }
 
-  void AddVfs(int lender, int count) {
+  void AddVfs(int lender, int count, int windows = 1) {
     for (int k = 0; k < count; ++k) {
       VfInfo vf;
       vf.lender = Name(lender);
@@ -39,6 +39,7 @@ class World {
       vf.name = absl::StrCat("nodes/", vf.lender, "/vfs/", vf.address);
       vf.vendor_id = 0x8086;
       vf.device_id = 0x154c;
+      vf.windows = windows;
       vfs_.push_back(vf);
     }
   }
@@ -53,7 +54,9 @@ class World {
   FabricView View() {
     FabricView v;
     for (int i = 1; i <= n_; ++i) {
-      v.nodes.push_back({Name(i), "f", up_[Name(i)], windows_});
+      auto w = node_windows_.find(Name(i));
+      v.nodes.push_back({Name(i), "f", up_[Name(i)],
+                         w == node_windows_.end() ? windows_ : w->second});
     }
     v.vfs = vfs_;
     v.memory = memory_;
@@ -147,6 +150,7 @@ class World {
   std::vector<MemoryClaim> claims_;
   std::map<std::string, std::pair<uint64_t, uint64_t>> used_;
   int windows_ = 8;
+  std::map<std::string, int> node_windows_;  // overrides windows_
   int64_t generation_ = int64_t{7} << 32;
   int names_ = 0;
   std::set<std::string> freed_vfs_;
@@ -430,17 +434,107 @@ TEST_F(OfferBookTest, MemoryChunksAreLimitedByWindowsAndHeldByLabel) {
   EXPECT_EQ(Ids(book_.OffersFor("n1")).size(), 8u);
 }
 
+TEST_F(OfferBookTest, AnotherNodesClaimTakesAChunkOfferedToNobody) {
+  world_.AddMemory(3, 8 * kChunk);
+  world_.node_windows_["n1"] = 3;
+  Refresh();
+  ASSERT_TRUE(book_.Watch("n1", kChunk, now_).ok());
+  const std::vector<std::string> before = Ids(book_.OffersFor("n1"));
+  ASSERT_EQ(before.size(), 3u);
+  // n2 watches nothing: its consumer's claim takes an unoffered chunk, and
+  // n1's offers keep their ids.
+  ASSERT_TRUE(book_.CheckMemoryClaim("n2", "n3", kChunk, true).ok());
+  const std::string a = world_.Allocate("n2", 3);
+  Refresh();
+  EXPECT_EQ(Ids(book_.OffersFor("n1")), before);
+  const std::optional<v1::Offer> held =
+      Find(book_.OffersFor("n2"), MemoryOfferId("n3", 3));
+  ASSERT_TRUE(held.has_value());
+  EXPECT_EQ(held->allocation(), a);
+}
+
+TEST_F(OfferBookTest, VfOffersFitTheLendersWindowsAndTheBorrowers) {
+  // Each attachment takes two windows of its lender: 8 windows lend 4.
+  world_.AddVfs(3, 6);
+  Refresh();
+  ASSERT_TRUE(book_.Watch("n1", kChunk, now_).ok());
+  EXPECT_EQ(Ids(book_.OffersFor("n1")).size(), 4u);
+  // A second watcher shares those 4; the lender has no windows for more.
+  ASSERT_TRUE(book_.Watch("n5", kChunk, now_).ok());
+  Advance(absl::Seconds(5));
+  EXPECT_EQ(Ids(book_.OffersFor("n1")).size(), 2u);
+  EXPECT_EQ(Ids(book_.OffersFor("n5")).size(), 2u);
+  // And a borrower's bridge: VFs of three BARs take three windows each.
+  OfferBook book(Options());
+  World world(6);
+  world.AddVfs(3, 4, /*windows=*/3);
+  world.node_windows_["n1"] = 7;
+  book.SetView(world.View(), now_);
+  ASSERT_TRUE(book.Watch("n1", kChunk, now_).ok());
+  EXPECT_EQ(Ids(book.OffersFor("n1")).size(), 2u);
+}
+
+TEST_F(OfferBookTest, PoolsShareTheBorrowersWindows) {
+  world_.AddVfs(3, 4);
+  world_.AddMemory(5, 8 * kChunk);
+  world_.node_windows_["n1"] = 5;
+  Refresh();
+  ASSERT_TRUE(book_.Watch("n1", kChunk, now_).ok());
+  int vfs = 0, chunks = 0;
+  const v1::OfferSet set = book_.OffersFor("n1");
+  for (const v1::Offer& o : set.offers()) {
+    (o.has_vf() ? vfs : chunks) += 1;
+  }
+  EXPECT_EQ(vfs + chunks, 5);
+  EXPECT_GE(vfs, 2);
+  EXPECT_GE(chunks, 2);
+}
+
+TEST_F(OfferBookTest, OffersOverFreeWindowsAreWithdrawnToNobody) {
+  world_.AddVfs(3, 4);
+  Refresh();
+  ASSERT_TRUE(book_.Watch("n1", kChunk, now_).ok());
+  ASSERT_EQ(Ids(book_.OffersFor("n1")).size(), 4u);
+  // Someone else's claims take half of n3's windows: two offers go, to
+  // nobody, and are offered to no other node inside the grace.
+  world_.node_windows_["n3"] = 4;
+  Refresh();
+  EXPECT_EQ(Ids(book_.OffersFor("n1")).size(), 2u);
+  std::vector<std::string> withdrawn;
+  for (size_t i = 0; i < 4; ++i) {
+    if (book_.InGraceOf(Vf(i)) == "n1") withdrawn.push_back(Vf(i));
+  }
+  ASSERT_EQ(withdrawn.size(), 2u);
+  ASSERT_TRUE(book_.Watch("n5", kChunk, now_).ok());
+  world_.node_windows_["n3"] = 8;
+  Refresh();
+  Advance(absl::Seconds(4));
+  for (const std::string& id : withdrawn) {
+    EXPECT_EQ(book_.OfferedTo(id), "") << id;
+    EXPECT_EQ(book_.InGraceOf(id), "n1") << id;
+  }
+  EXPECT_THAT(Ids(book_.OffersFor("n5")), IsEmpty());
+  // After it, with the windows back, all four are offered again, shared.
+  Advance(absl::Seconds(1));
+  for (const std::string& id : withdrawn) {
+    EXPECT_NE(book_.OfferedTo(id), "") << id;
+  }
+  EXPECT_EQ(Ids(book_.OffersFor("n1")).size(), 2u);
+  EXPECT_EQ(Ids(book_.OffersFor("n5")).size(), 2u);
+}
+
 // Over random sequences of watch, unwatch, claim, release, link and lender
-// changes: no device is ever in two nodes' offer sets, and an offer taken
-// from a watching node reaches another node only after the withdrawal
-// grace.
+// changes, and of free windows: no device is ever in two nodes' offer
+// sets, the offers never need more windows than a bridge has free, and an
+// offer taken from a watching node reaches another node only after the
+// withdrawal grace.
 TEST(OfferBookPropertyTest, NeverOfferedTwiceNorBeforeTheGrace) {
   const absl::Duration grace = absl::Seconds(5);
   for (int seed = 1; seed <= 40; ++seed) {
     std::mt19937 rng(seed);
     World world(6);
     world.AddVfs(3, 5);
-    world.AddVfs(6, 3);
+    world.AddVfs(6, 3, /*windows=*/2);
     world.AddMemory(3, 6 * kChunk);
     world.AddMemory(6, 4 * kChunk);
     OfferBookOptions options;
@@ -457,7 +551,7 @@ TEST(OfferBookPropertyTest, NeverOfferedTwiceNorBeforeTheGrace) {
     auto pick = [&](int n) { return static_cast<int>(rng() % n); };
     for (int step = 0; step < 300; ++step) {
       const std::string node = World::Name(1 + pick(6));
-      const int action = pick(8);
+      const int action = pick(9);
       switch (action) {
         case 0:
           if (book.Watch(node, kChunk, now).ok()) ++streams[node];
@@ -518,6 +612,10 @@ TEST(OfferBookPropertyTest, NeverOfferedTwiceNorBeforeTheGrace) {
           world.up_[node] = !world.up_[node];
           book.SetView(world.View(), now);
           break;
+        case 7:  // claims by others take windows, or free them
+          world.node_windows_[node] = pick(9);
+          book.SetView(world.View(), now);
+          break;
         default:
           now += absl::Milliseconds(pick(3000));
           book.Tick(now);
@@ -525,6 +623,29 @@ TEST(OfferBookPropertyTest, NeverOfferedTwiceNorBeforeTheGrace) {
       // Every node's set, as its stream would send it.
       std::map<std::string, std::string> owner_of;  // id -> node
       std::map<std::string, std::set<std::string>> after;
+      std::map<std::string, int> windows;  // what claiming every offer takes
+      for (int i = 1; i <= 6; ++i) {
+        const std::string n = World::Name(i);
+        const v1::OfferSet set = book.OffersFor(n);
+        for (const v1::Offer& o : set.offers()) {
+          if (o.held()) continue;
+          if (!o.has_vf()) {
+            ++windows[n];
+            continue;
+          }
+          for (const VfInfo& vf : world.vfs_) {
+            if (vf.name == o.vf().vf()) windows[n] += vf.windows;
+          }
+          windows[o.lender()] += 2;
+        }
+      }
+      for (int i = 1; i <= 6; ++i) {
+        const std::string n = World::Name(i);
+        const auto w = world.node_windows_.find(n);
+        ASSERT_LE(windows[n], w == world.node_windows_.end() ? world.windows_
+                                                             : w->second)
+            << "seed " << seed << " step " << step << ": " << n;
+      }
       for (int i = 1; i <= 6; ++i) {
         const std::string n = World::Name(i);
         const v1::OfferSet set = book.OffersFor(n);
@@ -565,12 +686,18 @@ TEST(OfferBookPropertyTest, NeverOfferedTwiceNorBeforeTheGrace) {
         }
       }
       // A device claimed since (held by a node now) is no longer a
-      // withdrawn offer; neither is one whose grace is over.
+      // withdrawn offer; neither is one whose grace is over, nor a memory
+      // chunk that ceased to exist (its lender's free memory shrank: in no
+      // set and in nobody's grace), which is a new offer if it comes back.
       for (auto it = left.begin(); it != left.end();) {
         const bool held = owner_of.count(it->first) &&
                           !after[owner_of[it->first]].count(it->first);
-        it = !held && it->second.second + grace > now ? std::next(it)
-                                                       : left.erase(it);
+        const bool gone = it->first.rfind("mem-", 0) == 0 &&
+                          !owner_of.count(it->first) &&
+                          book.InGraceOf(it->first).empty();
+        it = !held && !gone && it->second.second + grace > now
+                 ? std::next(it)
+                 : left.erase(it);
       }
       before = std::move(after);
     }

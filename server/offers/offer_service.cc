@@ -1,5 +1,6 @@
 #include "server/offers/offer_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <utility>
@@ -257,6 +258,9 @@ FabricView OfferService::ReadView() {
           vf.address = f.address();
           vf.vendor_id = f.vendor_id();
           vf.device_id = f.device_id();
+          vf.windows = static_cast<int>(std::count_if(
+              f.bar_sizes().begin(), f.bar_sizes().end(),
+              [](uint64_t size) { return size != 0; }));
           vf.healthy = f.health() != v1::VirtualFunction::UNHEALTHY;
           vf.health_reason = f.health_reason();
           if (f.state() == v1::VirtualFunction::LENT) {

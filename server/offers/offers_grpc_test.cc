@@ -30,6 +30,10 @@ using service::LenderInventory;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 constexpr uint64_t kChunk = uint64_t{64} << 20;
+// VFs offered to a node watching alone: the pools share its 8 windows
+// (sim profile), and each VF (two BARs) takes two, each chunk one; so two
+// VFs and four chunks (server/offers/offer_book.h, "Windows").
+constexpr size_t kAloneVfs = 2;
 
 // The offer sets one WatchOffers stream receives, read on a thread.
 class OfferStream {
@@ -183,9 +187,9 @@ TEST_F(OffersGrpcTest, RefusesBadRequests) {
 
 TEST_F(OffersGrpcTest, OffersAreSplitClaimedAndNeverShared) {
   OfferStream n0(stub_.get(), "nodes/n0");
-  v1::OfferSet first =
-      n0.Await([](const v1::OfferSet& s) { return VfIds(s).size() == 4; });
-  ASSERT_EQ(VfIds(first).size(), 4u);
+  v1::OfferSet first = n0.Await(
+      [](const v1::OfferSet& s) { return VfIds(s).size() == kAloneVfs; });
+  ASSERT_EQ(VfIds(first).size(), kAloneVfs);
   EXPECT_EQ(first.node(), "n0");
   EXPECT_GE(first.generation(), 1);
   bool memory = false;
@@ -202,9 +206,10 @@ TEST_F(OffersGrpcTest, OffersAreSplitClaimedAndNeverShared) {
     }
   }
   EXPECT_TRUE(memory);
+  EXPECT_EQ(first.offers_size(), static_cast<int>(kAloneVfs) + 4);  // chunks
 
-  // n2 watches too: after the withdrawal grace each has two VFs, never the
-  // same one.
+  // n2 watches too: each has two VFs (n1 has windows for four lent at
+  // once), never the same one.
   OfferStream n2(stub_.get(), "n2");
   auto two = [](const v1::OfferSet& s) { return VfIds(s).size() == 2; };
   v1::OfferSet a = n0.Await(two);
@@ -239,9 +244,9 @@ TEST_F(OffersGrpcTest, OffersAreSplitClaimedAndNeverShared) {
 TEST_F(OffersGrpcTest, CutPathMakesOffersUnhealthyAndBackAgain) {
   OfferStream n0(stub_.get(), "n0");
   ASSERT_EQ(VfIds(n0.Await([](const v1::OfferSet& s) {
-              return VfIds(s).size() == 4;
+              return VfIds(s).size() == kAloneVfs;
             })).size(),
-            4u);
+            kAloneVfs);
   // Cut both of n1's links: n1 is alone.
   std::vector<std::string> cut;
   {
@@ -272,7 +277,7 @@ TEST_F(OffersGrpcTest, CutPathMakesOffersUnhealthyAndBackAgain) {
       for (const v1::Offer& o : s.offers()) {
         if (o.has_vf() && o.healthy() == healthy) ++n;
       }
-      return n == 4;
+      return n == static_cast<int>(kAloneVfs);
     };
   };
   set_links(false);

@@ -11,21 +11,26 @@
 // live, every agent applied, every device offered again):
 //   ping       --pings calls of the manager's Ping (FabricClient with n0's
 //              certificate, the plugin's TLS): the no-op baseline;
-//   raw vf     CreateAttachment of one of n1's VFs to n0 through
-//              FabricClient (as n0: the manager lets a node claim only what
-//              is offered to it), then AwaitAttachment until READY (the
+//   raw vf     CreateAttachment of one of n1's VFs to n2 through
+//              FabricClient, then AwaitAttachment until READY (the
 //              manager's Watch stream, as the plugin waits); then
-//              DeleteAttachment (not timed; the next Quiet waits for it);
+//              DeleteAttachment (not timed; the next Quiet waits for it).
+//              As n2, one hop from n1 as n0 is, of a VF offered to nobody
+//              (the manager lets a node claim only what is offered to it or
+//              to nobody): n0's offers fill n0's bridge windows, so a raw
+//              claim by n0 would take windows they count on and have them
+//              withdrawn (server/offers/offer_book.h, "Windows");
 //   plugin vf  the kubelet stand-in's Allocate of one VF device on the
 //              plugin's socket: the plugin's CreateAttachment, its wait for
 //              READY on a Watch, the CDI spec write and the response;
-//   raw memory CreateAllocation of one 4 MiB chunk (borrower n0, target n1)
+//   raw memory CreateAllocation of one 4 MiB chunk (borrower n2, target n1)
 //              until READY, then DeleteAllocation (not timed);
 //   plugin mem the Allocate of one mem-n1-* device (a 4 MiB chunk).
-// The raw VFs (the first four of n1) and the plugin's (the last four) are
-// disjoint, and each side rotates through its four: a device comes back
-// into use only rounds after it was freed, by then re-offered with a new
-// epoch.
+// The plugin's VFs are those offered to n0 (as many as n0's and n1's
+// windows allow), the raw ones the rest of n1's: disjoint, and each side
+// rotates through its own (the plugin's memory through up to four chunks),
+// so a device comes back into use only rounds after it was freed, by then
+// re-offered with a new epoch.
 //
 // Freeing a plugin device: the plugin frees what it holds only through its
 // PodResources GC (device_plugin/pod_resources_gc.h): a held device that no
@@ -98,6 +103,7 @@ using ::fabric::testing::KubeletStandIn;
 using json = nlohmann::json;
 
 constexpr char kNode[] = "n0";  // the plugin's node, the borrower
+constexpr char kRawNode[] = "n2";  // the raw calls' borrower
 // The plugin's claims' owner: its certificate's identity.
 constexpr char kOwner[] = "node/n0";
 constexpr uint64_t kChunk = 4 << 20;
@@ -105,7 +111,7 @@ constexpr double kBudgetP99Ms = 20;  // issue 15, for each Allocate row
 // The plugin's GC, short so that a round waits little for the release.
 constexpr char kReleaseGrace[] = "200ms";
 constexpr char kPodResourcesInterval[] = "100ms";
-// Devices each side rotates through.
+// Memory chunks the plugin rotates through.
 constexpr int kRotation = 4;
 
 struct Flags {
@@ -217,13 +223,15 @@ class Bench {
   std::unique_ptr<KubeletStandIn> kubelet_;
   std::unique_ptr<PodResourcesServer> pods_;
   std::unique_ptr<proctest::Child> plugin_;
-  // As node n0 (its certificate), as the plugin calls: the manager lets a
-  // node claim only the devices offered to it.
-  std::unique_ptr<client::FabricClient> node_client_;
+  // As node n0 (its certificate), as the plugin calls; and as n2, the raw
+  // calls' borrower.
+  std::unique_ptr<client::FabricClient> node_client_, raw_client_;
   std::unique_ptr<v1::FabricService::Stub> watch_stub_;
   std::unique_ptr<ReadyWatcher> attachments_, allocations_;
-  std::vector<v1::VirtualFunction> vfs_;  // n1's, by address
-  std::vector<std::string> mem_ids_;      // mem-n1-* the plugin rotates
+  std::vector<v1::VirtualFunction> vfs_;      // n1's, by address
+  std::vector<std::string> plugin_vfs_;       // offered to n0: the plugin's
+  std::vector<v1::VirtualFunction> raw_vfs_;  // the others: the raw calls'
+  std::vector<std::string> mem_ids_;          // mem-n1-* the plugin rotates
   // What the kubelet listed at the start, by resource (all Healthy).
   std::map<std::string, std::set<std::string>> initial_;
 };
@@ -240,12 +248,10 @@ absl::Status Bench::Start() {
   std::sort(vfs_.begin(), vfs_.end(), [](const auto& a, const auto& b) {
     return a.address() < b.address();
   });
-  if (vfs_.size() < 2 * kRotation) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("n1 lends ", vfs_.size(), " VFs, not ", 2 * kRotation));
-  }
   node_client_ = client::FabricClient::Connect(fabric_.address(),
                                                fabric_.tls().Node(kNode), {});
+  raw_client_ = client::FabricClient::Connect(
+      fabric_.address(), fabric_.tls().Node(kRawNode), {});
   watch_stub_ =
       v1::FabricService::NewStub(fabric_.tls().DialManager(fabric_.address()));
   attachments_ =
@@ -290,13 +296,26 @@ absl::Status Bench::Start() {
   }
   RETURN_IF_ERROR(Within(
       [&] {
-        const auto list = kubelet_->Devices(kVfResource);
-        for (int k = kRotation; k < 2 * kRotation; ++k) {
-          if (!Lists(list, DeviceIdOfVf(vfs_[k]))) return false;
+        plugin_vfs_.clear();
+        const v1beta1::ListAndWatchResponse list =
+            kubelet_->Devices(kVfResource);
+        for (const auto& d : list.devices()) {
+          if (d.health() == "Healthy") plugin_vfs_.push_back(d.id());
         }
-        return true;
+        return !plugin_vfs_.empty();
       },
       wait, "the kubelet lists n1's VFs"));
+  for (const v1::VirtualFunction& vf : vfs_) {
+    if (std::find(plugin_vfs_.begin(), plugin_vfs_.end(), DeviceIdOfVf(vf)) ==
+        plugin_vfs_.end()) {
+      raw_vfs_.push_back(vf);
+    }
+  }
+  if (raw_vfs_.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("all ", vfs_.size(), " of n1's VFs are offered to ",
+                     kNode, ": none is left for the raw calls"));
+  }
   RETURN_IF_ERROR(Within(
       [&] {
         mem_ids_.clear();
@@ -307,10 +326,10 @@ absl::Status Bench::Start() {
             mem_ids_.push_back(d.id());
           }
         }
-        return mem_ids_.size() >= kRotation;
+        return !mem_ids_.empty();
       },
       wait, "the kubelet lists n1's memory chunks"));
-  mem_ids_.resize(kRotation);
+  if (mem_ids_.size() > kRotation) mem_ids_.resize(kRotation);
   for (const char* resource : {kVfResource, kMemoryResource}) {
     const v1beta1::ListAndWatchResponse list = kubelet_->Devices(resource);
     for (const auto& d : list.devices()) {
@@ -388,10 +407,10 @@ absl::Status Bench::Ping(bool warmup) {
 }
 
 absl::Status Bench::RawVf(const v1::VirtualFunction& vf, int i, bool warmup) {
-  client::FabricClient& node = *node_client_;
+  client::FabricClient& node = *raw_client_;
   v1::CreateAttachmentRequest req;
   req.mutable_attachment()->set_vf(vf.name());
-  req.mutable_attachment()->set_borrower(kNode);
+  req.mutable_attachment()->set_borrower(kRawNode);
   req.set_request_id(absl::StrCat("k8s-bench/raw-vf/", i));
   const auto t0 = Clock::now();
   absl::StatusOr<v1::Attachment> a = node.CreateAttachment(req);
@@ -422,9 +441,9 @@ absl::Status Bench::RawVf(const v1::VirtualFunction& vf, int i, bool warmup) {
 }
 
 absl::Status Bench::RawMemory(int i, bool warmup) {
-  client::FabricClient& node = *node_client_;
+  client::FabricClient& node = *raw_client_;
   v1::CreateAllocationRequest req;
-  req.mutable_allocation()->set_borrower(kNode);
+  req.mutable_allocation()->set_borrower(kRawNode);
   req.mutable_allocation()->set_target(LendingFabric::kLender);
   req.mutable_allocation()->set_size(kChunk);
   req.set_request_id(absl::StrCat("k8s-bench/raw-memory/", i));
@@ -525,11 +544,11 @@ absl::Status Bench::PluginAllocate(const std::string& resource,
 }
 
 absl::Status Bench::Round(int i, bool warmup) {
-  const std::string vf_id = DeviceIdOfVf(vfs_[kRotation + i % kRotation]);
-  const std::string mem_id = mem_ids_[i % kRotation];
+  const std::string& vf_id = plugin_vfs_[i % plugin_vfs_.size()];
+  const std::string& mem_id = mem_ids_[i % mem_ids_.size()];
   RETURN_IF_ERROR(Quiet());
   RETURN_IF_ERROR(Ping(warmup));
-  RETURN_IF_ERROR(RawVf(vfs_[i % kRotation], i, warmup));
+  RETURN_IF_ERROR(RawVf(raw_vfs_[i % raw_vfs_.size()], i, warmup));
   RETURN_IF_ERROR(Quiet());
   RETURN_IF_ERROR(
       PluginAllocate(kVfResource, kVfClass, vf_id, rows_[2], warmup));
@@ -558,9 +577,9 @@ void PrintTable(const Flags& flags, const Report& r) {
   const double ping99 = Percentile(r.rows[0].us, 99);
   absl::PrintF(
       "fabric-k8s-bench: 3-node ring (manager and simulated agents as "
-      "processes, mutual TLS), fabric-device-plugin for %s; %d rounds after "
-      "%d warm-up, %d Pings per round\n",
-      kNode, flags.rounds, flags.warmup, flags.pings);
+      "processes, mutual TLS), fabric-device-plugin for %s, raw calls for "
+      "%s; %d rounds after %d warm-up, %d Pings per round\n",
+      kNode, kRawNode, flags.rounds, flags.warmup, flags.pings);
   absl::PrintF("%-24s %5s | %8s %8s %8s | %8s %8s | %8s %8s | %8s %8s\n", "row",
                "n", "p50 ms", "p99 ms", "mean ms", "p50/Ping", "p99/Ping",
                "READY50", "READY99", "after50", "after99");

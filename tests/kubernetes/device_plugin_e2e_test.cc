@@ -242,21 +242,24 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
               (std::set<std::string>{kVfResource, kMemoryResource}));
   }
 
-  // 2. ListAndWatch: every VF n1 lends (n0 is the only node watching) and
-  // memory chunks, all Healthy.
-  std::set<std::string> all_vfs;
+  // 2. ListAndWatch: n1's VFs and memory chunks (n0 is the only node
+  // watching), all Healthy, as many as the windows allow: each VF of
+  // one_pf.json takes two of n0's windows (two BARs) and two of n1's, each
+  // chunk one of n0's, and a sim bridge has 8.
+  ASSERT_TRUE(kubelet.WaitForDevices(
+      kVfResource, [](const DeviceList& l) { return l.devices_size() > 0; },
+      wait));
+  ASSERT_TRUE(WaitForLender(*a, nullptr, "Healthy"));
+  const std::set<std::string> all_vfs = Ids(kubelet.Devices(kVfResource));
   {
+    const int chunks = kubelet.Devices(kMemoryResource).devices_size();
+    EXPECT_GE(chunks, 2);
+    EXPECT_LE(2 * all_vfs.size() + chunks, 8u);
+    EXPECT_LE(2 * all_vfs.size(), 8u);
     absl::StatusOr<std::vector<v1::VirtualFunction>> vfs = fabric_.Vfs();
     ASSERT_TRUE(vfs.ok());
-    for (const v1::VirtualFunction& vf : *vfs) {
-      std::string address = vf.address();
-      for (char& c : address) {
-        if (c == ':') c = '-';
-      }
-      all_vfs.insert("vf-n1-" + address);
-    }
+    EXPECT_GT(vfs->size(), all_vfs.size());  // n1 lends 8: not all fit
   }
-  ASSERT_TRUE(WaitForLender(*a, &all_vfs, "Healthy"));
   // n0 also borrows the memory n2 exports.
   EXPECT_TRUE(AllWithPrefix(kubelet.Devices(kVfResource), "vf-", "Healthy"));
   EXPECT_TRUE(
@@ -418,7 +421,7 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
   EXPECT_EQ(Spec(a->cdi_dir, "memory", mem[0]).claim, claim_of[mem[0]]);
 
   // 9. n2's plugin watches too: the devices are shared out, never listed
-  // by both nodes at once.
+  // by both nodes at once, and never more VFs than n1 has windows for.
   std::unique_ptr<PluginNode> b = NewNode("n2");
   b->StartPlugin();
   bool overlap = false;
@@ -440,11 +443,11 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
             Ids(a->kubelet->Devices(kVfResource));
         const std::set<std::string> vfs_b =
             Ids(b->kubelet->Devices(kVfResource));
-        std::set<std::string> both = vfs_a;
-        both.insert(vfs_b.begin(), vfs_b.end());
         // Rebalanced: n2 got its share of n1's VFs.
         return !vfs_b.empty() && vfs_b.size() + 1 >= vfs_a.size() &&
-               both == all_vfs;
+               2 * (vfs_a.size() + vfs_b.size()) <= 8 &&
+               AllWithPrefix(b->kubelet->Devices(kVfResource), "vf-n1-",
+                             "Healthy");
       },
       wait))
       << a->kubelet->Devices(kVfResource).DebugString()
