@@ -6,6 +6,8 @@
 # still there. Every connection is mutual TLS: a CA made by deploy/pki.sh in
 # the demo's state directory, a certificate for the manager, one per node and
 # one for the admin user fabricctl runs as (FABRIC_TLS_* in its environment).
+# Then a simulated kubelet runs a pod with a remote VF and remote memory
+# through fabric-device-plugin, and deletes it: the plugin frees both.
 # Usage: deploy/demo.sh BIN_DIR   (deploy/dev.sh demo passes build/bin)
 set -euo pipefail
 
@@ -15,13 +17,18 @@ WORK="$(mktemp -d -t fabric-demo-XXXXXX)"
 NODES=(n1 n2 n3 n4)
 MANAGER_PID=""
 AGENT_PIDS=()
+PLUGIN_PID=""
+SIM_PID=""
+# The kubelet's sockets: under /tmp, short (unix socket paths are at most
+# 107 bytes).
+KUBELET="$(mktemp -d /tmp/fabric-kubelet-XXXXXX)"
 
 # shellcheck source=deploy/demo_lib.sh
 . "$ROOT/deploy/demo_lib.sh"
 
 cleanup() {
-  stop_pids "${AGENT_PIDS[@]}" $MANAGER_PID
-  rm -rf "$WORK"
+  stop_pids $SIM_PID $PLUGIN_PID "${AGENT_PIDS[@]}" $MANAGER_PID
+  rm -rf "$WORK" "$KUBELET"
 }
 trap cleanup EXIT
 
@@ -109,7 +116,53 @@ echo "(refused, as the policy says: deploy/policy/policy.textproto)"
 echo "\$ tail -n 3 $WORK/audit.log"
 tail -n 3 "$WORK/audit.log"
 
-step "9. kill -9 the manager and restart it: nothing acknowledged is lost"
+step "9. Kubernetes: a pod asks for one remote VF and two remote memory chunks"
+# fabric-device-plugin for n1, as n1 (its certificate), lists what the
+# manager offers n1. No kubelet runs here: fabric-kubelet-sim serves the
+# kubelet's device-plugin and PodResources APIs from their upstream protos
+# and runs one pod: preferred devices, Allocate (attached and READY), the
+# CDI specs; then it deletes the pod, and the plugin frees both claims.
+# shellcheck disable=SC2046 # the flags are words without spaces
+"$BIN/fabric-device-plugin" --manager "$FABRIC_SERVER" --node n1 \
+  --kubelet-dir "$KUBELET" --cdi-dir "$WORK/cdi" --memory-chunk 64Mi \
+  --pod-resources-socket "$KUBELET/pod-resources.sock" \
+  --release-grace 1s --pod-resources-interval 200ms \
+  $(tls_flags node-n1) >"$WORK/plugin.log" 2>&1 &
+PLUGIN_PID=$!
+"$BIN/fabric-kubelet-sim" --kubelet-dir "$KUBELET" \
+  --pod-resources-socket "$KUBELET/pod-resources.sock" --cdi-dir "$WORK/cdi" \
+  --vfs 1 --memory 2 --end-pod-on "$WORK/end-pod" >"$WORK/kubelet.log" 2>&1 &
+SIM_PID=$!
+for _ in $(seq 1 600); do
+  grep -q "is running" "$WORK/kubelet.log" && break
+  kill -0 "$SIM_PID" 2>/dev/null || break
+  sleep 0.05
+done
+cat "$WORK/kubelet.log"
+grep -q "is running" "$WORK/kubelet.log" || {
+  echo "the pod did not start; the plugin's log:" >&2
+  cat "$WORK/plugin.log" >&2
+  exit 1
+}
+SHOWN=$(wc -l <"$WORK/kubelet.log")
+echo "The claims are the plugin's, owned by node/n1:"
+ctl get attachments --node n1
+ctl get allocations --node n1
+touch "$WORK/end-pod"
+if ! wait "$SIM_PID"; then
+  SIM_PID=""
+  tail -n +"$((SHOWN + 1))" "$WORK/kubelet.log"
+  echo "the plugin did not free the pod's devices; its log:" >&2
+  cat "$WORK/plugin.log" >&2
+  exit 1
+fi
+SIM_PID=""
+tail -n +"$((SHOWN + 1))" "$WORK/kubelet.log"
+ctl get attachments --node n1
+stop_pids $PLUGIN_PID
+PLUGIN_PID=""
+
+step "10. kill -9 the manager and restart it: nothing acknowledged is lost"
 { kill -9 "$MANAGER_PID" && wait "$MANAGER_PID"; } 2>/dev/null || true
 echo "killed fabric-manager (pid $MANAGER_PID); restarting on the same database"
 start_manager

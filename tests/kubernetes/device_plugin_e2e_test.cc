@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -460,6 +461,60 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
   EXPECT_FALSE(overlap) << overlap_what;
   EXPECT_EQ(LiveClaims("n0"), std::set<std::string>{claim_of[mem[0]]});
   EXPECT_THAT(LiveClaims("n2"), SizeIs(0));
+}
+
+// fabric-kubelet-sim (the demo's simulated kubelet) runs one pod through
+// the real plugin: the pod's claims are live while it runs and freed, CDI
+// specs and all, after it is deleted.
+TEST_F(DevicePluginE2eTest, KubeletSimRunsAPodAndThePluginFreesIt) {
+  const std::string kubelet_dir = sockets_.path() + "/sim";
+  const std::string pod_resources = sockets_.path() + "/sim-pr.sock";
+  const std::string cdi_dir = dir_.path() + "/cdi-sim";
+  const std::string end_pod = dir_.path() + "/end-pod";
+  std::filesystem::create_directories(kubelet_dir);
+  std::vector<std::string> argv = {BinDir() + "/fabric-device-plugin",
+                                   "--manager", fabric_.address(),
+                                   "--node", "n0",
+                                   "--kubelet-dir", kubelet_dir,
+                                   "--cdi-dir", cdi_dir,
+                                   "--memory-chunk", "4Mi",
+                                   "--pod-resources-socket", pod_resources,
+                                   "--release-grace", "500ms",
+                                   "--pod-resources-interval", "100ms"};
+  for (std::string& flag : fabric_.tls().AgentFlags("n0")) {
+    argv.push_back(flag);
+  }
+  const std::string sim_log = dir_.path() + "/kubelet-sim.log";
+  Child sim({BinDir() + "/fabric-kubelet-sim", "--kubelet-dir", kubelet_dir,
+             "--pod-resources-socket", pod_resources, "--cdi-dir", cdi_dir,
+             "--vfs", "1", "--memory", "2", "--end-pod-on", end_pod,
+             "--timeout", absl::StrCat(absl::ToInt64Seconds(
+                                           Scaled(absl::Seconds(20))),
+                                       "s")},
+            sim_log);
+  Child plugin(argv, dir_.path() + "/plugin-sim.log");
+  const absl::Duration wait = Scaled(absl::Seconds(30));
+  ASSERT_TRUE(WaitFor(
+      [&] { return absl::StrContains(ReadFile(sim_log), "is running"); },
+      wait))
+      << ReadFile(sim_log) << ReadFile(dir_.path() + "/plugin-sim.log");
+  EXPECT_THAT(LiveAttachments("n0"), SizeIs(1));
+  EXPECT_THAT(LiveAllocations("n0"), SizeIs(2));
+  int specs = 0;
+  for (const auto& e : std::filesystem::directory_iterator(cdi_dir)) {
+    specs += e.path().extension() == ".json";
+  }
+  EXPECT_EQ(specs, 3);
+
+  { std::ofstream(end_pod) << "done\n"; }
+  EXPECT_EQ(sim.Wait(), 0) << ReadFile(sim_log);
+  EXPECT_THAT(ReadFile(sim_log), ::testing::HasSubstr("released every device"));
+  EXPECT_TRUE(WaitFor([&] { return LiveClaims("n0").empty(); }, wait));
+  specs = 0;
+  for (const auto& e : std::filesystem::directory_iterator(cdi_dir)) {
+    specs += e.path().extension() == ".json";
+  }
+  EXPECT_EQ(specs, 0);
 }
 
 }  // namespace
