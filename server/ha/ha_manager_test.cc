@@ -210,6 +210,53 @@ TEST_F(HaManagerTest, TheTakeoverNeverClosesThePort) {
   EXPECT_TRUE(Ping(b.ha->address()).ok());
 }
 
+// A fabric with more rows than an etcd transaction takes (128 operations
+// by default): 300 links, some of them stored, and allocations. It is
+// deleted in several fenced transactions, leaves no row behind, and the
+// next leader does not find it.
+TEST_F(HaManagerTest, AFabricLargerThanOneTransactionIsDeleted) {
+  Node a = Start();
+  ASSERT_TRUE(WaitFor([&] { return Leads(a); }, absl::Seconds(20)));
+  auto client = client::FabricClient::Connect(a.ha->address(), kPlaintext, {});
+  v1::CreateFabricRequest ring;
+  ring.mutable_spec()->set_name("big");
+  ring.mutable_spec()->set_topology(v1::RING);
+  for (int i = 0; i < 300; ++i) {
+    ring.mutable_spec()->add_nodes()->set_name(absl::StrCat("b", i));
+  }
+  ASSERT_TRUE(client->CreateFabric(ring).ok());
+  for (int i = 0; i < 40; ++i) {
+    v1::CreateAllocationRequest alloc;
+    alloc.mutable_allocation()->set_borrower(absl::StrCat("b", i));
+    alloc.mutable_allocation()->set_target(absl::StrCat("b", i + 100));
+    alloc.mutable_allocation()->set_size(1 << 20);
+    ASSERT_TRUE(client->CreateAllocation(alloc).ok());
+  }
+  for (int i = 200; i < 210; ++i) {
+    v1::SetLinkStateRequest down;
+    down.set_name(absl::StrCat("links/b", i, "--b", i + 1));
+    ASSERT_TRUE(client->SetLinkState(down).ok()) << down.name();
+  }
+  v1::DeleteFabricRequest del;
+  del.set_name("big");
+  del.set_force(true);
+  absl::StatusOr<v1::Fabric> deleted = client->DeleteFabric(del);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  for (const char* table : {"fabrics", "links", "allocations",
+                            "deleting_fabrics"}) {
+    auto rows = a.store->Scan(table);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    EXPECT_TRUE(rows->empty()) << table << ": " << rows->size() << " rows";
+  }
+  a.ha->Shutdown();
+  EXPECT_TRUE(a.ha->Wait().ok());
+  Node b = Start();
+  ASSERT_TRUE(WaitFor([&] { return Leads(b); }, absl::Seconds(20)));
+  auto again = client::FabricClient::Connect(b.ha->address(), kPlaintext, {});
+  EXPECT_EQ(again->GetFabric("fabrics/big").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(HaManagerTest, APortAnotherSocketHoldsIsRefusedNotShared) {
   // The HA manager's servers allow SO_REUSEPORT among themselves; a port
   // held by anyone else is still refused, with the cause.

@@ -83,8 +83,26 @@ void CommitQueue::MutateAsync(
           // disagree, whatever becomes of the write.
           q.forget = TakeForgetsThatFit(q.pending->time, limits, q.plan.batch);
         }
-        if (absl::Status fits = store::CheckFits(q.plan.batch, limits);
-            !fits.ok()) {
+        absl::Status fits = store::CheckFits(q.plan.batch, limits);
+        if (fits.ok() && !q.plan.tail.empty()) {
+          if (store::FitsIn(limits,
+                            q.plan.batch.mutations().size() +
+                                q.plan.tail.mutations().size(),
+                            q.plan.batch.ApproximateBytes() +
+                                q.plan.tail.ApproximateBytes())) {
+            q.plan.batch.Append(std::move(q.plan.tail));  // one transaction
+          } else {
+            absl::StatusOr<std::vector<store::WriteBatch>> chunks =
+                store::SplitToFit(std::move(q.plan.tail), limits);
+            if (chunks.ok()) {
+              q.tail_chunks = *std::move(chunks);
+            } else {
+              fits = chunks.status();
+            }
+          }
+          q.plan.tail = store::WriteBatch();
+        }
+        if (!fits.ok()) {
           // Too large for one transaction even alone: undone at once (it
           // is the last plan made, so reverse order holds) and refused.
           if (q.plan.rollback) q.plan.rollback();
@@ -161,10 +179,40 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
         "the store cannot be written, nothing was changed; retry later: ",
         written.message()));
   }
+  // Tails cut into transactions of their own, in planning order; a plan
+  // whose tail failed is stranded (see Plan).
+  std::vector<absl::Status> tails(group.size());
+  for (size_t i = 0; written.ok() && i < group.size(); ++i) {
+    for (const store::WriteBatch& chunk : group[i].tail_chunks) {
+      tails[i] = store_->Apply(chunk);
+      if (!tails[i].ok()) {
+        tails[i] = absl::UnavailableError(absl::StrCat(
+            "the store failed part-way through this change (",
+            group[i].tail_chunks.size() + 1,
+            " transactions); what was written is finished by a retry or by "
+            "the manager's next start: ",
+            tails[i].message()));
+        break;
+      }
+    }
+  }
   Replies replies;
   absl::MutexLock l(mu_);
   if (written.ok()) {
-    for (QueuedPlan& q : group) {
+    for (size_t i = 0; i < group.size(); ++i) {
+      QueuedPlan& q = group[i];
+      if (!tails[i].ok()) {
+        if (q.plan.stranded) q.plan.stranded();
+        requests_.Forget(q.forget);
+        if (q.pending != nullptr) {
+          requests_.Abandon(q.request_id);
+          for (auto& w : q.pending->waiters)
+            replies.emplace_back(std::move(w), tails[i]);
+          q.pending->waiters.clear();
+        }
+        replies.emplace_back(std::move(q.done), tails[i]);
+        continue;
+      }
       if (q.plan.commit) q.plan.commit();
       requests_.Forget(q.forget);
       if (q.pending != nullptr) {

@@ -41,10 +41,20 @@ using Done = std::function<void(absl::StatusOr<T>)>;
 // A planned mutation: what to write, and what to do in memory once it is
 // durable (commit) or once the write failed (rollback). Both run under the
 // owner's mutex, in planning order (rollbacks in reverse).
+//
+// `tail`: more mutations, written after `batch` in the same transaction
+// when both fit the store's limits together, else after it in as many
+// transactions as they need, in order. The plan must make that safe: once
+// `batch` is durable, a restart has to finish or undo a tail cut short
+// (e.g. a tombstone in `batch` that recovery acts on). If a tail
+// transaction fails, neither commit nor rollback runs: `stranded` does,
+// and the caller gets UNAVAILABLE saying the change was written in part.
 struct Plan {
   store::WriteBatch batch;
+  store::WriteBatch tail;
   std::function<void()> commit;
   std::function<void()> rollback;
+  std::function<void()> stranded;
   std::string response;  // serialized response message
 };
 
@@ -113,6 +123,9 @@ class CommitQueue {
     // Old request ids whose store rows this plan's batch deletes: forgotten
     // when it commits, remembered again if the write fails.
     std::vector<RequestSlot> forget;
+    // The plan's tail when it did not fit beside its batch: written after
+    // the group's transaction, one Apply each.
+    std::vector<store::WriteBatch> tail_chunks;
   };
   using Replies =
       std::vector<std::pair<Done<std::string>, absl::StatusOr<std::string>>>;

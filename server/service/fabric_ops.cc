@@ -88,16 +88,26 @@ absl::StatusOr<Plan> PlanDeleteFabric(ManagerState& s,
   ASSIGN_OR_RETURN(std::vector<std::string> attached,
                    LeasesOfDeletedFabric<v1::Attachment>(
                        s, fid, req.force(), "VF attachment(s)", "detach them"));
+  // One transaction when the rows fit in it. Else (a large fabric on etcd:
+  // 128 operations per transaction) a tombstone first, then the rows in
+  // as many transactions as they need, the tombstone last: a restart in
+  // between finds the tombstone and deletes what is left (Recover).
   Plan plan;
-  for (const auto& id : attached) plan.batch.Delete(kTableAttachments, id);
-  plan.batch.Delete(kTableFabrics, fid);
+  plan.batch.Put(kTableDeletingFabrics, fid, "");
+  for (const auto& id : attached) plan.tail.Delete(kTableAttachments, id);
   for (const auto& l : f->state.topology().links())
-    plan.batch.Delete(kTableLinks, l.name);
-  for (const auto& id : live) plan.batch.Delete(kTableAllocations, id);
+    plan.tail.Delete(kTableLinks, l.name);
+  for (const auto& id : live) plan.tail.Delete(kTableAllocations, id);
+  plan.tail.Delete(kTableFabrics, fid);
+  plan.tail.Delete(kTableDeletingFabrics, fid);
   v1::Fabric view = FabricView(s, *f);
   plan.response = view.SerializeAsString();
+  const bool was_deleting = f->deleting;  // a retry after a stranded one
   f->deleting = true;
-  plan.rollback = [f]() { f->deleting = false; };
+  plan.rollback = [f, was_deleting]() { f->deleting = was_deleting; };
+  // Written in part: the tombstone is durable, so the fabric stays
+  // deleting (nothing new in it); a retry or a restart finishes it.
+  plan.stranded = []() {};
   ManagerState* state = &s;
   plan.commit = [state, fid, live, attached, view]() {
     DropLeases<v1::Attachment>(*state, attached);

@@ -24,11 +24,15 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // "table/key" of each put, "-table/key" of each delete.
+// The plan's rows: its batch, then its tail after "|" when it has one.
 std::vector<std::string> Rows(const Plan& plan) {
   std::vector<std::string> out;
-  for (const store::Mutation& m : plan.batch.mutations()) {
-    out.push_back(
-        absl::StrCat(m.value.has_value() ? "" : "-", m.table, "/", m.key));
+  for (const store::WriteBatch* batch : {&plan.batch, &plan.tail}) {
+    if (batch == &plan.tail && !batch->empty()) out.push_back("|");
+    for (const store::Mutation& m : batch->mutations()) {
+      out.push_back(
+          absl::StrCat(m.value.has_value() ? "" : "-", m.table, "/", m.key));
+    }
   }
   return out;
 }
@@ -116,8 +120,12 @@ TEST_F(FabricOpsTest, DeletingFabricRefusesLinkChangesUntilRolledBack) {
   del.set_name("fabrics/lab");
   auto plan = PlanDeleteFabric(state_, del);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_THAT(Rows(*plan), ElementsAre("-fabrics/lab", "-links/n0--n1",
-                                       "-links/n1--n2", "-links/n2--n0"));
+  // A tombstone, then the rows and the tombstone's delete (written with it
+  // when the store takes them all in one transaction).
+  EXPECT_THAT(Rows(*plan),
+              ElementsAre("deleting_fabrics/lab", "|", "-links/n0--n1",
+                          "-links/n1--n2", "-links/n2--n0", "-fabrics/lab",
+                          "-deleting_fabrics/lab"));
   v1::SetLinkStateRequest down;
   down.set_name("links/n0--n1");
   auto refused = PlanSetLinkState(state_, down);

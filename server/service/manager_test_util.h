@@ -107,7 +107,8 @@ inline v1::CreateAttachmentRequest AttachRequest(
 inline std::vector<std::string> Dump(store::Store* s) {
   std::vector<std::string> out;
   for (const char* t :
-       {"fabrics", "links", "allocations", "attachments", "requests"}) {
+       {"fabrics", "links", "allocations", "attachments", "requests",
+        "deleting_fabrics"}) {
     auto rows = s->Scan(t);
     EXPECT_TRUE(rows.ok());
     for (const auto& [k, v] : *rows)

@@ -51,7 +51,8 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& t) {
 
 std::vector<std::string> StoreTables() {
   return {kTableMeta,        kTableFabrics,     kTableLinks,
-          kTableAllocations, kTableAttachments, kTableRequests};
+          kTableAllocations, kTableAttachments, kTableRequests,
+          kTableDeletingFabrics};
 }
 
 std::string AttachmentName(absl::string_view id) {

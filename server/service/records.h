@@ -29,6 +29,10 @@ inline constexpr char kTableFabrics[] = "fabrics";
 inline constexpr char kTableLinks[] = "links";
 inline constexpr char kTableAllocations[] = "allocations";
 inline constexpr char kTableAttachments[] = "attachments";
+// Fabrics being deleted in several transactions (a fabric too large to
+// delete in one; see PlanDeleteFabric): key the fabric id, value empty.
+// While a fabric's key is here, its rows are garbage that recovery deletes.
+inline constexpr char kTableDeletingFabrics[] = "deleting_fabrics";
 
 // Every table the manager keeps (the above and kTableRequests), for tools
 // that copy a manager's whole state (`fabric-manager migrate`).

@@ -1,11 +1,13 @@
 #include "server/service/recovery.h"
 
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "fabric/internal/records.pb.h"
 #include "server/service/convert.h"
@@ -14,6 +16,21 @@
 #include "server/store/batch_limits.h"
 
 namespace fabric::service {
+namespace {
+
+// Whether the lease record `value` (not yet checked) is of a fabric in
+// `deleting`. Parsed only when there is such a fabric.
+template <typename Record>
+bool InDeletedFabric(const std::string& value,
+                     const std::set<std::string>& deleting) {
+  if (deleting.empty()) return false;
+  Record record;
+  return record.ParseFromString(value) &&
+         deleting.count(std::string(
+             absl::StripPrefix(record.fabric(), "fabrics/"))) > 0;
+}
+
+}  // namespace
 
 absl::Status Recover(store::Store* store, ManagerState* state,
                      RequestLog* requests) {
@@ -44,8 +61,18 @@ absl::Status Recover(store::Store* store, ManagerState* state,
 
   ManagerState& s = *state;
   s.StartEpoch(meta.epoch());
+  // Fabrics whose deletion was cut short (PlanDeleteFabric): their rows
+  // are deleted, not loaded, and their tombstones after them.
+  std::set<std::string> deleting;
+  ASSIGN_OR_RETURN(auto tombstones, store->Scan(kTableDeletingFabrics));
+  for (auto& [key, value] : tombstones) deleting.insert(std::move(key));
+  store::WriteBatch garbage;
   ASSIGN_OR_RETURN(auto fabrics, store->Scan(kTableFabrics));
   for (const auto& [key, value] : fabrics) {
+    if (deleting.count(key)) {
+      garbage.Delete(kTableFabrics, key);
+      continue;
+    }
     v1::Fabric record;
     if (!record.ParseFromString(value)) {
       return absl::DataLossError(
@@ -73,6 +100,10 @@ absl::Status Recover(store::Store* store, ManagerState* state,
       return absl::DataLossError(
           absl::StrCat("store: link record \"", key, "\" is unreadable"));
     }
+    if (deleting.count(rec.fabric())) {
+      garbage.Delete(kTableLinks, key);
+      continue;
+    }
     auto it = s.fabrics.find(rec.fabric());
     if (it == s.fabrics.end()) continue;  // fabric deleted with the link
     auto idx = it->second->state.topology().FindLinkByName(key);
@@ -83,11 +114,29 @@ absl::Status Recover(store::Store* store, ManagerState* state,
   const int64_t required = s.generation() + 1;
   ASSIGN_OR_RETURN(auto allocations, store->Scan(kTableAllocations));
   for (const auto& [key, value] : allocations) {
+    if (InDeletedFabric<v1::Allocation>(value, deleting)) {
+      garbage.Delete(kTableAllocations, key);
+      continue;
+    }
     RETURN_IF_ERROR(RestoreLease<v1::Allocation>(s, key, value, required));
   }
   ASSIGN_OR_RETURN(auto attachments, store->Scan(kTableAttachments));
   for (const auto& [key, value] : attachments) {
+    if (InDeletedFabric<v1::Attachment>(value, deleting)) {
+      garbage.Delete(kTableAttachments, key);
+      continue;
+    }
     RETURN_IF_ERROR(RestoreLease<v1::Attachment>(s, key, value, required));
+  }
+  // The rows first, the tombstones last: a crash in between leaves
+  // tombstones that the next start acts on again.
+  for (const std::string& fid : deleting) {
+    garbage.Delete(kTableDeletingFabrics, fid);
+  }
+  ASSIGN_OR_RETURN(std::vector<store::WriteBatch> garbage_chunks,
+                   store::SplitToFit(std::move(garbage), store->limits()));
+  for (const store::WriteBatch& chunk : garbage_chunks) {
+    RETURN_IF_ERROR(store->Apply(chunk));
   }
   s.BumpGeneration();
   return absl::OkStatus();

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "gmock/gmock.h"
@@ -132,33 +133,98 @@ TEST_F(StoreLimitsTest, ConcurrentMutationsAreAllThereAfterARestart) {
 
 TEST_F(StoreLimitsTest, OversizedChangeIsRefusedAndChangesNothing) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
-  ASSERT_TRUE(
-      manager_->CreateAllocation(AllocRequest("n0", "n2", 1 << 20)).ok());
-  store_->SetLimits(kFourOps);
   const std::vector<std::string> before = Dump(store_.get());
-  // The fabric, its 4 links and its allocation: 6 deletes in one change.
+  // A fabric record of 64 nodes is larger than the store takes at once.
+  store_->SetLimits(store::StoreLimits{.max_bytes = 1024});
+  v1::CreateFabricRequest big = RingRequest("big", 64, "b");
+  big.set_request_id("big");
+  auto refused = manager_->CreateFabric(big);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("the store takes at most 1024"));
+  EXPECT_EQ(Dump(store_.get()), before);
+  EXPECT_EQ(manager_->GetFabric("big").status().code(),
+            absl::StatusCode::kNotFound);
+  // The id is free again for the same request.
+  EXPECT_EQ(RequestRows(store_.get()).count("big"), 0u);
+  store_->SetLimits(std::nullopt);
+  EXPECT_TRUE(manager_->CreateFabric(big).ok());
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+}
+
+// DeleteFabric of more rows than one transaction takes: a tombstone, then
+// the rows in transactions that fit, then the tombstone's delete.
+TEST_F(StoreLimitsTest, LargeFabricIsDeletedInTransactionsThatFit) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 8)).ok());
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("other", 4, "m")).ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(manager_->CreateAllocation(NthAlloc(i, false)).ok());
+  }
+  v1::SetLinkStateRequest down;
+  down.set_name("links/n0--n1");
+  ASSERT_TRUE(manager_->SetLinkState(down).ok());
+  store_->SetLimits(kFourOps);
+  const uint64_t before = store_->stats().batches;
   v1::DeleteFabricRequest del;
   del.set_name("lab");
   del.set_force(true);
-  auto refused = manager_->DeleteFabric(del);
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(refused.status().message(),
-            "the change needs 6 store operations; the store takes at most 4 "
-            "per transaction (etcd --max-txn-ops)");
-  EXPECT_EQ(Dump(store_.get()), before);
-  // Rolled back: the fabric is not left "being deleted".
-  v1::SetLinkStateRequest down;
-  down.set_name("links/n0--n1");
-  EXPECT_TRUE(manager_->SetLinkState(down).ok());
-  EXPECT_TRUE(manager_->CheckInvariants().ok());
-  // And with a request id: the id is free again for the same request.
-  del.set_request_id("big");
-  EXPECT_EQ(manager_->DeleteFabric(del).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(RequestRows(store_.get()).count("big"), 0u);
-  store_->SetLimits(std::nullopt);
-  EXPECT_TRUE(manager_->DeleteFabric(del).ok());
+  del.set_request_id("del");
+  ASSERT_TRUE(manager_->DeleteFabric(del).ok());
+  // The tombstone and the id; 8 links, 3 allocations, the fabric and the
+  // tombstone's delete in 4 of at most 4.
+  EXPECT_EQ(store_->stats().batches - before, 1u + 4u);
+  for (const std::string& row : Dump(store_.get())) {
+    if (absl::StartsWith(row, "requests/")) continue;  // the id's answer
+    EXPECT_FALSE(absl::StrContains(row, "lab")) << row;
+    EXPECT_FALSE(absl::StartsWith(row, "deleting_fabrics")) << row;
+  }
   EXPECT_EQ(manager_->ListAllocations({})->allocations_size(), 0);
+  EXPECT_EQ(manager_->DeleteFabric(del)->name(), "fabrics/lab");  // a retry
+  Reopen();
+  EXPECT_EQ(manager_->GetFabric("lab").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(manager_->GetFabric("other").ok());
+  EXPECT_TRUE(manager_->CheckInvariants().ok());
+}
+
+// The store fails between those transactions: the fabric stays "being
+// deleted" (nothing new goes in), and a restart or a retry finishes it.
+TEST_F(StoreLimitsTest, DeleteCutShortIsFinishedByARestartOrARetry) {
+  for (const bool restart : {true, false}) {
+    SCOPED_TRACE(restart ? "restart" : "retry");
+    ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 8)).ok());
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(manager_->CreateAllocation(NthAlloc(i, false)).ok());
+    }
+    store_->SetLimits(kFourOps);
+    // The tombstone and one chunk of rows are written; the next fails.
+    store_->FailWritesAfter(2, absl::UnavailableError("disk gone"));
+    v1::DeleteFabricRequest del;
+    del.set_name("lab");
+    del.set_force(true);
+    auto cut = manager_->DeleteFabric(del);
+    EXPECT_EQ(cut.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(cut.status().message(), HasSubstr("part-way"));
+    EXPECT_THAT(cut.status().message(), HasSubstr("disk gone"));
+    store_->Heal();
+    auto refused = manager_->CreateAllocation(NthAlloc(5, false));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(refused.status().message(), HasSubstr("being deleted"));
+    bool tombstone = false;
+    for (const std::string& row : Dump(store_.get())) {
+      tombstone |= absl::StartsWith(row, "deleting_fabrics");
+    }
+    EXPECT_TRUE(tombstone);
+    if (restart) {
+      Reopen();
+    } else {
+      ASSERT_TRUE(manager_->DeleteFabric(del).ok());
+    }
+    EXPECT_EQ(manager_->GetFabric("lab").status().code(),
+              absl::StatusCode::kNotFound);
+    EXPECT_THAT(Dump(store_.get()), ::testing::IsEmpty());
+    store_->SetLimits(std::nullopt);
+  }
 }
 
 TEST_F(StoreLimitsTest, OldRequestIdsAreForgottenInChunksThatFit) {
