@@ -292,6 +292,7 @@ void CheckConverged(ManagerConnection* conn,
     }
   }
   auto hardware = ReadSimBridges(agents.sim_dir(), nodes);
+  if (hardware.ok()) hardware = RelabelAsWanted(*maps, *std::move(hardware));
   auto model = ModelFromApi(*fabric, *links, *allocations, *attachments);
   if (!hardware.ok() || !model.ok()) {
     Problem(r, &r->invariant_violations,

@@ -332,6 +332,17 @@ TEST_F(HardwareCheckTest, DiffAgainstTheManagersMaps) {
     m->set_allocation("allocations/" + w.tag);
   }
   EXPECT_THAT(DiffMapsAndHardware({map}, hardware_), IsEmpty());
+  // Another grant took the same slot and range between two applies: the
+  // agent left the window (same translation), the simulator its old tag.
+  // Relabelled, that is no difference; a different translation still is.
+  HardwareStates stale = hardware_;
+  stale["n0"].windows[0].tag = "alloc-gone";
+  EXPECT_THAT(DiffMapsAndHardware({map}, stale), SizeIs(2));
+  EXPECT_THAT(DiffMapsAndHardware({map}, RelabelAsWanted({map}, stale)),
+              IsEmpty());
+  stale["n0"].windows[0].xlat += 1 << 20;
+  EXPECT_THAT(DiffMapsAndHardware({map}, RelabelAsWanted({map}, stale)),
+              SizeIs(2));
   hardware_["n0"].windows.clear();
   EXPECT_THAT(DiffMapsAndHardware({map}, hardware_), SizeIs(1));
   hardware_["n0"].inbound.push_back({0x1'0000'0000ull, 4096, "stray"});

@@ -247,6 +247,35 @@ absl::Status CheckHardwareInvariants(const FabricModel& model,
                             ConfigsFromHardware(model.topology, hardware));
 }
 
+HardwareStates RelabelAsWanted(const std::vector<v1::AddressMap>& maps,
+                               HardwareStates hardware) {
+  for (const v1::AddressMap& m : maps) {
+    auto it = hardware.find(Strip(m.bridge(), "bridges/"));
+    if (it == hardware.end()) continue;
+    hw::BridgeState& s = it->second;
+    for (const v1::WindowEntry& want : m.windows()) {
+      const hw::SlotKind kind = want.slot_kind() == v1::LUT
+                                    ? hw::SlotKind::kLut
+                                    : hw::SlotKind::kWindow;
+      for (hw::Window& w : s.windows) {
+        if (w.kind == kind && w.slot == static_cast<int>(want.slot()) &&
+            w.local_base == want.local_base() && w.size == want.size() &&
+            w.xlat == want.translated_addr()) {
+          w.tag = Strip(want.allocation(), "allocations/");
+        }
+      }
+    }
+    for (const v1::InboundEntry& want : m.inbound()) {
+      for (hw::Inbound& in : s.inbound) {
+        if (in.local_base == want.local_base() && in.size == want.size()) {
+          in.tag = Strip(want.allocation(), "allocations/");
+        }
+      }
+    }
+  }
+  return hardware;
+}
+
 std::vector<std::string> DiffMapsAndHardware(
     const std::vector<v1::AddressMap>& maps, const HardwareStates& hardware) {
   std::vector<std::string> out;

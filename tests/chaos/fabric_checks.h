@@ -56,6 +56,15 @@ std::vector<core::BridgeConfig> ConfigsFromHardware(
 absl::Status CheckHardwareInvariants(const FabricModel& model,
                                      const HardwareStates& hardware);
 
+// `hardware` with the tags of its windows and inbound entries taken from
+// `maps` wherever the hardware holds exactly what the map wants. The agent
+// compares windows and inbound entries by what the hardware holds, not by
+// tag (agent/bridge_state.cc: real hardware holds no tag), so when one
+// grant replaces another on the same slot and range between two of its
+// applies, the simulator keeps the old tag. Run before the checks below.
+HardwareStates RelabelAsWanted(const std::vector<v1::AddressMap>& maps,
+                               HardwareStates hardware);
+
 // Where the hardware differs from the manager's desired maps (entries,
 // windows, inbound grants), one line each; empty when equal.
 std::vector<std::string> DiffMapsAndHardware(
