@@ -111,7 +111,7 @@ void FabricState::RebuildIndex() {
     index_[i].export_free =
         FreeRanges(topo_.node(i).export_base, topo_.node(i).export_size);
   }
-  for (const auto& [id, g] : grants_) IndexGrant(g);
+  for (const Grant& g : grants_) IndexGrant(g);
 }
 
 void FabricState::IndexGrant(const Grant& g) {
@@ -369,7 +369,7 @@ absl::Status FabricState::AddGrant(const Grant& g) {
   if (g.id.empty()) {
     return absl::InvalidArgumentError("id: a grant needs an id");
   }
-  if (grants_.count(g.id) != 0) {
+  if (grants_.find(g.id) != grants_.end()) {
     return absl::AlreadyExistsError(
         absl::StrCat("id: grant \"", g.id, "\" already exists"));
   }
@@ -475,7 +475,7 @@ absl::Status FabricState::AddGrant(const Grant& g) {
         FormatSize(g.size), ") on node ", t.name, " overlaps grant ",
         range_user->id));
   }
-  IndexGrant(grants_.emplace(g.id, g).first->second);
+  IndexGrant(*grants_.insert(g).first);
   return absl::OkStatus();
 }
 
@@ -484,20 +484,20 @@ absl::Status FabricState::RemoveGrant(absl::string_view id) {
   if (it == grants_.end()) {
     return absl::NotFoundError(absl::StrCat("grant \"", id, "\" not found"));
   }
-  UnindexGrant(it->second);
+  UnindexGrant(*it);
   grants_.erase(it);
   return absl::OkStatus();
 }
 
 const Grant* FabricState::FindGrant(absl::string_view id) const {
   auto it = grants_.find(id);
-  return it == grants_.end() ? nullptr : &it->second;
+  return it == grants_.end() ? nullptr : &*it;
 }
 
 std::vector<const Grant*> FabricState::grants() const {
   std::vector<const Grant*> out;
   out.reserve(grants_.size());
-  for (const auto& [id, g] : grants_) out.push_back(&g);
+  for (const Grant& g : grants_) out.push_back(&g);
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -204,7 +205,18 @@ class FabricState {
   Topology topo_;
   std::vector<bool> link_up_;
   AddressMap map_;
-  std::map<std::string, Grant, std::less<>> grants_;
+  // Ordered by id, the id stored once (in the Grant): a set, not a map.
+  struct ById {
+    using is_transparent = void;
+    bool operator()(const Grant& a, const Grant& b) const { return a.id < b.id; }
+    bool operator()(const Grant& a, absl::string_view b) const {
+      return a.id < b;
+    }
+    bool operator()(absl::string_view a, const Grant& b) const {
+      return a < b.id;
+    }
+  };
+  std::set<Grant, ById> grants_;
   std::vector<NodeIndex> index_;  // By node.
   mutable uint64_t grants_visited_ = 0;
 };

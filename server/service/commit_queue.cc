@@ -36,10 +36,12 @@ void CommitQueue::MutateAsync(
         kMaxRequestIdLength)));
     return;
   }
-  const std::string fingerprint =
-      request_id.empty() ? std::string() : Fingerprint(request);
+  const RequestDigest fingerprint = request_id.empty()
+                                       ? RequestDigest{}
+                                       : DigestOf(Fingerprint(request));
   absl::Status early;
-  std::optional<std::string> cached;
+  // A retry of a completed request: its answer is read from its row.
+  bool recorded = false;
   bool lead = false;
   const store::StoreLimits limits = store_->limits();
   {
@@ -48,13 +50,13 @@ void CommitQueue::MutateAsync(
       early = absl::UnavailableError("the manager is shutting down");
     } else if (!request_id.empty()) {
       if (PendingRequest* prior = requests_.Find(request_id)) {
-        if (prior->method != method || prior->fingerprint != fingerprint) {
+        if (*prior->method != method || prior->fingerprint != fingerprint) {
           early = absl::InvalidArgumentError(absl::StrCat(
               "request_id: \"", request_id,
-              "\" was already used for a different ", prior->method,
+              "\" was already used for a different ", *prior->method,
               " request; use a new id for a new request"));
         } else if (prior->done) {
-          cached = prior->response;
+          recorded = true;
         } else {
           // In flight: answered together with the first attempt.
           prior->waiters.push_back(std::move(done));
@@ -62,7 +64,7 @@ void CommitQueue::MutateAsync(
         }
       }
     }
-    if (early.ok() && !cached.has_value()) {
+    if (early.ok() && !recorded) {
       absl::StatusOr<Plan> plan = plan_fn();
       if (!plan.ok()) {
         early = plan.status();
@@ -73,8 +75,8 @@ void CommitQueue::MutateAsync(
                      std::move(done),
                      {}};
         if (!request_id.empty()) {
-          q.pending = requests_.Record(q.request_id, std::string(method),
-                                       fingerprint, clock_->Now());
+          q.pending = requests_.Record(q.request_id, method, fingerprint,
+                                       clock_->Now());
           q.plan.batch.Put(kTableRequests, q.request_id,
                            RequestLog::Row(*q.pending, q.plan.response));
           // Keeps the number of ids bounded between sweeps: the ids this
@@ -127,8 +129,24 @@ void CommitQueue::MutateAsync(
   } else if (!early.ok()) {
     done(early);
   } else {
-    done(*std::move(cached));
+    done(RecordedAnswer(request_id, fingerprint));
   }
+}
+
+absl::StatusOr<std::string> CommitQueue::RecordedAnswer(
+    absl::string_view request_id, const RequestDigest& fingerprint) {
+  absl::StatusOr<std::string> row = store_->Get(kTableRequests, request_id);
+  absl::StatusOr<std::string> answer =
+      row.ok() ? RequestLog::RecordedAnswer(*row, fingerprint) : row.status();
+  if (absl::IsNotFound(answer.status())) {
+    // Being forgotten right now (its row deleted, the log not yet told):
+    // a retry after that is a new request.
+    return absl::UnavailableError(absl::StrCat(
+        "request_id: \"", request_id,
+        "\" is being forgotten (past --request-retention or over "
+        "--max-request-ids); retry"));
+  }
+  return answer;
 }
 
 absl::StatusOr<std::string> CommitQueue::Mutate(
@@ -216,7 +234,6 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
       if (q.plan.commit) q.plan.commit();
       requests_.Forget(q.forget);
       if (q.pending != nullptr) {
-        q.pending->response = q.plan.response;
         q.pending->done = true;
         for (auto& w : q.pending->waiters)
           replies.emplace_back(std::move(w), q.plan.response);

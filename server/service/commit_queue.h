@@ -137,6 +137,12 @@ class CommitQueue {
                                               const store::StoreLimits& limits,
                                               store::WriteBatch& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The answer of the completed request `request_id` with `fingerprint`,
+  // read from its store row (outside mu_). UNAVAILABLE when the row is
+  // gone (the id is being forgotten), else the store's error.
+  absl::StatusOr<std::string> RecordedAnswer(absl::string_view request_id,
+                                             const RequestDigest& fingerprint)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Writes the group's batches to the store in one Apply (one fsync), then
   // commits or rolls back each plan in order. Returns the callbacks to run.
   Replies CommitGroup(std::vector<QueuedPlan> group) ABSL_LOCKS_EXCLUDED(mu_);

@@ -7,6 +7,7 @@
 #include "fabric/internal/records.pb.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "openssl/sha.h"
 
 namespace fabric::service {
 
@@ -25,18 +26,46 @@ std::string Fingerprint(const google::protobuf::Message& request) {
   return out;
 }
 
+RequestDigest DigestOf(absl::string_view fingerprint) {
+  RequestDigest d;
+  SHA256(reinterpret_cast<const unsigned char*>(fingerprint.data()),
+         fingerprint.size(), d.data());
+  return d;
+}
+
+namespace {
+
+// The fingerprint digest of a stored row (older rows hold the fingerprint
+// itself).
+RequestDigest DigestOfRow(const internal::RequestRecord& rec) {
+  RequestDigest d{};
+  if (rec.fingerprint_sha256().size() == d.size()) {
+    std::copy(rec.fingerprint_sha256().begin(), rec.fingerprint_sha256().end(),
+              d.begin());
+    return d;
+  }
+  return DigestOf(rec.fingerprint());
+}
+
+}  // namespace
+
+const std::string* RequestLog::Intern(absl::string_view method) {
+  auto it = methods_.find(method);
+  if (it == methods_.end()) it = methods_.emplace(method).first;
+  return &*it;
+}
+
 PendingRequest* RequestLog::Find(absl::string_view id) {
   auto it = requests_.find(id);
   return it == requests_.end() ? nullptr : it->second.get();
 }
 
-std::shared_ptr<PendingRequest> RequestLog::Record(const std::string& id,
-                                                   std::string method,
-                                                   std::string fingerprint,
-                                                   absl::Time now) {
+std::shared_ptr<PendingRequest> RequestLog::Record(
+    const std::string& id, absl::string_view method,
+    const RequestDigest& fingerprint, absl::Time now) {
   auto p = std::make_shared<PendingRequest>();
-  p->method = std::move(method);
-  p->fingerprint = std::move(fingerprint);
+  p->method = Intern(method);
+  p->fingerprint = fingerprint;
   p->time = now;
   p->seq = next_seq_++;
   requests_[id] = p;
@@ -54,11 +83,23 @@ void RequestLog::Abandon(const std::string& id) {
 std::string RequestLog::Row(const PendingRequest& p,
                             absl::string_view response) {
   internal::RequestRecord rec;
-  rec.set_method(p.method);
-  rec.set_fingerprint(p.fingerprint);
+  rec.set_method(*p.method);
+  rec.set_fingerprint_sha256(p.fingerprint.data(), p.fingerprint.size());
   rec.set_response(std::string(response));
   rec.set_create_unix_micros(absl::ToUnixMicros(p.time));
   return rec.SerializeAsString();
+}
+
+absl::StatusOr<std::string> RequestLog::RecordedAnswer(
+    absl::string_view row, const RequestDigest& fingerprint) {
+  internal::RequestRecord rec;
+  if (!rec.ParseFromArray(row.data(), static_cast<int>(row.size()))) {
+    return absl::DataLossError("store: a request row is unreadable");
+  }
+  if (DigestOfRow(rec) != fingerprint) {
+    return absl::NotFoundError("the row is of another request");
+  }
+  return std::move(*rec.mutable_response());
 }
 
 std::vector<RequestSlot> RequestLog::TakeToForget(absl::Time now,
@@ -142,9 +183,8 @@ void RequestLog::Load(std::vector<std::pair<std::string, std::string>> rows,
       continue;
     }
     auto p = std::make_shared<PendingRequest>();
-    p->method = rec.method();
-    p->fingerprint = rec.fingerprint();
-    p->response = rec.response();
+    p->method = Intern(rec.method());
+    p->fingerprint = DigestOfRow(rec);
     p->time = absl::FromUnixMicros(rec.create_unix_micros());
     p->done = true;
     loaded.push_back({p->time, std::move(key), std::move(p)});

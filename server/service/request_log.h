@@ -14,11 +14,13 @@
 #ifndef FABRIC_SERVER_SERVICE_REQUEST_LOG_H_
 #define FABRIC_SERVER_SERVICE_REQUEST_LOG_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,15 +41,20 @@ inline constexpr size_t kMaxRequestIdLength = 128;
 // can be told from a different request that reuses the id.
 std::string Fingerprint(const google::protobuf::Message& request);
 
-// One remembered request id.
+// SHA-256 of a Fingerprint: what the log keeps and compares.
+using RequestDigest = std::array<uint8_t, 32>;
+RequestDigest DigestOf(absl::string_view fingerprint);
+
+// One remembered request id. Small (about 100 bytes), since a manager
+// remembers up to --max-request-ids of them: the answer of a completed one
+// is not kept here but read back from its store row (RecordedAnswer).
 struct PendingRequest {
-  std::string method;
-  std::string fingerprint;
+  const std::string* method = nullptr;  // interned by the log
+  RequestDigest fingerprint{};
   absl::Time time;
   uint64_t seq = 0;        // its RequestSlot in the order
-  bool done = false;       // durable; `response` is its answer
+  bool done = false;       // durable: its row holds the answer
   bool abandoned = false;  // the write failed; the id may be used again
-  std::string response;
   // Retries that arrived while the first attempt was in flight.
   std::vector<std::function<void(absl::StatusOr<std::string>)>> waiters;
 };
@@ -72,17 +79,22 @@ class RequestLog {
   PendingRequest* Find(absl::string_view id);
 
   // Remembers `id` as in flight, recorded at `now`, and returns it. The
-  // caller completes it (done, response) or calls Abandon.
+  // caller completes it (done) or calls Abandon.
   std::shared_ptr<PendingRequest> Record(const std::string& id,
-                                         std::string method,
-                                         std::string fingerprint,
+                                         absl::string_view method,
+                                         const RequestDigest& fingerprint,
                                          absl::Time now);
   // Forgets the in-flight `id` at once: its write failed.
   void Abandon(const std::string& id);
 
   // The store row of request `p` answered by `response`: what a restart
-  // reads back (Load).
+  // reads back (Load), and a retry (RecordedAnswer).
   static std::string Row(const PendingRequest& p, absl::string_view response);
+  // The answer in store row `row` of a request with `fingerprint`; NOT_FOUND
+  // when the row is of another request (the id was forgotten and used
+  // again), DATA_LOSS when it does not parse.
+  static absl::StatusOr<std::string> RecordedAnswer(
+      absl::string_view row, const RequestDigest& fingerprint);
 
   // Takes out of the order, oldest first and at most `limit`, the completed
   // ids due to be forgotten: those recorded before now - retention, and
@@ -106,8 +118,12 @@ class RequestLog {
   size_t size() const { return requests_.size(); }
 
  private:
+  // `method`, kept once for every request that names it.
+  const std::string* Intern(absl::string_view method);
+
   const size_t max_ids_;
   const absl::Duration retention_;
+  std::set<std::string, std::less<>> methods_;
   // By request id.
   absl::flat_hash_map<std::string, std::shared_ptr<PendingRequest>> requests_;
   // Recorded ids by ascending seq (the order recorded), for forgetting the

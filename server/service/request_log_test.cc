@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "fabric/internal/records.pb.h"
 #include "fabric/v1/fabric_service.pb.h"
 #include "gtest/gtest.h"
 
@@ -12,7 +13,7 @@ namespace {
 const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
 
 void Complete(RequestLog& log, const std::string& id, absl::Time t) {
-  auto p = log.Record(id, "M", "fp", t);
+  auto p = log.Record(id, "M", DigestOf("fp"), t);
   p->done = true;
 }
 
@@ -43,7 +44,7 @@ TEST(RequestLogTest, ForgetsTheOldestOverTheCap) {
 
 TEST(RequestLogTest, ForgetsPastRetentionButNeverInFlight) {
   RequestLog log(100, absl::Minutes(1));
-  log.Record("flying", "M", "fp", kT0);  // not done
+  log.Record("flying", "M", DigestOf("fp"), kT0);  // not done
   Complete(log, "old", kT0);
   Complete(log, "new", kT0 + absl::Minutes(5));
   std::vector<RequestSlot> taken =
@@ -70,7 +71,7 @@ TEST(RequestLogTest, RestoredIdsAreTakenAgainInOrder) {
 
 TEST(RequestLogTest, AbandonedIdMayBeUsedAgain) {
   RequestLog log(10, absl::Hours(1));
-  log.Record("x", "M", "fp", kT0);
+  log.Record("x", "M", DigestOf("fp"), kT0);
   log.Abandon("x");
   EXPECT_EQ(log.Find("x"), nullptr);
   Complete(log, "x", kT0);
@@ -80,8 +81,10 @@ TEST(RequestLogTest, AbandonedIdMayBeUsedAgain) {
 }
 
 TEST(RequestLogTest, LoadKeepsTheNewestAndDeletesTheRest) {
+  const std::string method = "CreateAllocation";
   PendingRequest p;
-  p.method = "CreateAllocation";
+  p.method = &method;
+  p.fingerprint = DigestOf("fp");
   std::vector<std::pair<std::string, std::string>> rows;
   for (int i = 0; i < 3; ++i) {
     p.time = kT0 + absl::Seconds(i);
@@ -94,9 +97,38 @@ TEST(RequestLogTest, LoadKeepsTheNewestAndDeletesTheRest) {
   EXPECT_EQ(log.size(), 2u);
   EXPECT_EQ(log.Find("id0"), nullptr);
   ASSERT_NE(log.Find("id2"), nullptr);
-  EXPECT_EQ(log.Find("id2")->response, "resp");
+  EXPECT_EQ(*log.Find("id2")->method, method);
+  EXPECT_EQ(log.Find("id2")->fingerprint, DigestOf("fp"));
   EXPECT_TRUE(log.Find("id2")->done);
   EXPECT_EQ(batch.mutations().size(), 2u);  // junk and id0
+}
+
+// A completed request's answer is in its row, not in memory; the row names
+// its request by the fingerprint's digest, and rows of older builds (the
+// fingerprint itself) are read too.
+TEST(RequestLogTest, RowsHoldTheAnswerOfTheirRequestOnly) {
+  const std::string method = "CreateAllocation";
+  PendingRequest p;
+  p.method = &method;
+  p.fingerprint = DigestOf("fp");
+  const std::string row = RequestLog::Row(p, "resp");
+  EXPECT_EQ(*RequestLog::RecordedAnswer(row, DigestOf("fp")), "resp");
+  EXPECT_EQ(RequestLog::RecordedAnswer(row, DigestOf("other")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(RequestLog::RecordedAnswer("\xff\xff", DigestOf("fp")).status().code(),
+            absl::StatusCode::kDataLoss);
+  internal::RequestRecord old;
+  old.set_method(method);
+  old.set_fingerprint("fp");
+  old.set_response("old resp");
+  EXPECT_EQ(*RequestLog::RecordedAnswer(old.SerializeAsString(), DigestOf("fp")),
+            "old resp");
+  RequestLog log(10, absl::Hours(1));
+  store::WriteBatch batch;
+  log.Load({{"old", old.SerializeAsString()}}, &batch);
+  ASSERT_NE(log.Find("old"), nullptr);
+  EXPECT_EQ(log.Find("old")->fingerprint, DigestOf("fp"));
+  EXPECT_TRUE(batch.empty());
 }
 
 }  // namespace
