@@ -93,13 +93,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--request-retention", request_retention,
                  "how long request ids are remembered for retries; every id "
-                 "costs memory (about 1 KiB) and a row until then")
+                 "costs memory (about 250 bytes) and a row until then")
       ->capture_default_str();
   app.add_option("--max-request-ids", max_request_ids,
                  "request ids remembered for retries at most; a retry is "
                  "recognized for --request-retention or until this many newer "
                  "ids were recorded, whichever comes first (each costs about "
-                 "1 KiB of memory and a row)")
+                 "250 bytes of memory and a row)")
       ->capture_default_str();
   app.add_option("--max-inflight", server_options.max_inflight,
                  "allocation mutations in flight before the next is refused "
