@@ -103,6 +103,11 @@ absl::StatusOr<std::vector<std::string>> Claim(KubeletStandIn& kubelet,
   absl::StatusOr<v1beta1::PreferredAllocationResponse> p =
       kubelet.GetPreferredAllocation(resource, pref);
   if (!p.ok()) return p.status();
+  if (p->container_responses_size() != 1 ||
+      p->container_responses(0).deviceids_size() != count) {
+    return absl::InternalError(absl::StrCat(
+        "GetPreferredAllocation(", count, ") answered ", p->DebugString()));
+  }
   std::vector<std::string> chosen(
       p->container_responses(0).deviceids().begin(),
       p->container_responses(0).deviceids().end());
@@ -116,6 +121,11 @@ absl::StatusOr<std::vector<std::string>> Claim(KubeletStandIn& kubelet,
   absl::StatusOr<v1beta1::AllocateResponse> r =
       kubelet.Allocate(resource, req);
   if (!r.ok()) return r.status();
+  if (r->container_responses_size() != 1) {
+    return absl::InternalError(
+        absl::StrCat("Allocate answered ", r->container_responses_size(),
+                     " container responses for one container"));
+  }
   const v1beta1::ContainerAllocateResponse& resp = r->container_responses(0);
   std::vector<std::string> cdi;
   for (const auto& d : resp.cdi_devices()) cdi.push_back(d.name());
