@@ -35,6 +35,7 @@
 #include "client/args.h"
 #include "common/status_line.h"
 #include "device_plugin/cdi_spec.h"
+#include "device_plugin/device_plugin_test_util.h"
 #include "tests/kubernetes/kubelet_stand_in.h"
 #include "tests/kubernetes/pod_resources_server.h"
 
@@ -44,16 +45,17 @@ namespace {
 using ::fabric::device_plugin::CdiSpecPath;
 using ::fabric::device_plugin::kMemoryClass;
 using ::fabric::device_plugin::kVfClass;
+using ::fabric::device_plugin::testing::kMemoryResource;
+using ::fabric::device_plugin::testing::kVfResource;
 using ::fabric::testing::KubeletStandIn;
 
-constexpr char kMemoryResource[] = "pciefabric.dev/remote-memory";
 constexpr char kNamespace[] = "default";
 
 struct Flags {
   std::string kubelet_dir;
   std::string pod_resources_socket;
   std::string cdi_dir = "/var/run/cdi";
-  std::string vf_resource = "pciefabric.dev/vf-8086-154c";
+  std::string vf_resource = kVfResource;
   int vfs = 1;
   int memory = 2;
   std::string pod = "demo-pod";
