@@ -198,7 +198,7 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
         written.message()));
   }
   // Tails cut into transactions of their own, in planning order; a plan
-  // whose tail failed is stranded (see Plan).
+  // whose tail failed neither commits nor rolls back (see Plan).
   std::vector<absl::Status> tails(group.size());
   for (size_t i = 0; written.ok() && i < group.size(); ++i) {
     for (const store::WriteBatch& chunk : group[i].tail_chunks) {
@@ -220,7 +220,6 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
     for (size_t i = 0; i < group.size(); ++i) {
       QueuedPlan& q = group[i];
       if (!tails[i].ok()) {
-        if (q.plan.stranded) q.plan.stranded();
         requests_.Forget(q.forget);
         if (q.pending != nullptr) {
           requests_.Abandon(q.request_id);

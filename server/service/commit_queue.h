@@ -47,14 +47,14 @@ using Done = std::function<void(absl::StatusOr<T>)>;
 // transactions as they need, in order. The plan must make that safe: once
 // `batch` is durable, a restart has to finish or undo a tail cut short
 // (e.g. a tombstone in `batch` that recovery acts on). If a tail
-// transaction fails, neither commit nor rollback runs: `stranded` does,
-// and the caller gets UNAVAILABLE saying the change was written in part.
+// transaction fails, neither commit nor rollback runs (what the plan did
+// in memory stays), and the caller gets UNAVAILABLE saying the change was
+// written in part.
 struct Plan {
   store::WriteBatch batch;
   store::WriteBatch tail;
   std::function<void()> commit;
   std::function<void()> rollback;
-  std::function<void()> stranded;
   std::string response;  // serialized response message
 };
 

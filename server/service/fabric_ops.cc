@@ -105,9 +105,9 @@ absl::StatusOr<Plan> PlanDeleteFabric(ManagerState& s,
   const bool was_deleting = f->deleting;  // a retry after a stranded one
   f->deleting = true;
   plan.rollback = [f, was_deleting]() { f->deleting = was_deleting; };
-  // Written in part: the tombstone is durable, so the fabric stays
-  // deleting (nothing new in it); a retry or a restart finishes it.
-  plan.stranded = []() {};
+  // Written in part (a tail failed): no rollback, so the fabric stays
+  // deleting (nothing new in it) as the durable tombstone says; a retry or
+  // a restart finishes it.
   ManagerState* state = &s;
   plan.commit = [state, fid, live, attached, view]() {
     DropLeases<v1::Attachment>(*state, attached);
