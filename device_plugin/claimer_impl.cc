@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/offer_label.h"
 
 namespace fabric::device_plugin {
 namespace {
@@ -17,7 +18,6 @@ namespace {
 namespace v1 = ::fabric::v1;
 
 constexpr size_t kMaxRequestIdLength = 128;  // the manager's limit
-constexpr absl::string_view kDeviceLabel = "pciefabric.dev/device";
 constexpr absl::string_view kEpochLabel = "pciefabric.dev/epoch";
 
 // 64-bit FNV-1a: stable across processes and builds (the request id of a
@@ -135,7 +135,7 @@ absl::StatusOr<HeldDevice> FabricClaimer::Create(const Device& device) {
     alloc->set_target(offer.lender());
     alloc->set_size(offer.memory().size());
     alloc->set_owner(owner_);
-    (*alloc->mutable_labels())[std::string(kDeviceLabel)] = device.id;
+    (*alloc->mutable_labels())[std::string(kOfferLabel)] = device.id;
     (*alloc->mutable_labels())[std::string(kEpochLabel)] =
         absl::StrCat(offer.epoch());
     req.set_request_id(request_id);
@@ -356,7 +356,7 @@ absl::Status FabricClaimer::Recover() {
       client_->ListAllocations(allocations);
   if (!ls.ok()) return ls.status();
   for (const v1::Allocation& a : *ls) {
-    auto device = a.labels().find(std::string(kDeviceLabel));
+    auto device = a.labels().find(std::string(kOfferLabel));
     if (NodeOf(a.borrower()) != options_.node || a.owner() != owner_ ||
         a.state() == v1::Allocation::RELEASED || device == a.labels().end()) {
       continue;

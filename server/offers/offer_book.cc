@@ -307,14 +307,33 @@ void OfferBook::BuildMemory(const MemoryInfo& m, uint64_t chunk,
       kept[c->allocation] = it->second;
     }
   }
+  // New claims that name their offer first, so that one which does not can
+  // never take the index another names (claims of one view come in
+  // allocation-name order, not the order they were made in).
+  auto labelled = [&](const MemoryClaim& c) {
+    const absl::string_view label = c.offer_label;
+    const size_t dash = label.rfind('-');
+    int k;
+    if (dash != absl::string_view::npos &&
+        absl::SimpleAtoi(label.substr(dash + 1), &k) && k >= 0 &&
+        MemoryOfferId(m.lender, k) == label) {
+      return k;
+    }
+    if (label.size() == kMaxIdLength) {  // shortened: ends in a hash
+      for (k = 0; k < kMaxChunksPerLender + 1024; ++k) {
+        if (MemoryOfferId(m.lender, k) == label) return k;
+      }
+    }
+    return -1;
+  };
+  for (const MemoryClaim* c : holds) {
+    if (kept.count(c->allocation)) continue;
+    const int k = labelled(*c);
+    if (k >= 0 && taken.insert(k).second) kept[c->allocation] = k;
+  }
   for (const MemoryClaim* c : holds) {
     if (kept.count(c->allocation)) continue;
     int index = -1;
-    absl::string_view label = c->offer_label;
-    if (absl::ConsumePrefix(&label, absl::StrCat("mem-", m.lender, "-"))) {
-      int k;
-      if (absl::SimpleAtoi(label, &k) && k >= 0 && !taken.count(k)) index = k;
-    }
     for (int k = 0; index < 0 && k < kMaxChunksPerLender + 1024; ++k) {
       auto a = assigned_.find(MemoryOfferId(m.lender, k));
       if (!taken.count(k) && a != assigned_.end() &&

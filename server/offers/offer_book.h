@@ -74,12 +74,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/offer_label.h"
 #include "fabric/v1/offers.pb.h"
 
 namespace fabric::offers {
 
-// The label a consumer may put on a memory claim to name the offer it takes.
-inline constexpr absl::string_view kOfferLabel = "pciefabric.dev/offer";
+// The label a consumer puts on a memory claim to name the offer it takes.
+using ::fabric::kOfferLabel;
 
 // The owner recorded for a node consumer's claims ("node/n1").
 std::string ConsumerOwner(absl::string_view node);

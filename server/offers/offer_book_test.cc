@@ -434,6 +434,41 @@ TEST_F(OfferBookTest, MemoryChunksAreLimitedByWindowsAndHeldByLabel) {
   EXPECT_EQ(Ids(book_.OffersFor("n1")).size(), 8u);
 }
 
+TEST_F(OfferBookTest, ClaimsSeenTogetherEachKeepTheOfferTheirLabelNames) {
+  world_.AddMemory(3, 8 * kChunk);
+  world_.windows_ = 3;
+  Refresh();
+  ASSERT_TRUE(book_.Watch("n1", kChunk, now_).ok());
+  const std::vector<std::string> offered = Ids(book_.OffersFor("n1"));
+  ASSERT_EQ(offered.size(), 3u);
+  // Two claims in one view, the one read first naming no offer: it must
+  // not take the offer the second one names, though that is n1's lowest.
+  const std::string first = world_.Allocate("n1", 3);
+  const std::string second =
+      world_.Allocate("n1", 3, MemoryOfferId("n3", 0));
+  Refresh();
+  const v1::OfferSet set = book_.OffersFor("n1");
+  const std::optional<v1::Offer> named = Find(set, MemoryOfferId("n3", 0));
+  ASSERT_TRUE(named.has_value());
+  EXPECT_TRUE(named->held());
+  EXPECT_EQ(named->allocation(), second);
+  std::vector<std::string> held_by_first;
+  for (const v1::Offer& o : set.offers()) {
+    if (o.held() && o.allocation() == first) held_by_first.push_back(o.id());
+  }
+  EXPECT_EQ(held_by_first.size(), 1u);
+
+  // A new book (a manager restart or takeover) lists the named claim under
+  // the same id.
+  OfferBook restarted(Options());
+  restarted.SetView(world_.View(), now_);
+  ASSERT_TRUE(restarted.Watch("n1", kChunk, now_).ok());
+  const std::optional<v1::Offer> again =
+      Find(restarted.OffersFor("n1"), MemoryOfferId("n3", 0));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->allocation(), second);
+}
+
 TEST_F(OfferBookTest, AnotherNodesClaimTakesAChunkOfferedToNobody) {
   world_.AddMemory(3, 8 * kChunk);
   world_.node_windows_["n1"] = 3;

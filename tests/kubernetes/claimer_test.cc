@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "client/fabric_client.h"
 #include "common/file_util.h"
+#include "common/offer_label.h"
 #include "device_plugin/cdi_spec.h"
 #include "device_plugin/claimer_impl.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
@@ -173,6 +174,13 @@ TEST_F(ClaimerTest, ClaimsMemoryChunksReady) {
     EXPECT_EQ(a.size(), kChunk);
     EXPECT_EQ(a.target(), "nodes/n1");
     values.insert(absl::StrCat("0x", absl::Hex(a.borrower_addr()), ":", kChunk));
+  }
+  // Each claim names the offer it took (common/offer_label.h), as its
+  // spec does.
+  for (const v1::Allocation& a : live) {
+    auto label = a.labels().find(std::string(kOfferLabel));
+    ASSERT_NE(label, a.labels().end()) << a.name();
+    EXPECT_EQ(Spec("memory", label->second).claim, a.name());
   }
   EXPECT_EQ(values.count(got->envs.at("FABRIC_MEMORY_MEM_N1_0")), 1u);
   EXPECT_EQ(values.count(got->envs.at("FABRIC_MEMORY_MEM_N1_1")), 1u);

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/fabric_client.h"
 #include "common/file_util.h"
+#include "common/offer_label.h"
 #include "device_plugin/cdi_spec.h"
 #include "device_plugin/device_plugin_test_util.h"
 #include "gmock/gmock.h"
@@ -319,6 +320,12 @@ TEST_F(DevicePluginE2eTest, PluginAgainstARealManager) {
     EXPECT_EQ(found->owner(), "node/n0");
     EXPECT_EQ(found->size(), kChunk);
     EXPECT_EQ(found->target(), "nodes/n1");
+    // The claim names its offer, so the manager lists it held under the id
+    // the plugin knows it by, whatever order the claims were read in.
+    EXPECT_EQ(found->labels().count(std::string(kOfferLabel)), 1u);
+    if (found->labels().count(std::string(kOfferLabel))) {
+      EXPECT_EQ(found->labels().at(std::string(kOfferLabel)), id);
+    }
     std::string env = "FABRIC_MEMORY_" + id;
     for (char& c : env) c = c == '-' ? '_' : absl::ascii_toupper(c);
     ASSERT_EQ(mc.envs().count(env), 1u) << env;
