@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -51,16 +52,34 @@ std::function<void(absl::StatusOr<T>)> FinishWith(
 // Serves a mutation on the callback API: admitted by `admission` (null
 // admits everything) as `method`, then started with `start`; the call is
 // finished when the manager answers. Returns the call's reactor.
+// `owned_answer`: the answer is an allocation or attachment, and an OWN
+// caller gets it only if it owns it (see DeleteAllocation).
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* ServeMutation(
     grpc::CallbackServerContext* ctx, absl::string_view method,
     AdmissionControl* admission, FabricManager* manager,
     void (FabricManager::*start)(const Request&, FabricManager::Done<Response>),
-    const Request& request, Response* out) {
+    const Request& request, Response* out, bool owned_answer = false) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (!AdmitCall(admission, method, ctx, reactor)) return reactor;
-  (manager->*start)(request,
-                    ReleasingSlot(admission, FinishWith(reactor, out)));
+  std::function<void(absl::StatusOr<Response>)> finish =
+      FinishWith(reactor, out);
+  if constexpr (std::is_same_v<Response, v1::Allocation> ||
+                std::is_same_v<Response, v1::Attachment>) {
+    const security::Caller caller = security::CallerOf(*ctx);
+    if (owned_answer && NeedsOwnerCheck(caller)) {
+      finish = [caller, finish = std::move(finish)](
+                   absl::StatusOr<Response> answer) {
+        if (answer.ok()) {
+          absl::Status own =
+              CheckOwner(caller, answer->name(), answer->owner());
+          if (!own.ok()) answer = own;
+        }
+        finish(std::move(answer));
+      };
+    }
+  }
+  (manager->*start)(request, ReleasingSlot(admission, std::move(finish)));
   return reactor;
 }
 
@@ -525,8 +544,12 @@ grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAllocation(
       !own.ok()) {
     return Refused(ctx, own);
   }
+  // The check above passes for a name already released; a retry of its
+  // request_id is answered with the released allocation, which only its
+  // owner may read.
   return ServeMutation(ctx, "DeleteAllocation", admission_, manager_,
-                       &FabricManager::DeleteAllocationAsync, *r, out);
+                       &FabricManager::DeleteAllocationAsync, *r, out,
+                       /*owned_answer=*/true);
 }
 
 grpc::Status FabricServiceImpl::ListProfiles(grpc::ServerContext*,
@@ -606,8 +629,10 @@ grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAttachment(
       !own.ok()) {
     return Refused(ctx, own);
   }
+  // As DeleteAllocation: a retry's answer is checked too.
   return ServeMutation(ctx, "DeleteAttachment", admission_, manager_,
-                       &FabricManager::DeleteAttachmentAsync, *r, out);
+                       &FabricManager::DeleteAttachmentAsync, *r, out,
+                       /*owned_answer=*/true);
 }
 grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext* ctx,
                                              const v1::AccessShadowRequest* r,

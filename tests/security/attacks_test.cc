@@ -100,11 +100,13 @@ class AttackTest : public ::testing::Test {
     return DataPath(node, as)->HostWrite(&ctx, req, &out);
   }
   grpc::Status Release(const security::TlsConfig& as, const std::string& name,
-                       v1::Allocation* out = nullptr) {
+                       v1::Allocation* out = nullptr,
+                       const std::string& request_id = "") {
     grpc::ClientContext ctx;
     Deadline(&ctx);
     v1::DeleteAllocationRequest req;
     req.set_name(name);
+    req.set_request_id(request_id);
     v1::Allocation ignored;
     return Fabric(as)->DeleteAllocation(&ctx, req, out ? out : &ignored);
   }
@@ -298,13 +300,27 @@ TEST_F(AttackTest, ReleasingAnotherOwnersAllocationIsRefused) {
   ASSERT_TRUE(still.ok());
   EXPECT_EQ(still->state(), v1::Allocation::READY);
 
-  // Its owner releases it.
+  // Its owner releases it, with a request id another caller could guess.
+  const std::string request_id = "release-" + a->name();
   v1::Allocation out;
-  grpc::Status s = Release(alice, a->name(), &out);
+  grpc::Status s = Release(alice, a->name(), &out, request_id);
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(out.state(), v1::Allocation::RELEASED);
   EXPECT_TRUE(
       Audited(fabric_.Audit(), "user/alice", "/DeleteAllocation", "OK"));
+  // Once it is gone, bob replays that request id: the recorded answer (the
+  // released allocation) is alice's alone. Her own retry still gets it.
+  v1::Allocation replayed;
+  s = Release(bob, a->name(), &replayed, request_id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << s.error_message() << " " << replayed.DebugString();
+  EXPECT_EQ(s.error_message().find("alice"), std::string::npos)
+      << s.error_message();
+  v1::Allocation again;
+  s = Release(alice, a->name(), &again, request_id);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(again.name(), a->name());
+  EXPECT_EQ(again.state(), v1::Allocation::RELEASED);
 }
 
 // Reading and writing memory outside a grant, on the agents' data path.
