@@ -85,37 +85,6 @@ absl::Status CheckNodeFilter(ResourceKind kind, absl::string_view node) {
       "--node: only allocations, vfs and attachments are listed by node");
 }
 
-template <typename M, typename PagesFn, typename AddFn>
-absl::Status GetCommands::PrintPages(absl::string_view what,
-                                     std::vector<std::string> headers,
-                                     PagesFn pages, AddFn add) {
-  ListWriter writer(options_.format, std::move(headers), out_);
-  const int64_t limit = options_.limit;
-  int64_t pages_done = 0;
-  absl::Status status =
-      pages([&](const google::protobuf::RepeatedPtrField<M>& page) {
-        ++pages_done;
-        for (const M& item : page) {
-          if (limit > 0 && writer.count() >= limit) break;
-          add(writer, item);
-        }
-        writer.EndPage();
-        return limit <= 0 || writer.count() < limit;
-      });
-  if (status.ok()) {
-    writer.Finish();
-    return absl::OkStatus();
-  }
-  if (pages_done == 0) return Annotate(status, absl::StrCat("list ", what));
-  return WithHint(
-      Annotate(status, absl::StrCat("list ", what, ": page ", pages_done + 1,
-                                    " failed after ", writer.count(),
-                                    " were printed")),
-      absl::StrCat("the ", what,
-                   " printed are only the first ones; run the command again "
-                   "for the whole list"));
-}
-
 template <typename M, typename PagesFn>
 absl::Status GetCommands::PrintTablePages(absl::string_view what,
                                           PagesFn pages) {

@@ -65,13 +65,6 @@ class GetCommands : public CommandBase {
   absl::Status Describe(ResourceKind kind, const std::string& name);
 
  private:
-  // Lists with `pages`, a FabricClient::List*Pages call given the page
-  // callback, handing each item to add(writer, item) and ending each page
-  // as it arrives; see Get for the limit and the errors.
-  template <typename M, typename PagesFn, typename AddFn>
-  absl::Status PrintPages(absl::string_view what,
-                          std::vector<std::string> headers, PagesFn pages,
-                          AddFn add);
   // PrintPages of a kind shown as table rows (TableHeaders, TableRow).
   template <typename M, typename PagesFn>
   absl::Status PrintTablePages(absl::string_view what, PagesFn pages);
