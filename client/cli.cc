@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/commands.h"
 #include "client/fabric_client.h"
@@ -76,6 +77,9 @@ struct Flags {
   // vm start|stop
   std::string vm_node, vm_name;
   std::string core = "0";
+
+  // audit (with limit above)
+  std::string identity, method, code, since;
 };
 
 struct Subcommands {
@@ -98,6 +102,7 @@ struct Subcommands {
   CLI::App* vf_interrupt;
   CLI::App* vm_start;
   CLI::App* vm_stop;
+  CLI::App* audit;
 };
 
 Subcommands Define(CLI::App& app, Flags& f) {
@@ -308,6 +313,23 @@ Subcommands Define(CLI::App& app, Flags& f) {
   }
   s.vm_start->add_option("--core", f.core, "the core it runs on")
       ->capture_default_str();
+
+  s.audit = app.add_subcommand(
+      "audit",
+      "read the manager's audit log: who changed what, and which calls were "
+      "refused (admin)");
+  s.audit->add_option("--identity", f.identity,
+                      "only this caller's, e.g. user/alice");
+  s.audit->add_option("--method", f.method,
+                      "only this method's, e.g. CreateAllocation");
+  s.audit->add_option("--code", f.code,
+                      "only this outcome's, e.g. PERMISSION_DENIED; ERROR: "
+                      "every refusal and failure");
+  s.audit->add_option("--since", f.since,
+                      "only from this time (2026-12-05T20:00:00Z) or this "
+                      "long ago (90m)");
+  s.audit->add_option("--limit", f.limit,
+                      "at most this many (default: all, page by page)");
   return s;
 }
 
@@ -370,9 +392,15 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   std::optional<AllocOptions> alloc;
   std::optional<AttachOptions> attach;
   std::optional<ShadowAccessOptions> access;
+  std::optional<AuditOptions> audit;
   uint32_t probe_size = 0;
   int64_t limit = 0;
   int vector = 0, count = 1, core = 0;
+  if (!f.limit.empty()) {  // get and audit
+    ASSIGN_OR_RETURN(uint64_t n, ParseNumberFlag(f.limit, "--limit", INT32_MAX));
+    if (n == 0) return UsageError("--limit: must be at least 1");
+    limit = static_cast<int64_t>(n);
+  }
   if (s.create_ring->parsed() || s.create_star->parsed()) {
     ASSIGN_OR_RETURN(std::vector<std::string> nodes,
                      ParseNameList(f.nodes, "--nodes"));
@@ -386,12 +414,15 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   } else if (s.get->parsed() || s.describe->parsed()) {
     ASSIGN_OR_RETURN(kind, ParseResourceKind(f.kind));
     RETURN_IF_ERROR(CheckNodeFilter(*kind, f.node_filter));
-    if (!f.limit.empty()) {
-      ASSIGN_OR_RETURN(uint64_t n,
-                       ParseNumberFlag(f.limit, "--limit", INT32_MAX));
-      if (n == 0) return UsageError("--limit: must be at least 1");
-      limit = static_cast<int64_t>(n);
+  } else if (s.audit->parsed()) {
+    AuditOptions a;
+    a.identity = f.identity;
+    a.method = f.method;
+    a.code = absl::AsciiStrToUpper(f.code);
+    if (!f.since.empty()) {
+      ASSIGN_OR_RETURN(a.since, ParseSince(f.since, absl::Now()));
     }
+    audit = std::move(a);
   } else if (s.vf_attach->parsed()) {
     AttachOptions a;
     a.vf = f.vf;
@@ -536,6 +567,7 @@ absl::Status Dispatch(const Flags& f, const Subcommands& s,
   if (s.vm_stop->parsed()) {
     return commands.SetVmState(f.vm_node, f.vm_name, false, 0);
   }
+  if (audit.has_value()) return commands.Audit(*audit);
   return UsageError("no command given");
 }
 
@@ -589,8 +621,8 @@ int RunFabricctl(const std::vector<std::string>& args, std::ostream& out,
     }
     if (path.empty()) {
       err << "hint: commands are create, apply, get, describe, alloc, "
-             "release, verify, link, delete, vf and vm; see 'fabricctl "
-             "--help'\n";
+             "release, verify, link, delete, vf, vm and audit; see "
+             "'fabricctl --help'\n";
     } else {
       err << "hint: see 'fabricctl " << path << " --help'\n";
     }

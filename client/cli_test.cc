@@ -91,7 +91,7 @@ TEST(CliTest, UnknownSubcommand) {
   EXPECT_EQ(r.code, kExitUsage);
   EXPECT_THAT(r.err, HasSubstr("unknown command \"frobnicate\""));
   EXPECT_THAT(r.err, HasSubstr("hint:"));
-  EXPECT_THAT(r.err, HasSubstr("link, delete, vf and vm;"));
+  EXPECT_THAT(r.err, HasSubstr("link, delete, vf, vm and audit;"));
 }
 
 TEST(CliTest, NoSubcommand) {

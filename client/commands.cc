@@ -7,7 +7,8 @@ Commands::Commands(FabricClient* client, std::ostream* out,
     : fabric_(client, out, options),
       get_(client, out, options),
       allocations_(client, out, options),
-      vfs_(client, out, options) {}
+      vfs_(client, out, options),
+      audit_(client, out, options) {}
 
 absl::Status Commands::CreateFabric(const v1::FabricSpec& spec) {
   return fabric_.CreateFabric(spec);
@@ -67,6 +68,10 @@ absl::Status Commands::SetVmState(const std::string& node,
                                   const std::string& vm, bool running,
                                   int core) {
   return vfs_.SetVmState(node, vm, running, core);
+}
+
+absl::Status Commands::Audit(const AuditOptions& options) {
+  return audit_.Audit(options);
 }
 
 }  // namespace fabric::client

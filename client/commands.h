@@ -13,7 +13,7 @@
 //
 // Commands only dispatches: each verb is carried out by the unit of its
 // concern (fabric_commands.h, get_commands.h, allocation_commands.h,
-// vf_commands.h); this header also brings in the argument helpers (args.h,
+// vf_commands.h, audit_commands.h); this header also brings in the argument helpers (args.h,
 // fabric_spec.h) that fabricctl's flag handling uses.
 //
 // Not thread-safe (writes to one stream); use one Commands per thread.
@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "client/allocation_commands.h"
+#include "client/audit_commands.h"
 #include "client/args.h"
 #include "client/command_base.h"
 #include "client/fabric_client.h"
@@ -74,11 +75,15 @@ class Commands {
   absl::Status SetVmState(const std::string& node, const std::string& vm,
                           bool running, int core);
 
+  // AuditCommands: audit (streamed page by page, at most Options::limit).
+  absl::Status Audit(const AuditOptions& options);
+
  private:
   FabricCommands fabric_;
   GetCommands get_;
   AllocationCommands allocations_;
   VfCommands vfs_;
+  AuditCommands audit_;
 };
 
 }  // namespace fabric::client

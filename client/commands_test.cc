@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/cli.h"
 #include "client/fabric_client.h"
+#include "common/security/audit_log.h"
 #include "fabric/v1/fabric_service.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -248,7 +250,15 @@ class CommandsTest : public ::testing::Test {
   void SetUp() override {
     store_ = *store::OpenSqliteStore({.path = ":memory:"});
     manager_ = *service::FabricManager::Open(store_.get(), Clock::Real());
-    server_ = *service::GrpcServer::Start(manager_.get(), "127.0.0.1:0");
+    std::string dir =
+        (std::filesystem::temp_directory_path() / "fabricctl-XXXXXX").string();
+    ASSERT_NE(mkdtemp(dir.data()), nullptr);
+    dir_ = dir;
+    audit_ = *security::AuditLog::Open(dir_ + "/audit.log");
+    service::ServerOptions server_options;
+    server_options.audit = audit_.get();
+    server_ = *service::GrpcServer::Start(manager_.get(), "127.0.0.1:0",
+                                          server_options);
     address_ = absl::StrCat("127.0.0.1:", server_->port());
     FabricClient::Options options;
     options.timeout = absl::Seconds(5);
@@ -256,8 +266,9 @@ class CommandsTest : public ::testing::Test {
   }
   void TearDown() override {
     StopAgents();
-    server_->Shutdown();
-    manager_->Shutdown();
+    if (server_ != nullptr) server_->Shutdown();
+    if (manager_ != nullptr) manager_->Shutdown();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   // A Commands writing to out_ (cleared first).
@@ -348,6 +359,8 @@ class CommandsTest : public ::testing::Test {
 
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<service::FabricManager> manager_;
+  std::string dir_;  // the audit log's
+  std::unique_ptr<security::AuditLog> audit_;
   std::unique_ptr<service::GrpcServer> server_;
   std::string address_;
   std::unique_ptr<FabricClient> client_;
@@ -747,6 +760,58 @@ TEST_F(CommandsTest, AllocGetAndRelease) {
   s = Cmd().Release(ShortName(name), "");
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(out_.str(), name + " released\n");
+}
+
+TEST_F(CommandsTest, AuditPrintsTheManagersRecordsFiltered) {
+  CreateRing("r1", {"a", "b", "c"});
+  const std::string server = "--server=" + address_;
+  std::ostringstream out, err;
+  // A refused mutation, then one that succeeds.
+  EXPECT_NE(RunFabricctl({"fabricctl", "--insecure", server, "release",
+                          "allocations/nope", "--request-id", "r-gone"},
+                         out, err),
+            0);
+  ASSERT_EQ(RunFabricctl({"fabricctl", "--insecure", server, "link", "down",
+                          "a", "b"},
+                         out, err),
+            0)
+      << err.str();
+
+  auto audit = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"fabricctl", "--insecure", server,
+                                     "audit"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    out.str("");
+    err.str("");
+    return RunFabricctl(argv, out, err);
+  };
+  ASSERT_EQ(audit({}), 0) << err.str();
+  EXPECT_THAT(out.str(), ContainsRegex("^TIME +IDENTITY +ROLE +METHOD +"
+                                       "REQUEST-ID +CODE +MESSAGE\n"));
+  EXPECT_THAT(out.str(), HasSubstr("CreateFabric"));
+  EXPECT_THAT(out.str(), ContainsRegex("DeleteAllocation +r-gone +NOT_FOUND"));
+  EXPECT_THAT(out.str(), HasSubstr("SetLinkState"));
+  // Oldest first.
+  EXPECT_LT(out.str().find("CreateFabric"), out.str().find("SetLinkState"));
+
+  ASSERT_EQ(audit({"--code", "error", "-o", "json"}), 0) << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("\"requestId\": \"r-gone\""));
+  EXPECT_THAT(out.str(), Not(HasSubstr("SetLinkState")));
+  ASSERT_EQ(audit({"--method", "SetLinkState", "--since", "1h"}), 0);
+  EXPECT_THAT(out.str(), HasSubstr("SetLinkState"));
+  EXPECT_THAT(out.str(), Not(HasSubstr("CreateFabric")));
+  ASSERT_EQ(audit({"--since", "2999-01-01T00:00:00Z"}), 0);
+  EXPECT_EQ(out.str(), "No resources found.\n");
+  ASSERT_EQ(audit({"--limit", "1"}), 0);
+  EXPECT_THAT(out.str(), HasSubstr("CreateFabric"));
+  EXPECT_THAT(out.str(), Not(HasSubstr("SetLinkState")));
+
+  // Bad flags are usage errors naming the flag; a bad code is the server's
+  // INVALID_ARGUMENT naming the field.
+  EXPECT_EQ(audit({"--since", "yesterday"}), kExitUsage);
+  EXPECT_THAT(err.str(), HasSubstr("--since"));
+  EXPECT_NE(audit({"--code", "DENIED"}), 0);
+  EXPECT_THAT(err.str(), HasSubstr("code"));
 }
 
 TEST_F(CommandsTest, GetAllocationsByNode) {

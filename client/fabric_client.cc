@@ -465,6 +465,16 @@ absl::Status FabricClient::ListAllocationPages(
       on_page);
 }
 
+absl::Status FabricClient::ReadAuditLogPages(
+    const v1::ReadAuditLogRequest& filter, PageFn<v1::AuditRecord> on_page) {
+  return ForEachPage<v1::ReadAuditLogRequest, v1::ReadAuditLogResponse>(
+      &Stub::ReadAuditLog, filter,
+      [](const v1::ReadAuditLogResponse& r) -> const auto& {
+        return r.records();
+      },
+      on_page);
+}
+
 absl::StatusOr<v1::Allocation> FabricClient::DeleteAllocation(
     const v1::DeleteAllocationRequest& req) {
   return Call(&Stub::DeleteAllocation, req);

@@ -53,6 +53,7 @@
 #include "common/leader_channel.h"
 #include "common/security/tls.h"
 #include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
+#include "fabric/v1/audit.pb.h"
 #include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
@@ -206,6 +207,11 @@ class FabricClient {
                                    PageFn<v1::Attachment> on_page);
   absl::StatusOr<v1::Attachment> DeleteAttachment(
       const v1::DeleteAttachmentRequest& req);
+  // The manager's audit log (ReadAuditLog), oldest first: the records
+  // `filter` keeps (its page_size and page_token are the client's), page by
+  // page. A page may be empty while more follow; every one is handed on.
+  absl::Status ReadAuditLogPages(const v1::ReadAuditLogRequest& filter,
+                                 PageFn<v1::AuditRecord> on_page);
   // As AwaitAllocation, for attachment `name`: until READY or DETACHED (a
   // deleted attachment's last event), or `deadline`.
   absl::StatusOr<v1::Attachment> AwaitAttachment(

@@ -1,8 +1,10 @@
 #include "common/security/audit_log.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -197,7 +199,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(
     }
     return absl::InvalidArgumentError(msg);
   }
-  return std::unique_ptr<AuditLog>(new AuditLog(fd));
+  return std::unique_ptr<AuditLog>(new AuditLog(fd, path));
 }
 
 AuditLog::~AuditLog() { close(fd_); }
@@ -285,6 +287,85 @@ absl::StatusOr<std::vector<AuditEvent>> AuditLog::Read(
     events.push_back(*std::move(event));
   }
   return events;
+}
+
+absl::StatusOr<AuditLog::Chunk> AuditLog::ReadFrom(
+    const std::string& path, uint64_t offset, size_t max_events,
+    size_t max_bytes, const std::function<bool(const AuditEvent&)>& keep) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const std::string msg =
+        absl::StrCat("audit log ", path, ": ", std::strerror(errno));
+    if (errno == ENOENT) return absl::NotFoundError(msg);
+    if (errno == EACCES || errno == EPERM) {
+      return absl::PermissionDeniedError(msg);
+    }
+    return absl::InternalError(msg);
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    return absl::InternalError(
+        absl::StrCat("audit log ", path, ": ", std::strerror(errno)));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (offset > size) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "audit log ", path, " has ", size, " bytes, fewer than the offset ",
+        offset, " to read from: it was replaced or truncated"));
+  }
+  Chunk chunk;
+  chunk.next_offset = offset;
+  std::string buf;
+  size_t used = 0;  // bytes of buf consumed as whole lines
+  while (chunk.events.size() < max_events &&
+         chunk.next_offset - offset < max_bytes) {
+    // Refill: what is left of buf, then up to 64 KiB more.
+    buf.erase(0, used);
+    used = 0;
+    const uint64_t at = chunk.next_offset + buf.size();
+    if (at >= size) break;
+    const size_t want =
+        static_cast<size_t>(std::min<uint64_t>(size - at, 64 << 10));
+    const size_t had = buf.size();
+    buf.resize(had + want);
+    ssize_t n;
+    do {
+      n = pread(fd, buf.data() + had, want, static_cast<off_t>(at));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      return absl::InternalError(
+          absl::StrCat("audit log ", path, ": ", std::strerror(errno)));
+    }
+    buf.resize(had + static_cast<size_t>(n));
+    if (n == 0) break;
+    for (size_t end; chunk.events.size() < max_events &&
+                     chunk.next_offset - offset < max_bytes &&
+                     (end = buf.find('\n', used)) != std::string::npos;) {
+      const absl::string_view line(buf.data() + used, end - used);
+      if (!line.empty()) {
+        absl::StatusOr<AuditEvent> event = ParseLine(line);
+        if (!event.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("audit log ", path, ": the line at byte ",
+                           chunk.next_offset, ": ", event.status().message()));
+        }
+        if (keep(*event)) chunk.events.push_back(*std::move(event));
+      }
+      chunk.next_offset += end + 1 - used;
+      used = end + 1;
+    }
+  }
+  // At the end when no whole line follows: the rest of the file (if any)
+  // has no newline yet.
+  absl::string_view rest(buf.data() + used, buf.size() - used);
+  if (rest.find('\n') == absl::string_view::npos) {
+    chunk.at_end = chunk.next_offset + rest.size() >= size;
+  }
+  return chunk;
 }
 
 }  // namespace fabric::security

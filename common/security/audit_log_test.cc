@@ -121,6 +121,85 @@ TEST_F(AuditLogTest, RecordAppendsAndReadReadsBack) {
     ExpectSame((*read)[i], written[i]);
 }
 
+TEST_F(AuditLogTest, ReadFromPagesThroughWholeLinesAndFilters) {
+  absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ((*log)->path(), path_);
+  for (int i = 0; i < 10; ++i) {
+    AuditEvent e = Sample();
+    e.request_id = absl::StrCat("r-", i);
+    e.code = i % 3 == 0 ? "PERMISSION_DENIED" : "OK";
+    (*log)->Record(e);
+  }
+  auto all = [](const AuditEvent&) { return true; };
+  // Three at a time: four reads, each resuming where the last stopped.
+  std::vector<std::string> ids;
+  uint64_t offset = 0;
+  int reads = 0;
+  for (bool end = false; !end; ++reads) {
+    absl::StatusOr<AuditLog::Chunk> c =
+        AuditLog::ReadFrom(path_, offset, 3, 1 << 20, all);
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_LE(c->events.size(), 3u);
+    for (const AuditEvent& e : c->events) ids.push_back(e.request_id);
+    EXPECT_GT(c->next_offset, offset);
+    offset = c->next_offset;
+    end = c->at_end;
+  }
+  EXPECT_EQ(reads, 4);
+  ASSERT_EQ(ids.size(), 10u);
+  EXPECT_EQ(ids.front(), "r-0");
+  EXPECT_EQ(ids.back(), "r-9");
+  EXPECT_EQ(offset, std::filesystem::file_size(path_));
+
+  // A filter keeps only what it accepts; the byte budget cuts a read after
+  // whole lines (here: one line), never inside one.
+  absl::StatusOr<AuditLog::Chunk> denied = AuditLog::ReadFrom(
+      path_, 0, 100, 1 << 20,
+      [](const AuditEvent& e) { return e.code == "PERMISSION_DENIED"; });
+  ASSERT_TRUE(denied.ok());
+  EXPECT_EQ(denied->events.size(), 4u);  // r-0, r-3, r-6, r-9
+  EXPECT_TRUE(denied->at_end);
+  absl::StatusOr<AuditLog::Chunk> one =
+      AuditLog::ReadFrom(path_, 0, 100, 1, all);
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->events.size(), 1u);
+  EXPECT_FALSE(one->at_end);
+  AuditEvent first = Sample();
+  first.request_id = "r-0";
+  first.code = "PERMISSION_DENIED";
+  EXPECT_EQ(one->next_offset, AuditLog::Format(first).size() + 1);
+
+  // A line still being written (no newline yet) is left for later; what
+  // follows it once written is read from the same offset.
+  {
+    std::ofstream out(path_, std::ios::app);
+    out << "{\"time\":\"2026";
+  }
+  absl::StatusOr<AuditLog::Chunk> tail =
+      AuditLog::ReadFrom(path_, offset, 100, 1 << 20, all);
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  EXPECT_TRUE(tail->events.empty());
+  EXPECT_EQ(tail->next_offset, offset);
+  EXPECT_TRUE(tail->at_end);
+  {
+    std::ofstream out(path_, std::ios::app);
+    out << "-12-05T20:00:00.000Z\",\"identity\":\"user/late\",\"role\":"
+           "\"\",\"method\":\"m\",\"request_id\":\"\",\"code\":\"OK\","
+           "\"message\":\"\"}\n";
+  }
+  tail = AuditLog::ReadFrom(path_, offset, 100, 1 << 20, all);
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  ASSERT_EQ(tail->events.size(), 1u);
+  EXPECT_EQ(tail->events[0].identity, "user/late");
+
+  // Past the end (the file was replaced): OUT_OF_RANGE.
+  EXPECT_EQ(AuditLog::ReadFrom(path_, 1 << 30, 1, 1, all).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(AuditLog::ReadFrom(dir_ + "/none", 0, 1, 1, all).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(AuditLogTest, ReadNamesTheBadLine) {
   {
     std::ofstream out(path_);

@@ -23,6 +23,7 @@
 #include "common/status_macros.h"
 #include "server/offers/offer_service.h"
 #include "server/service/access_scope.h"
+#include "server/service/audit_reader.h"
 #include "server/service/convert.h"
 #include "server/service/hub_stream.h"
 #include "server/service/paginate.h"
@@ -564,6 +565,12 @@ grpc::Status FabricServiceImpl::ListManagers(grpc::ServerContext*,
                                              const v1::ListManagersRequest*,
                                              v1::ListManagersResponse* out) {
   return Reply(ListManagersFrom(managers_), out);
+}
+
+grpc::Status FabricServiceImpl::ReadAuditLog(
+    grpc::ServerContext*, const v1::ReadAuditLogRequest* r,
+    v1::ReadAuditLogResponse* out) {
+  return Reply(service::ReadAuditLog(audit_, *r), out);
 }
 
 grpc::Status FabricServiceImpl::VerifyAllocation(

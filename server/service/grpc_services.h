@@ -8,6 +8,7 @@
 #include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
+#include "common/security/audit_log.h"
 #include "server/service/admission.h"
 #include "server/service/agent_relay.h"
 #include "server/service/manager.h"
@@ -133,6 +134,11 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext*,
                                  const v1::PingRequest*,
                                  v1::PingResponse*) override;
+  // The audit log's records (audit_reader.h); FAILED_PRECONDITION without
+  // set_audit.
+  grpc::Status ReadAuditLog(grpc::ServerContext*,
+                            const v1::ReadAuditLogRequest*,
+                            v1::ReadAuditLogResponse*) override;
   // The node's offer sets (watch_offers.cc): the node must be the caller's
   // (SELF_NODE); UNIMPLEMENTED without set_offers.
   grpc::ServerWriteReactor<v1::OfferSet>* WatchOffers(
@@ -149,6 +155,9 @@ class FabricServiceImpl final : public FabricServiceBase {
   // to another node. Null: no offers. Not owned; set before the server
   // starts.
   void set_offers(offers::OfferService* offers) { offers_ = offers; }
+  // The log ReadAuditLog reads (the one the server writes). Not owned;
+  // set before the server starts.
+  void set_audit(const security::AuditLog* audit) { audit_ = audit; }
 
  private:
   FabricManager* const manager_;  // not owned
@@ -156,6 +165,7 @@ class FabricServiceImpl final : public FabricServiceBase {
   AdmissionControl* admission_ = nullptr;  // not owned
   ManagersSource* managers_ = nullptr;     // not owned
   offers::OfferService* offers_ = nullptr;  // not owned
+  const security::AuditLog* audit_ = nullptr;  // not owned
 };
 
 // StreamConfig uses the callback API, like Watch: an agent's open stream

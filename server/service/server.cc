@@ -50,6 +50,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   s->fabric_.set_admission(s->admission_.get());
   s->offers_ = std::make_unique<offers::OfferService>(manager, options.offers);
   s->fabric_.set_offers(s->offers_.get());
+  s->fabric_.set_audit(options.audit);
   if (options.managers != nullptr) {
     s->fabric_.set_managers(options.managers);
   } else {

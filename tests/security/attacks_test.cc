@@ -323,6 +323,53 @@ TEST_F(AttackTest, ReleasingAnotherOwnersAllocationIsRefused) {
   EXPECT_EQ(again.state(), v1::Allocation::RELEASED);
 }
 
+// The audit trail is read back over the API (ReadAuditLog, fabricctl
+// audit): by an admin, and by no one else.
+TEST_F(AttackTest, TheAuditIsReadBackByAdminsAlone) {
+  const security::TlsConfig alice = pki_.User("alice", "scheduler");
+  absl::StatusOr<v1::Allocation> a = Allocate(alice, "n0", "n2");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(Release(pki_.User("bob", "scheduler"), a->name()).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  auto read = [&](const security::TlsConfig& as,
+                  const v1::ReadAuditLogRequest& req,
+                  v1::ReadAuditLogResponse* out) {
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    return Fabric(as)->ReadAuditLog(&ctx, req, out);
+  };
+  v1::ReadAuditLogRequest req;
+  req.set_identity("user/bob");
+  req.set_code("ERROR");
+  v1::ReadAuditLogResponse out;
+  const security::TlsConfig admin = pki_.User("ada", "admin");
+  grpc::Status s = read(admin, req, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(out.records_size(), 1) << out.DebugString();
+  EXPECT_EQ(out.records(0).method(),
+            "/fabric.v1.FabricService/DeleteAllocation");
+  EXPECT_EQ(out.records(0).code(), "PERMISSION_DENIED");
+  EXPECT_EQ(out.records(0).role(), "scheduler");
+  req.Clear();
+  req.set_identity("user/alice");
+  req.set_method("CreateAllocation");
+  ASSERT_TRUE(read(admin, req, &out).ok());
+  ASSERT_EQ(out.records_size(), 1) << out.DebugString();
+  EXPECT_EQ(out.records(0).code(), "OK");
+
+  // Nobody else: not the scheduler whose records these are, not an
+  // operator or a viewer (whose Get*/List* rules do not reach it), not a
+  // node.
+  for (const security::TlsConfig& as :
+       {alice, pki_.User("olga", "operator"), pki_.User("victor", "viewer"),
+        pki_.Node("n1")}) {
+    EXPECT_EQ(read(as, v1::ReadAuditLogRequest(), &out).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED)
+        << as.cert_file;
+  }
+}
+
 // Reading and writing memory outside a grant, on the agents' data path.
 TEST_F(AttackTest, ReadingAndWritingMemoryOutsideAGrantIsRefused) {
   // n1's job borrows 1 MiB of n2's memory and writes its secret there.
