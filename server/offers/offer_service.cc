@@ -1,13 +1,16 @@
 #include "server/offers/offer_service.h"
 
 #include <algorithm>
+#include <iostream>
 #include <deque>
 #include <map>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "server/service/paginate.h"
 
 namespace fabric::offers {
@@ -74,9 +77,14 @@ absl::Status OfferService::Open(absl::string_view node,
       // as freed.
       subscription_.emplace(&manager_->hub());
       seen_ = manager_->hub().last_sequence();
-      FabricView view = ReadView();
-      view.all_freed = true;
-      book_.SetView(std::move(view), absl::Now());
+      absl::StatusOr<FabricView> view = ReadView();
+      if (!view.ok()) {
+        subscription_.reset();
+        return absl::UnavailableError(absl::StrCat(
+            "offers: the fabric could not be read: ", view.status().message()));
+      }
+      view->all_freed = true;
+      book_.SetView(*std::move(view), absl::Now());
     }
     if (!listening_) {
       // Under mu_, so that Shutdown (which takes it first) never misses
@@ -149,12 +157,26 @@ void OfferService::OnHubChanged() {
   }
   if (hub.generation() != generation_) changed = true;
   const absl::Time now = absl::Now();
-  if (changed) {
-    FabricView view = ReadView();
-    view.freed_vfs = std::move(freed_vfs);
-    view.freed_lenders = std::move(freed_lenders);
-    view.all_freed = all_freed;
-    book_.SetView(std::move(view), now);
+  if (changed || read_failed_) {
+    absl::StatusOr<FabricView> view = ReadView();
+    if (!view.ok()) {
+      // The book keeps the last whole view (a partial one would take the
+      // claims it lacks for freed); the next notice (the hub is periodic)
+      // reads again, and then treats every device as freed, since the
+      // events read now are not applied.
+      if (!read_failed_) {
+        std::cerr << "fabric-manager: offers: the fabric could not be read ("
+                  << view.status() << "); offers wait for the next read"
+                  << std::endl;
+      }
+      read_failed_ = true;
+      return;
+    }
+    view->freed_vfs = std::move(freed_vfs);
+    view->freed_lenders = std::move(freed_lenders);
+    view->all_freed = all_freed || read_failed_;
+    read_failed_ = false;
+    book_.SetView(*std::move(view), now);
     Announce();
   } else if (now >= book_.NextDeadline()) {
     book_.Tick(now);
@@ -164,14 +186,14 @@ void OfferService::OnHubChanged() {
 
 void OfferService::Announce() { offers_hub_.SetGeneration(++announced_); }
 
-FabricView OfferService::ReadView() {
+absl::StatusOr<FabricView> OfferService::ReadView() {
   FabricView view;
   // Read first: a change after it moves it again, and is read then.
   view.generation = manager_->hub().generation();
   generation_ = view.generation;
   std::map<std::string, std::string> bridge_node;
   std::map<std::string, int> free_windows;
-  ForEachPage(
+  RETURN_IF_ERROR(ForEachPage(
       v1::ListBridgesRequest(),
       [&](const auto& r) { return manager_->ListBridges(r); },
       [&](const v1::ListBridgesResponse& page) {
@@ -180,9 +202,9 @@ FabricView OfferService::ReadView() {
           free_windows[NodeOf(b.node())] =
               std::max(0, b.profile().window_count() - b.windows_used());
         }
-      });
+      }));
   std::map<std::string, std::pair<uint64_t, uint64_t>> exports;
-  ForEachPage(
+  RETURN_IF_ERROR(ForEachPage(
       v1::ListNodesRequest(),
       [&](const auto& r) { return manager_->ListNodes(r); },
       [&](const v1::ListNodesResponse& page) {
@@ -197,7 +219,7 @@ FabricView OfferService::ReadView() {
             exports[info.name] = {n.export_base(), n.export_size()};
           }
         }
-      });
+      }));
   std::map<std::string, MemoryInfo> memory;
   for (const auto& [node, region] : exports) {
     MemoryInfo& m = memory[node];
@@ -214,7 +236,7 @@ FabricView OfferService::ReadView() {
       it->second.used.emplace_back(addr, size);
     }
   };
-  ForEachPage(
+  RETURN_IF_ERROR(ForEachPage(
       v1::ListAllocationsRequest(),
       [&](const auto& r) { return manager_->ListAllocations(r); },
       [&](const v1::ListAllocationsResponse& page) {
@@ -233,9 +255,9 @@ FabricView OfferService::ReadView() {
           use(c.lender, a.target_addr(), a.size());
           view.claims.push_back(std::move(c));
         }
-      });
+      }));
   std::map<std::string, std::string> attachment_owner;
-  ForEachPage(
+  RETURN_IF_ERROR(ForEachPage(
       v1::ListAttachmentsRequest(),
       [&](const auto& r) { return manager_->ListAttachments(r); },
       [&](const v1::ListAttachmentsResponse& page) {
@@ -245,9 +267,9 @@ FabricView OfferService::ReadView() {
             use(NodeOf(w.to_node()), w.target_addr(), w.size());
           }
         }
-      });
+      }));
   for (auto& [node, m] : memory) view.memory.push_back(std::move(m));
-  ForEachPage(
+  RETURN_IF_ERROR(ForEachPage(
       v1::ListVirtualFunctionsRequest(),
       [&](const auto& r) { return manager_->ListVirtualFunctions(r); },
       [&](const v1::ListVirtualFunctionsResponse& page) {
@@ -270,9 +292,9 @@ FabricView OfferService::ReadView() {
           }
           view.vfs.push_back(std::move(vf));
         }
-      });
+      }));
   std::map<std::string, std::vector<std::string>> adjacent;
-  ForEachPage(
+  RETURN_IF_ERROR(ForEachPage(
       v1::ListLinksRequest(),
       [&](const auto& r) { return manager_->ListLinks(r); },
       [&](const v1::ListLinksResponse& page) {
@@ -283,7 +305,7 @@ FabricView OfferService::ReadView() {
           adjacent[a].push_back(b);
           adjacent[b].push_back(a);
         }
-      });
+      }));
   AddHops(adjacent, view.nodes, &view);
   return view;
 }

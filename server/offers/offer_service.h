@@ -24,6 +24,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "fabric/v1/offers.pb.h"
@@ -67,8 +68,9 @@ class OfferService : private service::WatchHub::Listener {
  private:
   void OnHubChanged() override ABSL_LOCKS_EXCLUDED(mu_);
   // Reads the fabric from the manager (through its public calls, which take
-  // the manager's lock per call) and records the generation it read.
-  FabricView ReadView() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // the manager's lock per call) and records the generation it read; the
+  // first error of those calls, never a partial view.
+  absl::StatusOr<FabricView> ReadView() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the view and recomputes; tells the streams.
   void Refresh() ABSL_LOCKS_EXCLUDED(mu_);
   // Tells the streams that offers may have changed.
@@ -87,6 +89,8 @@ class OfferService : private service::WatchHub::Listener {
   int64_t seen_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t generation_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t announced_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last ReadView failed: the book holds an older view.
+  bool read_failed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace fabric::offers

@@ -227,50 +227,52 @@ class WatchFilter {
 
 // What a Watch with initial_state sends first: every resource `filter`
 // wants, as ADDED, then SYNCED stamped `seen` (the events after it follow).
-std::deque<v1::WatchEvent> InitialState(FabricManager* manager,
-                                        const WatchFilter& filter,
-                                        int64_t seen) {
+absl::StatusOr<std::deque<v1::WatchEvent>> InitialState(
+    FabricManager* manager, const WatchFilter& filter, int64_t seen) {
   std::deque<v1::WatchEvent> out;
   auto add = [&](v1::WatchEvent e) {
     e.set_type(v1::WatchEvent::ADDED);
     if (filter.Wants(e)) out.push_back(std::move(e));
   };
-  v1::ListFabricsRequest lf;
-  lf.set_page_size(1000);
-  auto fabrics = manager->ListFabrics(lf);
-  if (fabrics.ok()) {
-    for (const auto& f : fabrics->fabrics()) {
-      v1::WatchEvent e;
-      *e.mutable_fabric() = f;
-      add(std::move(e));
-      v1::ListNodesRequest ln;
-      ln.set_fabric(f.name());
-      ForEachPage(
-          ln, [&](const auto& req) { return manager->ListNodes(req); },
-          [&](const v1::ListNodesResponse& page) {
-            for (const auto& n : page.nodes()) {
-              v1::WatchEvent ne;
-              *ne.mutable_node() = n;
-              add(std::move(ne));
-            }
-          });
-      v1::ListLinksRequest ll;
-      ll.set_fabric(f.name());
-      ForEachPage(
-          ll, [&](const auto& req) { return manager->ListLinks(req); },
-          [&](const v1::ListLinksResponse& page) {
-            for (const auto& l : page.links()) {
-              v1::WatchEvent le;
-              *le.mutable_link() = l;
-              add(std::move(le));
-            }
-          });
-    }
+  std::vector<v1::Fabric> fabrics;
+  RETURN_IF_ERROR(ForEachPage(
+      v1::ListFabricsRequest(),
+      [&](const auto& req) { return manager->ListFabrics(req); },
+      [&](const v1::ListFabricsResponse& page) {
+        fabrics.insert(fabrics.end(), page.fabrics().begin(),
+                       page.fabrics().end());
+      }));
+  for (const v1::Fabric& f : fabrics) {
+    v1::WatchEvent e;
+    *e.mutable_fabric() = f;
+    add(std::move(e));
+    v1::ListNodesRequest ln;
+    ln.set_fabric(f.name());
+    RETURN_IF_ERROR(ForEachPage(
+        ln, [&](const auto& req) { return manager->ListNodes(req); },
+        [&](const v1::ListNodesResponse& page) {
+          for (const auto& n : page.nodes()) {
+            v1::WatchEvent ne;
+            *ne.mutable_node() = n;
+            add(std::move(ne));
+          }
+        }));
+    v1::ListLinksRequest ll;
+    ll.set_fabric(f.name());
+    RETURN_IF_ERROR(ForEachPage(
+        ll, [&](const auto& req) { return manager->ListLinks(req); },
+        [&](const v1::ListLinksResponse& page) {
+          for (const auto& l : page.links()) {
+            v1::WatchEvent le;
+            *le.mutable_link() = l;
+            add(std::move(le));
+          }
+        }));
   }
   v1::ListAllocationsRequest la;
   la.set_fabric(filter.fabric());
   la.set_owner(filter.owner());
-  ForEachPage(
+  RETURN_IF_ERROR(ForEachPage(
       la, [&](const auto& req) { return manager->ListAllocations(req); },
       [&](const v1::ListAllocationsResponse& page) {
         for (const auto& a : page.allocations()) {
@@ -278,11 +280,11 @@ std::deque<v1::WatchEvent> InitialState(FabricManager* manager,
           *e.mutable_allocation() = a;
           add(std::move(e));
         }
-      });
+      }));
   v1::ListAttachmentsRequest lat;
   lat.set_fabric(filter.fabric());
   lat.set_owner(filter.owner());
-  ForEachPage(
+  RETURN_IF_ERROR(ForEachPage(
       lat, [&](const auto& req) { return manager->ListAttachments(req); },
       [&](const v1::ListAttachmentsResponse& page) {
         for (const auto& a : page.attachments()) {
@@ -290,7 +292,7 @@ std::deque<v1::WatchEvent> InitialState(FabricManager* manager,
           *e.mutable_attachment() = a;
           add(std::move(e));
         }
-      });
+      }));
   v1::WatchEvent synced;
   synced.set_type(v1::WatchEvent::SYNCED);
   synced.set_sequence(seen);
@@ -312,16 +314,23 @@ class WatchStream final : public HubStream<v1::WatchEvent> {
     // the snapshot) means a change racing with the snapshot is sent (again)
     // rather than lost.
     const int64_t seen = hub()->last_sequence();
-    std::deque<v1::WatchEvent> initial;
+    absl::StatusOr<std::deque<v1::WatchEvent>> initial =
+        std::deque<v1::WatchEvent>();
     if (initial_state) initial = InitialState(manager, filter_, seen);
     absl::MutexLock l(&mu_);
     seen_ = seen;
-    pending_ = std::move(initial);
+    if (initial.ok()) {
+      pending_ = *std::move(initial);
+    } else {
+      failed_ = initial.status();
+    }
   }
 
  private:
   absl::StatusOr<bool> NextLocked(v1::WatchEvent* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) override {
+    // A snapshot cut short is never sent as if it were whole.
+    if (!failed_.ok()) return failed_;
     while (pending_.empty()) {
       std::vector<v1::WatchEvent> batch;
       switch (hub()->Read(seen_, &batch)) {
@@ -353,6 +362,8 @@ class WatchStream final : public HubStream<v1::WatchEvent> {
   // Taken, not written yet, in order: the initial state, then at most one
   // Read's worth (256 events).
   std::deque<v1::WatchEvent> pending_ ABSL_GUARDED_BY(mu_);
+  // Why the initial state could not be read: the stream ends with it.
+  absl::Status failed_ ABSL_GUARDED_BY(mu_);
 };
 
 // An agent's config stream: the node's desired configuration, then the

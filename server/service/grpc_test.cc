@@ -330,6 +330,30 @@ TEST_F(GrpcTest, WatchStreamsAllocationEvents) {
   }
 }
 
+// Without initial_state: no snapshot and no SYNCED, only what happens
+// after the call.
+TEST_F(GrpcTest, WatchWithoutInitialStateStreamsOnlyNewEvents) {
+  CreateRing(3);
+  grpc::ClientContext ctx;
+  v1::WatchRequest req;
+  req.add_collections("allocations");
+  auto reader = stub_->Watch(&ctx, req);
+  v1::CreateAllocationRequest alloc;
+  alloc.mutable_allocation()->set_borrower("n0");
+  alloc.mutable_allocation()->set_target("n1");
+  alloc.mutable_allocation()->set_size(1 << 20);
+  grpc::ClientContext actx;
+  v1::Allocation a;
+  ASSERT_TRUE(stub_->CreateAllocation(&actx, alloc, &a).ok());
+  v1::WatchEvent e;
+  ASSERT_TRUE(reader->Read(&e)) << reader->Finish().error_message();
+  EXPECT_EQ(e.type(), v1::WatchEvent::ADDED);
+  EXPECT_EQ(e.allocation().name(), a.name());
+  ctx.TryCancel();
+  while (reader->Read(&e)) {
+  }
+}
+
 TEST_F(GrpcTest, AgentStreamCarriesWindowsAndReportMakesReady) {
   CreateRing(2);
   for (const char* n : {"n0", "n1"}) {

@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -133,15 +135,18 @@ absl::StatusOr<std::string> PageMerged(const std::vector<size_t>& sizes,
 }
 
 // Calls `each` with every page `list` returns for `req` (a List request),
-// kMaxPageSize at a time, until the last page or an error.
+// kMaxPageSize at a time, until the last page; returns the first error of
+// `list` (the pages before it were handed on: the caller must not take
+// them for the whole list).
 template <typename Request, typename ListFn, typename EachFn>
-void ForEachPage(Request req, ListFn list, EachFn each) {
+ABSL_MUST_USE_RESULT absl::Status ForEachPage(Request req, ListFn list,
+                                              EachFn each) {
   req.set_page_size(kMaxPageSize);
   for (;;) {
     auto page = list(req);
-    if (!page.ok()) return;
+    if (!page.ok()) return page.status();
     each(*page);
-    if (page->next_page_token().empty()) return;
+    if (page->next_page_token().empty()) return absl::OkStatus();
     req.set_page_token(page->next_page_token());
   }
 }

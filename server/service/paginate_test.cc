@@ -61,3 +61,42 @@ TEST(PaginateTest, ForgedOrTruncatedTokensAreRefused) {
 
 }  // namespace
 }  // namespace fabric::service
+
+namespace fabric::service {
+namespace {
+
+// A List request and response as ForEachPage takes them.
+struct FakeRequest {
+  int page_size = 0;
+  std::string page_token;
+  void set_page_size(int n) { page_size = n; }
+  void set_page_token(std::string t) { page_token = std::move(t); }
+};
+struct FakeResponse {
+  int page = 0;
+  std::string token;
+  const std::string& next_page_token() const { return token; }
+};
+
+TEST(ForEachPageTest, HandsOnEveryPageThenReturnsTheFirstError) {
+  // Pages 1, 2, 3 and then the end.
+  auto list = [](int fail_at) {
+    return [fail_at](const FakeRequest& req) -> absl::StatusOr<FakeResponse> {
+      EXPECT_EQ(req.page_size, kMaxPageSize);
+      const int page = req.page_token.empty() ? 1 : std::stoi(req.page_token);
+      if (page == fail_at) return absl::UnavailableError("page failed");
+      return FakeResponse{page, page < 3 ? std::to_string(page + 1) : ""};
+    };
+  };
+  std::vector<int> seen;
+  auto each = [&](const FakeResponse& r) { seen.push_back(r.page); };
+  EXPECT_TRUE(ForEachPage(FakeRequest(), list(0), each).ok());
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3}));
+  seen.clear();
+  absl::Status s = ForEachPage(FakeRequest(), list(3), each);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(seen, (std::vector<int>{1, 2}));  // the caller must not stop here
+}
+
+}  // namespace
+}  // namespace fabric::service
