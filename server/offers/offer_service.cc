@@ -1,8 +1,8 @@
 #include "server/offers/offer_service.h"
 
 #include <algorithm>
-#include <iostream>
 #include <deque>
+#include <iostream>
 #include <map>
 #include <utility>
 #include <vector>
@@ -59,8 +59,13 @@ void OfferService::Shutdown() {
     listening_ = false;
     shut_down_ = true;
   }
-  // Not under mu_: the notifier may be inside OnHubChanged, waiting for it.
   if (was_listening) manager_->hub().RemoveListener(this);
+  {
+    absl::MutexLock l(&wake_mu_);
+    stopping_ = true;
+  }
+  // Not under mu_: the worker may be waiting for it.
+  if (worker_.joinable()) worker_.join();
   offers_hub_.Close();
 }
 
@@ -92,6 +97,7 @@ absl::Status OfferService::Open(absl::string_view node,
       // them. (The notifier calls OnHubChanged holding no hub lock, so the
       // order mu_ -> hub is the only one.)
       listening_ = true;
+      worker_ = std::thread([this] { Run(); });
       manager_->hub().AddListener(this, /*periodic=*/true);
     }
     absl::Status s = book_.Watch(node, chunk_bytes, absl::Now());
@@ -127,8 +133,39 @@ absl::Status OfferService::CheckMemoryClaim(absl::string_view borrower,
 }
 
 void OfferService::OnHubChanged() {
+  absl::MutexLock l(&wake_mu_);
+  woken_ = true;
+}
+
+void OfferService::Run() {
+  absl::Time again = absl::InfinitePast();  // Update's answer
+  while (true) {
+    {
+      absl::MutexLock l(&wake_mu_);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
+        return stopping_;
+      };
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
+        return woken_ || stopping_;
+      };
+      if (again != absl::InfinitePast()) {
+        // Too soon after a read: wait out the spacing, then read whatever
+        // came meanwhile.
+        wake_mu_.AwaitWithDeadline(absl::Condition(&stop), again);
+      } else {
+        wake_mu_.Await(absl::Condition(&woken));
+      }
+      if (stopping_) return;
+      woken_ = false;
+    }
+    again = Update();
+  }
+}
+
+absl::Time OfferService::Update() {
   absl::MutexLock l(&mu_);
-  if (!listening_ || !subscription_.has_value()) return;
+  if (!listening_ || !subscription_.has_value()) return absl::InfinitePast();
+  if (absl::Now() < next_read_) return next_read_;
   service::WatchHub& hub = manager_->hub();
   std::set<std::string> freed_vfs, freed_lenders;
   bool all_freed = false, changed = false;
@@ -158,7 +195,9 @@ void OfferService::OnHubChanged() {
   if (hub.generation() != generation_) changed = true;
   const absl::Time now = absl::Now();
   if (changed || read_failed_) {
+    const absl::Time start = absl::Now();
     absl::StatusOr<FabricView> view = ReadView();
+    next_read_ = start + (absl::Now() - start) * kReadSpacing;
     if (!view.ok()) {
       // The book keeps the last whole view (a partial one would take the
       // claims it lacks for freed); the next notice (the hub is periodic)
@@ -170,7 +209,7 @@ void OfferService::OnHubChanged() {
                   << std::endl;
       }
       read_failed_ = true;
-      return;
+      return absl::InfinitePast();  // the hub's periodic call retries
     }
     view->freed_vfs = std::move(freed_vfs);
     view->freed_lenders = std::move(freed_lenders);
@@ -182,6 +221,7 @@ void OfferService::OnHubChanged() {
     book_.Tick(now);
     Announce();
   }
+  return absl::InfinitePast();
 }
 
 void OfferService::Announce() { offers_hub_.SetGeneration(++announced_); }

@@ -8,6 +8,14 @@
 // Grace periods are ended by a periodic hub call (WatchHub::kRecheckInterval)
 // that only re-reads the fabric when something happened.
 //
+// The reading is done on a thread of its own, never on the hub's notifier
+// thread: a read costs what the fabric holds, and the notifier also wakes
+// every Watch and agent config stream, which must not wait for it. Reads
+// are at least kReadSpacing times their own duration apart, so that under a
+// storm of changes (each announced) the service takes a bounded share of a
+// core: the changes in between are read together, and offers lag by about
+// that much.
+//
 // Each recompute that changes anything moves offers_hub()'s generation, so
 // WatchOffers streams (HubStreams on that hub) wake and send their node's
 // new set.
@@ -22,6 +30,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,6 +45,9 @@ namespace fabric::offers {
 
 class OfferService : private service::WatchHub::Listener {
  public:
+  // A read that took d is followed by none for (kReadSpacing - 1) * d.
+  static constexpr int kReadSpacing = 3;
+
   OfferService(service::FabricManager* manager, OfferBookOptions options);
   ~OfferService() override;
 
@@ -66,7 +78,15 @@ class OfferService : private service::WatchHub::Listener {
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  void OnHubChanged() override ABSL_LOCKS_EXCLUDED(mu_);
+  // Wakes the worker; returns at once.
+  void OnHubChanged() override ABSL_LOCKS_EXCLUDED(wake_mu_);
+  // The worker: waits to be woken, then Update().
+  void Run() ABSL_LOCKS_EXCLUDED(mu_, wake_mu_);
+  // Reads what changed since the last call (events, generation) and, if
+  // anything did, the view, and recomputes; else ends grace periods due.
+  // Returns when to call again without being woken: InfinitePast when
+  // done, the end of the spacing when it is too soon to read.
+  absl::Time Update() ABSL_LOCKS_EXCLUDED(mu_);
   // Reads the fabric from the manager (through its public calls, which take
   // the manager's lock per call) and records the generation it read; the
   // first error of those calls, never a partial view.
@@ -91,6 +111,14 @@ class OfferService : private service::WatchHub::Listener {
   int64_t announced_ ABSL_GUARDED_BY(mu_) = 0;
   // The last ReadView failed: the book holds an older view.
   bool read_failed_ ABSL_GUARDED_BY(mu_) = false;
+  // No ReadView before this (kReadSpacing).
+  absl::Time next_read_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+
+  // The worker's wake-ups. Never held while mu_ is, nor mu_ while it is.
+  absl::Mutex wake_mu_;
+  bool woken_ ABSL_GUARDED_BY(wake_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(wake_mu_) = false;
+  std::thread worker_;  // started by the first Open
 };
 
 }  // namespace fabric::offers
