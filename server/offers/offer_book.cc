@@ -1,6 +1,7 @@
 #include "server/offers/offer_book.h"
 
 #include <algorithm>
+#include <deque>
 #include <tuple>
 #include <utility>
 
@@ -82,6 +83,11 @@ OfferBook::OfferBook(OfferBookOptions options) : options_(options) {}
 
 void OfferBook::SetView(FabricView view, absl::Time now) {
   view_ = std::move(view);
+  hops_.clear();
+  node_index_.clear();
+  for (size_t i = 0; i < view_.nodes.size(); ++i) {
+    node_index_.emplace(view_.nodes[i].name, i);
+  }
   load_.clear();
   Recompute(now);
   view_.freed_vfs.clear();
@@ -162,11 +168,8 @@ void OfferBook::Unwatch(absl::string_view node, absl::Time now) {
 }
 
 const NodeInfo* OfferBook::FindNode(absl::string_view node) const {
-  node = absl::StripPrefix(node, "nodes/");
-  for (const NodeInfo& n : view_.nodes) {
-    if (n.name == node) return &n;
-  }
-  return nullptr;
+  auto it = node_index_.find(absl::StripPrefix(node, "nodes/"));
+  return it == node_index_.end() ? nullptr : &view_.nodes[it->second];
 }
 
 bool OfferBook::Watching(const std::string& node) const {
@@ -183,8 +186,24 @@ uint64_t OfferBook::ChunkOf(const std::string& fabric) const {
 }
 
 int OfferBook::Hops(const std::string& from, const std::string& to) const {
-  auto it = view_.hops.find({from, to});
-  return it == view_.hops.end() ? -1 : it->second;
+  auto it = hops_.find(from);
+  if (it == hops_.end()) {
+    std::map<std::string, int, std::less<>> dist{{from, 0}};
+    std::deque<std::string> queue{from};
+    while (!queue.empty()) {
+      const std::string u = std::move(queue.front());
+      queue.pop_front();
+      auto next = view_.adjacent.find(u);
+      if (next == view_.adjacent.end()) continue;
+      const int d = dist[u] + 1;
+      for (const std::string& w : next->second) {
+        if (dist.emplace(w, d).second) queue.push_back(w);
+      }
+    }
+    it = hops_.emplace(from, std::move(dist)).first;
+  }
+  auto d = it->second.find(to);
+  return d == it->second.end() ? -1 : d->second;
 }
 
 double OfferBook::LenderLoad(const std::string& lender) const {

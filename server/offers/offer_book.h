@@ -71,6 +71,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -144,8 +145,11 @@ struct FabricView {
   std::vector<VfInfo> vfs;
   std::vector<MemoryInfo> memory;
   std::vector<MemoryClaim> claims;
-  // Ring hops (from, to) over links that are up; absent: unreachable.
-  std::map<std::pair<std::string, std::string>, int> hops;
+  // Each node's neighbours over links that are up (both directions). The
+  // book counts hops from a node breadth-first over these, and only from
+  // the nodes it is asked about (the watching ones): all pairs of a
+  // 4,096-node ring would be 16.8 million.
+  std::map<std::string, std::vector<std::string>, std::less<>> adjacent;
   // The configuration generation when this view was read.
   int64_t generation = 0;
   // Devices freed since the previous view (they get a new epoch even if
@@ -193,6 +197,10 @@ class OfferBook {
   absl::Status CheckMemoryClaim(absl::string_view borrower,
                                 absl::string_view lender, uint64_t size,
                                 bool consumer) const;
+
+  // Whether any node watches, or is in its stream grace: while none is,
+  // the book's view need not be kept up to date.
+  bool HasWatchers() const { return !watchers_.empty(); }
 
   // For tests: who a device is offered to ("" if nobody), and the previous
   // holder while it is in its withdrawal grace.
@@ -269,6 +277,15 @@ class OfferBook {
 
   const OfferBookOptions options_;
   FabricView view_;
+  // Hops from a node to every node it reaches (breadth-first over
+  // view_.adjacent), filled by Hops() for the nodes asked about, cleared by
+  // SetView. Mutable: a cache of view_, which the const readers use.
+  mutable std::map<std::string, std::map<std::string, int, std::less<>>,
+                   std::less<>>
+      hops_;
+  // view_.nodes by name (FindNode runs for every device a recompute looks
+  // at).
+  absl::flat_hash_map<std::string, size_t> node_index_;
   std::map<std::string, Device, std::less<>> devices_;  // by id
   std::map<std::string, Assignment, std::less<>> assigned_;  // by device id
   std::map<std::string, Watcher, std::less<>> watchers_;     // by node

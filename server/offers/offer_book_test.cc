@@ -1,6 +1,5 @@
 #include "server/offers/offer_book.h"
 
-#include <deque>
 #include <map>
 #include <optional>
 #include <random>
@@ -66,22 +65,13 @@ class World {
       }
     }
     v.claims = claims_;
-    // Hops: breadth-first over the links that are up.
-    for (int s = 1; s <= n_; ++s) {
-      std::map<int, int> dist{{s, 0}};
-      std::deque<int> q{s};
-      while (!q.empty()) {
-        const int u = q.front();
-        q.pop_front();
-        for (int dir : {-1, 1}) {
-          const int link = dir == 1 ? u - 1 : (u + n_ - 2) % n_;
-          const int w = (u - 1 + dir + n_) % n_ + 1;
-          if (!link_up_[link] || dist.count(w)) continue;
-          dist[w] = dist[u] + 1;
-          q.push_back(w);
-        }
-      }
-      for (const auto& [t, d] : dist) v.hops[{Name(s), Name(t)}] = d;
+    // The ring's links that are up: link i joins n_{i+1} and the next node
+    // (n1 after nN).
+    for (int link = 0; link < n_; ++link) {
+      if (!link_up_[link]) continue;
+      const std::string a = Name(link + 1), b = Name((link + 1) % n_ + 1);
+      v.adjacent[a].push_back(b);
+      v.adjacent[b].push_back(a);
     }
     v.generation = ++generation_;
     v.freed_vfs = std::move(freed_vfs_);

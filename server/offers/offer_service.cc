@@ -1,7 +1,6 @@
 #include "server/offers/offer_service.h"
 
 #include <algorithm>
-#include <deque>
 #include <iostream>
 #include <map>
 #include <utility>
@@ -22,26 +21,6 @@ std::string Strip(absl::string_view name, absl::string_view prefix) {
   return std::string(absl::StripPrefix(name, prefix));
 }
 std::string NodeOf(absl::string_view name) { return Strip(name, "nodes/"); }
-
-// Ring hops between every two nodes joined by links that are up
-// (breadth-first from each node).
-void AddHops(const std::map<std::string, std::vector<std::string>>& adjacent,
-             const std::vector<NodeInfo>& nodes, FabricView* view) {
-  for (const NodeInfo& from : nodes) {
-    std::map<std::string, int> dist{{from.name, 0}};
-    std::deque<std::string> queue{from.name};
-    while (!queue.empty()) {
-      const std::string u = queue.front();
-      queue.pop_front();
-      auto it = adjacent.find(u);
-      if (it == adjacent.end()) continue;
-      for (const std::string& w : it->second) {
-        if (dist.emplace(w, dist[u] + 1).second) queue.push_back(w);
-      }
-    }
-    for (const auto& [to, d] : dist) view->hops[{from.name, to}] = d;
-  }
-}
 
 }  // namespace
 
@@ -89,6 +68,7 @@ absl::Status OfferService::Open(absl::string_view node,
             "offers: the fabric could not be read: ", view.status().message()));
       }
       view->all_freed = true;
+      generation_ = view->generation;
       book_.SetView(*std::move(view), absl::Now());
     }
     if (!listening_) {
@@ -163,8 +143,15 @@ void OfferService::Run() {
 }
 
 absl::Time OfferService::Update() {
-  absl::MutexLock l(&mu_);
+  absl::ReleasableMutexLock l(&mu_);
   if (!listening_ || !subscription_.has_value()) return absl::InfinitePast();
+  if (!book_.HasWatchers()) {
+    // Nobody watches (and no stream's grace runs): the fabric is not read,
+    // nor events kept for it, until the next stream opens, which reads it
+    // whole as the first did (Open).
+    subscription_.reset();
+    return absl::InfinitePast();
+  }
   if (absl::Now() < next_read_) return next_read_;
   service::WatchHub& hub = manager_->hub();
   std::set<std::string> freed_vfs, freed_lenders;
@@ -196,7 +183,14 @@ absl::Time OfferService::Update() {
   const absl::Time now = absl::Now();
   if (changed || read_failed_) {
     const absl::Time start = absl::Now();
+    // Read without mu_: a read costs what the fabric holds, and claims
+    // (CheckVfClaim, CheckMemoryClaim) and streams must not wait for it.
+    // Only this thread reads once the first stream is open; what changes
+    // meanwhile is read again next time.
+    l.Release();
     absl::StatusOr<FabricView> view = ReadView();
+    absl::MutexLock relock(&mu_);
+    if (!listening_) return absl::InfinitePast();
     next_read_ = start + (absl::Now() - start) * kReadSpacing;
     if (!view.ok()) {
       // The book keeps the last whole view (a partial one would take the
@@ -215,7 +209,8 @@ absl::Time OfferService::Update() {
     view->freed_lenders = std::move(freed_lenders);
     view->all_freed = all_freed || read_failed_;
     read_failed_ = false;
-    book_.SetView(*std::move(view), now);
+    generation_ = view->generation;
+    book_.SetView(*std::move(view), absl::Now());
     Announce();
   } else if (now >= book_.NextDeadline()) {
     book_.Tick(now);
@@ -226,11 +221,10 @@ absl::Time OfferService::Update() {
 
 void OfferService::Announce() { offers_hub_.SetGeneration(++announced_); }
 
-absl::StatusOr<FabricView> OfferService::ReadView() {
+absl::StatusOr<FabricView> OfferService::ReadView() const {
   FabricView view;
   // Read first: a change after it moves it again, and is read then.
   view.generation = manager_->hub().generation();
-  generation_ = view.generation;
   std::map<std::string, std::string> bridge_node;
   std::map<std::string, int> free_windows;
   RETURN_IF_ERROR(ForEachPage(
@@ -333,7 +327,6 @@ absl::StatusOr<FabricView> OfferService::ReadView() {
           view.vfs.push_back(std::move(vf));
         }
       }));
-  std::map<std::string, std::vector<std::string>> adjacent;
   RETURN_IF_ERROR(ForEachPage(
       v1::ListLinksRequest(),
       [&](const auto& r) { return manager_->ListLinks(r); },
@@ -342,11 +335,10 @@ absl::StatusOr<FabricView> OfferService::ReadView() {
           if (!link.up()) continue;
           const std::string& a = bridge_node[link.a_bridge()];
           const std::string& b = bridge_node[link.b_bridge()];
-          adjacent[a].push_back(b);
-          adjacent[b].push_back(a);
+          view.adjacent[a].push_back(b);
+          view.adjacent[b].push_back(a);
         }
       }));
-  AddHops(adjacent, view.nodes, &view);
   return view;
 }
 

@@ -88,9 +88,10 @@ class OfferService : private service::WatchHub::Listener {
   // done, the end of the spacing when it is too soon to read.
   absl::Time Update() ABSL_LOCKS_EXCLUDED(mu_);
   // Reads the fabric from the manager (through its public calls, which take
-  // the manager's lock per call) and records the generation it read; the
-  // first error of those calls, never a partial view.
-  absl::StatusOr<FabricView> ReadView() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // the manager's lock per call), with the generation it read first; the
+  // first error of those calls, never a partial view. Touches no member
+  // that mu_ guards: called with or without it.
+  absl::StatusOr<FabricView> ReadView() const;
   // Reads the view and recomputes; tells the streams.
   void Refresh() ABSL_LOCKS_EXCLUDED(mu_);
   // Tells the streams that offers may have changed.
@@ -98,7 +99,8 @@ class OfferService : private service::WatchHub::Listener {
 
   service::FabricManager* const manager_;  // not owned
   service::WatchHub offers_hub_;
-  // Keeps the manager publishing events while this listens.
+  // Keeps the manager publishing events while a node watches (or is in its
+  // stream grace); reset when none is, and the next Open reads afresh.
   std::optional<service::WatchHub::Subscription> subscription_;
 
   absl::Mutex mu_;

@@ -241,6 +241,42 @@ TEST_F(OffersGrpcTest, OffersAreSplitClaimedAndNeverShared) {
   }
 }
 
+// Once no node watches (the last stream's grace over), the service stops
+// following the fabric; the next stream reads it afresh, and so sees what
+// changed in between.
+TEST_F(OffersGrpcTest, ANewStreamAfterNobodyWatchedReadsTheFabricAfresh) {
+  v1::OfferSet first;
+  {
+    OfferStream n0(stub_.get(), "n0");
+    first = n0.Await(
+        [](const v1::OfferSet& s) { return VfIds(s).size() == kAloneVfs; });
+    ASSERT_EQ(VfIds(first).size(), kAloneVfs);
+  }
+  // The stream ended; after its grace the service lets go of the hub (no
+  // Watch streams run here, so nothing else subscribes).
+  const absl::Time deadline = absl::Now() + kWait;
+  while (manager_->hub().has_watchers() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_FALSE(manager_->hub().has_watchers());
+  // Meanwhile n2's consumer takes one of the VFs n0 was offered (offered
+  // to nobody now, so allowed).
+  std::string vf;
+  for (const v1::Offer& o : first.offers()) {
+    if (o.has_vf()) vf = o.vf().vf();
+  }
+  ASSERT_FALSE(vf.empty());
+  v1::Attachment att;
+  ASSERT_TRUE(Attach(vf, "n2", &att).ok());
+  OfferStream again(stub_.get(), "n0");
+  v1::OfferSet next = again.Await(
+      [](const v1::OfferSet& s) { return VfIds(s).size() == kAloneVfs; });
+  ASSERT_EQ(VfIds(next).size(), kAloneVfs);
+  for (const v1::Offer& o : next.offers()) {
+    if (o.has_vf()) EXPECT_NE(o.vf().vf(), vf) << "offered a lent VF";
+  }
+}
+
 TEST_F(OffersGrpcTest, CutPathMakesOffersUnhealthyAndBackAgain) {
   OfferStream n0(stub_.get(), "n0");
   ASSERT_EQ(VfIds(n0.Await([](const v1::OfferSet& s) {
