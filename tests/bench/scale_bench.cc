@@ -19,7 +19,9 @@
 //      same C clients loop CreateAllocation + DeleteAllocation for
 //      --duration (each after a 0.3 s warm-up); rpc/s counts every RPC, p50
 //      and p99 are per RPC. Ratios: alloc/Ping, and alloc at S / alloc at the
-//      first size, same C.
+//      first size, same C. With --offers-watch, the allocate+release loop
+//      runs once more while node n0 watches its offers (WatchOffers, 64 MiB
+//      chunks): the offer book's cost beside the same load without it.
 //   3. ListNodes (all N nodes) and ListAllocations (all S, page_size 1000)
 //      are timed, paging to the end.
 //   4. Peak RSS of the manager (VmHWM from /proc/PID/status) since its
@@ -133,6 +135,9 @@ struct Flags {
   int reroute_nodes = 64;
   int reroute_grants = 1000;
   bool skip_reroute = false;
+  // Each level measures allocate+release again with one WatchOffers
+  // stream open (the offer book re-reads the fabric after each change).
+  bool offers_watch = false;
   std::vector<std::string> manager_flags;
   std::string output = "table";
   std::string dir;
@@ -326,6 +331,11 @@ struct LevelResult {
   int clients = 0;
   PhaseResult ping;
   PhaseResult alloc;
+  // --offers-watch: alloc again while a node watches its offers; the
+  // offer sets that stream received meanwhile.
+  bool watched = false;
+  PhaseResult alloc_watched;
+  int offer_sets = 0;
   double Ratio() const { return ping.rps > 0 ? alloc.rps / ping.rps : 0; }
 };
 
@@ -359,7 +369,8 @@ PhaseResult RunLoad(size_t threads, absl::Duration duration, Round round) {
 LevelResult MeasureLevel(
     const std::vector<std::unique_ptr<v1::FabricService::Stub>>& stubs,
     const std::vector<Pair>& pairs, int clients, absl::Duration duration,
-    std::atomic<uint64_t>& seq, Errors& errors) {
+    std::atomic<uint64_t>& seq, Errors& errors,
+    v1::FabricService::Stub* watcher = nullptr) {
   LevelResult l;
   l.clients = clients;
   l.ping = RunLoad(clients, duration, [&](size_t i, auto& record) {
@@ -371,7 +382,7 @@ LevelResult MeasureLevel(
     if (!s.ok()) return errors.Add("Ping", s);
     record(t0, Clock::now());
   });
-  l.alloc = RunLoad(clients, duration, [&](size_t i, auto& record) {
+  auto alloc_release = [&](size_t i, auto& record) {
     v1::CreateAllocationRequest create;
     create.mutable_allocation()->set_borrower(pairs[i].borrower);
     create.mutable_allocation()->set_target(pairs[i].target);
@@ -394,7 +405,33 @@ LevelResult MeasureLevel(
     s = stubs[i]->DeleteAllocation(&dctx, del, &released);
     if (!s.ok()) return errors.Add("DeleteAllocation", s);
     record(t0, Clock::now());
-  });
+  };
+  l.alloc = RunLoad(clients, duration, alloc_release);
+  if (watcher != nullptr) {
+    // n0 watches its offers (it borrows none of the load's pairs) for the
+    // same load again; its first set arrives before the load starts.
+    grpc::ClientContext ctx;
+    v1::WatchOffersRequest req;
+    req.set_node(Node(0));
+    req.set_memory_chunk_bytes(uint64_t{64} << 20);
+    auto reader = watcher->WatchOffers(&ctx, req);
+    v1::OfferSet set;
+    if (!reader->Read(&set)) {
+      errors.Add("WatchOffers", reader->Finish());
+      return l;
+    }
+    std::atomic<int> sets{0};
+    std::thread drain([&] {
+      v1::OfferSet next;
+      while (reader->Read(&next)) ++sets;
+    });
+    l.alloc_watched = RunLoad(clients, duration, alloc_release);
+    l.offer_sets = sets.load();
+    l.watched = true;
+    ctx.TryCancel();
+    drain.join();
+    (void)reader->Finish();
+  }
   return l;
 }
 
@@ -1038,13 +1075,24 @@ absl::Status Run(const Flags& flags, const std::string& dir, Report& report,
       stubs.push_back(NewStub(manager.address(), 100 + i));
     for (int c : flags.clients) {
       r.levels.push_back(
-          MeasureLevel(stubs, load_pairs, c, flags.duration, seq, errors));
+          MeasureLevel(stubs, load_pairs, c, flags.duration, seq, errors,
+                       flags.offers_watch ? stub.get() : nullptr));
       const LevelResult& l = r.levels.back();
       Progress(absl::StrFormat(
           "%d allocations, %d clients: ping %.0f/s, alloc %.0f rpc/s p50 %.0f "
           "us p99 %.0f us (%.2fx ping)",
           size, c, l.ping.rps, l.alloc.rps, l.alloc.p50_us, l.alloc.p99_us,
           l.Ratio()));
+      if (l.watched) {
+        Progress(absl::StrFormat(
+            "%d allocations, %d clients, a node watching its offers: alloc "
+            "%.0f rpc/s p50 %.0f us p99 %.0f us (%.2fx unwatched), %d offer "
+            "sets",
+            size, c, l.alloc_watched.rps, l.alloc_watched.p50_us,
+            l.alloc_watched.p99_us,
+            l.alloc.rps > 0 ? l.alloc_watched.rps / l.alloc.rps : 0.0,
+            l.offer_sets));
+      }
     }
     absl::StatusOr<ListResult> nodes = ListAllNodes(stub.get(), kFabric);
     if (!nodes.ok()) return nodes.status();
@@ -1250,6 +1298,27 @@ void PrintTable(const Report& r, const Goals& g, const absl::Status& status) {
     }
   }
   absl::PrintF("(alloc rpc/s counts each allocate and each release)\n\n");
+  if (!r.sizes.empty() && !r.sizes.front().levels.empty() &&
+      r.sizes.front().levels.front().watched) {
+    absl::PrintF(
+        "with a node watching its offers (--offers-watch), same build, same "
+        "run:\n%8s %7s | %11s %8s %8s | %11s %8s %8s | %6s %6s\n",
+        "allocs", "clients", "alloc rpc/s", "p50 us", "p99 us", "watched",
+        "p50 us", "p99 us", "ratio", "sets");
+    for (const SizeResult& s : r.sizes) {
+      for (const LevelResult& l : s.levels) {
+        if (!l.watched) continue;
+        absl::PrintF(
+            "%8d %7d | %11.0f %8.0f %8.0f | %11.0f %8.0f %8.0f | %6.2f %6d\n",
+            s.size, l.clients, l.alloc.rps, l.alloc.p50_us, l.alloc.p99_us,
+            l.alloc_watched.rps, l.alloc_watched.p50_us,
+            l.alloc_watched.p99_us,
+            l.alloc.rps > 0 ? l.alloc_watched.rps / l.alloc.rps : 0.0,
+            l.offer_sets);
+      }
+    }
+    absl::PrintF("\n");
+  }
   absl::PrintF("%8s | %9s %8s | %9s %9s | %8s %8s\n", "allocs", "fill/s",
                "fill s", "ListNodes", "ListAllocs", "VmHWM MB", "VmRSS MB");
   for (const SizeResult& s : r.sizes) {
@@ -1381,6 +1450,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   app.add_flag("--skip-reroute", flags.skip_reroute, "no reroute phase");
+  app.add_flag("--offers-watch", flags.offers_watch,
+               "measure allocate+release again with a node watching its "
+               "offers");
   app.add_option("--manager-flag", flags.manager_flags,
                  "extra fabric-manager flag (repeatable), e.g. "
                  "--manager-flag=--max-inflight=0");
