@@ -3,7 +3,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "client/args.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -40,15 +39,13 @@ absl::Status AuditCommands::Audit(const AuditOptions& options) {
         return client_->ReadAuditLogPages(filter, on_page);
       },
       [](ListWriter& writer, const v1::AuditRecord& r) {
-        const absl::Time time = absl::FromUnixSeconds(r.time().seconds()) +
-                                absl::Nanoseconds(r.time().nanos());
         absl::string_view method = r.method();
         if (const size_t slash = method.rfind('/');
             slash != absl::string_view::npos) {
           method.remove_prefix(slash + 1);
         }
-        writer.Add(r, {absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time,
-                                        absl::UTCTimeZone()),
+        // RFC 3339, as the other tables print times.
+        writer.Add(r, {google::protobuf::util::TimeUtil::ToString(r.time()),
                        r.identity(), r.role(), std::string(method),
                        r.request_id(), r.code(), r.message()});
       });

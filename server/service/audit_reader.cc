@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/service/paginate.h"
+#include "server/service/records.h"
 
 namespace fabric::service {
 namespace {
@@ -66,8 +67,7 @@ absl::StatusOr<v1::ReadAuditLogResponse> ReadAuditLog(
           "since: not a valid timestamp (seconds from 0001-01-01 to "
           "9999-12-31, nanos in [0, 1e9))");
     }
-    since = absl::FromUnixSeconds(req.since().seconds()) +
-            absl::Nanoseconds(req.since().nanos());
+    since = FromProtoTime(t);
   }
   uint64_t offset = 0;
   if (!req.page_token().empty()) {
@@ -106,8 +106,7 @@ absl::StatusOr<v1::ReadAuditLogResponse> ReadAuditLog(
   v1::ReadAuditLogResponse out;
   for (const security::AuditEvent& e : chunk->events) {
     v1::AuditRecord* r = out.add_records();
-    *r->mutable_time() = TimeUtil::NanosecondsToTimestamp(
-        absl::ToUnixNanos(e.time));
+    *r->mutable_time() = ToProtoTime(e.time);
     r->set_identity(e.identity);
     r->set_role(e.role);
     r->set_method(e.method);
