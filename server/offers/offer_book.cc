@@ -270,11 +270,24 @@ void OfferBook::BuildDevices() {
     d.lender_windows = kLenderWindowsPerVf;
     devices_[d.id] = std::move(d);
   }
+  // Node consumers' memory claims by lender, in view order: one pass over
+  // the claims, not one per lender (a fabric holds tens of thousands).
+  absl::flat_hash_map<absl::string_view, std::vector<const MemoryClaim*>>
+      holds_by_lender;
+  for (const MemoryClaim& c : view_.claims) {
+    if (c.owner == ConsumerOwner(c.borrower)) {
+      holds_by_lender[c.lender].push_back(&c);
+    }
+  }
+  static const std::vector<const MemoryClaim*> kNone;
   for (const MemoryInfo& m : view_.memory) {
     const NodeInfo* lender = FindNode(m.lender);
     if (lender == nullptr || lender->fabric.empty()) continue;
     const uint64_t chunk = ChunkOf(lender->fabric);
-    if (chunk != 0) BuildMemory(m, chunk, lender->fabric);
+    if (chunk == 0) continue;
+    auto holds = holds_by_lender.find(m.lender);
+    BuildMemory(m, chunk, lender->fabric,
+                holds == holds_by_lender.end() ? kNone : holds->second);
   }
   // Forget the indices of chunks no longer held.
   std::set<std::string> held;
@@ -287,7 +300,8 @@ void OfferBook::BuildDevices() {
 }
 
 void OfferBook::BuildMemory(const MemoryInfo& m, uint64_t chunk,
-                            const std::string& fabric) {
+                            const std::string& fabric,
+                            const std::vector<const MemoryClaim*>& claims) {
   // Free chunks: chunk-aligned, wholly outside every used range.
   std::vector<std::pair<uint64_t, uint64_t>> used = m.used;
   std::sort(used.begin(), used.end());
@@ -312,12 +326,8 @@ void OfferBook::BuildMemory(const MemoryInfo& m, uint64_t chunk,
   // its node's lowest offer here, else the lowest index free.
   std::set<int> taken;
   std::vector<const MemoryClaim*> holds;
-  for (const MemoryClaim& c : view_.claims) {
-    if (c.lender != m.lender || c.size != chunk ||
-        c.owner != ConsumerOwner(c.borrower)) {
-      continue;
-    }
-    holds.push_back(&c);
+  for (const MemoryClaim* c : claims) {
+    if (c->size == chunk) holds.push_back(c);
   }
   std::map<std::string, int> kept;
   for (const MemoryClaim* c : holds) {

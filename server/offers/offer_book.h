@@ -240,8 +240,11 @@ class OfferBook {
 
   void Recompute(absl::Time now);
   void BuildDevices();
+  // Builds lender `m`'s chunks; `claims`: the node consumers' claims of
+  // its memory (owner ConsumerOwner(borrower)), in view order.
   void BuildMemory(const MemoryInfo& m, uint64_t chunk,
-                   const std::string& fabric);
+                   const std::string& fabric,
+                   const std::vector<const MemoryClaim*>& claims);
   void UpdateEpochs();
   void ExpireGraces(absl::Time now);
   void Assign();
