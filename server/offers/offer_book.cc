@@ -291,8 +291,11 @@ void OfferBook::BuildDevices() {
   }
   // Forget the indices of chunks no longer held.
   std::set<std::string> held;
+  memory_by_lender_.clear();
   for (const auto& [id, d] : devices_) {
-    if (d.vf == nullptr && !d.held_by.empty()) held.insert(d.claim);
+    if (d.vf != nullptr) continue;
+    memory_by_lender_[d.lender].push_back(&d);
+    if (!d.held_by.empty()) held.insert(d.claim);
   }
   for (auto it = chunk_index_.begin(); it != chunk_index_.end();) {
     it = held.count(it->first) ? std::next(it) : chunk_index_.erase(it);
@@ -711,31 +714,34 @@ absl::Status OfferBook::CheckMemoryClaim(absl::string_view borrower,
                                          uint64_t size, bool consumer) const {
   borrower = absl::StripPrefix(borrower, "nodes/");
   lender = absl::StripPrefix(lender, "nodes/");
+  // Nothing offered: nothing to refuse (the common case while no node
+  // watches).
+  if (assigned_.empty()) return absl::OkStatus();
+  const auto chunks = memory_by_lender_.find(lender);
+  if (chunks == memory_by_lender_.end()) return absl::OkStatus();
   int mine = 0, unoffered = 0;
   const Assignment* other = nullptr;
   std::string other_id;
   uint64_t chunk = 0;
-  for (const auto& [id, d] : devices_) {
-    if (!d.free || d.pool != kMemoryPool || d.lender != lender) continue;
-    chunk = d.chunk;
-    const auto a = assigned_.find(id);
+  for (const Device* d : chunks->second) {
+    if (!d->free) continue;
+    chunk = d->chunk;
+    const auto a = assigned_.find(d->id);
     if (a == assigned_.end()) {
       ++unoffered;
     } else if (consumer && a->second.node == borrower) {
       ++mine;
     } else if (other == nullptr) {
       other = &a->second;
-      other_id = id;
+      other_id = d->id;
     }
   }
   if (other == nullptr) return absl::OkStatus();
   // A consumer that holds a chunk here may be retrying that claim (its
   // request_id answers the original allocation): not refused.
   if (consumer) {
-    for (const auto& [id, d] : devices_) {
-      if (d.held_by == borrower && d.lender == lender && d.vf == nullptr) {
-        return absl::OkStatus();
-      }
+    for (const Device* d : chunks->second) {
+      if (d->held_by == borrower) return absl::OkStatus();
     }
   }
   const int need =

@@ -290,6 +290,10 @@ class OfferBook {
   // at).
   absl::flat_hash_map<std::string, size_t> node_index_;
   std::map<std::string, Device, std::less<>> devices_;  // by id
+  // devices_' memory chunks (free and held) by lender, rebuilt with
+  // devices_ (a claim checks its lender's chunks only, not every device).
+  std::map<std::string, std::vector<const Device*>, std::less<>>
+      memory_by_lender_;
   std::map<std::string, Assignment, std::less<>> assigned_;  // by device id
   std::map<std::string, Watcher, std::less<>> watchers_;     // by node
   std::map<std::string, int64_t, std::less<>> epochs_;       // by device id
