@@ -50,6 +50,8 @@ int main(int argc, char** argv) {
   std::string lease_ttl = "2s";
   std::string heartbeat_interval = "1s";
   std::string request_retention = "24h";
+  std::string offer_stream_grace = "30s";
+  std::string offer_withdrawal_grace = "5s";
   int64_t max_request_ids = fabric::service::ManagerOptions().max_request_ids;
   fabric::service::ServerOptions server_options;
   server_options.max_inflight = 1024;
@@ -100,6 +102,14 @@ int main(int argc, char** argv) {
                  "recognized for --request-retention or until this many newer "
                  "ids were recorded, whichever comes first (each costs about "
                  "250 bytes of memory and a row)")
+      ->capture_default_str();
+  app.add_option("--offer-stream-grace", offer_stream_grace,
+                 "how long a node's offers stay its own after its last "
+                 "WatchOffers stream ends (README, \"Offers\")")
+      ->capture_default_str();
+  app.add_option("--offer-withdrawal-grace", offer_withdrawal_grace,
+                 "how long a withdrawn offer stays claimable by its node "
+                 "before another node is offered it")
       ->capture_default_str();
   app.add_option("--max-inflight", server_options.max_inflight,
                  "allocation mutations in flight before the next is refused "
@@ -180,9 +190,14 @@ int main(int argc, char** argv) {
   }
   if (!ParseDurationFlag(heartbeat_timeout, &options.heartbeat_timeout) ||
       !ParseDurationFlag(heartbeat_interval, &options.heartbeat_interval) ||
-      !ParseDurationFlag(request_retention, &options.request_retention)) {
-    std::cerr << "error: --heartbeat-timeout, --heartbeat-interval and "
-                 "--request-retention take a positive duration such as "
+      !ParseDurationFlag(request_retention, &options.request_retention) ||
+      !ParseDurationFlag(offer_stream_grace,
+                         &server_options.offers.stream_grace) ||
+      !ParseDurationFlag(offer_withdrawal_grace,
+                         &server_options.offers.withdrawal_grace)) {
+    std::cerr << "error: --heartbeat-timeout, --heartbeat-interval, "
+                 "--request-retention, --offer-stream-grace and "
+                 "--offer-withdrawal-grace take a positive duration such as "
                  "500ms, 3s or 1m\n";
     return 2;
   }

@@ -22,6 +22,11 @@
 //      first size, same C. With --offers-watch, the allocate+release loop
 //      runs once more while node n0 watches its offers (WatchOffers, 64 MiB
 //      chunks): the offer book's cost beside the same load without it.
+//      The manager then runs with --offer-stream-grace=1s (unless a
+//      --manager-flag sets it), and after the watched loop the bench waits
+//      out that grace (plus the offer service's periodic check), so that
+//      the next unwatched loop is not measured while the manager still
+//      follows the fabric for the stream that ended.
 //   3. ListNodes (all N nodes) and ListAllocations (all S, page_size 1000)
 //      are timed, paging to the end.
 //   4. Peak RSS of the manager (VmHWM from /proc/PID/status) since its
@@ -138,6 +143,9 @@ struct Flags {
   // Each level measures allocate+release again with one WatchOffers
   // stream open (the offer book re-reads the fabric after each change).
   bool offers_watch = false;
+  // The manager's --offer-stream-grace with --offers-watch: 1s unless a
+  // --manager-flag sets it.
+  absl::Duration offer_stream_grace = absl::Seconds(1);
   std::vector<std::string> manager_flags;
   std::string output = "table";
   std::string dir;
@@ -370,7 +378,8 @@ LevelResult MeasureLevel(
     const std::vector<std::unique_ptr<v1::FabricService::Stub>>& stubs,
     const std::vector<Pair>& pairs, int clients, absl::Duration duration,
     std::atomic<uint64_t>& seq, Errors& errors,
-    v1::FabricService::Stub* watcher = nullptr) {
+    v1::FabricService::Stub* watcher = nullptr,
+    absl::Duration offer_stream_grace = absl::ZeroDuration()) {
   LevelResult l;
   l.clients = clients;
   l.ping = RunLoad(clients, duration, [&](size_t i, auto& record) {
@@ -431,6 +440,10 @@ LevelResult MeasureLevel(
     ctx.TryCancel();
     drain.join();
     (void)reader->Finish();
+    // The manager follows the fabric for the stream's grace after it
+    // ends; nothing outside tells when it stops, so wait it out.
+    std::this_thread::sleep_for(
+        absl::ToChronoNanoseconds(offer_stream_grace + absl::Seconds(1)));
   }
   return l;
 }
@@ -1076,7 +1089,8 @@ absl::Status Run(const Flags& flags, const std::string& dir, Report& report,
     for (int c : flags.clients) {
       r.levels.push_back(
           MeasureLevel(stubs, load_pairs, c, flags.duration, seq, errors,
-                       flags.offers_watch ? stub.get() : nullptr));
+                       flags.offers_watch ? stub.get() : nullptr,
+                       flags.offer_stream_grace));
       const LevelResult& l = r.levels.back();
       Progress(absl::StrFormat(
           "%d allocations, %d clients: ping %.0f/s, alloc %.0f rpc/s p50 %.0f "
@@ -1489,6 +1503,20 @@ int Main(int argc, char** argv) {
                   "--duration, --ready-timeout, --start-timeout: a positive "
                   "duration like 2s or 500ms\n");
     return 2;
+  }
+  if (flags.offers_watch) {
+    constexpr absl::string_view kGraceFlag = "--offer-stream-grace=";
+    auto set = std::find_if(
+        flags.manager_flags.begin(), flags.manager_flags.end(),
+        [&](const std::string& f) { return absl::StartsWith(f, kGraceFlag); });
+    if (set == flags.manager_flags.end()) {
+      flags.manager_flags.push_back(absl::StrCat(
+          kGraceFlag, absl::FormatDuration(flags.offer_stream_grace)));
+    } else if (!ParseSeconds(set->substr(kGraceFlag.size()),
+                             &flags.offer_stream_grace)) {
+      absl::FPrintF(stderr, "--manager-flag=%s: not a duration\n", *set);
+      return 2;
+    }
   }
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
