@@ -144,7 +144,11 @@ TEST(ManagerStartupTest, BadFlagsExitTwo) {
       << log;
   EXPECT_THAT(log, HasSubstr("--heartbeat-timeout"));
   EXPECT_THAT(log, HasSubstr("twice"));
+  EXPECT_EQ(RunManager({"--db", db, "--offer-stream-grace", "0s"}, &log), 2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("--offer-stream-grace"));
   EXPECT_EQ(RunManager({"--help"}, &log), 0) << log;
+  EXPECT_THAT(log, HasSubstr("--offer-withdrawal-grace"));
   // None of them created the database.
   struct stat st;
   EXPECT_NE(stat(db.c_str(), &st), 0);
