@@ -124,9 +124,11 @@ std::shared_ptr<const FabricClient::Stubs> FabricClient::CurrentStubs() {
 namespace {
 
 // Waits for one resource of Watch collection `collection` to settle, or for
-// `deadline`: follows the Watch stream on a helper thread (`pick` returns the
-// event's resource when it is the one waited for, else nullptr) and re-reads
-// it with `get` every `poll` in case an event raced with the stream's start.
+// `deadline`: opens a Watch stream, reads the resource with `get` once the
+// stream is open, then follows the stream on a helper thread (`pick`
+// returns the event's resource when it is the one waited for, else
+// nullptr), and re-reads it with `get` every `poll` in case the stream ends
+// or says nothing.
 // Returns the last known state, or get's error.
 template <typename R, typename GetFn, typename PickFn, typename SettledFn>
 absl::StatusOr<R> AwaitResource(v1::FabricService::StubInterface& stub,
@@ -141,6 +143,12 @@ absl::StatusOr<R> AwaitResource(v1::FabricService::StubInterface& stub,
   req.add_collections(collection);
   std::unique_ptr<grpc::ClientReaderInterface<v1::WatchEvent>> reader =
       stub.Watch(&ctx, req);
+  // The manager sends a Watch's initial metadata once the stream follows
+  // the hub (server/service/hub_stream.h): every change after it is
+  // streamed. Reading the resource before that could miss a change made in
+  // between, which only the next poll (a second by default) would see.
+  // Returns at the deadline, or when a refused stream ends.
+  reader->WaitForInitialMetadata();
   std::thread events([&] {
     v1::WatchEvent e;
     while (reader->Read(&e)) {

@@ -48,6 +48,10 @@ class FakeFabricService final : public v1::FabricService::Service {
   std::vector<v1::Allocation::State> allocation_states;
   // Events Watch sends before ending its stream.
   std::vector<v1::WatchEvent> watch_events;
+  // Watch sends its initial metadata (the stream is open) only after a
+  // GetAllocation or 300 ms, whichever comes first, and records "Watch
+  // open" then; GetAllocation records itself.
+  bool watch_opens_late = false;
   // What RaiseVfInterrupt, SetVmState and AccessShadow answer.
   grpc::Status relay_status = grpc::Status::OK;
 
@@ -97,6 +101,10 @@ class FakeFabricService final : public v1::FabricService::Service {
                              const v1::GetAllocationRequest* r,
                              v1::Allocation* out) override {
     const int n = Count("GetAllocation");
+    if (watch_opens_late) {
+      Record("GetAllocation");
+      if (!got_.HasBeenNotified()) got_.Notify();
+    }
     if (allocation_states.empty()) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           absl::StrCat(r->name(), " not found"));
@@ -111,6 +119,11 @@ class FakeFabricService final : public v1::FabricService::Service {
                      grpc::ServerWriter<v1::WatchEvent>* writer) override {
     Count("Watch");
     Record(absl::StrCat("Watch ", absl::StrJoin(r->collections(), ",")));
+    if (watch_opens_late) {
+      got_.WaitForNotificationWithTimeout(absl::Milliseconds(300));
+      Record("Watch open");
+      writer->SendInitialMetadata();
+    }
     for (const v1::WatchEvent& e : watch_events) writer->Write(e);
     return grpc::Status::OK;
   }
@@ -160,6 +173,7 @@ class FakeFabricService final : public v1::FabricService::Service {
   std::map<std::string, int> calls_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> requests_ ABSL_GUARDED_BY(mu_);
   absl::Notification release_;
+  absl::Notification got_;  // a GetAllocation came (watch_opens_late)
 };
 
 // The HypervisorService the client reaches on the same channel.
@@ -355,6 +369,20 @@ TEST_F(FabricClientTest, AwaitAllocationFollowsTheWatchStream) {
   EXPECT_EQ(a->state(), v1::Allocation::READY);
   EXPECT_EQ(service_.calls("GetAllocation"), 1);
   EXPECT_THAT(service_.requests(), ElementsAre("Watch allocations"));
+}
+
+// A change between the first read and the stream's start would be seen
+// only by the next poll (a second by default): the read waits until the
+// stream is open.
+TEST_F(FabricClientTest, AwaitAllocationReadsOnlyOnceTheStreamIsOpen) {
+  service_.watch_opens_late = true;
+  service_.allocation_states = {v1::Allocation::READY};
+  absl::StatusOr<v1::Allocation> a = Client()->AwaitAllocation(
+      "allocations/a", absl::Now() + absl::Seconds(30), absl::Hours(1));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->state(), v1::Allocation::READY);
+  EXPECT_THAT(service_.requests(),
+              ElementsAre("Watch allocations", "Watch open", "GetAllocation"));
 }
 
 TEST_F(FabricClientTest, AwaitAllocationPollsWhenTheStreamSaysNothing) {
