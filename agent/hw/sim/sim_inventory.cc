@@ -9,7 +9,8 @@
 namespace fabric::agent::hw {
 
 absl::StatusOr<v1::NodeInventory> SimulatedInventory(SimSriovHost& host) {
-  ASSIGN_OR_RETURN(std::vector<SimFunction> functions, host.Functions());
+  // One read of the devices' state for all of it (SimSriovHost::Images).
+  ASSIGN_OR_RETURN(std::vector<SimFunctionImage> images, host.Images());
   struct PfInfo {
     uint16_t vendor = 0;
     uint16_t vf_device = 0;
@@ -17,18 +18,17 @@ absl::StatusOr<v1::NodeInventory> SimulatedInventory(SimSriovHost& host) {
   std::map<std::string, PfInfo> pfs;
   v1::NodeInventory out;
   // PFs sort before their VFs (lower routing ids), so each VF finds its PF.
-  for (const SimFunction& f : functions) {
-    ASSIGN_OR_RETURN(std::vector<uint8_t> config, host.ConfigSpace(f.address));
+  for (const SimFunctionImage& image : images) {
+    const SimFunction& f = image.function;
+    const std::vector<uint8_t>& config = image.config;
     ASSIGN_OR_RETURN(discovery::ConfigHeader header,
                      discovery::ParseHeader(config));
     v1::PciFunction* fn = out.add_functions();
     fn->set_address(f.address.ToString());
     fn->set_class_code(header.class_code);
     for (int bar = 0; bar < 6; ++bar) {
-      auto size = host.BarSize(f.address, bar);
-      fn->add_bar_sizes(size.ok() ? *size : 0);
-      auto addr = host.BarAddress(f.address, bar);
-      fn->add_bar_addresses(size.ok() && addr.ok() ? *addr : 0);
+      fn->add_bar_sizes(image.bar_sizes[bar]);
+      fn->add_bar_addresses(image.bar_addresses[bar]);
     }
     if (!f.is_vf) {
       fn->set_kind(v1::PciFunction::SRIOV_PF);

@@ -318,7 +318,41 @@ absl::StatusOr<uint64_t> SizeOf(const SimPf& pf, bool vf, const PciAddress& a,
   return (vf ? pf.vf_bar_sizes : pf.bar_sizes)[bar];
 }
 
+// Where BAR `bar` (of size `size`) of function `f` of `s` decodes: its BAR
+// register, or a VF's from its PF's VF BAR.
+uint64_t AddressOf(const sim_internal::DeviceState& s,
+                   const sim_internal::DeviceState::Func& f, int bar,
+                   uint64_t size) {
+  if (!f.vf) return BarValue(f.cfg, kBar0 + 4 * bar);
+  const sim_internal::DeviceState::Func& p = s.funcs[s.FindPf(f.pf_index)];
+  return BarValue(p.cfg, kSriovVfBar0 + 4 * bar) +
+         static_cast<uint64_t>(f.vf_index) * size;
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<SimFunctionImage>> SimSriovHost::Images() {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(State s, Load());
+  std::vector<SimFunctionImage> out;
+  out.reserve(s.funcs.size());
+  for (size_t fi = 0; fi < s.funcs.size(); ++fi) {
+    const State::Func& f = s.funcs[fi];
+    const SimPf& pf = hw_.pfs[f.pf_index];
+    SimFunctionImage& image = out.emplace_back();
+    image.function = {f.address, f.vf, pf.address, f.vf_index};
+    image.config = s.Dead(static_cast<int>(fi))
+                       ? std::vector<uint8_t>(4096, 0xff)
+                       : std::vector<uint8_t>(f.cfg.begin(), f.cfg.end());
+    for (int bar = 0; bar < kBarCount; ++bar) {
+      absl::StatusOr<uint64_t> size = SizeOf(pf, f.vf, f.address, bar);
+      if (!size.ok()) continue;
+      image.bar_sizes[bar] = *size;
+      image.bar_addresses[bar] = AddressOf(s, f, bar, *size);
+    }
+  }
+  return out;
+}
 
 absl::StatusOr<uint64_t> SimSriovHost::BarSize(const PciAddress& bdf, int bar) {
   absl::MutexLock l(&mu_);
@@ -335,10 +369,7 @@ absl::StatusOr<uint64_t> SimSriovHost::BarAddress(const PciAddress& bdf,
   ASSIGN_OR_RETURN(int fi, s.FindOrError(bdf));
   const State::Func& f = s.funcs[fi];
   ASSIGN_OR_RETURN(uint64_t size, SizeOf(hw_.pfs[f.pf_index], f.vf, bdf, bar));
-  if (!f.vf) return BarValue(f.cfg, kBar0 + 4 * bar);
-  const State::Func& p = s.funcs[s.FindPf(f.pf_index)];
-  return BarValue(p.cfg, kSriovVfBar0 + 4 * bar) +
-         static_cast<uint64_t>(f.vf_index) * size;
+  return AddressOf(s, f, bar, size);
 }
 
 absl::Status SimSriovHost::MmioWriteAt(uint64_t addr,

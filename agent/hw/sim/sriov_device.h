@@ -51,6 +51,7 @@
 #ifndef FABRIC_AGENT_HW_SIM_SRIOV_DEVICE_H_
 #define FABRIC_AGENT_HW_SIM_SRIOV_DEVICE_H_
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -79,6 +80,16 @@ struct SimFunction {
   int vf_index = -1;         // VFs: 0-based
 };
 
+// One function as an inventory sees it: its config space (as
+// SimSriovHost::ConfigSpace) and BARs (as BarSize / BarAddress; a size of 0
+// for a BAR not implemented, which has address 0).
+struct SimFunctionImage {
+  SimFunction function;
+  std::vector<uint8_t> config;
+  std::array<uint64_t, 6> bar_sizes{};
+  std::array<uint64_t, 6> bar_addresses{};
+};
+
 class SimSriovHost {
  public:
   // Opens the devices of `node` under `sim_dir`, creating the directories and
@@ -100,6 +111,12 @@ class SimSriovHost {
 
   // PFs and enabled VFs, sorted by address.
   absl::StatusOr<std::vector<SimFunction>> Functions() ABSL_LOCKS_EXCLUDED(mu_);
+  // Functions() with each one's config space and BARs, read at once from
+  // one load of the devices' state: a consistent view, at the cost of one
+  // read of it (each accessor below reads it on every call, about 0.1 ms,
+  // so a function-by-function inventory of a PF with 8 VFs took 16 ms).
+  absl::StatusOr<std::vector<SimFunctionImage>> Images()
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Config access of `size` 1, 2 or 4 bytes at `offset` (aligned to size,
   // below 4096); INVALID_ARGUMENT otherwise, NOT_FOUND for an absent

@@ -503,6 +503,40 @@ TEST_F(SriovDeviceTest, MsixLandsAtTheProgrammedAddressOnTheBorrower) {
   EXPECT_EQ(Mem32("n1", grant_.target_addr + 0x800), 0xfee1deadu);
 }
 
+// Images reads the devices' state once; it must show exactly what the
+// accessors, one call each, show: config spaces (a failed function's all
+// ones), BAR sizes and addresses (a VF's from its PF's VF BAR), in order.
+TEST_F(SriovDeviceTest, ImagesAgreeWithTheAccessors) {
+  ASSERT_TRUE(host_->SetFunctionFailed(Addr("3b:02.2"), true).ok());
+  absl::StatusOr<std::vector<SimFunctionImage>> images = host_->Images();
+  ASSERT_TRUE(images.ok()) << images.status();
+  absl::StatusOr<std::vector<SimFunction>> functions = host_->Functions();
+  ASSERT_TRUE(functions.ok()) << functions.status();
+  ASSERT_EQ(images->size(), functions->size());
+  int vfs_with_bars = 0;
+  for (size_t i = 0; i < images->size(); ++i) {
+    const SimFunctionImage& image = (*images)[i];
+    const PciAddress& a = (*functions)[i].address;
+    SCOPED_TRACE(a.ToString());
+    EXPECT_EQ(image.function.address, a);
+    EXPECT_EQ(image.function.is_vf, (*functions)[i].is_vf);
+    EXPECT_EQ(image.function.vf_index, (*functions)[i].vf_index);
+    EXPECT_EQ(image.config, *host_->ConfigSpace(a));
+    for (int bar = 0; bar < 6; ++bar) {
+      absl::StatusOr<uint64_t> size = host_->BarSize(a, bar);
+      EXPECT_EQ(image.bar_sizes[bar], size.ok() ? *size : 0) << bar;
+      EXPECT_EQ(image.bar_addresses[bar],
+                size.ok() ? *host_->BarAddress(a, bar) : 0)
+          << bar;
+      if (image.function.is_vf && size.ok() && image.bar_addresses[bar] != 0) {
+        ++vfs_with_bars;
+      }
+    }
+  }
+  EXPECT_GT(vfs_with_bars, 0);  // the VF BARs' addresses were compared
+  EXPECT_EQ((*images)[0].config.size(), 4096u);
+}
+
 TEST_F(SriovDeviceTest, HealthFollowsFailuresAndLink) {
   const PciAddress pf = Addr("3b:00.0");
   const PciAddress vf = Addr("3b:02.2");
