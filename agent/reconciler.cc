@@ -45,6 +45,21 @@ void Reconciler::Stop() {
 
 absl::Status Reconciler::Apply(const agentproto::v1::DesiredConfig& config) {
   absl::MutexLock hw(&hw_mu_);
+  if (landed_ && landed_state_.has_value() &&
+      *landed_state_ == DesiredState(config)) {
+    // Nothing new for this bridge: no read-back, no write, and the drift
+    // check stays when it was due (a stream of such generations must not
+    // put it off).
+    desired_ = std::make_unique<agentproto::v1::DesiredConfig>(config);
+    absl::MutexLock l(&mu_);
+    stats_.desired_generation = config.generation();
+    if (stats_.applied_generation != config.generation()) ++stats_.applies;
+    stats_.applied_generation = config.generation();
+    if (metrics_ != nullptr) {
+      metrics_->SetAppliedGeneration(config.generation());
+    }
+    return absl::OkStatus();
+  }
   desired_ = std::make_unique<agentproto::v1::DesiredConfig>(config);
   attempts_ = 0;
   retry_backoff_ = options_.apply_retry_initial;
@@ -99,6 +114,11 @@ absl::Status Reconciler::AttemptLocked(Attempt attempt) {
   const absl::Time now = clock_->Now();
   const bool was_landed = landed_;
   landed_ = errors.empty();
+  if (landed_) {
+    landed_state_ = want;
+  } else {
+    landed_state_.reset();
+  }
   // The stream loop reports after a new configuration; the reconciler's
   // news (a repair, a refusal, a retry that landed) goes out with the next
   // heartbeat slice instead of waiting a whole interval.

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -97,7 +98,11 @@ class Reconciler {
   // Stops that thread; idempotent.
   void Stop();
 
-  // Makes `config` the desired configuration and applies it now. Returns OK
+  // Makes `config` the desired configuration and applies it now. A
+  // configuration that asks the hardware for exactly what the last one that
+  // landed asked (a new generation made for other nodes' changes) is taken
+  // without touching the hardware: it is applied at once, and the drift
+  // check, still due when it was, keeps the hardware to it. Returns OK
   // when the hardware holds it; else FAILED_PRECONDITION naming the first
   // refused entry, the per-entry errors are in stats().errors, and RunDue()
   // retries this configuration, never an older one, with backoff. Entries
@@ -176,8 +181,10 @@ class Reconciler {
   // The newest configuration received; what the reconciler converges to.
   std::unique_ptr<agentproto::v1::DesiredConfig> desired_
       ABSL_GUARDED_BY(hw_mu_);
-  // Whether the last attempt at desired_ landed in full.
+  // Whether the last attempt at desired_ landed in full, and the state it
+  // gave the hardware then.
   bool landed_ ABSL_GUARDED_BY(hw_mu_) = false;
+  std::optional<hw::BridgeState> landed_state_ ABSL_GUARDED_BY(hw_mu_);
   // Refused attempts at desired_ so far, and the backoff before the next.
   int attempts_ ABSL_GUARDED_BY(hw_mu_) = 0;
   absl::Duration retry_backoff_ ABSL_GUARDED_BY(hw_mu_);

@@ -112,6 +112,39 @@ TEST_F(ReconcilerTest, DriftIsRepairedWhenTheCheckIsDueNotBefore) {
   EXPECT_EQ(news_, 1);
 }
 
+// A new generation that asks this bridge for what it already holds (made
+// for other nodes' changes) is applied without touching the hardware, and
+// does not put off the drift check, which still repairs on time.
+TEST_F(ReconcilerTest, ANewGenerationOfWhatLandedLeavesTheHardwareAlone) {
+  ASSERT_TRUE(reconciler_->Apply(Config(1)).ok());
+  const absl::Time check = reconciler_->stats().next_drift_check;
+  hw::Port down{1, "n1", 1, false};
+  ASSERT_TRUE(bridge_->SetPort(down).ok());  // behind the reconciler's back
+
+  clock_.Advance(options_.drift_check_interval / 2);
+  ASSERT_TRUE(reconciler_->Apply(Config(2)).ok());
+  ReconcileStats stats = reconciler_->stats();
+  EXPECT_EQ(stats.applied_generation, 2);
+  EXPECT_EQ(stats.applies, 2);
+  EXPECT_EQ(stats.next_drift_check, check);
+  EXPECT_FALSE(bridge_->Read()->ports[0].up);  // not read back, not written
+
+  clock_.Advance(options_.drift_check_interval / 2);
+  reconciler_->RunDue();
+  stats = reconciler_->stats();
+  EXPECT_EQ(stats.repairs, 1);
+  EXPECT_TRUE(bridge_->Read()->ports[0].up);
+  ASSERT_FALSE(stats.recent_repairs.empty());
+  EXPECT_EQ(stats.recent_repairs.back(), "generation 2: restored port 1");
+
+  // A generation that asks for something else is applied at once.
+  agentproto::v1::DesiredConfig other = Config(3);
+  other.mutable_ports(0)->set_up(false);
+  ASSERT_TRUE(reconciler_->Apply(other).ok());
+  EXPECT_FALSE(bridge_->Read()->ports[0].up);
+  EXPECT_EQ(reconciler_->stats().applied_generation, 3);
+}
+
 // Drift in the MMIO range alone (the rest of the host memory as given) is
 // drift like any other: the check repairs it.
 TEST_F(ReconcilerTest, MmioRangeDriftIsRepaired) {
