@@ -27,8 +27,12 @@ absl::Status Plugin::Start() {
     return absl::FailedPreconditionError(
         absl::StrCat("--kubelet-dir: ", dir, " is not a directory"));
   }
+  // The version is read before the resources are: a change that comes
+  // after it, even before the thread below has started (the offer feed
+  // starts right after this returns), is then one the thread sees.
+  const uint64_t seen = table_->version();
   AddResources();
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this, seen] { Run(seen); });
   return absl::OkStatus();
 }
 
@@ -83,8 +87,8 @@ void Plugin::AddResources() {
   }
 }
 
-void Plugin::Run() {
-  uint64_t seen = table_->version();
+void Plugin::Run(uint64_t seen) {
+  if (options_.on_follow_start) options_.on_follow_start();
   while (true) {
     {
       absl::MutexLock l(&mu_);

@@ -18,6 +18,7 @@
 #ifndef FABRIC_DEVICE_PLUGIN_PLUGIN_H_
 #define FABRIC_DEVICE_PLUGIN_PLUGIN_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,6 +37,10 @@ namespace fabric::device_plugin {
 struct PluginOptions {
   // Each resource's registrar options, but for the resource itself.
   RegistrarOptions registrar;
+  // For tests: called first on the thread that follows the table, before it
+  // looks at the table (a test changes the table there, as the offer feed
+  // may while the thread is still starting).
+  std::function<void()> on_follow_start;
 };
 
 class Plugin {
@@ -62,7 +67,9 @@ class Plugin {
  private:
   // Starts a registrar for each resource of the table that has none.
   void AddResources() ABSL_LOCKS_EXCLUDED(mu_);
-  void Run();
+  // Follows the table from version `seen`, which the resources served
+  // already reflect: every change after it adds what it brings.
+  void Run(uint64_t seen);
 
   const PluginOptions options_;
   const DeviceTable* const table_;  // not owned

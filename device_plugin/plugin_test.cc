@@ -46,8 +46,9 @@ class PluginTest : public ::testing::Test {
     for (const auto& o : offers) *set.add_offers() = o;
     table_.Apply(set);
   }
-  void StartPlugin() {
+  void StartPlugin(std::function<void()> on_follow_start = nullptr) {
     PluginOptions options;
+    options.on_follow_start = std::move(on_follow_start);
     options.registrar.kubelet_dir = dir_;
     options.registrar.retry_initial = absl::Milliseconds(10);
     options.registrar.retry_max = absl::Milliseconds(200);
@@ -108,6 +109,15 @@ TEST_F(PluginTest, ARessourceThatAppearsLaterRegistersThen) {
   EXPECT_EQ(kubelet_->registrations()[1].request.resource_name(),
             kMemoryResource);
   EXPECT_TRUE(WaitForList(kMemoryResource, {"mem-0:Healthy"}));
+}
+
+// The offer feed starts as soon as Start returns: its first set can come
+// before the thread that follows the table has looked at it, and must still
+// be served (a fabric-device-plugin process once never registered at all).
+TEST_F(PluginTest, OffersThatComeWhileTheFollowerStartsAreServed) {
+  ASSERT_TRUE(kubelet_->Start().ok());
+  StartPlugin([this] { Apply({VfOffer("vf-a")}); });
+  EXPECT_TRUE(WaitForList(kVfResource, {"vf-a:Healthy"}));
 }
 
 TEST_F(PluginTest, RegistersAgainAfterTheKubeletRestarts) {
