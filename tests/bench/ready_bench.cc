@@ -34,6 +34,9 @@
 namespace fabric::bench {
 namespace {
 
+// Issue 12: time to READY, p99 of 5 ms or less.
+constexpr double kGoalP99Us = 5000;
+
 // One allocation timed: when it was asked for, committed (the RPC
 // returned) and seen READY (steady clock, ns), its generation and path.
 struct Sample {
@@ -226,15 +229,15 @@ int Main(int argc, char** argv) {
         "\"ping_p99_us\":%.1f,\"ready_over_ping_p50\":%.2f,"
         "\"target_met\":%s}\n",
         nodes, count, failures, p50, p99, ping50, Percentile(ping_us, 99),
-        p50 / ping50, p99 < 10000 ? "true" : "false");
+        p50 / ping50, p99 <= kGoalP99Us ? "true" : "false");
   } else {
     std::cout << absl::StrFormat(
         "fabric-ready-bench: %d-node ring, agents as processes on the "
         "simulator, %d allocations of 1 MiB\n"
-        "time to READY: p50 %.0f us, p99 %.0f us (target p99 < 10 ms: %s)\n"
+        "time to READY: p50 %.0f us, p99 %.0f us (issue 12 goal p99 <= 5 ms: %s)\n"
         "no-op Ping on the same manager: p50 %.0f us, p99 %.0f us "
         "(READY p50 = %.1fx Ping)\nfailures: %d\n",
-        nodes, count, p50, p99, p99 < 10000 ? "met" : "not met", ping50,
+        nodes, count, p50, p99, p99 <= kGoalP99Us ? "met" : "not met", ping50,
         Percentile(ping_us, 99), p50 / ping50, failures);
   }
   if (breakdown) {
