@@ -125,7 +125,8 @@ namespace {
 
 // Waits for one resource of Watch collection `collection` to settle, or for
 // `deadline`: opens a Watch stream, reads the resource with `get` once the
-// stream is open, then follows the stream on a helper thread (`pick`
+// stream is open (or after one `poll` if it does not open), and follows the
+// stream on a helper thread (`pick`
 // returns the event's resource when it is the one waited for, else
 // nullptr), and re-reads it with `get` every `poll` in case the stream ends
 // or says nothing.
@@ -146,10 +147,18 @@ absl::StatusOr<R> AwaitResource(v1::FabricService::StubInterface& stub,
   // The manager sends a Watch's initial metadata once the stream follows
   // the hub (server/service/hub_stream.h): every change after it is
   // streamed. Reading the resource before that could miss a change made in
-  // between, which only the next poll (a second by default) would see.
-  // Returns at the deadline, or when a refused stream ends.
-  reader->WaitForInitialMetadata();
+  // between, which only the next poll (a second by default) would see. So
+  // the first read waits for the stream to open (or to be refused), but
+  // for one poll at most: a manager that answers nothing (paused, say) must
+  // not hold the wait until its deadline, while the reads, which follow the
+  // leader, may find the answer elsewhere.
+  bool open = false;
   std::thread events([&] {
+    reader->WaitForInitialMetadata();
+    {
+      absl::MutexLock l(&mu);
+      open = true;
+    }
     v1::WatchEvent e;
     while (reader->Read(&e)) {
       const R* r = pick(e);
@@ -159,6 +168,12 @@ absl::StatusOr<R> AwaitResource(v1::FabricService::StubInterface& stub,
     }
     // Ended (deadline, server gone): the loop below falls back to polling.
   });
+  {
+    absl::MutexLock l(&mu);
+    auto is_open = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return open; };
+    mu.AwaitWithDeadline(absl::Condition(&is_open),
+                         std::min(deadline, absl::Now() + poll));
+  }
   absl::StatusOr<R> current = get();
   while (current.ok() && !settled(*current) && absl::Now() < deadline) {
     absl::MutexLock l(&mu);

@@ -52,6 +52,9 @@ class FakeFabricService final : public v1::FabricService::Service {
   // GetAllocation or 300 ms, whichever comes first, and records "Watch
   // open" then; GetAllocation records itself.
   bool watch_opens_late = false;
+  // Watch never opens: it answers nothing until the client cancels (a
+  // paused manager).
+  bool watch_never_opens = false;
   // What RaiseVfInterrupt, SetVmState and AccessShadow answer.
   grpc::Status relay_status = grpc::Status::OK;
 
@@ -115,10 +118,13 @@ class FakeFabricService final : public v1::FabricService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest* r,
+  grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* r,
                      grpc::ServerWriter<v1::WatchEvent>* writer) override {
     Count("Watch");
     Record(absl::StrCat("Watch ", absl::StrJoin(r->collections(), ",")));
+    while (watch_never_opens && !ctx->IsCancelled()) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
     if (watch_opens_late) {
       got_.WaitForNotificationWithTimeout(absl::Milliseconds(300));
       Record("Watch open");
@@ -383,6 +389,19 @@ TEST_F(FabricClientTest, AwaitAllocationReadsOnlyOnceTheStreamIsOpen) {
   EXPECT_EQ(a->state(), v1::Allocation::READY);
   EXPECT_THAT(service_.requests(),
               ElementsAre("Watch allocations", "Watch open", "GetAllocation"));
+}
+
+// A stream that never opens (a paused manager) holds the first read back
+// for one poll, not until the deadline: the reads settle it.
+TEST_F(FabricClientTest, AwaitAllocationReadsAfterAPollWhenTheStreamNeverOpens) {
+  service_.watch_never_opens = true;
+  service_.allocation_states = {v1::Allocation::READY};
+  // A deadline far beyond the test's timeout: waiting for it would fail.
+  absl::StatusOr<v1::Allocation> a = Client()->AwaitAllocation(
+      "allocations/a", absl::Now() + absl::Hours(1), absl::Milliseconds(50));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->state(), v1::Allocation::READY);
+  EXPECT_EQ(service_.calls("GetAllocation"), 1);
 }
 
 TEST_F(FabricClientTest, AwaitAllocationPollsWhenTheStreamSaysNothing) {
