@@ -279,7 +279,6 @@ void OfferBook::BuildDevices() {
       holds_by_lender[c.lender].push_back(&c);
     }
   }
-  static const std::vector<const MemoryClaim*> kNone;
   for (const MemoryInfo& m : view_.memory) {
     const NodeInfo* lender = FindNode(m.lender);
     if (lender == nullptr || lender->fabric.empty()) continue;
@@ -287,7 +286,9 @@ void OfferBook::BuildDevices() {
     if (chunk == 0) continue;
     auto holds = holds_by_lender.find(m.lender);
     BuildMemory(m, chunk, lender->fabric,
-                holds == holds_by_lender.end() ? kNone : holds->second);
+                holds == holds_by_lender.end()
+                    ? absl::Span<const MemoryClaim* const>()
+                    : absl::MakeConstSpan(holds->second));
   }
   // Forget the indices of chunks no longer held.
   std::set<std::string> held;
@@ -304,7 +305,7 @@ void OfferBook::BuildDevices() {
 
 void OfferBook::BuildMemory(const MemoryInfo& m, uint64_t chunk,
                             const std::string& fabric,
-                            const std::vector<const MemoryClaim*>& claims) {
+                            absl::Span<const MemoryClaim* const> claims) {
   // Free chunks: chunk-aligned, wholly outside every used range.
   std::vector<std::pair<uint64_t, uint64_t>> used = m.used;
   std::sort(used.begin(), used.end());

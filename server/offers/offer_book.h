@@ -75,6 +75,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "common/offer_label.h"
 #include "fabric/v1/offers.pb.h"
 
@@ -244,7 +245,7 @@ class OfferBook {
   // its memory (owner ConsumerOwner(borrower)), in view order.
   void BuildMemory(const MemoryInfo& m, uint64_t chunk,
                    const std::string& fabric,
-                   const std::vector<const MemoryClaim*>& claims);
+                   absl::Span<const MemoryClaim* const> claims);
   void UpdateEpochs();
   void ExpireGraces(absl::Time now);
   void Assign();

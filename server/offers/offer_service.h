@@ -92,8 +92,6 @@ class OfferService : private service::WatchHub::Listener {
   // first error of those calls, never a partial view. Touches no member
   // that mu_ guards: called with or without it.
   absl::StatusOr<FabricView> ReadView() const;
-  // Reads the view and recomputes; tells the streams.
-  void Refresh() ABSL_LOCKS_EXCLUDED(mu_);
   // Tells the streams that offers may have changed.
   void Announce() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
