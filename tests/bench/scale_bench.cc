@@ -345,6 +345,10 @@ struct LevelResult {
   PhaseResult alloc_watched;
   int offer_sets = 0;
   double Ratio() const { return ping.rps > 0 ? alloc.rps / ping.rps : 0; }
+  // Watched allocate+release over unwatched, same level.
+  double WatchedRatio() const {
+    return alloc.rps > 0 ? alloc_watched.rps / alloc.rps : 0;
+  }
 };
 
 // Runs `round(i, record)` on `stubs.size()` threads until warm-up plus
@@ -1103,9 +1107,7 @@ absl::Status Run(const Flags& flags, const std::string& dir, Report& report,
             "%.0f rpc/s p50 %.0f us p99 %.0f us (%.2fx unwatched), %d offer "
             "sets",
             size, c, l.alloc_watched.rps, l.alloc_watched.p50_us,
-            l.alloc_watched.p99_us,
-            l.alloc.rps > 0 ? l.alloc_watched.rps / l.alloc.rps : 0.0,
-            l.offer_sets));
+            l.alloc_watched.p99_us, l.WatchedRatio(), l.offer_sets));
       }
     }
     absl::StatusOr<ListResult> nodes = ListAllNodes(stub.get(), kFabric);
@@ -1217,11 +1219,19 @@ void PrintJson(const Report& r, const Goals& g, const absl::Status& status) {
           "{\"clients\":%d,\"ping_rps\":%.1f,\"ping_p50_us\":%.1f,"
           "\"ping_p99_us\":%.1f,\"alloc_rps\":%.1f,\"alloc_p50_us\":%.1f,"
           "\"alloc_p99_us\":%.1f,\"alloc_over_ping\":%.3f,"
-          "\"alloc_over_first_size\":%.3f}",
+          "\"alloc_over_first_size\":%.3f,\"watched\":%s}",
           l.clients, l.ping.rps, l.ping.p50_us, l.ping.p99_us, l.alloc.rps,
           l.alloc.p50_us, l.alloc.p99_us, l.Ratio(),
           base != nullptr && base->alloc.rps > 0 ? l.alloc.rps / base->alloc.rps
-                                                 : 0.0));
+                                                 : 0.0,
+          !l.watched
+              ? std::string("null")
+              : absl::StrFormat(
+                    "{\"alloc_rps\":%.1f,\"alloc_p50_us\":%.1f,"
+                    "\"alloc_p99_us\":%.1f,\"over_unwatched\":%.3f,"
+                    "\"offer_sets\":%d}",
+                    l.alloc_watched.rps, l.alloc_watched.p50_us,
+                    l.alloc_watched.p99_us, l.WatchedRatio(), l.offer_sets)));
     }
     const Recovery& rec = s.recovery;
     std::string recovery = "null";
@@ -1326,9 +1336,7 @@ void PrintTable(const Report& r, const Goals& g, const absl::Status& status) {
             "%8d %7d | %11.0f %8.0f %8.0f | %11.0f %8.0f %8.0f | %6.2f %6d\n",
             s.size, l.clients, l.alloc.rps, l.alloc.p50_us, l.alloc.p99_us,
             l.alloc_watched.rps, l.alloc_watched.p50_us,
-            l.alloc_watched.p99_us,
-            l.alloc.rps > 0 ? l.alloc_watched.rps / l.alloc.rps : 0.0,
-            l.offer_sets);
+            l.alloc_watched.p99_us, l.WatchedRatio(), l.offer_sets);
       }
     }
     absl::PrintF("\n");
