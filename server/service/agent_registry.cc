@@ -15,6 +15,18 @@
 
 namespace fabric::service {
 
+std::string ConfigContent(agentproto::v1::DesiredConfig* config) {
+  const int64_t generation = config->generation();
+  config->clear_generation();
+  const bool has_map = config->has_address_map();
+  const int64_t map_generation = config->address_map().generation();
+  if (has_map) config->mutable_address_map()->clear_generation();
+  std::string out = config->SerializeAsString();
+  config->set_generation(generation);
+  if (has_map) config->mutable_address_map()->set_generation(map_generation);
+  return out;
+}
+
 agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
     const std::string& node, const agentproto::v1::RegisterNodeRequest& req) {
   ManagerState& s = *state_;
@@ -47,6 +59,9 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
   agent->last_heartbeat = clock_->Now();
   // A (re)registered agent must apply the current generation again.
   agent->applied_generation = 0;
+  agent->held_generation = 0;
+  agent->sent_generation = 0;
+  agent->same_through = 0;
   agent->errors.clear();
   Rearm(node, *agent);
   agentproto::v1::RegisterNodeResponse out;
@@ -206,14 +221,14 @@ absl::StatusOr<agentproto::v1::ReportStatusResponse> AgentRegistry::Report(
   }
   vf_changed |= shadows.size() != a.shadows.size();
   a.shadows = std::move(shadows);
-  const bool moved = req.applied_generation() != a.applied_generation;
-  const bool moved_forward = req.applied_generation() > a.applied_generation;
   a.applied_generation = req.applied_generation();
+  // Within a session the held generation only moves forward.
+  const bool moved_forward = a.RaiseHeld();
   // In no fabric (UnassignedNodeView): the agent's account of clearing its
   // bridge is kept for GetNode; no allocation depends on it.
   if (!found.ok()) return out;
   const auto& fn = *found;
-  if (!was_ready || moved || errors_changed || vf_changed) {
+  if (!was_ready || moved_forward || errors_changed || vf_changed) {
     if (!was_ready || req.has_inventory()) PublishNode(*fn.first, fn.second);
     // The common report, every agent's after each generation: only the
     // applied generation moved forward. That can settle leases but not
@@ -223,6 +238,24 @@ absl::StatusOr<agentproto::v1::ReportStatusResponse> AgentRegistry::Report(
     RefreshFabricLeases(s, fn.first->id(), fn.second, only_settles);
   }
   return out;
+}
+
+void AgentRegistry::ConfigUnchanged(const std::string& node, int64_t session,
+                                    int64_t sent, int64_t same_through) {
+  ManagerState& s = *state_;
+  auto it = s.agents.find(node);
+  if (it == s.agents.end() || session == 0 || session != it->second->session ||
+      sent <= 0 || same_through < sent) {
+    return;  // a reader's or a fenced session's stream: it tells nothing
+  }
+  AgentEntry& a = *it->second;
+  a.sent_generation = sent;
+  a.same_through = same_through;
+  if (!a.RaiseHeld() || a.state != v1::Node::READY) return;
+  auto fn = s.FindNode("node", node);
+  if (!fn.ok()) return;
+  // As for a report that only moves the applied generation forward.
+  RefreshFabricLeases(s, fn->first->id(), fn->second, /*only_unsettled=*/true);
 }
 
 absl::Status AgentRegistry::CheckSession(absl::string_view node,

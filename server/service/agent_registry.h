@@ -20,6 +20,11 @@
 
 namespace fabric::service {
 
+// What `config` asks of the node's bridge, serialized: the configuration
+// without its generation numbers (DesiredConfig has no map fields, so
+// equal configurations serialize equally). Leaves `config` as it was.
+std::string ConfigContent(agentproto::v1::DesiredConfig* config);
+
 class AgentRegistry {
  public:
   // `state` and `clock` are not owned and must outlive this.
@@ -42,6 +47,14 @@ class AgentRegistry {
   // See FabricManager::ConfigStreamOpened / ConfigStreamClosed.
   absl::Status StreamOpened(const std::string& node, int64_t session);
   void StreamClosed(const std::string& node, int64_t session);
+  // Told by the config stream of session `session` of node id `node` when
+  // the configuration of generation `same_through` is the same as that of
+  // generation `sent`, the one it last sent, so it sends the agent nothing:
+  // an agent that applied `sent` holds `same_through` too, and leases that
+  // waited for it settle. Ignored for a session other than the current one.
+  // Costs what a report that moves the applied generation forward costs.
+  void ConfigUnchanged(const std::string& node, int64_t session, int64_t sent,
+                       int64_t same_through);
   // The node's complete desired configuration at the current generation;
   // empty for a node in no fabric whose agent registered.
   absl::StatusOr<agentproto::v1::DesiredConfig> DesiredConfigFor(

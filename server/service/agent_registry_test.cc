@@ -5,6 +5,7 @@
 #include <string>
 
 #include "gmock/gmock.h"
+#include "server/service/agent_registry.h"
 #include "gtest/gtest.h"
 #include "server/service/manager_test_util.h"
 
@@ -191,6 +192,80 @@ TEST_F(ManagerTest, AgentOfANodeInNoFabricGetsAnEmptyConfiguration) {
   manager_->Sweep();
   EXPECT_EQ(manager_->GetNode("loose").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// A config stream that skips a generation because it changes nothing for
+// its node (ConfigUnchanged): an agent that holds what the stream last sent
+// counts as holding the skipped generation, so leases that cross the node
+// settle without it applying or reporting anything. Only the current
+// session's stream is believed, and only for the generation it sent.
+TEST_F(ManagerTest, AGenerationTheStreamSkippedCountsAsAppliedWhereItLanded) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 5)).ok());
+  AllAgentsApply("lab");
+  const auto content = [&](const std::string& node) {
+    agentproto::v1::DesiredConfig c = *manager_->DesiredConfigFor(node);
+    return ConfigContent(&c);
+  };
+  const int64_t sent = manager_->DesiredConfigFor("n4")->generation();
+  const std::string before = content("n4");
+  // n0 borrows from n3: on the ring of five the path is n0, n4, n3, and n4
+  // only forwards, so its configuration does not change.
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n3", 1 << 20));
+  ASSERT_TRUE(a.ok()) << a.status();
+  const int64_t required = manager_->DesiredConfigFor("n4")->generation();
+  ASSERT_GT(required, sent);
+  ASSERT_EQ(content("n4"), before);
+  for (const char* n : {"n0", "n3"}) {
+    agentproto::v1::ReportStatusRequest rep;
+    rep.set_node(n);
+    rep.set_applied_generation(required);
+    ASSERT_TRUE(manager_->ReportStatus(rep).ok());
+  }
+  std::string reason = manager_->GetAllocation(a->name())->state_reason();
+  EXPECT_THAT(reason, HasSubstr("waiting for node n4"));
+
+  const int64_t session = manager_->GetNode("n4")->agent_session();
+  // Not believed: a reader's stream, a fenced session, a skip that goes
+  // backwards.
+  manager_->ConfigUnchanged("n4", 0, sent, required);
+  manager_->ConfigUnchanged("n4", session + 1, sent, required);
+  manager_->ConfigUnchanged("n4", session, required, sent);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), sent);
+
+  // The agent's stream skipped `required`, and n2 holds `sent`.
+  manager_->ConfigUnchanged("nodes/n4", session, sent, required);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::READY)
+      << manager_->GetAllocation(a->name())->state_reason();
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), required);
+  EXPECT_EQ(manager_->GetNode("n4")->desired_generation(), required);
+
+  // A skip names the generation the stream sent; an agent that has not
+  // reported that one yet holds nothing newer, and what it held stays.
+  auto b = manager_->CreateAllocation(AllocRequest("n4", "n1", 1 << 20));
+  ASSERT_TRUE(b.ok());
+  const int64_t next = manager_->DesiredConfigFor("n4")->generation();
+  manager_->ConfigUnchanged("n4", session, next - 1, next);
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), required);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::READY);
+  // Once it reports that one, it holds the skipped one too.
+  agentproto::v1::ReportStatusRequest rep;
+  rep.set_node("n4");
+  rep.set_applied_generation(next - 1);
+  ASSERT_TRUE(manager_->ReportStatus(rep).ok());
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), next);
+
+  // A new registration starts from nothing: the old session's skips are
+  // gone with it.
+  agentproto::v1::RegisterNodeRequest reg;
+  reg.set_node("n4");
+  ASSERT_TRUE(manager_->RegisterNode(reg).ok());
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), 0);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
 }
 
 }  // namespace

@@ -367,9 +367,13 @@ class WatchStream final : public HubStream<v1::WatchEvent> {
 };
 
 // An agent's config stream: the node's desired configuration, then the
-// newest one each time the generation moves. Only the newest matters (it
-// carries everything), so generations that come while a write is in flight
-// are coalesced into one.
+// newest one each time it changes. Only the newest matters (it carries
+// everything), so generations that come while a write is in flight are
+// coalesced into one. The agent's own stream (a session) sends nothing for
+// a generation that changes nothing for its node (most of them: a commit
+// touches a few nodes of a fabric) and tells the manager instead
+// (ConfigUnchanged), so the agent neither applies nor reports it. A reader
+// without a session gets every generation.
 class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
  public:
   // REQUIRES: manager->ConfigStreamOpened(node, session) succeeded; the
@@ -402,8 +406,17 @@ class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
     fetched_generation_ = generation;
     fetched_at_ = now;
     in_no_fabric_ = config.fabric().empty();
-    if (config.generation() == sent_) return false;
-    sent_ = config.generation();
+    const int64_t fetched = config.generation();
+    if (fetched == sent_) return false;
+    if (session_ != 0) {
+      std::string content = ConfigContent(&config);
+      if (sent_ > 0 && content == sent_content_) {
+        manager_->ConfigUnchanged(node_, session_, sent_, fetched);
+        return false;
+      }
+      sent_content_ = std::move(content);
+    }
+    sent_ = fetched;
     LatencyTrace::Record("manager.config_sent", node_, sent_);
     *out = std::move(config);
     return true;
@@ -423,6 +436,8 @@ class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
   // every WatchHub::kRecheckInterval, as the synchronous loop polled it.
   bool in_no_fabric_ ABSL_GUARDED_BY(mu_) = false;
   int64_t sent_ ABSL_GUARDED_BY(mu_) = -1;  // the generation last written
+  // Of a session's stream: ConfigContent of the configuration last written.
+  std::string sent_content_ ABSL_GUARDED_BY(mu_);
 };
 
 // The host of a gRPC peer URI ("ipv4:10.0.0.2:5000" -> "10.0.0.2",

@@ -446,16 +446,22 @@ TEST_F(GrpcTest, OpenConfigStreamsCostNoThreadEach) {
   std::cout << "threads with " << kStreams
             << " open StreamConfig streams: " << threads << std::endl;
   EXPECT_LT(threads, 100);
-  // A new generation reaches every agent.
+  // A new generation reaches every agent whose configuration it changes:
+  // the ring's three.
   CreateRing(3, "lab", "a");
-  for (auto& s : streams) {
-    ASSERT_TRUE(s->AwaitRead(2));
-    EXPECT_GT(s->read()[1].generation(), s->read()[0].generation());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(streams[i]->AwaitRead(2));
+    EXPECT_GT(streams[i]->read()[1].generation(),
+              streams[i]->read()[0].generation());
+    EXPECT_EQ(streams[i]->read()[1].fabric(), "fabrics/lab");
   }
-  EXPECT_EQ(streams[0]->read()[1].fabric(), "fabrics/lab");
-  EXPECT_EQ(streams[999]->read()[1].fabric(), "");
   for (auto& s : streams) s->context()->TryCancel();
   for (auto& s : streams) ASSERT_TRUE(s->AwaitDone().has_value());
+  // The others were sent nothing: their configuration (no fabric) is the
+  // same at the new generation.
+  for (int i = 3; i < kStreams; ++i) {
+    EXPECT_EQ(streams[i]->read().size(), 1u) << "a" << i;
+  }
   // Each stream's end was told to the manager: the agents' addresses are
   // forgotten.
   const absl::Time deadline = absl::Now() + kWait;
@@ -463,6 +469,79 @@ TEST_F(GrpcTest, OpenConfigStreamsCostNoThreadEach) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   EXPECT_EQ(AgentAddress("a999"), "");
+}
+
+// An agent's config stream sends only the generations that change its
+// node's configuration: for an allocation between n0 and n3 on a ring of
+// five, n4 (which only forwards) is sent nothing, yet the allocation turns
+// READY once the two ends report, and n4 shows the new generation applied.
+// A reader's stream (no session) still gets every generation.
+TEST_F(GrpcTest, AgentStreamsSendOnlyTheGenerationsThatChangeTheirNode) {
+  CreateRing(5);
+  std::vector<std::unique_ptr<StreamReader<agentproto::v1::DesiredConfig>>>
+      streams;
+  for (int i = 0; i < 5; ++i) {
+    const std::string node = absl::StrCat("n", i);
+    streams.push_back(OpenConfig(node, Register(node)));
+  }
+  auto reader = OpenConfig("n4", 0);
+  const auto report = [&](int i, int64_t generation) {
+    grpc::ClientContext ctx;
+    agentproto::v1::ReportStatusRequest rep;
+    rep.set_node(absl::StrCat("n", i));
+    rep.set_applied_generation(generation);
+    agentproto::v1::ReportStatusResponse resp;
+    ASSERT_TRUE(agent_->ReportStatus(&ctx, rep, &resp).ok());
+  };
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(streams[i]->AwaitRead(1));
+    report(i, streams[i]->read()[0].generation());
+  }
+  ASSERT_TRUE(reader->AwaitRead(1));
+
+  v1::CreateAllocationRequest req;
+  req.mutable_allocation()->set_borrower("n0");
+  req.mutable_allocation()->set_target("n3");
+  req.mutable_allocation()->set_size(1 << 20);
+  grpc::ClientContext actx;
+  v1::Allocation a;
+  ASSERT_TRUE(stub_->CreateAllocation(&actx, req, &a).ok());
+  ASSERT_TRUE(streams[0]->AwaitRead(2));
+  const int64_t generation = streams[0]->read()[1].generation();
+  EXPECT_GT(generation, streams[0]->read()[0].generation());
+  for (int i : {0, 3}) {
+    ASSERT_TRUE(streams[i]->AwaitRead(2));
+    EXPECT_EQ(streams[i]->read()[1].generation(), generation);
+    report(i, generation);
+  }
+  ASSERT_TRUE(reader->AwaitRead(2));
+  EXPECT_EQ(reader->read()[1].generation(), generation);
+
+  const absl::Time deadline = absl::Now() + kWait;
+  v1::Allocation got;
+  do {
+    grpc::ClientContext ctx;
+    v1::GetAllocationRequest get;
+    get.set_name(a.name());
+    ASSERT_TRUE(stub_->GetAllocation(&ctx, get, &got).ok());
+    if (got.state() == v1::Allocation::READY) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  } while (absl::Now() < deadline);
+  EXPECT_EQ(got.state(), v1::Allocation::READY) << got.state_reason();
+  grpc::ClientContext nctx;
+  v1::GetNodeRequest nreq;
+  nreq.set_name("n4");
+  v1::Node n4;
+  ASSERT_TRUE(stub_->GetNode(&nctx, nreq, &n4).ok());
+  EXPECT_EQ(n4.applied_generation(), generation);
+
+  for (auto& s : streams) s->context()->TryCancel();
+  reader->context()->TryCancel();
+  for (auto& s : streams) ASSERT_TRUE(s->AwaitDone().has_value());
+  ASSERT_TRUE(reader->AwaitDone().has_value());
+  for (int i : {1, 2, 4}) {
+    EXPECT_EQ(streams[i]->read().size(), 1u) << "n" << i;
+  }
 }
 
 // A cancelled stream ends on the server at once, not at its next poll.

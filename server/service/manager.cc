@@ -595,6 +595,14 @@ void FabricManager::ConfigStreamClosed(absl::string_view node,
   agents_.StreamClosed(*id, session);
 }
 
+void FabricManager::ConfigUnchanged(absl::string_view node, int64_t session,
+                                    int64_t sent, int64_t same_through) {
+  auto id = ParseName("node", node, "nodes");
+  if (!id.ok()) return;
+  absl::MutexLock l(&mu_);
+  agents_.ConfigUnchanged(*id, session, sent, same_through);
+}
+
 absl::StatusOr<FabricManager::VerifyTarget> FabricManager::PrepareVerify(
     absl::string_view name) {
   absl::MutexLock l(&mu_);

@@ -201,6 +201,11 @@ class FabricManager {
       ABSL_LOCKS_EXCLUDED(mu_);
   void ConfigStreamClosed(absl::string_view node, int64_t session)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The config stream of `session` skipped generation `same_through`: its
+  // configuration is the same as that of `sent`, the one it last sent. See
+  // AgentRegistry::ConfigUnchanged.
+  void ConfigUnchanged(absl::string_view node, int64_t session, int64_t sent,
+                       int64_t same_through) ABSL_LOCKS_EXCLUDED(mu_);
 
   // What a proof by bytes of an allocation needs: its addresses and the
   // agents to ask. FAILED_PRECONDITION unless it is READY.

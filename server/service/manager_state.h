@@ -12,6 +12,7 @@
 #ifndef FABRIC_SERVER_SERVICE_MANAGER_STATE_H_
 #define FABRIC_SERVER_SERVICE_MANAGER_STATE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -89,7 +90,22 @@ struct AgentEntry {
   std::string takeover;
   // The newest ReportStatusRequest.sequence of the current session.
   int64_t report_sequence = 0;
+  // The generation the agent last reported applied.
   int64_t applied_generation = 0;
+  // The generation whose configuration the node's bridge holds, as far as
+  // the manager knows: the applied one, or a newer one whose configuration
+  // is the same (see below). Readiness and the node view use this: an
+  // agent need not apply, or even receive, a generation that changes
+  // nothing for its node. Only moves forward within a session.
+  int64_t held_generation = 0;
+  // Set by the current session's config stream when it skips a generation
+  // whose configuration is the same as the one it last sent
+  // (AgentRegistry::ConfigUnchanged): the configuration of generation
+  // `sent_generation` equals that of every generation up to
+  // `same_through`, so once the agent applies `sent_generation` it holds
+  // `same_through`. 0 and 0 until the stream skips one.
+  int64_t sent_generation = 0;
+  int64_t same_through = 0;
   v1::NodeInventory inventory;
   std::string backend;
   std::vector<v1::ApplyError> errors;
@@ -97,6 +113,18 @@ struct AgentEntry {
   std::map<std::string, agentproto::v1::VfHealthReport> vf_health;
   // Borrower: its shadow devices, by attachment name.
   std::map<std::string, agentproto::v1::ShadowStatus> shadows;
+
+  // Raises held_generation to what the applied generation and the
+  // stream's skips show; true when it moved.
+  bool RaiseHeld() {
+    const int64_t shown =
+        sent_generation > 0 && applied_generation == sent_generation
+            ? std::max(applied_generation, same_through)
+            : applied_generation;
+    if (shown <= held_generation) return false;
+    held_generation = shown;
+    return true;
+  }
 };
 
 // An allocation (Record = v1::Allocation) or attachment (v1::Attachment):

@@ -46,7 +46,7 @@ ManagerStats CollectStats(const ManagerState& state) {
   }
   for (const auto& [node, agent] : state.agents) {
     out.generation_lag[node] =
-        GenerationLag(out.generation, agent->applied_generation);
+        GenerationLag(out.generation, agent->held_generation);
   }
   return out;
 }

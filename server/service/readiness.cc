@@ -48,10 +48,10 @@ v1::Allocation::State GrantState(const ManagerState& s, const FabricEntry& f,
         return v1::Allocation::PENDING;
       }
     }
-    if (agent->applied_generation < required) {
+    if (const int64_t applied = agent->held_generation;
+        applied < required) {
       *reason = absl::StrCat("waiting for node ", node, " to apply generation ",
-                             required, " (applied ", agent->applied_generation,
-                             ")");
+                             required, " (applied ", applied, ")");
       return v1::Allocation::PENDING;
     }
   }

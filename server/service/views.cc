@@ -14,7 +14,7 @@ namespace {
 // The agent's part of a node view.
 void AddAgentView(const AgentEntry& a, v1::Node* out) {
   out->set_agent_state(a.state);
-  out->set_applied_generation(a.applied_generation);
+  out->set_applied_generation(a.held_generation);
   *out->mutable_last_heartbeat() = ToProtoTime(a.last_heartbeat);
   *out->mutable_inventory() = a.inventory;
   out->set_repairs(a.repairs);

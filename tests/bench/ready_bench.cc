@@ -60,13 +60,17 @@ void PrintBreakdown(const std::string& trace,
   for (const Sample& s : samples) {
     const int64_t g = s.generation;
     const int64_t gen = index.First("manager.generation", "-", g, s.asked_ns);
-    // The path agent heard from last.
+    // The path agent heard from last. A node whose configuration the
+    // allocation left as it was (one that only forwards) is sent nothing
+    // and reports nothing for it: a report of a later generation, after
+    // READY, is not this allocation's.
     std::string last;
     int64_t last_in = -1, first_in = -1;
     for (const std::string& n : s.path) {
       // "bridges/n3": the bridge of node n3.
       const std::string node = n.substr(n.rfind('/') + 1);
-      const int64_t in = index.First("manager.report_in", node, g, gen);
+      int64_t in = index.First("manager.report_in", node, g, gen);
+      if (in > s.ready_ns) in = -1;
       if (in > last_in) last_in = in, last = node;
       if (in >= 0 && (first_in < 0 || in < first_in)) first_in = in;
     }

@@ -10,8 +10,9 @@
 //   config: StreamConfig streams of as many registered agents (nodes in no
 //           fabric, one session each); a stream is open once it has read
 //           its first configuration.
-// Then, for each kind, one change (a new fabric: an event, and a new
-// generation) and how long until every stream has read it ("fan-out"), and
+// Then, for each kind, one change (a new fabric: an event; for config, a
+// fabric of every agent's node, which changes each one's configuration)
+// and how long until every stream has read it ("fan-out"), and
 // every client cancels and how long until every stream has ended on both
 // sides ("close").
 //
@@ -26,6 +27,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -321,9 +323,15 @@ int Main(int argc, char** argv) {
           [&](int i, Reader<agentproto::v1::DesiredConfig>* reader) {
             agent->async()->StreamConfig(reader->context(), &reqs[i], reader);
           },
-          // A new fabric is a new generation: every agent is sent it.
+          // A fabric of every agent's node: each one's configuration
+          // changes, so every agent is sent it (a stream sends nothing for
+          // a generation that changes nothing for its node).
           [&] {
-            return CreateFabric(fabric.get(), "cfan", {"a0", "a1", "a2"});
+            std::vector<std::string> nodes;
+            for (int i = 0; i < std::max(streams, 3); ++i) {
+              nodes.push_back(absl::StrCat("a", i));
+            }
+            return CreateFabric(fabric.get(), "cfan", nodes);
           });
     }
     if (!r.ok()) {
