@@ -228,9 +228,15 @@ int64_t ManagerState::BumpGeneration() {
   return generation_;
 }
 
-std::string ManagerState::RandomId(absl::string_view prefix) {
-  const uint64_t v = absl::Uniform<uint64_t>(bitgen_) & 0xffffffffffffull;
-  return absl::StrCat(prefix, absl::Hex(v, absl::kZeroPad12));
+std::string ManagerState::TimeOrderedId(absl::string_view prefix) {
+  static const absl::Time kIdEpoch = absl::FromUnixSeconds(1577836800);  // 2020
+  constexpr uint64_t kMask = (uint64_t{1} << 48) - 1;
+  const uint64_t ms = static_cast<uint64_t>(
+      std::max<int64_t>(0, absl::ToInt64Milliseconds(absl::Now() - kIdEpoch)));
+  const uint64_t v =
+      ((ms << 7) | absl::Uniform<uint64_t>(bitgen_, 0, 128)) & kMask;
+  last_id_ = std::max(v, (last_id_ + 1) & kMask);
+  return absl::StrCat(prefix, absl::Hex(last_id_, absl::kZeroPad12));
 }
 
 absl::StatusOr<FabricEntry*> ManagerState::FindFabric(

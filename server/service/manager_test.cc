@@ -171,6 +171,28 @@ TEST_F(ManagerTest, RestartRestoresMapsAllocationsAndLinks) {
   EXPECT_TRUE(manager_->CheckInvariants().ok());
 }
 
+// Ids grow in the order they are made, also across a restart, so that new
+// records sit together at the end of the store's key order.
+TEST_F(ManagerTest, IdsGrowInTheOrderTheyAreMade) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  std::vector<std::string> names;
+  const auto make = [&] {
+    auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+    ASSERT_TRUE(a.ok()) << a.status();
+    names.push_back(a->name());
+    v1::DeleteAllocationRequest del;
+    del.set_name(a->name());
+    ASSERT_TRUE(manager_->DeleteAllocation(del).ok());
+  };
+  for (int i = 0; i < 200; ++i) make();
+  Reopen();
+  make();
+  for (size_t i = 0; i < names.size(); ++i) {
+    EXPECT_THAT(names[i], ::testing::MatchesRegex("allocations/alloc-[0-9a-f]{12}"));
+    if (i > 0) EXPECT_LT(names[i - 1], names[i]) << i;
+  }
+}
+
 TEST_F(ManagerTest, ListPagination) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 5)).ok());
   v1::ListNodesRequest req;
