@@ -42,6 +42,7 @@ void CommitQueue::MutateAsync(
   absl::Status early;
   // A retry of a completed request: its answer is read from its row.
   bool recorded = false;
+  std::string recorded_key;  // its row's
   bool lead = false;
   const store::StoreLimits limits = store_->limits();
   {
@@ -57,6 +58,7 @@ void CommitQueue::MutateAsync(
               " request; use a new id for a new request"));
         } else if (prior->done) {
           recorded = true;
+          recorded_key = RequestLog::RowKey(request_id, *prior);
         } else {
           // In flight: answered together with the first attempt.
           prior->waiters.push_back(std::move(done));
@@ -77,7 +79,8 @@ void CommitQueue::MutateAsync(
         if (!request_id.empty()) {
           q.pending = requests_.Record(q.request_id, method, fingerprint,
                                        clock_->Now());
-          q.plan.batch.Put(kTableRequests, q.request_id,
+          q.plan.batch.Put(kTableRequests,
+                           RequestLog::RowKey(q.request_id, *q.pending),
                            RequestLog::Row(*q.pending, q.plan.response));
           // Keeps the number of ids bounded between sweeps: the ids this
           // one pushes over max_request_ids (or past retention) are
@@ -129,13 +132,14 @@ void CommitQueue::MutateAsync(
   } else if (!early.ok()) {
     done(early);
   } else {
-    done(RecordedAnswer(request_id, fingerprint));
+    done(RecordedAnswer(request_id, recorded_key, fingerprint));
   }
 }
 
 absl::StatusOr<std::string> CommitQueue::RecordedAnswer(
-    absl::string_view request_id, const RequestDigest& fingerprint) {
-  absl::StatusOr<std::string> row = store_->Get(kTableRequests, request_id);
+    absl::string_view request_id, absl::string_view row_key,
+    const RequestDigest& fingerprint) {
+  absl::StatusOr<std::string> row = store_->Get(kTableRequests, row_key);
   absl::StatusOr<std::string> answer =
       row.ok() ? RequestLog::RecordedAnswer(*row, fingerprint) : row.status();
   if (absl::IsNotFound(answer.status())) {
@@ -169,11 +173,12 @@ std::vector<RequestSlot> CommitQueue::TakeForgetsThatFit(
   size_t bytes = batch.ApproximateBytes();
   size_t kept = 0;
   for (; kept < forget.size(); ++kept) {
-    const size_t more = sizeof(kTableRequests) - 1 + forget[kept].id.size();
+    std::string key = requests_.RowKey(forget[kept]);
+    const size_t more = sizeof(kTableRequests) - 1 + key.size();
     if (!store::FitsIn(limits, ops + 1, bytes + more)) break;
     ++ops;
     bytes += more;
-    batch.Delete(kTableRequests, forget[kept].id);
+    batch.Delete(kTableRequests, std::move(key));
   }
   requests_.Restore(
       std::vector<RequestSlot>(std::make_move_iterator(forget.begin() + kept),
@@ -304,13 +309,15 @@ size_t CommitQueue::RememberedRequestIds() const {
 
 void CommitQueue::ForgetOldRequests(absl::Time now, size_t limit) {
   std::vector<RequestSlot> old;
+  store::WriteBatch batch;
   {
     absl::MutexLock l(mu_);
     old = requests_.TakeToForget(now, limit);
+    for (const RequestSlot& r : old) {
+      batch.Delete(kTableRequests, requests_.RowKey(r));
+    }
   }
   if (old.empty()) return;
-  store::WriteBatch batch;
-  for (const RequestSlot& r : old) batch.Delete(kTableRequests, r.id);
   // In chunks that fit the store's limits; each chunk's ids are forgotten
   // once its delete is durable.
   auto chunks = store::SplitToFit(std::move(batch), store_->limits());

@@ -138,9 +138,11 @@ class CommitQueue {
                                               store::WriteBatch& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The answer of the completed request `request_id` with `fingerprint`,
-  // read from its store row (outside mu_). UNAVAILABLE when the row is
-  // gone (the id is being forgotten), else the store's error.
+  // read from its store row, keyed `row_key` (outside mu_). UNAVAILABLE
+  // when the row is gone (the id is being forgotten), else the store's
+  // error.
   absl::StatusOr<std::string> RecordedAnswer(absl::string_view request_id,
+                                             absl::string_view row_key,
                                              const RequestDigest& fingerprint)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Writes the group's batches to the store in one Apply (one fsync), then

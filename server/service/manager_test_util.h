@@ -117,13 +117,14 @@ inline std::vector<std::string> Dump(store::Store* s) {
   return out;
 }
 
-// The keys of the requests table.
+// The request ids of the requests table's rows (keyed
+// "{time}/{id}", RequestRowKey).
 inline std::set<std::string> RequestRows(store::Store* s) {
   std::set<std::string> out;
   auto rows = s->Scan("requests");
   EXPECT_TRUE(rows.ok());
   if (rows.ok()) {
-    for (const auto& [k, v] : *rows) out.insert(k);
+    for (const auto& [k, v] : *rows) out.insert(k.substr(k.find('/') + 1));
   }
   return out;
 }

@@ -49,6 +49,24 @@ RequestDigest DigestOfRow(const internal::RequestRecord& rec) {
 
 }  // namespace
 
+std::string RequestRowKey(absl::Time time, absl::string_view id) {
+  return absl::StrCat(
+      absl::Hex(static_cast<uint64_t>(absl::ToUnixMicros(time)),
+                absl::kZeroPad16),
+      "/", id);
+}
+
+std::string RequestLog::RowKey(absl::string_view id, const PendingRequest& p) {
+  return p.bare_key ? std::string(id) : RequestRowKey(p.time, id);
+}
+
+std::string RequestLog::RowKey(const RequestSlot& slot) const {
+  auto it = requests_.find(slot.id);
+  // Taken slots are still found; a stale one would name no row of ours.
+  if (it == requests_.end()) return RequestRowKey(absl::InfinitePast(), slot.id);
+  return RowKey(slot.id, *it->second);
+}
+
 const std::string* RequestLog::Intern(absl::string_view method) {
   auto it = methods_.find(method);
   if (it == methods_.end()) it = methods_.emplace(method).first;
@@ -171,7 +189,8 @@ void RequestLog::Load(std::vector<std::pair<std::string, std::string>> rows,
                       store::WriteBatch* batch) {
   struct Loaded {
     absl::Time time;
-    std::string key;
+    std::string key;  // the row's
+    std::string id;
     std::shared_ptr<PendingRequest> pending;
   };
   std::vector<Loaded> loaded;
@@ -187,7 +206,16 @@ void RequestLog::Load(std::vector<std::pair<std::string, std::string>> rows,
     p->fingerprint = DigestOfRow(rec);
     p->time = absl::FromUnixMicros(rec.create_unix_micros());
     p->done = true;
-    loaded.push_back({p->time, std::move(key), std::move(p)});
+    // "{time}/{id}", the time the row's own; any other key is a bare id.
+    std::string id = key;
+    const size_t slash = key.find('/');
+    if (slash == 16 && key.compare(0, slash + 1,
+                                   RequestRowKey(p->time, "")) == 0) {
+      id = key.substr(slash + 1);
+    } else {
+      p->bare_key = true;
+    }
+    loaded.push_back({p->time, std::move(key), std::move(id), std::move(p)});
   }
   // Oldest first; the order of ids recorded in the same microsecond is not
   // kept, so it is made deterministic.
@@ -201,8 +229,8 @@ void RequestLog::Load(std::vector<std::pair<std::string, std::string>> rows,
   for (size_t i = drop; i < loaded.size(); ++i) {
     Loaded& r = loaded[i];
     r.pending->seq = next_seq_++;
-    order_.push_back({r.pending->seq, r.key});
-    requests_[std::move(r.key)] = std::move(r.pending);
+    order_.push_back({r.pending->seq, r.id});
+    requests_[std::move(r.id)] = std::move(r.pending);
   }
 }
 

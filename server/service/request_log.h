@@ -37,6 +37,15 @@ namespace fabric::service {
 inline constexpr char kTableRequests[] = "requests";
 inline constexpr size_t kMaxRequestIdLength = 128;
 
+// The store key of the row of a request id recorded at `time`:
+// "{Unix microseconds, 16 hex digits}/{id}". Rows thus sit in the order
+// they were recorded, so recording appends at one end of the store's key
+// order and forgetting the oldest deletes at the other: a full log (100k
+// ids) writes a few pages per commit, not a random page per id. Rows
+// written before this form are keyed by the bare id; they keep that key
+// until forgotten (PendingRequest::bare_key).
+std::string RequestRowKey(absl::Time time, absl::string_view id);
+
 // Deterministic bytes of `request` without its request_id, so that a retry
 // can be told from a different request that reuses the id.
 std::string Fingerprint(const google::protobuf::Message& request);
@@ -55,6 +64,7 @@ struct PendingRequest {
   uint64_t seq = 0;        // its RequestSlot in the order
   bool done = false;       // durable: its row holds the answer
   bool abandoned = false;  // the write failed; the id may be used again
+  bool bare_key = false;   // its row is keyed by the bare id (older form)
   // Retries that arrived while the first attempt was in flight.
   std::vector<std::function<void(absl::StatusOr<std::string>)>> waiters;
 };
@@ -77,6 +87,11 @@ class RequestLog {
 
   // The remembered request `id`, or null.
   PendingRequest* Find(absl::string_view id);
+  // The store key of the row of remembered request `id`, recorded as `p`.
+  static std::string RowKey(absl::string_view id, const PendingRequest& p);
+  // The store key of the row of `slot`, taken by TakeToForget (its request
+  // is still found until Forget or Restore).
+  std::string RowKey(const RequestSlot& slot) const;
 
   // Remembers `id` as in flight, recorded at `now`, and returns it. The
   // caller completes it (done) or calls Abandon.
@@ -107,8 +122,8 @@ class RequestLog {
   // The delete of the taken `slots` failed: remember them again, in order.
   void Restore(std::vector<RequestSlot> slots);
 
-  // Recovery: reads the store rows of the requests table (key, value).
-  // Keeps the newest max_ids as completed ids; adds the deletes of the
+  // Recovery: reads the store rows of the requests table (key, value),
+  // keyed in either form (RequestRowKey or the bare id). Keeps the newest max_ids as completed ids; adds the deletes of the
   // older and the unreadable ones to `batch`, so that memory and store
   // agree once it is written. Call once, on an empty log.
   void Load(std::vector<std::pair<std::string, std::string>> rows,

@@ -103,6 +103,54 @@ TEST(RequestLogTest, LoadKeepsTheNewestAndDeletesTheRest) {
   EXPECT_EQ(batch.mutations().size(), 2u);  // junk and id0
 }
 
+// Rows are keyed "{time}/{id}" so that they sit in the order recorded;
+// rows of older builds, keyed by the bare id, are loaded and forgotten under
+// the key they have. A bare id that only looks like the new form (its time
+// is not the row's) stays a bare id.
+TEST(RequestLogTest, RowKeysAreInTheOrderRecordedAndOlderKeysAreKept) {
+  EXPECT_EQ(RequestRowKey(absl::FromUnixMicros(0x1234), "a/b"),
+            "0000000000001234/a/b");
+  EXPECT_LT(RequestRowKey(kT0, "zz"), RequestRowKey(kT0 + absl::Seconds(1), "aa"));
+  const std::string method = "CreateAllocation";
+  PendingRequest p;
+  p.method = &method;
+  p.fingerprint = DigestOf("fp");
+  std::vector<std::pair<std::string, std::string>> rows;
+  p.time = kT0;
+  rows.push_back({"bare", RequestLog::Row(p, "r0")});
+  p.time = kT0 + absl::Seconds(1);
+  const std::string lookalike =
+      RequestRowKey(kT0 + absl::Seconds(5), "x");  // not the row's time
+  rows.push_back({lookalike, RequestLog::Row(p, "r1")});
+  p.time = kT0 + absl::Seconds(2);
+  rows.push_back({RequestRowKey(p.time, "new"), RequestLog::Row(p, "r2")});
+  RequestLog log(10, absl::Hours(1));
+  store::WriteBatch batch;
+  log.Load(rows, &batch);
+  EXPECT_TRUE(batch.mutations().empty());
+  ASSERT_NE(log.Find("bare"), nullptr);
+  ASSERT_NE(log.Find(lookalike), nullptr);
+  ASSERT_NE(log.Find("new"), nullptr);
+  EXPECT_EQ(log.Find("x"), nullptr);
+  EXPECT_EQ(RequestLog::RowKey("bare", *log.Find("bare")), "bare");
+  EXPECT_EQ(RequestLog::RowKey(lookalike, *log.Find(lookalike)), lookalike);
+  EXPECT_EQ(RequestLog::RowKey("new", *log.Find("new")),
+            RequestRowKey(kT0 + absl::Seconds(2), "new"));
+  // A new record is keyed by its time; forgetting names each row's key.
+  Complete(log, "later", kT0 + absl::Seconds(3));
+  EXPECT_EQ(RequestLog::RowKey("later", *log.Find("later")),
+            RequestRowKey(kT0 + absl::Seconds(3), "later"));
+  std::vector<std::string> keys;
+  for (const RequestSlot& slot :
+       log.TakeToForget(kT0 + absl::Hours(2), 10)) {
+    keys.push_back(log.RowKey(slot));
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{
+                      "bare", lookalike,
+                      RequestRowKey(kT0 + absl::Seconds(2), "new"),
+                      RequestRowKey(kT0 + absl::Seconds(3), "later")}));
+}
+
 // A completed request's answer is in its row, not in memory; the row names
 // its request by the fingerprint's digest, and rows of older builds (the
 // fingerprint itself) are read too.
