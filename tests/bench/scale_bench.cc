@@ -122,6 +122,16 @@ constexpr int kPageSize = 1000;
 constexpr char kFabric[] = "scale";
 constexpr char kRerouteFabric[] = "reroute";
 
+// Request id number `n` of `prefix`: the same for a retry, and in no
+// particular order (a SplitMix64 mix of n), as schedulers' UUIDs are.
+std::string RequestId(absl::string_view prefix, uint64_t n) {
+  uint64_t z = n + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return absl::StrCat(prefix, "-", absl::Hex(z, absl::kZeroPad16));
+}
+
 struct Flags {
   std::string bin_dir;
   std::vector<int> sizes = {0, 10000, 50000, 100000};
@@ -400,7 +410,7 @@ LevelResult MeasureLevel(
     create.mutable_allocation()->set_borrower(pairs[i].borrower);
     create.mutable_allocation()->set_target(pairs[i].target);
     create.mutable_allocation()->set_size(kAllocationSize);
-    create.set_request_id(absl::StrCat("load-", seq.fetch_add(1)));
+    create.set_request_id(RequestId("load", seq.fetch_add(1)));
     v1::Allocation created;
     grpc::ClientContext ctx;
     SetDeadline(&ctx, absl::Seconds(60));
@@ -410,7 +420,7 @@ LevelResult MeasureLevel(
     record(t0, Clock::now());
     v1::DeleteAllocationRequest del;
     del.set_name(created.name());
-    del.set_request_id(absl::StrCat("load-", seq.fetch_add(1)));
+    del.set_request_id(RequestId("load", seq.fetch_add(1)));
     v1::Allocation released;
     grpc::ClientContext dctx;
     SetDeadline(&dctx, absl::Seconds(60));
@@ -485,7 +495,7 @@ absl::StatusOr<FillResult> Fill(const std::string& address, int from, int to,
         req.mutable_allocation()->set_target(p.target);
         req.mutable_allocation()->set_size(kAllocationSize);
         req.mutable_allocation()->set_owner("fabric-scale-bench");
-        req.set_request_id(absl::StrCat(prefix, "-", k));
+        req.set_request_id(RequestId(prefix, k));
         grpc::Status s;
         v1::Allocation out;
         for (int attempt = 0; attempt < 20; ++attempt) {
