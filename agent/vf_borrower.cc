@@ -207,7 +207,9 @@ absl::StatusOr<std::shared_ptr<VfBorrower::Shadow>> VfBorrower::BuildShadow(
     }
     req.set_borrower(a.borrower());
     req.set_vf_address(a.vf_address());
-    req.set_generation(generation);
+    // The lending's own generation: the lender is sent it (or a newer
+    // one), not necessarily the borrower's newer ones.
+    req.set_generation(a.generation() != 0 ? a.generation() : generation);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + kLenderDeadline);
     agentproto::v1::VfAccessResponse resp;

@@ -133,6 +133,7 @@ absl::StatusOr<agentproto::v1::DesiredConfig> AgentRegistry::DesiredConfigFor(
     va->set_role(lender ? agentproto::v1::VfAssignment::LENDER
                         : agentproto::v1::VfAssignment::BORROWER);
     va->set_vf_address(r.vf_address());
+    va->set_generation(a->required_generation);
     va->set_lender(r.lender());
     va->set_borrower(r.borrower());
     if (const AgentEntry* l =

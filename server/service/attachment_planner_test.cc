@@ -192,6 +192,15 @@ TEST_F(ManagerVfTest, AttachIsPendingUntilTheShadowExistsAndSurvivesRestart) {
   EXPECT_EQ(cfg1->vf_assignments(0).role(),
             agentproto::v1::VfAssignment::LENDER);
   EXPECT_EQ(cfg1->mmio_base(), kMmio);
+  // Each end's assignment names the generation that committed the lending.
+  // VfAccess carries it: the lender is sent that generation (or a newer
+  // one), but not necessarily the borrower's newer ones, which may change
+  // nothing for the lender.
+  const int64_t committed =
+      manager_->GetAttachment(a->name())->required_generation();
+  EXPECT_GT(committed, 0);
+  EXPECT_EQ(cfg0->vf_assignments(0).generation(), committed);
+  EXPECT_EQ(cfg1->vf_assignments(0).generation(), committed);
   // An unhealthy VF degrades it, and the pool says so.
   Report({*a}, "0000:3b:02.1");
   got = manager_->GetAttachment(a->name());
