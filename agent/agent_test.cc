@@ -157,6 +157,59 @@ TEST_F(AgentTest, AllocationTurnsReadyAndVerifiesByBytes) {
   EXPECT_EQ(state->windows[0].xlat, a->fabric_addr());
 }
 
+// A manager restarted under running agents (as a new leader takes over):
+// the allocation stays READY throughout. The new manager presumes what the
+// agents attested their nodes hold (the holdings the old one saved), and
+// each agent registers with the digest of what its bridge holds, which is
+// what the new manager wants of it: it holds the current generation from
+// its registration on.
+TEST_F(AgentTest, AllocationStaysReadyWhileTheManagerRestartsUnderItsAgents) {
+  StartRing(3);
+  auto a = Allocate("n0", "n2", 2 << 20);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(WaitFor(a->name(), v1::Allocation::READY).state(),
+            v1::Allocation::READY);
+  std::vector<int64_t> sessions;
+  for (const char* n : {"n0", "n1", "n2"}) {
+    sessions.push_back(manager_->GetNode(n)->agent_session());
+  }
+  manager_->Sweep();  // saves the holdings now rather than at the next tick
+  const int port = server_->port();
+  server_->Shutdown();
+  manager_->Shutdown();
+  service::ManagerOptions opts;
+  opts.heartbeat_interval = absl::Milliseconds(100);
+  auto reopened = service::FabricManager::Open(store_.get(), Clock::Real(), opts);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  manager_ = *std::move(reopened);
+  // Before any agent could have registered with it.
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY)
+      << manager_->GetAllocation(a->name())->state_reason();
+  auto server =
+      service::GrpcServer::Start(manager_.get(), absl::StrCat("127.0.0.1:", port));
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = *std::move(server);
+  // Until every agent has registered with the new manager, and after.
+  int reregistered = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (reregistered < 3 && absl::Now() < deadline) {
+    const v1::Allocation now = *manager_->GetAllocation(a->name());
+    ASSERT_EQ(now.state(), v1::Allocation::READY) << now.state_reason();
+    reregistered = 0;
+    for (int i = 0; i < 3; ++i) {
+      const v1::Node n = *manager_->GetNode(absl::StrCat("n", i));
+      if (n.agent_session() != 0 && n.agent_session() != sessions[i]) {
+        ++reregistered;
+        // It registered holding the current generation.
+        EXPECT_EQ(n.applied_generation(), n.desired_generation()) << n.name();
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(reregistered, 3);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+}
+
 // A standby manager (server/ha/standby_server.h) naming `leader`.
 class StandbyAgentService final : public agentproto::v1::AgentService::Service {
  public:

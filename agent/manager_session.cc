@@ -14,6 +14,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "common/config_digest.h"
 #include "common/latency_trace.h"
 
 namespace fabric::agent {
@@ -158,9 +159,19 @@ agentproto::v1::ReportStatusRequest ManagerSession::StatusReport() const {
     for (const auto& s : stats.recent_repairs) {
       r.add_recent_repairs(ValidUtf8(s));
     }
+    r.set_held_config_digest(HeldDigest(stats));
   }
   vf_->FillStatus(&r);
   return r;
+}
+
+std::string ManagerSession::HeldDigest(const ReconcileStats& stats) const {
+  absl::MutexLock l(&mu_);
+  if (held_generation_ == 0 || stats.applied_generation != held_generation_ ||
+      !stats.errors.empty()) {
+    return "";
+  }
+  return held_digest_;
 }
 
 void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
@@ -217,6 +228,15 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
   reg.set_backend(options_.backend);
   reg.set_agent_version("0.1.0");
   reg.set_control_address(ControlAddress(options_, control_port_));
+  {
+    // What the node holds, so that a manager that wants the same of it
+    // (after a reconnect or a takeover) keeps its leases READY.
+    reg.set_held_config_digest(HeldDigest(reconciler_->stats()));
+    agentproto::v1::ReportStatusRequest vf_status;
+    vf_->FillStatus(&vf_status);
+    *reg.mutable_shadows() = std::move(*vf_status.mutable_shadows());
+    *reg.mutable_vf_health() = std::move(*vf_status.mutable_vf_health());
+  }
   agentproto::v1::RegisterNodeResponse registered;
   {
     grpc::ClientContext ctx;
@@ -346,6 +366,13 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
     vf_->SetAssignments(
         {config.vf_assignments().begin(), config.vf_assignments().end()},
         config.generation());
+    {
+      // Before the report, which attests to it.
+      std::string digest = applied ? ConfigDigest(config) : "";
+      absl::MutexLock l(&mu_);
+      held_generation_ = applied ? config.generation() : 0;
+      held_digest_ = std::move(digest);
+    }
     LatencyTrace::Record("agent.applied", options_.node, config.generation());
     // Report at once, so allocations turn READY without waiting for the
     // next heartbeat.

@@ -150,6 +150,13 @@ class ManagerSession {
   // newer registration fenced it), fences the reconciler and ends the
   // session; idempotent.
   void Fence(const grpc::Status& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // The digest of what the node's bridge holds, for RegisterNodeRequest and
+  // ReportStatusRequest's held_config_digest: held_digest_ while the
+  // reconciler still holds that generation without errors (a drift it
+  // could not put right, or a newer configuration refused in part, voids
+  // it); else empty.
+  std::string HeldDigest(const ReconcileStats& stats) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const ManagerSessionOptions options_;
   const v1::NodeInventory inventory_;
@@ -173,6 +180,11 @@ class ManagerSession {
   int64_t session_ ABSL_GUARDED_BY(mu_) = 0;
   // The last ReportStatusRequest.sequence built (StatusReport).
   mutable int64_t report_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // The generation and ConfigDigest of the last configuration that was
+  // applied in full (0 and empty while the last one was refused in part).
+  // What the node holds is attested by HeldDigest().
+  int64_t held_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string held_digest_ ABSL_GUARDED_BY(mu_);
   // Set with stats_.fenced; read by the connection loop without mu_.
   std::atomic<bool> fenced_{false};
 

@@ -15,17 +15,43 @@
 
 namespace fabric::service {
 
-std::string ConfigContent(agentproto::v1::DesiredConfig* config) {
-  const int64_t generation = config->generation();
-  config->clear_generation();
-  const bool has_map = config->has_address_map();
-  const int64_t map_generation = config->address_map().generation();
-  if (has_map) config->mutable_address_map()->clear_generation();
-  std::string out = config->SerializeAsString();
-  config->set_generation(generation);
-  if (has_map) config->mutable_address_map()->set_generation(map_generation);
-  return out;
+namespace {
+
+// Replaces `a`'s VF health checks and shadow devices with those reported;
+// true when a health verdict or a shadow's readiness or error changed.
+bool TakeVfStatus(
+    const google::protobuf::RepeatedPtrField<agentproto::v1::VfHealthReport>&
+        vf_health,
+    const google::protobuf::RepeatedPtrField<agentproto::v1::ShadowStatus>&
+        reported_shadows,
+    AgentEntry* a) {
+  bool changed = false;
+  std::map<std::string, agentproto::v1::VfHealthReport> health;
+  for (const auto& h : vf_health) health[h.vf_address()] = h;
+  for (const auto& [addr, h] : health) {
+    auto old = a->vf_health.find(addr);
+    if (old == a->vf_health.end() || old->second.healthy() != h.healthy() ||
+        old->second.reason() != h.reason()) {
+      changed = true;
+    }
+  }
+  changed |= health.size() != a->vf_health.size();
+  a->vf_health = std::move(health);
+  std::map<std::string, agentproto::v1::ShadowStatus> shadows;
+  for (const auto& sh : reported_shadows) shadows[sh.attachment()] = sh;
+  for (const auto& [name, sh] : shadows) {
+    auto old = a->shadows.find(name);
+    if (old == a->shadows.end() || old->second.ready() != sh.ready() ||
+        old->second.error() != sh.error()) {
+      changed = true;
+    }
+  }
+  changed |= shadows.size() != a->shadows.size();
+  a->shadows = std::move(shadows);
+  return changed;
 }
+
+}  // namespace
 
 agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
     const std::string& node, const agentproto::v1::RegisterNodeRequest& req) {
@@ -47,6 +73,7 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
               << "; the older session is fenced" << std::endl;
   }
   agent->session = session;
+  agent->presumed = false;
   agent->open_streams = 0;
   agent->report_sequence = 0;
   const bool moved = agent->control_address != req.control_address();
@@ -63,6 +90,24 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
   agent->sent_generation = 0;
   agent->same_through = 0;
   agent->errors.clear();
+  if (!req.held_config_digest().empty() || req.shadows_size() > 0 ||
+      req.vf_health_size() > 0) {
+    // An agent that reconnects says what its node holds (else what it
+    // had said before, of its VFs, is kept).
+    TakeVfStatus(req.vf_health(), req.shadows(), agent.get());
+  }
+  agent->held_digest = req.held_config_digest();
+  if (!agent->held_digest.empty()) {
+    // It holds the current generation when what its bridge holds is what
+    // this generation wants of it: nothing is applied again, and its
+    // leases need not wait for a report.
+    absl::StatusOr<agentproto::v1::DesiredConfig> want = DesiredConfigFor(node);
+    if (want.ok() && ConfigDigest(*want) == agent->held_digest) {
+      agent->applied_generation = s.generation();
+      agent->held_generation = s.generation();
+    }
+  }
+  s.unsaved_holdings.insert(node);
   Rearm(node, *agent);
   agentproto::v1::RegisterNodeResponse out;
   *out.mutable_heartbeat_interval() =
@@ -200,28 +245,11 @@ absl::StatusOr<agentproto::v1::ReportStatusResponse> AgentRegistry::Report(
                  req.inventory().SerializeAsString();
     a.inventory = req.inventory();
   }
-  std::map<std::string, agentproto::v1::VfHealthReport> health;
-  for (const auto& h : req.vf_health()) health[h.vf_address()] = h;
-  for (const auto& [addr, h] : health) {
-    auto old = a.vf_health.find(addr);
-    if (old == a.vf_health.end() || old->second.healthy() != h.healthy() ||
-        old->second.reason() != h.reason()) {
-      vf_changed = true;
-    }
+  vf_changed |= TakeVfStatus(req.vf_health(), req.shadows(), &a);
+  if (a.held_digest != req.held_config_digest() || !was_ready || vf_changed) {
+    a.held_digest = req.held_config_digest();
+    s.unsaved_holdings.insert(node);
   }
-  vf_changed |= health.size() != a.vf_health.size();
-  a.vf_health = std::move(health);
-  std::map<std::string, agentproto::v1::ShadowStatus> shadows;
-  for (const auto& sh : req.shadows()) shadows[sh.attachment()] = sh;
-  for (const auto& [name, sh] : shadows) {
-    auto old = a.shadows.find(name);
-    if (old == a.shadows.end() || old->second.ready() != sh.ready() ||
-        old->second.error() != sh.error()) {
-      vf_changed = true;
-    }
-  }
-  vf_changed |= shadows.size() != a.shadows.size();
-  a.shadows = std::move(shadows);
   a.applied_generation = req.applied_generation();
   // Within a session the held generation only moves forward.
   const bool moved_forward = a.RaiseHeld();
@@ -263,6 +291,13 @@ absl::Status AgentRegistry::CheckSession(absl::string_view node,
                                          const AgentEntry& a,
                                          int64_t session) const {
   if (session == 0 || session == a.session) return absl::OkStatus();
+  if (a.presumed) {
+    // The agent's session is another manager's (before a takeover or a
+    // restart): it registers with this one.
+    return absl::FailedPreconditionError(
+        absl::StrCat("node: ", node, " has not registered with this manager; "
+                     "call RegisterNode first"));
+  }
   return absl::AbortedError(absl::StrCat(
       "session: ", session, " of node ", node,
       " was fenced by a newer registration (session ", a.session, " from ",
@@ -331,6 +366,7 @@ size_t AgentRegistry::SweepSilent(absl::Time now, size_t limit) {
       continue;
     }
     agent->state = v1::Node::NOT_READY;
+    s.unsaved_holdings.insert(node);  // no longer kept
     auto fn = s.FindNode("node", node);
     if (!fn.ok()) {
       // In no fabric and silent: nothing to remember it for.
@@ -341,6 +377,55 @@ size_t AgentRegistry::SweepSilent(absl::Time now, size_t limit) {
     RefreshFabricLeases(s, fn->first->id(), fn->second);
   }
   return due.size();
+}
+
+size_t AgentRegistry::Presume(
+    const std::map<std::string, internal::NodeHolding>& holdings) {
+  ManagerState& s = *state_;
+  const absl::Time now = clock_->Now();
+  std::vector<std::string> presumed;
+  for (const auto& [node, h] : holdings) {
+    if (!s.FindNode("node", node).ok() || s.agents.count(node) != 0 ||
+        h.config_digest().empty()) {
+      s.unsaved_holdings.insert(node);
+      continue;
+    }
+    auto a = std::make_unique<AgentEntry>();
+    a->presumed = true;
+    a->state = v1::Node::READY;
+    a->last_heartbeat = now;
+    a->control_address = h.control_address();
+    a->backend = h.backend();
+    a->inventory = h.inventory();
+    TakeVfStatus(h.vf_health(), h.shadows(), a.get());
+    a->held_digest = h.config_digest();
+    s.agents[node] = std::move(a);
+    presumed.push_back(node);
+  }
+  // A node's configuration names its lenders' agents, so a holding that
+  // does not match is dropped before the others are judged, until none is.
+  bool dropped = true;
+  while (dropped) {
+    dropped = false;
+    for (auto it = presumed.begin(); it != presumed.end();) {
+      absl::StatusOr<agentproto::v1::DesiredConfig> want = DesiredConfigFor(*it);
+      if (want.ok() && ConfigDigest(*want) == s.agents.at(*it)->held_digest) {
+        ++it;
+        continue;
+      }
+      s.agents.erase(*it);
+      s.unsaved_holdings.insert(*it);
+      it = presumed.erase(it);
+      dropped = true;
+    }
+  }
+  for (const std::string& node : presumed) {
+    AgentEntry& a = *s.agents.at(node);
+    a.applied_generation = s.generation();
+    a.held_generation = s.generation();
+    Rearm(node, a);
+  }
+  return presumed.size();
 }
 
 absl::Status AgentRegistry::CheckTimers() const {

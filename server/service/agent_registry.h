@@ -7,23 +7,21 @@
 #ifndef FABRIC_SERVER_SERVICE_AGENT_REGISTRY_H_
 #define FABRIC_SERVER_SERVICE_AGENT_REGISTRY_H_
 
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/config_digest.h"
 #include "fabric/agentproto/v1/agent_service.pb.h"
+#include "fabric/internal/records.pb.h"
 #include "server/service/deadline_queue.h"
 #include "server/service/manager_options.h"
 #include "server/service/manager_state.h"
 
 namespace fabric::service {
-
-// What `config` asks of the node's bridge, serialized: the configuration
-// without its generation numbers (DesiredConfig has no map fields, so
-// equal configurations serialize equally). Leaves `config` as it was.
-std::string ConfigContent(agentproto::v1::DesiredConfig* config);
 
 class AgentRegistry {
  public:
@@ -66,6 +64,15 @@ class AgentRegistry {
   // the leases of each silent node: the deadlines are kept in a queue, not
   // found by a scan.
   size_t SweepSilent(absl::Time now, size_t limit);
+
+  // On recovery, before anything is served: takes each of `holdings` (by
+  // node id, from the store; node_holdings.h) whose digest is that of what
+  // the current generation wants of its node as that node's agent, READY
+  // and holding the current generation, presumed until it registers or
+  // stays silent past its allowance from now. Others (changed since, or of
+  // a node in no fabric) are dropped, and their rows deleted at the next
+  // save. Returns how many were taken.
+  size_t Presume(const std::map<std::string, internal::NodeHolding>& holdings);
 
   // Checks the heartbeat queue against a scan of the agents: every READY
   // agent, and no other, has its deadline there. INTERNAL otherwise.

@@ -268,5 +268,103 @@ TEST_F(ManagerTest, AGenerationTheStreamSkippedCountsAsAppliedWhereItLanded) {
             v1::Allocation::PENDING);
 }
 
+// An agent that registers again (reconnecting, or to a new leader) and
+// attests that its bridge holds what the current generation wants of the
+// node holds that generation from the start: its leases stay READY without
+// a round of applies. A digest of anything else, or none, proves nothing.
+TEST_F(ManagerTest, ARegistrationThatAttestsTheWantedConfigurationHoldsIt) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  AllAgentsApply("lab");
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  ASSERT_TRUE(a.ok()) << a.status();
+  AllAgentsApply("lab");
+  ASSERT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+  const std::string held = ConfigDigest(*manager_->DesiredConfigFor("n1"));
+  const auto reregister = [&](const std::string& digest) {
+    agentproto::v1::RegisterNodeRequest reg;
+    reg.set_node("n1");
+    reg.set_held_config_digest(digest);
+    agentproto::v1::ShadowStatus* shadow = reg.add_shadows();
+    shadow->set_attachment("attachments/x");
+    shadow->set_ready(true);
+    ASSERT_TRUE(manager_->RegisterNode(reg).ok());
+  };
+
+  // A digest of another configuration (what n1 held before the
+  // allocation): the node must apply again.
+  agentproto::v1::DesiredConfig other = *manager_->DesiredConfigFor("n1");
+  other.set_window_base(other.window_base() + 4096);
+  reregister(ConfigDigest(other));
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
+  EXPECT_EQ(manager_->GetNode("n1")->applied_generation(), 0);
+  // No digest: the same.
+  AllAgentsApply("lab");
+  reregister("");
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
+
+  // The digest of what the current generation wants of n1.
+  const int64_t generation = manager_->DesiredConfigFor("n1")->generation();
+  reregister(held);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY)
+      << manager_->GetAllocation(a->name())->state_reason();
+  EXPECT_EQ(manager_->GetNode("n1")->applied_generation(), generation);
+}
+
+// What agents attested their nodes hold is kept in the store (at the
+// sweep's pace), so that after a restart (or a takeover) the nodes whose
+// holding is what the manager wants of them now are presumed to hold it:
+// their leases stay READY until the agents register again, or stay silent
+// past their allowance. A node changed after the last save is not
+// presumed. Its agent's reports, of the old manager's session, are told
+// to register, not fenced.
+TEST_F(ManagerTest, SavedHoldingsKeepLeasesReadyAcrossARestart) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 4)).ok());
+  AllAgentsApply("lab");
+  auto a = manager_->CreateAllocation(AllocRequest("n0", "n1", 1 << 20));
+  ASSERT_TRUE(a.ok()) << a.status();
+  AllAgentsApply("lab");
+  const int64_t old_session = manager_->GetNode("n1")->agent_session();
+  manager_->Sweep();  // saves the holdings
+  // A change the sweep has not saved: n2 and n3 hold it, but the store
+  // does not know.
+  auto b = manager_->CreateAllocation(AllocRequest("n2", "n3", 1 << 20));
+  ASSERT_TRUE(b.ok()) << b.status();
+  AllAgentsApply("lab");
+  ASSERT_EQ(manager_->GetAllocation(b->name())->state(), v1::Allocation::READY);
+
+  Reopen();
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY)
+      << manager_->GetAllocation(a->name())->state_reason();
+  EXPECT_EQ(manager_->GetNode("n1")->agent_state(), v1::Node::READY);
+  EXPECT_EQ(manager_->GetNode("n1")->applied_generation(),
+            manager_->DesiredConfigFor("n1")->generation());
+  EXPECT_EQ(manager_->GetAllocation(b->name())->state(),
+            v1::Allocation::PENDING);
+  EXPECT_THAT(manager_->GetAllocation(b->name())->state_reason(),
+              HasSubstr("to register"));
+  EXPECT_TRUE(manager_->CheckIndexes().ok()) << manager_->CheckIndexes();
+
+  // The agent of n1 still speaks in the old manager's session.
+  agentproto::v1::ReportStatusRequest rep;
+  rep.set_node("n1");
+  rep.set_session(old_session);
+  EXPECT_EQ(manager_->ReportStatus(rep).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Silent past the allowance: the presumption ends.
+  clock_.Advance(opts_.heartbeat_timeout + absl::Seconds(1));
+  manager_->Sweep();
+  EXPECT_EQ(manager_->GetNode("n1")->agent_state(), v1::Node::NOT_READY);
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
+  // And its holding is no longer kept: another restart presumes nothing.
+  Reopen();
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+            v1::Allocation::PENDING);
+  EXPECT_EQ(manager_->GetNode("n1")->agent_state(), v1::Node::UNREGISTERED);
+}
+
 }  // namespace
 }  // namespace fabric::service

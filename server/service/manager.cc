@@ -15,6 +15,7 @@
 #include "server/service/convert.h"
 #include "server/service/fabric_ops.h"
 #include "server/service/leases.h"
+#include "server/service/node_holdings.h"
 #include "server/service/paginate.h"
 #include "server/service/records.h"
 #include "server/service/recovery.h"
@@ -33,7 +34,8 @@ constexpr size_t kSilentPerLock = 16;
 
 FabricManager::FabricManager(store::Store* store, Clock* clock,
                              ManagerOptions options)
-    : clock_(clock),
+    : store_(store),
+      clock_(clock),
       options_(options),
       state_(&hub_),
       agents_(&state_, clock, options_),
@@ -49,6 +51,10 @@ absl::StatusOr<std::unique_ptr<FabricManager>> FabricManager::Open(
     absl::MutexLock l(&m->mu_);
     m->commits_.AssertHeld();
     RETURN_IF_ERROR(Recover(store, &m->state_, &m->commits_.requests()));
+    // What the agents held as the last leader heard it: their nodes' leases
+    // stay READY until the agents reconnect to this manager.
+    ASSIGN_OR_RETURN(auto holdings, LoadHoldings(store));
+    m->agents_.Presume(holdings);
   }
   if (options.sweep_interval > absl::ZeroDuration()) {
     FabricManager* raw = m.get();
@@ -673,6 +679,29 @@ void FabricManager::Sweep() {
   // Past retention or over max_request_ids (left over when new ids could
   // not forget them, e.g. after a failed write).
   commits_.ForgetOldRequests(now, kForgetPerSweep);
+  SaveHoldings();
+}
+
+void FabricManager::SaveHoldings() {
+  {
+    absl::MutexLock l(&mu_);
+    if (state_.unsaved_holdings.empty()) return;
+  }
+  // As many as fit one write; the rest wait for the next sweep.
+  std::vector<std::string> nodes;
+  auto saved = commits_.Mutate(
+      "SaveHoldings", /*request_id=*/"", agentproto::v1::StreamConfigRequest(),
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
+        Plan plan;
+        nodes = TakeUnsavedHoldings(state_, store_->limits(), &plan.batch);
+        if (nodes.empty()) return absl::CancelledError("nothing unsaved");
+        plan.commit = [] {};
+        plan.rollback = [this, nodes]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          MarkUnsaved(state_, nodes);
+        };
+        return plan;
+      });
+  (void)saved;  // a failed write is tried again at the next sweep
 }
 
 ManagerStats FabricManager::Stats() const {

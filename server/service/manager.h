@@ -247,6 +247,9 @@ class FabricManager {
   FabricManager(store::Store* store, Clock* clock, ManagerOptions options);
 
   void SweeperLoop();
+  // Writes the holdings of agents (node_holdings.h) that changed since the
+  // last save, in one write; a failed write is tried again next time.
+  void SaveHoldings() ABSL_LOCKS_EXCLUDED(mu_);
   // Runs fabric or link mutation `req` (`method`) through admin_: once it
   // is its turn, it is planned by `plan` (called as plan(req) under mu_,
   // returning absl::StatusOr<Plan>) and queued like any mutation
@@ -276,6 +279,7 @@ class FabricManager {
   absl::StatusOr<std::vector<const FabricEntry*>> ListedFabrics(
       absl::string_view fabric) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  store::Store* const store_;  // not owned
   Clock* const clock_;         // not owned
   const ManagerOptions options_;
   WatchHub hub_;

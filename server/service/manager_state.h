@@ -113,6 +113,15 @@ struct AgentEntry {
   std::map<std::string, agentproto::v1::VfHealthReport> vf_health;
   // Borrower: its shadow devices, by attachment name.
   std::map<std::string, agentproto::v1::ShadowStatus> shadows;
+  // What the agent last attested its node holds (held_config_digest of its
+  // registration or latest report): a ConfigDigest, or empty.
+  std::string held_digest;
+  // Presumed from the store's holdings on recovery (node_holdings.h), not
+  // registered with this manager: it holds the current generation until
+  // its agent registers or stays silent past its allowance. Its agent's
+  // reports and streams, of a session of another manager, are told to
+  // register (FAILED_PRECONDITION), as if there were no entry.
+  bool presumed = false;
 
   // Raises held_generation to what the applied generation and the
   // stream's skips show; true when it moved.
@@ -183,6 +192,9 @@ class ManagerState {
   absl::flat_hash_map<std::string, std::unique_ptr<AgentEntry>> agents;
   // Sessions handed out (RegisterNode) in this epoch.
   int64_t session_counter = 0;
+  // Nodes whose holding (node_holdings.h) changed since it was last
+  // written to the store.
+  absl::btree_set<std::string> unsaved_holdings;
 
   // The allocations or attachments, by record type.
   template <typename Record>

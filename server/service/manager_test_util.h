@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/config_digest.h"
 #include "common/testing/manual_clock.h"
 #include "gtest/gtest.h"
 #include "server/service/manager.h"
@@ -198,7 +199,7 @@ class ManagerTest : public ::testing::Test {
   }
 
   // Plays a well-behaved agent for every node of `fabric`: registers and
-  // reports the current generation.
+  // reports the current generation, attesting to what it holds.
   void AllAgentsApply(const std::string& fabric) {
     v1::ListNodesRequest ln;
     ln.set_fabric(fabric);
@@ -215,6 +216,7 @@ class ManagerTest : public ::testing::Test {
       agentproto::v1::ReportStatusRequest rep;
       rep.set_node(n.name());
       rep.set_applied_generation(cfg->generation());
+      rep.set_held_config_digest(ConfigDigest(*cfg));
       ASSERT_TRUE(manager_->ReportStatus(rep).ok());
     }
   }

@@ -52,7 +52,7 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& t) {
 std::vector<std::string> StoreTables() {
   return {kTableMeta,        kTableFabrics,     kTableLinks,
           kTableAllocations, kTableAttachments, kTableRequests,
-          kTableDeletingFabrics};
+          kTableDeletingFabrics, kTableHoldings};
 }
 
 std::string AttachmentName(absl::string_view id) {

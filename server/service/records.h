@@ -34,6 +34,10 @@ inline constexpr char kTableAttachments[] = "attachments";
 // While a fabric's key is here, its rows are garbage that recovery deletes.
 inline constexpr char kTableDeletingFabrics[] = "deleting_fabrics";
 
+// What each node's agent attested its node holds (internal::NodeHolding),
+// by node id; see node_holdings.h.
+inline constexpr char kTableHoldings[] = "holdings";
+
 // Every table the manager keeps (the above and kTableRequests), for tools
 // that copy a manager's whole state (`fabric-manager migrate`).
 std::vector<std::string> StoreTables();
