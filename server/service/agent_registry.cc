@@ -72,6 +72,11 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
     std::cerr << "fabric-manager: node " << node << ": " << agent->takeover
               << "; the older session is fenced" << std::endl;
   }
+  // What the node's leases may have waited for before (see the end).
+  const bool was_ready = agent->state == v1::Node::READY;
+  const int64_t held_before = agent->held_generation;
+  const bool inventory_changed = agent->inventory.SerializeAsString() !=
+                                 req.inventory().SerializeAsString();
   agent->session = session;
   agent->presumed = false;
   agent->open_streams = 0;
@@ -90,11 +95,12 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
   agent->sent_generation = 0;
   agent->same_through = 0;
   agent->errors.clear();
+  bool vf_changed = false;
   if (!req.held_config_digest().empty() || req.shadows_size() > 0 ||
       req.vf_health_size() > 0) {
     // An agent that reconnects says what its node holds (else what it
     // had said before, of its VFs, is kept).
-    TakeVfStatus(req.vf_health(), req.shadows(), agent.get());
+    vf_changed = TakeVfStatus(req.vf_health(), req.shadows(), agent.get());
   }
   agent->held_digest = req.held_config_digest();
   if (!agent->held_digest.empty()) {
@@ -138,7 +144,16 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
   e.set_type(v1::WatchEvent::MODIFIED);
   *e.mutable_node() = out.node();
   s.hub().Publish(std::move(e));
-  RefreshFabricLeases(s, fn->first->id(), fn->second);
+  // The registration can only settle the node's leases when the agent was
+  // not READY (every lease through the node waited for it), or was and
+  // holds no less than before, with the same VFs: then only the leases
+  // that wait for this node are looked at, not every lease of the fabric
+  // with its path (what made a fabric of 50k allocations never converge
+  // while its agents registered).
+  const bool only_settles =
+      !was_ready || (agent->held_generation >= held_before && !vf_changed &&
+                     !inventory_changed);
+  RefreshFabricLeases(s, fn->first->id(), fn->second, only_settles);
   return out;
 }
 

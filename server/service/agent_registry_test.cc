@@ -3,6 +3,10 @@
 #include "server/service/manager.h"
 
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "gmock/gmock.h"
 #include "server/service/agent_registry.h"
@@ -364,6 +368,73 @@ TEST_F(ManagerTest, SavedHoldingsKeepLeasesReadyAcrossARestart) {
   EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
             v1::Allocation::PENDING);
   EXPECT_EQ(manager_->GetNode("n1")->agent_state(), v1::Node::UNREGISTERED);
+}
+
+// A registration or report that can only settle leases looks only at the
+// leases that wait for its node (LeaseIds::waiting_on) and those that wait
+// for none. Whatever order the agents come in, each lease's last derived
+// state (what watchers were told, and the metrics count) stays what a
+// fresh derivation says, and the indexes agree with a scan.
+TEST_F(ManagerTest, LeasesSettleAsTheAgentsTheyWaitForComeInAnyOrder) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 6)).ok());
+  std::vector<std::string> names;
+  for (auto [b, t] : std::vector<std::pair<const char*, const char*>>{
+           {"n0", "n3"}, {"n3", "n0"}, {"n1", "n2"}, {"n5", "n1"},
+           {"n2", "n4"}}) {
+    auto a = manager_->CreateAllocation(AllocRequest(b, t, 1 << 20));
+    ASSERT_TRUE(a.ok()) << a.status();
+    names.push_back(a->name());
+  }
+  // Last derived states (the metrics' counts) against fresh derivations.
+  const auto check = [&](const std::string& step) {
+    int ready = 0;
+    for (const std::string& name : names) {
+      ready += manager_->GetAllocation(name)->state() == v1::Allocation::READY;
+    }
+    EXPECT_EQ(manager_->Stats().allocations["READY"], ready) << step;
+    EXPECT_TRUE(manager_->CheckIndexes().ok())
+        << step << ": " << manager_->CheckIndexes();
+    return ready;
+  };
+  const auto report = [&](const std::string& node, bool with_error) {
+    agentproto::v1::ReportStatusRequest rep;
+    rep.set_node(node);
+    rep.set_applied_generation(manager_->DesiredConfigFor(node)->generation());
+    if (with_error) {
+      v1::ApplyError* e = rep.add_errors();
+      e->set_allocation(names[0]);
+      e->set_entry("window 0");
+      e->set_message("refused");
+    }
+    ASSERT_TRUE(manager_->ReportStatus(rep).ok());
+  };
+  check("none registered");
+  for (const char* node : {"n4", "n2", "n5", "n0", "n3", "n1"}) {
+    agentproto::v1::RegisterNodeRequest reg;
+    reg.set_node(node);
+    ASSERT_TRUE(manager_->RegisterNode(reg).ok());
+    check(absl::StrCat(node, " registered"));
+    report(node, false);
+    check(absl::StrCat(node, " reported"));
+  }
+  EXPECT_EQ(check("all reported"), static_cast<int>(names.size()));
+  // An error unsettles the lease it names; clearing it settles it again.
+  report("n0", true);
+  EXPECT_EQ(check("n0 refused"), static_cast<int>(names.size()) - 1);
+  report("n0", false);
+  EXPECT_EQ(check("n0 applied"), static_cast<int>(names.size()));
+  // Silent agents, then registrations again in another order.
+  clock_.Advance(opts_.heartbeat_timeout + absl::Seconds(1));
+  manager_->Sweep();
+  EXPECT_EQ(check("all silent"), 0);
+  for (const char* node : {"n1", "n3", "n0", "n5", "n2", "n4"}) {
+    agentproto::v1::RegisterNodeRequest reg;
+    reg.set_node(node);
+    ASSERT_TRUE(manager_->RegisterNode(reg).ok());
+    report(node, false);
+    check(absl::StrCat(node, " back"));
+  }
+  EXPECT_EQ(check("all back"), static_cast<int>(names.size()));
 }
 
 }  // namespace

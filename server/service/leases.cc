@@ -14,6 +14,19 @@
 namespace fabric::service {
 namespace {
 
+// The derived state of `a`, and the node it waits for: allocations say;
+// attachments, of several windows and a shadow device, wait for none
+// (they are LeaseIds::unplaced while unsettled).
+v1::Allocation::State Derive(const ManagerState& s, const AllocationEntry& a,
+                             std::string* reason, int* waits_for) {
+  return DeriveState(s, a, reason, waits_for);
+}
+v1::Attachment::State Derive(const ManagerState& s, const AttachmentEntry& a,
+                             std::string* reason, int* waits_for) {
+  *waits_for = -1;
+  return DeriveState(s, a, reason);
+}
+
 // A lease's last view once it is gone.
 void MarkGone(v1::Allocation* view, absl::string_view reason) {
   view->set_state(LeaseTraits<v1::Allocation>::kGone);
@@ -105,7 +118,9 @@ void PlanNewLease(ManagerState& s, const std::string& id,
     state->CommitLease(*a);
     a->required_generation = state->BumpGeneration();
     std::string reason;
-    state->SetLeaseState(*a, DeriveState(*state, *a, &reason));
+    int waits_for;
+    const auto derived = Derive(*state, *a, &reason, &waits_for);
+    state->SetLeaseState(*a, derived, waits_for);
     if (state->hub().has_watchers()) {
       PublishLease(state->hub(), v1::WatchEvent::ADDED,
                    LeaseView(*state, *a));
@@ -169,7 +184,7 @@ template <typename Record>
 void RefreshLeases(
     ManagerState& s, const std::string& fabric,
     const std::function<bool(const LeaseEntry<Record>&)>& affected,
-    bool only_unsettled) {
+    bool only_unsettled, int settled_node) {
   auto fit = s.fabrics.find(fabric);
   if (fit == s.fabrics.end()) return;
   auto& leases = s.leases<Record>();
@@ -178,16 +193,24 @@ void RefreshLeases(
     if (!a->committed) return;
     if (affected && !affected(*a)) return;
     std::string reason;
-    auto state = DeriveState(s, *a, &reason);
-    if (state != a->last_state) {
-      s.SetLeaseState(*a, state);
-      if (s.hub().has_watchers()) {
-        PublishLease(s.hub(), v1::WatchEvent::MODIFIED, LeaseView(s, *a));
-      }
+    int waits_for;
+    auto state = Derive(s, *a, &reason, &waits_for);
+    const bool changed = state != a->last_state;
+    if (changed || waits_for != a->waits_for) {
+      s.SetLeaseState(*a, state, waits_for);
+    }
+    if (changed && s.hub().has_watchers()) {
+      PublishLease(s.hub(), v1::WatchEvent::MODIFIED, LeaseView(s, *a));
     }
   };
   const LeaseIds& ids = fit->second->template lease_ids<Record>();
-  if (only_unsettled) {
+  if (only_unsettled && settled_node >= 0) {
+    // Copies: a lease that settles, or waits for another node, leaves them.
+    std::vector<absl::string_view> due(ids.waiting_on[settled_node].begin(),
+                                       ids.waiting_on[settled_node].end());
+    due.insert(due.end(), ids.unplaced.begin(), ids.unplaced.end());
+    for (absl::string_view id : due) refresh(id);
+  } else if (only_unsettled) {
     // A copy: a state that turns READY leaves `unsettled`.
     const std::vector<absl::string_view> unsettled(ids.unsettled.begin(),
                                                    ids.unsettled.end());
@@ -287,7 +310,12 @@ void RefreshFabricLeases(ManagerState& s, const std::string& fabric, int node,
                           path->end());
     };
   }
-  RefreshLeases<v1::Allocation>(s, fabric, crosses, only_unsettled);
+  if (only_unsettled && node >= 0) {
+    // Those that wait for `node` cross it; no need to walk paths to see.
+    RefreshLeases<v1::Allocation>(s, fabric, nullptr, true, node);
+  } else {
+    RefreshLeases<v1::Allocation>(s, fabric, crosses, only_unsettled);
+  }
   RefreshLeases<v1::Attachment>(s, fabric, nullptr, only_unsettled);
 }
 
@@ -307,7 +335,7 @@ void RefreshFabricLeases(ManagerState& s, const std::string& fabric, int node,
       std::string*);                                                         \
   template void RefreshLeases<Record>(                                       \
       ManagerState&, const std::string&,                                     \
-      const std::function<bool(const LeaseEntry<Record>&)>&, bool);          \
+      const std::function<bool(const LeaseEntry<Record>&)>&, bool, int);     \
   template absl::StatusOr<std::vector<std::string>>                          \
   LeasesOfDeletedFabric<Record>(const ManagerState&, const std::string&,     \
                                 bool, absl::string_view, absl::string_view); \

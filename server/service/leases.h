@@ -99,12 +99,14 @@ absl::Status ListLeases(
 // Re-derives the state of the committed leases of `fabric` that pass
 // `affected` and publishes MODIFIED for those that changed. With
 // `only_unsettled`, only those not READY (LeaseIds::unsettled) are looked
-// at: O(unsettled), for a change that cannot unsettle a READY lease.
+// at: O(unsettled), for a change that cannot unsettle a READY lease; and
+// with `settled_node` >= 0 too, a change of that node alone, only those
+// that wait for it or for no node (LeaseIds::waiting_on and unplaced).
 template <typename Record>
 void RefreshLeases(ManagerState& s, const std::string& fabric,
                    const std::function<bool(const LeaseEntry<Record>&)>&
                        affected,
-                   bool only_unsettled = false);
+                   bool only_unsettled = false, int settled_node = -1);
 
 // The ids of the leases of fabric `fid`, which is being deleted:
 // UNAVAILABLE while one is being created or released, FAILED_PRECONDITION
@@ -131,9 +133,10 @@ absl::Status RestoreLease(ManagerState& s, const std::string& key,
 // Re-derives the states of the leases of `fabric` (allocations: all, or
 // only those whose path crosses `node` when node >= 0; attachments: all)
 // and publishes the changes. `only_unsettled`: of those, only the ones not
-// READY; for a change that can only settle leases, such as an agent's
-// applied generation moving forward, it costs O(unsettled leases) instead
-// of O(all leases of the fabric).
+// READY; for a change of `node` that can only settle leases, such as its
+// agent's applied generation moving forward, only the allocations that
+// wait for it (or for no node) and the unsettled attachments: it costs
+// O(those) instead of O(all leases of the fabric · path).
 void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
                          int node = -1, bool only_unsettled = false);
 

@@ -71,14 +71,22 @@ absl::Status SameIds(absl::string_view what, const LeaseIds::Ids& got,
 template <typename Record>
 absl::Status CheckLeaseIds(const ManagerState& s, const FabricEntry& f) {
   using Ids = std::set<std::string>;
-  Ids all, unsettled;
+  Ids all, unsettled, unplaced;
   std::vector<Ids> by_node(f.state.topology().node_count());
+  std::vector<Ids> waiting_on(by_node.size());
   int committed = 0;
   for (const auto& [id, a] : s.leases<Record>()) {
     if (a->fabric != f.id()) continue;
     all.insert(id);
     committed += a->committed;
-    if (a->committed && a->last_state != Record::READY) unsettled.insert(id);
+    if (a->committed && a->last_state != Record::READY) {
+      unsettled.insert(id);
+      if (a->waits_for >= 0) {
+        waiting_on.at(a->waits_for).insert(id);
+      } else {
+        unplaced.insert(id);
+      }
+    }
     for (int n : EndNodes(f, a->record)) by_node[n].insert(id);
   }
   const LeaseIds& ids = f.template lease_ids<Record>();
@@ -86,6 +94,18 @@ absl::Status CheckLeaseIds(const ManagerState& s, const FabricEntry& f) {
   RETURN_IF_ERROR(SameIds(absl::StrCat(f.id(), " ", kind), ids.all, all));
   RETURN_IF_ERROR(SameIds(absl::StrCat(f.id(), " unsettled ", kind),
                           ids.unsettled, unsettled));
+  RETURN_IF_ERROR(SameIds(absl::StrCat(f.id(), " unplaced ", kind),
+                          ids.unplaced, unplaced));
+  if (ids.waiting_on.size() != waiting_on.size()) {
+    return absl::InternalError(absl::StrCat("index ", f.id(), " ", kind,
+                                            " waiting_on has ",
+                                            ids.waiting_on.size(), " nodes"));
+  }
+  for (size_t n = 0; n < waiting_on.size(); ++n) {
+    RETURN_IF_ERROR(SameIds(
+        absl::StrCat(f.id(), " ", kind, " waiting on node ", n),
+        ids.waiting_on[n], waiting_on[n]));
+  }
   if (ids.committed != committed) {
     return absl::InternalError(absl::StrCat(
         "index ", f.id(), " ", kind, " counts ", ids.committed,
@@ -110,6 +130,8 @@ FabricEntry::FabricEntry(core::FabricState s) : state(std::move(s)) {
   const core::Topology& topo = state.topology();
   allocation_ids.by_node.resize(topo.node_count());
   attachment_ids.by_node.resize(topo.node_count());
+  allocation_ids.waiting_on.resize(topo.node_count());
+  attachment_ids.waiting_on.resize(topo.node_count());
   nodes_by_name = SortedByName(topo.node_count(), [&](int i) -> const auto& {
     return topo.node(i).name;
   });
@@ -141,7 +163,7 @@ void ManagerState::CommitLease(LeaseEntry<Record>& a) {
   a.committed = true;
   ++fabrics.at(a.fabric)->template lease_ids<Record>().committed;
   ArmExpiry(a);
-  SetLeaseState(a, a.last_state);
+  SetLeaseState(a, a.last_state, a.waits_for);
 }
 
 template <typename Record>
@@ -151,15 +173,34 @@ void ManagerState::ArmExpiry(const LeaseEntry<Record>& a) {
 
 template <typename Record>
 void ManagerState::SetLeaseState(LeaseEntry<Record>& a,
-                                 typename Record::State state) {
-  a.last_state = state;
-  if (!a.committed) return;
+                                 typename Record::State state,
+                                 int waits_for) {
+  if (state == Record::READY) waits_for = -1;
+  if (!a.committed) {
+    a.last_state = state;
+    a.waits_for = waits_for;
+    return;
+  }
   LeaseIds& ids = fabrics.at(a.fabric)->template lease_ids<Record>();
   const absl::string_view key = *ids.all.find(a.id());  // the map's key
+  // Out of where it was (a lease just committed is in none yet)...
+  if (a.waits_for >= 0) {
+    ids.waiting_on[a.waits_for].erase(key);
+  } else {
+    ids.unplaced.erase(key);
+  }
+  a.last_state = state;
+  a.waits_for = waits_for;
+  // ...into where it is.
   if (state == Record::READY) {
     ids.unsettled.erase(key);
+    return;
+  }
+  ids.unsettled.insert(key);
+  if (waits_for >= 0) {
+    ids.waiting_on[waits_for].insert(key);
   } else {
-    ids.unsettled.insert(key);
+    ids.unplaced.insert(key);
   }
 }
 
@@ -172,6 +213,8 @@ void ManagerState::RemoveLease(const std::string& id) {
     LeaseIds& ids = f->second->template lease_ids<Record>();
     ids.all.erase(it->first);
     ids.unsettled.erase(it->first);
+    ids.unplaced.erase(it->first);
+    if (a.waits_for >= 0) ids.waiting_on[a.waits_for].erase(it->first);
     for (int n : EndNodes(*f->second, a.record)) ids.by_node[n].erase(it->first);
     ids.committed -= a.committed;
   }
@@ -216,7 +259,7 @@ absl::Status ManagerState::CheckIndexes() const {
   template void ManagerState::CommitLease<Record>(LeaseEntry<Record>&);    \
   template void ManagerState::ArmExpiry<Record>(const LeaseEntry<Record>&); \
   template void ManagerState::SetLeaseState<Record>(                       \
-      LeaseEntry<Record>&, typename Record::State);                        \
+      LeaseEntry<Record>&, typename Record::State, int);                   \
   template void ManagerState::RemoveLease<Record>(const std::string&);
 FABRIC_INSTANTIATE_LEASE_INDEX(v1::Allocation)
 FABRIC_INSTANTIATE_LEASE_INDEX(v1::Attachment)

@@ -54,6 +54,16 @@ struct LeaseIds {
   // ones an agent's report that just moves its applied generation forward
   // can change (RefreshUnsettledLeases).
   Ids unsettled;
+  // `unsettled`, split by where their last derivation stopped: by node
+  // index, those that waited for that node's agent (to register, to be
+  // ready, to apply the generation they require, or to stop reporting an
+  // error for them; LeaseEntry::waits_for); and in `unplaced` the rest
+  // (DEGRADED ones, ones not derived since recovery, and every
+  // attachment). A change of node n that can only settle leases need look
+  // at waiting_on[n] and unplaced alone: a lease that waits for another
+  // node waits for it still.
+  std::vector<Ids> waiting_on;
+  Ids unplaced;
 };
 
 struct FabricEntry {
@@ -147,6 +157,9 @@ struct LeaseEntry {
   bool releasing = false;
   int64_t required_generation = 0;
   typename Record::State last_state = Record::PENDING;
+  // The node index its last derivation stopped at when that was not READY
+  // for want of a node's agent (LeaseIds::waiting_on); else -1.
+  int waits_for = -1;
   // The id: the name without its collection ("allocations/").
   std::string id() const {
     absl::string_view name = record.name();
@@ -216,10 +229,12 @@ class ManagerState {
   // again, e.g. after a release when it expired failed.
   template <typename Record>
   void ArmExpiry(const LeaseEntry<Record>& a);
-  // Sets lease `a`'s last derived state, keeping its fabric's
-  // lease_ids().unsettled in step. The only writer of last_state.
+  // Sets lease `a`'s last derived state, and the node it waits for (-1
+  // for none), keeping its fabric's lease_ids().unsettled, waiting_on and
+  // unplaced in step. The only writer of last_state and waits_for.
   template <typename Record>
-  void SetLeaseState(LeaseEntry<Record>& a, typename Record::State state);
+  void SetLeaseState(LeaseEntry<Record>& a, typename Record::State state,
+                     int waits_for = -1);
   // Removes lease `id` (not its grants); a no-op when absent.
   template <typename Record>
   void RemoveLease(const std::string& id);

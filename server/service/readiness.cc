@@ -12,7 +12,11 @@ namespace fabric::service {
 
 v1::Allocation::State GrantState(const ManagerState& s, const FabricEntry& f,
                                  const core::Grant& g, absl::string_view owner,
-                                 int64_t required, std::string* reason) {
+                                 int64_t required, std::string* reason,
+                                 int* waits_for) {
+  int unused;
+  if (waits_for == nullptr) waits_for = &unused;
+  *waits_for = -1;
   const core::Topology& topo = f.state.topology();
   auto path = f.state.GrantPath(g);
   if (!path) {
@@ -29,6 +33,7 @@ v1::Allocation::State GrantState(const ManagerState& s, const FabricEntry& f,
   for (int n : *path) {
     const std::string& node = topo.node(n).name;
     const AgentEntry* agent = s.FindAgent(node);
+    *waits_for = n;  // if it returns PENDING below
     if (agent == nullptr || agent->state == v1::Node::UNREGISTERED) {
       *reason =
           absl::StrCat("waiting for the agent of node ", node, " to register");
@@ -55,16 +60,17 @@ v1::Allocation::State GrantState(const ManagerState& s, const FabricEntry& f,
       return v1::Allocation::PENDING;
     }
   }
+  *waits_for = -1;
   reason->clear();
   return v1::Allocation::READY;
 }
 
 v1::Allocation::State DeriveState(const ManagerState& s,
                                   const AllocationEntry& a,
-                                  std::string* reason) {
+                                  std::string* reason, int* waits_for) {
   const FabricEntry& f = *s.fabrics.at(a.fabric);
   return GrantState(s, f, *f.state.FindGrant(a.id()), a.record.name(),
-                    a.required_generation, reason);
+                    a.required_generation, reason, waits_for);
 }
 
 v1::Attachment::State DeriveState(const ManagerState& s,

@@ -19,15 +19,20 @@ namespace fabric::service {
 // Why a grant owned by `owner` (an allocation or attachment name) is not
 // in place: DEGRADED when its path is cut, PENDING while an agent on it
 // has not applied `required` or reports an error for `owner`, else READY.
-// Sets *reason (empty when READY).
+// Sets *reason (empty when READY), and *waits_for (when not null) to the
+// node index of the first agent on the path it is PENDING for, else -1.
+// Walks the path in order and stops at that agent.
 v1::Allocation::State GrantState(const ManagerState& s, const FabricEntry& f,
                                  const core::Grant& g, absl::string_view owner,
-                                 int64_t required, std::string* reason);
+                                 int64_t required, std::string* reason,
+                                 int* waits_for = nullptr);
 
-// The derived state of a committed allocation, and why.
+// The derived state of a committed allocation, and why; *waits_for as
+// GrantState's.
 v1::Allocation::State DeriveState(const ManagerState& s,
                                   const AllocationEntry& a,
-                                  std::string* reason);
+                                  std::string* reason,
+                                  int* waits_for = nullptr);
 // The derived state of a committed attachment, and why: DEGRADED when a
 // window's path is cut or the VF is gone or unhealthy, PENDING until every
 // window is applied and the borrower's shadow device is ready.
