@@ -10,6 +10,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -335,9 +336,14 @@ TEST_F(GrpcTest, WatchStreamsAllocationEvents) {
 TEST_F(GrpcTest, WatchWithoutInitialStateStreamsOnlyNewEvents) {
   CreateRing(3);
   grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::WatchRequest req;
   req.add_collections("allocations");
   auto reader = stub_->Watch(&ctx, req);
+  // The stream's initial metadata comes once the server has taken its
+  // place in the event sequence: an allocation made after that is seen,
+  // one made before the call reached the server would not be.
+  reader->WaitForInitialMetadata();
   v1::CreateAllocationRequest alloc;
   alloc.mutable_allocation()->set_borrower("n0");
   alloc.mutable_allocation()->set_target("n1");
