@@ -201,7 +201,8 @@ class ManagerState {
   // with a ttl, by id (CommitLease and RemoveLease keep it; the sweeper
   // pops what is due and sets again what it could not release).
   DeadlineQueue lease_expiry;
-  // By node id; agents that registered since this manager started.
+  // By node id; agents that registered since this manager started, and
+  // those presumed from the store's holdings (AgentEntry::presumed).
   absl::flat_hash_map<std::string, std::unique_ptr<AgentEntry>> agents;
   // Sessions handed out (RegisterNode) in this epoch.
   int64_t session_counter = 0;
