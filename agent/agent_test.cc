@@ -41,13 +41,18 @@ class AgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = *store::OpenSqliteStore({.path = ":memory:"});
-    service::ManagerOptions opts;
-    opts.heartbeat_interval = absl::Milliseconds(100);
-    manager_ = *service::FabricManager::Open(store_.get(), Clock::Real(), opts);
+    manager_ =
+        *service::FabricManager::Open(store_.get(), Clock::Real(), Options());
     server_ = *service::GrpcServer::Start(manager_.get(), "127.0.0.1:0");
     address_ = absl::StrCat("127.0.0.1:", server_->port());
     stub_ = v1::FabricService::NewStub(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  static service::ManagerOptions Options() {
+    service::ManagerOptions opts;
+    opts.heartbeat_interval = absl::Milliseconds(100);
+    return opts;
   }
 
   void TearDown() override {
@@ -177,9 +182,8 @@ TEST_F(AgentTest, AllocationStaysReadyWhileTheManagerRestartsUnderItsAgents) {
   const int port = server_->port();
   server_->Shutdown();
   manager_->Shutdown();
-  service::ManagerOptions opts;
-  opts.heartbeat_interval = absl::Milliseconds(100);
-  auto reopened = service::FabricManager::Open(store_.get(), Clock::Real(), opts);
+  auto reopened =
+      service::FabricManager::Open(store_.get(), Clock::Real(), Options());
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   manager_ = *std::move(reopened);
   // Before any agent could have registered with it.

@@ -288,9 +288,6 @@ TEST_F(ManagerTest, ARegistrationThatAttestsTheWantedConfigurationHoldsIt) {
     agentproto::v1::RegisterNodeRequest reg;
     reg.set_node("n1");
     reg.set_held_config_digest(digest);
-    agentproto::v1::ShadowStatus* shadow = reg.add_shadows();
-    shadow->set_attachment("attachments/x");
-    shadow->set_ready(true);
     ASSERT_TRUE(manager_->RegisterNode(reg).ok());
   };
 

@@ -10,6 +10,7 @@
 #include "absl/strings/strip.h"
 #include "common/latency_trace.h"
 #include "common/status_macros.h"
+#include "google/protobuf/empty.pb.h"
 #include "server/core/invariants.h"
 #include "server/service/attachment_planner.h"
 #include "server/service/convert.h"
@@ -690,7 +691,7 @@ void FabricManager::SaveHoldings() {
   // As many as fit one write; the rest wait for the next sweep.
   std::vector<std::string> nodes;
   auto saved = commits_.Mutate(
-      "SaveHoldings", /*request_id=*/"", agentproto::v1::StreamConfigRequest(),
+      "SaveHoldings", /*request_id=*/"", google::protobuf::Empty(),
       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Plan> {
         Plan plan;
         nodes = TakeUnsavedHoldings(state_, store_->limits(), &plan.batch);

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/service/records.h"
+#include "server/store/batch_limits.h"
 
 namespace fabric::service {
 
@@ -30,15 +31,11 @@ std::vector<std::string> TakeUnsavedHoldings(ManagerState& s,
     auto it = s.agents.find(node);
     std::optional<internal::NodeHolding> h;
     if (it != s.agents.end()) h = HoldingOf(*it->second);
-    // Whether `row` fits beside what `batch` holds (StoreLimits::Fits of
-    // the two, without copying the batch).
+    // Whether `row` fits beside what `batch` holds.
     const auto fits = [&](const store::WriteBatch& row) {
-      const size_t ops = batch->mutations().size() + row.mutations().size();
-      return (limits.max_ops == 0 || ops <= limits.max_ops) &&
-             (limits.max_bytes == 0 ||
-              batch->ApproximateBytes() + row.ApproximateBytes() +
-                      ops * limits.per_op_overhead_bytes <=
-                  limits.max_bytes);
+      return store::FitsIn(
+          limits, batch->mutations().size() + row.mutations().size(),
+          batch->ApproximateBytes() + row.ApproximateBytes());
     };
     store::WriteBatch row;
     if (h.has_value()) row.Put(kTableHoldings, node, h->SerializeAsString());
