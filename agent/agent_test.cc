@@ -225,7 +225,15 @@ class StandbyAgentService final : public agentproto::v1::AgentService::Service {
     ctx->AddTrailingMetadata(kLeaderMetadataKey, leader_);
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(leader_));
   }
+  grpc::Status ReportStatus(grpc::ServerContext* ctx,
+                            const agentproto::v1::ReportStatusRequest*,
+                            agentproto::v1::ReportStatusResponse*) override {
+    ++reports;
+    ctx->AddTrailingMetadata(kLeaderMetadataKey, leader_);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(leader_));
+  }
   std::atomic<int> calls{0};
+  std::atomic<int> reports{0};
 
  private:
   const std::string leader_;
@@ -310,6 +318,80 @@ TEST_F(AgentTest, AgentsLeaveALeaderThatAnswersNothingForTheNextManager) {
   agents_.clear();
   paused.Resume();
   server->Shutdown();
+}
+
+// An overloaded leader: it took the registration and keeps the config
+// stream open, but its first status report is answered only after the
+// agent's attempt_timeout; the later ones at once.
+class SlowAgentService final : public agentproto::v1::AgentService::Service {
+ public:
+  grpc::Status RegisterNode(grpc::ServerContext*,
+                            const agentproto::v1::RegisterNodeRequest*,
+                            agentproto::v1::RegisterNodeResponse* resp) override {
+    ++registrations;
+    resp->set_session(1);
+    resp->mutable_heartbeat_interval()->set_nanos(50'000'000);
+    return grpc::Status::OK;
+  }
+  grpc::Status StreamConfig(
+      grpc::ServerContext* ctx, const agentproto::v1::StreamConfigRequest*,
+      grpc::ServerWriter<agentproto::v1::DesiredConfig>*) override {
+    while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(10));
+    return grpc::Status::OK;
+  }
+  grpc::Status ReportStatus(grpc::ServerContext* ctx,
+                            const agentproto::v1::ReportStatusRequest*,
+                            agentproto::v1::ReportStatusResponse*) override {
+    if (++reports == 1) {
+      // Until the agent gives up on this one (its deadline).
+      while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(10));
+    }
+    return grpc::Status::OK;
+  }
+  std::atomic<int> registrations{0};
+  std::atomic<int> reports{0};
+};
+
+TEST_F(AgentTest, AgentKeepsItsSessionWithALateLeaderTheOthersStillName) {
+  SlowAgentService slow;
+  int slow_port = 0;
+  grpc::ServerBuilder slow_builder;
+  slow_builder.AddListeningPort("127.0.0.1:0",
+                                grpc::InsecureServerCredentials(), &slow_port);
+  slow_builder.RegisterService(&slow);
+  std::unique_ptr<grpc::Server> slow_server = slow_builder.BuildAndStart();
+  ASSERT_NE(slow_server, nullptr);
+  const std::string slow_address = absl::StrCat("127.0.0.1:", slow_port);
+  StandbyAgentService standby(slow_address);
+  int standby_port = 0;
+  grpc::ServerBuilder standby_builder;
+  standby_builder.AddListeningPort(
+      "127.0.0.1:0", grpc::InsecureServerCredentials(), &standby_port);
+  standby_builder.RegisterService(&standby);
+  std::unique_ptr<grpc::Server> standby_server =
+      standby_builder.BuildAndStart();
+  ASSERT_NE(standby_server, nullptr);
+  manager_list_ = absl::StrCat(slow_address, ",127.0.0.1:", standby_port);
+  StartRing(2);
+  // The agent whose report timed out turns to the standby...
+  for (int i = 0; i < 1000 && standby.reports + standby.calls < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  // ...only to ask who leads,
+  EXPECT_GE(standby.reports, 1);
+  // and its reports go on in the same session.
+  const int reports = slow.reports;
+  for (int i = 0; i < 1000 && slow.reports < reports + 10; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE(slow.reports, reports + 10);
+  EXPECT_EQ(slow.registrations, 2);
+  for (auto& agent : agents_) EXPECT_EQ(agent->stats().sessions, 1);
+  EXPECT_EQ(standby.calls, 0);  // nothing registered there
+  for (auto& agent : agents_) agent->Stop();
+  agents_.clear();
+  standby_server->Shutdown();
+  slow_server->Shutdown();
 }
 
 TEST_F(AgentTest, ClearedWindowIsDetectedRepairedAndCounted) {

@@ -174,9 +174,27 @@ std::string ManagerSession::HeldDigest(const ReconcileStats& stats) const {
   return held_digest_;
 }
 
+bool ManagerSession::StillLeads(const LeaderChannel::Endpoint& slow,
+                                LeaderChannel* leader) {
+  return leader->OthersNameAsLeader(
+      slow, [&](const LeaderChannel::Endpoint& other,
+                grpc::ClientContext& ctx) {
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() +
+                                            options_.attempt_timeout));
+        agentproto::v1::ReportStatusRequest probe;
+        probe.set_node(options_.node);  // no session: changes nothing
+        agentproto::v1::ReportStatusResponse resp;
+        return agentproto::v1::AgentService::NewStub(other.channel)
+            ->ReportStatus(&ctx, probe, &resp);
+      });
+}
+
 void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
+                                   const LeaderChannel::Endpoint& endpoint,
+                                   LeaderChannel* leader,
                                    std::atomic<bool>* unanswered) {
   bool failing = false;  // the last report failed (logged once)
+  bool late = false;     // the last report was late (logged once)
   while (reports_.Wait()) {
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
@@ -187,6 +205,23 @@ void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
       Fence(s);
       return;
     }
+    if (several_managers_ &&
+        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+        StillLeads(endpoint, leader)) {
+      // Late, not gone: leaving would cost a registration (and the
+      // manager's work for it) on a manager that is already behind.
+      if (!late) {
+        std::cerr << "fabric-agent " << options_.node << ": the manager at "
+                  << endpoint.target << " did not answer a status report within "
+                  << absl::FormatDuration(options_.attempt_timeout)
+                  << ", but the other managers still name it the leader; "
+                     "keeping the session"
+                  << std::endl;
+      }
+      late = true;
+      continue;
+    }
+    late = false;
     if (several_managers_ &&
         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       // The leader answers nothing (paused, or its host is gone), while its
@@ -258,6 +293,19 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
       stream_ctx_ = nullptr;
       stopping = stopping_;
     }
+    if (!s.ok() && !stopping && several_managers_ &&
+        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+        StillLeads(endpoint, leader)) {
+      // Slow, not gone: register with it again (after the backoff) rather
+      // than with a standby that would only send the agent back.
+      std::cerr << "fabric-agent " << options_.node << ": the manager at "
+                << endpoint.target << " did not answer the registration within "
+                << absl::FormatDuration(options_.attempt_timeout)
+                << ", but the other managers still name it the leader; "
+                   "registering with it again"
+                << std::endl;
+      return false;
+    }
     if (!s.ok()) {
       const LeaderChannel::Endpoint next = leader->Observe(endpoint, s, ctx);
       if (!stopping && IsStandbyAnswer(s)) {
@@ -296,7 +344,8 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
   }
   reports_.Start(std::max(interval, absl::Milliseconds(10)));
   std::atomic<bool> unanswered{false};
-  std::thread heartbeat([&] { HeartbeatLoop(stub, &unanswered); });
+  std::thread heartbeat(
+      [&] { HeartbeatLoop(stub, endpoint, leader, &unanswered); });
   agentproto::v1::StreamConfigRequest sreq;
   sreq.set_node(options_.node);
   sreq.set_session(registered.session());

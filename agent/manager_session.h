@@ -60,9 +60,11 @@ struct ManagerSessionOptions {
   // sees this agent's connection come from, with the bound port.
   std::string advertise;
   // With several managers, the deadline of a registration and of a status
-  // report: a manager that answers nothing in this time (a paused leader)
-  // is left for the next one, which names the new leader. One manager:
-  // 5 s, and the agent waits for it.
+  // report: a manager that answers nothing in this time is left for the
+  // next one, which names the new leader, unless the others still name it
+  // the leader (it holds its lease, so it is slow, not paused): then the
+  // agent keeps its session and waits for it. One manager: 5 s, and the
+  // agent waits for it.
   absl::Duration attempt_timeout = absl::Seconds(2);
   // Reconnect backoff: doubles from initial to max, with jitter.
   absl::Duration initial_backoff = absl::Milliseconds(100);
@@ -139,8 +141,20 @@ class ManagerSession {
   // Reports whenever reports_ says one is due, until it is stopped. With
   // several managers, a report the manager does not answer in time ends
   // the session (sets *unanswered): the loop moves on to the next manager.
+  // With several managers, a report the manager does not answer in time
+  // while the others still name it the leader (StillLeads) is only late:
+  // the session goes on.
   void HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
-                     std::atomic<bool>* unanswered) ABSL_LOCKS_EXCLUDED(mu_);
+                     const LeaderChannel::Endpoint& endpoint,
+                     LeaderChannel* leader, std::atomic<bool>* unanswered)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // After a call on `slow` passed attempt_timeout: whether the other
+  // managers still name it the leader (LeaderChannel::OthersNameAsLeader,
+  // probing with an empty ReportStatus of this node, which a standby
+  // refuses and a leader that has no session of it refuses too). A leader
+  // that is overloaded keeps its election lease; one that is paused or cut
+  // off loses it within the lease TTL, and then a standby names another.
+  bool StillLeads(const LeaderChannel::Endpoint& slow, LeaderChannel* leader);
   // The deadline of a registration or report from now (attempt_timeout with
   // several managers).
   std::chrono::system_clock::time_point Deadline() const;

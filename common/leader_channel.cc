@@ -1,7 +1,10 @@
 #include "common/leader_channel.h"
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -135,6 +138,40 @@ LeaderChannel::Endpoint LeaderChannel::Observe(const Endpoint& tried,
   // The manager itself answered UNAVAILABLE (an agent out of reach, a store
   // that failed): not about where the leader is.
   return tried;
+}
+
+bool LeaderChannel::OthersNameAsLeader(
+    const Endpoint& slow,
+    absl::FunctionRef<grpc::Status(const Endpoint&, grpc::ClientContext&)>
+        probe) {
+  std::vector<Endpoint> others;
+  {
+    absl::MutexLock l(&mu_);
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      if (targets_[i] != slow.target) others.push_back(EndpointLocked(i));
+    }
+  }
+  for (const Endpoint& other : others) {
+    grpc::ClientContext ctx;
+    const grpc::Status status = probe(other, ctx);
+    if (IsStandbyAnswer(status)) {
+      const std::optional<std::string> leader = LeaderOf(ctx);
+      if (!leader.has_value()) continue;  // none elected, as far as it knows
+      return *leader == slow.target;
+    }
+    const grpc::StatusCode code = status.error_code();
+    if (code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+        code == grpc::StatusCode::CANCELLED ||
+        (code == grpc::StatusCode::UNAVAILABLE &&
+         other.channel->GetState(/*try_to_connect=*/false) !=
+             GRPC_CHANNEL_READY)) {
+      continue;  // not reached: it says nothing
+    }
+    // It answered as a manager that serves (the leader now, or one that
+    // thinks so): not `slow`.
+    return false;
+  }
+  return false;
 }
 
 grpc::Status LeaderChannel::Call(

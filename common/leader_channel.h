@@ -116,6 +116,22 @@ class LeaderChannel {
   Endpoint Observe(const Endpoint& tried, const grpc::Status& status,
                    const grpc::ClientContext& ctx) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Whether another manager of the set still names `slow` the leader, for a
+  // caller whose call on `slow` passed its deadline: a leader that is only
+  // slow (overloaded) keeps its election lease and stays the leader, so the
+  // caller keeps its session with it; a paused or partitioned one loses the
+  // lease, and its successor (or a standby naming it) says so. Asks each
+  // other known address in turn with `probe` (a call that a standby refuses
+  // with the leader's name and that is harmless on a leader; the probe sets
+  // its own deadline) until one says who leads: true when a standby names
+  // `slow.target`; false when one names another manager or answers as the
+  // leader itself, and when none says (all unreachable, or no leader
+  // elected). Does not move the current endpoint.
+  bool OthersNameAsLeader(
+      const Endpoint& slow,
+      absl::FunctionRef<grpc::Status(const Endpoint&, grpc::ClientContext&)>
+          probe) ABSL_LOCKS_EXCLUDED(mu_);
+
   // True when a call on `tried` that ended with `status` (and `ctx`'s
   // trailing metadata) met the manager switching from standby to leader:
   // a standby answer naming `tried` itself as the leader (its election is

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -315,6 +316,45 @@ TEST(LeaderChannelTest, ObserveLeavesAManagerThatAnsweredNothing) {
       grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"),
       ctx);
   EXPECT_EQ(next.target, b.target());
+}
+
+TEST(LeaderChannelTest, OthersNameAsLeaderAsksTheOtherManagers) {
+  Running slow(/*standby=*/false);  // the one whose call passed its deadline
+  Running naming_slow(/*standby=*/true);
+  naming_slow.service.set_leader(slow.target());
+  Running naming_none(/*standby=*/true);
+  Running naming_other(/*standby=*/true);
+  naming_other.service.set_leader("127.0.0.1:1");
+  Running leading(/*standby=*/false);
+  const auto probe = [](const LeaderChannel::Endpoint& e,
+                        grpc::ClientContext& ctx) {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::PingResponse resp;
+    return v1::FabricService::NewStub(e.channel)->Ping(&ctx, v1::PingRequest(),
+                                                       &resp);
+  };
+  const auto others_name_slow = [&](std::vector<std::string> others) {
+    others.insert(others.begin(), slow.target());
+    LeaderChannel channel(others, Insecure());
+    const bool named = channel.OthersNameAsLeader(channel.Current(), probe);
+    // It asks; it does not move.
+    EXPECT_EQ(channel.Current().target, slow.target());
+    return named;
+  };
+  // A standby still names it (its lease is held): it leads, only slowly.
+  EXPECT_TRUE(others_name_slow({naming_slow.target()}));
+  // One that names no leader, or cannot be reached, says nothing: the next
+  // one is asked.
+  EXPECT_TRUE(others_name_slow(
+      {"127.0.0.1:1", naming_none.target(), naming_slow.target()}));
+  // Another leads: named by a standby, or answering as the leader.
+  EXPECT_FALSE(others_name_slow({naming_other.target(), naming_slow.target()}));
+  EXPECT_FALSE(others_name_slow({leading.target(), naming_slow.target()}));
+  // Nobody says.
+  EXPECT_FALSE(others_name_slow({naming_none.target(), "127.0.0.1:1"}));
+  EXPECT_FALSE(others_name_slow({}));
+  // The slow manager itself was never asked.
+  EXPECT_EQ(slow.service.calls(), 0);
 }
 
 }  // namespace
