@@ -327,13 +327,17 @@ TEST_F(ManagerTest, SavedHoldingsKeepLeasesReadyAcrossARestart) {
   ASSERT_TRUE(a.ok()) << a.status();
   AllAgentsApply("lab");
   const int64_t old_session = manager_->GetNode("n1")->agent_session();
+  EXPECT_EQ(manager_->Stats().holdings_unsaved, 4);
   manager_->Sweep();  // saves the holdings
+  EXPECT_EQ(manager_->Stats().holdings_unsaved, 0);
   // A change the sweep has not saved: n2 and n3 hold it, but the store
   // does not know.
   auto b = manager_->CreateAllocation(AllocRequest("n2", "n3", 1 << 20));
   ASSERT_TRUE(b.ok()) << b.status();
   AllAgentsApply("lab");
   ASSERT_EQ(manager_->GetAllocation(b->name())->state(), v1::Allocation::READY);
+  // (The metric that says so.)
+  EXPECT_GE(manager_->Stats().holdings_unsaved, 2);
 
   Reopen();
   EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY)

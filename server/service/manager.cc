@@ -696,8 +696,13 @@ void FabricManager::SaveHoldings() {
         Plan plan;
         nodes = TakeUnsavedHoldings(state_, store_->limits(), &plan.batch);
         if (nodes.empty()) return absl::CancelledError("nothing unsaved");
-        plan.commit = [] {};
-        plan.rollback = [this, nodes]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        const int64_t n = static_cast<int64_t>(nodes.size());
+        state_.holdings_writing += n;
+        plan.commit = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          state_.holdings_writing -= n;
+        };
+        plan.rollback = [this, nodes, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          state_.holdings_writing -= n;
           MarkUnsaved(state_, nodes);
         };
         return plan;

@@ -110,6 +110,15 @@ absl::StatusOr<std::unique_ptr<ManagerMetrics>> ManagerMetrics::Create(
                         [](const ManagerStats& s, SampleWriter& w) {
                           w.Add({}, static_cast<double>(s.generation));
                         }),
+           stats_family("fabric_manager_holdings_unsaved",
+                        "Nodes whose agent's attested holding is not yet "
+                        "durable in the store (a manager that took over "
+                        "now would show their leases PENDING until their "
+                        "agents register).",
+                        {},
+                        [](const ManagerStats& s, SampleWriter& w) {
+                          w.Add({}, static_cast<double>(s.holdings_unsaved));
+                        }),
            stats_family("fabric_manager_links_down",
                         "Links that are down, over every fabric.", {},
                         [](const ManagerStats& s, SampleWriter& w) {

@@ -9,6 +9,7 @@
 //   fabric_manager_generation_lag{node}           gauge (desired - applied)
 //   fabric_manager_generation                     gauge
 //   fabric_manager_links_down                     gauge
+//   fabric_manager_holdings_unsaved               gauge
 //   fabric_manager_commit_group_plans             histogram (plans/commit)
 //   fabric_manager_store_commit_duration_seconds  histogram
 //   fabric_manager_store_errors_total             counter

@@ -56,6 +56,7 @@ TEST_F(ManagerMetricsTest, TheStateFamiliesFollowTheFabric) {
   EXPECT_THAT(out, HasSubstr("fabric_manager_allocations{state=\"PENDING\"} 1\n"));
   EXPECT_THAT(out, HasSubstr("fabric_manager_agents{state=\"UNREGISTERED\"} 3\n"));
   EXPECT_THAT(out, HasSubstr("fabric_manager_links_down 0\n"));
+  EXPECT_THAT(out, HasSubstr("fabric_manager_holdings_unsaved 0\n"));
   EXPECT_THAT(out, HasSubstr("fabric_manager_leader 1\n"));
   EXPECT_THAT(out, HasSubstr("fabric_manager_shed_requests_total 3\n"));
   // Two group commits (the fabric, the allocation), none failed.

@@ -209,6 +209,9 @@ class ManagerState {
   // Nodes whose holding (node_holdings.h) changed since it was last
   // written to the store.
   absl::btree_set<std::string> unsaved_holdings;
+  // Holdings taken from unsaved_holdings into a store write that has not
+  // finished yet (FabricManager::SaveHoldings).
+  int64_t holdings_writing = 0;
 
   // The allocations or attachments, by record type.
   template <typename Record>

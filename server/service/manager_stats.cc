@@ -31,6 +31,9 @@ int64_t GenerationLag(int64_t desired, int64_t applied) {
 ManagerStats CollectStats(const ManagerState& state) {
   ManagerStats out;
   out.generation = state.generation();
+  out.holdings_unsaved =
+      static_cast<int64_t>(state.unsaved_holdings.size()) +
+      state.holdings_writing;
   for (const auto& [id, fabric] : state.fabrics) {
     CountLeases<v1::Allocation>(state, *fabric, &out.allocations);
     CountLeases<v1::Attachment>(state, *fabric, &out.attachments);

@@ -28,6 +28,9 @@ struct ManagerStats {
   int64_t links_down = 0;
   // The manager's generation (what every node should have applied).
   int64_t generation = 0;
+  // Nodes whose agent's holding (node_holdings.h) is not durable yet
+  // (unsaved, or in a write that has not finished).
+  int64_t holdings_unsaved = 0;
 };
 
 // How far an agent that applied `applied` is behind `desired`: in

@@ -18,6 +18,9 @@
 //    answers reads of its last state (marked `fabric-stale`); once the
 //    members are back, the same leader (its key held) allocates again, and
 //    the refused mutation retried with its request id is applied once.
+//  - LeasesStayReadyAcrossATakeover: with agents (processes) holding what
+//    the leader wants and their holdings saved, kill -9 the leader: the new
+//    leader's first answer lists every allocation READY, and they stay so.
 //  - QuorumLossDuringStorm: quorum lost with writes in flight (their outcome
 //    unknown): the leader steps down once quorum returns, the standby takes
 //    over from etcd, nothing acknowledged is lost or doubled.
@@ -481,6 +484,113 @@ TEST_F(HaProcessTest, TakeoverKeepsThePortOpen) {
       << probe.probes() << " probes)";
   std::cout << "[ha] takeover: " << probe.probes() << " connection probes, "
             << probe.refused() << " refused" << std::endl;
+}
+
+// Leases stay READY across a takeover: with the agents (processes on the
+// simulator, following the leader over both addresses) holding what the
+// leader wants and their holdings durable (m1's metric
+// fabric_manager_holdings_unsaved is 0), kill -9 the leader. The new
+// leader's first answer lists every allocation READY, and they stay READY
+// while the agents register with it; each still verifies by bytes.
+TEST_F(HaProcessTest, LeasesStayReadyAcrossATakeover) {
+  rest_ = true;  // for m1's /metrics
+  std::unique_ptr<FabricClient> client = StartPair();
+  ASSERT_NE(client, nullptr);
+  HaProcess& m1 = manager(0);
+  HaProcess& m2 = manager(1);
+  std::vector<std::unique_ptr<proctest::Child>> agents;
+  std::vector<std::string> agent_logs;
+  for (int i = 0; i < kNodes; ++i) {
+    agent_logs.push_back(absl::StrCat(dir_.path(), "/agent-", i, ".log"));
+    std::vector<std::string> argv = {
+        proctest::BinDir() + "/fabric-agent", "--manager",
+        absl::StrCat(m1.address(), ",", m2.address()), "--node", Node(i),
+        "--backend", "sim", "--sim-dir", dir_.path() + "/sim"};
+    for (std::string& f : proctest::Transport::Insecure().AgentFlags(Node(i))) {
+      argv.push_back(std::move(f));
+    }
+    agents.push_back(std::make_unique<proctest::Child>(argv, agent_logs[i]));
+  }
+  Ledger ledger;
+  for (int i = 0; i < kNodes; ++i) {
+    Allocate(*client, i, absl::StrCat("ready-", i), ledger);
+  }
+  ASSERT_EQ(ledger.size(), kNodes) << absl::StrJoin(ledger.failures(), "\n");
+  const auto all_ready = [&](const std::vector<v1::Allocation>& listed,
+                             std::string* why) {
+    int ready = 0;
+    for (const v1::Allocation& a : listed) {
+      if (a.state() == v1::Allocation::READY) {
+        ++ready;
+      } else {
+        *why = absl::StrCat(a.name(), " ", v1::Allocation::State_Name(a.state()),
+                            ": ", a.state_reason());
+      }
+    }
+    return ready == kNodes && listed.size() == static_cast<size_t>(kNodes);
+  };
+  std::string why;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<std::vector<v1::Allocation>> l = ListAll(*client);
+        return l.ok() && all_ready(*l, &why);
+      },
+      absl::Seconds(20)))
+      << "not READY on m1: " << why;
+  const int rest1 = RestPort(m1);
+  ASSERT_GT(rest1, 0) << proctest::ReadFile(m1.log);
+  httplib::Client metrics("127.0.0.1", rest1);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        httplib::Result r = metrics.Get("/metrics");
+        return r && r->status == 200 &&
+               r->body.find("\nfabric_manager_holdings_unsaved 0\n") !=
+                   std::string::npos;
+      },
+      absl::Seconds(10)))
+      << "m1 never had every holding saved";
+
+  const absl::Time killed = absl::Now();
+  m1.m.child.Signal(SIGKILL);
+  EXPECT_EQ(m1.m.child.Wait(), 128 + SIGKILL);
+  std::unique_ptr<FabricClient> on_m2 = Client(m2.address(), absl::Seconds(2));
+  absl::StatusOr<std::vector<v1::Allocation>> first = ListAll(*on_m2);
+  const absl::Duration first_answer = absl::Now() - killed;
+  ASSERT_TRUE(first.ok()) << first.status() << "\n" << proctest::ReadFile(m2.log);
+  const bool first_ready = all_ready(*first, &why);
+  EXPECT_TRUE(first_ready) << "the new leader's first answer: " << why;
+
+  // They stay READY while every agent registers with m2.
+  const std::string registered = absl::StrCat("registered with ", m2.address());
+  bool stayed = true;
+  const bool all_registered = WaitFor(
+      [&] {
+        absl::StatusOr<std::vector<v1::Allocation>> l = ListAll(*on_m2);
+        if (!l.ok() || !all_ready(*l, &why)) stayed = false;
+        for (const std::string& log : agent_logs) {
+          if (proctest::ReadFile(log).find(registered) == std::string::npos) {
+            return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(20), absl::Milliseconds(20));
+  const absl::Duration reregistered = absl::Now() - killed;
+  EXPECT_TRUE(all_registered) << "not every agent registered with m2";
+  EXPECT_TRUE(stayed) << "not READY on m2 for a while: " << why;
+  for (const Ack& a : ledger.acks()) {
+    v1::VerifyAllocationRequest req;
+    req.set_name(a.name);
+    absl::StatusOr<v1::VerifyResult> v = on_m2->VerifyAllocation(req);
+    ASSERT_TRUE(v.ok()) << a.name << ": " << v.status();
+    EXPECT_TRUE(v->ok()) << a.name << ": " << v->summary();
+  }
+  std::cout << "[ha] takeover with agents: the new leader's first answer "
+            << first_answer << " after the kill, "
+            << (first_ready ? "every allocation READY in it; "
+                            : "NOT every allocation READY in it; ")
+            << "every agent registered with it " << reregistered
+            << " after the kill" << std::endl;
 }
 
 // REST on an HA pair: the standby's REST port answers 503 naming the
