@@ -48,7 +48,9 @@
 // file, one with --store etcd://.../bench (HA mode, alone on its prefix, so
 // it leads and every Txn carries its fence). The table adds the etcd
 // manager's allocate and release RPCs per etcd transaction (from the
-// cluster's revision), i.e. how much group commit groups. The target: at 32
+// cluster's revision), i.e. how much group commit groups, and the etcd
+// members' own CPU time per RPC (they run on this machine too, so the
+// "cpu r." column, the throughput ratio of a CPU-bound machine, counts it). The target: at 32
 // clients etcd keeps at least half of SQLite's allocate+release throughput.
 //
 // Exits 1 if any RPC failed, an allocation was left behind or the manager's
@@ -1084,6 +1086,9 @@ struct Transport {
   // The durable transactions its store made so far (etcd: the cluster's
   // revision), to show how many RPCs one carried; null when not known.
   std::function<absl::StatusOr<int64_t>()> transactions;
+  // CPU time (seconds so far) of the processes its store runs in besides
+  // the manager (etcd: the cluster's members); null when there are none.
+  std::function<double()> store_cpu_seconds;
 };
 
 // The medians over rounds of one phase at one level, for both sides: the
@@ -1098,14 +1103,17 @@ struct PairRow {
   // steadier than throughput, which also moves with what else runs.
   double base_server_us = 0, base_client_us = 0;
   double other_server_us = 0, other_client_us = 0;
+  // CPU time per RPC of the other side's store processes (etcd's members,
+  // all on this machine); 0 when it has none.
+  double other_store_us = 0;
   // RPCs per durable transaction of the other side, allocate+release only
   // (warm-up included); 0 when not known.
   double other_rpcs_per_txn = 0;
   double Ratio() const { return base_rps > 0 ? other_rps / base_rps : 0; }
-  // Baseline CPU per RPC over the other's CPU per RPC (server + clients):
-  // the throughput ratio a CPU-bound machine would show.
+  // Baseline CPU per RPC over the other's CPU per RPC (server + clients +
+  // store processes): the throughput ratio a CPU-bound machine would show.
   double CpuRatio() const {
-    const double other = other_server_us + other_client_us;
+    const double other = other_server_us + other_client_us + other_store_us;
     return other > 0 ? (base_server_us + base_client_us) / other : 0;
   }
 };
@@ -1250,12 +1258,15 @@ absl::Status ComparePair(const Flags& flags, const std::string& dir,
   for (int n : flags.clients) {
     for (Phase phase : {Phase::kPing, Phase::kAllocate}) {
       // [0] the baseline, [1] the other.
-      std::vector<double> rps[2], p99[2], server_us[2], client_us[2], per_txn;
+      std::vector<double> rps[2], p99[2], server_us[2], client_us[2], per_txn,
+          store_us;
       for (int round = 0; round < flags.rounds; ++round) {
         for (int k = 0; k < 2; ++k) {
           const int which = (round + k) % 2;  // alternate who goes first
           Transport& t = which == 0 ? base : other;
           const double server0 = ProcessCpuSeconds(t.manager->child.pid());
+          const double store0 =
+              t.store_cpu_seconds != nullptr ? t.store_cpu_seconds() : 0;
           int64_t txn0 = 0;
           if (t.transactions != nullptr) {
             ASSIGN_OR_RETURN(txn0, t.transactions());
@@ -1277,6 +1288,9 @@ absl::Status ComparePair(const Flags& flags, const std::string& dir,
           const double rpcs = std::max<double>(r->all_rpcs, 1);
           server_us[which].push_back(server_s * 1e6 / rpcs);
           client_us[which].push_back(r->client_cpu_s * 1e6 / rpcs);
+          if (t.store_cpu_seconds != nullptr) {
+            store_us.push_back((t.store_cpu_seconds() - store0) * 1e6 / rpcs);
+          }
         }
       }
       report.rows.push_back({.clients = n,
@@ -1289,6 +1303,7 @@ absl::Status ComparePair(const Flags& flags, const std::string& dir,
                              .base_client_us = Median(client_us[0]),
                              .other_server_us = Median(server_us[1]),
                              .other_client_us = Median(client_us[1]),
+                             .other_store_us = Median(store_us),
                              .other_rpcs_per_txn = Median(per_txn)});
     }
   }
@@ -1379,7 +1394,15 @@ absl::Status RunEtcd(const Flags& flags, PairReport& report) {
                         "--audit-log", dir.path() + "/etcd.audit.log"},
       .sqlite = false,
       .credentials = grpc::InsecureChannelCredentials(),
-      .transactions = [&] { return EtcdRevision(*kv, etcd_options); }};
+      .transactions = [&] { return EtcdRevision(*kv, etcd_options); },
+      .store_cpu_seconds =
+          [&] {
+            double s = 0;
+            for (int i = 0; i < etcd->size(); ++i) {
+              if (etcd->running(i)) s += ProcessCpuSeconds(etcd->pid(i));
+            }
+            return s;
+          }};
   return ComparePair(flags, dir.path(), sqlite, on_etcd, report);
 }
 
@@ -1397,21 +1420,24 @@ void PrintPairTable(const PairReport& r) {
       r.rounds, r.fabric_nodes);
   const bool per_txn = absl::c_any_of(
       r.rows, [](const PairRow& row) { return row.other_rpcs_per_txn > 0; });
-  absl::PrintF("%7s %-13s | %11s %11s %6s | %12s %12s | %15s %15s %6s%s\n",
+  const bool store_cpu = absl::c_any_of(
+      r.rows, [](const PairRow& row) { return row.other_store_us > 0; });
+  absl::PrintF("%7s %-13s | %11s %11s %6s | %12s %12s | %15s %*s %6s%s\n",
                "clients", "phase", absl::StrCat(k.base, " rpc/s"),
                absl::StrCat(k.other, " rpc/s"), "ratio",
                absl::StrCat(k.base, " p99 us"),
                absl::StrCat(k.other, " p99 us"),
-               absl::StrCat(k.base, " cpu us"),
+               absl::StrCat(k.base, " cpu us"), store_cpu ? 24 : 15,
                absl::StrCat(k.other, " cpu us"), "cpu r.",
                per_txn ? absl::StrCat(" | ", k.other, " rpcs/txn") : "");
   for (const PairRow& row : r.rows) {
     absl::PrintF(
         "%7d %-13s | %11.0f %11.0f %6.2f | %12.0f %12.0f | %6.1f + %6.1f "
-        "%6.1f + %6.1f %6.2f%s\n",
+        "%6.1f + %6.1f%s %6.2f%s\n",
         row.clients, PhaseName(row.phase), row.base_rps, row.other_rps,
         row.Ratio(), row.base_p99_us, row.other_p99_us, row.base_server_us,
         row.base_client_us, row.other_server_us, row.other_client_us,
+        store_cpu ? absl::StrFormat(" + %6.1f", row.other_store_us) : "",
         row.CpuRatio(),
         per_txn && row.phase == Phase::kAllocate
             ? absl::StrFormat(" | %13.1f", row.other_rpcs_per_txn)
@@ -1419,10 +1445,15 @@ void PrintPairTable(const PairReport& r) {
   }
   absl::PrintF(
       "(ratio: %s/%s throughput; alloc+release counts each allocate and each "
-      "release; cpu us: CPU time per RPC, manager process + client threads; "
+      "release; cpu us: CPU time per RPC, manager process + client threads%s; "
       "cpu r.: %s/%s CPU per RPC, the throughput ratio of a CPU-bound "
       "machine%s)\n\n",
-      k.other, k.base, k.base, k.other,
+      k.other, k.base,
+      store_cpu ? absl::StrCat(" (+ ", k.other,
+                               "'s own processes: its members, on this "
+                               "machine too)")
+                : "",
+      k.base, k.other,
       per_txn ? absl::StrCat("; rpcs/txn: allocate and release RPCs per ",
                              k.other, " transaction, warm-up included")
               : "");
@@ -1460,6 +1491,10 @@ void PrintPairJson(const PairReport& r) {
         row.other_rpcs_per_txn > 0
             ? absl::StrFormat("\"%s_rpcs_per_txn\":%.2f,", k.other_key,
                               row.other_rpcs_per_txn)
+            : "",
+        row.other_store_us > 0
+            ? absl::StrFormat("\"%s_store_cpu_us\":%.2f,", k.other_key,
+                              row.other_store_us)
             : "",
         absl::StrFormat("\"cpu_ratio\":%.3f}", row.CpuRatio())));
   }

@@ -141,6 +141,10 @@ bool EtcdCluster::running(int i) const {
   return members_[i].child.has_value() && members_[i].child->pid() > 0;
 }
 
+pid_t EtcdCluster::pid(int i) const {
+  return running(i) ? members_[i].child->pid() : -1;
+}
+
 void EtcdCluster::Kill(int i) {
   if (!members_[i].child.has_value()) return;
   members_[i].child->Signal(SIGCONT);

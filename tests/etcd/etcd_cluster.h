@@ -17,6 +17,8 @@
 #ifndef FABRIC_TESTS_ETCD_ETCD_CLUSTER_H_
 #define FABRIC_TESTS_ETCD_ETCD_CLUSTER_H_
 
+#include <sys/types.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +64,8 @@ class EtcdCluster {
   // Starts a killed member again on its ports with its data.
   absl::Status Restart(int i);
   bool running(int i) const;
+  // Member i's process id; -1 when it does not run.
+  pid_t pid(int i) const;
 
   // True once every running member answers Maintenance.Status and reports
   // a leader, and a linearizable read through member `via` (the first
