@@ -102,6 +102,20 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
     // had said before, of its VFs, is kept).
     vf_changed = TakeVfStatus(req.vf_health(), req.shadows(), agent.get());
   }
+  auto fn = s.FindNode("node", node);
+  if (fn.ok() && (moved || inventory_changed)) {
+    // The VF assignments of this node's lent VFs name its agent's address
+    // and describe the VFs from its inventory: the configurations of both
+    // ends of each change.
+    std::vector<std::string> ends;
+    for (const AttachmentEntry* a :
+         NodeLeases<v1::Attachment>(s, *fn->first, fn->second)) {
+      if (a->record.lender() != NodeName(node)) continue;
+      ends.emplace_back(absl::StripPrefix(a->record.lender(), "nodes/"));
+      ends.emplace_back(absl::StripPrefix(a->record.borrower(), "nodes/"));
+    }
+    if (!ends.empty()) s.BumpGeneration(ends);
+  }
   agent->held_digest = req.held_config_digest();
   if (!agent->held_digest.empty()) {
     // It holds the current generation when what its bridge holds is what
@@ -119,7 +133,6 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
   *out.mutable_heartbeat_interval() =
       ToProtoDuration(options_.heartbeat_interval);
   out.set_session(session);
-  auto fn = s.FindNode("node", node);
   if (!fn.ok()) {
     // A node in no fabric (never added, or its fabric was deleted): its
     // agent is accepted and given an empty configuration (DesiredConfigFor),
@@ -127,17 +140,6 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
     // fabric names it.
     *out.mutable_node() = UnassignedNodeView(s, node, *agent);
     return out;
-  }
-  if (moved) {
-    // Borrowers of this node's VFs must learn the new address: a new
-    // generation re-sends every node's configuration.
-    for (const AttachmentEntry* a :
-         NodeLeases<v1::Attachment>(s, *fn->first, fn->second)) {
-      if (a->record.lender() == NodeName(node)) {
-        s.BumpGeneration();
-        break;
-      }
-    }
   }
   *out.mutable_node() = NodeView(s, *fn->first, fn->second);
   v1::WatchEvent e;

@@ -198,12 +198,15 @@ TEST_F(ManagerTest, AgentOfANodeInNoFabricGetsAnEmptyConfiguration) {
             absl::StatusCode::kNotFound);
 }
 
-// A config stream that skips a generation because it changes nothing for
-// its node (ConfigUnchanged): an agent that holds what the stream last sent
-// counts as holding the skipped generation, so leases that cross the node
-// settle without it applying or reporting anything. Only the current
-// session's stream is believed, and only for the generation it sent.
-TEST_F(ManagerTest, AGenerationTheStreamSkippedCountsAsAppliedWhereItLanded) {
+// A commit names the nodes whose configuration it changes (ManagerState::
+// BumpGeneration(nodes)); a node it does not name holds the new generation
+// as soon as its agent holds its last change, with nothing sent, applied or
+// reported. A node named by a change that leaves its configuration as it
+// was (a link down and up again) learns it from its config stream's skip
+// (ConfigUnchanged): an agent that holds what the stream last sent counts
+// as holding the skipped generation. Only the current session's stream is
+// believed, and only for the generation it sent.
+TEST_F(ManagerTest, AGenerationThatChangesNothingForANodeCountsAsHeldThere) {
   ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 5)).ok());
   AllAgentsApply("lab");
   const auto content = [&](const std::string& node) {
@@ -213,54 +216,89 @@ TEST_F(ManagerTest, AGenerationTheStreamSkippedCountsAsAppliedWhereItLanded) {
   const int64_t sent = manager_->DesiredConfigFor("n4")->generation();
   const std::string before = content("n4");
   // n0 borrows from n3: on the ring of five the path is n0, n4, n3, and n4
-  // only forwards, so its configuration does not change.
+  // only forwards, so the commit does not name it.
   auto a = manager_->CreateAllocation(AllocRequest("n0", "n3", 1 << 20));
   ASSERT_TRUE(a.ok()) << a.status();
   const int64_t required = manager_->DesiredConfigFor("n4")->generation();
   ASSERT_GT(required, sent);
   ASSERT_EQ(content("n4"), before);
+  EXPECT_EQ(manager_->ConfigChangedAt("n4"), sent);
+  EXPECT_EQ(manager_->ConfigChangedAt("n0"), required);
+  EXPECT_EQ(manager_->ConfigChangedAt("n3"), required);
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), required);
+  EXPECT_EQ(manager_->GetNode("n0")->applied_generation(), sent);
   for (const char* n : {"n0", "n3"}) {
     agentproto::v1::ReportStatusRequest rep;
     rep.set_node(n);
     rep.set_applied_generation(required);
     ASSERT_TRUE(manager_->ReportStatus(rep).ok());
   }
-  std::string reason = manager_->GetAllocation(a->name())->state_reason();
-  EXPECT_THAT(reason, HasSubstr("waiting for node n4"));
+  EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY)
+      << manager_->GetAllocation(a->name())->state_reason();
+
+  // A link down and up again names every node; n4's configuration is what
+  // it was, but the manager does not know it until n4's stream compares.
+  v1::SetLinkStateRequest link;
+  link.set_name("links/n1--n2");
+  link.set_up(false);
+  ASSERT_TRUE(manager_->SetLinkState(link).ok());
+  link.set_up(true);
+  ASSERT_TRUE(manager_->SetLinkState(link).ok());
+  const int64_t flapped = manager_->DesiredConfigFor("n4")->generation();
+  ASSERT_EQ(content("n4"), before);
+  EXPECT_EQ(manager_->ConfigChangedAt("n4"), flapped);
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), required);
+  auto b = manager_->CreateAllocation(AllocRequest("n0", "n3", 1 << 20));
+  ASSERT_TRUE(b.ok()) << b.status();
+  const int64_t next = manager_->DesiredConfigFor("n4")->generation();
+  for (const char* n : {"n0", "n3"}) {
+    agentproto::v1::ReportStatusRequest rep;
+    rep.set_node(n);
+    rep.set_applied_generation(next);
+    ASSERT_TRUE(manager_->ReportStatus(rep).ok());
+  }
+  EXPECT_THAT(manager_->GetAllocation(b->name())->state_reason(),
+              HasSubstr("waiting for node n4"));
 
   const int64_t session = manager_->GetNode("n4")->agent_session();
   // Not believed: a reader's stream, a fenced session, a skip that goes
   // backwards.
-  manager_->ConfigUnchanged("n4", 0, sent, required);
-  manager_->ConfigUnchanged("n4", session + 1, sent, required);
-  manager_->ConfigUnchanged("n4", session, required, sent);
-  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+  manager_->ConfigUnchanged("n4", 0, sent, flapped);
+  manager_->ConfigUnchanged("n4", session + 1, sent, flapped);
+  manager_->ConfigUnchanged("n4", session, flapped, sent);
+  EXPECT_EQ(manager_->GetAllocation(b->name())->state(),
             v1::Allocation::PENDING);
-  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), sent);
-
-  // The agent's stream skipped `required`, and n2 holds `sent`.
-  manager_->ConfigUnchanged("nodes/n4", session, sent, required);
-  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
-            v1::Allocation::READY)
-      << manager_->GetAllocation(a->name())->state_reason();
   EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), required);
-  EXPECT_EQ(manager_->GetNode("n4")->desired_generation(), required);
 
+  // The agent's stream skipped `flapped`, and n4 holds `sent`: it holds
+  // `flapped`, and with it `next`, which did not name it.
+  manager_->ConfigUnchanged("nodes/n4", session, sent, flapped);
+  EXPECT_EQ(manager_->GetAllocation(b->name())->state(),
+            v1::Allocation::READY)
+      << manager_->GetAllocation(b->name())->state_reason();
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), next);
+  EXPECT_EQ(manager_->GetNode("n4")->desired_generation(), next);
+
+  // A commit that names n4 (it borrows): n4 held every generation before
+  // it, and still does; it does not hold the new one.
+  auto c = manager_->CreateAllocation(AllocRequest("n4", "n1", 1 << 20));
+  ASSERT_TRUE(c.ok());
+  const int64_t last = manager_->DesiredConfigFor("n4")->generation();
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), next);
+  EXPECT_EQ(manager_->GetAllocation(c->name())->state(),
+            v1::Allocation::PENDING);
   // A skip names the generation the stream sent; an agent that has not
   // reported that one yet holds nothing newer, and what it held stays.
-  auto b = manager_->CreateAllocation(AllocRequest("n4", "n1", 1 << 20));
-  ASSERT_TRUE(b.ok());
-  const int64_t next = manager_->DesiredConfigFor("n4")->generation();
-  manager_->ConfigUnchanged("n4", session, next - 1, next);
-  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), required);
-  EXPECT_EQ(manager_->GetAllocation(a->name())->state(),
+  manager_->ConfigUnchanged("n4", session, last - 1, last);
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), next);
+  EXPECT_EQ(manager_->GetAllocation(b->name())->state(),
             v1::Allocation::READY);
   // Once it reports that one, it holds the skipped one too.
   agentproto::v1::ReportStatusRequest rep;
   rep.set_node("n4");
-  rep.set_applied_generation(next - 1);
+  rep.set_applied_generation(last - 1);
   ASSERT_TRUE(manager_->ReportStatus(rep).ok());
-  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), next);
+  EXPECT_EQ(manager_->GetNode("n4")->applied_generation(), last);
 
   // A new registration starts from nothing: the old session's skips are
   // gone with it.

@@ -371,9 +371,12 @@ class WatchStream final : public HubStream<v1::WatchEvent> {
 // everything), so generations that come while a write is in flight are
 // coalesced into one. The agent's own stream (a session) sends nothing for
 // a generation that changes nothing for its node (most of them: a commit
-// touches a few nodes of a fabric) and tells the manager instead
-// (ConfigUnchanged), so the agent neither applies nor reports it. A reader
-// without a session gets every generation.
+// touches a few nodes of a fabric): it does not even compute the
+// configuration when no generation since the one it sent named its node
+// (FabricManager::ConfigChangedAt), and when one did but the content is
+// the same, it tells the manager (ConfigUnchanged); either way the agent
+// neither applies nor reports it. A reader without a session gets every
+// generation.
 class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
  public:
   // REQUIRES: manager->ConfigStreamOpened(node, session) succeeded; the
@@ -400,6 +403,15 @@ class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
         !(in_no_fabric_ && now >= fetched_at_ + WatchHub::kRecheckInterval)) {
       return false;
     }
+    if (session_ != 0 && sent_ > 0 && !in_no_fabric_ &&
+        manager_->ConfigChangedAt(node_) <= std::max(sent_, same_through_)) {
+      // No generation since the one sent changed this node (the commits
+      // named other nodes): nothing to compute or send, and the agent, by
+      // holding what was sent, holds them all (ManagerState::
+      // HeldGeneration).
+      fetched_generation_ = generation;
+      return false;
+    }
     ASSIGN_OR_RETURN(agentproto::v1::DesiredConfig config,
                      manager_->DesiredConfigFor(node_));
     fetched_ = true;
@@ -412,6 +424,7 @@ class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
       std::string content = ConfigContent(&config);
       if (sent_ > 0 && content == sent_content_) {
         manager_->ConfigUnchanged(node_, session_, sent_, fetched);
+        same_through_ = fetched;
         return false;
       }
       sent_content_ = std::move(content);
@@ -438,6 +451,9 @@ class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
   int64_t sent_ ABSL_GUARDED_BY(mu_) = -1;  // the generation last written
   // Of a session's stream: ConfigContent of the configuration last written.
   std::string sent_content_ ABSL_GUARDED_BY(mu_);
+  // Of a session's stream: the newest generation found to want the same
+  // as sent_ (ConfigUnchanged); 0 before any.
+  int64_t same_through_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // The host of a gRPC peer URI ("ipv4:10.0.0.2:5000" -> "10.0.0.2",

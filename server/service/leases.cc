@@ -1,7 +1,9 @@
 #include "server/service/leases.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -25,6 +27,27 @@ v1::Attachment::State Derive(const ManagerState& s, const AttachmentEntry& a,
                              std::string* reason, int* waits_for) {
   *waits_for = -1;
   return DeriveState(s, a, reason);
+}
+
+// The node ids whose desired configuration (AgentRegistry::
+// DesiredConfigFor) the commit or release of a lease changes: the two ends
+// of each of its grants (a window or LUT entries on the borrower, an
+// inbound entry on the target; the nodes a grant's path only crosses
+// forward by the fabric's address map, which grants do not change) and,
+// for an attachment, the VF assignment on its lender and its borrower.
+std::vector<std::string> NodesOf(const v1::Allocation& r) {
+  return {std::string(absl::StripPrefix(r.borrower(), "nodes/")),
+          std::string(absl::StripPrefix(r.target(), "nodes/"))};
+}
+std::vector<std::string> NodesOf(const v1::Attachment& r) {
+  std::vector<std::string> out = {
+      std::string(absl::StripPrefix(r.lender(), "nodes/")),
+      std::string(absl::StripPrefix(r.borrower(), "nodes/"))};
+  for (const v1::AttachmentWindow& w : r.windows()) {
+    out.emplace_back(absl::StripPrefix(w.from_node(), "nodes/"));
+    out.emplace_back(absl::StripPrefix(w.to_node(), "nodes/"));
+  }
+  return out;
 }
 
 // A lease's last view once it is gone.
@@ -116,7 +139,7 @@ void PlanNewLease(ManagerState& s, const std::string& id,
   ManagerState* state = &s;
   plan->commit = [state, a]() {
     state->CommitLease(*a);
-    a->required_generation = state->BumpGeneration();
+    a->required_generation = state->BumpGeneration(NodesOf(a->record));
     std::string reason;
     int waits_for;
     const auto derived = Derive(*state, *a, &reason, &waits_for);
@@ -148,9 +171,9 @@ absl::StatusOr<Plan> PlanRelease(ManagerState& s, absl::string_view name,
   plan.response = view.SerializeAsString();
   plan.rollback = [a]() { a->releasing = false; };
   ManagerState* state = &s;
-  plan.commit = [state, id, view]() {
+  plan.commit = [state, id, view, nodes = NodesOf(a->record)]() {
     EraseLease<Record>(*state, id);
-    state->BumpGeneration();
+    state->BumpGeneration(nodes);
     PublishLease(state->hub(), v1::WatchEvent::DELETED, view);
   };
   return plan;

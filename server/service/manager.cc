@@ -610,6 +610,13 @@ void FabricManager::ConfigUnchanged(absl::string_view node, int64_t session,
   agents_.ConfigUnchanged(*id, session, sent, same_through);
 }
 
+int64_t FabricManager::ConfigChangedAt(absl::string_view node) {
+  auto id = ParseName("node", node, "nodes");
+  if (!id.ok()) return 0;
+  absl::MutexLock l(&mu_);
+  return state_.ChangedAt(*id);
+}
+
 absl::StatusOr<FabricManager::VerifyTarget> FabricManager::PrepareVerify(
     absl::string_view name) {
   absl::MutexLock l(&mu_);

@@ -206,6 +206,11 @@ class FabricManager {
   // AgentRegistry::ConfigUnchanged.
   void ConfigUnchanged(absl::string_view node, int64_t session, int64_t sent,
                        int64_t same_through) ABSL_LOCKS_EXCLUDED(mu_);
+  // The latest generation that may have changed what node `node` (name or
+  // id) is wanted to hold (ManagerState::ChangedAt); a config stream that
+  // sent that generation or a later one has nothing new to send. 0 for a
+  // malformed name.
+  int64_t ConfigChangedAt(absl::string_view node) ABSL_LOCKS_EXCLUDED(mu_);
 
   // What a proof by bytes of an allocation needs: its addresses and the
   // agents to ask. FAILED_PRECONDITION unless it is READY.

@@ -265,10 +265,45 @@ FABRIC_INSTANTIATE_LEASE_INDEX(v1::Allocation)
 FABRIC_INSTANTIATE_LEASE_INDEX(v1::Attachment)
 #undef FABRIC_INSTANTIATE_LEASE_INDEX
 
+void ManagerState::SettleHeld(const std::string& node, AgentEntry& a) {
+  // It holds its last change, so every generation up to now: say so
+  // before the change makes HeldGeneration fall back to held_generation.
+  if (a.held_generation >= ChangedAt(node)) {
+    a.held_generation = std::max(a.held_generation, generation_);
+  }
+}
+
 int64_t ManagerState::BumpGeneration() {
+  for (auto& [node, agent] : agents) SettleHeld(node, *agent);
   ++generation_;
+  all_changed_at_ = generation_;
+  node_changed_at_.clear();
   hub_->SetGeneration(generation_);
   return generation_;
+}
+
+int64_t ManagerState::BumpGeneration(absl::Span<const std::string> nodes) {
+  for (const std::string& node : nodes) {
+    if (auto it = agents.find(node); it != agents.end()) {
+      SettleHeld(node, *it->second);
+    }
+  }
+  ++generation_;
+  for (const std::string& node : nodes) node_changed_at_[node] = generation_;
+  hub_->SetGeneration(generation_);
+  return generation_;
+}
+
+int64_t ManagerState::ChangedAt(absl::string_view node) const {
+  auto it = node_changed_at_.find(node);
+  return it == node_changed_at_.end() ? all_changed_at_
+                                      : std::max(all_changed_at_, it->second);
+}
+
+int64_t ManagerState::HeldGeneration(absl::string_view node,
+                                     const AgentEntry& a) const {
+  return a.held_generation >= ChangedAt(node) ? generation_
+                                               : a.held_generation;
 }
 
 std::string ManagerState::TimeOrderedId(absl::string_view prefix) {

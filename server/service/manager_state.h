@@ -24,6 +24,7 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/types/span.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -254,8 +255,26 @@ class ManagerState {
   int64_t generation() const { return generation_; }
   // Starts epoch `epoch` (recovery); the generation is its first.
   void StartEpoch(int64_t epoch) { generation_ = epoch << 32; }
-  // The next generation, published to the hub.
+  // The next generation, published to the hub, in which the desired
+  // configuration of any node may differ from the previous generation's.
   int64_t BumpGeneration();
+  // The next generation, in which only `nodes` (node ids) may want a
+  // configuration that differs from the previous generation's: every other
+  // node wants what it wanted before. The caller must name every node
+  // whose AgentRegistry::DesiredConfigFor content (ConfigContent) changes;
+  // naming more is safe, naming fewer leaves a node's agent with an old
+  // configuration. (A commit touches a few nodes of a fabric; their config
+  // streams wake, the others' skip it without computing anything.)
+  int64_t BumpGeneration(absl::Span<const std::string> nodes);
+  // The latest generation in which node `node`'s desired configuration may
+  // have changed: the configuration of every generation since is the same.
+  int64_t ChangedAt(absl::string_view node) const;
+  // The generation node `node` holds, for readiness and views: its agent's
+  // held_generation, or the current generation when that held generation
+  // is no older than the node's last change (ChangedAt): the node holds
+  // what every generation since wants of it, whether or not its agent was
+  // sent them.
+  int64_t HeldGeneration(absl::string_view node, const AgentEntry& a) const;
 
   // A new id "{prefix}{12 hex digits}" that `taken` lacks. The digits
   // are a 48-bit number that grows with time: milliseconds since 2020 in
@@ -300,9 +319,18 @@ class ManagerState {
 
  private:
   std::string TimeOrderedId(absl::string_view prefix);
+  // Before a generation that changes node `node`: an agent that holds the
+  // node's last change holds the current generation (HeldGeneration), which
+  // becomes its held_generation, the newest it holds once the change lands.
+  void SettleHeld(const std::string& node, AgentEntry& a);
 
   WatchHub* const hub_;  // not owned
   int64_t generation_ = 0;
+  // The last generation that changed every node (BumpGeneration()), and
+  // the nodes changed by a targeted one since (BumpGeneration(nodes));
+  // cleared when every node changes, so it holds the nodes touched since.
+  int64_t all_changed_at_ = 0;
+  absl::flat_hash_map<std::string, int64_t> node_changed_at_;
   absl::BitGen bitgen_;
   uint64_t last_id_ = 0;  // the number of the last TimeOrderedId
 };

@@ -49,7 +49,7 @@ ManagerStats CollectStats(const ManagerState& state) {
   }
   for (const auto& [node, agent] : state.agents) {
     out.generation_lag[node] =
-        GenerationLag(out.generation, agent->held_generation);
+        GenerationLag(out.generation, state.HeldGeneration(node, *agent));
   }
   return out;
 }

@@ -53,7 +53,7 @@ v1::Allocation::State GrantState(const ManagerState& s, const FabricEntry& f,
         return v1::Allocation::PENDING;
       }
     }
-    if (const int64_t applied = agent->held_generation;
+    if (const int64_t applied = s.HeldGeneration(node, *agent);
         applied < required) {
       *reason = absl::StrCat("waiting for node ", node, " to apply generation ",
                              required, " (applied ", applied, ")");

@@ -11,10 +11,11 @@
 namespace fabric::service {
 namespace {
 
-// The agent's part of a node view.
-void AddAgentView(const AgentEntry& a, v1::Node* out) {
+// The agent's part of the view of node id `node`.
+void AddAgentView(const ManagerState& s, absl::string_view node,
+                  const AgentEntry& a, v1::Node* out) {
   out->set_agent_state(a.state);
-  out->set_applied_generation(a.held_generation);
+  out->set_applied_generation(s.HeldGeneration(node, a));
   *out->mutable_last_heartbeat() = ToProtoTime(a.last_heartbeat);
   *out->mutable_inventory() = a.inventory;
   out->set_repairs(a.repairs);
@@ -64,7 +65,7 @@ v1::Node UnassignedNodeView(const ManagerState& s, const std::string& id,
   v1::Node out;
   out.set_name(NodeName(id));
   out.set_desired_generation(s.generation());
-  AddAgentView(a, &out);
+  AddAgentView(s, id, a, &out);
   return out;
 }
 
@@ -86,7 +87,7 @@ v1::Node NodeView(const ManagerState& s, const FabricEntry& f, int node) {
   out.set_desired_generation(s.generation());
   out.set_agent_state(v1::Node::UNREGISTERED);
   if (const AgentEntry* a = s.FindAgent(n.name); a != nullptr) {
-    AddAgentView(*a, &out);
+    AddAgentView(s, n.name, *a, &out);
   }
   uint64_t lent = 0;
   for (const core::Grant* g : f.state.GrantsTargeting(node)) {
