@@ -24,11 +24,11 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/types/span.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "fabric/agentproto/v1/agent_service.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "server/core/fabric_state.h"
