@@ -214,6 +214,20 @@ TEST_F(AgentTest, AllocationStaysReadyWhileTheManagerRestartsUnderItsAgents) {
   EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
 }
 
+// Serves `service` on 127.0.0.1:0; *address is where. Null if it could
+// not listen.
+std::unique_ptr<grpc::Server> Serve(grpc::Service* service,
+                                    std::string* address) {
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  *address = absl::StrCat("127.0.0.1:", port);
+  return server;
+}
+
 // A standby manager (server/ha/standby_server.h) naming `leader`.
 class StandbyAgentService final : public agentproto::v1::AgentService::Service {
  public:
@@ -222,34 +236,32 @@ class StandbyAgentService final : public agentproto::v1::AgentService::Service {
                             const agentproto::v1::RegisterNodeRequest*,
                             agentproto::v1::RegisterNodeResponse*) override {
     ++calls;
-    ctx->AddTrailingMetadata(kLeaderMetadataKey, leader_);
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(leader_));
+    return Refuse(ctx);
   }
   grpc::Status ReportStatus(grpc::ServerContext* ctx,
                             const agentproto::v1::ReportStatusRequest*,
                             agentproto::v1::ReportStatusResponse*) override {
     ++reports;
-    ctx->AddTrailingMetadata(kLeaderMetadataKey, leader_);
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(leader_));
+    return Refuse(ctx);
   }
-  std::atomic<int> calls{0};
+  std::atomic<int> calls{0};    // registrations
   std::atomic<int> reports{0};
 
  private:
+  grpc::Status Refuse(grpc::ServerContext* ctx) const {
+    ctx->AddTrailingMetadata(kLeaderMetadataKey, leader_);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, StandbyMessage(leader_));
+  }
   const std::string leader_;
 };
 
 TEST_F(AgentTest, AgentsGivenAStandbyFirstRegisterWithTheLeaderItNames) {
   StandbyAgentService standby(address_);
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
-  builder.RegisterService(&standby);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::string standby_address;
+  std::unique_ptr<grpc::Server> server = Serve(&standby, &standby_address);
   ASSERT_NE(server, nullptr);
   // The leader is not in the list: the standby's answer is enough.
-  manager_list_ = absl::StrCat("127.0.0.1:", port, ",127.0.0.1:1");
+  manager_list_ = absl::StrCat(standby_address, ",127.0.0.1:1");
   StartRing(2);
   auto a = Allocate("n0", "n1", 2 << 20);
   ASSERT_TRUE(a.ok()) << a.status();
@@ -261,10 +273,13 @@ TEST_F(AgentTest, AgentsGivenAStandbyFirstRegisterWithTheLeaderItNames) {
   server->Shutdown();
 }
 
-// A paused leader (SIGSTOP): it took the registration, then answers
-// nothing: its config stream and status reports hang.
-class PausedAgentService final : public agentproto::v1::AgentService::Service {
+// A leader that takes registrations and keeps config streams open, but
+// answers the first `hung_reports` status reports (all of them when -1)
+// only when the agent gives up on them (their deadline) or on Resume():
+// with -1 a paused leader (SIGSTOP), with 1 an overloaded one.
+class LateLeaderService final : public agentproto::v1::AgentService::Service {
  public:
+  explicit LateLeaderService(int hung_reports) : hung_reports_(hung_reports) {}
   grpc::Status RegisterNode(grpc::ServerContext*,
                             const agentproto::v1::RegisterNodeRequest*,
                             agentproto::v1::RegisterNodeResponse* resp) override {
@@ -282,11 +297,14 @@ class PausedAgentService final : public agentproto::v1::AgentService::Service {
   grpc::Status ReportStatus(grpc::ServerContext* ctx,
                             const agentproto::v1::ReportStatusRequest*,
                             agentproto::v1::ReportStatusResponse*) override {
-    Hang(ctx);
+    if (const int n = ++reports; hung_reports_ < 0 || n <= hung_reports_) {
+      Hang(ctx);
+    }
     return grpc::Status::OK;
   }
   void Resume() { resumed_.Notify(); }
   std::atomic<int> registrations{0};
+  std::atomic<int> reports{0};
 
  private:
   void Hang(grpc::ServerContext* ctx) {
@@ -294,19 +312,16 @@ class PausedAgentService final : public agentproto::v1::AgentService::Service {
            !resumed_.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
     }
   }
+  const int hung_reports_;
   absl::Notification resumed_;
 };
 
 TEST_F(AgentTest, AgentsLeaveALeaderThatAnswersNothingForTheNextManager) {
-  PausedAgentService paused;
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
-  builder.RegisterService(&paused);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  LateLeaderService paused(/*hung_reports=*/-1);
+  std::string paused_address;
+  std::unique_ptr<grpc::Server> server = Serve(&paused, &paused_address);
   ASSERT_NE(server, nullptr);
-  manager_list_ = absl::StrCat("127.0.0.1:", port, ",", address_);
+  manager_list_ = absl::StrCat(paused_address, ",", address_);
   StartRing(2);
   auto a = Allocate("n0", "n1", 2 << 20);
   ASSERT_TRUE(a.ok()) << a.status();
@@ -320,58 +335,17 @@ TEST_F(AgentTest, AgentsLeaveALeaderThatAnswersNothingForTheNextManager) {
   server->Shutdown();
 }
 
-// An overloaded leader: it took the registration and keeps the config
-// stream open, but its first status report is answered only after the
-// agent's attempt_timeout; the later ones at once.
-class SlowAgentService final : public agentproto::v1::AgentService::Service {
- public:
-  grpc::Status RegisterNode(grpc::ServerContext*,
-                            const agentproto::v1::RegisterNodeRequest*,
-                            agentproto::v1::RegisterNodeResponse* resp) override {
-    ++registrations;
-    resp->set_session(1);
-    resp->mutable_heartbeat_interval()->set_nanos(50'000'000);
-    return grpc::Status::OK;
-  }
-  grpc::Status StreamConfig(
-      grpc::ServerContext* ctx, const agentproto::v1::StreamConfigRequest*,
-      grpc::ServerWriter<agentproto::v1::DesiredConfig>*) override {
-    while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(10));
-    return grpc::Status::OK;
-  }
-  grpc::Status ReportStatus(grpc::ServerContext* ctx,
-                            const agentproto::v1::ReportStatusRequest*,
-                            agentproto::v1::ReportStatusResponse*) override {
-    if (++reports == 1) {
-      // Until the agent gives up on this one (its deadline).
-      while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(10));
-    }
-    return grpc::Status::OK;
-  }
-  std::atomic<int> registrations{0};
-  std::atomic<int> reports{0};
-};
-
 TEST_F(AgentTest, AgentKeepsItsSessionWithALateLeaderTheOthersStillName) {
-  SlowAgentService slow;
-  int slow_port = 0;
-  grpc::ServerBuilder slow_builder;
-  slow_builder.AddListeningPort("127.0.0.1:0",
-                                grpc::InsecureServerCredentials(), &slow_port);
-  slow_builder.RegisterService(&slow);
-  std::unique_ptr<grpc::Server> slow_server = slow_builder.BuildAndStart();
+  LateLeaderService slow(/*hung_reports=*/1);
+  std::string slow_address;
+  std::unique_ptr<grpc::Server> slow_server = Serve(&slow, &slow_address);
   ASSERT_NE(slow_server, nullptr);
-  const std::string slow_address = absl::StrCat("127.0.0.1:", slow_port);
   StandbyAgentService standby(slow_address);
-  int standby_port = 0;
-  grpc::ServerBuilder standby_builder;
-  standby_builder.AddListeningPort(
-      "127.0.0.1:0", grpc::InsecureServerCredentials(), &standby_port);
-  standby_builder.RegisterService(&standby);
+  std::string standby_address;
   std::unique_ptr<grpc::Server> standby_server =
-      standby_builder.BuildAndStart();
+      Serve(&standby, &standby_address);
   ASSERT_NE(standby_server, nullptr);
-  manager_list_ = absl::StrCat(slow_address, ",127.0.0.1:", standby_port);
+  manager_list_ = absl::StrCat(slow_address, ",", standby_address);
   StartRing(2);
   // The agent whose report timed out turns to the standby...
   for (int i = 0; i < 1000 && standby.reports + standby.calls < 1; ++i) {
@@ -390,6 +364,7 @@ TEST_F(AgentTest, AgentKeepsItsSessionWithALateLeaderTheOthersStillName) {
   EXPECT_EQ(standby.calls, 0);  // nothing registered there
   for (auto& agent : agents_) agent->Stop();
   agents_.clear();
+  slow.Resume();
   standby_server->Shutdown();
   slow_server->Shutdown();
 }

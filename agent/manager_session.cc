@@ -174,9 +174,16 @@ std::string ManagerSession::HeldDigest(const ReconcileStats& stats) const {
   return held_digest_;
 }
 
-bool ManagerSession::StillLeads(const LeaderChannel::Endpoint& slow,
-                                LeaderChannel* leader) {
-  return leader->OthersNameAsLeader(
+bool ManagerSession::LateButLeading(const grpc::Status& status,
+                                    const LeaderChannel::Endpoint& slow,
+                                    LeaderChannel* leader,
+                                    absl::string_view call,
+                                    absl::string_view then, bool log) {
+  if (!several_managers_ ||
+      status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return false;
+  }
+  const bool leads = leader->OthersNameAsLeader(
       slow, [&](const LeaderChannel::Endpoint& other,
                 grpc::ClientContext& ctx) {
         ctx.set_deadline(absl::ToChronoTime(absl::Now() +
@@ -187,6 +194,14 @@ bool ManagerSession::StillLeads(const LeaderChannel::Endpoint& slow,
         return agentproto::v1::AgentService::NewStub(other.channel)
             ->ReportStatus(&ctx, probe, &resp);
       });
+  if (leads && log) {
+    std::cerr << "fabric-agent " << options_.node << ": the manager at "
+              << slow.target << " did not answer " << call << " within "
+              << absl::FormatDuration(options_.attempt_timeout)
+              << ", but the other managers still name it the leader; " << then
+              << std::endl;
+  }
+  return leads;
 }
 
 void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
@@ -205,19 +220,10 @@ void ManagerSession::HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
       Fence(s);
       return;
     }
-    if (several_managers_ &&
-        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
-        StillLeads(endpoint, leader)) {
+    if (LateButLeading(s, endpoint, leader, "a status report",
+                       "keeping the session", /*log=*/!late)) {
       // Late, not gone: leaving would cost a registration (and the
       // manager's work for it) on a manager that is already behind.
-      if (!late) {
-        std::cerr << "fabric-agent " << options_.node << ": the manager at "
-                  << endpoint.target << " did not answer a status report within "
-                  << absl::FormatDuration(options_.attempt_timeout)
-                  << ", but the other managers still name it the leader; "
-                     "keeping the session"
-                  << std::endl;
-      }
       late = true;
       continue;
     }
@@ -293,17 +299,11 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
       stream_ctx_ = nullptr;
       stopping = stopping_;
     }
-    if (!s.ok() && !stopping && several_managers_ &&
-        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
-        StillLeads(endpoint, leader)) {
+    if (!stopping && LateButLeading(s, endpoint, leader, "the registration",
+                                    "registering with it again",
+                                    /*log=*/true)) {
       // Slow, not gone: register with it again (after the backoff) rather
       // than with a standby that would only send the agent back.
-      std::cerr << "fabric-agent " << options_.node << ": the manager at "
-                << endpoint.target << " did not answer the registration within "
-                << absl::FormatDuration(options_.attempt_timeout)
-                << ", but the other managers still name it the leader; "
-                   "registering with it again"
-                << std::endl;
       return false;
     }
     if (!s.ok()) {

@@ -142,19 +142,25 @@ class ManagerSession {
   // several managers, a report the manager does not answer in time ends
   // the session (sets *unanswered): the loop moves on to the next manager.
   // With several managers, a report the manager does not answer in time
-  // while the others still name it the leader (StillLeads) is only late:
+  // while the others still name it the leader (LateButLeading) is only late:
   // the session goes on.
   void HeartbeatLoop(agentproto::v1::AgentService::Stub* stub,
                      const LeaderChannel::Endpoint& endpoint,
                      LeaderChannel* leader, std::atomic<bool>* unanswered)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // After a call on `slow` passed attempt_timeout: whether the other
-  // managers still name it the leader (LeaderChannel::OthersNameAsLeader,
-  // probing with an empty ReportStatus of this node, which a standby
-  // refuses and a leader that has no session of it refuses too). A leader
-  // that is overloaded keeps its election lease; one that is paused or cut
-  // off loses it within the lease TTL, and then a standby names another.
-  bool StillLeads(const LeaderChannel::Endpoint& slow, LeaderChannel* leader);
+  // Whether `call` (e.g. "a status report") on `slow`, which ended with
+  // `status`, was only late: with several managers, it passed
+  // attempt_timeout while the other managers still name `slow` the leader
+  // (LeaderChannel::OthersNameAsLeader, probing with an empty ReportStatus
+  // of this node, which a standby refuses and a leader that has no session
+  // of it refuses too). A leader that is overloaded keeps its election
+  // lease; one that is paused or cut off loses it within the lease TTL, and
+  // then a standby names another. When true and `log`, says so, and that
+  // the agent is `then`.
+  bool LateButLeading(const grpc::Status& status,
+                      const LeaderChannel::Endpoint& slow,
+                      LeaderChannel* leader, absl::string_view call,
+                      absl::string_view then, bool log);
   // The deadline of a registration or report from now (attempt_timeout with
   // several managers).
   std::chrono::system_clock::time_point Deadline() const;
