@@ -95,13 +95,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--request-retention", request_retention,
                  "how long request ids are remembered for retries; every id "
-                 "costs memory (about 250 bytes) and a row until then")
+                 "costs memory (about 160 bytes) and a row until then")
       ->capture_default_str();
   app.add_option("--max-request-ids", max_request_ids,
                  "request ids remembered for retries at most; a retry is "
                  "recognized for --request-retention or until this many newer "
                  "ids were recorded, whichever comes first (each costs about "
-                 "250 bytes of memory and a row)")
+                 "160 bytes of memory and a row)")
       ->capture_default_str();
   app.add_option("--offer-stream-grace", offer_stream_grace,
                  "how long a node's offers stay its own after its last "

@@ -58,10 +58,10 @@ void CommitQueue::MutateAsync(
               " request; use a new id for a new request"));
         } else if (prior->done) {
           recorded = true;
-          recorded_key = RequestLog::RowKey(request_id, *prior);
+          recorded_key = RequestLog::RowKey(*prior);
         } else {
           // In flight: answered together with the first attempt.
-          prior->waiters.push_back(std::move(done));
+          prior->AddWaiter(std::move(done));
           return;
         }
       }
@@ -80,13 +80,14 @@ void CommitQueue::MutateAsync(
           q.pending = requests_.Record(q.request_id, method, fingerprint,
                                        clock_->Now());
           q.plan.batch.Put(kTableRequests,
-                           RequestLog::RowKey(q.request_id, *q.pending),
+                           RequestLog::RowKey(*q.pending),
                            RequestLog::Row(*q.pending, q.plan.response));
           // Keeps the number of ids bounded between sweeps: the ids this
           // one pushes over max_request_ids (or past retention) are
           // forgotten in the same atomic batch, so memory and store never
           // disagree, whatever becomes of the write.
-          q.forget = TakeForgetsThatFit(q.pending->time, limits, q.plan.batch);
+          q.forget =
+              TakeForgetsThatFit(q.pending->time(), limits, q.plan.batch);
         }
         absl::Status fits = store::CheckFits(q.plan.batch, limits);
         if (fits.ok() && !q.plan.tail.empty()) {
@@ -112,7 +113,8 @@ void CommitQueue::MutateAsync(
           // is the last plan made, so reverse order holds) and refused.
           if (q.plan.rollback) q.plan.rollback();
           requests_.Restore(std::move(q.forget));
-          if (q.pending != nullptr) requests_.Abandon(q.request_id);
+          // Nothing waits on it yet: the lock was held since Record.
+          if (q.pending != nullptr) requests_.Abandon(q.pending);
           done = std::move(q.done);
           early = std::move(fits);
         } else {
@@ -173,7 +175,7 @@ std::vector<RequestSlot> CommitQueue::TakeForgetsThatFit(
   size_t bytes = batch.ApproximateBytes();
   size_t kept = 0;
   for (; kept < forget.size(); ++kept) {
-    std::string key = requests_.RowKey(forget[kept]);
+    std::string key = RequestLog::RowKey(*forget[kept].request);
     const size_t more = sizeof(kTableRequests) - 1 + key.size();
     if (!store::FitsIn(limits, ops + 1, bytes + more)) break;
     ++ops;
@@ -227,10 +229,8 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
       if (!tails[i].ok()) {
         requests_.Forget(q.forget);
         if (q.pending != nullptr) {
-          requests_.Abandon(q.request_id);
-          for (auto& w : q.pending->waiters)
+          for (auto& w : requests_.Abandon(q.pending))
             replies.emplace_back(std::move(w), tails[i]);
-          q.pending->waiters.clear();
         }
         replies.emplace_back(std::move(q.done), tails[i]);
         continue;
@@ -238,10 +238,8 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
       if (q.plan.commit) q.plan.commit();
       requests_.Forget(q.forget);
       if (q.pending != nullptr) {
-        q.pending->done = true;
-        for (auto& w : q.pending->waiters)
+        for (auto& w : requests_.Complete(q.pending))
           replies.emplace_back(std::move(w), q.plan.response);
-        q.pending->waiters.clear();
       }
       replies.emplace_back(std::move(q.done), std::move(q.plan.response));
     }
@@ -251,10 +249,8 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
       if (it->plan.rollback) it->plan.rollback();
       requests_.Restore(std::move(it->forget));
       if (it->pending != nullptr) {
-        requests_.Abandon(it->request_id);
-        for (auto& w : it->pending->waiters)
+        for (auto& w : requests_.Abandon(it->pending))
           replies.emplace_back(std::move(w), written);
-        it->pending->waiters.clear();
       }
       replies.emplace_back(std::move(it->done), written);
     }
@@ -314,7 +310,7 @@ void CommitQueue::ForgetOldRequests(absl::Time now, size_t limit) {
     absl::MutexLock l(mu_);
     old = requests_.TakeToForget(now, limit);
     for (const RequestSlot& r : old) {
-      batch.Delete(kTableRequests, requests_.RowKey(r));
+      batch.Delete(kTableRequests, RequestLog::RowKey(*r.request));
     }
   }
   if (old.empty()) return;

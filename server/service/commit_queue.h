@@ -117,7 +117,9 @@ class CommitQueue {
   // A planned mutation waiting to be written.
   struct QueuedPlan {
     Plan plan;
-    std::shared_ptr<PendingRequest> pending;  // null without a request id
+    // The request log's record of it (RequestLog::Record); null without a
+    // request id.
+    PendingRequest* pending = nullptr;
     std::string request_id;
     Done<std::string> done;
     // Old request ids whose store rows this plan's batch deletes: forgotten

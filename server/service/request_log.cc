@@ -1,6 +1,7 @@
 #include "server/service/request_log.h"
 
 #include <algorithm>
+#include <cassert>
 #include <iterator>
 #include <tuple>
 
@@ -27,9 +28,11 @@ std::string Fingerprint(const google::protobuf::Message& request) {
 }
 
 RequestDigest DigestOf(absl::string_view fingerprint) {
-  RequestDigest d;
+  unsigned char full[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(fingerprint.data()),
-         fingerprint.size(), d.data());
+         fingerprint.size(), full);
+  RequestDigest d;
+  std::copy(full, full + d.size(), d.begin());
   return d;
 }
 
@@ -39,9 +42,10 @@ namespace {
 // itself).
 RequestDigest DigestOfRow(const internal::RequestRecord& rec) {
   RequestDigest d{};
-  if (rec.fingerprint_sha256().size() == d.size()) {
-    std::copy(rec.fingerprint_sha256().begin(), rec.fingerprint_sha256().end(),
-              d.begin());
+  // 16 bytes, or the whole SHA-256 in rows of older builds.
+  const std::string& sha = rec.fingerprint_sha256();
+  if (sha.size() == d.size() || sha.size() == SHA256_DIGEST_LENGTH) {
+    std::copy(sha.begin(), sha.begin() + d.size(), d.begin());
     return d;
   }
   return DigestOf(rec.fingerprint());
@@ -56,15 +60,22 @@ std::string RequestRowKey(absl::Time time, absl::string_view id) {
       "/", id);
 }
 
-std::string RequestLog::RowKey(absl::string_view id, const PendingRequest& p) {
-  return p.bare_key ? std::string(id) : RequestRowKey(p.time, id);
+std::string RequestLog::RowKey(const PendingRequest& p) {
+  return p.bare_key ? p.id : RequestRowKey(p.time(), p.id);
 }
 
-std::string RequestLog::RowKey(const RequestSlot& slot) const {
-  auto it = requests_.find(slot.id);
-  // Taken slots are still found; a stale one would name no row of ours.
-  if (it == requests_.end()) return RequestRowKey(absl::InfinitePast(), slot.id);
-  return RowKey(slot.id, *it->second);
+void PendingRequest::AddWaiter(RequestWaiter w) {
+  if (waiters == nullptr) {
+    waiters = std::make_unique<std::vector<RequestWaiter>>();
+  }
+  waiters->push_back(std::move(w));
+}
+
+std::vector<RequestWaiter> PendingRequest::TakeWaiters() {
+  if (waiters == nullptr) return {};
+  std::vector<RequestWaiter> out = std::move(*waiters);
+  waiters.reset();
+  return out;
 }
 
 const std::string* RequestLog::Intern(absl::string_view method) {
@@ -75,27 +86,49 @@ const std::string* RequestLog::Intern(absl::string_view method) {
 
 PendingRequest* RequestLog::Find(absl::string_view id) {
   auto it = requests_.find(id);
-  return it == requests_.end() ? nullptr : it->second.get();
+  return it == requests_.end() ? nullptr : it->get();
 }
 
-std::shared_ptr<PendingRequest> RequestLog::Record(
-    const std::string& id, absl::string_view method,
-    const RequestDigest& fingerprint, absl::Time now) {
-  auto p = std::make_shared<PendingRequest>();
+PendingRequest* RequestLog::Insert(std::unique_ptr<PendingRequest> p) {
+  assert(Find(p->id) == nullptr);
+  p->seq = next_seq_++;
+  PendingRequest* raw = p.get();
+  order_.push_back({raw->seq, raw});
+  requests_.insert(std::move(p));
+  return raw;
+}
+
+void RequestLog::Erase(const PendingRequest* request) {
+  auto it = requests_.find(request->id);
+  if (it != requests_.end() && it->get() == request) requests_.erase(it);
+}
+
+PendingRequest* RequestLog::Record(absl::string_view id,
+                                   absl::string_view method,
+                                   const RequestDigest& fingerprint,
+                                   absl::Time now) {
+  auto p = std::make_unique<PendingRequest>();
+  p->id = std::string(id);
   p->method = Intern(method);
   p->fingerprint = fingerprint;
-  p->time = now;
-  p->seq = next_seq_++;
-  requests_[id] = p;
-  order_.push_back({p->seq, id});
-  return p;
+  p->set_time(now);
+  return Insert(std::move(p));
 }
 
-void RequestLog::Abandon(const std::string& id) {
-  auto it = requests_.find(id);
-  if (it == requests_.end()) return;
-  it->second->abandoned = true;
-  requests_.erase(it);
+std::vector<RequestWaiter> RequestLog::Complete(PendingRequest* request) {
+  request->done = true;
+  return request->TakeWaiters();
+}
+
+std::vector<RequestWaiter> RequestLog::Abandon(PendingRequest* request) {
+  std::vector<RequestWaiter> waiters = request->TakeWaiters();
+  // Its slot goes stale; the order is by seq, so it is found by halving.
+  auto slot = std::lower_bound(
+      order_.begin(), order_.end(), request->seq,
+      [](const RequestSlot& s, uint64_t seq) { return s.seq < seq; });
+  if (slot != order_.end() && slot->request == request) slot->request = nullptr;
+  Erase(request);
+  return waiters;
 }
 
 std::string RequestLog::Row(const PendingRequest& p,
@@ -104,7 +137,7 @@ std::string RequestLog::Row(const PendingRequest& p,
   rec.set_method(*p.method);
   rec.set_fingerprint_sha256(p.fingerprint.data(), p.fingerprint.size());
   rec.set_response(std::string(response));
-  rec.set_create_unix_micros(absl::ToUnixMicros(p.time));
+  rec.set_create_unix_micros(p.time_us);
   return rec.SerializeAsString();
 }
 
@@ -128,17 +161,16 @@ std::vector<RequestSlot> RequestLog::TakeToForget(absl::Time now,
   size_t live = requests_.size() - forgetting_;
   while (!order_.empty() && taken.size() < limit) {
     RequestSlot& slot = order_.front();
-    auto it = requests_.find(slot.id);
-    if (it == requests_.end() || it->second->seq != slot.seq) {
+    if (slot.request == nullptr) {
       order_.pop_front();  // an abandoned id's record
       continue;
     }
-    const PendingRequest& p = *it->second;
+    const PendingRequest& p = *slot.request;
     // Every live id after this slot is newer: live minus the slot itself
     // and the in-flight ones skipped before it.
     const size_t newer =
         live > in_flight.size() + 1 ? live - in_flight.size() - 1 : 0;
-    if (newer < max_ids_ && p.time + retention_ >= now) break;
+    if (newer < max_ids_ && p.time() + retention_ >= now) break;
     if (!p.done) {
       in_flight.push_back(std::move(slot));
     } else {
@@ -155,12 +187,7 @@ std::vector<RequestSlot> RequestLog::TakeToForget(absl::Time now,
 }
 
 void RequestLog::Forget(const std::vector<RequestSlot>& slots) {
-  for (const RequestSlot& slot : slots) {
-    auto it = requests_.find(slot.id);
-    if (it != requests_.end() && it->second->seq == slot.seq) {
-      requests_.erase(it);
-    }
-  }
+  for (const RequestSlot& slot : slots) Erase(slot.request);
   forgetting_ -= slots.size();
 }
 
@@ -188,10 +215,8 @@ void RequestLog::Restore(std::vector<RequestSlot> slots) {
 void RequestLog::Load(std::vector<std::pair<std::string, std::string>> rows,
                       store::WriteBatch* batch) {
   struct Loaded {
-    absl::Time time;
     std::string key;  // the row's
-    std::string id;
-    std::shared_ptr<PendingRequest> pending;
+    std::unique_ptr<PendingRequest> pending;
   };
   std::vector<Loaded> loaded;
   loaded.reserve(rows.size());
@@ -201,36 +226,39 @@ void RequestLog::Load(std::vector<std::pair<std::string, std::string>> rows,
       batch->Delete(kTableRequests, key);
       continue;
     }
-    auto p = std::make_shared<PendingRequest>();
+    auto p = std::make_unique<PendingRequest>();
     p->method = Intern(rec.method());
     p->fingerprint = DigestOfRow(rec);
-    p->time = absl::FromUnixMicros(rec.create_unix_micros());
+    p->time_us = rec.create_unix_micros();
     p->done = true;
     // "{time}/{id}", the time the row's own; any other key is a bare id.
-    std::string id = key;
     const size_t slash = key.find('/');
     if (slash == 16 && key.compare(0, slash + 1,
-                                   RequestRowKey(p->time, "")) == 0) {
-      id = key.substr(slash + 1);
+                                   RequestRowKey(p->time(), "")) == 0) {
+      p->id = key.substr(slash + 1);
     } else {
+      p->id = key;
       p->bare_key = true;
     }
-    loaded.push_back({p->time, std::move(key), std::move(id), std::move(p)});
+    loaded.push_back({std::move(key), std::move(p)});
   }
   // Oldest first; the order of ids recorded in the same microsecond is not
   // kept, so it is made deterministic.
   std::sort(loaded.begin(), loaded.end(), [](const Loaded& a, const Loaded& b) {
-    return std::tie(a.time, a.key) < std::tie(b.time, b.key);
+    return std::tie(a.pending->time_us, a.key) <
+           std::tie(b.pending->time_us, b.key);
   });
   const size_t keep = std::min(loaded.size(), max_ids_);
   const size_t drop = loaded.size() - keep;
   for (size_t i = 0; i < drop; ++i) batch->Delete(kTableRequests, loaded[i].key);
   requests_.reserve(keep);
   for (size_t i = drop; i < loaded.size(); ++i) {
-    Loaded& r = loaded[i];
-    r.pending->seq = next_seq_++;
-    order_.push_back({r.pending->seq, r.id});
-    requests_[std::move(r.id)] = std::move(r.pending);
+    // An id with rows in both key forms: the newer row wins.
+    if (PendingRequest* older = Find(loaded[i].pending->id)) {
+      batch->Delete(kTableRequests, RowKey(*older));
+      Abandon(older);
+    }
+    Insert(std::move(loaded[i].pending));
   }
 }
 

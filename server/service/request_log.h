@@ -25,7 +25,9 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -50,30 +52,46 @@ std::string RequestRowKey(absl::Time time, absl::string_view id);
 // can be told from a different request that reuses the id.
 std::string Fingerprint(const google::protobuf::Message& request);
 
-// SHA-256 of a Fingerprint: what the log keeps and compares.
-using RequestDigest = std::array<uint8_t, 32>;
+// The first 16 bytes of the SHA-256 of a Fingerprint: what the log keeps
+// and compares (a retry is told from another request that reuses its id by
+// these 128 bits; half the digest keeps a remembered id smaller).
+using RequestDigest = std::array<uint8_t, 16>;
 RequestDigest DigestOf(absl::string_view fingerprint);
 
-// One remembered request id. Small (about 100 bytes), since a manager
+// A caller waiting for the answer of a request in flight.
+using RequestWaiter = std::function<void(absl::StatusOr<std::string>)>;
+
+// One remembered request id, owned by its RequestLog. Small (about 160
+// bytes with its slots, for an id of up to 24 characters), since a manager
 // remembers up to --max-request-ids of them: the answer of a completed one
 // is not kept here but read back from its store row (RecordedAnswer).
 struct PendingRequest {
+  std::string id;
   const std::string* method = nullptr;  // interned by the log
   RequestDigest fingerprint{};
-  absl::Time time;
+  // When it was recorded, in Unix microseconds (what its row keeps).
+  int64_t time_us = 0;
   uint64_t seq = 0;        // its RequestSlot in the order
+  // Retries that arrived while the first attempt was in flight; null when
+  // there are none (the usual case: a pointer, not an empty vector).
+  std::unique_ptr<std::vector<RequestWaiter>> waiters;
   bool done = false;       // durable: its row holds the answer
-  bool abandoned = false;  // the write failed; the id may be used again
   bool bare_key = false;   // its row is keyed by the bare id (older form)
-  // Retries that arrived while the first attempt was in flight.
-  std::vector<std::function<void(absl::StatusOr<std::string>)>> waiters;
+
+  absl::Time time() const { return absl::FromUnixMicros(time_us); }
+  void set_time(absl::Time t) { time_us = absl::ToUnixMicros(t); }
+  void AddWaiter(RequestWaiter w);
+  // The waiters, taken out (none are left).
+  std::vector<RequestWaiter> TakeWaiters();
 };
 
-// A recorded id in the order; `seq` tells it from an older record of the
-// same id that was abandoned.
+// A recorded id in the order. `request` is null once the id was
+// abandoned (a stale slot, skipped); otherwise it is the log's, alive until
+// Forget (or Abandon, for one in flight).
 struct RequestSlot {
   uint64_t seq = 0;
-  std::string id;
+  PendingRequest* request = nullptr;
+  absl::string_view id() const { return request->id; }
 };
 
 class RequestLog {
@@ -87,20 +105,21 @@ class RequestLog {
 
   // The remembered request `id`, or null.
   PendingRequest* Find(absl::string_view id);
-  // The store key of the row of remembered request `id`, recorded as `p`.
-  static std::string RowKey(absl::string_view id, const PendingRequest& p);
-  // The store key of the row of `slot`, taken by TakeToForget (its request
-  // is still found until Forget or Restore).
-  std::string RowKey(const RequestSlot& slot) const;
+  // The store key of the row of remembered request `p`.
+  static std::string RowKey(const PendingRequest& p);
 
-  // Remembers `id` as in flight, recorded at `now`, and returns it. The
-  // caller completes it (done) or calls Abandon.
-  std::shared_ptr<PendingRequest> Record(const std::string& id,
-                                         absl::string_view method,
-                                         const RequestDigest& fingerprint,
-                                         absl::Time now);
-  // Forgets the in-flight `id` at once: its write failed.
-  void Abandon(const std::string& id);
+  // Remembers `id` (not remembered now) as in flight, recorded at `now`,
+  // and returns it: the log's, alive at least until the caller completes
+  // it (Complete) or abandons it (Abandon), whatever else is called.
+  PendingRequest* Record(absl::string_view id, absl::string_view method,
+                         const RequestDigest& fingerprint, absl::Time now);
+  // The in-flight `request` is durable: marks it done and returns its
+  // waiters, to be answered.
+  std::vector<RequestWaiter> Complete(PendingRequest* request);
+  // Forgets the in-flight `request` at once (its write failed; the id may
+  // be used again) and returns its waiters, to be answered. `request` is
+  // gone on return.
+  std::vector<RequestWaiter> Abandon(PendingRequest* request);
 
   // The store row of request `p` answered by `response`: what a restart
   // reads back (Load), and a retry (RecordedAnswer).
@@ -123,9 +142,10 @@ class RequestLog {
   void Restore(std::vector<RequestSlot> slots);
 
   // Recovery: reads the store rows of the requests table (key, value),
-  // keyed in either form (RequestRowKey or the bare id). Keeps the newest max_ids as completed ids; adds the deletes of the
-  // older and the unreadable ones to `batch`, so that memory and store
-  // agree once it is written. Call once, on an empty log.
+  // keyed in either form (RequestRowKey or the bare id). Keeps the newest
+  // max_ids as completed ids; adds the deletes of the older and the
+  // unreadable ones to `batch`, so that memory and store agree once it is
+  // written. Call once, on an empty log.
   void Load(std::vector<std::pair<std::string, std::string>> rows,
             store::WriteBatch* batch);
 
@@ -133,17 +153,39 @@ class RequestLog {
   size_t size() const { return requests_.size(); }
 
  private:
+  // Hashes and compares the owned requests by id, and ids themselves, so
+  // that the set is keyed by the id its elements hold (one copy of it).
+  struct ById {
+    using is_transparent = void;
+    static absl::string_view Id(absl::string_view id) { return id; }
+    static absl::string_view Id(const std::unique_ptr<PendingRequest>& p) {
+      return p->id;
+    }
+    template <typename A>
+    size_t operator()(const A& a) const {
+      return absl::Hash<absl::string_view>()(Id(a));
+    }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return Id(a) == Id(b);
+    }
+  };
+
   // `method`, kept once for every request that names it.
   const std::string* Intern(absl::string_view method);
+  // Adds `p`, recorded now or loaded, at the end of the order.
+  PendingRequest* Insert(std::unique_ptr<PendingRequest> p);
+  // Frees `request`, a member of requests_.
+  void Erase(const PendingRequest* request);
 
   const size_t max_ids_;
   const absl::Duration retention_;
   std::set<std::string, std::less<>> methods_;
-  // By request id.
-  absl::flat_hash_map<std::string, std::shared_ptr<PendingRequest>> requests_;
+  // Every remembered request, by id.
+  absl::flat_hash_set<std::unique_ptr<PendingRequest>, ById, ById> requests_;
   // Recorded ids by ascending seq (the order recorded), for forgetting the
-  // oldest; may hold stale slots of abandoned ids. Lacks the ids taken by
-  // TakeToForget whose rows are being deleted.
+  // oldest; may hold stale slots of abandoned ids (request null). Lacks the
+  // ids taken by TakeToForget whose rows are being deleted.
   std::deque<RequestSlot> order_;
   uint64_t next_seq_ = 0;
   // Ids in requests_ but taken out of order_ to be forgotten.

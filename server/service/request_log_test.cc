@@ -6,6 +6,7 @@
 #include "fabric/internal/records.pb.h"
 #include "fabric/v1/fabric_service.pb.h"
 #include "gtest/gtest.h"
+#include "openssl/sha.h"
 
 namespace fabric::service {
 namespace {
@@ -35,7 +36,7 @@ TEST(RequestLogTest, ForgetsTheOldestOverTheCap) {
   Complete(log, "c", kT0);
   std::vector<RequestSlot> taken = log.TakeToForget(kT0, 10);
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_EQ(taken[0].id, "a");
+  EXPECT_EQ(taken[0].id(), "a");
   EXPECT_NE(log.Find("a"), nullptr);  // until its row is deleted
   log.Forget(taken);
   EXPECT_EQ(log.Find("a"), nullptr);
@@ -50,7 +51,7 @@ TEST(RequestLogTest, ForgetsPastRetentionButNeverInFlight) {
   std::vector<RequestSlot> taken =
       log.TakeToForget(kT0 + absl::Minutes(5), 10);
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_EQ(taken[0].id, "old");
+  EXPECT_EQ(taken[0].id(), "old");
   log.Forget(taken);
   EXPECT_NE(log.Find("flying"), nullptr);
   EXPECT_NE(log.Find("new"), nullptr);
@@ -66,13 +67,13 @@ TEST(RequestLogTest, RestoredIdsAreTakenAgainInOrder) {
   log.Restore(std::move(taken));  // the delete failed
   taken = log.TakeToForget(kT0, 1);
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_EQ(taken[0].id, "a");
+  EXPECT_EQ(taken[0].id(), "a");
 }
 
 TEST(RequestLogTest, AbandonedIdMayBeUsedAgain) {
   RequestLog log(10, absl::Hours(1));
   log.Record("x", "M", DigestOf("fp"), kT0);
-  log.Abandon("x");
+  log.Abandon(log.Find("x"));
   EXPECT_EQ(log.Find("x"), nullptr);
   Complete(log, "x", kT0);
   EXPECT_TRUE(log.Find("x")->done);
@@ -87,7 +88,7 @@ TEST(RequestLogTest, LoadKeepsTheNewestAndDeletesTheRest) {
   p.fingerprint = DigestOf("fp");
   std::vector<std::pair<std::string, std::string>> rows;
   for (int i = 0; i < 3; ++i) {
-    p.time = kT0 + absl::Seconds(i);
+    p.set_time(kT0 + absl::Seconds(i));
     rows.push_back({"id" + std::to_string(i), RequestLog::Row(p, "resp")});
   }
   rows.push_back({"junk", "\xff\xff\xff"});
@@ -116,14 +117,14 @@ TEST(RequestLogTest, RowKeysAreInTheOrderRecordedAndOlderKeysAreKept) {
   p.method = &method;
   p.fingerprint = DigestOf("fp");
   std::vector<std::pair<std::string, std::string>> rows;
-  p.time = kT0;
+  p.set_time(kT0);
   rows.push_back({"bare", RequestLog::Row(p, "r0")});
-  p.time = kT0 + absl::Seconds(1);
+  p.set_time(kT0 + absl::Seconds(1));
   const std::string lookalike =
       RequestRowKey(kT0 + absl::Seconds(5), "x");  // not the row's time
   rows.push_back({lookalike, RequestLog::Row(p, "r1")});
-  p.time = kT0 + absl::Seconds(2);
-  rows.push_back({RequestRowKey(p.time, "new"), RequestLog::Row(p, "r2")});
+  p.set_time(kT0 + absl::Seconds(2));
+  rows.push_back({RequestRowKey(p.time(), "new"), RequestLog::Row(p, "r2")});
   RequestLog log(10, absl::Hours(1));
   store::WriteBatch batch;
   log.Load(rows, &batch);
@@ -132,18 +133,18 @@ TEST(RequestLogTest, RowKeysAreInTheOrderRecordedAndOlderKeysAreKept) {
   ASSERT_NE(log.Find(lookalike), nullptr);
   ASSERT_NE(log.Find("new"), nullptr);
   EXPECT_EQ(log.Find("x"), nullptr);
-  EXPECT_EQ(RequestLog::RowKey("bare", *log.Find("bare")), "bare");
-  EXPECT_EQ(RequestLog::RowKey(lookalike, *log.Find(lookalike)), lookalike);
-  EXPECT_EQ(RequestLog::RowKey("new", *log.Find("new")),
+  EXPECT_EQ(RequestLog::RowKey(*log.Find("bare")), "bare");
+  EXPECT_EQ(RequestLog::RowKey(*log.Find(lookalike)), lookalike);
+  EXPECT_EQ(RequestLog::RowKey(*log.Find("new")),
             RequestRowKey(kT0 + absl::Seconds(2), "new"));
   // A new record is keyed by its time; forgetting names each row's key.
   Complete(log, "later", kT0 + absl::Seconds(3));
-  EXPECT_EQ(RequestLog::RowKey("later", *log.Find("later")),
+  EXPECT_EQ(RequestLog::RowKey(*log.Find("later")),
             RequestRowKey(kT0 + absl::Seconds(3), "later"));
   std::vector<std::string> keys;
   for (const RequestSlot& slot :
        log.TakeToForget(kT0 + absl::Hours(2), 10)) {
-    keys.push_back(log.RowKey(slot));
+    keys.push_back(RequestLog::RowKey(*slot.request));
   }
   EXPECT_EQ(keys, (std::vector<std::string>{
                       "bare", lookalike,
@@ -171,11 +172,32 @@ TEST(RequestLogTest, RowsHoldTheAnswerOfTheirRequestOnly) {
   old.set_response("old resp");
   EXPECT_EQ(*RequestLog::RecordedAnswer(old.SerializeAsString(), DigestOf("fp")),
             "old resp");
+  // Rows of builds that kept the whole SHA-256 (32 bytes): its first 16
+  // are the digest.
+  internal::RequestRecord full;
+  full.set_method(method);
+  full.set_response("full resp");
+  std::string sha(SHA256_DIGEST_LENGTH, '\0');
+  SHA256(reinterpret_cast<const unsigned char*>("fp"), 2,
+         reinterpret_cast<unsigned char*>(sha.data()));
+  full.set_fingerprint_sha256(sha);
+  EXPECT_EQ(
+      *RequestLog::RecordedAnswer(full.SerializeAsString(), DigestOf("fp")),
+      "full resp");
+  EXPECT_EQ(
+      RequestLog::RecordedAnswer(full.SerializeAsString(), DigestOf("other"))
+          .status()
+          .code(),
+      absl::StatusCode::kNotFound);
   RequestLog log(10, absl::Hours(1));
   store::WriteBatch batch;
-  log.Load({{"old", old.SerializeAsString()}}, &batch);
+  log.Load({{"old", old.SerializeAsString()},
+            {"full", full.SerializeAsString()}},
+           &batch);
   ASSERT_NE(log.Find("old"), nullptr);
   EXPECT_EQ(log.Find("old")->fingerprint, DigestOf("fp"));
+  ASSERT_NE(log.Find("full"), nullptr);
+  EXPECT_EQ(log.Find("full")->fingerprint, DigestOf("fp"));
   EXPECT_TRUE(batch.empty());
 }
 
