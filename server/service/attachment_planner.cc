@@ -159,7 +159,6 @@ absl::StatusOr<Plan> PlanAttachment(ManagerState& s, const v1::Attachment& in,
   windows.Keep();
 
   auto entry = std::make_unique<AttachmentEntry>();
-  entry->fabric = f->id();
   r.set_name(AttachmentName(id));
   r.set_fabric(FabricName(f->id()));
   r.set_vf(VfName(vf.node_name, vf.address));

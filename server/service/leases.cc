@@ -65,7 +65,7 @@ void MarkGone(v1::Attachment* view, absl::string_view reason) {
 template <typename Record>
 void EraseLease(ManagerState& s, const std::string& id) {
   const LeaseEntry<Record>& a = *s.leases<Record>().at(id);
-  FabricEntry& f = *s.fabrics.at(a.fabric);
+  FabricEntry& f = s.FabricOf(a);
   for (const std::string& g : GrantIds(id, a.record)) {
     (void)f.state.RemoveGrant(g);
   }
@@ -291,12 +291,11 @@ absl::Status RestoreLease(ManagerState& s, const std::string& key,
                                             " record \"", key,
                                             "\" is unreadable"));
   }
-  a->fabric = std::string(absl::StripPrefix(a->record.fabric(), "fabrics/"));
-  auto fit = s.fabrics.find(a->fabric);
+  auto fit = s.fabrics.find(a->fabric());
   if (fit == s.fabrics.end()) {
     return absl::DataLossError(absl::StrCat("store: ", Traits::kKind, " ",
                                             key, " names missing fabric ",
-                                            a->fabric));
+                                            a->fabric()));
   }
   core::FabricState& state = fit->second->state;
   auto grants = GrantsOf(key, a->record, state.topology());

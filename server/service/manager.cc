@@ -309,7 +309,6 @@ absl::StatusOr<Plan> FabricManager::PlanAllocation(const v1::Allocation& in,
   }
   const core::Topology& topo = f->state.topology();
   auto entry = std::make_unique<AllocationEntry>();
-  entry->fabric = f->id();
   v1::Allocation& r = entry->record;
   r.set_name(AllocationName(id));
   r.set_fabric(FabricName(f->id()));

@@ -76,7 +76,7 @@ absl::Status CheckLeaseIds(const ManagerState& s, const FabricEntry& f) {
   std::vector<Ids> waiting_on(by_node.size());
   int committed = 0;
   for (const auto& [id, a] : s.leases<Record>()) {
-    if (a->fabric != f.id()) continue;
+    if (a->fabric() != f.id()) continue;
     all.insert(id);
     committed += a->committed;
     if (a->committed && a->last_state != Record::READY) {
@@ -146,7 +146,7 @@ LeaseEntry<Record>* ManagerState::AddLease(
     const std::string& id, std::unique_ptr<LeaseEntry<Record>> entry) {
   auto [it, added] = leases<Record>().emplace(id, std::move(entry));
   LeaseEntry<Record>* a = it->second.get();
-  FabricEntry& f = *fabrics.at(a->fabric);
+  FabricEntry& f = FabricOf(*a);
   LeaseIds& ids = f.template lease_ids<Record>();
   const absl::string_view key = it->first;  // stable: a std::map key
   ids.all.insert(key);
@@ -161,7 +161,7 @@ LeaseEntry<Record>* ManagerState::AddLease(
 template <typename Record>
 void ManagerState::CommitLease(LeaseEntry<Record>& a) {
   a.committed = true;
-  ++fabrics.at(a.fabric)->template lease_ids<Record>().committed;
+  ++FabricOf(a).template lease_ids<Record>().committed;
   ArmExpiry(a);
   SetLeaseState(a, a.last_state, a.waits_for);
 }
@@ -181,7 +181,7 @@ void ManagerState::SetLeaseState(LeaseEntry<Record>& a,
     a.waits_for = waits_for;
     return;
   }
-  LeaseIds& ids = fabrics.at(a.fabric)->template lease_ids<Record>();
+  LeaseIds& ids = FabricOf(a).template lease_ids<Record>();
   const absl::string_view key = *ids.all.find(a.id());  // the map's key
   // Out of where it was (a lease just committed is in none yet)...
   if (a.waits_for >= 0) {
@@ -209,7 +209,7 @@ void ManagerState::RemoveLease(const std::string& id) {
   auto it = leases<Record>().find(id);
   if (it == leases<Record>().end()) return;
   const LeaseEntry<Record>& a = *it->second;
-  if (auto f = fabrics.find(a.fabric); f != fabrics.end()) {
+  if (auto f = fabrics.find(a.fabric()); f != fabrics.end()) {
     LeaseIds& ids = f->second->template lease_ids<Record>();
     ids.all.erase(it->first);
     ids.unsettled.erase(it->first);

@@ -152,8 +152,7 @@ struct AgentEntry {
 // entries (planned, not yet durable) are hidden from readers.
 template <typename Record>
 struct LeaseEntry {
-  Record record;       // what is stored; state fields unset
-  std::string fabric;  // fabric id
+  Record record;  // what is stored; state fields unset
   bool committed = false;
   bool releasing = false;
   int64_t required_generation = 0;
@@ -161,6 +160,12 @@ struct LeaseEntry {
   // The node index its last derivation stopped at when that was not READY
   // for want of a node's agent (LeaseIds::waiting_on); else -1.
   int waits_for = -1;
+  // Its fabric's id: record.fabric() without "fabrics/" (one copy of it,
+  // as a lease of 100k costs per byte).
+  absl::string_view fabric() const {
+    absl::string_view f = record.fabric();
+    return f.substr(f.find('/') + 1);
+  }
   // The id: the name without its collection ("allocations/").
   std::string id() const {
     absl::string_view name = record.name();
@@ -292,6 +297,13 @@ class ManagerState {
       id = TimeOrderedId(prefix);
     } while (taken.count(id) != 0);
     return id;
+  }
+
+  // The fabric of lease `a`. REQUIRES: it exists (a lease in the maps
+  // always has its fabric).
+  template <typename Record>
+  FabricEntry& FabricOf(const LeaseEntry<Record>& a) const {
+    return *fabrics.find(a.fabric())->second;
   }
 
   // Lookups; NOT_FOUND naming `field` when absent, INVALID_ARGUMENT for a

@@ -68,7 +68,7 @@ v1::Allocation::State GrantState(const ManagerState& s, const FabricEntry& f,
 v1::Allocation::State DeriveState(const ManagerState& s,
                                   const AllocationEntry& a,
                                   std::string* reason, int* waits_for) {
-  const FabricEntry& f = *s.fabrics.at(a.fabric);
+  const FabricEntry& f = s.FabricOf(a);
   return GrantState(s, f, *f.state.FindGrant(a.id()), a.record.name(),
                     a.required_generation, reason, waits_for);
 }
@@ -76,7 +76,7 @@ v1::Allocation::State DeriveState(const ManagerState& s,
 v1::Attachment::State DeriveState(const ManagerState& s,
                                   const AttachmentEntry& a,
                                   std::string* reason) {
-  const FabricEntry& f = *s.fabrics.at(a.fabric);
+  const FabricEntry& f = s.FabricOf(a);
   const v1::Attachment& r = a.record;
   std::string pending;
   for (const v1::AttachmentWindow& w : r.windows()) {

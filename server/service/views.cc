@@ -201,7 +201,7 @@ v1::Allocation LeaseView(const ManagerState& s, const AllocationEntry& a) {
   out.set_state(DeriveState(s, a, &reason));
   out.set_state_reason(reason);
   out.set_required_generation(a.required_generation);
-  const FabricEntry& f = *s.fabrics.at(a.fabric);
+  const FabricEntry& f = s.FabricOf(a);
   const core::Grant* g = f.state.FindGrant(a.id());
   auto path = f.state.GrantPath(*g);
   if (path) {
