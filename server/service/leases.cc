@@ -282,11 +282,11 @@ void DropLeases(ManagerState& s, const std::vector<std::string>& ids) {
 
 template <typename Record>
 absl::Status RestoreLease(ManagerState& s, const std::string& key,
-                          const std::string& value,
+                          absl::string_view value,
                           int64_t required_generation) {
   using Traits = LeaseTraits<Record>;
   auto a = std::make_unique<LeaseEntry<Record>>();
-  if (!a->record.ParseFromString(value)) {
+  if (!a->record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
     return absl::DataLossError(absl::StrCat("store: ", Traits::kKind,
                                             " record \"", key,
                                             "\" is unreadable"));
@@ -364,7 +364,7 @@ void RefreshFabricLeases(ManagerState& s, const std::string& fabric, int node,
   template void DropLeases<Record>(ManagerState&,                            \
                                    const std::vector<std::string>&);         \
   template absl::Status RestoreLease<Record>(                                \
-      ManagerState&, const std::string&, const std::string&, int64_t);
+      ManagerState&, const std::string&, absl::string_view, int64_t);
 
 FABRIC_INSTANTIATE_LEASES(v1::Allocation)
 FABRIC_INSTANTIATE_LEASES(v1::Attachment)

@@ -127,7 +127,7 @@ void DropLeases(ManagerState& s, const std::vector<std::string>& ids);
 // grant that does not fit.
 template <typename Record>
 absl::Status RestoreLease(ManagerState& s, const std::string& key,
-                          const std::string& value,
+                          absl::string_view value,
                           int64_t required_generation);
 
 // Re-derives the states of the leases of `fabric` (allocations: all, or

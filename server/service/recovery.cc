@@ -21,13 +21,30 @@ namespace {
 // Whether the lease record `value` (not yet checked) is of a fabric in
 // `deleting`. Parsed only when there is such a fabric.
 template <typename Record>
-bool InDeletedFabric(const std::string& value,
+bool InDeletedFabric(absl::string_view value,
                      const std::set<std::string>& deleting) {
   if (deleting.empty()) return false;
   Record record;
-  return record.ParseFromString(value) &&
+  return record.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
          deleting.count(std::string(
              absl::StripPrefix(record.fabric(), "fabrics/"))) > 0;
+}
+
+// Restores every lease of `table`, row by row, but those of fabrics in
+// `deleting`, whose rows it adds to `garbage`.
+template <typename Record>
+absl::Status RestoreLeases(store::Store* store, absl::string_view table,
+                           const std::set<std::string>& deleting,
+                           int64_t required, ManagerState& s,
+                           store::WriteBatch& garbage) {
+  return store->ScanEach(
+      table, [&](absl::string_view key, absl::string_view value) {
+        if (InDeletedFabric<Record>(value, deleting)) {
+          garbage.Delete(table, key);
+          return absl::OkStatus();
+        }
+        return RestoreLease<Record>(s, std::string(key), value, required);
+      });
 }
 
 }  // namespace
@@ -51,8 +68,13 @@ absl::Status Recover(store::Store* store, ManagerState* state,
   // Written in as many transactions as the store's limits need: a crash
   // between them only leaves rows the next recovery deletes again (and an
   // epoch it moves on from).
-  ASSIGN_OR_RETURN(auto request_rows, store->Scan(kTableRequests));
-  requests->Load(std::move(request_rows), &batch);
+  // Row by row: the rows hold answers that the log does not keep.
+  RETURN_IF_ERROR(store->ScanEach(
+      kTableRequests, [&](absl::string_view key, absl::string_view value) {
+        requests->LoadRow(key, value, &batch);
+        return absl::OkStatus();
+      }));
+  requests->FinishLoad(&batch);
   ASSIGN_OR_RETURN(std::vector<store::WriteBatch> chunks,
                    store::SplitToFit(std::move(batch), store->limits()));
   for (const store::WriteBatch& chunk : chunks) {
@@ -112,22 +134,10 @@ absl::Status Recover(store::Store* store, ManagerState* state,
   }
   // Every agent must apply the generation that follows.
   const int64_t required = s.generation() + 1;
-  ASSIGN_OR_RETURN(auto allocations, store->Scan(kTableAllocations));
-  for (const auto& [key, value] : allocations) {
-    if (InDeletedFabric<v1::Allocation>(value, deleting)) {
-      garbage.Delete(kTableAllocations, key);
-      continue;
-    }
-    RETURN_IF_ERROR(RestoreLease<v1::Allocation>(s, key, value, required));
-  }
-  ASSIGN_OR_RETURN(auto attachments, store->Scan(kTableAttachments));
-  for (const auto& [key, value] : attachments) {
-    if (InDeletedFabric<v1::Attachment>(value, deleting)) {
-      garbage.Delete(kTableAttachments, key);
-      continue;
-    }
-    RETURN_IF_ERROR(RestoreLease<v1::Attachment>(s, key, value, required));
-  }
+  RETURN_IF_ERROR(RestoreLeases<v1::Allocation>(
+      store, kTableAllocations, deleting, required, s, garbage));
+  RETURN_IF_ERROR(RestoreLeases<v1::Attachment>(
+      store, kTableAttachments, deleting, required, s, garbage));
   // The rows first, the tombstones last: a crash in between leaves
   // tombstones that the next start acts on again.
   for (const std::string& fid : deleting) {

@@ -214,51 +214,58 @@ void RequestLog::Restore(std::vector<RequestSlot> slots) {
 
 void RequestLog::Load(std::vector<std::pair<std::string, std::string>> rows,
                       store::WriteBatch* batch) {
-  struct Loaded {
-    std::string key;  // the row's
-    std::unique_ptr<PendingRequest> pending;
-  };
-  std::vector<Loaded> loaded;
-  loaded.reserve(rows.size());
-  for (auto& [key, value] : rows) {
-    internal::RequestRecord rec;
-    if (!rec.ParseFromString(value)) {  // only costs idempotency
-      batch->Delete(kTableRequests, key);
-      continue;
-    }
-    auto p = std::make_unique<PendingRequest>();
-    p->method = Intern(rec.method());
-    p->fingerprint = DigestOfRow(rec);
-    p->time_us = rec.create_unix_micros();
-    p->done = true;
-    // "{time}/{id}", the time the row's own; any other key is a bare id.
-    const size_t slash = key.find('/');
-    if (slash == 16 && key.compare(0, slash + 1,
-                                   RequestRowKey(p->time(), "")) == 0) {
-      p->id = key.substr(slash + 1);
-    } else {
-      p->id = key;
-      p->bare_key = true;
-    }
-    loaded.push_back({std::move(key), std::move(p)});
+  for (const auto& [key, value] : rows) LoadRow(key, value, batch);
+  FinishLoad(batch);
+}
+
+void RequestLog::LoadRow(absl::string_view key, absl::string_view value,
+                         store::WriteBatch* batch) {
+  internal::RequestRecord rec;
+  if (!rec.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    batch->Delete(kTableRequests, key);  // only costs idempotency
+    return;
   }
+  auto p = std::make_unique<PendingRequest>();
+  p->method = Intern(rec.method());
+  p->fingerprint = DigestOfRow(rec);
+  p->time_us = rec.create_unix_micros();
+  p->done = true;
+  // "{time}/{id}", the time the row's own; any other key is a bare id.
+  const size_t slash = key.find('/');
+  if (slash == 16 && key.substr(0, slash + 1) == RequestRowKey(p->time(), "")) {
+    p->id = std::string(key.substr(slash + 1));
+  } else {
+    p->id = std::string(key);
+    p->bare_key = true;
+  }
+  loading_.push_back(std::move(p));
+}
+
+void RequestLog::FinishLoad(store::WriteBatch* batch) {
+  std::vector<std::unique_ptr<PendingRequest>> loaded = std::move(loading_);
+  loading_.clear();
   // Oldest first; the order of ids recorded in the same microsecond is not
   // kept, so it is made deterministic.
-  std::sort(loaded.begin(), loaded.end(), [](const Loaded& a, const Loaded& b) {
-    return std::tie(a.pending->time_us, a.key) <
-           std::tie(b.pending->time_us, b.key);
-  });
+  std::sort(loaded.begin(), loaded.end(),
+            [](const std::unique_ptr<PendingRequest>& a,
+               const std::unique_ptr<PendingRequest>& b) {
+              return std::tie(a->time_us, a->id, a->bare_key) <
+                     std::tie(b->time_us, b->id, b->bare_key);
+            });
   const size_t keep = std::min(loaded.size(), max_ids_);
   const size_t drop = loaded.size() - keep;
-  for (size_t i = 0; i < drop; ++i) batch->Delete(kTableRequests, loaded[i].key);
-  requests_.reserve(keep);
-  for (size_t i = drop; i < loaded.size(); ++i) {
+  for (size_t i = 0; i < drop; ++i) {
+    batch->Delete(kTableRequests, RowKey(*loaded[i]));
+  }
+  loaded.erase(loaded.begin(), loaded.begin() + drop);
+  requests_.reserve(requests_.size() + loaded.size());
+  for (std::unique_ptr<PendingRequest>& p : loaded) {
     // An id with rows in both key forms: the newer row wins.
-    if (PendingRequest* older = Find(loaded[i].pending->id)) {
+    if (PendingRequest* older = Find(p->id)) {
       batch->Delete(kTableRequests, RowKey(*older));
       Abandon(older);
     }
-    Insert(std::move(loaded[i].pending));
+    Insert(std::move(p));
   }
 }
 

@@ -148,6 +148,11 @@ class RequestLog {
   // written. Call once, on an empty log.
   void Load(std::vector<std::pair<std::string, std::string>> rows,
             store::WriteBatch* batch);
+  // Load, a row at a time, so that recovery need not hold the rows (with
+  // their answers) all at once: LoadRow for every row, then FinishLoad.
+  void LoadRow(absl::string_view key, absl::string_view value,
+               store::WriteBatch* batch);
+  void FinishLoad(store::WriteBatch* batch);
 
   // Ids remembered now (completed, in flight and being forgotten).
   size_t size() const { return requests_.size(); }
@@ -188,6 +193,8 @@ class RequestLog {
   // ids taken by TakeToForget whose rows are being deleted.
   std::deque<RequestSlot> order_;
   uint64_t next_seq_ = 0;
+  // Rows read by LoadRow, until FinishLoad.
+  std::vector<std::unique_ptr<PendingRequest>> loading_;
   // Ids in requests_ but taken out of order_ to be forgotten.
   size_t forgetting_ = 0;
 };

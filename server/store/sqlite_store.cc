@@ -150,11 +150,17 @@ int BindBlob(sqlite3_stmt* stmt, int index, absl::string_view blob) {
                              SQLITE_STATIC);
 }
 
-std::string ColumnBytes(sqlite3_stmt* stmt, int column) {
+// The bytes of `column` of the current row, valid until the next step or
+// reset of `stmt`.
+absl::string_view ColumnView(sqlite3_stmt* stmt, int column) {
   const void* data = sqlite3_column_blob(stmt, column);
   const int size = sqlite3_column_bytes(stmt, column);
-  if (data == nullptr || size <= 0) return std::string();
-  return std::string(static_cast<const char*>(data), size);
+  if (data == nullptr || size <= 0) return absl::string_view();
+  return absl::string_view(static_cast<const char*>(data), size);
+}
+
+std::string ColumnBytes(sqlite3_stmt* stmt, int column) {
+  return std::string(ColumnView(stmt, column));
 }
 
 // One sqlite3 connection and its cached statements. Thread-safe: every
@@ -256,6 +262,25 @@ class Connection {
     }
     if (rc != SQLITE_DONE) return ErrorLocked(rc, "cannot scan");
     return rows;
+  }
+
+  // Store::ScanEach, stepping one statement (one read snapshot). Holds
+  // mu_ while `visit` runs.
+  absl::Status ScanEach(absl::string_view table,
+                        const Store::ScanVisitor& visit)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(PrepareLocked(
+        scan_stmt_, "SELECT key, value FROM kv WHERE tbl = ?1 ORDER BY key"));
+    sqlite3_stmt* stmt = scan_stmt_.get();
+    StatementResetter reset(stmt);
+    int rc = BindText(stmt, 1, table);
+    if (rc != SQLITE_OK) return ErrorLocked(rc, "cannot scan");
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      RETURN_IF_ERROR(visit(ColumnView(stmt, 0), ColumnView(stmt, 1)));
+    }
+    if (rc != SQLITE_DONE) return ErrorLocked(rc, "cannot scan");
+    return absl::OkStatus();
   }
 
   // Applies every mutation of `batches`, in order, in one transaction. On
@@ -505,6 +530,10 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
       absl::string_view table) override {
     return reader_->Scan(table);
+  }
+  absl::Status ScanEach(absl::string_view table,
+                        const ScanVisitor& visit) override {
+    return reader_->ScanEach(table, visit);
   }
 
   StoreStats stats() const override { return committer_.stats(); }

@@ -100,6 +100,58 @@ TEST_P(BasicTest, ScanReturnsKeysInBytewiseOrder) {
   EXPECT_THAT(*store_->Scan("empty"), IsEmpty());
 }
 
+// ScanEach visits what Scan returns, row by row, and stops at the visitor's
+// error; the store's own (SQLite) and the default (over Scan) agree.
+TEST_P(BasicTest, ScanEachVisitsScansRowsAndStopsAtTheVisitorsError) {
+  WriteBatch batch;
+  batch.Put("t", "b", "2");
+  batch.Put("t", "a", std::string("1\0x", 3));
+  batch.Put("t", "c", "");
+  batch.Put("u", "a", "other table");
+  ASSERT_TRUE(store_->Apply(batch).ok());
+  // Scan's rows, through the default Store::ScanEach.
+  class ScanOnly : public Store {
+   public:
+    explicit ScanOnly(Store* base) : base_(base) {}
+    absl::Status Apply(const WriteBatch& b) override { return base_->Apply(b); }
+    absl::StatusOr<std::string> Get(absl::string_view t,
+                                    absl::string_view k) override {
+      return base_->Get(t, k);
+    }
+    absl::StatusOr<Rows> Scan(absl::string_view t) override {
+      return base_->Scan(t);
+    }
+    StoreStats stats() const override { return base_->stats(); }
+
+   private:
+    Store* base_;
+  } scan_only(store_.get());
+  for (Store* store : {static_cast<Store*>(store_.get()),
+                       static_cast<Store*>(&scan_only)}) {
+    Rows seen;
+    ASSERT_TRUE(store
+                    ->ScanEach("t",
+                               [&](absl::string_view k, absl::string_view v) {
+                                 seen.emplace_back(k, v);
+                                 return absl::OkStatus();
+                               })
+                    .ok());
+    EXPECT_EQ(seen, *store_->Scan("t"));
+    EXPECT_EQ(seen.size(), 3u);
+    int visits = 0;
+    absl::Status stopped =
+        store->ScanEach("t", [&](absl::string_view k, absl::string_view) {
+          ++visits;
+          return k == "b" ? absl::DataLossError("row b is bad")
+                          : absl::OkStatus();
+        });
+    EXPECT_EQ(stopped, absl::DataLossError("row b is bad"));
+    EXPECT_EQ(visits, 2);
+    // The store is usable after a scan that stopped.
+    EXPECT_EQ(*store->Get("t", "c"), "");
+  }
+}
+
 TEST_P(BasicTest, TablesAreIndependent) {
   WriteBatch batch;
   batch.Put("fabrics", "x", "fabric-x");

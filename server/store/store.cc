@@ -30,4 +30,15 @@ void WriteBatch::Delete(absl::string_view table, absl::string_view key) {
   bytes_ += table.size() + key.size();
 }
 
+absl::Status Store::ScanEach(absl::string_view table,
+                             const ScanVisitor& visit) {
+  auto rows = Scan(table);
+  if (!rows.ok()) return rows.status();
+  for (const auto& [key, value] : *rows) {
+    absl::Status s = visit(key, value);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace fabric::store

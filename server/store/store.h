@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -122,6 +123,18 @@ class Store {
   // has no keys.
   virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
       absl::string_view table) = 0;
+
+  // Calls `visit` with every (key, value) of `table` in key order, as Scan
+  // returns them, but one row at a time where the store can: a caller that
+  // keeps little of each row (recovery) then needs memory for a row, not
+  // for the table. The views are valid during the call only, and `visit`
+  // must not call the store. Stops at the first error `visit` returns and
+  // returns it; else the store's error, as Scan's. The default visits
+  // Scan's rows.
+  using ScanVisitor = std::function<absl::Status(absl::string_view key,
+                                                 absl::string_view value)>;
+  virtual absl::Status ScanEach(absl::string_view table,
+                                const ScanVisitor& visit);
 
   virtual StoreStats stats() const = 0;
 

@@ -152,8 +152,19 @@ class EtcdStoreImpl final : public EtcdStore {
 
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
       absl::string_view table) override {
-    const EtcdKeyRange range = keys_.Table(table);
     std::vector<std::pair<std::string, std::string>> out;
+    RETURN_IF_ERROR(
+        ScanEach(table, [&](absl::string_view key, absl::string_view value) {
+          out.emplace_back(key, value);
+          return absl::OkStatus();
+        }));
+    return out;
+  }
+
+  // A page (kScanPageSize keys) in memory at a time.
+  absl::Status ScanEach(absl::string_view table,
+                        const ScanVisitor& visit) override {
+    const EtcdKeyRange range = keys_.Table(table);
     RangeRequest request;
     request.set_key(range.begin);
     request.set_range_end(range.end);
@@ -164,11 +175,11 @@ class EtcdStoreImpl final : public EtcdStore {
       if (request.revision() == 0) {
         request.set_revision(page.header().revision());
       }
-      for (auto& kv : *page.mutable_kvs()) {
+      for (const auto& kv : page.kvs()) {
         ASSIGN_OR_RETURN(std::string key, keys_.StoreKey(table, kv.key()));
-        out.emplace_back(std::move(key), std::move(*kv.mutable_value()));
+        RETURN_IF_ERROR(visit(key, kv.value()));
       }
-      if (!page.more() || page.kvs().empty()) return out;
+      if (!page.more() || page.kvs().empty()) return absl::OkStatus();
       request.set_key(absl::StrCat(page.kvs().rbegin()->key(),
                                    absl::string_view("\0", 1)));
     }

@@ -175,6 +175,18 @@ TEST_F(EtcdStoreTest, ScanPagesThroughManyKeysInOrder) {
   for (int i = 0; i < kKeys; ++i) {
     EXPECT_EQ((*all)[i].first, absl::StrCat("key-", 100000 + i));
   }
+  // ScanEach, page by page, stops on the second page at the visitor's
+  // error.
+  int visits = 0;
+  absl::Status stopped =
+      store->ScanEach("t", [&](absl::string_view key, absl::string_view) {
+        ++visits;
+        return key == absl::StrCat("key-", 100000 + kScanPageSize + 3)
+                   ? absl::CancelledError("enough")
+                   : absl::OkStatus();
+      });
+  EXPECT_EQ(stopped, absl::CancelledError("enough"));
+  EXPECT_EQ(visits, static_cast<int>(kScanPageSize) + 4);
 }
 
 TEST_F(EtcdStoreTest, LimitsFitEtcdsAndRefuseWhatDoesNot) {
