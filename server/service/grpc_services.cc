@@ -384,8 +384,12 @@ class ConfigStream final : public HubStream<agentproto::v1::DesiredConfig> {
   ConfigStream(FabricManager* manager, std::string node, int64_t session)
       // Periodic: the node's configuration can become an error without a
       // new generation (an agent of a node in no fabric that goes silent is
-      // forgotten), which the synchronous loop noticed on its poll.
-      : HubStream(&manager->hub(), /*periodic=*/true),
+      // forgotten), which the synchronous loop noticed on its poll. A
+      // session's stream is woken only by generations that name its node
+      // (and by the periodic tick); a reader without one, by every one.
+      : HubStream(&manager->hub(), /*periodic=*/true,
+                  session != 0 ? ParseName("node", node, "nodes").value_or("")
+                               : ""),
         manager_(manager),
         node_(std::move(node)),
         session_(session) {}

@@ -6,6 +6,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <string>
+#include <utility>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -58,14 +61,18 @@ class HubStream : public grpc::ServerWriteReactor<Response>,
   void Start(grpc::CallbackServerContext* ctx) ABSL_LOCKS_EXCLUDED(mu_) {
     ctx->AddInitialMetadata(kStreamOpenKey, "open");
     this->StartSendInitialMetadata();
-    hub_->AddListener(this, periodic_);
+    hub_->AddListener(this, periodic_, key_);
     Pump();
   }
 
  protected:
   // `periodic`: NextLocked is also called every
   // WatchHub::kRecheckInterval, for state the hub does not announce.
-  HubStream(WatchHub* hub, bool periodic) : hub_(hub), periodic_(periodic) {}
+  // `key`: the stream listens as the hub's listener keyed by it (a node's
+  // config stream: only generations that name the node wake it); empty to
+  // be told of every change.
+  HubStream(WatchHub* hub, bool periodic, std::string key = "")
+      : hub_(hub), periodic_(periodic), key_(std::move(key)) {}
   ~HubStream() override = default;
 
   // The stream's next step, decided with mu_ held and no write in flight:
@@ -142,6 +149,7 @@ class HubStream : public grpc::ServerWriteReactor<Response>,
 
   WatchHub* const hub_;  // not owned
   const bool periodic_;
+  const std::string key_;
   // The message in flight: NextLocked fills it under mu_ while no write is
   // in flight; gRPC reads it, without mu_, until OnWriteDone empties it.
   Response writing_message_;

@@ -290,7 +290,7 @@ int64_t ManagerState::BumpGeneration(absl::Span<const std::string> nodes) {
   }
   ++generation_;
   for (const std::string& node : nodes) node_changed_at_[node] = generation_;
-  hub_->SetGeneration(generation_);
+  hub_->SetGeneration(generation_, nodes);
   return generation_;
 }
 

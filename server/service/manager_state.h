@@ -268,8 +268,8 @@ class ManagerState {
   // node wants what it wanted before. The caller must name every node
   // whose AgentRegistry::DesiredConfigFor content (ConfigContent) changes;
   // naming more is safe, naming fewer leaves a node's agent with an old
-  // configuration. (A commit touches a few nodes of a fabric; their config
-  // streams wake, the others' skip it without computing anything.)
+  // configuration. (A commit touches a few nodes of a fabric: the hub wakes
+  // their config streams alone, WatchHub's keyed listeners.)
   int64_t BumpGeneration(absl::Span<const std::string> nodes);
   // The latest generation in which node `node`'s desired configuration may
   // have changed: the configuration of every generation since is the same.

@@ -1,5 +1,6 @@
 #include "server/service/watch_hub.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -17,9 +18,16 @@ WatchHub::~WatchHub() {
   if (notifier.joinable()) notifier.join();
 }
 
-void WatchHub::AddListener(Listener* listener, bool periodic) {
+void WatchHub::AddListener(Listener* listener, bool periodic,
+                           std::string key) {
   absl::MutexLock l(&mu_);
-  if (!listeners_.emplace(listener, periodic).second) return;
+  if (listeners_.contains(listener)) return;
+  if (key.empty()) {
+    unkeyed_.insert(listener);
+  } else {
+    keyed_[key].push_back(listener);
+  }
+  listeners_.emplace(listener, ListenerInfo{periodic, std::move(key)});
   if (periodic) ++periodic_listeners_;
   if (!notifier_.joinable() && !stopping_) {
     notifier_ = std::thread([this] { NotifierLoop(); });
@@ -30,7 +38,16 @@ void WatchHub::RemoveListener(Listener* listener) {
   auto erase = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = listeners_.find(listener);
     if (it == listeners_.end()) return;
-    if (it->second) --periodic_listeners_;
+    if (it->second.periodic) --periodic_listeners_;
+    if (it->second.key.empty()) {
+      unkeyed_.erase(listener);
+    } else {
+      auto k = keyed_.find(it->second.key);
+      std::vector<Listener*>& same = k->second;
+      same.erase(std::find(same.begin(), same.end(), listener));
+      if (same.empty()) keyed_.erase(k);
+    }
+    due_.erase(listener);
     listeners_.erase(it);
   };
   {
@@ -51,13 +68,18 @@ void WatchHub::RemoveListener(Listener* listener) {
 void WatchHub::NotifierLoop() {
   absl::Time next_recheck = absl::Now() + kRecheckInterval;
   std::vector<Listener*> batch;
+  absl::flat_hash_set<Listener*> due;
   for (;;) {
-    bool everyone;  // else only the periodic listeners
+    bool everyone;  // every listener
+    bool unkeyed;   // the listeners without a key
+    bool recheck;   // the periodic listeners
+    due.clear();    // and these keyed ones
     {
       absl::MutexLock l(&mu_);
       const bool ticking = periodic_listeners_ > 0;
       auto woken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return changed_ || stopping_ || (!ticking && periodic_listeners_ > 0);
+        return changed_ || unkeyed_changed_ || !due_.empty() || stopping_ ||
+               (!ticking && periodic_listeners_ > 0);
       };
       if (ticking) {
         mu_.AwaitWithDeadline(absl::Condition(&woken), next_recheck);
@@ -67,11 +89,15 @@ void WatchHub::NotifierLoop() {
       }
       if (stopping_) return;
       const absl::Time now = absl::Now();
-      const bool recheck = periodic_listeners_ > 0 && now >= next_recheck;
-      if (!changed_ && !recheck) continue;
+      recheck = periodic_listeners_ > 0 && now >= next_recheck;
+      if (!changed_ && !unkeyed_changed_ && due_.empty() && !recheck) {
+        continue;
+      }
       if (recheck) next_recheck = now + kRecheckInterval;
       everyone = changed_;
-      changed_ = false;
+      unkeyed = unkeyed_changed_;
+      changed_ = unkeyed_changed_ = false;
+      due.swap(due_);
     }
     // Taken before the batch is, so that a listener removed meanwhile is
     // not in it.
@@ -79,8 +105,20 @@ void WatchHub::NotifierLoop() {
     batch.clear();
     {
       absl::MutexLock l(&mu_);
-      for (const auto& [listener, periodic] : listeners_) {
-        if (everyone || periodic) batch.push_back(listener);
+      if (everyone || recheck) {
+        for (const auto& [listener, info] : listeners_) {
+          if (everyone || info.periodic || (unkeyed && info.key.empty()) ||
+              due.contains(listener)) {
+            batch.push_back(listener);
+          }
+        }
+      } else {
+        // Events and generations that name keys: the listeners without a
+        // key and the keyed ones named, not a walk of every listener.
+        if (unkeyed) batch.assign(unkeyed_.begin(), unkeyed_.end());
+        for (Listener* listener : due) {
+          if (listeners_.contains(listener)) batch.push_back(listener);
+        }
       }
     }
     for (Listener* listener : batch) {
@@ -99,7 +137,7 @@ void WatchHub::Publish(fabric::v1::WatchEvent event) {
   event.set_sequence(++last_sequence_);
   events_.push_back(std::move(event));
   while (events_.size() > capacity_) events_.pop_front();
-  changed_ = true;
+  unkeyed_changed_ = true;  // keyed listeners read no events
 }
 
 int64_t WatchHub::last_sequence() const {
@@ -126,6 +164,19 @@ void WatchHub::SetGeneration(int64_t generation) {
   absl::MutexLock l(&mu_);
   generation_ = generation;
   changed_ = true;
+  LatencyTrace::Record("manager.generation", "-", generation);
+}
+
+void WatchHub::SetGeneration(int64_t generation,
+                             absl::Span<const std::string> keys) {
+  absl::MutexLock l(&mu_);
+  generation_ = generation;
+  unkeyed_changed_ = true;
+  for (const std::string& key : keys) {
+    auto it = keyed_.find(key);
+    if (it == keyed_.end()) continue;
+    due_.insert(it->second.begin(), it->second.end());
+  }
   LatencyTrace::Record("manager.generation", "-", generation);
 }
 

@@ -13,10 +13,13 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/types/span.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fabric/v1/fabric_service.pb.h"
@@ -70,8 +73,14 @@ class WatchHub {
   // Starts calling `listener` (not owned) until RemoveListener. Events
   // published before this call are not announced to it: a listener reads
   // what it missed itself once added.
-  void AddListener(Listener* listener, bool periodic = false)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  //
+  // A listener with a `key` (a node's config stream, keyed by the node's
+  // id) is told only of generations that name its key or name none
+  // (SetGeneration), of Close, and of periodic ticks; not of events. So a
+  // commit that changes a few nodes wakes their streams alone, however
+  // many agents are connected. Several listeners may share a key.
+  void AddListener(Listener* listener, bool periodic = false,
+                   std::string key = "") ABSL_LOCKS_EXCLUDED(mu_);
   // Stops calling `listener`. Once this returns, `listener` is not being
   // called and never will be again, so its owner may destroy it; this may
   // wait for the notifier to finish telling the other listeners.
@@ -94,6 +103,11 @@ class WatchHub {
 
   // Publishes a new desired-config generation and wakes the listeners.
   void SetGeneration(int64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same, for a generation in which only the nodes `keys` may want a
+  // new configuration: wakes the listeners without a key and those keyed
+  // by one of `keys`.
+  void SetGeneration(int64_t generation, absl::Span<const std::string> keys)
+      ABSL_LOCKS_EXCLUDED(mu_);
   int64_t generation() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends the streams for good (their listeners see closed()); used at
@@ -117,11 +131,25 @@ class WatchHub {
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  // Listener -> periodic.
-  absl::flat_hash_map<Listener*, bool> listeners_ ABSL_GUARDED_BY(mu_);
+  struct ListenerInfo {
+    bool periodic = false;
+    std::string key;  // empty: told of every change
+  };
+  absl::flat_hash_map<Listener*, ListenerInfo> listeners_ ABSL_GUARDED_BY(mu_);
+  // The listeners without a key.
+  absl::flat_hash_set<Listener*> unkeyed_ ABSL_GUARDED_BY(mu_);
+  // The listeners with a key, by key.
+  absl::flat_hash_map<std::string, std::vector<Listener*>> keyed_
+      ABSL_GUARDED_BY(mu_);
   int periodic_listeners_ ABSL_GUARDED_BY(mu_) = 0;
-  // Something changed that the listeners have not been told of yet.
+  // Something changed that every listener is to be told of, and has not
+  // been yet.
   bool changed_ ABSL_GUARDED_BY(mu_) = false;
+  // Something changed for the listeners without a key (an event, a
+  // generation that names keys).
+  bool unkeyed_changed_ ABSL_GUARDED_BY(mu_) = false;
+  // Keyed listeners named by a generation since they were last told.
+  absl::flat_hash_set<Listener*> due_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread notifier_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,5 +1,6 @@
 #include "server/service/watch_hub.h"
 
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -60,6 +61,48 @@ TEST(WatchHubTest, ReadNeverWaits) {
   hub.Close();
   EXPECT_EQ(hub.Read(6, &out), WatchHub::ReadResult::kClosed);
   EXPECT_TRUE(out.empty());
+}
+
+// A keyed listener (a node's config stream) hears of generations that name
+// its key or name none, and of Close; not of events, nor of generations
+// that name other keys. Listeners without a key hear of everything.
+TEST(WatchHubTest, KeyedListenersAreToldOnlyOfGenerationsThatNameThem) {
+  WatchHub hub;
+  CountingListener n1, n1_too, n2, witness;
+  hub.AddListener(&n1, /*periodic=*/false, "n1");
+  hub.AddListener(&n1_too, /*periodic=*/false, "n1");
+  hub.AddListener(&n2, /*periodic=*/false, "n2");
+  hub.AddListener(&witness);
+  // Runs `change` and waits until the notifier has told everyone of it: the
+  // witness (no key) is told of every change, and once it has been told of
+  // an event published after the change's round began, that round is over.
+  auto settle = [&](const std::function<void()>& change) {
+    const int seen = witness.calls();
+    change();
+    ASSERT_TRUE(witness.AwaitMoreThan(seen));
+    hub.Publish(FabricEvent());
+    ASSERT_TRUE(witness.AwaitMoreThan(seen + 1));
+  };
+  auto counts = [&] {
+    return std::vector<int>{n1.calls(), n1_too.calls(), n2.calls()};
+  };
+  settle([&] { hub.Publish(FabricEvent()); });
+  EXPECT_EQ(counts(), (std::vector<int>{0, 0, 0}));
+  settle([&] { hub.SetGeneration(5, {"n2"}); });
+  EXPECT_EQ(counts(), (std::vector<int>{0, 0, 1}));
+  EXPECT_EQ(hub.generation(), 5);
+  settle([&] { hub.SetGeneration(6, {"n1", "n3"}); });
+  EXPECT_EQ(counts(), (std::vector<int>{1, 1, 1}));
+  settle([&] { hub.SetGeneration(7); });
+  EXPECT_EQ(counts(), (std::vector<int>{2, 2, 2}));
+  hub.RemoveListener(&n1_too);
+  settle([&] { hub.SetGeneration(8, {"n1"}); });
+  EXPECT_EQ(counts(), (std::vector<int>{3, 2, 2}));
+  settle([&] { hub.Close(); });
+  EXPECT_EQ(counts(), (std::vector<int>{4, 2, 3}));
+  hub.RemoveListener(&n1);
+  hub.RemoveListener(&n2);
+  hub.RemoveListener(&witness);
 }
 
 TEST(WatchHubTest, ListenersAreToldOfEventsGenerationsAndClose) {
