@@ -1,5 +1,7 @@
 #include "server/service/convert.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/excerpt.h"
@@ -72,16 +74,23 @@ core::SlotKind SlotKindFromProto(v1::SlotKind k) {
 
 std::string CoveredNodes(const core::Topology& topo, uint64_t base,
                          uint64_t size) {
-  int first = -1, last = -1;
-  for (int i = 0; i < topo.node_count(); ++i) {
-    const auto& n = topo.node(i);
-    if (n.aperture_base < base + size &&
-        base < n.aperture_base + n.aperture_size) {
-      if (first < 0) first = i;
-      last = i;
-    }
+  const int n = topo.node_count();
+  if (n == 0 || size == 0) return "";
+  // Node i's aperture is [region + i * aperture, +aperture) (topology.h):
+  // the nodes covered are found by division, not by a walk of every node
+  // (a configuration names this for each of its entries).
+  using U128 = unsigned __int128;
+  const U128 region = topo.node(0).aperture_base;
+  const U128 aperture = topo.node(0).aperture_size;
+  const U128 begin = base;
+  const U128 end = begin + size;
+  if (aperture == 0 || end <= region || begin >= region + aperture * n) {
+    return "";
   }
-  if (first < 0) return "";
+  const int first =
+      begin <= region ? 0 : static_cast<int>((begin - region) / aperture);
+  const int last =
+      static_cast<int>(std::min<U128>(n - 1, (end - 1 - region) / aperture));
   if (first == last) return topo.node(first).name;
   return absl::StrCat(topo.node(first).name, "..", topo.node(last).name);
 }
