@@ -30,12 +30,14 @@
 #include "common/http/http_server.h"
 #include "common/leader_channel.h"
 #include "common/listen_probe.h"
+#include "common/mutex_mode.h"
 #include "common/security/policy.h"
 #include "common/security/tls.h"
 #include "common/security/tls_flags.h"
 #include "common/status_line.h"
 
 int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();
   CLI::App app{
       "fabric-agent: applies the fabric manager's configuration to "
       "this node's PCIe bridge"};

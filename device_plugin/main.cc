@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/leader_channel.h"
+#include "common/mutex_mode.h"
 #include "common/security/tls_flags.h"
 #include "common/units.h"
 #include "client/args.h"
@@ -23,6 +24,7 @@
 #include "device_plugin/pod_resources_gc.h"
 
 int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();
   CLI::App app{
       "fabric-device-plugin: lends this node's pods remote VFs and remote "
       "memory through the kubelet's device plugin API"};

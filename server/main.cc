@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/host_port.h"
 #include "common/listen_probe.h"
+#include "common/mutex_mode.h"
 #include "common/security/audit_log.h"
 #include "common/status_line.h"
 #include "common/security/certificate.h"
@@ -39,6 +40,7 @@ bool ParseDurationFlag(const std::string& text, absl::Duration* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();
   CLI::App app{"fabric-manager: the PCIe fabric control plane"};
   std::string db;
   std::string store_flag;

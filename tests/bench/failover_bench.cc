@@ -53,6 +53,7 @@
 #include "absl/time/time.h"
 #include "client/fabric_client.h"
 #include "common/leader_channel.h"
+#include "common/mutex_mode.h"
 #include "common/status_macros.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "tests/bench/bench_util.h"
@@ -451,4 +452,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace fabric::bench
 
-int main(int argc, char** argv) { return fabric::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();  // as the programs measured
+  return fabric::bench::Main(argc, argv);
+}

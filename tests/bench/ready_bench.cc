@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/latency_trace.h"
+#include "common/mutex_mode.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
 #include "tests/bench/bench_util.h"
@@ -253,4 +254,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace fabric::bench
 
-int main(int argc, char** argv) { return fabric::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();  // as the programs measured
+  return fabric::bench::Main(argc, argv);
+}

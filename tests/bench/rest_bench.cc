@@ -59,6 +59,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/mutex_mode.h"
 #include "common/security/testing/test_pki.h"
 #include "common/security/tls.h"
 #include "common/status_macros.h"
@@ -654,4 +655,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace fabric::bench
 
-int main(int argc, char** argv) { return fabric::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();  // as the programs measured
+  return fabric::bench::Main(argc, argv);
+}

@@ -106,6 +106,7 @@
 #include "agent/agent.h"
 #include "agent/hw/profile_limits.h"
 #include "agent/hw/sim/sim_bridge.h"
+#include "common/mutex_mode.h"
 #include "common/status_macros.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
@@ -1572,4 +1573,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace fabric::bench
 
-int main(int argc, char** argv) { return fabric::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();  // as the programs measured
+  return fabric::bench::Main(argc, argv);
+}

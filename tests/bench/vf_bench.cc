@@ -26,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/mutex_mode.h"
 #include "fabric/hypervisor/v1/hypervisor.grpc.pb.h"
 #include "fabric/v1/diagnostics.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
@@ -338,4 +339,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace fabric::bench
 
-int main(int argc, char** argv) { return fabric::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();  // as the programs measured
+  return fabric::bench::Main(argc, argv);
+}
