@@ -16,6 +16,11 @@
 // every client cancels and how long until every stream has ended on both
 // sides ("close").
 //
+// Then, for config (--load-clients), allocate+release by a few clients on
+// pairs of the agents' nodes, with the streams open and again after they
+// closed: what connected agents cost a commit. A commit changes two nodes;
+// only their streams should wake.
+//
 // The figures are for the whole process: the clients' side of every stream
 // is in them too. The baseline is the server started and one call served;
 // the increments (+) are from just before the streams of that kind opened.
@@ -28,11 +33,15 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -43,6 +52,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/mutex_mode.h"
+#include "common/status_macros.h"
 #include "fabric/agentproto/v1/agent_service.grpc.pb.h"
 #include "fabric/v1/fabric_service.grpc.pb.h"
 #include "fabric/v1/resources.pb.h"
@@ -146,6 +157,60 @@ class Reader final : public grpc::ClientReadReactor<Response> {
   int read_ = 0;  // only OnReadDone touches it, one at a time
 };
 
+// Allocate+release throughput of a load (RunAllocLoad).
+struct LoadResult {
+  double rps = 0;  // each allocate and each release counts
+  int64_t rpcs = 0;
+};
+
+// Allocate+release of 1 MiB by `clients` threads for `duration`, client i
+// lending from node a{2i+1} to a{2i} (a pair of neighbours of the "cfan"
+// ring, one per client). Errors: the first failed call.
+absl::StatusOr<LoadResult> RunAllocLoad(v1::FabricService::Stub* stub,
+                                        int clients, absl::Duration duration) {
+  std::atomic<int64_t> rpcs{0};
+  absl::Mutex mu;
+  absl::Status first_error;
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + duration;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&, i] {
+      while (absl::Now() < end) {
+        v1::CreateAllocationRequest create;
+        create.mutable_allocation()->set_borrower(absl::StrCat("a", 2 * i));
+        create.mutable_allocation()->set_target(absl::StrCat("a", 2 * i + 1));
+        create.mutable_allocation()->set_size(uint64_t{1} << 20);
+        v1::Allocation created;
+        grpc::ClientContext ctx;
+        grpc::Status s = stub->CreateAllocation(&ctx, create, &created);
+        if (s.ok()) {
+          v1::DeleteAllocationRequest del;
+          del.set_name(created.name());
+          v1::Allocation released;
+          grpc::ClientContext dctx;
+          s = stub->DeleteAllocation(&dctx, del, &released);
+        }
+        if (!s.ok()) {
+          absl::MutexLock l(&mu);
+          if (first_error.ok()) {
+            first_error = absl::InternalError("allocate+release: " +
+                                              s.error_message());
+          }
+          return;
+        }
+        rpcs += 2;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  if (!first_error.ok()) return first_error;
+  LoadResult r;
+  r.rpcs = rpcs.load();
+  r.rps = r.rpcs / absl::ToDoubleSeconds(absl::Now() - start);
+  return r;
+}
+
 struct KindResult {
   std::string kind;
   Usage before;  // when its streams start opening
@@ -154,6 +219,10 @@ struct KindResult {
   double fanout_ms = 0;
   double close_ms = 0;
   Usage closed;
+  // config, with --load-clients: allocate+release with the streams open,
+  // and again once they are closed (the baseline).
+  std::optional<LoadResult> load_open;
+  std::optional<LoadResult> load_closed;
 };
 
 double MillisSince(absl::Time start) {
@@ -166,6 +235,9 @@ absl::Status CreateFabric(v1::FabricService::Stub* stub,
   v1::CreateFabricRequest req;
   req.mutable_spec()->set_name(name);
   req.mutable_spec()->set_topology(v1::RING);
+  // Memory to lend, for the allocations of the load (--load-clients).
+  req.mutable_spec()->set_default_profile("sim");
+  req.mutable_spec()->set_default_export_size(uint64_t{1} << 30);
   for (const auto& n : nodes) req.mutable_spec()->add_nodes()->set_name(n);
   grpc::ClientContext ctx;
   v1::Fabric out;
@@ -176,10 +248,12 @@ absl::Status CreateFabric(v1::FabricService::Stub* stub,
 
 // Opens `count` streams with `open(i, reader)`, waits for each to read its
 // first message, publishes a change with `change`, waits for each to read
-// it, then cancels them all.
+// it, runs `load` (when set) with the streams open, then cancels them all
+// and runs `load` again.
 template <typename Response, typename OpenFn, typename ChangeFn>
-absl::StatusOr<KindResult> Measure(const std::string& kind, int count,
-                                   OpenFn open, ChangeFn change) {
+absl::StatusOr<KindResult> Measure(
+    const std::string& kind, int count, OpenFn open, ChangeFn change,
+    const std::function<absl::StatusOr<LoadResult>()>& load = nullptr) {
   KindResult r;
   r.kind = kind;
   r.before = ReadUsage();
@@ -206,6 +280,10 @@ absl::StatusOr<KindResult> Measure(const std::string& kind, int count,
         tally.first_error().error_message()));
   }
   r.fanout_ms = MillisSince(changed);
+  if (load) {
+    ASSIGN_OR_RETURN(LoadResult open_load, load());
+    r.load_open = open_load;
+  }
   const absl::Time closing = absl::Now();
   for (auto& reader : readers) reader->context()->TryCancel();
   if (!tally.AwaitEnded(count)) {
@@ -217,6 +295,10 @@ absl::StatusOr<KindResult> Measure(const std::string& kind, int count,
         kind, ": a stream failed: ", tally.first_error().error_message()));
   }
   r.closed = ReadUsage();
+  if (load) {
+    ASSIGN_OR_RETURN(LoadResult closed_load, load());
+    r.load_closed = closed_load;
+  }
   return r;
 }
 
@@ -231,6 +313,17 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"watch", "config"}))
       ->delimiter(',')
       ->capture_default_str();
+  int load_clients = 8;
+  app.add_option("--load-clients", load_clients,
+                 "config: allocate+release by this many clients, with the "
+                 "streams open and again after they closed (0: none); each "
+                 "commit changes two nodes, whose streams alone need waking")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  std::string load_duration = "2s";
+  app.add_option("--load-duration", load_duration,
+                 "how long each allocate+release load runs")
+      ->capture_default_str();
   std::string connect;
   int pid = 0;
   app.add_option("--connect", connect,
@@ -239,6 +332,20 @@ int Main(int argc, char** argv) {
   app.add_option("--pid", pid, "with --connect: the manager's process id")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
+  absl::Duration load_time;
+  if (!absl::ParseDuration(load_duration, &load_time) ||
+      load_time <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "--load-duration: not a positive duration: %s\n",
+                 load_duration.c_str());
+    return 2;
+  }
+  if (2 * load_clients > std::max(streams, 3)) {
+    std::fprintf(stderr,
+                 "--load-clients: %d clients need %d nodes; --streams gives "
+                 "%d\n",
+                 load_clients, 2 * load_clients, std::max(streams, 3));
+    return 2;
+  }
   if (connect.empty() != (pid == 0)) {
     std::fprintf(stderr, "--connect and --pid go together\n");
     return 2;
@@ -332,7 +439,12 @@ int Main(int argc, char** argv) {
               nodes.push_back(absl::StrCat("a", i));
             }
             return CreateFabric(fabric.get(), "cfan", nodes);
-          });
+          },
+          load_clients == 0
+              ? std::function<absl::StatusOr<LoadResult>()>()
+              : [&]() -> absl::StatusOr<LoadResult> {
+                  return RunAllocLoad(fabric.get(), load_clients, load_time);
+                });
     }
     if (!r.ok()) {
       std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
@@ -361,6 +473,13 @@ int Main(int argc, char** argv) {
         static_cast<double>(r.open.rss_kib - r.before.rss_kib) / streams,
         r.open_s, r.fanout_ms, r.close_ms,
         static_cast<long long>(r.closed.threads), r.closed.rss_kib / 1024.0);
+    if (r.load_open && r.load_closed) {
+      std::printf(
+          "%-6s allocate+release by %d clients: %.0f rpc/s with the %d "
+          "streams open, %.0f rpc/s after they closed (%.2f of it)\n",
+          r.kind.c_str(), load_clients, r.load_open->rps, streams,
+          r.load_closed->rps, r.load_open->rps / r.load_closed->rps);
+    }
   }
   return exit_code;
 }
@@ -368,4 +487,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace fabric::bench
 
-int main(int argc, char** argv) { return fabric::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  fabric::DisableMutexDeadlockDetection();  // as the programs measured
+  return fabric::bench::Main(argc, argv);
+}
