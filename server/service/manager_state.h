@@ -27,6 +27,7 @@
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "fabric/agentproto/v1/agent_service.pb.h"
@@ -163,8 +164,7 @@ struct LeaseEntry {
   // Its fabric's id: record.fabric() without "fabrics/" (one copy of it,
   // as a lease of 100k costs per byte).
   absl::string_view fabric() const {
-    absl::string_view f = record.fabric();
-    return f.substr(f.find('/') + 1);
+    return absl::StripPrefix(record.fabric(), "fabrics/");
   }
   // The id: the name without its collection ("allocations/").
   std::string id() const {

@@ -249,18 +249,12 @@ class Connection {
 
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
       absl::string_view table) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(PrepareLocked(
-        scan_stmt_, "SELECT key, value FROM kv WHERE tbl = ?1 ORDER BY key"));
-    sqlite3_stmt* stmt = scan_stmt_.get();
-    StatementResetter reset(stmt);
-    int rc = BindText(stmt, 1, table);
-    if (rc != SQLITE_OK) return ErrorLocked(rc, "cannot scan");
     std::vector<std::pair<std::string, std::string>> rows;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-      rows.emplace_back(ColumnBytes(stmt, 0), ColumnBytes(stmt, 1));
-    }
-    if (rc != SQLITE_DONE) return ErrorLocked(rc, "cannot scan");
+    RETURN_IF_ERROR(
+        ScanEach(table, [&](absl::string_view key, absl::string_view value) {
+          rows.emplace_back(key, value);
+          return absl::OkStatus();
+        }));
     return rows;
   }
 
