@@ -143,6 +143,8 @@ struct Flags {
   int etcd_members = 3;
   std::string bin_dir;  // where fabric-manager is
   int rounds = 3;
+  // --tls, --store etcd: more flags for every fabric-manager process.
+  std::vector<std::string> manager_flags;
 };
 
 // Where one level's clients ran.
@@ -1211,10 +1213,13 @@ absl::Status StartTransport(const Flags& flags, const std::string& dir,
                             int fabric_nodes, int max_clients, ErrorLog* errors,
                             Transport& t) {
   const std::string base = absl::StrCat(dir, "/", t.file);
+  std::vector<std::string> manager_flags = t.manager_flags;
+  manager_flags.insert(manager_flags.end(), flags.manager_flags.begin(),
+                       flags.manager_flags.end());
   t.manager = std::make_unique<proctest::Manager>(
       proctest::StartManagerAt(flags.bin_dir + "/fabric-manager", 0,
                                t.sqlite ? base + ".db" : "", base + ".log",
-                               t.manager_flags));
+                               manager_flags));
   if (t.manager->port <= 0) {
     return absl::UnavailableError(
         absl::StrCat("the ", t.name, " fabric-manager did not start; its log ",
@@ -1579,6 +1584,11 @@ int Main(int argc, char** argv) {
                  "the clients use too")
       ->check(CLI::Range(1, 5))
       ->capture_default_str();
+  app.add_option("--manager-flag", flags.manager_flags,
+                 "--tls, --store etcd: a flag for every fabric-manager "
+                 "process, after the bench's own (repeat it; e.g. "
+                 "--manager-flag=--max-request-ids=1000)")
+      ->allow_extra_args(false);
   app.add_option("--rounds", flags.rounds,
                  "--tls, --store etcd: measurements of each phase per transport; the "
                  "median is shown")
