@@ -13,9 +13,13 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <map>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "agent/bridge_state.h"
 #include "agent/hw/profile_limits.h"
@@ -254,6 +258,58 @@ class StandbyAgentService final : public agentproto::v1::AgentService::Service {
   }
   const std::string leader_;
 };
+
+// A manager that refuses every registration (UNAVAILABLE, naming no
+// leader) and keeps what each one said of its order.
+class RefusingAgentService final : public agentproto::v1::AgentService::Service {
+ public:
+  grpc::Status RegisterNode(grpc::ServerContext*,
+                            const agentproto::v1::RegisterNodeRequest* req,
+                            agentproto::v1::RegisterNodeResponse*) override {
+    absl::MutexLock l(&mu);
+    seen.emplace_back(req->instance(), req->attempt());
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not now");
+  }
+  absl::Mutex mu;
+  std::vector<std::pair<uint64_t, uint64_t>> seen ABSL_GUARDED_BY(mu);
+};
+
+// Each registration an agent sends is numbered, within an instance id of
+// its own: the manager refuses a late copy of an earlier one by these.
+TEST_F(AgentTest, RegistrationsAreNumberedWithinTheAgentsInstance) {
+  RefusingAgentService refusing;
+  std::string refusing_address;
+  std::unique_ptr<grpc::Server> server = Serve(&refusing, &refusing_address);
+  ASSERT_NE(server, nullptr);
+  manager_list_ = refusing_address;
+  StartRing(2);
+  // The agent backs off 100 ms, doubling, between attempts.
+  {
+    absl::MutexLock l(&refusing.mu);
+    refusing.mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](std::vector<std::pair<uint64_t, uint64_t>>* seen) {
+              return seen->size() >= 6;
+            },
+            &refusing.seen),
+        absl::Seconds(20));
+  }
+  for (auto& agent : agents_) agent->Stop();
+  agents_.clear();
+  server->Shutdown();
+  absl::MutexLock l(&refusing.mu);
+  ASSERT_GE(refusing.seen.size(), 6u);
+  // Two agents: each its own instance, its attempts 1, 2, 3, ... in order.
+  std::map<uint64_t, std::vector<uint64_t>> attempts;
+  for (const auto& [instance, attempt] : refusing.seen) {
+    EXPECT_NE(instance, 0u);
+    attempts[instance].push_back(attempt);
+  }
+  ASSERT_EQ(attempts.size(), 2u);
+  for (const auto& [instance, sent] : attempts) {
+    for (size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(sent[i], i + 1) << i;
+  }
+}
 
 TEST_F(AgentTest, AgentsGivenAStandbyFirstRegisterWithTheLeaderItNames) {
   StandbyAgentService standby(address_);

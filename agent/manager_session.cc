@@ -94,7 +94,13 @@ ManagerSession::ManagerSession(ManagerSessionOptions options,
       vf_(vf),
       clock_(clock),
       grants_(grants),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      instance_([] {
+        absl::BitGen gen;
+        uint64_t id = 0;
+        while (id == 0) id = absl::Uniform<uint64_t>(gen);
+        return id;
+      }()) {}
 
 ManagerSession::~ManagerSession() { Stop(); }
 
@@ -269,6 +275,9 @@ bool ManagerSession::Session(agentproto::v1::AgentService::Stub* stub,
   reg.set_backend(options_.backend);
   reg.set_agent_version("0.1.0");
   reg.set_control_address(ControlAddress(options_, control_port_));
+  // Ordered, so that a late copy of an attempt given up on is refused.
+  reg.set_instance(instance_);
+  reg.set_attempt(++registration_attempts_);
   {
     // What the node holds, so that a manager that wants the same of it
     // (after a reconnect or a takeover) keeps its leases READY.

@@ -187,6 +187,11 @@ class ManagerSession {
   AgentMetrics* const metrics_;   // not owned; may be null
   int control_port_ = 0;          // set by Start()
   bool several_managers_ = false; // set by Start()
+  // This process's registrations (RegisterNodeRequest.instance, .attempt):
+  // random and nonzero, and the last attempt sent (the connection thread's
+  // only).
+  const uint64_t instance_;
+  uint64_t registration_attempts_ = 0;
   // When the next report is due: every heartbeat interval of the open
   // session (real time), and at once after RequestReport().
   ReportSchedule reports_{Clock::Real()};

@@ -53,11 +53,19 @@ bool TakeVfStatus(
 
 }  // namespace
 
-agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
+absl::StatusOr<agentproto::v1::RegisterNodeResponse> AgentRegistry::Register(
     const std::string& node, const agentproto::v1::RegisterNodeRequest& req) {
   ManagerState& s = *state_;
   auto& agent = s.agents[node];
   if (agent == nullptr) agent = std::make_unique<AgentEntry>();
+  if (req.instance() != 0 && req.instance() == agent->instance &&
+      req.attempt() <= agent->attempt) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "attempt: registration ", req.attempt(), " of node ", node,
+        "'s agent is not newer than its current session's (registration ",
+        agent->attempt, ", session ", agent->session,
+        "): a late retry, refused so that it does not fence that session"));
+  }
   // Sessions are unique across restarts: the epoch is in the high bits.
   const int64_t session = (s.generation() & ~int64_t{0xffffffff}) |
                           (++s.session_counter & 0xffffffff);
@@ -78,6 +86,8 @@ agentproto::v1::RegisterNodeResponse AgentRegistry::Register(
   const bool inventory_changed = agent->inventory.SerializeAsString() !=
                                  req.inventory().SerializeAsString();
   agent->session = session;
+  agent->instance = req.instance();
+  agent->attempt = req.attempt();
   agent->presumed = false;
   agent->open_streams = 0;
   agent->report_sequence = 0;

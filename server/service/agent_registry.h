@@ -35,7 +35,10 @@ class AgentRegistry {
 
   // Registers the agent of node id `node` (validated request): a new
   // session that fences older ones. A node in no fabric is accepted too.
-  agentproto::v1::RegisterNodeResponse Register(
+  // FAILED_PRECONDITION, and nothing changes, for a registration of the
+  // agent instance of the current session that is not newer than it
+  // (RegisterNodeRequest.attempt): a late one its agent gave up on.
+  absl::StatusOr<agentproto::v1::RegisterNodeResponse> Register(
       const std::string& node, const agentproto::v1::RegisterNodeRequest& req);
   // A status report of node id `node`. FAILED_PRECONDITION when it never
   // registered, ABORTED for a fenced session, INVALID_ARGUMENT for a

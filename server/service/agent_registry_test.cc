@@ -115,6 +115,61 @@ TEST_F(ManagerTest, NewerRegistrationFencesTheOlderSession) {
   EXPECT_EQ(manager_->GetNode("n1")->agent_address(), "");
 }
 
+// An agent whose registration timed out registers again; if the first
+// one reaches the manager after the second (a manager behind under a
+// registration storm), it is refused, not taken as a newer agent: it would
+// fence the session the agent holds, and the agent, told another agent
+// serves its node, would stop. Other instances, and agents that do not
+// number their registrations, still fence as before.
+TEST_F(ManagerTest, ALateCopyOfAnEarlierRegistrationDoesNotFence) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 3)).ok());
+  agentproto::v1::RegisterNodeRequest reg;
+  reg.set_node("n1");
+  reg.set_control_address("127.0.0.1:1001");
+  reg.set_instance(0xfeed);
+  reg.set_attempt(2);
+  auto second = manager_->RegisterNode(reg);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(manager_->ConfigStreamOpened("n1", second->session()).ok());
+  for (uint64_t late : {1, 2}) {
+    reg.set_attempt(late);
+    auto refused = manager_->RegisterNode(reg);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+        << late;
+    EXPECT_THAT(refused.status().message(), HasSubstr("attempt"));
+    EXPECT_THAT(refused.status().message(), HasSubstr("late"));
+  }
+  v1::Node n1 = *manager_->GetNode("n1");
+  EXPECT_EQ(n1.agent_session(), second->session());
+  EXPECT_EQ(n1.agent_takeover(), "");
+  agentproto::v1::ReportStatusRequest rep;
+  rep.set_node("n1");
+  rep.set_session(second->session());
+  EXPECT_TRUE(manager_->ReportStatus(rep).ok());
+  EXPECT_TRUE(manager_->ConfigStreamOpened("n1", second->session()).ok());
+
+  // A newer attempt of the same agent is a new session.
+  reg.set_attempt(3);
+  auto third = manager_->RegisterNode(reg);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_NE(third->session(), second->session());
+  // Another instance (the agent restarted, or another one) fences it,
+  // whatever its count; so does an agent that does not count.
+  reg.set_instance(0xbeef);
+  reg.set_attempt(1);
+  auto other = manager_->RegisterNode(reg);
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_NE(other->session(), third->session());
+  reg.set_instance(0);
+  reg.set_attempt(0);
+  auto uncounted = manager_->RegisterNode(reg);
+  ASSERT_TRUE(uncounted.ok()) << uncounted.status();
+  EXPECT_EQ(manager_->GetNode("n1")->agent_session(), uncounted->session());
+  rep.set_session(third->session());
+  EXPECT_EQ(manager_->ReportStatus(rep).status().code(),
+            absl::StatusCode::kAborted);
+}
+
 // Reports travel on two threads of the agent (heartbeats, and the report
 // after each apply) and may arrive out of order: an older one is ignored,
 // so the applied generation never goes backwards.

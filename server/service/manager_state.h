@@ -96,6 +96,10 @@ struct AgentEntry {
   absl::Time last_heartbeat = absl::InfinitePast();
   // The current session (RegisterNode); older ones are fenced.
   int64_t session = 0;
+  // The registration of the current session: its agent's instance and
+  // attempt (RegisterNodeRequest), 0 when not given.
+  uint64_t instance = 0;
+  uint64_t attempt = 0;
   // Config streams of the current session open now (ConfigStreamOpened).
   int open_streams = 0;
   // The latest takeover of a live session (v1::Node::agent_takeover).
