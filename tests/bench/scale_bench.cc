@@ -41,7 +41,12 @@
 //         a temp dir) per node that holds an allocation. They run only
 //         during this step (so they do not load the manager during the
 //         throughput phases), are started and left to apply their
-//         configuration ("agents converge", reported), then:
+//         configuration ("agents converge", reported). With
+//         --agent-processes they are fabric-agent processes instead, one
+//         per node (about 3 MB of private memory and 15 threads each), as
+//         a fleet is: each with its own gRPC runtime, which the hosted
+//         agents share and contend for. On this 2-core VM, 251 of them
+//         (10k) converge; 626 (25k) and 1,251 (50k) overload it. Then:
 //      b. kill -9 the manager, restart it on the same store and port, and
 //         time from just before the process is spawned to the first
 //         answered Ping (a fresh connection polled every 2 ms; the manager
@@ -146,6 +151,9 @@ struct Flags {
   // 1,251 in-process agents (50k) already drove a shared 2-core machine
   // to a load average of ~400 against today's manager; more is opt-in.
   int max_agents = 1300;
+  // READY's agents as fabric-agent processes (one per node), not in this
+  // process.
+  bool agent_processes = false;
   absl::Duration ready_timeout = absl::Seconds(300);
   absl::Duration start_timeout = absl::Seconds(1200);
   int reroute_nodes = 64;
@@ -666,6 +674,50 @@ class AgentFleet {
   std::vector<std::unique_ptr<agent::Agent>> agents_;
 };
 
+// The same agents as fabric-agent processes (--agent-processes), one per
+// node: what a fleet is, each agent with its own gRPC runtime, which the
+// agents hosted in one process share (and contend for). Stopped (SIGKILL)
+// when destroyed.
+class AgentProcesses {
+ public:
+  AgentProcesses(std::string binary, std::string manager_address,
+                 std::string sim_dir, std::string log_dir)
+      : binary_(std::move(binary)),
+        address_(std::move(manager_address)),
+        sim_dir_(std::move(sim_dir)),
+        log_dir_(std::move(log_dir)) {}
+  ~AgentProcesses() { Stop(); }
+
+  absl::Status Start(const std::vector<std::string>& nodes) {
+    for (const std::string& node : nodes) {
+      auto child = std::make_unique<proctest::Child>(
+          std::vector<std::string>{binary_, "--manager", address_, "--node",
+                                   node, "--backend", "sim", "--sim-dir",
+                                   sim_dir_, "--insecure"},
+          absl::StrCat(log_dir_, "/agent-", node, ".log"));
+      if (child->pid() <= 0) {
+        return absl::UnavailableError(absl::StrCat(
+            "cannot start fabric-agent ", node, " (", agents_.size(),
+            " started); see ", log_dir_, "/agent-", node, ".log"));
+      }
+      agents_.push_back(std::move(child));
+    }
+    return absl::OkStatus();
+  }
+  void Stop() {
+    for (auto& a : agents_) a->Signal(SIGKILL);
+    agents_.clear();  // reaps them
+  }
+  size_t size() const { return agents_.size(); }
+
+ private:
+  const std::string binary_;
+  const std::string address_;
+  const std::string sim_dir_;
+  const std::string log_dir_;
+  std::vector<std::unique_ptr<proctest::Child>> agents_;
+};
+
 // Polls ListAllocations of `fabric` (all pages) until `count` allocations
 // are listed READY. Returns when the poll that saw it answered, or nullopt
 // at `deadline`. *seen: READY at the last poll; *poll_s: how long that poll
@@ -717,6 +769,7 @@ struct Recovery {
   bool measured = false;
   StartTimes start;
   int agents = 0;                 // agents hosted for READY (0: not run)
+  bool agent_processes = false;   // as processes (else in this process)
   double agents_converge_s = -1;  // agents started -> all applied
   double ready_s = -1;            // spawn -> every agent applied
   int ready_allocations = 0;      // READY when the wait ended
@@ -818,6 +871,23 @@ absl::Status MeasureRecovery(const Flags& flags, ManagerProcess& manager,
   std::vector<std::string> nodes;
   for (int i = 0; i <= borrowers; ++i) nodes.push_back(Node(i));
   AgentFleet fleet(manager.address(), sim_dir);
+  AgentProcesses processes(flags.bin_dir + "/fabric-agent", manager.address(),
+                           sim_dir, sim_dir);
+  const auto start_agents = [&]() -> absl::Status {
+    if (flags.agent_processes) {
+      RETURN_IF_ERROR(processes.Start(nodes));
+      r->agents = static_cast<int>(processes.size());
+    } else {
+      RETURN_IF_ERROR(fleet.Start(nodes));
+      r->agents = static_cast<int>(fleet.size());
+    }
+    return absl::OkStatus();
+  };
+  const auto stop_agents = [&] {
+    fleet.Stop();
+    processes.Stop();
+  };
+  r->agent_processes = flags.agent_processes;
   bool ready = !flags.skip_ready;
   if (ready && static_cast<int>(nodes.size()) > flags.max_agents) {
     ready = false;
@@ -829,8 +899,7 @@ absl::Status MeasureRecovery(const Flags& flags, ManagerProcess& manager,
   std::map<std::string, int64_t> sessions;
   if (ready) {
     const auto t0 = Clock::now();
-    if (absl::Status s = fleet.Start(nodes); !s.ok()) return s;
-    r->agents = static_cast<int>(fleet.size());
+    RETURN_IF_ERROR(start_agents());
     int seen = 0;
     double poll_s = 0;
     auto at = AwaitReady(manager.address(), kFabric, size,
@@ -843,7 +912,7 @@ absl::Status MeasureRecovery(const Flags& flags, ManagerProcess& manager,
           "READY not measured: before the kill only ", seen, " of ", size,
           " allocations were READY after ",
           absl::FormatDuration(flags.ready_timeout));
-      fleet.Stop();
+      stop_agents();
     } else {
       r->agents_converge_s = Seconds(*at - t0);
       std::vector<v1::Node> before;
@@ -883,7 +952,7 @@ absl::Status MeasureRecovery(const Flags& flags, ManagerProcess& manager,
   absl::StatusOr<ListResult> listed = ListAllAllocations(stub.get(), kFabric);
   if (!listed.ok()) return listed.status();
   r->allocations = *listed;
-  fleet.Stop();
+  stop_agents();
   return absl::OkStatus();
 }
 
@@ -1249,14 +1318,15 @@ void PrintJson(const Report& r, const Goals& g, const absl::Status& status) {
     if (rec.measured) {
       recovery = absl::StrFormat(
           "{\"first_ping_s\":%.3f,\"first_get_fabric_s\":%.3f,\"agents\":%d,"
-          "\"agents_in_process\":true,\"agents_converge_s\":%.3f,"
+          "\"agents_in_process\":%s,\"agents_converge_s\":%.3f,"
           "\"ready_s\":%.3f,\"ready_poll_s\":%.3f,\"ready_allocations\":%d,"
           "\"ready_nodes\":%d,"
           "\"ready_note\":%s,"
           "\"vm_hwm_kb\":%d,\"list_allocations_s\":%.3f,"
           "\"allocations_ready\":%d}",
           rec.start.first_ping_s, rec.start.first_fabric_s, rec.agents,
-          rec.agents_converge_s, rec.ready_s, rec.ready_poll_s,
+          rec.agent_processes ? "false" : "true", rec.agents_converge_s,
+          rec.ready_s, rec.ready_poll_s,
           rec.ready_allocations, rec.ready_nodes,
           Json(rec.ready_note), rec.hwm_kb, rec.allocations.seconds,
           rec.allocations.ready);
@@ -1366,13 +1436,15 @@ void PrintTable(const Report& r, const Goals& g, const absl::Status& status) {
     if (!rec.measured) continue;
     absl::PrintF(
         "  %6d: first Ping %.3f s, GetFabric %.3f s; all READY %s "
-        "(ListAllocations poll %.3f s) with %d in-process agents (%d "
+        "(ListAllocations poll %.3f s) with %d %s agents (%d "
         "re-registered and applied; converged before the kill in "
         "%.1f s); restarted VmHWM %.0f MB; then %d/%d READY listed in %.3f s"
         "%s\n",
         s.size, rec.start.first_ping_s, rec.start.first_fabric_s,
         rec.ready_s >= 0 ? absl::StrFormat("%.3f s", rec.ready_s) : "-",
-        rec.ready_poll_s, rec.agents, rec.ready_nodes, rec.agents_converge_s, rec.hwm_kb / 1024.0,
+        rec.ready_poll_s, rec.agents,
+        rec.agent_processes ? "agent-process" : "in-process", rec.ready_nodes,
+        rec.agents_converge_s, rec.hwm_kb / 1024.0,
         rec.allocations.ready, rec.allocations.count, rec.allocations.seconds,
         rec.ready_note.empty() ? "" : absl::StrCat("; ", rec.ready_note));
   }
@@ -1468,6 +1540,10 @@ int Main(int argc, char** argv) {
   app.add_option("--max-agents", flags.max_agents,
                  "agents this process may host for READY")
       ->capture_default_str();
+  app.add_flag("--agent-processes", flags.agent_processes,
+               "READY's agents as fabric-agent processes from --bin-dir "
+               "(one per node, plaintext on loopback) instead of hosted in "
+               "this process; --max-agents still bounds them");
   app.add_option("--ready-timeout", ready_timeout,
                  "longest wait for agents to apply")
       ->capture_default_str();
