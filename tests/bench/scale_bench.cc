@@ -689,6 +689,15 @@ class AgentProcesses {
   ~AgentProcesses() { Stop(); }
 
   absl::Status Start(const std::vector<std::string>& nodes) {
+    // Before the first agent: a log that cannot be opened would leave the
+    // agent writing to this bench's output.
+    std::error_code error;
+    std::filesystem::create_directories(log_dir_, error);
+    if (error) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot create the agents' log directory ", log_dir_, ": ",
+          error.message()));
+    }
     for (const std::string& node : nodes) {
       auto child = std::make_unique<proctest::Child>(
           std::vector<std::string>{binary_, "--manager", address_, "--node",
@@ -872,7 +881,7 @@ absl::Status MeasureRecovery(const Flags& flags, ManagerProcess& manager,
   for (int i = 0; i <= borrowers; ++i) nodes.push_back(Node(i));
   AgentFleet fleet(manager.address(), sim_dir);
   AgentProcesses processes(flags.bin_dir + "/fabric-agent", manager.address(),
-                           sim_dir, sim_dir);
+                           sim_dir, sim_dir + "-agent-logs");
   const auto start_agents = [&]() -> absl::Status {
     if (flags.agent_processes) {
       RETURN_IF_ERROR(processes.Start(nodes));
