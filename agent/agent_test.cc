@@ -12,8 +12,8 @@
 #include <atomic>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <map>
+#include <random>
 #include <sstream>
 #include <utility>
 #include <vector>

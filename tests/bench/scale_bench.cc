@@ -674,10 +674,10 @@ class AgentFleet {
   std::vector<std::unique_ptr<agent::Agent>> agents_;
 };
 
-// The same agents as fabric-agent processes (--agent-processes), one per
-// node: what a fleet is, each agent with its own gRPC runtime, which the
-// agents hosted in one process share (and contend for). Stopped (SIGKILL)
-// when destroyed.
+// Agents as fabric-agent processes, one per node: READY's with
+// --agent-processes, and the reroute's. What a fleet is, each agent with its
+// own gRPC runtime, which the agents hosted in one process share (and
+// contend for). Stopped (SIGKILL) when destroyed.
 class AgentProcesses {
  public:
   AgentProcesses(std::string binary, std::string manager_address,
@@ -688,6 +688,9 @@ class AgentProcesses {
         log_dir_(std::move(log_dir)) {}
   ~AgentProcesses() { Stop(); }
 
+  // Starts an agent for each of `nodes`, logging to LOG_DIR/agent-NODE.log.
+  // One that cannot be started is skipped (size() counts the others), and
+  // the first such is the error returned.
   absl::Status Start(const std::vector<std::string>& nodes) {
     // Before the first agent: a log that cannot be opened would leave the
     // agent writing to this bench's output.
@@ -698,20 +701,22 @@ class AgentProcesses {
           "cannot create the agents' log directory ", log_dir_, ": ",
           error.message()));
     }
+    absl::Status first_failure;
     for (const std::string& node : nodes) {
+      const std::string log = absl::StrCat(log_dir_, "/agent-", node, ".log");
       auto child = std::make_unique<proctest::Child>(
           std::vector<std::string>{binary_, "--manager", address_, "--node",
                                    node, "--backend", "sim", "--sim-dir",
                                    sim_dir_, "--insecure"},
-          absl::StrCat(log_dir_, "/agent-", node, ".log"));
-      if (child->pid() <= 0) {
-        return absl::UnavailableError(absl::StrCat(
-            "cannot start fabric-agent ", node, " (", agents_.size(),
-            " started); see ", log_dir_, "/agent-", node, ".log"));
+          log);
+      if (child->pid() > 0) {
+        agents_.push_back(std::move(child));
+      } else if (first_failure.ok()) {
+        first_failure = absl::UnavailableError(
+            absl::StrCat("cannot start fabric-agent ", node, "; see ", log));
       }
-      agents_.push_back(std::move(child));
     }
-    return absl::OkStatus();
+    return first_failure;
   }
   void Stop() {
     for (auto& a : agents_) a->Signal(SIGKILL);
@@ -1058,21 +1063,16 @@ absl::Status RunReroute(const Flags& flags, const std::string& dir, int slots,
     }
   }
 
-  // One fabric-agent process per node.
-  std::vector<std::unique_ptr<proctest::Child>> agents;
+  // One fabric-agent process per node; the figures are over those that
+  // come up (a start that failed is counted below, not fatal).
+  AgentProcesses agents(flags.bin_dir + "/fabric-agent", manager.address(),
+                        dir + "/reroute-sim", dir + "/reroute-agent-logs");
+  std::vector<std::string> nodes;
+  for (int i = 0; i < flags.reroute_nodes; ++i) nodes.push_back(Node(i));
   const auto t0 = Clock::now();
-  for (int i = 0; i < flags.reroute_nodes; ++i) {
-    auto child = std::make_unique<proctest::Child>(
-        std::vector<std::string>{flags.bin_dir + "/fabric-agent", "--manager",
-                                 manager.address(), "--node", Node(i),
-                                 "--backend", "sim", "--sim-dir",
-                                 dir + "/reroute-sim", "--insecure"},
-        absl::StrCat(dir, "/reroute-agent-", i, ".log"));
-    if (child->pid() > 0) agents.push_back(std::move(child));
-  }
+  agents.Start(nodes).IgnoreError();
   r->agents_started = static_cast<int>(agents.size());
-  std::set<std::string> names;
-  for (int i = 0; i < flags.reroute_nodes; ++i) names.insert(Node(i));
+  std::set<std::string> names(nodes.begin(), nodes.end());
   Flap start = AwaitConverged(stub.get(), names, t0, flags.ready_timeout);
   if (start.ready_ms < 0) {
     // As many as came up: the ones applied now.
