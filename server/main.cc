@@ -8,6 +8,7 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   std::string offer_stream_grace = "30s";
   std::string offer_withdrawal_grace = "5s";
   int64_t max_request_ids = fabric::service::ManagerOptions().max_request_ids;
+  std::string commit_gather = "auto";
   fabric::service::ServerOptions server_options;
   server_options.max_inflight = 1024;
   server_options.max_threads = 0;
@@ -104,6 +106,12 @@ int main(int argc, char** argv) {
                  "recognized for --request-retention or until this many newer "
                  "ids were recorded, whichever comes first (each costs about "
                  "160 bytes of memory and a row)")
+      ->capture_default_str();
+  app.add_option("--commit-gather", commit_gather,
+                 "how long a group commit may wait for more mutations once "
+                 "commits hold more than one, as a fraction of the last "
+                 "commit's duration (0 to 1, at most 5 ms; 0: never); auto: "
+                 "0.5 on etcd, 0 on SQLite")
       ->capture_default_str();
   app.add_option("--offer-stream-grace", offer_stream_grace,
                  "how long a node's offers stay its own after its last "
@@ -204,6 +212,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.max_request_ids = max_request_ids;
+  if (commit_gather == "auto") {
+    options.commit_gather.fraction = sqlite ? 0 : fabric::service::kEtcdCommitGather;
+  } else if (!absl::SimpleAtod(commit_gather,
+                               &options.commit_gather.fraction)) {
+    std::cerr << "error: --commit-gather: \"" << commit_gather
+              << "\" must be auto or a number from 0 to 1, such as 0.5\n";
+    return 2;
+  }
   if (absl::Status valid = fabric::service::ValidateManagerOptions(options);
       !valid.ok()) {
     // The option's name is the flag's, with dashes.

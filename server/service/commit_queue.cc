@@ -21,9 +21,10 @@ CommitQueue::CommitQueue(store::Store* store, Clock* clock, absl::Mutex* mu,
                          const ManagerOptions& options)
     : store_(store),
       clock_(clock),
-      mu_(mu),
       observer_(options.commit_observer),
-      requests_(options.max_request_ids, options.request_retention) {}
+      mu_(mu),
+      requests_(options.max_request_ids, options.request_retention),
+      gather_(options.commit_gather) {}
 
 void CommitQueue::MutateAsync(
     absl::string_view method, absl::string_view request_id,
@@ -75,6 +76,7 @@ void CommitQueue::MutateAsync(
                      nullptr,
                      std::string(request_id),
                      std::move(done),
+                     {},
                      {}};
         if (!request_id.empty()) {
           q.pending = requests_.Record(q.request_id, method, fingerprint,
@@ -195,10 +197,11 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
   for (QueuedPlan& q : group) merged.Append(std::move(q.plan.batch));
   const absl::Time start = clock_->Now();
   absl::Status written = store_->Apply(merged);
+  const absl::Duration took = clock_->Now() - start;
   if (observer_ != nullptr) {
-    observer_->OnCommit(static_cast<int>(group.size()), clock_->Now() - start,
-                        written);
+    observer_->OnCommit(static_cast<int>(group.size()), took, written);
   }
+
   if (!written.ok() && absl::IsUnavailable(written)) {
     written = absl::UnavailableError(absl::StrCat(
         "the store cannot be written, nothing was changed; retry later: ",
@@ -223,6 +226,7 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
   }
   Replies replies;
   absl::MutexLock l(mu_);
+  gather_.Committed(group.size(), took);
   if (written.ok()) {
     for (size_t i = 0; i < group.size(); ++i) {
       QueuedPlan& q = group[i];
@@ -266,6 +270,22 @@ void CommitQueue::LeadCommits() {
       if (queue_.empty()) {
         committing_ = false;
         return;
+      }
+      const GatherPolicy::Wait wait = gather_.Before(queue_.size());
+      if (wait.at_most > absl::ZeroDuration()) {
+        struct Gathered {
+          CommitQueue* q;
+          size_t plans;
+        } gathered{this, wait.queued};
+        const bool met = mu_->AwaitWithTimeout(
+            absl::Condition(
+                +[](Gathered* g) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                  // Await holds mu_ while it evaluates the condition.
+                  return g->q->closed_ || g->q->queue_.size() >= g->plans;
+                },
+                &gathered),
+            wait.at_most);
+        gather_.Waited(met && queue_.size() >= wait.queued, queue_.size());
       }
       // As many plans as fit the store's limits together (each fits
       // alone: MutateAsync refused the others).

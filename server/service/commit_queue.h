@@ -9,6 +9,10 @@
 // from the log when retried, and its id is recorded (and old ids are
 // forgotten) in the same batch as its effects.
 //
+// Before it takes a group, the leader may wait a little for more plans
+// (options.commit_gather, see GatherPolicy): never after a commit of one
+// plan, at most a fraction of the last commit's duration otherwise.
+//
 // Thread-safe. It shares the owner's mutex `mu`, which guards everything
 // plans touch: plan functions, commit and rollback run with `mu` held;
 // callbacks (Done) run without it.
@@ -28,6 +32,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "google/protobuf/message.h"
+#include "server/service/gather_policy.h"
 #include "server/service/manager_options.h"
 #include "server/service/request_log.h"
 #include "server/store/store.h"
@@ -151,7 +156,8 @@ class CommitQueue {
   // commits or rolls back each plan in order. Returns the callbacks to run.
   Replies CommitGroup(std::vector<QueuedPlan> group) ABSL_LOCKS_EXCLUDED(mu_);
   // Commits queued plans group by group until the queue is empty, running
-  // the callbacks after each group. REQUIRES: this caller set committing_.
+  // the callbacks after each group; before each group it waits as gather_
+  // says (cut short by Close). REQUIRES: this caller set committing_.
   void LeadCommits() ABSL_LOCKS_EXCLUDED(mu_);
 
   store::Store* const store_;  // not owned
@@ -163,6 +169,7 @@ class CommitQueue {
   std::deque<QueuedPlan> queue_ ABSL_GUARDED_BY(mu_);
   // A caller is writing queued plans (the leader).
   bool committing_ ABSL_GUARDED_BY(mu_) = false;
+  GatherPolicy gather_ ABSL_GUARDED_BY(mu_);
 };
 
 // Adapts a callback of a message type to one of its serialized bytes.

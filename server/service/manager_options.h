@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/service/gather_policy.h"
 
 namespace fabric::service {
 
@@ -50,6 +51,11 @@ struct ManagerOptions {
   // longer than a client's retry window (the overload bench's clients retry
   // for at most ~15 s). 1 to kMaxRequestIdsLimit.
   int64_t max_request_ids = 100000;
+  // How long a group commit's leader may wait for more plans once
+  // commits hold more than one (GatherPolicy; fabric-manager
+  // --commit-gather). Off by default; the manager turns it on for etcd,
+  // whose transactions cost a raft round and an fsync on every member.
+  GatherOptions commit_gather;
 };
 
 // The largest ManagerOptions::max_request_ids accepted.
@@ -58,7 +64,8 @@ inline constexpr int64_t kMaxRequestIdsLimit = 100000000;
 // OK, or INVALID_ARGUMENT naming the flag and the rule: max_request_ids out
 // of range; a heartbeat_timeout shorter than two heartbeat_intervals (one
 // late heartbeat would make a live node NOT_READY: nodes would flap);
-// non-positive durations. Defined in validate.cc.
+// non-positive durations; commit_gather out of range
+// (ValidateGatherOptions). Defined in validate.cc.
 absl::Status ValidateManagerOptions(const ManagerOptions& options);
 
 }  // namespace fabric::service

@@ -152,7 +152,7 @@ absl::Status ValidateManagerOptions(const ManagerOptions& options) {
         "got ",
         absl::FormatDuration(options.heartbeat_timeout)));
   }
-  return absl::OkStatus();
+  return ValidateGatherOptions(options.commit_gather);
 }
 
 }  // namespace fabric::service

@@ -147,7 +147,14 @@ TEST(ManagerStartupTest, BadFlagsExitTwo) {
   EXPECT_EQ(RunManager({"--db", db, "--offer-stream-grace", "0s"}, &log), 2)
       << log;
   EXPECT_THAT(log, HasSubstr("--offer-stream-grace"));
+  EXPECT_EQ(RunManager({"--db", db, "--commit-gather", "1.5"}, &log), 2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("--commit-gather: 1.5 must be between 0 and 1"));
+  EXPECT_EQ(RunManager({"--db", db, "--commit-gather", "often"}, &log), 2)
+      << log;
+  EXPECT_THAT(log, HasSubstr("--commit-gather: \"often\" must be auto or"));
   EXPECT_EQ(RunManager({"--help"}, &log), 0) << log;
+  EXPECT_THAT(log, HasSubstr("--commit-gather"));
   EXPECT_THAT(log, HasSubstr("--offer-withdrawal-grace"));
   // None of them created the database.
   struct stat st;
