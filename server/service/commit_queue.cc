@@ -201,7 +201,6 @@ CommitQueue::Replies CommitQueue::CommitGroup(std::vector<QueuedPlan> group) {
   if (observer_ != nullptr) {
     observer_->OnCommit(static_cast<int>(group.size()), took, written);
   }
-
   if (!written.ok() && absl::IsUnavailable(written)) {
     written = absl::UnavailableError(absl::StrCat(
         "the store cannot be written, nothing was changed; retry later: ",
