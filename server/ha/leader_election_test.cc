@@ -45,6 +45,10 @@ struct Manager {
     absl::MutexLock l(&mu);
     return lost;
   }
+  bool Leading() {
+    absl::MutexLock l(&mu);
+    return leading;
+  }
   int Unreachable() {
     absl::MutexLock l(&mu);
     return unreachable;
@@ -133,7 +137,8 @@ class LeaderElectionTest : public ::testing::Test {
               leader = m.get();
             }
           }
-          return n == 1;
+          // is_leader() turns true before on_elected runs: wait for both.
+          return n == 1 && leader->Leading();
         },
         absl::Seconds(20));
     return leader;
@@ -246,8 +251,10 @@ TEST_F(LeaderElectionTest, PausedLeaderIsDeposedAndNoticesOnItsOwn) {
 
   const absl::Time paused = absl::Now();
   first->election->SetKeepAlivePausedForTesting(true);
-  ASSERT_TRUE(WaitFor([&] { return standby->election->is_leader(); },
-                      absl::Seconds(20)));
+  // elected_at is set by on_elected, which runs after is_leader() turns true.
+  ASSERT_TRUE(WaitFor(
+      [&] { return standby->election->is_leader() && standby->Leading(); },
+      absl::Seconds(20)));
   absl::Duration failover;
   {
     absl::MutexLock l(&standby->mu);
