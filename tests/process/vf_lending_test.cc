@@ -436,10 +436,12 @@ TEST_F(VfLendingTest, LendsVfsAcrossTheRing) {
   }
   // The borrower reports its shadow's counters with its heartbeats.
   v1::Attachment counted;
+  // A heartbeat between the two writes reports only the drop: wait for both.
   WaitFor(
       [&] {
         counted = Get(a0.name());
-        return counted.counters().config_writes_dropped() >= 1;
+        return counted.counters().config_writes_dropped() >= 1 &&
+               counted.counters().config_writes_emulated() >= 1;
       },
       absl::Seconds(5));
   EXPECT_EQ(counted.counters().config_writes_dropped(), 1u);
