@@ -30,6 +30,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsqlite3-dev libpci-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev openssl
+  # fabric-manager's allocator (FABRIC_MALLOC in CMakeLists.txt).
+  libjemalloc-dev
   # The device plugin's CDI spec files (issue 15).
   nlohmann-json3-dev
   # HA (issue 14): etcd, etcdctl and etcd's gRPC protos.
