@@ -213,7 +213,8 @@ int main(int argc, char** argv) {
   }
   options.max_request_ids = max_request_ids;
   if (commit_gather == "auto") {
-    options.commit_gather.fraction = sqlite ? 0 : fabric::service::kEtcdCommitGather;
+    options.commit_gather.fraction =
+        sqlite ? 0 : fabric::service::kEtcdCommitGather;
   } else if (!absl::SimpleAtod(commit_gather,
                                &options.commit_gather.fraction)) {
     std::cerr << "error: --commit-gather: \"" << commit_gather

@@ -124,7 +124,9 @@ class CommitQueueGatherTest : public ::testing::Test {
     threads_.emplace_back([this, i] { Mutate(i); });
   }
   void AwaitQueued(size_t n) {
-    while (queue_->RememberedRequestIds() < n) absl::SleepFor(absl::Milliseconds(1));
+    while (queue_->RememberedRequestIds() < n) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
   }
   int succeeded() {
     absl::MutexLock l(&done_mu_);
