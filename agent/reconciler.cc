@@ -14,6 +14,10 @@ namespace {
 
 constexpr size_t kRecentRepairs = 8;
 
+// How often the thread reads a clock other than the real one (which only
+// moves forward at its own pace) while it waits for the next attempt.
+constexpr absl::Duration kOtherClockRecheck = absl::Milliseconds(20);
+
 }  // namespace
 
 Reconciler::Reconciler(std::string node, ReconcilerOptions options,
@@ -30,16 +34,34 @@ Reconciler::~Reconciler() { Stop(); }
 
 void Reconciler::Start() {
   thread_ = std::thread([this] {
-    // Wakes often enough for the shortest retry; the work is a clock check.
-    const absl::Duration tick =
-        std::min({options_.drift_check_interval, options_.apply_retry_initial,
-                  absl::Milliseconds(20)});
-    while (!stop_.WaitForNotificationWithTimeout(tick)) RunDue();
+    absl::MutexLock hw(&hw_mu_);
+    while (!stopping_) {
+      const absl::Time due = NextDueLocked();
+      const absl::Time now = clock_->Now();
+      if (now >= due) {
+        RunDueLocked();
+        continue;
+      }
+      // Sleeps until the next attempt is due, or until the schedule changes
+      // (Apply, a test's RunDue, Stop: each releases hw_mu_, which makes the
+      // condition be looked at again). Another clock (a test's ManualClock)
+      // can jump at any moment, so it is read again every
+      // kOtherClockRecheck.
+      absl::Duration wait = due - now;
+      if (clock_ != Clock::Real()) wait = std::min(wait, kOtherClockRecheck);
+      auto changed = [this, due]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_) {
+        return stopping_ || NextDueLocked() != due;
+      };
+      hw_mu_.AwaitWithTimeout(absl::Condition(&changed), wait);
+    }
   });
 }
 
 void Reconciler::Stop() {
-  if (!stop_.HasBeenNotified()) stop_.Notify();
+  {
+    absl::MutexLock hw(&hw_mu_);
+    stopping_ = true;
+  }
   if (thread_.joinable()) thread_.join();
 }
 
@@ -68,6 +90,15 @@ absl::Status Reconciler::Apply(const agentproto::v1::DesiredConfig& config) {
 
 void Reconciler::RunDue() {
   absl::MutexLock hw(&hw_mu_);
+  RunDueLocked();
+}
+
+absl::Time Reconciler::NextDueLocked() const {
+  if (desired_ == nullptr || fenced_) return absl::InfiniteFuture();
+  return landed_ ? next_drift_check_ : next_retry_;
+}
+
+void Reconciler::RunDueLocked() {
   // A fenced agent leaves the hardware to the agent that replaced it.
   if (desired_ == nullptr || fenced_) return;
   const absl::Time now = clock_->Now();

@@ -33,7 +33,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "agent/agent_metrics.h"
@@ -93,10 +92,13 @@ class Reconciler {
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
 
-  // Starts the thread that runs RunDue() until Stop(). At most once.
+  // Starts the thread that runs RunDue() until Stop(). At most once. The
+  // thread sleeps until the next drift check or retry is due (by the
+  // clock), or until Apply() changes when that is; it does not poll. An
+  // agent that is not Start()ed runs only what Apply() and RunDue() do.
   void Start();
-  // Stops that thread; idempotent.
-  void Stop();
+  // Stops that thread; idempotent. Waits for an attempt in progress.
+  void Stop() ABSL_LOCKS_EXCLUDED(hw_mu_);
 
   // Makes `config` the desired configuration and applies it now. A
   // configuration that asks the hardware for exactly what the last one that
@@ -146,6 +148,13 @@ class Reconciler {
     kRetry,       // the desired configuration, after a refusal
     kDriftCheck,  // the desired configuration, which had landed
   };
+  // RunDue with hw_mu_ held.
+  void RunDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // When RunDue has something to do: the next drift check once desired_
+  // has landed, else its next retry; InfiniteFuture before the first
+  // Apply() and after Fence().
+  absl::Time NextDueLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(hw_mu_);
   // Applies desired_ and schedules what comes next (a retry with backoff,
   // or the next drift check). Updates stats_.
   absl::Status AttemptLocked(Attempt attempt)
@@ -196,7 +205,8 @@ class Reconciler {
   mutable absl::Mutex mu_;
   ReconcileStats stats_ ABSL_GUARDED_BY(mu_);
 
-  absl::Notification stop_;
+  // Stop() was called: the thread ends.
+  bool stopping_ ABSL_GUARDED_BY(hw_mu_) = false;
   std::thread thread_;
 };
 

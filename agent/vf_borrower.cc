@@ -19,6 +19,9 @@ namespace fabric::agent {
 namespace {
 
 constexpr auto kLenderDeadline = std::chrono::seconds(2);
+// How soon a shadow that could not be built (its lender has not applied the
+// attachment yet) is tried again.
+constexpr absl::Duration kShadowRetry = absl::Milliseconds(10);
 constexpr uint16_t kCommand = 0x04;
 
 vf::Policy PolicyFrom(v1::Attachment::InterruptPolicy p) {
@@ -66,17 +69,24 @@ VfBorrower::VfBorrower(std::string node, HostReader host_read,
       on_shadow_change_(std::move(on_shadow_change)) {
   reconciler_ = std::thread([this] {
     absl::MutexLock l(&mu_);
+    auto missing = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const auto& [name, a] : borrowed_) {
+        if (!shadows_.count(name)) return true;
+      }
+      return false;
+    };
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_ || kicked_;
+    };
     while (!stop_) {
-      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || kicked_;
-      };
-      // Shadows wait for their lender to apply the attachment: retry soon.
-      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(10));
+      // A shadow waits for its lender to apply the attachment: retry soon.
+      // With every shadow built, only SetAssignments (which kicks, and is
+      // the only way one goes) or the destructor has work for this thread.
+      mu_.AwaitWithTimeout(absl::Condition(&wake),
+                           missing() ? kShadowRetry : absl::InfiniteDuration());
       if (stop_) break;
       kicked_ = false;
-      bool missing = false;
-      for (const auto& [name, a] : borrowed_) missing |= !shadows_.count(name);
-      if (!missing) continue;
+      if (!missing()) continue;
       mu_.Unlock();
       Reconcile();
       mu_.Lock();

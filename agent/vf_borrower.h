@@ -6,8 +6,10 @@
 // doorbell page are checked byte for byte and delivered by a
 // vf::InterruptRouter (direct to a running VM, else via the hypervisor).
 //
-// A background thread builds missing shadows every 10 ms (each needs the
-// lender's agent, which may not have applied the attachment yet).
+// A background thread builds missing shadows, trying again every 10 ms
+// while one is missing (each needs the lender's agent, which may not have
+// applied the attachment yet); with every shadow built it sleeps until the
+// assignments change.
 // Thread-safe; RPCs to lenders are made without mu_ held.
 #ifndef FABRIC_AGENT_VF_BORROWER_H_
 #define FABRIC_AGENT_VF_BORROWER_H_
