@@ -384,6 +384,8 @@ void AgentRegistry::Rearm(const std::string& node, const AgentEntry& a) {
 size_t AgentRegistry::SweepSilent(absl::Time now, size_t limit) {
   ManagerState& s = *state_;
   const std::vector<std::string> due = heartbeats_.PopDue(now, limit);
+  // By fabric id, the ids of its nodes that went silent.
+  std::map<std::string, std::vector<int>> silent;
   for (const std::string& node : due) {
     auto it = s.agents.find(node);
     if (it == s.agents.end()) continue;
@@ -401,7 +403,12 @@ size_t AgentRegistry::SweepSilent(absl::Time now, size_t limit) {
       continue;
     }
     PublishNode(*fn->first, fn->second);
-    RefreshFabricLeases(s, fn->first->id(), fn->second);
+    silent[fn->first->id()].push_back(fn->second);
+  }
+  // One pass over each fabric's leases for all of its nodes that went
+  // silent, not one per node.
+  for (const auto& [fabric, nodes] : silent) {
+    RefreshLeasesCrossing(s, fabric, nodes);
   }
   return due.size();
 }

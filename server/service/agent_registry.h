@@ -63,8 +63,9 @@ class AgentRegistry {
   // Marks agents silent past their allowance NOT_READY at `now` (and
   // forgets those of nodes in no fabric), up to `limit` of them, and
   // returns how many deadlines were due (`limit`: call again, after letting
-  // go of the lock, for the rest). Costs O(due · log n) plus re-deriving
-  // the leases of each silent node: the deadlines are kept in a queue, not
+  // go of the lock, for the rest). Costs O(due · log n) plus one pass over
+  // the leases of each fabric that has silent nodes, however many went
+  // silent (RefreshLeasesCrossing): the deadlines are kept in a queue, not
   // found by a scan.
   size_t SweepSilent(absl::Time now, size_t limit);
 

@@ -2,11 +2,13 @@
 // fencing, reports, config streams as liveness, nodes in no fabric.
 #include "server/service/manager.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 #include "gmock/gmock.h"
 #include "server/service/agent_registry.h"
@@ -31,6 +33,62 @@ TEST_F(ManagerTest, SilentAgentGoesNotReady) {
   AllAgentsApply("lab");
   EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::READY);
   EXPECT_EQ(manager_->GetAllocation(a->name())->state(), v1::Allocation::READY);
+}
+
+// Agents that go silent together are handled in one sweep: each
+// allocation whose path crosses any of them (as an endpoint or as a hop)
+// turns PENDING, the others stay READY, and the derived states agree with
+// fresh derivations.
+TEST_F(ManagerTest, AgentsSilentInOneSweepUnsettleExactlyTheLeasesThatCrossThem) {
+  ASSERT_TRUE(manager_->CreateFabric(RingRequest("lab", 8)).ok());
+  std::vector<v1::Allocation> allocs;
+  for (auto [b, t] : std::vector<std::pair<const char*, const char*>>{
+           {"n0", "n1"}, {"n0", "n3"}, {"n2", "n4"}, {"n4", "n5"},
+           {"n6", "n7"}, {"n7", "n5"}, {"n1", "n6"}}) {
+    auto a = manager_->CreateAllocation(AllocRequest(b, t, 1 << 20));
+    ASSERT_TRUE(a.ok()) << a.status();
+    allocs.push_back(*a);
+  }
+  AllAgentsApply("lab");
+  // n2 and n6 stay silent; every other agent reports before the timeout.
+  const std::vector<std::string> silent = {"bridges/n2", "bridges/n6"};
+  clock_.Advance(opts_.heartbeat_timeout - absl::Seconds(1));
+  for (int i = 0; i < 8; ++i) {
+    const std::string node = absl::StrCat("n", i);
+    if (node == "n2" || node == "n6") continue;
+    agentproto::v1::ReportStatusRequest rep;
+    rep.set_node(node);
+    rep.set_applied_generation(manager_->DesiredConfigFor(node)->generation());
+    ASSERT_TRUE(manager_->ReportStatus(rep).ok());
+  }
+  clock_.Advance(absl::Seconds(2));
+  manager_->Sweep();
+  int pending = 0;
+  for (const v1::Allocation& a : allocs) {
+    bool crosses = false;
+    for (const std::string& hop : a.path()) {
+      crosses |= std::find(silent.begin(), silent.end(), hop) != silent.end();
+    }
+    ASSERT_FALSE(a.path().empty()) << a.name();
+    const v1::Allocation now = *manager_->GetAllocation(a.name());
+    EXPECT_EQ(now.state(),
+              crosses ? v1::Allocation::PENDING : v1::Allocation::READY)
+        << a.name() << " via " << absl::StrJoin(a.path(), ",");
+    pending += crosses;
+  }
+  // The layout has leases that cross a silent node only as a hop (n0->n3
+  // via n2; n1->n6 from one side or the other) and leases that cross none.
+  EXPECT_GE(pending, 3);
+  EXPECT_LT(pending, static_cast<int>(allocs.size()));
+  // The states the sweep derived (what the metrics count and Watch
+  // reports), not only those a read derives afresh.
+  EXPECT_EQ(manager_->Stats().allocations["READY"],
+            static_cast<int>(allocs.size()) - pending);
+  EXPECT_EQ(manager_->Stats().allocations["PENDING"], pending);
+  EXPECT_EQ(manager_->GetNode("n2")->agent_state(), v1::Node::NOT_READY);
+  EXPECT_EQ(manager_->GetNode("n6")->agent_state(), v1::Node::NOT_READY);
+  EXPECT_EQ(manager_->GetNode("n0")->agent_state(), v1::Node::READY);
+  EXPECT_TRUE(manager_->CheckIndexes().ok()) << manager_->CheckIndexes();
 }
 
 // A late heartbeat from an agent whose config stream is open (a live

@@ -317,28 +317,38 @@ absl::Status RestoreLease(ManagerState& s, const std::string& key,
   return absl::OkStatus();
 }
 
-void RefreshFabricLeases(ManagerState& s, const std::string& fabric, int node,
-                         bool only_unsettled) {
+void RefreshLeasesCrossing(ManagerState& s, const std::string& fabric,
+                           const std::vector<int>& nodes) {
   auto fit = s.fabrics.find(fabric);
   if (fit == s.fabrics.end()) return;
   const core::FabricState& state = fit->second->state;
-  std::function<bool(const AllocationEntry&)> crosses;
-  if (node >= 0) {
-    crosses = [&state, node](const AllocationEntry& a) {
-      const core::Grant* g = state.FindGrant(a.id());
-      auto path = state.GrantPath(*g);
-      return g->borrower == node || g->target == node ||
-             (path && std::find(path->begin(), path->end(), node) !=
-                          path->end());
-    };
-  }
-  if (only_unsettled && node >= 0) {
+  std::vector<bool> changed(state.topology().node_count(), false);
+  for (int node : nodes) changed.at(node) = true;
+  const std::function<bool(const AllocationEntry&)> crosses =
+      [&state, &changed](const AllocationEntry& a) {
+        const core::Grant* g = state.FindGrant(a.id());
+        // The endpoints first: they need no path.
+        if (changed[g->borrower] || changed[g->target]) return true;
+        auto path = state.GrantPath(*g);
+        return path && std::any_of(path->begin(), path->end(),
+                                   [&](int hop) { return changed[hop]; });
+      };
+  RefreshLeases<v1::Allocation>(s, fabric, crosses, /*only_unsettled=*/false);
+  RefreshLeases<v1::Attachment>(s, fabric, nullptr, /*only_unsettled=*/false);
+}
+
+void RefreshFabricLeases(ManagerState& s, const std::string& fabric, int node,
+                         bool only_unsettled) {
+  if (node >= 0 && !only_unsettled) {
+    RefreshLeasesCrossing(s, fabric, {node});
+  } else if (node >= 0) {
     // Those that wait for `node` cross it; no need to walk paths to see.
     RefreshLeases<v1::Allocation>(s, fabric, nullptr, true, node);
+    RefreshLeases<v1::Attachment>(s, fabric, nullptr, true);
   } else {
-    RefreshLeases<v1::Allocation>(s, fabric, crosses, only_unsettled);
+    RefreshLeases<v1::Allocation>(s, fabric, nullptr, only_unsettled);
+    RefreshLeases<v1::Attachment>(s, fabric, nullptr, only_unsettled);
   }
-  RefreshLeases<v1::Attachment>(s, fabric, nullptr, only_unsettled);
 }
 
 #define FABRIC_INSTANTIATE_LEASES(Record)                                    \

@@ -140,6 +140,15 @@ absl::Status RestoreLease(ManagerState& s, const std::string& key,
 void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
                          int node = -1, bool only_unsettled = false);
 
+// Re-derives the states of the allocations of `fabric` whose path crosses
+// any of `nodes` (node ids of its topology; they are endpoints or hops),
+// and of all its attachments, and publishes the changes: what
+// RefreshFabricLeases does for one node at a time, in one pass over the
+// fabric's allocations however many nodes changed (e.g. a rack whose
+// agents all went silent).
+void RefreshLeasesCrossing(ManagerState& s, const std::string& fabric,
+                           const std::vector<int>& nodes);
+
 // Publishes a change of a lease.
 void PublishLease(WatchHub& hub, v1::WatchEvent::Type type,
                   const v1::Allocation& a);

@@ -28,8 +28,10 @@ namespace {
 
 // Old request ids one sweep may forget.
 constexpr size_t kForgetPerSweep = 4096;
-// Silent agents handled per hold of the lock.
-constexpr size_t kSilentPerLock = 16;
+// Silent agents handled per hold of the lock. A batch costs one pass over
+// the leases of its nodes' fabrics however many nodes it has, so a rack
+// that goes silent at once costs a few passes, not one per node.
+constexpr size_t kSilentPerLock = 256;
 
 }  // namespace
 
@@ -654,8 +656,9 @@ void FabricManager::Sweep() {
     now = clock_->Now();
     expired = state_.lease_expiry.PopDue(now);
   }
-  // Silent agents a few at a time, so that the lock is let go between
-  // them (each re-derives the leases of its node).
+  // Silent agents kSilentPerLock at a time, so that the lock is let go
+  // between batches (each batch re-derives, in one pass, the leases that
+  // cross its nodes).
   bool more = true;
   while (more) {
     absl::MutexLock l(&mu_);
