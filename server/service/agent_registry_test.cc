@@ -500,6 +500,9 @@ TEST_F(ManagerTest, SavedHoldingsKeepLeasesReadyAcrossARestart) {
             v1::Allocation::PENDING);
   EXPECT_THAT(manager_->GetAllocation(b->name())->state_reason(),
               HasSubstr("to register"));
+  // The metrics count what the reads say, from the first answer on.
+  EXPECT_EQ(manager_->Stats().allocations["READY"], 1);
+  EXPECT_EQ(manager_->Stats().allocations["PENDING"], 1);
   EXPECT_TRUE(manager_->CheckIndexes().ok()) << manager_->CheckIndexes();
 
   // The agent of n1 still speaks in the old manager's session.

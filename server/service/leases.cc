@@ -351,6 +351,33 @@ void RefreshFabricLeases(ManagerState& s, const std::string& fabric, int node,
   }
 }
 
+namespace {
+
+template <typename Record>
+absl::Status CheckStatesOf(const ManagerState& s) {
+  for (const auto& [id, a] : s.leases<Record>()) {
+    if (!a->committed) continue;
+    std::string reason;
+    int waits_for;
+    const auto derived = Derive(s, *a, &reason, &waits_for);
+    if (derived != a->last_state || waits_for != a->waits_for) {
+      return absl::InternalError(absl::StrCat(
+          LeaseTraits<Record>::kKind, " ", id, " was last derived ",
+          Record::State_Name(a->last_state), " waiting for node ",
+          a->waits_for, "; it derives ", Record::State_Name(derived),
+          " waiting for node ", waits_for, " (", reason, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckLeaseStates(const ManagerState& s) {
+  RETURN_IF_ERROR(CheckStatesOf<v1::Allocation>(s));
+  return CheckStatesOf<v1::Attachment>(s);
+}
+
 #define FABRIC_INSTANTIATE_LEASES(Record)                                    \
   template absl::StatusOr<LeaseEntry<Record>*> FindLease<Record>(            \
       const ManagerState&, absl::string_view, absl::string_view);            \

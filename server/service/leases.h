@@ -149,6 +149,12 @@ void RefreshFabricLeases(ManagerState& s, const std::string& fabric,
 void RefreshLeasesCrossing(ManagerState& s, const std::string& fabric,
                            const std::vector<int>& nodes);
 
+// Checks that the state each committed lease was last given (what the
+// metrics count, the indexes hold and Watch last reported) is the state it
+// derives now; INTERNAL naming the first that differs. For tests: O(all
+// leases · path).
+absl::Status CheckLeaseStates(const ManagerState& s);
+
 // Publishes a change of a lease.
 void PublishLease(WatchHub& hub, v1::WatchEvent::Type type,
                   const v1::Allocation& a);

@@ -58,6 +58,12 @@ absl::StatusOr<std::unique_ptr<FabricManager>> FabricManager::Open(
     // stay READY until the agents reconnect to this manager.
     ASSIGN_OR_RETURN(auto holdings, LoadHoldings(store));
     m->agents_.Presume(holdings);
+    // Recovery commits every lease PENDING, waiting for no node; derive
+    // each once from what was loaded and presumed, so that the indexes,
+    // the metrics and the first answers start from the states they serve.
+    for (const auto& [fid, f] : m->state_.fabrics) {
+      RefreshFabricLeases(m->state_, fid);
+    }
   }
   if (options.sweep_interval > absl::ZeroDuration()) {
     FabricManager* raw = m.get();
@@ -731,6 +737,7 @@ size_t FabricManager::RememberedRequestIds() const {
 absl::Status FabricManager::CheckIndexes() {
   absl::MutexLock l(&mu_);
   RETURN_IF_ERROR(state_.CheckIndexes());
+  RETURN_IF_ERROR(CheckLeaseStates(state_));
   return agents_.CheckTimers();
 }
 

@@ -235,8 +235,9 @@ class FabricManager {
   size_t RememberedRequestIds() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Checks every index and timer queue of the manager against a scan of
-  // what it indexes; INTERNAL naming the first disagreement. For tests:
-  // O(everything), under the lock.
+  // what it indexes, and each lease's last derived state against a fresh
+  // derivation (CheckLeaseStates); INTERNAL naming the first disagreement.
+  // For tests: O(everything), under the lock.
   absl::Status CheckIndexes() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Runs the invariant checker over every fabric (committed state only).
