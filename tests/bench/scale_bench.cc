@@ -46,8 +46,9 @@
 //         per node (about 3 MB of private memory and 15 threads each), as
 //         a fleet is: each with its own gRPC runtime, which the hosted
 //         agents share and contend for. On this 2-core VM, 251 agent
-//         processes (10k) converge; 626 (25k) and 1,251 (50k) overload
-//         it. Hosted, 1,251 (50k) and 2,501 (100k) converge. Then:
+//         processes (10k) converged and 626 (25k) overloaded it, when the
+//         agents still polled (not measured since). Hosted, 1,251 (50k)
+//         and 2,501 (100k) converge. Then:
 //      b. kill -9 the manager, restart it on the same store and port, and
 //         time from just before the process is spawned to the first
 //         answered Ping (a fresh connection polled every 2 ms; the manager
