@@ -94,19 +94,14 @@ void Reconciler::RunDue() {
 }
 
 absl::Time Reconciler::NextDueLocked() const {
+  // A fenced agent leaves the hardware to the agent that replaced it.
   if (desired_ == nullptr || fenced_) return absl::InfiniteFuture();
   return landed_ ? next_drift_check_ : next_retry_;
 }
 
 void Reconciler::RunDueLocked() {
-  // A fenced agent leaves the hardware to the agent that replaced it.
-  if (desired_ == nullptr || fenced_) return;
-  const absl::Time now = clock_->Now();
-  if (landed_ && now >= next_drift_check_) {
-    (void)AttemptLocked(Attempt::kDriftCheck);
-  } else if (!landed_ && now >= next_retry_) {
-    (void)AttemptLocked(Attempt::kRetry);
-  }
+  if (clock_->Now() < NextDueLocked()) return;
+  (void)AttemptLocked(landed_ ? Attempt::kDriftCheck : Attempt::kRetry);
 }
 
 void Reconciler::RecordFingerprint(
