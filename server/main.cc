@@ -127,9 +127,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--max-threads", server_options.max_threads,
-                 "threads for synchronous RPCs (open Watch and agent "
-                 "streams hold none); a call finding none free is refused "
-                 "with RESOURCE_EXHAUSTED (0: no limit)")
+                 "threads for synchronous RPCs, the reads (agent calls, "
+                 "mutations and Watch streams hold none); a call finding "
+                 "none free is refused with RESOURCE_EXHAUSTED (0: no "
+                 "limit)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   fabric::security::AddTlsFlags(app, &server_options.tls);

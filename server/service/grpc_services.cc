@@ -92,6 +92,15 @@ grpc::ServerUnaryReactor* Refused(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+// A unary call on the callback API answered at once with `result`.
+template <typename T>
+grpc::ServerUnaryReactor* Answered(grpc::CallbackServerContext* ctx,
+                                   absl::StatusOr<T> result, T* out) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  FinishWith(reactor, out)(std::move(result));
+  return reactor;
+}
+
 // OWN (access_scope.h): the allocation or attachment `name`, looked up with
 // `get`, must be the caller's. An unknown one passes: the call itself says
 // NOT_FOUND (or answers a retried request_id).
@@ -735,36 +744,42 @@ grpc::ServerWriteReactor<v1::WatchEvent>* FabricServiceImpl::Watch(
   return stream;
 }
 
-grpc::Status AgentServiceImpl::RegisterNode(
-    grpc::ServerContext* ctx, const agentproto::v1::RegisterNodeRequest* r,
+grpc::ServerUnaryReactor* AgentServiceImpl::RegisterNode(
+    grpc::CallbackServerContext* ctx,
+    const agentproto::v1::RegisterNodeRequest* r,
     agentproto::v1::RegisterNodeResponse* out) {
-  absl::Status bound = BoundToNode(*ctx, r->node());
-  if (!bound.ok()) return ToGrpcStatus(bound);
-  if (!absl::StartsWith(r->control_address(), ":")) {
-    return Reply(manager_->RegisterNode(*r), out);
+  return Answered(ctx, Register(*ctx, *r), out);
+}
+
+absl::StatusOr<agentproto::v1::RegisterNodeResponse>
+AgentServiceImpl::Register(const grpc::ServerContextBase& ctx,
+                           const agentproto::v1::RegisterNodeRequest& r) {
+  RETURN_IF_ERROR(BoundToNode(ctx, r.node()));
+  if (!absl::StartsWith(r.control_address(), ":")) {
+    return manager_->RegisterNode(r);
   }
   // ":PORT": the agent listens on every address; it is reached at the
   // address its connection comes from.
-  std::string host = PeerHost(ctx->peer());
+  std::string host = PeerHost(ctx.peer());
   if (host.empty()) {
-    return grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("control_address: \"", r->control_address(),
-                     "\" has no host and the connection's peer (",
-                     ctx->peer().substr(0, 64),
-                     ") has none to use; start the agent with --advertise"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "control_address: \"", r.control_address(),
+        "\" has no host and the connection's peer (",
+        ctx.peer().substr(0, 64),
+        ") has none to use; start the agent with --advertise"));
   }
-  agentproto::v1::RegisterNodeRequest completed = *r;
-  completed.set_control_address(absl::StrCat(host, r->control_address()));
-  return Reply(manager_->RegisterNode(completed), out);
+  agentproto::v1::RegisterNodeRequest completed = r;
+  completed.set_control_address(absl::StrCat(host, r.control_address()));
+  return manager_->RegisterNode(completed);
 }
 
-grpc::Status AgentServiceImpl::ReportStatus(
-    grpc::ServerContext* ctx, const agentproto::v1::ReportStatusRequest* r,
+grpc::ServerUnaryReactor* AgentServiceImpl::ReportStatus(
+    grpc::CallbackServerContext* ctx,
+    const agentproto::v1::ReportStatusRequest* r,
     agentproto::v1::ReportStatusResponse* out) {
   absl::Status bound = BoundToNode(*ctx, r->node());
-  if (!bound.ok()) return ToGrpcStatus(bound);
-  return Reply(manager_->ReportStatus(*r), out);
+  if (!bound.ok()) return Refused(ctx, bound);
+  return Answered(ctx, manager_->ReportStatus(*r), out);
 }
 
 grpc::ServerWriteReactor<agentproto::v1::DesiredConfig>*

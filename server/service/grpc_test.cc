@@ -704,5 +704,67 @@ TEST_F(GrpcTest, WatchFiltersLongRunsOfUnwantedEvents) {
   EXPECT_EQ(w->read()[1].sequence(), w->read()[0].sequence() + 1001);
 }
 
+// An agent's registration and reports hold no server thread: with the
+// thread quota at one (--max-threads 1), gRPC refuses every synchronous call
+// (its one thread polls and may not hand the call to another), yet agents
+// still register and report. A fleet re-registering at once after a
+// restart so queues on the manager's lock, not in a thread each.
+TEST(GrpcThreadsTest, AgentCallsHoldNoServerThread) {
+  std::unique_ptr<store::Store> store =
+      *store::OpenSqliteStore({.path = ":memory:"});
+  std::unique_ptr<FabricManager> manager =
+      *FabricManager::Open(store.get(), Clock::Real());
+  ServerOptions options;
+  options.max_threads = 1;
+  std::unique_ptr<GrpcServer> server =
+      *GrpcServer::Start(manager.get(), "127.0.0.1:0", options);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()),
+                          grpc::InsecureChannelCredentials());
+  auto stub = v1::FabricService::NewStub(channel);
+  auto agent = agentproto::v1::AgentService::NewStub(channel);
+
+  // The quota bites: a synchronous read is refused.
+  {
+    grpc::ClientContext ctx;
+    v1::ListFabricsRequest req;
+    v1::ListFabricsResponse out;
+    EXPECT_EQ(stub->ListFabrics(&ctx, req, &out).error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  for (int i = 0; i < 8; ++i) {
+    const std::string node = absl::StrCat("a", i);
+    grpc::ClientContext ctx;
+    agentproto::v1::RegisterNodeRequest reg;
+    reg.set_node(node);
+    reg.set_backend("test");
+    reg.set_control_address("127.0.0.1:5000");
+    agentproto::v1::RegisterNodeResponse resp;
+    grpc::Status s = agent->RegisterNode(&ctx, reg, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_GT(resp.session(), 0);
+
+    grpc::ClientContext rctx;
+    agentproto::v1::ReportStatusRequest rep;
+    rep.set_node(node);
+    rep.set_session(resp.session());
+    agentproto::v1::ReportStatusResponse rresp;
+    s = agent->ReportStatus(&rctx, rep, &rresp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  // Refusals are still answered on the callback path: a bad node name.
+  {
+    grpc::ClientContext ctx;
+    agentproto::v1::ReportStatusRequest rep;
+    rep.set_node("no/such node");
+    agentproto::v1::ReportStatusResponse out;
+    grpc::Status s = agent->ReportStatus(&ctx, rep, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("node"));
+  }
+  server->Shutdown();
+  manager->Shutdown();
+}
+
 }  // namespace
 }  // namespace fabric::service
