@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/fd_limit.h"
 #include "common/host_port.h"
 #include "common/listen_probe.h"
 #include "common/mutex_mode.h"
@@ -301,6 +302,19 @@ int main(int argc, char** argv) {
     }
     audit = *std::move(opened);
     server_options.audit = audit.get();
+  }
+
+  // Every agent keeps a connection open (common/fd_limit.h).
+  if (absl::StatusOr<fabric::OpenFileLimit> files =
+          fabric::RaiseOpenFileLimit();
+      !files.ok()) {
+    std::cerr << "fabric-manager: WARNING: " << files.status().message()
+              << "\n";
+  } else if (files->after < 4096) {
+    std::cerr << "fabric-manager: WARNING: the open-file limit is "
+              << files->after
+              << ": about that many agents and clients can connect at once; "
+                 "raise it (systemd's LimitNOFILE, ulimit -n)\n";
   }
 
   // Block the stop signals before any thread starts; one thread waits for
