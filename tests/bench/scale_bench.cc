@@ -792,7 +792,7 @@ struct Recovery {
   int ready_nodes = 0;            // agents re-registered and applied then
   double ready_poll_s = -1;       // the last ListNodes poll's time
   std::string ready_note;         // why READY was not measured, if so
-  int64_t hwm_kb = -1;            // the restarted manager's peak RSS
+  int64_t hwm_kb = -1;            // its peak RSS, through READY and the listing
   ListResult allocations;         // listed after READY (READY counted)
 };
 
@@ -963,11 +963,13 @@ absl::Status MeasureRecovery(const Flags& flags, ManagerProcess& manager,
                                    absl::FormatDuration(flags.ready_timeout));
     }
   }
-  r->hwm_kb = manager.StatusKb("VmHWM");
   auto stub = NewStub(manager.address(), 4242);
   absl::StatusOr<ListResult> listed = ListAllAllocations(stub.get(), kFabric);
   if (!listed.ok()) return listed.status();
   r->allocations = *listed;
+  // The peak since the restart: the reconnection, READY, and the listing
+  // with every agent connected and reporting.
+  r->hwm_kb = manager.StatusKb("VmHWM");
   stop_agents();
   return absl::OkStatus();
 }
