@@ -19,8 +19,10 @@
 //   manager->CreateAllocationAsync(
 //       *req, ReleasingSlot(&admission, FinishWith(reactor, out)));
 //
-// Thread-safe. Reads (Get/List) and Ping are not counted: they are bounded
-// by the server's thread quota (ServerOptions::max_threads, server.h).
+// Thread-safe. Reads (Get/List) are not counted: they are bounded by the
+// server's thread quota (ServerOptions::max_threads, server.h). Ping and the
+// agents' calls are not counted either: they are answered at once, in
+// memory.
 #ifndef FABRIC_SERVER_SERVICE_ADMISSION_H_
 #define FABRIC_SERVER_SERVICE_ADMISSION_H_
 

@@ -173,8 +173,8 @@ class FabricServiceImpl final : public FabricServiceBase {
 // answered in memory under the manager's lock (no store write), so a fleet
 // re-registering at once after a manager restart queues on that lock inside
 // gRPC's own few threads. Served synchronously, each waiting call held a
-// thread of its own: 2,435 threads and 555 MB of peak RSS when 2,501
-// agents came back together (fabric-scale-bench, 100k allocations).
+// thread of its own: about 2,500 threads and 520-555 MB of peak RSS when
+// 2,501 agents came back together (fabric-scale-bench, 100k allocations).
 using AgentServiceBase =
     agentproto::v1::AgentService::WithCallbackMethod_RegisterNode<
         agentproto::v1::AgentService::WithCallbackMethod_StreamConfig<
@@ -203,6 +203,8 @@ class AgentServiceImpl final : public AgentServiceBase {
       agentproto::v1::ReportStatusResponse*) override;
 
  private:
+  // RegisterNode's answer: the caller must be bound to the node; a
+  // control_address of ":PORT" is completed with the connection's host.
   absl::StatusOr<agentproto::v1::RegisterNodeResponse> Register(
       const grpc::ServerContextBase& ctx,
       const agentproto::v1::RegisterNodeRequest& r);
