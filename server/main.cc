@@ -128,11 +128,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--max-threads", server_options.max_threads,
-                 "threads for synchronous RPCs: reads, verifications and "
-                 "relayed interrupts (agent calls, mutations, Watch "
-                 "streams, AccessShadow and SetVmState hold none); a call "
-                 "finding none free is refused with RESOURCE_EXHAUSTED (0: "
-                 "no limit)")
+                 "threads for synchronous RPCs, the reads (agent calls, "
+                 "mutations and Watch streams hold none); a call finding "
+                 "none free is refused with RESOURCE_EXHAUSTED (0: no "
+                 "limit)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   fabric::security::AddTlsFlags(app, &server_options.tls);

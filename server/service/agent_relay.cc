@@ -4,15 +4,12 @@
 #include <grpcpp/security/credentials.h>
 
 #include <algorithm>
-#include <functional>
-#include <memory>
 #include <set>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/notification.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -173,11 +170,14 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::Verify(
 
 namespace {
 
-// What an agent's answer `s` is to the relay's caller: UNAVAILABLE naming
-// the agent (`who` at `addr`) when it cannot be reached or does not answer
-// in time, its own status otherwise.
-absl::Status AgentStatus(const grpc::Status& s, const std::string& who,
-                         const std::string& addr) {
+// Runs one unary call on an agent with `deadline`; UNAVAILABLE
+// naming the agent when it cannot be reached, its own status otherwise.
+template <typename Req, typename Resp, typename Fn>
+absl::Status CallAgent(absl::Duration deadline, Fn fn, const std::string& who,
+                       const std::string& addr, const Req& req, Resp* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  grpc::Status s = fn(&ctx, req, resp);
   if (s.ok()) return absl::OkStatus();
   absl::Status st = FromGrpcStatus(s);
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -186,58 +186,6 @@ absl::Status AgentStatus(const grpc::Status& s, const std::string& who,
         absl::StrCat("the agent of ", who, " at ", addr, ": ", st.message()));
   }
   return st;
-}
-
-// Runs one unary call on an agent with `deadline`; statuses as AgentStatus.
-template <typename Req, typename Resp, typename Fn>
-absl::Status CallAgent(absl::Duration deadline, Fn fn, const std::string& who,
-                       const std::string& addr, const Req& req, Resp* resp) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  return AgentStatus(fn(&ctx, req, resp), who, addr);
-}
-
-// Starts one unary call on an agent with `deadline` on gRPC's callback API:
-// `start(ctx, req, resp, on_done)` is the stub's async() method. `done` gets
-// the answer (statuses as AgentStatus) once, on a gRPC thread; the calling
-// thread does not wait.
-template <typename Req, typename Resp, typename StartFn>
-void CallAgentAsync(absl::Duration deadline, StartFn start, std::string who,
-                    std::string addr, Req req,
-                    AgentRelay::Done<Resp> done) {
-  // Lives until the call completes: gRPC reads the context, request and
-  // response until it calls back, and the callback may free them.
-  struct Call {
-    grpc::ClientContext ctx;
-    Req req;
-    Resp resp;
-  };
-  auto call = std::make_shared<Call>();
-  call->req = std::move(req);
-  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  start(&call->ctx, &call->req, &call->resp,
-        [call, who = std::move(who), addr = std::move(addr),
-         done = std::move(done)](grpc::Status s) {
-          absl::Status st = AgentStatus(s, who, addr);
-          if (st.ok()) {
-            done(std::move(call->resp));
-          } else {
-            done(st);
-          }
-        });
-}
-
-// Runs `start(done)` and waits for its answer.
-template <typename Resp, typename StartFn>
-absl::StatusOr<Resp> Await(StartFn start) {
-  absl::Notification answered;
-  absl::StatusOr<Resp> out;
-  start([&](absl::StatusOr<Resp> answer) {
-    out = std::move(answer);
-    answered.Notify();
-  });
-  answered.WaitForNotification();
-  return out;
 }
 
 const v1::AttachmentWindow* FindWindow(const v1::Attachment& a,
@@ -331,29 +279,20 @@ absl::StatusOr<v1::VerifyResult> AgentRelay::VerifyAttachment(
 
 absl::StatusOr<v1::AccessShadowResponse> AgentRelay::AccessShadow(
     const v1::AccessShadowRequest& req) {
-  return Await<v1::AccessShadowResponse>(
-      [&](Done<v1::AccessShadowResponse> done) {
-        AccessShadowAsync(req, std::move(done));
-      });
-}
-
-void AgentRelay::AccessShadowAsync(const v1::AccessShadowRequest& req,
-                                   Done<v1::AccessShadowResponse> done) {
   auto target = targets_->PrepareAttachmentOp(req.attachment(), true);
-  if (!target.ok()) return done(target.status());
+  if (!target.ok()) return target.status();
   v1::AccessShadowRequest fwd = req;
   fwd.set_attachment(target->attachment.name());
-  agentproto::v1::NodeAgentService::Stub* stub =
-      AgentStub(target->borrower_agent, target->attachment.borrower());
-  CallAgentAsync(
+  v1::AccessShadowResponse out;
+  RETURN_IF_ERROR(CallAgent(
       options_.agent_deadline,
-      [stub](grpc::ClientContext* c, const v1::AccessShadowRequest* r,
-             v1::AccessShadowResponse* w,
-             std::function<void(grpc::Status)> on_done) {
-        stub->async()->AccessShadow(c, r, w, std::move(on_done));
+      [&](grpc::ClientContext* c, const v1::AccessShadowRequest& r,
+          v1::AccessShadowResponse* w) {
+        return AgentStub(target->borrower_agent, target->attachment.borrower())
+            ->AccessShadow(c, r, w);
       },
-      target->attachment.borrower(), target->borrower_agent, std::move(fwd),
-      std::move(done));
+      target->attachment.borrower(), target->borrower_agent, fwd, &out));
+  return out;
 }
 
 absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
@@ -420,26 +359,17 @@ absl::StatusOr<v1::RaiseVfInterruptResponse> AgentRelay::RaiseVfInterrupt(
 
 absl::StatusOr<hypervisor::v1::SetVmStateResponse> AgentRelay::SetVmState(
     const hypervisor::v1::SetVmStateRequest& req) {
-  return Await<hypervisor::v1::SetVmStateResponse>(
-      [&](Done<hypervisor::v1::SetVmStateResponse> done) {
-        SetVmStateAsync(req, std::move(done));
-      });
-}
-
-void AgentRelay::SetVmStateAsync(const hypervisor::v1::SetVmStateRequest& req,
-                                 Done<hypervisor::v1::SetVmStateResponse> done) {
   auto addr = targets_->AgentAddress(req.node());
-  if (!addr.ok()) return done(addr.status());
-  agentproto::v1::NodeAgentService::Stub* stub = AgentStub(*addr, req.node());
-  CallAgentAsync(
+  if (!addr.ok()) return addr.status();
+  hypervisor::v1::SetVmStateResponse out;
+  RETURN_IF_ERROR(CallAgent(
       options_.agent_deadline,
-      [stub](grpc::ClientContext* c,
-             const hypervisor::v1::SetVmStateRequest* r,
-             hypervisor::v1::SetVmStateResponse* w,
-             std::function<void(grpc::Status)> on_done) {
-        stub->async()->SetVmState(c, r, w, std::move(on_done));
+      [&](grpc::ClientContext* c, const hypervisor::v1::SetVmStateRequest& r,
+          hypervisor::v1::SetVmStateResponse* w) {
+        return AgentStub(*addr, req.node())->SetVmState(c, r, w);
       },
-      req.node(), *addr, req, std::move(done));
+      req.node(), *addr, req, &out));
+  return out;
 }
 
 }  // namespace fabric::service

@@ -20,7 +20,6 @@
 #ifndef FABRIC_SERVER_SERVICE_AGENT_RELAY_H_
 #define FABRIC_SERVER_SERVICE_AGENT_RELAY_H_
 
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -96,19 +95,10 @@ class AgentRelay {
   // keeps the borrower agent's code.
   absl::StatusOr<v1::VerifyResult> VerifyAttachment(
       const v1::VerifyAttachmentRequest& req);
-  // The answer of an ...Async call: called once, on a gRPC thread or, when
-  // the call fails before reaching an agent, on the calling one.
-  template <typename Resp>
-  using Done = std::function<void(absl::StatusOr<Resp>)>;
-
   // Forwarded to the borrower's agent (the attachment must be READY), with
   // the attachment's canonical name.
   absl::StatusOr<v1::AccessShadowResponse> AccessShadow(
       const v1::AccessShadowRequest& req);
-  // As AccessShadow, without holding the calling thread while the agent
-  // answers (a callback handler's).
-  void AccessShadowAsync(const v1::AccessShadowRequest& req,
-                         Done<v1::AccessShadowResponse> done);
   // The lender's agent raises the vector `count` times (0 means once; more
   // than 100000 or negative is INVALID_ARGUMENT); each message that lands on
   // the borrower is handed to the borrower's agent to deliver.
@@ -117,10 +107,6 @@ class AgentRelay {
   // Forwarded to the agent of `req.node()`.
   absl::StatusOr<hypervisor::v1::SetVmStateResponse> SetVmState(
       const hypervisor::v1::SetVmStateRequest& req);
-  // As SetVmState, without holding the calling thread while the agent
-  // answers.
-  void SetVmStateAsync(const hypervisor::v1::SetVmStateRequest& req,
-                       Done<hypervisor::v1::SetVmStateResponse> done);
 
  private:
   // The stub for the agent of `node` ("n1" or "nodes/n1") at `address`.

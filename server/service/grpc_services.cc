@@ -696,15 +696,12 @@ grpc::ServerUnaryReactor* FabricServiceImpl::DeleteAttachment(
                        &FabricManager::DeleteAttachmentAsync, *r, out,
                        /*owned_answer=*/true);
 }
-grpc::ServerUnaryReactor* FabricServiceImpl::AccessShadow(
-    grpc::CallbackServerContext* ctx, const v1::AccessShadowRequest* r,
-    v1::AccessShadowResponse* out) {
+grpc::Status FabricServiceImpl::AccessShadow(grpc::ServerContext* ctx,
+                                             const v1::AccessShadowRequest* r,
+                                             v1::AccessShadowResponse* out) {
   absl::Status own = CheckOwnerOf(*ctx, manager_, &FabricManager::GetAttachment,
                                   r->attachment());
-  if (!own.ok()) return Refused(ctx, own);
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  relay_.AccessShadowAsync(*r, FinishWith(reactor, out));
-  return reactor;
+  return own.ok() ? Reply(relay_.AccessShadow(*r), out) : ToGrpcStatus(own);
 }
 grpc::Status FabricServiceImpl::VerifyAttachment(
     grpc::ServerContext* ctx, const v1::VerifyAttachmentRequest* r,
@@ -720,15 +717,12 @@ grpc::Status FabricServiceImpl::RaiseVfInterrupt(
                                   r->attachment());
   return own.ok() ? Reply(relay_.RaiseVfInterrupt(*r), out) : ToGrpcStatus(own);
 }
-grpc::ServerUnaryReactor* HypervisorServiceImpl::SetVmState(
-    grpc::CallbackServerContext* ctx,
-    const hypervisor::v1::SetVmStateRequest* r,
+grpc::Status HypervisorServiceImpl::SetVmState(
+    grpc::ServerContext* ctx, const hypervisor::v1::SetVmStateRequest* r,
     hypervisor::v1::SetVmStateResponse* out) {
   absl::Status bound = BoundToNode(*ctx, r->node());
-  if (!bound.ok()) return Refused(ctx, bound);
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  relay_.SetVmStateAsync(*r, FinishWith(reactor, out));
-  return reactor;
+  if (!bound.ok()) return ToGrpcStatus(bound);
+  return Reply(relay_.SetVmState(*r), out);
 }
 
 grpc::ServerUnaryReactor* FabricServiceImpl::Ping(

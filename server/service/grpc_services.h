@@ -25,9 +25,8 @@ namespace fabric::service {
 // finished when the result is durable, by whichever handler is leading the
 // group commit; at most one server thread waits on the disk at a time. Watch
 // does too: an open stream is a reactor that writes when the WatchHub tells it
-// of something new, and holds no thread in between. AccessShadow, relayed to
-// the borrower's agent, waits for its answer without a thread. The rest are
-// synchronous handlers.
+// of something new, and holds no thread in between. The rest are synchronous
+// handlers.
 using FabricServiceBase = v1::FabricService::WithCallbackMethod_CreateFabric<
     v1::FabricService::WithCallbackMethod_DeleteFabric<
         v1::FabricService::WithCallbackMethod_SetLinkState<
@@ -39,10 +38,7 @@ using FabricServiceBase = v1::FabricService::WithCallbackMethod_CreateFabric<
                                 v1::FabricService::WithCallbackMethod_Watch<
                                     v1::FabricService::
                                         WithCallbackMethod_WatchOffers<
-                                            v1::FabricService::
-                                                WithCallbackMethod_AccessShadow<
-                                                    v1::FabricService::
-                                                        Service>>>>>>>>>>>;
+                                            v1::FabricService::Service>>>>>>>>>>;
 
 // Thread-safe; `manager` is not owned and must outlive the service.
 class FabricServiceImpl final : public FabricServiceBase {
@@ -123,11 +119,9 @@ class FabricServiceImpl final : public FabricServiceBase {
   grpc::ServerUnaryReactor* DeleteAttachment(
       grpc::CallbackServerContext*, const v1::DeleteAttachmentRequest*,
       v1::Attachment*) override;
-  // Relayed to the borrower's agent without holding a server thread while
-  // it answers (a guest's config-space accesses come often).
-  grpc::ServerUnaryReactor* AccessShadow(grpc::CallbackServerContext*,
-                                         const v1::AccessShadowRequest*,
-                                         v1::AccessShadowResponse*) override;
+  grpc::Status AccessShadow(grpc::ServerContext*,
+                            const v1::AccessShadowRequest*,
+                            v1::AccessShadowResponse*) override;
   grpc::Status VerifyAttachment(grpc::ServerContext*,
                                 const v1::VerifyAttachmentRequest*,
                                 v1::VerifyResult*) override;
@@ -219,20 +213,18 @@ class AgentServiceImpl final : public AgentServiceBase {
 };
 
 // A hypervisor's input (fabric.hypervisor.v1): each call is relayed to the
-// borrower's agent, on the callback API: a call waiting for its agent holds
-// no server thread (every hypervisor of a fleet may be waiting at once).
-// Thread-safe; `manager` is not owned and must outlive the service.
+// borrower's agent. Thread-safe; `manager` is not owned and must outlive the
+// service.
 class HypervisorServiceImpl final
-    : public hypervisor::v1::HypervisorService::WithCallbackMethod_SetVmState<
-          hypervisor::v1::HypervisorService::Service> {
+    : public hypervisor::v1::HypervisorService::Service {
  public:
   explicit HypervisorServiceImpl(FabricManager* manager,
                                  AgentRelayOptions relay = {})
       : relay_(manager, std::move(relay)) {}
 
-  grpc::ServerUnaryReactor* SetVmState(
-      grpc::CallbackServerContext*, const hypervisor::v1::SetVmStateRequest*,
-      hypervisor::v1::SetVmStateResponse*) override;
+  grpc::Status SetVmState(grpc::ServerContext*,
+                          const hypervisor::v1::SetVmStateRequest*,
+                          hypervisor::v1::SetVmStateResponse*) override;
 
  private:
   AgentRelay relay_;

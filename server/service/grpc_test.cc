@@ -35,8 +35,6 @@ using ::testing::HasSubstr;
 // Long enough for a loaded machine or a sanitizer build; only a failing
 // test waits this long.
 constexpr absl::Duration kWait = absl::Seconds(30);
-// An agent address where nothing listens: calls to it fail at once.
-constexpr char kDeadAgent[] = "127.0.0.1:1";
 
 // The process's thread count (/proc/self/status), or -1.
 int ProcessThreads() {
@@ -706,13 +704,11 @@ TEST_F(GrpcTest, WatchFiltersLongRunsOfUnwantedEvents) {
   EXPECT_EQ(w->read()[1].sequence(), w->read()[0].sequence() + 1001);
 }
 
-// An agent's registration and reports hold no server thread, nor do calls
-// relayed to an agent while it answers (a hypervisor's SetVmState, a
-// guest's AccessShadow): with the thread quota at one (--max-threads 1),
-// gRPC refuses every synchronous call (its one thread polls and may not
-// hand the call to another), yet these are served. A fleet re-registering
-// at once after a restart so queues on the manager's lock, not in a thread
-// each.
+// An agent's registration and reports hold no server thread: with the
+// thread quota at one (--max-threads 1), gRPC refuses every synchronous call
+// (its one thread polls and may not hand the call to another), yet agents
+// still register and report. A fleet re-registering at once after a
+// restart so queues on the manager's lock, not in a thread each.
 TEST(GrpcThreadsTest, AgentCallsHoldNoServerThread) {
   std::unique_ptr<store::Store> store =
       *store::OpenSqliteStore({.path = ":memory:"});
@@ -742,7 +738,7 @@ TEST(GrpcThreadsTest, AgentCallsHoldNoServerThread) {
     agentproto::v1::RegisterNodeRequest reg;
     reg.set_node(node);
     reg.set_backend("test");
-    reg.set_control_address(kDeadAgent);
+    reg.set_control_address("127.0.0.1:5000");
     agentproto::v1::RegisterNodeResponse resp;
     grpc::Status s = agent->RegisterNode(&ctx, reg, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
@@ -755,41 +751,6 @@ TEST(GrpcThreadsTest, AgentCallsHoldNoServerThread) {
     agentproto::v1::ReportStatusResponse rresp;
     s = agent->ReportStatus(&rctx, rep, &rresp);
     EXPECT_TRUE(s.ok()) << s.error_message();
-  }
-  // Relayed calls reach the relay and get its answers: a0's agent does not
-  // answer (nothing listens at its address), an attachment is unknown.
-  {
-    v1::CreateFabricRequest req;
-    req.mutable_spec()->set_name("lab");
-    req.mutable_spec()->set_topology(v1::RING);
-    for (int i = 0; i < 3; ++i) {
-      req.mutable_spec()->add_nodes()->set_name(absl::StrCat("a", i));
-    }
-    grpc::ClientContext ctx;
-    v1::Fabric out;
-    grpc::Status s = stub->CreateFabric(&ctx, req, &out);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
-  {
-    auto hypervisor = hypervisor::v1::HypervisorService::NewStub(channel);
-    grpc::ClientContext ctx;
-    hypervisor::v1::SetVmStateRequest req;
-    req.set_node("a0");
-    req.set_vm("vm1");
-    hypervisor::v1::SetVmStateResponse out;
-    grpc::Status s = hypervisor->SetVmState(&ctx, req, &out);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE)
-        << s.error_message();
-    EXPECT_THAT(s.error_message(),
-                HasSubstr(absl::StrCat("the agent of a0 at ", kDeadAgent)));
-  }
-  {
-    grpc::ClientContext ctx;
-    v1::AccessShadowRequest req;
-    req.set_attachment("attachments/none");
-    v1::AccessShadowResponse out;
-    EXPECT_EQ(stub->AccessShadow(&ctx, req, &out).error_code(),
-              grpc::StatusCode::NOT_FOUND);
   }
   // Refusals are still answered on the callback path: a bad node name.
   {

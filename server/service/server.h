@@ -53,14 +53,13 @@ struct ServerOptions {
   // Mutations in flight (admitted, not yet durable); the next one is
   // refused (admission.h). 0: no limit.
   int max_inflight = 0;
-  // Threads for synchronous handlers (the reads, and the verifications and
-  // interrupts relayed to agents); a call that finds none free is refused
-  // with RESOURCE_EXHAUSTED by gRPC. 0: gRPC's default (no limit). Every
-  // agent call (registration, report, config stream), open Watch streams,
-  // every mutation, Ping, AccessShadow and the hypervisors' SetVmState are
-  // served on gRPC's callback API and hold none of these threads: an open
-  // stream costs memory (about 16 KiB of the manager's; fabric-stream-bench
-  // measures it), not a thread.
+  // Threads for synchronous handlers (the reads); a call that finds none
+  // free is refused with RESOURCE_EXHAUSTED by gRPC. 0: gRPC's default (no
+  // limit). Every agent call (registration, report, config stream), open
+  // Watch streams, every mutation and Ping are served on gRPC's callback
+  // API and hold none of these threads: an open stream costs memory (about
+  // 16 KiB of the manager's; fabric-stream-bench measures it), not a
+  // thread.
   int max_threads = 0;
   // Memory gRPC may use for its buffers, in bytes. 0: gRPC's default.
   int64_t grpc_memory_bytes = 0;
