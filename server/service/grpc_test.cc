@@ -112,6 +112,21 @@ class StreamReader final : public grpc::ClientReadReactor<Response> {
   std::optional<grpc::Status> status_ ABSL_GUARDED_BY(mu_);
 };
 
+// Registers `node`'s agent through `agent`; its session (0 on failure,
+// which is also reported).
+int64_t RegisterAgent(agentproto::v1::AgentService::Stub* agent,
+                      const std::string& node) {
+  grpc::ClientContext ctx;
+  agentproto::v1::RegisterNodeRequest reg;
+  reg.set_node(node);
+  reg.set_backend("test");
+  reg.set_control_address("127.0.0.1:5000");
+  agentproto::v1::RegisterNodeResponse resp;
+  grpc::Status s = agent->RegisterNode(&ctx, reg, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return resp.session();
+}
+
 class GrpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -143,15 +158,7 @@ class GrpcTest : public ::testing::Test {
 
   // Registers `node`'s agent; its session.
   int64_t Register(const std::string& node) {
-    grpc::ClientContext ctx;
-    agentproto::v1::RegisterNodeRequest reg;
-    reg.set_node(node);
-    reg.set_backend("test");
-    reg.set_control_address("127.0.0.1:5000");
-    agentproto::v1::RegisterNodeResponse resp;
-    grpc::Status s = agent_->RegisterNode(&ctx, reg, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return resp.session();
+    return RegisterAgent(agent_.get(), node);
   }
 
   // The address the manager keeps for `node`'s agent ("" once forgotten).
@@ -734,22 +741,15 @@ TEST(GrpcThreadsTest, AgentCallsHoldNoServerThread) {
   }
   for (int i = 0; i < 8; ++i) {
     const std::string node = absl::StrCat("a", i);
-    grpc::ClientContext ctx;
-    agentproto::v1::RegisterNodeRequest reg;
-    reg.set_node(node);
-    reg.set_backend("test");
-    reg.set_control_address("127.0.0.1:5000");
-    agentproto::v1::RegisterNodeResponse resp;
-    grpc::Status s = agent->RegisterNode(&ctx, reg, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    EXPECT_GT(resp.session(), 0);
+    const int64_t session = RegisterAgent(agent.get(), node);
+    ASSERT_GT(session, 0) << node;
 
-    grpc::ClientContext rctx;
+    grpc::ClientContext ctx;
     agentproto::v1::ReportStatusRequest rep;
     rep.set_node(node);
-    rep.set_session(resp.session());
+    rep.set_session(session);
     agentproto::v1::ReportStatusResponse rresp;
-    s = agent->ReportStatus(&rctx, rep, &rresp);
+    grpc::Status s = agent->ReportStatus(&ctx, rep, &rresp);
     EXPECT_TRUE(s.ok()) << s.error_message();
   }
   // Refusals are still answered on the callback path: a bad node name.
